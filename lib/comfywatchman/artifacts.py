@@ -1,0 +1,243 @@
+"""Reading and writing the JSON artifacts that stages hand to each other.
+
+Every artifact has a JSON Schema in ``schemas/``. Reads validate before anything is used; writes validate before
+anything touches the disk and then go through a temp file in the same folder, fsync and rename, so a killed
+cycle leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from comfywatchman import resources as resources_module
+from comfywatchman.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+
+SCHEMA_BASE = "https://comfywatchman.dev/schemas/"
+
+
+@cache
+def _registry() -> Registry:
+    """Return a registry of every schema in ``schemas/``, so one schema can ``$ref`` another by file name."""
+    resources = []
+    for path in sorted(resources_module.SCHEMAS_DIR.glob("*.schema.json")):
+        with open(path, encoding="utf-8") as handle:
+            schema = json.load(handle)
+        schema.setdefault("$id", SCHEMA_BASE + path.name)
+        resources.append((SCHEMA_BASE + path.name, Resource.from_contents(schema, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    """Return a (cached) validator for the schema ``schema_name``."""
+    schema = _registry()[SCHEMA_BASE + f"{schema_name}.schema.json"].contents
+    return jsonschema.Draft202012Validator(schema, registry=_registry(), format_checker=jsonschema.FormatChecker())
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """Given a jsonschema error path, return it dotted (``schedule.min_vram_gb``, ``items[3].name``)."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def schema_errors(instance: Any, schema_name: str, source: str) -> list[str]:
+    """Return every schema violation of ``instance`` as ``SOURCE: at 'PATH': MESSAGE`` lines (empty if valid)."""
+    errors = sorted(validator(schema_name).iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    lines = []
+    for error in errors:
+        where = json_path(error.absolute_path)
+        lines.append(f"{source}: at '{where}': {error.message}" if where else f"{source}: {error.message}")
+    return lines
+
+
+def validate(instance: Any, schema_name: str, source: str) -> None:
+    """Raise ArtifactError naming ``source`` and every problem if ``instance`` violates ``schema_name``."""
+    errors = schema_errors(instance, schema_name, source)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ArtifactError(errors[0] + more)
+
+
+def read(path: Path, schema_name: str) -> Any:
+    """Return the validated content of the artifact at ``path``.
+
+    Raise ArtifactError with a one-line message naming the file when it is missing, unreadable, not JSON
+    (a torn write shows up here) or not valid against its schema.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing (run the stage that writes it first)") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    validate(data, schema_name, str(path))
+    return data
+
+
+def read_optional(path: Path, schema_name: str) -> Any | None:
+    """Return the validated artifact at ``path``, or None when it does not exist.
+
+    A file that exists but is broken still raises ArtifactError: callers decide whether that is fatal.
+    """
+    if not path.exists():
+        return None
+    return read(path, schema_name)
+
+
+def dumps(data: Any) -> str:
+    """Return the canonical text of an artifact: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def content_hash(data: Any) -> str:
+    """Return the sha256 of ``data``'s canonical compact JSON, used to decide whether a rewrite is needed."""
+    compact = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(compact.encode("utf-8")).hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk; Windows cannot open directories.
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write(path: Path, data: Any, schema_name: str) -> None:
+    """Validate ``data`` against ``schema_name`` and write it atomically to ``path``."""
+    validate(data, schema_name, f"{path} (about to be written)")
+    atomic_write_text(path, dumps(data))
+
+
+def write_if_changed(path: Path, data: dict[str, Any], schema_name: str, volatile: Iterable[str] = ()) -> bool:
+    """Write ``data`` to ``path`` unless the file already holds the same content; return whether it wrote.
+
+    Keys in ``volatile`` (timestamps) are left out of the comparison, so an unchanged install keeps the file
+    and its mtime as they are. A missing or broken existing file is simply replaced.
+    """
+    skip = set(volatile)
+    wanted = content_hash({k: v for k, v in data.items() if k not in skip})
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        existing = None
+    if isinstance(existing, dict) and content_hash({k: v for k, v in existing.items() if k not in skip}) == wanted:
+        return False
+    write(path, data, schema_name)
+    return True
+
+
+def append_jsonl(path: Path, records: Iterable[dict[str, Any]], schema_name: str) -> int:
+    """Validate and append ``records`` as JSON lines to ``path``; return how many were written.
+
+    A line torn by an earlier killed write (no trailing newline) is cut off first, so the file stays a
+    sequence of whole records.
+    """
+    lines = []
+    for record in records:
+        validate(record, schema_name, f"{path} (record about to be appended)")
+        lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+    if not lines:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        _cut_torn_tail(handle)
+        handle.write("".join(lines).encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return len(lines)
+
+
+def _cut_torn_tail(handle: Any) -> None:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    if size == 0:
+        return
+    handle.seek(size - 1)
+    if handle.read(1) == b"\n":
+        return
+    # Walk back to the last newline; everything after it is a partial record from a killed write.
+    pos = size - 1
+    chunk = 4096
+    while pos > 0:
+        start = max(0, pos - chunk)
+        handle.seek(start)
+        block = handle.read(pos - start)
+        idx = block.rfind(b"\n")
+        if idx != -1:
+            handle.truncate(start + idx + 1)
+            logger.warning("%s: dropped a torn last line left by an interrupted write", handle.name)
+            return
+        pos = start
+    handle.truncate(0)
+
+
+def read_jsonl(path: Path, schema_name: str, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """Yield the valid records of the JSON-lines file at ``path`` from byte ``offset`` (none if no file).
+
+    A torn or invalid line is logged with its file and line number and skipped: one bad line must not hide
+    the rest of the history.
+    """
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        handle.seek(offset)
+        for number, raw in enumerate(handle, start=1):
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            where = f"{path}: line {number}" if offset == 0 else f"{path}: line {number} after byte {offset}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("%s is not valid JSON; skipped", where)
+                continue
+            errors = schema_errors(record, schema_name, where)
+            if errors:
+                logger.warning("%s; skipped", errors[0])
+                continue
+            yield record

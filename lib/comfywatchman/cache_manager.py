@@ -1,0 +1,139 @@
+"""The install caches: ``state/model_cache.json`` (model files by folder type) and
+``state/custom_nodes_cache.json`` (custom node packs and the node types they register).
+
+Each is rebuilt from disk every cycle and written only when its content changed (the content hash leaves
+timestamps out), so an unchanged install leaves both files, and their mtimes, alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from comfywatchman import artifacts
+from comfywatchman.comfy import custom_nodes, folders
+
+logger = logging.getLogger(__name__)
+
+VOLATILE = ("generated_at",)
+
+
+@dataclass(frozen=True)
+class CacheOutcome:
+    """What a refresh did: the data and whether each file was rewritten."""
+
+    model_cache: dict[str, Any]
+    nodes_cache: dict[str, Any]
+    models_written: bool
+    nodes_written: bool
+
+
+def scan_model_files(paths: folders.ModelPaths) -> dict[str, Any]:
+    """Return ``{folder type: {paths, files: [{name, dir, size}]}}`` for every directory in ``paths``.
+
+    ``name`` is relative to its directory with ``/`` separators; ``dir`` indexes ``paths``. Symlinked folders
+    are followed (ComfyUI follows them) but a loop is walked once.
+    """
+    result: dict[str, Any] = {}
+    for folder, dirs in sorted(paths.folders.items()):
+        files: list[dict[str, Any]] = []
+        for index, directory in enumerate(dirs):
+            if folder == "diffusers":
+                files.extend(_diffusers_entries(directory, index))
+            else:
+                files.extend(_walk_files(directory, index, folder))
+        result[folder] = {"paths": [str(d) for d in dirs], "files": files}
+    return result
+
+
+def _walk_files(directory: Path, index: int, folder: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [(str(directory), "")]
+    while stack:
+        current, prefix = stack.pop()
+        try:
+            stat = os.stat(current)
+            key = (stat.st_dev, stat.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            with os.scandir(current) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            try:
+                if entry.is_dir():
+                    if not entry.name.startswith("."):
+                        stack.append((entry.path, rel + "/"))
+                elif folders.is_model_file(entry.name, folder):
+                    out.append({"name": rel, "dir": index, "size": entry.stat().st_size})
+            except OSError:
+                continue  # a broken symlink is not a model file
+    out.sort(key=lambda f: f["name"])
+    return out
+
+
+def _diffusers_entries(directory: Path, index: int) -> list[dict[str, Any]]:
+    out = []
+    for root, dirs, names in os.walk(directory, followlinks=True):
+        if "model_index.json" in names:
+            rel = os.path.relpath(root, directory).replace(os.sep, "/")
+            out.append({"name": rel, "dir": index, "size": 0})
+            dirs[:] = []
+    return sorted(out, key=lambda f: f["name"])
+
+
+def build_model_cache(root: Path, extra_configs: list[Path], demo: bool, now: datetime) -> dict[str, Any]:
+    """Return the model cache document for the install at ``root``."""
+    paths = folders.model_paths(root, extra_configs)
+    grouped = scan_model_files(paths)
+    for problem in paths.problems:
+        logger.error("%s", problem)
+    return {
+        "comfyui_root": str(root),
+        "demo": demo,
+        "generated_at": now.isoformat(timespec="seconds"),
+        "extra_model_paths": paths.sources,
+        "problems": paths.problems,
+        "file_count": sum(len(g["files"]) for g in grouped.values()),
+        "folders": grouped,
+    }
+
+
+def build_nodes_cache(root: Path, now: datetime) -> dict[str, Any]:
+    """Return the custom nodes cache document for the install at ``root``."""
+    packs = custom_nodes.list_packs(root / "custom_nodes")
+    for pack in packs:
+        for problem in pack.problems:
+            logger.warning("%s", problem)
+    return {
+        "comfyui_root": str(root),
+        "generated_at": now.isoformat(timespec="seconds"),
+        "packs": [p.to_json() for p in packs],
+    }
+
+
+def refresh(
+    root: Path,
+    state_dir: Path,
+    now: datetime,
+    extra_configs: list[Path] | None = None,
+    demo: bool = False,
+) -> CacheOutcome:
+    """Rebuild both caches for ``root`` and write each to ``state_dir`` only if its content changed."""
+    model_cache = build_model_cache(root, extra_configs or [], demo, now)
+    nodes_cache = build_nodes_cache(root, now)
+    models_written = artifacts.write_if_changed(
+        state_dir / "model_cache.json", model_cache, "model_cache", volatile=VOLATILE
+    )
+    nodes_written = artifacts.write_if_changed(
+        state_dir / "custom_nodes_cache.json", nodes_cache, "custom_nodes_cache", volatile=VOLATILE
+    )
+    return CacheOutcome(model_cache, nodes_cache, models_written, nodes_written)

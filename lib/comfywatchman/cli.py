@@ -1,0 +1,137 @@
+"""The ``comfywatchman`` command: results on stdout, diagnostics on stderr, exit codes 0/1/2/75."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+from comfywatchman import __version__, artifacts, scheduler
+from comfywatchman.config import Config, load
+from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ArtifactError, ConfigError
+from comfywatchman.stages import ORDER
+
+logger = logging.getLogger("comfywatchman")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``comfywatchman`` command."""
+    parser = argparse.ArgumentParser(
+        prog="comfywatchman",
+        description="Keep a ComfyUI install ready: scan every workflow for the models and custom nodes it "
+        "needs, find what is missing, and write a master status report.",
+        epilog="Exit codes: 0 done, 1 something failed (the rest still ran), 2 bad usage or config, "
+        "75 skipped by the gate (not an error).",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--run-cycle", action="store_true", help="run one guarded cycle (gate, cache, intake, scan, search, report)")
+    action.add_argument("--stage", choices=ORDER, help="run one stage alone (what `make scan` and friends call)")
+    action.add_argument("--list-intake", nargs="?", type=int, const=-1, metavar="N",
+                        help="print the last N workflow acknowledgments (default [intake] list_default)")
+    action.add_argument("--version", action="version", version=f"comfywatchman {__version__}")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="your TOML config (else COMFYWATCHMAN_CONFIG)")
+    parser.add_argument("--comfyui-root", type=Path, metavar="DIR", help="the ComfyUI install (else COMFYUI_ROOT, else the demo)")
+    parser.add_argument("--home", type=Path, metavar="DIR", help="where state/, output/ and log/ live (default: current directory)")
+    parser.add_argument("--offline", action="store_true", help="no network at all; unresolved files are NOT_SEARCHED")
+    parser.add_argument("--force", action="store_true", help="manual run: skip the gate's VRAM and awake checks (never the lock)")
+    parser.add_argument("--backends", metavar="A,B", help="search backends for this run, in order (overrides search.backend_order)")
+    parser.add_argument("--json", action="store_true", help="print listings as JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    return parser
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    """Send diagnostics to stderr at the level the flags ask for."""
+    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("comfywatchman: %(levelname)s: %(message)s" if verbose else "comfywatchman: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # urllib3 chatters at DEBUG with full URLs; keep it at WARNING so no query string reaches a log.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def list_intake(config: Config, count: int, as_json: bool) -> int:
+    """Print the last ``count`` acknowledgments from ``state/intake_log.jsonl``; return the exit code."""
+    limit = config.section("intake")["list_default"] if count < 0 else count
+    records = list(deque(artifacts.read_jsonl(config.state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)) if limit else []
+    if as_json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not records:
+        print(f"no workflow acknowledged yet in {config.state_dir / 'intake_log.jsonl'}")
+        return EXIT_OK
+    width = max(len(r["source"]) for r in records)
+    print(f"{'acknowledged at':<25}  {'kind':<7}  {'source':<{width}}  path")
+    for record in records:
+        print(f"{record['ts']:<25}  {record['kind']:<7}  {record['source']:<{width}}  {record['path']}")
+    return EXIT_OK
+
+
+def print_summary(config: Config) -> None:
+    """Print the report's headline and where it is, after a cycle that wrote one."""
+    path = config.reports_dir / "master_status.json"
+    try:
+        report = artifacts.read(path, "master_status")
+    except ArtifactError:
+        return
+    s = report["summary"]
+    parts = ", ".join(f"{s[k]} {k.replace('_', ' ')}" for k in ("ready", "resolvable", "needs_review", "blocked", "error") if s[k])
+    where = " (demo install)" if report["demo"] else ""
+    print(f"{s['workflows']} workflows{where}: {parts or 'none found'}")
+    print(f"report: {config.reports_dir / 'master_status.md'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv``; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    if not (args.run_cycle or args.stage or args.list_intake is not None):
+        parser.print_usage(sys.stderr)
+        print("comfywatchman: nothing to do: give --run-cycle, --stage NAME or --list-intake", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load(args.config, flags={"comfyui_root": args.comfyui_root, "home": args.home, "offline": args.offline})
+    except ConfigError as exc:
+        for message in exc.messages:
+            print(f"comfywatchman: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    options: dict[str, object] = {}
+    if args.backends:
+        from comfywatchman.config import check_backends
+        from comfywatchman.search.registry import known_backends
+
+        order = [b.strip() for b in args.backends.split(",") if b.strip()]
+        errors = check_backends([], {"search": {"backend_order": order}}, known_backends())
+        if errors:
+            for error in errors:
+                print(f"comfywatchman: {error.replace('config/default.toml', '--backends')}", file=sys.stderr)
+            return EXIT_USAGE
+        options["backends"] = order
+    if args.list_intake is not None:
+        if args.list_intake < -1:
+            print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
+            return EXIT_USAGE
+        return list_intake(config, args.list_intake, args.json)
+    if config.using_demo:
+        logger.warning("no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s", config.comfyui_root)
+    if args.stage:
+        kwargs: dict[str, object] = {"force": args.force} if args.stage == "gate" else {}
+        if args.stage == "search":
+            kwargs["options"] = options
+        return scheduler.run_single_stage(args.stage, config, **kwargs)  # type: ignore[arg-type]
+    code = scheduler.run_cycle(config, force=args.force, options=options)
+    if code != 75:
+        print_summary(config)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

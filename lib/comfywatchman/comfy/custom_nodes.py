@@ -1,0 +1,226 @@
+"""Custom node packs under ``custom_nodes/``, read statically: pack code is parsed, never imported.
+
+A pack registers its node types in ``NODE_CLASS_MAPPINGS``: a dict literal, ``NODE_CLASS_MAPPINGS[...] = ``,
+``.update({...})``, or a mapping built in a submodule and imported. Parsing every module of the pack for those
+forms finds the submodule ones too, without executing anything.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+logger = logging.getLogger(__name__)
+
+MAX_MODULES = 400  # a pack with more Python files than this vendors a library; its mappings are near the top
+MAX_MODULE_BYTES = 2_000_000
+SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "venv", ".venv", "tests", "test", "docs", "web", "js"})
+MAPPING_SUFFIX = "NODE_CLASS_MAPPINGS"
+
+
+@dataclass
+class PackInfo:
+    """One custom node pack as found on disk."""
+
+    name: str
+    folder: str
+    path: str
+    enabled: bool
+    disabled_by: str | None
+    node_types: list[str] = field(default_factory=list)
+    version: str | None = None
+    git_remote: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the pack as stored in custom_nodes_cache.json."""
+        return {
+            "name": self.name,
+            "folder": self.folder,
+            "path": self.path,
+            "enabled": self.enabled,
+            "disabled_by": self.disabled_by,
+            "node_types": self.node_types,
+            "version": self.version,
+            "git_remote": self.git_remote,
+            "problems": self.problems,
+        }
+
+
+def list_packs(custom_nodes: Path) -> list[PackInfo]:
+    """Return every pack under ``custom_nodes`` (enabled, ``*.disabled`` and under ``.disabled/``), by name."""
+    packs: list[PackInfo] = []
+    for entry, disabled_by in _pack_entries(custom_nodes):
+        name = entry.name[: -len(".disabled")] if entry.name.endswith(".disabled") else entry.name
+        if entry.is_file():
+            name = name[:-3] if name.endswith(".py") else name
+        pack = PackInfo(
+            name=name,
+            folder=entry.name,
+            path=str(entry),
+            enabled=disabled_by is None,
+            disabled_by=disabled_by,
+        )
+        read_pack(entry, pack)
+        packs.append(pack)
+    return sorted(packs, key=lambda p: (p.name.lower(), p.enabled))
+
+
+def _pack_entries(custom_nodes: Path) -> list[tuple[Path, str | None]]:
+    found: list[tuple[Path, str | None]] = []
+    for base, marker in ((custom_nodes, None), (custom_nodes / ".disabled", "disabled_folder")):
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith((".", "__")) and entry.name != ".disabled":
+                continue
+            if entry.name == ".disabled":
+                continue
+            path = Path(entry.path)
+            if entry.is_dir():
+                by = marker or ("suffix" if entry.name.endswith(".disabled") else None)
+                found.append((path, by))
+            elif entry.name.endswith((".py", ".py.disabled")) and entry.name != "example_node.py.example":
+                # ComfyUI loads single-file packs (custom_nodes/foo.py) as well.
+                by = marker or ("suffix" if entry.name.endswith(".disabled") else None)
+                found.append((path, by))
+    return found
+
+
+def read_pack(path: Path, pack: PackInfo) -> None:
+    """Fill ``pack`` with the node types, version and git remote read from the pack at ``path``."""
+    types: set[str] = set()
+    modules = [path] if path.is_file() else list(_python_files(path))
+    for module in modules:
+        try:
+            if module.stat().st_size > MAX_MODULE_BYTES:
+                continue
+            tree = ast.parse(module.read_bytes(), filename=str(module))
+        except SyntaxError as exc:
+            pack.problems.append(f"{module}: cannot parse line {exc.lineno}: {exc.msg}")
+            continue
+        except (OSError, ValueError) as exc:
+            pack.problems.append(f"{module}: unreadable: {exc}")
+            continue
+        types.update(mapping_keys(tree))
+    pack.node_types = sorted(types)
+    if path.is_dir():
+        pack.version = _pyproject_version(path / "pyproject.toml", pack)
+        pack.git_remote = _git_remote(path / ".git")
+
+
+def _python_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        files.extend(Path(folder) / n for n in sorted(names) if n.endswith(".py"))
+        if len(files) >= MAX_MODULES:
+            logger.debug("%s: more than %d modules; reading the first ones only", root, MAX_MODULES)
+            break
+    # __init__.py first: that is where ComfyUI looks, and its mapping is the authoritative one.
+    files.sort(key=lambda p: (p.name != "__init__.py", len(p.parts), str(p)))
+    return files[:MAX_MODULES]
+
+
+def mapping_keys(tree: ast.AST) -> set[str]:
+    """Return the string keys a module puts into any ``*NODE_CLASS_MAPPINGS`` mapping."""
+    keys: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if _is_mapping_name(target) and node.value is not None:
+                    keys.update(_literal_keys(node.value))
+                elif isinstance(target, ast.Subscript) and _is_mapping_name(target.value):
+                    key = _constant_str(target.slice)
+                    if key:
+                        keys.add(key)
+        elif isinstance(node, ast.AugAssign) and _is_mapping_name(node.target):
+            keys.update(_literal_keys(node.value))  # NODE_CLASS_MAPPINGS |= {...}
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("update", "setdefault", "__setitem__")
+            and _is_mapping_name(node.func.value)
+        ):
+            if node.func.attr == "update":
+                for arg in node.args:
+                    keys.update(_literal_keys(arg))
+                keys.update(kw.arg for kw in node.keywords if kw.arg)
+            elif node.args:
+                key = _constant_str(node.args[0])
+                if key:
+                    keys.add(key)
+    return keys
+
+
+def _is_mapping_name(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id.upper().endswith(MAPPING_SUFFIX)
+    if isinstance(node, ast.Attribute):
+        return node.attr.upper().endswith(MAPPING_SUFFIX)
+    return False
+
+
+def _literal_keys(value: ast.AST) -> set[str]:
+    if isinstance(value, ast.Dict):
+        return {k for k in (_constant_str(key) for key in value.keys if key is not None) if k}
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "dict":
+        keys = {kw.arg for kw in value.keywords if kw.arg}
+        for arg in value.args:
+            keys |= _literal_keys(arg)
+        return keys
+    if isinstance(value, ast.BinOp) and isinstance(value.op, ast.BitOr):
+        return _literal_keys(value.left) | _literal_keys(value.right)
+    if isinstance(value, ast.DictComp):
+        return set()  # built at import time from data we cannot see; ComfyUI-Manager's map covers these
+    return set()
+
+
+def _constant_str(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _pyproject_version(path: Path, pack: PackInfo) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        pack.problems.append(f"{path}: cannot read version: {exc}")
+        return None
+    version = data.get("project", {}).get("version")
+    return str(version) if version is not None else None
+
+
+def _git_remote(git_dir: Path) -> str | None:
+    """Return the ``origin`` URL (else the first remote's) from the pack's ``.git/config``, or None."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        if not parser.read(git_dir / "config", encoding="utf-8"):
+            return None
+    except configparser.Error:
+        return None
+    remotes = [s for s in parser.sections() if s.startswith("remote ")]
+    remotes.sort(key=lambda s: s != 'remote "origin"')
+    for section in remotes:
+        url = parser.get(section, "url", fallback=None)
+        if url:
+            return url
+    return None

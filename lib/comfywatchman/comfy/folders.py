@@ -1,0 +1,163 @@
+"""ComfyUI's model folder types and where each one's files live (as ``folder_paths.py`` and
+``utils/extra_config.py`` define them)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf", ".onnx"})
+CONFIG_EXTENSIONS = frozenset({".yaml", ".yml", ".json"})
+
+# Folder type -> the directories under models/ that ComfyUI reads for it, in ComfyUI's order.
+CORE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("checkpoints",),
+    "configs": ("configs",),
+    "loras": ("loras",),
+    "vae": ("vae",),
+    "text_encoders": ("text_encoders", "clip"),
+    "diffusion_models": ("unet", "diffusion_models"),
+    "clip_vision": ("clip_vision",),
+    "style_models": ("style_models",),
+    "embeddings": ("embeddings",),
+    "diffusers": ("diffusers",),
+    "vae_approx": ("vae_approx",),
+    "controlnet": ("controlnet", "t2i_adapter"),
+    "gligen": ("gligen",),
+    "upscale_models": ("upscale_models",),
+    "latent_upscale_models": ("latent_upscale_models",),
+    "hypernetworks": ("hypernetworks",),
+    "photomaker": ("photomaker",),
+    "classifiers": ("classifiers",),
+    "model_patches": ("model_patches",),
+    "audio_encoders": ("audio_encoders",),
+    "background_removal": ("background_removal",),
+    "frame_interpolation": ("frame_interpolation",),
+    "geometry_estimation": ("geometry_estimation",),
+    "optical_flow": ("optical_flow",),
+    "detection": ("detection",),
+}
+LEGACY_NAMES = {"unet": "diffusion_models", "clip": "text_encoders", "t2i_adapter": "controlnet"}
+# Keys of an extra_model_paths.yaml section that are settings, not folder types.
+_ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+SECTION_SETTINGS = frozenset({"base_path", "is_default", "download_model_base"})
+
+
+def canonical_folder(name: str) -> str:
+    """Return the folder type ``name`` stands for (legacy ``unet``/``clip`` mapped to today's names)."""
+    return LEGACY_NAMES.get(name, name)
+
+
+@dataclass
+class ModelPaths:
+    """Folder type -> ordered directories (the first is where ComfyUI saves), plus what went wrong reading."""
+
+    folders: dict[str, list[Path]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, folder: str, path: Path, first: bool = False) -> None:
+        """Add ``path`` for ``folder`` (at the front when ``first``), once."""
+        paths = self.folders.setdefault(canonical_folder(folder), [])
+        if path in paths:
+            if first:
+                paths.remove(path)
+                paths.insert(0, path)
+            return
+        paths.insert(0, path) if first else paths.append(path)
+
+
+def model_paths(root: Path, extra_configs: Sequence[Path] = ()) -> ModelPaths:
+    """Return every model directory of the install at ``root``, by folder type, in ComfyUI's order.
+
+    Core folders under ``root/models``; any other folder found there is a folder type of its own (packs add
+    ipadapter, ultralytics, ...); then ``root/extra_model_paths.yaml`` and ``extra_configs``.
+    """
+    result = ModelPaths()
+    models = root / "models"
+    for folder, dirs in CORE_FOLDERS.items():
+        for name in dirs:
+            result.add(folder, models / name)
+    try:
+        entries = sorted(os.scandir(models), key=lambda e: e.name)
+    except OSError:
+        entries = []
+    known_dirs = {d for dirs in CORE_FOLDERS.values() for d in dirs}
+    for entry in entries:
+        if entry.is_dir() and entry.name not in known_dirs and not entry.name.startswith("."):
+            result.add(entry.name, Path(entry.path))
+    for config in [root / "extra_model_paths.yaml", *extra_configs]:
+        if config.exists() or config != root / "extra_model_paths.yaml":
+            read_extra_model_paths(config, result)
+    return result
+
+
+def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str] | None = None) -> None:
+    """Add the directories the extra_model_paths.yaml at ``config`` declares to ``into``.
+
+    Problems (missing file, bad YAML, wrong shapes) are recorded in ``into.problems`` naming the file; the
+    rest of the file is still used.
+    """
+    env = os.environ if env is None else env
+    try:
+        data: Any = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        into.problems.append(f"{config}: extra model paths file not found")
+        return
+    except (OSError, yaml.YAMLError) as exc:
+        into.problems.append(f"{config}: cannot read extra model paths: {str(exc).splitlines()[0]}")
+        return
+    into.sources.append(str(config))
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        into.problems.append(f"{config}: expected sections (a mapping) at the top level")
+        return
+    for section, conf in data.items():
+        if conf is None:
+            continue
+        if not isinstance(conf, dict):
+            into.problems.append(f"{config}: section {section!r} is not a mapping; ignored")
+            continue
+        base = conf.get("base_path")
+        base_path: Path | None = None
+        if base is not None:
+            base_path = Path(_expand(str(base), env)).expanduser()
+            if not base_path.is_absolute():
+                base_path = config.parent / base_path
+        first = bool(conf.get("is_default"))
+        for folder, value in conf.items():
+            if folder in SECTION_SETTINGS:
+                continue
+            if not isinstance(value, str):
+                into.problems.append(f"{config}: {section}.{folder} should be a path or lines of paths; ignored")
+                continue
+            lines = [line.strip() for line in value.split("\n") if line.strip()]
+            # is_default sections go first; keep their own order by inserting in reverse.
+            for line in reversed(lines) if first else lines:
+                path = Path(_expand(line, env)).expanduser()
+                if not path.is_absolute():
+                    path = (base_path / path) if base_path else (config.parent / path)
+                into.add(folder, Path(os.path.normpath(path)), first=first)
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    # os.path.expandvars reads os.environ only; expand from the given mapping so tests can pass their own.
+    return _ENV_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+def is_model_file(name: str, folder: str) -> bool:
+    """Return whether a file called ``name`` counts as a model of ``folder`` (configs hold .yaml files)."""
+    suffix = os.path.splitext(name)[1].lower()
+    if folder == "configs":
+        return suffix in CONFIG_EXTENSIONS
+    return suffix in MODEL_EXTENSIONS

@@ -1,0 +1,39 @@
+"""Exceptions that carry a one-line, user-facing message and the exit code they map to."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SKIPPED = 75  # EX_TEMPFAIL: the gate skipped this cycle; not an error.
+
+
+class WatchmanError(Exception):
+    """A failure with a message fit to show a user as is (no traceback)."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(WatchmanError):
+    """The configuration is invalid. ``messages`` holds every problem found, one line each."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+class ArtifactError(WatchmanError):
+    """An artifact (state or output JSON file) is missing, torn or does not match its schema."""
+
+
+class LockHeldError(WatchmanError):
+    """Another cycle holds the lock."""
+
+    exit_code = EXIT_SKIPPED
+
+    def __init__(self, lock_path: str, pid: int | None) -> None:
+        holder = f"pid {pid}" if pid else "another process"
+        super().__init__(f"{lock_path}: another cycle is running ({holder} holds the lock); skipping")
+        self.pid = pid

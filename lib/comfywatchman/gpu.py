@@ -1,0 +1,81 @@
+"""Free VRAM through NVML (pynvml, from the nvidia-ml-py package), with NVML injectable for tests."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One GPU as NVML reports it."""
+
+    index: int
+    name: str
+    free_gb: float
+    total_gb: float
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """What NVML said: ``available`` False with ``reason`` when there is no NVML or no NVIDIA GPU."""
+
+    available: bool
+    reason: str
+    gpus: list[GpuInfo] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the probe as the JSON object gate.json stores."""
+        return {"available": self.available, "reason": self.reason, "gpus": [asdict(g) for g in self.gpus]}
+
+
+def load_nvml() -> Any | None:
+    """Return the pynvml module, or None when nvidia-ml-py is not installed."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    return pynvml
+
+
+def probe(nvml: Any | None) -> GpuProbe:
+    """Return the GPUs ``nvml`` (the pynvml module or a double of it) reports, never raising.
+
+    NVML errors (no driver, no device, a GPU fallen off the bus) become ``available=False`` with the reason.
+    """
+    if nvml is None:
+        return GpuProbe(False, "NVML is not installed (pip package nvidia-ml-py)")
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:
+        return GpuProbe(False, f"NVML could not start: {_nvml_message(exc)} (no NVIDIA driver?)")
+    try:
+        count = nvml.nvmlDeviceGetCount()
+        gpus = []
+        for index in range(count):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            name = nvml.nvmlDeviceGetName(handle)
+            if isinstance(name, bytes):
+                name = name.decode(errors="replace")
+            gpus.append(GpuInfo(index, str(name), round(memory.free / GIB, 3), round(memory.total / GIB, 3)))
+    except Exception as exc:
+        return GpuProbe(False, f"NVML error: {_nvml_message(exc)}")
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception as exc:  # shutting down cannot change the verdict; note it for debugging only
+            logger.debug("nvmlShutdown failed: %s", exc)
+    if not gpus:
+        return GpuProbe(False, "NVML found no NVIDIA GPU")
+    return GpuProbe(True, f"{len(gpus)} NVIDIA GPU(s) found", gpus)
+
+
+def _nvml_message(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__

@@ -1,0 +1,117 @@
+"""The cycle lock: two cycles (cron, the --scheduler loop, a manual run) never overlap.
+
+The lock is an OS file lock (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows) on ``state/cycle.lock``.
+The kernel releases it when its process dies, so a lock left by a crashed cycle is taken over by the next one;
+the file also records the holder's pid so the one that is refused can say who holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from comfywatchman.errors import LockHeldError
+
+logger = logging.getLogger(__name__)
+
+if os.name == "nt":  # pragma: no cover - Windows only
+    import msvcrt
+
+    def _try_lock(handle: IO[bytes]) -> bool:
+        try:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(handle: IO[bytes]) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(handle: IO[bytes]) -> bool:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(handle: IO[bytes]) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_holder(path: Path) -> dict[str, object]:
+    """Return what the lock file says about its last holder (empty if unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class CycleLock:
+    """Context manager holding the cycle lock at ``path``; raises LockHeldError if another process holds it."""
+
+    def __init__(self, path: Path, purpose: str = "cycle") -> None:
+        self.path = path
+        self.purpose = purpose
+        self._handle: IO[bytes] | None = None
+        self.took_over_from: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise LockHeldError naming the pid that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+b")
+        if not _try_lock(handle):
+            handle.close()
+            pid = read_holder(self.path).get("pid")
+            raise LockHeldError(str(self.path), pid if isinstance(pid, int) else None)
+        previous = read_holder(self.path)
+        if previous.get("pid") and previous.get("pid") != os.getpid() and not previous.get("released"):
+            # The kernel freed the lock, so its holder died without releasing it: say so and carry on.
+            self.took_over_from = int(previous["pid"])  # type: ignore[arg-type]
+            logger.warning("%s: taking over a lock left by pid %s, which is no longer running", self.path, previous["pid"])
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "purpose": self.purpose,
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(record).encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+        self._handle = handle
+
+    def release(self) -> None:
+        """Release the lock (idempotent), marking the file so the next holder knows it was a clean exit."""
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        try:
+            record = read_holder(self.path)
+            record["released"] = True
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(record).encode())
+            handle.flush()
+            _unlock(handle)
+        finally:
+            handle.close()
+
+    def __enter__(self) -> CycleLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

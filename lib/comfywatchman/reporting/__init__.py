@@ -1,0 +1,1 @@
+"""The master status report: building it and rendering it for people."""

@@ -1,0 +1,181 @@
+"""The search backend interface and the values every backend speaks.
+
+A backend is a small class with a ``name`` and one method, ``search(query) -> SearchResult``. It never
+raises for a remote failure: it returns a result with status ERROR and the reason, so the next backend goes
+on. What a backend may claim is limited by the evidence ladder (strongest first):
+``declared`` > ``hash`` > ``exact_filename`` > ``similar_name`` / ``llm_suggestion`` (never FOUND).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from comfywatchman.config import Config, Secret
+
+
+class Status(str, enum.Enum):
+    """What is known about where a missing model can be had."""
+
+    FOUND = "FOUND"  # proven: exact filename (case-insensitive) or a matching hash, with a download URL
+    UNCERTAIN = "UNCERTAIN"  # candidates exist but none is proven; a person decides
+    NOT_FOUND = "NOT_FOUND"  # every backend looked and found nothing
+    ERROR = "ERROR"  # a backend failed (network, rate limit, bad answer); retried next cycle, never cached
+    INVALID_FILENAME = "INVALID_FILENAME"  # the name escapes its folder or is not a file name; never looked up
+    NOT_SEARCHED = "NOT_SEARCHED"  # offline, or no backend could be asked
+
+
+class Evidence(str, enum.Enum):
+    """Why a result or candidate is believed, strongest first."""
+
+    DECLARED = "declared"
+    HASH = "hash"
+    EXACT_FILENAME = "exact_filename"
+    SIMILAR_NAME = "similar_name"
+    LLM_SUGGESTION = "llm_suggestion"
+    NONE = "none"
+
+
+PROOF = (Evidence.DECLARED, Evidence.HASH, Evidence.EXACT_FILENAME)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """Where a workflow's author says a file comes from (``properties.models`` or workflow ``models``)."""
+
+    name: str
+    url: str | None = None
+    directory: str | None = None
+    hash: str | None = None
+    hash_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    """One missing model to look for: the name as the workflow writes it and the folder type it goes in."""
+
+    name: str
+    folder: str | None
+    declarations: tuple[Declaration, ...] = ()
+    workflows: tuple[str, ...] = ()
+
+    @property
+    def basename(self) -> str:
+        """The file name without any subfolder (``SDXL/x.safetensors`` -> ``x.safetensors``)."""
+        return self.name.replace("\\", "/").rsplit("/", 1)[-1]
+
+    @property
+    def known_sha256(self) -> str | None:
+        """A sha256 the workflow declares for this file, lower-case, or None."""
+        for decl in self.declarations:
+            if decl.hash and (decl.hash_type or "sha256").lower() == "sha256" and len(decl.hash) == 64:
+                return decl.hash.lower()
+        return None
+
+
+@dataclass
+class Candidate:
+    """A possible source for a file, with the reason it is offered."""
+
+    source: str
+    name: str
+    url: str | None
+    evidence: Evidence
+    reason: str
+    sha256: str | None = None
+    size: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the candidate as the JSON object the search artifact stores."""
+        out = asdict(self)
+        out["evidence"] = self.evidence.value
+        return out
+
+
+@dataclass
+class SearchResult:
+    """The answer for one missing model. ``type`` is the ComfyUI folder the file belongs in."""
+
+    name: str
+    type: str | None
+    status: Status
+    source: str
+    evidence: Evidence = Evidence.NONE
+    url: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    reason: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as the JSON object the search artifact stores."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "status": self.status.value,
+            "source": self.source,
+            "evidence": self.evidence.value,
+            "url": self.url,
+            "sha256": self.sha256,
+            "size": self.size,
+            "reason": self.reason,
+            "candidates": [c.to_json() for c in self.candidates],
+            "details": self.details,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SearchResult:
+        """Return the result stored as ``data`` (the inverse of ``to_json``)."""
+        return cls(
+            name=data["name"],
+            type=data["type"],
+            status=Status(data["status"]),
+            source=data["source"],
+            evidence=Evidence(data["evidence"]),
+            url=data.get("url"),
+            sha256=data.get("sha256"),
+            size=data.get("size"),
+            reason=data.get("reason", ""),
+            candidates=[
+                Candidate(**{**c, "evidence": Evidence(c["evidence"])}) for c in data.get("candidates", [])
+            ],
+            details=dict(data.get("details", {})),
+            attempts=list(data.get("attempts", [])),
+        )
+
+
+@dataclass
+class SearchContext:
+    """What a backend gets to work with: the config, secrets, the clock and a shared HTTP client factory."""
+
+    config: Config
+    now: datetime
+    http: Any = None  # comfywatchman.search.http.HttpClient once the shared client exists
+
+    def secret(self, name: str) -> Secret | None:
+        """Return the secret ``name`` (e.g. ``CIVITAI_API_KEY``) if the environment set it."""
+        return self.config.secrets.get(name)
+
+
+class SearchBackend(ABC):
+    """One place to look for model files. Subclasses set ``name`` and implement ``search``."""
+
+    name: ClassVar[str]
+    #: False for backends that answer from local data only (they still run with --offline).
+    needs_network: ClassVar[bool] = True
+
+    def __init__(self, context: SearchContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    def search(self, query: ModelQuery) -> SearchResult:
+        """Return what this backend knows about ``query``; ERROR (never an exception) when it fails."""

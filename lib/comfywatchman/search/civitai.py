@@ -1,0 +1,434 @@
+"""Civitai: the REST client and the search backend.
+
+Facts it is built on (``external-apis.md`` §A): search pages by cursor only (``page`` with ``query`` is a 400);
+hashes are upper-case hex; archived/taken-down models drop their files; non-LoRA files are renamed on upload
+(``{camelCaseModelName}_{version}.{ext}``), so a checkpoint's workflow name often differs from Civitai's and only
+a hash can prove identity; ``/api/v1/images?imageId=N`` has returned unrelated images, so nothing reads it
+without ``validate_civitai_image_response``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from comfywatchman.search import names
+from comfywatchman.search.base import (
+    Candidate,
+    Evidence,
+    ModelQuery,
+    SearchBackend,
+    SearchContext,
+    SearchResult,
+    Status,
+)
+from comfywatchman.search.http import HttpClient, RemoteError, host_of
+from comfywatchman.search.registry import register
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://civitai.com"
+DEFAULTS: dict[str, Any] = {
+    "base_url": DEFAULT_BASE_URL,
+    "hosts": ["civitai.com", "civitai.red"],
+    "page_size": 100,
+    "max_pages": 3,
+    "include_nsfw": True,
+    "max_candidates": 8,
+}
+BULK_HASH_LIMIT = 100  # the bulk by-hash endpoint takes at most 100 hashes per call
+INACTIVE_MODES = frozenset({"archived", "takendown"})
+
+
+def civitai_settings(config: Any) -> dict[str, Any]:
+    """Return the ``[civitai]`` config section with defaults filled in for keys it lacks."""
+    return {**DEFAULTS, **(config.data.get("civitai") or {})}
+
+
+def civitai_base_url(config: Any) -> str:
+    """Return the Civitai base URL from config, without a trailing slash."""
+    return str(civitai_settings(config)["base_url"] or DEFAULT_BASE_URL).rstrip("/")
+
+
+@dataclass(frozen=True)
+class ImageLookup:
+    """The outcome of ``validate_civitai_image_response``: the image when it is the one asked for."""
+
+    status: Status  # FOUND or NOT_FOUND
+    image: dict[str, Any] | None
+    message: str
+
+
+def validate_civitai_image_response(image_id: int | str, payload: Any, url: str = "") -> ImageLookup:
+    """Given the requested ``image_id`` and the ``/api/v1/images`` payload, return the image if it is that one.
+
+    An empty ``items`` list or a first item whose ``id`` differs from ``image_id`` is NOT_FOUND with a message
+    that says which: Civitai has answered ``?imageId=N`` with unrelated images (civitai issue 1494) and with
+    empty lists (issue 1329), and trusting either put the wrong generation metadata into a report. The
+    requested id, the returned id and ``url`` are logged at DEBUG for traceability.
+    """
+    items = payload.get("items") if isinstance(payload, Mapping) else None
+    first = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else None
+    returned = first.get("id") if first is not None else None
+    logger.debug("civitai image check: requested id=%s returned id=%s url=%s", image_id, returned, url)
+    if first is None:
+        return ImageLookup(Status.NOT_FOUND, None, f"Civitai returned no image for id {image_id}")
+    if str(returned) != str(image_id):
+        return ImageLookup(
+            Status.NOT_FOUND,
+            None,
+            f"Civitai returned image {returned} when image {image_id} was requested; answer discarded",
+        )
+    return ImageLookup(Status.FOUND, dict(first), f"image {image_id} confirmed")
+
+
+class CivitaiClient:
+    """The Civitai REST API v1 calls this project makes, over the shared ``HttpClient``.
+
+    Methods return parsed JSON (None for a 404) and raise RemoteError for every other failure.
+    """
+
+    def __init__(self, http: HttpClient, base_url: str = DEFAULT_BASE_URL, include_nsfw: bool = True) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.include_nsfw = include_nsfw
+
+    @property
+    def host(self) -> str:
+        """Return the ``host:port`` this client talks to."""
+        return host_of(self.base_url)
+
+    def _get(self, path: str, params: Any = None) -> Any:
+        url = f"{self.base_url}{path}"
+        status, body = self.http.get_json(url, params=params)
+        if status == 404:
+            return None
+        if status >= 400:
+            message = body.get("error") if isinstance(body, dict) else None
+            raise RemoteError(
+                f"{self.host} answered HTTP {status} for {path}" + (f": {message}" if message else ""),
+                "http",
+                self.host,
+                status,
+            )
+        return body
+
+    def search_models(
+        self, query: str, types: tuple[str, ...] = (), limit: int = 100, max_pages: int = 3
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the models ``GET /api/v1/models`` finds for ``query``, following ``nextCursor`` only.
+
+        ``page`` is never sent: with ``query`` Civitai refuses it (400). Stops after ``max_pages`` pages or
+        when ``metadata.nextCursor`` is absent.
+        """
+        params: list[tuple[str, Any]] = [("query", query), ("limit", max(1, min(100, limit)))]
+        params += [("types", t) for t in types]
+        if self.include_nsfw:
+            # Civitai hides NSFW models by default; many LoRAs in real workflows are among them.
+            params.append(("nsfw", "true"))
+        cursor: str | None = None
+        for _page in range(max(1, max_pages)):
+            body = self._get("/api/v1/models", params + ([("cursor", cursor)] if cursor else []))
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise RemoteError(f"{self.host}: /api/v1/models answered without an items list", "bad_json", self.host)
+            yield from (item for item in body["items"] if isinstance(item, dict))
+            cursor = (body.get("metadata") or {}).get("nextCursor")
+            if not cursor:
+                return
+
+    def get_model(self, model_id: int) -> dict[str, Any] | None:
+        """Return ``GET /api/v1/models/{id}``, or None when Civitai has no such model."""
+        return self._get(f"/api/v1/models/{int(model_id)}")
+
+    def get_version(self, version_id: int) -> dict[str, Any] | None:
+        """Return ``GET /api/v1/model-versions/{id}``, or None when there is no such version."""
+        return self._get(f"/api/v1/model-versions/{int(version_id)}")
+
+    def version_by_hash(self, file_hash: str) -> dict[str, Any] | None:
+        """Return the version holding a file with ``file_hash`` (SHA256, AutoV1/2/3, CRC32, BLAKE3) or None."""
+        clean = "".join(ch for ch in file_hash if ch.isalnum())
+        return self._get(f"/api/v1/model-versions/by-hash/{clean.upper()}")
+
+    def versions_by_hashes(self, sha256s: list[str]) -> list[dict[str, Any]]:
+        """Return the versions for many SHA256 at once (``POST .../by-hash``, 100 per call; unmatched dropped)."""
+        found: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(h.upper() for h in sha256s if h))
+        for start in range(0, len(unique), BULK_HASH_LIMIT):
+            url = f"{self.base_url}/api/v1/model-versions/by-hash"
+            response = self.http.request("POST", url, json=unique[start : start + BULK_HASH_LIMIT])
+            body = self.http.json_of(response, required=response.ok)
+            if not response.ok:
+                raise RemoteError(f"{self.host} answered HTTP {response.status_code} for bulk by-hash", "http",
+                                  self.host, response.status_code)
+            if not isinstance(body, list):
+                raise RemoteError(f"{self.host}: bulk by-hash answered without a list", "bad_json", self.host)
+            found.extend(v for v in body if isinstance(v, dict))
+        return found
+
+    def get_image(self, image_id: int) -> ImageLookup:
+        """Return the image ``image_id`` from ``/api/v1/images``, checked by ``validate_civitai_image_response``."""
+        path = "/api/v1/images"
+        params = {"imageId": int(image_id), "limit": 1, "withMeta": "true"}
+        body = self._get(path, params)
+        return validate_civitai_image_response(image_id, body or {}, f"{self.base_url}{path}?imageId={image_id}")
+
+
+# -- turning Civitai objects into evidence ------------------------------------------------------------------
+
+
+@dataclass
+class FileHit:
+    """One Civitai file with the model and version it belongs to."""
+
+    model: dict[str, Any]
+    version: dict[str, Any]
+    file: dict[str, Any]
+
+    @property
+    def sha256(self) -> str | None:
+        value = (self.file.get("hashes") or {}).get("SHA256")
+        return value.lower() if isinstance(value, str) and len(value) == 64 else None
+
+    @property
+    def size(self) -> int | None:
+        kb = self.file.get("sizeKB")
+        return round(float(kb) * 1024) if isinstance(kb, (int, float)) else None
+
+    @property
+    def url(self) -> str | None:
+        return self.file.get("downloadUrl") or self.version.get("downloadUrl")
+
+    @property
+    def inactive(self) -> bool:
+        """Archived or taken down: no download, never FOUND."""
+        mode = self.model.get("mode") or (self.version.get("model") or {}).get("mode")
+        return isinstance(mode, str) and mode.replace(" ", "").lower() in INACTIVE_MODES
+
+    def details(self) -> dict[str, Any]:
+        model_id = self.model.get("id", self.version.get("modelId"))
+        return {
+            "model_id": model_id,
+            "model_name": self.model.get("name"),
+            "model_type": self.model.get("type"),
+            "version_id": self.version.get("id"),
+            "version_name": self.version.get("name"),
+            "base_model": self.version.get("baseModel"),
+            "file_id": self.file.get("id"),
+            "file_name": self.file.get("name"),
+        }
+
+    def candidate(self, evidence: Evidence, reason: str) -> Candidate:
+        return Candidate(
+            source="civitai",
+            name=str(self.file.get("name", "")),
+            url=self.url,
+            evidence=evidence,
+            reason=reason,
+            sha256=self.sha256,
+            size=self.size,
+            details=self.details(),
+        )
+
+
+def iter_files(model: Mapping[str, Any], versions: list[dict[str, Any]] | None = None) -> Iterator[FileHit]:
+    """Yield every file of every version of ``model`` (or of the given ``versions``) as a FileHit."""
+    for version in versions if versions is not None else model.get("modelVersions") or []:
+        for file in version.get("files") or []:
+            if isinstance(file, dict):
+                yield FileHit(dict(model), version, file)
+
+
+def version_files(version: Mapping[str, Any]) -> Iterator[FileHit]:
+    """Yield the files of a model-version object (its ``model`` summary stands in for the model)."""
+    model = dict(version.get("model") or {})
+    model.setdefault("id", version.get("modelId"))
+    yield from iter_files(model, [dict(version)])
+
+
+def _hash_matches(hit: FileHit, known: str) -> bool:
+    hashes = {k.lower(): str(v).lower() for k, v in (hit.file.get("hashes") or {}).items() if v}
+    known = known.lower()
+    return hashes.get("sha256") == known or (len(known) == 10 and hashes.get("autov2") == known)
+
+
+def found_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str) -> SearchResult:
+    """Return the FOUND result for ``hit`` (ids, sha256, size, download URL) with its evidence."""
+    return SearchResult(
+        name=query.name,
+        type=query.folder,
+        status=Status.FOUND,
+        source=source,
+        evidence=evidence,
+        url=hit.url,
+        sha256=hit.sha256,
+        size=hit.size,
+        reason=reason,
+        details={"civitai": hit.details()},
+    )
+
+
+def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limit: int = 8) -> SearchResult | None:
+    """Return FOUND, UNCERTAIN or None (nothing relevant) for ``query`` given Civitai files ``hits``.
+
+    The pure policy: a hash match is FOUND; otherwise an exact, case-insensitive basename is FOUND unless the
+    name is generic, the workflow declares a different sha256, or several files of that name differ. Inactive
+    (archived/taken-down) models and files without a download URL are never FOUND. Everything else that is
+    close is a candidate with its reason.
+    """
+    known = query.known_sha256
+    candidates: list[Candidate] = []
+    usable = [h for h in hits if not h.inactive and h.url]
+    for hit in hits:
+        if hit.inactive and (names.same_basename(hit.file.get("name", ""), query.name)
+                             or (known and _hash_matches(hit, known))):
+            candidates.append(hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download"))
+    if known:
+        for hit in usable:
+            if _hash_matches(hit, known):
+                return found_result(query, hit, Evidence.HASH, "sha256 declared by the workflow matches this file",
+                                    source)
+    # The same file can arrive twice (by hash and by search): one entry per Civitai file id.
+    exact = list({id(h) if h.file.get("id") is None else h.file.get("id"): h for h in usable
+                  if names.same_basename(str(h.file.get("name", "")), query.name)}.values())
+    if exact:
+        shas = {h.sha256 for h in exact}
+        if known and known not in shas:
+            candidates += [h.candidate(Evidence.SIMILAR_NAME, "same name but its sha256 differs from the one the "
+                                       "workflow declares") for h in exact]
+        elif names.is_generic_basename(query.name):
+            candidates += [h.candidate(Evidence.SIMILAR_NAME, "same name, but the name is too generic to prove "
+                                       "identity") for h in exact]
+        elif len(shas) > 1 or (None in shas and len(exact) > 1):
+            candidates += [h.candidate(Evidence.SIMILAR_NAME, f"one of {len(exact)} different files sharing this "
+                                       "name") for h in exact]
+        else:
+            return found_result(query, exact[0], Evidence.EXACT_FILENAME,
+                                "exact file name (case-insensitive) in a Civitai model version", source)
+    key = names.variant_key(query.name)
+    seen = {(c.details.get("file_id")) for c in candidates}
+    for hit in usable:
+        if hit.file.get("id") in seen or len(candidates) >= limit:
+            continue
+        file_name = str(hit.file.get("name", ""))
+        if names.variant_key(file_name) == key:
+            reason = "another variant of the same name (version/precision/quantisation differs)"
+        elif _renamed_type(hit) and _model_matches(hit, query):
+            reason = ("Civitai renames non-LoRA files on upload; the model name matches but no hash proves it "
+                      "is this file")
+        else:
+            continue
+        seen.add(hit.file.get("id"))
+        candidates.append(hit.candidate(Evidence.SIMILAR_NAME, reason))
+    if candidates:
+        return SearchResult(name=query.name, type=query.folder, status=Status.UNCERTAIN, source=source,
+                            evidence=Evidence.SIMILAR_NAME, reason="candidates found, none proven",
+                            candidates=candidates[:limit])
+    return None
+
+
+def _renamed_type(hit: FileHit) -> bool:
+    model_type = str(hit.model.get("type") or "").lower()
+    return model_type not in ("lora", "locon", "dora") and hit.file.get("type") in (None, "Model", "Pruned Model")
+
+
+def _model_matches(hit: FileHit, query: ModelQuery) -> bool:
+    # The renamed file is "{camelCaseModelName}_{version}": compare the model name and the query's stem with
+    # separators and case removed, either way round.
+    def squash(text: str) -> str:
+        return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+    model = squash(str(hit.model.get("name") or ""))
+    stem = squash(names.strip_variant_suffixes(names.strip_extension(query.name)))
+    return bool(model and stem) and (model in stem or stem in model)
+
+
+@register
+class CivitaiBackend(SearchBackend):
+    """Looks a missing model up on Civitai: declared refs and hashes first, then a name-search cascade."""
+
+    name = "civitai"
+
+    def __init__(self, context: SearchContext, client: CivitaiClient | None = None) -> None:
+        super().__init__(context)
+        self.settings = civitai_settings(context.config)
+        if client is None:
+            http = context.http or HttpClient.from_config(context.config)
+            client = CivitaiClient(http, civitai_base_url(context.config), bool(self.settings["include_nsfw"]))
+        self.client = client
+
+    def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
+        return SearchResult(name=query.name, type=query.folder, status=status, source=self.name, reason=reason,
+                            **kwargs)
+
+    def search(self, query: ModelQuery) -> SearchResult:
+        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query``; INVALID_FILENAME without a request; ERROR on failure."""
+        bad = names.invalid_filename_reason(query.name)
+        if bad:
+            return self._result(query, Status.INVALID_FILENAME, bad)
+        try:
+            return self._search(query)
+        except RemoteError as exc:
+            logger.warning("civitai: %s: %s", query.name, exc)
+            return self._result(query, Status.ERROR, f"civitai: {exc}")
+
+    def _search(self, query: ModelQuery) -> SearchResult:
+        limit = int(self.settings["max_candidates"])
+        hits: list[FileHit] = []
+        # 1. A hash the workflow declares: one request proves or refutes.
+        known = query.known_sha256
+        if known:
+            version = self.client.version_by_hash(known)
+            if version:
+                hits += list(version_files(version))
+                result = decide(query, hits, self.name, limit)
+                if result and result.status is Status.FOUND:
+                    return result
+        # 2. Civitai models the workflow names itself (AIR URNs, Civitai URLs in declarations).
+        for ref in self._declared_refs(query):
+            hits += self._hits_for_ref(ref)
+        if hits:
+            result = decide(query, hits, self.name, limit)
+            if result and result.status is Status.FOUND:
+                return result
+        # 3. Name search, most specific term first; stop at the first proof.
+        types = names.civitai_types(query.folder)
+        searched: list[str] = []
+        for term in names.query_cascade(query.name):
+            searched.append(term)
+            for model in self.client.search_models(term, types, int(self.settings["page_size"]),
+                                                   int(self.settings["max_pages"])):
+                hits += list(iter_files(model))
+            result = decide(query, hits, self.name, limit)
+            if result and result.status is Status.FOUND:
+                result.details["queries"] = searched
+                return result
+        result = decide(query, hits, self.name, limit)
+        if result is not None:
+            result.details["queries"] = searched
+            return result
+        return self._result(query, Status.NOT_FOUND, f"no Civitai file named {query.basename} "
+                            f"(searched: {', '.join(searched)})", details={"queries": searched})
+
+    def _declared_refs(self, query: ModelQuery) -> list[names.CivitaiRef]:
+        hosts = tuple(self.settings["hosts"]) + (host_of(self.client.base_url).split(":")[0],)
+        refs = []
+        for decl in query.declarations:
+            if not decl.url:
+                continue
+            ref = names.parse_air(decl.url) or names.parse_civitai_url(decl.url, hosts)
+            if ref is not None:
+                refs.append(ref)
+        return refs
+
+    def _hits_for_ref(self, ref: names.CivitaiRef) -> list[FileHit]:
+        if ref.version_id is not None:
+            version = self.client.get_version(ref.version_id)
+            if version:
+                return list(version_files(version))
+        if ref.model_id is not None:
+            model = self.client.get_model(ref.model_id)
+            if model:
+                return list(iter_files(model))
+        return []

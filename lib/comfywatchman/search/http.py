@@ -1,0 +1,411 @@
+"""The one HTTP client every search backend shares.
+
+One ``HttpClient`` lives for one cycle. It owns a ``requests.Session`` and adds what each remote call needs:
+a User-Agent, (connect, read) timeouts, tenacity retries on 429, 5xx and connection errors with exponential
+backoff that honours ``Retry-After`` (never on other 4xx), a minimum gap between requests to one host, a cap
+on requests per cycle, a circuit breaker for hosts that cannot be reached at all, and a request count per host.
+
+Credentials are attached here and nowhere else: each token belongs to one host (``host:port``) and is sent
+only there, also across redirects, which this client follows itself so that every hop is checked, counted and
+rate limited. Secrets never appear in exception text or logs: every message is scrubbed first.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import tenacity
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from comfywatchman import __version__
+
+if TYPE_CHECKING:
+    from comfywatchman.config import Secret
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"comfywatchman/{__version__} (+https://github.com/comfywatchman)"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+_TOKEN_PARAM = re.compile(r"(?i)((?:token|api_key|apikey|key|access_token)=)[^&\s'\"#]+")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
+
+
+class RemoteError(Exception):
+    """A remote call that gave no usable answer. The message is scrubbed of secrets and fit for a report.
+
+    ``kind`` is one of ``budget``, ``circuit_open``, ``connection``, ``timeout``, ``http``, ``bad_json``,
+    ``redirects``; ``status`` is the HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, kind: str, host: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.host = host
+        self.status = status
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Knobs of the shared client; ``from_config`` reads them from ``[search]``."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_attempts: int = 4
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    retry_after_max: float = 120.0
+    min_interval: float = 0.5
+    max_requests: int = 500
+
+    @classmethod
+    def from_config(cls, search: Mapping[str, Any]) -> HttpSettings:
+        """Return the settings from the ``[search]`` config section, defaults for keys it lacks."""
+        d = cls()
+        return cls(
+            connect_timeout=float(search.get("connect_timeout_seconds", d.connect_timeout)),
+            read_timeout=float(search.get("read_timeout_seconds", d.read_timeout)),
+            max_attempts=int(search.get("max_attempts", d.max_attempts)),
+            backoff_base=float(search.get("backoff_base_seconds", d.backoff_base)),
+            backoff_max=float(search.get("backoff_max_seconds", d.backoff_max)),
+            retry_after_max=float(search.get("retry_after_max_seconds", d.retry_after_max)),
+            min_interval=float(search.get("min_interval_seconds", d.min_interval)),
+            max_requests=int(search.get("max_requests_per_cycle", d.max_requests)),
+        )
+
+
+def host_of(url: str) -> str:
+    """Return the ``host:port`` part of ``url``, lower-case (the unit tokens, rate limits and counts use)."""
+    return urlsplit(url).netloc.lower().rsplit("@", 1)[-1]
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait (delta or HTTP date), or None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+class _Retryable(Exception):
+    """Internal: one attempt failed in a way worth another try."""
+
+    def __init__(self, message: str, response: requests.Response | None = None, connect_failed: bool = False):
+        super().__init__(message)
+        self.response = response
+        self.connect_failed = connect_failed
+
+
+def _connect_failed(exc: BaseException) -> bool:
+    # A name that does not resolve or a refused/unroutable connection shows up as urllib3's NewConnectionError
+    # (NameResolutionError is a subclass) or ConnectTimeoutError somewhere in the exception's cause chain.
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (NewConnectionError, ConnectTimeoutError, requests.ConnectTimeout)):
+            return True
+        if isinstance(item, BaseException):
+            stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return False
+
+
+class HttpClient:
+    """A requests session with the project's timeouts, retries, pacing, budget, circuit breaker and tokens.
+
+    ``tokens`` maps a host (``host:port`` as in ``host_of``) to the Secret sent to it as a Bearer token.
+    ``sleep`` and ``clock`` are parameters so tests need not wait.
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        tokens: Mapping[str, Secret] | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or HttpSettings()
+        self._tokens = {host.lower(): secret for host, secret in (tokens or {}).items() if secret}
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # Credentials come from this client only, never from ~/.netrc behind our back.
+        self.session.trust_env = False
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_request: dict[str, float] = {}
+        self._down: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()
+        self.sleeps: list[float] = []
+
+    @classmethod
+    def from_config(cls, config: Any, **kwargs: Any) -> HttpClient:
+        """Return a client for one cycle built from ``config`` (a ``Config``): settings and host tokens.
+
+        The Civitai key goes to the ``[civitai] base_url`` host, the HF token (``HF_TOKEN``, then
+        ``HUGGING_FACE_HUB_TOKEN``) to the HuggingFace endpoint host.
+        """
+        from comfywatchman.search.civitai import civitai_base_url
+        from comfywatchman.search.huggingface import hf_endpoint
+
+        tokens: dict[str, Secret] = {}
+        secrets = config.secrets
+        if secrets.get("CIVITAI_API_KEY"):
+            tokens[host_of(civitai_base_url(config))] = secrets["CIVITAI_API_KEY"]
+        hf_token = secrets.get("HF_TOKEN") or secrets.get("HUGGING_FACE_HUB_TOKEN")
+        if hf_token:
+            tokens[host_of(hf_endpoint(config))] = hf_token
+        return cls(HttpSettings.from_config(config.data.get("search", {})), tokens=tokens, **kwargs)
+
+    # -- bookkeeping -------------------------------------------------------------------------------------
+
+    @property
+    def total_requests(self) -> int:
+        """Return how many requests (retries and redirect hops included) this client has sent."""
+        return sum(self.counts.values())
+
+    def request_counts(self) -> dict[str, int]:
+        """Return the number of requests sent per host, for the report and the closing note."""
+        return dict(self.counts)
+
+    def add_token(self, host: str, secret: Secret) -> None:
+        """Send ``secret`` as a Bearer token to ``host`` (``host:port``) from now on, and nowhere else."""
+        if secret:
+            self._tokens[host.lower()] = secret
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every known secret, ``token=`` URL parameter and Bearer value masked."""
+        for secret in self._tokens.values():
+            value = secret.reveal()
+            if value:
+                text = text.replace(value, "***")
+        text = _TOKEN_PARAM.sub(r"\1***", text)
+        return _BEARER.sub(r"\1***", text)
+
+    # -- the call ----------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        follow_redirects: bool = True,
+    ) -> requests.Response:
+        """Send one logical request and return the final response (any status that is not retried).
+
+        Redirects are followed here (up to 5) unless ``follow_redirects`` is False; the token of the new host,
+        if any, replaces the old one. ``timeout`` overrides the read timeout for slow endpoints (an LLM).
+        Raise RemoteError when the request budget is spent, the host was found unreachable earlier this cycle,
+        the connection fails or times out after every retry, or a 429/5xx persists after every retry.
+        """
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = self._send_with_retries(method, current, params, json, headers, timeout)
+            if not follow_redirects or response.status_code not in REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("Location")
+            if not location:
+                return response
+            current = urljoin(response.url or current, location)
+            params = None  # the Location already carries the query it wants
+            if response.status_code == 303:
+                method, json = "GET", None
+            response.close()
+        raise RemoteError(f"too many redirects from {self.scrub(url)}", "redirects", host_of(url))
+
+    def get_json(self, url: str, **kwargs: Any) -> tuple[int, Any]:
+        """Return ``(status, parsed JSON body or None)`` for a GET; raise RemoteError if a 2xx body is not JSON."""
+        response = self.request("GET", url, **kwargs)
+        return response.status_code, self.json_of(response, required=response.ok)
+
+    def json_of(self, response: requests.Response, required: bool = True) -> Any:
+        """Return the JSON body of ``response``; None if it is not JSON and ``required`` is False.
+
+        Raise RemoteError (kind ``bad_json``) for a body that is not JSON when it is required: a truncated
+        answer is a failure of the remote side, never an empty result.
+        """
+        try:
+            return response.json()
+        except ValueError:
+            if not required:
+                return None
+            raise RemoteError(
+                f"{host_of(response.url)} answered HTTP {response.status_code} with a body that is not valid "
+                f"JSON (truncated?) for {self.scrub(_path_of(response.url))}",
+                "bad_json",
+                host_of(response.url),
+                response.status_code,
+            ) from None
+
+    def _send_with_retries(
+        self,
+        method: str,
+        url: str,
+        params: Any,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> requests.Response:
+        host = host_of(url)
+        if host in self._down:
+            raise RemoteError(
+                f"{host} was unreachable earlier this cycle ({self._down[host]}); not tried again",
+                "circuit_open",
+                host,
+            )
+        settings = self.settings
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(1, settings.max_attempts)),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            wait=self._wait,
+            sleep=self._record_sleep,
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+        try:
+            return retrying(self._attempt, method, url, params, json, headers, timeout)
+        except _Retryable as exc:
+            if exc.response is not None:
+                status = exc.response.status_code
+                raise RemoteError(
+                    f"{host} answered HTTP {status} after {settings.max_attempts} attempts "
+                    f"({self.scrub(_path_of(url))}){_error_text(exc.response)}",
+                    "http",
+                    host,
+                    status,
+                ) from None
+            if exc.connect_failed:
+                # Trip the breaker: an offline machine or a dead host must not cost a full retry ladder per model.
+                self._down[host] = str(exc)
+                raise RemoteError(f"cannot connect to {host}: {exc}", "connection", host) from None
+            kind = "timeout" if "timed out" in str(exc) else "connection"
+            raise RemoteError(f"{host}: {exc}", kind, host) from None
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: Any,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> requests.Response:
+        host = host_of(url)
+        self._take_budget(host, url)
+        self._pace(host)
+        send_headers = dict(headers or {})
+        send_headers.pop("Authorization", None)  # only this client decides who gets a credential
+        token = self._tokens.get(host)
+        if token:
+            send_headers["Authorization"] = f"Bearer {token.reveal()}"
+        read_timeout = self.settings.read_timeout if timeout is None else timeout
+        logger.debug("%s %s", method, self.scrub(url))
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=send_headers,
+                timeout=(self.settings.connect_timeout, read_timeout),
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            if _connect_failed(exc):
+                raise _Retryable(f"connection to {host} timed out", connect_failed=True) from None
+            raise _Retryable(f"no answer from {host} within {read_timeout:g} s (read timed out)") from None
+        except requests.ConnectionError as exc:
+            if _connect_failed(exc):
+                raise _Retryable(f"connection to {host} failed (refused or name not resolved)", connect_failed=True) from None
+            raise _Retryable(f"connection to {host} was reset or broken ({type(exc).__name__})") from None
+        except requests.RequestException as exc:
+            raise RemoteError(f"{host}: request failed: {self.scrub(str(exc))}", "connection", host) from None
+        if response.status_code in RETRY_STATUSES:
+            raise _Retryable(f"HTTP {response.status_code}", response=response)
+        return response
+
+    def _take_budget(self, host: str, url: str) -> None:
+        with self._lock:
+            if self.total_requests >= self.settings.max_requests:
+                raise RemoteError(
+                    f"request budget exhausted ({self.settings.max_requests} requests this cycle); "
+                    f"{host} not asked",
+                    "budget",
+                    host,
+                )
+            self.counts[host] += 1
+
+    def _pace(self, host: str) -> None:
+        # A minimum gap per host keeps us polite to services that publish no rate limit (Civitai).
+        gap = self.settings.min_interval
+        last = self._last_request.get(host)
+        if gap > 0 and last is not None:
+            wait = gap - (self._clock() - last)
+            if wait > 0:
+                self._sleep(wait)
+        self._last_request[host] = self._clock()
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        s = self.settings
+        backoff = min(s.backoff_max, s.backoff_base * (2 ** (state.attempt_number - 1)))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.response is not None:
+            asked = parse_retry_after(exc.response.headers.get("Retry-After"))
+            if asked is not None:
+                # The server said when; waiting less only earns another refusal. The cap stops a hostile value.
+                return max(backoff, min(asked, s.retry_after_max))
+        return backoff
+
+    def _record_sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self._sleep(seconds)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.info("retrying after %s (attempt %d, waiting %.2f s)", self.scrub(str(exc)), state.attempt_number, wait)
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return f": {body['error'][:200]}"
+    return ""

@@ -1,0 +1,409 @@
+"""HuggingFace Hub: the REST client and the search backend.
+
+Facts it is built on (``external-apis.md`` §B): the model search matches repo names, not file names, so files
+are found by walking candidate repos with the tree API (``lfs.oid`` is the file's sha256); sub-paths in the
+tree URL are URL-encoded; errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
+``EntryNotFound``, ``GatedRepo``); a gated file answers 401 without a token and 403 with an unapproved one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from comfywatchman.search import names
+from comfywatchman.search.base import (
+    Candidate,
+    Evidence,
+    ModelQuery,
+    SearchBackend,
+    SearchContext,
+    SearchResult,
+    Status,
+)
+from comfywatchman.search.http import HttpClient, RemoteError, host_of
+from comfywatchman.search.registry import register
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULTS: dict[str, Any] = {
+    "endpoint": DEFAULT_ENDPOINT,
+    # Authors that repackage files under the names ComfyUI workflows use.
+    "authors": ["Comfy-Org", "Kijai", "city96", "comfyanonymous", "black-forest-labs", "stabilityai"],
+    "search_limit": 5,
+    "max_repos": 8,
+    "revision": "main",
+    "hosts": ["huggingface.co", "hf.co"],
+}
+GATED_HINT = "gated repo: accept its terms on the Hub and set HF_TOKEN to download"
+_LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+def hf_settings(config: Any) -> dict[str, Any]:
+    """Return the ``[huggingface]`` config section with defaults filled in for keys it lacks."""
+    return {**DEFAULTS, **(config.data.get("huggingface") or {})}
+
+
+def hf_endpoint(config: Any, env: Mapping[str, str] | None = None) -> str:
+    """Return the Hub endpoint: ``HF_ENDPOINT`` from the environment wins over ``[huggingface] endpoint``."""
+    env = os.environ if env is None else env
+    return str(env.get("HF_ENDPOINT") or hf_settings(config)["endpoint"] or DEFAULT_ENDPOINT).rstrip("/")
+
+
+class HubError(RemoteError):
+    """A Hub answer that says no: ``error_code`` from ``X-Error-Code``; ``gated`` for 401/403 GatedRepo."""
+
+    def __init__(self, message: str, host: str, status: int, error_code: str | None) -> None:
+        super().__init__(message, "http", host, status)
+        self.error_code = error_code
+        self.gated = error_code == "GatedRepo" or (status in (401, 403) and error_code is None)
+
+
+@dataclass(frozen=True)
+class FileHead:
+    """What a HEAD on a resolve URL says about one file."""
+
+    status: int
+    exists: bool
+    gated: bool
+    sha256: str | None
+    size: int | None
+    commit: str | None
+    error_code: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file in a repo tree."""
+
+    repo_id: str
+    revision: str
+    path: str
+    size: int | None
+    sha256: str | None  # lfs.oid; None for small non-LFS files (their oid is a git sha1)
+
+
+class HuggingFaceClient:
+    """The Hub API calls this project makes, over the shared ``HttpClient``."""
+
+    def __init__(self, http: HttpClient, endpoint: str = DEFAULT_ENDPOINT) -> None:
+        self.http = http
+        self.endpoint = endpoint.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """Return the ``host:port`` this client talks to."""
+        return host_of(self.endpoint)
+
+    def _error(self, response: requests.Response, what: str) -> HubError:
+        code = response.headers.get("X-Error-Code")
+        message = response.headers.get("X-Error-Message")
+        if not message:
+            body = self.http.json_of(response, required=False)
+            message = body.get("error") if isinstance(body, dict) else None
+        text = f"{self.host} answered HTTP {response.status_code} for {what}"
+        text += f" ({code})" if code else ""
+        text += f": {message}" if message else ""
+        return HubError(self.http.scrub(text), self.host, response.status_code, code)
+
+    def search_models(self, search: str, author: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
+        """Return up to ``limit`` repos whose name matches ``search`` (``GET /api/models``), most downloaded first."""
+        params: dict[str, Any] = {"search": search, "limit": limit, "sort": "downloads", "direction": -1}
+        if author:
+            params["author"] = author
+        response = self.http.request("GET", f"{self.endpoint}/api/models", params=params)
+        if not response.ok:
+            raise self._error(response, "model search")
+        body = self.http.json_of(response)
+        if not isinstance(body, list):
+            raise RemoteError(f"{self.host}: model search answered without a list", "bad_json", self.host)
+        return [item for item in body if isinstance(item, dict) and isinstance(item.get("id"), str)][:limit]
+
+    def model_info(self, repo_id: str, revision: str | None = None) -> dict[str, Any] | None:
+        """Return ``GET /api/models/{repo}[/revision/{rev}]``; None when the repo does not exist.
+
+        Raise HubError for a gated/forbidden answer, RemoteError for any other failure.
+        """
+        path = f"/api/models/{repo_id}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
+        response = self.http.request("GET", f"{self.endpoint}{path}")
+        if response.ok:
+            return self.http.json_of(response)
+        error = self._error(response, f"model info {repo_id}")
+        if response.status_code == 404 or error.error_code in ("RepoNotFound", "RevisionNotFound"):
+            return None
+        raise error
+
+    def list_files(self, repo_id: str, revision: str = "main", path: str = "", max_pages: int = 10) -> list[HubFile] | None:
+        """Return every file under ``path`` in ``repo_id`` at ``revision`` (tree API, recursive, all pages).
+
+        None when the repo, revision or path does not exist; raise HubError when the tree is refused.
+        """
+        url = f"{self.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
+        if path:
+            url += "/" + quote(path.strip("/"), safe="")  # the Hub expects the sub-path URL-encoded
+        files: list[HubFile] = []
+        params: dict[str, Any] | None = {"recursive": "true"}
+        for _page in range(max_pages):
+            response = self.http.request("GET", url, params=params)
+            if not response.ok:
+                error = self._error(response, f"file list of {repo_id}")
+                if response.status_code == 404 or error.error_code in (
+                    "RepoNotFound", "RevisionNotFound", "EntryNotFound"
+                ):
+                    return None
+                raise error
+            body = self.http.json_of(response)
+            if not isinstance(body, list):
+                raise RemoteError(f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host)
+            for entry in body:
+                if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
+                    continue
+                lfs = entry.get("lfs") if isinstance(entry.get("lfs"), dict) else {}
+                sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
+                size = lfs.get("size", entry.get("size"))
+                files.append(HubFile(repo_id, revision, entry["path"], size if isinstance(size, int) else None,
+                                     sha.lower() if sha and len(sha) == 64 else None))
+            match = _LINK_NEXT.search(response.headers.get("Link", ""))
+            if not match:
+                break
+            url, params = match.group(1), None
+        return files
+
+    def resolve_url(self, repo_id: str, revision: str, path: str) -> str:
+        """Return the download URL of ``path`` in ``repo_id`` at ``revision``."""
+        return f"{self.endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path, safe='/')}"
+
+    def head_file(self, repo_id: str, revision: str, path: str) -> FileHead:
+        """Return what a HEAD on the file's resolve URL says: existence, gating, sha256 (X-Linked-Etag), size.
+
+        The redirect to the CDN is not followed: the Hub's own answer carries the headers that matter.
+        """
+        response = self.http.request("HEAD", self.resolve_url(repo_id, revision, path), follow_redirects=False)
+        headers = response.headers
+        code = headers.get("X-Error-Code")
+        status = response.status_code
+        etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip().strip('"').removeprefix("W/")
+        etag = etag.strip('"').lower()
+        size_text = headers.get("X-Linked-Size") or headers.get("Content-Length")
+        exists = status < 400
+        gated = code == "GatedRepo" or (status in (401, 403) and code is None)
+        message = headers.get("X-Error-Message", "")
+        if gated:
+            message = message or GATED_HINT
+        return FileHead(
+            status=status,
+            exists=exists,
+            gated=gated,
+            sha256=etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None,
+            size=int(size_text) if size_text and size_text.isdigit() else None,
+            commit=headers.get("X-Repo-Commit"),
+            error_code=code,
+            message=message,
+        )
+
+
+def search_terms(name: str) -> tuple[str, str]:
+    """Return ``(term, family)`` for a Hub search: the name stripped of variants, and its leading family word.
+
+    Hub search matches repo names; repackagers name repos after the model family (``Wan_2.1_...``,
+    ``flux1-dev``), so the family word (the leading letters, e.g. ``wan``) is what finds their repos.
+    """
+    term = names.query_cascade(name)[-1]
+    first = re.split(r"[-_. ]", term, maxsplit=1)[0]
+    letters = re.match(r"[A-Za-z]+", first)
+    family = letters.group(0) if letters and len(letters.group(0)) >= 3 else first
+    return term, family
+
+
+@register
+class HuggingFaceBackend(SearchBackend):
+    """Finds a file by exact basename (or sha256) in the trees of candidate Hub repos."""
+
+    name = "huggingface"
+
+    def __init__(self, context: SearchContext, client: HuggingFaceClient | None = None) -> None:
+        super().__init__(context)
+        self.settings = hf_settings(context.config)
+        if client is None:
+            http = context.http or HttpClient.from_config(context.config)
+            client = HuggingFaceClient(http, hf_endpoint(context.config))
+        self.client = client
+        self.has_token = bool(context.secret("HF_TOKEN") or context.secret("HUGGING_FACE_HUB_TOKEN"))
+
+    def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
+        return SearchResult(name=query.name, type=query.folder, status=status, source=self.name, reason=reason,
+                            **kwargs)
+
+    def search(self, query: ModelQuery) -> SearchResult:
+        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query``; INVALID_FILENAME without a request; ERROR on failure."""
+        bad = names.invalid_filename_reason(query.name)
+        if bad:
+            return self._result(query, Status.INVALID_FILENAME, bad)
+        try:
+            return self._search(query)
+        except RemoteError as exc:
+            logger.warning("huggingface: %s: %s", query.name, exc)
+            return self._result(query, Status.ERROR, f"huggingface: {exc}")
+
+    def _declared(self, query: ModelQuery) -> list[names.HfRef]:
+        hosts = tuple(self.settings["hosts"]) + (self.client.host,)
+        refs = []
+        for decl in query.declarations:
+            ref = names.parse_hf_url(decl.url, hosts) if decl.url else None
+            if ref is not None:
+                refs.append(ref)
+        return refs
+
+    def _repo_phases(self, query: ModelQuery, declared: list[names.HfRef]) -> Iterator[dict[str, str]]:
+        # Cheapest and most likely first: repos the workflow names and the global search; the per-author
+        # searches (one request each) only run when those gave no proof.
+        term, family = search_terms(query.name)
+        limit = int(self.settings["search_limit"])
+        first = {ref.repo_id: "declared by the workflow" for ref in declared}
+        for item in self.client.search_models(term, limit=limit):
+            first.setdefault(item["id"], f"Hub search for {term!r}")
+        yield first
+        authors = list(dict.fromkeys([*(r.repo_id.split("/")[0] for r in declared), *self.settings["authors"]]))
+        for author in authors:
+            yield {item["id"]: f"repackager {author} search for {family!r}"
+                   for item in self.client.search_models(family, author=author, limit=limit)}
+
+    def _search(self, query: ModelQuery) -> SearchResult:
+        declared = self._declared(query)
+        revision = str(self.settings["revision"])
+        max_repos = int(self.settings["max_repos"])
+        candidates: list[Candidate] = []
+        walked: list[str] = []
+        key = names.variant_key(query.name)
+        for phase in self._repo_phases(query, declared):
+            for repo_id, origin in phase.items():
+                if repo_id in walked or len(walked) >= max_repos:
+                    continue
+                rev = next((r.revision for r in declared if r.repo_id == repo_id and r.revision), revision)
+                walked.append(repo_id)
+                try:
+                    files = self.client.list_files(repo_id, rev)
+                except HubError as exc:
+                    if exc.gated:
+                        candidates.append(self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)"))
+                        continue
+                    raise
+                for hub_file in files or []:
+                    found = self._judge(query, hub_file, candidates, origin)
+                    if found is not None:
+                        found.details["repos_walked"] = walked
+                        return found
+                    if (names.variant_key(hub_file.path) == key
+                            and not names.same_basename(hub_file.path, query.name) and len(candidates) < 8):
+                        candidates.append(self._candidate(hub_file, "another variant of the same name "
+                                                          "(version/precision/quantisation differs)"))
+            if len(walked) >= max_repos:
+                break
+        details = {"repos": walked}
+        if candidates:
+            return self._result(query, Status.UNCERTAIN, "candidates found on the Hub, none proven",
+                                evidence=Evidence.SIMILAR_NAME, candidates=candidates, details=details)
+        return self._result(query, Status.NOT_FOUND, f"no file named {query.basename} in {len(walked)} Hub repos",
+                            details=details)
+
+    def _judge(
+        self, query: ModelQuery, hub_file: HubFile, candidates: list[Candidate], origin: str
+    ) -> SearchResult | None:
+        # The policy for one listed file: a declared sha256 that matches is proof whatever the name; an exact
+        # basename is proof unless the hash disagrees or the name is too generic to identify anything.
+        known = query.known_sha256
+        if known and hub_file.sha256 == known:
+            return self._found(query, hub_file, Evidence.HASH, "sha256 declared by the workflow matches this "
+                               "file's lfs.oid", candidates, origin)
+        if not names.same_basename(hub_file.path, query.name):
+            return None
+        if known and hub_file.sha256 and hub_file.sha256 != known:
+            candidates.append(self._candidate(hub_file, "same name but its sha256 differs from the one the "
+                                              "workflow declares"))
+            return None
+        if names.is_generic_basename(query.name):
+            candidates.append(self._candidate(hub_file, "same name, but the name is too generic to prove identity"))
+            return None
+        evidence = Evidence.DECLARED if origin.startswith("declared") else Evidence.EXACT_FILENAME
+        return self._found(query, hub_file, evidence, "exact file name (case-insensitive) in the repo tree",
+                           candidates, origin)
+
+    def check_file(self, query: ModelQuery, repo_id: str, revision: str, path: str | None) -> SearchResult | None:
+        """Return the verdict on one file someone named (``path`` in ``repo_id``, or any file of the query's name).
+
+        FOUND when the tree proves it; UNCERTAIN with candidates when the file is there but not proven to be the
+        one wanted; None when the repo, revision or file does not exist.
+        """
+        files = self.client.list_files(repo_id, revision)
+        if not files:
+            return None
+        candidates: list[Candidate] = []
+        wanted = path.strip("/") if path else None
+        for hub_file in files:
+            if wanted is not None and hub_file.path != wanted:
+                continue
+            found = self._judge(query, hub_file, candidates, "named by a suggestion")
+            if found is not None:
+                return found
+            if wanted is not None and not candidates:
+                candidates.append(self._candidate(hub_file, "the file exists but its name differs and no hash "
+                                                  "proves identity"))
+        if candidates:
+            return self._result(query, Status.UNCERTAIN, "the named file is not proven to be the one wanted",
+                                evidence=Evidence.SIMILAR_NAME, candidates=candidates)
+        return None
+
+    def _candidate(self, hub_file: HubFile, reason: str) -> Candidate:
+        return Candidate(
+            source=self.name,
+            name=hub_file.path,
+            url=self.client.resolve_url(hub_file.repo_id, hub_file.revision, hub_file.path),
+            evidence=Evidence.SIMILAR_NAME,
+            reason=reason,
+            sha256=hub_file.sha256,
+            size=hub_file.size,
+            details={"repo_id": hub_file.repo_id, "revision": hub_file.revision, "path": hub_file.path},
+        )
+
+    def _repo_candidate(self, repo_id: str, revision: str, reason: str) -> Candidate:
+        return Candidate(source=self.name, name=repo_id, url=f"{self.client.endpoint}/{repo_id}",
+                         evidence=Evidence.NONE, reason=reason, details={"repo_id": repo_id, "revision": revision,
+                                                                         "gated": True})
+
+    def _found(
+        self, query: ModelQuery, hub_file: HubFile, evidence: Evidence, reason: str, candidates: list[Candidate],
+        origin: str,
+    ) -> SearchResult:
+        # The tree proves the file exists; the HEAD tells whether it can be downloaded (gated) and at which commit.
+        head = self.client.head_file(hub_file.repo_id, hub_file.revision, hub_file.path)
+        details: dict[str, Any] = {
+            "huggingface": {"repo_id": hub_file.repo_id, "revision": hub_file.revision, "path": hub_file.path,
+                            "commit": head.commit, "found_via": origin},
+        }
+        if head.error_code == "EntryNotFound" or head.status == 404:
+            candidates.append(self._candidate(hub_file, "listed in the tree but the file answers 404"))
+            return self._result(query, Status.UNCERTAIN, "the listed file could not be confirmed",
+                                evidence=Evidence.SIMILAR_NAME, candidates=candidates)
+        if head.sha256 and hub_file.sha256 and head.sha256 != hub_file.sha256:
+            candidates.append(self._candidate(hub_file, "tree sha256 and X-Linked-Etag disagree"))
+            return self._result(query, Status.UNCERTAIN, "the Hub gives two different hashes for this file",
+                                evidence=Evidence.SIMILAR_NAME, candidates=candidates)
+        if head.gated:
+            details["huggingface"]["gated"] = True
+            hint = GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
+            reason = f"{reason}; {hint}"
+        return self._result(
+            query, Status.FOUND, reason, evidence=evidence,
+            url=self.client.resolve_url(hub_file.repo_id, hub_file.revision, hub_file.path),
+            sha256=hub_file.sha256 or head.sha256, size=hub_file.size or head.size,
+            candidates=candidates, details=details,
+        )

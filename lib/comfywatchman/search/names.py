@@ -1,0 +1,275 @@
+"""Pure helpers about model file names: validity, search terms, folder types and references (AIR, URLs).
+
+Nothing here touches the network or the disk, so every rule is table-tested.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MODEL_EXTENSIONS = (
+    ".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf", ".onnx",
+)  # fmt: skip
+
+# Names so common that equal names say nothing about equal files (diffusers folders, transformers dumps):
+# an exact match on one of these is a candidate, never proof.
+GENERIC_BASENAMES = frozenset(
+    {
+        "model.safetensors",
+        "model.bin",
+        "model.ckpt",
+        "model.pt",
+        "model.pth",
+        "pytorch_model.bin",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.bin",
+        "diffusion_pytorch_model.fp16.safetensors",
+        "model.fp16.safetensors",
+        "adapter_model.safetensors",
+        "pytorch_lora_weights.safetensors",
+    }
+)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Suffixes that name a variant of the same model rather than the model: versions, precisions, quantisations.
+_SUFFIX = re.compile(
+    r"""[-_. ](?:
+        v\d+(?:[._-]\d+)*[a-z]?          # _v1_5, -v2.0, _v3a
+      | \d+(?:\.\d+)+                    # _1.0
+      | fp(?:8|16|32)(?:[_-]?e[45]m[23](?:fn)?(?:uz)?)?  # fp16, fp8_e4m3fn
+      | e[45]m[23](?:fn)?(?:uz)?         # e4m3fn on its own
+      | bf16 | f16 | f32 | nf4 | int[48] | fp4 | mxfp4 | nvfp4
+      | i?q\d(?:_k)?(?:_(?:[sml]|xs|xxs|0|1|nl))?   # Q4_K_M, Q8_0, IQ4_XS
+      | scaled | pruned | full | ema(?:only)? | noema | mixed
+    )$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+# ComfyUI folder type -> Civitai model types to ask for. A folder missing here searches every type.
+CIVITAI_TYPES: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("Checkpoint",),
+    "loras": ("LORA", "LoCon", "DoRA"),
+    "vae": ("VAE",),
+    "embeddings": ("TextualInversion",),
+    "controlnet": ("Controlnet",),
+    "t2i_adapter": ("Controlnet",),
+    "upscale_models": ("Upscaler",),
+    "latent_upscale_models": ("Upscaler",),
+    "hypernetworks": ("Hypernetwork",),
+    "text_encoders": ("TextEncoder", "CLIP"),
+    "clip": ("TextEncoder", "CLIP"),
+    # Flux/Wan-style UNets are mostly uploaded as "Checkpoint" on Civitai.
+    "diffusion_models": ("Checkpoint", "UNet"),
+    "unet": ("Checkpoint", "UNet"),
+    "clip_vision": ("CLIPVision",),
+    "animatediff_models": ("MotionModule",),
+    "animatediff_motion_lora": ("LORA",),
+    "ultralytics": ("Detection",),
+    "detection": ("Detection",),
+    "poses": ("Poses",),
+}
+
+
+def normalise(name: str) -> str:
+    """Return ``name`` with Windows separators as ``/`` and Unicode in NFC (how names are compared)."""
+    return unicodedata.normalize("NFC", name.replace("\\", "/"))
+
+
+def basename(name: str) -> str:
+    """Return the file name of ``name`` without any subfolder (either separator)."""
+    return normalise(name).rsplit("/", 1)[-1]
+
+
+def invalid_filename_reason(name: str) -> str | None:
+    """Return why ``name`` cannot be a model file inside its folder, or None when it is acceptable.
+
+    Refused: empty names, control characters (NUL included), URLs and URL parameters, absolute paths, drive
+    letters and ``..`` components. These are never looked up: a search for them would be a request built
+    from hostile or broken input.
+    """
+    if not name or not name.strip():
+        return "empty file name"
+    if _CONTROL.search(name):
+        return "file name contains control characters"
+    if _URL_SCHEME.match(name.strip()):
+        return "a URL, not a file name"
+    if "?" in name or "#" in name or re.search(r"&\w+=", name):
+        return "file name carries URL parameters"
+    norm = normalise(name)
+    if norm.startswith("/"):
+        return "absolute path"
+    if _DRIVE.match(norm):
+        return "path with a drive letter"
+    parts = norm.split("/")
+    if any(part == ".." for part in parts):
+        return "path escapes its folder (..)"
+    if not parts[-1].strip() or parts[-1] in (".",):
+        return "no file name after the folder"
+    return None
+
+
+def strip_extension(name: str) -> str:
+    """Return ``name``'s basename without a known model extension (other dots are kept: ``sd_xl_1.0``)."""
+    base = basename(name)
+    lower = base.lower()
+    for ext in MODEL_EXTENSIONS:
+        if lower.endswith(ext) and len(base) > len(ext):
+            return base[: -len(ext)]
+    return base
+
+
+def strip_variant_suffixes(stem: str) -> str:
+    """Return ``stem`` without trailing version/precision/quantisation suffixes (``x_v1_5_fp16`` -> ``x``).
+
+    Stops before the name would become shorter than three characters, so ``v1_5`` alone stays itself.
+    """
+    current = stem
+    while True:
+        match = _SUFFIX.search(current)
+        if not match or match.start() < 3:
+            return current
+        current = current[: match.start()]
+
+
+def query_cascade(name: str) -> list[str]:
+    """Return the search terms for ``name``, most specific first, without duplicates.
+
+    The name without extension, then without variant suffixes. Civitai's full-text search rarely knows the
+    full file name of a renamed file, so the shorter term often is the one that hits.
+    """
+    terms: list[str] = []
+    stem = strip_extension(name).strip()
+    for term in (stem, strip_variant_suffixes(stem)):
+        term = term.strip(" -_.")
+        if term and term.casefold() not in (t.casefold() for t in terms):
+            terms.append(term)
+    return terms
+
+
+def civitai_types(folder: str | None) -> tuple[str, ...]:
+    """Return the Civitai model ``types`` to filter a search by for ComfyUI ``folder`` (empty: no filter)."""
+    if not folder:
+        return ()
+    return CIVITAI_TYPES.get(folder.strip("/").split("/")[0].lower(), ())
+
+
+def same_basename(a: str, b: str) -> bool:
+    """Return whether ``a`` and ``b`` name the same file: exact basename, NFC, case-insensitive."""
+    return basename(a).casefold() == basename(b).casefold()
+
+
+def is_generic_basename(name: str) -> bool:
+    """Return whether ``name``'s basename is too common to identify a file by itself."""
+    return basename(name).casefold() in GENERIC_BASENAMES
+
+
+def variant_key(name: str) -> str:
+    """Return the comparison key of a name with extension and variant suffixes removed, case-folded.
+
+    Two names with the same key are variants of one model (``x_fp16`` and ``x_fp8``): a candidate worth
+    showing, never a match.
+    """
+    return re.sub(r"[-_. ]+", "_", strip_variant_suffixes(strip_extension(name))).casefold()
+
+
+@dataclass(frozen=True)
+class CivitaiRef:
+    """A Civitai model or version named by an AIR URN or a Civitai URL."""
+
+    model_id: int | None = None
+    version_id: int | None = None
+    file_id: int | None = None
+
+
+@dataclass(frozen=True)
+class HfRef:
+    """A file (or repo) on a HuggingFace-style hub named by a URL."""
+
+    repo_id: str
+    revision: str | None = None
+    path: str | None = None
+
+
+_AIR = re.compile(
+    r"^urn:air:(?P<ecosystem>[\w.-]+):(?P<type>[\w.-]+):(?P<source>[\w.-]+):(?P<id>[^@:.\s]+)"
+    r"(?:@(?P<version>[^:.\s]+))?(?::(?P<layer>[^.\s]+))?(?:\.(?P<format>\w+))?$",
+    re.IGNORECASE,
+)
+
+
+def parse_air(text: str) -> CivitaiRef | None:
+    """Return the Civitai model/version ids of an AIR URN (``urn:air:sdxl:lora:civitai:328553@368189``).
+
+    Return None when ``text`` is not an AIR or names a source other than Civitai.
+    """
+    match = _AIR.match(text.strip())
+    if not match or match.group("source").lower() != "civitai":
+        return None
+    model, version = match.group("id"), match.group("version")
+    if not model.isdigit() or (version is not None and not version.isdigit()):
+        return None
+    return CivitaiRef(model_id=int(model), version_id=int(version) if version else None)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def parse_civitai_url(url: str, hosts: tuple[str, ...] = ("civitai.com", "civitai.red")) -> CivitaiRef | None:
+    """Return the ids a Civitai URL names, or None when it is not a Civitai model/version/download URL.
+
+    Understands ``/models/{id}[/slug][?modelVersionId=V]``, ``/api/v1/models/{id}``,
+    ``/api/v1/model-versions/{V}``, ``/model-versions/{V}`` and ``/api/download/models/{V}[?fileId=F]``.
+    ``hosts`` are the host names accepted (``www.`` is allowed in front).
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    if parts.scheme not in ("http", "https") or host not in {h.lower().removeprefix("www.") for h in hosts}:
+        return None
+    query = parse_qs(parts.query)
+    segments = [s for s in parts.path.split("/") if s]
+    file_id = _int_or_none((query.get("fileId") or [None])[0])
+    if segments[:3] == ["api", "download", "models"] and len(segments) >= 4:
+        return CivitaiRef(version_id=_int_or_none(segments[3]), file_id=file_id)
+    if segments[:3] == ["api", "v1", "model-versions"] and len(segments) >= 4:
+        return CivitaiRef(version_id=_int_or_none(segments[3]))
+    if segments[:3] == ["api", "v1", "models"] and len(segments) >= 4:
+        return CivitaiRef(model_id=_int_or_none(segments[3]))
+    if segments[:1] == ["model-versions"] and len(segments) >= 2:
+        return CivitaiRef(version_id=_int_or_none(segments[1]))
+    if segments[:1] == ["models"] and len(segments) >= 2 and segments[1].isdigit():
+        version = _int_or_none((query.get("modelVersionId") or [None])[0])
+        return CivitaiRef(model_id=int(segments[1]), version_id=version)
+    return None
+
+
+def parse_hf_url(url: str, hosts: tuple[str, ...] = ("huggingface.co", "hf.co")) -> HfRef | None:
+    """Return the repo, revision and path of a hub URL (``/{owner}/{repo}/resolve|blob/{rev}/{path}``).
+
+    A bare repo URL (``/{owner}/{repo}``) gives an HfRef without revision and path. Return None for other
+    hosts, dataset/space URLs and anything else.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    host = (parts.netloc or "").lower().removeprefix("www.")
+    if parts.scheme not in ("http", "https") or host not in {h.lower() for h in hosts}:
+        return None
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    if len(segments) < 2 or segments[0] in ("datasets", "spaces", "api"):
+        return None
+    repo_id = f"{segments[0]}/{segments[1]}"
+    if len(segments) >= 5 and segments[2] in ("resolve", "blob", "raw"):
+        return HfRef(repo_id, segments[3], "/".join(segments[4:]))
+    if len(segments) == 2:
+        return HfRef(repo_id)
+    return None

@@ -1,0 +1,54 @@
+"""The decision policy: pure functions, apart from all I/O, deciding what a set of answers amounts to and
+what may be queued for download without a person looking first."""
+
+from __future__ import annotations
+
+from comfywatchman.search.base import PROOF, Evidence, SearchResult, Status
+
+
+def combine(name: str, folder: str | None, results: list[SearchResult]) -> SearchResult:
+    """Return the one result that stands for every backend's answer about a file.
+
+    The first FOUND with proof wins. Otherwise UNCERTAIN with every candidate, when any backend offered
+    one (doubt is never turned into NOT_FOUND). Otherwise ERROR when any backend failed (so the next cycle
+    asks again), else NOT_FOUND when at least one backend looked, else NOT_SEARCHED. Each backend's
+    answer is kept in ``attempts``.
+    """
+    attempts = [{"backend": r.source, "status": r.status.value, "reason": r.reason} for r in results]
+    for result in results:
+        if result.status is Status.FOUND and result.evidence in PROOF:
+            result.attempts = attempts
+            return result
+    candidates = [c for r in results for c in r.candidates]
+    statuses = {r.status for r in results}
+    if candidates or Status.UNCERTAIN in statuses:
+        uncertain = [r for r in results if r.status is Status.UNCERTAIN or r.candidates]
+        reasons = "; ".join(f"{r.source}: {r.reason}" for r in uncertain if r.reason)
+        return SearchResult(name, folder, Status.UNCERTAIN, uncertain[0].source, Evidence.NONE,
+                            reason=reasons, candidates=candidates, attempts=attempts)
+    if Status.ERROR in statuses:
+        errors = "; ".join(f"{r.source}: {r.reason}" for r in results if r.status is Status.ERROR)
+        return SearchResult(name, folder, Status.ERROR, "search", reason=errors, attempts=attempts)
+    if Status.NOT_FOUND in statuses:
+        looked = ", ".join(r.source for r in results if r.status is Status.NOT_FOUND)
+        return SearchResult(name, folder, Status.NOT_FOUND, "search", reason=f"not found by {looked}", attempts=attempts)
+    reasons = "; ".join(f"{r.source}: {r.reason}" for r in results if r.reason) or "no backend was asked"
+    return SearchResult(name, folder, Status.NOT_SEARCHED, "search", reason=reasons, attempts=attempts)
+
+
+def may_queue(result: SearchResult) -> bool:
+    """Return whether ``result`` may become a download task at all: FOUND, with proof and a URL."""
+    return result.status is Status.FOUND and result.evidence in PROOF and bool(result.url)
+
+
+def requires_review(result: SearchResult, auto_download: bool = False) -> bool:
+    """Return whether a person must approve the download of ``result`` before it happens.
+
+    Manual review is the default. With ``auto_download`` only the strongest proofs (a declaration by the
+    workflow or a hash match) go through without review; an exact file name alone still waits.
+    """
+    if not may_queue(result):
+        return True
+    if not auto_download:
+        return True
+    return result.evidence not in (Evidence.DECLARED, Evidence.HASH)

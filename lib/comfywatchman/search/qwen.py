@@ -1,0 +1,414 @@
+"""The qwen backend: an LLM agent asked where a file can be had, whose every claim is then checked.
+
+Two transports, chosen by ``[qwen] transport``:
+
+- ``cli``: the Qwen Code CLI, run as ``qwen -p PROMPT`` (as the original tool did) with a timeout;
+- ``openai``: any OpenAI-compatible chat-completions endpoint (DashScope compatible mode, Ollama, vLLM,
+  llama.cpp server), offered tools that run this project's own Civitai and HuggingFace clients.
+- ``auto`` (default): the CLI when the command is on PATH, else the endpoint when ``base_url`` is set, else the
+  backend says NOT_SEARCHED ("not configured") so the next backend goes on.
+
+The agent answers strict JSON (``schemas/qwen_answer.schema.json``). Nothing it says is FOUND until a
+deterministic lookup (Civitai version/model, Hub tree) shows the exact file name or a matching hash. Doubt is
+UNCERTAIN with every candidate and a reason; an agent that is unreachable, times out or answers garbage is
+ERROR (retried next cycle), never NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from comfywatchman import artifacts
+from comfywatchman.config import Secret
+from comfywatchman.search import names
+from comfywatchman.search.base import (
+    Candidate,
+    Evidence,
+    ModelQuery,
+    SearchBackend,
+    SearchContext,
+    SearchResult,
+    Status,
+)
+from comfywatchman.search.civitai import (
+    CivitaiClient,
+    civitai_base_url,
+    civitai_settings,
+    decide,
+    iter_files,
+    version_files,
+)
+from comfywatchman.search.http import HttpClient, RemoteError, host_of
+from comfywatchman.search.huggingface import HubError, HuggingFaceBackend, HuggingFaceClient, hf_endpoint
+from comfywatchman.search.registry import register
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "transport": "auto",
+    "command": "qwen",
+    "extra_args": [],
+    "timeout_seconds": 180.0,
+    "base_url": "",
+    "model": "qwen-plus",
+    "max_turns": 6,
+}
+NOT_CONFIGURED = "qwen backend not configured (see [qwen] in config)"
+API_KEY_ENV = ("QWEN_API_KEY", "DASHSCOPE_API_KEY")
+# Never handed to the agent's process: it has no business with them, and an agent may echo its environment.
+SECRET_ENV = ("CIVITAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "QWEN_API_KEY")
+MAX_TOOL_TEXT = 12000
+
+PROMPT = """You find download sources for ComfyUI model files.
+File: {name}
+ComfyUI folder: {folder}
+{extra}
+Look on civitai.com and huggingface.co for a file with exactly this name (case does not matter). Civitai
+renames non-LoRA files, so a Civitai file with another name is only a candidate. Prefer exact file names and
+give ids: civitai_version_id (and civitai_model_id) for Civitai, hf_repo and hf_path for HuggingFace.
+Answer with ONLY one JSON object, no prose and no code fence, matching this JSON Schema:
+{schema}
+Use status FOUND only for an exact file name match, UNCERTAIN for anything less, NOT_FOUND when nothing fits.
+"""
+
+TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "function": {
+        "name": "civitai_search",
+        "description": "Search Civitai models by name. Returns models with their versions and file names.",
+        "parameters": {"type": "object", "additionalProperties": False, "required": ["query"], "properties": {
+            "query": {"type": "string", "description": "words from the model or file name"},
+        }},
+    }},
+    {"type": "function", "function": {
+        "name": "civitai_model_version",
+        "description": "Get one Civitai model version by id, with its files (name, sha256, size).",
+        "parameters": {"type": "object", "additionalProperties": False, "required": ["version_id"],
+                       "properties": {"version_id": {"type": "integer", "description": "model version id"}}},
+    }},
+    {"type": "function", "function": {
+        "name": "hf_search",
+        "description": "Search HuggingFace model repos by name (matches repo names, not file names).",
+        "parameters": {"type": "object", "additionalProperties": False, "required": ["search"], "properties": {
+            "search": {"type": "string", "description": "words of the repo name"},
+            "author": {"type": "string", "description": "optional repo owner, e.g. Comfy-Org"},
+        }},
+    }},
+    {"type": "function", "function": {
+        "name": "hf_list_files",
+        "description": "List the model files in a HuggingFace repo (recursive).",
+        "parameters": {"type": "object", "additionalProperties": False, "required": ["repo_id"], "properties": {
+            "repo_id": {"type": "string", "description": "owner/name"},
+        }},
+    }},
+]
+
+
+def qwen_settings(config: Any) -> dict[str, Any]:
+    """Return the ``[qwen]`` config section with defaults filled in for keys it lacks."""
+    return {**DEFAULTS, **(config.data.get("qwen") or {})}
+
+
+def extract_json(text: str) -> Any | None:
+    """Return the JSON object an agent's output holds: the whole text, a fenced block, or the last object in it.
+
+    Return None when no JSON object can be found. CLIs wrap answers in prose or code fences; taking the last
+    object that parses is what a person reading the output would do.
+    """
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    decoder = json.JSONDecoder()
+    found = None
+    for index in range(len(text)):
+        if text[index] != "{":
+            continue
+        try:
+            value, _end = decoder.raw_decode(text, index)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found = value
+    return found
+
+
+def answer_errors(answer: Any) -> list[str]:
+    """Return every way ``answer`` violates ``schemas/qwen_answer.schema.json`` (empty when it is valid)."""
+    return artifacts.schema_errors(answer, "qwen_answer", "qwen answer")
+
+
+def _compact_model(model: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "model_id": model.get("id"),
+        "name": model.get("name"),
+        "type": model.get("type"),
+        "mode": model.get("mode"),
+        "versions": [
+            {"version_id": v.get("id"), "name": v.get("name"),
+             "files": [{"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
+                       for f in v.get("files") or []]}
+            for v in (model.get("modelVersions") or [])[:5]
+        ],
+    }
+
+
+@register
+class QwenBackend(SearchBackend):
+    """Asks an LLM agent (Qwen Code CLI or a chat endpoint) and verifies its claims with deterministic lookups."""
+
+    name = "qwen"
+
+    def __init__(
+        self,
+        context: SearchContext,
+        civitai: CivitaiClient | None = None,
+        hub: HuggingFaceClient | None = None,
+        env: Mapping[str, str] | None = None,
+        run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+    ) -> None:
+        super().__init__(context)
+        self.settings = qwen_settings(context.config)
+        self.env = dict(os.environ if env is None else env)
+        self.http: HttpClient = context.http or HttpClient.from_config(context.config)
+        self.civitai = civitai or CivitaiClient(
+            self.http, civitai_base_url(context.config), bool(civitai_settings(context.config)["include_nsfw"])
+        )
+        self.hub = hub or HuggingFaceClient(self.http, hf_endpoint(context.config, self.env))
+        self._hub_backend = HuggingFaceBackend(context, client=self.hub)
+        self._run = run
+        key = next((self.env[k] for k in API_KEY_ENV if self.env.get(k)), None)
+        if key and self.settings["base_url"]:
+            # The key goes to the chat endpoint's host and nowhere else, like every other token.
+            self.http.add_token(host_of(str(self.settings["base_url"])), Secret(key))
+
+    # -- configuration ------------------------------------------------------------------------------------
+
+    def transport(self) -> tuple[str | None, str]:
+        """Return ``(transport, why)``: ``cli``, ``openai``, or None with the reason it cannot run."""
+        wanted = str(self.settings["transport"])
+        command = str(self.settings["command"] or "")
+        has_cli = bool(command) and shutil.which(command, path=self.env.get("PATH")) is not None
+        has_url = bool(self.settings["base_url"])
+        if wanted == "cli":
+            return ("cli", "") if has_cli else (None, f"qwen command {command!r} not found on PATH")
+        if wanted == "openai":
+            return ("openai", "") if has_url else (None, "[qwen] transport is openai but base_url is empty")
+        if has_cli:
+            return "cli", ""
+        if has_url:
+            return "openai", ""
+        return None, NOT_CONFIGURED
+
+    def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
+        return SearchResult(name=query.name, type=query.folder, status=status, source=self.name, reason=reason,
+                            **kwargs)
+
+    def search(self, query: ModelQuery) -> SearchResult:
+        """Return the verified answer for ``query``; NOT_SEARCHED when qwen is not configured; ERROR on failure."""
+        bad = names.invalid_filename_reason(query.name)
+        if bad:
+            return self._result(query, Status.INVALID_FILENAME, bad)
+        transport, why = self.transport()
+        if transport is None:
+            status = Status.NOT_SEARCHED if why == NOT_CONFIGURED else Status.ERROR
+            return self._result(query, status, why)
+        try:
+            raw = self._ask_cli(query) if transport == "cli" else self._ask_chat(query)
+        except RemoteError as exc:
+            return self._result(query, Status.ERROR, f"qwen ({transport}): {exc}")
+        answer = extract_json(raw)
+        if answer is None:
+            return self._result(query, Status.ERROR, f"qwen ({transport}) answered no JSON object: "
+                                f"{self.http.scrub(raw.strip()[:200])!r}")
+        errors = answer_errors(answer)
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            return self._result(query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}")
+        try:
+            result = self.verify(query, answer)
+        except RemoteError as exc:
+            return self._result(query, Status.ERROR, f"qwen: could not verify the agent's answer: {exc}")
+        result.details.setdefault("qwen", {})["transport"] = transport
+        return result
+
+    # -- transports ---------------------------------------------------------------------------------------
+
+    def prompt(self, query: ModelQuery) -> str:
+        """Return the prompt for ``query``: the file, its folder, what the workflow declares, the answer schema."""
+        extra = []
+        if query.known_sha256:
+            extra.append(f"Its sha256 is {query.known_sha256}.")
+        extra += [f"The workflow says it comes from {d.url}." for d in query.declarations if d.url]
+        schema = artifacts.validator("qwen_answer").schema
+        return PROMPT.format(name=query.basename, folder=query.folder or "unknown", extra="\n".join(extra),
+                             schema=json.dumps(schema, separators=(",", ":")))
+
+    def _ask_cli(self, query: ModelQuery) -> str:
+        command = [str(self.settings["command"]), *map(str, self.settings["extra_args"]), "-p", self.prompt(query)]
+        env = {k: v for k, v in self.env.items() if k not in SECRET_ENV}
+        timeout = float(self.settings["timeout_seconds"])
+        try:
+            done = self._run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+                             stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"the qwen CLI did not answer within {timeout:g} s", "timeout") from None
+        except OSError as exc:
+            raise RemoteError(f"the qwen CLI could not be started: {exc.strerror or exc}", "connection") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout or "").strip()[-300:]
+            raise RemoteError(f"the qwen CLI exited with status {done.returncode}: {self.http.scrub(tail)}", "http")
+        return done.stdout or ""
+
+    def _ask_chat(self, query: ModelQuery) -> str:
+        url = str(self.settings["base_url"]).rstrip("/") + "/chat/completions"
+        messages: list[dict[str, Any]] = [{"role": "user", "content": self.prompt(query)}]
+        timeout = float(self.settings["timeout_seconds"])
+        for _turn in range(int(self.settings["max_turns"])):
+            body = {"model": self.settings["model"], "messages": messages, "tools": TOOLS, "tool_choice": "auto",
+                    "temperature": 0}
+            response = self.http.request("POST", url, json=body, timeout=timeout)
+            payload = self.http.json_of(response, required=response.ok)
+            if not response.ok:
+                message = (payload or {}).get("error") if isinstance(payload, dict) else None
+                if isinstance(message, dict):
+                    message = message.get("message")
+                raise RemoteError(f"{host_of(url)} answered HTTP {response.status_code}"
+                                  + (f": {self.http.scrub(str(message))}" if message else ""), "http",
+                                  host_of(url), response.status_code)
+            try:
+                message = payload["choices"][0]["message"]
+            except (KeyError, IndexError, TypeError):
+                raise RemoteError(f"{host_of(url)} answered without choices[0].message", "bad_json",
+                                  host_of(url)) from None
+            calls = message.get("tool_calls") or []
+            if not calls:
+                return str(message.get("content") or "")
+            messages.append({"role": "assistant", "content": message.get("content"), "tool_calls": calls})
+            for call in calls:
+                messages.append({"role": "tool", "tool_call_id": call.get("id", ""),
+                                 "content": self.run_tool(call.get("function") or {})})
+        raise RemoteError(f"no final answer after {self.settings['max_turns']} turns of tool calls", "bad_json",
+                          host_of(url))
+
+    def run_tool(self, function: Mapping[str, Any]) -> str:
+        """Run one tool call (``{name, arguments}``) with our own clients; return its JSON text for the agent.
+
+        Failures are returned to the agent as ``{"error": ...}`` rather than raised: it may try something else.
+        """
+        name = function.get("name")
+        try:
+            args = json.loads(function.get("arguments") or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments are not an object")
+            if name == "civitai_search":
+                models = list(self.civitai.search_models(str(args["query"]), max_pages=1, limit=10))
+                out: Any = [_compact_model(m) for m in models[:10]]
+            elif name == "civitai_model_version":
+                version = self.civitai.get_version(int(args["version_id"]))
+                out = version and {"version_id": version.get("id"), "model_id": version.get("modelId"),
+                                   "files": [{"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
+                                             for f in version.get("files") or []]}
+            elif name == "hf_search":
+                out = [m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)]
+            elif name == "hf_list_files":
+                files = self.hub.list_files(str(args["repo_id"])) or []
+                out = [f.path for f in files if f.path.lower().endswith(names.MODEL_EXTENSIONS)][:300]
+            else:
+                out = {"error": f"unknown tool {name!r}"}
+        except RemoteError as exc:
+            out = {"error": str(exc)}
+        except (KeyError, TypeError, ValueError) as exc:
+            out = {"error": f"bad arguments for {name}: {exc}"}
+        return json.dumps(out)[:MAX_TOOL_TEXT]
+
+    # -- verification -------------------------------------------------------------------------------------
+
+    def verify(self, query: ModelQuery, answer: Mapping[str, Any]) -> SearchResult:
+        """Given a schema-valid ``answer``, return FOUND only for a candidate a deterministic lookup proves.
+
+        Unproven candidates come back UNCERTAIN, each with the reason; an answer with no candidates is
+        NOT_FOUND only when the agent itself said NOT_FOUND. Raise RemoteError when no candidate could be
+        proven because a lookup failed (the cycle retries).
+        """
+        claimed = answer["status"]
+        candidates: list[Candidate] = []
+        failures: list[str] = []
+        for suggestion in answer["candidates"]:
+            try:
+                result = self._verify_one(query, suggestion)
+            except RemoteError as exc:
+                failures.append(str(exc))
+                candidates.append(self._llm_candidate(suggestion, f"suggested by qwen; could not be checked: {exc}"))
+                continue
+            if result is not None and result.status is Status.FOUND:
+                result.source = self.name
+                result.details["qwen"] = {"claimed": claimed, "reason": answer["reason"],
+                                          "verified_by": suggestion["source"]}
+                result.reason = f"{result.reason} (suggested by qwen, verified on {suggestion['source']})"
+                return result
+            if result is not None:
+                candidates.extend(result.candidates)
+            candidates.append(self._llm_candidate(suggestion, self._why_unproven(query, suggestion, claimed)))
+        if failures:
+            raise RemoteError("; ".join(failures[:3]), "connection")
+        if candidates:
+            return self._result(query, Status.UNCERTAIN, f"qwen said {claimed}; no candidate could be proven",
+                                evidence=Evidence.LLM_SUGGESTION, candidates=candidates,
+                                details={"qwen": {"claimed": claimed, "reason": answer["reason"]}})
+        if claimed == "NOT_FOUND":
+            return self._result(query, Status.NOT_FOUND, f"qwen found nothing: {answer['reason']}")
+        raise RemoteError(f"qwen said {claimed} but named no candidate", "bad_json")
+
+    def _why_unproven(self, query: ModelQuery, suggestion: Mapping[str, Any], claimed: str) -> str:
+        if suggestion["source"] == "other":
+            return "suggested by qwen on a site that cannot be verified"
+        if not names.same_basename(str(suggestion["filename"]), query.name):
+            return f"suggested by qwen ({claimed}); its file name differs and no hash proves identity"
+        return f"suggested by qwen ({claimed}); the lookup did not confirm the file"
+
+    def _llm_candidate(self, suggestion: Mapping[str, Any], reason: str) -> Candidate:
+        details = {k: suggestion.get(k) for k in ("civitai_model_id", "civitai_version_id", "hf_repo", "hf_path",
+                                                  "hf_revision", "confidence") if suggestion.get(k) is not None}
+        details["agent_reason"] = suggestion["reason"]
+        return Candidate(source=f"qwen/{suggestion['source']}", name=str(suggestion["filename"]),
+                         url=suggestion.get("url"), evidence=Evidence.LLM_SUGGESTION, reason=reason, details=details)
+
+    def _verify_one(self, query: ModelQuery, suggestion: Mapping[str, Any]) -> SearchResult | None:
+        url = suggestion.get("url") or ""
+        if suggestion["source"] == "civitai":
+            version_id = suggestion.get("civitai_version_id")
+            model_id = suggestion.get("civitai_model_id")
+            if url and not (version_id or model_id):
+                hosts = (*civitai_settings(self.context.config)["hosts"], self.civitai.host.split(":")[0])
+                ref = names.parse_civitai_url(url, tuple(hosts))
+                version_id, model_id = (ref.version_id, ref.model_id) if ref else (None, None)
+            hits = []
+            if version_id:
+                version = self.civitai.get_version(int(version_id))
+                hits = list(version_files(version)) if version else []
+            if not hits and model_id:
+                model = self.civitai.get_model(int(model_id))
+                hits = list(iter_files(model)) if model else []
+            return decide(query, hits, source=self.name) if hits else None
+        if suggestion["source"] == "huggingface":
+            repo, path, revision = suggestion.get("hf_repo"), suggestion.get("hf_path"), suggestion.get("hf_revision")
+            if url and not (repo and path):
+                ref = names.parse_hf_url(url, ("huggingface.co", "hf.co", self.hub.host))
+                if ref is not None:
+                    repo, path, revision = ref.repo_id, ref.path, ref.revision
+            if not repo:
+                return None
+            try:
+                return self._hub_backend.check_file(query, str(repo), str(revision or "main"), path)
+            except HubError as exc:
+                if exc.gated:
+                    return None
+                raise
+        return None

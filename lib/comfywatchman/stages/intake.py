@@ -1,0 +1,192 @@
+"""Intake: find every workflow file in the configured sources and acknowledge new or changed ones.
+
+A file is acknowledged (one line appended to ``state/intake_log.jsonl``) when its content hash is new for its
+path; an unchanged file never is again. ``state/intake.json`` lists every workflow of this cycle for the
+scan, with its hash; a file whose size and mtime did not change is not read again to hash it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comfywatchman import artifacts
+from comfywatchman.config import expand_path
+from comfywatchman.errors import ArtifactError
+from comfywatchman.stages.context import StageContext, StageOutcome
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT = "intake.json"
+LOG = "intake_log.jsonl"
+DEFAULT_INCLUDE = ("*.json",)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A workflow file found in a source."""
+
+    source: str
+    path: Path
+    relative: str
+
+
+def source_dirs(patterns: list[str], comfyui_root: Path, home: Path) -> list[Path]:
+    """Return the existing folders the path patterns of one source name, in order, each once."""
+    dirs: list[Path] = []
+    for pattern in patterns:
+        expanded = expand_path(pattern, os.environ, home, comfyui_root)
+        text = str(expanded)
+        matches = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        for match in matches:
+            path = Path(match)
+            if path.is_dir() and path not in dirs:
+                dirs.append(path)
+    return dirs
+
+
+def find_workflows(ctx: StageContext) -> tuple[list[Found], list[dict[str, Any]]]:
+    """Return the workflow files of every source (first source wins a file) and a summary per source."""
+    config = ctx.config
+    found: list[Found] = []
+    seen: set[Path] = set()
+    summaries = []
+    for name, source in config.section("intake")["sources"].items():
+        dirs = source_dirs(source["paths"], config.comfyui_root, config.home)
+        include = tuple(p.lower() for p in source.get("include", DEFAULT_INCLUDE))
+        base = Path(os.path.commonpath(dirs)) if len(dirs) > 1 else (dirs[0] if dirs else None)
+        count = 0
+        for directory in dirs:
+            for path in _walk(directory, include):
+                if path in seen:
+                    continue
+                seen.add(path)
+                relative = path.relative_to(base).as_posix() if base else path.name
+                found.append(Found(name, path, relative))
+                count += 1
+        if not dirs:
+            logger.info("intake: source %r: no folder matches %s", name, ", ".join(source["paths"]))
+        summaries.append({"name": name, "folders": [str(d) for d in dirs], "files": count})
+    return found, summaries
+
+
+def _walk(directory: Path, include: tuple[str, ...]) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(directory, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in include):
+                yield Path(folder) / name
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _previous(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], int]:
+    """Return what the last intake knew per path, and how much of the log it had seen."""
+    try:
+        document = artifacts.read_optional(ctx.state_dir / ARTIFACT, "intake")
+    except ArtifactError as exc:
+        logger.warning("%s; rebuilding what is acknowledged from %s", exc, LOG)
+        document = None
+    if document is None:
+        return {}, 0
+    return {w["path"]: w for w in document["workflows"]}, int(document["log_size"])
+
+
+def _acknowledged_since(log_path: Path, offset: int) -> dict[str, str]:
+    """Return path -> last acknowledged sha256 from the log's records after byte ``offset``."""
+    acked: dict[str, str] = {}
+    try:
+        size = log_path.stat().st_size
+    except FileNotFoundError:
+        return acked
+    if offset > size:
+        offset = 0  # the log was replaced or truncated: trust it from the start
+    if offset == size:
+        return acked
+    for record in artifacts.read_jsonl(log_path, "intake_log_entry", offset):
+        acked[record["path"]] = record["sha256"]
+    return acked
+
+
+def run(ctx: StageContext) -> StageOutcome:
+    """Find every workflow, acknowledge new and changed ones, write ``intake.json``; return the outcome."""
+    outcome = StageOutcome("intake")
+    now = ctx.now()
+    stamp = now.isoformat(timespec="seconds")
+    log_path = ctx.state_dir / LOG
+    previous, log_size = _previous(ctx)
+    acked = {path: w["sha256"] for path, w in previous.items()}
+    acked.update(_acknowledged_since(log_path, log_size))
+
+    found, summaries = find_workflows(ctx)
+    workflows: list[dict[str, Any]] = []
+    acknowledgments: list[dict[str, Any]] = []
+    for item in found:
+        key = str(item.path)
+        try:
+            stat = item.path.stat()
+            before = previous.get(key)
+            if before and before["size"] == stat.st_size and before["mtime_ns"] == stat.st_mtime_ns:
+                digest = before["sha256"]
+            else:
+                digest = sha256_file(item.path)
+        except OSError as exc:
+            outcome.fail(f"{item.path}: unreadable: {exc.strerror or exc}")
+            continue
+        if key not in acked:
+            kind = "new"
+        elif acked[key] != digest:
+            kind = "changed"
+        else:
+            kind = "unchanged"
+        if kind != "unchanged":
+            acknowledgments.append({"ts": stamp, "source": item.source, "path": key, "sha256": digest, "kind": kind})
+        first = previous.get(key, {}).get("first_seen_at", stamp)
+        workflows.append(
+            {
+                "source": item.source,
+                "workflow": item.relative,
+                "path": key,
+                "sha256": digest,
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "kind": kind,
+                "first_seen_at": first,
+                "acknowledged_at": stamp if kind != "unchanged" else previous.get(key, {}).get("acknowledged_at", stamp),
+            }
+        )
+    # The log is the record of acknowledgment: append first, so a cycle killed before intake.json is written
+    # finds these entries past log_size next time and does not acknowledge them twice.
+    artifacts.append_jsonl(log_path, acknowledgments, "intake_log_entry")
+    current_paths = {w["path"] for w in workflows}
+    removed = sorted(p for p in previous if p not in current_paths)
+    document = {
+        "cycle_id": ctx.cycle_id,
+        "generated_at": stamp,
+        "comfyui_root": str(ctx.config.comfyui_root),
+        "sources": summaries,
+        "workflows": workflows,
+        "removed": removed,
+        "log_size": log_path.stat().st_size if log_path.exists() else 0,
+        "errors": outcome.errors,
+    }
+    artifacts.write(ctx.state_dir / ARTIFACT, document, "intake")
+    new = sum(1 for a in acknowledgments if a["kind"] == "new")
+    outcome.counts = {"workflows": len(workflows), "new": new, "changed": len(acknowledgments) - new, "removed": len(removed)}
+    outcome.detail = f"{len(workflows)} workflows; {new} new, {len(acknowledgments) - new} changed, {len(removed)} removed"
+    logger.info("intake: %s", outcome.detail)
+    return outcome

@@ -1,0 +1,151 @@
+"""Search: for every missing model, find where it can be had; write ``search.json`` and ``download_queue.json``.
+
+Order for each file: an invalid name is INVALID_FILENAME with no request; the workflow's own declaration
+(offline); then the backends in ``search.backend_order`` (or ``--backends``). ``--offline`` asks no backend:
+whatever the declarations leave open is NOT_SEARCHED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+from comfywatchman import artifacts
+from comfywatchman.search import declared, policy, registry
+from comfywatchman.search.base import Declaration, ModelQuery, SearchBackend, SearchContext, SearchResult, Status
+from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.workflow import names
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT = "search.json"
+QUEUE = "download_queue.json"
+
+
+def missing_queries(scan: dict[str, Any], count_inactive: bool) -> list[ModelQuery]:
+    """Return one query per distinct missing file ``(folder, name)`` over all workflows, with its workflows."""
+    grouped: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for workflow in scan["workflows"]:
+        for model in workflow["models"]:
+            if model["status"] == "installed" or not (model["active"] or count_inactive):
+                continue
+            key = (model["folder"], names.lookup_key(model["name"]))
+            entry = grouped.setdefault(key, {"name": model["name"], "folder": model["folder"], "decls": [], "workflows": []})
+            for decl in model["declarations"]:
+                declaration = Declaration(decl["name"], decl["url"], decl["directory"], decl["hash"], decl["hash_type"])
+                if declaration not in entry["decls"]:
+                    entry["decls"].append(declaration)
+            if workflow["path"] not in entry["workflows"]:
+                entry["workflows"].append(workflow["path"])
+    return [
+        ModelQuery(e["name"], e["folder"], tuple(e["decls"]), tuple(e["workflows"]))
+        for _, e in sorted(grouped.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1]))
+    ]
+
+
+def build_backends(names_in_order: Sequence[str], context: SearchContext) -> list[SearchBackend]:
+    """Return an instance of each named backend, in order."""
+    return [registry.backend_class(name)(context) for name in names_in_order]
+
+
+def ask_backends(query: ModelQuery, backends: Iterable[SearchBackend], offline: bool) -> list[SearchResult]:
+    """Return each backend's answer for ``query`` until one proves a FOUND; a raising backend is an ERROR."""
+    answers = []
+    for backend in backends:
+        if offline and backend.needs_network:
+            answers.append(SearchResult(query.name, query.folder, Status.NOT_SEARCHED, backend.name, reason="offline"))
+            continue
+        try:
+            answer = backend.search(query)
+        except Exception as exc:  # one failing backend is recorded and the next one goes on
+            logger.exception("search backend %s failed on %s", backend.name, query.name)
+            answer = SearchResult(query.name, query.folder, Status.ERROR, backend.name, reason=f"backend crashed: {type(exc).__name__}")
+        answers.append(answer)
+        if policy.may_queue(answer):
+            break
+    return answers
+
+
+def resolve(query: ModelQuery, backends: list[SearchBackend], ctx: StageContext) -> SearchResult:
+    """Return the combined result for one missing file."""
+    reason = names.invalid_reason(query.name)
+    if reason is not None:
+        return SearchResult(query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up")
+    trusted = ctx.config.section("search")["trusted_hosts"]
+    from_declaration = declared.resolve(query, trusted)
+    if from_declaration is not None and from_declaration.status is Status.FOUND:
+        return policy.combine(query.name, query.folder, [from_declaration])
+    answers = [from_declaration] if from_declaration else []
+    answers += ask_backends(query, backends, ctx.config.offline)
+    if not backends:
+        answers.append(SearchResult(query.name, query.folder, Status.NOT_SEARCHED, "search", reason="no backend configured"))
+    return policy.combine(query.name, query.folder, answers)
+
+
+def target_path(result: SearchResult, model_cache: dict[str, Any]) -> str | None:
+    """Return where a download of ``result`` would go: the first path of its folder type, subfolder kept.
+
+    None when the folder type is unknown to the install or the name would leave the folder.
+    """
+    folder = model_cache["folders"].get(result.type or "")
+    if not folder or not folder["paths"] or names.invalid_reason(result.name):
+        return None
+    return str(PurePosixPath(folder["paths"][0].replace("\\", "/")) / names.normalize(result.name))
+
+
+def download_queue(results: list[SearchResult], queries: list[ModelQuery], model_cache: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one download task per distinct FOUND file, review required unless policy says otherwise."""
+    workflows = {(q.folder, names.lookup_key(q.name)): len(q.workflows) for q in queries}
+    tasks = []
+    for result in results:
+        if not policy.may_queue(result):
+            continue
+        tasks.append(
+            {
+                "name": result.name,
+                "folder": result.type,
+                "target_path": target_path(result, model_cache),
+                "url": result.url,
+                "sha256": result.sha256,
+                "size": result.size,
+                "source": result.source,
+                "evidence": result.evidence.value,
+                "status": "pending_review" if policy.requires_review(result) else "approved",
+                "requires_review": policy.requires_review(result),
+                "blocks_workflows": workflows.get((result.type, names.lookup_key(result.name)), 0),
+            }
+        )
+    return tasks
+
+
+def run(ctx: StageContext) -> StageOutcome:
+    """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue."""
+    outcome = StageOutcome("search")
+    state = ctx.state_dir
+    scan = artifacts.read(state / "scan.json", "scan")
+    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
+    queries = missing_queries(scan, ctx.config.section("scan")["count_inactive_nodes"])
+    order = list(ctx.options.get("backends") or ctx.config.section("search")["backend_order"])
+    context = SearchContext(config=ctx.config, now=ctx.now())
+    backends = build_backends(order, context)
+    results = [resolve(query, backends, ctx) for query in queries]
+    counts: dict[str, int] = {status.value: 0 for status in Status}
+    for result in results:
+        counts[result.status.value] += 1
+    document = {
+        "cycle_id": ctx.cycle_id,
+        "generated_at": ctx.now().isoformat(timespec="seconds"),
+        "offline": ctx.config.offline,
+        "backend_order": order,
+        "results": [{**r.to_json(), "workflows": list(q.workflows)} for r, q in zip(results, queries)],
+        "counts": counts,
+    }
+    artifacts.write(state / ARTIFACT, document, "search")
+    queue = {"cycle_id": ctx.cycle_id, "generated_at": document["generated_at"], "tasks": download_queue(results, queries, model_cache)}
+    artifacts.write(state / QUEUE, queue, "download_queue")
+    outcome.counts = {k.lower(): v for k, v in counts.items()}
+    outcome.detail = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing missing"
+    logger.info("search: %d missing files: %s", len(results), outcome.detail)
+    return outcome

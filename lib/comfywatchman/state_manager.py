@@ -1,0 +1,110 @@
+"""Cycle state and telemetry: ``state/runs/<stage>.json``, ``state/cycles.jsonl``, ``state/scheduler.json``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+from comfywatchman.stages.context import StageOutcome
+
+logger = logging.getLogger(__name__)
+
+
+class StateManager:
+    """Reads and writes the state files that describe cycles (not the stage artifacts themselves)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    @property
+    def cycles_path(self) -> Path:
+        return self.state_dir / "cycles.jsonl"
+
+    @property
+    def scheduler_path(self) -> Path:
+        return self.state_dir / "scheduler.json"
+
+    def run_path(self, stage: str) -> Path:
+        """Return the path of the record of ``stage``'s latest run."""
+        return self.state_dir / "runs" / f"{stage}.json"
+
+    def record_stage(self, cycle_id: str, outcome: StageOutcome, started: datetime, finished: datetime) -> dict[str, Any]:
+        """Write and return the record of one stage run."""
+        record = {
+            "stage": outcome.stage,
+            "cycle_id": cycle_id,
+            "started_at": started.isoformat(timespec="milliseconds"),
+            "finished_at": finished.isoformat(timespec="milliseconds"),
+            "duration_s": round((finished - started).total_seconds(), 3),
+            "ok": outcome.ok,
+            "skipped_reason": outcome.skipped_reason,
+            "errors": outcome.errors,
+            "counts": outcome.counts,
+            "detail": outcome.detail,
+        }
+        artifacts.write(self.run_path(outcome.stage), record, "stage_run")
+        return record
+
+    def stage_runs(self, cycle_id: str) -> list[dict[str, Any]]:
+        """Return the stage run records that belong to ``cycle_id``, in stage order."""
+        from comfywatchman.stages import ORDER
+
+        runs = []
+        for stage in ORDER:
+            try:
+                record = artifacts.read_optional(self.run_path(stage), "stage_run")
+            except ArtifactError as exc:
+                logger.warning("%s", exc)
+                continue
+            if record is not None and record["cycle_id"] == cycle_id:
+                runs.append(record)
+        return runs
+
+    def record_cycle(self, record: dict[str, Any]) -> None:
+        """Append one cycle record ``{id, started_at, duration_s, success, skipped_reason, counts, ...}``."""
+        artifacts.append_jsonl(self.cycles_path, [record], "cycle")
+
+    def cycles(self) -> Iterator[dict[str, Any]]:
+        """Yield every recorded cycle, oldest first."""
+        return artifacts.read_jsonl(self.cycles_path, "cycle")
+
+    def read_scheduler(self) -> dict[str, Any] | None:
+        """Return ``scheduler.json`` (None when absent; a broken one is logged and treated as absent)."""
+        try:
+            return artifacts.read_optional(self.scheduler_path, "scheduler")
+        except ArtifactError as exc:
+            logger.warning("%s; starting from no recorded schedule", exc)
+            return None
+
+    def write_scheduler(self, document: dict[str, Any]) -> None:
+        """Validate and write ``scheduler.json`` atomically."""
+        artifacts.write(self.scheduler_path, document, "scheduler")
+
+    def record_outcome(
+        self,
+        now: datetime,
+        outcome: str,
+        skip_reason: str | None,
+        interval_minutes: float,
+        retry_minutes: float,
+        pid: int,
+    ) -> dict[str, Any]:
+        """Update ``scheduler.json`` after a cycle and return it: next run one interval on, or the retry
+        delay on after a skip or failure."""
+        delay = retry_minutes if outcome in ("skipped", "failed") else interval_minutes
+        previous = self.read_scheduler() or {}
+        document = {
+            **previous,
+            "last_run_at": now.isoformat(timespec="seconds"),
+            "last_outcome": outcome,
+            "last_skip_reason": skip_reason,
+            "next_run_at": (now + timedelta(minutes=delay)).isoformat(timespec="seconds"),
+            "pid": pid,
+        }
+        self.write_scheduler(document)
+        return document

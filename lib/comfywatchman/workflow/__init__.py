@@ -1,0 +1,1 @@
+"""Reading workflow files and the requirements they state."""
