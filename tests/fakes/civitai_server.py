@@ -81,10 +81,10 @@ def default_models() -> list[dict[str, Any]]:
         make_model(1008, "Variant Model", "Checkpoint",
                    [(2008, "fp8", [make_file(3008, "variant_model_fp8.safetensors")])]),
     ]
-    # Many matches for "flux" so that the one wanted sits on the second page (cursor paging).
+    # 130 models match "flux realism lora", so the one wanted sits on the second page (cursor paging).
     for index in range(130):
-        models.append(make_model(5000 + index, f"Flux Style {index}", "LORA",
-                                 [(6000 + index, "v1", [make_file(7000 + index, f"flux_style_{index}.safetensors")])]))
+        models.append(make_model(5000 + index, f"Flux Realism LoRA Style {index}", "LORA",
+                                 [(6000 + index, "v1", [make_file(7000 + index, f"frs_{index}.safetensors")])]))
     models.append(make_model(5999, "Flux Realism", "LORA",
                              [(6999, "v1", [make_file(7999, "flux_realism_lora.safetensors")])]))
     return models

@@ -395,16 +395,29 @@ class CivitaiBackend(SearchBackend):
         # 3. Name search, most specific term first; stop at the first proof.
         types = names.civitai_types(query.folder)
         searched: list[str] = []
+        inactive: dict[Any, dict[str, Any]] = {}
         for term in names.query_cascade(query.name):
             searched.append(term)
             for model in self.client.search_models(term, types, int(self.settings["page_size"]),
                                                    int(self.settings["max_pages"])):
                 hits += list(iter_files(model))
+                if FileHit(model, {}, {}).inactive and _model_matches(FileHit(model, {}, {}), query):
+                    inactive[model.get("id")] = model
             result = decide(query, hits, self.name, limit)
             if result and result.status is Status.FOUND:
                 result.details["queries"] = searched
                 return result
         result = decide(query, hits, self.name, limit)
+        # Archived/taken-down models have lost their files; a name that matches one is worth telling the user,
+        # as a dead end (no URL), never as FOUND.
+        dead = [Candidate(source=self.name, name=str(m.get("name", "")), url=None, evidence=Evidence.NONE,
+                          reason=f"a matching model is {m.get('mode')} on Civitai: its files are no longer offered",
+                          details={"model_id": m.get("id"), "mode": m.get("mode")}) for m in inactive.values()]
+        if result is None and dead:
+            result = self._result(query, Status.UNCERTAIN, "only archived or taken-down models match",
+                                  evidence=Evidence.NONE, candidates=dead[:limit])
+        elif result is not None:
+            result.candidates += dead[: max(0, limit - len(result.candidates))]
         if result is not None:
             result.details["queries"] = searched
             return result

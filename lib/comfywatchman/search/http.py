@@ -43,6 +43,36 @@ _TOKEN_PARAM = re.compile(r"(?i)((?:token|api_key|apikey|key|access_token)=)[^&\
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
 
 
+_KNOWN_SECRETS: set[str] = set()
+
+
+def scrub_text(text: str) -> str:
+    """Return ``text`` with every registered secret, ``token=``-style URL parameter and Bearer value masked."""
+    for value in _KNOWN_SECRETS:
+        text = text.replace(value, "***")
+    text = _TOKEN_PARAM.sub(r"\1***", text)
+    return _BEARER.sub(r"\1***", text)
+
+
+class _ScrubFilter(logging.Filter):
+    """Masks secrets in records of loggers we do not own (urllib3 logs full request lines at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        clean = scrub_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_SCRUB_FILTER = _ScrubFilter()
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
+    logging.getLogger(_name).addFilter(_SCRUB_FILTER)
+
+
 class RemoteError(Exception):
     """A remote call that gave no usable answer. The message is scrubbed of secrets and fit for a report.
 
@@ -151,7 +181,9 @@ class HttpClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or HttpSettings()
-        self._tokens = {host.lower(): secret for host, secret in (tokens or {}).items() if secret}
+        self._tokens: dict[str, Secret] = {}
+        for host, secret in (tokens or {}).items():
+            self.add_token(host, secret)
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Credentials come from this client only, never from ~/.netrc behind our back.
@@ -198,6 +230,7 @@ class HttpClient:
         """Send ``secret`` as a Bearer token to ``host`` (``host:port``) from now on, and nowhere else."""
         if secret:
             self._tokens[host.lower()] = secret
+            _KNOWN_SECRETS.add(secret.reveal())
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with every known secret, ``token=`` URL parameter and Bearer value masked."""
@@ -205,8 +238,7 @@ class HttpClient:
             value = secret.reveal()
             if value:
                 text = text.replace(value, "***")
-        text = _TOKEN_PARAM.sub(r"\1***", text)
-        return _BEARER.sub(r"\1***", text)
+        return scrub_text(text)
 
     # -- the call ----------------------------------------------------------------------------------------
 
