@@ -1,0 +1,112 @@
+"""Intake: new and changed workflows are acknowledged once; unchanged ones never again."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from comfywatchman import artifacts
+from comfywatchman.config import load
+from comfywatchman.stages import intake
+from comfywatchman.stages.context import StageContext
+from tests.helpers.comfy_tree import ComfyTree
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _ctx(tree: ComfyTree, home: Path, now: datetime = T0, user_toml: str | None = None) -> StageContext:
+    config_file = None
+    if user_toml:
+        config_file = home / "user.toml"
+        config_file.write_text(user_toml)
+    config = load(config_file, env={}, flags={"comfyui_root": str(tree.root), "home": str(home)}, cwd=home)
+    return StageContext(config, "cycle-1", clock=lambda: now)
+
+
+def _log(home: Path) -> list[dict]:
+    return list(artifacts.read_jsonl(home / "state" / "intake_log.jsonl", "intake_log_entry"))
+
+
+def test_run_acknowledges_new_then_changed_and_never_unchanged(comfy_tree: ComfyTree, home: Path) -> None:
+    first = comfy_tree.workflow("a.json", {"nodes": []})
+    comfy_tree.workflow("sub/b.json", {"nodes": []})
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.counts == {"workflows": 2, "new": 2, "changed": 0, "removed": 0}
+    assert [(r["kind"], Path(r["path"]).name) for r in _log(home)] == [("new", "a.json"), ("new", "b.json")]
+
+    assert intake.run(_ctx(comfy_tree, home, T0 + timedelta(hours=2))).counts["new"] == 0
+    assert len(_log(home)) == 2
+
+    first.write_text(json.dumps({"nodes": [{"id": 1, "type": "KSampler"}]}))
+    outcome = intake.run(_ctx(comfy_tree, home, T0 + timedelta(hours=4)))
+    assert outcome.counts["changed"] == 1
+    log = _log(home)
+    assert log[-1]["kind"] == "changed" and log[-1]["ts"] == (T0 + timedelta(hours=4)).isoformat()
+    document = artifacts.read(home / "state" / "intake.json", "intake")
+    assert {w["workflow"] for w in document["workflows"]} == {"a.json", "sub/b.json"}
+
+
+def test_run_does_not_rehash_when_size_and_mtime_are_unchanged(comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    comfy_tree.workflow("a.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    calls: list[Path] = []
+    real = intake.sha256_file
+    monkeypatch.setattr(intake, "sha256_file", lambda p: calls.append(p) or real(p))
+    intake.run(_ctx(comfy_tree, home))
+    assert calls == []
+
+
+def test_run_touched_but_identical_file_is_not_acknowledged(comfy_tree: ComfyTree, home: Path) -> None:
+    path = comfy_tree.workflow("a.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    os.utime(path, ns=(1, 1))
+    assert intake.run(_ctx(comfy_tree, home)).counts["changed"] == 0
+
+
+def test_run_after_a_kill_between_log_and_intake_json_does_not_acknowledge_twice(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.workflow("a.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    (home / "state" / "intake.json").unlink()  # as if the cycle died right after appending the log
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.counts["new"] == 0 and len(_log(home)) == 1
+
+
+def test_run_survives_a_torn_intake_json(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.workflow("a.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    (home / "state" / "intake.json").write_text('{"cycle_id": ')
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.ok and outcome.counts["new"] == 0
+
+
+def test_run_reads_every_configured_source_and_user(comfy_tree: ComfyTree, home: Path, tmp_path: Path) -> None:
+    comfy_tree.workflow("mine.json", {"nodes": []})
+    alice = comfy_tree.root / "user" / "alice" / "workflows"
+    alice.mkdir(parents=True)
+    (alice / "hers.json").write_text("{}")
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    (downloads / "civitai.json").write_text("{}")
+    (downloads / "readme.txt").write_text("not a workflow")
+    ctx = _ctx(comfy_tree, home, user_toml=f'[intake.sources.downloads]\npaths = ["{downloads}"]\n')
+    intake.run(ctx)
+    document = artifacts.read(home / "state" / "intake.json", "intake")
+    found = {(w["source"], w["workflow"]) for w in document["workflows"]}
+    assert found == {
+        ("comfyui", "default/workflows/mine.json"),
+        ("comfyui", "alice/workflows/hers.json"),
+        ("downloads", "civitai.json"),
+    }
+
+
+def test_run_records_removed_workflows(comfy_tree: ComfyTree, home: Path) -> None:
+    path = comfy_tree.workflow("gone.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    path.unlink()
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.counts["removed"] == 1
+    assert artifacts.read(home / "state" / "intake.json", "intake")["removed"] == [str(path)]

@@ -1,0 +1,105 @@
+"""Artifacts: validated reads, atomic writes, no rewrite when unchanged, whole JSON-lines files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
+ENTRY = {"ts": "2026-01-01T00:00:00+00:00", "source": "comfyui", "path": "/w.json", "sha256": "a" * 64, "kind": "new"}
+
+
+def test_read_names_the_file_when_missing(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"scan.json: missing \(run the stage that writes it first\)"):
+        artifacts.read(tmp_path / "scan.json", "scan")
+
+
+def test_read_names_the_file_when_torn(tmp_path: Path) -> None:
+    path = tmp_path / "gate.json"
+    path.write_text('{"cycle_id": "x", "verd')
+    with pytest.raises(ArtifactError) as caught:
+        artifacts.read(path, "gate")
+    assert str(caught.value).startswith(f"{path}: not valid JSON")
+    assert "\n" not in str(caught.value)
+
+
+def test_read_names_file_and_key_when_schema_fails(tmp_path: Path) -> None:
+    path = tmp_path / "entry.json"
+    path.write_text(json.dumps({**ENTRY, "kind": "deleted"}))
+    with pytest.raises(ArtifactError, match=r"entry.json: at 'kind': 'deleted' is not one of"):
+        artifacts.read(path, "intake_log_entry")
+
+
+def test_write_refuses_invalid_data_and_leaves_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "entry.json"
+    artifacts.write(path, ENTRY, "intake_log_entry")
+    with pytest.raises(ArtifactError, match="about to be written"):
+        artifacts.write(path, {**ENTRY, "sha256": "nothex"}, "intake_log_entry")
+    assert json.loads(path.read_text()) == ENTRY
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]  # no temp file left behind
+
+
+def test_write_if_changed_keeps_file_and_mtime_when_only_volatile_keys_differ(tmp_path: Path) -> None:
+    path = tmp_path / "nodes.json"
+    doc = {"comfyui_root": "/c", "generated_at": "2026-01-01T00:00:00+00:00", "packs": []}
+    assert artifacts.write_if_changed(path, doc, "custom_nodes_cache", volatile=["generated_at"])
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    later = {**doc, "generated_at": "2026-02-01T00:00:00+00:00"}
+    assert not artifacts.write_if_changed(path, later, "custom_nodes_cache", volatile=["generated_at"])
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    changed = {**later, "comfyui_root": "/d"}
+    assert artifacts.write_if_changed(path, changed, "custom_nodes_cache", volatile=["generated_at"])
+    assert json.loads(path.read_text())["comfyui_root"] == "/d"
+
+
+def test_append_jsonl_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    artifacts.append_jsonl(path, [ENTRY], "intake_log_entry")
+    with open(path, "a") as handle:
+        handle.write('{"ts": "2026-01-0')  # a write killed halfway
+    artifacts.append_jsonl(path, [{**ENTRY, "path": "/x.json"}], "intake_log_entry")
+    records = list(artifacts.read_jsonl(path, "intake_log_entry"))
+    assert [r["path"] for r in records] == ["/w.json", "/x.json"]
+    assert path.read_text().endswith("\n")
+
+
+def test_read_jsonl_skips_bad_lines_and_reads_from_offset(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps(ENTRY) + "\nnot json\n" + json.dumps({**ENTRY, "kind": "??"}) + "\n")
+    size = path.stat().st_size
+    with open(path, "a") as handle:
+        handle.write(json.dumps({**ENTRY, "path": "/late.json"}) + "\n")
+    assert [r["path"] for r in artifacts.read_jsonl(path, "intake_log_entry")] == ["/w.json", "/late.json"]
+    assert "line 2 is not valid JSON" in caplog.text
+    assert [r["path"] for r in artifacts.read_jsonl(path, "intake_log_entry", offset=size)] == ["/late.json"]
+    assert list(artifacts.read_jsonl(tmp_path / "absent.jsonl", "intake_log_entry")) == []
+
+
+def test_schemas_resolve_references_to_each_other() -> None:
+    # master_status refers to intake_log_entry by file name.
+    errors = artifacts.schema_errors({"recent_intake": [{"ts": 1}]}, "master_status", "x")
+    assert any("recent_intake[0]" in e for e in errors)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].joinpath("schemas").glob("*.schema.json")))
+def test_every_schema_property_has_a_description_and_objects_are_closed(path: Path) -> None:
+    schema = json.loads(path.read_text())
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, f"{path.name}: {where} allows unknown keys"
+                for name, prop in node["properties"].items():
+                    assert isinstance(prop, dict) and ("description" in prop or "$ref" in prop), f"{path.name}: {where}.{name}"
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}[{index}]")
+
+    walk(schema, "$")
