@@ -680,23 +680,26 @@ def _subfolder(rng: random.Random, folder: str) -> list[str]:
 
 @dataclass
 class ModelTree:
-    """The model files written, as paths relative to their model folder (``/`` separators), per folder."""
+    """The model tree to write: model files as paths relative to their model folder (``/`` separators) per
+    folder, and every other file (markers, sidecars, configs) as (path relative to ``models``, content)."""
 
     files: dict[str, list[str]] = field(default_factory=dict)
-    count: int = 0
-    other_files: int = 0
+    others: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """The number of model files."""
+        return sum(len(rels) for rels in self.files.values())
 
 
-def _write_models(root: Path, models: int, rng: random.Random) -> ModelTree:
-    """Writes ``models`` zero-byte model files (plus markers and sidecars) under ``root/models``."""
+def _plan_models(models: int, rng: random.Random) -> ModelTree:
+    """Chooses the names of ``models`` model files and of the files around them, without writing anything."""
     tree = ModelTree()
-    base = root / "models"
     names = list(MODEL_FOLDERS)
     shares = [MODEL_FOLDERS[n][0] for n in names]
     total_share = sum(shares)
     counts = [int(models * s / total_share) for s in shares]
     counts[names.index("loras")] += models - sum(counts)
-    made_dirs: set[Path] = set()
     for folder, count in zip(names, counts, strict=True):
         exts = MODEL_FOLDERS[folder][1]
         seen: set[str] = set()
@@ -707,28 +710,36 @@ def _write_models(root: Path, models: int, rng: random.Random) -> ModelTree:
                 continue
             seen.add(rel.lower())
             rels.append(rel)
-            path = base / folder / rel
-            if path.parent not in made_dirs:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made_dirs.add(path.parent)
-            path.touch()
             if folder in ("loras", "checkpoints") and rng.random() < 0.12:
-                stem = path.name.rsplit(".", 1)[0]
-                (path.parent / f"{stem}.preview.png").touch()
-                (path.parent / f"{stem}.civitai.info").write_text(f'{{"id": {rng.randrange(10**6)}}}\n')
-                tree.other_files += 2
+                stem = f"{folder}/{rel.rsplit('.', 1)[0]}"
+                tree.others.append((f"{stem}.preview.png", ""))
+                tree.others.append((f"{stem}.civitai.info", f'{{"id": {rng.randrange(10**6)}}}\n'))
         tree.files[folder] = rels
-        tree.count += count
-    for folder in MARKER_FOLDERS:
-        (base / folder).mkdir(parents=True, exist_ok=True)
-        (base / folder / f"put_{folder}_here").touch()
-        tree.other_files += 1
-    for cfg in ("v1-inference.yaml", "v2-inference-v.yaml", "sd_xl_base.yaml", "anything_v3.yaml"):
-        (base / "configs" / cfg).write_text(
-            "model:\n  base_learning_rate: 1.0e-04\n  target: ldm.models.LatentDiffusion\n"
-        )
-        tree.other_files += 1
+    tree.others += [(f"{folder}/put_{folder}_here", "") for folder in MARKER_FOLDERS]
+    config = "model:\n  base_learning_rate: 1.0e-04\n  target: ldm.models.LatentDiffusion\n"
+    for name in ("v1-inference.yaml", "v2-inference-v.yaml", "sd_xl_base.yaml", "anything_v3.yaml"):
+        tree.others.append((f"configs/{name}", config))
     return tree
+
+
+def _write_models(root: Path, tree: ModelTree) -> None:
+    """Writes the planned tree under ``root/models``: zero-byte model files, then the other files."""
+    base = root / "models"
+    made: set[Path] = set()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    paths = [base / folder / rel for folder, rels in tree.files.items() for rel in rels]
+    paths += [base / rel for rel, _ in tree.others]
+    contents = [""] * (len(paths) - len(tree.others)) + [text for _, text in tree.others]
+    for path, text in zip(paths, contents, strict=True):
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        fd = os.open(path, flags, 0o644)
+        try:
+            if text:
+                os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------ custom node packs
@@ -1786,6 +1797,21 @@ def _plan(root: Path, workflows: int, rng: random.Random) -> list[Job]:
     return jobs
 
 
+def _write_tree(root: Path, tree: ModelTree, packs: list[Pack]) -> int:
+    """Writes the model tree, the custom node packs and the user settings; returns the node types count."""
+    _write_models(root, tree)
+    node_types = _write_packs(root, packs)
+    user = root / "user" / "default"
+    user.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "Comfy.UseNewMenu": "Top",
+        "Comfy.LinkRenderMode": 2,
+        "Comfy.Workflow.SortNodeIdOnSave": False,
+    }
+    (user / "comfy.settings.json").write_text(json.dumps(settings, indent=2))
+    return node_types
+
+
 def generate_install(
     root: Path, workflows: int = 2000, models: int = 20000, seed: int = 0, processes: int | None = None
 ) -> dict[str, int]:
@@ -1799,26 +1825,21 @@ def generate_install(
     """
     root = Path(root)
     rng = random.Random(seed)
-    tree = _write_models(root, models, rng)
+    tree = _plan_models(models, rng)
     packs = _make_packs(rng)
-    node_types = _write_packs(root, packs)
-    user = root / "user" / "default"
-    user.mkdir(parents=True, exist_ok=True)
-    (user / "comfy.settings.json").write_text(
-        json.dumps(
-            {"Comfy.UseNewMenu": "Top", "Comfy.Workflow.SortNodeIdOnSave": False, "Comfy.LinkRenderMode": 2},
-            indent=2,
-        )
-    )
     favourites = {f: rng.sample(files, min(len(files), 12)) for f, files in tree.files.items() if files}
     pack_nodes = [(name, widgets, p.cnr_id, p.version) for p in packs for name, widgets in p.nodes.items()]
     ctx = Context(models=tree.files, favourites=favourites, pack_nodes=pack_nodes)
     jobs = _plan(root, workflows, rng)
     processes = processes or min(os.cpu_count() or 1, 8)
     if processes > 1 and len(jobs) > 50:
+        # the workers build and write workflows while this process writes the (I/O-bound) trees
         with ProcessPoolExecutor(processes, initializer=_init_worker, initargs=(ctx,)) as pool:
-            results = list(pool.map(_write_workflow, jobs, [seed] * len(jobs), chunksize=16))
+            pending = pool.map(_write_workflow, jobs, [seed] * len(jobs), chunksize=16)
+            node_types = _write_tree(root, tree, packs)
+            results = list(pending)
     else:
+        node_types = _write_tree(root, tree, packs)
         _init_worker(ctx)
         results = [_write_workflow(job, seed) for job in jobs]
     return {
@@ -1828,7 +1849,7 @@ def generate_install(
         "subgraph_workflows": sum(j.subgraphs for j in jobs),
         "windows_workflows": sum(j.windows for j in jobs),
         "model_files": tree.count,
-        "other_model_files": tree.other_files,
+        "other_model_files": len(tree.others),
         "custom_node_packs": len(packs),
         "custom_node_types": node_types,
         "bytes": sum(results),
