@@ -118,6 +118,9 @@ def environment_layer(env: Mapping[str, str]) -> Layer:
         data.setdefault("comfyui", {})["root"] = env["COMFYUI_ROOT"]
     if env.get("COMFYWATCHMAN_HOME"):
         data.setdefault("paths", {})["home"] = env["COMFYWATCHMAN_HOME"]
+    if env.get("HF_ENDPOINT"):
+        # The variable the official Hub client reads; honouring it keeps one mirror setting for both.
+        data.setdefault("huggingface", {})["endpoint"] = env["HF_ENDPOINT"]
     return Layer("environment", data)
 
 

@@ -68,6 +68,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus delayed ACKs add ~40 ms each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -84,8 +89,9 @@ class FakeServer:
         self._server = _Server((host, 0), _Handler)
         self._server.fake = self
         self.host = host
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
         self.requests: list[Recorded] = []
         self._script: list[tuple[str, str, Action]] = []
         self._lock = threading.Lock()
@@ -126,7 +132,7 @@ class FakeServer:
             self.requests.clear()
 
     def fail(self, path_prefix: str, *actions: Action, method: str = "") -> None:
-        """Answer the next requests whose path starts with ``path_prefix`` with ``actions``, one each, in order."""
+        """Answer the next requests whose path starts with ``path_prefix`` with ``actions``, one each."""
         with self._lock:
             self._script.extend((method.upper(), path_prefix, action) for action in actions)
 
@@ -138,7 +144,7 @@ class FakeServer:
                     return action
         return None
 
-    # -- serving ----------------------------------------------------------------------------------------------
+    # -- serving -----------------------------------------------------------------------------------------
 
     def route(self, request: Recorded) -> Reply:  # pragma: no cover - every fake overrides it
         return Reply(404, {"error": "not found"})
@@ -151,8 +157,13 @@ class FakeServer:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         parts = urlsplit(handler.path)
-        request = Recorded(handler.command, parts.path, parse_qs(parts.query, keep_blank_values=True),
-                           {k: v for k, v in handler.headers.items()}, body)
+        request = Recorded(
+            handler.command,
+            parts.path,
+            parse_qs(parts.query, keep_blank_values=True),
+            {k: v for k, v in handler.headers.items()},
+            body,
+        )
         with self._lock:
             self.requests.append(request)
         action = self._take_action(handler.command, parts.path)

@@ -19,12 +19,18 @@ from tests.fakes import FakeServer, Recorded, Reply, squash
 
 
 def sha256_of(label: str) -> str:
-    """Return a deterministic upper-case sha256 for a test file called ``label`` (Civitai's hex is upper-case)."""
+    """Return a deterministic upper-case sha256 (as Civitai writes it) for a test file ``label``."""
     return hashlib.sha256(label.encode()).hexdigest().upper()
 
 
-def make_file(file_id: int, name: str, label: str | None = None, size_kb: float = 2048.0, ftype: str = "Model",
-              version_id: int = 0) -> dict[str, Any]:
+def make_file(
+    file_id: int,
+    name: str,
+    label: str | None = None,
+    size_kb: float = 2048.0,
+    ftype: str = "Model",
+    version_id: int = 0,
+) -> dict[str, Any]:
     sha = sha256_of(label or name)
     return {
         "id": file_id,
@@ -38,18 +44,38 @@ def make_file(file_id: int, name: str, label: str | None = None, size_kb: float 
     }
 
 
-def make_model(model_id: int, name: str, mtype: str, versions: list[tuple[int, str, list[dict[str, Any]]]],
-               mode: str | None = None, nsfw: bool = False) -> dict[str, Any]:
+def make_model(
+    model_id: int,
+    name: str,
+    mtype: str,
+    versions: list[tuple[int, str, list[dict[str, Any]]]],
+    mode: str | None = None,
+    nsfw: bool = False,
+) -> dict[str, Any]:
     model_versions = []
     for version_id, version_name, files in versions:
         for f in files:
-            f["downloadUrl"] = f"https://civitai.com/api/download/models/{version_id}?type=Model&format=SafeTensor"
-        model_versions.append({
-            "id": version_id, "name": version_name, "baseModel": "SDXL 1.0", "files": files,
-            "images": [{"url": "https://image.civitai.com/x.jpeg"}],
-            "downloadUrl": f"https://civitai.com/api/download/models/{version_id}",
-        })
-    model = {"id": model_id, "name": name, "type": mtype, "nsfw": nsfw, "mode": mode, "modelVersions": model_versions}
+            f["downloadUrl"] = (
+                f"https://civitai.com/api/download/models/{version_id}?type=Model&format=SafeTensor"
+            )
+        model_versions.append(
+            {
+                "id": version_id,
+                "name": version_name,
+                "baseModel": "SDXL 1.0",
+                "files": files,
+                "images": [{"url": "https://image.civitai.com/x.jpeg"}],
+                "downloadUrl": f"https://civitai.com/api/download/models/{version_id}",
+            }
+        )
+    model = {
+        "id": model_id,
+        "name": name,
+        "type": mtype,
+        "nsfw": nsfw,
+        "mode": mode,
+        "modelVersions": model_versions,
+    }
     if mode in ("Archived", "TakenDown"):
         # The real API drops files and download URLs of archived models, and images too when taken down.
         for version in model_versions:
@@ -63,30 +89,76 @@ def make_model(model_id: int, name: str, mtype: str, versions: list[tuple[int, s
 def default_models() -> list[dict[str, Any]]:
     """Return the catalogue the tests search: one model per situation the backend must get right."""
     models = [
-        make_model(1001, "Detail Tweaker LoRA", "LORA", [(2001, "v1.0", [make_file(3001, "add_detail.safetensors")])]),
+        make_model(
+            1001, "Detail Tweaker LoRA", "LORA", [(2001, "v1.0", [make_file(3001, "add_detail.safetensors")])]
+        ),
         # Civitai renamed the checkpoint on upload: the workflow's name is not Civitai's.
-        make_model(1002, "Juggernaut XL", "Checkpoint",
-                   [(2002, "v9", [make_file(3002, "juggernautXL_v9.safetensors", label="juggernaut-v9",
-                                            size_kb=6775430.35)])]),
-        make_model(1003, "Old Style LoRA", "LORA", [(2003, "v1", [make_file(3003, "old_style.safetensors")])],
-                   mode="Archived"),
-        make_model(1004, "Removed Thing", "LORA", [(2004, "v1", [make_file(3004, "removed_thing.safetensors")])],
-                   mode="TakenDown"),
-        make_model(1005, "EasyNegative", "TextualInversion",
-                   [(2005, "v1", [make_file(3005, "easynegative.safetensors", ftype="Negative")])]),
+        make_model(
+            1002,
+            "Juggernaut XL",
+            "Checkpoint",
+            [
+                (
+                    2002,
+                    "v9",
+                    [
+                        make_file(
+                            3002, "juggernautXL_v9.safetensors", label="juggernaut-v9", size_kb=6775430.35
+                        )
+                    ],
+                )
+            ],
+        ),
+        make_model(
+            1003,
+            "Old Style LoRA",
+            "LORA",
+            [(2003, "v1", [make_file(3003, "old_style.safetensors")])],
+            mode="Archived",
+        ),
+        make_model(
+            1004,
+            "Removed Thing",
+            "LORA",
+            [(2004, "v1", [make_file(3004, "removed_thing.safetensors")])],
+            mode="TakenDown",
+        ),
+        make_model(
+            1005,
+            "EasyNegative",
+            "TextualInversion",
+            [(2005, "v1", [make_file(3005, "easynegative.safetensors", ftype="Negative")])],
+        ),
         # Two different files sharing one name: a name alone proves nothing here.
-        make_model(1006, "Common Lora A", "LORA", [(2006, "v1", [make_file(3006, "common_name.safetensors", "a")])]),
-        make_model(1007, "Common Lora B", "LORA", [(2007, "v1", [make_file(3007, "common_name.safetensors", "b")])]),
+        make_model(
+            1006, "Common Lora A", "LORA", [(2006, "v1", [make_file(3006, "common_name.safetensors", "a")])]
+        ),
+        make_model(
+            1007, "Common Lora B", "LORA", [(2007, "v1", [make_file(3007, "common_name.safetensors", "b")])]
+        ),
         # A variant only: fp8 exists, the workflow wants fp16.
-        make_model(1008, "Variant Model", "Checkpoint",
-                   [(2008, "fp8", [make_file(3008, "variant_model_fp8.safetensors")])]),
+        make_model(
+            1008,
+            "Variant Model",
+            "Checkpoint",
+            [(2008, "fp8", [make_file(3008, "variant_model_fp8.safetensors")])],
+        ),
     ]
     # 130 models match "flux realism lora", so the one wanted sits on the second page (cursor paging).
     for index in range(130):
-        models.append(make_model(5000 + index, f"Flux Realism LoRA Style {index}", "LORA",
-                                 [(6000 + index, "v1", [make_file(7000 + index, f"frs_{index}.safetensors")])]))
-    models.append(make_model(5999, "Flux Realism", "LORA",
-                             [(6999, "v1", [make_file(7999, "flux_realism_lora.safetensors")])]))
+        models.append(
+            make_model(
+                5000 + index,
+                f"Flux Realism LoRA Style {index}",
+                "LORA",
+                [(6000 + index, "v1", [make_file(7000 + index, f"frs_{index}.safetensors")])],
+            )
+        )
+    models.append(
+        make_model(
+            5999, "Flux Realism", "LORA", [(6999, "v1", [make_file(7999, "flux_realism_lora.safetensors")])]
+        )
+    )
     return models
 
 
@@ -108,28 +180,36 @@ class FakeCivitai(FakeServer):
             return Reply(429, {"error": "Too many requests"})
         return Reply(status, {"error": f"HTTP {status}"})
 
-    # -- helpers ----------------------------------------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------------------------------
 
     def _versions(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         return [(m, v) for m in self.models for v in m["modelVersions"]]
 
     def _version_object(self, model: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(version)
-        out.update({
-            "modelId": model["id"],
-            "air": f"urn:air:sdxl:{model['type'].lower()}:civitai:{model['id']}@{version['id']}",
-            "status": "Published",
-            "trainedWords": [],
-            "model": {"name": model["name"], "type": model["type"], "nsfw": model["nsfw"],
-                      **({"mode": model["mode"]} if model.get("mode") else {})},
-        })
+        out.update(
+            {
+                "modelId": model["id"],
+                "air": f"urn:air:sdxl:{model['type'].lower()}:civitai:{model['id']}@{version['id']}",
+                "status": "Published",
+                "trainedWords": [],
+                "model": {
+                    "name": model["name"],
+                    "type": model["type"],
+                    "nsfw": model["nsfw"],
+                    **({"mode": model["mode"]} if model.get("mode") else {}),
+                },
+            }
+        )
         return out
 
     def _matches(self, model: dict[str, Any], words: list[str]) -> bool:
-        hay = squash(model["name"] + " " + " ".join(f["name"] for v in model["modelVersions"] for f in v["files"]))
+        hay = squash(
+            model["name"] + " " + " ".join(f["name"] for v in model["modelVersions"] for f in v["files"])
+        )
         return all(word in hay for word in words)
 
-    # -- routes -----------------------------------------------------------------------------------------------
+    # -- routes ------------------------------------------------------------------------------------------
 
     def route(self, request: Recorded) -> Reply:
         path, q = request.path, request.query
@@ -140,8 +220,11 @@ class FakeCivitai(FakeServer):
             return Reply(200, model) if model else Reply(404, {"error": f"No model with id {match.group(1)}"})
         if request.method == "POST" and path == "/api/v1/model-versions/by-hash":
             wanted = {h.upper() for h in request.json()}
-            found = [self._version_object(m, v) for m, v in self._versions()
-                     if any(str(h).upper() in wanted for f in v["files"] for h in f["hashes"].values())]
+            found = [
+                self._version_object(m, v)
+                for m, v in self._versions()
+                if any(str(h).upper() in wanted for f in v["files"] for h in f["hashes"].values())
+            ]
             return Reply(200, found)
         if match := re.fullmatch(r"/api/v1/model-versions/by-hash/([0-9A-Za-z]+)", path):
             wanted = match.group(1).upper()
@@ -168,7 +251,9 @@ class FakeCivitai(FakeServer):
     def _search(self, q: dict[str, list[str]]) -> Reply:
         limit = int(q.get("limit", ["100"])[0])
         if "page" in q and "query" in q:
-            return Reply(400, {"error": "Cannot use page param with query search. Use cursor-based pagination."})
+            return Reply(
+                400, {"error": "Cannot use page param with query search. Use cursor-based pagination."}
+            )
         if int(q.get("page", ["1"])[0]) * limit > 1000:
             return Reply(429, {"error": "You've requested too many pages, please use cursors instead"})
         types = {t for value in q.get("types", []) for t in value.split(",") if t}

@@ -1,9 +1,9 @@
 """A fake ``qwen`` executable (the Qwen Code CLI) for the CLI transport, written into a folder put on PATH.
 
 ``install(folder, mode, output)`` writes ``folder/qwen``: a Python script that answers ``qwen -p PROMPT`` the
-way the scenario says: ``answer`` prints ``output``; ``hang`` sleeps far past any timeout; ``fail`` exits 3 with
-an error on stderr; ``env`` prints a JSON answer whose reason lists which secret variables it could see. Every
-call's arguments are appended to ``folder/calls.jsonl``.
+way the scenario says: ``answer`` prints ``output``; ``hang`` sleeps far past any timeout; ``fail`` exits 3
+with an error on stderr; ``env`` prints a JSON answer whose reason lists which secret variables it could
+see. Every call's arguments are appended to ``folder/calls.jsonl``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import stat
 import sys
 from pathlib import Path
 
-SCRIPT = '''#!{python}
+SCRIPT = """#!{python}
 import json, os, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "calls.jsonl"), "a") as log:
@@ -31,7 +31,7 @@ elif mode == "env":
 else:
     with open(os.path.join(here, "answer.txt")) as handle:
         sys.stdout.write(handle.read())
-'''
+"""
 
 
 def install(folder: Path, mode: str = "answer", output: str | dict | None = None) -> Path:

@@ -54,7 +54,7 @@ def test_load_reports_every_error_naming_file_and_key(tmp_path: Path) -> None:
 def test_load_refuses_invalid_toml_naming_the_file(tmp_path: Path) -> None:
     user = tmp_path / "broken.toml"
     user.write_text("[schedule\n")
-    with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML"):
         load(user, env={}, cwd=tmp_path)
 
 
@@ -98,3 +98,8 @@ def test_expand_path_expands_root_home_and_variables(tmp_path: Path) -> None:
     assert expand_path("${DATA}/wf", env, tmp_path) == Path("/data/wf")
     assert expand_path("rel", env, tmp_path) == tmp_path / "rel"
     assert expand_path("~/x", env, tmp_path) == Path.home() / "x"
+
+
+def test_load_takes_hf_endpoint_from_environment(tmp_path: Path) -> None:
+    config = load(env={"HF_ENDPOINT": "http://127.0.0.1:9999"}, cwd=tmp_path)
+    assert config.section("huggingface")["endpoint"] == "http://127.0.0.1:9999"

@@ -145,9 +145,7 @@ class SearchResult:
             sha256=data.get("sha256"),
             size=data.get("size"),
             reason=data.get("reason", ""),
-            candidates=[
-                Candidate(**{**c, "evidence": Evidence(c["evidence"])}) for c in data.get("candidates", [])
-            ],
+            candidates=[Candidate(**{**c, "evidence": Evidence(c["evidence"])}) for c in data.get("candidates", [])],
             details=dict(data.get("details", {})),
             attempts=list(data.get("attempts", [])),
         )

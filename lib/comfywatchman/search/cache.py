@@ -58,13 +58,13 @@ class SearchCache:
         try:
             data = artifacts.read_optional(self.path, SCHEMA)
         except ArtifactError as exc:
-            # A cache is disposable: a torn or outdated file costs one cycle of requests, never a failed cycle.
+            # A cache is disposable: a torn or outdated file costs a cycle of requests, never a failed cycle.
             logger.warning("%s; starting with an empty search cache", exc)
             data = None
         self.entries = dict(data["entries"]) if data else {}
 
     def get(self, query: ModelQuery, backends: tuple[str, ...], now: datetime) -> SearchResult | None:
-        """Return the cached answer for ``query`` from ``backends`` if one is still fresh at ``now``, else None."""
+        """Return the answer cached for ``query`` from ``backends`` if still fresh at ``now``, else None."""
         entry = self.entries.get(cache_key(query, backends))
         if entry is None or datetime.fromisoformat(entry["expires_at"]) <= now:
             return None
@@ -76,7 +76,7 @@ class SearchCache:
         return result
 
     def put(self, query: ModelQuery, backends: tuple[str, ...], result: SearchResult, now: datetime) -> bool:
-        """Store ``result`` for ``query`` if its status is cacheable and its TTL positive; return whether it did."""
+        """Store ``result`` for ``query`` if its status is cacheable and TTL > 0; return whether it did."""
         if result.status in POSITIVE:
             ttl = self.ttl
         elif result.status is Status.NOT_FOUND:
@@ -103,7 +103,7 @@ class SearchCache:
         return len(expired)
 
     def save(self, now: datetime | None = None) -> bool:
-        """Write the cache atomically (expired entries dropped when ``now`` is given); return whether it wrote."""
+        """Write the cache atomically (expired entries dropped if ``now`` given); return whether it wrote."""
         if now is not None:
             self.prune(now)
         if not self.dirty:

@@ -1,10 +1,10 @@
 """Civitai: the REST client and the search backend.
 
-Facts it is built on (``external-apis.md`` §A): search pages by cursor only (``page`` with ``query`` is a 400);
-hashes are upper-case hex; archived/taken-down models drop their files; non-LoRA files are renamed on upload
-(``{camelCaseModelName}_{version}.{ext}``), so a checkpoint's workflow name often differs from Civitai's and only
-a hash can prove identity; ``/api/v1/images?imageId=N`` has returned unrelated images, so nothing reads it
-without ``validate_civitai_image_response``.
+Facts it is built on (``external-apis.md`` §A): search pages by cursor only (``page`` with ``query`` is a
+400); hashes are upper-case hex; archived/taken-down models drop their files; non-LoRA files are renamed on
+upload (``{camelCaseModelName}_{version}.{ext}``), so a checkpoint's workflow name often differs from
+Civitai's and only a hash can prove identity; ``/api/v1/images?imageId=N`` has returned unrelated images,
+so nothing reads it without ``validate_civitai_image_response``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class ImageLookup:
 
 
 def validate_civitai_image_response(image_id: int | str, payload: Any, url: str = "") -> ImageLookup:
-    """Given the requested ``image_id`` and the ``/api/v1/images`` payload, return the image if it is that one.
+    """Given the requested ``image_id`` and the ``/api/v1/images`` payload, return that image if it is it.
 
     An empty ``items`` list or a first item whose ``id`` differs from ``image_id`` is NOT_FOUND with a message
     that says which: Civitai has answered ``?imageId=N`` with unrelated images (civitai issue 1494) and with
@@ -132,7 +132,9 @@ class CivitaiClient:
         for _page in range(max(1, max_pages)):
             body = self._get("/api/v1/models", params + ([("cursor", cursor)] if cursor else []))
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise RemoteError(f"{self.host}: /api/v1/models answered without an items list", "bad_json", self.host)
+                raise RemoteError(
+                    f"{self.host}: /api/v1/models answered without an items list", "bad_json", self.host
+                )
             yield from (item for item in body["items"] if isinstance(item, dict))
             cursor = (body.get("metadata") or {}).get("nextCursor")
             if not cursor:
@@ -147,12 +149,12 @@ class CivitaiClient:
         return self._get(f"/api/v1/model-versions/{int(version_id)}")
 
     def version_by_hash(self, file_hash: str) -> dict[str, Any] | None:
-        """Return the version holding a file with ``file_hash`` (SHA256, AutoV1/2/3, CRC32, BLAKE3) or None."""
+        """Return the version with a file of ``file_hash`` (SHA256, AutoV1/2/3, CRC32, BLAKE3), or None."""
         clean = "".join(ch for ch in file_hash if ch.isalnum())
         return self._get(f"/api/v1/model-versions/by-hash/{clean.upper()}")
 
     def versions_by_hashes(self, sha256s: list[str]) -> list[dict[str, Any]]:
-        """Return the versions for many SHA256 at once (``POST .../by-hash``, 100 per call; unmatched dropped)."""
+        """Return the versions of many SHA256 (``POST .../by-hash``, 100 per call; unmatched dropped)."""
         found: list[dict[str, Any]] = []
         unique = list(dict.fromkeys(h.upper() for h in sha256s if h))
         for start in range(0, len(unique), BULK_HASH_LIMIT):
@@ -160,19 +162,25 @@ class CivitaiClient:
             response = self.http.request("POST", url, json=unique[start : start + BULK_HASH_LIMIT])
             body = self.http.json_of(response, required=response.ok)
             if not response.ok:
-                raise RemoteError(f"{self.host} answered HTTP {response.status_code} for bulk by-hash", "http",
-                                  self.host, response.status_code)
+                raise RemoteError(
+                    f"{self.host} answered HTTP {response.status_code} for bulk by-hash",
+                    "http",
+                    self.host,
+                    response.status_code,
+                )
             if not isinstance(body, list):
                 raise RemoteError(f"{self.host}: bulk by-hash answered without a list", "bad_json", self.host)
             found.extend(v for v in body if isinstance(v, dict))
         return found
 
     def get_image(self, image_id: int) -> ImageLookup:
-        """Return the image ``image_id`` from ``/api/v1/images``, checked by ``validate_civitai_image_response``."""
+        """Return image ``image_id``, ``/api/v1/images``, checked by ``validate_civitai_image_response``."""
         path = "/api/v1/images"
         params = {"imageId": int(image_id), "limit": 1, "withMeta": "true"}
         body = self._get(path, params)
-        return validate_civitai_image_response(image_id, body or {}, f"{self.base_url}{path}?imageId={image_id}")
+        return validate_civitai_image_response(
+            image_id, body or {}, f"{self.base_url}{path}?imageId={image_id}"
+        )
 
 
 # -- turning Civitai objects into evidence ------------------------------------------------------------------
@@ -253,7 +261,9 @@ def _hash_matches(hit: FileHit, known: str) -> bool:
     return hashes.get("sha256") == known or (len(known) == 10 and hashes.get("autov2") == known)
 
 
-def found_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str) -> SearchResult:
+def found_result(
+    query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str
+) -> SearchResult:
     """Return the FOUND result for ``hit`` (ids, sha256, size, download URL) with its evidence."""
     return SearchResult(
         name=query.name,
@@ -269,7 +279,9 @@ def found_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: st
     )
 
 
-def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limit: int = 8) -> SearchResult | None:
+def decide(
+    query: ModelQuery, hits: list[FileHit], source: str = "civitai", limit: int = 8
+) -> SearchResult | None:
     """Return FOUND, UNCERTAIN or None (nothing relevant) for ``query`` given Civitai files ``hits``.
 
     The pure policy: a hash match is FOUND; otherwise an exact, case-insensitive basename is FOUND unless the
@@ -281,31 +293,54 @@ def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limi
     candidates: list[Candidate] = []
     usable = [h for h in hits if not h.inactive and h.url]
     for hit in hits:
-        if hit.inactive and (names.same_basename(hit.file.get("name", ""), query.name)
-                             or (known and _hash_matches(hit, known))):
-            candidates.append(hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download"))
+        if hit.inactive and (
+            names.same_basename(hit.file.get("name", ""), query.name) or (known and _hash_matches(hit, known))
+        ):
+            candidates.append(
+                hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download")
+            )
     if known:
         for hit in usable:
             if _hash_matches(hit, known):
-                return found_result(query, hit, Evidence.HASH, "sha256 declared by the workflow matches this file",
-                                    source)
+                return found_result(
+                    query, hit, Evidence.HASH, "sha256 declared by the workflow matches this file", source
+                )
     # The same file can arrive twice (by hash and by search): one entry per Civitai file id.
-    exact = list({id(h) if h.file.get("id") is None else h.file.get("id"): h for h in usable
-                  if names.same_basename(str(h.file.get("name", "")), query.name)}.values())
+    exact = list(
+        {
+            id(h) if h.file.get("id") is None else h.file.get("id"): h
+            for h in usable
+            if names.same_basename(str(h.file.get("name", "")), query.name)
+        }.values()
+    )
     if exact:
         shas = {h.sha256 for h in exact}
         if known and known not in shas:
-            candidates += [h.candidate(Evidence.SIMILAR_NAME, "same name but its sha256 differs from the one the "
-                                       "workflow declares") for h in exact]
+            candidates += [
+                h.candidate(
+                    Evidence.SIMILAR_NAME,
+                    "same name but its sha256 differs from the one the workflow declares",
+                )
+                for h in exact
+            ]
         elif names.is_generic_basename(query.name):
-            candidates += [h.candidate(Evidence.SIMILAR_NAME, "same name, but the name is too generic to prove "
-                                       "identity") for h in exact]
+            candidates += [
+                h.candidate(Evidence.SIMILAR_NAME, "same name, but the name is too generic to prove identity")
+                for h in exact
+            ]
         elif len(shas) > 1 or (None in shas and len(exact) > 1):
-            candidates += [h.candidate(Evidence.SIMILAR_NAME, f"one of {len(exact)} different files sharing this "
-                                       "name") for h in exact]
+            candidates += [
+                h.candidate(Evidence.SIMILAR_NAME, f"one of {len(exact)} different files sharing this name")
+                for h in exact
+            ]
         else:
-            return found_result(query, exact[0], Evidence.EXACT_FILENAME,
-                                "exact file name (case-insensitive) in a Civitai model version", source)
+            return found_result(
+                query,
+                exact[0],
+                Evidence.EXACT_FILENAME,
+                "exact file name (case-insensitive) in a Civitai model version",
+                source,
+            )
     key = names.variant_key(query.name)
     seen = {(c.details.get("file_id")) for c in candidates}
     for hit in usable:
@@ -315,22 +350,34 @@ def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limi
         if names.variant_key(file_name) == key:
             reason = "another variant of the same name (version/precision/quantisation differs)"
         elif _renamed_type(hit) and _model_matches(hit, query):
-            reason = ("Civitai renames non-LoRA files on upload; the model name matches but no hash proves it "
-                      "is this file")
+            reason = (
+                "Civitai renames non-LoRA files on upload; the model name matches but no hash proves it "
+                "is this file"
+            )
         else:
             continue
         seen.add(hit.file.get("id"))
         candidates.append(hit.candidate(Evidence.SIMILAR_NAME, reason))
     if candidates:
-        return SearchResult(name=query.name, type=query.folder, status=Status.UNCERTAIN, source=source,
-                            evidence=Evidence.SIMILAR_NAME, reason="candidates found, none proven",
-                            candidates=candidates[:limit])
+        return SearchResult(
+            name=query.name,
+            type=query.folder,
+            status=Status.UNCERTAIN,
+            source=source,
+            evidence=Evidence.SIMILAR_NAME,
+            reason="candidates found, none proven",
+            candidates=candidates[:limit],
+        )
     return None
 
 
 def _renamed_type(hit: FileHit) -> bool:
     model_type = str(hit.model.get("type") or "").lower()
-    return model_type not in ("lora", "locon", "dora") and hit.file.get("type") in (None, "Model", "Pruned Model")
+    return model_type not in ("lora", "locon", "dora") and hit.file.get("type") in (
+        None,
+        "Model",
+        "Pruned Model",
+    )
 
 
 def _model_matches(hit: FileHit, query: ModelQuery) -> bool:
@@ -355,15 +402,18 @@ class CivitaiBackend(SearchBackend):
         self.settings = civitai_settings(context.config)
         if client is None:
             http = context.http or HttpClient.from_config(context.config)
-            client = CivitaiClient(http, civitai_base_url(context.config), bool(self.settings["include_nsfw"]))
+            client = CivitaiClient(
+                http, civitai_base_url(context.config), bool(self.settings["include_nsfw"])
+            )
         self.client = client
 
     def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
-        return SearchResult(name=query.name, type=query.folder, status=status, source=self.name, reason=reason,
-                            **kwargs)
+        return SearchResult(
+            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **kwargs
+        )
 
     def search(self, query: ModelQuery) -> SearchResult:
-        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query``; INVALID_FILENAME without a request; ERROR on failure."""
+        """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
         bad = names.invalid_filename_reason(query.name)
         if bad:
             return self._result(query, Status.INVALID_FILENAME, bad)
@@ -398,8 +448,9 @@ class CivitaiBackend(SearchBackend):
         inactive: dict[Any, dict[str, Any]] = {}
         for term in names.query_cascade(query.name):
             searched.append(term)
-            for model in self.client.search_models(term, types, int(self.settings["page_size"]),
-                                                   int(self.settings["max_pages"])):
+            for model in self.client.search_models(
+                term, types, int(self.settings["page_size"]), int(self.settings["max_pages"])
+            ):
                 hits += list(iter_files(model))
                 if FileHit(model, {}, {}).inactive and _model_matches(FileHit(model, {}, {}), query):
                     inactive[model.get("id")] = model
@@ -410,22 +461,39 @@ class CivitaiBackend(SearchBackend):
         result = decide(query, hits, self.name, limit)
         # Archived/taken-down models have lost their files; a name that matches one is worth telling the user,
         # as a dead end (no URL), never as FOUND.
-        dead = [Candidate(source=self.name, name=str(m.get("name", "")), url=None, evidence=Evidence.NONE,
-                          reason=f"a matching model is {m.get('mode')} on Civitai: its files are no longer offered",
-                          details={"model_id": m.get("id"), "mode": m.get("mode")}) for m in inactive.values()]
+        dead = [
+            Candidate(
+                source=self.name,
+                name=str(m.get("name", "")),
+                url=None,
+                evidence=Evidence.NONE,
+                reason=f"a matching model is {m.get('mode')} on Civitai: its files are no longer offered",
+                details={"model_id": m.get("id"), "mode": m.get("mode")},
+            )
+            for m in inactive.values()
+        ]
         if result is None and dead:
-            result = self._result(query, Status.UNCERTAIN, "only archived or taken-down models match",
-                                  evidence=Evidence.NONE, candidates=dead[:limit])
+            # No source exists, so NOT_FOUND (the next backend goes on); the dead ends still say why.
+            result = self._result(
+                query,
+                Status.NOT_FOUND,
+                "only archived or taken-down Civitai models match: nothing to download there",
+                candidates=dead[:limit],
+            )
         elif result is not None:
             result.candidates += dead[: max(0, limit - len(result.candidates))]
         if result is not None:
             result.details["queries"] = searched
             return result
-        return self._result(query, Status.NOT_FOUND, f"no Civitai file named {query.basename} "
-                            f"(searched: {', '.join(searched)})", details={"queries": searched})
+        return self._result(
+            query,
+            Status.NOT_FOUND,
+            f"no Civitai file named {query.basename} (searched: {', '.join(searched)})",
+            details={"queries": searched},
+        )
 
     def _declared_refs(self, query: ModelQuery) -> list[names.CivitaiRef]:
-        hosts = tuple(self.settings["hosts"]) + (host_of(self.client.base_url).split(":")[0],)
+        hosts = (*tuple(self.settings["hosts"]), host_of(self.client.base_url).split(":")[0])
         refs = []
         for decl in query.declarations:
             if not decl.url:

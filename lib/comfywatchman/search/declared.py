@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from comfywatchman.search.base import Candidate, Evidence, ModelQuery, SearchResult, Status
+from comfywatchman.search.http import HttpClient, RemoteError
 
 SOURCE = "declared"
 
@@ -56,7 +57,14 @@ def resolve(query: ModelQuery, trusted_hosts: list[str]) -> SearchResult | None:
         if filename.casefold() != wanted:
             why.append(f"the URL names {filename!r}, not {query.basename!r}")
         candidates.append(
-            Candidate(SOURCE, filename or query.basename, decl.url, Evidence.SIMILAR_NAME, "declared, but " + " and ".join(why), sha256=sha)
+            Candidate(
+                SOURCE,
+                filename or query.basename,
+                decl.url,
+                Evidence.SIMILAR_NAME,
+                "declared, but " + " and ".join(why),
+                sha256=sha,
+            )
         )
     if not candidates:
         return None
@@ -68,3 +76,63 @@ def resolve(query: ModelQuery, trusted_hosts: list[str]) -> SearchResult | None:
         reason="the workflow declares a source that does not check out",
         candidates=candidates,
     )
+
+
+def verify(result: SearchResult, http: HttpClient) -> SearchResult:
+    """Return ``result`` (a declared FOUND) checked online with a HEAD on its URL.
+
+    The URL must answer (a redirect counts: Civitai and the Hub redirect downloads to a CDN). 401/403 keeps
+    FOUND but marks the file gated (a token or accepting terms is needed). ``X-Linked-Etag`` / ``X-Linked-Size``
+    fill in sha256 and size; a published sha256 that differs from a declared one makes the result UNCERTAIN.
+    A 404 or 410 makes it UNCERTAIN: the author's link is dead. A network failure leaves the offline verdict
+    standing, saying the URL was not checked.
+    """
+    assert result.url is not None
+    try:
+        response = http.request("HEAD", result.url, follow_redirects=False)
+    except RemoteError as exc:
+        result.details["url_check"] = f"not checked: {exc}"
+        return result
+    status = response.status_code
+    headers = response.headers
+    etag = (headers.get("X-Linked-Etag") or "").strip().strip('"').removeprefix("W/").strip('"').lower()
+    published = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
+    size_text = headers.get("X-Linked-Size") or (headers.get("Content-Length") if status < 300 else None)
+    result.details["url_check"] = f"HEAD {status}"
+    if status in (404, 410):
+        return SearchResult(
+            name=result.name,
+            type=result.type,
+            status=Status.UNCERTAIN,
+            source=SOURCE,
+            reason=f"the declared URL answers HTTP {status}: the author's link is dead",
+            candidates=[Candidate(SOURCE, url_filename(result.url), result.url, Evidence.DECLARED, f"HEAD {status}")],
+        )
+    if status in (401, 403):
+        result.details["gated"] = True
+        result.reason += f"; HTTP {status}: gated, needs a token (HF_TOKEN / CIVITAI_API_KEY) or accepting terms"
+        return result
+    if size_text and size_text.isdigit():
+        result.size = int(size_text)
+    if published:
+        if result.sha256 and result.sha256 != published:
+            return SearchResult(
+                name=result.name,
+                type=result.type,
+                status=Status.UNCERTAIN,
+                source=SOURCE,
+                reason="the file at the declared URL has another sha256 than the workflow declares (replaced?)",
+                candidates=[
+                    Candidate(
+                        SOURCE,
+                        url_filename(result.url),
+                        result.url,
+                        Evidence.DECLARED,
+                        "sha256 differs",
+                        sha256=published,
+                        size=result.size,
+                    )
+                ],
+            )
+        result.sha256 = published
+    return result

@@ -2,8 +2,9 @@
 
 One ``HttpClient`` lives for one cycle. It owns a ``requests.Session`` and adds what each remote call needs:
 a User-Agent, (connect, read) timeouts, tenacity retries on 429, 5xx and connection errors with exponential
-backoff that honours ``Retry-After`` (never on other 4xx), a minimum gap between requests to one host, a cap
-on requests per cycle, a circuit breaker for hosts that cannot be reached at all, and a request count per host.
+backoff that honours ``Retry-After`` (never on other 4xx), a minimum gap between requests to one host, a
+cap on requests per cycle, a circuit breaker for hosts that cannot be reached at all, and a request count
+per host.
 
 Credentials are attached here and nowhere else: each token belongs to one host (``host:port``) and is sent
 only there, also across redirects, which this client follows itself so that every hop is checked, counted and
@@ -47,7 +48,7 @@ _KNOWN_SECRETS: set[str] = set()
 
 
 def scrub_text(text: str) -> str:
-    """Return ``text`` with every registered secret, ``token=``-style URL parameter and Bearer value masked."""
+    """Return ``text`` with every registered secret, ``token=``-like URL parameter and Bearer value masked."""
     for value in _KNOWN_SECRETS:
         text = text.replace(value, "***")
     text = _TOKEN_PARAM.sub(r"\1***", text)
@@ -252,6 +253,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         follow_redirects: bool = True,
+        retry_read_timeout: bool = True,
     ) -> requests.Response:
         """Send one logical request and return the final response (any status that is not retried).
 
@@ -262,7 +264,9 @@ class HttpClient:
         """
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
-            response = self._send_with_retries(method, current, params, json, headers, timeout)
+            response = self._send_with_retries(
+                method, current, params, json, headers, timeout, retry_read_timeout
+            )
             if not follow_redirects or response.status_code not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location")
@@ -276,7 +280,7 @@ class HttpClient:
         raise RemoteError(f"too many redirects from {self.scrub(url)}", "redirects", host_of(url))
 
     def get_json(self, url: str, **kwargs: Any) -> tuple[int, Any]:
-        """Return ``(status, parsed JSON body or None)`` for a GET; raise RemoteError if a 2xx body is not JSON."""
+        """Return ``(status, JSON body or None)`` for a GET; raise RemoteError if a 2xx body is not JSON."""
         response = self.request("GET", url, **kwargs)
         return response.status_code, self.json_of(response, required=response.ok)
 
@@ -307,6 +311,7 @@ class HttpClient:
         json: Any,
         headers: Mapping[str, str] | None,
         timeout: float | None,
+        retry_read_timeout: bool,
     ) -> requests.Response:
         host = host_of(url)
         if host in self._down:
@@ -325,19 +330,21 @@ class HttpClient:
             before_sleep=self._log_retry,
         )
         try:
-            return retrying(self._attempt, method, url, params, json, headers, timeout)
+            return retrying(self._attempt, method, url, params, json, headers, timeout, retry_read_timeout)
         except _Retryable as exc:
             if exc.response is not None:
                 status = exc.response.status_code
                 raise RemoteError(
-                    f"{host} answered HTTP {status} after {settings.max_attempts} attempts "
-                    f"({self.scrub(_path_of(url))}){_error_text(exc.response)}",
+                    self.scrub(
+                        f"{host} answered HTTP {status} after {settings.max_attempts} attempts "
+                        f"({_path_of(url)}){_error_text(exc.response)}"
+                    ),
                     "http",
                     host,
                     status,
                 ) from None
             if exc.connect_failed:
-                # Trip the breaker: an offline machine or a dead host must not cost a full retry ladder per model.
+                # Trip the breaker: an offline machine or dead host must not cost a retry ladder per model.
                 self._down[host] = str(exc)
                 raise RemoteError(f"cannot connect to {host}: {exc}", "connection", host) from None
             kind = "timeout" if "timed out" in str(exc) else "connection"
@@ -351,6 +358,7 @@ class HttpClient:
         json: Any,
         headers: Mapping[str, str] | None,
         timeout: float | None,
+        retry_read_timeout: bool = True,
     ) -> requests.Response:
         host = host_of(url)
         self._take_budget(host, url)
@@ -375,10 +383,15 @@ class HttpClient:
         except requests.Timeout as exc:
             if _connect_failed(exc):
                 raise _Retryable(f"connection to {host} timed out", connect_failed=True) from None
-            raise _Retryable(f"no answer from {host} within {read_timeout:g} s (read timed out)") from None
+            message = f"no answer from {host} within {read_timeout:g} s (read timed out)"
+            if not retry_read_timeout:
+                raise RemoteError(message, "timeout", host) from None
+            raise _Retryable(message) from None
         except requests.ConnectionError as exc:
             if _connect_failed(exc):
-                raise _Retryable(f"connection to {host} failed (refused or name not resolved)", connect_failed=True) from None
+                raise _Retryable(
+                    f"connection to {host} failed (refused or name not resolved)", connect_failed=True
+                ) from None
             raise _Retryable(f"connection to {host} was reset or broken ({type(exc).__name__})") from None
         except requests.RequestException as exc:
             raise RemoteError(f"{host}: request failed: {self.scrub(str(exc))}", "connection", host) from None
@@ -414,7 +427,7 @@ class HttpClient:
         if isinstance(exc, _Retryable) and exc.response is not None:
             asked = parse_retry_after(exc.response.headers.get("Retry-After"))
             if asked is not None:
-                # The server said when; waiting less only earns another refusal. The cap stops a hostile value.
+                # The server said when; waiting less earns another refusal. The cap stops a hostile value.
                 return max(backoff, min(asked, s.retry_after_max))
         return backoff
 
@@ -425,7 +438,9 @@ class HttpClient:
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        logger.info("retrying after %s (attempt %d, waiting %.2f s)", self.scrub(str(exc)), state.attempt_number, wait)
+        logger.info(
+            "retrying after %s (attempt %d, waiting %.2f s)", self.scrub(str(exc)), state.attempt_number, wait
+        )
 
 
 def _path_of(url: str) -> str:

@@ -116,7 +116,7 @@ class HuggingFaceClient:
         return HubError(self.http.scrub(text), self.host, response.status_code, code)
 
     def search_models(self, search: str, author: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
-        """Return up to ``limit`` repos whose name matches ``search`` (``GET /api/models``), most downloaded first."""
+        """Return up to ``limit`` repos whose id matches ``search`` (``GET /api/models``), by downloads."""
         params: dict[str, Any] = {"search": search, "limit": limit, "sort": "downloads", "direction": -1}
         if author:
             params["author"] = author
@@ -142,7 +142,9 @@ class HuggingFaceClient:
             return None
         raise error
 
-    def list_files(self, repo_id: str, revision: str = "main", path: str = "", max_pages: int = 10) -> list[HubFile] | None:
+    def list_files(
+        self, repo_id: str, revision: str = "main", path: str = "", max_pages: int = 10
+    ) -> list[HubFile] | None:
         """Return every file under ``path`` in ``repo_id`` at ``revision`` (tree API, recursive, all pages).
 
         None when the repo, revision or path does not exist; raise HubError when the tree is refused.
@@ -157,21 +159,32 @@ class HuggingFaceClient:
             if not response.ok:
                 error = self._error(response, f"file list of {repo_id}")
                 if response.status_code == 404 or error.error_code in (
-                    "RepoNotFound", "RevisionNotFound", "EntryNotFound"
+                    "RepoNotFound",
+                    "RevisionNotFound",
+                    "EntryNotFound",
                 ):
                     return None
                 raise error
             body = self.http.json_of(response)
             if not isinstance(body, list):
-                raise RemoteError(f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host)
+                raise RemoteError(
+                    f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host
+                )
             for entry in body:
                 if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
                     continue
                 lfs = entry.get("lfs") if isinstance(entry.get("lfs"), dict) else {}
                 sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
                 size = lfs.get("size", entry.get("size"))
-                files.append(HubFile(repo_id, revision, entry["path"], size if isinstance(size, int) else None,
-                                     sha.lower() if sha and len(sha) == 64 else None))
+                files.append(
+                    HubFile(
+                        repo_id,
+                        revision,
+                        entry["path"],
+                        size if isinstance(size, int) else None,
+                        sha.lower() if sha and len(sha) == 64 else None,
+                    )
+                )
             match = _LINK_NEXT.search(response.headers.get("Link", ""))
             if not match:
                 break
@@ -187,11 +200,15 @@ class HuggingFaceClient:
 
         The redirect to the CDN is not followed: the Hub's own answer carries the headers that matter.
         """
-        response = self.http.request("HEAD", self.resolve_url(repo_id, revision, path), follow_redirects=False)
+        response = self.http.request(
+            "HEAD", self.resolve_url(repo_id, revision, path), follow_redirects=False
+        )
         headers = response.headers
         code = headers.get("X-Error-Code")
         status = response.status_code
-        etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip().strip('"').removeprefix("W/")
+        etag = (
+            (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip().strip('"').removeprefix("W/")
+        )
         etag = etag.strip('"').lower()
         size_text = headers.get("X-Linked-Size") or headers.get("Content-Length")
         exists = status < 400
@@ -240,11 +257,12 @@ class HuggingFaceBackend(SearchBackend):
         self.has_token = bool(context.secret("HF_TOKEN") or context.secret("HUGGING_FACE_HUB_TOKEN"))
 
     def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
-        return SearchResult(name=query.name, type=query.folder, status=status, source=self.name, reason=reason,
-                            **kwargs)
+        return SearchResult(
+            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **kwargs
+        )
 
     def search(self, query: ModelQuery) -> SearchResult:
-        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query``; INVALID_FILENAME without a request; ERROR on failure."""
+        """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
         bad = names.invalid_filename_reason(query.name)
         if bad:
             return self._result(query, Status.INVALID_FILENAME, bad)
@@ -255,7 +273,7 @@ class HuggingFaceBackend(SearchBackend):
             return self._result(query, Status.ERROR, f"huggingface: {exc}")
 
     def _declared(self, query: ModelQuery) -> list[names.HfRef]:
-        hosts = tuple(self.settings["hosts"]) + (self.client.host,)
+        hosts = (*tuple(self.settings["hosts"]), self.client.host)
         refs = []
         for decl in query.declarations:
             ref = names.parse_hf_url(decl.url, hosts) if decl.url else None
@@ -272,10 +290,14 @@ class HuggingFaceBackend(SearchBackend):
         for item in self.client.search_models(term, limit=limit):
             first.setdefault(item["id"], f"Hub search for {term!r}")
         yield first
-        authors = list(dict.fromkeys([*(r.repo_id.split("/")[0] for r in declared), *self.settings["authors"]]))
+        authors = list(
+            dict.fromkeys([*(r.repo_id.split("/")[0] for r in declared), *self.settings["authors"]])
+        )
         for author in authors:
-            yield {item["id"]: f"repackager {author} search for {family!r}"
-                   for item in self.client.search_models(family, author=author, limit=limit)}
+            yield {
+                item["id"]: f"repackager {author} search for {family!r}"
+                for item in self.client.search_models(family, author=author, limit=limit)
+            }
 
     def _search(self, query: ModelQuery) -> SearchResult:
         declared = self._declared(query)
@@ -294,7 +316,9 @@ class HuggingFaceBackend(SearchBackend):
                     files = self.client.list_files(repo_id, rev)
                 except HubError as exc:
                     if exc.gated:
-                        candidates.append(self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)"))
+                        candidates.append(
+                            self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)")
+                        )
                         continue
                     raise
                 for hub_file in files or []:
@@ -302,18 +326,35 @@ class HuggingFaceBackend(SearchBackend):
                     if found is not None:
                         found.details["repos_walked"] = walked
                         return found
-                    if (names.variant_key(hub_file.path) == key
-                            and not names.same_basename(hub_file.path, query.name) and len(candidates) < 8):
-                        candidates.append(self._candidate(hub_file, "another variant of the same name "
-                                                          "(version/precision/quantisation differs)"))
+                    if (
+                        names.variant_key(hub_file.path) == key
+                        and not names.same_basename(hub_file.path, query.name)
+                        and len(candidates) < 8
+                    ):
+                        candidates.append(
+                            self._candidate(
+                                hub_file,
+                                "another variant of the same name (version/precision/quantisation differs)",
+                            )
+                        )
             if len(walked) >= max_repos:
                 break
         details = {"repos": walked}
         if candidates:
-            return self._result(query, Status.UNCERTAIN, "candidates found on the Hub, none proven",
-                                evidence=Evidence.SIMILAR_NAME, candidates=candidates, details=details)
-        return self._result(query, Status.NOT_FOUND, f"no file named {query.basename} in {len(walked)} Hub repos",
-                            details=details)
+            return self._result(
+                query,
+                Status.UNCERTAIN,
+                "candidates found on the Hub, none proven",
+                evidence=Evidence.SIMILAR_NAME,
+                candidates=candidates,
+                details=details,
+            )
+        return self._result(
+            query,
+            Status.NOT_FOUND,
+            f"no file named {query.basename} in {len(walked)} Hub repos",
+            details=details,
+        )
 
     def _judge(
         self, query: ModelQuery, hub_file: HubFile, candidates: list[Candidate], origin: str
@@ -322,26 +363,45 @@ class HuggingFaceBackend(SearchBackend):
         # basename is proof unless the hash disagrees or the name is too generic to identify anything.
         known = query.known_sha256
         if known and hub_file.sha256 == known:
-            return self._found(query, hub_file, Evidence.HASH, "sha256 declared by the workflow matches this "
-                               "file's lfs.oid", candidates, origin)
+            return self._found(
+                query,
+                hub_file,
+                Evidence.HASH,
+                "sha256 declared by the workflow matches this file's lfs.oid",
+                candidates,
+                origin,
+            )
         if not names.same_basename(hub_file.path, query.name):
             return None
         if known and hub_file.sha256 and hub_file.sha256 != known:
-            candidates.append(self._candidate(hub_file, "same name but its sha256 differs from the one the "
-                                              "workflow declares"))
+            candidates.append(
+                self._candidate(
+                    hub_file, "same name but its sha256 differs from the one the workflow declares"
+                )
+            )
             return None
         if names.is_generic_basename(query.name):
-            candidates.append(self._candidate(hub_file, "same name, but the name is too generic to prove identity"))
+            candidates.append(
+                self._candidate(hub_file, "same name, but the name is too generic to prove identity")
+            )
             return None
         evidence = Evidence.DECLARED if origin.startswith("declared") else Evidence.EXACT_FILENAME
-        return self._found(query, hub_file, evidence, "exact file name (case-insensitive) in the repo tree",
-                           candidates, origin)
+        return self._found(
+            query,
+            hub_file,
+            evidence,
+            "exact file name (case-insensitive) in the repo tree",
+            candidates,
+            origin,
+        )
 
-    def check_file(self, query: ModelQuery, repo_id: str, revision: str, path: str | None) -> SearchResult | None:
-        """Return the verdict on one file someone named (``path`` in ``repo_id``, or any file of the query's name).
+    def check_file(
+        self, query: ModelQuery, repo_id: str, revision: str, path: str | None
+    ) -> SearchResult | None:
+        """Return the verdict on one named file (``path`` in ``repo_id``, or any file of the query's name).
 
-        FOUND when the tree proves it; UNCERTAIN with candidates when the file is there but not proven to be the
-        one wanted; None when the repo, revision or file does not exist.
+        FOUND when the tree proves it; UNCERTAIN with candidates when the file is there but not proven to be
+        the one wanted; None when the repo, revision or file does not exist.
         """
         files = self.client.list_files(repo_id, revision)
         if not files:
@@ -355,11 +415,19 @@ class HuggingFaceBackend(SearchBackend):
             if found is not None:
                 return found
             if wanted is not None and not candidates:
-                candidates.append(self._candidate(hub_file, "the file exists but its name differs and no hash "
-                                                  "proves identity"))
+                candidates.append(
+                    self._candidate(
+                        hub_file, "the file exists but its name differs and no hash proves identity"
+                    )
+                )
         if candidates:
-            return self._result(query, Status.UNCERTAIN, "the named file is not proven to be the one wanted",
-                                evidence=Evidence.SIMILAR_NAME, candidates=candidates)
+            return self._result(
+                query,
+                Status.UNCERTAIN,
+                "the named file is not proven to be the one wanted",
+                evidence=Evidence.SIMILAR_NAME,
+                candidates=candidates,
+            )
         return None
 
     def _candidate(self, hub_file: HubFile, reason: str) -> Candidate:
@@ -375,35 +443,67 @@ class HuggingFaceBackend(SearchBackend):
         )
 
     def _repo_candidate(self, repo_id: str, revision: str, reason: str) -> Candidate:
-        return Candidate(source=self.name, name=repo_id, url=f"{self.client.endpoint}/{repo_id}",
-                         evidence=Evidence.NONE, reason=reason, details={"repo_id": repo_id, "revision": revision,
-                                                                         "gated": True})
+        return Candidate(
+            source=self.name,
+            name=repo_id,
+            url=f"{self.client.endpoint}/{repo_id}",
+            evidence=Evidence.NONE,
+            reason=reason,
+            details={"repo_id": repo_id, "revision": revision, "gated": True},
+        )
 
     def _found(
-        self, query: ModelQuery, hub_file: HubFile, evidence: Evidence, reason: str, candidates: list[Candidate],
+        self,
+        query: ModelQuery,
+        hub_file: HubFile,
+        evidence: Evidence,
+        reason: str,
+        candidates: list[Candidate],
         origin: str,
     ) -> SearchResult:
-        # The tree proves the file exists; the HEAD tells whether it can be downloaded (gated) and at which commit.
+        # The tree proves the file exists; the HEAD tells if it can be downloaded (gated) and at which commit.
         head = self.client.head_file(hub_file.repo_id, hub_file.revision, hub_file.path)
         details: dict[str, Any] = {
-            "huggingface": {"repo_id": hub_file.repo_id, "revision": hub_file.revision, "path": hub_file.path,
-                            "commit": head.commit, "found_via": origin},
+            "huggingface": {
+                "repo_id": hub_file.repo_id,
+                "revision": hub_file.revision,
+                "path": hub_file.path,
+                "commit": head.commit,
+                "found_via": origin,
+            },
         }
         if head.error_code == "EntryNotFound" or head.status == 404:
             candidates.append(self._candidate(hub_file, "listed in the tree but the file answers 404"))
-            return self._result(query, Status.UNCERTAIN, "the listed file could not be confirmed",
-                                evidence=Evidence.SIMILAR_NAME, candidates=candidates)
+            return self._result(
+                query,
+                Status.UNCERTAIN,
+                "the listed file could not be confirmed",
+                evidence=Evidence.SIMILAR_NAME,
+                candidates=candidates,
+            )
         if head.sha256 and hub_file.sha256 and head.sha256 != hub_file.sha256:
             candidates.append(self._candidate(hub_file, "tree sha256 and X-Linked-Etag disagree"))
-            return self._result(query, Status.UNCERTAIN, "the Hub gives two different hashes for this file",
-                                evidence=Evidence.SIMILAR_NAME, candidates=candidates)
+            return self._result(
+                query,
+                Status.UNCERTAIN,
+                "the Hub gives two different hashes for this file",
+                evidence=Evidence.SIMILAR_NAME,
+                candidates=candidates,
+            )
         if head.gated:
             details["huggingface"]["gated"] = True
-            hint = GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
+            hint = (
+                GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
+            )
             reason = f"{reason}; {hint}"
         return self._result(
-            query, Status.FOUND, reason, evidence=evidence,
+            query,
+            Status.FOUND,
+            reason,
+            evidence=evidence,
             url=self.client.resolve_url(hub_file.repo_id, hub_file.revision, hub_file.path),
-            sha256=hub_file.sha256 or head.sha256, size=hub_file.size or head.size,
-            candidates=candidates, details=details,
+            sha256=hub_file.sha256 or head.sha256,
+            size=hub_file.size or head.size,
+            candidates=candidates,
+            details=details,
         )

@@ -9,10 +9,11 @@ from comfywatchman.search.base import PROOF, Evidence, SearchResult, Status
 def combine(name: str, folder: str | None, results: list[SearchResult]) -> SearchResult:
     """Return the one result that stands for every backend's answer about a file.
 
-    The first FOUND with proof wins. Otherwise UNCERTAIN with every candidate, when any backend offered
-    one (doubt is never turned into NOT_FOUND). Otherwise ERROR when any backend failed (so the next cycle
-    asks again), else NOT_FOUND when at least one backend looked, else NOT_SEARCHED. Each backend's
-    answer is kept in ``attempts``.
+    The first FOUND with proof wins. Otherwise UNCERTAIN with every candidate when any backend was
+    uncertain, or claimed FOUND without proof (doubt is never turned into NOT_FOUND). Otherwise ERROR when
+    any backend failed (so the next cycle asks again), else NOT_FOUND when at least one backend looked,
+    else NOT_SEARCHED. Candidates that came with a NOT_FOUND (dead ends such as archived models) are kept
+    for the reader but do not make the result uncertain. Each backend's answer is kept in ``attempts``.
     """
     attempts = [{"backend": r.source, "status": r.status.value, "reason": r.reason} for r in results]
     for result in results:
@@ -20,18 +21,18 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
             result.attempts = attempts
             return result
     candidates = [c for r in results for c in r.candidates]
-    statuses = {r.status for r in results}
-    if candidates or Status.UNCERTAIN in statuses:
-        uncertain = [r for r in results if r.status is Status.UNCERTAIN or r.candidates]
+    uncertain = [r for r in results if r.status in (Status.UNCERTAIN, Status.FOUND)]
+    if uncertain:
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in uncertain if r.reason)
-        return SearchResult(name, folder, Status.UNCERTAIN, uncertain[0].source, Evidence.NONE,
-                            reason=reasons, candidates=candidates, attempts=attempts)
-    if Status.ERROR in statuses:
-        errors = "; ".join(f"{r.source}: {r.reason}" for r in results if r.status is Status.ERROR)
-        return SearchResult(name, folder, Status.ERROR, "search", reason=errors, attempts=attempts)
-    if Status.NOT_FOUND in statuses:
-        looked = ", ".join(r.source for r in results if r.status is Status.NOT_FOUND)
-        return SearchResult(name, folder, Status.NOT_FOUND, "search", reason=f"not found by {looked}", attempts=attempts)
+        return SearchResult(
+            name, folder, Status.UNCERTAIN, uncertain[0].source, Evidence.NONE,
+            reason=reasons, candidates=candidates, attempts=attempts,
+        )  # fmt: skip
+    for status in (Status.ERROR, Status.NOT_FOUND):
+        matching = [r for r in results if r.status is status]
+        if matching:
+            reason = "; ".join(f"{r.source}: {r.reason}" for r in matching)
+            return SearchResult(name, folder, status, "search", reason=reason, candidates=candidates, attempts=attempts)
     reasons = "; ".join(f"{r.source}: {r.reason}" for r in results if r.reason) or "no backend was asked"
     return SearchResult(name, folder, Status.NOT_SEARCHED, "search", reason=reasons, attempts=attempts)
 

@@ -5,8 +5,8 @@ Two transports, chosen by ``[qwen] transport``:
 - ``cli``: the Qwen Code CLI, run as ``qwen -p PROMPT`` (as the original tool did) with a timeout;
 - ``openai``: any OpenAI-compatible chat-completions endpoint (DashScope compatible mode, Ollama, vLLM,
   llama.cpp server), offered tools that run this project's own Civitai and HuggingFace clients.
-- ``auto`` (default): the CLI when the command is on PATH, else the endpoint when ``base_url`` is set, else the
-  backend says NOT_SEARCHED ("not configured") so the next backend goes on.
+- ``auto`` (default): the CLI when the command is on PATH, else the endpoint when ``base_url`` is set, else
+  the backend says NOT_SEARCHED ("not configured") so the next backend goes on.
 
 The agent answers strict JSON (``schemas/qwen_answer.schema.json``). Nothing it says is FOUND until a
 deterministic lookup (Civitai version/model, Hub tree) shows the exact file name or a matching hash. Doubt is
@@ -78,34 +78,65 @@ Use status FOUND only for an exact file name match, UNCERTAIN for anything less,
 """
 
 TOOLS: list[dict[str, Any]] = [
-    {"type": "function", "function": {
-        "name": "civitai_search",
-        "description": "Search Civitai models by name. Returns models with their versions and file names.",
-        "parameters": {"type": "object", "additionalProperties": False, "required": ["query"], "properties": {
-            "query": {"type": "string", "description": "words from the model or file name"},
-        }},
-    }},
-    {"type": "function", "function": {
-        "name": "civitai_model_version",
-        "description": "Get one Civitai model version by id, with its files (name, sha256, size).",
-        "parameters": {"type": "object", "additionalProperties": False, "required": ["version_id"],
-                       "properties": {"version_id": {"type": "integer", "description": "model version id"}}},
-    }},
-    {"type": "function", "function": {
-        "name": "hf_search",
-        "description": "Search HuggingFace model repos by name (matches repo names, not file names).",
-        "parameters": {"type": "object", "additionalProperties": False, "required": ["search"], "properties": {
-            "search": {"type": "string", "description": "words of the repo name"},
-            "author": {"type": "string", "description": "optional repo owner, e.g. Comfy-Org"},
-        }},
-    }},
-    {"type": "function", "function": {
-        "name": "hf_list_files",
-        "description": "List the model files in a HuggingFace repo (recursive).",
-        "parameters": {"type": "object", "additionalProperties": False, "required": ["repo_id"], "properties": {
-            "repo_id": {"type": "string", "description": "owner/name"},
-        }},
-    }},
+    {
+        "type": "function",
+        "function": {
+            "name": "civitai_search",
+            "description": "Search Civitai models by name. Returns models, their versions and file names.",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["query"],
+                "properties": {
+                    "query": {"type": "string", "description": "words from the model or file name"},
+                },
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "civitai_model_version",
+            "description": "Get one Civitai model version by id, with its files (name, sha256, size).",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["version_id"],
+                "properties": {"version_id": {"type": "integer", "description": "model version id"}},
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "hf_search",
+            "description": "Search HuggingFace model repos by name (matches repo names, not file names).",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["search"],
+                "properties": {
+                    "search": {"type": "string", "description": "words of the repo name"},
+                    "author": {"type": "string", "description": "optional repo owner, e.g. Comfy-Org"},
+                },
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "hf_list_files",
+            "description": "List the model files in a HuggingFace repo (recursive).",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["repo_id"],
+                "properties": {
+                    "repo_id": {"type": "string", "description": "owner/name"},
+                },
+            },
+        },
+    },
 ]
 
 
@@ -115,7 +146,7 @@ def qwen_settings(config: Any) -> dict[str, Any]:
 
 
 def extract_json(text: str) -> Any | None:
-    """Return the JSON object an agent's output holds: the whole text, a fenced block, or the last object in it.
+    """Return the JSON object in an agent's output: the whole text, or the last top-level object in it.
 
     Return None when no JSON object can be found. CLIs wrap answers in prose or code fences; taking the last
     object that parses is what a person reading the output would do.
@@ -127,15 +158,17 @@ def extract_json(text: str) -> Any | None:
         pass
     decoder = json.JSONDecoder()
     found = None
-    for index in range(len(text)):
-        if text[index] != "{":
-            continue
+    index = text.find("{")
+    while index != -1:
         try:
-            value, _end = decoder.raw_decode(text, index)
+            value, end = decoder.raw_decode(text, index)
         except ValueError:
+            index = text.find("{", index + 1)
             continue
         if isinstance(value, dict):
             found = value
+        # Continue after this object: objects nested inside it are parts of it, not answers.
+        index = text.find("{", end)
     return found
 
 
@@ -151,9 +184,14 @@ def _compact_model(model: Mapping[str, Any]) -> dict[str, Any]:
         "type": model.get("type"),
         "mode": model.get("mode"),
         "versions": [
-            {"version_id": v.get("id"), "name": v.get("name"),
-             "files": [{"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
-                       for f in v.get("files") or []]}
+            {
+                "version_id": v.get("id"),
+                "name": v.get("name"),
+                "files": [
+                    {"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
+                    for f in v.get("files") or []
+                ],
+            }
             for v in (model.get("modelVersions") or [])[:5]
         ],
     }
@@ -161,7 +199,7 @@ def _compact_model(model: Mapping[str, Any]) -> dict[str, Any]:
 
 @register
 class QwenBackend(SearchBackend):
-    """Asks an LLM agent (Qwen Code CLI or a chat endpoint) and verifies its claims with deterministic lookups."""
+    """Asks an LLM agent (Qwen Code CLI or a chat endpoint); verifies its claims with exact lookups."""
 
     name = "qwen"
 
@@ -178,7 +216,9 @@ class QwenBackend(SearchBackend):
         self.env = dict(os.environ if env is None else env)
         self.http: HttpClient = context.http or HttpClient.from_config(context.config)
         self.civitai = civitai or CivitaiClient(
-            self.http, civitai_base_url(context.config), bool(civitai_settings(context.config)["include_nsfw"])
+            self.http,
+            civitai_base_url(context.config),
+            bool(civitai_settings(context.config)["include_nsfw"]),
         )
         self.hub = hub or HuggingFaceClient(self.http, hf_endpoint(context.config, self.env))
         self._hub_backend = HuggingFaceBackend(context, client=self.hub)
@@ -207,11 +247,12 @@ class QwenBackend(SearchBackend):
         return None, NOT_CONFIGURED
 
     def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
-        return SearchResult(name=query.name, type=query.folder, status=status, source=self.name, reason=reason,
-                            **kwargs)
+        return SearchResult(
+            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **kwargs
+        )
 
     def search(self, query: ModelQuery) -> SearchResult:
-        """Return the verified answer for ``query``; NOT_SEARCHED when qwen is not configured; ERROR on failure."""
+        """Return the verified answer; NOT_SEARCHED when qwen is not configured; ERROR on any failure."""
         bad = names.invalid_filename_reason(query.name)
         if bad:
             return self._result(query, Status.INVALID_FILENAME, bad)
@@ -225,12 +266,17 @@ class QwenBackend(SearchBackend):
             return self._result(query, Status.ERROR, f"qwen ({transport}): {exc}")
         answer = extract_json(raw)
         if answer is None:
-            return self._result(query, Status.ERROR, f"qwen ({transport}) answered no JSON object: "
-                                f"{self.http.scrub(raw.strip()[:200])!r}")
+            return self._result(
+                query,
+                Status.ERROR,
+                f"qwen ({transport}) answered no JSON object: {self.http.scrub(raw.strip()[:200])!r}",
+            )
         errors = answer_errors(answer)
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            return self._result(query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}")
+            return self._result(
+                query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}"
+            )
         try:
             result = self.verify(query, answer)
         except RemoteError as exc:
@@ -241,29 +287,49 @@ class QwenBackend(SearchBackend):
     # -- transports ---------------------------------------------------------------------------------------
 
     def prompt(self, query: ModelQuery) -> str:
-        """Return the prompt for ``query``: the file, its folder, what the workflow declares, the answer schema."""
+        """Return the prompt for ``query``: file, folder, what the workflow declares, the answer schema."""
         extra = []
         if query.known_sha256:
             extra.append(f"Its sha256 is {query.known_sha256}.")
         extra += [f"The workflow says it comes from {d.url}." for d in query.declarations if d.url]
         schema = artifacts.validator("qwen_answer").schema
-        return PROMPT.format(name=query.basename, folder=query.folder or "unknown", extra="\n".join(extra),
-                             schema=json.dumps(schema, separators=(",", ":")))
+        return PROMPT.format(
+            name=query.basename,
+            folder=query.folder or "unknown",
+            extra="\n".join(extra),
+            schema=json.dumps(schema, separators=(",", ":")),
+        )
 
     def _ask_cli(self, query: ModelQuery) -> str:
-        command = [str(self.settings["command"]), *map(str, self.settings["extra_args"]), "-p", self.prompt(query)]
+        command = [
+            str(self.settings["command"]),
+            *map(str, self.settings["extra_args"]),
+            "-p",
+            self.prompt(query),
+        ]
         env = {k: v for k, v in self.env.items() if k not in SECRET_ENV}
         timeout = float(self.settings["timeout_seconds"])
         try:
-            done = self._run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False,
-                             stdin=subprocess.DEVNULL)
+            done = self._run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise RemoteError(f"the qwen CLI did not answer within {timeout:g} s", "timeout") from None
         except OSError as exc:
-            raise RemoteError(f"the qwen CLI could not be started: {exc.strerror or exc}", "connection") from None
+            raise RemoteError(
+                f"the qwen CLI could not be started: {exc.strerror or exc}", "connection"
+            ) from None
         if done.returncode != 0:
             tail = (done.stderr or done.stdout or "").strip()[-300:]
-            raise RemoteError(f"the qwen CLI exited with status {done.returncode}: {self.http.scrub(tail)}", "http")
+            raise RemoteError(
+                f"the qwen CLI exited with status {done.returncode}: {self.http.scrub(tail)}", "http"
+            )
         return done.stdout or ""
 
     def _ask_chat(self, query: ModelQuery) -> str:
@@ -271,36 +337,54 @@ class QwenBackend(SearchBackend):
         messages: list[dict[str, Any]] = [{"role": "user", "content": self.prompt(query)}]
         timeout = float(self.settings["timeout_seconds"])
         for _turn in range(int(self.settings["max_turns"])):
-            body = {"model": self.settings["model"], "messages": messages, "tools": TOOLS, "tool_choice": "auto",
-                    "temperature": 0}
-            response = self.http.request("POST", url, json=body, timeout=timeout)
+            body = {
+                "model": self.settings["model"],
+                "messages": messages,
+                "tools": TOOLS,
+                "tool_choice": "auto",
+                "temperature": 0,
+            }
+            response = self.http.request("POST", url, json=body, timeout=timeout, retry_read_timeout=False)
             payload = self.http.json_of(response, required=response.ok)
             if not response.ok:
                 message = (payload or {}).get("error") if isinstance(payload, dict) else None
                 if isinstance(message, dict):
                     message = message.get("message")
-                raise RemoteError(f"{host_of(url)} answered HTTP {response.status_code}"
-                                  + (f": {self.http.scrub(str(message))}" if message else ""), "http",
-                                  host_of(url), response.status_code)
+                raise RemoteError(
+                    f"{host_of(url)} answered HTTP {response.status_code}"
+                    + (f": {self.http.scrub(str(message))}" if message else ""),
+                    "http",
+                    host_of(url),
+                    response.status_code,
+                )
             try:
                 message = payload["choices"][0]["message"]
             except (KeyError, IndexError, TypeError):
-                raise RemoteError(f"{host_of(url)} answered without choices[0].message", "bad_json",
-                                  host_of(url)) from None
+                raise RemoteError(
+                    f"{host_of(url)} answered without choices[0].message", "bad_json", host_of(url)
+                ) from None
             calls = message.get("tool_calls") or []
             if not calls:
                 return str(message.get("content") or "")
             messages.append({"role": "assistant", "content": message.get("content"), "tool_calls": calls})
             for call in calls:
-                messages.append({"role": "tool", "tool_call_id": call.get("id", ""),
-                                 "content": self.run_tool(call.get("function") or {})})
-        raise RemoteError(f"no final answer after {self.settings['max_turns']} turns of tool calls", "bad_json",
-                          host_of(url))
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.get("id", ""),
+                        "content": self.run_tool(call.get("function") or {}),
+                    }
+                )
+        raise RemoteError(
+            f"no final answer after {self.settings['max_turns']} turns of tool calls",
+            "bad_json",
+            host_of(url),
+        )
 
     def run_tool(self, function: Mapping[str, Any]) -> str:
         """Run one tool call (``{name, arguments}``) with our own clients; return its JSON text for the agent.
 
-        Failures are returned to the agent as ``{"error": ...}`` rather than raised: it may try something else.
+        Failures go back to the agent as ``{"error": ...}`` rather than raised: it may try something else.
         """
         name = function.get("name")
         try:
@@ -312,11 +396,18 @@ class QwenBackend(SearchBackend):
                 out: Any = [_compact_model(m) for m in models[:10]]
             elif name == "civitai_model_version":
                 version = self.civitai.get_version(int(args["version_id"]))
-                out = version and {"version_id": version.get("id"), "model_id": version.get("modelId"),
-                                   "files": [{"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
-                                             for f in version.get("files") or []]}
+                out = version and {
+                    "version_id": version.get("id"),
+                    "model_id": version.get("modelId"),
+                    "files": [
+                        {"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
+                        for f in version.get("files") or []
+                    ],
+                }
             elif name == "hf_search":
-                out = [m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)]
+                out = [
+                    m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)
+                ]
             elif name == "hf_list_files":
                 files = self.hub.list_files(str(args["repo_id"])) or []
                 out = [f.path for f in files if f.path.lower().endswith(names.MODEL_EXTENSIONS)][:300]
@@ -345,12 +436,17 @@ class QwenBackend(SearchBackend):
                 result = self._verify_one(query, suggestion)
             except RemoteError as exc:
                 failures.append(str(exc))
-                candidates.append(self._llm_candidate(suggestion, f"suggested by qwen; could not be checked: {exc}"))
+                candidates.append(
+                    self._llm_candidate(suggestion, f"suggested by qwen; could not be checked: {exc}")
+                )
                 continue
             if result is not None and result.status is Status.FOUND:
                 result.source = self.name
-                result.details["qwen"] = {"claimed": claimed, "reason": answer["reason"],
-                                          "verified_by": suggestion["source"]}
+                result.details["qwen"] = {
+                    "claimed": claimed,
+                    "reason": answer["reason"],
+                    "verified_by": suggestion["source"],
+                }
                 result.reason = f"{result.reason} (suggested by qwen, verified on {suggestion['source']})"
                 return result
             if result is not None:
@@ -359,9 +455,14 @@ class QwenBackend(SearchBackend):
         if failures:
             raise RemoteError("; ".join(failures[:3]), "connection")
         if candidates:
-            return self._result(query, Status.UNCERTAIN, f"qwen said {claimed}; no candidate could be proven",
-                                evidence=Evidence.LLM_SUGGESTION, candidates=candidates,
-                                details={"qwen": {"claimed": claimed, "reason": answer["reason"]}})
+            return self._result(
+                query,
+                Status.UNCERTAIN,
+                f"qwen said {claimed}; no candidate could be proven",
+                evidence=Evidence.LLM_SUGGESTION,
+                candidates=candidates,
+                details={"qwen": {"claimed": claimed, "reason": answer["reason"]}},
+            )
         if claimed == "NOT_FOUND":
             return self._result(query, Status.NOT_FOUND, f"qwen found nothing: {answer['reason']}")
         raise RemoteError(f"qwen said {claimed} but named no candidate", "bad_json")
@@ -374,11 +475,27 @@ class QwenBackend(SearchBackend):
         return f"suggested by qwen ({claimed}); the lookup did not confirm the file"
 
     def _llm_candidate(self, suggestion: Mapping[str, Any], reason: str) -> Candidate:
-        details = {k: suggestion.get(k) for k in ("civitai_model_id", "civitai_version_id", "hf_repo", "hf_path",
-                                                  "hf_revision", "confidence") if suggestion.get(k) is not None}
+        details = {
+            k: suggestion.get(k)
+            for k in (
+                "civitai_model_id",
+                "civitai_version_id",
+                "hf_repo",
+                "hf_path",
+                "hf_revision",
+                "confidence",
+            )
+            if suggestion.get(k) is not None
+        }
         details["agent_reason"] = suggestion["reason"]
-        return Candidate(source=f"qwen/{suggestion['source']}", name=str(suggestion["filename"]),
-                         url=suggestion.get("url"), evidence=Evidence.LLM_SUGGESTION, reason=reason, details=details)
+        return Candidate(
+            source=f"qwen/{suggestion['source']}",
+            name=str(suggestion["filename"]),
+            url=suggestion.get("url"),
+            evidence=Evidence.LLM_SUGGESTION,
+            reason=reason,
+            details=details,
+        )
 
     def _verify_one(self, query: ModelQuery, suggestion: Mapping[str, Any]) -> SearchResult | None:
         url = suggestion.get("url") or ""
@@ -398,7 +515,11 @@ class QwenBackend(SearchBackend):
                 hits = list(iter_files(model)) if model else []
             return decide(query, hits, source=self.name) if hits else None
         if suggestion["source"] == "huggingface":
-            repo, path, revision = suggestion.get("hf_repo"), suggestion.get("hf_path"), suggestion.get("hf_revision")
+            repo, path, revision = (
+                suggestion.get("hf_repo"),
+                suggestion.get("hf_path"),
+                suggestion.get("hf_revision"),
+            )
             if url and not (repo and path):
                 ref = names.parse_hf_url(url, ("huggingface.co", "hf.co", self.hub.host))
                 if ref is not None:

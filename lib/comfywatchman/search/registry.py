@@ -16,7 +16,11 @@ from comfywatchman.search.base import SearchBackend
 logger = logging.getLogger(__name__)
 
 _BACKENDS: dict[str, type[SearchBackend]] = {}
-BUILTIN_MODULES = ("comfywatchman.search.civitai", "comfywatchman.search.huggingface", "comfywatchman.search.qwen")
+BUILTIN_MODULES = (
+    "comfywatchman.search.civitai",
+    "comfywatchman.search.huggingface",
+    "comfywatchman.search.qwen",
+)
 
 
 def register(cls: type[SearchBackend]) -> type[SearchBackend]:

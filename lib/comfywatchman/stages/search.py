@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
 from comfywatchman import artifacts
 from comfywatchman.search import declared, policy, registry
-from comfywatchman.search.base import Declaration, ModelQuery, SearchBackend, SearchContext, SearchResult, Status
+from comfywatchman.search.base import (
+    Declaration,
+    ModelQuery,
+    SearchBackend,
+    SearchContext,
+    SearchResult,
+    Status,
+)
+from comfywatchman.search.cache import SearchCache
+from comfywatchman.search.http import HttpClient
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import names
 
@@ -32,7 +43,9 @@ def missing_queries(scan: dict[str, Any], count_inactive: bool) -> list[ModelQue
             if model["status"] == "installed" or not (model["active"] or count_inactive):
                 continue
             key = (model["folder"], names.lookup_key(model["name"]))
-            entry = grouped.setdefault(key, {"name": model["name"], "folder": model["folder"], "decls": [], "workflows": []})
+            entry = grouped.setdefault(
+                key, {"name": model["name"], "folder": model["folder"], "decls": [], "workflows": []}
+            )
             for decl in model["declarations"]:
                 declaration = Declaration(decl["name"], decl["url"], decl["directory"], decl["hash"], decl["hash_type"])
                 if declaration not in entry["decls"]:
@@ -61,27 +74,72 @@ def ask_backends(query: ModelQuery, backends: Iterable[SearchBackend], offline: 
             answer = backend.search(query)
         except Exception as exc:  # one failing backend is recorded and the next one goes on
             logger.exception("search backend %s failed on %s", backend.name, query.name)
-            answer = SearchResult(query.name, query.folder, Status.ERROR, backend.name, reason=f"backend crashed: {type(exc).__name__}")
+            answer = SearchResult(
+                query.name,
+                query.folder,
+                Status.ERROR,
+                backend.name,
+                reason=f"backend crashed: {type(exc).__name__}",
+            )
         answers.append(answer)
         if policy.may_queue(answer):
             break
     return answers
 
 
-def resolve(query: ModelQuery, backends: list[SearchBackend], ctx: StageContext) -> SearchResult:
-    """Return the combined result for one missing file."""
-    reason = names.invalid_reason(query.name)
-    if reason is not None:
-        return SearchResult(query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up")
-    trusted = ctx.config.section("search")["trusted_hosts"]
-    from_declaration = declared.resolve(query, trusted)
-    if from_declaration is not None and from_declaration.status is Status.FOUND:
-        return policy.combine(query.name, query.folder, [from_declaration])
-    answers = [from_declaration] if from_declaration else []
-    answers += ask_backends(query, backends, ctx.config.offline)
-    if not backends:
-        answers.append(SearchResult(query.name, query.folder, Status.NOT_SEARCHED, "search", reason="no backend configured"))
-    return policy.combine(query.name, query.folder, answers)
+@dataclass
+class Resolver:
+    """Resolves missing files for one cycle: declarations, the search cache, then the backends."""
+
+    ctx: StageContext
+    backends: list[SearchBackend]
+    http: HttpClient | None
+    cache: SearchCache | None
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.backends)
+
+    def resolve(self, query: ModelQuery) -> SearchResult:
+        """Return the combined result for one missing file."""
+        reason = names.invalid_reason(query.name)
+        if reason is not None:
+            return SearchResult(
+                query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up"
+            )
+        now = self.ctx.now()
+        trusted = self.ctx.config.section("search")["trusted_hosts"]
+        from_declaration = declared.resolve(query, trusted)
+        if from_declaration is not None and from_declaration.status is Status.FOUND:
+            return self._verified_declaration(query, from_declaration, now)
+        cached = self.cache.get(query, self.order, now) if self.cache and not self.ctx.config.offline else None
+        if cached is not None:
+            cached.details["cached"] = True
+            return cached
+        answers = [from_declaration] if from_declaration else []
+        answers += ask_backends(query, self.backends, self.ctx.config.offline)
+        if not self.backends:
+            answers.append(
+                SearchResult(query.name, query.folder, Status.NOT_SEARCHED, "search", reason="no backend configured")
+            )
+        result = policy.combine(query.name, query.folder, answers)
+        if self.cache and not self.ctx.config.offline:
+            self.cache.put(query, self.order, result, now)
+        return result
+
+    def _verified_declaration(self, query: ModelQuery, result: SearchResult, now: datetime) -> SearchResult:
+        if self.http is None or self.ctx.config.offline:
+            result.details["url_check"] = "not checked: offline"
+            return policy.combine(query.name, query.folder, [result])
+        # The HEAD answer is cached like any other, so a second cycle within the TTL sends nothing.
+        cached = self.cache.get(query, ("declared",), now) if self.cache else None
+        if cached is not None:
+            cached.details["cached"] = True
+            return cached
+        checked = policy.combine(query.name, query.folder, [declared.verify(result, self.http)])
+        if self.cache and "not checked" not in str(checked.details.get("url_check", "")):
+            self.cache.put(query, ("declared",), checked, now)
+        return checked
 
 
 def target_path(result: SearchResult, model_cache: dict[str, Any]) -> str | None:
@@ -95,7 +153,9 @@ def target_path(result: SearchResult, model_cache: dict[str, Any]) -> str | None
     return str(PurePosixPath(folder["paths"][0].replace("\\", "/")) / names.normalize(result.name))
 
 
-def download_queue(results: list[SearchResult], queries: list[ModelQuery], model_cache: dict[str, Any]) -> list[dict[str, Any]]:
+def download_queue(
+    results: list[SearchResult], queries: list[ModelQuery], model_cache: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Return one download task per distinct FOUND file, review required unless policy says otherwise."""
     workflows = {(q.folder, names.lookup_key(q.name)): len(q.workflows) for q in queries}
     tasks = []
@@ -128,9 +188,12 @@ def run(ctx: StageContext) -> StageOutcome:
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     queries = missing_queries(scan, ctx.config.section("scan")["count_inactive_nodes"])
     order = list(ctx.options.get("backends") or ctx.config.section("search")["backend_order"])
-    context = SearchContext(config=ctx.config, now=ctx.now())
-    backends = build_backends(order, context)
-    results = [resolve(query, backends, ctx) for query in queries]
+    http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
+    context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
+    cache = SearchCache.from_config(ctx.config)
+    resolver = Resolver(ctx, build_backends(order, context), http, cache)
+    results = [resolver.resolve(query) for query in queries]
+    cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for result in results:
         counts[result.status.value] += 1
@@ -139,13 +202,27 @@ def run(ctx: StageContext) -> StageOutcome:
         "generated_at": ctx.now().isoformat(timespec="seconds"),
         "offline": ctx.config.offline,
         "backend_order": order,
-        "results": [{**r.to_json(), "workflows": list(q.workflows)} for r, q in zip(results, queries)],
+        "results": [{**r.to_json(), "workflows": list(q.workflows)} for r, q in zip(results, queries, strict=True)],
         "counts": counts,
+        "requests": http.request_counts() if http else {},
+        "cache_hits": cache.hits,
     }
     artifacts.write(state / ARTIFACT, document, "search")
-    queue = {"cycle_id": ctx.cycle_id, "generated_at": document["generated_at"], "tasks": download_queue(results, queries, model_cache)}
+    queue = {
+        "cycle_id": ctx.cycle_id,
+        "generated_at": document["generated_at"],
+        "tasks": download_queue(results, queries, model_cache),
+    }
     artifacts.write(state / QUEUE, queue, "download_queue")
     outcome.counts = {k.lower(): v for k, v in counts.items()}
+    outcome.counts["requests"] = http.total_requests if http else 0
+    outcome.counts["cache_hits"] = cache.hits
     outcome.detail = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing missing"
-    logger.info("search: %d missing files: %s", len(results), outcome.detail)
+    logger.info(
+        "search: %d missing files: %s (%d requests, %d cached answers)",
+        len(results),
+        outcome.detail,
+        outcome.counts["requests"],
+        cache.hits,
+    )
     return outcome

@@ -15,12 +15,13 @@ _ROOT = Path(__file__).resolve().parents[3]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from comfywatchman.config import Config, Secret  # noqa: E402
-from comfywatchman.search.base import SearchContext  # noqa: E402
-from comfywatchman.search.http import HttpClient, HttpSettings  # noqa: E402
 from tests.fakes.chat_server import FakeChat  # noqa: E402
 from tests.fakes.civitai_server import FakeCivitai  # noqa: E402
 from tests.fakes.hf_server import FakeHub  # noqa: E402
+
+from comfywatchman.config import Config, Secret  # noqa: E402
+from comfywatchman.search.base import SearchContext  # noqa: E402
+from comfywatchman.search.http import HttpClient, HttpSettings  # noqa: E402
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 # Tiny delays so retry ladders cost milliseconds; a read timeout short enough for the "slow" fake.
@@ -57,23 +58,39 @@ def make_config(
     data: dict[str, Any] = {
         "search": {**FAST_SEARCH, **(search or {})},
         "civitai": {"base_url": civitai.url if civitai else "http://127.0.0.1:9"},
-        "huggingface": {"endpoint": hub.url if hub else "http://127.0.0.1:9",
-                        "authors": ["Comfy-Org", "city96", "black-forest-labs"]},
+        "huggingface": {
+            "endpoint": hub.url if hub else "http://127.0.0.1:9",
+            "authors": ["Comfy-Org", "city96", "black-forest-labs"],
+        },
         "qwen": qwen if qwen is not None else {"transport": "auto", "command": "qwen-not-installed-here"},
     }
-    return Config(data=data, comfyui_root=home, using_demo=True, home=home, offline=False,
-                  secrets={k: Secret(v) for k, v in (secrets or {}).items()})
+    return Config(
+        data=data,
+        comfyui_root=home,
+        using_demo=True,
+        home=home,
+        offline=False,
+        secrets={k: Secret(v) for k, v in (secrets or {}).items()},
+    )
 
 
 def make_context(config: Config, http: HttpClient | None = None) -> SearchContext:
-    return SearchContext(config=config, now=NOW, http=http or HttpClient.from_config(config, sleep=lambda s: None))
+    return SearchContext(
+        config=config, now=NOW, http=http or HttpClient.from_config(config, sleep=lambda s: None)
+    )
 
 
 @pytest.fixture(autouse=True)
 def _no_hub_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's HF_ENDPOINT or tokens must not point tests at the real services.
-    for name in ("HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CIVITAI_API_KEY", "QWEN_API_KEY",
-                 "DASHSCOPE_API_KEY"):
+    for name in (
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "CIVITAI_API_KEY",
+        "QWEN_API_KEY",
+        "DASHSCOPE_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -16,7 +16,10 @@ def _query(name: str, *decls: Declaration, folder: str = "diffusion_models") -> 
 
 
 def test_resolve_is_found_for_trusted_host_and_same_file_name() -> None:
-    result = declared.resolve(_query("flux1-schnell.safetensors", Declaration("flux1-schnell.safetensors", HF, "diffusion_models")), TRUSTED)
+    result = declared.resolve(
+        _query("flux1-schnell.safetensors", Declaration("flux1-schnell.safetensors", HF, "diffusion_models")),
+        TRUSTED,
+    )
     assert result is not None and result.status is Status.FOUND and result.evidence is Evidence.DECLARED
     assert result.url == HF and result.type == "diffusion_models"
 
@@ -36,20 +39,33 @@ def test_resolve_compares_file_name_case_insensitively_and_ignores_subfolder() -
     ],
 )
 def test_resolve_is_uncertain_when_declaration_does_not_check_out(url: str, words: str) -> None:
-    result = declared.resolve(_query("flux1-schnell.safetensors", Declaration("flux1-schnell.safetensors", url)), TRUSTED)
+    result = declared.resolve(
+        _query("flux1-schnell.safetensors", Declaration("flux1-schnell.safetensors", url)), TRUSTED
+    )
     assert result is not None and result.status is Status.UNCERTAIN
     assert words in result.candidates[0].reason
 
 
 def test_resolve_is_none_without_declared_url() -> None:
-    assert declared.resolve(_query("a.safetensors", Declaration("a.safetensors", None, "vae")), TRUSTED) is None
+    assert (
+        declared.resolve(_query("a.safetensors", Declaration("a.safetensors", None, "vae")), TRUSTED) is None
+    )
 
 
 def test_resolve_keeps_declared_sha256() -> None:
     sha = "AB" * 32
-    result = declared.resolve(_query("flux1-schnell.safetensors", Declaration("flux1-schnell.safetensors", HF, hash=sha, hash_type="sha256")), TRUSTED)
+    result = declared.resolve(
+        _query(
+            "flux1-schnell.safetensors",
+            Declaration("flux1-schnell.safetensors", HF, hash=sha, hash_type="sha256"),
+        ),
+        TRUSTED,
+    )
     assert result is not None and result.sha256 == sha.lower()
 
 
 def test_url_filename_decodes_percent_escapes() -> None:
-    assert declared.url_filename("https://civitai.com/a/My%20Model.safetensors?download=true") == "My Model.safetensors"
+    assert (
+        declared.url_filename("https://civitai.com/a/My%20Model.safetensors?download=true")
+        == "My Model.safetensors"
+    )

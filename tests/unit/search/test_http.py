@@ -7,11 +7,11 @@ import socket
 from datetime import datetime, timezone
 
 import pytest
+from tests.fakes import FakeServer, Recorded, Reply
+from tests.unit.search.conftest import fast_settings, make_config
 
 from comfywatchman.config import Secret
 from comfywatchman.search.http import USER_AGENT, HttpClient, RemoteError, host_of, parse_retry_after
-from tests.fakes import FakeServer, Recorded, Reply
-from tests.unit.search.conftest import fast_settings, make_config
 
 SECRET = "civitai-SECRET-0123456789abcdef"
 
@@ -181,8 +181,12 @@ def test_request_drops_token_when_redirected_to_another_host(echo):
 
 
 def test_from_config_gives_each_token_its_own_host_when_secrets_set(tmp_path, civitai_server, hub_server):
-    config = make_config(tmp_path, civitai_server, hub_server,
-                         secrets={"CIVITAI_API_KEY": SECRET, "HF_TOKEN": "hf_SECRETTOKEN"})
+    config = make_config(
+        tmp_path,
+        civitai_server,
+        hub_server,
+        secrets={"CIVITAI_API_KEY": SECRET, "HF_TOKEN": "hf_SECRETTOKEN"},
+    )
     client = HttpClient.from_config(config)
     client.request("GET", f"{civitai_server.url}/api/v1/models/1001")
     client.request("GET", f"{hub_server.url}/api/models/someone/sdxl-vae")
@@ -221,8 +225,14 @@ def test_json_of_raises_bad_json_when_body_truncated(echo):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("2", 2.0), ("0.5", 0.5), (None, None), ("soon", None), ("-3", 0.0),
-     ("Thu, 23 Oct 2025 12:00:10 GMT", 10.0)],
+    [
+        ("2", 2.0),
+        ("0.5", 0.5),
+        (None, None),
+        ("soon", None),
+        ("-3", 0.0),
+        ("Thu, 23 Oct 2025 12:00:10 GMT", 10.0),
+    ],
 )
 def test_parse_retry_after_reads_seconds_or_date_when_given(value, expected):
     now = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)

@@ -8,9 +8,27 @@ from comfywatchman.search import policy
 from comfywatchman.search.base import Candidate, Evidence, SearchResult, Status
 
 
-def _r(status: Status, source: str = "b", evidence: Evidence = Evidence.NONE, url: str | None = None, candidates: int = 0) -> SearchResult:
-    cands = [Candidate(source, f"c{i}.safetensors", None, Evidence.SIMILAR_NAME, "near name") for i in range(candidates)]
-    return SearchResult("m.safetensors", "loras", status, source, evidence, url=url, reason=f"{source} said {status.value}", candidates=cands)
+def _r(
+    status: Status,
+    source: str = "b",
+    evidence: Evidence = Evidence.NONE,
+    url: str | None = None,
+    candidates: int = 0,
+) -> SearchResult:
+    cands = [
+        Candidate(source, f"c{i}.safetensors", None, Evidence.SIMILAR_NAME, "near name")
+        for i in range(candidates)
+    ]
+    return SearchResult(
+        "m.safetensors",
+        "loras",
+        status,
+        source,
+        evidence,
+        url=url,
+        reason=f"{source} said {status.value}",
+        candidates=cands,
+    )
 
 
 FOUND = _r(Status.FOUND, "civitai", Evidence.EXACT_FILENAME, "https://civitai.com/api/download/models/1")
@@ -39,7 +57,11 @@ def test_combine_decides_from_all_answers(answers: list[SearchResult], expected:
 
 
 def test_combine_keeps_every_candidate_when_uncertain() -> None:
-    result = policy.combine("m", "loras", [_r(Status.UNCERTAIN, "qwen", candidates=2), _r(Status.UNCERTAIN, "civitai", candidates=1)])
+    result = policy.combine(
+        "m",
+        "loras",
+        [_r(Status.UNCERTAIN, "qwen", candidates=2), _r(Status.UNCERTAIN, "civitai", candidates=1)],
+    )
     assert len(result.candidates) == 3 and "qwen" in result.reason and "civitai" in result.reason
 
 
@@ -58,3 +80,8 @@ def test_combine_keeps_every_candidate_when_uncertain() -> None:
 def test_may_queue_and_requires_review(result: SearchResult, auto: bool, queue: bool, review: bool) -> None:
     assert policy.may_queue(result) is queue
     assert policy.requires_review(result, auto_download=auto) is review
+
+
+def test_combine_keeps_dead_end_candidates_without_turning_not_found_uncertain() -> None:
+    result = policy.combine("m", "loras", [_r(Status.NOT_FOUND, "civitai", candidates=1)])
+    assert result.status is Status.NOT_FOUND and len(result.candidates) == 1
