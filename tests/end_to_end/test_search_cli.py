@@ -19,7 +19,14 @@ pytestmark = pytest.mark.slow
 # (loader node, file name, folder, declared sha256, expected status, sha256 of the true file or None)
 CASES = [
     ("LoraLoader", "add_detail.safetensors", "loras", None, "FOUND", sha256_of("add_detail.safetensors")),
-    ("TestEmbeddingLoader", "EasyNegative.safetensors", "embeddings", None, "FOUND", sha256_of("easynegative.safetensors")),
+    (
+        "TestEmbeddingLoader",
+        "EasyNegative.safetensors",
+        "embeddings",
+        None,
+        "FOUND",
+        sha256_of("easynegative.safetensors"),
+    ),
     ("CheckpointLoaderSimple", "juggernaut_xl_v9_rundiffusion.safetensors", "checkpoints", None, "UNCERTAIN", None),
     ("LoraLoader", "old_style.safetensors", "loras", None, "NOT_FOUND", None),
     ("LoraLoader", "common_name.safetensors", "loras", None, "UNCERTAIN", None),
@@ -80,12 +87,20 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
     assert first.returncode == 0, first.stderr
     search = artifacts.read(home / "state" / "search.json", "search")
     by_name = {r["name"]: r for r in search["results"]}
-    assert {name: by_name[name]["status"] for _t, name, *_ in CASES} == {name: status for _t, name, _f, _s, status, _x in CASES}
+    assert {name: by_name[name]["status"] for _t, name, *_ in CASES} == {
+        name: status for _t, name, _f, _s, status, _x in CASES
+    }
     for _t, name, folder, _sha, status, truth in CASES:
         result = by_name[name]
         assert result["type"] == folder
-        if status == "FOUND":  # zero false FOUND: the proven file is the true one
-            assert result["sha256"] == truth.lower() and result["url"] and result["size"]
+        if status == "FOUND" and result["source"] != "manager_model_list":
+            # Zero false FOUND: the proven file is the true one.
+            assert result["sha256"] == truth.lower() and result["url"] and result["size"], result
+    # Files on ComfyUI-Manager's curated list are resolved from it, offline, before any search; the URL
+    # check (a HEAD) went to the configured mirror, not to the real host.
+    assert by_name["EasyNegative.safetensors"]["source"] == "manager_model_list"
+    assert by_name["EasyNegative.safetensors"]["url"] == "https://civitai.com/api/download/models/9208"
+    assert by_name["EasyNegative.safetensors"]["details"]["url_check"].startswith("HEAD ")
     assert len(by_name["add_detail.safetensors"]["workflows"]) == 2
     first_requests = civitai.count + hub.count
     assert first_requests == sum(search["requests"].values()) > 0
@@ -94,7 +109,9 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
     tasks = {t["name"]: t for t in queue["tasks"]}
     assert set(tasks) == {name for _t, name, _f, _s, status, _x in CASES if status == "FOUND"}
     lora = tasks["add_detail.safetensors"]
-    assert lora["folder"] == "loras" and lora["target_path"] == str(comfy_tree.root / "models" / "loras" / "add_detail.safetensors")
+    assert lora["folder"] == "loras" and lora["target_path"] == str(
+        comfy_tree.root / "models" / "loras" / "add_detail.safetensors"
+    )
     assert lora["requires_review"] is True and lora["blocks_workflows"] == 2
 
     second = run_cli("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env)
@@ -112,8 +129,15 @@ def test_search_records_error_and_goes_on_when_civitai_is_down(
     comfy_tree: ComfyTree, home: Path, tmp_path: Path, fakes: tuple[FakeCivitai, FakeHub]
 ) -> None:
     civitai, hub = fakes
-    comfy_tree.workflow("w.json", ui_workflow([ui_node(1, "UNETLoader", ["flux1-dev.safetensors"]),
-                                               ui_node(2, "LoraLoader", ["add_detail.safetensors", 1, 1])]))
+    comfy_tree.workflow(
+        "w.json",
+        ui_workflow(
+            [
+                ui_node(1, "UNETLoader", ["flux1-dev.safetensors"]),
+                ui_node(2, "LoraLoader", ["add_detail.safetensors", 1, 1]),
+            ]
+        ),
+    )
     config = _config(tmp_path, civitai, hub)
     config.write_text(config.read_text().replace(civitai.url, "http://127.0.0.1:9"))  # nothing listens there
     result = run_cli("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home)

@@ -6,7 +6,8 @@ is the file wanted (case-insensitive); anything else is a candidate for a person
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from comfywatchman.search.base import Candidate, Evidence, ModelQuery, SearchResult, Status
 from comfywatchman.search.http import HttpClient, RemoteError
@@ -78,7 +79,25 @@ def resolve(query: ModelQuery, trusted_hosts: list[str]) -> SearchResult | None:
     )
 
 
-def verify(result: SearchResult, http: HttpClient) -> SearchResult:
+def service_url(url: str, config: Any) -> str:
+    """Return ``url`` with a Civitai or Hub host replaced by the configured ``[civitai] base_url`` or
+    ``[huggingface] endpoint``, so mirrors (and test doubles) answer the checks the real hosts would."""
+    from comfywatchman.search.civitai import civitai_base_url, civitai_settings
+    from comfywatchman.search.huggingface import hf_endpoint, hf_settings
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    for hosts, base in (
+        (civitai_settings(config)["hosts"], civitai_base_url(config)),
+        (hf_settings(config)["hosts"], hf_endpoint(config)),
+    ):
+        if host in hosts:
+            target = urlsplit(base)
+            return urlunsplit((target.scheme, target.netloc, target.path.rstrip("/") + parts.path, parts.query, ""))
+    return url
+
+
+def verify(result: SearchResult, http: HttpClient, config: Any = None) -> SearchResult:
     """Return ``result`` (a declared FOUND) checked online with a HEAD on its URL.
 
     The URL must answer (a redirect counts: Civitai and the Hub redirect downloads to a CDN). 401/403 keeps
@@ -88,8 +107,9 @@ def verify(result: SearchResult, http: HttpClient) -> SearchResult:
     standing, saying the URL was not checked.
     """
     assert result.url is not None
+    check_url = service_url(result.url, config) if config is not None else result.url
     try:
-        response = http.request("HEAD", result.url, follow_redirects=False)
+        response = http.request("HEAD", check_url, follow_redirects=False)
     except RemoteError as exc:
         result.details["url_check"] = f"not checked: {exc}"
         return result

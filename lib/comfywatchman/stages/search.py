@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
 from comfywatchman import artifacts
+from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import declared, policy, registry
 from comfywatchman.search.base import (
     Declaration,
@@ -26,6 +27,8 @@ from comfywatchman.search.base import (
 )
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
+from comfywatchman.search.model_list import FILE_NAME as MODEL_LIST
+from comfywatchman.search.model_list import ModelList
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import names
 
@@ -95,6 +98,7 @@ class Resolver:
     backends: list[SearchBackend]
     http: HttpClient | None
     cache: SearchCache | None
+    model_list: ModelList = field(default_factory=lambda: ModelList(source=None))
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -110,6 +114,8 @@ class Resolver:
         now = self.ctx.now()
         trusted = self.ctx.config.section("search")["trusted_hosts"]
         from_declaration = declared.resolve(query, trusted)
+        if from_declaration is None or from_declaration.status is not Status.FOUND:
+            from_declaration = self.model_list.resolve(query) or from_declaration
         if from_declaration is not None and from_declaration.status is Status.FOUND:
             return self._verified_declaration(query, from_declaration, now)
         cached = self.cache.get(query, self.order, now) if self.cache and not self.ctx.config.offline else None
@@ -136,7 +142,7 @@ class Resolver:
         if cached is not None:
             cached.details["cached"] = True
             return cached
-        checked = policy.combine(query.name, query.folder, [declared.verify(result, self.http)])
+        checked = policy.combine(query.name, query.folder, [declared.verify(result, self.http, self.ctx.config)])
         if self.cache and "not checked" not in str(checked.details.get("url_check", "")):
             self.cache.put(query, ("declared",), checked, now)
         return checked
@@ -191,7 +197,8 @@ def run(ctx: StageContext) -> StageOutcome:
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
-    resolver = Resolver(ctx, build_backends(order, context), http, cache)
+    model_list = ModelList.load(find_manager_file(ctx.config.comfyui_root, MODEL_LIST))
+    resolver = Resolver(ctx, build_backends(order, context), http, cache, model_list)
     results = [resolver.resolve(query) for query in queries]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}

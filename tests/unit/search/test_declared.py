@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from comfywatchman.search import declared
@@ -47,9 +49,7 @@ def test_resolve_is_uncertain_when_declaration_does_not_check_out(url: str, word
 
 
 def test_resolve_is_none_without_declared_url() -> None:
-    assert (
-        declared.resolve(_query("a.safetensors", Declaration("a.safetensors", None, "vae")), TRUSTED) is None
-    )
+    assert declared.resolve(_query("a.safetensors", Declaration("a.safetensors", None, "vae")), TRUSTED) is None
 
 
 def test_resolve_keeps_declared_sha256() -> None:
@@ -65,7 +65,20 @@ def test_resolve_keeps_declared_sha256() -> None:
 
 
 def test_url_filename_decodes_percent_escapes() -> None:
-    assert (
-        declared.url_filename("https://civitai.com/a/My%20Model.safetensors?download=true")
-        == "My Model.safetensors"
+    assert declared.url_filename("https://civitai.com/a/My%20Model.safetensors?download=true") == "My Model.safetensors"
+
+
+def test_service_url_points_known_hosts_at_configured_mirrors() -> None:
+    from comfywatchman.config import Config
+
+    config = Config(
+        data={"civitai": {"base_url": "http://127.0.0.1:8001"}, "huggingface": {"endpoint": "http://127.0.0.1:8002/hf"}},
+        comfyui_root=Path("/c"), using_demo=False, home=Path("/h"), offline=False,
+    )  # fmt: skip
+    assert declared.service_url("https://civitai.com/api/download/models/9?type=Model", config) == (
+        "http://127.0.0.1:8001/api/download/models/9?type=Model"
     )
+    assert declared.service_url(HF, config) == (
+        "http://127.0.0.1:8002/hf/Comfy-Org/flux1-schnell/resolve/main/flux1-schnell.safetensors"
+    )
+    assert declared.service_url("https://example.com/x.pth", config) == "https://example.com/x.pth"
