@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(COMFYUI_ROOT),--comfyui-root "$(COMFYUI_ROOT)",)
 STAGES := gate cache intake scan search report
 
-.PHONY: install cycle $(STAGES) test lint format bench clean
+.PHONY: install cycle $(STAGES) test lint format bench clean install-cron uninstall-cron
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,11 @@ test: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: $(TEST_STAMP)
 	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: $(TEST_STAMP)
 	$(PY) bench/run.py $(ARGS)
@@ -50,3 +52,29 @@ bench: $(TEST_STAMP)
 clean:
 	rm -rf $(VENV) state output log .pytest_cache .ruff_cache build lib/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# cron: one guarded cycle every 2 hours (see crontab.example and docs/technical/scheduling.md). The line is
+# tagged, so installing twice leaves one line and uninstall-cron removes exactly it. CRON_HOME is where
+# state/, output/ and log/ live (default: this folder); COMFYUI_ROOT (absolute) and ARGS (e.g.
+# ARGS="--config /home/me/cw.toml") are written into the line when given.
+CRON_HOME ?= $(CURDIR)
+CRONTAB ?= crontab
+CRON_TAG := \# comfywatchman (make install-cron)
+CRON_LINE = 0 */2 * * * cd "$(CRON_HOME)" && COMFYWATCHMAN_TRIGGER=cron "$(abspath $(VENV))/bin/comfywatchman" --run-cycle --home "$(CRON_HOME)" $(ROOT_FLAG) $(ARGS) --quiet >> "$(CRON_HOME)/log/cron.log" 2>&1 $(CRON_TAG)
+
+# The current crontab without our line; "no crontab for USER" is an empty one, any other failure stops here
+# (so a crontab that could not be read is never overwritten).
+CRON_OTHERS = current=$$($(CRONTAB) -l 2>&1) || case "$$current" in *"no crontab"*) current= ;; \
+	*) echo "$(CRONTAB) -l failed: $$current" >&2; exit 1 ;; esac; \
+	others=$$(printf '%s\n' "$$current" | grep -v -F '$(CRON_TAG)' || true)
+
+install-cron: $(RUNTIME_STAMP)
+	mkdir -p "$(CRON_HOME)/log"
+	@$(CRON_OTHERS); \
+	{ if [ -n "$$others" ]; then printf '%s\n' "$$others"; fi; echo '$(CRON_LINE)'; } | $(CRONTAB) -
+	@echo 'installed in your crontab: $(CRON_LINE)'
+
+uninstall-cron:
+	@$(CRON_OTHERS); \
+	if [ -n "$$others" ]; then printf '%s\n' "$$others" | $(CRONTAB) -; else $(CRONTAB) -r 2>/dev/null || true; fi
+	@echo 'removed the comfywatchman line from your crontab (if it was there)'

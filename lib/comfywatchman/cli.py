@@ -32,12 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--stage", choices=ORDER, help="run one stage alone (what `make scan` and friends call)")
     action.add_argument("--list-intake", nargs="?", type=int, const=-1, metavar="N",
                         help="print the last N workflow acknowledgments (default [intake] list_default)")
+    action.add_argument("--scheduler", action="store_true",
+                        help="run a guarded cycle every [schedule] interval_minutes, in the foreground, until "
+                        "SIGTERM or Ctrl-C (for machines without cron; see docs/technical/scheduling.md)")
+    action.add_argument("--scheduler-status", action="store_true",
+                        help="print when the next cycle is due, how the last one ended, and whether a "
+                        "--scheduler loop runs (--json for JSON)")
     action.add_argument("--version", action="version", version=f"comfywatchman {__version__}")
     parser.add_argument("--config", type=Path, metavar="FILE", help="your TOML config (else COMFYWATCHMAN_CONFIG)")
     parser.add_argument("--comfyui-root", type=Path, metavar="DIR", help="the ComfyUI install (else COMFYUI_ROOT, else the demo)")
     parser.add_argument("--home", type=Path, metavar="DIR", help="where state/, output/ and log/ live (default: current directory)")
     parser.add_argument("--offline", action="store_true", help="no network at all; unresolved files are NOT_SEARCHED")
-    parser.add_argument("--force", action="store_true", help="manual run: skip the gate's VRAM and awake checks (never the lock)")
+    parser.add_argument("--force", action="store_true",
+                        help="manual run: skip the gate's awake, VRAM and ComfyUI-busy checks (never the lock)")
     parser.add_argument("--backends", metavar="A,B", help="search backends for this run, in order (overrides search.backend_order)")
     parser.add_argument("--json", action="store_true", help="print listings as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr")
@@ -74,6 +81,13 @@ def list_intake(config: Config, count: int, as_json: bool) -> int:
     return EXIT_OK
 
 
+def scheduler_status(config: Config, as_json: bool) -> int:
+    """Print the persisted scheduler state (``state/scheduler.json``) for people or as JSON; return 0."""
+    status = scheduler.describe_status(config, scheduler.utcnow())
+    print(json.dumps(status, indent=2, sort_keys=True) if as_json else scheduler.format_status(status))
+    return EXIT_OK
+
+
 def print_summary(config: Config) -> None:
     """Print the report's headline and where it is, after a cycle that wrote one."""
     path = config.reports_dir / "master_status.json"
@@ -93,9 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    if not (args.run_cycle or args.stage or args.list_intake is not None):
+    wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
+    if not any(wanted):
         parser.print_usage(sys.stderr)
-        print("comfywatchman: nothing to do: give --run-cycle, --stage NAME or --list-intake", file=sys.stderr)
+        print("comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME or --list-intake",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.scheduler and args.force:
+        print("comfywatchman: --force is for one manual run, not for the --scheduler loop", file=sys.stderr)
         return EXIT_USAGE
     try:
         config = load(args.config, flags={"comfyui_root": args.comfyui_root, "home": args.home, "offline": args.offline})
@@ -120,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
             return EXIT_USAGE
         return list_intake(config, args.list_intake, args.json)
+    if args.scheduler_status:
+        return scheduler_status(config, args.json)
     if config.using_demo:
         logger.warning("no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s", config.comfyui_root)
     if args.stage:
@@ -127,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stage == "search":
             kwargs["options"] = options
         return scheduler.run_single_stage(args.stage, config, **kwargs)  # type: ignore[arg-type]
-    code = scheduler.run_cycle(config, force=args.force, options=options)
+    if args.scheduler:
+        return scheduler.run_loop(config, options=options)
+    code = scheduler.run_cycle(config, force=args.force, options=options, trigger=scheduler.trigger_from_env())
     if code != 75:
         print_summary(config)
     return code

@@ -23,15 +23,25 @@ class GpuInfo:
 
 @dataclass(frozen=True)
 class GpuProbe:
-    """What NVML said: ``available`` False with ``reason`` when there is no NVML or no NVIDIA GPU."""
+    """What NVML said: ``available`` False with ``reason`` when there is no NVML or no NVIDIA GPU.
+
+    ``errors`` maps the index of each GPU NVML could not read (fallen off the bus, lost) to the error, so one
+    broken GPU does not hide the others.
+    """
 
     available: bool
     reason: str
     gpus: list[GpuInfo] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the probe as the JSON object gate.json stores."""
-        return {"available": self.available, "reason": self.reason, "gpus": [asdict(g) for g in self.gpus]}
+        return {
+            "available": self.available,
+            "reason": self.reason,
+            "gpus": [asdict(g) for g in self.gpus],
+            "errors": [{"index": i, "error": e} for i, e in sorted(self.errors.items())],
+        }
 
 
 def load_nvml() -> Any | None:
@@ -54,13 +64,18 @@ def probe(nvml: Any | None) -> GpuProbe:
         nvml.nvmlInit()
     except Exception as exc:
         return GpuProbe(False, f"NVML could not start: {_nvml_message(exc)} (no NVIDIA driver?)")
+    errors: dict[int, str] = {}
     try:
         count = nvml.nvmlDeviceGetCount()
         gpus = []
         for index in range(count):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            name = nvml.nvmlDeviceGetName(handle)
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+                name = nvml.nvmlDeviceGetName(handle)
+            except Exception as exc:  # one unreadable GPU (fallen off the bus) must not hide the others
+                errors[index] = _nvml_message(exc)
+                continue
             if isinstance(name, bytes):
                 name = name.decode(errors="replace")
             gpus.append(GpuInfo(index, str(name), round(memory.free / GIB, 3), round(memory.total / GIB, 3)))
@@ -72,8 +87,12 @@ def probe(nvml: Any | None) -> GpuProbe:
         except Exception as exc:  # shutting down cannot change the verdict; note it for debugging only
             logger.debug("nvmlShutdown failed: %s", exc)
     if not gpus:
+        if errors:
+            first = min(errors)
+            return GpuProbe(False, f"NVML error on every GPU (GPU {first}: {errors[first]})", [], errors)
         return GpuProbe(False, "NVML found no NVIDIA GPU")
-    return GpuProbe(True, f"{len(gpus)} NVIDIA GPU(s) found", gpus)
+    unreadable = f", {len(errors)} unreadable" if errors else ""
+    return GpuProbe(True, f"{len(gpus)} NVIDIA GPU(s) found{unreadable}", gpus, errors)
 
 
 def _nvml_message(exc: Exception) -> str:

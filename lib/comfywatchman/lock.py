@@ -58,8 +58,23 @@ def read_holder(path: Path) -> dict[str, object]:
         return {}
 
 
+def probe_held(path: Path) -> bool:
+    """Return whether some process holds the lock at ``path`` now, without taking it for long or writing."""
+    if not path.exists():
+        return False
+    try:
+        # Append mode: opening never truncates the holder's record.
+        with open(path, "a+b") as handle:
+            if not _try_lock(handle):
+                return True
+            _unlock(handle)
+            return False
+    except OSError:
+        return False
+
+
 class CycleLock:
-    """Context manager holding the cycle lock at ``path``; raises LockHeldError if another process holds it."""
+    """Context manager holding the lock at ``path``; raises LockHeldError if another process holds it."""
 
     def __init__(self, path: Path, purpose: str = "cycle") -> None:
         self.path = path
@@ -67,10 +82,15 @@ class CycleLock:
         self._handle: IO[bytes] | None = None
         self.took_over_from: int | None = None
 
+    @property
+    def held(self) -> bool:
+        """Return whether this object holds the lock now."""
+        return self._handle is not None
+
     def acquire(self) -> None:
         """Take the lock or raise LockHeldError naming the pid that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+b")
+        handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held; closed in release()
         if not _try_lock(handle):
             handle.close()
             pid = read_holder(self.path).get("pid")
@@ -79,7 +99,9 @@ class CycleLock:
         if previous.get("pid") and previous.get("pid") != os.getpid() and not previous.get("released"):
             # The kernel freed the lock, so its holder died without releasing it: say so and carry on.
             self.took_over_from = int(previous["pid"])  # type: ignore[arg-type]
-            logger.warning("%s: taking over a lock left by pid %s, which is no longer running", self.path, previous["pid"])
+            logger.warning(
+                "%s: taking over a lock left by pid %s, which is no longer running", self.path, previous["pid"]
+            )
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -113,5 +135,7 @@ class CycleLock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()

@@ -1,4 +1,4 @@
-"""Cycle state and telemetry: ``state/runs/<stage>.json``, ``state/cycles.jsonl``, ``state/scheduler.json``."""
+"""Cycle state and telemetry: ``state/runs/<stage>.json``, ``state/cycles.jsonl``, ``scheduler.json``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ class StateManager:
         """Return the path of the record of ``stage``'s latest run."""
         return self.state_dir / "runs" / f"{stage}.json"
 
-    def record_stage(self, cycle_id: str, outcome: StageOutcome, started: datetime, finished: datetime) -> dict[str, Any]:
+    def record_stage(
+        self, cycle_id: str, outcome: StageOutcome, started: datetime, finished: datetime
+    ) -> dict[str, Any]:
         """Write and return the record of one stage run."""
         record = {
             "stage": outcome.stage,
@@ -85,6 +87,22 @@ class StateManager:
         """Validate and write ``scheduler.json`` atomically."""
         artifacts.write(self.scheduler_path, document, "scheduler")
 
+    def update_scheduler(self, now: datetime, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``scheduler.json`` (created with nulls when absent), stamp ``updated_at``,
+        write it atomically and return it."""
+        document: dict[str, Any] = {
+            "next_run_at": None,
+            "last_run_at": None,
+            "last_outcome": None,
+            "last_skip_reason": None,
+            "pid": None,
+            **(self.read_scheduler() or {}),
+            **fields,
+            "updated_at": now.isoformat(timespec="seconds"),
+        }
+        self.write_scheduler(document)
+        return document
+
     def record_outcome(
         self,
         now: datetime,
@@ -93,18 +111,27 @@ class StateManager:
         interval_minutes: float,
         retry_minutes: float,
         pid: int,
+        *,
+        cycle_id: str | None = None,
+        exit_code: int | None = None,
+        trigger: str | None = None,
+        error: str | None = None,
     ) -> dict[str, Any]:
-        """Update ``scheduler.json`` after a cycle and return it: next run one interval on, or the retry
-        delay on after a skip or failure."""
-        delay = retry_minutes if outcome in ("skipped", "failed") else interval_minutes
-        previous = self.read_scheduler() or {}
-        document = {
-            **previous,
-            "last_run_at": now.isoformat(timespec="seconds"),
-            "last_outcome": outcome,
-            "last_skip_reason": skip_reason,
-            "next_run_at": (now + timedelta(minutes=delay)).isoformat(timespec="seconds"),
-            "pid": pid,
-        }
-        self.write_scheduler(document)
-        return document
+        """Update ``scheduler.json`` after a cycle and return it: the next run one interval on, or
+        ``retry_minutes`` on after a skip (a failure waits the full interval: its cause rarely goes away
+        in minutes, and its errors are retried by the next cycle anyway)."""
+        retry = outcome == "skipped"
+        delay = retry_minutes if retry else interval_minutes
+        return self.update_scheduler(
+            now,
+            last_run_at=now.isoformat(timespec="seconds"),
+            last_outcome=outcome,
+            last_skip_reason=skip_reason,
+            last_error=error,
+            last_cycle_id=cycle_id,
+            last_exit_code=exit_code,
+            last_trigger=trigger,
+            next_run_at=(now + timedelta(minutes=delay)).isoformat(timespec="seconds"),
+            next_run_reason="retry" if retry else "interval",
+            pid=pid,
+        )

@@ -1,21 +1,39 @@
 """Gate: decide whether this cycle runs now, and record the verdict and reason in ``state/gate.json``.
 
-Each check is a function of its inputs (config, the NVML probe), so every branch is testable without a GPU.
-The cycle lock is taken by the runner before the gate, so two cycles never overlap whatever the verdict.
+The checks, in order: the machine is awake (not just resumed or booted), the GPU has enough free VRAM,
+ComfyUI is not busy (its ``/queue`` is empty), and this cycle holds the lock. Each check is a function of its
+inputs (config, the clock reading, the NVML probe, an HTTP fetch), so every branch is testable without a GPU,
+a ComfyUI server or a suspend. The cycle lock is taken by the runner before the gate, so two cycles never
+overlap whatever the verdict; a skip exits 75.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from comfywatchman import artifacts, gpu
+from comfywatchman import artifacts, awake, gpu
+from comfywatchman.lock import CycleLock
 from comfywatchman.stages.context import StageContext, StageOutcome
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT = "gate.json"
+# The checks a manual --force run skips; the lock is never among them.
+FORCED_OFF = ("awake", "vram", "comfyui_busy")
+_CANNOT_TELL = "cannot tell whether ComfyUI is busy"
+
+# fetch(url, timeout) -> parsed JSON. Raises urllib.error.HTTPError when the server answered with an error
+# status, another OSError when it did not answer, ValueError when the body is not JSON.
+Fetch = Callable[[str, float], Any]
 
 
 @dataclass(frozen=True)
@@ -27,10 +45,34 @@ class Check:
     detail: str
 
 
+def check_awake(schedule: dict[str, Any], reading: awake.ClockReading, observation: awake.Observation) -> Check:
+    """Return the awake check: awake for ``wake_grace_seconds`` since the machine last resumed or booted?
+
+    Passes, saying so, where the platform cannot tell time spent suspended.
+    """
+    grace = float(schedule["wake_grace_seconds"])
+    if reading.suspended_s is None:
+        return Check("awake", True, f"cannot tell time spent suspended on {reading.platform}; assuming awake")
+    since = awake.awake_for(reading, observation)
+    if since is None:
+        return Check("awake", True, "no resume or boot recorded; assuming awake")
+    what = "booted" if observation.resumed_at_awake_s == 0.0 else "resumed from suspend"
+    slept = f" after {_duration(observation.slept_s)} suspended" if observation.slept_s > 0 else ""
+    if since < grace:
+        return Check(
+            "awake",
+            False,
+            f"the machine {what}{slept} {since:.0f} s ago; waiting until it has been awake {grace:g} s "
+            "([schedule] wake_grace_seconds)",
+        )
+    return Check("awake", True, f"awake for {_duration(since)} since it last {what}")
+
+
 def check_vram(schedule: dict[str, Any], probe: gpu.GpuProbe) -> Check:
     """Return the VRAM check: enough free memory on the configured GPU (or the best one)?
 
-    Without NVML or an NVIDIA GPU the check passes and says so, unless ``require_gpu`` is set.
+    Without NVML or an NVIDIA GPU the check passes and says so, unless ``require_gpu`` is set. NVML errors
+    are a reason in words, never a traceback.
     """
     minimum = float(schedule["min_vram_gb"])
     if not probe.available:
@@ -39,15 +81,80 @@ def check_vram(schedule: dict[str, Any], probe: gpu.GpuProbe) -> Check:
         return Check("vram", True, f"{probe.reason}; running without a VRAM check")
     index = int(schedule["gpu_index"])
     if index >= 0:
+        if index in probe.errors:
+            return Check("vram", False, f"GPU {index} named by [schedule] gpu_index: NVML error: {probe.errors[index]}")
         chosen = next((g for g in probe.gpus if g.index == index), None)
         if chosen is None:
-            return Check("vram", False, f"GPU {index} named by [schedule] gpu_index does not exist ({len(probe.gpus)} found)")
+            found = len(probe.gpus) + len(probe.errors)
+            return Check("vram", False, f"GPU {index} named by [schedule] gpu_index does not exist ({found} found)")
     else:
         chosen = max(probe.gpus, key=lambda g: g.free_gb)
-    detail = f"GPU {chosen.index} ({chosen.name}): {chosen.free_gb:.1f} GiB free of {chosen.total_gb:.1f}, need {minimum:g}"
+    detail = (
+        f"GPU {chosen.index} ({chosen.name}): {chosen.free_gb:.1f} GiB free of {chosen.total_gb:.1f}, need {minimum:g}"
+    )
     if chosen.free_gb < minimum:
         return Check("vram", False, f"{detail}; another job is using the GPU")
     return Check("vram", True, detail)
+
+
+def fetch_json(url: str, timeout: float) -> Any:
+    """Return the JSON body at ``url`` (GET). Raise OSError if the server does not answer or answers with an
+    error status (urllib.error.HTTPError), ValueError if the body is not JSON."""
+    headers = {"Accept": "application/json", "User-Agent": "comfywatchman"}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read(1_000_000).decode("utf-8"))
+
+
+def is_loopback(url: str) -> bool:
+    """Return whether ``url`` points at this machine (localhost or a loopback address)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_comfyui_queue(schedule: dict[str, Any], url: str, fetch: Fetch, *, offline: bool = False) -> Check:
+    """Return the ComfyUI-busy check: does the server at ``url`` have running or pending prompts?
+
+    Passes when the check is off, no URL is set, the server does not answer (it is not running, so it is not
+    busy), or it answers something else than a queue (say so); --offline checks only a server on this machine.
+    """
+    if not schedule["check_comfyui_queue"]:
+        return Check("comfyui_busy", True, "not checked ([schedule] check_comfyui_queue = false)")
+    if not url:
+        return Check("comfyui_busy", True, "not checked: no [comfyui] url")
+    if offline and not is_loopback(url):
+        return Check("comfyui_busy", True, f"not checked: --offline and {url} is not on this machine")
+    endpoint = url.rstrip("/") + "/queue"
+    try:
+        body = fetch(endpoint, float(schedule["comfyui_timeout_seconds"]))
+    except urllib.error.HTTPError as exc:
+        return Check("comfyui_busy", True, f"{endpoint} answered HTTP {exc.code}; {_CANNOT_TELL}")
+    except ValueError:
+        return Check("comfyui_busy", True, f"{endpoint} did not answer JSON; {_CANNOT_TELL}")
+    except OSError as exc:
+        return Check("comfyui_busy", True, f"ComfyUI at {url} does not answer ({_reason(exc)}); not busy")
+    keys = ("queue_running", "queue_pending")
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), list) for k in keys):
+        return Check("comfyui_busy", True, f"{endpoint} did not answer a queue; {_CANNOT_TELL}")
+    running, pending = len(body["queue_running"]), len(body["queue_pending"])
+    if running or pending:
+        return Check("comfyui_busy", False, f"ComfyUI at {url} is busy: {running} running, {pending} pending prompt(s)")
+    return Check("comfyui_busy", True, f"ComfyUI at {url} is idle")
+
+
+def check_lock(lock: CycleLock | None) -> Check:
+    """Return the lock check: does this process hold the cycle lock? (The runner takes it before the gate.)"""
+    if lock is None:
+        return Check("lock", True, "held by the runner")
+    if not lock.held:
+        return Check("lock", False, f"{lock.path} is not held by this process")
+    took_over = f"; took over from pid {lock.took_over_from}, which had died" if lock.took_over_from else ""
+    return Check("lock", True, f"held by pid {os.getpid()}{took_over}")
 
 
 def decide(checks: list[Check]) -> tuple[str, str]:
@@ -58,20 +165,40 @@ def decide(checks: list[Check]) -> tuple[str, str]:
     return "run", "; ".join(f"{c.name}: {c.detail}" for c in checks) or "no checks"
 
 
-def run(ctx: StageContext, *, nvml: Any = None, force: bool = False) -> StageOutcome:
+def run(
+    ctx: StageContext,
+    *,
+    nvml: Any = None,
+    force: bool = False,
+    lock: CycleLock | None = None,
+    fetch: Fetch | None = None,
+    tracker: awake.AwakeTracker | None = None,
+) -> StageOutcome:
     """Run the gate checks, write ``gate.json`` and return the outcome (``skipped_reason`` set on skip).
 
-    ``nvml`` is the pynvml module or a double; None loads the real one. ``force`` (a manual run) skips the
-    VRAM check but never the lock, which the runner holds already.
+    ``nvml`` is the pynvml module or a double (None loads the real one), ``fetch`` the HTTP GET for ComfyUI's
+    ``/queue`` and ``tracker`` the clock reader (both default to the real ones). ``force`` (a manual run)
+    skips the awake, VRAM and ComfyUI checks but never the lock, which the runner holds already.
     """
     now = ctx.now()
     outcome = StageOutcome("gate")
     schedule = ctx.config.section("schedule")
-    probe = gpu.probe(nvml if nvml is not None else gpu.load_nvml())
+    tracker = tracker or awake.AwakeTracker(ctx.state_dir)
+    # The clocks are read even on --force, so the next run compares with a fresh reading.
+    reading, observation = tracker.observe(now)
     if force:
-        checks = [Check("vram", True, "skipped: --force (manual run)")]
+        probe = gpu.GpuProbe(False, "not probed: --force (manual run)")
+        checks = [Check(name, True, "skipped: --force (manual run)") for name in FORCED_OFF]
     else:
-        checks = [check_vram(schedule, probe)]
+        probe = gpu.probe(nvml if nvml is not None else gpu.load_nvml())
+        checks = [
+            check_awake(schedule, reading, observation),
+            check_vram(schedule, probe),
+            check_comfyui_queue(
+                schedule, ctx.config.section("comfyui")["url"], fetch or fetch_json, offline=ctx.config.offline
+            ),
+        ]
+    checks.append(check_lock(lock))
     verdict, reason = decide(checks)
     document = {
         "cycle_id": ctx.cycle_id,
@@ -90,3 +217,17 @@ def run(ctx: StageContext, *, nvml: Any = None, force: bool = False) -> StageOut
         logger.info("gate: running: %s", reason)
     outcome.detail = reason
     return outcome
+
+
+def _reason(exc: OSError) -> str:
+    inner = getattr(exc, "reason", None)
+    return str(inner or exc.strerror or exc or type(exc).__name__)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
