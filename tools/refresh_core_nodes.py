@@ -35,9 +35,7 @@ def names_from_object_info(url: str) -> set[str]:
     """Return the core node names a live ComfyUI server reports at ``url`` (``.../object_info``)."""
     info = requests.get(url, timeout=30).json()
     return {
-        name
-        for name, spec in info.items()
-        if str(spec.get("python_module", "nodes")).startswith(CORE_MODULE_PREFIXES)
+        name for name, spec in info.items() if str(spec.get("python_module", "nodes")).startswith(CORE_MODULE_PREFIXES)
     }
 
 

@@ -1,19 +1,22 @@
 """The installed side of the comparison: indexes over the model and custom-node caches.
 
 Model references are matched against an index of the files that were scanned, never by joining a workflow's
-string onto a folder path, so a name cannot reach outside the model folders.
+string onto a folder path, so a name cannot reach outside the model folders. When a ComfyUI server answered
+``/object_info``, its node types and combo lists decide first and every verdict says which source gave it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from comfywatchman import resources
-from comfywatchman.comfy.manager_map import NodeMap, PackCandidate
+from comfywatchman.comfy.manager_map import NodeMap, PackCandidate, normalize_repo
+from comfywatchman.comfy.server import ServerTruth
 from comfywatchman.workflow import names
 
 # Node types the frontend draws that never exist on the server.
@@ -27,6 +30,13 @@ def core_node_types() -> frozenset[str]:
     return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
+@cache
+def frontend_pack_nodes() -> dict[str, frozenset[str]]:
+    """Return normalised pack repository URL -> node types that pack draws in the browser only."""
+    raw = json.loads((resources.DATA_DIR / "frontend_nodes.json").read_text(encoding="utf-8"))
+    return {normalize_repo(repo): frozenset(types) for repo, types in raw.items() if not repo.startswith("_")}
+
+
 @dataclass(frozen=True)
 class ModelMatch:
     """The outcome of looking one reference up: installed or not, and what was close."""
@@ -35,6 +45,7 @@ class ModelMatch:
     installed_as: str | None
     looked_in: list[str]
     note: str = ""
+    checked_by: str = "files"
 
 
 @dataclass
@@ -46,6 +57,7 @@ class ModelIndex:
     folded: dict[str, dict[str, str]] = field(default_factory=dict)
     by_basename: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     case_insensitive: bool = sys.platform in ("win32", "darwin")
+    _all_paths: list[str] = field(default_factory=list)
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any], case_insensitive: bool | None = None) -> ModelIndex:
@@ -53,6 +65,7 @@ class ModelIndex:
         index = cls()
         if case_insensitive is not None:
             index.case_insensitive = case_insensitive
+        normalize, basename = names.normalize, names.basename
         for folder, group in model_cache["folders"].items():
             index.paths[folder] = list(group["paths"])
             exact = index.exact.setdefault(folder, {})
@@ -60,33 +73,45 @@ class ModelIndex:
             base = index.by_basename.setdefault(folder, {})
             for entry in group["files"]:
                 name = entry["name"]
-                norm = names.normalize(name)
+                norm = normalize(name)
                 exact.setdefault(norm, name)
                 folded.setdefault(norm.casefold(), name)
-                base.setdefault(names.basename(norm).casefold(), []).append(name)
+                base.setdefault(basename(norm).casefold(), []).append(name)
+        index._all_paths = [p for f in sorted(index.paths) for p in index.paths[f]]
         return index
 
-    def find(self, name: str, folder: str | None) -> ModelMatch:
-        """Return whether ``name`` (as a workflow writes it) is installed in ``folder`` (None: any folder)."""
+    def looked_in(self, folder: str | None) -> list[str]:
+        """Return the directories searched for ``folder`` (every directory when the folder is unknown)."""
+        return self._all_paths if folder is None else self.paths.get(folder, [])
+
+    def find(self, name: str, folder: str | None, suffixes: Iterable[str] = ("",)) -> ModelMatch:
+        """Return whether ``name`` (as a workflow writes it) is installed in ``folder`` (None: any folder).
+
+        Each of ``suffixes`` is appended in turn (embeddings: ``""``, ``.safetensors``, ``.pt``, ``.bin``).
+        """
         folders = [folder] if folder is not None else sorted(self.exact)
-        looked_in = [p for f in folders for p in self.paths.get(f, [])]
-        norm = names.normalize(name)
-        for f in folders:
-            if norm in self.exact.get(f, {}):
-                return ModelMatch(True, self.exact[f][norm], looked_in)
-        for f in folders:
-            hit = self.folded.get(f, {}).get(norm.casefold())
-            if hit is not None:
-                if self.case_insensitive:
+        looked_in = self.looked_in(folder)
+        tries = [names.normalize(name + suffix) for suffix in suffixes]
+        for norm in tries:
+            for f in folders:
+                hit = self.exact.get(f, {}).get(norm)
+                if hit is not None:
                     return ModelMatch(True, hit, looked_in)
-                return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
-        base = names.basename(norm).casefold()
-        for f in folders:
-            hits = self.by_basename.get(f, {}).get(base, [])
-            if len(hits) == 1:
-                return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
-            if len(hits) > 1:
-                return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+        for norm in tries:
+            for f in folders:
+                hit = self.folded.get(f, {}).get(norm.casefold())
+                if hit is not None:
+                    if self.case_insensitive:
+                        return ModelMatch(True, hit, looked_in)
+                    return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
+        for norm in tries:
+            base = names.basename(norm).casefold()
+            for f in folders:
+                hits = self.by_basename.get(f, {}).get(base, [])
+                if len(hits) == 1:
+                    return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
+                if len(hits) > 1:
+                    return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
         if folder is not None and folder not in self.paths:
             return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
         return ModelMatch(False, None, looked_in)
@@ -94,10 +119,11 @@ class ModelIndex:
 
 @dataclass(frozen=True)
 class NodeState:
-    """Whether a node type is available, and from where."""
+    """Whether a node type is available, from where, and which source said so (server or files)."""
 
     state: str  # core | frontend | installed | disabled | missing
     packs: list[dict[str, Any]]
+    checked_by: str = "files"
 
 
 @dataclass
@@ -108,28 +134,95 @@ class NodeIndex:
     disabled: dict[str, list[str]] = field(default_factory=dict)
     core: frozenset[str] = frozenset()
     node_map: NodeMap = field(default_factory=lambda: NodeMap(source=None))
+    server: ServerTruth | None = None
+    # pack name -> repositories it was matched to in the node map (by git remote, else folder name)
+    pack_repos: dict[str, list[str]] = field(default_factory=dict)
+    enabled_repos: set[str] = field(default_factory=set)
+    disabled_repos: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_cache(cls, nodes_cache: Mapping[str, Any], node_map: NodeMap, core: frozenset[str] | None = None) -> NodeIndex:
-        """Return the index over a custom_nodes_cache.json document and ComfyUI-Manager's map."""
-        index = cls(core=core_node_types() if core is None else core, node_map=node_map)
+    def from_cache(
+        cls,
+        nodes_cache: Mapping[str, Any],
+        node_map: NodeMap,
+        core: frozenset[str] | None = None,
+        server: ServerTruth | None = None,
+    ) -> NodeIndex:
+        """Return the index over a custom_nodes_cache.json document and ComfyUI-Manager's map.
+
+        A pack provides what its NODE_CLASS_MAPPINGS say plus what the Manager map lists for the same
+        repository (matched by the pack's git remote, else by its folder name), so a pack that builds its
+        mapping at import time is not taken to miss its own nodes.
+        """
+        index = cls(core=core_node_types() if core is None else core, node_map=node_map, server=server)
         for pack in nodes_cache["packs"]:
             target = index.enabled if pack["enabled"] else index.disabled
-            for node_type in pack["node_types"]:
+            repos = node_map.repos_for(pack.get("git_remote"), pack["name"])
+            index.pack_repos[pack["name"]] = repos
+            types = set(pack["node_types"])
+            for repo in repos:
+                types.update(node_map.nodes_by_repo.get(repo, ()))
+                if pack["enabled"]:
+                    index.enabled_repos.add(normalize_repo(repo))
+                else:
+                    index.disabled_repos.setdefault(normalize_repo(repo), pack["name"])
+            for node_type in sorted(types):
                 target.setdefault(node_type, []).append(pack["name"])
         return index
 
     def state(self, class_type: str) -> NodeState:
         """Return where ``class_type`` comes from, with candidate packs when it is missing."""
+        if class_type in FRONTEND_ONLY:
+            return NodeState("frontend", [])
+        frontend_owner = self._frontend_owner(class_type)
+        if frontend_owner is not None:
+            return frontend_owner
+        if self.server is not None:
+            return self._server_state(class_type)
         if class_type in self.enabled:
             return NodeState("installed", [{"name": n, "installed": True} for n in self.enabled[class_type]])
         if class_type in self.core:
             return NodeState("core", [])
-        if class_type in FRONTEND_ONLY:
-            return NodeState("frontend", [])
+        return self._unavailable(class_type, "files")
+
+    def _frontend_owner(self, class_type: str) -> NodeState | None:
+        owners = [repo for repo, types in frontend_pack_nodes().items() if class_type in types]
+        if not owners:
+            return None
+        for repo in owners:
+            if repo in self.enabled_repos:
+                return NodeState("frontend", [{"name": repo.rsplit("/", 1)[-1], "installed": True, "repo": repo}])
+        for repo in owners:
+            if repo in self.disabled_repos:
+                name = self.disabled_repos[repo]
+                return NodeState("disabled", [{"name": name, "installed": False, "disabled": True, "repo": repo}])
+        candidates = [PackCandidate(repo, repo.rsplit("/", 1)[-1]) for repo in owners]
+        extra = [c for c in self.node_map.candidates(class_type) if normalize_repo(c.repo) not in owners]
+        return NodeState("missing", [_candidate_json(c) for c in [*candidates, *extra]])
+
+    def _server_state(self, class_type: str) -> NodeState:
+        assert self.server is not None
+        if self.server.has_node(class_type):
+            pack = self.server.pack_of(class_type)
+            if pack is None:
+                return NodeState("core", [], "server")
+            return NodeState("installed", [{"name": pack, "installed": True}], "server")
+        if class_type in self.enabled:
+            # On disk but not loaded: the pack failed to import, or ComfyUI was not restarted since.
+            note = "installed but not loaded by the server (import error, or restart needed)"
+            packs = [{"name": n, "installed": True, "note": note} for n in self.enabled[class_type]]
+            return NodeState("missing", packs, "server")
+        return self._unavailable(class_type, "server")
+
+    def _unavailable(self, class_type: str, checked_by: str) -> NodeState:
         if class_type in self.disabled:
-            return NodeState("disabled", [{"name": n, "installed": False, "disabled": True} for n in self.disabled[class_type]])
-        return NodeState("missing", [_candidate_json(c) for c in self.node_map.candidates(class_type)])
+            packs = [{"name": n, "installed": False, "disabled": True} for n in self.disabled[class_type]]
+            return NodeState("disabled", packs, checked_by)
+        packs = [_candidate_json(c) for c in self.node_map.candidates(class_type)]
+        if not packs and class_type in self.core:
+            note = "a core node this ComfyUI does not have: update ComfyUI"
+            packs = [{"name": "ComfyUI", "installed": True, "note": note}]
+        return NodeState("missing", packs, checked_by)
 
 
 def _candidate_json(candidate: PackCandidate) -> dict[str, Any]:

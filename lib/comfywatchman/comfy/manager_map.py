@@ -17,6 +17,25 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MAP_NAME = "extension-node-map.json"
+# Patterns that claim every name (or nearly): listed, but flagged so nobody installs a pack on their word.
+CATCH_ALL = frozenset({".*", "^.*$", ".+", "^.+$", "(.*)"})
+
+
+def normalize_repo(url: str) -> str:
+    """Return a repository URL in one comparable form: ``https://host/owner/name``, lower case, no ``.git``.
+
+    ``git@github.com:owner/name.git`` and ``https://github.com/Owner/Name/`` both become
+    ``https://github.com/owner/name``.
+    """
+    text = url.strip()
+    if text.startswith("git@") and ":" in text:
+        host, _, path = text[4:].partition(":")
+        text = f"https://{host}/{path}"
+    text = re.sub(r"^(?:git\+)?(?:https?|ssh|git)://(?:[^@/]+@)?", "https://", text)
+    text = text.rstrip("/")
+    if text.endswith(".git"):
+        text = text[:-4]
+    return text.lower()
 
 
 @dataclass(frozen=True)
@@ -26,6 +45,7 @@ class PackCandidate:
     repo: str
     title: str
     by_pattern: bool = False
+    catch_all: bool = False
 
     @property
     def install_command(self) -> str:
@@ -36,7 +56,13 @@ class PackCandidate:
 
     def to_json(self) -> dict[str, Any]:
         """Return the candidate as stored in scan.json."""
-        return {"repo": self.repo, "title": self.title, "by_pattern": self.by_pattern, "install": self.install_command}
+        return {
+            "repo": self.repo,
+            "title": self.title,
+            "by_pattern": self.by_pattern,
+            "catch_all": self.catch_all,
+            "install": self.install_command,
+        }
 
 
 @dataclass
@@ -47,6 +73,29 @@ class NodeMap:
     by_name: dict[str, list[PackCandidate]] = field(default_factory=dict)
     patterns: list[tuple[re.Pattern[str], PackCandidate]] = field(default_factory=list)
     nodes_by_repo: dict[str, list[str]] = field(default_factory=dict)
+    _by_normalized: dict[str, str] = field(default_factory=dict)
+    _by_folder: dict[str, list[str]] = field(default_factory=dict)
+
+    def add_repo(self, repo: str, node_names: list[str]) -> None:
+        """Record the node names ``repo`` provides (and index it by normalised URL and folder name)."""
+        self.nodes_by_repo[repo] = node_names
+        normalized = normalize_repo(repo)
+        self._by_normalized.setdefault(normalized, repo)
+        self._by_folder.setdefault(normalized.rsplit("/", 1)[-1], []).append(repo)
+
+    def repos_for(self, git_remote: str | None, folder_name: str) -> list[str]:
+        """Return the map's repositories for an installed pack: by its git remote, else by a folder name
+        that only one repository has (an ambiguous folder name matches nothing)."""
+        if git_remote:
+            repo = self._by_normalized.get(normalize_repo(git_remote))
+            if repo is not None:
+                return [repo]
+        folder = folder_name.lower()
+        for candidate in (folder, folder.removesuffix(".py")):
+            repos = self._by_folder.get(candidate, [])
+            if len(repos) == 1:
+                return list(repos)
+        return []
 
     def candidates(self, class_type: str) -> list[PackCandidate]:
         """Return every pack that claims ``class_type`` (by name, then by pattern), each once."""
@@ -54,7 +103,9 @@ class NodeMap:
         repos = {c.repo for c in found}
         for pattern, candidate in self.patterns:
             if candidate.repo not in repos and pattern.search(class_type):
-                found.append(PackCandidate(candidate.repo, candidate.title, by_pattern=True))
+                found.append(
+                    PackCandidate(candidate.repo, candidate.title, by_pattern=True, catch_all=candidate.catch_all)
+                )
                 repos.add(candidate.repo)
         return found
 
@@ -89,13 +140,17 @@ def load(path: Path | None) -> NodeMap:
         meta = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
         candidate = PackCandidate(repo, str(meta.get("title_aux") or repo.rstrip("/").rsplit("/", 1)[-1]))
         node_names = [n for n in entry[0] if isinstance(n, str)]
-        node_map.nodes_by_repo[repo] = node_names
+        node_map.add_repo(repo, node_names)
         for name in node_names:
             node_map.by_name.setdefault(name, []).append(candidate)
         pattern = meta.get("nodename_pattern")
         if isinstance(pattern, str) and pattern:
             try:
-                node_map.patterns.append((re.compile(pattern), candidate))
+                compiled = re.compile(pattern)
+                catch_all = pattern.strip() in CATCH_ALL or bool(compiled.fullmatch("")) or bool(
+                    compiled.search("zz unrelated name 123")
+                )
+                node_map.patterns.append((compiled, PackCandidate(repo, candidate.title, catch_all=catch_all)))
             except re.error:
                 logger.debug("%s: bad nodename_pattern %r for %s", path, pattern, repo)
     return node_map

@@ -1,4 +1,9 @@
-"""What a workflow needs: the model files its loader nodes name and the node types it uses.
+"""What a workflow needs: the model files its nodes name and the node types it uses.
+
+UI workflows are walked as ComfyUI runs them: from the top-level graph into every subgraph instance (and
+legacy group node), carrying the instance's mode and the widget values it promotes, so an inner loader whose
+value the instance overrides yields the instance's value, not its own stale one. A loader input converted to
+a socket takes its value from the PrimitiveNode feeding it. API prompts are flat and read directly.
 
 The result is plain data (``Requirements.to_json``) so the scan stage can keep it per content hash and skip
 parsing an unchanged workflow next cycle.
@@ -6,18 +11,25 @@ parsing an unchanged workflow next cycle.
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
-from comfywatchman.workflow import names
+from comfywatchman.workflow import embeddings, names
+from comfywatchman.workflow.graph import Graph, group_node_name, subgraph_definitions
 from comfywatchman.workflow.load import Workflow
+
+logger = logging.getLogger(__name__)
 
 INACTIVE_MODES = {2: "muted", 4: "bypassed"}
 # Bumped whenever extraction changes, so requirements kept from an earlier cycle are recomputed.
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2
+# Node types whose widgets hold free text or values meant for other nodes, never files of their own.
+NO_OWN_FILES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
+# Longest widget string the fallback treats as a possible file name; longer ones are prompts and notes.
+MAX_FALLBACK_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,18 @@ class Origin:
     input: str | None
     subgraph_path: list[str]
     mode: str  # active | muted | bypassed
-    via: str  # widget | declared | fallback
+    via: str  # widget | declared | fallback | prompt | primitive | promoted
 
     def to_json(self) -> dict[str, Any]:
         """Return the origin as stored in scan.json."""
-        return dict(self.__dict__)
+        return {
+            "node_id": self.node_id,
+            "node_type": self.node_type,
+            "input": self.input,
+            "subgraph_path": self.subgraph_path,
+            "mode": self.mode,
+            "via": self.via,
+        }
 
 
 @dataclass
@@ -72,6 +91,11 @@ class ModelRef:
     def active(self) -> bool:
         """True when at least one node that needs the file runs (is neither muted nor bypassed)."""
         return any(o.mode == "active" for o in self.origins) or not self.origins
+
+    @property
+    def from_prompt_only(self) -> bool:
+        """True when only prompt text names it (``embedding:NAME``), so ComfyUI's suffix lookup applies."""
+        return bool(self.origins) and all(o.via == "prompt" for o in self.origins)
 
     def to_json(self) -> dict[str, Any]:
         """Return the reference as stored in scan.json."""
@@ -119,19 +143,18 @@ class _Collector:
     models: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
     nodes: dict[str, NodeRef] = field(default_factory=dict)
 
-    def add_model(self, name: Any, folder: str | None, origin: Origin, declaration: dict[str, Any] | None = None) -> None:
+    def add_model(
+        self, name: Any, folder: str | None, origin: Origin, declaration: dict[str, Any] | None = None
+    ) -> None:
         if not isinstance(name, str) or name.strip().casefold() in self.placeholders:
             return
         key = (folder, names.lookup_key(name))
         ref = self.models.get(key)
         if ref is None and declaration is not None:
             # A declaration usually gives the bare file name while the widget may carry a subfolder.
+            base = names.basename(name).casefold()
             ref = next(
-                (
-                    r
-                    for (f, _), r in self.models.items()
-                    if f == folder and names.basename(r.name).casefold() == names.basename(name).casefold()
-                ),
+                (r for (f, _), r in self.models.items() if f == folder and names.basename(r.name).casefold() == base),
                 None,
             )
         if ref is None:
@@ -142,7 +165,9 @@ class _Collector:
             ref.declarations.append(declaration)
 
     def add_node(self, class_type: str, node_id: str, mode: str) -> None:
-        ref = self.nodes.setdefault(class_type, NodeRef(class_type))
+        ref = self.nodes.get(class_type)
+        if ref is None:
+            ref = self.nodes[class_type] = NodeRef(class_type)
         ref.node_ids.append(node_id)
         ref.modes.append(mode)
 
@@ -155,17 +180,19 @@ def extract(workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeh
     """Return the model files and node types ``workflow`` needs.
 
     Loader inputs come from ``loaders``; values in ``placeholders`` (compared case-folded) name no file. Nodes
-    not in the table still yield any string widget ending in a model extension, with an unknown folder.
+    not in the table still yield any string widget ending in a model extension, with an unknown folder, and
+    every string widget yields the embeddings its prompt text names.
     """
     collector = _Collector(placeholders)
     if workflow.format == "api":
         _extract_api(workflow.data, loaders, collector)
     else:
-        _extract_ui(workflow.data, loaders, collector)
+        _UIWalker(workflow.data, loaders, collector).run()
     return collector.result()
 
 
-def _mode(node: Mapping[str, Any]) -> str:
+def node_mode(node: Mapping[str, Any]) -> str:
+    """Return ``active``, ``muted`` (mode 2) or ``bypassed`` (mode 4) for a UI node."""
     mode = node.get("mode", 0)
     return INACTIVE_MODES.get(mode, "active") if isinstance(mode, int) else "active"
 
@@ -184,92 +211,321 @@ def _declarations(entries: Any) -> Iterator[dict[str, Any]]:
             }
 
 
-def _ui_node_lists(data: Mapping[str, Any]) -> Iterator[tuple[list[str], list[Any]]]:
-    yield [], data.get("nodes") or []
-    pending = [([], data.get("definitions"))]
-    while pending:
-        path, definitions = pending.pop()
-        if not isinstance(definitions, dict):
-            continue
-        for subgraph in definitions.get("subgraphs") or []:
-            if not isinstance(subgraph, dict):
+# (inner node id, widget name) -> (value, via): what an enclosing instance sets on a node of this graph.
+Overrides = dict[tuple[str, str], tuple[Any, str]]
+
+
+class _UIWalker:
+    """Walks a UI workflow from its top-level graph through subgraph and group node instances."""
+
+    def __init__(self, data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput]], out: _Collector) -> None:
+        self.data = data
+        self.loaders = loaders
+        self.out = out
+        self.definitions = subgraph_definitions(data)
+        extra = data.get("extra")
+        groups = extra.get("groupNodes") if isinstance(extra, dict) else None
+        self.group_nodes: dict[str, Any] = groups if isinstance(groups, dict) else {}
+        self.visited: set[str] = set()
+        self._graphs: dict[str, Graph] = {}
+
+    def graph(self, sub_id: str) -> Graph:
+        """Return the graph of subgraph ``sub_id``, built once however many instances it has."""
+        graph = self._graphs.get(sub_id)
+        if graph is None:
+            graph = self._graphs[sub_id] = Graph.of(self.definitions[sub_id])
+        return graph
+
+    def run(self) -> None:
+        self.walk(Graph.of(self.data), [], "", None, {}, ())
+        # A definition no instance reaches is not run by ComfyUI, but its loaders and declarations still say
+        # what the author meant to ship; list them as they stand (this also covers broken instance chains).
+        for sub_id, definition in self.definitions.items():
+            if sub_id not in self.visited:
+                self.walk(self.graph(sub_id), [_subgraph_name(definition)], "", None, {}, (sub_id,))
+        for decl in _declarations(self.data.get("models")):
+            origin = Origin("workflow", "workflow", None, [], "active", "declared")
+            self.out.add_model(decl["name"], decl["directory"], origin, decl)
+
+    def walk(
+        self,
+        graph: Graph,
+        path: list[str],
+        prefix: str,
+        outer_mode: str | None,
+        overrides: Overrides,
+        stack: tuple[str, ...],
+    ) -> None:
+        for node in graph.nodes:
+            node_type = node.get("type")
+            if not isinstance(node_type, str):
                 continue
-            sub_path = [*path, str(subgraph.get("name") or subgraph.get("id"))]
-            yield sub_path, subgraph.get("nodes") or []
-            pending.append((sub_path, subgraph.get("definitions")))
-
-
-def _subgraph_ids(data: Mapping[str, Any]) -> set[str]:
-    ids: set[str] = set()
-    pending = [data.get("definitions")]
-    while pending:
-        definitions = pending.pop()
-        if isinstance(definitions, dict):
-            for subgraph in definitions.get("subgraphs") or []:
-                if isinstance(subgraph, dict) and isinstance(subgraph.get("id"), str):
-                    ids.add(subgraph["id"])
-                    pending.append(subgraph.get("definitions"))
-    return ids
-
-
-def _extract_ui(data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput]], out: _Collector) -> None:
-    subgraph_ids = _subgraph_ids(data)
-    for path, nodes in _ui_node_lists(data):
-        for node in nodes:
-            if not isinstance(node, dict) or not isinstance(node.get("type"), str):
-                continue
-            node_type, node_id, mode = node["type"], str(node.get("id")), _mode(node)
-            if node_type not in subgraph_ids:
-                out.add_node(node_type, node_id, mode)
-            values = node.get("widgets_values")
-            if node_type in loaders:
-                for spec in loaders[node_type]:
-                    value = _widget_value(values, spec)
-                    out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, "widget"))
-            elif node_type not in subgraph_ids:
-                for input_name, value in _fallback_values(values):
-                    out.add_model(value, None, Origin(node_id, node_type, input_name, path, mode, "fallback"))
+            local_id = str(node.get("id"))
+            node_id = prefix + local_id
+            # An instance that is muted or bypassed takes everything inside it along.
+            mode = outer_mode if outer_mode not in (None, "active") else node_mode(node)
+            definition = self.definitions.get(node_type)
+            if definition is not None:
+                if node_type in stack:
+                    logger.debug("subgraph %s contains itself; not walked again", node_type)
+                    continue
+                self.visited.add(node_type)
+                inner = self._promotions(node, local_id, node_type, graph, overrides)
+                sub_path = [*path, _subgraph_name(definition)]
+                self.walk(self.graph(node_type), sub_path, node_id + ":", mode, inner, (*stack, node_type))
+            elif group_node_name(node_type) in self.group_nodes:
+                self._walk_group(node, node_id, group_node_name(node_type), path, mode)
+            else:
+                self.out.add_node(node_type, node_id, mode)
+                self._values(node, local_id, node_id, node_type, graph, path, mode, overrides)
             properties = node.get("properties")
+            if isinstance(properties, dict) and "models" in properties:
+                for decl in _declarations(properties["models"]):
+                    origin = Origin(node_id, node_type, None, path, mode, "declared")
+                    self.out.add_model(decl["name"], decl["directory"], origin, decl)
+
+    def _values(
+        self,
+        node: Mapping[str, Any],
+        local_id: str,
+        node_id: str,
+        node_type: str,
+        graph: Graph,
+        path: list[str],
+        mode: str,
+        overrides: Overrides,
+        values: Any = None,
+    ) -> None:
+        if node_type in NO_OWN_FILES:
+            return
+        values = node.get("widgets_values") if values is None else values
+        specs = self.loaders.get(node_type)
+        taken: set[str] = set()
+        if specs:
+            for spec in specs:
+                value, via = self._loader_value(node, local_id, values, spec, graph, overrides)
+                self.out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
+                taken.add(spec.input)
+        if overrides:
+            for (inner_id, widget), (value, _via) in overrides.items():
+                if inner_id == local_id and widget not in taken and isinstance(value, str):
+                    self._scan_text(value, widget, node_id, node_type, path, mode, not specs)
+        if isinstance(values, dict):
+            items: Any = values.items()
+        elif isinstance(values, list):
+            items = enumerate(values)
+        else:
+            return
+        widget_names: list[str] | None = None
+        for key, value in items:
+            if isinstance(value, str):
+                if not _worth_a_look(value):
+                    continue
+                if isinstance(key, int):
+                    # Names are worked out only for the rare value that names something.
+                    if widget_names is None:
+                        widget_names = _widget_inputs(node)
+                        if len(widget_names) != len(values):
+                            widget_names = []
+                    name = widget_names[key] if widget_names else None
+                else:
+                    name = key
+                if name not in taken:
+                    self._scan_text(value, name, node_id, node_type, path, mode, not specs)
+            elif isinstance(value, (dict, list)):
+                # Packs nest values one level (rgthree's Power Lora Loader: {"lora": "x.safetensors", ...}).
+                nested = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+                for inner_key, inner_value in nested:
+                    if isinstance(inner_value, str) and _worth_a_look(inner_value):
+                        name = inner_key if isinstance(inner_key, str) else (key if isinstance(key, str) else None)
+                        self._scan_text(inner_value, name, node_id, node_type, path, mode, not specs)
+
+    def _scan_text(
+        self,
+        value: str,
+        input_name: str | None,
+        node_id: str,
+        node_type: str,
+        path: list[str],
+        mode: str,
+        fallback: bool,
+    ) -> None:
+        """Add the embeddings ``value`` names and, for a node outside the loader table, ``value`` itself when it
+        looks like a model file."""
+        for embedding in embeddings.names_in(value):
+            self.out.add_model(embedding, "embeddings", Origin(node_id, node_type, input_name, path, mode, "prompt"))
+        if fallback and _looks_like_model(value):
+            self.out.add_model(value, None, Origin(node_id, node_type, input_name, path, mode, "fallback"))
+
+    def _loader_value(
+        self,
+        node: Mapping[str, Any],
+        local_id: str,
+        values: Any,
+        spec: LoaderInput,
+        graph: Graph,
+        overrides: Overrides,
+    ) -> tuple[Any, str]:
+        promoted = overrides.get((local_id, spec.input))
+        if promoted is not None:
+            return promoted
+        for entry in node.get("inputs") or ():
+            if not isinstance(entry, dict) or entry.get("link") is None:
+                continue
+            widget = entry.get("widget")
+            name = widget.get("name") if isinstance(widget, dict) else entry.get("name")
+            if name == spec.input:
+                source = graph.primitive_value(entry["link"])
+                if source is not None:
+                    return source, "primitive"
+        return _widget_value(node, values, spec), "widget"
+
+    def _promotions(
+        self,
+        instance: Mapping[str, Any],
+        local_id: str,
+        sub_id: str,
+        graph: Graph,
+        overrides: Overrides,
+    ) -> Overrides:
+        """Return the values ``instance`` sets on the nodes inside subgraph ``sub_id``, keyed by inner node."""
+        definition = self.definitions[sub_id]
+        inner = self.graph(sub_id)
+        sub_inputs = {i.get("name"): i for i in definition.get("inputs") or () if isinstance(i, dict)}
+        properties = instance.get("properties")
+        proxies = properties.get("proxyWidgets") if isinstance(properties, dict) else None
+        slots: list[tuple[str, list[tuple[str, str]]]] = []
+        if isinstance(proxies, list) and proxies:
+            for entry in proxies:
+                if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)):
+                    slots.append(("", []))
+                    continue
+                inner_id, widget = str(entry[0]), entry[1]
+                if inner_id == "-1":  # a widget promoted through a subgraph input of that name
+                    targets = inner.input_targets(sub_inputs.get(widget), widgets_only=False)
+                else:
+                    targets = [(inner_id, widget)]
+                slots.append((widget, targets))
+        else:
+            for name, sub_input in sub_inputs.items():
+                targets = inner.input_targets(sub_input, widgets_only=True)
+                if targets and isinstance(name, str):
+                    slots.append((name, targets))
+        result: Overrides = {}
+        values = instance.get("widgets_values")
+        if isinstance(values, list) and values and len(values) == len(slots):
+            for (_name, targets), value in zip(slots, values, strict=True):
+                for target in targets:
+                    result[target] = (value, "promoted")
+        elif isinstance(values, dict):
+            for name, targets in slots:
+                if name in values:
+                    for target in targets:
+                        result[target] = (values[name], "promoted")
+        # Values reaching the instance from outside: an enclosing instance's promotion, or a PrimitiveNode.
+        outside: dict[str, tuple[Any, str]] = {
+            widget: value for (target, widget), value in overrides.items() if target == local_id
+        }
+        for entry in instance.get("inputs") or ():
+            if isinstance(entry, dict) and entry.get("link") is not None and isinstance(entry.get("name"), str):
+                primitive = graph.primitive_value(entry["link"])
+                if primitive is not None:
+                    outside[entry["name"]] = (primitive, "primitive")
+        for name, value in outside.items():
+            for slot_name, targets in slots:
+                if slot_name == name:
+                    for target in targets:
+                        result[target] = value
+            if name in sub_inputs and not any(slot_name == name for slot_name, _ in slots):
+                for target in inner.input_targets(sub_inputs[name], widgets_only=False):
+                    result[target] = value
+        return result
+
+    def _walk_group(self, node: Mapping[str, Any], node_id: str, name: str, path: list[str], mode: str) -> None:
+        """Walk a legacy group node: its inner nodes, with the instance's widget values when they line up."""
+        group = self.group_nodes.get(name)
+        inner_nodes = group.get("nodes") if isinstance(group, dict) else None
+        if not isinstance(inner_nodes, list):
+            return
+        inner_nodes = [n for n in inner_nodes if isinstance(n, dict) and isinstance(n.get("type"), str)]
+        sizes = [len(n["widgets_values"]) if isinstance(n.get("widgets_values"), list) else 0 for n in inner_nodes]
+        values = node.get("widgets_values")
+        sliced = isinstance(values, list) and len(values) == sum(sizes) and sum(sizes) > 0
+        position = 0
+        sub_path = [*path, f"group node {name}"]
+        empty = Graph([], {}, {})
+        for index, inner in enumerate(inner_nodes):
+            inner_id = f"{node_id}:{inner.get('index', index)}"
+            own = values[position : position + sizes[index]] if sliced else inner.get("widgets_values")
+            position += sizes[index]
+            self.out.add_node(inner["type"], inner_id, mode)
+            self._values(inner, "", inner_id, inner["type"], empty, sub_path, mode, {}, own if own is not None else [])
+            properties = inner.get("properties")
             if isinstance(properties, dict):
                 for decl in _declarations(properties.get("models")):
-                    origin = Origin(node_id, node_type, None, path, mode, "declared")
-                    out.add_model(decl["name"], decl["directory"], origin, decl)
-    for decl in _declarations(data.get("models")):
-        out.add_model(decl["name"], decl["directory"], Origin("workflow", "workflow", None, [], "active", "declared"), decl)
+                    origin = Origin(inner_id, inner["type"], None, sub_path, mode, "declared")
+                    self.out.add_model(decl["name"], decl["directory"], origin, decl)
 
 
-def _widget_value(values: Any, spec: LoaderInput) -> Any:
+def _subgraph_name(definition: Mapping[str, Any]) -> str:
+    return str(definition.get("name") or definition.get("id"))
+
+
+def _widget_inputs(node: Mapping[str, Any]) -> list[str]:
+    names_: list[str] = []
+    for entry in node.get("inputs") or ():
+        if isinstance(entry, dict) and isinstance(entry.get("widget"), dict):
+            name = entry["widget"].get("name")
+            if isinstance(name, str):
+                names_.append(name)
+    return names_
+
+
+def _widget_value(node: Mapping[str, Any], values: Any, spec: LoaderInput) -> Any:
     if isinstance(values, dict):
         return values.get(spec.input)
-    if isinstance(values, list) and spec.index < len(values):
-        return values[spec.index]
-    return None
+    if not isinstance(values, list):
+        return None
+    index = spec.index
+    # Recent frontends list every widget as an input; when they line up with the values, trust their order.
+    widget_names = _widget_inputs(node)
+    if len(widget_names) == len(values) and spec.input in widget_names:
+        index = widget_names.index(spec.input)
+    return values[index] if 0 <= index < len(values) else None
 
 
-def _fallback_values(values: Any) -> Iterator[tuple[str | None, str]]:
-    if isinstance(values, dict):
-        items: Iterator[tuple[Any, Any]] = iter(values.items())
-    elif isinstance(values, list):
-        items = ((None, v) for v in values)
-    else:
-        return
-    for key, value in items:
-        if isinstance(value, str) and os.path.splitext(value.strip())[1].lower() in MODEL_EXTENSIONS:
-            yield key, value
+def _worth_a_look(value: str) -> bool:
+    """Return whether a widget string may name an embedding or a model file (a cheap test, most say no)."""
+    return embeddings.IDENTIFIER in value or _looks_like_model(value)
+
+
+def _looks_like_model(value: str) -> bool:
+    dot = value.rfind(".")
+    if dot < 0 or len(value) > MAX_FALLBACK_CHARS or value[dot:].strip().lower() not in MODEL_EXTENSIONS:
+        return False
+    return "\n" not in value and "://" not in value
 
 
 def _extract_api(data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput]], out: _Collector) -> None:
-    for node_id, node in data.items():
+    for raw_id, node in data.items():
         class_type = node.get("class_type")
         if not isinstance(class_type, str):
             continue
-        out.add_node(class_type, str(node_id), "active")
+        node_id = str(raw_id)
+        out.add_node(class_type, node_id, "active")
         inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
-        if class_type in loaders:
-            for spec in loaders[class_type]:
-                value = inputs.get(spec.input)
-                if isinstance(value, str):
-                    out.add_model(value, spec.folder, Origin(str(node_id), class_type, spec.input, [], "active", "widget"))
-        else:
-            for input_name, value in _fallback_values(inputs):
-                out.add_model(value, None, Origin(str(node_id), class_type, input_name, [], "active", "fallback"))
+        specs = loaders.get(class_type)
+        taken = set()
+        for spec in specs or ():
+            value = inputs.get(spec.input)
+            if isinstance(value, str):  # a linked input is [node id, slot]: its value is not known statically
+                out.add_model(value, spec.folder, Origin(node_id, class_type, spec.input, [], "active", "widget"))
+            taken.add(spec.input)
+        for input_name, value in inputs.items():
+            if not isinstance(value, str) or input_name in taken or not _worth_a_look(value):
+                continue
+            for embedding in embeddings.names_in(value):
+                origin = Origin(node_id, class_type, input_name, [], "active", "prompt")
+                out.add_model(embedding, "embeddings", origin)
+            if not specs and _looks_like_model(value):
+                out.add_model(value, None, Origin(node_id, class_type, input_name, [], "active", "fallback"))

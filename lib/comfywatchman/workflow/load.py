@@ -1,4 +1,4 @@
-"""Reading a workflow file into a dict and telling which format it is."""
+"""Reading a workflow file (JSON, or a PNG / WebP image carrying one) into a dict and telling its format."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from comfywatchman.errors import WatchmanError
+from comfywatchman.workflow import images
 
 Format = Literal["ui", "api"]
 
@@ -18,10 +19,15 @@ class WorkflowError(WatchmanError):
 
 @dataclass(frozen=True)
 class Workflow:
-    """A parsed workflow: its format and its JSON data."""
+    """A parsed workflow: its format, its JSON data, and the container it came in (json, png, webp)."""
 
     format: Format
     data: dict[str, Any]
+    container: str = "json"
+
+
+def _is_api(data: dict[str, Any]) -> bool:
+    return bool(data) and all(isinstance(v, dict) and "class_type" in v for v in data.values())
 
 
 def detect_format(data: Any) -> Format | None:
@@ -29,7 +35,7 @@ def detect_format(data: Any) -> Format | None:
     if isinstance(data, dict):
         if isinstance(data.get("nodes"), list):
             return "ui"
-        if data and all(isinstance(v, dict) and "class_type" in v for v in data.values()):
+        if _is_api(data):
             return "api"
         # Some tools save {"prompt": {...}, "workflow": {...}}; the UI form carries more (positions, models).
         for key in ("workflow", "prompt"):
@@ -39,10 +45,14 @@ def detect_format(data: Any) -> Format | None:
 
 
 def parse_bytes(raw: bytes, path: Path) -> Workflow:
-    """Return the workflow held by ``raw`` (the content of ``path``).
+    """Return the workflow held by ``raw`` (the content of ``path``): JSON, or a PNG / WebP carrying one.
 
-    Raise WorkflowError naming ``path`` when it is empty, not UTF-8 JSON, or JSON that is not a workflow.
+    Raise WorkflowError naming ``path`` when it is empty, not UTF-8 JSON, an image without a workflow, or
+    JSON that is not a workflow.
     """
+    container = images.kind(raw)
+    if container is not None:
+        return _from_image(raw, path, container)
     if not raw.strip():
         raise WorkflowError(f"{path}: empty file")
     try:
@@ -54,17 +64,36 @@ def parse_bytes(raw: bytes, path: Path) -> Workflow:
     return from_data(data, path)
 
 
+def _from_image(raw: bytes, path: Path, container: str) -> Workflow:
+    try:
+        texts = images.embedded_texts(raw)
+    except images.ImageError as exc:
+        raise WorkflowError(f"{path}: broken {container.upper()} image: {exc}") from None
+    if not texts:
+        raise WorkflowError(f"{path}: {container.upper()} image without an embedded workflow or prompt")
+    problems = []
+    # The UI workflow first: it carries subgraphs, declarations and modes the API prompt has lost.
+    for key in images.KEYS:
+        if key not in texts:
+            continue
+        try:
+            workflow = from_data(json.loads(texts[key]), path)
+        except (ValueError, WorkflowError) as exc:
+            problems.append(f"{key}: {str(exc).removeprefix(f'{path}: ')}")
+            continue
+        return Workflow(workflow.format, workflow.data, container)
+    raise WorkflowError(f"{path}: {container.upper()} metadata holds no readable workflow ({'; '.join(problems)})")
+
+
 def from_data(data: Any, path: Path) -> Workflow:
     """Return ``data`` as a Workflow, unwrapping ``{"workflow": ...}`` containers; raise WorkflowError if none."""
     fmt = detect_format(data)
     if fmt is None:
-        kind = type(data).__name__ if not isinstance(data, dict) else "an object without 'nodes' or 'class_type' entries"
+        kind = "an object without 'nodes' or 'class_type' entries" if isinstance(data, dict) else type(data).__name__
         raise WorkflowError(f"{path}: JSON is not a ComfyUI workflow (found {kind})")
-    if isinstance(data, dict) and "nodes" not in data and not all(
-        isinstance(v, dict) and "class_type" in v for v in data.values()
-    ):
+    if "nodes" not in data and not _is_api(data):
         inner = data.get("workflow") if detect_format(data.get("workflow")) else data.get("prompt")
-        return Workflow(detect_format(inner), inner)  # type: ignore[arg-type]
+        return Workflow(fmt, inner)
     return Workflow(fmt, data)
 
 

@@ -1,0 +1,118 @@
+"""A running ComfyUI server as the source of truth: ``GET /object_info`` lists the node types it loaded and
+the file lists of its combo inputs (with extra_model_paths and pack folders already applied).
+
+When no server answers at ``[comfyui] url`` the scan works from the files alone and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from comfywatchman.workflow import names
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 5.0
+CORE_MODULE_PREFIXES = ("nodes", "comfy_extras", "comfy_api_nodes", "comfy.")
+
+
+@dataclass
+class ServerTruth:
+    """What one ComfyUI server reported: node type -> module, and (type, input) -> combo file names."""
+
+    url: str
+    digest: str = ""
+    modules: dict[str, str] = field(default_factory=dict)
+    combos: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def has_node(self, class_type: str) -> bool:
+        """Return whether the server loaded ``class_type``."""
+        return class_type in self.modules
+
+    def pack_of(self, class_type: str) -> str | None:
+        """Return the custom node folder that registered ``class_type``, or None for a core node."""
+        module = self.modules.get(class_type, "")
+        if module.startswith("custom_nodes."):
+            return module.split(".", 2)[1]
+        if module.startswith(CORE_MODULE_PREFIXES) or not module:
+            return None
+        return module.split(".", 1)[0]
+
+    def combo_match(self, class_type: str, input_name: str, value: str) -> tuple[bool, str | None] | None:
+        """Return (listed, as listed) for ``value`` in that input's combo, or None when there is no combo."""
+        options = self.combos.get((class_type, input_name))
+        if options is None:
+            return None
+        listed = options.get(names.normalize(value))
+        return (listed is not None, listed)
+
+
+def parse_object_info(url: str, info: Any, digest: str = "") -> ServerTruth:
+    """Return the ServerTruth of an ``/object_info`` document (classic and ``COMBO`` combos both read)."""
+    truth = ServerTruth(url, digest)
+    if not isinstance(info, dict):
+        return truth
+    for class_type, spec in info.items():
+        if not isinstance(spec, dict):
+            continue
+        truth.modules[class_type] = str(spec.get("python_module") or "")
+        inputs = spec.get("input")
+        if not isinstance(inputs, dict):
+            continue
+        for group in ("required", "optional"):
+            entries = inputs.get(group)
+            if not isinstance(entries, dict):
+                continue
+            for input_name, definition in entries.items():
+                options = combo_options(definition)
+                if options is not None:
+                    truth.combos[(class_type, input_name)] = {names.normalize(o): o for o in options}
+    return truth
+
+
+def combo_options(definition: Any) -> list[str] | None:
+    """Return the string options of a combo input definition, or None when it is not a combo.
+
+    Classic: ``[["a.safetensors", ...], {...}]``; newer: ``["COMBO", {"options": [...]}]``.
+    """
+    if not isinstance(definition, list) or not definition:
+        return None
+    head = definition[0]
+    if isinstance(head, list):
+        return [o for o in head if isinstance(o, str)]
+    if head == "COMBO" and len(definition) > 1 and isinstance(definition[1], dict):
+        options = definition[1].get("options")
+        if isinstance(options, list):
+            return [o for o in options if isinstance(o, str)]
+    return None
+
+
+def fetch(url: str, timeout: float = TIMEOUT_S) -> ServerTruth | None:
+    """Return the ServerTruth of the ComfyUI server at ``url``, or None (logged) when it does not answer.
+
+    ``/object_info`` is tried, then ``/api/object_info`` (servers behind the newer frontend route both).
+    Proxies are bypassed: the server is the user's own, usually on localhost.
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    base = url.rstrip("/")
+    problem = ""
+    for path in ("/object_info", "/api/object_info"):
+        try:
+            with opener.open(base + path, timeout=timeout) as response:
+                body = response.read()
+            info = json.loads(body)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+            continue
+        truth = parse_object_info(url, info, hashlib.sha256(body).hexdigest())
+        if truth.modules:
+            return truth
+        problem = "answered without node types"
+    logger.warning("%s: ComfyUI server did not answer /object_info (%s); working from the files", url, problem)
+    return None

@@ -1,0 +1,112 @@
+"""One graph of a UI workflow (the top level or a subgraph definition): its nodes and links, and the
+lookups the extractor needs (what feeds an input, which inner widgets a subgraph input reaches)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# origin node id, origin slot, target node id, target slot
+Link = tuple[str, int, str, int]
+SUBGRAPH_INPUT_NODE = "-10"  # the id subgraph definitions give their input node
+MAX_REROUTES = 32
+
+
+@dataclass
+class Graph:
+    """Nodes by id and links by id of one graph level."""
+
+    nodes: list[dict[str, Any]]
+    by_id: dict[str, dict[str, Any]]
+    links: dict[Any, Link]
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Graph:
+        """Return the graph of a workflow or subgraph definition (links as 0.4 lists or v1 objects)."""
+        raw_nodes = data.get("nodes")
+        nodes = [n for n in raw_nodes if isinstance(n, dict)] if isinstance(raw_nodes, list) else []
+        links: dict[Any, Link] = {}
+        raw_links = data.get("links")
+        for link in raw_links if isinstance(raw_links, list) else ():
+            if isinstance(link, list) and len(link) >= 5:
+                link_id, origin, origin_slot, target, target_slot = link[:5]
+            elif isinstance(link, dict):
+                link_id, origin, origin_slot = link.get("id"), link.get("origin_id"), link.get("origin_slot")
+                target, target_slot = link.get("target_id"), link.get("target_slot")
+            else:
+                continue
+            if isinstance(origin_slot, int) and isinstance(target_slot, int):
+                links[link_id] = (str(origin), origin_slot, str(target), target_slot)
+        return cls(nodes, {str(n.get("id")): n for n in nodes}, links)
+
+    def primitive_value(self, link_id: Any) -> Any | None:
+        """Return the value a PrimitiveNode sends down ``link_id`` (through Reroutes), or None if none does."""
+        for _ in range(MAX_REROUTES):
+            link = self.links.get(link_id)
+            if link is None:
+                return None
+            origin = self.by_id.get(link[0])
+            if origin is None:
+                return None
+            if origin.get("type") == "PrimitiveNode":
+                values = origin.get("widgets_values")
+                if isinstance(values, list) and values:
+                    return values[0]
+                if isinstance(values, dict) and values:
+                    return next(iter(values.values()))
+                return None
+            if origin.get("type") != "Reroute":
+                return None
+            inputs = origin.get("inputs")
+            if not (isinstance(inputs, list) and inputs and isinstance(inputs[0], dict)):
+                return None
+            link_id = inputs[0].get("link")
+        return None
+
+    def input_targets(self, sub_input: Any, widgets_only: bool) -> list[tuple[str, str]]:
+        """Return ``(inner node id, widget name)`` for each inner input the subgraph input ``sub_input`` feeds.
+
+        With ``widgets_only``, inputs that are plain sockets (no ``widget``) are left out.
+        """
+        if not isinstance(sub_input, dict):
+            return []
+        targets: list[tuple[str, str]] = []
+        for link_id in sub_input.get("linkIds") or ():
+            link = self.links.get(link_id)
+            if link is None:
+                continue
+            node = self.by_id.get(link[2])
+            inputs = node.get("inputs") if node is not None else None
+            if not isinstance(inputs, list) or not 0 <= link[3] < len(inputs) or not isinstance(inputs[link[3]], dict):
+                continue
+            entry = inputs[link[3]]
+            widget = entry.get("widget")
+            if isinstance(widget, dict) and isinstance(widget.get("name"), str):
+                targets.append((link[2], widget["name"]))
+            elif not widgets_only and isinstance(entry.get("name"), str):
+                targets.append((link[2], entry["name"]))
+        return targets
+
+
+def subgraph_definitions(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return every subgraph definition of a workflow by id, nested ``definitions`` included."""
+    found: dict[str, dict[str, Any]] = {}
+    pending = [data.get("definitions")]
+    while pending:
+        definitions = pending.pop()
+        if not isinstance(definitions, dict):
+            continue
+        for subgraph in definitions.get("subgraphs") or ():
+            if isinstance(subgraph, dict) and isinstance(subgraph.get("id"), str) and subgraph["id"] not in found:
+                found[subgraph["id"]] = subgraph
+                pending.append(subgraph.get("definitions"))
+    return found
+
+
+def group_node_name(node_type: str) -> str | None:
+    """Return the legacy group node name in a type ``workflow>NAME`` (or older ``workflow/NAME``), else None."""
+    for prefix in ("workflow>", "workflow/"):
+        if node_type.startswith(prefix):
+            return node_type[len(prefix) :]
+    return None

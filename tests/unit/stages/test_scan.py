@@ -1,0 +1,165 @@
+"""The scan stage on real files: cache, intake and scan run on a small install in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfywatchman import artifacts, config
+from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stages import scan
+from comfywatchman.stages.context import StageContext, StageOutcome
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.unit.comfy.test_server import comfy_url  # noqa: F401 - the fake server fixture
+from tests.unit.workflow.test_images import png, text
+
+
+def make_ctx(tree: ComfyTree, home: Path, extra_toml: str = "") -> StageContext:
+    toml = home / "config.toml"
+    toml.write_text(
+        '[intake.sources.comfyui]\npaths = ["{comfyui_root}/user/*/workflows"]\n'
+        'include = ["*.json", "*.png", "*.webp"]\n' + extra_toml,
+        encoding="utf-8",
+    )
+    cfg = config.load(config_file=toml, flags={"comfyui_root": tree.root, "home": home, "offline": True}, env={})
+    return StageContext(cfg, "test-cycle")
+
+
+def cycle(ctx: StageContext) -> StageOutcome:
+    for stage in ("cache", "intake"):
+        assert STAGE_RUNNERS[stage](ctx).ok
+    return scan.run(ctx)
+
+
+def scanned(ctx: StageContext) -> dict[str, dict[str, Any]]:
+    document = artifacts.read(ctx.state_dir / "scan.json", "scan")
+    return {w["workflow"]: w for w in document["workflows"]}
+
+
+def by_name(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in entry["models"]}
+
+
+def test_scan_compares_with_install_and_flags_invalid_names(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.model("checkpoints", "SDXL/base.safetensors")
+    comfy_tree.model("embeddings", "EasyNegative.safetensors")
+    comfy_tree.pack("ComfyUI-Old.disabled", ["OldNode"])
+    comfy_tree.workflow(
+        "a.json",
+        ui_workflow(
+            [
+                ui_node(1, "CheckpointLoaderSimple", ["SDXL\\base.safetensors"]),
+                ui_node(2, "LoraLoader", ["../../secrets.safetensors", 1, 1]),
+                ui_node(3, "CLIPTextEncode", ["embedding:EasyNegative, embedding:missing_neg"]),
+                ui_node(4, "VAELoader", ["gone.safetensors"], mode=4),
+                ui_node(5, "OldNode", []),
+                ui_node(6, "KSampler", [1, "fixed", 20, 7, "euler", "normal", 1]),
+                ui_node(7, "SetNode", []),
+            ]
+        ),
+    )
+    ctx = make_ctx(comfy_tree, home)
+    outcome = cycle(ctx)
+    assert outcome.ok, outcome.errors
+    entry = scanned(ctx)["a.json"]
+    found = by_name(entry)
+    assert found["SDXL\\base.safetensors"]["status"] == "installed"
+    assert (found["../../secrets.safetensors"]["status"], found["../../secrets.safetensors"]["looked_in"]) == (
+        "invalid",
+        [],
+    )
+    assert found["EasyNegative"]["installed_as"] == "EasyNegative.safetensors"
+    assert found["missing_neg"]["status"] == "missing"
+    assert found["missing_neg"]["looked_in"] == [str(comfy_tree.root / "models" / "embeddings")]
+    assert (found["gone.safetensors"]["status"], found["gone.safetensors"]["active"]) == ("missing", False)
+    nodes = {n["class_type"]: n for n in entry["nodes"]}
+    assert nodes["OldNode"]["state"] == "disabled" and nodes["OldNode"]["packs"][0]["name"] == "ComfyUI-Old"
+    assert nodes["KSampler"]["state"] == "core"
+    assert nodes["SetNode"]["state"] == "missing"  # KJNodes is not installed: the pack is what is missing
+    # the bypassed VAE is listed but not counted
+    assert outcome.counts["missing_models"] == 2
+
+
+def test_scan_reads_png_workflows_and_reports_unreadable_files(comfy_tree: ComfyTree, home: Path) -> None:
+    workflow = ui_workflow([ui_node(1, "UNETLoader", ["flux.safetensors", "default"])])
+    comfy_tree.raw_workflow("render.png", png(text("workflow", json.dumps(workflow))))
+    comfy_tree.raw_workflow("broken.json", b"{not json")
+    ctx = make_ctx(comfy_tree, home)
+    outcome = cycle(ctx)
+    assert not outcome.ok and outcome.errors[0].startswith(str(comfy_tree.workflows / "broken.json"))
+    entries = scanned(ctx)
+    assert (entries["render.png"]["format"], entries["render.png"]["container"]) == ("ui", "png")
+    assert by_name(entries["render.png"])["flux.safetensors"]["folder"] == "diffusion_models"
+    assert entries["broken.json"]["error"].endswith(
+        "(Expecting property name enclosed in double quotes at line 1 column 2)"
+    )
+
+
+def test_scan_reuses_unchanged_workflows_and_skips_when_nothing_changed(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"])]))
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["b.safetensors"])]))
+    ctx = make_ctx(comfy_tree, home)
+    first = cycle(ctx)
+    assert (first.counts["parsed"], first.counts["reused"]) == (2, 0)
+    written = (ctx.state_dir / "scan.json").stat().st_mtime_ns
+
+    again = cycle(ctx)
+    assert again.detail.startswith("nothing changed since cycle test-cycle")
+    assert (ctx.state_dir / "scan.json").stat().st_mtime_ns == written
+
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["b2.safetensors"])]))
+    comfy_tree.model("checkpoints", "a.safetensors")
+    changed = cycle(ctx)
+    assert (changed.counts["parsed"], changed.counts["reused"]) == (1, 1)
+    entries = scanned(ctx)
+    assert entries["a.json"]["reused"] and by_name(entries["a.json"])["a.safetensors"]["status"] == "installed"
+    assert "b2.safetensors" in by_name(entries["b.json"])
+
+
+def test_scan_parses_in_worker_processes_when_many_changed(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    for i in range(6):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    comfy_tree.raw_workflow("bad.json", b"[]")
+    ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
+    outcome = cycle(ctx)
+    assert outcome.counts["parsed"] == 7 and len(outcome.errors) == 1
+    entries = scanned(ctx)
+    assert [next(iter(by_name(entries[f"w{i}.json"]))) for i in range(6)] == [f"l{i}.safetensors" for i in range(6)]
+
+
+def test_scan_takes_server_as_truth_when_it_answers(comfy_tree: ComfyTree, home: Path, comfy_url: str) -> None:  # noqa: F811
+    comfy_tree.model("checkpoints", "other.ckpt")  # on disk, but the server's list decides
+    comfy_tree.workflow(
+        "a.json",
+        ui_workflow(
+            [
+                ui_node(1, "CheckpointLoaderSimple", ["SDXL/base.safetensors"]),
+                ui_node(2, "UNETLoader", ["not-listed.safetensors", "default"]),
+                ui_node(3, "ImageResizeKJ", []),
+                ui_node(4, "KSampler", []),
+            ]
+        ),
+    )
+    ctx = make_ctx(comfy_tree, home, f'[comfyui]\nurl = "{comfy_url}"\n')
+    assert cycle(ctx).ok
+    document = artifacts.read(ctx.state_dir / "scan.json", "scan")
+    assert document["server"] == comfy_url
+    entry = document["workflows"][0]
+    found = by_name(entry)
+    assert (found["SDXL/base.safetensors"]["status"], found["SDXL/base.safetensors"]["checked_by"]) == (
+        "installed",
+        "server",
+    )
+    assert found["not-listed.safetensors"]["status"] == "missing"
+    nodes = {n["class_type"]: n for n in entry["nodes"]}
+    assert (nodes["ImageResizeKJ"]["state"], nodes["ImageResizeKJ"]["checked_by"]) == ("installed", "server")
+    assert nodes["KSampler"]["state"] == "missing"  # not served: the server is the truth

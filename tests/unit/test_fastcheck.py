@@ -1,0 +1,102 @@
+"""The compiled yes/no check agrees with jsonschema on valid and broken documents."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from comfywatchman import artifacts
+
+ORIGIN = {
+    "node_id": "3:5",
+    "node_type": "VAELoader",
+    "input": "vae_name",
+    "subgraph_path": ["S"],
+    "mode": "active",
+    "via": "promoted",
+}
+MODEL = {
+    "name": "v.safetensors",
+    "folder": "vae",
+    "origins": [ORIGIN],
+    "declarations": [],
+    "active": True,
+    "invalid_reason": None,
+    "status": "missing",
+    "installed_as": None,
+    "note": "",
+    "looked_in": ["/m/vae"],
+    "checked_by": "files",
+}
+SCAN: dict[str, Any] = {
+    "cycle_id": "c",
+    "generated_at": "2025-10-23T12:00:00+00:00",
+    "comfyui_root": "/c",
+    "demo": False,
+    "settings_hash": "h",
+    "node_map": None,
+    "server": None,
+    "workflows": [
+        {
+            "workflow": "a.json",
+            "path": "/c/a.json",
+            "source": "comfyui",
+            "sha256": "0" * 64,
+            "format": "ui",
+            "container": "json",
+            "error": None,
+            "reused": False,
+            "models": [MODEL],
+            "nodes": [
+                {
+                    "class_type": "VAELoader",
+                    "node_ids": ["3:5"],
+                    "modes": ["active"],
+                    "active": True,
+                    "state": "core",
+                    "packs": [],
+                    "checked_by": "files",
+                }
+            ],
+        }
+    ],
+}
+
+
+def _broken(path: list[Any], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(SCAN)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (["workflows", 0, "models", 0, "status"], "gone"),
+        (["workflows", 0, "models", 0, "origins", 0, "mode"], 4),
+        (["workflows", 0, "models", 0, "folder"], 3),
+        (["workflows", 0, "models", 0, "name"], KeyError),
+        (["workflows", 0, "models", 0, "surprise"], 1),
+        (["workflows", 0, "nodes", 0, "active"], "yes"),
+        (["workflows", 0, "reused"], 0),
+        (["demo"], None),
+    ],
+)
+def test_quick_check_rejects_what_jsonschema_rejects(path: list[Any], value: Any) -> None:
+    doc = _broken(path, value)
+    check = artifacts.quick_check("scan")
+    assert check is not None and not check(doc)
+    assert artifacts.schema_errors(doc, "scan", "scan.json")
+
+
+def test_quick_check_accepts_a_valid_document() -> None:
+    assert artifacts.quick_check("scan")(SCAN)  # type: ignore[misc]
+    assert artifacts.validator("scan").is_valid(SCAN)
