@@ -12,7 +12,18 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("ts", "level", "cycle_id", "stage", "event", "workflows_scanned", "resolved", "uncertain", "errors", "detail")
+FIELDS = (
+    "ts",
+    "level",
+    "cycle_id",
+    "stage",
+    "event",
+    "workflows_scanned",
+    "resolved",
+    "uncertain",
+    "errors",
+    "detail",
+)
 
 
 @dataclass

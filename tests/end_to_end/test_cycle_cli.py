@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.helpers.comfy_tree import REPO, ComfyTree, run_cli, ui_node, ui_workflow
 
 from comfywatchman import artifacts
 from comfywatchman.lock import CycleLock
-from tests.helpers.comfy_tree import REPO, ComfyTree, run_cli, ui_node, ui_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -69,11 +69,13 @@ def test_run_cycle_finds_models_added_by_extra_model_paths(comfy_tree: ComfyTree
     )
     comfy_tree.workflow(
         "uses_extra.json",
-        ui_workflow([
-            ui_node(1, "CheckpointLoaderSimple", ["XL\\juggernaut.safetensors"]),
-            ui_node(2, "LoraLoader", ["detail.safetensors", 1.0, 1.0]),
-            ui_node(3, "VAELoader", ["absent_vae.safetensors"]),
-        ]),
+        ui_workflow(
+            [
+                ui_node(1, "CheckpointLoaderSimple", ["XL\\juggernaut.safetensors"]),
+                ui_node(2, "LoraLoader", ["detail.safetensors", 1.0, 1.0]),
+                ui_node(3, "VAELoader", ["absent_vae.safetensors"]),
+            ]
+        ),
     )
     result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
@@ -92,9 +94,16 @@ def test_run_cycle_reports_disabled_pack_and_missing_node(comfy_tree: ComfyTree,
     comfy_tree.pack(".disabled/HiddenPack", ["HiddenNode"])
     comfy_tree.workflow(
         "nodes.json",
-        ui_workflow([ui_node(1, "GoodNode", []), ui_node(2, "OldNode", []), ui_node(3, "HiddenNode", []),
-                     ui_node(4, "KSampler", [1, "fixed", 20, 8, "euler", "normal", 1.0]), ui_node(5, "Note", ["hi"]),
-                     ui_node(6, "NoSuchNodeAnywhere", [])]),
+        ui_workflow(
+            [
+                ui_node(1, "GoodNode", []),
+                ui_node(2, "OldNode", []),
+                ui_node(3, "HiddenNode", []),
+                ui_node(4, "KSampler", [1, "fixed", 20, 8, "euler", "normal", 1.0]),
+                ui_node(5, "Note", ["hi"]),
+                ui_node(6, "NoSuchNodeAnywhere", []),
+            ]
+        ),
     )
     result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
@@ -116,7 +125,11 @@ def test_run_cycle_reports_broken_workflows_and_finishes_the_rest(comfy_tree: Co
     result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    for name, words in (("torn.json", "invalid JSON"), ("empty.json", "empty file"), ("not_a_workflow.json", "not a ComfyUI workflow")):
+    for name, words in (
+        ("torn.json", "invalid JSON"),
+        ("empty.json", "empty file"),
+        ("not_a_workflow.json", "not a ComfyUI workflow"),
+    ):
         lines = [line for line in result.stderr.splitlines() if name in line and words in line]
         assert lines, f"no one-line error for {name} in:\n{result.stderr}"
     report = _by_workflow(_report(home))
@@ -134,7 +147,10 @@ def test_run_cycle_exits_75_naming_the_holder_when_another_cycle_runs(comfy_tree
 
 
 def test_run_cycle_takes_over_a_lock_left_by_a_dead_process(comfy_tree: ComfyTree, home: Path) -> None:
-    code = "from comfywatchman.lock import CycleLock; import os, sys; CycleLock(__import__('pathlib').Path(sys.argv[1])).acquire(); os._exit(0)"
+    code = (
+        "import os, sys, pathlib; from comfywatchman.lock import CycleLock; "
+        "CycleLock(pathlib.Path(sys.argv[1])).acquire(); os._exit(0)"  # dies holding the lock
+    )
     subprocess.run([sys.executable, "-c", code, str(home / "state" / "cycle.lock")], check=True)
     result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
@@ -143,7 +159,9 @@ def test_run_cycle_takes_over_a_lock_left_by_a_dead_process(comfy_tree: ComfyTre
 
 def test_config_errors_are_all_reported_with_file_and_key(tmp_path: Path, home: Path) -> None:
     config = tmp_path / "my.toml"
-    config.write_text('[schedule]\nmin_vram_gb = "eight"\ninterval_minuts = 60\n[search]\nbackend_order = ["civitai", "bing"]\n')
+    config.write_text(
+        '[schedule]\nmin_vram_gb = "eight"\ninterval_minuts = 60\n[search]\nbackend_order = ["civitai", "bing"]\n'
+    )
     result = run_cli("--run-cycle", "--config", str(config), home=home)
     assert result.returncode == 2
     assert f"{config}: at 'schedule.min_vram_gb': 'eight' is not of type 'number'" in result.stderr
@@ -184,7 +202,9 @@ def test_list_intake_prints_last_acknowledgments_as_table_and_json(comfy_tree: C
 def test_secrets_never_reach_state_output_or_logs(comfy_tree: ComfyTree, home: Path) -> None:
     comfy_tree.workflow("w.json", ui_workflow([ui_node(1, "LoraLoader", ["x.safetensors", 1, 1])]))
     secret = {"CIVITAI_API_KEY": "civitai-secret-123456", "HF_TOKEN": "hf_secretsecretsecret"}
-    result = run_cli("--run-cycle", "--offline", "--verbose", "--comfyui-root", str(comfy_tree.root), home=home, env=secret)
+    result = run_cli(
+        "--run-cycle", "--offline", "--verbose", "--comfyui-root", str(comfy_tree.root), home=home, env=secret
+    )
     assert result.returncode == 0, result.stderr
     texts = [result.stdout, result.stderr] + [p.read_text(errors="replace") for p in home.rglob("*") if p.is_file()]
     for value in secret.values():
@@ -195,8 +215,18 @@ def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path
     comfy_tree.workflow("w.json", ui_workflow([ui_node(1, "KSampler", [])]))
     for stage in ("gate", "cache", "intake", "scan", "search", "report"):
         result = subprocess.run(
-            [sys.executable, str(REPO / "jobs" / f"{stage}.py"), "--offline", "--comfyui-root", str(comfy_tree.root)],
-            cwd=home, capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                str(REPO / "jobs" / f"{stage}.py"),
+                "--offline",
+                "--comfyui-root",
+                str(comfy_tree.root),
+            ],
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert result.returncode == 0, (stage, result.stderr)
     report = _report(home)

@@ -93,9 +93,13 @@ def ui_workflow(nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     }
 
 
-def run_cli(*args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``comfywatchman`` command in a subprocess with ``home`` as working folder."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "CIVITAI_", "HF_"))}
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "CIVITAI_", "HF_"))
+    }
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "comfywatchman", *args],

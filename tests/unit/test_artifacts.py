@@ -11,7 +11,13 @@ import pytest
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
 
-ENTRY = {"ts": "2026-01-01T00:00:00+00:00", "source": "comfyui", "path": "/w.json", "sha256": "a" * 64, "kind": "new"}
+ENTRY = {
+    "ts": "2026-01-01T00:00:00+00:00",
+    "source": "comfyui",
+    "path": "/w.json",
+    "sha256": "a" * 64,
+    "kind": "new",
+}
 
 
 def test_read_names_the_file_when_missing(tmp_path: Path) -> None:
@@ -95,7 +101,9 @@ def test_every_schema_property_has_a_description_and_objects_are_closed(path: Pa
             if node.get("type") == "object" and "properties" in node:
                 assert node.get("additionalProperties") is False, f"{path.name}: {where} allows unknown keys"
                 for name, prop in node["properties"].items():
-                    assert isinstance(prop, dict) and ("description" in prop or "$ref" in prop), f"{path.name}: {where}.{name}"
+                    assert isinstance(prop, dict) and ("description" in prop or "$ref" in prop), (
+                        f"{path.name}: {where}.{name}"
+                    )
             for key, value in node.items():
                 walk(value, f"{where}.{key}")
         elif isinstance(node, list):

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 ICONS = {"ready": "✅", "resolvable": "⬇️", "needs_review": "🔎", "blocked": "⛔", "error": "💥"}
-LABELS = {"ready": "ready", "resolvable": "resolvable", "needs_review": "needs review", "blocked": "blocked", "error": "unreadable"}
+LABELS = {
+    "ready": "ready",
+    "resolvable": "resolvable",
+    "needs_review": "needs review",
+    "blocked": "blocked",
+    "error": "unreadable",
+}
 ACTION_VERBS = {
     "download": "Download",
     "install_pack": "Install pack for",
@@ -37,15 +43,21 @@ def render(report: Mapping[str, Any]) -> str:
     """Return the Markdown page for the report document ``report``."""
     s = report["summary"]
     lines = [f"# ComfyUI readiness — {report['generated_at']}", ""]
-    install = f"`{report['comfyui_root']}`" + (" (the demo install shipped with comfywatchman)" if report["demo"] else "")
+    install = f"`{report['comfyui_root']}`" + (
+        " (the demo install shipped with comfywatchman)" if report["demo"] else ""
+    )
     lines.append(f"Install: {install} · cycle `{report['cycle_id']}`" + (" · offline" if report["offline"] else ""))
     lines.append("")
     parts = [f"{s[r]} {LABELS[r]}" for r in ("ready", "resolvable", "needs_review", "blocked", "error") if s[r]]
-    lines.append(f"**{s['workflows']} workflows: {', '.join(parts) or 'none found'}.** "
-                 f"{s['missing_models']} model files and {s['missing_nodes']} node types missing; "
-                 f"{s['uncertain']} uncertain matches wait for review.")
+    lines.append(
+        f"**{s['workflows']} workflows: {', '.join(parts) or 'none found'}.** "
+        f"{s['missing_models']} model files and {s['missing_nodes']} node types missing; "
+        f"{s['uncertain']} uncertain matches wait for review."
+    )
     if s["download_sizes_known"]:
-        lines.append(f"Proven downloads total {human_size(s['download_bytes'])} ({s['download_sizes_known']} with a known size).")
+        lines.append(
+            f"Proven downloads total {human_size(s['download_bytes'])} ({s['download_sizes_known']} with a known size)."
+        )
     lines.append("")
 
     lines += ["## Do this first", ""]
@@ -76,17 +88,26 @@ def render(report: Mapping[str, Any]) -> str:
             lines.append(f"- cannot read: {wf['error']}")
         for model in wf["missing_models"]:
             where = f" ({model['folder']})" if model["folder"] else ""
-            lines.append(f"- model `{model['name']}`{where}, {model['node'] or 'declared'}: **{model['status']}**" +
-                         (f" — {model['url']}" if model["url"] else (f" — {model['reason']}" if model["reason"] else "")))
+            lines.append(
+                f"- model `{model['name']}`{where}, {model['node'] or 'declared'}: **{model['status']}**"
+                + (f" — {model['url']}" if model["url"] else (f" — {model['reason']}" if model["reason"] else ""))
+            )
             if model["note"]:
                 lines.append(f"  - {model['note']}")
             if model["looked_in"] and model["status"] != "FOUND":
-                lines.append(f"  - looked in: {', '.join(model['looked_in'][:3])}" + (" …" if len(model["looked_in"]) > 3 else ""))
+                lines.append(
+                    f"  - looked in: {', '.join(model['looked_in'][:3])}"
+                    + (" …" if len(model["looked_in"]) > 3 else "")
+                )
             for cand in model["candidates"][:3]:
-                lines.append(f"  - candidate `{cand['name']}` from {cand['source']}: {cand['reason']}" + (f" — {cand['url']}" if cand["url"] else ""))
+                lines.append(
+                    f"  - candidate `{cand['name']}` from {cand['source']}: {cand['reason']}"
+                    + (f" — {cand['url']}" if cand["url"] else "")
+                )
         for node in wf["missing_nodes"]:
             if node["state"] == "disabled":
-                lines.append(f"- node `{node['class_type']}`: pack disabled — re-enable {', '.join(p['name'] for p in node['packs'])}")
+                disabled = ", ".join(p["name"] for p in node["packs"])
+                lines.append(f"- node `{node['class_type']}`: pack disabled — re-enable {disabled}")
                 continue
             packs = [p for p in node["packs"] if not p.get("installed")]
             if not packs:
@@ -94,8 +115,11 @@ def render(report: Mapping[str, Any]) -> str:
             elif len(packs) == 1:
                 lines.append(f"- node `{node['class_type']}`: missing — `{packs[0].get('install', packs[0]['name'])}`")
             else:
-                lines.append(f"- node `{node['class_type']}`: missing — claimed by {len(packs)} packs: " +
-                             ", ".join(p["name"] for p in packs[:5]) + (" …" if len(packs) > 5 else ""))
+                lines.append(
+                    f"- node `{node['class_type']}`: missing — claimed by {len(packs)} packs: "
+                    + ", ".join(p["name"] for p in packs[:5])
+                    + (" …" if len(packs) > 5 else "")
+                )
         if wf["inactive_missing"]:
             lines.append(f"- {wf['inactive_missing']} more missing on muted or bypassed nodes (not counted)")
         if wf["newly_missing"]:

@@ -79,7 +79,9 @@ def workflow_entry(
                 "reason": model["invalid_reason"] or result.get("reason", ""),
                 "candidates": result.get("candidates", []),
                 "size": result.get("size"),
-                "node": f"{first['node_type']} #{first['node_id']}" + (f" `{first['input']}`" if first["input"] else "") if first else None,
+                "node": f"{first['node_type']} #{first['node_id']}" + (f" `{first['input']}`" if first["input"] else "")
+                if first
+                else None,
                 "looked_in": model["looked_in"],
                 "note": model["note"],
             }
@@ -92,7 +94,14 @@ def workflow_entry(
         if not (node["active"] or count_inactive):
             entry["inactive_missing"] += 1
             continue
-        entry["missing_nodes"].append({"class_type": node["class_type"], "state": node["state"], "packs": node["packs"], "node_ids": node["node_ids"]})
+        entry["missing_nodes"].append(
+            {
+                "class_type": node["class_type"],
+                "state": node["state"],
+                "packs": node["packs"],
+                "node_ids": node["node_ids"],
+            }
+        )
         worst = max(worst, node_class(node), key=_RANK.__getitem__)
     entry["readiness"] = worst
     if worst in ("ready", "resolvable"):
@@ -111,12 +120,26 @@ def actions(workflows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for wf in workflows:
         for model in wf["missing_models"]:
-            kind = {"FOUND": "download", "UNCERTAIN": "review", "NOT_FOUND": "find_manually",
-                    "INVALID_FILENAME": "fix_workflow", "ERROR": "retry", "NOT_SEARCHED": "search"}[model["status"]]
-            action = table.setdefault((kind, f"{model['folder']}/{model['name']}"), {
-                "kind": kind, "item": model["name"], "folder": model["folder"], "url": model["url"],
-                "size": model["size"], "detail": model["reason"], "workflows": [],
-            })
+            kind = {
+                "FOUND": "download",
+                "UNCERTAIN": "review",
+                "NOT_FOUND": "find_manually",
+                "INVALID_FILENAME": "fix_workflow",
+                "ERROR": "retry",
+                "NOT_SEARCHED": "search",
+            }[model["status"]]
+            action = table.setdefault(
+                (kind, f"{model['folder']}/{model['name']}"),
+                {
+                    "kind": kind,
+                    "item": model["name"],
+                    "folder": model["folder"],
+                    "url": model["url"],
+                    "size": model["size"],
+                    "detail": model["reason"],
+                    "workflows": [],
+                },
+            )
             action["workflows"].append(wf["workflow"])
         for node in wf["missing_nodes"]:
             candidates = [p for p in node["packs"] if not p.get("installed")]
@@ -125,17 +148,35 @@ def actions(workflows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             elif len(candidates) == 1:
                 kind, detail = "install_pack", candidates[0].get("install", "")
             elif candidates:
-                kind, detail = "choose_pack", f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5])
+                kind, detail = (
+                    "choose_pack",
+                    f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5]),
+                )
             else:
                 kind, detail = "find_pack", "no known pack provides it (ComfyUI itself may be outdated)"
-            action = table.setdefault((kind, node["class_type"]), {
-                "kind": kind, "item": node["class_type"], "folder": None, "url": candidates[0].get("repo") if len(candidates) == 1 else None,
-                "size": None, "detail": detail, "workflows": [],
-            })
+            action = table.setdefault(
+                (kind, node["class_type"]),
+                {
+                    "kind": kind,
+                    "item": node["class_type"],
+                    "folder": None,
+                    "url": candidates[0].get("repo") if len(candidates) == 1 else None,
+                    "size": None,
+                    "detail": detail,
+                    "workflows": [],
+                },
+            )
             action["workflows"].append(wf["workflow"])
         if wf["error"]:
-            table[("fix_workflow", wf["path"])] = {"kind": "fix_workflow", "item": wf["workflow"], "folder": None, "url": None,
-                                                    "size": None, "detail": wf["error"], "workflows": [wf["workflow"]]}
+            table[("fix_workflow", wf["path"])] = {
+                "kind": "fix_workflow",
+                "item": wf["workflow"],
+                "folder": None,
+                "url": None,
+                "size": None,
+                "detail": wf["error"],
+                "workflows": [wf["workflow"]],
+            }
     ranked = sorted(table.values(), key=lambda a: (-len(set(a["workflows"])), a["kind"], a["item"]))
     for action in ranked:
         action["workflows"] = sorted(set(action["workflows"]))

@@ -166,7 +166,9 @@ def run(ctx: StageContext) -> StageOutcome:
                 "mtime_ns": stat.st_mtime_ns,
                 "kind": kind,
                 "first_seen_at": first,
-                "acknowledged_at": stamp if kind != "unchanged" else previous.get(key, {}).get("acknowledged_at", stamp),
+                "acknowledged_at": stamp
+                if kind != "unchanged"
+                else previous.get(key, {}).get("acknowledged_at", stamp),
             }
         )
     # The log is the record of acknowledgment: append first, so a cycle killed before intake.json is written
@@ -186,7 +188,14 @@ def run(ctx: StageContext) -> StageOutcome:
     }
     artifacts.write(ctx.state_dir / ARTIFACT, document, "intake")
     new = sum(1 for a in acknowledgments if a["kind"] == "new")
-    outcome.counts = {"workflows": len(workflows), "new": new, "changed": len(acknowledgments) - new, "removed": len(removed)}
-    outcome.detail = f"{len(workflows)} workflows; {new} new, {len(acknowledgments) - new} changed, {len(removed)} removed"
+    outcome.counts = {
+        "workflows": len(workflows),
+        "new": new,
+        "changed": len(acknowledgments) - new,
+        "removed": len(removed),
+    }
+    outcome.detail = (
+        f"{len(workflows)} workflows; {new} new, {len(acknowledgments) - new} changed, {len(removed)} removed"
+    )
     logger.info("intake: %s", outcome.detail)
     return outcome

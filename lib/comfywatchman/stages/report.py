@@ -68,8 +68,12 @@ def run(ctx: StageContext) -> StageOutcome:
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(document))
     new_history = {
         "workflows": {
-            w["path"]: {"last_resolved_at": w["last_resolved_at"], "missing": w["_missing_keys"] if w["error"] is None else
-                        history["workflows"].get(w["path"], {}).get("missing", [])}
+            w["path"]: {
+                "last_resolved_at": w["last_resolved_at"],
+                "missing": w["_missing_keys"]
+                if w["error"] is None
+                else history["workflows"].get(w["path"], {}).get("missing", []),
+            }
             for w in workflows
         }
     }

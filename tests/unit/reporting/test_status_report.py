@@ -11,28 +11,86 @@ from comfywatchman.reporting import markdown, status_report
 
 def _model(name: str, status: str = "missing", active: bool = True, folder: str = "loras") -> dict[str, Any]:
     return {
-        "name": name, "folder": folder, "origins": [{"node_id": "3", "node_type": "LoraLoader", "input": "lora_name",
-                                                     "subgraph_path": [], "mode": "active" if active else "bypassed", "via": "widget"}],
-        "declarations": [], "active": active, "invalid_reason": "escapes its folder with '..'" if status == "invalid" else None,
-        "status": status, "installed_as": None, "note": "", "looked_in": ["/c/models/loras"],
+        "name": name,
+        "folder": folder,
+        "origins": [
+            {
+                "node_id": "3",
+                "node_type": "LoraLoader",
+                "input": "lora_name",
+                "subgraph_path": [],
+                "mode": "active" if active else "bypassed",
+                "via": "widget",
+            }
+        ],
+        "declarations": [],
+        "active": active,
+        "invalid_reason": "escapes its folder with '..'" if status == "invalid" else None,
+        "status": status,
+        "installed_as": None,
+        "note": "",
+        "looked_in": ["/c/models/loras"],
     }
 
 
-def _node(class_type: str, state: str, packs: list[dict[str, Any]] | None = None, active: bool = True) -> dict[str, Any]:
-    return {"class_type": class_type, "node_ids": ["9"], "modes": ["active"], "active": active, "state": state, "packs": packs or []}
+def _node(
+    class_type: str, state: str, packs: list[dict[str, Any]] | None = None, active: bool = True
+) -> dict[str, Any]:
+    return {
+        "class_type": class_type,
+        "node_ids": ["9"],
+        "modes": ["active"],
+        "active": active,
+        "state": state,
+        "packs": packs or [],
+    }
 
 
-def _workflow(models: list[dict[str, Any]] = (), nodes: list[dict[str, Any]] = (), error: str | None = None, path: str = "/w/a.json") -> dict[str, Any]:  # type: ignore[assignment]
-    return {"workflow": path.rsplit("/", 1)[-1], "path": path, "source": "comfyui", "sha256": "0" * 64, "format": "ui",
-            "error": error, "reused": False, "models": list(models), "nodes": list(nodes)}
+def _workflow(
+    models: list[dict[str, Any]] = (),
+    nodes: list[dict[str, Any]] = (),
+    error: str | None = None,
+    path: str = "/w/a.json",
+) -> dict[str, Any]:  # type: ignore[assignment]
+    return {
+        "workflow": path.rsplit("/", 1)[-1],
+        "path": path,
+        "source": "comfyui",
+        "sha256": "0" * 64,
+        "format": "ui",
+        "error": error,
+        "reused": False,
+        "models": list(models),
+        "nodes": list(nodes),
+    }
 
 
-def _result(name: str, status: str, folder: str = "loras", url: str | None = None, size: int | None = None) -> dict[str, Any]:
-    return {"name": name, "type": folder, "status": status, "source": "civitai", "evidence": "exact_filename" if status == "FOUND" else "none",
-            "url": url, "sha256": None, "size": size, "reason": "", "candidates": [], "details": {}, "attempts": [], "workflows": []}
+def _result(
+    name: str, status: str, folder: str = "loras", url: str | None = None, size: int | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": folder,
+        "status": status,
+        "source": "civitai",
+        "evidence": "exact_filename" if status == "FOUND" else "none",
+        "url": url,
+        "sha256": None,
+        "size": size,
+        "reason": "",
+        "candidates": [],
+        "details": {},
+        "attempts": [],
+        "workflows": [],
+    }
 
 
-PACK = {"name": "UltimateSDUpscale", "installed": False, "repo": "https://github.com/ssitu/x", "install": "git clone https://github.com/ssitu/x"}
+PACK = {
+    "name": "UltimateSDUpscale",
+    "installed": False,
+    "repo": "https://github.com/ssitu/x",
+    "install": "git clone https://github.com/ssitu/x",
+}
 
 
 @pytest.mark.parametrize(
@@ -45,8 +103,18 @@ PACK = {"name": "UltimateSDUpscale", "installed": False, "repo": "https://github
         ([_model("a")], [], [_result("a", "ERROR")], "needs_review"),
         ([_model("a")], [], [_result("a", "NOT_FOUND")], "blocked"),
         ([_model("../x", "invalid")], [], [], "blocked"),
-        ([_model("a", active=False)], [], [_result("a", "NOT_FOUND")], "ready"),  # bypassed: listed, not counted
-        ([], [_node("Old", "disabled", [{"name": "OldPack", "installed": False, "disabled": True}])], [], "resolvable"),
+        (
+            [_model("a", active=False)],
+            [],
+            [_result("a", "NOT_FOUND")],
+            "ready",
+        ),  # bypassed: listed, not counted
+        (
+            [],
+            [_node("Old", "disabled", [{"name": "OldPack", "installed": False, "disabled": True}])],
+            [],
+            "resolvable",
+        ),
         ([], [_node("U", "missing", [PACK])], [], "resolvable"),
         ([], [_node("U", "missing", [PACK, {**PACK, "name": "Fork"}])], [], "needs_review"),
         ([], [_node("U", "missing", [])], [], "blocked"),
@@ -54,7 +122,9 @@ PACK = {"name": "UltimateSDUpscale", "installed": False, "repo": "https://github
     ],
 )
 def test_build_classifies_readiness(models, nodes, results, readiness) -> None:  # type: ignore[no-untyped-def]
-    workflows, summary = status_report.build({"workflows": [_workflow(models, nodes)]}, {"results": results}, {}, False, "T1")
+    workflows, summary = status_report.build(
+        {"workflows": [_workflow(models, nodes)]}, {"results": results}, {}, False, "T1"
+    )
     assert workflows[0]["readiness"] == readiness
     assert summary[readiness] == 1
 
@@ -77,29 +147,52 @@ def test_build_keeps_last_resolved_at_across_cycles_and_reports_newly_missing() 
 
 
 def test_build_marks_unreadable_workflow_as_error() -> None:
-    workflows, summary = status_report.build({"workflows": [_workflow(error="/w/a.json: invalid JSON")]}, None, {}, False, "T")
+    workflows, summary = status_report.build(
+        {"workflows": [_workflow(error="/w/a.json: invalid JSON")]}, None, {}, False, "T"
+    )
     assert workflows[0]["readiness"] == "error" and summary["error"] == 1
 
 
 def test_actions_rank_by_workflows_unblocked() -> None:
-    scan = {"workflows": [
-        _workflow([_model("shared")], path="/w/1.json"),
-        _workflow([_model("shared"), _model("solo")], path="/w/2.json"),
-        _workflow(nodes=[_node("U", "missing", [PACK])], path="/w/3.json"),
-    ]}
-    results = {"results": [_result("shared", "FOUND", url="https://civitai.com/s", size=2_000_000_000), _result("solo", "UNCERTAIN")]}
+    scan = {
+        "workflows": [
+            _workflow([_model("shared")], path="/w/1.json"),
+            _workflow([_model("shared"), _model("solo")], path="/w/2.json"),
+            _workflow(nodes=[_node("U", "missing", [PACK])], path="/w/3.json"),
+        ]
+    }
+    results = {
+        "results": [
+            _result("shared", "FOUND", url="https://civitai.com/s", size=2_000_000_000),
+            _result("solo", "UNCERTAIN"),
+        ]
+    }
     workflows, summary = status_report.build(scan, results, {}, False, "T")
     actions = status_report.actions(workflows)
     assert (actions[0]["kind"], actions[0]["item"], actions[0]["blocks"]) == ("download", "shared", 2)
     assert {a["kind"] for a in actions[1:]} == {"review", "install_pack"}
     assert summary["download_bytes"] == 2_000_000_000
-    page = markdown.render({"generated_at": "T", "cycle_id": "c", "comfyui_root": "/c", "demo": False, "offline": False,
-                            "summary": summary, "actions": actions, "workflows": workflows, "recent_intake": [],
-                            "cycle": {"stages": [], "errors": []}})
+    page = markdown.render(
+        {
+            "generated_at": "T",
+            "cycle_id": "c",
+            "comfyui_root": "/c",
+            "demo": False,
+            "offline": False,
+            "summary": summary,
+            "actions": actions,
+            "workflows": workflows,
+            "recent_intake": [],
+            "cycle": {"stages": [], "errors": []},
+        }
+    )
     assert "1. Download `shared` into `loras` — needed by 2 workflows (2.0 GB)" in page
     assert "git clone https://github.com/ssitu/x" in page
 
 
-@pytest.mark.parametrize(("size", "text"), [(None, "size unknown"), (512, "512 B"), (6_500_000_000, "6.5 GB"), (1_500_000, "1.5 MB")])
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(None, "size unknown"), (512, "512 B"), (6_500_000_000, "6.5 GB"), (1_500_000, "1.5 MB")],
+)
 def test_human_size(size: int | None, text: str) -> None:
     assert markdown.human_size(size) == text

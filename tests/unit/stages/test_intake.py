@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from tests.helpers.comfy_tree import ComfyTree
 
 from comfywatchman import artifacts
 from comfywatchman.config import load
 from comfywatchman.stages import intake
 from comfywatchman.stages.context import StageContext
-from tests.helpers.comfy_tree import ComfyTree
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -50,7 +50,9 @@ def test_run_acknowledges_new_then_changed_and_never_unchanged(comfy_tree: Comfy
     assert {w["workflow"] for w in document["workflows"]} == {"a.json", "sub/b.json"}
 
 
-def test_run_does_not_rehash_when_size_and_mtime_are_unchanged(comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_does_not_rehash_when_size_and_mtime_are_unchanged(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     comfy_tree.workflow("a.json", {"nodes": []})
     intake.run(_ctx(comfy_tree, home))
     calls: list[Path] = []
@@ -67,7 +69,9 @@ def test_run_touched_but_identical_file_is_not_acknowledged(comfy_tree: ComfyTre
     assert intake.run(_ctx(comfy_tree, home)).counts["changed"] == 0
 
 
-def test_run_after_a_kill_between_log_and_intake_json_does_not_acknowledge_twice(comfy_tree: ComfyTree, home: Path) -> None:
+def test_run_after_a_kill_between_log_and_intake_json_does_not_acknowledge_twice(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
     comfy_tree.workflow("a.json", {"nodes": []})
     intake.run(_ctx(comfy_tree, home))
     (home / "state" / "intake.json").unlink()  # as if the cycle died right after appending the log
