@@ -30,10 +30,10 @@ def run(ctx: StageContext) -> StageOutcome:
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
     scan = artifacts.read(state / "scan.json", "scan")
+    # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
+    # two ids differ in every quiet cycle: nothing to compare here.
     try:
         search = artifacts.read(state / "search.json", "search")
-        if search["cycle_id"] != scan["cycle_id"]:
-            logger.warning("search.json is from cycle %s, scan.json from %s", search["cycle_id"], scan["cycle_id"])
     except ArtifactError as exc:
         outcome.fail(str(exc))
         search = None
