@@ -28,24 +28,47 @@ def build_parser() -> argparse.ArgumentParser:
         "75 skipped by the gate (not an error).",
     )
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--run-cycle", action="store_true", help="run one guarded cycle (gate, cache, intake, scan, search, report)")
+    action.add_argument(
+        "--run-cycle", action="store_true", help="run one guarded cycle (gate, cache, intake, scan, search, report)"
+    )
     action.add_argument("--stage", choices=ORDER, help="run one stage alone (what `make scan` and friends call)")
-    action.add_argument("--list-intake", nargs="?", type=int, const=-1, metavar="N",
-                        help="print the last N workflow acknowledgments (default [intake] list_default)")
-    action.add_argument("--scheduler", action="store_true",
-                        help="run a guarded cycle every [schedule] interval_minutes, in the foreground, until "
-                        "SIGTERM or Ctrl-C (for machines without cron; see docs/technical/scheduling.md)")
-    action.add_argument("--scheduler-status", action="store_true",
-                        help="print when the next cycle is due, how the last one ended, and whether a "
-                        "--scheduler loop runs (--json for JSON)")
+    action.add_argument(
+        "--list-intake",
+        nargs="?",
+        type=int,
+        const=-1,
+        metavar="N",
+        help="print the last N workflow acknowledgments (default [intake] list_default)",
+    )
+    action.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="run a guarded cycle every [schedule] interval_minutes, in the foreground, until "
+        "SIGTERM or Ctrl-C (for machines without cron; see docs/technical/scheduling.md)",
+    )
+    action.add_argument(
+        "--scheduler-status",
+        action="store_true",
+        help="print when the next cycle is due, how the last one ended, and whether a "
+        "--scheduler loop runs (--json for JSON)",
+    )
     action.add_argument("--version", action="version", version=f"comfywatchman {__version__}")
     parser.add_argument("--config", type=Path, metavar="FILE", help="your TOML config (else COMFYWATCHMAN_CONFIG)")
-    parser.add_argument("--comfyui-root", type=Path, metavar="DIR", help="the ComfyUI install (else COMFYUI_ROOT, else the demo)")
-    parser.add_argument("--home", type=Path, metavar="DIR", help="where state/, output/ and log/ live (default: current directory)")
+    parser.add_argument(
+        "--comfyui-root", type=Path, metavar="DIR", help="the ComfyUI install (else COMFYUI_ROOT, else the demo)"
+    )
+    parser.add_argument(
+        "--home", type=Path, metavar="DIR", help="where state/, output/ and log/ live (default: current directory)"
+    )
     parser.add_argument("--offline", action="store_true", help="no network at all; unresolved files are NOT_SEARCHED")
-    parser.add_argument("--force", action="store_true",
-                        help="manual run: skip the gate's awake, VRAM and ComfyUI-busy checks (never the lock)")
-    parser.add_argument("--backends", metavar="A,B", help="search backends for this run, in order (overrides search.backend_order)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="manual run: skip the gate's awake, VRAM and ComfyUI-busy checks (never the lock)",
+    )
+    parser.add_argument(
+        "--backends", metavar="A,B", help="search backends for this run, in order (overrides search.backend_order)"
+    )
     parser.add_argument("--json", action="store_true", help="print listings as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
@@ -56,7 +79,9 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
     """Send diagnostics to stderr at the level the flags ask for."""
     level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("comfywatchman: %(levelname)s: %(message)s" if verbose else "comfywatchman: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("comfywatchman: %(levelname)s: %(message)s" if verbose else "comfywatchman: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -67,7 +92,11 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
 def list_intake(config: Config, count: int, as_json: bool) -> int:
     """Print the last ``count`` acknowledgments from ``state/intake_log.jsonl``; return the exit code."""
     limit = config.section("intake")["list_default"] if count < 0 else count
-    records = list(deque(artifacts.read_jsonl(config.state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)) if limit else []
+    records = (
+        list(deque(artifacts.read_jsonl(config.state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit))
+        if limit
+        else []
+    )
     if as_json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -96,7 +125,9 @@ def print_summary(config: Config) -> None:
     except ArtifactError:
         return
     s = report["summary"]
-    parts = ", ".join(f"{s[k]} {k.replace('_', ' ')}" for k in ("ready", "resolvable", "needs_review", "blocked", "error") if s[k])
+    parts = ", ".join(
+        f"{s[k]} {k.replace('_', ' ')}" for k in ("ready", "resolvable", "needs_review", "blocked", "error") if s[k]
+    )
     where = " (demo install)" if report["demo"] else ""
     print(f"{s['workflows']} workflows{where}: {parts or 'none found'}")
     print(f"report: {config.reports_dir / 'master_status.md'}")
@@ -110,14 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
     if not any(wanted):
         parser.print_usage(sys.stderr)
-        print("comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME or --list-intake",
-              file=sys.stderr)
+        print(
+            "comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME or --list-intake",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.scheduler and args.force:
         print("comfywatchman: --force is for one manual run, not for the --scheduler loop", file=sys.stderr)
         return EXIT_USAGE
     try:
-        config = load(args.config, flags={"comfyui_root": args.comfyui_root, "home": args.home, "offline": args.offline})
+        config = load(
+            args.config, flags={"comfyui_root": args.comfyui_root, "home": args.home, "offline": args.offline}
+        )
     except ConfigError as exc:
         for message in exc.messages:
             print(f"comfywatchman: {message}", file=sys.stderr)
@@ -142,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scheduler_status:
         return scheduler_status(config, args.json)
     if config.using_demo:
-        logger.warning("no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s", config.comfyui_root)
+        logger.warning(
+            "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
+            config.comfyui_root,
+        )
     if args.stage:
         kwargs: dict[str, object] = {"force": args.force} if args.stage == "gate" else {}
         if args.stage == "search":

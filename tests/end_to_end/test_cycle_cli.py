@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers.comfy_tree import REPO, ComfyTree, run_cli, ui_node, ui_workflow
 
 from comfywatchman import artifacts
 from comfywatchman.lock import CycleLock
+from tests.helpers.comfy_tree import REPO, ComfyTree, run_cli, ui_node, ui_workflow
 
 pytestmark = pytest.mark.slow
 

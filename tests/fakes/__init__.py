@@ -89,9 +89,7 @@ class FakeServer:
         self._server = _Server((host, 0), _Handler)
         self._server.fake = self
         self.host = host
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         self.requests: list[Recorded] = []
         self._script: list[tuple[str, str, Action]] = []
         self._lock = threading.Lock()

@@ -34,9 +34,7 @@ class FakeChat(FakeServer):
         if request.method != "POST" or request.path != "/v1/chat/completions":
             return Reply(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return Reply(
-                401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
-            )
+            return Reply(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
         if not self.replies:
             return Reply(500, {"error": {"message": "script exhausted", "type": "server_error"}})
         message = {"role": "assistant", "content": None, **self.replies.pop(0)}

@@ -55,9 +55,7 @@ def make_model(
     model_versions = []
     for version_id, version_name, files in versions:
         for f in files:
-            f["downloadUrl"] = (
-                f"https://civitai.com/api/download/models/{version_id}?type=Model&format=SafeTensor"
-            )
+            f["downloadUrl"] = f"https://civitai.com/api/download/models/{version_id}?type=Model&format=SafeTensor"
         model_versions.append(
             {
                 "id": version_id,
@@ -89,9 +87,7 @@ def make_model(
 def default_models() -> list[dict[str, Any]]:
     """Return the catalogue the tests search: one model per situation the backend must get right."""
     models = [
-        make_model(
-            1001, "Detail Tweaker LoRA", "LORA", [(2001, "v1.0", [make_file(3001, "add_detail.safetensors")])]
-        ),
+        make_model(1001, "Detail Tweaker LoRA", "LORA", [(2001, "v1.0", [make_file(3001, "add_detail.safetensors")])]),
         # Civitai renamed the checkpoint on upload: the workflow's name is not Civitai's.
         make_model(
             1002,
@@ -101,11 +97,7 @@ def default_models() -> list[dict[str, Any]]:
                 (
                     2002,
                     "v9",
-                    [
-                        make_file(
-                            3002, "juggernautXL_v9.safetensors", label="juggernaut-v9", size_kb=6775430.35
-                        )
-                    ],
+                    [make_file(3002, "juggernautXL_v9.safetensors", label="juggernaut-v9", size_kb=6775430.35)],
                 )
             ],
         ),
@@ -130,12 +122,8 @@ def default_models() -> list[dict[str, Any]]:
             [(2005, "v1", [make_file(3005, "easynegative.safetensors", ftype="Negative")])],
         ),
         # Two different files sharing one name: a name alone proves nothing here.
-        make_model(
-            1006, "Common Lora A", "LORA", [(2006, "v1", [make_file(3006, "common_name.safetensors", "a")])]
-        ),
-        make_model(
-            1007, "Common Lora B", "LORA", [(2007, "v1", [make_file(3007, "common_name.safetensors", "b")])]
-        ),
+        make_model(1006, "Common Lora A", "LORA", [(2006, "v1", [make_file(3006, "common_name.safetensors", "a")])]),
+        make_model(1007, "Common Lora B", "LORA", [(2007, "v1", [make_file(3007, "common_name.safetensors", "b")])]),
         # A variant only: fp8 exists, the workflow wants fp16.
         make_model(
             1008,
@@ -155,9 +143,7 @@ def default_models() -> list[dict[str, Any]]:
             )
         )
     models.append(
-        make_model(
-            5999, "Flux Realism", "LORA", [(6999, "v1", [make_file(7999, "flux_realism_lora.safetensors")])]
-        )
+        make_model(5999, "Flux Realism", "LORA", [(6999, "v1", [make_file(7999, "flux_realism_lora.safetensors")])])
     )
     return models
 
@@ -204,9 +190,7 @@ class FakeCivitai(FakeServer):
         return out
 
     def _matches(self, model: dict[str, Any], words: list[str]) -> bool:
-        hay = squash(
-            model["name"] + " " + " ".join(f["name"] for v in model["modelVersions"] for f in v["files"])
-        )
+        hay = squash(model["name"] + " " + " ".join(f["name"] for v in model["modelVersions"] for f in v["files"]))
         return all(word in hay for word in words)
 
     # -- routes ------------------------------------------------------------------------------------------
@@ -251,9 +235,7 @@ class FakeCivitai(FakeServer):
     def _search(self, q: dict[str, list[str]]) -> Reply:
         limit = int(q.get("limit", ["100"])[0])
         if "page" in q and "query" in q:
-            return Reply(
-                400, {"error": "Cannot use page param with query search. Use cursor-based pagination."}
-            )
+            return Reply(400, {"error": "Cannot use page param with query search. Use cursor-based pagination."})
         if int(q.get("page", ["1"])[0]) * limit > 1000:
             return Reply(429, {"error": "You've requested too many pages, please use cursors instead"})
         types = {t for value in q.get("types", []) for t in value.split(",") if t}

@@ -153,8 +153,7 @@ class FakeHub(FakeServer):
         headers = {}
         if start + limit < len(hits):
             headers["Link"] = (
-                f"<{self.url}/api/models?search={quote(search)}&limit={limit}&cursor={start + limit}>; "
-                'rel="next"'
+                f'<{self.url}/api/models?search={quote(search)}&limit={limit}&cursor={start + limit}>; rel="next"'
             )
         body = [
             {
@@ -200,9 +199,7 @@ class FakeHub(FakeServer):
             if sha is not None:
                 entry["lfs"] = {"oid": sha, "size": size, "pointerSize": 134}
             entries.append(entry)
-        entries = [
-            {"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(dirs)
-        ] + entries
+        entries = [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(dirs)] + entries
         start = int(request.query.get("cursor", ["0"])[0])
         page = entries[start : start + self.tree_page_size]
         headers = {}

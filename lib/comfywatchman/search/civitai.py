@@ -132,9 +132,7 @@ class CivitaiClient:
         for _page in range(max(1, max_pages)):
             body = self._get("/api/v1/models", params + ([("cursor", cursor)] if cursor else []))
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise RemoteError(
-                    f"{self.host}: /api/v1/models answered without an items list", "bad_json", self.host
-                )
+                raise RemoteError(f"{self.host}: /api/v1/models answered without an items list", "bad_json", self.host)
             yield from (item for item in body["items"] if isinstance(item, dict))
             cursor = (body.get("metadata") or {}).get("nextCursor")
             if not cursor:
@@ -178,9 +176,7 @@ class CivitaiClient:
         path = "/api/v1/images"
         params = {"imageId": int(image_id), "limit": 1, "withMeta": "true"}
         body = self._get(path, params)
-        return validate_civitai_image_response(
-            image_id, body or {}, f"{self.base_url}{path}?imageId={image_id}"
-        )
+        return validate_civitai_image_response(image_id, body or {}, f"{self.base_url}{path}?imageId={image_id}")
 
 
 # -- turning Civitai objects into evidence ------------------------------------------------------------------
@@ -261,9 +257,7 @@ def _hash_matches(hit: FileHit, known: str) -> bool:
     return hashes.get("sha256") == known or (len(known) == 10 and hashes.get("autov2") == known)
 
 
-def found_result(
-    query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str
-) -> SearchResult:
+def found_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str) -> SearchResult:
     """Return the FOUND result for ``hit`` (ids, sha256, size, download URL) with its evidence."""
     return SearchResult(
         name=query.name,
@@ -279,9 +273,7 @@ def found_result(
     )
 
 
-def decide(
-    query: ModelQuery, hits: list[FileHit], source: str = "civitai", limit: int = 8
-) -> SearchResult | None:
+def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limit: int = 8) -> SearchResult | None:
     """Return FOUND, UNCERTAIN or None (nothing relevant) for ``query`` given Civitai files ``hits``.
 
     The pure policy: a hash match is FOUND; otherwise an exact, case-insensitive basename is FOUND unless the
@@ -296,9 +288,7 @@ def decide(
         if hit.inactive and (
             names.same_basename(hit.file.get("name", ""), query.name) or (known and _hash_matches(hit, known))
         ):
-            candidates.append(
-                hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download")
-            )
+            candidates.append(hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download"))
     if known:
         for hit in usable:
             if _hash_matches(hit, known):
@@ -351,8 +341,7 @@ def decide(
             reason = "another variant of the same name (version/precision/quantisation differs)"
         elif _renamed_type(hit) and _model_matches(hit, query):
             reason = (
-                "Civitai renames non-LoRA files on upload; the model name matches but no hash proves it "
-                "is this file"
+                "Civitai renames non-LoRA files on upload; the model name matches but no hash proves it is this file"
             )
         else:
             continue
@@ -402,9 +391,7 @@ class CivitaiBackend(SearchBackend):
         self.settings = civitai_settings(context.config)
         if client is None:
             http = context.http or HttpClient.from_config(context.config)
-            client = CivitaiClient(
-                http, civitai_base_url(context.config), bool(self.settings["include_nsfw"])
-            )
+            client = CivitaiClient(http, civitai_base_url(context.config), bool(self.settings["include_nsfw"]))
         self.client = client
 
     def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:

@@ -264,9 +264,7 @@ class HttpClient:
         """
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
-            response = self._send_with_retries(
-                method, current, params, json, headers, timeout, retry_read_timeout
-            )
+            response = self._send_with_retries(method, current, params, json, headers, timeout, retry_read_timeout)
             if not follow_redirects or response.status_code not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location")
@@ -403,8 +401,7 @@ class HttpClient:
         with self._lock:
             if self.total_requests >= self.settings.max_requests:
                 raise RemoteError(
-                    f"request budget exhausted ({self.settings.max_requests} requests this cycle); "
-                    f"{host} not asked",
+                    f"request budget exhausted ({self.settings.max_requests} requests this cycle); {host} not asked",
                     "budget",
                     host,
                 )
@@ -438,9 +435,7 @@ class HttpClient:
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        logger.info(
-            "retrying after %s (attempt %d, waiting %.2f s)", self.scrub(str(exc)), state.attempt_number, wait
-        )
+        logger.info("retrying after %s (attempt %d, waiting %.2f s)", self.scrub(str(exc)), state.attempt_number, wait)
 
 
 def _path_of(url: str) -> str:

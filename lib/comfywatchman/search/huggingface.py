@@ -167,9 +167,7 @@ class HuggingFaceClient:
                 raise error
             body = self.http.json_of(response)
             if not isinstance(body, list):
-                raise RemoteError(
-                    f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host
-                )
+                raise RemoteError(f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host)
             for entry in body:
                 if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
                     continue
@@ -200,15 +198,11 @@ class HuggingFaceClient:
 
         The redirect to the CDN is not followed: the Hub's own answer carries the headers that matter.
         """
-        response = self.http.request(
-            "HEAD", self.resolve_url(repo_id, revision, path), follow_redirects=False
-        )
+        response = self.http.request("HEAD", self.resolve_url(repo_id, revision, path), follow_redirects=False)
         headers = response.headers
         code = headers.get("X-Error-Code")
         status = response.status_code
-        etag = (
-            (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip().strip('"').removeprefix("W/")
-        )
+        etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip().strip('"').removeprefix("W/")
         etag = etag.strip('"').lower()
         size_text = headers.get("X-Linked-Size") or headers.get("Content-Length")
         exists = status < 400
@@ -290,9 +284,7 @@ class HuggingFaceBackend(SearchBackend):
         for item in self.client.search_models(term, limit=limit):
             first.setdefault(item["id"], f"Hub search for {term!r}")
         yield first
-        authors = list(
-            dict.fromkeys([*(r.repo_id.split("/")[0] for r in declared), *self.settings["authors"]])
-        )
+        authors = list(dict.fromkeys([*(r.repo_id.split("/")[0] for r in declared), *self.settings["authors"]]))
         for author in authors:
             yield {
                 item["id"]: f"repackager {author} search for {family!r}"
@@ -316,9 +308,7 @@ class HuggingFaceBackend(SearchBackend):
                     files = self.client.list_files(repo_id, rev)
                 except HubError as exc:
                     if exc.gated:
-                        candidates.append(
-                            self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)")
-                        )
+                        candidates.append(self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)"))
                         continue
                     raise
                 for hub_file in files or []:
@@ -375,15 +365,11 @@ class HuggingFaceBackend(SearchBackend):
             return None
         if known and hub_file.sha256 and hub_file.sha256 != known:
             candidates.append(
-                self._candidate(
-                    hub_file, "same name but its sha256 differs from the one the workflow declares"
-                )
+                self._candidate(hub_file, "same name but its sha256 differs from the one the workflow declares")
             )
             return None
         if names.is_generic_basename(query.name):
-            candidates.append(
-                self._candidate(hub_file, "same name, but the name is too generic to prove identity")
-            )
+            candidates.append(self._candidate(hub_file, "same name, but the name is too generic to prove identity"))
             return None
         evidence = Evidence.DECLARED if origin.startswith("declared") else Evidence.EXACT_FILENAME
         return self._found(
@@ -395,9 +381,7 @@ class HuggingFaceBackend(SearchBackend):
             origin,
         )
 
-    def check_file(
-        self, query: ModelQuery, repo_id: str, revision: str, path: str | None
-    ) -> SearchResult | None:
+    def check_file(self, query: ModelQuery, repo_id: str, revision: str, path: str | None) -> SearchResult | None:
         """Return the verdict on one named file (``path`` in ``repo_id``, or any file of the query's name).
 
         FOUND when the tree proves it; UNCERTAIN with candidates when the file is there but not proven to be
@@ -416,9 +400,7 @@ class HuggingFaceBackend(SearchBackend):
                 return found
             if wanted is not None and not candidates:
                 candidates.append(
-                    self._candidate(
-                        hub_file, "the file exists but its name differs and no hash proves identity"
-                    )
+                    self._candidate(hub_file, "the file exists but its name differs and no hash proves identity")
                 )
         if candidates:
             return self._result(
@@ -492,9 +474,7 @@ class HuggingFaceBackend(SearchBackend):
             )
         if head.gated:
             details["huggingface"]["gated"] = True
-            hint = (
-                GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
-            )
+            hint = GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
             reason = f"{reason}; {hint}"
         return self._result(
             query,

@@ -274,9 +274,7 @@ class QwenBackend(SearchBackend):
         errors = answer_errors(answer)
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            return self._result(
-                query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}"
-            )
+            return self._result(query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}")
         try:
             result = self.verify(query, answer)
         except RemoteError as exc:
@@ -322,14 +320,10 @@ class QwenBackend(SearchBackend):
         except subprocess.TimeoutExpired:
             raise RemoteError(f"the qwen CLI did not answer within {timeout:g} s", "timeout") from None
         except OSError as exc:
-            raise RemoteError(
-                f"the qwen CLI could not be started: {exc.strerror or exc}", "connection"
-            ) from None
+            raise RemoteError(f"the qwen CLI could not be started: {exc.strerror or exc}", "connection") from None
         if done.returncode != 0:
             tail = (done.stderr or done.stdout or "").strip()[-300:]
-            raise RemoteError(
-                f"the qwen CLI exited with status {done.returncode}: {self.http.scrub(tail)}", "http"
-            )
+            raise RemoteError(f"the qwen CLI exited with status {done.returncode}: {self.http.scrub(tail)}", "http")
         return done.stdout or ""
 
     def _ask_chat(self, query: ModelQuery) -> str:
@@ -405,9 +399,7 @@ class QwenBackend(SearchBackend):
                     ],
                 }
             elif name == "hf_search":
-                out = [
-                    m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)
-                ]
+                out = [m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)]
             elif name == "hf_list_files":
                 files = self.hub.list_files(str(args["repo_id"])) or []
                 out = [f.path for f in files if f.path.lower().endswith(names.MODEL_EXTENSIONS)][:300]
@@ -436,9 +428,7 @@ class QwenBackend(SearchBackend):
                 result = self._verify_one(query, suggestion)
             except RemoteError as exc:
                 failures.append(str(exc))
-                candidates.append(
-                    self._llm_candidate(suggestion, f"suggested by qwen; could not be checked: {exc}")
-                )
+                candidates.append(self._llm_candidate(suggestion, f"suggested by qwen; could not be checked: {exc}"))
                 continue
             if result is not None and result.status is Status.FOUND:
                 result.source = self.name

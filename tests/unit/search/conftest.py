@@ -15,13 +15,12 @@ _ROOT = Path(__file__).resolve().parents[3]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from tests.fakes.chat_server import FakeChat  # noqa: E402
-from tests.fakes.civitai_server import FakeCivitai  # noqa: E402
-from tests.fakes.hf_server import FakeHub  # noqa: E402
-
 from comfywatchman.config import Config, Secret  # noqa: E402
 from comfywatchman.search.base import SearchContext  # noqa: E402
 from comfywatchman.search.http import HttpClient, HttpSettings  # noqa: E402
+from tests.fakes.chat_server import FakeChat  # noqa: E402
+from tests.fakes.civitai_server import FakeCivitai  # noqa: E402
+from tests.fakes.hf_server import FakeHub  # noqa: E402
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 # Tiny delays so retry ladders cost milliseconds; a read timeout short enough for the "slow" fake.
@@ -75,9 +74,7 @@ def make_config(
 
 
 def make_context(config: Config, http: HttpClient | None = None) -> SearchContext:
-    return SearchContext(
-        config=config, now=NOW, http=http or HttpClient.from_config(config, sleep=lambda s: None)
-    )
+    return SearchContext(config=config, now=NOW, http=http or HttpClient.from_config(config, sleep=lambda s: None))
 
 
 @pytest.fixture(autouse=True)

@@ -7,11 +7,11 @@ import logging
 from datetime import timedelta
 
 import pytest
-from tests.unit.search.conftest import NOW, make_config
 
 from comfywatchman import artifacts
 from comfywatchman.search.base import Candidate, Declaration, Evidence, ModelQuery, SearchResult, Status
 from comfywatchman.search.cache import SearchCache, cache_key
+from tests.unit.search.conftest import NOW, make_config
 
 BACKENDS = ("qwen", "civitai")
 QUERY = ModelQuery("SDXL\\Add_Detail.safetensors", "loras")

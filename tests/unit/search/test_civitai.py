@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tests.fakes.civitai_server import make_file, sha256_of
-from tests.unit.search.conftest import fast_settings, make_config, make_context
 
 from comfywatchman.search.base import Declaration, Evidence, ModelQuery, Status
 from comfywatchman.search.civitai import (
@@ -17,6 +15,8 @@ from comfywatchman.search.civitai import (
     validate_civitai_image_response,
 )
 from comfywatchman.search.http import HttpClient
+from tests.fakes.civitai_server import make_file, sha256_of
+from tests.unit.search.conftest import fast_settings, make_config, make_context
 
 
 @pytest.fixture
@@ -71,9 +71,7 @@ def test_search_finds_by_hash_when_workflow_declares_sha256(backend, civitai_ser
     query = ModelQuery(
         "juggernaut_xl_v9_rundiffusion.safetensors",
         "checkpoints",
-        declarations=(
-            Declaration("juggernaut_xl_v9_rundiffusion.safetensors", hash=sha, hash_type="sha256"),
-        ),
+        declarations=(Declaration("juggernaut_xl_v9_rundiffusion.safetensors", hash=sha, hash_type="sha256"),),
     )
     result = backend.search(query)
     assert result.status is Status.FOUND and result.evidence is Evidence.HASH
@@ -171,9 +169,7 @@ def test_search_looks_up_air_directly_when_workflow_declares_one(backend, civita
 
 def test_search_looks_up_civitai_url_directly_when_workflow_declares_one(backend, civitai_server):
     url = "https://civitai.com/models/1002/juggernaut-xl?modelVersionId=2002"
-    query = ModelQuery(
-        "juggernautXL_v9.safetensors", "checkpoints", declarations=(Declaration("x", url=url),)
-    )
+    query = ModelQuery("juggernautXL_v9.safetensors", "checkpoints", declarations=(Declaration("x", url=url),))
     assert backend.search(query).status is Status.FOUND
     assert civitai_server.requests[0].path == "/api/v1/model-versions/2002"
 

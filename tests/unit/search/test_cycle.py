@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fakes.civitai_server import sha256_of
-from tests.fakes.hf_server import lfs_sha
-from tests.unit.search.conftest import NOW, make_config
 
 from comfywatchman.search.base import Declaration, ModelQuery, SearchContext, SearchResult, Status
 from comfywatchman.search.cache import SearchCache
@@ -24,6 +21,9 @@ from comfywatchman.search.http import HttpClient
 from comfywatchman.search.registry import backend_class
 from comfywatchman.stages.context import StageContext
 from comfywatchman.stages.search import Resolver
+from tests.fakes.civitai_server import sha256_of
+from tests.fakes.hf_server import lfs_sha
+from tests.unit.search.conftest import NOW, make_config
 
 ORDER = ("qwen", "civitai", "huggingface")
 
@@ -101,9 +101,7 @@ def test_cycle_gives_right_status_and_no_false_found_when_run_against_fakes(setu
     got = [(r.name, r.status) for r in results]
     assert got == [(name, status) for name, _f, _s, status, _t in CASES]
     false_found = [
-        r.name
-        for r, case in zip(results, CASES, strict=True)
-        if r.status is Status.FOUND and r.sha256 != case[4]
+        r.name for r, case in zip(results, CASES, strict=True) if r.status is Status.FOUND and r.sha256 != case[4]
     ]
     assert false_found == []
     for r in results:
@@ -130,9 +128,7 @@ def test_cycle_keeps_secrets_out_of_results_cache_and_logs_when_tokens_set(setup
     caplog.set_level(logging.DEBUG)
     config, (civitai, hub), secrets = setup
     results, _costs, _http = run_cycle(config, SearchCache.from_config(config), queries(), [civitai, hub])
-    assert {r.headers.get("Authorization") for r in civitai.requests} == {
-        f"Bearer {secrets['CIVITAI_API_KEY']}"
-    }
+    assert {r.headers.get("Authorization") for r in civitai.requests} == {f"Bearer {secrets['CIVITAI_API_KEY']}"}
     assert {r.headers.get("Authorization") for r in hub.requests} == {f"Bearer {secrets['HF_TOKEN']}"}
     text = json.dumps([r.to_json() for r in results]) + caplog.text
     text += (Path(config.state_dir) / "search_cache.json").read_text(encoding="utf-8")
@@ -148,8 +144,6 @@ def test_cycle_records_error_and_caches_nothing_when_civitai_is_down(tmp_path, h
     results, _costs, http = run_cycle(config, cache, qs, [hub_server])
     assert [r.status for r in results] == [Status.ERROR, Status.ERROR]
     assert "cannot connect" in results[0].attempts[1]["reason"]
-    assert (
-        "unreachable earlier this cycle" in results[1].attempts[1]["reason"]
-    )  # circuit breaker: no new tries
+    assert "unreachable earlier this cycle" in results[1].attempts[1]["reason"]  # circuit breaker: no new tries
     assert http.request_counts()["127.0.0.1:9"] == int(config.data["search"]["max_attempts"])
     assert cache.entries == {}

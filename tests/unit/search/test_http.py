@@ -7,11 +7,11 @@ import socket
 from datetime import datetime, timezone
 
 import pytest
-from tests.fakes import FakeServer, Recorded, Reply
-from tests.unit.search.conftest import fast_settings, make_config
 
 from comfywatchman.config import Secret
 from comfywatchman.search.http import USER_AGENT, HttpClient, RemoteError, host_of, parse_retry_after
+from tests.fakes import FakeServer, Recorded, Reply
+from tests.unit.search.conftest import fast_settings, make_config
 
 SECRET = "civitai-SECRET-0123456789abcdef"
 

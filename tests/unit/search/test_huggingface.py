@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from tests.fakes import Reply
-from tests.fakes.hf_server import lfs_sha
-from tests.unit.search.conftest import fast_settings, make_config, make_context
 
 from comfywatchman.search.base import Declaration, Evidence, ModelQuery, Status
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.huggingface import HuggingFaceBackend, HuggingFaceClient, hf_endpoint, search_terms
+from tests.fakes import Reply
+from tests.fakes.hf_server import lfs_sha
+from tests.unit.search.conftest import fast_settings, make_config, make_context
 
 WAN = "wan2.1_t2v_14B_fp8_scaled.safetensors"
 
@@ -72,9 +72,7 @@ def test_search_lists_gated_repo_as_candidate_when_tree_is_refused(backend, hub_
 
 def test_search_is_uncertain_when_name_is_generic(backend, hub_server):
     url = f"{hub_server.url}/someone/sdxl-vae/resolve/main/diffusion_pytorch_model.safetensors"
-    query = ModelQuery(
-        "diffusion_pytorch_model.safetensors", "vae", declarations=(Declaration("x", url=url),)
-    )
+    query = ModelQuery("diffusion_pytorch_model.safetensors", "vae", declarations=(Declaration("x", url=url),))
     result = backend.search(query)
     assert result.status is Status.UNCERTAIN
     assert "too generic" in result.candidates[0].reason
@@ -94,9 +92,7 @@ def test_search_finds_by_hash_when_declared_sha256_matches_another_name(backend,
 
 def test_search_records_declared_evidence_when_workflow_url_names_the_file(backend, hub_server):
     url = f"{hub_server.url}/someone/sdxl-vae/resolve/main/sdxl_vae.safetensors"
-    result = backend.search(
-        ModelQuery("sdxl_vae.safetensors", "vae", declarations=(Declaration("x", url=url),))
-    )
+    result = backend.search(ModelQuery("sdxl_vae.safetensors", "vae", declarations=(Declaration("x", url=url),)))
     assert result.status is Status.FOUND and result.evidence is Evidence.DECLARED
 
 

@@ -68,6 +68,6 @@ def test_packaged_manager_list_resolves_a_real_entry(tmp_path: Path) -> None:
 
 
 def test_resolve_is_none_for_generic_names(tmp_path: Path) -> None:
-    generic = {**ENTRY, "filename": "diffusion_pytorch_model.safetensors",
-               "url": "https://huggingface.co/Kwai-Kolors/Kolors/resolve/main/vae/diffusion_pytorch_model.safetensors"}  # fmt: skip
+    url = "https://huggingface.co/Kwai-Kolors/Kolors/resolve/main/vae/diffusion_pytorch_model.safetensors"
+    generic = {**ENTRY, "filename": "diffusion_pytorch_model.safetensors", "url": url}
     assert _list(tmp_path, [generic]).resolve(ModelQuery("diffusion_pytorch_model.safetensors", "vae")) is None

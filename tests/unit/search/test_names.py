@@ -102,9 +102,7 @@ def test_same_basename_compares_exactly_ignoring_case_when_called(a, b, same):
 
 
 def test_variant_key_equal_when_names_differ_only_by_precision():
-    assert names.variant_key("x_model_fp16.safetensors") == names.variant_key(
-        "X-Model-fp8_e4m3fn.safetensors"
-    )
+    assert names.variant_key("x_model_fp16.safetensors") == names.variant_key("X-Model-fp8_e4m3fn.safetensors")
     assert names.variant_key("x_model.safetensors") != names.variant_key("y_model.safetensors")
 
 

@@ -16,8 +16,7 @@ def _r(
     candidates: int = 0,
 ) -> SearchResult:
     cands = [
-        Candidate(source, f"c{i}.safetensors", None, Evidence.SIMILAR_NAME, "near name")
-        for i in range(candidates)
+        Candidate(source, f"c{i}.safetensors", None, Evidence.SIMILAR_NAME, "near name") for i in range(candidates)
     ]
     return SearchResult(
         "m.safetensors",

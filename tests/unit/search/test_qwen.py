@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.fakes import Reply, qwen_cli
-from tests.fakes.chat_server import tool_call
-from tests.unit.search.conftest import make_config, make_context
 
 from comfywatchman.search.base import Evidence, ModelQuery, Status
 from comfywatchman.search.http import host_of
 from comfywatchman.search.qwen import NOT_CONFIGURED, QwenBackend, extract_json
+from tests.fakes import Reply, qwen_cli
+from tests.fakes.chat_server import tool_call
+from tests.unit.search.conftest import make_config, make_context
 
 LORA = ModelQuery("add_detail.safetensors", "loras")
 
@@ -30,9 +30,7 @@ def civitai_candidate(filename="add_detail.safetensors", version=2001, **extra):
     }
 
 
-def cli_backend(
-    tmp_path, civitai_server=None, hub_server=None, mode="answer", output=None, qwen=None, env=None
-):
+def cli_backend(tmp_path, civitai_server=None, hub_server=None, mode="answer", output=None, qwen=None, env=None):
     folder = qwen_cli.install(tmp_path / "bin", mode, output)
     config = make_config(
         tmp_path,
@@ -80,20 +78,14 @@ def test_search_is_uncertain_when_cli_claims_found_but_names_differ(tmp_path, ci
 
 
 def test_search_is_uncertain_when_claimed_version_does_not_exist(tmp_path, civitai_server):
-    backend, _ = cli_backend(
-        tmp_path, civitai_server, output=answer(candidates=[civitai_candidate(version=99999)])
-    )
+    backend, _ = cli_backend(tmp_path, civitai_server, output=answer(candidates=[civitai_candidate(version=99999)]))
     result = backend.search(LORA)
     assert result.status is Status.UNCERTAIN
     assert "did not confirm" in result.candidates[0].reason
 
 
 def test_search_reads_json_inside_prose_when_cli_wraps_it(tmp_path, civitai_server):
-    text = (
-        "Sure! Here is what I found:\n```json\n"
-        + json.dumps(answer(candidates=[civitai_candidate()]))
-        + "\n```\n"
-    )
+    text = "Sure! Here is what I found:\n```json\n" + json.dumps(answer(candidates=[civitai_candidate()])) + "\n```\n"
     backend, _ = cli_backend(tmp_path, civitai_server, output=text)
     assert backend.search(LORA).status is Status.FOUND
 
@@ -150,9 +142,7 @@ def test_search_returns_error_when_cli_hangs_past_timeout(tmp_path):
 def test_search_returns_error_when_cli_exits_nonzero(tmp_path):
     backend, _ = cli_backend(tmp_path, mode="fail")
     result = backend.search(LORA)
-    assert (
-        result.status is Status.ERROR and "status 3" in result.reason and "not authenticated" in result.reason
-    )
+    assert result.status is Status.ERROR and "status 3" in result.reason and "not authenticated" in result.reason
 
 
 def test_search_hides_secrets_from_cli_when_environment_has_them(tmp_path):
@@ -194,9 +184,7 @@ def chat_backend(tmp_path, chat_server, civitai_server=None, hub_server=None, en
     return QwenBackend(make_context(config), env={"PATH": str(tmp_path), **(env or {})})
 
 
-def test_search_runs_tool_calls_then_verifies_when_chat_endpoint_answers(
-    tmp_path, chat_server, civitai_server
-):
+def test_search_runs_tool_calls_then_verifies_when_chat_endpoint_answers(tmp_path, chat_server, civitai_server):
     chat_server.api_key = "sk-qwen-secret"
     chat_server.replies = [
         {"tool_calls": [tool_call("c1", "civitai_search", query="add detail")]},
@@ -216,9 +204,7 @@ def test_search_runs_tool_calls_then_verifies_when_chat_endpoint_answers(
 
 def test_run_tool_lists_hub_files_when_agent_asks(tmp_path, chat_server, hub_server):
     backend = chat_backend(tmp_path, chat_server, hub_server=hub_server)
-    text = backend.run_tool(
-        {"name": "hf_list_files", "arguments": json.dumps({"repo_id": "someone/sdxl-vae"})}
-    )
+    text = backend.run_tool({"name": "hf_list_files", "arguments": json.dumps({"repo_id": "someone/sdxl-vae"})})
     assert "sdxl_vae.safetensors" in json.loads(text)
     assert "error" in json.loads(backend.run_tool({"name": "rm_rf", "arguments": "{}"}))
     assert "bad arguments" in json.loads(backend.run_tool({"name": "hf_search", "arguments": "[1]"}))["error"]

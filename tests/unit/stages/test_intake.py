@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from tests.helpers.comfy_tree import ComfyTree
 
 from comfywatchman import artifacts
 from comfywatchman.config import load
 from comfywatchman.stages import intake
 from comfywatchman.stages.context import StageContext
+from tests.helpers.comfy_tree import ComfyTree
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
