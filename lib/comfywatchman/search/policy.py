@@ -23,7 +23,7 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
     candidates = [c for r in results for c in r.candidates]
     uncertain = [r for r in results if r.status in (Status.UNCERTAIN, Status.FOUND)]
     if uncertain:
-        reasons = "; ".join(f"{r.source}: {r.reason}" for r in uncertain if r.reason)
+        reasons = "; ".join(_said(r) for r in uncertain if r.reason)
         return SearchResult(
             name, folder, Status.UNCERTAIN, uncertain[0].source, Evidence.NONE,
             reason=reasons, candidates=candidates, attempts=attempts,
@@ -31,10 +31,17 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
     for status in (Status.ERROR, Status.NOT_FOUND):
         matching = [r for r in results if r.status is status]
         if matching:
-            reason = "; ".join(f"{r.source}: {r.reason}" for r in matching)
+            reason = "; ".join(_said(r) for r in matching)
             return SearchResult(name, folder, status, "search", reason=reason, candidates=candidates, attempts=attempts)
-    reasons = "; ".join(f"{r.source}: {r.reason}" for r in results if r.reason) or "no backend was asked"
+    reasons = "; ".join(_said(r) for r in results if r.reason) or "no backend was asked"
     return SearchResult(name, folder, Status.NOT_SEARCHED, "search", reason=reasons, attempts=attempts)
+
+
+def _said(result: SearchResult) -> str:
+    """Return ``source: reason`` for one answer, without repeating a source the reason already names."""
+    if result.reason.startswith(f"{result.source}:"):
+        return result.reason
+    return f"{result.source}: {result.reason}"
 
 
 def may_queue(result: SearchResult) -> bool:

@@ -84,3 +84,8 @@ def test_may_queue_and_requires_review(result: SearchResult, auto: bool, queue: 
 def test_combine_keeps_dead_end_candidates_without_turning_not_found_uncertain() -> None:
     result = policy.combine("m", "loras", [_r(Status.NOT_FOUND, "civitai", candidates=1)])
     assert result.status is Status.NOT_FOUND and len(result.candidates) == 1
+
+
+def test_combine_does_not_repeat_the_backend_name_in_reasons() -> None:
+    answer = SearchResult("m", "loras", Status.ERROR, "civitai", reason="civitai: cannot connect")
+    assert policy.combine("m", "loras", [answer]).reason == "civitai: cannot connect"
