@@ -6,13 +6,14 @@ Nothing here touches the network or the disk, so every rule is table-tested.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-MODEL_EXTENSIONS = (
-    ".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf", ".onnx",
-)  # fmt: skip
+from comfywatchman.comfy import folders
+from comfywatchman.workflow import names as workflow_names
+
+# The scanner's model extensions, as a tuple for ``str.endswith``.
+MODEL_EXTENSIONS = tuple(sorted(folders.MODEL_EXTENSIONS))
 
 # Names so common that equal names say nothing about equal files (diffusers folders, transformers dumps):
 # an exact match on one of these is a candidate, never proof.
@@ -33,9 +34,6 @@ GENERIC_BASENAMES = frozenset(
     }
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Suffixes that name a variant of the same model rather than the model: versions, precisions, quantisations.
 _SUFFIX = re.compile(
     r"""[-_. ](?:
@@ -75,42 +73,10 @@ CIVITAI_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def normalise(name: str) -> str:
-    """Return ``name`` with Windows separators as ``/`` and Unicode in NFC (how names are compared)."""
-    return unicodedata.normalize("NFC", name.replace("\\", "/"))
-
-
-def basename(name: str) -> str:
-    """Return the file name of ``name`` without any subfolder (either separator)."""
-    return normalise(name).rsplit("/", 1)[-1]
-
-
-def invalid_filename_reason(name: str) -> str | None:
-    """Return why ``name`` cannot be a model file inside its folder, or None when it is acceptable.
-
-    Refused: empty names, control characters (NUL included), URLs and URL parameters, absolute paths, drive
-    letters and ``..`` components. These are never looked up: a search for them would be a request built
-    from hostile or broken input.
-    """
-    if not name or not name.strip():
-        return "empty file name"
-    if _CONTROL.search(name):
-        return "file name contains control characters"
-    if _URL_SCHEME.match(name.strip()):
-        return "a URL, not a file name"
-    if "?" in name or "#" in name or re.search(r"&\w+=", name):
-        return "file name carries URL parameters"
-    norm = normalise(name)
-    if norm.startswith("/"):
-        return "absolute path"
-    if _DRIVE.match(norm):
-        return "path with a drive letter"
-    parts = norm.split("/")
-    if any(part == ".." for part in parts):
-        return "path escapes its folder (..)"
-    if not parts[-1].strip() or parts[-1] in (".",):
-        return "no file name after the folder"
-    return None
+# One set of rules for file names, shared with the scanner: what the scan refuses, no backend is asked about.
+normalise = workflow_names.normalize
+basename = workflow_names.basename
+invalid_filename_reason = workflow_names.invalid_reason
 
 
 def strip_extension(name: str) -> str:

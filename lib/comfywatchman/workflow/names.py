@@ -7,7 +7,8 @@ import unicodedata
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|[?#&=]")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_PARAMETER = re.compile(r"[?#]|&\w+=")
 
 
 def normalize(name: str) -> str:
@@ -19,19 +20,27 @@ def invalid_reason(name: str) -> str | None:
     """Return why ``name`` cannot be a file inside a model folder, or None when it can.
 
     Refused: empty, control characters (NUL included), URLs and URL parameters, absolute paths, drive
-    letters, and any ``..`` segment. Such a name is never looked up on disk.
+    letters, any ``..`` segment, and a folder with no file name. Such a name is never looked up on disk and
+    never sent to a search service: either would act on hostile or broken input.
     """
     if not name or not name.strip():
-        return "empty name"
+        return "empty file name"
     if _CONTROL.search(name):
-        return "contains control characters"
-    if _URL.search(name):
-        return "looks like a URL or carries URL parameters"
+        return "file name contains control characters"
+    if _URL_SCHEME.match(name.strip()):
+        return "a URL, not a file name"
+    if _URL_PARAMETER.search(name):
+        return "file name carries URL parameters"
     norm = normalize(name)
-    if norm.startswith("/") or _DRIVE.match(norm):
+    if norm.startswith("/"):
         return "absolute path"
-    if any(part == ".." for part in norm.split("/")):
-        return "escapes its folder with '..'"
+    if _DRIVE.match(norm):
+        return "path with a drive letter"
+    parts = norm.split("/")
+    if any(part == ".." for part in parts):
+        return "path escapes its folder (..)"
+    if not parts[-1].strip() or parts[-1] == ".":
+        return "no file name after the folder"
     return None
 
 
