@@ -135,35 +135,13 @@ def trigger_from_env(env: dict[str, str] | None = None) -> str:
     return value if value in ("cron", "manual") else "manual"
 
 
-def run_cycle(
-    config: Config,
-    *,
-    clock: Callable[[], datetime] = utcnow,
-    force: bool = False,
-    nvml: Any = None,
-    options: dict[str, Any] | None = None,
-    trigger: str = "manual",
-    fetch: Any = None,
-    tracker: AwakeTracker | None = None,
-    catch_up: bool = False,
-) -> int:
-    """Run one guarded cycle: lock, gate, then cache, intake, scan, search, report. Return the exit code.
+def run_cycle(config: Config, **kwargs: Any) -> int:
+    """Run one guarded cycle (see :func:`guarded_cycle` for the keyword arguments); return its exit code.
 
     0 when every stage succeeded, 1 when any failed (the later stages still ran on what there was), 75
-    when the gate or the lock skipped the cycle. ``fetch`` and ``tracker`` replace the gate's HTTP GET and
-    clock reader (tests).
+    when the gate or the lock skipped the cycle.
     """
-    return guarded_cycle(
-        config,
-        clock=clock,
-        force=force,
-        nvml=nvml,
-        options=options,
-        trigger=trigger,
-        fetch=fetch,
-        tracker=tracker,
-        catch_up=catch_up,
-    ).exit_code
+    return guarded_cycle(config, **kwargs).exit_code
 
 
 def guarded_cycle(

@@ -6,13 +6,14 @@ Read from the user's Manager install when it has one (``custom_nodes/ComfyUI-Man
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from comfywatchman.comfy.manager_files import find_manager_file
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +113,7 @@ class NodeMap:
 
 def find_map(comfyui_root: Path) -> Path | None:
     """Return the extension-node-map.json to use for ``comfyui_root``, or None when none is installed."""
-    for folder in ("ComfyUI-Manager", "comfyui-manager"):
-        candidate = comfyui_root / "custom_nodes" / folder / MAP_NAME
-        if candidate.is_file():
-            return candidate
-    spec = importlib.util.find_spec("comfyui_manager")
-    if spec is not None and spec.submodule_search_locations:
-        candidate = Path(next(iter(spec.submodule_search_locations))) / MAP_NAME
-        if candidate.is_file():
-            return candidate
-    return None
+    return find_manager_file(comfyui_root, MAP_NAME)
 
 
 def load(path: Path | None) -> NodeMap:
@@ -147,8 +139,10 @@ def load(path: Path | None) -> NodeMap:
         if isinstance(pattern, str) and pattern:
             try:
                 compiled = re.compile(pattern)
-                catch_all = pattern.strip() in CATCH_ALL or bool(compiled.fullmatch("")) or bool(
-                    compiled.search("zz unrelated name 123")
+                catch_all = (
+                    pattern.strip() in CATCH_ALL
+                    or bool(compiled.fullmatch(""))
+                    or bool(compiled.search("zz unrelated name 123"))
                 )
                 node_map.patterns.append((compiled, PackCandidate(repo, candidate.title, catch_all=catch_all)))
             except re.error:

@@ -174,6 +174,12 @@ class SearchBackend(ABC):
     def __init__(self, context: SearchContext) -> None:
         self.context = context
 
+    def result(self, query: ModelQuery, status: Status, reason: str, **fields: Any) -> SearchResult:
+        """Return a SearchResult from this backend for ``query``."""
+        return SearchResult(
+            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **fields
+        )
+
     @abstractmethod
     def search(self, query: ModelQuery) -> SearchResult:
         """Return what this backend knows about ``query``; ERROR (never an exception) when it fails."""

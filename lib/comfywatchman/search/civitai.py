@@ -394,21 +394,16 @@ class CivitaiBackend(SearchBackend):
             client = CivitaiClient(http, civitai_base_url(context.config), bool(self.settings["include_nsfw"]))
         self.client = client
 
-    def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
-        return SearchResult(
-            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **kwargs
-        )
-
     def search(self, query: ModelQuery) -> SearchResult:
         """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
         bad = names.invalid_filename_reason(query.name)
         if bad:
-            return self._result(query, Status.INVALID_FILENAME, bad)
+            return self.result(query, Status.INVALID_FILENAME, bad)
         try:
             return self._search(query)
         except RemoteError as exc:
             logger.warning("civitai: %s: %s", query.name, exc)
-            return self._result(query, Status.ERROR, f"civitai: {exc}")
+            return self.result(query, Status.ERROR, f"civitai: {exc}")
 
     def _search(self, query: ModelQuery) -> SearchResult:
         limit = int(self.settings["max_candidates"])
@@ -461,7 +456,7 @@ class CivitaiBackend(SearchBackend):
         ]
         if result is None and dead:
             # No source exists, so NOT_FOUND (the next backend goes on); the dead ends still say why.
-            result = self._result(
+            result = self.result(
                 query,
                 Status.NOT_FOUND,
                 "only archived or taken-down Civitai models match: nothing to download there",
@@ -472,7 +467,7 @@ class CivitaiBackend(SearchBackend):
         if result is not None:
             result.details["queries"] = searched
             return result
-        return self._result(
+        return self.result(
             query,
             Status.NOT_FOUND,
             f"no Civitai file named {query.basename} (searched: {', '.join(searched)})",

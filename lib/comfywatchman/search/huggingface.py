@@ -250,21 +250,16 @@ class HuggingFaceBackend(SearchBackend):
         self.client = client
         self.has_token = bool(context.secret("HF_TOKEN") or context.secret("HUGGING_FACE_HUB_TOKEN"))
 
-    def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
-        return SearchResult(
-            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **kwargs
-        )
-
     def search(self, query: ModelQuery) -> SearchResult:
         """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
         bad = names.invalid_filename_reason(query.name)
         if bad:
-            return self._result(query, Status.INVALID_FILENAME, bad)
+            return self.result(query, Status.INVALID_FILENAME, bad)
         try:
             return self._search(query)
         except RemoteError as exc:
             logger.warning("huggingface: %s: %s", query.name, exc)
-            return self._result(query, Status.ERROR, f"huggingface: {exc}")
+            return self.result(query, Status.ERROR, f"huggingface: {exc}")
 
     def _declared(self, query: ModelQuery) -> list[names.HfRef]:
         hosts = (*tuple(self.settings["hosts"]), self.client.host)
@@ -331,7 +326,7 @@ class HuggingFaceBackend(SearchBackend):
                 break
         details = {"repos": walked}
         if candidates:
-            return self._result(
+            return self.result(
                 query,
                 Status.UNCERTAIN,
                 "candidates found on the Hub, none proven",
@@ -339,7 +334,7 @@ class HuggingFaceBackend(SearchBackend):
                 candidates=candidates,
                 details=details,
             )
-        return self._result(
+        return self.result(
             query,
             Status.NOT_FOUND,
             f"no file named {query.basename} in {len(walked)} Hub repos",
@@ -403,7 +398,7 @@ class HuggingFaceBackend(SearchBackend):
                     self._candidate(hub_file, "the file exists but its name differs and no hash proves identity")
                 )
         if candidates:
-            return self._result(
+            return self.result(
                 query,
                 Status.UNCERTAIN,
                 "the named file is not proven to be the one wanted",
@@ -456,7 +451,7 @@ class HuggingFaceBackend(SearchBackend):
         }
         if head.error_code == "EntryNotFound" or head.status == 404:
             candidates.append(self._candidate(hub_file, "listed in the tree but the file answers 404"))
-            return self._result(
+            return self.result(
                 query,
                 Status.UNCERTAIN,
                 "the listed file could not be confirmed",
@@ -465,7 +460,7 @@ class HuggingFaceBackend(SearchBackend):
             )
         if head.sha256 and hub_file.sha256 and head.sha256 != hub_file.sha256:
             candidates.append(self._candidate(hub_file, "tree sha256 and X-Linked-Etag disagree"))
-            return self._result(
+            return self.result(
                 query,
                 Status.UNCERTAIN,
                 "the Hub gives two different hashes for this file",
@@ -476,7 +471,7 @@ class HuggingFaceBackend(SearchBackend):
             details["huggingface"]["gated"] = True
             hint = GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
             reason = f"{reason}; {hint}"
-        return self._result(
+        return self.result(
             query,
             Status.FOUND,
             reason,

@@ -246,27 +246,22 @@ class QwenBackend(SearchBackend):
             return "openai", ""
         return None, NOT_CONFIGURED
 
-    def _result(self, query: ModelQuery, status: Status, reason: str, **kwargs: Any) -> SearchResult:
-        return SearchResult(
-            name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **kwargs
-        )
-
     def search(self, query: ModelQuery) -> SearchResult:
         """Return the verified answer; NOT_SEARCHED when qwen is not configured; ERROR on any failure."""
         bad = names.invalid_filename_reason(query.name)
         if bad:
-            return self._result(query, Status.INVALID_FILENAME, bad)
+            return self.result(query, Status.INVALID_FILENAME, bad)
         transport, why = self.transport()
         if transport is None:
             status = Status.NOT_SEARCHED if why == NOT_CONFIGURED else Status.ERROR
-            return self._result(query, status, why)
+            return self.result(query, status, why)
         try:
             raw = self._ask_cli(query) if transport == "cli" else self._ask_chat(query)
         except RemoteError as exc:
-            return self._result(query, Status.ERROR, f"qwen ({transport}): {exc}")
+            return self.result(query, Status.ERROR, f"qwen ({transport}): {exc}")
         answer = extract_json(raw)
         if answer is None:
-            return self._result(
+            return self.result(
                 query,
                 Status.ERROR,
                 f"qwen ({transport}) answered no JSON object: {self.http.scrub(raw.strip()[:200])!r}",
@@ -274,11 +269,11 @@ class QwenBackend(SearchBackend):
         errors = answer_errors(answer)
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            return self._result(query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}")
+            return self.result(query, Status.ERROR, f"qwen ({transport}) answer breaks the schema: {errors[0]}{more}")
         try:
             result = self.verify(query, answer)
         except RemoteError as exc:
-            return self._result(query, Status.ERROR, f"qwen: could not verify the agent's answer: {exc}")
+            return self.result(query, Status.ERROR, f"qwen: could not verify the agent's answer: {exc}")
         result.details.setdefault("qwen", {})["transport"] = transport
         return result
 
@@ -445,7 +440,7 @@ class QwenBackend(SearchBackend):
         if failures:
             raise RemoteError("; ".join(failures[:3]), "connection")
         if candidates:
-            return self._result(
+            return self.result(
                 query,
                 Status.UNCERTAIN,
                 f"qwen said {claimed}; no candidate could be proven",
@@ -454,7 +449,7 @@ class QwenBackend(SearchBackend):
                 details={"qwen": {"claimed": claimed, "reason": answer["reason"]}},
             )
         if claimed == "NOT_FOUND":
-            return self._result(query, Status.NOT_FOUND, f"qwen found nothing: {answer['reason']}")
+            return self.result(query, Status.NOT_FOUND, f"qwen found nothing: {answer['reason']}")
         raise RemoteError(f"qwen said {claimed} but named no candidate", "bad_json")
 
     def _why_unproven(self, query: ModelQuery, suggestion: Mapping[str, Any], claimed: str) -> str:
