@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 
 from comfywatchman import resources
+from comfywatchman.config import tomllib  # tomli on Python 3.10
 from comfywatchman.workflow import extract
 from comfywatchman.workflow.load import Workflow, from_data
 
