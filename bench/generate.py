@@ -975,9 +975,11 @@ def _widget_type(name: str) -> str:
         "high_threshold",
     ):
         return "FLOAT"
-    if name.endswith(
-        ("name", "name1", "name2", "_method", "method", "type", "device", "mode", "dtype")
-    ) or name in ("sampler_name", "scheduler", "crop"):
+    if name.endswith(("name", "name1", "name2", "_method", "method", "type", "device", "mode", "dtype")) or name in (
+        "sampler_name",
+        "scheduler",
+        "crop",
+    ):
         return "COMBO"
     return "INT"
 
@@ -1010,8 +1012,7 @@ class Graph:
         type_: str,
         pos: tuple[float, float],
         widgets: list[Any] | dict[str, Any] | None,
-        spec: tuple[list[tuple[str, str]], list[tuple[str, str]], list[str], tuple[float, float]]
-        | None = None,
+        spec: tuple[list[tuple[str, str]], list[tuple[str, str]], list[str], tuple[float, float]] | None = None,
         props: dict[str, Any] | None = None,
         mode: int = 0,
         title: str | None = None,
@@ -1174,9 +1175,7 @@ def _model_block(
         if family == "flux":
             cl = _loader(b, g, "DualCLIPLoader", (x, y + 130), ["flux", "default"])
         else:
-            cl = _loader(
-                b, g, "CLIPLoader", (x, y + 130), [rng.choice(["wan", "sd3", "qwen_image"]), "default"]
-            )
+            cl = _loader(b, g, "CLIPLoader", (x, y + 130), [rng.choice(["wan", "sd3", "qwen_image"]), "default"])
         vl = _loader(b, g, "VAELoader", (x, y + 290))
         model, clip, vae = (unet, 0), (cl, 0), (vl, 0)
     n_loras = _weighted(rng, [(0, 0.3), (1, 0.3), (2, 0.2), (4, 0.15), (7, 0.05)])
@@ -1375,9 +1374,7 @@ def _instance(b: Build, g: Graph, definition: dict[str, Any], pos: tuple[float, 
         if rng.random() < 0.4:
             value = _pick_model(rng, b.ctx, folder, b.windows)
         if rng.random() < 0.5:
-            node["inputs"].append(
-                {"name": promoted[0], "type": "COMBO", "widget": {"name": promoted[0]}, "link": None}
-            )
+            node["inputs"].append({"name": promoted[0], "type": "COMBO", "widget": {"name": promoted[0]}, "link": None})
             node["widgets_values"] = [value]
         else:
             node["properties"]["proxyWidgets"] = [[str(inner["id"]), promoted[0]]]
@@ -1488,9 +1485,7 @@ def _pipeline(b: Build, g: Graph, x: float, y: float, use_subgraphs: bool, first
         image = (dec2, 0)
     if rng.random() < 0.4:
         if use_subgraphs and rng.random() < 0.4:
-            defn = next(
-                (d for d in b.subgraphs if d["name"] in ("Post-process", "Upscale 4x then shrink")), None
-            )
+            defn = next((d for d in b.subgraphs if d["name"] in ("Post-process", "Upscale 4x then shrink")), None)
             if defn is None:
                 defn = _postprocess_subgraph(b) if rng.random() < 0.35 else _upscale_subgraph(b)
             inst = _instance(b, g, defn, (sx + 1100, y + 300))
@@ -1656,9 +1651,7 @@ def _api_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
         typ = node["type"]
         if typ in FRONTEND_ONLY or node["mode"] in (2, 4):
             continue
-        spec_widgets = (
-            NODE_SPECS[typ][2] if typ in NODE_SPECS else [i["name"] for i in node["inputs"] if "widget" in i]
-        )
+        spec_widgets = NODE_SPECS[typ][2] if typ in NODE_SPECS else [i["name"] for i in node["inputs"] if "widget" in i]
         inputs: dict[str, Any] = {}
         values = node.get("widgets_values") or []
         names = list(spec_widgets)
@@ -1685,9 +1678,7 @@ def _api_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     """Returns one PNG chunk: length, type, data and the CRC-32 of type + data."""
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def png_with_text(texts: list[tuple[str, str]], width: int = 64, height: int = 64, seed: int = 0) -> bytes:
@@ -1699,9 +1690,7 @@ def png_with_text(texts: list[tuple[str, str]], width: int = 64, height: int = 6
         for x in range(width):
             rows += bytes(((r + x * 3) % 256, (g + y * 3) % 256, b))
     out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))]
-    out += [
-        _png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")) for key, text in texts
-    ]
+    out += [_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")) for key, text in texts]
     out.append(_png_chunk(b"IDAT", zlib.compress(bytes(rows), 9)))
     out.append(_png_chunk(b"IEND", b""))
     return b"".join(out)

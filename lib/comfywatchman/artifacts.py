@@ -52,8 +52,16 @@ def validator(schema_name: str) -> jsonschema.Draft202012Validator:
 
 
 @cache
-def quick_check(schema_name: str) -> fastcheck.Check | None:
-    """Return a compiled yes/no check for ``schema_name`` (see ``fastcheck``), or None if it cannot compile."""
+def part_validator(schema_name: str, definition: str) -> jsonschema.Draft202012Validator:
+    """Return a (cached) validator for the definition ``$defs/definition`` of the schema ``schema_name``."""
+    ref = {"$ref": SCHEMA_BASE + f"{schema_name}.schema.json#/$defs/{definition}"}
+    return jsonschema.Draft202012Validator(ref, registry=_registry(), format_checker=jsonschema.FormatChecker())
+
+
+@cache
+def quick_check(schema_name: str, definition: str | None = None) -> fastcheck.Check | None:
+    """Return a compiled yes/no check for ``schema_name`` (see ``fastcheck``), or for its ``$defs/definition``
+    when given, or None if it cannot compile."""
     schema = _registry()[SCHEMA_BASE + f"{schema_name}.schema.json"].contents
 
     def resolve(ref: str) -> Any:
@@ -63,7 +71,7 @@ def quick_check(schema_name: str) -> fastcheck.Check | None:
             document = document[part]
         return document
 
-    return fastcheck.compile_schema(schema, resolve)
+    return fastcheck.compile_schema(schema if definition is None else {"$ref": f"#/$defs/{definition}"}, resolve)
 
 
 def json_path(parts: Iterable[Any]) -> str:
@@ -74,13 +82,18 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
-def schema_errors(instance: Any, schema_name: str, source: str) -> list[str]:
-    """Return every schema violation of ``instance`` as ``SOURCE: at 'PATH': MESSAGE`` lines (empty if valid)."""
-    check = quick_check(schema_name)
+def schema_errors(instance: Any, schema_name: str, source: str, definition: str | None = None) -> list[str]:
+    """Return every schema violation of ``instance`` as ``SOURCE: at 'PATH': MESSAGE`` lines (empty if valid).
+
+    With ``definition``, ``instance`` is checked against ``$defs/definition`` of the schema instead (one
+    item of a large artifact, validated where it is made).
+    """
+    check = quick_check(schema_name, definition)
     # The compiled check answers in a fraction of jsonschema's time; jsonschema runs only to word the errors.
     if check is not None and check(instance):
         return []
-    errors = sorted(validator(schema_name).iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    full = validator(schema_name) if definition is None else part_validator(schema_name, definition)
+    errors = sorted(full.iter_errors(instance), key=lambda e: list(map(str, e.path)))
     lines = []
     for error in errors:
         where = json_path(error.absolute_path)
@@ -88,9 +101,10 @@ def schema_errors(instance: Any, schema_name: str, source: str) -> list[str]:
     return lines
 
 
-def validate(instance: Any, schema_name: str, source: str) -> None:
-    """Raise ArtifactError naming ``source`` and every problem if ``instance`` violates ``schema_name``."""
-    errors = schema_errors(instance, schema_name, source)
+def validate(instance: Any, schema_name: str, source: str, definition: str | None = None) -> None:
+    """Raise ArtifactError naming ``source`` and every problem if ``instance`` violates ``schema_name`` (or its
+    ``$defs/definition`` when given)."""
+    errors = schema_errors(instance, schema_name, source, definition)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ArtifactError(errors[0] + more)
@@ -174,21 +188,62 @@ def write(path: Path, data: Any, schema_name: str, indent: int | None = 2) -> No
     atomic_write_text(path, dumps(data, indent))
 
 
-def write_if_changed(path: Path, data: dict[str, Any], schema_name: str, volatile: Iterable[str] = ()) -> bool:
+def part_text(instance: Any, schema_name: str, definition: str, source: str) -> str:
+    """Validate ``instance`` against ``$defs/definition`` of ``schema_name`` and return its compact canonical
+    text, for ``write_assembled``. Raise ArtifactError naming ``source`` when it is not valid."""
+    validate(instance, schema_name, source, definition)
+    # Just validated, so plain JSON data: the cycle check has nothing to find.
+    return json.dumps(instance, sort_keys=True, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str], schema_name: str) -> str:
+    """Write the artifact ``head`` whose list ``key`` holds the items ``parts`` (texts from ``part_text``,
+    validated there); return the sha256 of the text written.
+
+    ``head`` is validated with that list empty; the schema must state the list's items as the definition
+    ``part_text`` checked them against, so the whole is valid when head and parts are. Large artifacts are
+    made this way so that each item is validated and encoded where it is made (a worker process) or kept as
+    it was, and the document is never walked as a whole. The text is what ``dumps(document, indent=None)``
+    gives, written atomically.
+    """
+    if head.get(key) != []:
+        raise ValueError(f"write_assembled: {key!r} must be an empty list in the head")
+    validate(head, schema_name, f"{path} (about to be written)")
+    marker = json.dumps(key, ensure_ascii=False) + ":[]"
+    text = dumps(head, indent=None)
+    # Strings escape their quotes, so the marker can only be a key with an empty list: it must be this one.
+    if text.count(marker) != 1:
+        raise ValueError(f"write_assembled: {key!r} is not a key of the head alone")
+    cut = text.index(marker) + len(marker) - 1
+    text = "".join((text[:cut], ",".join(parts), text[cut:]))
+    atomic_write_text(path, text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_if_changed(
+    path: Path, data: dict[str, Any], schema_name: str, volatile: Iterable[str] = (), indent: int | None = 2
+) -> bool:
     """Write ``data`` to ``path`` unless the file already holds the same content; return whether it wrote.
 
     Keys in ``volatile`` (timestamps) are left out of the comparison, so an unchanged install keeps the file
-    and its mtime as they are. A missing or broken existing file is simply replaced.
+    and its mtime as they are: the file is compared with the text ``data`` would be written as, with the
+    file's own volatile values. A missing or broken existing file (or one in another layout) is replaced.
     """
-    skip = set(volatile)
-    wanted = content_hash({k: v for k, v in data.items() if k not in skip})
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
+        existing_text = path.read_text(encoding="utf-8")
+        existing = json.loads(existing_text)
     except (OSError, ValueError):
         existing = None
-    if isinstance(existing, dict) and content_hash({k: v for k, v in existing.items() if k not in skip}) == wanted:
-        return False
-    write(path, data, schema_name)
+    if isinstance(existing, dict):
+        candidate = dict(data)
+        for key in volatile:
+            if key in existing:
+                candidate[key] = existing[key]
+            else:
+                candidate.pop(key, None)
+        if dumps(candidate, indent) == existing_text:
+            return False
+    write(path, data, schema_name, indent)
     return True
 
 

@@ -130,8 +130,9 @@ def refresh(
     """Rebuild both caches for ``root`` and write each to ``state_dir`` only if its content changed."""
     model_cache = build_model_cache(root, extra_configs or [], demo, now)
     nodes_cache = build_nodes_cache(root, now)
+    # Compact: the model cache lists every model file (megabytes on a large install), for programs only.
     models_written = artifacts.write_if_changed(
-        state_dir / "model_cache.json", model_cache, "model_cache", volatile=VOLATILE
+        state_dir / "model_cache.json", model_cache, "model_cache", volatile=VOLATILE, indent=None
     )
     nodes_written = artifacts.write_if_changed(
         state_dir / "custom_nodes_cache.json", nodes_cache, "custom_nodes_cache", volatile=VOLATILE

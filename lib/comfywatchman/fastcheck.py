@@ -22,15 +22,45 @@ Resolver = Callable[[str], Mapping[str, Any]]
 # Keywords that say nothing about validity.
 _ANNOTATIONS = frozenset(
     {
-        "$schema", "$id", "$comment", "title", "description", "default", "examples", "$defs", "definitions",
-        "deprecated", "readOnly", "writeOnly",
+        "$schema",
+        "$id",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$defs",
+        "definitions",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
     }
 )
 _SUPPORTED = _ANNOTATIONS | frozenset(
     {
-        "type", "enum", "const", "properties", "required", "additionalProperties", "items", "$ref", "oneOf",
-        "anyOf", "allOf", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-        "minItems", "maxItems", "minProperties", "pattern", "format", "uniqueItems",
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "$ref",
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "pattern",
+        "format",
+        "uniqueItems",
     }
 )
 
@@ -105,7 +135,11 @@ class _Compiler:
         checks: list[Check] = []
         if "$ref" in schema:
             checks.append(self._ref(schema["$ref"]))
-        if "type" in schema:
+        object_keys = any(k in schema for k in ("properties", "required", "additionalProperties", "minProperties"))
+        array_keys = any(k in schema for k in ("items", "minItems", "maxItems", "uniqueItems"))
+        # A plain "type": "object" (or "array") is folded into the object (array) check, one call less a value.
+        folded = (schema.get("type") == "object" and object_keys) or (schema.get("type") == "array" and array_keys)
+        if "type" in schema and not folded:
             kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             tests = [_type_check(k) for k in kinds]
             checks.append(tests[0] if len(tests) == 1 else (lambda v, t=tests: any(f(v) for f in t)))
@@ -116,20 +150,25 @@ class _Compiler:
             except TypeError:  # an unhashable option: compare one by one
                 checks.append(lambda v, o=options: any(v == x and type(v) is type(x) for x in o))
             else:
+                if all(type(x) is str for x in options):
+                    # Only strings: a set lookup, no tuple made per value.
+                    strings = frozenset(options)
+                    checks.append(lambda v, s=strings: type(v) is str and v in s)
+                else:
 
-                def in_enum(v: Any, allowed: frozenset[Any] = allowed) -> bool:
-                    try:
-                        return (type(v), v) in allowed
-                    except TypeError:
-                        return False
+                    def in_enum(v: Any, allowed: frozenset[Any] = allowed) -> bool:
+                        try:
+                            return (type(v), v) in allowed
+                        except TypeError:
+                            return False
 
-                checks.append(in_enum)
+                    checks.append(in_enum)
         if "const" in schema:
             checks.append(lambda v, c=schema["const"]: v == c and type(v) is type(c))
-        if any(k in schema for k in ("properties", "required", "additionalProperties", "minProperties")):
-            checks.append(self._object(schema))
-        if "items" in schema or "minItems" in schema or "maxItems" in schema or "uniqueItems" in schema:
-            checks.append(self._array(schema))
+        if object_keys:
+            checks.append(self._object(schema, strict=schema.get("type") == "object"))
+        if array_keys:
+            checks.append(self._array(schema, strict=schema.get("type") == "array"))
         if any(k in schema for k in ("minLength", "maxLength", "pattern")):
             checks.append(self._string(schema))
         if any(k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
@@ -158,11 +197,7 @@ class _Compiler:
                     checks.append(lambda v, s=subs: any(f(v) for f in s))
                 else:
                     checks.append(lambda v, s=subs: sum(1 for f in s if f(v)) == 1)
-        if not checks:
-            return lambda v: True
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v, c=tuple(checks): all(f(v) for f in c)
+        return _all_of(checks)
 
     def _ref(self, ref: str) -> Check:
         if ref not in self.refs:
@@ -172,7 +207,7 @@ class _Compiler:
             target.append(self.compile(self.resolve(ref)))
         return self.refs[ref]
 
-    def _object(self, schema: Mapping[str, Any]) -> Check:
+    def _object(self, schema: Mapping[str, Any], strict: bool = False) -> Check:
         declared = schema.get("properties") or {}
         # Properties that only state a type are checked inline with isinstance: no call per value.
         simple = tuple((k, t) for k, sub in declared.items() if (t := _simple_types(sub)) is not None)
@@ -186,7 +221,7 @@ class _Compiler:
 
         def check(value: Any) -> bool:
             if not isinstance(value, dict):
-                return True
+                return not strict
             if required and not required <= value.keys():
                 return False
             if min_props is not None and len(value) < min_props:
@@ -200,6 +235,8 @@ class _Compiler:
                 if item is not missing and not sub(item):
                     return False
             if extra_check is not None and not value.keys() <= known:
+                if not known:  # a map: every value is checked by the one schema
+                    return all(map(extra_check, value.values()))
                 for key in value.keys() - known:
                     if not extra_check(value[key]):
                         return False
@@ -207,13 +244,13 @@ class _Compiler:
 
         return check
 
-    def _array(self, schema: Mapping[str, Any]) -> Check:
+    def _array(self, schema: Mapping[str, Any], strict: bool = False) -> Check:
         item = self.compile(schema["items"]) if "items" in schema else None
         low, high, unique = schema.get("minItems"), schema.get("maxItems"), schema.get("uniqueItems", False)
 
         def check(value: Any) -> bool:
             if not isinstance(value, list):
-                return True
+                return not strict
             if (low is not None and len(value) < low) or (high is not None and len(value) > high):
                 return False
             if unique and len({repr(v) for v in value}) != len(value):
@@ -234,6 +271,21 @@ class _Compiler:
             return pattern is None or pattern.search(value) is not None
 
         return check
+
+
+def _all_of(checks: list[Check]) -> Check:
+    """Return a check passing when every one of ``checks`` does (two or three chained without a loop)."""
+    if not checks:
+        return lambda v: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+    if len(checks) == 3:
+        first, second, third = checks
+        return lambda v: first(v) and second(v) and third(v)
+    return lambda v, c=tuple(checks): all(f(v) for f in c)
 
 
 def compile_schema(schema: Mapping[str, Any], resolve: Resolver) -> Check | None:

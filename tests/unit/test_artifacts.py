@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -111,3 +112,19 @@ def test_every_schema_property_has_a_description_and_objects_are_closed(path: Pa
                 walk(value, f"{where}[{index}]")
 
     walk(schema, "$")
+
+
+def test_write_assembled_writes_what_dumps_would_and_validates_the_head(tmp_path: Path) -> None:
+    from tests.unit.test_fastcheck import SCAN
+
+    entry = SCAN["workflows"][0]
+    parts = [artifacts.part_text(entry, "scan", "workflow", "e"), artifacts.part_text(entry, "scan", "workflow", "e")]
+    head = {**SCAN, "workflows": []}
+    digest = artifacts.write_assembled(tmp_path / "scan.json", head, "workflows", parts, "scan")
+    text = (tmp_path / "scan.json").read_text(encoding="utf-8")
+    assert text == artifacts.dumps({**SCAN, "workflows": [entry, entry]}, indent=None)
+    assert digest == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    with pytest.raises(ArtifactError, match=r"scan.json \(about to be written\): at 'demo'"):
+        artifacts.write_assembled(tmp_path / "scan.json", {**head, "demo": "no"}, "workflows", parts, "scan")
+    with pytest.raises(ArtifactError, match=r"e: at 'reused'"):
+        artifacts.part_text({**entry, "reused": "no"}, "scan", "workflow", "e")

@@ -55,11 +55,15 @@ SCAN: dict[str, Any] = {
                     "node_ids": ["3:5"],
                     "modes": ["active"],
                     "active": True,
-                    "state": "core",
+                    "state": "missing",
                     "packs": [],
                     "checked_by": "files",
                 }
             ],
+            "installed_models": [
+                {"name": "a.safetensors", "folder": "checkpoints", "installed_as": "a.safetensors", "active": True}
+            ],
+            "provided_nodes": {"KSampler": "core", "Note": "frontend"},
         }
     ],
 }
@@ -87,6 +91,12 @@ def _broken(path: list[Any], value: Any) -> dict[str, Any]:
         (["workflows", 0, "models", 0, "surprise"], 1),
         (["workflows", 0, "nodes", 0, "active"], "yes"),
         (["workflows", 0, "reused"], 0),
+        (["workflows", 0, "models", 0, "status"], "installed"),
+        (["workflows", 0, "nodes", 0, "state"], "core"),
+        (["workflows", 0, "installed_models", 0, "installed_as"], None),
+        (["workflows", 0, "installed_models", 0, "checked_by"], "files"),
+        (["workflows", 0, "provided_nodes", "KSampler"], "missing"),
+        (["workflows", 0, "provided_nodes"], KeyError),
         (["demo"], None),
     ],
 )
@@ -100,3 +110,13 @@ def test_quick_check_rejects_what_jsonschema_rejects(path: list[Any], value: Any
 def test_quick_check_accepts_a_valid_document() -> None:
     assert artifacts.quick_check("scan")(SCAN)  # type: ignore[misc]
     assert artifacts.validator("scan").is_valid(SCAN)
+
+
+def test_a_workflow_entry_is_checked_against_its_definition_alone() -> None:
+    entry = SCAN["workflows"][0]
+    assert artifacts.schema_errors(entry, "scan", "e", definition="workflow") == []
+    broken = {**entry, "reused": "no"}
+    assert artifacts.quick_check("scan", "workflow")(broken) is False  # type: ignore[misc]
+    assert artifacts.schema_errors(broken, "scan", "e", definition="workflow") == [
+        "e: at 'reused': 'no' is not of type 'boolean'"
+    ]

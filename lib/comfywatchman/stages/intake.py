@@ -186,7 +186,8 @@ def run(ctx: StageContext) -> StageOutcome:
         "log_size": log_path.stat().st_size if log_path.exists() else 0,
         "errors": outcome.errors,
     }
-    artifacts.write(ctx.state_dir / ARTIFACT, document, "intake")
+    # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle.
+    artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None)
     new = sum(1 for a in acknowledgments if a["kind"] == "new")
     outcome.counts = {
         "workflows": len(workflows),

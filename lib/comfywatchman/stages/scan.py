@@ -1,12 +1,23 @@
 """Scan: read every workflow, list what it needs, and compare that with the install.
 
-Reads ``intake.json`` and both caches, writes ``state/scan.json``. Two levels of reuse keep repeated cycles
-cheap:
+Reads ``intake.json`` and both caches, writes ``state/scan.json``. Per workflow it holds every requirement
+and whether the install has it: what is not installed (missing or invalid models, missing or disabled node
+types) in full, with origins, declarations and where it was looked for, because search and the report work
+from those; what is installed in short (a model's name, folder and the file that matched; a node type's name
+and what provides it).
+
+Three levels of reuse keep repeated cycles cheap:
 
 - nothing changed (same workflows and hashes, same caches, same settings, same server answer): the inputs
   fingerprint in ``state/scan_inputs.json`` matches and ``scan.json`` is left as it is, like the caches;
-- a workflow whose content hash is unchanged is not parsed again: its requirements are taken from the
-  previous ``scan.json`` and only compared with the install anew.
+- the install did not change (same caches, node map, settings and server answer) but some workflows did:
+  the entries of the unchanged ones are taken as they are from the last ``scan.json`` (when its bytes are
+  the ones that scan wrote), and only the new or changed workflows are parsed and compared;
+- the install changed: every workflow is compared anew, but one whose content hash is unchanged is not
+  parsed again: its requirements come from the store ``state/requirements.pack`` (see ``workflow.store``).
+
+Parsing, comparing, validating and encoding a workflow's entry all happen in worker processes when there
+are many; this process only joins the entries (``artifacts.write_assembled``).
 
 When ``[comfyui] url`` names a ComfyUI server that answers ``/object_info``, its node types and combo lists
 decide first; every verdict records whether the server or the files gave it (``checked_by``).
@@ -22,8 +33,9 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman import artifacts, resources
 from comfywatchman.comfy import manager_map, server
@@ -32,136 +44,22 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import embeddings, extract, names
 from comfywatchman.workflow.load import WorkflowError, load
+from comfywatchman.workflow.store import FILE as STORE_FILE
+from comfywatchman.workflow.store import RequirementStore
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT = "scan.json"
 INPUTS = "scan_inputs.json"
+SCHEMA = "scan"
+ENTRY = "workflow"  # the scan schema's definition of one workflow entry
 # Requirements found by a loader widget; only these can be checked against a server's combo list.
 _COMBO_VIAS = frozenset({"widget", "primitive", "promoted"})
-# What a workflow's requirements are, as opposed to the verdicts on them.
-_MODEL_KEYS = ("name", "folder", "origins", "declarations")
-_NODE_KEYS = ("class_type", "node_ids", "modes")
+# Node states that mean the type is there: such types are listed by name only.
+PROVIDED = frozenset({"core", "frontend", "installed"})
 # Below this many workflows to parse, worker processes cost more to start than they save.
 MIN_PARALLEL = 64
 MAX_WORKERS = 8
-
-# Set in each worker process (and in this one for the serial path): the extraction settings.
-_EXTRACT_SETTINGS: tuple[dict[str, list[extract.LoaderInput]], frozenset[str]] | None = None
-
-
-def _init_extract(loaders: dict[str, list[extract.LoaderInput]], placeholders: frozenset[str]) -> None:
-    global _EXTRACT_SETTINGS
-    _EXTRACT_SETTINGS = (loaders, placeholders)
-    # Parsed workflows hold no reference cycles; the cyclic collector would only rescan every object made.
-    gc.disable()
-
-
-def parse_one(path: str) -> dict[str, Any] | str:
-    """Return the requirement data of the workflow at ``path`` (format, container, models, nodes), or the
-    one-line error naming the file when it cannot be read as a workflow."""
-    assert _EXTRACT_SETTINGS is not None
-    try:
-        workflow, _raw = load(Path(path))
-    except WorkflowError as exc:
-        return str(exc)
-    loaders, placeholders = _EXTRACT_SETTINGS
-    return {
-        "format": workflow.format,
-        "container": workflow.container,
-        **extract.extract(workflow, loaders, placeholders).to_json(),
-    }
-
-
-def worker_count(configured: int, jobs: int) -> int:
-    """Return how many worker processes to parse ``jobs`` workflows with (1: parse in this process)."""
-    if jobs < MIN_PARALLEL:
-        return 1
-    if configured > 0:
-        return configured
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
-
-
-def parse_all(paths: list[str], workers: int) -> Iterator[dict[str, Any] | str]:
-    """Yield ``parse_one`` for each of ``paths``, in order, over ``workers`` processes when more than one."""
-    if workers <= 1:
-        yield from map(parse_one, paths)
-        return
-    assert _EXTRACT_SETTINGS is not None
-    methods = multiprocessing.get_all_start_methods()
-    # fork starts workers in milliseconds and shares the loaded code; elsewhere the default method.
-    context = multiprocessing.get_context("fork") if "fork" in methods else None
-    settings = _EXTRACT_SETTINGS
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_extract, initargs=settings) as pool:
-        yield from pool.map(parse_one, paths, chunksize=max(1, min(32, len(paths) // (workers * 8) or 1)))
-
-
-def settings_hash(scan_config: dict[str, Any]) -> str:
-    """Return a hash of what changes extraction: the extractor version and the [scan] settings."""
-    return artifacts.content_hash({"extractor": extract.EXTRACTOR_VERSION, "scan": scan_config})
-
-
-def _file_digest(path: Path | None) -> str | None:
-    """Return the sha256 of the file at ``path``, or None when there is none."""
-    if path is None:
-        return None
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def inputs_fingerprint(
-    state: Path,
-    intake: Mapping[str, Any],
-    wanted_hash: str,
-    map_path: Path | None,
-    truth: server.ServerTruth | None,
-) -> str:
-    """Return a hash of everything scan.json is computed from, bar the cycle id and the clock."""
-    return artifacts.content_hash(
-        {
-            "settings": wanted_hash,
-            "workflows": [[w["path"], w["workflow"], w["source"], w["sha256"]] for w in intake["workflows"]],
-            "comfyui_root": intake["comfyui_root"],
-            # The cache stage rewrites its files only when their content changes, so their bytes stand for it.
-            "model_cache": _file_digest(state / "model_cache.json"),
-            "nodes_cache": _file_digest(state / "custom_nodes_cache.json"),
-            "node_map": _file_digest(map_path),
-            "data": [_file_digest(resources.DATA_DIR / n) for n in ("core_nodes.txt", "frontend_nodes.json")],
-            "server": truth.digest if truth is not None else None,
-        }
-    )
-
-
-def _previous_requirements(path: Path, wanted_hash: str) -> dict[str, dict[str, Any]]:
-    """Return sha256 -> requirement data (format, container, models, nodes) from the last scan when it was
-    made with the same settings; empty when there is none or it is unusable."""
-    try:
-        previous = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        logger.warning("%s: unreadable (%s); every workflow is parsed again", path, exc)
-        return {}
-    if not isinstance(previous, dict) or previous.get("settings_hash") != wanted_hash:
-        return {}
-    kept: dict[str, dict[str, Any]] = {}
-    # This file was validated when it was written; reading it back is only guarded against a hand-edited or
-    # foreign file: any shape problem means nothing is reused (validating 30 MB again would cost a second).
-    try:
-        for entry in previous["workflows"]:
-            if entry["error"] is None:
-                kept[entry["sha256"]] = {
-                    "format": entry["format"],
-                    "container": entry.get("container", "json"),
-                    "models": [{k: m[k] for k in _MODEL_KEYS} for m in entry["models"]],
-                    "nodes": [{k: n[k] for k in _NODE_KEYS} for n in entry["nodes"]],
-                }
-    except (KeyError, TypeError) as exc:
-        logger.warning("%s: not shaped like a scan (%s); every workflow is parsed again", path, exc)
-        return {}
-    return kept
 
 
 class Evaluator:
@@ -174,19 +72,24 @@ class Evaluator:
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[str, dict[str, Any]] = {}
 
-    def model(self, ref: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the scan.json entry for one model requirement (``name, folder, origins, declarations``)."""
+    def _model(self, ref: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
         origins = ref["origins"]
-        active = not origins or any(o["mode"] == "active" for o in origins)
-        prompt_only = bool(origins) and all(o["via"] == "prompt" for o in origins)
-        combo = next(
-            ((o["node_type"], o["input"]) for o in origins if o["via"] in _COMBO_VIAS and o["input"]), None
-        )
+        active = not origins
+        prompt_only = bool(origins)
+        combo = None
+        for origin in origins:
+            if origin["mode"] == "active":
+                active = True
+            via = origin["via"]
+            if via != "prompt":
+                prompt_only = False
+            if combo is None and via in _COMBO_VIAS and origin["input"]:
+                combo = (origin["node_type"], origin["input"])
         key = (ref["name"], ref["folder"], prompt_only, combo if self.truth is not None else None)
         verdict = self._model_memo.get(key)
         if verdict is None:
             verdict = self._model_memo[key] = self._model_verdict(ref["name"], ref["folder"], prompt_only, key[3])
-        return {**ref, "active": active, **verdict}
+        return active, verdict
 
     def _model_verdict(
         self, name: str, folder: str | None, prompt_only: bool, combo: tuple[str, str] | None
@@ -194,8 +97,12 @@ class Evaluator:
         reason = names.invalid_reason(name)
         if reason is not None:
             return {
-                "invalid_reason": reason, "status": "invalid", "installed_as": None, "note": "",
-                "looked_in": [], "checked_by": "files",
+                "invalid_reason": reason,
+                "status": "invalid",
+                "installed_as": None,
+                "note": "",
+                "looked_in": [],
+                "checked_by": "files",
             }
         if combo is not None and self.truth is not None:
             answer = self.truth.combo_match(combo[0], combo[1], name)
@@ -221,25 +128,219 @@ class Evaluator:
             "checked_by": match.checked_by,
         }
 
-    def node(self, ref: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the scan.json entry for one node type use (``class_type, node_ids, modes``)."""
-        verdict = self._node_memo.get(ref["class_type"])
+    def node_verdict(self, class_type: str) -> dict[str, Any]:
+        """Return ``state, packs, checked_by`` for one node type."""
+        verdict = self._node_memo.get(class_type)
         if verdict is None:
-            state = self.nodes.state(ref["class_type"])
-            verdict = self._node_memo[ref["class_type"]] = {
-                "state": state.state, "packs": state.packs, "checked_by": state.checked_by,
+            state = self.nodes.state(class_type)
+            verdict = self._node_memo[class_type] = {
+                "state": state.state,
+                "packs": state.packs,
+                "checked_by": state.checked_by,
             }
-        modes = ref["modes"]
-        return {**ref, "active": not modes or "active" in modes, **verdict}
+        return verdict
+
+    def entry_parts(self, requirements: Mapping[str, Any]) -> dict[str, Any]:
+        """Return a workflow entry's ``models``, ``installed_models``, ``nodes`` and ``provided_nodes``."""
+        models: list[dict[str, Any]] = []
+        installed: list[dict[str, Any]] = []
+        for ref in requirements["models"]:
+            active, verdict = self._model(ref)
+            if verdict["status"] == "installed":
+                short = {"name": ref["name"], "folder": ref["folder"], "installed_as": verdict["installed_as"]}
+                short["active"] = active
+                if verdict["checked_by"] == "server":
+                    short["checked_by"] = "server"
+                installed.append(short)
+            else:
+                models.append({**ref, "active": active, **verdict})
+        nodes: list[dict[str, Any]] = []
+        provided: dict[str, str] = {}
+        for ref in requirements["nodes"]:
+            verdict = self.node_verdict(ref["class_type"])
+            if verdict["state"] in PROVIDED:
+                provided[ref["class_type"]] = verdict["state"]
+            else:
+                modes = ref["modes"]
+                nodes.append({**ref, "active": not modes or "active" in modes, **verdict})
+        return {"models": models, "installed_models": installed, "nodes": nodes, "provided_nodes": provided}
 
 
-def evaluate(
-    requirements: extract.Requirements, models: ModelIndex, nodes: NodeIndex
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return the workflow's model and node entries, each annotated with whether the install has it."""
-    evaluator = Evaluator(models, nodes, nodes.server)
-    data = requirements.to_json()
-    return [evaluator.model(m) for m in data["models"]], [evaluator.node(n) for n in data["nodes"]]
+@dataclass
+class ScanSettings:
+    """What scanning one workflow needs: extraction settings, the evaluator, the store and the count rule."""
+
+    loaders: dict[str, list[extract.LoaderInput]]
+    placeholders: frozenset[str]
+    evaluator: Evaluator
+    store: RequirementStore
+    count_inactive: bool
+
+
+class Scanned(NamedTuple):
+    """One workflow's entry as compact JSON text, with what the stage's counts need from it."""
+
+    text: str
+    error: str | None
+    reused: bool
+    missing_models: list[tuple[str | None, str]]  # (folder, lookup key) of each counted missing model
+    missing_nodes: list[str]  # each counted missing or disabled node type
+    kept: bytes | None = None  # requirements parsed now, encoded for the store
+
+
+# Set in each worker process (and in this one for the serial path).
+_SETTINGS: ScanSettings | None = None
+
+
+def _init_worker(settings: ScanSettings) -> None:
+    global _SETTINGS
+    _SETTINGS = settings
+    # Parsed workflows hold no reference cycles; the cyclic collector would only rescan every object made.
+    gc.disable()
+
+
+def requirements_of(
+    path: str,
+    loaders: Mapping[str, list[extract.LoaderInput]],
+    placeholders: frozenset[str],
+    size: int | None = None,
+) -> tuple[dict[str, Any] | str, bool]:
+    """Return the requirement data of the workflow at ``path`` (format, container, models, nodes), or the
+    one-line error naming the file when it cannot be read as a workflow; and whether the file still has
+    ``size`` bytes (so what was read is what intake hashed)."""
+    try:
+        workflow, raw = load(Path(path))
+    except WorkflowError as exc:
+        return str(exc), False
+    data = {
+        "format": workflow.format,
+        "container": workflow.container,
+        **extract.extract(workflow, loaders, placeholders).to_json(),
+    }
+    return data, size is None or len(raw) == size
+
+
+def counted(entry: Mapping[str, Any], count_inactive: bool) -> tuple[list[tuple[str | None, str]], list[str]]:
+    """Return the missing models (folder, lookup key) and node types of an entry that count against it."""
+    models = [(m["folder"], names.lookup_key(m["name"])) for m in entry["models"] if m["active"] or count_inactive]
+    nodes = [n["class_type"] for n in entry["nodes"] if n["active"] or count_inactive]
+    return models, nodes
+
+
+def _entry(base: Mapping[str, Any], requirements: Mapping[str, Any], reused: bool, settings: ScanSettings) -> Scanned:
+    entry = {
+        **base,
+        "format": requirements["format"],
+        "container": requirements["container"],
+        "error": None,
+        "reused": reused,
+        **settings.evaluator.entry_parts(requirements),
+    }
+    text = artifacts.part_text(entry, SCHEMA, ENTRY, f"{base['path']}: its scan.json entry")
+    return Scanned(text, None, reused, *counted(entry, settings.count_inactive))
+
+
+def scan_one(job: tuple[dict[str, Any], int | None]) -> Scanned:
+    """Return the scan.json entry of one workflow (``job``: the intake fields kept in it, and the file's size),
+    from its kept requirements when the store has them, else by parsing the file."""
+    settings = _SETTINGS
+    assert settings is not None
+    base, size = job
+    sha256 = base["sha256"]
+    kept = settings.store.get(sha256)
+    if kept is not None:
+        try:
+            return _entry(base, kept, True, settings)
+        except (ArtifactError, KeyError, TypeError, ValueError) as exc:
+            # Kept requirements that do not make a valid entry (from a foreign version): parse again.
+            logger.warning("%s: kept requirements unusable (%s); parsed again", base["path"], exc)
+    answer, whole = requirements_of(base["path"], settings.loaders, settings.placeholders, size)
+    if isinstance(answer, str):
+        failed = {
+            **base,
+            "format": None,
+            "container": None,
+            "error": answer,
+            "reused": False,
+            "models": [],
+            "installed_models": [],
+            "nodes": [],
+            "provided_nodes": {},
+        }
+        return Scanned(artifacts.part_text(failed, SCHEMA, ENTRY, base["path"]), answer, False, [], [])
+    made = _entry(base, answer, False, settings)
+    # A file that changed since intake hashed it is not kept under that hash.
+    return made._replace(kept=settings.store.encode(answer)) if whole else made
+
+
+def worker_count(configured: int, jobs: int) -> int:
+    """Return how many worker processes to scan ``jobs`` workflows with (1: scan in this process)."""
+    if jobs < MIN_PARALLEL:
+        return 1
+    if configured > 0:
+        return configured
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettings, workers: int) -> Iterator[Scanned]:
+    """Yield ``scan_one`` for each of ``jobs``, in order, over ``workers`` processes when more than one."""
+    global _SETTINGS
+    if workers <= 1:
+        _SETTINGS = settings
+        try:
+            yield from map(scan_one, jobs)
+        finally:
+            _SETTINGS = None  # the indexes are not kept alive past the scan
+        return
+    methods = multiprocessing.get_all_start_methods()
+    # fork starts workers in milliseconds and shares the loaded code and the indexes; elsewhere the default.
+    context = multiprocessing.get_context("fork") if "fork" in methods else None
+    chunk = max(1, min(16, len(jobs) // (workers * 8) or 1))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
+        yield from pool.map(scan_one, jobs, chunksize=chunk)
+
+
+def settings_hash(scan_config: dict[str, Any]) -> str:
+    """Return a hash of what changes extraction: the extractor version and the [scan] settings."""
+    return artifacts.content_hash({"extractor": extract.EXTRACTOR_VERSION, "scan": scan_config})
+
+
+def _file_digest(path: Path | None) -> str | None:
+    """Return the sha256 of the file at ``path``, or None when there is none."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def install_fingerprint(
+    state: Path, comfyui_root: str, wanted_hash: str, map_path: Path | None, truth: server.ServerTruth | None
+) -> str:
+    """Return a hash of everything a workflow's verdicts depend on besides its own content."""
+    return artifacts.content_hash(
+        {
+            "settings": wanted_hash,
+            "comfyui_root": comfyui_root,
+            # The cache stage rewrites its files only when their content changes, so their bytes stand for it.
+            "model_cache": _file_digest(state / "model_cache.json"),
+            "nodes_cache": _file_digest(state / "custom_nodes_cache.json"),
+            "node_map": _file_digest(map_path),
+            "data": [_file_digest(resources.DATA_DIR / n) for n in ("core_nodes.txt", "frontend_nodes.json")],
+            "server": truth.digest if truth is not None else None,
+        }
+    )
+
+
+def inputs_fingerprint(install: str, intake: Mapping[str, Any]) -> str:
+    """Return a hash of everything scan.json is computed from, bar the cycle id and the clock."""
+    return artifacts.content_hash(
+        {
+            "install": install,
+            "workflows": [[w["path"], w["workflow"], w["source"], w["sha256"]] for w in intake["workflows"]],
+        }
+    )
 
 
 def _read_inputs(path: Path) -> dict[str, Any] | None:
@@ -248,6 +349,25 @@ def _read_inputs(path: Path) -> dict[str, Any] | None:
     except ArtifactError as exc:
         logger.warning("%s; the scan runs in full", exc)
         return None
+
+
+def previous_entries(path: Path, inputs: Mapping[str, Any] | None, install: str) -> dict[str, dict[str, Any]]:
+    """Return sha256 -> entry of the readable workflows in the last scan.json, when the install it was compared
+    with is the same as now and the file holds the very bytes that scan wrote (it was validated then, so it
+    is not validated again); else nothing."""
+    if inputs is None or inputs.get("install") != install or not inputs.get("scan_sha256"):
+        return {}
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return {}
+    if hashlib.sha256(raw).hexdigest() != inputs["scan_sha256"]:
+        logger.info("%s: not the file the last scan wrote; every workflow is compared anew", path)
+        return {}
+    try:
+        return {w["sha256"]: w for w in json.loads(raw)["workflows"] if w["error"] is None}
+    except (ValueError, KeyError, TypeError):
+        return {}
 
 
 def run(ctx: StageContext) -> StageOutcome:
@@ -260,7 +380,8 @@ def run(ctx: StageContext) -> StageOutcome:
     map_path = manager_map.find_map(ctx.config.comfyui_root)
     url = ctx.config.section("comfyui")["url"]
     truth = server.fetch(url) if url else None
-    fingerprint = inputs_fingerprint(state, intake, wanted_hash, map_path, truth)
+    install = install_fingerprint(state, intake["comfyui_root"], wanted_hash, map_path, truth)
+    fingerprint = inputs_fingerprint(install, intake)
 
     previous_inputs = _read_inputs(state / INPUTS)
     if previous_inputs is not None and previous_inputs["fingerprint"] == fingerprint and (state / ARTIFACT).exists():
@@ -271,35 +392,21 @@ def run(ctx: StageContext) -> StageOutcome:
         logger.info("scan: %s", outcome.detail)
         return outcome
 
-    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-    nodes_cache = artifacts.read(state / "custom_nodes_cache.json", "custom_nodes_cache")
     collecting = gc.isenabled()
     # No reference cycles are made below, only millions of small containers: the cyclic collector would
     # rescan all of them again and again (it doubled the scan's time on a large install).
     gc.disable()
     try:
-        document = _scan(ctx, outcome, intake, model_cache, nodes_cache, truth, map_path, wanted_hash)
-        # Compact: scan.json runs to tens of megabytes on a large install, and only programs read it.
-        artifacts.write(state / ARTIFACT, document, "scan", indent=None)
+        results, head = _scan(ctx, outcome, intake, truth, map_path, wanted_hash, previous_inputs, install)
+        # Compact: scan.json runs to megabytes on a large install, and only programs read it.
+        written = artifacts.write_assembled(state / ARTIFACT, head, "workflows", [r.text for r in results], SCHEMA)
     finally:
         if collecting:
             gc.enable()
-    results = document["workflows"]
-    reused = sum(1 for w in results if w["reused"])
+    reused = sum(1 for r in results if r.reused)
     parsed = len(results) - reused
-    count_inactive = bool(scan_config["count_inactive_nodes"])
-    missing_models = {
-        (m["folder"], names.lookup_key(m["name"]))
-        for w in results
-        for m in w["models"]
-        if m["status"] != "installed" and (m["active"] or count_inactive)
-    }
-    missing_nodes = {
-        n["class_type"]
-        for w in results
-        for n in w["nodes"]
-        if n["state"] in ("missing", "disabled") and (n["active"] or count_inactive)
-    }
+    missing_models = {key for r in results for key in r.missing_models}
+    missing_nodes = {class_type for r in results for class_type in r.missing_nodes}
     outcome.counts = {
         "workflows": len(results),
         "parsed": parsed,
@@ -317,6 +424,8 @@ def run(ctx: StageContext) -> StageOutcome:
         state / INPUTS,
         {
             "fingerprint": fingerprint,
+            "install": install,
+            "scan_sha256": written,
             "cycle_id": ctx.cycle_id,
             "counts": outcome.counts,
             "errors": outcome.errors,
@@ -332,49 +441,62 @@ def _scan(
     ctx: StageContext,
     outcome: StageOutcome,
     intake: Mapping[str, Any],
-    model_cache: Mapping[str, Any],
-    nodes_cache: Mapping[str, Any],
     truth: server.ServerTruth | None,
     map_path: Path | None,
     wanted_hash: str,
-) -> dict[str, Any]:
-    """Return the scan.json document: parse what changed, reuse the rest, compare everything anew."""
+    previous_inputs: Mapping[str, Any] | None,
+    install: str,
+) -> tuple[list[Scanned], dict[str, Any]]:
+    """Return every workflow's entry, in intake order, and the rest of the scan.json document: entries of
+    unchanged workflows kept when the install is unchanged, the others made (in worker processes when many)."""
     scan_config = ctx.config.section("scan")
-    kept = _previous_requirements(ctx.state_dir / ARTIFACT, wanted_hash)
-    loaders = extract.loader_table(scan_config["loaders"])
-    placeholders = frozenset(v.strip().casefold() for v in scan_config["placeholder_values"])
+    count_inactive = bool(scan_config["count_inactive_nodes"])
+    state = ctx.state_dir
+    store = RequirementStore(state / STORE_FILE, wanted_hash)
+    kept = previous_entries(state / ARTIFACT, previous_inputs, install)
+    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     node_map = manager_map.load(map_path)
-    evaluator = Evaluator(
-        ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
-    )
 
-    _init_extract(loaders, placeholders)
-    to_parse = [item["path"] for item in intake["workflows"] if item["sha256"] not in kept]
-    parsed_now = parse_all(to_parse, worker_count(int(scan_config.get("workers", 0)), len(to_parse)))
-    results = []
+    results: list[Scanned | None] = []
+    jobs: list[tuple[dict[str, Any], int | None]] = []
     for item in intake["workflows"]:
         base = {key: item[key] for key in ("workflow", "path", "source", "sha256")}
-        requirements = kept.get(item["sha256"])
-        if requirements is None:
-            answer = next(parsed_now)
-            if isinstance(answer, str):
-                outcome.fail(answer)
-                failed = {"format": None, "container": None, "error": answer, "reused": False}
-                results.append({**base, **failed, "models": [], "nodes": []})
-                continue
-            requirements = answer
-        results.append(
-            {
-                **base,
-                "format": requirements["format"],
-                "container": requirements["container"],
-                "error": None,
-                "reused": item["sha256"] in kept,
-                "models": [evaluator.model(m) for m in requirements["models"]],
-                "nodes": [evaluator.node(n) for n in requirements["nodes"]],
-            }
+        previous = kept.get(item["sha256"])
+        if previous is None:
+            jobs.append((base, item.get("size")))
+            results.append(None)
+            continue
+        entry = {**previous, **base, "reused": True}
+        # Kept as written (validated then); only the intake fields and "reused" may differ, both valid.
+        text = json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        results.append(Scanned(text, None, True, *counted(entry, count_inactive)))
+
+    if jobs:
+        nodes_cache = artifacts.read(state / "custom_nodes_cache.json", "custom_nodes_cache")
+        store.load()  # before the workers start, so they share what it read
+        evaluator = Evaluator(
+            ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
         )
-    return {
+        settings = ScanSettings(
+            loaders=extract.loader_table(scan_config["loaders"]),
+            placeholders=frozenset(v.strip().casefold() for v in scan_config["placeholder_values"]),
+            evaluator=evaluator,
+            store=store,
+            count_inactive=count_inactive,
+        )
+        made = scan_all(jobs, settings, worker_count(int(scan_config.get("workers", 0)), len(jobs)))
+        for index, slot in enumerate(results):
+            if slot is None:
+                results[index] = next(made)
+    done: list[Scanned] = [r for r in results if r is not None]
+    for item, result in zip(intake["workflows"], done, strict=True):
+        if result.error is not None:
+            outcome.fail(result.error)
+        if result.kept is not None:
+            store.add(item["sha256"], result.kept)
+    if jobs:
+        store.save({item["sha256"] for item in intake["workflows"]})
+    head = {
         "cycle_id": ctx.cycle_id,
         "generated_at": ctx.now().isoformat(timespec="seconds"),
         "comfyui_root": model_cache["comfyui_root"],
@@ -382,5 +504,6 @@ def _scan(
         "settings_hash": wanted_hash,
         "node_map": node_map.source,
         "server": truth.url if truth is not None else None,
-        "workflows": results,
+        "workflows": [],
     }
+    return done, head

@@ -12,7 +12,7 @@ parsing an unchanged workflow next cycle.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from comfywatchman.workflow.graph import Graph, group_node_name, subgraph_defini
 from comfywatchman.workflow.load import Workflow
 
 logger = logging.getLogger(__name__)
+IDENTIFIER = embeddings.IDENTIFIER
 
 INACTIVE_MODES = {2: "muted", 4: "bypassed"}
 # Bumped whenever extraction changes, so requirements kept from an earlier cycle are recomputed.
@@ -172,7 +173,8 @@ class _Collector:
         ref.modes.append(mode)
 
     def result(self) -> Requirements:
-        models = sorted(self.models.values(), key=lambda m: (m.folder or "~", names.lookup_key(m.name)))
+        # Keyed by (folder, lookup key of the name): sort by that, without working the key out again.
+        models = [ref for _, ref in sorted(self.models.items(), key=lambda item: (item[0][0] or "~", item[0][1]))]
         return Requirements(models=models, nodes=sorted(self.nodes.values(), key=lambda n: n.class_type))
 
 
@@ -256,15 +258,24 @@ class _UIWalker:
         overrides: Overrides,
         stack: tuple[str, ...],
     ) -> None:
+        definitions = self.definitions
+        group_nodes = self.group_nodes
+        node_refs = self.out.nodes
+        loaders = self.loaders
+        # An instance that is muted or bypassed takes everything inside it along.
+        forced = outer_mode if outer_mode not in (None, "active") else None
         for node in graph.nodes:
             node_type = node.get("type")
             if not isinstance(node_type, str):
                 continue
             local_id = str(node.get("id"))
             node_id = prefix + local_id
-            # An instance that is muted or bypassed takes everything inside it along.
-            mode = outer_mode if outer_mode not in (None, "active") else node_mode(node)
-            definition = self.definitions.get(node_type)
+            if forced is not None:
+                mode = forced
+            else:
+                raw_mode = node.get("mode", 0)
+                mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
+            definition = definitions.get(node_type) if definitions else None
             if definition is not None:
                 if node_type in stack:
                     logger.debug("subgraph %s contains itself; not walked again", node_type)
@@ -273,11 +284,24 @@ class _UIWalker:
                 inner = self._promotions(node, local_id, node_type, graph, overrides)
                 sub_path = [*path, _subgraph_name(definition)]
                 self.walk(self.graph(node_type), sub_path, node_id + ":", mode, inner, (*stack, node_type))
-            elif group_node_name(node_type) in self.group_nodes:
-                self._walk_group(node, node_id, group_node_name(node_type), path, mode)
+            elif group_nodes and group_node_name(node_type) in group_nodes:
+                self._walk_group(node, node_id, group_node_name(node_type), path, mode)  # type: ignore[arg-type]
             else:
-                self.out.add_node(node_type, node_id, mode)
-                self._values(node, local_id, node_id, node_type, graph, path, mode, overrides)
+                ref = node_refs.get(node_type)  # _Collector.add_node, inlined: it runs for every node
+                if ref is None:
+                    ref = node_refs[node_type] = NodeRef(node_type)
+                ref.node_ids.append(node_id)
+                ref.modes.append(mode)
+                values = node.get("widgets_values")
+                # Most nodes are neither loaders nor overridden and hold no string worth a look: decide that
+                # here, without a call per node.
+                if (
+                    overrides
+                    or node_type in loaders
+                    or (isinstance(values, list) and _any_candidate(values))
+                    or (isinstance(values, dict) and _any_candidate(values.values()))
+                ):
+                    self._values(node, local_id, node_id, node_type, graph, path, mode, overrides)
             properties = node.get("properties")
             if isinstance(properties, dict) and "models" in properties:
                 for decl in _declarations(properties["models"]):
@@ -301,9 +325,12 @@ class _UIWalker:
         values = node.get("widgets_values") if values is None else values
         specs = self.loaders.get(node_type)
         taken: set[str] = set()
+        widget_names: list[str] | None = None
         if specs:
+            widget_names = _widget_inputs(node)
+            linked = _linked_inputs(node)
             for spec in specs:
-                value, via = self._loader_value(node, local_id, values, spec, graph, overrides)
+                value, via = self._loader_value(local_id, values, spec, graph, overrides, widget_names, linked)
                 self.out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
                 taken.add(spec.input)
         if overrides:
@@ -316,7 +343,6 @@ class _UIWalker:
             items = enumerate(values)
         else:
             return
-        widget_names: list[str] | None = None
         for key, value in items:
             if isinstance(value, str):
                 if not _worth_a_look(value):
@@ -325,9 +351,7 @@ class _UIWalker:
                     # Names are worked out only for the rare value that names something.
                     if widget_names is None:
                         widget_names = _widget_inputs(node)
-                        if len(widget_names) != len(values):
-                            widget_names = []
-                    name = widget_names[key] if widget_names else None
+                    name = widget_names[key] if len(widget_names) == len(values) else None
                 else:
                     name = key
                 if name not in taken:
@@ -359,26 +383,23 @@ class _UIWalker:
 
     def _loader_value(
         self,
-        node: Mapping[str, Any],
         local_id: str,
         values: Any,
         spec: LoaderInput,
         graph: Graph,
         overrides: Overrides,
+        widget_names: list[str],
+        linked: list[tuple[Any, Any]],
     ) -> tuple[Any, str]:
         promoted = overrides.get((local_id, spec.input))
         if promoted is not None:
             return promoted
-        for entry in node.get("inputs") or ():
-            if not isinstance(entry, dict) or entry.get("link") is None:
-                continue
-            widget = entry.get("widget")
-            name = widget.get("name") if isinstance(widget, dict) else entry.get("name")
+        for name, link in linked:
             if name == spec.input:
-                source = graph.primitive_value(entry["link"])
+                source = graph.primitive_value(link)
                 if source is not None:
                     return source, "primitive"
-        return _widget_value(node, values, spec), "widget"
+        return _widget_value(values, spec, widget_names), "widget"
 
     def _promotions(
         self,
@@ -481,17 +502,40 @@ def _widget_inputs(node: Mapping[str, Any]) -> list[str]:
     return names_
 
 
-def _widget_value(node: Mapping[str, Any], values: Any, spec: LoaderInput) -> Any:
+def _linked_inputs(node: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """Return ``(input name, link id)`` for each input of ``node`` fed by a link (the widget's name when the
+    input is a converted widget)."""
+    linked: list[tuple[Any, Any]] = []
+    for entry in node.get("inputs") or ():
+        if not isinstance(entry, dict) or entry.get("link") is None:
+            continue
+        widget = entry.get("widget")
+        linked.append((widget.get("name") if isinstance(widget, dict) else entry.get("name"), entry["link"]))
+    return linked
+
+
+def _widget_value(values: Any, spec: LoaderInput, widget_names: list[str]) -> Any:
     if isinstance(values, dict):
         return values.get(spec.input)
     if not isinstance(values, list):
         return None
     index = spec.index
     # Recent frontends list every widget as an input; when they line up with the values, trust their order.
-    widget_names = _widget_inputs(node)
     if len(widget_names) == len(values) and spec.input in widget_names:
         index = widget_names.index(spec.input)
     return values[index] if 0 <= index < len(values) else None
+
+
+def _any_candidate(values: Iterable[Any]) -> bool:
+    """Return whether any of ``values`` may name a file: a string worth a look, or a nested dict or list (the
+    cheap test of ``_worth_a_look``, inlined: it runs on every widget value of every node)."""
+    for value in values:
+        if isinstance(value, str):
+            if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
+                return True
+        elif isinstance(value, (dict, list)):
+            return True
+    return False
 
 
 def _worth_a_look(value: str) -> bool:

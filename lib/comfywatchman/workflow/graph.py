@@ -4,7 +4,6 @@ lookups the extractor needs (what feeds an input, which inner widgets a subgraph
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 # origin node id, origin slot, target node id, target slot
@@ -13,32 +12,47 @@ SUBGRAPH_INPUT_NODE = "-10"  # the id subgraph definitions give their input node
 MAX_REROUTES = 32
 
 
-@dataclass
 class Graph:
-    """Nodes by id and links by id of one graph level."""
+    """Nodes by id and links by id of one graph level.
 
-    nodes: list[dict[str, Any]]
-    by_id: dict[str, dict[str, Any]]
-    links: dict[Any, Link]
+    Only ``nodes`` is made up front: most graphs never need the lookups (a loader fed by a primitive, a
+    subgraph input), so ``by_id`` and ``links`` are built on first use.
+    """
+
+    __slots__ = ("_by_id", "_links", "_raw_links", "nodes")
+
+    def __init__(
+        self,
+        nodes: list[dict[str, Any]],
+        by_id: dict[str, dict[str, Any]] | None = None,
+        links: dict[Any, Link] | None = None,
+        raw_links: Any = None,
+    ) -> None:
+        self.nodes = nodes
+        self._by_id = by_id
+        self._links = links
+        self._raw_links = raw_links
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Graph:
         """Return the graph of a workflow or subgraph definition (links as 0.4 lists or v1 objects)."""
         raw_nodes = data.get("nodes")
         nodes = [n for n in raw_nodes if isinstance(n, dict)] if isinstance(raw_nodes, list) else []
-        links: dict[Any, Link] = {}
-        raw_links = data.get("links")
-        for link in raw_links if isinstance(raw_links, list) else ():
-            if isinstance(link, list) and len(link) >= 5:
-                link_id, origin, origin_slot, target, target_slot = link[:5]
-            elif isinstance(link, dict):
-                link_id, origin, origin_slot = link.get("id"), link.get("origin_id"), link.get("origin_slot")
-                target, target_slot = link.get("target_id"), link.get("target_slot")
-            else:
-                continue
-            if isinstance(origin_slot, int) and isinstance(target_slot, int):
-                links[link_id] = (str(origin), origin_slot, str(target), target_slot)
-        return cls(nodes, {str(n.get("id")): n for n in nodes}, links)
+        return cls(nodes, raw_links=data.get("links"))
+
+    @property
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        """Node id (as a string) -> node."""
+        if self._by_id is None:
+            self._by_id = {str(n.get("id")): n for n in self.nodes}
+        return self._by_id
+
+    @property
+    def links(self) -> dict[Any, Link]:
+        """Link id -> (origin node id, origin slot, target node id, target slot)."""
+        if self._links is None:
+            self._links = _links_of(self._raw_links)
+        return self._links
 
     def primitive_value(self, link_id: Any) -> Any | None:
         """Return the value a PrimitiveNode sends down ``link_id`` (through Reroutes), or None if none does."""
@@ -87,6 +101,21 @@ class Graph:
             elif not widgets_only and isinstance(entry.get("name"), str):
                 targets.append((link[2], entry["name"]))
         return targets
+
+
+def _links_of(raw_links: Any) -> dict[Any, Link]:
+    links: dict[Any, Link] = {}
+    for link in raw_links if isinstance(raw_links, list) else ():
+        if isinstance(link, list) and len(link) >= 5:
+            link_id, origin, origin_slot, target, target_slot = link[:5]
+        elif isinstance(link, dict):
+            link_id, origin, origin_slot = link.get("id"), link.get("origin_id"), link.get("origin_slot")
+            target, target_slot = link.get("target_id"), link.get("target_slot")
+        else:
+            continue
+        if isinstance(origin_slot, int) and isinstance(target_slot, int):
+            links[link_id] = (str(origin), origin_slot, str(target), target_slot)
+    return links
 
 
 def subgraph_definitions(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,9 @@ _URL_PARAMETER = re.compile(r"[?#]|&\w+=")
 
 def normalize(name: str) -> str:
     """Return ``name`` as a relative path key: ``\\`` to ``/``, Unicode NFC, surrounding space trimmed."""
-    return unicodedata.normalize("NFC", name.strip().replace("\\", "/"))
+    text = name.strip().replace("\\", "/")
+    # ASCII text is already NFC; the check is much cheaper than normalising (names are looked up by the 100,000).
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def invalid_reason(name: str) -> str | None:

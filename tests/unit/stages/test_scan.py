@@ -13,6 +13,7 @@ from comfywatchman import artifacts, config
 from comfywatchman.scheduler import STAGE_RUNNERS
 from comfywatchman.stages import scan
 from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.workflow.store import RequirementStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
@@ -43,7 +44,15 @@ def scanned(ctx: StageContext) -> dict[str, dict[str, Any]]:
 
 
 def by_name(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {m["name"]: m for m in entry["models"]}
+    """Every model requirement of an entry by name: the full ones, and the installed ones in short."""
+    found = {m["name"]: m for m in entry["models"]}
+    found.update({m["name"]: {**m, "status": "installed"} for m in entry["installed_models"]})
+    return found
+
+
+def node_states(entry: dict[str, Any]) -> dict[str, str]:
+    """Every node type of an entry with its state: the full ones and those listed by name."""
+    return {**entry["provided_nodes"], **{n["class_type"]: n["state"] for n in entry["nodes"]}}
 
 
 def test_scan_compares_with_install_and_flags_invalid_names(comfy_tree: ComfyTree, home: Path) -> None:
@@ -80,8 +89,19 @@ def test_scan_compares_with_install_and_flags_invalid_names(comfy_tree: ComfyTre
     assert (found["gone.safetensors"]["status"], found["gone.safetensors"]["active"]) == ("missing", False)
     nodes = {n["class_type"]: n for n in entry["nodes"]}
     assert nodes["OldNode"]["state"] == "disabled" and nodes["OldNode"]["packs"][0]["name"] == "ComfyUI-Old"
-    assert nodes["KSampler"]["state"] == "core"
+    assert "KSampler" not in nodes and node_states(entry)["KSampler"] == "core"
     assert nodes["SetNode"]["state"] == "missing"  # KJNodes is not installed: the pack is what is missing
+    # installed requirements are kept in short, everything else in full
+    assert entry["installed_models"] == [
+        {
+            "name": "SDXL\\base.safetensors",
+            "folder": "checkpoints",
+            "installed_as": "SDXL/base.safetensors",
+            "active": True,
+        },
+        {"name": "EasyNegative", "folder": "embeddings", "installed_as": "EasyNegative.safetensors", "active": True},
+    ]
+    assert all(m["status"] != "installed" for m in entry["models"])
     # the bypassed VAE is listed but not counted
     assert outcome.counts["missing_models"] == 2
 
@@ -161,5 +181,49 @@ def test_scan_takes_server_as_truth_when_it_answers(comfy_tree: ComfyTree, home:
     )
     assert found["not-listed.safetensors"]["status"] == "missing"
     nodes = {n["class_type"]: n for n in entry["nodes"]}
-    assert (nodes["ImageResizeKJ"]["state"], nodes["ImageResizeKJ"]["checked_by"]) == ("installed", "server")
-    assert nodes["KSampler"]["state"] == "missing"  # not served: the server is the truth
+    assert node_states(entry)["ImageResizeKJ"] == "installed"
+    assert (nodes["KSampler"]["state"], nodes["KSampler"]["checked_by"]) == ("missing", "server")  # not served
+
+
+def test_an_unchanged_install_keeps_the_entries_of_unchanged_workflows(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.model("checkpoints", "a.safetensors")
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"])]))
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["b.safetensors"])]))
+    ctx = make_ctx(comfy_tree, home)
+    cycle(ctx)
+    before = scanned(ctx)
+    assert (ctx.state_dir / "requirements.pack").read_bytes().count(b"\n") == 2
+
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["v.safetensors"])]))
+    changed = cycle(ctx)
+    assert (changed.counts["parsed"], changed.counts["reused"]) == (1, 1)
+    after = scanned(ctx)
+    assert after["a.json"] == {**before["a.json"], "reused": True}
+    assert [m["name"] for m in after["b.json"]["models"]] == ["v.safetensors"]
+    # the file is whole, canonical JSON: what dumps makes of the document
+    text = (ctx.state_dir / "scan.json").read_text(encoding="utf-8")
+    assert text == artifacts.dumps(json.loads(text), indent=None)
+
+    # a scan.json edited by hand is not trusted: every workflow is compared anew, from the store
+    document = json.loads(text)
+    document["workflows"][0]["installed_models"] = []
+    (ctx.state_dir / "scan.json").write_text(json.dumps(document), encoding="utf-8")
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["w.safetensors"])]))
+    again = cycle(ctx)
+    assert (again.counts["parsed"], again.counts["reused"]) == (1, 1)
+    assert scanned(ctx)["a.json"]["installed_models"][0]["installed_as"] == "a.safetensors"
+
+
+def test_a_lost_or_torn_store_only_means_parsing_again(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"])]))
+    ctx = make_ctx(comfy_tree, home)
+    cycle(ctx)
+    pack = ctx.state_dir / "requirements.pack"
+    pack.write_bytes(pack.read_bytes()[:-20])
+    comfy_tree.model("checkpoints", "a.safetensors")  # the install changes: every workflow is compared anew
+    outcome = cycle(ctx)
+    assert outcome.ok and (outcome.counts["parsed"], outcome.counts["reused"]) == (1, 0)
+    assert scanned(ctx)["a.json"]["installed_models"][0]["name"] == "a.safetensors"
+    assert RequirementStore(pack, json.loads((ctx.state_dir / "scan.json").read_text())["settings_hash"]).get(
+        scanned(ctx)["a.json"]["sha256"]
+    )

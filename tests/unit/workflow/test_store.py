@@ -1,0 +1,59 @@
+"""The requirement store: a cache by content hash that is safe to lose, tear or edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfywatchman.workflow import store as store_module
+from comfywatchman.workflow.store import RequirementStore
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+SETTINGS = "1" * 64
+REQ = {"format": "ui", "container": "json", "models": [{"name": "é.safetensors"}], "nodes": []}
+
+
+def saved(path: Path, shas: dict[str, dict[str, Any]], live: set[str] | None = None) -> RequirementStore:
+    store = RequirementStore(path, SETTINGS)
+    store.load()
+    for sha, requirements in shas.items():
+        store.add(sha, RequirementStore.encode(requirements))
+    store.save(set(shas) if live is None else live)
+    return store
+
+
+def test_round_trip_and_other_settings_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.pack"
+    saved(path, {A: REQ})
+    assert RequirementStore(path, SETTINGS).get(A) == REQ
+    assert RequirementStore(path, SETTINGS).get(B) is None
+    assert RequirementStore(path, "2" * 64).get(A) is None
+    assert RequirementStore(tmp_path / "none.pack", SETTINGS).get(A) is None
+
+
+def test_a_torn_or_edited_line_is_ignored_and_does_not_spoil_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.pack"
+    saved(path, {A: REQ, B: REQ})
+    text = path.read_bytes()
+    path.write_bytes(text.replace(b'"ui"', b'"xx"', 1)[:-10])  # A edited, B torn (no newline)
+    store = RequirementStore(path, SETTINGS)
+    assert store.get(A) is None and store.get(B) is None
+    store.add(C, RequirementStore.encode(REQ))
+    store.save({A, B, C})
+    assert RequirementStore(path, SETTINGS).get(C) == REQ
+
+
+def test_new_lines_are_appended_and_stale_ones_dropped_when_they_pile_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "requirements.pack"
+    saved(path, {A: REQ, B: REQ})
+    saved(path, {C: REQ}, live={A, B, C})
+    assert path.read_bytes().count(b"\n") == 3  # appended
+    monkeypatch.setattr(store_module, "MIN_STALE", 0)
+    saved(path, {}, live={C})  # A and B are no longer listed: 2 stale lines of 3
+    assert path.read_bytes().count(b"\n") == 1
+    store = RequirementStore(path, SETTINGS)
+    assert store.get(C) == REQ and store.get(A) is None
