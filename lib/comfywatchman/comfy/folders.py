@@ -157,7 +157,9 @@ def _expand(text: str, env: Mapping[str, str]) -> str:
 
 def is_model_file(name: str, folder: str) -> bool:
     """Return whether a file called ``name`` counts as a model of ``folder`` (configs hold .yaml files)."""
-    suffix = os.path.splitext(name)[1].lower()
+    # rpartition, not os.path.splitext: this runs once per file of the install (tens of thousands).
+    dot = name.rfind(".")
+    suffix = name[dot:].lower() if dot > 0 else ""
     if folder == "configs":
         return suffix in CONFIG_EXTENSIONS
     return suffix in MODEL_EXTENSIONS
