@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from comfywatchman import gpu  # noqa: E402
-from tests.fakes.machine import FakeNvml, NVMLError  # noqa: E402
+from comfywatchman import gpu
+from tests.fakes.machine import FakeNvml, NVMLError
 
 
 def test_probe_lists_every_gpu_with_free_memory_when_nvml_answers() -> None:

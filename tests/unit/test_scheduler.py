@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,19 +14,15 @@ from typing import Any
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from comfywatchman import artifacts, gpu, scheduler  # noqa: E402
-from comfywatchman.awake import AwakeTracker  # noqa: E402
-from comfywatchman.config import Config  # noqa: E402
-from comfywatchman.lock import CycleLock  # noqa: E402
-from comfywatchman.scheduler import CycleResult, SchedulerLoop, SignalWaiter  # noqa: E402
-from comfywatchman.stages import ORDER  # noqa: E402
-from comfywatchman.stages.context import StageOutcome  # noqa: E402
-from comfywatchman.state_manager import StateManager  # noqa: E402
-from tests.fakes.machine import START, FakeMachine, FakeNvml  # noqa: E402
+from comfywatchman import artifacts, gpu, scheduler
+from comfywatchman.awake import AwakeTracker
+from comfywatchman.config import Config
+from comfywatchman.lock import CycleLock
+from comfywatchman.scheduler import CycleResult, SchedulerLoop, SignalWaiter
+from comfywatchman.stages import ORDER
+from comfywatchman.stages.context import StageOutcome
+from comfywatchman.state_manager import StateManager
+from tests.fakes.machine import START, FakeMachine, FakeNvml
 
 HOUR = 3600.0
 SCHEDULE: dict[str, Any] = {

@@ -7,12 +7,14 @@ When no server answers at ``[comfyui] url`` the scan works from the files alone 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from comfywatchman.workflow import names
 
@@ -93,19 +95,45 @@ def combo_options(definition: Any) -> list[str] | None:
     return None
 
 
+def is_loopback(url: str) -> bool:
+    """Return whether ``url`` points at this machine (localhost or a loopback address)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def get_bytes(url: str, timeout: float) -> bytes:
+    """Return the body of ``GET url`` from a ComfyUI server, at most 256 MB.
+
+    Proxies are bypassed: the server is the user's own, usually on localhost. Raise urllib.error.HTTPError
+    for an error status and another OSError when the server does not answer.
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "comfywatchman"})
+    with opener.open(request, timeout=timeout) as response:
+        return response.read(256 * 1024 * 1024)
+
+
+def get_json(url: str, timeout: float) -> Any:
+    """Return the JSON body of ``GET url`` (see ``get_bytes``); raise ValueError when it is not JSON."""
+    return json.loads(get_bytes(url, timeout))
+
+
 def fetch(url: str, timeout: float = TIMEOUT_S) -> ServerTruth | None:
     """Return the ServerTruth of the ComfyUI server at ``url``, or None (logged) when it does not answer.
 
     ``/object_info`` is tried, then ``/api/object_info`` (servers behind the newer frontend route both).
     Proxies are bypassed: the server is the user's own, usually on localhost.
     """
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     base = url.rstrip("/")
     problem = ""
     for path in ("/object_info", "/api/object_info"):
         try:
-            with opener.open(base + path, timeout=timeout) as response:
-                body = response.read()
+            body = get_bytes(base + path, timeout)
             info = json.loads(body)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             problem = str(getattr(exc, "reason", exc))

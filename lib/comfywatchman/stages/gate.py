@@ -9,8 +9,6 @@ overlap whatever the verdict; a skip exits 75.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import os
 import urllib.error
@@ -18,9 +16,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from comfywatchman import artifacts, awake, gpu
+from comfywatchman.comfy import server
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages.context import StageContext, StageOutcome
 
@@ -97,26 +95,6 @@ def check_vram(schedule: dict[str, Any], probe: gpu.GpuProbe) -> Check:
     return Check("vram", True, detail)
 
 
-def fetch_json(url: str, timeout: float) -> Any:
-    """Return the JSON body at ``url`` (GET). Raise OSError if the server does not answer or answers with an
-    error status (urllib.error.HTTPError), ValueError if the body is not JSON."""
-    headers = {"Accept": "application/json", "User-Agent": "comfywatchman"}
-    request = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read(1_000_000).decode("utf-8"))
-
-
-def is_loopback(url: str) -> bool:
-    """Return whether ``url`` points at this machine (localhost or a loopback address)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_comfyui_queue(schedule: dict[str, Any], url: str, fetch: Fetch, *, offline: bool = False) -> Check:
     """Return the ComfyUI-busy check: does the server at ``url`` have running or pending prompts?
 
@@ -127,7 +105,7 @@ def check_comfyui_queue(schedule: dict[str, Any], url: str, fetch: Fetch, *, off
         return Check("comfyui_busy", True, "not checked ([schedule] check_comfyui_queue = false)")
     if not url:
         return Check("comfyui_busy", True, "not checked: no [comfyui] url")
-    if offline and not is_loopback(url):
+    if offline and not server.is_loopback(url):
         return Check("comfyui_busy", True, f"not checked: --offline and {url} is not on this machine")
     endpoint = url.rstrip("/") + "/queue"
     try:
@@ -195,7 +173,7 @@ def run(
             check_awake(schedule, reading, observation),
             check_vram(schedule, probe),
             check_comfyui_queue(
-                schedule, ctx.config.section("comfyui")["url"], fetch or fetch_json, offline=ctx.config.offline
+                schedule, ctx.config.section("comfyui")["url"], fetch or server.get_json, offline=ctx.config.offline
             ),
         ]
     checks.append(check_lock(lock))

@@ -379,7 +379,8 @@ def run(ctx: StageContext) -> StageOutcome:
     wanted_hash = settings_hash(scan_config)
     map_path = manager_map.find_map(ctx.config.comfyui_root)
     url = ctx.config.section("comfyui")["url"]
-    truth = server.fetch(url) if url else None
+    # --offline means no network: a server on this machine may still be asked, as the gate does.
+    truth = server.fetch(url) if url and (not ctx.config.offline or server.is_loopback(url)) else None
     install = install_fingerprint(state, intake["comfyui_root"], wanted_hash, map_path, truth)
     fingerprint = inputs_fingerprint(install, intake)
 

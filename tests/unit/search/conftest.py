@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,17 +9,12 @@ from typing import Any
 
 import pytest
 
-# The fakes live in tests/fakes; make ``tests`` importable however pytest was started.
-_ROOT = Path(__file__).resolve().parents[3]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from comfywatchman.config import Config, Secret  # noqa: E402
-from comfywatchman.search.base import SearchContext  # noqa: E402
-from comfywatchman.search.http import HttpClient, HttpSettings  # noqa: E402
-from tests.fakes.chat_server import FakeChat  # noqa: E402
-from tests.fakes.civitai_server import FakeCivitai  # noqa: E402
-from tests.fakes.hf_server import FakeHub  # noqa: E402
+from comfywatchman.config import Config, Secret
+from comfywatchman.search.base import SearchContext
+from comfywatchman.search.http import HttpClient, HttpSettings
+from tests.fakes.chat_server import FakeChat
+from tests.fakes.civitai_server import FakeCivitai
+from tests.fakes.hf_server import FakeHub
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 # Tiny delays so retry ladders cost milliseconds; a read timeout short enough for the "slow" fake.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.error
 from collections.abc import Iterator
@@ -14,17 +13,14 @@ from typing import Any
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[3]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from comfywatchman import artifacts, gpu, scheduler  # noqa: E402
-from comfywatchman.awake import AwakeTracker, ClockReading, Observation, observe  # noqa: E402
-from comfywatchman.config import Config  # noqa: E402
-from comfywatchman.lock import CycleLock  # noqa: E402
-from comfywatchman.stages import gate  # noqa: E402
-from comfywatchman.stages.context import StageContext  # noqa: E402
-from tests.fakes.machine import FakeNvml, NVMLError  # noqa: E402
+from comfywatchman import artifacts, gpu, scheduler
+from comfywatchman.awake import AwakeTracker, ClockReading, Observation, observe
+from comfywatchman.comfy import server
+from comfywatchman.config import Config
+from comfywatchman.lock import CycleLock
+from comfywatchman.stages import gate
+from comfywatchman.stages.context import StageContext
+from tests.fakes.machine import FakeNvml, NVMLError
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 SCHEDULE: dict[str, Any] = {
@@ -200,10 +196,10 @@ def comfyui() -> Iterator[ThreadingHTTPServer]:
 
 def test_check_comfyui_queue_skips_when_a_real_server_has_pending_prompts(comfyui: ThreadingHTTPServer) -> None:
     url = f"http://127.0.0.1:{comfyui.server_address[1]}"
-    assert gate.check_comfyui_queue(SCHEDULE, url, gate.fetch_json).ok
+    assert gate.check_comfyui_queue(SCHEDULE, url, server.get_json).ok
     _Queue.body = b'{"queue_running": [[3, "abc", {}, {}, []]], "queue_pending": [[4, "def", {}, {}, []]]}'
     try:
-        check = gate.check_comfyui_queue(SCHEDULE, url + "/", gate.fetch_json)
+        check = gate.check_comfyui_queue(SCHEDULE, url + "/", server.get_json)
     finally:
         _Queue.body = b'{"queue_running": [], "queue_pending": []}'
     assert not check.ok and "1 running, 1 pending" in check.detail
@@ -215,7 +211,7 @@ def test_check_comfyui_queue_passes_when_nothing_listens() -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: connection refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    check = gate.check_comfyui_queue(SCHEDULE, f"http://127.0.0.1:{port}", gate.fetch_json)
+    check = gate.check_comfyui_queue(SCHEDULE, f"http://127.0.0.1:{port}", server.get_json)
     assert check.ok and "does not answer" in check.detail
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ from comfywatchman.scheduler import STAGE_RUNNERS
 from comfywatchman.stages import scan
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow.store import RequirementStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.comfy.test_server import comfy_url  # noqa: F401 - the fake server fixture
 from tests.unit.workflow.test_images import png, text
