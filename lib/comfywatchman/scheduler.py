@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, humanize
 from comfywatchman.awake import AwakeTracker
 from comfywatchman.config import Config
 from comfywatchman.errors import (
@@ -618,7 +618,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("scheduler loop: not running")
     if status["next_run_at"]:
         due = status["due_in_s"]
-        when = "overdue" if due is not None and due <= 0 else f"in {_human(due or 0)}"
+        when = "overdue" if due is not None and due <= 0 else f"in {humanize.duration(due or 0)}"
         why = f", {status['next_run_reason'].replace('_', '-')}" if status.get("next_run_reason") else ""
         lines.append(f"next run:       {status['next_run_at']} ({when}{why})")
     else:
@@ -632,12 +632,3 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"last error:     {status['last_error']}")
     lines.append(f"state:          {status['state_file']}")
     return "\n".join(lines)
-
-
-def _human(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

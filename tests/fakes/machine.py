@@ -115,3 +115,17 @@ class FakeNvml:
 
 class NVMLError(Exception):
     """Like pynvml.NVMLError: its str() is NVML's message."""
+
+
+# The [schedule] section as config/default.toml sets it, for tests that build configs by hand.
+SCHEDULE: dict[str, Any] = {
+    "interval_minutes": 120,
+    "retry_minutes": 15,
+    "min_vram_gb": 4.0,
+    "require_gpu": False,
+    "gpu_index": -1,
+    "wake_grace_seconds": 300,
+    "check_comfyui_queue": True,
+    "comfyui_timeout_seconds": 1.0,
+    "loop_poll_seconds": 30,
+}

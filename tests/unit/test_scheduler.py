@@ -22,20 +22,9 @@ from comfywatchman.scheduler import CycleResult, SchedulerLoop, SignalWaiter
 from comfywatchman.stages import ORDER
 from comfywatchman.stages.context import StageOutcome
 from comfywatchman.state_manager import StateManager
-from tests.fakes.machine import START, FakeMachine, FakeNvml
+from tests.fakes.machine import SCHEDULE, START, FakeMachine, FakeNvml
 
 HOUR = 3600.0
-SCHEDULE: dict[str, Any] = {
-    "interval_minutes": 120,
-    "retry_minutes": 15,
-    "min_vram_gb": 4.0,
-    "require_gpu": False,
-    "gpu_index": -1,
-    "wake_grace_seconds": 300,
-    "check_comfyui_queue": True,
-    "comfyui_timeout_seconds": 1.0,
-    "loop_poll_seconds": 30,
-}
 
 
 def make_config(home: Path, **changes: Any) -> Config:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from comfywatchman import humanize
+
 ICONS = {"ready": "✅", "resolvable": "⬇️", "needs_review": "🔎", "blocked": "⛔", "error": "💥"}
 LABELS = {
     "ready": "ready",
@@ -27,18 +29,6 @@ ACTION_VERBS = {
 }
 
 
-def human_size(size: int | None) -> str:
-    """Return ``size`` bytes as ``6.5 GB`` style text, or ``size unknown``."""
-    if not size:
-        return "size unknown"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1000
-    return f"{size} B"
-
-
 def render(report: Mapping[str, Any]) -> str:
     """Return the Markdown page for the report document ``report``."""
     s = report["summary"]
@@ -55,9 +45,8 @@ def render(report: Mapping[str, Any]) -> str:
         f"{s['uncertain']} uncertain matches wait for review."
     )
     if s["download_sizes_known"]:
-        lines.append(
-            f"Proven downloads total {human_size(s['download_bytes'])} ({s['download_sizes_known']} with a known size)."
-        )
+        total = humanize.size(s["download_bytes"])
+        lines.append(f"Proven downloads total {total} ({s['download_sizes_known']} with a known size).")
     lines.append("")
 
     lines += ["## Do this first", ""]
@@ -69,7 +58,7 @@ def render(report: Mapping[str, Any]) -> str:
         blocks = f"{action['blocks']} workflow{'s' if action['blocks'] != 1 else ''}"
         line = f"{number}. {verb} `{action['item']}`{where} — needed by {blocks}"
         if action["kind"] == "download":
-            line += f" ({human_size(action['size'])})"
+            line += f" ({humanize.size(action['size'])})"
         lines.append(line)
         if action["url"]:
             lines.append(f"   - {action['url']}")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from comfywatchman import artifacts, awake, gpu
+from comfywatchman import artifacts, awake, gpu, humanize
 from comfywatchman.comfy import server
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -55,7 +55,7 @@ def check_awake(schedule: dict[str, Any], reading: awake.ClockReading, observati
     if since is None:
         return Check("awake", True, "no resume or boot recorded; assuming awake")
     what = "booted" if observation.resumed_at_awake_s == 0.0 else "resumed from suspend"
-    slept = f" after {_duration(observation.slept_s)} suspended" if observation.slept_s > 0 else ""
+    slept = f" after {humanize.duration(observation.slept_s)} suspended" if observation.slept_s > 0 else ""
     if since < grace:
         return Check(
             "awake",
@@ -63,7 +63,7 @@ def check_awake(schedule: dict[str, Any], reading: awake.ClockReading, observati
             f"the machine {what}{slept} {since:.0f} s ago; waiting until it has been awake {grace:g} s "
             "([schedule] wake_grace_seconds)",
         )
-    return Check("awake", True, f"awake for {_duration(since)} since it last {what}")
+    return Check("awake", True, f"awake for {humanize.duration(since)} since it last {what}")
 
 
 def check_vram(schedule: dict[str, Any], probe: gpu.GpuProbe) -> Check:
@@ -200,12 +200,3 @@ def run(
 def _reason(exc: OSError) -> str:
     inner = getattr(exc, "reason", None)
     return str(inner or exc.strerror or exc or type(exc).__name__)
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -188,11 +188,3 @@ def test_actions_rank_by_workflows_unblocked() -> None:
     )
     assert "1. Download `shared` into `loras` — needed by 2 workflows (2.0 GB)" in page
     assert "git clone https://github.com/ssitu/x" in page
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [(None, "size unknown"), (512, "512 B"), (6_500_000_000, "6.5 GB"), (1_500_000, "1.5 MB")],
-)
-def test_human_size(size: int | None, text: str) -> None:
-    assert markdown.human_size(size) == text

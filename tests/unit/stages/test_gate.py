@@ -20,20 +20,9 @@ from comfywatchman.config import Config
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages import gate
 from comfywatchman.stages.context import StageContext
-from tests.fakes.machine import FakeNvml, NVMLError
+from tests.fakes.machine import SCHEDULE, FakeNvml, NVMLError
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
-SCHEDULE: dict[str, Any] = {
-    "interval_minutes": 120,
-    "retry_minutes": 15,
-    "min_vram_gb": 4.0,
-    "require_gpu": False,
-    "gpu_index": -1,
-    "wake_grace_seconds": 300,
-    "check_comfyui_queue": True,
-    "comfyui_timeout_seconds": 1.0,
-    "loop_poll_seconds": 30,
-}
 
 
 def schedule(**changes: Any) -> dict[str, Any]:
