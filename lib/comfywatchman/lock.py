@@ -73,6 +73,26 @@ def probe_held(path: Path) -> bool:
         return False
 
 
+# Lock files held by this process. A forked child (the scan's worker processes) inherits their descriptors,
+# and a flock lives as long as any descriptor of it is open: were the cycle killed, orphaned workers would
+# keep the lock and every later cycle would skip. Children close their copies at once (the parent keeps its
+# lock: closing a duplicate does not unlock).
+_HELD: set[IO[bytes]] = set()
+
+
+def _close_inherited_locks() -> None:
+    for handle in list(_HELD):
+        try:
+            handle.close()
+        except OSError as exc:  # nothing to do about it in a fresh child; the lock stays the parent's
+            logger.debug("closing an inherited lock file failed: %s", exc)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 class CycleLock:
     """Context manager holding the lock at ``path``; raises LockHeldError if another process holds it."""
 
@@ -114,12 +134,14 @@ class CycleLock:
         handle.flush()
         os.fsync(handle.fileno())
         self._handle = handle
+        _HELD.add(handle)
 
     def release(self) -> None:
         """Release the lock (idempotent), marking the file so the next holder knows it was a clean exit."""
         if self._handle is None:
             return
         handle, self._handle = self._handle, None
+        _HELD.discard(handle)
         try:
             record = read_holder(self.path)
             record["released"] = True

@@ -31,6 +31,8 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -197,6 +199,18 @@ def _init_worker(settings: ScanSettings) -> None:
     _SETTINGS = settings
     # Parsed workflows hold no reference cycles; the cyclic collector would only rescan every object made.
     gc.disable()
+    _exit_with_parent(os.getppid())
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker exit when the process that started it dies (a killed cycle leaves no orphans)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def requirements_of(
