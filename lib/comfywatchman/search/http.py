@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from comfywatchman import __version__
 
@@ -149,9 +149,10 @@ class _Retryable(Exception):
         self.connect_failed = connect_failed
 
 
-def _connect_failed(exc: BaseException) -> bool:
+def _connect_failed(exc: BaseException, kinds: tuple[type[BaseException], ...] | None = None) -> bool:
     # A name that does not resolve or a refused/unroutable connection shows up as urllib3's NewConnectionError
     # (NameResolutionError is a subclass) or ConnectTimeoutError somewhere in the exception's cause chain.
+    kinds = kinds or (NewConnectionError, ConnectTimeoutError, requests.ConnectTimeout)
     seen: set[int] = set()
     stack: list[Any] = [exc]
     while stack:
@@ -159,7 +160,7 @@ def _connect_failed(exc: BaseException) -> bool:
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, (NewConnectionError, ConnectTimeoutError, requests.ConnectTimeout)):
+        if isinstance(item, kinds):
             return True
         if isinstance(item, BaseException):
             stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
@@ -386,6 +387,12 @@ class HttpClient:
                 raise RemoteError(message, "timeout", host) from None
             raise _Retryable(message) from None
         except requests.ConnectionError as exc:
+            if _connect_failed(exc, (NameResolutionError,)):
+                # A host name that does not resolve (no network, no DNS) will not resolve a second later:
+                # no retry ladder, and the breaker spares every later request of the cycle.
+                message = f"cannot connect to {host}: its name does not resolve (no network?)"
+                self._down[host] = "its name does not resolve"
+                raise RemoteError(message, "connection", host) from None
             if _connect_failed(exc):
                 raise _Retryable(
                     f"connection to {host} failed (refused or name not resolved)", connect_failed=True

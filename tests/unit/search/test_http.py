@@ -125,6 +125,27 @@ def test_request_opens_circuit_when_host_refuses_connections():
     assert client.counts[host_of(url)] == 3  # no new attempt
 
 
+def test_request_gives_up_at_once_when_host_name_does_not_resolve():
+    import requests
+    from urllib3.exceptions import NameResolutionError
+
+    class NoDns(requests.Session):
+        calls = 0
+
+        def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            NoDns.calls += 1
+            cause = NameResolutionError("civitai.com", None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+            raise requests.ConnectionError(cause)
+
+    client = HttpClient(fast_settings(max_attempts=4), session=NoDns())
+    with pytest.raises(RemoteError, match="name does not resolve") as first:
+        client.request("GET", "https://civitai.com/api/v1/models")
+    assert first.value.kind == "connection" and NoDns.calls == 1  # no retry ladder
+    with pytest.raises(RemoteError) as second:
+        client.request("GET", "https://civitai.com/api/v1/models?query=x")
+    assert second.value.kind == "circuit_open" and NoDns.calls == 1
+
+
 def test_request_paces_requests_when_min_interval_set(echo):
     clock = [100.0]
     slept: list[float] = []
