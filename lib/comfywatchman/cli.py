@@ -159,14 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     options: dict[str, object] = {}
     if args.backends:
-        from comfywatchman.config import check_backends
+        from comfywatchman.config import Layer, check_backends
         from comfywatchman.search.registry import known_backends
 
         order = [b.strip() for b in args.backends.split(",") if b.strip()]
-        errors = check_backends([], {"search": {"backend_order": order}}, known_backends())
+        wanted_order = {"search": {"backend_order": order}}
+        errors = check_backends([Layer("--backends", wanted_order)], wanted_order, known_backends())
         if errors:
             for error in errors:
-                print(f"comfywatchman: {error.replace('config/default.toml', '--backends')}", file=sys.stderr)
+                print(f"comfywatchman: {error}", file=sys.stderr)
             return EXIT_USAGE
         options["backends"] = order
     if args.list_intake is not None:

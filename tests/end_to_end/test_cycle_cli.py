@@ -238,3 +238,9 @@ def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path
 def test_version_prints_the_package_version(home: Path) -> None:
     result = run_cli("--version", home=home)
     assert result.returncode == 0 and result.stdout.startswith("comfywatchman ")
+
+
+def test_backends_flag_refuses_unknown_backend_naming_the_flag(home: Path) -> None:
+    result = run_cli("--run-cycle", "--offline", "--backends", "civitai,bing", home=home)
+    assert result.returncode == 2
+    assert "--backends: at 'search.backend_order[1]': unknown backend 'bing'" in result.stderr
