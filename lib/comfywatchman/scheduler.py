@@ -586,14 +586,7 @@ def run_loop(
 def describe_status(config: Config, now: datetime) -> dict[str, Any]:
     """Return what ``--scheduler-status`` shows: ``scheduler.json`` (all nulls when absent) plus whether a
     loop runs now (``loop_running``, from its lock) and the seconds until the next run (``due_in_s``)."""
-    document: dict[str, Any] = {
-        "next_run_at": None,
-        "last_run_at": None,
-        "last_outcome": None,
-        "last_skip_reason": None,
-        "pid": None,
-        **(StateManager(config.state_dir).read_scheduler() or {}),
-    }
+    document = StateManager(config.state_dir).scheduler_document()
     due = _parse_time(document.get("next_run_at"))
     running = probe_held(config.state_dir / "scheduler.lock")
     return {

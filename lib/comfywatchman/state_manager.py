@@ -87,16 +87,22 @@ class StateManager:
         """Validate and write ``scheduler.json`` atomically."""
         artifacts.write(self.scheduler_path, document, "scheduler")
 
-    def update_scheduler(self, now: datetime, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into ``scheduler.json`` (created with nulls when absent), stamp ``updated_at``,
-        write it atomically and return it."""
-        document: dict[str, Any] = {
+    def scheduler_document(self) -> dict[str, Any]:
+        """Return ``scheduler.json`` with every required field present (null when it was never recorded)."""
+        return {
             "next_run_at": None,
             "last_run_at": None,
             "last_outcome": None,
             "last_skip_reason": None,
             "pid": None,
             **(self.read_scheduler() or {}),
+        }
+
+    def update_scheduler(self, now: datetime, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``scheduler.json`` (created with nulls when absent), stamp ``updated_at``,
+        write it atomically and return it."""
+        document: dict[str, Any] = {
+            **self.scheduler_document(),
             **fields,
             "updated_at": now.isoformat(timespec="seconds"),
         }
