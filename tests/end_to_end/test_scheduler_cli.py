@@ -32,6 +32,15 @@ def environment() -> dict[str, str]:
     return env
 
 
+def run(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``comfywatchman`` with ``args`` on ``home`` to the end; return what it did."""
+    return subprocess.run(
+        command(home, *args), env=env or environment(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,19 +84,11 @@ def test_scheduler_runs_a_cycle_then_exits_0_within_a_second_when_sigterm_arrive
     assert state["last_trigger"] == "scheduler"
 
     # A second loop on the same home is refused; a cron run now is not blocked (no cycle is running).
-    second = subprocess.run(
-        command(tmp_path, "--scheduler"), env=environment(), capture_output=True, text=True, timeout=30, check=False
-    )
+    second = run(tmp_path, "--scheduler")
     assert second.returncode == 75 and "another --scheduler loop is running" in second.stderr
 
-    status = subprocess.run(
-        command(tmp_path, "--scheduler-status", "--json"),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    status = run(tmp_path, "--scheduler-status", "--json")
+    assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["loop_running"] is True
 
     started = time.monotonic()
@@ -105,14 +106,9 @@ def test_scheduler_runs_a_cycle_then_exits_0_within_a_second_when_sigterm_arrive
     records = [json.loads(line) for line in (tmp_path / "state" / "cycles.jsonl").read_text().splitlines()]
     assert [r["trigger"] for r in records] == ["scheduler"]
 
-    text = subprocess.run(
-        command(tmp_path, "--scheduler-status"),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
+    shown = run(tmp_path, "--scheduler-status")
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
     assert "scheduler loop: not running" in text and "(success, scheduler)" in text
 
 
@@ -134,24 +130,10 @@ def test_run_cycle_exits_75_and_records_the_skip_when_another_cycle_holds_the_lo
 
 
 def test_scheduler_refuses_force_as_bad_usage(tmp_path: Path) -> None:
-    done = subprocess.run(
-        command(tmp_path, "--scheduler", "--force"),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run(tmp_path, "--scheduler", "--force")
     assert done.returncode == 2 and "--force" in done.stderr
 
 
 def test_scheduler_status_says_nothing_is_scheduled_on_a_fresh_home(tmp_path: Path) -> None:
-    done = subprocess.run(
-        command(tmp_path, "--scheduler-status"),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    done = run(tmp_path, "--scheduler-status")
     assert "scheduler loop: not running" in done.stdout and "not scheduled" in done.stdout
