@@ -47,7 +47,7 @@ format: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(TEST_STAMP)
-	$(PY) bench/run.py $(ARGS)
+	$(PY) -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) state output log .pytest_cache .ruff_cache build lib/*.egg-info

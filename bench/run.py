@@ -23,12 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+from bench.floor import measure_floor, workflow_files
+from bench.generate import generate_install
 
-from floor import measure_floor, workflow_files  # noqa: E402
-from generate import generate_install  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 STAGES = ("cache", "intake", "scan")
 COLD_OVER_FLOOR = 2.0
@@ -81,7 +79,8 @@ def _child(phase: str, root: Path, home: Path) -> None:
 def measure(phase: str, root: Path, home: Path) -> dict[str, object]:
     """Run ``phase`` in a child process and return its figures."""
     result = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, "--root", str(root), "--home", str(home)],
+        [sys.executable, "-m", "bench.run", "--phase", phase, "--root", str(root), "--home", str(home)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
@@ -135,7 +134,7 @@ def report(figures: dict[str, dict[str, object]], counts: dict[str, int]) -> boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python bench/run.py [--workflows N] [--models N] [--seed N] [--keep DIR]``."""
+    """Command line: ``python -m bench.run [--workflows N] [--models N] [--seed N] [--keep DIR]``."""
     parser = argparse.ArgumentParser(description="Benchmark the scan on a generated install.")
     parser.add_argument("--workflows", type=int, default=2000)
     parser.add_argument("--models", type=int, default=20000)

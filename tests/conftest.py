@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# ``tests.fakes`` and ``tests.helpers`` are imported as packages from the repository root.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.helpers.comfy_tree import ComfyTree  # noqa: E402
+from tests.helpers.comfy_tree import ComfyTree
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.generate import generate_install
 from comfywatchman import artifacts
 from tests.helpers.comfy_tree import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 
-sys.path.insert(0, str(REPO / "bench"))
-from generate import generate_install  # noqa: E402
 
 # Every JSON file a cycle writes, by the schema it must satisfy.
 SCHEMAS = {
