@@ -116,7 +116,6 @@ MARKER_FOLDERS = (
 )
 
 
-
 # ---------------------------------------------------------------------------------------- node type table
 # type -> (link inputs [(name, type)], outputs [(name, type)], widget names, size)
 NODE_SPECS: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]], list[str], tuple[float, float]]] = {
@@ -298,7 +297,6 @@ UNKNOWN_TYPES: list[tuple[str, list[str], str | None]] = [
 ]
 
 
-
 # ------------------------------------------------------------------------------------------------ helpers
 
 
@@ -414,8 +412,6 @@ class Pack:
     version: str
     nodes: dict[str, list[str]]  # node type -> widget names
     disabled: bool = False
-
-
 
 
 def _make_packs(rng: random.Random) -> list[Pack]:

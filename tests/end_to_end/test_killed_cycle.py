@@ -15,7 +15,7 @@ import pytest
 
 from bench.generate import generate_install
 from comfywatchman import artifacts
-from tests.helpers.comfy_tree import REPO, run_cli
+from tests.helpers.comfy_tree import run_cli
 
 pytestmark = pytest.mark.slow
 
