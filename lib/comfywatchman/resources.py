@@ -1,18 +1,40 @@
 """Where the project's own files live: schemas, the default config, the demo install, shipped data.
 
-The package runs from a checkout (``make install`` makes an editable install), so the top-level ``schemas/``,
-``config/`` and ``examples/`` folders sit two levels above this package's folder.
+They ship inside the package, found with ``importlib.resources``: ``comfywatchman.schemas``,
+``comfywatchman.defaults`` and ``comfywatchman.examples`` are the repo's top-level ``schemas/``, ``config/`` and
+``examples/`` folders, mapped into the package by ``pyproject.toml``. An editable install (``make install``)
+reads them in place in the checkout; a wheel (``pip install .``, ``pipx install .``) carries copies under
+``site-packages/comfywatchman/``. Either way each name below is a concrete folder or file on disk: the demo's
+``extra_model_paths.yaml`` reaches ``demo-shared-models`` by a relative path, and the stages hand these paths
+to code that walks real folders.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parents[1]
-SCHEMAS_DIR = REPO_ROOT / "schemas"
-DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
-DEMO_COMFYUI_ROOT = REPO_ROOT / "examples" / "demo-comfyui"
+from comfywatchman.errors import ConfigError
+
+
+def package_folder(package: str) -> Path:
+    """Return the folder on disk that holds the (sub)package ``package``'s files.
+
+    Raises ConfigError when the package is installed somewhere that is not a plain folder (a zip file), since
+    the demo install and the schemas must be real files.
+    """
+    folder = resources.files(package)
+    if not isinstance(folder, Path):
+        raise ConfigError([f"{package}: installed as {folder!r}, not as a folder on disk; reinstall with pip"])
+    return folder
+
+
+PACKAGE_DIR = package_folder("comfywatchman")
+SCHEMAS_DIR = package_folder("comfywatchman.schemas")
+DEFAULT_CONFIG = package_folder("comfywatchman.defaults") / "default.toml"
+EXAMPLES_DIR = package_folder("comfywatchman.examples")
+DEMO_COMFYUI_ROOT = EXAMPLES_DIR / "demo-comfyui"
+DEMO_SHARED_MODELS = EXAMPLES_DIR / "demo-shared-models"
 DATA_DIR = PACKAGE_DIR / "data"
 
 

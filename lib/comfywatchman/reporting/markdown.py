@@ -29,6 +29,19 @@ ACTION_VERBS = {
 }
 
 
+def manager_line(maps: Mapping[str, Any]) -> str:
+    """Return the line naming the ComfyUI-Manager maps the cycle used (file, where from, Manager version)."""
+    parts = []
+    for key, label in (("node_map", "node map"), ("model_list", "model list")):
+        used = maps[key]
+        if used is None:
+            parts.append(f"{label}: none found")
+            continue
+        version = f" {used['version']}" if used["version"] else ""
+        parts.append(f"{label} `{used['path']}` ({used['source']}{version})")
+    return "ComfyUI-Manager: " + "; ".join(parts)
+
+
 def render(report: Mapping[str, Any]) -> str:
     """Return the Markdown page for the report document ``report``."""
     s = report["summary"]
@@ -37,6 +50,8 @@ def render(report: Mapping[str, Any]) -> str:
         " (the demo install shipped with comfywatchman)" if report["demo"] else ""
     )
     lines.append(f"Install: {install} · cycle `{report['cycle_id']}`" + (" · offline" if report["offline"] else ""))
+    if "manager_maps" in report:
+        lines.append(manager_line(report["manager_maps"]))
     lines.append("")
     parts = [f"{s[r]} {LABELS[r]}" for r in ("ready", "resolvable", "needs_review", "blocked", "error") if s[r]]
     lines.append(

@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any
 
 from comfywatchman import artifacts
+from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import markdown, status_report
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -53,6 +54,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "comfyui_root": scan["comfyui_root"],
         "demo": scan["demo"],
         "offline": bool(search and search["offline"]),
+        "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
         "summary": summary,
         "actions": status_report.actions(workflows),
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],

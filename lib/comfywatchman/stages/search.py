@@ -209,6 +209,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "generated_at": ctx.now().isoformat(timespec="seconds"),
         "offline": ctx.config.offline,
         "backend_order": order,
+        "model_list": model_list.source,
         "results": [{**r.to_json(), "workflows": list(q.workflows)} for r, q in zip(results, queries, strict=True)],
         "counts": counts,
         "requests": http.request_counts() if http else {},

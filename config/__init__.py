@@ -1,0 +1,1 @@
+"""The default config, shipped as package data (this folder is `comfywatchman.defaults`)."""
