@@ -44,6 +44,7 @@ class PackInfo:
     disabled_by: str | None
     node_types: list[str] = field(default_factory=list)
     version: str | None = None
+    registry_id: str | None = None  # pyproject's project.name: the pack's id in the Comfy Registry
     git_remote: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -57,6 +58,7 @@ class PackInfo:
             "disabled_by": self.disabled_by,
             "node_types": self.node_types,
             "version": self.version,
+            "registry_id": self.registry_id,
             "git_remote": self.git_remote,
             "problems": self.problems,
         }
@@ -121,7 +123,7 @@ def read_pack(path: Path, pack: PackInfo) -> None:
             types.update(resolver.filled_keys(tree, module, _is_mapping_name))
     pack.node_types = sorted(types)
     if path.is_dir():
-        pack.version = _pyproject_version(path / "pyproject.toml", pack)
+        pack.version, pack.registry_id = _pyproject_fields(path / "pyproject.toml", pack)
         pack.git_remote = _git_remote(path / ".git")
 
 
@@ -152,17 +154,20 @@ def _is_mapping_name(node: ast.AST) -> bool:
     return False
 
 
-def _pyproject_version(path: Path, pack: PackInfo) -> str | None:
+def _pyproject_fields(path: Path, pack: PackInfo) -> tuple[str | None, str | None]:
+    """Return ``project.version`` and ``project.name`` (the Comfy Registry id) of a pack's pyproject.toml."""
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        return None
+        return None, None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         pack.problems.append(f"{path}: cannot read version: {exc}")
-        return None
-    version = data.get("project", {}).get("version")
-    return str(version) if version is not None else None
+        return None, None
+    project = data.get("project", {})
+    project = project if isinstance(project, dict) else {}
+    version, name = project.get("version"), project.get("name")
+    return (str(version) if version is not None else None), (name if isinstance(name, str) and name else None)
 
 
 def _git_remote(git_dir: Path) -> str | None:
