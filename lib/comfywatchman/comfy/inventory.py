@@ -144,7 +144,7 @@ class InstalledPack:
     name: str
     enabled: bool
     repos: frozenset[str]  # normalised repository URLs: its git remote and those it was matched to in the map
-    names: frozenset[str]  # lower-case folder name and registry id (pyproject's project.name)
+    names: frozenset[str]  # lower case: folder name, registry id (pyproject's project.name), repository names
 
 
 @dataclass
@@ -295,17 +295,18 @@ class NodeIndex:
         if matches:
             packs = [{"name": p.name, "installed": False, "disabled": True} for p in matches]
             return NodeState("disabled", packs, checked_by)
-        return NodeState("missing", [self._workflow_candidate(class_type, cnr_id, repo)], checked_by)
+        return NodeState("missing", [self._workflow_candidate(class_type, cnr_id, aux_id)], checked_by)
 
-    def _workflow_candidate(self, class_type: str, cnr_id: str | None, repo: str | None) -> dict[str, Any]:
+    def _workflow_candidate(self, class_type: str, cnr_id: str | None, aux_id: str | None) -> dict[str, Any]:
         """Return the pack the workflow names, as a candidate: with the Manager map's title and repository
         when the map knows it, and the registry id for ``comfy node install`` when the workflow gives one."""
         claimants = self.node_map.candidates(class_type)
+        repo = normalize_repo(f"https://github.com/{aux_id}") if aux_id else None
         known = next((c for c in claimants if repo is not None and normalize_repo(c.repo) == repo), None)
         if known is None and repo is None and cnr_id is not None:
             # Only a registry id: a claimant whose repository has that name is the same pack.
             known = next((c for c in claimants if normalize_repo(c.repo).rsplit("/", 1)[-1] == cnr_id.lower()), None)
-        url = known.repo if known is not None else (f"https://github.com/{repo.split('/', 3)[3]}" if repo else None)
+        url = known.repo if known is not None else (f"https://github.com/{aux_id}" if aux_id else None)
         title = known.title if known is not None else (cnr_id or (repo or "").rsplit("/", 1)[-1])
         candidate: dict[str, Any] = {
             "name": title,
@@ -326,7 +327,8 @@ def _installed_pack(pack: Mapping[str, Any], repos: list[str]) -> InstalledPack:
     urls = {normalize_repo(r) for r in repos}
     if remote:
         urls.add(normalize_repo(remote))
-    names = {pack["name"].lower().removesuffix(".py")}
+    # A registry id is most often the repository's name in lower case: a remote's name stands for one too.
+    names = {pack["name"].lower().removesuffix(".py"), *(url.rsplit("/", 1)[-1] for url in urls)}
     if pack.get("registry_id"):
         names.add(str(pack["registry_id"]).lower())
     return InstalledPack(pack["name"], bool(pack["enabled"]), frozenset(urls), frozenset(names))

@@ -21,6 +21,7 @@ ACTION_VERBS = {
     "install_pack": "Install pack for",
     "enable_pack": "Re-enable pack for",
     "choose_pack": "Choose a pack for",
+    "check_pack": "Check the installed pack for",
     "review": "Review candidates for",
     "find_manually": "Find manually",
     "find_pack": "Find a pack for",
