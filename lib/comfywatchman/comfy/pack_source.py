@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,10 +70,12 @@ class PackSource:
         found = self._defined.get(name)
         if found is None:
             needle = name.encode()
+            # Parsing is the cost: only modules with a line that looks like a definition of the name are parsed.
+            looks_defined = _definition_line(needle)
             found = []
             for path in self.modules:
                 data = self.source(path)
-                if data is None or needle not in data:
+                if data is None or needle not in data or not looks_defined.search(data):
                     continue
                 tree = self.tree(path)
                 if tree is not None:
@@ -90,6 +93,17 @@ class PackSource:
                     if alias.asname == name and alias.name != name:
                         return alias.name
         return None
+
+
+def _definition_line(name: bytes) -> re.Pattern[bytes]:
+    """Return a pattern for a source line that may define ``name``: ``def``/``class name``, ``name = ``,
+    ``name: T = `` or ``a, name = ``."""
+    word = re.escape(name)
+    return re.compile(
+        rb"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+" + word + rb"\b"
+        rb"|^[ \t]*(?:[\w.]+[ \t]*,[ \t]*)*" + word + rb"[ \t]*(?:,[ \t]*[\w.]+[ \t]*)*(?::[^=\n]*)?=(?!=)",
+        re.MULTILINE,
+    )
 
 
 def module_statements(tree: ast.AST) -> Iterator[ast.stmt]:
