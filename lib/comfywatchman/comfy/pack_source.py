@@ -157,6 +157,8 @@ class Resolver:
     def __init__(self, pack: PackSource, is_mapping: Callable[[ast.AST], bool]) -> None:
         self.pack = pack
         self.is_mapping = is_mapping
+        self._name_keys: dict[tuple[str, Path], set[str]] = {}
+        self._name_strings: dict[tuple[str, Path], str | None] = {}
 
     # ---- strings -------------------------------------------------------------------------------------
 
@@ -267,6 +269,13 @@ class Resolver:
         return local
 
     def _name_string(self, name: str, module: Path, depth: int) -> str | None:
+        memo = (name, module)
+        if memo not in self._name_strings:
+            self._name_strings[memo] = None  # a name defined through itself has no value
+            self._name_strings[memo] = self._find_name_string(name, module, depth)
+        return self._name_strings[memo]
+
+    def _find_name_string(self, name: str, module: Path, depth: int) -> str | None:
         for where, stmt in self.pack.definitions(name, module):
             value = _assigned_value(stmt, name)
             if value is not None:
@@ -319,19 +328,27 @@ class Resolver:
             # module.NODE_CLASS_MAPPINGS of a submodule: its own mapping is read on its own already.
             return set() if self.is_mapping(node) else self.name_keys(node.attr, module, depth + 1)
         if isinstance(node, ast.Call):
-            keys = {kw.arg for kw in node.keywords if kw.arg}
+            # dict(A=..., **B): keyword names are keys; build(CONFIG, strict=True): only dicts handed over count.
+            is_dict = isinstance(node.func, ast.Name) and node.func.id in ("dict", "OrderedDict")
+            keys = {kw.arg for kw in node.keywords if kw.arg and is_dict}
             for arg in node.args:
                 keys |= self.dict_keys(arg, module, depth + 1)
             for kw in node.keywords:
-                if kw.arg is None:
+                if kw.arg is None or not is_dict:
                     keys |= self.dict_keys(kw.value, module, depth + 1)
             return keys
         return set()  # comprehensions and the like are built from data this reading cannot see
 
     def name_keys(self, name: str, module: Path, depth: int) -> set[str]:
         """Return the keys every module that defines ``name`` puts into it (the first module that has any)."""
-        if depth > MAX_DEPTH:
-            return set()
+        memo = (name, module)
+        if depth > MAX_DEPTH or memo in self._name_keys:
+            return set(self._name_keys.get(memo, ()))
+        self._name_keys[memo] = set()  # a dict merged into itself, directly or not, adds nothing
+        keys = self._name_keys[memo] = self._find_name_keys(name, module, depth)
+        return set(keys)
+
+    def _find_name_keys(self, name: str, module: Path, depth: int) -> set[str]:
         seen: set[Path] = set()
         for where, _ in self.pack.definitions(name, module):
             if where in seen:

@@ -105,7 +105,10 @@ def test_keys_that_are_not_constant_are_not_invented(tmp_path: Path) -> None:
         "import os\nA = B\nB = A\nPREFIX = os.environ.get('P', 'p')\nT = '{0.__class__}'\n"
         "def two(x):\n    y = x\n    return y\n"
         "NODE_CLASS_MAPPINGS = {A: 1, PREFIX + 'x': 2, T.format('s'): 3, two('z'): 4, 'Kept': 5}\n"
-        "NODE_CLASS_MAPPINGS.update({k: v for k, v in globals().items()})\n",
+        "NODE_CLASS_MAPPINGS.update({k: v for k, v in globals().items()})\n"
+        "LOOP = {**OTHER, 'Looped': 1}\nOTHER = {**LOOP}\nCONF = {'FromConf': 1}\n"
+        "NODE_CLASS_MAPPINGS.update(build(CONF, strict=True))\nNODE_CLASS_MAPPINGS |= OTHER\n",
     )
     [found] = list_packs(tmp_path / "custom_nodes")
-    assert found.node_types == ["Kept"]
+    # a setting handed to a generator is no node type; dicts merged into each other end
+    assert found.node_types == ["FromConf", "Kept", "Looped"]
