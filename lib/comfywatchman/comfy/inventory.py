@@ -299,7 +299,7 @@ class NodeIndex:
 
     def _workflow_candidate(self, class_type: str, cnr_id: str | None, aux_id: str | None) -> dict[str, Any]:
         """Return the pack the workflow names, as a candidate: with the Manager map's title and repository
-        when the map knows it, and the registry id for ``comfy node install`` when the workflow gives one."""
+        when the map knows it, and the registry id (for ``comfy node install``) when the workflow gives one."""
         claimants = self.node_map.candidates(class_type)
         repo = normalize_repo(f"https://github.com/{aux_id}") if aux_id else None
         known = next((c for c in claimants if repo is not None and normalize_repo(c.repo) == repo), None)
@@ -317,7 +317,9 @@ class NodeIndex:
             "from_workflow": True,
             "by_pattern": False,
             "catch_all": False,
-            "install": f"comfy node install {cnr_id}" if cnr_id else PackCandidate(url or "", title).install_command,
+            # git clone where the repository is known, like every other candidate; comfy-cli only when the
+            # registry id is all there is.
+            "install": PackCandidate(url, title).install_command if url else f"comfy node install {cnr_id}",
         }
         return candidate
 

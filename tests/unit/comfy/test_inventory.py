@@ -174,7 +174,7 @@ def test_the_workflows_word_names_the_pack_before_the_map_claimants() -> None:
     # FaceDetailer is claimed by two packs; the node says which one it was made with
     named = index.state("FaceDetailer", {"cnr_id": "comfyui-impact-pack", "aux_id": "ltdrdata/ComfyUI-Impact-Pack"})
     assert [(p["title"], p["registry_id"], p["install"]) for p in named.packs] == [
-        ("Impact Pack", "comfyui-impact-pack", "comfy node install comfyui-impact-pack")
+        ("Impact Pack", "comfyui-impact-pack", "git clone https://github.com/ltdrdata/ComfyUI-Impact-Pack")
     ]
     only_repo = index.state("Unlisted", {"aux_id": "someone/Brand-New"}).packs
     assert [(p["repo"], p["registry_id"], p["install"]) for p in only_repo] == [
@@ -182,6 +182,10 @@ def test_the_workflows_word_names_the_pack_before_the_map_claimants() -> None:
     ]
     only_id = index.state("FaceDetailer", {"cnr_id": "other-pack"}).packs
     assert [(p["title"], p["repo"]) for p in only_id] == [("Other", "https://github.com/someone/Other-Pack")]
+    unknown = index.state("Unlisted", {"cnr_id": "comfyui-brand-new"}).packs
+    assert [(p["repo"], p["registry_id"], p["install"]) for p in unknown] == [
+        (None, "comfyui-brand-new", "comfy node install comfyui-brand-new")
+    ]
     assert index.state("Unlisted", {"cnr_id": "old"}).state == "disabled"  # the named pack is there, disabled
     core = index.state("BrandNewCoreNode", {"cnr_id": "comfy-core", "ver": "0.9.0"})
     assert core.state == "missing" and core.packs[0]["name"] == "ComfyUI" and core.packs[0]["installed"]

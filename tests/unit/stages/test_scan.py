@@ -268,7 +268,12 @@ def test_node_verdicts_follow_installed_packs_manager_entries_and_the_workflows_
     kj = nodes["ImageResizeKJ"]
     assert kj["made_with"] == made
     assert [(p["registry_id"], p["repo"], p["install"], p["from_workflow"]) for p in kj["packs"]] == [
-        ("comfyui-kjnodes", "https://github.com/kijai/ComfyUI-KJNodes", "comfy node install comfyui-kjnodes", True)
+        (
+            "comfyui-kjnodes",
+            "https://github.com/kijai/ComfyUI-KJNodes",
+            "git clone https://github.com/kijai/ComfyUI-KJNodes",
+            True,
+        )
     ]
     assert nodes["NewType"]["packs"] == [
         {
