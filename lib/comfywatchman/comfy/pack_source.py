@@ -20,6 +20,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+MAX_STRING = 1000  # no node type name is longer; longer strings are not built
+_PERCENT_FIELD = re.compile(r"%[s%]")
 MAX_DEPTH = 12  # names resolving through names: deeper than this is a loop or not worth following
 # Statement lists that run when a module is imported (not those of functions or classes).
 _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -143,12 +145,13 @@ def _target_names(target: ast.AST) -> list[str]:
 
 
 def _plain_format(template: str) -> bool:
-    """Whether ``template`` uses only ``{}``, ``{0}`` or ``{name}`` fields (no attribute or index lookups)."""
+    """Whether ``template`` uses only ``{}``, ``{0}`` or ``{name}`` fields: no attribute or index lookups, no
+    conversion and no format spec (a width could build a string of any size)."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError:
         return False
-    return all(f == "" or f.isdigit() or f.isidentifier() for f in fields)
+    return all((f == "" or f.isdigit() or f.isidentifier()) and not spec and not conv for f, spec, conv in fields)
 
 
 class Resolver:
@@ -163,9 +166,14 @@ class Resolver:
     # ---- strings -------------------------------------------------------------------------------------
 
     def string(self, node: ast.AST, module: Path, scope: dict[str, str] | None = None, depth: int = 0) -> str | None:
-        """Return the constant string ``node`` evaluates to in ``module`` (``scope``: local names), or None."""
+        """Return the constant string ``node`` evaluates to in ``module`` (``scope``: local names), or None
+        (also for a string longer than any node type name: nothing is built without bound)."""
         if depth > MAX_DEPTH:
             return None
+        text = self._string(node, module, scope, depth)
+        return text if text is None or len(text) <= MAX_STRING else None
+
+    def _string(self, node: ast.AST, module: Path, scope: dict[str, str] | None, depth: int) -> str | None:
         if isinstance(node, ast.Constant):
             return node.value if isinstance(node.value, str) else None
         if isinstance(node, ast.Name):
@@ -200,8 +208,8 @@ class Resolver:
         if isinstance(node.op, ast.Mod):
             items = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
             values = [self.string(item, module, scope, depth + 1) for item in items]
-            if any(v is None for v in values):
-                return None
+            if any(v is None for v in values) or _PERCENT_FIELD.sub("", left).count("%"):
+                return None  # only bare %s fields: a width or precision could build a string of any size
             try:
                 return left % tuple(values)
             except (TypeError, ValueError, KeyError):

@@ -107,8 +107,11 @@ def test_keys_that_are_not_constant_are_not_invented(tmp_path: Path) -> None:
         "NODE_CLASS_MAPPINGS = {A: 1, PREFIX + 'x': 2, T.format('s'): 3, two('z'): 4, 'Kept': 5}\n"
         "NODE_CLASS_MAPPINGS.update({k: v for k, v in globals().items()})\n"
         "LOOP = {**OTHER, 'Looped': 1}\nOTHER = {**LOOP}\nCONF = {'FromConf': 1}\n"
-        "NODE_CLASS_MAPPINGS.update(build(CONF, strict=True))\nNODE_CLASS_MAPPINGS |= OTHER\n",
+        "NODE_CLASS_MAPPINGS.update(build(CONF, strict=True))\nNODE_CLASS_MAPPINGS |= OTHER\n"
+        "NODE_CLASS_MAPPINGS['%999999999s' % 'w'] = 1\nNODE_CLASS_MAPPINGS['{:>999999999}'.format('w')] = 1\n"
+        "D1 = 'ab' + 'cd'\nD2 = D1 + D1\nD3 = D2 + D2\nD4 = D3 + D3\nD5 = D4 + D4\nD6 = D5 + D5\nD7 = D6 + D6\n"
+        "D8 = D7 + D7\nD9 = D8 + D8\nNODE_CLASS_MAPPINGS[D9] = 1\nNODE_CLASS_MAPPINGS['%s (%s)' % ('n', 'p')] = 1\n",
     )
     [found] = list_packs(tmp_path / "custom_nodes")
     # a setting handed to a generator is no node type; dicts merged into each other end
-    assert found.node_types == ["FromConf", "Kept", "Looped"]
+    assert found.node_types == ["FromConf", "Kept", "Looped", "n (p)"]
