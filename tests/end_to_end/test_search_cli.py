@@ -113,6 +113,10 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
         comfy_tree.root / "models" / "loras" / "add_detail.safetensors"
     )
     assert lora["requires_review"] is True and lora["blocks_workflows"] == 2
+    # Diffusion models land where the templates, the docs and ComfyUI-Manager put them, not in models/unet/.
+    assert tasks["flux1-dev.safetensors"]["target_path"] == str(
+        comfy_tree.root / "models" / "diffusion_models" / "flux1-dev.safetensors"
+    )
 
     second = run_cli("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env)
     assert second.returncode == 0, second.stderr

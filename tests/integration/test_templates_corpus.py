@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from comfywatchman import artifacts, config
-from comfywatchman.comfy.inventory import core_node_types
+from comfywatchman.comfy import manager_map
+from comfywatchman.comfy.inventory import NodeIndex, core_node_types
 from comfywatchman.scheduler import STAGE_RUNNERS
 from comfywatchman.stages.context import StageContext
 from comfywatchman.workflow import extract
@@ -158,3 +159,32 @@ if __name__ == "__main__":  # pragma: no cover - corpus figures for the closing 
             sum(len(w["models"]) for w in scanned_docs.values()),
             file=sys.stderr,
         )
+
+
+def test_core_nodes_of_a_newer_comfyui_are_never_a_pack_to_install(
+    empty_install: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Against a ComfyUI that has none of the corpus's core nodes, each node the corpus marks
+    ``cnr_id: comfy-core`` asks to update ComfyUI, even where ComfyUI-Manager's map has packs claiming it."""
+    raw, scanned = empty_install
+    said_core = {
+        n["type"]
+        for data in raw.values()
+        for n in all_nodes(data)
+        if (n.get("properties") or {}).get("cnr_id") == "comfy-core"
+    }
+    assert len(said_core) > 300  # the corpus says so of most of its node types
+    index = NodeIndex.from_cache({"packs": []}, manager_map.load(manager_map.find_map(Path("/nowhere"))), frozenset())
+    claimed = 0
+    for class_type in sorted(said_core):
+        claimed += bool(index.node_map.candidates(class_type))
+        state = index.state(class_type, {"cnr_id": "comfy-core"})
+        if state.state != "frontend":
+            assert [(p["name"], p["installed"]) for p in state.packs] == [("ComfyUI", True)], class_type
+    if index.node_map.source is not None:
+        assert claimed > 0  # without the workflow's word, these would have been packs to install
+    # scan.json records what the workflow says of each node type's pack
+    made = {n["class_type"]: n.get("made_with") for w in scanned.values() for n in w["nodes"]}
+    for class_type, made_with in made.items():
+        if class_type in said_core:
+            assert made_with is not None and made_with["cnr_id"] == "comfy-core", class_type

@@ -1,8 +1,10 @@
 """Custom node packs under ``custom_nodes/``, read statically: pack code is parsed, never imported.
 
 A pack registers its node types in ``NODE_CLASS_MAPPINGS``: a dict literal, ``NODE_CLASS_MAPPINGS[...] = ``,
-``.update({...})``, or a mapping built in a submodule and imported. Parsing every module of the pack for those
-forms finds the submodule ones too, without executing anything.
+``.update({...})``, or a mapping built in a submodule and imported. Parsing every module of the pack that names
+such a mapping finds the submodule ones too, without executing anything; keys and merged dicts that are not
+literals are computed by ``pack_source`` (class attributes, helper functions over constant strings,
+dict-literal configs handed to a generator, submodule dicts merged in).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from comfywatchman.comfy.pack_source import PackSource, Resolver
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +44,7 @@ class PackInfo:
     disabled_by: str | None
     node_types: list[str] = field(default_factory=list)
     version: str | None = None
+    registry_id: str | None = None  # pyproject's project.name: the pack's id in the Comfy Registry
     git_remote: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -53,6 +58,7 @@ class PackInfo:
             "disabled_by": self.disabled_by,
             "node_types": self.node_types,
             "version": self.version,
+            "registry_id": self.registry_id,
             "git_remote": self.git_remote,
             "problems": self.problems,
         }
@@ -103,26 +109,21 @@ def _pack_entries(custom_nodes: Path) -> list[tuple[Path, str | None]]:
 def read_pack(path: Path, pack: PackInfo) -> None:
     """Fill ``pack`` with the node types, version and git remote read from the pack at ``path``."""
     types: set[str] = set()
-    modules = [path] if path.is_file() else list(_python_files(path))
+    modules = [path] if path.is_file() else _python_files(path)
+    source = PackSource(modules, pack.problems, MAX_MODULE_BYTES)
+    resolver = Resolver(source, _is_mapping_name)
     for module in modules:
-        try:
-            if module.stat().st_size > MAX_MODULE_BYTES:
-                continue
-            source = module.read_bytes()
-            # Only a module that names a mapping can fill one; most of a pack's modules do not.
-            if MAPPING_SUFFIX.encode() not in source.upper():
-                continue
-            tree = ast.parse(source, filename=str(module))
-        except SyntaxError as exc:
-            pack.problems.append(f"{module}: cannot parse line {exc.lineno}: {exc.msg}")
+        data = source.source(module)
+        # Only a module that names a mapping can fill one; most of a pack's modules do not. The others are
+        # parsed only when a mapping refers to a name they define.
+        if data is None or MAPPING_SUFFIX.encode() not in data.upper():
             continue
-        except (OSError, ValueError) as exc:
-            pack.problems.append(f"{module}: unreadable: {exc}")
-            continue
-        types.update(mapping_keys(tree))
+        tree = source.tree(module)
+        if tree is not None:
+            types.update(resolver.filled_keys(tree, module, _is_mapping_name))
     pack.node_types = sorted(types)
     if path.is_dir():
-        pack.version = _pyproject_version(path / "pyproject.toml", pack)
+        pack.version, pack.registry_id = _pyproject_fields(path / "pyproject.toml", pack)
         pack.git_remote = _git_remote(path / ".git")
 
 
@@ -140,57 +141,9 @@ def _python_files(root: Path) -> list[Path]:
 
 
 def mapping_keys(tree: ast.AST) -> set[str]:
-    """Return the string keys a module puts into any ``*NODE_CLASS_MAPPINGS`` mapping."""
-    keys: set[str] = set()
-    for node in _statements(tree):
-        if isinstance(node, ast.Expr):
-            node = node.value
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if _is_mapping_name(target) and node.value is not None:
-                    keys.update(_literal_keys(node.value))
-                elif isinstance(target, ast.Subscript) and _is_mapping_name(target.value):
-                    key = _constant_str(target.slice)
-                    if key:
-                        keys.add(key)
-        elif isinstance(node, ast.AugAssign) and _is_mapping_name(node.target):
-            keys.update(_literal_keys(node.value))  # NODE_CLASS_MAPPINGS |= {...}
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("update", "setdefault", "__setitem__")
-            and _is_mapping_name(node.func.value)
-        ):
-            if node.func.attr == "update":
-                for arg in node.args:
-                    keys.update(_literal_keys(arg))
-                keys.update(kw.arg for kw in node.keywords if kw.arg)
-            elif node.args:
-                key = _constant_str(node.args[0])
-                if key:
-                    keys.add(key)
-    return keys
-
-
-def _statements(tree: ast.AST) -> list[ast.AST]:
-    """Return every statement of ``tree`` at any depth (module, class, function, if/try/with/for bodies).
-
-    Mappings are filled by statements; walking statements only, not every expression node, is several
-    times faster than ``ast.walk`` on large modules.
-    """
-    found: list[ast.AST] = []
-    pending: list[ast.AST] = [tree]
-    while pending:
-        node = pending.pop()
-        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
-            children = getattr(node, name, None)
-            if isinstance(children, list):
-                for child in children:
-                    if isinstance(child, ast.AST):
-                        found.append(child)
-                        pending.append(child)
-    return found
+    """Return the string keys a module puts into any ``*NODE_CLASS_MAPPINGS`` mapping, from this module alone."""
+    source = PackSource([], [], MAX_MODULE_BYTES)
+    return Resolver(source, _is_mapping_name).filled_keys(tree, Path("<module>"), _is_mapping_name)
 
 
 def _is_mapping_name(node: ast.AST) -> bool:
@@ -201,38 +154,20 @@ def _is_mapping_name(node: ast.AST) -> bool:
     return False
 
 
-def _literal_keys(value: ast.AST) -> set[str]:
-    if isinstance(value, ast.Dict):
-        return {k for k in (_constant_str(key) for key in value.keys if key is not None) if k}
-    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "dict":
-        keys = {kw.arg for kw in value.keywords if kw.arg}
-        for arg in value.args:
-            keys |= _literal_keys(arg)
-        return keys
-    if isinstance(value, ast.BinOp) and isinstance(value.op, ast.BitOr):
-        return _literal_keys(value.left) | _literal_keys(value.right)
-    if isinstance(value, ast.DictComp):
-        return set()  # built at import time from data we cannot see; ComfyUI-Manager's map covers these
-    return set()
-
-
-def _constant_str(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
-
-
-def _pyproject_version(path: Path, pack: PackInfo) -> str | None:
+def _pyproject_fields(path: Path, pack: PackInfo) -> tuple[str | None, str | None]:
+    """Return ``project.version`` and ``project.name`` (the Comfy Registry id) of a pack's pyproject.toml."""
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        return None
+        return None, None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         pack.problems.append(f"{path}: cannot read version: {exc}")
-        return None
-    version = data.get("project", {}).get("version")
-    return str(version) if version is not None else None
+        return None, None
+    project = data.get("project", {})
+    project = project if isinstance(project, dict) else {}
+    version, name = project.get("version"), project.get("name")
+    return (str(version) if version is not None else None), (name if isinstance(name, str) and name else None)
 
 
 def _git_remote(git_dir: Path) -> str | None:

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf", ".onnx"})
 CONFIG_EXTENSIONS = frozenset({".yaml", ".yml", ".json"})
 
-# Folder type -> the directories under models/ that ComfyUI reads for it, in ComfyUI's order.
+# Folder type -> the directories under models/ that ComfyUI reads for it, in ComfyUI's order (see _save_order).
 CORE_FOLDERS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("checkpoints",),
     "configs": ("configs",),
@@ -85,7 +85,7 @@ def model_paths(root: Path, extra_configs: Sequence[Path] = ()) -> ModelPaths:
     result = ModelPaths()
     models = root / "models"
     for folder, dirs in CORE_FOLDERS.items():
-        for name in dirs:
+        for name in _save_order(models, folder, dirs):
             result.add(folder, models / name)
     try:
         entries = sorted(os.scandir(models), key=lambda e: e.name)
@@ -99,6 +99,23 @@ def model_paths(root: Path, extra_configs: Sequence[Path] = ()) -> ModelPaths:
         if config.exists() or config != root / "extra_model_paths.yaml":
             read_extra_model_paths(config, result)
     return result
+
+
+def _save_order(models: Path, folder: str, dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """Return ``dirs`` in ComfyUI's order, except that the directory named like the folder type goes first
+    when it exists, or when none of the others does.
+
+    The first directory is where a download goes. ComfyUI lists ``unet`` before ``diffusion_models``, but the
+    templates, the docs and ComfyUI-Manager put diffusion models in ``models/diffusion_models/``, where users
+    look for them (``text_encoders`` is already first in ComfyUI's own order). Sections marked ``is_default``
+    in extra_model_paths.yaml are put in front of these later, so they still win.
+    """
+    if folder not in dirs or dirs[0] == folder:
+        return dirs
+    others = tuple(d for d in dirs if d != folder)
+    if (models / folder).is_dir() or not any((models / d).is_dir() for d in others):
+        return (folder, *others)
+    return dirs
 
 
 def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str] | None = None) -> None:

@@ -8,6 +8,7 @@ string onto a folder path, so a name cannot reach outside the model folders. Whe
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,16 @@ class ModelIndex:
         return ModelMatch(False, None, looked_in)
 
 
+# What the report says of a type an installed pack should provide that nothing shows: never "install it".
+NOT_FOUND_IN_PACK = "pack installed, node type not found: the pack may have failed to import or be outdated"
+NOT_LOADED = "installed but not loaded by the server (import error, or restart needed)"
+CORE_ID = "comfy-core"  # the cnr_id nodes of ComfyUI itself carry
+OUTDATED_CORE = "a core node this ComfyUI does not have: update ComfyUI"
+# What a workflow may name as a pack and be echoed into an install command: registry ids and owner/repo only.
+_REGISTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_GITHUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+
+
 @dataclass(frozen=True)
 class NodeState:
     """Whether a node type is available, from where, and which source said so (server or files)."""
@@ -124,6 +135,16 @@ class NodeState:
     state: str  # core | frontend | installed | disabled | missing
     packs: list[dict[str, Any]]
     checked_by: str = "files"
+
+
+@dataclass(frozen=True)
+class InstalledPack:
+    """What identifies an installed pack when a workflow names the pack its node was made with."""
+
+    name: str
+    enabled: bool
+    repos: frozenset[str]  # normalised repository URLs: its git remote and those it was matched to in the map
+    names: frozenset[str]  # lower case: folder name, registry id (pyproject's project.name), repository names
 
 
 @dataclass
@@ -139,6 +160,9 @@ class NodeIndex:
     pack_repos: dict[str, list[str]] = field(default_factory=dict)
     enabled_repos: set[str] = field(default_factory=set)
     disabled_repos: dict[str, str] = field(default_factory=dict)
+    # An installed pack's nodename_pattern from its Manager entry: (pattern, pack name, enabled)
+    patterns: list[tuple[re.Pattern[str], str, bool]] = field(default_factory=list)
+    installed: list[InstalledPack] = field(default_factory=list)
 
     @classmethod
     def from_cache(
@@ -151,8 +175,9 @@ class NodeIndex:
         """Return the index over a custom_nodes_cache.json document and ComfyUI-Manager's map.
 
         A pack provides what its NODE_CLASS_MAPPINGS say plus what the Manager map lists for the same
-        repository (matched by the pack's git remote, else by its folder name), so a pack that builds its
-        mapping at import time is not taken to miss its own nodes.
+        repository (matched by the pack's git remote, else by its folder name), and every type its entry's
+        ``nodename_pattern`` matches, so a pack that builds its mapping at import time is not taken to miss
+        its own nodes.
         """
         index = cls(core=core_node_types() if core is None else core, node_map=node_map, server=server)
         for pack in nodes_cache["packs"]:
@@ -162,28 +187,49 @@ class NodeIndex:
             types = set(pack["node_types"])
             for repo in repos:
                 types.update(node_map.nodes_by_repo.get(repo, ()))
+                index.patterns.extend((p, pack["name"], pack["enabled"]) for p in node_map.own_patterns(repo))
                 if pack["enabled"]:
                     index.enabled_repos.add(normalize_repo(repo))
                 else:
                     index.disabled_repos.setdefault(normalize_repo(repo), pack["name"])
             for node_type in sorted(types):
                 target.setdefault(node_type, []).append(pack["name"])
+            index.installed.append(_installed_pack(pack, repos))
         return index
 
-    def state(self, class_type: str) -> NodeState:
-        """Return where ``class_type`` comes from, with candidate packs when it is missing."""
+    def state(self, class_type: str, made_with: Mapping[str, str] | None = None) -> NodeState:
+        """Return where ``class_type`` comes from, with candidate packs when it is missing.
+
+        ``made_with`` is what the workflow's node says of its pack (``cnr_id``, ``aux_id``): it names the
+        pack to install before any claimant of the Manager map does.
+        """
         if class_type in FRONTEND_ONLY:
             return NodeState("frontend", [])
         frontend_owner = self._frontend_owner(class_type)
         if frontend_owner is not None:
             return frontend_owner
         if self.server is not None:
-            return self._server_state(class_type)
-        if class_type in self.enabled:
-            return NodeState("installed", [{"name": n, "installed": True} for n in self.enabled[class_type]])
+            return self._server_state(class_type, made_with)
+        enabled = self.enabled_packs(class_type)
+        if enabled:
+            return NodeState("installed", [{"name": n, "installed": True} for n in enabled])
         if class_type in self.core:
             return NodeState("core", [])
-        return self._unavailable(class_type, "files")
+        return self._unavailable(class_type, "files", made_with)
+
+    def enabled_packs(self, class_type: str) -> list[str]:
+        """Return the enabled packs that provide ``class_type``: by their files and Manager names, else by
+        their Manager entry's ``nodename_pattern``."""
+        found = self.enabled.get(class_type)
+        if found:
+            return found
+        return [name for pattern, name, on in self.patterns if on and pattern.search(class_type)]
+
+    def _disabled_packs(self, class_type: str) -> list[str]:
+        found = self.disabled.get(class_type)
+        if found:
+            return found
+        return [name for pattern, name, on in self.patterns if not on and pattern.search(class_type)]
 
     def _frontend_owner(self, class_type: str) -> NodeState | None:
         owners = [repo for repo, types in frontend_pack_nodes().items() if class_type in types]
@@ -200,29 +246,94 @@ class NodeIndex:
         extra = [c for c in self.node_map.candidates(class_type) if normalize_repo(c.repo) not in owners]
         return NodeState("missing", [_candidate_json(c) for c in [*candidates, *extra]])
 
-    def _server_state(self, class_type: str) -> NodeState:
+    def _server_state(self, class_type: str, made_with: Mapping[str, str] | None) -> NodeState:
         assert self.server is not None
         if self.server.has_node(class_type):
             pack = self.server.pack_of(class_type)
             if pack is None:
                 return NodeState("core", [], "server")
             return NodeState("installed", [{"name": pack, "installed": True}], "server")
-        if class_type in self.enabled:
+        enabled = self.enabled_packs(class_type)
+        if enabled:
             # On disk but not loaded: the pack failed to import, or ComfyUI was not restarted since.
-            note = "installed but not loaded by the server (import error, or restart needed)"
-            packs = [{"name": n, "installed": True, "note": note} for n in self.enabled[class_type]]
-            return NodeState("missing", packs, "server")
-        return self._unavailable(class_type, "server")
+            return NodeState("missing", [{"name": n, "installed": True, "note": NOT_LOADED} for n in enabled], "server")
+        return self._unavailable(class_type, "server", made_with)
 
-    def _unavailable(self, class_type: str, checked_by: str) -> NodeState:
-        if class_type in self.disabled:
-            packs = [{"name": n, "installed": False, "disabled": True} for n in self.disabled[class_type]]
+    def _unavailable(self, class_type: str, checked_by: str, made_with: Mapping[str, str] | None) -> NodeState:
+        disabled = self._disabled_packs(class_type)
+        if disabled:
+            packs = [{"name": n, "installed": False, "disabled": True} for n in disabled]
             return NodeState("disabled", packs, checked_by)
+        named = self._named_pack(class_type, checked_by, made_with or {})
+        if named is not None:
+            return named
         packs = [_candidate_json(c) for c in self.node_map.candidates(class_type)]
         if not packs and class_type in self.core:
-            note = "a core node this ComfyUI does not have: update ComfyUI"
-            packs = [{"name": "ComfyUI", "installed": True, "note": note}]
+            packs = [{"name": "ComfyUI", "installed": True, "note": OUTDATED_CORE}]
         return NodeState("missing", packs, checked_by)
+
+    def _named_pack(self, class_type: str, checked_by: str, made_with: Mapping[str, str]) -> NodeState | None:
+        """Return the state of a type whose workflow names its pack: a core node of a newer ComfyUI, a type
+        an installed pack should have, one a disabled pack may have, or the named pack to install."""
+        cnr_id = made_with.get("cnr_id")
+        aux_id = made_with.get("aux_id")
+        cnr_id = cnr_id if cnr_id and _REGISTRY_ID.fullmatch(cnr_id) else None
+        aux_id = aux_id if aux_id and _GITHUB_REPO.fullmatch(aux_id) else None
+        if cnr_id == CORE_ID:
+            return NodeState("missing", [{"name": "ComfyUI", "installed": True, "note": OUTDATED_CORE}], checked_by)
+        if cnr_id is None and aux_id is None:
+            return None
+        repo = normalize_repo(f"https://github.com/{aux_id}") if aux_id else None
+        keys = {k.lower() for k in (cnr_id, repo.rsplit("/", 1)[-1] if repo else None) if k}
+        matches = [p for p in self.installed if (repo is not None and repo in p.repos) or keys & p.names]
+        enabled = [p for p in matches if p.enabled]
+        if enabled:
+            note = NOT_LOADED if checked_by == "server" else NOT_FOUND_IN_PACK
+            return NodeState(
+                "missing", [{"name": p.name, "installed": True, "note": note} for p in enabled], checked_by
+            )
+        if matches:
+            packs = [{"name": p.name, "installed": False, "disabled": True} for p in matches]
+            return NodeState("disabled", packs, checked_by)
+        return NodeState("missing", [self._workflow_candidate(class_type, cnr_id, aux_id)], checked_by)
+
+    def _workflow_candidate(self, class_type: str, cnr_id: str | None, aux_id: str | None) -> dict[str, Any]:
+        """Return the pack the workflow names, as a candidate: with the Manager map's title and repository
+        when the map knows it, and the registry id (for ``comfy node install``) when the workflow gives one."""
+        claimants = self.node_map.candidates(class_type)
+        repo = normalize_repo(f"https://github.com/{aux_id}") if aux_id else None
+        known = next((c for c in claimants if repo is not None and normalize_repo(c.repo) == repo), None)
+        if known is None and repo is None and cnr_id is not None:
+            # Only a registry id: a claimant whose repository has that name is the same pack.
+            known = next((c for c in claimants if normalize_repo(c.repo).rsplit("/", 1)[-1] == cnr_id.lower()), None)
+        url = known.repo if known is not None else (f"https://github.com/{aux_id}" if aux_id else None)
+        title = known.title if known is not None else (cnr_id or (repo or "").rsplit("/", 1)[-1])
+        candidate: dict[str, Any] = {
+            "name": title,
+            "installed": False,
+            "repo": url,
+            "title": title,
+            "registry_id": cnr_id,
+            "from_workflow": True,
+            "by_pattern": False,
+            "catch_all": False,
+            # git clone where the repository is known, like every other candidate; comfy-cli only when the
+            # registry id is all there is.
+            "install": PackCandidate(url, title).install_command if url else f"comfy node install {cnr_id}",
+        }
+        return candidate
+
+
+def _installed_pack(pack: Mapping[str, Any], repos: list[str]) -> InstalledPack:
+    remote = pack.get("git_remote")
+    urls = {normalize_repo(r) for r in repos}
+    if remote:
+        urls.add(normalize_repo(remote))
+    # A registry id is most often the repository's name in lower case: a remote's name stands for one too.
+    names = {pack["name"].lower().removesuffix(".py"), *(url.rsplit("/", 1)[-1] for url in urls)}
+    if pack.get("registry_id"):
+        names.add(str(pack["registry_id"]).lower())
+    return InstalledPack(pack["name"], bool(pack["enabled"]), frozenset(urls), frozenset(names))
 
 
 def _candidate_json(candidate: PackCandidate) -> dict[str, Any]:

@@ -98,6 +98,11 @@ class NodeMap:
                 return list(repos)
         return []
 
+    def own_patterns(self, repo: str) -> list[re.Pattern[str]]:
+        """Return ``repo``'s ``nodename_pattern`` (none when it claims nearly any name): the names it provides
+        beyond those listed, for a pack that is installed."""
+        return [p for p, c in self.patterns if c.repo == repo and not c.catch_all]
+
     def candidates(self, class_type: str) -> list[PackCandidate]:
         """Return every pack that claims ``class_type`` (by name, then by pattern), each once."""
         found = list(self.by_name.get(class_type, []))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from comfywatchman import humanize
+from comfywatchman.reporting.status_report import installed_notes
 
 ICONS = {"ready": "✅", "resolvable": "⬇️", "needs_review": "🔎", "blocked": "⛔", "error": "💥"}
 LABELS = {
@@ -20,6 +21,7 @@ ACTION_VERBS = {
     "install_pack": "Install pack for",
     "enable_pack": "Re-enable pack for",
     "choose_pack": "Choose a pack for",
+    "check_pack": "Check the installed pack for",
     "review": "Review candidates for",
     "find_manually": "Find manually",
     "find_pack": "Find a pack for",
@@ -114,7 +116,10 @@ def render(report: Mapping[str, Any]) -> str:
                 lines.append(f"- node `{node['class_type']}`: pack disabled — re-enable {disabled}")
                 continue
             packs = [p for p in node["packs"] if not p.get("installed")]
-            if not packs:
+            notes = installed_notes(node)
+            if not packs and notes:
+                lines.append(f"- node `{node['class_type']}`: missing — {notes}")
+            elif not packs:
                 lines.append(f"- node `{node['class_type']}`: missing, and no known pack provides it")
             elif len(packs) == 1:
                 lines.append(f"- node `{node['class_type']}`: missing — `{packs[0].get('install', packs[0]['name'])}`")

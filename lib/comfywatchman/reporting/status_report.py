@@ -32,7 +32,13 @@ def node_class(node: Mapping[str, Any]) -> str:
     candidates = [p for p in node["packs"] if not p.get("installed")]
     if len(candidates) == 1:
         return "resolvable"
-    return "needs_review" if candidates else "blocked"
+    # An installed pack that should have it (its note says why not): the user checks that pack.
+    return "needs_review" if candidates or installed_notes(node) else "blocked"
+
+
+def installed_notes(node: Mapping[str, Any]) -> str:
+    """Return "pack: note" for each installed pack that should provide a missing node type, or ""."""
+    return "; ".join(f"{p['name']}: {p['note']}" for p in node["packs"] if p.get("installed") and p.get("note"))
 
 
 def workflow_entry(
@@ -152,6 +158,8 @@ def actions(workflows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "choose_pack",
                     f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5]),
                 )
+            elif installed_notes(node):
+                kind, detail = "check_pack", installed_notes(node)
             else:
                 kind, detail = "find_pack", "no known pack provides it (ComfyUI itself may be outdated)"
             action = table.setdefault(

@@ -72,7 +72,7 @@ class Evaluator:
         self.nodes = nodes
         self.truth = truth
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._node_memo: dict[str, dict[str, Any]] = {}
+        self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
 
     def _model(self, ref: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
         origins = ref["origins"]
@@ -130,12 +130,14 @@ class Evaluator:
             "checked_by": match.checked_by,
         }
 
-    def node_verdict(self, class_type: str) -> dict[str, Any]:
-        """Return ``state, packs, checked_by`` for one node type."""
-        verdict = self._node_memo.get(class_type)
+    def node_verdict(self, class_type: str, made_with: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Return ``state, packs, checked_by`` for one node type (``made_with``: the pack the workflow says
+        its node was made with, which names the pack to install first)."""
+        key = (class_type, made_with.get("cnr_id"), made_with.get("aux_id")) if made_with else (class_type, None, None)
+        verdict = self._node_memo.get(key)
         if verdict is None:
-            state = self.nodes.state(class_type)
-            verdict = self._node_memo[class_type] = {
+            state = self.nodes.state(class_type, made_with)
+            verdict = self._node_memo[key] = {
                 "state": state.state,
                 "packs": state.packs,
                 "checked_by": state.checked_by,
@@ -159,7 +161,7 @@ class Evaluator:
         nodes: list[dict[str, Any]] = []
         provided: dict[str, str] = {}
         for ref in requirements["nodes"]:
-            verdict = self.node_verdict(ref["class_type"])
+            verdict = self.node_verdict(ref["class_type"], ref.get("made_with"))
             if verdict["state"] in PROVIDED:
                 provided[ref["class_type"]] = verdict["state"]
             else:

@@ -26,7 +26,7 @@ IDENTIFIER = embeddings.IDENTIFIER
 
 INACTIVE_MODES = {2: "muted", 4: "bypassed"}
 # Bumped whenever extraction changes, so requirements kept from an earlier cycle are recomputed.
-EXTRACTOR_VERSION = 2
+EXTRACTOR_VERSION = 3
 # Node types whose widgets hold free text or values meant for other nodes, never files of their own.
 NO_OWN_FILES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 # Longest widget string the fallback treats as a possible file name; longer ones are prompts and notes.
@@ -115,6 +115,7 @@ class NodeRef:
     class_type: str
     node_ids: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
+    made_with: dict[str, str] | None = None  # the pack the node was made with (properties cnr_id/aux_id/ver)
 
     @property
     def active(self) -> bool:
@@ -123,7 +124,23 @@ class NodeRef:
 
     def to_json(self) -> dict[str, Any]:
         """Return the node type use as stored in scan.json."""
-        return {"class_type": self.class_type, "node_ids": self.node_ids, "modes": self.modes}
+        data: dict[str, Any] = {"class_type": self.class_type, "node_ids": self.node_ids, "modes": self.modes}
+        if self.made_with:
+            data["made_with"] = self.made_with
+        return data
+
+
+MADE_WITH_KEYS = ("cnr_id", "aux_id", "ver")
+
+
+def made_with(node: Mapping[str, Any]) -> dict[str, str] | None:
+    """Return the ``cnr_id`` / ``aux_id`` / ``ver`` a node's ``properties`` carry (the pack it was made with,
+    in the Comfy Registry's ids), or None when it carries none."""
+    properties = node.get("properties")
+    if not isinstance(properties, dict) or not ("cnr_id" in properties or "aux_id" in properties):
+        return None
+    found = {k: v.strip() for k in MADE_WITH_KEYS if isinstance(v := properties.get(k), str) and 0 < len(v) <= 200}
+    return found or None
 
 
 @dataclass
@@ -292,6 +309,8 @@ class _UIWalker:
                     ref = node_refs[node_type] = NodeRef(node_type)
                 ref.node_ids.append(node_id)
                 ref.modes.append(mode)
+                if ref.made_with is None:
+                    ref.made_with = made_with(node)
                 values = node.get("widgets_values")
                 # Most nodes are neither loaders nor overridden and hold no string worth a look: decide that
                 # here, without a call per node.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
+from comfywatchman.comfy import manager_map
+from comfywatchman.comfy.inventory import NOT_FOUND_IN_PACK, NOT_LOADED, ModelIndex, NodeIndex
 from comfywatchman.comfy.manager_map import NodeMap, PackCandidate
+from comfywatchman.comfy.server import ServerTruth
 from comfywatchman.workflow.embeddings import LOOKUP_SUFFIXES
 
 
@@ -131,3 +135,73 @@ def test_node_state_disabled_pack_and_every_candidate() -> None:
     assert missing.state == "missing"
     assert [p["title"] for p in missing.packs] == ["Impact Pack", "Other"]
     assert index.state("NobodyHasThis").packs == []
+
+
+def _map_file(tmp_path: Path, entries: dict[str, Any]) -> NodeMap:
+    path = tmp_path / "extension-node-map.json"
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    return manager_map.load(path)
+
+
+RGTHREE = "https://github.com/rgthree/rgthree-comfy"
+
+
+def test_an_installed_packs_manager_pattern_counts_as_what_it_provides(tmp_path: Path) -> None:
+    node_map = _map_file(
+        tmp_path,
+        {
+            RGTHREE: [[], {"nodename_pattern": " \\(rgthree\\)$", "title_aux": "rgthree"}],
+            "https://github.com/greedy/Everything": [[], {"nodename_pattern": ".*"}],
+        },
+    )
+    on = NodeIndex.from_cache({"packs": [_pack("rgthree-comfy", [], remote=RGTHREE + ".git")]}, node_map)
+    assert on.state("Seed (rgthree)").packs == [{"name": "rgthree-comfy", "installed": True}]
+    off = NodeIndex.from_cache({"packs": [_pack("rgthree-comfy", [], enabled=False)]}, node_map)
+    assert off.state("Seed (rgthree)").state == "disabled"
+    absent = NodeIndex.from_cache({"packs": []}, node_map).state("Seed (rgthree)")
+    assert absent.state == "missing" and absent.packs[0]["repo"] == RGTHREE and absent.packs[0]["by_pattern"]
+    # a pattern that claims nearly anything proves nothing, installed or not
+    greedy = NodeIndex.from_cache({"packs": [_pack("Everything", [])]}, node_map).state("Anything At All")
+    assert greedy.state == "missing" and not any(p["installed"] for p in greedy.packs)
+    # with a server, its answer decides; the pack that should have it is named, never to be installed
+    truth = ServerTruth("http://127.0.0.1:8188", modules={"KSampler": "nodes"})
+    loaded = NodeIndex.from_cache({"packs": [_pack("rgthree-comfy", [], remote=RGTHREE)]}, node_map, server=truth)
+    assert loaded.state("Seed (rgthree)").packs == [{"name": "rgthree-comfy", "installed": True, "note": NOT_LOADED}]
+
+
+def test_the_workflows_word_names_the_pack_before_the_map_claimants() -> None:
+    index = NodeIndex.from_cache({"packs": [_pack("Old", [], enabled=False)]}, _node_map(), core=frozenset())
+    # FaceDetailer is claimed by two packs; the node says which one it was made with
+    named = index.state("FaceDetailer", {"cnr_id": "comfyui-impact-pack", "aux_id": "ltdrdata/ComfyUI-Impact-Pack"})
+    assert [(p["title"], p["registry_id"], p["install"]) for p in named.packs] == [
+        ("Impact Pack", "comfyui-impact-pack", "git clone https://github.com/ltdrdata/ComfyUI-Impact-Pack")
+    ]
+    only_repo = index.state("Unlisted", {"aux_id": "someone/Brand-New"}).packs
+    assert [(p["repo"], p["registry_id"], p["install"]) for p in only_repo] == [
+        ("https://github.com/someone/Brand-New", None, "git clone https://github.com/someone/Brand-New")
+    ]
+    only_id = index.state("FaceDetailer", {"cnr_id": "other-pack"}).packs
+    assert [(p["title"], p["repo"]) for p in only_id] == [("Other", "https://github.com/someone/Other-Pack")]
+    unknown = index.state("Unlisted", {"cnr_id": "comfyui-brand-new"}).packs
+    assert [(p["repo"], p["registry_id"], p["install"]) for p in unknown] == [
+        (None, "comfyui-brand-new", "comfy node install comfyui-brand-new")
+    ]
+    assert index.state("Unlisted", {"cnr_id": "old"}).state == "disabled"  # the named pack is there, disabled
+    core = index.state("BrandNewCoreNode", {"cnr_id": "comfy-core", "ver": "0.9.0"})
+    assert core.state == "missing" and core.packs[0]["name"] == "ComfyUI" and core.packs[0]["installed"]
+    # an unusable id names nothing: the map's claimants stay
+    assert len(index.state("FaceDetailer", {"cnr_id": "$(reboot)"}).packs) == 2
+
+
+def test_a_type_an_installed_pack_should_have_is_not_missing_a_pack() -> None:
+    cache = {
+        "packs": [
+            {**_pack("kj", ["ImageResizeKJ"], remote="https://github.com/kijai/ComfyUI-KJNodes.git")},
+            {**_pack("some-folder", []), "registry_id": "comfyui-some"},
+        ]
+    }
+    index = NodeIndex.from_cache(cache, NodeMap(source=None), core=frozenset())
+    for made in ({"aux_id": "kijai/ComfyUI-KJNodes"}, {"cnr_id": "ComfyUI-KJNodes"}):
+        state = index.state("NewerKJNode", made)
+        assert state.packs == [{"name": "kj", "installed": True, "note": NOT_FOUND_IN_PACK}], made
+    assert index.state("Thing", {"cnr_id": "comfyui-some"}).packs[0]["name"] == "some-folder"

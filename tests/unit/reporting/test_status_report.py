@@ -188,3 +188,30 @@ def test_actions_rank_by_workflows_unblocked() -> None:
     )
     assert "1. Download `shared` into `loras` — needed by 2 workflows (2.0 GB)" in page
     assert "git clone https://github.com/ssitu/x" in page
+
+
+def test_a_type_an_installed_pack_should_have_asks_to_check_that_pack_never_to_install_it() -> None:
+    note = "pack installed, node type not found: the pack may have failed to import or be outdated"
+    scan = {
+        "workflows": [_workflow(nodes=[_node("NewKJ", "missing", [{"name": "kj", "installed": True, "note": note}])])]
+    }
+    workflows, summary = status_report.build(scan, {"results": []}, {}, False, "T")
+    assert workflows[0]["readiness"] == "needs_review"
+    [action] = status_report.actions(workflows)
+    assert (action["kind"], action["detail"]) == ("check_pack", f"kj: {note}")
+    page = markdown.render(
+        {
+            "generated_at": "T",
+            "cycle_id": "c",
+            "comfyui_root": "/c",
+            "demo": False,
+            "offline": False,
+            "summary": summary,
+            "actions": [action],
+            "workflows": workflows,
+            "recent_intake": [],
+            "cycle": {"stages": [], "errors": []},
+        }
+    )
+    assert f"node `NewKJ`: missing — kj: {note}" in page and "git clone" not in page
+    assert "Check the installed pack for `NewKJ`" in page

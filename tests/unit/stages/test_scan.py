@@ -224,3 +224,65 @@ def test_a_lost_or_torn_store_only_means_parsing_again(comfy_tree: ComfyTree, ho
     assert RequirementStore(pack, json.loads((ctx.state_dir / "scan.json").read_text())["settings_hash"]).get(
         scanned(ctx)["a.json"]["sha256"]
     )
+
+
+def test_node_verdicts_follow_installed_packs_manager_entries_and_the_workflows_word(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    manager = comfy_tree.root / "custom_nodes" / "ComfyUI-Manager"
+    manager.mkdir(parents=True)
+    (manager / "extension-node-map.json").write_text(
+        json.dumps(
+            {
+                "https://github.com/rgthree/rgthree-comfy": [[], {"nodename_pattern": " \\(rgthree\\)$"}],
+                "https://github.com/kijai/ComfyUI-KJNodes": [["ImageResizeKJ"], {"title_aux": "KJNodes"}],
+                "https://github.com/someone/KJ-Fork": [["ImageResizeKJ"], {"title_aux": "Fork"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    # Its mapping is built at import time from data a static reading cannot see: only the Manager's pattern tells.
+    rgthree = comfy_tree.root / "custom_nodes" / "rgthree-comfy"
+    (rgthree / ".git").mkdir(parents=True)
+    (rgthree / ".git" / "config").write_text('[remote "origin"]\n\turl = https://github.com/rgthree/rgthree-comfy\n')
+    (rgthree / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {c.NAME: c for c in load_all()}\n")
+    comfy_tree.pack("My-Installed", ["OldType"], version="1.0")  # pyproject name: my-installed
+    made = {"cnr_id": "comfyui-kjnodes", "aux_id": "kijai/ComfyUI-KJNodes", "ver": "1.1.9"}
+    comfy_tree.workflow(
+        "w.json",
+        ui_workflow(
+            [
+                ui_node(1, "Seed (rgthree)", [1]),
+                ui_node(2, "ImageResizeKJ", [], properties=made),
+                ui_node(3, "NewType", [], properties={"cnr_id": "my-installed", "ver": "2.0"}),
+                ui_node(4, "FutureCoreNode", [], properties={"cnr_id": "comfy-core", "ver": "0.9"}),
+                ui_node(5, "Hostile", [], properties={"cnr_id": "x; rm -rf ~", "aux_id": "a/b c"}),
+            ]
+        ),
+    )
+    ctx = make_ctx(comfy_tree, home)
+    assert cycle(ctx).ok
+    entry = scanned(ctx)["w.json"]
+    assert entry["provided_nodes"]["Seed (rgthree)"] == "installed"
+    nodes = {n["class_type"]: n for n in entry["nodes"]}
+    kj = nodes["ImageResizeKJ"]
+    assert kj["made_with"] == made
+    assert [(p["registry_id"], p["repo"], p["install"], p["from_workflow"]) for p in kj["packs"]] == [
+        (
+            "comfyui-kjnodes",
+            "https://github.com/kijai/ComfyUI-KJNodes",
+            "git clone https://github.com/kijai/ComfyUI-KJNodes",
+            True,
+        )
+    ]
+    assert nodes["NewType"]["packs"] == [
+        {
+            "name": "My-Installed",
+            "installed": True,
+            "note": "pack installed, node type not found: the pack may have failed to import or be outdated",
+        }
+    ]
+    assert nodes["FutureCoreNode"]["packs"][0]["name"] == "ComfyUI"
+    assert "update ComfyUI" in nodes["FutureCoreNode"]["packs"][0]["note"]
+    # ids that are no registry id or owner/repo are not echoed into a command: no pack is named
+    assert nodes["Hostile"]["made_with"]["cnr_id"] == "x; rm -rf ~" and nodes["Hostile"]["packs"] == []
