@@ -47,7 +47,7 @@ def _schemas() -> dict[str, Any]:
             schema = json.load(handle)
         expected = SCHEMA_BASE + path.name
         if schema.get("$id") != expected:
-            raise ArtifactError(f"{path}: \"$id\" must be {expected!r}, not {schema.get('$id')!r}")
+            raise ArtifactError(f'{path}: "$id" must be {expected!r}, not {schema.get("$id")!r}')
         found[expected] = schema
     return found
 

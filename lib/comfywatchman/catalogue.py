@@ -99,8 +99,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "jsonl",
         ("intake",),
         ("intake", "report"),
-        "one line per acknowledgment `{ts, source, path, sha256, kind}`; an unchanged file is never "
-        "acknowledged twice",
+        "one line per acknowledgment `{ts, source, path, sha256, kind}`; an unchanged file is never acknowledged twice",
     ),
     Artifact(
         "scan",

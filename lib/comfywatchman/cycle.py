@@ -80,7 +80,9 @@ def guarded_cycle(
         reason = f"lock: {exc}"
         StructuredLog(config.log_dir / "structured.log", cycle_id).event("gate", "skipped", detail=reason, now=started)
         try:
-            state.record_cycle(cycle_record(cycle_id, started, clock(), EXIT_SKIPPED, reason, {}, [], trigger, catch_up))
+            state.record_cycle(
+                cycle_record(cycle_id, started, clock(), EXIT_SKIPPED, reason, {}, [], trigger, catch_up)
+            )
         except (OSError, ArtifactError) as error:
             logger.error("cannot record the skipped cycle: %s", error)
         return CycleResult(EXIT_SKIPPED, cycle_id, reason, (), lock_held_by_other=True)
@@ -107,7 +109,9 @@ def _record(
     errors = [e for o in outcomes for e in o.errors]
     exit_code = EXIT_SKIPPED if skipped else (EXIT_OK if not errors else EXIT_FAILED)
     counts = headline_counts(outcomes)
-    state.record_cycle(cycle_record(ctx.cycle_id, started, finished, exit_code, skipped, counts, errors, trigger, catch_up))
+    state.record_cycle(
+        cycle_record(ctx.cycle_id, started, finished, exit_code, skipped, counts, errors, trigger, catch_up)
+    )
     outcome_word = "skipped" if skipped else ("success" if exit_code == EXIT_OK else "failed")
     state.record_outcome(
         finished,

@@ -97,9 +97,7 @@ def run_single_stage(
         with lock_for(config):
             now = clock()
             cycle_id = new_cycle_id(now) if name == "gate" else current_cycle_id(config, now)
-            ctx = StageContext(
-                config, cycle_id, clock, machine=machine or Machine(), force=force, backends=backends
-            )
+            ctx = StageContext(config, cycle_id, clock, machine=machine or Machine(), force=force, backends=backends)
             outcome = run_stage(name, ctx)
     except LockHeldError as exc:
         logger.warning("%s", exc)

@@ -128,7 +128,7 @@ def test_a_date_time_that_is_not_one_is_refused_with_its_place() -> None:
     # checks it, and its message is the one given.
     doc = {**SCAN, "generated_at": "yesterday"}
     assert artifacts.schema_errors(doc, "scan", "scan.json") == [
-        "scan.json: at 'generated_at': \"yesterday\" is not a \"date-time\""
+        'scan.json: at \'generated_at\': "yesterday" is not a "date-time"'
     ]
 
 
@@ -136,5 +136,5 @@ def test_jsonschema_words_the_errors_and_the_fast_validator_adds_the_formats() -
     doc = {**SCAN, "generated_at": "yesterday", "demo": "no"}
     assert artifacts.schema_errors(doc, "scan", "scan.json") == [
         "scan.json: at 'demo': 'no' is not of type 'boolean'",
-        "scan.json: at 'generated_at': \"yesterday\" is not a \"date-time\"",
+        'scan.json: at \'generated_at\': "yesterday" is not a "date-time"',
     ]

@@ -29,6 +29,7 @@ _CANNOT_TELL = "cannot tell whether ComfyUI is busy"
 
 Fetch = FetchJson  # see stages.context
 
+
 @dataclass(frozen=True)
 class Check:
     """One gate check: its name, whether it lets the cycle run, and why."""

@@ -35,7 +35,6 @@ from comfywatchman.workflow import names
 logger = logging.getLogger(__name__)
 
 
-
 def missing_queries(scan: dict[str, Any], count_inactive: bool) -> list[ModelQuery]:
     """Return one query per distinct missing file ``(folder, name)`` over all workflows, with its workflows."""
     grouped: dict[tuple[str | None, str], dict[str, Any]] = {}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from comfywatchman import artifacts, gpu, stage_runner
-from comfywatchman.awake import AwakeTracker, ClockReading, Observation, observe
+from comfywatchman.awake import ClockReading, Observation, observe
 from comfywatchman.comfy import server
 from comfywatchman.config import Config
 from comfywatchman.lock import CycleLock
