@@ -82,7 +82,7 @@ def test_killed_cycles_leave_every_state_file_whole(tmp_path: Path) -> None:
     generate_install(root, workflows=240, models=2000, seed=3, processes=1)
     home = tmp_path / "home"
     home.mkdir()
-    args = ["--run-cycle", "--offline", "--comfyui-root", str(root)]
+    args = ["--run-cycle", "--force", "--offline", "--comfyui-root", str(root)]
     # How long an undisturbed cold cycle takes here, to spread the kills over it.
     started = time.monotonic()
     assert run_cli(*args, home=home).returncode in (0, 1)
