@@ -259,3 +259,14 @@ def test_backends_flag_refuses_unknown_backend_naming_the_flag(home: Path) -> No
     result = run_cli("--run-cycle", "--force", "--offline", "--backends", "civitai,bing", home=home)
     assert result.returncode == 2
     assert "--backends: at 'search.backend_order[1]': unknown backend 'bing'" in result.stderr
+
+
+def test_the_gpu_a_cycle_sees_is_the_tests_busy_one_not_this_machines(home: Path) -> None:
+    # Every command under test gets tests/fakes/busy_gpu as its NVML: without --force the gate skips on it
+    # alike on every machine, so the other tests (which pass --force, as a manual run does) prove that no
+    # result of theirs depends on this machine's GPU.
+    result = run_cli("--run-cycle", "--offline", home=home)
+    assert result.returncode == 75, result.stderr
+    assert "vram: GPU 0 (Fake busy GPU (tests/fakes/busy_gpu)): 0.2 GiB free of 24.0, need 4" in result.stderr
+    gate = artifacts.read(home / "state" / "gate.json", "gate")
+    assert gate["verdict"] == "skip" and gate["gpu"]["gpus"][0]["free_gb"] == 0.25

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from comfywatchman import artifacts, cycle, schedule_status, scheduler, stage_runner
-from comfywatchman.awake import AwakeTracker
+from comfywatchman import artifacts, awake, cycle, schedule_status, scheduler, stage_runner
+from comfywatchman.awake import AwakeTracker, ClockReading
 from comfywatchman.config import Config
 from comfywatchman.cycle import CycleResult
 from comfywatchman.lock import CycleLock
@@ -142,6 +142,26 @@ def test_run_records_a_raising_cycle_and_runs_the_next(tmp_path: Path, stub_stag
     assert any(e["event"] == "failed" and "boom" in e["detail"] for e in log)
 
 
+def test_run_records_a_raising_cycle_on_a_machine_that_booted_a_minute_ago(
+    tmp_path: Path, stub_stages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real clocks of a CI runner that booted a minute ago (another boot, 60 s awake). A cycle that read
+    # them instead of the test's machine would take it for a reboot within the wake grace and skip (75).
+    monkeypatch.setattr(awake, "read_clocks", lambda: ClockReading(60.0, 0.0, "ci-runner-boot", "linux"))
+    config = make_config(tmp_path)
+    machine = FakeMachine()
+    calls: list[bool] = []
+
+    def one_cycle(catch_up: bool) -> CycleResult:
+        calls.append(catch_up)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return cycle.guarded_cycle(config, clock=machine.now, machine=machine.machine(), trigger="scheduler")
+
+    make_loop(tmp_path, machine, hours=5, config=config, cycle=one_cycle).run()
+    assert [r["exit_code"] for r in cycles(tmp_path)] == [1, 0, 0]
+
+
 def test_run_never_overlaps_a_cron_cycle_when_both_want_to_run(
     tmp_path: Path, stub_stages: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,19 +223,28 @@ def test_due_at_reschedules_one_interval_on_when_the_clock_went_back(tmp_path: P
     assert loop.due_at(START, recorded) == (START + timedelta(minutes=5), "interval")
 
 
-def test_wait_ends_within_a_second_when_sigterm_arrives(tmp_path: Path) -> None:
-    waiter = SignalWaiter()
+def test_wait_ends_at_once_when_sigterm_arrives_during_the_sleep(tmp_path: Path) -> None:
+    sleeping = threading.Event()
+    slept_to_the_end: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeping.set()
+        time.sleep(seconds)
+        slept_to_the_end.append(seconds)  # reached only if the signal did not cut the sleep short
+
+    waiter = SignalWaiter(sleep)
     waiter.install()
-    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM))
+    # The signal is sent once the sleep has begun, whatever the machine's speed.
+    sender = threading.Thread(target=lambda: sleeping.wait(30) and os.kill(os.getpid(), signal.SIGTERM))
     try:
-        timer.start()
-        started = time.monotonic()
-        assert waiter.wait(20.0) is True
-        assert time.monotonic() - started < 1.0
+        sender.start()
+        assert waiter.wait(60.0) is True
+        assert slept_to_the_end == []
         assert waiter.signal_name == "SIGTERM"
-        assert waiter.wait(20.0) is True  # stays stopped, returns at once
+        assert waiter.wait(60.0) is True  # stays stopped, returns at once
+        assert slept_to_the_end == []
     finally:
-        timer.cancel()
+        sender.join()
         waiter.uninstall()
 
 
