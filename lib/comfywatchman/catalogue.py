@@ -193,7 +193,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "scheduler",
         "json",
         (CYCLE, LOOP),
-        (LOOP,),
+        (CYCLE, LOOP),
         "last outcome, skip reason, next run, and the `--scheduler` loop's state",
     ),
     Artifact(
@@ -282,8 +282,9 @@ def readme_table() -> str:
     for item in ARTIFACTS:
         schema_cell = f"`schemas/{item.schema}.schema.json`" if item.schema else "—"
         kind = {"json": "JSON", "jsonl": "JSON lines", "text": "Markdown", "binary": "binary"}[item.kind]
+        shown = item.path.replace("{stage}", "<stage>")
         rows.append(
-            f"| `{item.path}` | {kind} | {schema_cell} | {', '.join(item.writers)} | "
+            f"| `{shown}` | {kind} | {schema_cell} | {', '.join(item.writers)} | "
             f"{', '.join(item.readers) or '—'} | {item.about} |"
         )
     return "\n".join(rows) + "\n"
