@@ -242,6 +242,14 @@ def path(config: Config, key: str, stage: str = "") -> Path:
     return artifact(key).locate(config.home, stage)
 
 
+def in_state(state_dir: Path, key: str, stage: str = "") -> Path:
+    """Return where the artifact ``key`` of the state folder (``state/...``) lives in ``state_dir``."""
+    relative = artifact(key).path.format(stage=stage)
+    if not relative.startswith("state/"):
+        raise ValueError(f"artifact {key!r} is not in the state folder")
+    return state_dir / relative.removeprefix("state/")
+
+
 def schema(key: str) -> str:
     """Return the schema name of the JSON artifact ``key`` (ValueError for a file that is not JSON)."""
     name = artifact(key).schema

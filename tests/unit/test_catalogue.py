@@ -62,3 +62,10 @@ def test_the_readme_table_is_the_catalogues() -> None:
     # Out of date? python tools/artifact_table.py rewrites it.
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert catalogue.readme_table() in readme
+
+
+def test_in_state_places_state_artifacts_and_refuses_the_others(tmp_path: Path) -> None:
+    assert catalogue.in_state(tmp_path, "cycles") == tmp_path / "cycles.jsonl"
+    assert catalogue.in_state(tmp_path, "stage_run", "scan") == tmp_path / "runs" / "scan.json"
+    with pytest.raises(ValueError, match="not in the state folder"):
+        catalogue.in_state(tmp_path, "structured_log")
