@@ -44,7 +44,7 @@ def run_stages(root: Path, home: Path) -> dict[str, float]:
     """Run the cache, intake and scan stages on ``root`` with state in ``home``; return seconds per stage
     and in total. Raises RuntimeError naming the stage when one fails outright."""
     from comfywatchman import config as config_module
-    from comfywatchman.scheduler import STAGE_RUNNERS
+    from comfywatchman.stage_runner import STAGE_RUNNERS
     from comfywatchman.stages.context import StageContext
 
     config = config_module.load(

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from comfywatchman import fastcheck
 from comfywatchman import resources as resources_module
 from comfywatchman.errors import ArtifactError
 
@@ -32,46 +32,63 @@ logger = logging.getLogger(__name__)
 SCHEMA_BASE = "https://comfywatchman.dev/schemas/"
 
 
+def schema_uri(schema_name: str) -> str:
+    """Return the ``$id`` of the schema ``schema_name`` (``SCHEMA_BASE`` + its file name)."""
+    return f"{SCHEMA_BASE}{schema_name}.schema.json"
+
+
 @cache
-def _registry() -> Registry:
-    """Return a registry of every schema in ``schemas/``, so one schema can ``$ref`` another by file name."""
-    resources = []
+def _schemas() -> dict[str, Any]:
+    """Return every schema in ``schemas/`` by its ``$id``, checking each file states the ``$id`` its name
+    gives (so validators other than this module, check-jsonschema for one, resolve the same references)."""
+    found = {}
     for path in sorted(resources_module.SCHEMAS_DIR.glob("*.schema.json")):
         with open(path, encoding="utf-8") as handle:
             schema = json.load(handle)
-        schema.setdefault("$id", SCHEMA_BASE + path.name)
-        resources.append((SCHEMA_BASE + path.name, Resource.from_contents(schema, default_specification=DRAFT202012)))
-    return Registry().with_resources(resources)
+        expected = SCHEMA_BASE + path.name
+        if schema.get("$id") != expected:
+            raise ArtifactError(f'{path}: "$id" must be {expected!r}, not {schema.get("$id")!r}')
+        found[expected] = schema
+    return found
 
 
 @cache
-def validator(schema_name: str) -> jsonschema.Draft202012Validator:
-    """Return a (cached) validator for the schema ``schema_name``."""
-    schema = _registry()[SCHEMA_BASE + f"{schema_name}.schema.json"].contents
-    return jsonschema.Draft202012Validator(schema, registry=_registry(), format_checker=jsonschema.FormatChecker())
+def _registry() -> Registry:
+    """Return a jsonschema registry of every schema, so one schema can ``$ref`` another by file name."""
+    return Registry().with_resources(
+        (uri, Resource.from_contents(schema, default_specification=DRAFT202012)) for uri, schema in _schemas().items()
+    )
 
 
 @cache
-def part_validator(schema_name: str, definition: str) -> jsonschema.Draft202012Validator:
-    """Return a (cached) validator for the definition ``$defs/definition`` of the schema ``schema_name``."""
-    ref = {"$ref": SCHEMA_BASE + f"{schema_name}.schema.json#/$defs/{definition}"}
-    return jsonschema.Draft202012Validator(ref, registry=_registry(), format_checker=jsonschema.FormatChecker())
+def _rs_registry() -> jsonschema_rs.Registry:
+    """Return the same registry for jsonschema-rs."""
+    return jsonschema_rs.Registry(list(_schemas().items()))
+
+
+def _target(schema_name: str, definition: str | None) -> dict[str, Any]:
+    """Return the schema ``schema_name`` itself, or a reference to its ``$defs/definition``."""
+    if definition is None:
+        return dict(_schemas()[schema_uri(schema_name)])
+    return {"$ref": f"{schema_uri(schema_name)}#/$defs/{definition}"}
 
 
 @cache
-def quick_check(schema_name: str, definition: str | None = None) -> fastcheck.Check | None:
-    """Return a compiled yes/no check for ``schema_name`` (see ``fastcheck``), or for its ``$defs/definition``
-    when given, or None if it cannot compile."""
-    schema = _registry()[SCHEMA_BASE + f"{schema_name}.schema.json"].contents
+def fast_validator(schema_name: str, definition: str | None = None) -> Any:
+    """Return a (cached) jsonschema-rs validator, formats checked, for ``schema_name`` or its
+    ``$defs/definition``: the yes/no answer on every read and write, in a fraction of jsonschema's time."""
+    return jsonschema_rs.Draft202012Validator(
+        _target(schema_name, definition), registry=_rs_registry(), validate_formats=True
+    )
 
-    def resolve(ref: str) -> Any:
-        target, _, pointer = ref.partition("#")
-        document = _registry()[SCHEMA_BASE + target].contents if target else schema
-        for part in (p for p in pointer.split("/") if p):
-            document = document[part]
-        return document
 
-    return fastcheck.compile_schema(schema if definition is None else {"$ref": f"#/$defs/{definition}"}, resolve)
+@cache
+def validator(schema_name: str, definition: str | None = None) -> jsonschema.Draft202012Validator:
+    """Return a (cached) jsonschema validator for ``schema_name`` (or its ``$defs/definition``), used to
+    word the errors of a document the fast validator refused."""
+    return jsonschema.Draft202012Validator(
+        _target(schema_name, definition), registry=_registry(), format_checker=jsonschema.FormatChecker()
+    )
 
 
 def json_path(parts: Iterable[Any]) -> str:
@@ -88,16 +105,22 @@ def schema_errors(instance: Any, schema_name: str, source: str, definition: str 
     With ``definition``, ``instance`` is checked against ``$defs/definition`` of the schema instead (one
     item of a large artifact, validated where it is made).
     """
-    check = quick_check(schema_name, definition)
-    # The compiled check answers in a fraction of jsonschema's time; jsonschema runs only to word the errors.
-    if check is not None and check(instance):
+    fast = fast_validator(schema_name, definition)
+    if fast.is_valid(instance):
         return []
-    full = validator(schema_name) if definition is None else part_validator(schema_name, definition)
-    errors = sorted(full.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    # jsonschema words errors best (and config errors are read by people); jsonschema-rs adds what
+    # jsonschema's format checker does not check without optional packages (date-time, for one).
+    found: dict[str, str] = {}
+    worded = sorted(validator(schema_name, definition).iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    for error in worded:
+        found.setdefault(json_path(error.absolute_path), error.message)
+    for error in fast.iter_errors(instance):
+        where = json_path(error.instance_path)
+        if where not in found:
+            found[where] = error.message
     lines = []
-    for error in errors:
-        where = json_path(error.absolute_path)
-        lines.append(f"{source}: at '{where}': {error.message}" if where else f"{source}: {error.message}")
+    for where, message in found.items():
+        lines.append(f"{source}: at '{where}': {message}" if where else f"{source}: {message}")
     return lines
 
 

@@ -8,9 +8,10 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
-from comfywatchman import __version__, artifacts, scheduler
+from comfywatchman import __version__, artifacts, cycle, schedule_status, scheduler, stage_runner
 from comfywatchman.config import Config, load
 from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ArtifactError, ConfigError
 from comfywatchman.stages import ORDER
@@ -112,8 +113,8 @@ def list_intake(config: Config, count: int, as_json: bool) -> int:
 
 def scheduler_status(config: Config, as_json: bool) -> int:
     """Print the persisted scheduler state (``state/scheduler.json``) for people or as JSON; return 0."""
-    status = scheduler.describe_status(config, scheduler.utcnow())
-    print(json.dumps(status, indent=2, sort_keys=True) if as_json else scheduler.format_status(status))
+    status = schedule_status.describe_status(config, datetime.now(timezone.utc))
+    print(json.dumps(status, indent=2, sort_keys=True) if as_json else schedule_status.format_status(status))
     return EXIT_OK
 
 
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for message in exc.messages:
             print(f"comfywatchman: {message}", file=sys.stderr)
         return EXIT_USAGE
-    options: dict[str, object] = {}
+    backends: tuple[str, ...] | None = None
     if args.backends:
         from comfywatchman.config import Layer, check_backends
         from comfywatchman.search.registry import known_backends
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for error in errors:
                 print(f"comfywatchman: {error}", file=sys.stderr)
             return EXIT_USAGE
-        options["backends"] = order
+        backends = tuple(order)
     if args.list_intake is not None:
         if args.list_intake < -1:
             print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
@@ -183,13 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.comfyui_root,
         )
     if args.stage:
-        kwargs: dict[str, object] = {"force": args.force} if args.stage == "gate" else {}
-        if args.stage == "search":
-            kwargs["options"] = options
-        return scheduler.run_single_stage(args.stage, config, **kwargs)  # type: ignore[arg-type]
+        return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
     if args.scheduler:
-        return scheduler.run_loop(config, options=options)
-    code = scheduler.run_cycle(config, force=args.force, options=options, trigger=scheduler.trigger_from_env())
+        return scheduler.run_loop(config, backends=backends)
+    code = cycle.run_cycle(config, force=args.force, backends=backends, trigger=cycle.trigger_from_env())
     if code != 75:
         print_summary(config)
     return code

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, catalogue
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageOutcome
 
@@ -23,15 +23,15 @@ class StateManager:
 
     @property
     def cycles_path(self) -> Path:
-        return self.state_dir / "cycles.jsonl"
+        return catalogue.in_state(self.state_dir, "cycles")
 
     @property
     def scheduler_path(self) -> Path:
-        return self.state_dir / "scheduler.json"
+        return catalogue.in_state(self.state_dir, "scheduler")
 
     def run_path(self, stage: str) -> Path:
         """Return the path of the record of ``stage``'s latest run."""
-        return self.state_dir / "runs" / f"{stage}.json"
+        return catalogue.in_state(self.state_dir, "stage_run", stage)
 
     def record_stage(
         self, cycle_id: str, outcome: StageOutcome, started: datetime, finished: datetime
@@ -49,7 +49,7 @@ class StateManager:
             "counts": outcome.counts,
             "detail": outcome.detail,
         }
-        artifacts.write(self.run_path(outcome.stage), record, "stage_run")
+        artifacts.write(self.run_path(outcome.stage), record, catalogue.schema("stage_run"))
         return record
 
     def stage_runs(self, cycle_id: str) -> list[dict[str, Any]]:
@@ -59,7 +59,7 @@ class StateManager:
         runs = []
         for stage in ORDER:
             try:
-                record = artifacts.read_optional(self.run_path(stage), "stage_run")
+                record = artifacts.read_optional(self.run_path(stage), catalogue.schema("stage_run"))
             except ArtifactError as exc:
                 logger.warning("%s", exc)
                 continue
@@ -69,23 +69,23 @@ class StateManager:
 
     def record_cycle(self, record: dict[str, Any]) -> None:
         """Append one cycle record ``{id, started_at, duration_s, success, skipped_reason, counts, ...}``."""
-        artifacts.append_jsonl(self.cycles_path, [record], "cycle")
+        artifacts.append_jsonl(self.cycles_path, [record], catalogue.schema("cycles"))
 
     def cycles(self) -> Iterator[dict[str, Any]]:
         """Yield every recorded cycle, oldest first."""
-        return artifacts.read_jsonl(self.cycles_path, "cycle")
+        return artifacts.read_jsonl(self.cycles_path, catalogue.schema("cycles"))
 
     def read_scheduler(self) -> dict[str, Any] | None:
         """Return ``scheduler.json`` (None when absent; a broken one is logged and treated as absent)."""
         try:
-            return artifacts.read_optional(self.scheduler_path, "scheduler")
+            return artifacts.read_optional(self.scheduler_path, catalogue.schema("scheduler"))
         except ArtifactError as exc:
             logger.warning("%s; starting from no recorded schedule", exc)
             return None
 
     def write_scheduler(self, document: dict[str, Any]) -> None:
         """Validate and write ``scheduler.json`` atomically."""
-        artifacts.write(self.scheduler_path, document, "scheduler")
+        artifacts.write(self.scheduler_path, document, catalogue.schema("scheduler"))
 
     def scheduler_document(self) -> dict[str, Any]:
         """Return ``scheduler.json`` with every required field present (null when it was never recorded)."""

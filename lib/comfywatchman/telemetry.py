@@ -10,7 +10,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
 logger = logging.getLogger(__name__)
+
+SCHEMA = "structured_log_entry"
 
 FIELDS = (
     "ts",
@@ -60,12 +65,14 @@ class StructuredLog:
             "detail": detail,
         }
         try:
+            # Checked against its line schema like every artifact (keys kept in FIELDS order for people).
+            artifacts.validate(record, SCHEMA, f"{self.path} (record about to be appended)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-        except OSError as exc:
+        except (OSError, ArtifactError) as exc:
             # Telemetry must never fail a cycle; the stderr log still has the event.
             logger.warning("%s: cannot append structured log: %s", self.path, exc)
         return record

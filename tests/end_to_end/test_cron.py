@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.comfy_tree import subprocess_env
+
 REPO = Path(__file__).resolve().parents[2]
 TAG = "# comfywatchman (make install-cron)"
 COMMAND = Path(sys.prefix) / "bin" / "comfywatchman"
@@ -66,7 +68,9 @@ def make(target: str, home: Path, *extra: str) -> subprocess.CompletedProcess[st
 def test_install_cron_leaves_one_line_when_run_twice(user_crontab: None, tmp_path: Path) -> None:
     subprocess.run(["crontab", "-"], input="5 4 * * * echo keep-me\n", text=True, check=True)
     config = tmp_path / "cw.toml"
-    config.write_text("[schedule]\nwake_grace_seconds = 0\n")
+    # A cron run has no --force: its gate is given inputs that let it run on any machine (the awake check
+    # off, no VRAM needed; the GPU it sees is the tests' busy fake).
+    config.write_text("[schedule]\nwake_grace_seconds = 0\nmin_vram_gb = 0\n")
     args = f"ARGS=--offline --config {config}"
     for _ in range(2):
         done = make("install-cron", tmp_path, args)
@@ -81,7 +85,9 @@ def test_install_cron_leaves_one_line_when_run_twice(user_crontab: None, tmp_pat
     if COMMAND.exists():
         # Run the installed line's command as cron would (sh -c), without waiting two hours.
         command = line.split(" ", 5)[5]
-        ran = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False, timeout=120)
+        ran = subprocess.run(
+            ["sh", "-c", command], env=subprocess_env(), capture_output=True, text=True, check=False, timeout=120
+        )
         assert ran.returncode in (0, 75), (command, ran.stderr)
         assert (tmp_path / "log" / "cron.log").exists()
         record = json.loads((tmp_path / "state" / "cycles.jsonl").read_text().splitlines()[-1])

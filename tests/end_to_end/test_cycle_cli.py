@@ -12,7 +12,7 @@ import pytest
 
 from comfywatchman import artifacts
 from comfywatchman.lock import CycleLock
-from tests.helpers.comfy_tree import REPO, ComfyTree, run_cli, ui_node, ui_workflow
+from tests.helpers.comfy_tree import REPO, ComfyTree, run_cli, subprocess_env, ui_node, ui_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def _by_workflow(report: dict) -> dict[str, dict]:
 
 
 def test_run_cycle_reports_demo_install_and_second_cycle_changes_nothing(home: Path) -> None:
-    first = run_cli("--run-cycle", "--offline", home=home)
+    first = run_cli("--run-cycle", "--force", "--offline", home=home)
     assert first.returncode == 0, first.stderr
     assert "using the demo" in first.stderr
     assert "demo install" in first.stdout
@@ -38,7 +38,7 @@ def test_run_cycle_reports_demo_install_and_second_cycle_changes_nothing(home: P
     mtimes = [p.stat().st_mtime_ns for p in caches]
     log_lines = (home / "state" / "intake_log.jsonl").read_text().count("\n")
 
-    second = run_cli("--run-cycle", "--offline", home=home)
+    second = run_cli("--run-cycle", "--force", "--offline", home=home)
     assert second.returncode == 0, second.stderr
     assert [p.stat().st_mtime_ns for p in caches] == mtimes
     assert (home / "state" / "intake_log.jsonl").read_text().count("\n") == log_lines
@@ -77,7 +77,7 @@ def test_run_cycle_finds_models_added_by_extra_model_paths(comfy_tree: ComfyTree
             ]
         ),
     )
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
     entry = _by_workflow(_report(home))["uses_extra.json"]
     assert [m["name"] for m in entry["missing_models"]] == ["absent_vae.safetensors"]
@@ -105,7 +105,7 @@ def test_run_cycle_reports_disabled_pack_and_missing_node(comfy_tree: ComfyTree,
             ]
         ),
     )
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
     nodes = {n["class_type"]: n for n in _by_workflow(_report(home))["nodes.json"]["missing_nodes"]}
     assert set(nodes) == {"OldNode", "HiddenNode", "NoSuchNodeAnywhere"}
@@ -122,7 +122,7 @@ def test_run_cycle_reports_broken_workflows_and_finishes_the_rest(comfy_tree: Co
     comfy_tree.raw_workflow("empty.json", b"")
     comfy_tree.workflow("not_a_workflow.json", {"hello": "world"})
     comfy_tree.workflow("good.json", ui_workflow([ui_node(1, "VAELoader", ["missing.safetensors"])]))
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     for name, words in (
@@ -140,7 +140,7 @@ def test_run_cycle_reports_broken_workflows_and_finishes_the_rest(comfy_tree: Co
 
 def test_run_cycle_exits_75_naming_the_holder_when_another_cycle_runs(comfy_tree: ComfyTree, home: Path) -> None:
     with CycleLock(home / "state" / "cycle.lock"):
-        result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+        result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 75
     assert f"pid {os.getpid()}" in result.stderr
     assert not (home / "state" / "gate.json").exists()  # the running cycle's files are not touched
@@ -152,7 +152,7 @@ def test_run_cycle_takes_over_a_lock_left_by_a_dead_process(comfy_tree: ComfyTre
         "CycleLock(pathlib.Path(sys.argv[1])).acquire(); os._exit(0)"  # dies holding the lock
     )
     subprocess.run([sys.executable, "-c", code, str(home / "state" / "cycle.lock")], check=True)
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
     assert "taking over a lock left by pid" in result.stderr
 
@@ -162,7 +162,7 @@ def test_config_errors_are_all_reported_with_file_and_key(tmp_path: Path, home: 
     config.write_text(
         '[schedule]\nmin_vram_gb = "eight"\ninterval_minuts = 60\n[search]\nbackend_order = ["civitai", "bing"]\n'
     )
-    result = run_cli("--run-cycle", "--config", str(config), home=home)
+    result = run_cli("--run-cycle", "--force", "--config", str(config), home=home)
     assert result.returncode == 2
     assert f"{config}: at 'schedule.min_vram_gb': 'eight' is not of type 'number'" in result.stderr
     assert "interval_minuts" in result.stderr
@@ -172,13 +172,13 @@ def test_config_errors_are_all_reported_with_file_and_key(tmp_path: Path, home: 
 def test_config_unknown_backend_is_refused(tmp_path: Path, home: Path) -> None:
     config = tmp_path / "my.toml"
     config.write_text('[search]\nbackend_order = ["civitai", "bing"]\n')
-    result = run_cli("--run-cycle", "--config", str(config), home=home)
+    result = run_cli("--run-cycle", "--force", "--config", str(config), home=home)
     assert result.returncode == 2
     assert f"{config}: at 'search.backend_order[1]': unknown backend 'bing'" in result.stderr
 
 
 def test_run_cycle_fails_with_one_line_when_comfyui_root_is_missing(tmp_path: Path, home: Path) -> None:
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(tmp_path / "nowhere"), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(tmp_path / "nowhere"), home=home)
     assert result.returncode == 1
     assert f"{tmp_path / 'nowhere'}: ComfyUI root is not a folder" in result.stderr
     assert "Traceback" not in result.stderr
@@ -187,9 +187,15 @@ def test_run_cycle_fails_with_one_line_when_comfyui_root_is_missing(tmp_path: Pa
 def test_list_intake_prints_last_acknowledgments_as_table_and_json(comfy_tree: ComfyTree, home: Path) -> None:
     for index in range(3):
         comfy_tree.workflow(f"w{index}.json", ui_workflow([ui_node(1, "KSampler", [])]))
-    assert run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home).returncode == 0
+    assert (
+        run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home).returncode
+        == 0
+    )
     comfy_tree.workflow("w1.json", ui_workflow([ui_node(1, "KSampler", []), ui_node(2, "VAEDecode", [])]))
-    assert run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home).returncode == 0
+    assert (
+        run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home).returncode
+        == 0
+    )
 
     table = run_cli("--list-intake", "2", home=home)
     assert table.returncode == 0
@@ -203,7 +209,14 @@ def test_secrets_never_reach_state_output_or_logs(comfy_tree: ComfyTree, home: P
     comfy_tree.workflow("w.json", ui_workflow([ui_node(1, "LoraLoader", ["x.safetensors", 1, 1])]))
     secret = {"CIVITAI_API_KEY": "civitai-secret-123456", "HF_TOKEN": "hf_secretsecretsecret"}
     result = run_cli(
-        "--run-cycle", "--offline", "--verbose", "--comfyui-root", str(comfy_tree.root), home=home, env=secret
+        "--run-cycle",
+        "--force",
+        "--offline",
+        "--verbose",
+        "--comfyui-root",
+        str(comfy_tree.root),
+        home=home,
+        env=secret,
     )
     assert result.returncode == 0, result.stderr
     texts = [result.stdout, result.stderr] + [p.read_text(errors="replace") for p in home.rglob("*") if p.is_file()]
@@ -221,8 +234,10 @@ def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path
                 "--offline",
                 "--comfyui-root",
                 str(comfy_tree.root),
+                *(["--force"] if stage == "gate" else []),  # `make gate ARGS=--force`: a manual run
             ],
             cwd=home,
+            env=subprocess_env(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -241,6 +256,17 @@ def test_version_prints_the_package_version(home: Path) -> None:
 
 
 def test_backends_flag_refuses_unknown_backend_naming_the_flag(home: Path) -> None:
-    result = run_cli("--run-cycle", "--offline", "--backends", "civitai,bing", home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--backends", "civitai,bing", home=home)
     assert result.returncode == 2
     assert "--backends: at 'search.backend_order[1]': unknown backend 'bing'" in result.stderr
+
+
+def test_the_gpu_a_cycle_sees_is_the_tests_busy_one_not_this_machines(home: Path) -> None:
+    # Every command under test gets tests/fakes/busy_gpu as its NVML: without --force the gate skips on it
+    # alike on every machine, so the other tests (which pass --force, as a manual run does) prove that no
+    # result of theirs depends on this machine's GPU.
+    result = run_cli("--run-cycle", "--offline", home=home)
+    assert result.returncode == 75, result.stderr
+    assert "vram: GPU 0 (Fake busy GPU (tests/fakes/busy_gpu)): 0.2 GiB free of 24.0, need 4" in result.stderr
+    gate = artifacts.read(home / "state" / "gate.json", "gate")
+    assert gate["verdict"] == "skip" and gate["gpu"]["gpus"][0]["free_gb"] == 0.25

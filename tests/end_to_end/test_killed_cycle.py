@@ -14,50 +14,52 @@ from pathlib import Path
 import pytest
 
 from bench.generate import generate_install
-from comfywatchman import artifacts
-from tests.helpers.comfy_tree import run_cli
+from comfywatchman import artifacts, catalogue
+from tests.helpers.comfy_tree import run_cli, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 
-# Every JSON file a cycle writes, by the schema it must satisfy.
-SCHEMAS = {
-    "gate.json": "gate",
-    "model_cache.json": "model_cache",
-    "custom_nodes_cache.json": "custom_nodes_cache",
-    "intake.json": "intake",
-    "scan.json": "scan",
-    "scan_inputs.json": "scan_inputs",
-    "search.json": "search",
-    "search_cache.json": "search_cache",
-    "download_queue.json": "download_queue",
-    "scheduler.json": "scheduler",
-    "report_history.json": "report_history",
-    "awake.json": "awake",
-    "master_status.json": "master_status",
-}
-JSONL = {"intake_log.jsonl": "intake_log_entry", "cycles.jsonl": "cycle"}
-
 
 def _check_whole(home: Path) -> int:
-    """Assert every state and report file parses and validates; return how many files were checked."""
+    """Assert every JSON and JSON-lines file of the catalogue under ``home`` parses and validates; return
+    how many files were checked."""
     checked = 0
-    for path in [*home.glob("state/*"), *home.glob("state/runs/*"), *home.glob("output/reports/status/*")]:
-        if path.parent.name == "runs":
-            artifacts.read(path, "stage_run")
-        elif path.name in SCHEMAS:
-            artifacts.read(path, SCHEMAS[path.name])
-        elif path.name in JSONL:
+    for path in sorted(p for p in home.rglob("*") if p.is_file()):
+        item = catalogue.for_relative_path(path.relative_to(home).as_posix())
+        if item is None or item.schema is None:
+            continue
+        if item.kind == "json":
+            artifacts.read(path, item.schema)
+        else:
             text = path.read_text()
-            lines = text.splitlines()
             # A SIGKILL cannot split one write() to a regular file: there is never a torn last line.
             assert text == "" or text.endswith("\n"), path
-            for line in lines:
-                assert not artifacts.schema_errors(json.loads(line), JSONL[path.name], str(path))
-        else:
-            continue
+            for line in text.splitlines():
+                assert not artifacts.schema_errors(json.loads(line), item.schema, str(path))
         checked += 1
     return checked
+
+
+# The stage whose end triggers the kill, in turn: the kill lands in the stage after it.
+KILL_AFTER = ("gate", "cache", "intake", "scan", "search")
+
+
+def _wait_for_event(log: Path, offset: int, stage: str, process: subprocess.Popen[bytes]) -> bool:
+    """Wait until ``stage`` has logged its end in ``log`` after byte ``offset``; return True then, False when
+    the process ended first."""
+    while process.poll() is None:
+        with open(log, "rb") as handle:
+            handle.seek(offset)
+            for line in handle.read().decode(errors="replace").splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line being written
+                if event.get("stage") == stage:
+                    return True
+        time.sleep(0.002)
+    return False
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -81,25 +83,28 @@ def test_killed_cycles_leave_every_state_file_whole(tmp_path: Path) -> None:
     generate_install(root, workflows=240, models=2000, seed=3, processes=1)
     home = tmp_path / "home"
     home.mkdir()
-    args = ["--run-cycle", "--offline", "--comfyui-root", str(root)]
-    # How long an undisturbed cold cycle takes here, to spread the kills over it.
-    started = time.monotonic()
+    args = ["--run-cycle", "--force", "--offline", "--comfyui-root", str(root)]
     assert run_cli(*args, home=home).returncode in (0, 1)
-    span = time.monotonic() - started
+    log = home / "log" / "structured.log"
     kills = 0
     for step in range(8):
         # Touch some workflows so every cycle has intake, scan and report work to be killed in.
         for index, workflow in enumerate(sorted(root.glob("user/default/workflows/**/*.json"))):
             if index % 8 == step:
                 workflow.write_text(workflow.read_text().replace('"version"', ' "version"', 1))
+        # Killed right after a stage has recorded its end, so in the next stage's work: the kill points are
+        # events of the cycle, not fractions of a time measured beforehand (which a faster or slower
+        # machine, or a warm cache, would shift out of the cycle).
+        after = KILL_AFTER[step % len(KILL_AFTER)]
+        offset = log.stat().st_size
         process = subprocess.Popen(
             [sys.executable, "-m", "comfywatchman", *args],
             cwd=home,
+            env=subprocess_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(span * (0.1 + 0.8 * step / 7))
-        if process.poll() is None:
+        if _wait_for_event(log, offset, after, process):
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
         process.wait()

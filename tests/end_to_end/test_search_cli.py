@@ -83,7 +83,9 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
     _tree(comfy_tree)
     config = _config(tmp_path, civitai, hub)
     env = {"CIVITAI_API_KEY": "civ-SECRET-KEY-123", "HF_TOKEN": "hf_SECRET_TOKEN_456"}
-    first = run_cli("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env)
+    first = run_cli(
+        "--run-cycle", "--force", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env
+    )
     assert first.returncode == 0, first.stderr
     search = artifacts.read(home / "state" / "search.json", "search")
     by_name = {r["name"]: r for r in search["results"]}
@@ -118,7 +120,9 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
         comfy_tree.root / "models" / "diffusion_models" / "flux1-dev.safetensors"
     )
 
-    second = run_cli("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env)
+    second = run_cli(
+        "--run-cycle", "--force", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env
+    )
     assert second.returncode == 0, second.stderr
     assert civitai.count + hub.count == first_requests  # nothing new was asked
     again = artifacts.read(home / "state" / "search.json", "search")
@@ -144,7 +148,9 @@ def test_search_records_error_and_goes_on_when_civitai_is_down(
     )
     config = _config(tmp_path, civitai, hub)
     config.write_text(config.read_text().replace(civitai.url, "http://127.0.0.1:9"))  # nothing listens there
-    result = run_cli("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home)
+    result = run_cli(
+        "--run-cycle", "--force", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home
+    )
     assert result.returncode == 0, result.stderr
     by_name = {r["name"]: r for r in artifacts.read(home / "state" / "search.json", "search")["results"]}
     assert by_name["flux1-dev.safetensors"]["status"] == "FOUND"  # the Hub still answered

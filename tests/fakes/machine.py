@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from comfywatchman.awake import ClockReading
+from comfywatchman.stages.context import Machine
 
 START = datetime(2025, 10, 23, 8, 0, tzinfo=timezone.utc)
 
@@ -54,6 +55,12 @@ class FakeMachine:
     def jump_clock(self, seconds: float) -> None:
         """Change the wall clock only (NTP step, manual change)."""
         self.wall += timedelta(seconds=seconds)
+
+    def machine(self, nvml: Any = None) -> Machine:
+        """Return this fake as the Machine a cycle reads: its clocks, ``nvml`` (a FakeNvml, or a function
+        returning one per call; default: one idle 24 GiB GPU) and no ComfyUI listening."""
+        load = nvml if callable(nvml) else (lambda: nvml if nvml is not None else FakeNvml.with_free(20.0))
+        return Machine(read_clocks=self.reading, load_nvml=load, fetch_json=nothing_listening)
 
     def sleep(self, seconds: float) -> None:
         """The sleeper the code under test gets: advance, then ask to stop once past ``stop_at``."""
@@ -111,6 +118,11 @@ class FakeNvml:
 
     def nvmlDeviceGetName(self, handle: int) -> Any:
         return self.gpus[handle][0]
+
+
+def nothing_listening(url: str, timeout: float) -> Any:
+    """The HTTP GET of a machine where no server listens on ``url``: refused, as a real socket would be."""
+    raise ConnectionRefusedError(111, f"Connection refused: {url}")
 
 
 class NVMLError(Exception):

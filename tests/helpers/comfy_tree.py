@@ -93,14 +93,32 @@ def ui_workflow(nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     }
 
 
-def run_cli(
-    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run the real ``comfywatchman`` command in a subprocess with ``home`` as working folder."""
+# The GPU every command under test sees: a busy one (tests/fakes/busy_gpu), never this machine's.
+FAKE_GPU = REPO / "tests" / "fakes" / "busy_gpu"
+
+
+def subprocess_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment for the real command in a subprocess: this one without the user's settings
+    and secrets, with the fake busy GPU first on PYTHONPATH (so NVML is the test's), plus ``env``.
+
+    The machine's other inputs are settled by the command line: ``--force`` (a manual run) skips the awake,
+    VRAM and ComfyUI checks, the default config has no ComfyUI URL, and ``--offline`` or the test's own
+    local servers are all the network a cycle sees.
+    """
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "CIVITAI_", "HF_"))
     }
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAKE_GPU), os.environ.get("PYTHONPATH", "")) if p)
     environment.update(env or {})
+    return environment
+
+
+def run_cli(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``comfywatchman`` command in a subprocess with ``home`` as working folder (environment:
+    ``subprocess_env``)."""
+    environment = subprocess_env(env)
     return subprocess.run(
         [sys.executable, "-m", "comfywatchman", *args],
         cwd=home,

@@ -14,7 +14,7 @@ import pytest
 from comfywatchman import artifacts, config
 from comfywatchman.comfy import manager_map
 from comfywatchman.comfy.inventory import NodeIndex, core_node_types
-from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages.context import StageContext
 from comfywatchman.workflow import extract
 from comfywatchman.workflow.graph import subgraph_definitions

@@ -115,7 +115,7 @@ def test_every_schema_property_has_a_description_and_objects_are_closed(path: Pa
 
 
 def test_write_assembled_writes_what_dumps_would_and_validates_the_head(tmp_path: Path) -> None:
-    from tests.unit.test_fastcheck import SCAN
+    from tests.unit.test_validation import SCAN
 
     entry = SCAN["workflows"][0]
     parts = [artifacts.part_text(entry, "scan", "workflow", "e"), artifacts.part_text(entry, "scan", "workflow", "e")]

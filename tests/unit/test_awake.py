@@ -7,6 +7,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from comfywatchman import awake
 from comfywatchman.awake import AwakeTracker, ClockReading, observe
 
@@ -84,6 +86,7 @@ def test_tracker_starts_afresh_when_awake_json_is_broken(tmp_path: Path) -> None
     assert json.loads((tmp_path / "awake.json").read_text())["awake_s"] == 50.0
 
 
+@pytest.mark.real_machine
 def test_read_clocks_reports_suspend_time_on_linux() -> None:
     clocks = awake.read_clocks()
     assert clocks.awake_s > 0

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from comfywatchman import artifacts, gpu, scheduler
-from comfywatchman.awake import AwakeTracker
+from comfywatchman import artifacts, awake, cycle, schedule_status, scheduler, stage_runner
+from comfywatchman.awake import AwakeTracker, ClockReading
 from comfywatchman.config import Config
+from comfywatchman.cycle import CycleResult
 from comfywatchman.lock import CycleLock
-from comfywatchman.scheduler import CycleResult, SchedulerLoop, SignalWaiter
+from comfywatchman.scheduler import SchedulerLoop, SignalWaiter
 from comfywatchman.stages import ORDER
 from comfywatchman.stages.context import StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -36,9 +37,8 @@ def make_config(home: Path, **changes: Any) -> Config:
 def stub_stages(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[..., StageOutcome]]:
     """Replace the five stages after the gate by no-ops (the gate stays real) and return the table."""
     for name in ORDER[1:]:
-        monkeypatch.setitem(scheduler.STAGE_RUNNERS, name, lambda ctx, _n=name, **kw: StageOutcome(_n))
-    monkeypatch.setattr(gpu, "load_nvml", lambda: FakeNvml.with_free(20.0))
-    return scheduler.STAGE_RUNNERS
+        monkeypatch.setitem(stage_runner.STAGE_RUNNERS, name, lambda ctx, _n=name: StageOutcome(_n))
+    return stage_runner.STAGE_RUNNERS
 
 
 def make_loop(
@@ -48,8 +48,8 @@ def make_loop(
     waiter = SignalWaiter(sleep=kwargs.pop("sleep", machine.sleep))
     machine.stop_at = START + timedelta(hours=hours)
     machine.on_stop = lambda: waiter.request_stop("end of test")
-    tracker = AwakeTracker(config.state_dir, reader=machine.reading)
-    return SchedulerLoop(config, clock=machine.now, waiter=waiter, tracker=tracker, pid=4242, **kwargs)
+    fake = machine.machine(kwargs.pop("nvml", None))
+    return SchedulerLoop(config, clock=machine.now, machine=fake, waiter=waiter, pid=4242, **kwargs)
 
 
 def cycles(home: Path) -> list[dict[str, Any]]:
@@ -112,12 +112,10 @@ def test_run_runs_one_cycle_when_the_wall_clock_jumps_forward(tmp_path: Path, st
     assert started_hours(records)[1] == pytest.approx(5.5, abs=0.02)  # no suspend, so no wake grace
 
 
-def test_run_retries_after_retry_minutes_when_the_gate_skips(
-    tmp_path: Path, stub_stages: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_retries_after_retry_minutes_when_the_gate_skips(tmp_path: Path, stub_stages: Any) -> None:
     probes = [FakeNvml.with_free(1.0), FakeNvml.with_free(20.0)]
-    monkeypatch.setattr(gpu, "load_nvml", lambda: probes.pop(0) if len(probes) > 1 else probes[0])
-    make_loop(tmp_path, FakeMachine(), hours=2.5).run()
+    nvml = lambda: probes.pop(0) if len(probes) > 1 else probes[0]  # noqa: E731
+    make_loop(tmp_path, FakeMachine(), hours=2.5, nvml=nvml).run()
     records = cycles(tmp_path)
     assert started_hours(records) == [0, 0.25, 2.25]
     assert records[0]["exit_code"] == 75 and records[0]["skipped_reason"].startswith("vram: GPU 0")
@@ -129,19 +127,39 @@ def test_run_records_a_raising_cycle_and_runs_the_next(tmp_path: Path, stub_stag
     machine = FakeMachine()
     calls: list[bool] = []
 
-    def cycle(catch_up: bool) -> CycleResult:
+    def one_cycle(catch_up: bool) -> CycleResult:
         calls.append(catch_up)
         if len(calls) == 1:
             raise RuntimeError("boom")
-        return scheduler.guarded_cycle(config, clock=machine.now, trigger="scheduler")
+        return cycle.guarded_cycle(config, clock=machine.now, machine=machine.machine(), trigger="scheduler")
 
-    make_loop(tmp_path, machine, hours=3, config=config, cycle=cycle).run()
+    make_loop(tmp_path, machine, hours=3, config=config, cycle=one_cycle).run()
     records = cycles(tmp_path)
     assert [r["exit_code"] for r in records] == [1, 0]
     assert records[0]["errors"] == ["cycle crashed: RuntimeError: boom"]
     assert started_hours(records) == [0, 2]
     log = [json.loads(line) for line in (tmp_path / "log" / "structured.log").read_text().splitlines()]
     assert any(e["event"] == "failed" and "boom" in e["detail"] for e in log)
+
+
+def test_run_records_a_raising_cycle_on_a_machine_that_booted_a_minute_ago(
+    tmp_path: Path, stub_stages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real clocks of a CI runner that booted a minute ago (another boot, 60 s awake). A cycle that read
+    # them instead of the test's machine would take it for a reboot within the wake grace and skip (75).
+    monkeypatch.setattr(awake, "read_clocks", lambda: ClockReading(60.0, 0.0, "ci-runner-boot", "linux"))
+    config = make_config(tmp_path)
+    machine = FakeMachine()
+    calls: list[bool] = []
+
+    def one_cycle(catch_up: bool) -> CycleResult:
+        calls.append(catch_up)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return cycle.guarded_cycle(config, clock=machine.now, machine=machine.machine(), trigger="scheduler")
+
+    make_loop(tmp_path, machine, hours=5, config=config, cycle=one_cycle).run()
+    assert [r["exit_code"] for r in cycles(tmp_path)] == [1, 0, 0]
 
 
 def test_run_never_overlaps_a_cron_cycle_when_both_want_to_run(
@@ -151,12 +169,12 @@ def test_run_never_overlaps_a_cron_cycle_when_both_want_to_run(
     machine = FakeMachine()
     cron_codes: list[int] = []
 
-    def scan_while_cron_fires(ctx: Any, **kwargs: Any) -> StageOutcome:
+    def scan_while_cron_fires(ctx: Any) -> StageOutcome:
         # cron fires while the loop's cycle is in its scan stage: it must be refused by the same lock.
-        cron_codes.append(scheduler.run_cycle(config, clock=machine.now, trigger="cron"))
+        cron_codes.append(cycle.run_cycle(config, clock=machine.now, machine=machine.machine(), trigger="cron"))
         return StageOutcome("scan")
 
-    monkeypatch.setitem(scheduler.STAGE_RUNNERS, "scan", scan_while_cron_fires)
+    monkeypatch.setitem(stage_runner.STAGE_RUNNERS, "scan", scan_while_cron_fires)
     make_loop(tmp_path, machine, hours=1, config=config).run()
     assert cron_codes == [75]
     records = cycles(tmp_path)
@@ -205,19 +223,28 @@ def test_due_at_reschedules_one_interval_on_when_the_clock_went_back(tmp_path: P
     assert loop.due_at(START, recorded) == (START + timedelta(minutes=5), "interval")
 
 
-def test_wait_ends_within_a_second_when_sigterm_arrives(tmp_path: Path) -> None:
-    waiter = SignalWaiter()
+def test_wait_ends_at_once_when_sigterm_arrives_during_the_sleep(tmp_path: Path) -> None:
+    sleeping = threading.Event()
+    slept_to_the_end: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeping.set()
+        time.sleep(seconds)
+        slept_to_the_end.append(seconds)  # reached only if the signal did not cut the sleep short
+
+    waiter = SignalWaiter(sleep)
     waiter.install()
-    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM))
+    # The signal is sent once the sleep has begun, whatever the machine's speed.
+    sender = threading.Thread(target=lambda: sleeping.wait(30) and os.kill(os.getpid(), signal.SIGTERM))
     try:
-        timer.start()
-        started = time.monotonic()
-        assert waiter.wait(20.0) is True
-        assert time.monotonic() - started < 1.0
+        sender.start()
+        assert waiter.wait(60.0) is True
+        assert slept_to_the_end == []
         assert waiter.signal_name == "SIGTERM"
-        assert waiter.wait(20.0) is True  # stays stopped, returns at once
+        assert waiter.wait(60.0) is True  # stays stopped, returns at once
+        assert slept_to_the_end == []
     finally:
-        timer.cancel()
+        sender.join()
         waiter.uninstall()
 
 
@@ -238,12 +265,12 @@ def test_describe_status_reports_the_loop_and_the_next_run(tmp_path: Path, stub_
     config = make_config(tmp_path)
     machine = FakeMachine()
     make_loop(tmp_path, machine, hours=1, config=config).run()
-    status = scheduler.describe_status(config, START + timedelta(hours=1))
+    status = schedule_status.describe_status(config, START + timedelta(hours=1))
     assert status["loop_running"] is False and status["due_in_s"] == 3600
-    text = scheduler.format_status(status)
+    text = schedule_status.format_status(status)
     assert "not running (last one stopped at" in text and "in 1 h 00 min" in text and "success, scheduler" in text
     with scheduler.loop_lock_for(config):
-        assert scheduler.describe_status(config, START)["loop_running"] is True
+        assert schedule_status.describe_status(config, START)["loop_running"] is True
 
 
 def test_record_outcome_retries_only_after_a_skip(tmp_path: Path) -> None:
@@ -257,6 +284,6 @@ def test_record_outcome_retries_only_after_a_skip(tmp_path: Path) -> None:
 
 
 def test_trigger_from_env_accepts_cron_only_when_set() -> None:
-    assert scheduler.trigger_from_env({"COMFYWATCHMAN_TRIGGER": "cron"}) == "cron"
-    assert scheduler.trigger_from_env({"COMFYWATCHMAN_TRIGGER": "bogus"}) == "manual"
-    assert scheduler.trigger_from_env({}) == "manual"
+    assert cycle.trigger_from_env({"COMFYWATCHMAN_TRIGGER": "cron"}) == "cron"
+    assert cycle.trigger_from_env({"COMFYWATCHMAN_TRIGGER": "bogus"}) == "manual"
+    assert cycle.trigger_from_env({}) == "manual"

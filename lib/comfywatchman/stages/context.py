@@ -1,4 +1,10 @@
-"""What every stage is given (config, clock, cycle id, structured log) and what it gives back."""
+"""What every stage is given (config, clock, cycle id, structured log, the machine) and what it gives back.
+
+A stage gets everything it depends on through its StageContext, and nothing through keyword arguments,
+options dictionaries or module globals: the clock, the machine's suspend clocks, NVML and the HTTP GET it
+sends ComfyUI are parameters (a ``Machine``), so a test hands a stage a fake of each and nothing is read
+from the machine the test runs on.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from comfywatchman import awake, gpu
+from comfywatchman.comfy import server
 from comfywatchman.config import Config
+from comfywatchman.lock import CycleLock
 from comfywatchman.telemetry import StructuredLog
 
 
@@ -23,15 +32,57 @@ def new_cycle_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{_secrets.token_hex(2)}"
 
 
+# fetch_json(url, timeout) -> parsed JSON. Raises urllib.error.HTTPError when the server answered with an error
+# status, another OSError when it did not answer, ValueError when the body is not JSON.
+FetchJson = Callable[[str, float], Any]
+
+
+def _real_clocks() -> awake.ClockReading:
+    # Looked up when called, not bound at import: the test suite replaces the real readers with ones that
+    # refuse, so a test that forgot to give its own Machine fails instead of reading the machine it runs on.
+    return awake.read_clocks()
+
+
+def _real_nvml() -> Any:
+    return gpu.load_nvml()
+
+
+def _real_fetch_json(url: str, timeout: float) -> Any:
+    return server.get_json(url, timeout)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What a cycle reads from the machine it runs on, each a parameter (defaults: the real ones).
+
+    ``read_clocks``: the awake and suspended clocks (``awake.read_clocks``). ``load_nvml``: returns the pynvml
+    module or a double, or None without NVML (``gpu.load_nvml``). ``fetch_json``: the HTTP GET the gate sends
+    ComfyUI's ``/queue`` (``server.get_json``).
+    """
+
+    read_clocks: Callable[[], awake.ClockReading] = _real_clocks
+    load_nvml: Callable[[], Any] = _real_nvml
+    fetch_json: FetchJson = _real_fetch_json
+
+
 @dataclass
 class StageContext:
-    """The inputs every stage's ``run`` takes. ``clock`` is a parameter so time-based logic is testable."""
+    """The one input every stage's ``run`` takes.
+
+    ``clock`` and ``machine`` are parameters so time-, GPU- and network-based logic is testable. ``force``:
+    a manual run that skips the gate's awake, VRAM and ComfyUI checks (never the lock). ``lock``: the cycle
+    lock the runner holds. ``backends``: the search backends of this run (``--backends``), None for the
+    configured order.
+    """
 
     config: Config
     cycle_id: str
     clock: Callable[[], datetime] = utcnow
     log: StructuredLog | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    machine: Machine = field(default_factory=Machine)
+    force: bool = False
+    lock: CycleLock | None = None
+    backends: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -44,6 +95,10 @@ class StageContext:
     def now(self) -> datetime:
         """Return the current time from the context's clock."""
         return self.clock()
+
+    def awake_tracker(self) -> awake.AwakeTracker:
+        """Return the tracker of ``state/awake.json`` that reads this context's machine clocks."""
+        return awake.AwakeTracker(self.state_dir, reader=self.machine.read_clocks)
 
 
 @dataclass

@@ -13,25 +13,21 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from comfywatchman import artifacts, awake, gpu, humanize
+from comfywatchman import artifacts, awake, catalogue, gpu, humanize
 from comfywatchman.comfy import server
 from comfywatchman.lock import CycleLock
-from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.stages.context import FetchJson, StageContext, StageOutcome
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT = "gate.json"
 # The checks a manual --force run skips; the lock is never among them.
 FORCED_OFF = ("awake", "vram", "comfyui_busy")
 _CANNOT_TELL = "cannot tell whether ComfyUI is busy"
 
-# fetch(url, timeout) -> parsed JSON. Raises urllib.error.HTTPError when the server answered with an error
-# status, another OSError when it did not answer, ValueError when the body is not JSON.
-Fetch = Callable[[str, float], Any]
+Fetch = FetchJson  # see stages.context
 
 
 @dataclass(frozen=True)
@@ -143,51 +139,42 @@ def decide(checks: list[Check]) -> tuple[str, str]:
     return "run", "; ".join(f"{c.name}: {c.detail}" for c in checks) or "no checks"
 
 
-def run(
-    ctx: StageContext,
-    *,
-    nvml: Any = None,
-    force: bool = False,
-    lock: CycleLock | None = None,
-    fetch: Fetch | None = None,
-    tracker: awake.AwakeTracker | None = None,
-) -> StageOutcome:
+def run(ctx: StageContext) -> StageOutcome:
     """Run the gate checks, write ``gate.json`` and return the outcome (``skipped_reason`` set on skip).
 
-    ``nvml`` is the pynvml module or a double (None loads the real one), ``fetch`` the HTTP GET for ComfyUI's
-    ``/queue`` and ``tracker`` the clock reader (both default to the real ones). ``force`` (a manual run)
-    skips the awake, VRAM and ComfyUI checks but never the lock, which the runner holds already.
+    The machine's clocks, NVML and the HTTP GET for ComfyUI's ``/queue`` come from ``ctx.machine``.
+    ``ctx.force`` (a manual run) skips the awake, VRAM and ComfyUI checks but never the lock
+    (``ctx.lock``), which the runner holds already.
     """
     now = ctx.now()
     outcome = StageOutcome("gate")
     schedule = ctx.config.section("schedule")
-    tracker = tracker or awake.AwakeTracker(ctx.state_dir)
     # The clocks are read even on --force, so the next run compares with a fresh reading.
-    reading, observation = tracker.observe(now)
-    if force:
+    reading, observation = ctx.awake_tracker().observe(now)
+    if ctx.force:
         probe = gpu.GpuProbe(False, "not probed: --force (manual run)")
         checks = [Check(name, True, "skipped: --force (manual run)") for name in FORCED_OFF]
     else:
-        probe = gpu.probe(nvml if nvml is not None else gpu.load_nvml())
+        probe = gpu.probe(ctx.machine.load_nvml())
         checks = [
             check_awake(schedule, reading, observation),
             check_vram(schedule, probe),
             check_comfyui_queue(
-                schedule, ctx.config.section("comfyui")["url"], fetch or server.get_json, offline=ctx.config.offline
+                schedule, ctx.config.section("comfyui")["url"], ctx.machine.fetch_json, offline=ctx.config.offline
             ),
         ]
-    checks.append(check_lock(lock))
+    checks.append(check_lock(ctx.lock))
     verdict, reason = decide(checks)
     document = {
         "cycle_id": ctx.cycle_id,
         "decided_at": now.isoformat(timespec="seconds"),
         "verdict": verdict,
         "reason": reason,
-        "forced": force,
+        "forced": ctx.force,
         "checks": [asdict(c) for c in checks],
         "gpu": probe.to_json(),
     }
-    artifacts.write(ctx.state_dir / ARTIFACT, document, "gate")
+    artifacts.write(catalogue.path(ctx.config, "gate"), document, catalogue.schema("gate"))
     if verdict == "skip":
         outcome.skipped_reason = reason
         logger.info("gate: skipping this cycle: %s", reason)

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, catalogue
 from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import declared, policy, registry
 from comfywatchman.search.base import (
@@ -33,9 +33,6 @@ from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
-
-ARTIFACT = "search.json"
-QUEUE = "download_queue.json"
 
 
 def missing_queries(scan: dict[str, Any], count_inactive: bool) -> list[ModelQuery]:
@@ -189,11 +186,10 @@ def download_queue(
 def run(ctx: StageContext) -> StageOutcome:
     """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue."""
     outcome = StageOutcome("search")
-    state = ctx.state_dir
-    scan = artifacts.read(state / "scan.json", "scan")
-    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
+    scan = artifacts.read(catalogue.path(ctx.config, "scan"), catalogue.schema("scan"))
+    model_cache = artifacts.read(catalogue.path(ctx.config, "model_cache"), catalogue.schema("model_cache"))
     queries = missing_queries(scan, ctx.config.section("scan")["count_inactive_nodes"])
-    order = list(ctx.options.get("backends") or ctx.config.section("search")["backend_order"])
+    order = list(ctx.backends or ctx.config.section("search")["backend_order"])
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
@@ -215,13 +211,13 @@ def run(ctx: StageContext) -> StageOutcome:
         "requests": http.request_counts() if http else {},
         "cache_hits": cache.hits,
     }
-    artifacts.write(state / ARTIFACT, document, "search")
+    artifacts.write(catalogue.path(ctx.config, "search"), document, catalogue.schema("search"))
     queue = {
         "cycle_id": ctx.cycle_id,
         "generated_at": document["generated_at"],
         "tasks": download_queue(results, queries, model_cache),
     }
-    artifacts.write(state / QUEUE, queue, "download_queue")
+    artifacts.write(catalogue.path(ctx.config, "download_queue"), queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
     outcome.counts["requests"] = http.total_requests if http else 0
     outcome.counts["cache_hits"] = cache.hits

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from comfywatchman import artifacts, gpu, scheduler
-from comfywatchman.awake import AwakeTracker, ClockReading, Observation, observe
+from comfywatchman import artifacts, gpu, stage_runner
+from comfywatchman.awake import ClockReading, Observation, observe
 from comfywatchman.comfy import server
 from comfywatchman.config import Config
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages import gate
-from comfywatchman.stages.context import StageContext
-from tests.fakes.machine import SCHEDULE, FakeNvml, NVMLError
+from comfywatchman.stages.context import Machine, StageContext
+from tests.fakes.machine import SCHEDULE, FakeNvml, NVMLError, nothing_listening
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -222,8 +222,9 @@ def test_decide_names_the_first_failing_check() -> None:
 
 def run_gate(home: Path, nvml: Any, clocks: ClockReading, **kwargs: Any) -> Any:
     config = kwargs.pop("config", None) or make_config(home)
-    ctx = StageContext(config, "20251023T120000Z-abcd", lambda: NOW)
-    return gate.run(ctx, nvml=nvml, tracker=AwakeTracker(config.state_dir, reader=lambda: clocks), **kwargs)
+    machine = Machine(read_clocks=lambda: clocks, load_nvml=lambda: nvml, fetch_json=nothing_listening)
+    ctx = StageContext(config, "20251023T120000Z-abcd", lambda: NOW, machine=machine, **kwargs)
+    return gate.run(ctx)
 
 
 def test_run_writes_a_valid_skip_with_its_reason_when_vram_is_short(tmp_path: Path) -> None:
@@ -253,8 +254,7 @@ def test_run_skips_every_check_but_the_lock_when_forced(tmp_path: Path) -> None:
 
 def test_run_single_stage_exits_75_when_the_gate_skips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = make_config(tmp_path)
-    monkeypatch.setattr(gate.gpu, "load_nvml", lambda: FakeNvml.with_free(0.5))
-    monkeypatch.setattr(gate.awake, "read_clocks", lambda: ClockReading(9000.0, 0.0, "b1"))
-    assert scheduler.run_single_stage("gate", config, clock=lambda: NOW) == 75
+    machine = Machine(read_clocks=lambda: ClockReading(9000.0, 0.0, "b1"), load_nvml=lambda: FakeNvml.with_free(0.5))
+    assert stage_runner.run_single_stage("gate", config, clock=lambda: NOW, machine=machine) == 75
     assert json.loads((tmp_path / "state" / "gate.json").read_text())["verdict"] == "skip"
     assert json.loads((tmp_path / "log" / "structured.log").read_text().splitlines()[-1])["event"] == "skipped"

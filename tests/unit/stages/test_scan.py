@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from comfywatchman import artifacts, config
-from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import scan
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow.store import RequirementStore

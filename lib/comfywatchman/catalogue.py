@@ -1,0 +1,298 @@
+"""Every file a cycle writes, declared once: where it lives, its schema, who writes it and who reads it.
+
+The stages, the cycle runner, the tests and the README's artifact table are made from this list (see
+``readme_table`` and ``tools/artifact_table.py``), so a new artifact is one entry here plus its schema in
+``schemas/``. Paths are relative to the home folder; ``{stage}`` stands for a stage name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from comfywatchman.config import Config
+
+Kind = Literal["json", "jsonl", "text", "binary"]
+
+# Who writes a file besides the six stages: the guarded cycle (cycles.jsonl, scheduler.json) and the
+# --scheduler loop (scheduler.json).
+CYCLE = "cycle"
+LOOP = "loop"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file a cycle writes.
+
+    ``path``: relative to the home folder (``state/...``, ``output/...``, ``log/...``). ``schema``: the schema
+    name in ``schemas/`` (without ``.schema.json``) the document, or each line of a JSON-lines file, must
+    satisfy; None for a file that is not JSON. ``writers`` and ``readers``: stages, or ``cycle`` / ``loop``.
+    ``about``: what it holds, for the README.
+    """
+
+    key: str
+    path: str
+    schema: str | None
+    kind: Kind
+    writers: tuple[str, ...]
+    readers: tuple[str, ...]
+    about: str
+
+    def locate(self, home: Path, stage: str = "") -> Path:
+        """Return the file's path under ``home`` (``stage`` fills ``{stage}``)."""
+        return home / self.path.format(stage=stage)
+
+
+ARTIFACTS: tuple[Artifact, ...] = (
+    Artifact(
+        "gate",
+        "state/gate.json",
+        "gate",
+        "json",
+        ("gate",),
+        ("cycle",),
+        "run or skip, and why (free VRAM per GPU, ...)",
+    ),
+    Artifact(
+        "awake",
+        "state/awake.json",
+        "awake",
+        "json",
+        ("gate", LOOP),
+        ("gate", LOOP),
+        "the suspend clocks seen last, to tell a resume from suspend",
+    ),
+    Artifact(
+        "model_cache",
+        "state/model_cache.json",
+        "model_cache",
+        "json",
+        ("cache",),
+        ("scan", "search"),
+        "installed model files by folder type, from `models/` and `extra_model_paths.yaml`; rewritten only "
+        "when the install changed",
+    ),
+    Artifact(
+        "custom_nodes_cache",
+        "state/custom_nodes_cache.json",
+        "custom_nodes_cache",
+        "json",
+        ("cache",),
+        ("scan",),
+        "each pack in `custom_nodes/`: enabled or disabled, version, the node types it registers (read "
+        "statically, never imported)",
+    ),
+    Artifact(
+        "intake",
+        "state/intake.json",
+        "intake",
+        "json",
+        ("intake",),
+        ("intake", "scan"),
+        "every workflow file found, with its sha256 and `new` / `changed` / `unchanged`",
+    ),
+    Artifact(
+        "intake_log",
+        "state/intake_log.jsonl",
+        "intake_log_entry",
+        "jsonl",
+        ("intake",),
+        ("intake", "report"),
+        "one line per acknowledgment `{ts, source, path, sha256, kind}`; an unchanged file is never acknowledged twice",
+    ),
+    Artifact(
+        "scan",
+        "state/scan.json",
+        "scan",
+        "json",
+        ("scan",),
+        ("scan", "search", "report"),
+        "per workflow, every model and node type it needs: what is missing, invalid or disabled in full "
+        "(where in the workflow — node, input, subgraph — and where it was looked for), installed models "
+        "(`installed_models`) and provided node types (`provided_nodes`) in short",
+    ),
+    Artifact(
+        "scan_inputs",
+        "state/scan_inputs.json",
+        "scan_inputs",
+        "json",
+        ("scan",),
+        ("scan",),
+        "what the last scan was computed from, so an unchanged install and unchanged workflows are not "
+        "scanned again (a cache: safe to delete)",
+    ),
+    Artifact(
+        "requirements",
+        "state/requirements.pack",
+        None,
+        "binary",
+        ("scan",),
+        ("scan",),
+        "each workflow's parsed requirements by content hash, so unchanged workflows are not parsed again "
+        "(a cache: safe to delete)",
+    ),
+    Artifact(
+        "search_cache",
+        "state/search_cache.json",
+        "search_cache",
+        "json",
+        ("search",),
+        ("search",),
+        "answers reused until they expire (`cache_ttl_hours`, `negative_ttl_hours`); errors are never cached",
+    ),
+    Artifact(
+        "search",
+        "state/search.json",
+        "search",
+        "json",
+        ("search",),
+        ("report",),
+        "per missing file: `FOUND`, `UNCERTAIN`, `NOT_FOUND`, `ERROR`, `INVALID_FILENAME` or `NOT_SEARCHED`, "
+        "with evidence, URL and candidates",
+    ),
+    Artifact(
+        "download_queue",
+        "state/download_queue.json",
+        "download_queue",
+        "json",
+        ("search",),
+        (),
+        "one task per proven file: target folder and path, URL, sha256, size; `pending_review` until you approve",
+    ),
+    Artifact(
+        "report_history",
+        "state/report_history.json",
+        "report_history",
+        "json",
+        ("report",),
+        ("report",),
+        "per workflow, since when it is ready and what it last missed",
+    ),
+    Artifact(
+        "stage_run",
+        "state/runs/{stage}.json",
+        "stage_run",
+        "json",
+        ("gate", "cache", "intake", "scan", "search", "report"),
+        ("report",),
+        "timing, success, errors and counts of the stage's latest run",
+    ),
+    Artifact(
+        "cycles",
+        "state/cycles.jsonl",
+        "cycle",
+        "jsonl",
+        (CYCLE, LOOP),
+        (),
+        "one line per cycle, skipped ones included: timing, outcome, errors and headline counts",
+    ),
+    Artifact(
+        "scheduler",
+        "state/scheduler.json",
+        "scheduler",
+        "json",
+        (CYCLE, LOOP),
+        (CYCLE, LOOP),
+        "last outcome, skip reason, next run, and the `--scheduler` loop's state",
+    ),
+    Artifact(
+        "master_status",
+        "output/reports/status/master_status.json",
+        "master_status",
+        "json",
+        ("report",),
+        (),
+        "the report below, for tools",
+    ),
+    Artifact(
+        "master_status_md",
+        "output/reports/status/master_status.md",
+        None,
+        "text",
+        ("report",),
+        (),
+        "the report below, for you",
+    ),
+    Artifact(
+        "structured_log",
+        "log/structured.log",
+        "structured_log_entry",
+        "jsonl",
+        ("gate", "cache", "intake", "scan", "search", "report", CYCLE, LOOP),
+        (),
+        "one JSON line per stage event: `ts, level, cycle_id, stage, event, workflows_scanned, resolved, "
+        "uncertain, errors, detail`",
+    ),
+)
+
+BY_KEY: dict[str, Artifact] = {a.key: a for a in ARTIFACTS}
+
+
+def artifact(key: str) -> Artifact:
+    """Return the artifact called ``key`` (KeyError names the known ones when there is none)."""
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"no artifact {key!r} in the catalogue (known: {', '.join(BY_KEY)})") from None
+
+
+def path(config: Config, key: str, stage: str = "") -> Path:
+    """Return where the artifact ``key`` lives for ``config``'s home (``stage`` fills ``{stage}``)."""
+    return artifact(key).locate(config.home, stage)
+
+
+def in_state(state_dir: Path, key: str, stage: str = "") -> Path:
+    """Return where the artifact ``key`` of the state folder (``state/...``) lives in ``state_dir``."""
+    relative = artifact(key).path.format(stage=stage)
+    if not relative.startswith("state/"):
+        raise ValueError(f"artifact {key!r} is not in the state folder")
+    return state_dir / relative.removeprefix("state/")
+
+
+def schema(key: str) -> str:
+    """Return the schema name of the JSON artifact ``key`` (ValueError for a file that is not JSON)."""
+    name = artifact(key).schema
+    if name is None:
+        raise ValueError(f"artifact {key!r} is not JSON and has no schema")
+    return name
+
+
+def written_by(who: str) -> tuple[Artifact, ...]:
+    """Return the artifacts ``who`` (a stage, ``cycle`` or ``loop``) writes, in catalogue order."""
+    return tuple(a for a in ARTIFACTS if who in a.writers)
+
+
+def read_by(who: str) -> tuple[Artifact, ...]:
+    """Return the artifacts ``who`` (a stage, ``cycle`` or ``loop``) reads, in catalogue order."""
+    return tuple(a for a in ARTIFACTS if who in a.readers)
+
+
+def for_relative_path(relative: str) -> Artifact | None:
+    """Return the artifact a file at ``relative`` (to the home, with ``/``) is, or None when none is."""
+    for item in ARTIFACTS:
+        if "{stage}" in item.path:
+            head, _, tail = item.path.partition("{stage}")
+            middle = relative[len(head) : len(relative) - len(tail)] if len(relative) > len(head) + len(tail) else ""
+            if relative.startswith(head) and relative.endswith(tail) and middle and "/" not in middle:
+                return item
+        elif item.path == relative:
+            return item
+    return None
+
+
+def readme_table() -> str:
+    """Return the README's artifact table (Markdown), one row per artifact, from the catalogue."""
+    rows = [
+        "| file (under the home folder) | format | schema | written by | read by | what it holds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in ARTIFACTS:
+        schema_cell = f"`schemas/{item.schema}.schema.json`" if item.schema else "—"
+        kind = {"json": "JSON", "jsonl": "JSON lines", "text": "Markdown", "binary": "binary"}[item.kind]
+        shown = item.path.replace("{stage}", "<stage>")
+        rows.append(
+            f"| `{shown}` | {kind} | {schema_cell} | {', '.join(item.writers)} | "
+            f"{', '.join(item.readers) or '—'} | {item.about} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,182 @@
+"""One guarded cycle (``--run-cycle``, ``make cycle``, each turn of the ``--scheduler`` loop).
+
+This module owns the order of the stages and the gating, so every way of running a cycle shares one
+implementation. The lock is taken before the gate and held to the end of the cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from comfywatchman.config import Config
+from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError
+from comfywatchman.stage_runner import lock_for, run_stage
+from comfywatchman.stages import ORDER
+from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
+from comfywatchman.state_manager import StateManager
+from comfywatchman.telemetry import StructuredLog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """How one guarded cycle ended: its exit code, id, skip reason (gate or lock) and errors."""
+
+    exit_code: int
+    cycle_id: str
+    skipped_reason: str | None = None
+    errors: tuple[str, ...] = ()
+    lock_held_by_other: bool = False
+
+
+def trigger_from_env(env: dict[str, str] | None = None) -> str:
+    """Return the trigger a cycle records: ``COMFYWATCHMAN_TRIGGER`` (cron or manual; crontab.example sets
+    it) or manual."""
+    value = (os.environ if env is None else env).get("COMFYWATCHMAN_TRIGGER", "").strip().lower()
+    return value if value in ("cron", "manual") else "manual"
+
+
+def run_cycle(config: Config, **kwargs: Any) -> int:
+    """Run one guarded cycle (see :func:`guarded_cycle` for the keyword arguments); return its exit code.
+
+    0 when every stage succeeded, 1 when any failed (the later stages still ran on what there was), 75
+    when the gate or the lock skipped the cycle.
+    """
+    return guarded_cycle(config, **kwargs).exit_code
+
+
+def guarded_cycle(
+    config: Config,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    machine: Machine | None = None,
+    force: bool = False,
+    backends: tuple[str, ...] | None = None,
+    trigger: str = "manual",
+    catch_up: bool = False,
+) -> CycleResult:
+    """Run one guarded cycle like :func:`run_cycle` and return its CycleResult.
+
+    ``clock`` and ``machine`` (default: the real ones) are what the stages read time, clocks, NVML and
+    ComfyUI through; ``force``, ``backends`` and ``trigger`` are as on the command line. Every cycle, skipped
+    ones included, is appended to ``cycles.jsonl`` and the structured log. The cycle that holds the lock
+    also updates ``scheduler.json``; one refused by the lock leaves it to the holder, which is still running
+    and will write its own outcome.
+    """
+    started = clock()
+    state = StateManager(config.state_dir)
+    cycle_id = new_cycle_id(started)
+    lock = lock_for(config)
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        logger.warning("%s", exc)
+        reason = f"lock: {exc}"
+        StructuredLog(config.log_dir / "structured.log", cycle_id).event("gate", "skipped", detail=reason, now=started)
+        try:
+            state.record_cycle(
+                cycle_record(cycle_id, started, clock(), EXIT_SKIPPED, reason, {}, [], trigger, catch_up)
+            )
+        except (OSError, ArtifactError) as error:
+            logger.error("cannot record the skipped cycle: %s", error)
+        return CycleResult(EXIT_SKIPPED, cycle_id, reason, (), lock_held_by_other=True)
+    try:
+        ctx = StageContext(
+            config, cycle_id, clock, machine=machine or Machine(), force=force, lock=lock, backends=backends
+        )
+        outcomes = [run_stage("gate", ctx)]
+        if not outcomes[0].skipped_reason and outcomes[0].ok:
+            outcomes += [run_stage(name, ctx) for name in ORDER[1:]]
+        return _record(config, ctx, started, outcomes, trigger, catch_up)
+    finally:
+        lock.release()
+
+
+def _record(
+    config: Config, ctx: StageContext, started: datetime, outcomes: list[StageOutcome], trigger: str, catch_up: bool
+) -> CycleResult:
+    """Record the finished cycle in ``cycles.jsonl``, ``scheduler.json`` and the structured log; return it."""
+    state = StateManager(config.state_dir)
+    schedule = config.section("schedule")
+    finished = ctx.now()
+    skipped = outcomes[0].skipped_reason
+    errors = [e for o in outcomes for e in o.errors]
+    exit_code = EXIT_SKIPPED if skipped else (EXIT_OK if not errors else EXIT_FAILED)
+    counts = headline_counts(outcomes)
+    state.record_cycle(
+        cycle_record(ctx.cycle_id, started, finished, exit_code, skipped, counts, errors, trigger, catch_up)
+    )
+    outcome_word = "skipped" if skipped else ("success" if exit_code == EXIT_OK else "failed")
+    state.record_outcome(
+        finished,
+        outcome_word,
+        skipped,
+        schedule["interval_minutes"],
+        schedule["retry_minutes"],
+        os.getpid(),
+        cycle_id=ctx.cycle_id,
+        exit_code=exit_code,
+        trigger=trigger,
+        error=errors[0] if errors else None,
+    )
+    assert ctx.log is not None
+    ctx.log.event(
+        "cycle",
+        outcome_word,
+        level="INFO" if exit_code != EXIT_FAILED else "ERROR",
+        workflows_scanned=counts.get("workflows_scanned", 0),
+        resolved=counts.get("resolved", 0),
+        uncertain=counts.get("uncertain", 0),
+        errors=len(errors),
+        detail=skipped or "",
+        now=finished,
+    )
+    return CycleResult(exit_code, ctx.cycle_id, skipped, tuple(errors))
+
+
+def cycle_record(
+    cycle_id: str,
+    started: datetime,
+    finished: datetime,
+    exit_code: int,
+    skipped: str | None,
+    counts: dict[str, int],
+    errors: list[str],
+    trigger: str,
+    catch_up: bool,
+) -> dict[str, Any]:
+    """Return the ``cycles.jsonl`` line of one cycle."""
+    record: dict[str, Any] = {
+        "id": cycle_id,
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(max(0.0, (finished - started).total_seconds()), 3),
+        "success": exit_code == EXIT_OK,
+        "skipped_reason": skipped,
+        "counts": counts,
+        "exit_code": exit_code,
+        "errors": errors,
+        "trigger": trigger,
+    }
+    if catch_up:
+        record["catch_up"] = True
+    return record
+
+
+def headline_counts(outcomes: list[StageOutcome]) -> dict[str, int]:
+    """Return the counts a cycle record and the log carry, from the stages' outcomes."""
+    by_stage = {o.stage: o.counts for o in outcomes}
+    return {
+        "workflows_scanned": by_stage.get("scan", {}).get("workflows", 0),
+        "missing_models": by_stage.get("scan", {}).get("missing_models", 0),
+        "missing_nodes": by_stage.get("scan", {}).get("missing_nodes", 0),
+        "resolved": by_stage.get("search", {}).get("found", 0),
+        "uncertain": by_stage.get("search", {}).get("uncertain", 0),
+        "ready": by_stage.get("report", {}).get("ready", 0),
+        "errors": sum(len(o.errors) for o in outcomes),
+    }

@@ -1,0 +1,107 @@
+"""Running one stage: the table of stages, the run that never raises, and a stage run alone (``make scan``)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+
+from comfywatchman import artifacts, catalogue
+from comfywatchman.config import Config
+from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError, WatchmanError
+from comfywatchman.lock import CycleLock
+from comfywatchman.stages import cache, gate, intake, report, scan, search
+from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
+from comfywatchman.state_manager import StateManager
+
+logger = logging.getLogger(__name__)
+
+# Every stage is a function of its StageContext alone; what each reads and writes is in the catalogue.
+STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
+    "gate": gate.run,
+    "cache": cache.run,
+    "intake": intake.run,
+    "scan": scan.run,
+    "search": search.run,
+    "report": report.run,
+}
+
+
+def lock_for(config: Config) -> CycleLock:
+    """Return the cycle lock of ``config``'s state folder."""
+    return CycleLock(config.state_dir / "cycle.lock")
+
+
+def run_stage(name: str, ctx: StageContext) -> StageOutcome:
+    """Run one stage, never raising: a WatchmanError or a crash becomes a failed outcome with one line.
+
+    The run is recorded in ``state/runs/<stage>.json`` and the structured log.
+    """
+    started = ctx.now()
+    try:
+        outcome = STAGE_RUNNERS[name](ctx)
+    except WatchmanError as exc:
+        outcome = StageOutcome(name)
+        outcome.fail(str(exc))
+    except Exception as exc:  # a bug must not take the rest of the cycle down; the traceback goes to DEBUG
+        logger.debug("stage %s crashed:\n%s", name, traceback.format_exc())
+        outcome = StageOutcome(name)
+        outcome.fail(f"stage {name} crashed: {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
+    finished = ctx.now()
+    for error in outcome.errors:
+        logger.error("%s", error)
+    try:
+        StateManager(ctx.state_dir).record_stage(ctx.cycle_id, outcome, started, finished)
+    except (OSError, ArtifactError) as exc:
+        logger.error("cannot record the %s stage run: %s", name, exc)
+    assert ctx.log is not None
+    ctx.log.event(
+        name,
+        "skipped" if outcome.skipped_reason else ("finished" if outcome.ok else "failed"),
+        level="INFO" if outcome.ok else "ERROR",
+        workflows_scanned=outcome.counts.get("workflows", 0) if name == "scan" else 0,
+        resolved=outcome.counts.get("found", 0),
+        uncertain=outcome.counts.get("uncertain", 0),
+        errors=len(outcome.errors),
+        detail=outcome.skipped_reason or outcome.detail or "; ".join(outcome.errors),
+        now=finished,
+    )
+    return outcome
+
+
+def current_cycle_id(config: Config, now: datetime) -> str:
+    """Return the cycle id a stage run alone belongs to: the last gate's, or a new one without a gate."""
+    try:
+        document = artifacts.read_optional(catalogue.path(config, "gate"), catalogue.schema("gate"))
+    except ArtifactError:
+        document = None
+    return document["cycle_id"] if document else new_cycle_id(now)
+
+
+def run_single_stage(
+    name: str,
+    config: Config,
+    clock: Callable[[], datetime] = utcnow,
+    *,
+    machine: Machine | None = None,
+    force: bool = False,
+    backends: tuple[str, ...] | None = None,
+) -> int:
+    """Run stage ``name`` alone under the cycle lock; return its exit code (0, 1, or 75).
+
+    ``machine`` (default: the real one) gives the gate its clocks, NVML and HTTP; ``force`` and ``backends``
+    are as on the command line.
+    """
+    try:
+        with lock_for(config):
+            now = clock()
+            cycle_id = new_cycle_id(now) if name == "gate" else current_cycle_id(config, now)
+            ctx = StageContext(config, cycle_id, clock, machine=machine or Machine(), force=force, backends=backends)
+            outcome = run_stage(name, ctx)
+    except LockHeldError as exc:
+        logger.warning("%s", exc)
+        return EXIT_SKIPPED
+    if outcome.skipped_reason:
+        return EXIT_SKIPPED
+    return EXIT_OK if outcome.ok else EXIT_FAILED
