@@ -24,7 +24,7 @@ def test_cycle_uses_the_managers_map_in_custom_nodes_and_reports_it(tmp_path: Pa
     node_map.write_text(json.dumps({REPO_URL: [["FancySampler"], {"title_aux": "Fancy"}]}), encoding="utf-8")
     tree.workflow("fancy.json", ui_workflow([ui_node(1, "FancySampler", [])]))
 
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(tree.root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(tree.root), home=home)
 
     assert result.returncode == 0, result.stderr
     reports = home / "output" / "reports" / "status"
