@@ -6,16 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from comfywatchman.config import Secret, deep_merge, expand_path, load
+from comfywatchman.config import Secret, UserDirs, deep_merge, expand_path, load
 from comfywatchman.errors import ConfigError
 
 
-def test_load_uses_demo_and_cwd_when_nothing_is_configured(tmp_path: Path) -> None:
-    config = load(env={}, cwd=tmp_path)
+def test_load_uses_demo_and_user_data_folder_when_nothing_is_configured(tmp_path: Path) -> None:
+    # An installed tool keeps its files in the user's data folder, not wherever it was started (issue 10).
+    dirs = UserDirs(tmp_path / "data", tmp_path / "config")
+    config = load(env={}, cwd=tmp_path / "elsewhere", dirs=dirs)
     assert config.using_demo and config.comfyui_root.name == "demo-comfyui"
-    assert config.home == tmp_path
+    assert config.home == dirs.data
     assert config.section("search")["backend_order"] == ["qwen", "civitai"]
-    assert config.state_dir == tmp_path / "state"
+    assert config.state_dir == dirs.data / "state"
+
+
+def test_user_dirs_default_to_platform_data_and_config_folders() -> None:
+    import platformdirs
+
+    dirs = UserDirs.for_user()
+    assert dirs.data == platformdirs.user_data_path("comfywatchman", appauthor=False)
+    assert dirs.config == platformdirs.user_config_path("comfywatchman", appauthor=False)
 
 
 def test_load_layers_file_then_environment_then_flags(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ tree URL are URL-encoded; errors carry ``X-Error-Code`` (``RepoNotFound``, ``Rev
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ import requests
 from comfywatchman.search import names
 from comfywatchman.search.base import (
     Candidate,
+    Credential,
     Evidence,
     ModelQuery,
     SearchBackend,
@@ -29,33 +29,18 @@ from comfywatchman.search.base import (
     Status,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
-from comfywatchman.search.registry import register
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-DEFAULTS: dict[str, Any] = {
-    "endpoint": DEFAULT_ENDPOINT,
-    # Authors that repackage files under the names ComfyUI workflows use.
-    "authors": ["Comfy-Org", "Kijai", "city96", "comfyanonymous", "black-forest-labs", "stabilityai"],
-    "search_limit": 5,
-    "max_repos": 8,
-    "revision": "main",
-    "hosts": ["huggingface.co", "hf.co"],
-}
 GATED_HINT = "gated repo: accept its terms on the Hub and set HF_TOKEN to download"
 _LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
-def hf_settings(config: Any) -> dict[str, Any]:
-    """Return the ``[huggingface]`` config section with defaults filled in for keys it lacks."""
-    return {**DEFAULTS, **(config.data.get("huggingface") or {})}
-
-
-def hf_endpoint(config: Any, env: Mapping[str, str] | None = None) -> str:
-    """Return the Hub endpoint: ``HF_ENDPOINT`` from the environment wins over ``[huggingface] endpoint``."""
-    env = os.environ if env is None else env
-    return str(env.get("HF_ENDPOINT") or hf_settings(config)["endpoint"] or DEFAULT_ENDPOINT).rstrip("/")
+def hub_client(context: SearchContext) -> HuggingFaceClient:
+    """Return a client for the ``[huggingface]`` endpoint (``HF_ENDPOINT`` is a layer of the config) over the
+    context's shared HTTP client."""
+    http = context.http or HttpClient.from_config(context.config)
+    return HuggingFaceClient(http, str(context.config.section("huggingface")["endpoint"]))
 
 
 class HubError(RemoteError):
@@ -95,7 +80,7 @@ class HubFile:
 class HuggingFaceClient:
     """The Hub API calls this project makes, over the shared ``HttpClient``."""
 
-    def __init__(self, http: HttpClient, endpoint: str = DEFAULT_ENDPOINT) -> None:
+    def __init__(self, http: HttpClient, endpoint: str) -> None:
         self.http = http
         self.endpoint = endpoint.rstrip("/")
 
@@ -235,31 +220,22 @@ def search_terms(name: str) -> tuple[str, str]:
     return term, family
 
 
-@register
 class HuggingFaceBackend(SearchBackend):
     """Finds a file by exact basename (or sha256) in the trees of candidate Hub repos."""
 
     name = "huggingface"
+    config_section = "huggingface"
+    credentials = (Credential(("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"), "endpoint", token_file="huggingface"),)
+    public_hosts = ("hosts", "endpoint")
 
     def __init__(self, context: SearchContext, client: HuggingFaceClient | None = None) -> None:
         super().__init__(context)
-        self.settings = hf_settings(context.config)
-        if client is None:
-            http = context.http or HttpClient.from_config(context.config)
-            client = HuggingFaceClient(http, hf_endpoint(context.config))
-        self.client = client
+        self.client = client or hub_client(context)
         self.has_token = bool(context.secret("HF_TOKEN") or context.secret("HUGGING_FACE_HUB_TOKEN"))
 
-    def search(self, query: ModelQuery) -> SearchResult:
-        """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
-        bad = names.invalid_filename_reason(query.name)
-        if bad:
-            return self.result(query, Status.INVALID_FILENAME, bad)
-        try:
-            return self._search(query)
-        except RemoteError as exc:
-            logger.warning("huggingface: %s: %s", query.name, exc)
-            return self.result(query, Status.ERROR, f"huggingface: {exc}")
+    def lookup(self, query: ModelQuery) -> SearchResult:
+        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query`` from the trees of candidate repos."""
+        return self._search(query)
 
     def _declared(self, query: ModelQuery) -> list[names.HfRef]:
         hosts = (*tuple(self.settings["hosts"]), self.client.host)
