@@ -24,7 +24,6 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from comfywatchman import artifacts, resources
@@ -73,6 +72,26 @@ class Secret:
     __str__ = __repr__
 
 
+class ReadOnlyDict(dict[str, Any]):
+    """A config section as handed to the code: a dict (JSON encoders and ``isinstance`` checks take it as one)
+    that refuses every change, so no stage can alter what another reads."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("config sections are read-only; layer a change through config.load instead")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+
 @dataclass(frozen=True)
 class Layer:
     """One configuration layer: where it came from and what it sets."""
@@ -98,7 +117,7 @@ class Config:
 
     def section(self, name: str) -> Mapping[str, Any]:
         """Return the config section ``name`` (e.g. ``"schedule"``), read-only."""
-        return MappingProxyType(self.data[name])
+        return ReadOnlyDict(self.data[name])
 
     @property
     def state_dir(self) -> Path:

@@ -223,6 +223,8 @@ def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path
                 str(comfy_tree.root),
             ],
             cwd=home,
+            # As `make STAGE` runs them: the home is given (else it is the user's data folder).
+            env={**os.environ, "COMFYWATCHMAN_HOME": str(home)},
             capture_output=True,
             text=True,
             timeout=60,

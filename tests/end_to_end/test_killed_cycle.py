@@ -96,6 +96,7 @@ def test_killed_cycles_leave_every_state_file_whole(tmp_path: Path) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "comfywatchman", *args],
             cwd=home,
+            env={**os.environ, "COMFYWATCHMAN_HOME": str(home)},  # the home, else the user's data folder
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -100,6 +100,15 @@ def run_cli(
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "CIVITAI_", "HF_"))
     }
+    # ``home`` is the home, as the checkout's make targets make theirs; the user folders (data, the default
+    # secrets file, a saved Hub token) are the test's, never the machine's.
+    user = home / ".user"
+    environment.update(
+        COMFYWATCHMAN_HOME=str(home),
+        XDG_DATA_HOME=str(user / "data"),
+        XDG_CONFIG_HOME=str(user / "config"),
+        HF_HOME=str(user / "hf"),
+    )
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "comfywatchman", *args],
