@@ -200,8 +200,9 @@ def plugin_default_layers(backends: Mapping[str, type[SearchBackend]], schema: M
     return [
         Layer(f"defaults of backend {cls.name!r}", {cls.config_section: schema_defaults(cls.config_schema)})
         for cls in backends.values()
-        if cls.config_section and cls.config_schema is not None and schema["properties"].get(cls.config_section)
-        is not None
+        if cls.config_section
+        and cls.config_schema is not None
+        and schema["properties"].get(cls.config_section) is not None
         and cls.config_section not in artifacts.validator("config").schema["properties"]
     ]
 
@@ -356,7 +357,10 @@ def _read_token_file(path: Path | None) -> str | None:
 
 
 def credentials(
-    backends: Mapping[str, type[SearchBackend]], merged: Mapping[str, Any], values: Mapping[str, str], env: Mapping[str, str]
+    backends: Mapping[str, type[SearchBackend]],
+    merged: Mapping[str, Any],
+    values: Mapping[str, str],
+    env: Mapping[str, str],
 ) -> tuple[dict[str, Secret], dict[str, Secret]]:
     """Return ``(secrets by variable name, secrets by host)`` for every credential the backends declare.
 

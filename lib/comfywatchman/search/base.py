@@ -6,7 +6,9 @@ RemoteError into ERROR with the reason and any other exception into ERROR "backe
 backend goes on. A backend declares the config section it reads and the credentials it sends (which secret,
 from which environment variable, to the host of which URL in its section); the config loader validates the
 section and the HTTP client attaches the secret, neither knowing the backend. Backends, built-in or not,
-register through the ``comfywatchman.backends`` entry point group (see ``registry``). What a backend may claim is limited by the evidence ladder (strongest first):
+register through the ``comfywatchman.backends`` entry point group (see ``registry``).
+
+What a backend may claim is limited by the evidence ladder (strongest first):
 ``declared`` > ``hash`` > ``exact_filename`` > ``similar_name`` / ``llm_suggestion`` (never FOUND).
 """
 

@@ -281,7 +281,9 @@ def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limi
         reason = "exact file name (case-insensitive) in a Civitai model version"
         return found_result(query, exact[0], Evidence.EXACT_FILENAME, reason, source)
     candidates += [h.candidate(Evidence.SIMILAR_NAME, doubt) for h in exact if doubt]
-    candidates += _similar_candidates(query, usable, {c.details.get("file_id") for c in candidates}, limit - len(candidates))
+    candidates += _similar_candidates(
+        query, usable, {c.details.get("file_id") for c in candidates}, limit - len(candidates)
+    )
     if not candidates:
         return None
     return SearchResult(
