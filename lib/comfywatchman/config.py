@@ -35,7 +35,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from comfywatchman.search.base import SearchBackend
+    from comfywatchman.search.base import Credential, SearchBackend
 
 _ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 #: Environment variables that set a config key: name -> (section, key).
@@ -235,7 +235,7 @@ def _message(error: Any) -> str:
 
 
 def _schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any], source: str) -> list[str]:
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped, unused-ignore]
 
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     lines = []
@@ -311,29 +311,35 @@ def read_secrets_file(path: Path, known: set[str], required: bool) -> dict[str, 
         if required:
             raise ConfigError([f"{path}: secrets file not found"]) from None
         return {}
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read secrets file: {exc.strerror or exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read secrets file: {getattr(exc, 'strerror', None) or exc}"]) from None
     errors = []
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         errors.append(f"{path}: secrets file is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+    values, line_errors = _secret_lines(text, known)
+    errors += [f"{path}: {line}" for line in line_errors]
+    if errors:
+        raise ConfigError(errors)
+    return values
+
+
+def _secret_lines(text: str, known: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Return the ``NAME=value`` pairs of a secrets file's ``text`` and an error per line that is not one."""
     values: dict[str, str] = {}
+    errors = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         match = _SECRET_LINE.match(line)
         if match is None:
-            errors.append(f"{path}: line {number}: not NAME=value")
-            continue
-        name, value = match.group(1), match.group(2)
-        if name not in known:
-            errors.append(f"{path}: line {number}: unknown secret {name!r}{did_you_mean(name, known)}")
-            continue
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[name] = value
-    if errors:
-        raise ConfigError(errors)
-    return values
+            errors.append(f"line {number}: not NAME=value")
+        elif match.group(1) not in known:
+            errors.append(f"line {number}: unknown secret {match.group(1)!r}{did_you_mean(match.group(1), known)}")
+        else:
+            value = match.group(2)
+            quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+            values[match.group(1)] = value[1:-1] if quoted else value
+    return values, errors
 
 
 def hf_token_file(env: Mapping[str, str]) -> Path | None:
@@ -356,6 +362,16 @@ def _read_token_file(path: Path | None) -> str | None:
         return None  # no login saved (or unreadable): the Hub is asked without a token, as before
 
 
+def _credential_value(credential: Credential, values: Mapping[str, str], env: Mapping[str, str]) -> str | None:
+    """Return the value of ``credential``: the first of its variables set, else its saved token file."""
+    name = next((n for n in credential.env if values.get(n)), None)
+    if name is not None:
+        return values[name]
+    if credential.token_file == "huggingface":
+        return _read_token_file(hf_token_file(env))
+    return None
+
+
 def credentials(
     backends: Mapping[str, type[SearchBackend]],
     merged: Mapping[str, Any],
@@ -370,21 +386,16 @@ def credentials(
     """
     from comfywatchman.search.http import host_of
 
-    by_name: dict[str, Secret] = {}
+    by_name = {name: Secret(values[name]) for name in _credential_names(backends) if values.get(name)}
     by_host: dict[str, Secret] = {}
     for cls in backends.values():
         section = merged.get(cls.config_section or "") or {}
         for credential in cls.credentials:
-            for name in credential.env:
-                if values.get(name):
-                    by_name.setdefault(name, Secret(values[name]))
-            name = next((n for n in credential.env if values.get(n)), None)
-            value = values[name] if name else None
-            if value is None and credential.token_file == "huggingface":
-                value = _read_token_file(hf_token_file(env))
+            value = _credential_value(credential, values, env)
             if not value:
                 continue
-            secret = by_name.setdefault(name or credential.env[0], Secret(value))
+            name = next((n for n in credential.env if values.get(n)), credential.env[0])
+            secret = by_name.setdefault(name, Secret(value))
             url = str(section.get(credential.url_key) or "")
             if url:
                 by_host.setdefault(host_of(url), secret)
@@ -421,6 +432,15 @@ def _secret_values(
     return {**from_file, **{name: env[name] for name in known if env.get(name)}}
 
 
+def _all_errors(layers: list[Layer], merged: dict[str, Any], schema: Mapping[str, Any], known: set[str]) -> list[str]:
+    """Return every problem of the layers (each named by its source), of the merged result when the layers
+    are fine, and every unknown backend name: all at once, not one kind after another is fixed."""
+    errors = [line for layer in layers for line in _layer_errors(layer, schema)]
+    if not errors:
+        errors = _schema_errors(merged, schema, "merged configuration")
+    return errors + check_backends(layers, merged, known)
+
+
 def load(
     config_file: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -450,15 +470,10 @@ def load(
     if overrides:
         layers.append(Layer("overrides", copy.deepcopy(dict(overrides))))
     layers += [environment_layer(env), _flag_layer(flags or {})]
-
-    errors += [line for layer in layers for line in _layer_errors(layer, schema)]
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = deep_merge(merged, layer.data)
-    if not errors:
-        errors = _schema_errors(merged, schema, "merged configuration")
-    # Unknown backend names are reported with the other problems, not after they are fixed.
-    errors += check_backends(layers, merged, {n for n, c in backends.items() if not c.answers_first})
+    errors += _all_errors(layers, merged, schema, {n for n, c in backends.items() if not c.answers_first})
     if errors:
         raise ConfigError(errors)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from comfywatchman.search import names
 from comfywatchman.search.base import (
@@ -88,7 +88,7 @@ class CivitaiClient:
         """Return the ``host:port`` this client talks to."""
         return host_of(self.base_url)
 
-    def _get(self, path: str, params: Any = None) -> Any:
+    def _get(self, path: str, params: Any = None) -> dict[str, Any] | None:
         url = f"{self.base_url}{path}"
         status, body = self.http.get_json(url, params=params)
         if status == 404:
@@ -101,7 +101,7 @@ class CivitaiClient:
                 self.host,
                 status,
             )
-        return body
+        return cast("dict[str, Any]", body)
 
     def search_models(
         self, query: str, types: tuple[str, ...] = (), limit: int = 100, max_pages: int = 3

@@ -413,13 +413,13 @@ class HttpClient:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         s = self.settings
-        backoff = min(s.backoff_max, s.backoff_base * (2 ** (state.attempt_number - 1)))
+        backoff = float(min(s.backoff_max, s.backoff_base * (2 ** (state.attempt_number - 1))))
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.response is not None:
             asked = parse_retry_after(exc.response.headers.get("Retry-After"))
             if asked is not None:
                 # The server said when; waiting less earns another refusal. The cap stops a hostile value.
-                return max(backoff, min(asked, s.retry_after_max))
+                return float(max(backoff, min(asked, s.retry_after_max)))
         return backoff
 
     def _record_sleep(self, seconds: float) -> None:

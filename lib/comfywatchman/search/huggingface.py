@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
@@ -121,7 +121,7 @@ class HuggingFaceClient:
         path = f"/api/models/{repo_id}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
         response = self.http.request("GET", f"{self.endpoint}{path}")
         if response.ok:
-            return self.http.json_of(response)
+            return cast("dict[str, Any]", self.http.json_of(response))
         error = self._error(response, f"model info {repo_id}")
         if response.status_code == 404 or error.error_code in ("RepoNotFound", "RevisionNotFound"):
             return None
@@ -156,7 +156,7 @@ class HuggingFaceClient:
             for entry in body:
                 if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
                     continue
-                lfs = entry.get("lfs") if isinstance(entry.get("lfs"), dict) else {}
+                lfs: dict[str, Any] = entry["lfs"] if isinstance(entry.get("lfs"), dict) else {}
                 sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
                 size = lfs.get("size", entry.get("size"))
                 files.append(
