@@ -228,9 +228,10 @@ def _message(error: Any) -> str:
     message = str(error.message)
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
         known = list((error.schema.get("properties") or {}).keys())
-        for key in error.instance:
-            if key not in known and did_you_mean(key, known):
-                message += f"; for {key!r}{did_you_mean(key, known)}"
+        unknown = [key for key in error.instance if key not in known]
+        for key in unknown:
+            hint = did_you_mean(key, known)
+            message += (hint if len(unknown) == 1 else f"; {key!r}{hint}") if hint else ""
     return message
 
 
