@@ -92,6 +92,34 @@ class ReadOnlyDict(dict[str, Any]):
         return (dict, (dict(self),))
 
 
+class ReadOnlyList(list[Any]):
+    """A list inside a config section: equal to, and encoded as, a list; refuses every change."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("config sections are read-only; layer a change through config.load instead")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = clear = extend = insert = pop = remove = reverse = sort = _refuse
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return copy.deepcopy(list(self), memo)
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+
+def frozen(value: Any) -> Any:
+    """Return ``value`` with every dict and list in it made read-only (``ReadOnlyDict``, ``ReadOnlyList``)."""
+    if isinstance(value, Mapping):
+        return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return ReadOnlyList(frozen(item) for item in value)
+    return value
+
+
 @dataclass(frozen=True)
 class Layer:
     """One configuration layer: where it came from and what it sets."""
@@ -115,9 +143,13 @@ class Config:
     #: ``host:port`` -> the Secret sent there as a Bearer token (see ``credential_tokens``).
     tokens: dict[str, Secret] = field(default_factory=dict)
 
+    _frozen: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def section(self, name: str) -> Mapping[str, Any]:
-        """Return the config section ``name`` (e.g. ``"schedule"``), read-only."""
-        return ReadOnlyDict(self.data[name])
+        """Return the config section ``name`` (e.g. ``"schedule"``), read-only to the last list and table."""
+        if name not in self._frozen:
+            self._frozen[name] = frozen(self.data[name])  # built once: sections are read per file in hot loops
+        return self._frozen[name]  # type: ignore[no-any-return]
 
     @property
     def state_dir(self) -> Path:

@@ -232,4 +232,11 @@ def test_sections_are_read_only(tmp_path: Path) -> None:
     config = load(env={}, cwd=tmp_path, dirs=UserDirs(tmp_path, tmp_path))
     with pytest.raises(TypeError, match="read-only"):
         config.section("search")["offline"] = True  # type: ignore[index]
-    assert config.section("search")["offline"] is False
+    with pytest.raises(TypeError, match="read-only"):
+        config.section("search")["backend_order"].append("bing")
+    with pytest.raises(TypeError, match="read-only"):
+        config.section("scan")["loaders"]["LoraLoader"]["lora_name"] = "x"
+    assert config.section("search")["offline"] is False and config.section("search")["backend_order"] == [
+        "qwen",
+        "civitai",
+    ]
