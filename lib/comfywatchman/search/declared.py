@@ -7,7 +7,7 @@ is the file wanted (case-insensitive); anything else is a candidate for a person
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -134,10 +134,6 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
         result.details["url_check"] = f"not checked: {exc}"
         return result
     status = response.status_code
-    headers = response.headers
-    etag = (headers.get("X-Linked-Etag") or "").strip().strip('"').removeprefix("W/").strip('"').lower()
-    published = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
-    size_text = headers.get("X-Linked-Size") or (headers.get("Content-Length") if status < 300 else None)
     result.details["url_check"] = f"HEAD {status}"
     if status in (404, 410):
         return SearchResult(
@@ -152,27 +148,37 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
         result.details["gated"] = True
         result.reason += f"; HTTP {status}: gated, needs a token (HF_TOKEN / CIVITAI_API_KEY) or accepting terms"
         return result
-    if size_text and size_text.isdigit():
-        result.size = int(size_text)
+    size, published = _published(response.headers, status)
+    if size is not None:
+        result.size = size
+    if published and result.sha256 and result.sha256 != published:
+        return SearchResult(
+            name=result.name,
+            type=result.type,
+            status=Status.UNCERTAIN,
+            source=SOURCE,
+            reason="the file at the declared URL has another sha256 than the workflow declares (replaced?)",
+            candidates=[
+                Candidate(
+                    SOURCE,
+                    url_filename(result.url),
+                    result.url,
+                    Evidence.DECLARED,
+                    "sha256 differs",
+                    sha256=published,
+                    size=result.size,
+                )
+            ],
+        )
     if published:
-        if result.sha256 and result.sha256 != published:
-            return SearchResult(
-                name=result.name,
-                type=result.type,
-                status=Status.UNCERTAIN,
-                source=SOURCE,
-                reason="the file at the declared URL has another sha256 than the workflow declares (replaced?)",
-                candidates=[
-                    Candidate(
-                        SOURCE,
-                        url_filename(result.url),
-                        result.url,
-                        Evidence.DECLARED,
-                        "sha256 differs",
-                        sha256=published,
-                        size=result.size,
-                    )
-                ],
-            )
         result.sha256 = published
     return result
+
+
+def _published(headers: Mapping[str, str], status: int) -> tuple[int | None, str | None]:
+    """Return ``(size, sha256)`` a HEAD answer publishes (``X-Linked-Size``/``X-Linked-Etag``, the Hub's LFS
+    headers; ``Content-Length`` of a 2xx), each None when absent or not well-formed."""
+    etag = (headers.get("X-Linked-Etag") or "").strip().strip('"').removeprefix("W/").strip('"').lower()
+    published = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
+    size_text = headers.get("X-Linked-Size") or (headers.get("Content-Length") if status < 300 else None)
+    return (int(size_text) if size_text and size_text.isdigit() else None), published

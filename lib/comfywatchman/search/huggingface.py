@@ -153,21 +153,7 @@ class HuggingFaceClient:
             body = self.http.json_of(response)
             if not isinstance(body, list):
                 raise RemoteError(f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host)
-            for entry in body:
-                if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
-                    continue
-                lfs: dict[str, Any] = entry["lfs"] if isinstance(entry.get("lfs"), dict) else {}
-                sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
-                size = lfs.get("size", entry.get("size"))
-                files.append(
-                    HubFile(
-                        repo_id,
-                        revision,
-                        entry["path"],
-                        size if isinstance(size, int) else None,
-                        sha.lower() if sha and len(sha) == 64 else None,
-                    )
-                )
+            files += [f for f in (_hub_file(repo_id, revision, entry) for entry in body) if f is not None]
             match = _LINK_NEXT.search(response.headers.get("Link", ""))
             if not match:
                 break
@@ -205,6 +191,22 @@ class HuggingFaceClient:
             error_code=code,
             message=message,
         )
+
+
+def _hub_file(repo_id: str, revision: str, entry: Any) -> HubFile | None:
+    """Return the file a tree entry describes (its ``lfs.oid`` as sha256), or None for folders and junk."""
+    if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
+        return None
+    lfs: dict[str, Any] = entry["lfs"] if isinstance(entry.get("lfs"), dict) else {}
+    sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
+    size = lfs.get("size", entry.get("size"))
+    return HubFile(
+        repo_id,
+        revision,
+        entry["path"],
+        size if isinstance(size, int) else None,
+        sha.lower() if sha and len(sha) == 64 else None,
+    )
 
 
 def search_terms(name: str) -> tuple[str, str]:
@@ -268,38 +270,52 @@ class HuggingFaceBackend(SearchBackend):
         max_repos = int(self.settings["max_repos"])
         candidates: list[Candidate] = []
         walked: list[str] = []
-        key = names.variant_key(query.name)
+        # The phases are lazy: a later phase's searches are only sent while there is room to walk more repos.
         for phase in self._repo_phases(query, declared):
             for repo_id, origin in phase.items():
                 if repo_id in walked or len(walked) >= max_repos:
                     continue
                 rev = next((r.revision for r in declared if r.repo_id == repo_id and r.revision), revision)
                 walked.append(repo_id)
-                try:
-                    files = self.client.list_files(repo_id, rev)
-                except HubError as exc:
-                    if exc.gated:
-                        candidates.append(self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)"))
-                        continue
-                    raise
-                for hub_file in files or []:
-                    found = self._judge(query, hub_file, candidates, origin)
-                    if found is not None:
-                        found.details["repos_walked"] = walked
-                        return found
-                    if (
-                        names.variant_key(hub_file.path) == key
-                        and not names.same_basename(hub_file.path, query.name)
-                        and len(candidates) < 8
-                    ):
-                        candidates.append(
-                            self._candidate(
-                                hub_file,
-                                "another variant of the same name (version/precision/quantisation differs)",
-                            )
-                        )
+                found = self._walk_repo(query, repo_id, rev, origin, candidates)
+                if found is not None:
+                    found.details["repos_walked"] = walked
+                    return found
             if len(walked) >= max_repos:
                 break
+        return self._unproven(query, candidates, walked)
+
+    def _walk_repo(
+        self, query: ModelQuery, repo_id: str, revision: str, origin: str, candidates: list[Candidate]
+    ) -> SearchResult | None:
+        """Return the verdict when a file of ``repo_id`` proves ``query``; else add what is close to
+        ``candidates`` (other variants of the name, a gated repo's refused list) and return None."""
+        try:
+            files = self.client.list_files(repo_id, revision)
+        except HubError as exc:
+            if not exc.gated:
+                raise
+            candidates.append(self._repo_candidate(repo_id, revision, f"{GATED_HINT} (file list refused)"))
+            return None
+        key = names.variant_key(query.name)
+        for hub_file in files or []:
+            found = self._judge(query, hub_file, candidates, origin)
+            if found is not None:
+                return found
+            if (
+                names.variant_key(hub_file.path) == key
+                and not names.same_basename(hub_file.path, query.name)
+                and len(candidates) < 8
+            ):
+                candidates.append(
+                    self._candidate(
+                        hub_file, "another variant of the same name (version/precision/quantisation differs)"
+                    )
+                )
+        return None
+
+    def _unproven(self, query: ModelQuery, candidates: list[Candidate], walked: list[str]) -> SearchResult:
+        """Return UNCERTAIN with ``candidates`` when there are any, else NOT_FOUND naming how many repos."""
         details = {"repos": walked}
         if candidates:
             return self.result(
