@@ -228,15 +228,14 @@ def config_schema(backends: Mapping[str, type[SearchBackend]]) -> tuple[dict[str
 
 
 def plugin_default_layers(backends: Mapping[str, type[SearchBackend]], schema: Mapping[str, Any]) -> list[Layer]:
-    """Return one layer per plug-in backend holding the defaults its section schema declares."""
-    return [
-        Layer(f"defaults of backend {cls.name!r}", {cls.config_section: schema_defaults(cls.config_schema)})
-        for cls in backends.values()
-        if cls.config_section
-        and cls.config_schema is not None
-        and schema["properties"].get(cls.config_section) is not None
-        and cls.config_section not in artifacts.validator("config").schema["properties"]
-    ]
+    """Return one layer per backend whose section ``schema`` took from its ``config_schema`` (a plug-in's),
+    holding the defaults that section schema declares."""
+    layers = []
+    for cls in backends.values():
+        section, own = cls.config_section, cls.config_schema
+        if section is not None and own is not None and schema["properties"].get(section) == dict(own):
+            layers.append(Layer(f"defaults of backend {cls.name!r}", {section: schema_defaults(own)}))
+    return layers
 
 
 def _strip_required(schema: Any) -> Any:

@@ -240,3 +240,29 @@ def test_sections_are_read_only(tmp_path: Path) -> None:
         "qwen",
         "civitai",
     ]
+
+
+def test_plugin_section_schema_adds_defaults_and_may_not_take_a_builtin_section() -> None:
+    from typing import Any, ClassVar
+
+    from comfywatchman.config import config_schema, plugin_default_layers
+    from comfywatchman.search.base import SearchBackend
+
+    class Mine(SearchBackend):
+        name = "mine"
+        config_section = "mine"
+        config_schema: ClassVar[dict[str, Any]] = {
+            "type": "object",
+            "properties": {"limit": {"type": "integer", "default": 3}},
+        }
+
+    class Thief(Mine):
+        name = "thief"
+        config_section = "civitai"
+
+    schema, errors = config_schema({"mine": Mine, "thief": Thief})
+    assert schema["properties"]["mine"] == dict(Mine.config_schema) and "mine" in schema["required"]
+    assert errors == ["backend 'thief': config section [civitai] is already taken"]
+    assert [(layer.source, layer.data) for layer in plugin_default_layers({"mine": Mine, "thief": Thief}, schema)] == [
+        ("defaults of backend 'mine'", {"mine": {"limit": 3}})
+    ]
