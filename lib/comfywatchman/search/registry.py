@@ -33,6 +33,14 @@ def _load() -> dict[str, type[SearchBackend]]:
             logger.error("search backend plug-in %s is not a SearchBackend subclass; ignored", entry.name)
             continue
         found[cls.name] = cls
+    if "declared" not in found:
+        # The built-ins come from this package's own entry points: a source checkout whose installed metadata
+        # predates them (an old `pip install -e .`) finds none; say how to fix it rather than "unknown backend".
+        logger.error(
+            "the built-in search backends are not registered: reinstall comfywatchman (make install, or "
+            "pip install -e . in a checkout) so its entry points in group %s are installed",
+            GROUP,
+        )
     return found
 
 
