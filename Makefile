@@ -14,6 +14,9 @@ ARGS ?=
 PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(COMFYUI_ROOT),--comfyui-root "$(COMFYUI_ROOT)",)
 STAGES := gate cache intake scan search report
+# The checkout's targets keep state/, output/ and log/ in the checkout (an installed tool uses the user's data
+# folder); a COMFYWATCHMAN_HOME of your own, or --home in ARGS, still wins.
+HOME_ENV := COMFYWATCHMAN_HOME="$${COMFYWATCHMAN_HOME:-$(CURDIR)}"
 
 .PHONY: install cycle $(STAGES) test lint format bench clean install-cron uninstall-cron
 
@@ -30,10 +33,10 @@ $(TEST_STAMP): $(RUNTIME_STAMP) pyproject.toml
 install: $(RUNTIME_STAMP)
 
 cycle: $(RUNTIME_STAMP)
-	$(PY) -m comfywatchman --run-cycle $(ROOT_FLAG) $(ARGS)
+	$(HOME_ENV) $(PY) -m comfywatchman --run-cycle $(ROOT_FLAG) $(ARGS)
 
 $(STAGES): $(RUNTIME_STAMP)
-	$(PY) jobs/$@.py $(ROOT_FLAG) $(ARGS)
+	$(HOME_ENV) $(PY) jobs/$@.py $(ROOT_FLAG) $(ARGS)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -237,7 +237,7 @@ def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path
                 *(["--force"] if stage == "gate" else []),  # `make gate ARGS=--force`: a manual run
             ],
             cwd=home,
-            env=subprocess_env(),
+            env=subprocess_env(home),
             capture_output=True,
             text=True,
             timeout=60,

@@ -100,7 +100,7 @@ def test_killed_cycles_leave_every_state_file_whole(tmp_path: Path) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "comfywatchman", *args],
             cwd=home,
-            env=subprocess_env(),
+            env=subprocess_env(home),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -30,8 +30,8 @@ def command(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "comfywatchman", "--home", str(home), "--config", str(config), "--offline", *args]
 
 
-def environment() -> dict[str, str]:
-    return subprocess_env()
+def environment(home: Path) -> dict[str, str]:
+    return subprocess_env(home)
 
 
 def run(
@@ -39,7 +39,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``comfywatchman`` with ``args`` on ``home`` to the end; return what it did."""
     return subprocess.run(
-        command(home, *args), env=env or environment(), capture_output=True, text=True, timeout=timeout, check=False
+        command(home, *args), env=env or environment(home), capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -62,7 +62,7 @@ def scheduler_state(home: Path) -> dict[str, object]:
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        command(tmp_path, "--scheduler"), env=environment(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command(tmp_path, "--scheduler"), env=environment(tmp_path), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         yield process
@@ -118,7 +118,7 @@ def test_run_cycle_exits_75_and_records_the_skip_when_another_cycle_holds_the_lo
     with CycleLock(tmp_path / "state" / "cycle.lock"):
         done = subprocess.run(
             command(tmp_path, "--run-cycle"),
-            env={**environment(), "COMFYWATCHMAN_TRIGGER": "cron"},
+            env={**environment(tmp_path), "COMFYWATCHMAN_TRIGGER": "cron"},
             capture_output=True,
             text=True,
             timeout=60,

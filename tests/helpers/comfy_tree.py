@@ -97,9 +97,10 @@ def ui_workflow(nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 FAKE_GPU = REPO / "tests" / "fakes" / "busy_gpu"
 
 
-def subprocess_env(env: dict[str, str] | None = None) -> dict[str, str]:
+def subprocess_env(home: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     """Return the environment for the real command in a subprocess: this one without the user's settings
-    and secrets, with the fake busy GPU first on PYTHONPATH (so NVML is the test's), plus ``env``.
+    and secrets, with the fake busy GPU first on PYTHONPATH (so NVML is the test's), ``home`` as the home and
+    the user folders under it, plus ``env``.
 
     The machine's other inputs are settled by the command line: ``--force`` (a manual run) skips the awake,
     VRAM and ComfyUI checks, the default config has no ComfyUI URL, and ``--offline`` or the test's own
@@ -109,6 +110,15 @@ def subprocess_env(env: dict[str, str] | None = None) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "CIVITAI_", "HF_"))
     }
     environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAKE_GPU), os.environ.get("PYTHONPATH", "")) if p)
+    # ``home`` is the home, as the checkout's make targets make theirs; the user folders (data, the default
+    # secrets file, a saved Hub token) are the test's, never the machine's.
+    user = home / ".user"
+    environment.update(
+        COMFYWATCHMAN_HOME=str(home),
+        XDG_DATA_HOME=str(user / "data"),
+        XDG_CONFIG_HOME=str(user / "config"),
+        HF_HOME=str(user / "hf"),
+    )
     environment.update(env or {})
     return environment
 
@@ -118,7 +128,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``comfywatchman`` command in a subprocess with ``home`` as working folder (environment:
     ``subprocess_env``)."""
-    environment = subprocess_env(env)
+    environment = subprocess_env(home, env)
     return subprocess.run(
         [sys.executable, "-m", "comfywatchman", *args],
         cwd=home,

@@ -24,13 +24,13 @@ from comfywatchman.stages import ORDER
 from comfywatchman.stages.context import StageOutcome
 from comfywatchman.state_manager import StateManager
 from tests.fakes.machine import SCHEDULE, START, FakeMachine, FakeNvml
+from tests.helpers.config import config_with
 
 HOUR = 3600.0
 
 
 def make_config(home: Path, **changes: Any) -> Config:
-    data = {"schedule": {**SCHEDULE, **changes}, "comfyui": {"url": "", "root": "", "extra_model_paths": []}}
-    return Config(data=data, comfyui_root=home, using_demo=False, home=home, offline=True)
+    return config_with(home, {"schedule": {**SCHEDULE, **changes}}, comfyui_root=home, offline=True)
 
 
 @pytest.fixture

@@ -1,22 +1,34 @@
 """The search backend interface and the values every backend speaks.
 
-A backend is a small class with a ``name`` and one method, ``search(query) -> SearchResult``. It never
-raises for a remote failure: it returns a result with status ERROR and the reason, so the next backend goes
-on. What a backend may claim is limited by the evidence ladder (strongest first):
+A backend is a small class with a ``name`` and one method, ``lookup(query) -> SearchResult``. The template
+method ``search`` around it refuses a name that is not a file name (INVALID_FILENAME, no request), turns a
+RemoteError into ERROR with the reason and any other exception into ERROR "backend crashed", so the next
+backend goes on. A backend declares the config section it reads and the credentials it sends (which secret,
+from which environment variable, to the host of which URL in its section); the config loader validates the
+section and the HTTP client attaches the secret, neither knowing the backend. Backends, built-in or not,
+register through the ``comfywatchman.backends`` entry point group (see ``registry``).
+
+What a backend may claim is limited by the evidence ladder (strongest first):
 ``declared`` > ``hash`` > ``exact_filename`` > ``similar_name`` / ``llm_suggestion`` (never FOUND).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from comfywatchman.search.http import RemoteError
+from comfywatchman.search.names import invalid_filename_reason
+
 if TYPE_CHECKING:
     from comfywatchman.config import Config, Secret
+
+logger = logging.getLogger(__name__)
 
 
 class Status(str, enum.Enum):
@@ -164,15 +176,50 @@ class SearchContext:
         return self.config.secrets.get(name)
 
 
+@dataclass(frozen=True)
+class Credential:
+    """A secret a backend sends: the first of ``env`` that is set (``token_file`` too, where one is named)
+    goes as a Bearer token to the host of the URL at ``url_key`` in the backend's config section, and nowhere
+    else. An empty URL sends it nowhere."""
+
+    env: tuple[str, ...]
+    url_key: str
+    #: ``"huggingface"``: the token ``hf auth login`` saves is read when no variable is set.
+    token_file: str | None = None
+
+
 class SearchBackend(ABC):
-    """One place to look for model files. Subclasses set ``name`` and implement ``search``."""
+    """One place to look for model files. Subclasses set ``name`` and implement ``lookup``.
+
+    ``config_section`` names the section of the config the backend reads (``self.settings``). A built-in
+    backend's section is described in ``schemas/config.schema.json`` with its defaults in
+    ``config/default.toml``; a plug-in gives ``config_schema`` instead, a JSON Schema of its section whose
+    properties carry their ``default``: the loader takes the defaults from it and validates the user's keys
+    against it, so a plug-in's defaults also live in one place.
+    """
 
     name: ClassVar[str]
     #: False for backends that answer from local data only (they still run with --offline).
     needs_network: ClassVar[bool] = True
+    #: True for the offline sources (workflow declarations, curated lists) asked for every file before the
+    #: backends of ``search.backend_order``; they are not named in that order.
+    answers_first: ClassVar[bool] = False
+    config_section: ClassVar[str | None] = None
+    config_schema: ClassVar[Mapping[str, Any] | None] = None
+    credentials: ClassVar[tuple[Credential, ...]] = ()
+    #: ``(hosts_key, url_key)``: the public host names listed at ``hosts_key`` of the section are served at
+    #: the URL at ``url_key`` (a mirror, a test double), so a declared URL on them is checked there.
+    public_hosts: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, context: SearchContext) -> None:
         self.context = context
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """Return this backend's validated config section (read-only; empty when it declares none)."""
+        if self.config_section is None:
+            return {}
+        return self.context.config.section(self.config_section)
 
     def result(self, query: ModelQuery, status: Status, reason: str, **fields: Any) -> SearchResult:
         """Return a SearchResult from this backend for ``query``."""
@@ -180,6 +227,21 @@ class SearchBackend(ABC):
             name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **fields
         )
 
-    @abstractmethod
     def search(self, query: ModelQuery) -> SearchResult:
-        """Return what this backend knows about ``query``; ERROR (never an exception) when it fails."""
+        """Return what this backend knows about ``query``: INVALID_FILENAME without a lookup for a name that
+        is not a file name, ERROR (never an exception) when the lookup fails, else the lookup's answer."""
+        bad = invalid_filename_reason(query.name)
+        if bad:
+            return self.result(query, Status.INVALID_FILENAME, bad)
+        try:
+            return self.lookup(query)
+        except RemoteError as exc:
+            logger.warning("%s: %s: %s", self.name, query.name, exc)
+            return self.result(query, Status.ERROR, f"{self.name}: {exc}")
+        except Exception as exc:  # one failing backend is recorded and the next one goes on
+            logger.exception("search backend %s failed on %s", self.name, query.name)
+            return self.result(query, Status.ERROR, f"backend crashed: {type(exc).__name__}")
+
+    @abstractmethod
+    def lookup(self, query: ModelQuery) -> SearchResult:
+        """Return what this backend knows about ``query``; raise RemoteError when a remote call fails."""

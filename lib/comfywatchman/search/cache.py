@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search import names
 from comfywatchman.search.base import ModelQuery, SearchResult, Status
+
+if TYPE_CHECKING:
+    from comfywatchman.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def cache_key(query: ModelQuery, backends: tuple[str, ...]) -> str:
 class SearchCache:
     """The cached answers of one state folder; ``get``/``put`` in memory, ``save`` writes atomically."""
 
-    def __init__(self, path: Path, ttl_hours: float = 24.0, negative_ttl_hours: float = 6.0) -> None:
+    def __init__(self, path: Path, ttl_hours: float, negative_ttl_hours: float) -> None:
         self.path = path
         self.ttl = timedelta(hours=ttl_hours)
         self.negative_ttl = timedelta(hours=negative_ttl_hours)
@@ -45,13 +48,11 @@ class SearchCache:
         self._load()
 
     @classmethod
-    def from_config(cls, config: Any) -> SearchCache:
+    def from_config(cls, config: Config) -> SearchCache:
         """Return the cache in ``config.state_dir`` with the TTLs of ``[search]``."""
-        search = config.data.get("search", {})
+        search = config.section("search")
         return cls(
-            Path(config.state_dir) / FILE_NAME,
-            float(search.get("cache_ttl_hours", 24.0)),
-            float(search.get("negative_ttl_hours", 6.0)),
+            Path(config.state_dir) / FILE_NAME, float(search["cache_ttl_hours"]), float(search["negative_ttl_hours"])
         )
 
     def _load(self) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from comfywatchman.search import names
 from comfywatchman.search.base import (
     Candidate,
+    Credential,
     Evidence,
     ModelQuery,
     SearchBackend,
@@ -25,31 +26,18 @@ from comfywatchman.search.base import (
     Status,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
-from comfywatchman.search.registry import register
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://civitai.com"
-DEFAULTS: dict[str, Any] = {
-    "base_url": DEFAULT_BASE_URL,
-    "hosts": ["civitai.com", "civitai.red"],
-    "page_size": 100,
-    "max_pages": 3,
-    "include_nsfw": True,
-    "max_candidates": 8,
-}
 BULK_HASH_LIMIT = 100  # the bulk by-hash endpoint takes at most 100 hashes per call
 INACTIVE_MODES = frozenset({"archived", "takendown"})
 
 
-def civitai_settings(config: Any) -> dict[str, Any]:
-    """Return the ``[civitai]`` config section with defaults filled in for keys it lacks."""
-    return {**DEFAULTS, **(config.data.get("civitai") or {})}
-
-
-def civitai_base_url(config: Any) -> str:
-    """Return the Civitai base URL from config, without a trailing slash."""
-    return str(civitai_settings(config)["base_url"] or DEFAULT_BASE_URL).rstrip("/")
+def civitai_client(context: SearchContext) -> CivitaiClient:
+    """Return a client for the ``[civitai]`` section's ``base_url`` over the context's shared HTTP client."""
+    settings = context.config.section("civitai")
+    http = context.http or HttpClient.from_config(context.config)
+    return CivitaiClient(http, str(settings["base_url"]), bool(settings["include_nsfw"]))
 
 
 @dataclass(frozen=True)
@@ -90,7 +78,7 @@ class CivitaiClient:
     Methods return parsed JSON (None for a 404) and raise RemoteError for every other failure.
     """
 
-    def __init__(self, http: HttpClient, base_url: str = DEFAULT_BASE_URL, include_nsfw: bool = True) -> None:
+    def __init__(self, http: HttpClient, base_url: str, include_nsfw: bool = True) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.include_nsfw = include_nsfw
@@ -100,7 +88,7 @@ class CivitaiClient:
         """Return the ``host:port`` this client talks to."""
         return host_of(self.base_url)
 
-    def _get(self, path: str, params: Any = None) -> Any:
+    def _get(self, path: str, params: Any = None) -> dict[str, Any] | None:
         url = f"{self.base_url}{path}"
         status, body = self.http.get_json(url, params=params)
         if status == 404:
@@ -113,7 +101,7 @@ class CivitaiClient:
                 self.host,
                 status,
             )
-        return body
+        return cast("dict[str, Any]", body)
 
     def search_models(
         self, query: str, types: tuple[str, ...] = (), limit: int = 100, max_pages: int = 3
@@ -282,62 +270,75 @@ def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limi
     close is a candidate with its reason.
     """
     known = query.known_sha256
-    candidates: list[Candidate] = []
+    candidates = _inactive_candidates(query, hits, known)
     usable = [h for h in hits if not h.inactive and h.url]
-    for hit in hits:
-        if hit.inactive and (
-            names.same_basename(hit.file.get("name", ""), query.name) or (known and _hash_matches(hit, known))
-        ):
-            candidates.append(hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download"))
-    if known:
-        for hit in usable:
-            if _hash_matches(hit, known):
-                return found_result(
-                    query, hit, Evidence.HASH, "sha256 declared by the workflow matches this file", source
-                )
-    # The same file can arrive twice (by hash and by search): one entry per Civitai file id.
-    exact = list(
-        {
-            id(h) if h.file.get("id") is None else h.file.get("id"): h
-            for h in usable
-            if names.same_basename(str(h.file.get("name", "")), query.name)
-        }.values()
+    by_hash = next((h for h in usable if _hash_matches(h, known)), None) if known else None
+    if by_hash is not None:
+        return found_result(query, by_hash, Evidence.HASH, "sha256 declared by the workflow matches this file", source)
+    exact = _exact_hits(query, usable)
+    doubt = _exact_doubt(query, exact, known)
+    if exact and doubt is None:
+        reason = "exact file name (case-insensitive) in a Civitai model version"
+        return found_result(query, exact[0], Evidence.EXACT_FILENAME, reason, source)
+    candidates += [h.candidate(Evidence.SIMILAR_NAME, doubt) for h in exact if doubt]
+    candidates += _similar_candidates(
+        query, usable, {c.details.get("file_id") for c in candidates}, limit - len(candidates)
     )
-    if exact:
-        shas = {h.sha256 for h in exact}
-        if known and known not in shas:
-            candidates += [
-                h.candidate(
-                    Evidence.SIMILAR_NAME,
-                    "same name but its sha256 differs from the one the workflow declares",
-                )
-                for h in exact
-            ]
-        elif names.is_generic_basename(query.name):
-            candidates += [
-                h.candidate(Evidence.SIMILAR_NAME, "same name, but the name is too generic to prove identity")
-                for h in exact
-            ]
-        elif len(shas) > 1 or (None in shas and len(exact) > 1):
-            candidates += [
-                h.candidate(Evidence.SIMILAR_NAME, f"one of {len(exact)} different files sharing this name")
-                for h in exact
-            ]
-        else:
-            return found_result(
-                query,
-                exact[0],
-                Evidence.EXACT_FILENAME,
-                "exact file name (case-insensitive) in a Civitai model version",
-                source,
-            )
+    if not candidates:
+        return None
+    return SearchResult(
+        name=query.name,
+        type=query.folder,
+        status=Status.UNCERTAIN,
+        source=source,
+        evidence=Evidence.SIMILAR_NAME,
+        reason="candidates found, none proven",
+        candidates=candidates[:limit],
+    )
+
+
+def _inactive_candidates(query: ModelQuery, hits: list[FileHit], known: str | None) -> list[Candidate]:
+    """Return a dead-end candidate for each archived/taken-down file with the wanted name or hash."""
+    return [
+        hit.candidate(Evidence.NONE, f"model is {hit.model.get('mode')} on Civitai: no download")
+        for hit in hits
+        if hit.inactive
+        and (names.same_basename(hit.file.get("name", ""), query.name) or (known and _hash_matches(hit, known)))
+    ]
+
+
+def _exact_hits(query: ModelQuery, usable: list[FileHit]) -> list[FileHit]:
+    """Return the usable files with the wanted basename, one per Civitai file id (the same file can arrive
+    twice, by hash and by search)."""
+    by_id = {
+        id(h) if h.file.get("id") is None else h.file.get("id"): h
+        for h in usable
+        if names.same_basename(str(h.file.get("name", "")), query.name)
+    }
+    return list(by_id.values())
+
+
+def _exact_doubt(query: ModelQuery, exact: list[FileHit], known: str | None) -> str | None:
+    """Return why files of the exact name do not prove the wanted file, or None when the one of them does."""
+    shas = {h.sha256 for h in exact}
+    if known and known not in shas:
+        return "same name but its sha256 differs from the one the workflow declares"
+    if names.is_generic_basename(query.name):
+        return "same name, but the name is too generic to prove identity"
+    if len(shas) > 1 or (None in shas and len(exact) > 1):
+        return f"one of {len(exact)} different files sharing this name"
+    return None
+
+
+def _similar_candidates(query: ModelQuery, usable: list[FileHit], seen: set[Any], room: int) -> list[Candidate]:
+    """Return up to ``room`` candidates among ``usable`` not in ``seen``: other variants of the name, and
+    renamed non-LoRA files of a model whose name matches."""
     key = names.variant_key(query.name)
-    seen = {(c.details.get("file_id")) for c in candidates}
+    out: list[Candidate] = []
     for hit in usable:
-        if hit.file.get("id") in seen or len(candidates) >= limit:
+        if hit.file.get("id") in seen or len(out) >= room:
             continue
-        file_name = str(hit.file.get("name", ""))
-        if names.variant_key(file_name) == key:
+        if names.variant_key(str(hit.file.get("name", ""))) == key:
             reason = "another variant of the same name (version/precision/quantisation differs)"
         elif _renamed_type(hit) and _model_matches(hit, query):
             reason = (
@@ -346,18 +347,16 @@ def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limi
         else:
             continue
         seen.add(hit.file.get("id"))
-        candidates.append(hit.candidate(Evidence.SIMILAR_NAME, reason))
-    if candidates:
-        return SearchResult(
-            name=query.name,
-            type=query.folder,
-            status=Status.UNCERTAIN,
-            source=source,
-            evidence=Evidence.SIMILAR_NAME,
-            reason="candidates found, none proven",
-            candidates=candidates[:limit],
-        )
-    return None
+        out.append(hit.candidate(Evidence.SIMILAR_NAME, reason))
+    return out
+
+
+def _proven(query: ModelQuery, hits: list[FileHit], source: str, limit: int) -> SearchResult | None:
+    """Return ``decide``'s answer when it is a FOUND, else None."""
+    if not hits:
+        return None
+    result = decide(query, hits, source, limit)
+    return result if result is not None and result.status is Status.FOUND else None
 
 
 def _renamed_type(hit: FileHit) -> bool:
@@ -380,50 +379,39 @@ def _model_matches(hit: FileHit, query: ModelQuery) -> bool:
     return bool(model and stem) and (model in stem or stem in model)
 
 
-@register
 class CivitaiBackend(SearchBackend):
     """Looks a missing model up on Civitai: declared refs and hashes first, then a name-search cascade."""
 
     name = "civitai"
+    config_section = "civitai"
+    credentials = (Credential(("CIVITAI_API_KEY",), "base_url"),)
+    public_hosts = ("hosts", "base_url")
 
     def __init__(self, context: SearchContext, client: CivitaiClient | None = None) -> None:
         super().__init__(context)
-        self.settings = civitai_settings(context.config)
-        if client is None:
-            http = context.http or HttpClient.from_config(context.config)
-            client = CivitaiClient(http, civitai_base_url(context.config), bool(self.settings["include_nsfw"]))
-        self.client = client
+        self.client = client or civitai_client(context)
 
-    def search(self, query: ModelQuery) -> SearchResult:
-        """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
-        bad = names.invalid_filename_reason(query.name)
-        if bad:
-            return self.result(query, Status.INVALID_FILENAME, bad)
-        try:
-            return self._search(query)
-        except RemoteError as exc:
-            logger.warning("civitai: %s: %s", query.name, exc)
-            return self.result(query, Status.ERROR, f"civitai: {exc}")
-
-    def _search(self, query: ModelQuery) -> SearchResult:
+    def lookup(self, query: ModelQuery) -> SearchResult:
+        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query``: by declared hash, by declared refs, by name."""
         limit = int(self.settings["max_candidates"])
         hits: list[FileHit] = []
         # 1. A hash the workflow declares: one request proves or refutes.
         known = query.known_sha256
-        if known:
-            version = self.client.version_by_hash(known)
-            if version:
-                hits += list(version_files(version))
-                result = decide(query, hits, self.name, limit)
-                if result and result.status is Status.FOUND:
-                    return result
+        version = self.client.version_by_hash(known) if known else None
+        if version:
+            hits += list(version_files(version))
+            proof = _proven(query, hits, self.name, limit)
+            if proof is not None:
+                return proof
         # 2. Civitai models the workflow names itself (AIR URNs, Civitai URLs in declarations).
         for ref in self._declared_refs(query):
             hits += self._hits_for_ref(ref)
-        if hits:
-            result = decide(query, hits, self.name, limit)
-            if result and result.status is Status.FOUND:
-                return result
+        proof = _proven(query, hits, self.name, limit)
+        if proof is not None:
+            return proof
+        return self._name_search(query, hits, limit)
+
+    def _name_search(self, query: ModelQuery, hits: list[FileHit], limit: int) -> SearchResult:
         # 3. Name search, most specific term first; stop at the first proof.
         types = names.civitai_types(query.folder)
         searched: list[str] = []
@@ -436,11 +424,24 @@ class CivitaiBackend(SearchBackend):
                 hits += list(iter_files(model))
                 if FileHit(model, {}, {}).inactive and _model_matches(FileHit(model, {}, {}), query):
                     inactive[model.get("id")] = model
-            result = decide(query, hits, self.name, limit)
-            if result and result.status is Status.FOUND:
+            result = _proven(query, hits, self.name, limit)
+            if result is not None:
                 result.details["queries"] = searched
                 return result
-        result = decide(query, hits, self.name, limit)
+        result = self._with_dead_ends(query, decide(query, hits, self.name, limit), list(inactive.values()), limit)
+        if result is not None:
+            result.details["queries"] = searched
+            return result
+        return self.result(
+            query,
+            Status.NOT_FOUND,
+            f"no Civitai file named {query.basename} (searched: {', '.join(searched)})",
+            details={"queries": searched},
+        )
+
+    def _with_dead_ends(
+        self, query: ModelQuery, result: SearchResult | None, inactive: list[dict[str, Any]], limit: int
+    ) -> SearchResult | None:
         # Archived/taken-down models have lost their files; a name that matches one is worth telling the user,
         # as a dead end (no URL), never as FOUND.
         dead = [
@@ -452,27 +453,19 @@ class CivitaiBackend(SearchBackend):
                 reason=f"a matching model is {m.get('mode')} on Civitai: its files are no longer offered",
                 details={"model_id": m.get("id"), "mode": m.get("mode")},
             )
-            for m in inactive.values()
+            for m in inactive
         ]
         if result is None and dead:
             # No source exists, so NOT_FOUND (the next backend goes on); the dead ends still say why.
-            result = self.result(
+            return self.result(
                 query,
                 Status.NOT_FOUND,
                 "only archived or taken-down Civitai models match: nothing to download there",
                 candidates=dead[:limit],
             )
-        elif result is not None:
-            result.candidates += dead[: max(0, limit - len(result.candidates))]
         if result is not None:
-            result.details["queries"] = searched
-            return result
-        return self.result(
-            query,
-            Status.NOT_FOUND,
-            f"no Civitai file named {query.basename} (searched: {', '.join(searched)})",
-            details={"queries": searched},
-        )
+            result.candidates += dead[: max(0, limit - len(result.candidates))]
+        return result
 
     def _declared_refs(self, query: ModelQuery) -> list[names.CivitaiRef]:
         hosts = (*tuple(self.settings["hosts"]), host_of(self.client.base_url).split(":")[0])

@@ -1,16 +1,21 @@
 """Resolution from what the workflow itself declares (``properties.models`` / workflow ``models``).
 
-Offline and instant. A declaration is proof only when its URL is on a trusted host and the URL's file name
+Offline and instant: ``DeclaredBackend`` is the first of the offline sources the search stage asks for
+every file. A declaration is proof only when its URL is on a trusted host and the URL's file name
 is the file wanted (case-insensitive); anything else is a candidate for a person to check.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from comfywatchman.search.base import Candidate, Evidence, ModelQuery, SearchResult, Status
+from comfywatchman.search.base import Candidate, Evidence, ModelQuery, SearchBackend, SearchResult, Status
 from comfywatchman.search.http import HttpClient, RemoteError
+
+if TYPE_CHECKING:
+    from comfywatchman.config import Config
 
 SOURCE = "declared"
 
@@ -20,14 +25,14 @@ def url_filename(url: str) -> str:
     return unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
 
 
-def host_trusted(url: str, trusted_hosts: list[str]) -> bool:
+def host_trusted(url: str, trusted_hosts: Sequence[str]) -> bool:
     """Return whether ``url`` is https (or http) on one of ``trusted_hosts`` or a subdomain of one."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     return parts.scheme in ("https", "http") and any(host == h or host.endswith("." + h) for h in trusted_hosts)
 
 
-def resolve(query: ModelQuery, trusted_hosts: list[str]) -> SearchResult | None:
+def resolve(query: ModelQuery, trusted_hosts: Sequence[str]) -> SearchResult | None:
     """Return FOUND (evidence ``declared``) or UNCERTAIN for ``query`` from its declarations; None if none.
 
     FOUND needs a declared URL on a trusted host whose file name equals the wanted file name. A declared
@@ -79,25 +84,40 @@ def resolve(query: ModelQuery, trusted_hosts: list[str]) -> SearchResult | None:
     )
 
 
-def service_url(url: str, config: Any) -> str:
-    """Return ``url`` with a Civitai or Hub host replaced by the configured ``[civitai] base_url`` or
-    ``[huggingface] endpoint``, so mirrors (and test doubles) answer the checks the real hosts would."""
-    from comfywatchman.search.civitai import civitai_base_url, civitai_settings
-    from comfywatchman.search.huggingface import hf_endpoint, hf_settings
+class DeclaredBackend(SearchBackend):
+    """The workflow's own declaration: FOUND with a trusted URL of the exact file name, else UNCERTAIN;
+    NOT_SEARCHED ("nothing declared") when the workflow declares no URL for the file."""
+
+    name = SOURCE
+    needs_network = False
+    answers_first = True
+
+    def lookup(self, query: ModelQuery) -> SearchResult:
+        """Return what the declarations of ``query`` prove (see ``resolve``)."""
+        found = resolve(query, self.context.config.section("search")["trusted_hosts"])
+        return found or self.result(query, Status.NOT_SEARCHED, "nothing declared")
+
+
+def service_url(url: str, config: Config) -> str:
+    """Return ``url`` with a public host of a backend (``public_hosts``: Civitai's, the Hub's) replaced by the
+    URL that backend is configured to use, so mirrors (and test doubles) answer the checks the real hosts
+    would."""
+    from comfywatchman.search.registry import all_backends
 
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    for hosts, base in (
-        (civitai_settings(config)["hosts"], civitai_base_url(config)),
-        (hf_settings(config)["hosts"], hf_endpoint(config)),
-    ):
-        if host in hosts:
-            target = urlsplit(base)
+    for cls in all_backends().values():
+        if cls.public_hosts is None or cls.config_section is None:
+            continue
+        hosts_key, url_key = cls.public_hosts
+        section = config.section(cls.config_section)
+        if host in section[hosts_key]:
+            target = urlsplit(str(section[url_key]))
             return urlunsplit((target.scheme, target.netloc, target.path.rstrip("/") + parts.path, parts.query, ""))
     return url
 
 
-def verify(result: SearchResult, http: HttpClient, config: Any = None) -> SearchResult:
+def verify(result: SearchResult, http: HttpClient, config: Config | None = None) -> SearchResult:
     """Return ``result`` (a declared FOUND) checked online with a HEAD on its URL.
 
     The URL must answer (a redirect counts: Civitai and the Hub redirect downloads to a CDN). 401/403 keeps
@@ -114,10 +134,6 @@ def verify(result: SearchResult, http: HttpClient, config: Any = None) -> Search
         result.details["url_check"] = f"not checked: {exc}"
         return result
     status = response.status_code
-    headers = response.headers
-    etag = (headers.get("X-Linked-Etag") or "").strip().strip('"').removeprefix("W/").strip('"').lower()
-    published = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
-    size_text = headers.get("X-Linked-Size") or (headers.get("Content-Length") if status < 300 else None)
     result.details["url_check"] = f"HEAD {status}"
     if status in (404, 410):
         return SearchResult(
@@ -132,27 +148,37 @@ def verify(result: SearchResult, http: HttpClient, config: Any = None) -> Search
         result.details["gated"] = True
         result.reason += f"; HTTP {status}: gated, needs a token (HF_TOKEN / CIVITAI_API_KEY) or accepting terms"
         return result
-    if size_text and size_text.isdigit():
-        result.size = int(size_text)
+    size, published = _published(response.headers, status)
+    if size is not None:
+        result.size = size
+    if published and result.sha256 and result.sha256 != published:
+        return SearchResult(
+            name=result.name,
+            type=result.type,
+            status=Status.UNCERTAIN,
+            source=SOURCE,
+            reason="the file at the declared URL has another sha256 than the workflow declares (replaced?)",
+            candidates=[
+                Candidate(
+                    SOURCE,
+                    url_filename(result.url),
+                    result.url,
+                    Evidence.DECLARED,
+                    "sha256 differs",
+                    sha256=published,
+                    size=result.size,
+                )
+            ],
+        )
     if published:
-        if result.sha256 and result.sha256 != published:
-            return SearchResult(
-                name=result.name,
-                type=result.type,
-                status=Status.UNCERTAIN,
-                source=SOURCE,
-                reason="the file at the declared URL has another sha256 than the workflow declares (replaced?)",
-                candidates=[
-                    Candidate(
-                        SOURCE,
-                        url_filename(result.url),
-                        result.url,
-                        Evidence.DECLARED,
-                        "sha256 differs",
-                        sha256=published,
-                        size=result.size,
-                    )
-                ],
-            )
         result.sha256 = published
     return result
+
+
+def _published(headers: Mapping[str, str], status: int) -> tuple[int | None, str | None]:
+    """Return ``(size, sha256)`` a HEAD answer publishes (``X-Linked-Size``/``X-Linked-Etag``, the Hub's LFS
+    headers; ``Content-Length`` of a 2xx), each None when absent or not well-formed."""
+    etag = (headers.get("X-Linked-Etag") or "").strip().strip('"').removeprefix("W/").strip('"').lower()
+    published = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
+    size_text = headers.get("X-Linked-Size") or (headers.get("Content-Length") if status < 300 else None)
+    return (int(size_text) if size_text and size_text.isdigit() else None), published

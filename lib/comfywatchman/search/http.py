@@ -6,8 +6,9 @@ backoff that honours ``Retry-After`` (never on other 4xx), a minimum gap between
 cap on requests per cycle, a circuit breaker for hosts that cannot be reached at all, and a request count
 per host.
 
-Credentials are attached here and nowhere else: each token belongs to one host (``host:port``) and is sent
-only there, also across redirects, which this client follows itself so that every hop is checked, counted and
+Credentials are attached here and nowhere else: each token belongs to one host (``host:port``), worked out by
+the config loader from what each backend declares (``Config.tokens``; this module knows no backend), and is
+sent only there, also across redirects, which this client follows itself so that every hop is checked, counted and
 rate limited. Secrets never appear in exception text or logs: every message is scrubbed first.
 """
 
@@ -32,7 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from comfywatchman import __version__
 
 if TYPE_CHECKING:
-    from comfywatchman.config import Secret
+    from comfywatchman.config import Config, Secret
 
 logger = logging.getLogger(__name__)
 
@@ -90,30 +91,29 @@ class RemoteError(Exception):
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """Knobs of the shared client; ``from_config`` reads them from ``[search]``."""
+    """Knobs of the shared client, read from the validated ``[search]`` section (defaults: default.toml)."""
 
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    max_attempts: int = 4
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
-    retry_after_max: float = 120.0
-    min_interval: float = 0.5
-    max_requests: int = 500
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    retry_after_max: float
+    min_interval: float
+    max_requests: int
 
     @classmethod
     def from_config(cls, search: Mapping[str, Any]) -> HttpSettings:
-        """Return the settings from the ``[search]`` config section, defaults for keys it lacks."""
-        d = cls()
+        """Return the settings from the ``[search]`` config section (every key is there once validated)."""
         return cls(
-            connect_timeout=float(search.get("connect_timeout_seconds", d.connect_timeout)),
-            read_timeout=float(search.get("read_timeout_seconds", d.read_timeout)),
-            max_attempts=int(search.get("max_attempts", d.max_attempts)),
-            backoff_base=float(search.get("backoff_base_seconds", d.backoff_base)),
-            backoff_max=float(search.get("backoff_max_seconds", d.backoff_max)),
-            retry_after_max=float(search.get("retry_after_max_seconds", d.retry_after_max)),
-            min_interval=float(search.get("min_interval_seconds", d.min_interval)),
-            max_requests=int(search.get("max_requests_per_cycle", d.max_requests)),
+            connect_timeout=float(search["connect_timeout_seconds"]),
+            read_timeout=float(search["read_timeout_seconds"]),
+            max_attempts=int(search["max_attempts"]),
+            backoff_base=float(search["backoff_base_seconds"]),
+            backoff_max=float(search["backoff_max_seconds"]),
+            retry_after_max=float(search["retry_after_max_seconds"]),
+            min_interval=float(search["min_interval_seconds"]),
+            max_requests=int(search["max_requests_per_cycle"]),
         )
 
 
@@ -176,13 +176,13 @@ class HttpClient:
 
     def __init__(
         self,
-        settings: HttpSettings | None = None,
+        settings: HttpSettings,
         tokens: Mapping[str, Secret] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings or HttpSettings()
+        self.settings = settings
         self._tokens: dict[str, Secret] = {}
         for host, secret in (tokens or {}).items():
             self.add_token(host, secret)
@@ -199,23 +199,10 @@ class HttpClient:
         self.sleeps: list[float] = []
 
     @classmethod
-    def from_config(cls, config: Any, **kwargs: Any) -> HttpClient:
-        """Return a client for one cycle built from ``config`` (a ``Config``): settings and host tokens.
-
-        The Civitai key goes to the ``[civitai] base_url`` host, the HF token (``HF_TOKEN``, then
-        ``HUGGING_FACE_HUB_TOKEN``) to the HuggingFace endpoint host.
-        """
-        from comfywatchman.search.civitai import civitai_base_url
-        from comfywatchman.search.huggingface import hf_endpoint
-
-        tokens: dict[str, Secret] = {}
-        secrets = config.secrets
-        if secrets.get("CIVITAI_API_KEY"):
-            tokens[host_of(civitai_base_url(config))] = secrets["CIVITAI_API_KEY"]
-        hf_token = secrets.get("HF_TOKEN") or secrets.get("HUGGING_FACE_HUB_TOKEN")
-        if hf_token:
-            tokens[host_of(hf_endpoint(config))] = hf_token
-        return cls(HttpSettings.from_config(config.data.get("search", {})), tokens=tokens, **kwargs)
+    def from_config(cls, config: Config, **kwargs: Any) -> HttpClient:
+        """Return a client for one cycle built from ``config``: the ``[search]`` settings and the host tokens
+        the loader worked out from the backends' declared credentials (``Config.tokens``)."""
+        return cls(HttpSettings.from_config(config.section("search")), tokens=config.tokens, **kwargs)
 
     # -- bookkeeping -------------------------------------------------------------------------------------
 
@@ -426,13 +413,13 @@ class HttpClient:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         s = self.settings
-        backoff = min(s.backoff_max, s.backoff_base * (2 ** (state.attempt_number - 1)))
+        backoff = float(min(s.backoff_max, s.backoff_base * (2 ** (state.attempt_number - 1))))
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.response is not None:
             asked = parse_retry_after(exc.response.headers.get("Retry-After"))
             if asked is not None:
                 # The server said when; waiting less earns another refusal. The cap stops a hostile value.
-                return max(backoff, min(asked, s.retry_after_max))
+                return float(max(backoff, min(asked, s.retry_after_max)))
         return backoff
 
     def _record_sleep(self, seconds: float) -> None:

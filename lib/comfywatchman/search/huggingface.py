@@ -9,11 +9,10 @@ tree URL are URL-encoded; errors carry ``X-Error-Code`` (``RepoNotFound``, ``Rev
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
@@ -21,6 +20,7 @@ import requests
 from comfywatchman.search import names
 from comfywatchman.search.base import (
     Candidate,
+    Credential,
     Evidence,
     ModelQuery,
     SearchBackend,
@@ -29,33 +29,18 @@ from comfywatchman.search.base import (
     Status,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
-from comfywatchman.search.registry import register
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-DEFAULTS: dict[str, Any] = {
-    "endpoint": DEFAULT_ENDPOINT,
-    # Authors that repackage files under the names ComfyUI workflows use.
-    "authors": ["Comfy-Org", "Kijai", "city96", "comfyanonymous", "black-forest-labs", "stabilityai"],
-    "search_limit": 5,
-    "max_repos": 8,
-    "revision": "main",
-    "hosts": ["huggingface.co", "hf.co"],
-}
 GATED_HINT = "gated repo: accept its terms on the Hub and set HF_TOKEN to download"
 _LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
-def hf_settings(config: Any) -> dict[str, Any]:
-    """Return the ``[huggingface]`` config section with defaults filled in for keys it lacks."""
-    return {**DEFAULTS, **(config.data.get("huggingface") or {})}
-
-
-def hf_endpoint(config: Any, env: Mapping[str, str] | None = None) -> str:
-    """Return the Hub endpoint: ``HF_ENDPOINT`` from the environment wins over ``[huggingface] endpoint``."""
-    env = os.environ if env is None else env
-    return str(env.get("HF_ENDPOINT") or hf_settings(config)["endpoint"] or DEFAULT_ENDPOINT).rstrip("/")
+def hub_client(context: SearchContext) -> HuggingFaceClient:
+    """Return a client for the ``[huggingface]`` endpoint (``HF_ENDPOINT`` is a layer of the config) over the
+    context's shared HTTP client."""
+    http = context.http or HttpClient.from_config(context.config)
+    return HuggingFaceClient(http, str(context.config.section("huggingface")["endpoint"]))
 
 
 class HubError(RemoteError):
@@ -95,7 +80,7 @@ class HubFile:
 class HuggingFaceClient:
     """The Hub API calls this project makes, over the shared ``HttpClient``."""
 
-    def __init__(self, http: HttpClient, endpoint: str = DEFAULT_ENDPOINT) -> None:
+    def __init__(self, http: HttpClient, endpoint: str) -> None:
         self.http = http
         self.endpoint = endpoint.rstrip("/")
 
@@ -136,7 +121,7 @@ class HuggingFaceClient:
         path = f"/api/models/{repo_id}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
         response = self.http.request("GET", f"{self.endpoint}{path}")
         if response.ok:
-            return self.http.json_of(response)
+            return cast("dict[str, Any]", self.http.json_of(response))
         error = self._error(response, f"model info {repo_id}")
         if response.status_code == 404 or error.error_code in ("RepoNotFound", "RevisionNotFound"):
             return None
@@ -168,21 +153,7 @@ class HuggingFaceClient:
             body = self.http.json_of(response)
             if not isinstance(body, list):
                 raise RemoteError(f"{self.host}: tree of {repo_id} answered without a list", "bad_json", self.host)
-            for entry in body:
-                if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
-                    continue
-                lfs = entry.get("lfs") if isinstance(entry.get("lfs"), dict) else {}
-                sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
-                size = lfs.get("size", entry.get("size"))
-                files.append(
-                    HubFile(
-                        repo_id,
-                        revision,
-                        entry["path"],
-                        size if isinstance(size, int) else None,
-                        sha.lower() if sha and len(sha) == 64 else None,
-                    )
-                )
+            files += [f for f in (_hub_file(repo_id, revision, entry) for entry in body) if f is not None]
             match = _LINK_NEXT.search(response.headers.get("Link", ""))
             if not match:
                 break
@@ -222,6 +193,22 @@ class HuggingFaceClient:
         )
 
 
+def _hub_file(repo_id: str, revision: str, entry: Any) -> HubFile | None:
+    """Return the file a tree entry describes (its ``lfs.oid`` as sha256), or None for folders and junk."""
+    if not isinstance(entry, dict) or entry.get("type") != "file" or not entry.get("path"):
+        return None
+    lfs: dict[str, Any] = entry["lfs"] if isinstance(entry.get("lfs"), dict) else {}
+    sha = lfs.get("oid") if isinstance(lfs.get("oid"), str) else None
+    size = lfs.get("size", entry.get("size"))
+    return HubFile(
+        repo_id,
+        revision,
+        entry["path"],
+        size if isinstance(size, int) else None,
+        sha.lower() if sha and len(sha) == 64 else None,
+    )
+
+
 def search_terms(name: str) -> tuple[str, str]:
     """Return ``(term, family)`` for a Hub search: the name stripped of variants, and its leading family word.
 
@@ -235,31 +222,22 @@ def search_terms(name: str) -> tuple[str, str]:
     return term, family
 
 
-@register
 class HuggingFaceBackend(SearchBackend):
     """Finds a file by exact basename (or sha256) in the trees of candidate Hub repos."""
 
     name = "huggingface"
+    config_section = "huggingface"
+    credentials = (Credential(("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"), "endpoint", token_file="huggingface"),)
+    public_hosts = ("hosts", "endpoint")
 
     def __init__(self, context: SearchContext, client: HuggingFaceClient | None = None) -> None:
         super().__init__(context)
-        self.settings = hf_settings(context.config)
-        if client is None:
-            http = context.http or HttpClient.from_config(context.config)
-            client = HuggingFaceClient(http, hf_endpoint(context.config))
-        self.client = client
+        self.client = client or hub_client(context)
         self.has_token = bool(context.secret("HF_TOKEN") or context.secret("HUGGING_FACE_HUB_TOKEN"))
 
-    def search(self, query: ModelQuery) -> SearchResult:
-        """Return FOUND/UNCERTAIN/NOT_FOUND; INVALID_FILENAME without any request; ERROR on failure."""
-        bad = names.invalid_filename_reason(query.name)
-        if bad:
-            return self.result(query, Status.INVALID_FILENAME, bad)
-        try:
-            return self._search(query)
-        except RemoteError as exc:
-            logger.warning("huggingface: %s: %s", query.name, exc)
-            return self.result(query, Status.ERROR, f"huggingface: {exc}")
+    def lookup(self, query: ModelQuery) -> SearchResult:
+        """Return FOUND/UNCERTAIN/NOT_FOUND for ``query`` from the trees of candidate repos."""
+        return self._search(query)
 
     def _declared(self, query: ModelQuery) -> list[names.HfRef]:
         hosts = (*tuple(self.settings["hosts"]), self.client.host)
@@ -292,38 +270,52 @@ class HuggingFaceBackend(SearchBackend):
         max_repos = int(self.settings["max_repos"])
         candidates: list[Candidate] = []
         walked: list[str] = []
-        key = names.variant_key(query.name)
+        # The phases are lazy: a later phase's searches are only sent while there is room to walk more repos.
         for phase in self._repo_phases(query, declared):
             for repo_id, origin in phase.items():
                 if repo_id in walked or len(walked) >= max_repos:
                     continue
                 rev = next((r.revision for r in declared if r.repo_id == repo_id and r.revision), revision)
                 walked.append(repo_id)
-                try:
-                    files = self.client.list_files(repo_id, rev)
-                except HubError as exc:
-                    if exc.gated:
-                        candidates.append(self._repo_candidate(repo_id, rev, f"{GATED_HINT} (file list refused)"))
-                        continue
-                    raise
-                for hub_file in files or []:
-                    found = self._judge(query, hub_file, candidates, origin)
-                    if found is not None:
-                        found.details["repos_walked"] = walked
-                        return found
-                    if (
-                        names.variant_key(hub_file.path) == key
-                        and not names.same_basename(hub_file.path, query.name)
-                        and len(candidates) < 8
-                    ):
-                        candidates.append(
-                            self._candidate(
-                                hub_file,
-                                "another variant of the same name (version/precision/quantisation differs)",
-                            )
-                        )
+                found = self._walk_repo(query, repo_id, rev, origin, candidates)
+                if found is not None:
+                    found.details["repos_walked"] = walked
+                    return found
             if len(walked) >= max_repos:
                 break
+        return self._unproven(query, candidates, walked)
+
+    def _walk_repo(
+        self, query: ModelQuery, repo_id: str, revision: str, origin: str, candidates: list[Candidate]
+    ) -> SearchResult | None:
+        """Return the verdict when a file of ``repo_id`` proves ``query``; else add what is close to
+        ``candidates`` (other variants of the name, a gated repo's refused list) and return None."""
+        try:
+            files = self.client.list_files(repo_id, revision)
+        except HubError as exc:
+            if not exc.gated:
+                raise
+            candidates.append(self._repo_candidate(repo_id, revision, f"{GATED_HINT} (file list refused)"))
+            return None
+        key = names.variant_key(query.name)
+        for hub_file in files or []:
+            found = self._judge(query, hub_file, candidates, origin)
+            if found is not None:
+                return found
+            if (
+                names.variant_key(hub_file.path) == key
+                and not names.same_basename(hub_file.path, query.name)
+                and len(candidates) < 8
+            ):
+                candidates.append(
+                    self._candidate(
+                        hub_file, "another variant of the same name (version/precision/quantisation differs)"
+                    )
+                )
+        return None
+
+    def _unproven(self, query: ModelQuery, candidates: list[Candidate], walked: list[str]) -> SearchResult:
+        """Return UNCERTAIN with ``candidates`` when there are any, else NOT_FOUND naming how many repos."""
         details = {"repos": walked}
         if candidates:
             return self.result(

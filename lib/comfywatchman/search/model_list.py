@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from comfywatchman.search.base import Evidence, ModelQuery, SearchResult, Status
+from comfywatchman.comfy.manager_files import find_manager_file
+from comfywatchman.search.base import Evidence, ModelQuery, SearchBackend, SearchContext, SearchResult, Status
 from comfywatchman.search.names import is_generic_basename
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,24 @@ class ModelList:
             reason=f"listed by ComfyUI-Manager's model list as {entry.get('name', entry['filename'])!r}",
             details={"save_path": entry.get("save_path"), "base": entry.get("base"), "type": entry.get("type")},
         )
+
+
+class ManagerModelListBackend(SearchBackend):
+    """ComfyUI-Manager's model list of the install being checked, read once; NOT_SEARCHED when it does not
+    name the file exactly once."""
+
+    name = SOURCE
+    needs_network = False
+    answers_first = True
+
+    def __init__(self, context: SearchContext, model_list: ModelList | None = None) -> None:
+        super().__init__(context)
+        self.model_list = model_list or ModelList.load(find_manager_file(context.config.comfyui_root, FILE_NAME))
+
+    def lookup(self, query: ModelQuery) -> SearchResult:
+        """Return FOUND when the list names ``query``'s file exactly once (see ``ModelList.resolve``)."""
+        found = self.model_list.resolve(query)
+        return found or self.result(query, Status.NOT_SEARCHED, "not on ComfyUI-Manager's model list")
 
 
 def _folder_of(entry: dict[str, Any]) -> str | None:

@@ -186,6 +186,22 @@ def _int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+# Civitai URL paths that name an id right after them: what the id is ("download" is a version id whose
+# ?fileId= names the file).
+_CIVITAI_ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("api", "download", "models"), "download"),
+    (("api", "v1", "model-versions"), "version"),
+    (("api", "v1", "models"), "model"),
+    (("model-versions",), "version"),
+)
+
+
+def _first(query: dict[str, list[str]], key: str) -> str | None:
+    """Return the first value of ``key`` in a parsed query string, or None."""
+    values = query.get(key)
+    return values[0] if values else None
+
+
 def parse_civitai_url(url: str, hosts: tuple[str, ...] = ("civitai.com", "civitai.red")) -> CivitaiRef | None:
     """Return the ids a Civitai URL names, or None when it is not a Civitai model/version/download URL.
 
@@ -202,17 +218,15 @@ def parse_civitai_url(url: str, hosts: tuple[str, ...] = ("civitai.com", "civita
         return None
     query = parse_qs(parts.query)
     segments = [s for s in parts.path.split("/") if s]
-    file_id = _int_or_none((query.get("fileId") or [None])[0])
-    if segments[:3] == ["api", "download", "models"] and len(segments) >= 4:
-        return CivitaiRef(version_id=_int_or_none(segments[3]), file_id=file_id)
-    if segments[:3] == ["api", "v1", "model-versions"] and len(segments) >= 4:
-        return CivitaiRef(version_id=_int_or_none(segments[3]))
-    if segments[:3] == ["api", "v1", "models"] and len(segments) >= 4:
-        return CivitaiRef(model_id=_int_or_none(segments[3]))
-    if segments[:1] == ["model-versions"] and len(segments) >= 2:
-        return CivitaiRef(version_id=_int_or_none(segments[1]))
+    for prefix, kind in _CIVITAI_ROUTES:
+        if tuple(segments[: len(prefix)]) == prefix and len(segments) > len(prefix):
+            ident = _int_or_none(segments[len(prefix)])
+            if kind == "model":
+                return CivitaiRef(model_id=ident)
+            file_id = _int_or_none(_first(query, "fileId")) if kind == "download" else None
+            return CivitaiRef(version_id=ident, file_id=file_id)
     if segments[:1] == ["models"] and len(segments) >= 2 and segments[1].isdigit():
-        version = _int_or_none((query.get("modelVersionId") or [None])[0])
+        version = _int_or_none(_first(query, "modelVersionId"))
         return CivitaiRef(model_id=int(segments[1]), version_id=version)
     return None
 

@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from comfywatchman import artifacts
-from comfywatchman.config import Secret
 from comfywatchman.search import names
 from comfywatchman.search.base import (
     Candidate,
+    Credential,
     Evidence,
     ModelQuery,
     SearchBackend,
@@ -36,33 +36,13 @@ from comfywatchman.search.base import (
     SearchResult,
     Status,
 )
-from comfywatchman.search.civitai import (
-    CivitaiClient,
-    civitai_base_url,
-    civitai_settings,
-    decide,
-    iter_files,
-    version_files,
-)
+from comfywatchman.search.civitai import CivitaiClient, FileHit, civitai_client, decide, iter_files, version_files
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
-from comfywatchman.search.huggingface import HubError, HuggingFaceBackend, HuggingFaceClient, hf_endpoint
-from comfywatchman.search.registry import register
+from comfywatchman.search.huggingface import HubError, HuggingFaceBackend, HuggingFaceClient, hub_client
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "transport": "auto",
-    "command": "qwen",
-    "extra_args": [],
-    "timeout_seconds": 180.0,
-    "base_url": "",
-    "model": "qwen-plus",
-    "max_turns": 6,
-}
 NOT_CONFIGURED = "qwen backend not configured (see [qwen] in config)"
-API_KEY_ENV = ("QWEN_API_KEY", "DASHSCOPE_API_KEY")
-# Never handed to the agent's process: it has no business with them, and an agent may echo its environment.
-SECRET_ENV = ("CIVITAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "QWEN_API_KEY")
 MAX_TOOL_TEXT = 12000
 
 PROMPT = """You find download sources for ComfyUI model files.
@@ -140,9 +120,12 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-def qwen_settings(config: Any) -> dict[str, Any]:
-    """Return the ``[qwen]`` config section with defaults filled in for keys it lacks."""
-    return {**DEFAULTS, **(config.data.get("qwen") or {})}
+def credential_names() -> set[str]:
+    """Return every environment variable any backend reads a credential from. They are never handed to the
+    agent's process: it has no business with them, and an agent may echo its environment."""
+    from comfywatchman.search.registry import all_backends
+
+    return {name for cls in all_backends().values() for cred in cls.credentials for name in cred.env}
 
 
 def extract_json(text: str) -> Any | None:
@@ -197,11 +180,16 @@ def _compact_model(model: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@register
 class QwenBackend(SearchBackend):
-    """Asks an LLM agent (Qwen Code CLI or a chat endpoint); verifies its claims with exact lookups."""
+    """Asks an LLM agent (Qwen Code CLI or a chat endpoint); verifies its claims with exact lookups.
+
+    ``env`` is the environment the CLI runs in (its PATH finds the command); it is not read for settings.
+    """
 
     name = "qwen"
+    config_section = "qwen"
+    # The key goes to the chat endpoint's host and nowhere else, like every other token.
+    credentials = (Credential(("QWEN_API_KEY", "DASHSCOPE_API_KEY"), "base_url"),)
 
     def __init__(
         self,
@@ -212,21 +200,13 @@ class QwenBackend(SearchBackend):
         run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
     ) -> None:
         super().__init__(context)
-        self.settings = qwen_settings(context.config)
+        # The child process inherits our environment (PATH, HOME, locale), minus every credential.
         self.env = dict(os.environ if env is None else env)
         self.http: HttpClient = context.http or HttpClient.from_config(context.config)
-        self.civitai = civitai or CivitaiClient(
-            self.http,
-            civitai_base_url(context.config),
-            bool(civitai_settings(context.config)["include_nsfw"]),
-        )
-        self.hub = hub or HuggingFaceClient(self.http, hf_endpoint(context.config, self.env))
+        self.civitai = civitai or civitai_client(SearchContext(context.config, context.now, self.http))
+        self.hub = hub or hub_client(SearchContext(context.config, context.now, self.http))
         self._hub_backend = HuggingFaceBackend(context, client=self.hub)
         self._run = run
-        key = next((self.env[k] for k in API_KEY_ENV if self.env.get(k)), None)
-        if key and self.settings["base_url"]:
-            # The key goes to the chat endpoint's host and nowhere else, like every other token.
-            self.http.add_token(host_of(str(self.settings["base_url"])), Secret(key))
 
     # -- configuration ------------------------------------------------------------------------------------
 
@@ -246,11 +226,8 @@ class QwenBackend(SearchBackend):
             return "openai", ""
         return None, NOT_CONFIGURED
 
-    def search(self, query: ModelQuery) -> SearchResult:
+    def lookup(self, query: ModelQuery) -> SearchResult:
         """Return the verified answer; NOT_SEARCHED when qwen is not configured; ERROR on any failure."""
-        bad = names.invalid_filename_reason(query.name)
-        if bad:
-            return self.result(query, Status.INVALID_FILENAME, bad)
         transport, why = self.transport()
         if transport is None:
             status = Status.NOT_SEARCHED if why == NOT_CONFIGURED else Status.ERROR
@@ -300,7 +277,8 @@ class QwenBackend(SearchBackend):
             "-p",
             self.prompt(query),
         ]
-        env = {k: v for k, v in self.env.items() if k not in SECRET_ENV}
+        secret_names = credential_names()
+        env = {k: v for k, v in self.env.items() if k not in secret_names}
         timeout = float(self.settings["timeout_seconds"])
         try:
             done = self._run(
@@ -333,25 +311,7 @@ class QwenBackend(SearchBackend):
                 "tool_choice": "auto",
                 "temperature": 0,
             }
-            response = self.http.request("POST", url, json=body, timeout=timeout, retry_read_timeout=False)
-            payload = self.http.json_of(response, required=response.ok)
-            if not response.ok:
-                message = (payload or {}).get("error") if isinstance(payload, dict) else None
-                if isinstance(message, dict):
-                    message = message.get("message")
-                raise RemoteError(
-                    f"{host_of(url)} answered HTTP {response.status_code}"
-                    + (f": {self.http.scrub(str(message))}" if message else ""),
-                    "http",
-                    host_of(url),
-                    response.status_code,
-                )
-            try:
-                message = payload["choices"][0]["message"]
-            except (KeyError, IndexError, TypeError):
-                raise RemoteError(
-                    f"{host_of(url)} answered without choices[0].message", "bad_json", host_of(url)
-                ) from None
+            message = self._chat_turn(url, body, timeout)
             calls = message.get("tool_calls") or []
             if not calls:
                 return str(message.get("content") or "")
@@ -370,6 +330,28 @@ class QwenBackend(SearchBackend):
             host_of(url),
         )
 
+    def _chat_turn(self, url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Return the message of one chat completion; raise RemoteError for an error answer or no message."""
+        response = self.http.request("POST", url, json=body, timeout=timeout, retry_read_timeout=False)
+        payload = self.http.json_of(response, required=response.ok)
+        if not response.ok:
+            error = payload.get("error") if isinstance(payload, dict) else None
+            text = error.get("message") if isinstance(error, dict) else error
+            raise RemoteError(
+                f"{host_of(url)} answered HTTP {response.status_code}"
+                + (f": {self.http.scrub(str(text))}" if text else ""),
+                "http",
+                host_of(url),
+                response.status_code,
+            )
+        try:
+            message = payload["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            message = None
+        if not isinstance(message, dict):
+            raise RemoteError(f"{host_of(url)} answered without choices[0].message", "bad_json", host_of(url))
+        return message
+
     def run_tool(self, function: Mapping[str, Any]) -> str:
         """Run one tool call (``{name, arguments}``) with our own clients; return its JSON text for the agent.
 
@@ -380,31 +362,43 @@ class QwenBackend(SearchBackend):
             args = json.loads(function.get("arguments") or "{}")
             if not isinstance(args, dict):
                 raise ValueError("arguments are not an object")
-            if name == "civitai_search":
-                models = list(self.civitai.search_models(str(args["query"]), max_pages=1, limit=10))
-                out: Any = [_compact_model(m) for m in models[:10]]
-            elif name == "civitai_model_version":
-                version = self.civitai.get_version(int(args["version_id"]))
-                out = version and {
-                    "version_id": version.get("id"),
-                    "model_id": version.get("modelId"),
-                    "files": [
-                        {"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
-                        for f in version.get("files") or []
-                    ],
-                }
-            elif name == "hf_search":
-                out = [m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)]
-            elif name == "hf_list_files":
-                files = self.hub.list_files(str(args["repo_id"])) or []
-                out = [f.path for f in files if f.path.lower().endswith(names.MODEL_EXTENSIONS)][:300]
-            else:
-                out = {"error": f"unknown tool {name!r}"}
+            tool = self._tools().get(str(name))
+            out: Any = tool(args) if tool else {"error": f"unknown tool {name!r}"}
         except RemoteError as exc:
             out = {"error": str(exc)}
         except (KeyError, TypeError, ValueError) as exc:
             out = {"error": f"bad arguments for {name}: {exc}"}
         return json.dumps(out)[:MAX_TOOL_TEXT]
+
+    def _tools(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "civitai_search": self._tool_civitai_search,
+            "civitai_model_version": self._tool_civitai_version,
+            "hf_search": self._tool_hf_search,
+            "hf_list_files": self._tool_hf_list_files,
+        }
+
+    def _tool_civitai_search(self, args: dict[str, Any]) -> Any:
+        models = list(self.civitai.search_models(str(args["query"]), max_pages=1, limit=10))
+        return [_compact_model(m) for m in models[:10]]
+
+    def _tool_civitai_version(self, args: dict[str, Any]) -> Any:
+        version = self.civitai.get_version(int(args["version_id"]))
+        return version and {
+            "version_id": version.get("id"),
+            "model_id": version.get("modelId"),
+            "files": [
+                {"name": f.get("name"), "sha256": (f.get("hashes") or {}).get("SHA256")}
+                for f in version.get("files") or []
+            ],
+        }
+
+    def _tool_hf_search(self, args: dict[str, Any]) -> Any:
+        return [m["id"] for m in self.hub.search_models(str(args["search"]), args.get("author"), limit=10)]
+
+    def _tool_hf_list_files(self, args: dict[str, Any]) -> Any:
+        files = self.hub.list_files(str(args["repo_id"])) or []
+        return [f.path for f in files if f.path.lower().endswith(names.MODEL_EXTENSIONS)][:300]
 
     # -- verification -------------------------------------------------------------------------------------
 
@@ -483,38 +477,42 @@ class QwenBackend(SearchBackend):
         )
 
     def _verify_one(self, query: ModelQuery, suggestion: Mapping[str, Any]) -> SearchResult | None:
-        url = suggestion.get("url") or ""
         if suggestion["source"] == "civitai":
-            version_id = suggestion.get("civitai_version_id")
-            model_id = suggestion.get("civitai_model_id")
-            if url and not (version_id or model_id):
-                hosts = (*civitai_settings(self.context.config)["hosts"], self.civitai.host.split(":")[0])
-                ref = names.parse_civitai_url(url, tuple(hosts))
-                version_id, model_id = (ref.version_id, ref.model_id) if ref else (None, None)
-            hits = []
-            if version_id:
-                version = self.civitai.get_version(int(version_id))
-                hits = list(version_files(version)) if version else []
-            if not hits and model_id:
-                model = self.civitai.get_model(int(model_id))
-                hits = list(iter_files(model)) if model else []
-            return decide(query, hits, source=self.name) if hits else None
+            return self._verify_civitai(query, suggestion)
         if suggestion["source"] == "huggingface":
-            repo, path, revision = (
-                suggestion.get("hf_repo"),
-                suggestion.get("hf_path"),
-                suggestion.get("hf_revision"),
-            )
-            if url and not (repo and path):
-                ref = names.parse_hf_url(url, ("huggingface.co", "hf.co", self.hub.host))
-                if ref is not None:
-                    repo, path, revision = ref.repo_id, ref.path, ref.revision
-            if not repo:
-                return None
-            try:
-                return self._hub_backend.check_file(query, str(repo), str(revision or "main"), path)
-            except HubError as exc:
-                if exc.gated:
-                    return None
-                raise
+            return self._verify_hub(query, suggestion)
         return None
+
+    def _verify_civitai(self, query: ModelQuery, suggestion: Mapping[str, Any]) -> SearchResult | None:
+        url = suggestion.get("url") or ""
+        version_id = suggestion.get("civitai_version_id")
+        model_id = suggestion.get("civitai_model_id")
+        if url and not (version_id or model_id):
+            hosts = (*self.context.config.section("civitai")["hosts"], self.civitai.host.split(":")[0])
+            ref = names.parse_civitai_url(url, tuple(hosts))
+            version_id, model_id = (ref.version_id, ref.model_id) if ref else (None, None)
+        hits: list[FileHit] = []
+        if version_id:
+            version = self.civitai.get_version(int(version_id))
+            hits = list(version_files(version)) if version else []
+        if not hits and model_id:
+            model = self.civitai.get_model(int(model_id))
+            hits = list(iter_files(model)) if model else []
+        return decide(query, hits, source=self.name) if hits else None
+
+    def _verify_hub(self, query: ModelQuery, suggestion: Mapping[str, Any]) -> SearchResult | None:
+        url = suggestion.get("url") or ""
+        repo, path, revision = suggestion.get("hf_repo"), suggestion.get("hf_path"), suggestion.get("hf_revision")
+        if url and not (repo and path):
+            hosts = (*self.context.config.section("huggingface")["hosts"], self.hub.host)
+            hf_ref = names.parse_hf_url(url, tuple(hosts))
+            if hf_ref is not None:
+                repo, path, revision = hf_ref.repo_id, hf_ref.path, hf_ref.revision
+        if not repo:
+            return None
+        try:
+            return self._hub_backend.check_file(query, str(repo), str(revision or "main"), path)
+        except HubError as exc:
+            if exc.gated:
+                return None
+            raise

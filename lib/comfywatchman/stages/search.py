@@ -1,8 +1,9 @@
 """Search: for every missing model, find where it can be had; write ``search.json`` and ``download_queue.json``.
 
-Order for each file: an invalid name is INVALID_FILENAME with no request; the workflow's own declaration
-(offline); then the backends in ``search.backend_order`` (or ``--backends``). ``--offline`` asks no backend:
-whatever the declarations leave open is NOT_SEARCHED.
+Order for each file: an invalid name is INVALID_FILENAME with no request; the offline sources (the workflow's
+own declaration, then ComfyUI-Manager's model list: backends with ``answers_first``); then the backends in
+``search.backend_order`` (or ``--backends``). ``--offline`` asks no backend that needs the network: whatever
+the offline sources leave open is NOT_SEARCHED.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from comfywatchman.search.base import (
 )
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
-from comfywatchman.search.model_list import FILE_NAME as MODEL_LIST
-from comfywatchman.search.model_list import ModelList
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import names
 
@@ -63,24 +62,20 @@ def build_backends(names_in_order: Sequence[str], context: SearchContext) -> lis
     return [registry.backend_class(name)(context) for name in names_in_order]
 
 
+def first_sources(context: SearchContext) -> list[SearchBackend]:
+    """Return an instance of every offline source (``answers_first``), the workflow's declaration first."""
+    return [cls(context) for cls in registry.first_sources()]
+
+
 def ask_backends(query: ModelQuery, backends: Iterable[SearchBackend], offline: bool) -> list[SearchResult]:
-    """Return each backend's answer for ``query`` until one proves a FOUND; a raising backend is an ERROR."""
+    """Return each backend's answer for ``query`` until one proves a FOUND (a failing backend answers ERROR
+    through ``SearchBackend.search``, and the next one goes on)."""
     answers = []
     for backend in backends:
         if offline and backend.needs_network:
             answers.append(SearchResult(query.name, query.folder, Status.NOT_SEARCHED, backend.name, reason="offline"))
             continue
-        try:
-            answer = backend.search(query)
-        except Exception as exc:  # one failing backend is recorded and the next one goes on
-            logger.exception("search backend %s failed on %s", backend.name, query.name)
-            answer = SearchResult(
-                query.name,
-                query.folder,
-                Status.ERROR,
-                backend.name,
-                reason=f"backend crashed: {type(exc).__name__}",
-            )
+        answer = backend.search(query)
         answers.append(answer)
         if policy.may_queue(answer):
             break
@@ -89,13 +84,14 @@ def ask_backends(query: ModelQuery, backends: Iterable[SearchBackend], offline: 
 
 @dataclass
 class Resolver:
-    """Resolves missing files for one cycle: declarations, the search cache, then the backends."""
+    """Resolves missing files for one cycle: the offline sources (``first``), the search cache, then the
+    backends."""
 
     ctx: StageContext
     backends: list[SearchBackend]
     http: HttpClient | None
     cache: SearchCache | None
-    model_list: ModelList = field(default_factory=lambda: ModelList(source=None))
+    first: list[SearchBackend] = field(default_factory=list)
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -109,18 +105,14 @@ class Resolver:
                 query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up"
             )
         now = self.ctx.now()
-        trusted = self.ctx.config.section("search")["trusted_hosts"]
-        from_declaration = declared.resolve(query, trusted)
-        if from_declaration is None or from_declaration.status is not Status.FOUND:
-            from_declaration = self.model_list.resolve(query) or from_declaration
-        if from_declaration is not None and from_declaration.status is Status.FOUND:
-            return self._verified_declaration(query, from_declaration, now)
+        offline_answers = self._first_answers(query)
+        if offline_answers and offline_answers[-1].status is Status.FOUND:
+            return self._verified_declaration(query, offline_answers[-1], now)
         cached = self.cache.get(query, self.order, now) if self.cache and not self.ctx.config.offline else None
         if cached is not None:
             cached.details["cached"] = True
             return cached
-        answers = [from_declaration] if from_declaration else []
-        answers += ask_backends(query, self.backends, self.ctx.config.offline)
+        answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
             answers.append(
                 SearchResult(query.name, query.folder, Status.NOT_SEARCHED, "search", reason="no backend configured")
@@ -129,6 +121,19 @@ class Resolver:
         if self.cache and not self.ctx.config.offline:
             self.cache.put(query, self.order, result, now)
         return result
+
+    def _first_answers(self, query: ModelQuery) -> list[SearchResult]:
+        """Return what the offline sources say about ``query`` (those with nothing to say left out), stopping
+        at the first FOUND, which is then last."""
+        answers = []
+        for source in self.first:
+            answer = source.search(query)
+            if answer.status is Status.NOT_SEARCHED:
+                continue
+            answers.append(answer)
+            if answer.status is Status.FOUND:
+                break
+        return answers
 
     def _verified_declaration(self, query: ModelQuery, result: SearchResult, now: datetime) -> SearchResult:
         if self.http is None or self.ctx.config.offline:
@@ -193,8 +198,7 @@ def run(ctx: StageContext) -> StageOutcome:
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
-    model_list = ModelList.load(find_manager_file(ctx.config.comfyui_root, MODEL_LIST))
-    resolver = Resolver(ctx, build_backends(order, context), http, cache, model_list)
+    resolver = Resolver(ctx, build_backends(order, context), http, cache, first_sources(context))
     results = [resolver.resolve(query) for query in queries]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from comfywatchman.config import Config, Secret
+from comfywatchman.config import Config
 from comfywatchman.search.base import SearchContext
 from comfywatchman.search.http import HttpClient, HttpSettings
 from tests.fakes.chat_server import FakeChat
 from tests.fakes.civitai_server import FakeCivitai
 from tests.fakes.hf_server import FakeHub
+from tests.helpers.config import config_with
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 # Tiny delays so retry ladders cost milliseconds; a read timeout short enough for the "slow" fake.
@@ -48,7 +49,8 @@ def make_config(
     secrets: dict[str, str] | None = None,
     search: dict[str, Any] | None = None,
 ) -> Config:
-    data: dict[str, Any] = {
+    """Return the real defaults pointed at the fakes (a closed port where none is given), validated."""
+    overrides: dict[str, Any] = {
         "search": {**FAST_SEARCH, **(search or {})},
         "civitai": {"base_url": civitai.url if civitai else "http://127.0.0.1:9"},
         "huggingface": {
@@ -57,14 +59,7 @@ def make_config(
         },
         "qwen": qwen if qwen is not None else {"transport": "auto", "command": "qwen-not-installed-here"},
     }
-    return Config(
-        data=data,
-        comfyui_root=home,
-        using_demo=True,
-        home=home,
-        offline=False,
-        secrets={k: Secret(v) for k, v in (secrets or {}).items()},
-    )
+    return config_with(home, overrides, secrets=secrets)
 
 
 def make_context(config: Config, http: HttpClient | None = None) -> SearchContext:

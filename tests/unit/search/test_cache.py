@@ -84,7 +84,7 @@ def test_save_writes_valid_file_that_a_new_cache_reads_when_called(cache, tmp_pa
     assert cache.save(NOW)
     artifacts.read(cache.path, "search_cache")
     assert [p.name for p in cache.path.parent.iterdir()] == ["search_cache.json"]  # no temp file left
-    reloaded = SearchCache(cache.path)
+    reloaded = SearchCache(cache.path, ttl_hours=24, negative_ttl_hours=6)
     assert reloaded.get(QUERY, BACKENDS, NOW).sha256 == "ab" * 32
     assert not reloaded.save(NOW)  # unchanged: no rewrite
 
@@ -100,7 +100,7 @@ def test_load_starts_empty_when_file_is_torn(tmp_path, caplog):
     path = tmp_path / "search_cache.json"
     path.write_text('{"version": 1, "entries": {', encoding="utf-8")
     caplog.set_level(logging.WARNING)
-    cache = SearchCache(path)
+    cache = SearchCache(path, ttl_hours=24, negative_ttl_hours=6)
     assert cache.entries == {} and "empty search cache" in caplog.text
 
 

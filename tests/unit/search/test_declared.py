@@ -68,13 +68,13 @@ def test_url_filename_decodes_percent_escapes() -> None:
     assert declared.url_filename("https://civitai.com/a/My%20Model.safetensors?download=true") == "My Model.safetensors"
 
 
-def test_service_url_points_known_hosts_at_configured_mirrors() -> None:
-    from comfywatchman.config import Config
+def test_service_url_points_known_hosts_at_configured_mirrors(tmp_path: Path) -> None:
+    from tests.helpers.config import config_with
 
-    config = Config(
-        data={"civitai": {"base_url": "http://127.0.0.1:8001"}, "huggingface": {"endpoint": "http://127.0.0.1:8002/hf"}},
-        comfyui_root=Path("/c"), using_demo=False, home=Path("/h"), offline=False,
-    )  # fmt: skip
+    config = config_with(
+        tmp_path,
+        {"civitai": {"base_url": "http://127.0.0.1:8001"}, "huggingface": {"endpoint": "http://127.0.0.1:8002/hf"}},
+    )
     assert declared.service_url("https://civitai.com/api/download/models/9?type=Model", config) == (
         "http://127.0.0.1:8001/api/download/models/9?type=Model"
     )

@@ -6,9 +6,10 @@ import pytest
 
 from comfywatchman.search.base import Declaration, Evidence, ModelQuery, Status
 from comfywatchman.search.http import HttpClient
-from comfywatchman.search.huggingface import HuggingFaceBackend, HuggingFaceClient, hf_endpoint, search_terms
+from comfywatchman.search.huggingface import HuggingFaceBackend, HuggingFaceClient, search_terms
 from tests.fakes import Reply
 from tests.fakes.hf_server import lfs_sha
+from tests.helpers.config import config_with
 from tests.unit.search.conftest import fast_settings, make_config, make_context
 
 WAN = "wan2.1_t2v_14B_fp8_scaled.safetensors"
@@ -163,9 +164,11 @@ def test_head_file_reports_gated_when_401_or_403(client, hub_server):
 
 
 def test_hf_endpoint_prefers_environment_when_hf_endpoint_set(tmp_path):
-    config = make_config(tmp_path)
-    assert hf_endpoint(config, {"HF_ENDPOINT": "https://mirror.example/"}) == "https://mirror.example"
-    assert hf_endpoint(config, {}) == config.data["huggingface"]["endpoint"]
+    # HF_ENDPOINT is a layer of the config loader; the backend reads the endpoint from its section only.
+    mirrored = config_with(tmp_path, env={"HF_ENDPOINT": "https://mirror.example/"})
+    assert HuggingFaceBackend(make_context(mirrored)).client.endpoint == "https://mirror.example"
+    plain = config_with(tmp_path)
+    assert HuggingFaceBackend(make_context(plain)).client.endpoint == plain.section("huggingface")["endpoint"]
 
 
 @pytest.mark.parametrize(

@@ -180,8 +180,9 @@ def chat_backend(tmp_path, chat_server, civitai_server=None, hub_server=None, en
             "timeout_seconds": 0.5,
             **qwen,
         },
+        secrets=env,  # QWEN_API_KEY is a credential the config loader reads, as from the environment
     )
-    return QwenBackend(make_context(config), env={"PATH": str(tmp_path), **(env or {})})
+    return QwenBackend(make_context(config), env={"PATH": str(tmp_path)})
 
 
 def test_search_runs_tool_calls_then_verifies_when_chat_endpoint_answers(tmp_path, chat_server, civitai_server):

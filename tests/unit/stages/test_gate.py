@@ -21,6 +21,7 @@ from comfywatchman.lock import CycleLock
 from comfywatchman.stages import gate
 from comfywatchman.stages.context import Machine, StageContext
 from tests.fakes.machine import SCHEDULE, FakeNvml, NVMLError, nothing_listening
+from tests.helpers.config import config_with
 
 NOW = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -30,8 +31,8 @@ def schedule(**changes: Any) -> dict[str, Any]:
 
 
 def make_config(home: Path, url: str = "", offline: bool = False, **changes: Any) -> Config:
-    data = {"schedule": schedule(**changes), "comfyui": {"url": url, "root": "", "extra_model_paths": []}}
-    return Config(data=data, comfyui_root=home, using_demo=False, home=home, offline=offline)
+    overrides = {"schedule": schedule(**changes), "comfyui": {"url": url}}
+    return config_with(home, overrides, comfyui_root=home, offline=offline)
 
 
 def observed(awake_s: float, resumed: float | None, slept: float = 0.0) -> tuple[ClockReading, Observation]:
