@@ -86,7 +86,12 @@ def test_install_cron_leaves_one_line_when_run_twice(user_crontab: None, tmp_pat
         # Run the installed line's command as cron would (sh -c), without waiting two hours.
         command = line.split(" ", 5)[5]
         ran = subprocess.run(
-            ["sh", "-c", command], env=subprocess_env(tmp_path), capture_output=True, text=True, check=False, timeout=120
+            ["sh", "-c", command],
+            env=subprocess_env(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
         )
         assert ran.returncode in (0, 75), (command, ran.stderr)
         assert (tmp_path / "log" / "cron.log").exists()

@@ -62,7 +62,11 @@ def scheduler_state(home: Path) -> dict[str, object]:
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        command(tmp_path, "--scheduler"), env=environment(tmp_path), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command(tmp_path, "--scheduler"),
+        env=environment(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         yield process

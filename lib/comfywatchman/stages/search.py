@@ -16,7 +16,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from comfywatchman import artifacts, catalogue
-from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import declared, policy, registry
 from comfywatchman.search.base import (
     Declaration,
@@ -28,6 +27,7 @@ from comfywatchman.search.base import (
 )
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
+from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import names
 
@@ -198,7 +198,8 @@ def run(ctx: StageContext) -> StageOutcome:
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
-    resolver = Resolver(ctx, build_backends(order, context), http, cache, first_sources(context))
+    first = first_sources(context)
+    resolver = Resolver(ctx, build_backends(order, context), http, cache, first)
     results = [resolver.resolve(query) for query in queries]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
@@ -209,7 +210,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "generated_at": ctx.now().isoformat(timespec="seconds"),
         "offline": ctx.config.offline,
         "backend_order": order,
-        "model_list": model_list.source,
+        "model_list": next((b.model_list.source for b in first if isinstance(b, ManagerModelListBackend)), None),
         "results": [{**r.to_json(), "workflows": list(q.workflows)} for r, q in zip(results, queries, strict=True)],
         "counts": counts,
         "requests": http.request_counts() if http else {},
