@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from comfywatchman import artifacts, humanize
+from comfywatchman import artifacts, humanize, logsetup
 from comfywatchman.awake import AwakeTracker
 from comfywatchman.config import Config
 from comfywatchman.errors import (
@@ -56,6 +56,7 @@ def run_stage(name: str, ctx: StageContext, **kwargs: Any) -> StageOutcome:
     The run is recorded in ``state/runs/<stage>.json`` and the structured log.
     """
     started = ctx.now()
+    logsetup.begin_stage(name)
     try:
         outcome = STAGE_RUNNERS[name](ctx, **kwargs)
     except WatchmanError as exc:
@@ -68,6 +69,7 @@ def run_stage(name: str, ctx: StageContext, **kwargs: Any) -> StageOutcome:
     finished = ctx.now()
     for error in outcome.errors:
         logger.error("%s", error)
+    logsetup.end_stage()
     try:
         StateManager(ctx.state_dir).record_stage(ctx.cycle_id, outcome, started, finished)
     except (OSError, ArtifactError) as exc:
@@ -128,11 +130,15 @@ class CycleResult:
     lock_held_by_other: bool = False
 
 
+# What a --run-cycle may say started it (--trigger, COMFYWATCHMAN_TRIGGER); the --scheduler loop records "scheduler".
+TRIGGERS = ("manual", "cron", "task-scheduler")
+
+
 def trigger_from_env(env: dict[str, str] | None = None) -> str:
-    """Return the trigger a cycle records: ``COMFYWATCHMAN_TRIGGER`` (cron or manual; crontab.example sets
-    it) or manual."""
+    """Return the trigger a cycle records: ``COMFYWATCHMAN_TRIGGER`` (one of TRIGGERS; crontab.example sets
+    cron) or manual."""
     value = (os.environ if env is None else env).get("COMFYWATCHMAN_TRIGGER", "").strip().lower()
-    return value if value in ("cron", "manual") else "manual"
+    return value if value in TRIGGERS else "manual"
 
 
 def run_cycle(config: Config, **kwargs: Any) -> int:

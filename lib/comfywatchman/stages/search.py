@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, progress
 from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import declared, policy, registry
 from comfywatchman.search.base import (
@@ -199,7 +199,7 @@ def run(ctx: StageContext) -> StageOutcome:
     cache = SearchCache.from_config(ctx.config)
     model_list = ModelList.load(find_manager_file(ctx.config.comfyui_root, MODEL_LIST))
     resolver = Resolver(ctx, build_backends(order, context), http, cache, model_list)
-    results = [resolver.resolve(query) for query in queries]
+    results = [resolver.resolve(query) for query in progress.track(queries, len(queries), "search", "model")]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for result in results:
