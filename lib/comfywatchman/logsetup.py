@@ -117,15 +117,15 @@ class FoldingHandler(logging.Handler):
 
     def begin(self, scope: str) -> None:
         """Start holding records for ``scope`` (a stage name), writing what an earlier scope still held."""
-        self.release()
+        self.write_held()
         self.scope = scope
 
     def end(self) -> None:
         """Write what the scope held, folded, and stop holding."""
-        self.release()
+        self.write_held()
         self.scope = None
 
-    def release(self) -> None:
+    def write_held(self) -> None:
         """Write the held records, one line per group, and forget them."""
         groups, self._groups = self._groups, {}
         for group in groups.values():
@@ -140,11 +140,11 @@ class FoldingHandler(logging.Handler):
             self.target.handle(record)
 
     def flush(self) -> None:
-        self.release()
+        self.write_held()
         self.target.flush()
 
     def close(self) -> None:
-        self.release()
+        self.write_held()
         super().close()
 
 

@@ -45,7 +45,10 @@ def track(items: Iterable[T], total: int | None = None, label: str = "", unit: s
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    # A terminal that reports no size (a bare pty, some consoles) would get no bar at all: assume 80x24 there.
+    sized = _terminal_width() > 0
+    size: dict[str, Any] = {"dynamic_ncols": True} if sized else {"ncols": 80, "nrows": 24}
+    bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False, **size)
     _active.append(bar)
     try:
         for count, item in enumerate(items, start=1):
@@ -55,6 +58,13 @@ def track(items: Iterable[T], total: int | None = None, label: str = "", unit: s
             yield item
     finally:
         _close(bar)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def _close(bar: Any) -> None:

@@ -7,7 +7,12 @@ The real CLI in a subprocess. Permission cases run the child with file permissio
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +196,78 @@ def test_run_cycle_json_prints_the_cycle_summary(comfy_tree: ComfyTree, home: Pa
     assert summary["report"]["summary"]["workflows"] == 3 and summary["report"]["stale"] is None
     assert summary["report"]["markdown"].endswith("master_status.md")
     assert [s["stage"] for s in summary["stages"]] == ["gate", "cache", "intake", "scan", "search", "report"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _many_missing(tree: ComfyTree, count: int) -> None:
+    for index in range(count):
+        tree.workflow(f"w{index:02}.json", ui_workflow([ui_node(1, "LoraLoader", [f"lora_{index}.safetensors", 1, 1])]))
+
+
+def test_a_cron_run_without_civitai_writes_a_few_timestamped_lines(
+    comfy_tree: ComfyTree, home: Path, tmp_path: Path
+) -> None:
+    _many_missing(comfy_tree, 30)
+    config = tmp_path / "cw.toml"
+    config.write_text(
+        f'[search]\nbackend_order = ["civitai"]\nmax_attempts = 1\n[civitai]\nbase_url = "http://127.0.0.1:{_closed_port()}"\n'
+    )
+    args = ("--run-cycle", "--quiet", "--config", str(config), "--comfyui-root", str(comfy_tree.root))
+    result = run_cli(*args, home=home, env={"COMFYWATCHMAN_TRIGGER": "cron"})
+    assert result.returncode == 0, result.stderr
+    warnings = _unstamped(result.stderr)  # every line has its timestamp
+    civitai = [line for line in warnings if "civitai" in line]
+    assert len(civitai) == 1, result.stderr  # not one per missing file
+    assert "(and 29 more like it in the search stage; --verbose shows each)" in civitai[0]
+    assert len(warnings) <= 3, result.stderr
+    assert _unstamped(result.stdout)[0].startswith("30 workflows: 30 needs review")
+    errors = [m for w in _report(home)["workflows"] for m in w["missing_models"] if m["status"] == "ERROR"]
+    assert len(errors) == 30  # the per-file detail is in the report
+
+    verbose = run_cli(*args, "--verbose", home=home, env={"COMFYWATCHMAN_TRIGGER": "cron"})
+    assert sum("lora_" in line and "civitai" in line for line in verbose.stderr.splitlines()) >= 30
+
+
+def test_a_terminal_gets_progress_bars_and_a_pipe_does_not(comfy_tree: ComfyTree, home: Path) -> None:
+    _many_missing(comfy_tree, 12)
+    args = [sys.executable, "-m", "comfywatchman", "--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_"))}
+    master, terminal = pty.openpty()
+    child = subprocess.Popen(
+        args, cwd=home, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    stdout, _ = child.communicate(timeout=60)
+    assert child.returncode == 0, screen.decode(errors="replace")
+    text = screen.decode(errors="replace")
+    assert "scan:" in text and "search:" in text and "%|" in text  # the two bars
+    assert not STAMP.match(text.lstrip("\r"))  # a terminal gets no timestamps
+    assert stdout.decode().startswith(tuple("0123456789"))  # ...but stdout here is a pipe: stamped
+
+    piped = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+    assert "%|" not in piped.stderr
+
+
+def test_trigger_task_scheduler_is_recorded(comfy_tree: ComfyTree, home: Path) -> None:
+    result = run_cli(
+        "--run-cycle", "--offline", "--trigger", "task-scheduler", "--comfyui-root", str(comfy_tree.root), home=home
+    )
+    assert result.returncode == 0, result.stderr
+    cycles = list(artifacts.read_jsonl(home / "state" / "cycles.jsonl", "cycle"))
+    assert cycles[-1]["trigger"] == "task-scheduler"
+    assert json.loads((home / "state" / "scheduler.json").read_text())["last_trigger"] == "task-scheduler"
