@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(COMFYUI_ROOT),--comfyui-root "$(COMFYUI_ROOT)",)
 STAGES := gate cache intake scan search report
 
-.PHONY: install cycle $(STAGES) test lint format bench clean install-cron uninstall-cron
+.PHONY: install cycle $(STAGES) test lint format bench clean clean-data install-cron uninstall-cron
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,9 +49,16 @@ format: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) bench/run.py $(ARGS)
 
+# clean removes what the build made; never state/, output/ or log/ (your history, reports and logs).
 clean:
-	rm -rf $(VENV) state output log .pytest_cache .ruff_cache build lib/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build lib/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# clean-data deletes this folder's comfywatchman data, on purpose only: acknowledged workflows, readiness
+# history, caches, reports and logs. The next cycle starts as if it were the first.
+clean-data:
+	@echo 'deleting $(CURDIR)/state (workflow acknowledgments, readiness history, caches), $(CURDIR)/output (reports) and $(CURDIR)/log (logs)'
+	rm -rf state output log
 
 # cron: one guarded cycle every 2 hours (see crontab.example and docs/technical/scheduling.md). The line is
 # tagged, so installing twice leaves one line and uninstall-cron removes exactly it. CRON_HOME is where
