@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from comfywatchman import progress
 
@@ -189,8 +189,8 @@ def configure(verbose: bool, quiet: bool, stream: TextIO | None = None) -> None:
     stream = stream if stream is not None else sys.stderr
     terminal = bool(stream is not None and stream.isatty())
     if stream is not None and not terminal and not isinstance(stream, TimestampedStream):
-        stream = TimestampedStream(stream)
-    sys.stderr = stream  # type: ignore[assignment]
+        stream = cast(TextIO, TimestampedStream(stream))  # quacks like a TextIO: write, flush, isatty, the rest
+    sys.stderr = stream
     progress.configure(terminal and not quiet)
     level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
     target = _StderrHandler()

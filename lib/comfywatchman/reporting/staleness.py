@@ -59,7 +59,7 @@ def keep_last_report(
     if reason is None:
         return None
     try:
-        report = artifacts.read_optional(path, "master_status")
+        report: dict[str, Any] | None = artifacts.read_optional(path, "master_status")
     except ArtifactError:
         return None
     if report is None:
