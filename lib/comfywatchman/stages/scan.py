@@ -499,9 +499,8 @@ def _scan(
             store=store,
             count_inactive=count_inactive,
         )
-        made = progress.track(
-            scan_all(jobs, settings, worker_count(int(scan_config.get("workers", 0)), len(jobs))), len(jobs), "scan"
-        )
+        workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
+        made = progress.track(scan_all(jobs, settings, workers), len(jobs), "scan", "workflow")
         for index, slot in enumerate(results):
             if slot is None:
                 results[index] = next(made)
