@@ -18,7 +18,7 @@ STAGES := gate cache intake scan search report
 # folder); a COMFYWATCHMAN_HOME of your own, or --home in ARGS, still wins.
 HOME_ENV := COMFYWATCHMAN_HOME="$${COMFYWATCHMAN_HOME:-$(CURDIR)}"
 
-.PHONY: install cycle $(STAGES) test lint format bench clean install-cron uninstall-cron
+.PHONY: install cycle $(STAGES) test lint format bench clean clean-data install-cron uninstall-cron
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,9 +52,16 @@ format: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) -m bench.run $(ARGS)
 
+# clean removes what the build made; never state/, output/ or log/ (your history, reports and logs).
 clean:
-	rm -rf $(VENV) state output log .pytest_cache .ruff_cache build lib/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build lib/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# clean-data deletes this folder's comfywatchman data, on purpose only: acknowledged workflows, readiness
+# history, caches, reports and logs. The next cycle starts as if it were the first.
+clean-data:
+	@echo 'deleting $(CURDIR)/state (workflow acknowledgments, readiness history, caches), $(CURDIR)/output (reports) and $(CURDIR)/log (logs)'
+	rm -rf state output log
 
 # cron: one guarded cycle every 2 hours (see crontab.example and docs/technical/scheduling.md). The line is
 # tagged, so installing twice leaves one line and uninstall-cron removes exactly it. CRON_HOME is where

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from comfywatchman import __version__, artifacts, cycle, schedule_status, scheduler, stage_runner
+from comfywatchman import __version__, artifacts, cycle, logsetup, preflight, schedule_status, scheduler, stage_runner
 from comfywatchman.config import Config, load
-from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ArtifactError, ConfigError
+from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ConfigError
+from comfywatchman.reporting import cycle_summary
 from comfywatchman.stages import ORDER
 
 logger = logging.getLogger("comfywatchman")
@@ -70,24 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backends", metavar="A,B", help="search backends for this run, in order (overrides search.backend_order)"
     )
-    parser.add_argument("--json", action="store_true", help="print listings as JSON")
+    parser.add_argument("--json", action="store_true", help="print listings and the --run-cycle summary as JSON")
+    parser.add_argument(
+        "--trigger",
+        choices=cycle.TRIGGERS,
+        help="what started this cycle, as cycles.jsonl records it (else COMFYWATCHMAN_TRIGGER, else manual); "
+        "tasks.xml passes task-scheduler",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     return parser
-
-
-def setup_logging(verbose: bool, quiet: bool) -> None:
-    """Send diagnostics to stderr at the level the flags ask for."""
-    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("comfywatchman: %(levelname)s: %(message)s" if verbose else "comfywatchman: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # urllib3 chatters at DEBUG with full URLs; keep it at WARNING so no query string reaches a log.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def list_intake(config: Config, count: int, as_json: bool) -> int:
@@ -118,27 +111,11 @@ def scheduler_status(config: Config, as_json: bool) -> int:
     return EXIT_OK
 
 
-def print_summary(config: Config) -> None:
-    """Print the report's headline and where it is, after a cycle that wrote one."""
-    path = config.reports_dir / "master_status.json"
-    try:
-        report = artifacts.read(path, "master_status")
-    except ArtifactError:
-        return
-    s = report["summary"]
-    parts = ", ".join(
-        f"{s[k]} {k.replace('_', ' ')}" for k in ("ready", "resolvable", "needs_review", "blocked", "error") if s[k]
-    )
-    where = " (demo install)" if report["demo"] else ""
-    print(f"{s['workflows']} workflows{where}: {parts or 'none found'}")
-    print(f"report: {config.reports_dir / 'master_status.md'}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    logsetup.configure(args.verbose, args.quiet)
     wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
     if not any(wanted):
         parser.print_usage(sys.stderr)
@@ -178,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_intake(config, args.list_intake, args.json)
     if args.scheduler_status:
         return scheduler_status(config, args.json)
+    problem = preflight.problem(config)
+    if problem:
+        print(f"comfywatchman: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if config.using_demo:
         logger.warning(
             "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
@@ -187,10 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
     if args.scheduler:
         return scheduler.run_loop(config, backends=backends)
-    code = cycle.run_cycle(config, force=args.force, backends=backends, trigger=cycle.trigger_from_env())
-    if code != 75:
-        print_summary(config)
-    return code
+    trigger = args.trigger or cycle.trigger_from_env()
+    result = cycle.guarded_cycle(config, force=args.force, backends=backends, trigger=trigger)
+    cycle_summary.emit(cycle_summary.build(config, result.cycle_id, result.exit_code), args.json)
+    return result.exit_code
 
 
 if __name__ == "__main__":

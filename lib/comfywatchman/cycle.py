@@ -35,11 +35,15 @@ class CycleResult:
     lock_held_by_other: bool = False
 
 
+# What a --run-cycle may say started it (--trigger, COMFYWATCHMAN_TRIGGER); the --scheduler loop records "scheduler".
+TRIGGERS = ("manual", "cron", "task-scheduler")
+
+
 def trigger_from_env(env: dict[str, str] | None = None) -> str:
-    """Return the trigger a cycle records: ``COMFYWATCHMAN_TRIGGER`` (cron or manual; crontab.example sets
-    it) or manual."""
+    """Return the trigger a cycle records: ``COMFYWATCHMAN_TRIGGER`` (one of TRIGGERS; crontab.example sets
+    cron) or manual."""
     value = (os.environ if env is None else env).get("COMFYWATCHMAN_TRIGGER", "").strip().lower()
-    return value if value in ("cron", "manual") else "manual"
+    return value if value in TRIGGERS else "manual"
 
 
 def run_cycle(config: Config, **kwargs: Any) -> int:

@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 
-from comfywatchman import artifacts, catalogue
+from comfywatchman import artifacts, catalogue, logsetup
 from comfywatchman.config import Config
 from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError, WatchmanError
 from comfywatchman.lock import CycleLock
@@ -39,6 +39,7 @@ def run_stage(name: str, ctx: StageContext) -> StageOutcome:
     The run is recorded in ``state/runs/<stage>.json`` and the structured log.
     """
     started = ctx.now()
+    logsetup.begin_stage(name)
     try:
         outcome = STAGE_RUNNERS[name](ctx)
     except WatchmanError as exc:
@@ -51,6 +52,7 @@ def run_stage(name: str, ctx: StageContext) -> StageOutcome:
     finished = ctx.now()
     for error in outcome.errors:
         logger.error("%s", error)
+    logsetup.end_stage()
     try:
         StateManager(ctx.state_dir).record_stage(ctx.cycle_id, outcome, started, finished)
     except (OSError, ArtifactError) as exc:

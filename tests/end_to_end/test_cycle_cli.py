@@ -179,8 +179,8 @@ def test_config_unknown_backend_is_refused(tmp_path: Path, home: Path) -> None:
 
 def test_run_cycle_fails_with_one_line_when_comfyui_root_is_missing(tmp_path: Path, home: Path) -> None:
     result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(tmp_path / "nowhere"), home=home)
-    assert result.returncode == 1
-    assert f"{tmp_path / 'nowhere'}: ComfyUI root is not a folder" in result.stderr
+    assert result.returncode == 2  # a configuration error: nothing ran, nothing was written
+    assert f"{tmp_path / 'nowhere'}: ComfyUI root does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -51,6 +51,21 @@ def render(report: Mapping[str, Any]) -> str:
     install = f"`{report['comfyui_root']}`" + (
         " (the demo install shipped with comfywatchman)" if report["demo"] else ""
     )
+    stale = report.get("stale")
+    if stale:
+        lines += [
+            f"> ⚠️ **Stale since {stale['since']}** (last checked {stale['checked_at']}, cycle "
+            f"`{stale['cycle_id']}`): {stale['reason']}.",
+            "> "
+            + (
+                "No earlier report was there to keep: this one leaves out the workflows of that folder"
+                if stale["cycle_id"] == report["cycle_id"]
+                else "This is the last complete report, kept as it was"
+            )
+            + "; no workflow was marked removed, and the first cycle that can read every folder again brings it "
+            "up to date.",
+            "",
+        ]
     lines.append(f"Install: {install} · cycle `{report['cycle_id']}`" + (" · offline" if report["offline"] else ""))
     if "manager_maps" in report:
         lines.append(manager_line(report["manager_maps"]))

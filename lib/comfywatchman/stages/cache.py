@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from comfywatchman import cache_manager
+from comfywatchman import cache_manager, preflight
 from comfywatchman.config import expand_path
 from comfywatchman.stages.context import StageContext, StageOutcome
 
@@ -15,14 +15,15 @@ logger = logging.getLogger(__name__)
 def run(ctx: StageContext) -> StageOutcome:
     """Rebuild both caches for the configured install; return the outcome with file counts.
 
-    A ComfyUI root that is not a folder fails the stage with a one-line message and leaves the previous
-    caches as they were.
+    A ComfyUI root that is not an install (see :mod:`comfywatchman.preflight`) fails the stage with a one-line
+    message and leaves the previous caches as they were.
     """
     outcome = StageOutcome("cache")
     config = ctx.config
     root = config.comfyui_root
-    if not root.is_dir():
-        outcome.fail(f"{root}: ComfyUI root is not a folder (set comfyui.root, COMFYUI_ROOT or --comfyui-root)")
+    problem = preflight.comfyui_root_problem(root)
+    if problem:
+        outcome.fail(problem)
         return outcome
     extra = [expand_path(p, os.environ, config.home, root) for p in config.section("comfyui")["extra_model_paths"]]
     result = cache_manager.refresh(root, ctx.state_dir, ctx.now(), extra, demo=config.using_demo)

@@ -3,6 +3,10 @@
 A file is acknowledged (one line appended to ``state/intake_log.jsonl``) when its content hash is new for its
 path; an unchanged file never is again. ``state/intake.json`` lists every workflow of this cycle for the
 scan, with its hash; a file whose size and mtime did not change is not read again to hash it.
+
+A folder that held workflows last cycle and cannot be listed now (gone with an unmounted drive, or
+unreadable) is *unavailable* (see :mod:`comfywatchman.availability`): its workflows are kept as they
+were, neither scanned nor counted as removed, so nothing is acknowledged again once it is back.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, availability
 from comfywatchman.config import expand_path
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -52,19 +56,26 @@ def source_dirs(patterns: list[str], comfyui_root: Path, home: Path) -> list[Pat
     return dirs
 
 
-def find_workflows(ctx: StageContext) -> tuple[list[Found], list[dict[str, Any]]]:
-    """Return the workflow files of every source (first source wins a file) and a summary per source."""
+def find_workflows(
+    ctx: StageContext, listing: availability.Listing | None = None
+) -> tuple[list[Found], list[dict[str, Any]]]:
+    """Return the workflow files of every source (first source wins a file) and a summary per source.
+
+    Folders that could not be listed, and the folders each source's patterns matched, go to ``listing``.
+    """
     config = ctx.config
+    listing = listing if listing is not None else availability.Listing()
     found: list[Found] = []
     seen: set[Path] = set()
     summaries = []
     for name, source in config.section("intake")["sources"].items():
         dirs = source_dirs(source["paths"], config.comfyui_root, config.home)
+        listing.matched[name] = dirs
         include = tuple(p.lower() for p in source.get("include", DEFAULT_INCLUDE))
         base = Path(os.path.commonpath(dirs)) if len(dirs) > 1 else (dirs[0] if dirs else None)
         count = 0
         for directory in dirs:
-            for path in _walk(directory, include):
+            for path in _walk(directory, include, listing.failed):
                 if path in seen:
                     continue
                 seen.add(path)
@@ -77,8 +88,14 @@ def find_workflows(ctx: StageContext) -> tuple[list[Found], list[dict[str, Any]]
     return found, summaries
 
 
-def _walk(directory: Path, include: tuple[str, ...]) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(directory, followlinks=True):
+def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | None = None) -> Iterator[Path]:
+    """Yield the matching files below ``directory``; folders that cannot be listed go to ``failed``."""
+
+    def unreadable(error: OSError) -> None:
+        if failed is not None:
+            failed[Path(error.filename or directory)] = error.strerror or str(error)
+
+    for folder, dirs, files in os.walk(directory, followlinks=True, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in include):
@@ -94,16 +111,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _previous(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], int]:
-    """Return what the last intake knew per path, and how much of the log it had seen."""
+def _previous(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], int, dict[str, list[str]]]:
+    """Return what the last intake knew per path (kept workflows of unavailable folders included), how much
+    of the log it had seen, and the folders each source matched."""
     try:
         document = artifacts.read_optional(ctx.state_dir / ARTIFACT, "intake")
     except ArtifactError as exc:
         logger.warning("%s; rebuilding what is acknowledged from %s", exc, LOG)
         document = None
     if document is None:
-        return {}, 0
-    return {w["path"]: w for w in document["workflows"]}, int(document["log_size"])
+        return {}, 0, {}
+    known = {w["path"]: w for w in [*document.get("kept", []), *document["workflows"]]}
+    folders = availability.previous_folders(document)
+    return known, int(document["log_size"]), folders
 
 
 def _acknowledged_since(log_path: Path, offset: int) -> dict[str, str]:
@@ -128,13 +148,15 @@ def run(ctx: StageContext) -> StageOutcome:
     now = ctx.now()
     stamp = now.isoformat(timespec="seconds")
     log_path = ctx.state_dir / LOG
-    previous, log_size = _previous(ctx)
+    previous, log_size, previous_folders = _previous(ctx)
     acked = {path: w["sha256"] for path, w in previous.items()}
     acked.update(_acknowledged_since(log_path, log_size))
 
-    found, summaries = find_workflows(ctx)
+    listing = availability.Listing()
+    found, summaries = find_workflows(ctx, listing)
     workflows: list[dict[str, Any]] = []
     acknowledgments: list[dict[str, Any]] = []
+    unreadable_files: set[str] = set()
     for item in found:
         key = str(item.path)
         try:
@@ -146,6 +168,7 @@ def run(ctx: StageContext) -> StageOutcome:
                 digest = sha256_file(item.path)
         except OSError as exc:
             outcome.fail(f"{item.path}: unreadable: {exc.strerror or exc}")
+            unreadable_files.add(key)  # kept as it was, like a file of an unavailable folder
             continue
         if key not in acked:
             kind = "new"
@@ -175,7 +198,13 @@ def run(ctx: StageContext) -> StageOutcome:
     # finds these entries past log_size next time and does not acknowledge them twice.
     artifacts.append_jsonl(log_path, acknowledgments, "intake_log_entry")
     current_paths = {w["path"] for w in workflows}
-    removed = sorted(p for p in previous if p not in current_paths)
+    gone = [p for p in previous if p not in current_paths]
+    unavailable = availability.unavailable_folders(ctx.config, listing, previous_folders)
+    kept_paths = availability.kept_paths(gone, unavailable, unreadable_files)
+    removed = sorted(p for p in gone if p not in kept_paths)
+    kept = [previous[p] for p in sorted(kept_paths)]
+    for entry in availability.describe(unavailable, kept_paths):
+        outcome.fail(availability.message(entry))
     document = {
         "cycle_id": ctx.cycle_id,
         "generated_at": stamp,
@@ -185,6 +214,8 @@ def run(ctx: StageContext) -> StageOutcome:
         "removed": removed,
         "log_size": log_path.stat().st_size if log_path.exists() else 0,
         "errors": outcome.errors,
+        "unavailable": availability.describe(unavailable, kept_paths),
+        "kept": kept,
     }
     # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle.
     artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None)
@@ -195,8 +226,11 @@ def run(ctx: StageContext) -> StageOutcome:
         "changed": len(acknowledgments) - new,
         "removed": len(removed),
     }
+    if unavailable:
+        outcome.counts.update(unavailable=len(unavailable), kept=len(kept))
     outcome.detail = (
         f"{len(workflows)} workflows; {new} new, {len(acknowledgments) - new} changed, {len(removed)} removed"
+        + (f"; {len(kept)} kept from {len(unavailable)} unavailable folders" if unavailable else "")
     )
     logger.info("intake: %s", outcome.detail)
     return outcome

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, availability
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import markdown, status_report
+from comfywatchman.reporting import markdown, staleness, status_report
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
 
@@ -26,10 +27,19 @@ def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
 
 
 def run(ctx: StageContext) -> StageOutcome:
-    """Build the master status report from scan.json and search.json; write JSON and Markdown."""
+    """Build the master status report from scan.json and search.json; write JSON and Markdown.
+
+    When the intake could not list a folder that holds known workflows, the last good report is kept,
+    marked stale with the reason, and the readiness history is left as it was.
+    """
     outcome = StageOutcome("report")
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
+    unavailable = staleness.unavailable_entries(state)
+    reports = ctx.config.reports_dir
+    kept = staleness.keep_last_report(reports / "master_status.json", unavailable, ctx.cycle_id, now_text)
+    if kept is not None:
+        return _write_stale(kept, reports, outcome)
     scan = artifacts.read(state / "scan.json", "scan")
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
@@ -55,6 +65,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "demo": scan["demo"],
         "offline": bool(search and search["offline"]),
         "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
+        "stale": _fresh_stale(unavailable, ctx.cycle_id, now_text),
         "summary": summary,
         "actions": status_report.actions(workflows),
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
@@ -65,7 +76,6 @@ def run(ctx: StageContext) -> StageOutcome:
             "errors": cycle_errors,
         },
     }
-    reports = ctx.config.reports_dir
     artifacts.write(reports / "master_status.json", document, "master_status")
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(document))
     new_history = {
@@ -79,8 +89,28 @@ def run(ctx: StageContext) -> StageOutcome:
             for w in workflows
         }
     }
+    # Workflows of an unavailable folder are not in this report; their history waits for them.
+    for path in staleness.kept_paths(state) - new_history["workflows"].keys():
+        if path in history["workflows"]:
+            new_history["workflows"][path] = history["workflows"][path]
     artifacts.write(state / HISTORY, new_history, "report_history")
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
+    logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
+    return outcome
+
+
+def _fresh_stale(unavailable: list[dict[str, Any]], cycle_id: str, now_text: str) -> dict[str, Any] | None:
+    """Return the ``stale`` object of a report written while folders are unavailable (no last one to keep)."""
+    reason = availability.stale_reason(unavailable)
+    return None if reason is None else staleness.stale_block(reason, unavailable, cycle_id, now_text)
+
+
+def _write_stale(report: dict[str, Any], reports: Path, outcome: StageOutcome) -> StageOutcome:
+    """Write the last report again, marked stale; return ``outcome`` saying so."""
+    artifacts.write(reports / "master_status.json", report, "master_status")
+    artifacts.atomic_write_text(reports / "master_status.md", markdown.render(report))
+    outcome.counts = {k: v for k, v in report["summary"].items() if isinstance(v, int)}
+    outcome.detail = f"kept the report of {report['generated_at']}, marked stale: {report['stale']['reason']}"
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome

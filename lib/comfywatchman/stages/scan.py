@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from comfywatchman import artifacts, resources
+from comfywatchman import artifacts, progress, resources
 from comfywatchman.comfy import manager_map, server
 from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
@@ -501,7 +501,8 @@ def _scan(
             store=store,
             count_inactive=count_inactive,
         )
-        made = scan_all(jobs, settings, worker_count(int(scan_config.get("workers", 0)), len(jobs)))
+        workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
+        made = progress.track(scan_all(jobs, settings, workers), len(jobs), "scan", "workflow")
         for index, slot in enumerate(results):
             if slot is None:
                 results[index] = next(made)

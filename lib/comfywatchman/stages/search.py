@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from comfywatchman import artifacts, catalogue
+from comfywatchman import artifacts, catalogue, progress
 from comfywatchman.search import declared, policy, registry
 from comfywatchman.search.base import (
     Declaration,
@@ -200,7 +200,7 @@ def run(ctx: StageContext) -> StageOutcome:
     cache = SearchCache.from_config(ctx.config)
     first = first_sources(context)
     resolver = Resolver(ctx, build_backends(order, context), http, cache, first)
-    results = [resolver.resolve(query) for query in queries]
+    results = [resolver.resolve(query) for query in progress.track(queries, len(queries), "search", "model")]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for result in results:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, availability
 from comfywatchman.config import load
 from comfywatchman.stages import intake
 from comfywatchman.stages.context import StageContext
@@ -114,3 +114,84 @@ def test_run_records_removed_workflows(comfy_tree: ComfyTree, home: Path) -> Non
     outcome = intake.run(_ctx(comfy_tree, home))
     assert outcome.counts["removed"] == 1
     assert artifacts.read(home / "state" / "intake.json", "intake")["removed"] == [str(path)]
+
+
+def _document(home: Path) -> dict:
+    return artifacts.read(home / "state" / "intake.json", "intake")
+
+
+def test_a_workflows_folder_that_vanished_is_unavailable_not_removed(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.workflow("a.json", {"nodes": []})
+    comfy_tree.workflow("sub/b.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    away = comfy_tree.root.parent / "unplugged"
+    comfy_tree.workflows.rename(away)  # the drive holding it is gone
+
+    for hours in (2, 4):  # and stays gone for two cycles: still kept, never removed
+        outcome = intake.run(_ctx(comfy_tree, home, T0 + timedelta(hours=hours)))
+        assert not outcome.ok
+        assert outcome.counts == {"workflows": 0, "new": 0, "changed": 0, "removed": 0, "unavailable": 1, "kept": 2}
+        assert outcome.errors == [
+            f"{comfy_tree.workflows}: workflows folder unavailable this cycle: gone (a drive that is not mounted, "
+            "or a folder moved?); its 2 known workflows are kept as before (none marked removed) and the last "
+            "report stays, marked stale"
+        ]
+        document = _document(home)
+        assert document["removed"] == [] and document["workflows"] == []
+        assert {Path(w["path"]).name for w in document["kept"]} == {"a.json", "b.json"}
+        assert document["unavailable"] == [
+            {"source": "comfyui", "folder": str(comfy_tree.workflows), "reason": availability.GONE, "workflows": 2}
+        ]
+
+    away.rename(comfy_tree.workflows)
+    outcome = intake.run(_ctx(comfy_tree, home, T0 + timedelta(hours=6)))
+    assert outcome.ok and outcome.counts == {"workflows": 2, "new": 0, "changed": 0, "removed": 0}
+    assert len(_log(home)) == 2  # nothing acknowledged again
+    assert {w["first_seen_at"] for w in _document(home)["workflows"]} == {T0.isoformat()}
+
+
+def test_a_deleted_users_folder_is_removed_while_the_glob_still_matches_others(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    comfy_tree.workflow("mine.json", {"nodes": []})
+    alice = comfy_tree.root / "user" / "alice" / "workflows"
+    alice.mkdir(parents=True)
+    (alice / "hers.json").write_text("{}")
+    intake.run(_ctx(comfy_tree, home))
+    (alice / "hers.json").unlink()
+    alice.rmdir()
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.ok and outcome.counts["removed"] == 1
+    assert _document(home)["removed"] == [str(alice / "hers.json")] and _document(home)["unavailable"] == []
+
+
+def test_a_literal_source_path_that_is_gone_is_unavailable(comfy_tree: ComfyTree, home: Path, tmp_path: Path) -> None:
+    usb = tmp_path / "usb" / "workflows"
+    usb.mkdir(parents=True)
+    (usb / "from-usb.json").write_text("{}")
+    comfy_tree.workflow("mine.json", {"nodes": []})
+    toml = f'[intake.sources.usb]\npaths = ["{usb}"]\n'
+    intake.run(_ctx(comfy_tree, home, user_toml=toml))
+    (usb / "from-usb.json").rename(tmp_path / "from-usb.json")
+    usb.rmdir()
+    outcome = intake.run(_ctx(comfy_tree, home, user_toml=toml))
+    assert outcome.counts["removed"] == 0 and outcome.counts["kept"] == 1 and outcome.counts["workflows"] == 1
+    assert _document(home)["unavailable"][0]["source"] == "usb"
+
+
+def test_a_source_dropped_from_the_config_removes_its_workflows(
+    comfy_tree: ComfyTree, home: Path, tmp_path: Path
+) -> None:
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    (usb / "from-usb.json").write_text("{}")
+    intake.run(_ctx(comfy_tree, home, user_toml=f'[intake.sources.usb]\npaths = ["{usb}"]\n'))
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.ok and outcome.counts["removed"] == 1
+
+
+def test_an_empty_folder_that_vanished_is_no_error(comfy_tree: ComfyTree, home: Path) -> None:
+    intake.run(_ctx(comfy_tree, home))
+    comfy_tree.workflows.rmdir()
+    outcome = intake.run(_ctx(comfy_tree, home))
+    assert outcome.ok and _document(home)["unavailable"] == []
