@@ -104,7 +104,7 @@ base_url = "{tiny.url}"
     ]
     comfy_tree.workflow("w.json", ui_workflow(nodes))
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    args = ("--run-cycle", "--config", str(config), "--comfyui-root", str(comfy_tree.root))
+    args = ("--run-cycle", "--force", "--config", str(config), "--comfyui-root", str(comfy_tree.root))
     result = run_cli(*args, home=home, env=env)
     assert result.returncode == 0, result.stderr
 

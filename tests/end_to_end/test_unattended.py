@@ -66,7 +66,7 @@ def test_a_root_that_is_not_an_install_is_a_config_error_and_writes_nothing(
         root.mkdir(parents=True)
     if kind == "not an install":
         (root / "notes.txt").write_text("a folder of something else")
-    result = run_cli("--run-cycle", "--offline", "--comfyui-root", str(root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(root), home=home)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{root}: " in lines[0] and "--comfyui-root" in lines[0], result.stderr
@@ -76,7 +76,7 @@ def test_a_root_that_is_not_an_install_is_a_config_error_and_writes_nothing(
 
 def test_an_unplugged_drive_keeps_history_and_marks_the_report_stale(comfy_tree: ComfyTree, home: Path) -> None:
     _three_workflows(comfy_tree)
-    args = ("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root))
+    args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))
     first = run_cli(*args, home=home)
     assert first.returncode == 0, first.stderr
     resolved_once = _resolved_at(home)["ready.json"]
@@ -115,7 +115,7 @@ def test_an_unplugged_drive_keeps_history_and_marks_the_report_stale(comfy_tree:
 
 def test_an_unreadable_workflows_folder_is_unavailable_for_that_cycle(comfy_tree: ComfyTree, home: Path) -> None:
     _three_workflows(comfy_tree)
-    args = ("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root))
+    args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))
     assert run_cli_unprivileged(*args, home=home).returncode == 0
     resolved_once = _resolved_at(home)["ready.json"]
     (comfy_tree.root / "models" / "checkpoints" / "have.safetensors").unlink()
@@ -140,7 +140,7 @@ def test_an_unreadable_workflows_folder_is_unavailable_for_that_cycle(comfy_tree
 
 def test_an_unreadable_workflow_file_is_an_error_and_is_not_removed(comfy_tree: ComfyTree, home: Path) -> None:
     _three_workflows(comfy_tree)
-    args = ("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root))
+    args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))
     assert run_cli_unprivileged(*args, home=home).returncode == 0
     locked = comfy_tree.workflow("missing.json", ui_workflow([ui_node(1, "KSampler", [])]))  # changed: read again
     locked.chmod(0)
@@ -156,7 +156,7 @@ def test_an_unreadable_workflow_file_is_an_error_and_is_not_removed(comfy_tree: 
 
 @pytest.mark.parametrize("where", ["home", "state"])
 def test_a_read_only_home_is_one_line_and_exit_2(where: str, comfy_tree: ComfyTree, home: Path) -> None:
-    args = ("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root))
+    args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))
     locked = home
     if where == "state":
         assert run_cli_unprivileged(*args, home=home).returncode == 0
@@ -177,7 +177,14 @@ def test_a_home_below_a_file_is_one_line_and_exit_2(comfy_tree: ComfyTree, tmp_p
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     result = run_cli(
-        "--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), "--home", str(blocker / "cw"), home=tmp_path
+        "--run-cycle",
+        "--force",
+        "--offline",
+        "--comfyui-root",
+        str(comfy_tree.root),
+        "--home",
+        str(blocker / "cw"),
+        home=tmp_path,
     )
     assert result.returncode == 2
     assert _unstamped(result.stderr) == [
@@ -188,7 +195,7 @@ def test_a_home_below_a_file_is_one_line_and_exit_2(comfy_tree: ComfyTree, tmp_p
 
 def test_run_cycle_json_prints_the_cycle_summary(comfy_tree: ComfyTree, home: Path) -> None:
     _three_workflows(comfy_tree)
-    result = run_cli("--run-cycle", "--offline", "--json", "--comfyui-root", str(comfy_tree.root), home=home)
+    result = run_cli("--run-cycle", "--force", "--offline", "--json", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["exit_code"] == 0 and summary["outcome"] == "success"
@@ -217,7 +224,7 @@ def test_a_cron_run_without_civitai_writes_a_few_timestamped_lines(
     config.write_text(
         f'[search]\nbackend_order = ["civitai"]\nmax_attempts = 1\n[civitai]\nbase_url = "http://127.0.0.1:{_closed_port()}"\n'
     )
-    args = ("--run-cycle", "--quiet", "--config", str(config), "--comfyui-root", str(comfy_tree.root))
+    args = ("--run-cycle", "--force", "--quiet", "--config", str(config), "--comfyui-root", str(comfy_tree.root))
     result = run_cli(*args, home=home, env={"COMFYWATCHMAN_TRIGGER": "cron"})
     assert result.returncode == 0, result.stderr
     warnings = _unstamped(result.stderr)  # every line has its timestamp
@@ -235,7 +242,16 @@ def test_a_cron_run_without_civitai_writes_a_few_timestamped_lines(
 
 def test_a_terminal_gets_progress_bars_and_a_pipe_does_not(comfy_tree: ComfyTree, home: Path) -> None:
     _many_missing(comfy_tree, 12)
-    args = [sys.executable, "-m", "comfywatchman", "--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root)]
+    args = [
+        sys.executable,
+        "-m",
+        "comfywatchman",
+        "--run-cycle",
+        "--force",
+        "--offline",
+        "--comfyui-root",
+        str(comfy_tree.root),
+    ]
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_"))}
     master, terminal = pty.openpty()
     child = subprocess.Popen(
@@ -259,13 +275,20 @@ def test_a_terminal_gets_progress_bars_and_a_pipe_does_not(comfy_tree: ComfyTree
     assert not STAMP.match(text.lstrip("\r"))  # a terminal gets no timestamps
     assert stdout.decode().startswith(tuple("0123456789"))  # ...but stdout here is a pipe: stamped
 
-    piped = run_cli("--run-cycle", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
+    piped = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert "%|" not in piped.stderr
 
 
 def test_trigger_task_scheduler_is_recorded(comfy_tree: ComfyTree, home: Path) -> None:
     result = run_cli(
-        "--run-cycle", "--offline", "--trigger", "task-scheduler", "--comfyui-root", str(comfy_tree.root), home=home
+        "--run-cycle",
+        "--force",
+        "--offline",
+        "--trigger",
+        "task-scheduler",
+        "--comfyui-root",
+        str(comfy_tree.root),
+        home=home,
     )
     assert result.returncode == 0, result.stderr
     cycles = list(artifacts.read_jsonl(home / "state" / "cycles.jsonl", "cycle"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from comfywatchman import artifacts
+from comfywatchman.config import UserDirs
 from comfywatchman.windowless import log_path
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 
@@ -29,7 +30,7 @@ def test_without_a_console_the_output_goes_to_the_homes_task_log(
     comfy_tree.workflow("w.json", ui_workflow([ui_node(1, "LoraLoader", ["absent.safetensors", 1, 1])]))
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_"))}
     code = "import sys; from comfywatchman.windowless import main; sys.exit(main())"
-    args = ["--run-cycle", "--offline", "--home", str(home), "--trigger", "task-scheduler"]
+    args = ["--run-cycle", "--force", "--offline", "--home", str(home), "--trigger", "task-scheduler"]
     result = subprocess.run(
         [sys.executable, "-c", code, *args, "--comfyui-root", str(comfy_tree.root)],
         cwd=tmp_path,  # not the home: the log follows --home
@@ -50,5 +51,6 @@ def test_without_a_console_the_output_goes_to_the_homes_task_log(
 def test_the_log_follows_the_home_the_command_line_or_environment_names(tmp_path: Path) -> None:
     assert log_path(["--run-cycle", "--home", str(tmp_path / "h")], {}, tmp_path) == tmp_path / "h" / "log" / "task.log"
     assert log_path(["--run-cycle"], {"COMFYWATCHMAN_HOME": "/srv/cw"}, tmp_path) == Path("/srv/cw/log/task.log")
-    assert log_path(["--run-cycle"], {}, tmp_path) == tmp_path / "log" / "task.log"
+    # No home named: the installed tool's default home, the user's data folder (tasks.xml names one).
+    assert log_path(["--run-cycle"], {}, tmp_path) == UserDirs.for_user().data / "log" / "task.log"
     assert log_path(["--no-such-option"], {}, tmp_path) == tmp_path / "log" / "task.log"

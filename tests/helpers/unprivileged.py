@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.comfy_tree import run_cli
+from tests.helpers.comfy_tree import run_cli, subprocess_env
 
 PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE = 1
@@ -72,14 +72,10 @@ def run_cli_unprivileged(
     enforcer = permissions_enforcer()
     if enforcer is None:
         return run_cli(*args, home=home, env=env, timeout=timeout)
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "CIVITAI_", "HF_"))
-    }
-    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "comfywatchman", *args],
         cwd=home,
-        env=environment,
+        env=subprocess_env(home, env),
         capture_output=True,
         text=True,
         timeout=timeout,

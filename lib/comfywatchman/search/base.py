@@ -236,7 +236,9 @@ class SearchBackend(ABC):
         try:
             return self.lookup(query)
         except RemoteError as exc:
-            logger.warning("%s: %s: %s", self.name, query.name, exc)
+            # The words in the template make every failure of one backend "the same warning" for the log's
+            # folding under cron (one line with a count), whatever each message says.
+            logger.warning("%s lookup failed for %s: %s", self.name, query.name, exc)
             return self.result(query, Status.ERROR, f"{self.name}: {exc}")
         except Exception as exc:  # one failing backend is recorded and the next one goes on
             logger.exception("search backend %s failed on %s", self.name, query.name)
