@@ -4,8 +4,8 @@ pip installs it as a GUI launcher (``[project.gui-scripts]`` in pyproject.toml: 
 under pythonw), so no console window flashes up every two hours. Such a process has no stdout and no stderr
 (Python sets both to None), so this command appends its output to ``<home>/log/task.log``, each line with a
 UTC timestamp. The home is the one the command line and config name (``--home``, ``COMFYWATCHMAN_HOME``,
-``[paths] home``), else the user's data folder; tasks.xml names one with ``--home``. Where stdout and stderr exist (run from a
-shell, or on Linux and macOS, where it is a plain script) they are used as usual.
+``[paths] home``), else the user's data folder; tasks.xml names one with ``--home``. Where stdout and
+stderr exist (run from a shell, or on Linux and macOS, where it is a plain script) they are used as usual.
 """
 
 from __future__ import annotations

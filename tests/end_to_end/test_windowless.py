@@ -53,4 +53,4 @@ def test_the_log_follows_the_home_the_command_line_or_environment_names(tmp_path
     assert log_path(["--run-cycle"], {"COMFYWATCHMAN_HOME": "/srv/cw"}, tmp_path) == Path("/srv/cw/log/task.log")
     # No home named: the installed tool's default home, the user's data folder (tasks.xml names one).
     assert log_path(["--run-cycle"], {}, tmp_path) == UserDirs.for_user().data / "log" / "task.log"
-    assert log_path(["--no-such-option"], {}, tmp_path) == tmp_path / "log" / "task.log"
+    assert log_path(["--no-such-option"], {}, tmp_path) == UserDirs.for_user().data / "log" / "task.log"
