@@ -12,6 +12,7 @@ from pathlib import Path
 
 from comfywatchman import __version__, artifacts, scheduler
 from comfywatchman.config import Config, load
+from comfywatchman.download import cli as download_cli
 from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ArtifactError, ConfigError
 from comfywatchman.stages import ORDER
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print listings as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    download_cli.add_arguments(parser)
     return parser
 
 
@@ -139,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
+    wanted += (download_cli.wanted(args),)
     if not any(wanted):
         parser.print_usage(sys.stderr)
         print(
-            "comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME or --list-intake",
+            "comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME, --list-intake, --queue or "
+            "--download",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -157,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for message in exc.messages:
             print(f"comfywatchman: {message}", file=sys.stderr)
         return EXIT_USAGE
-    options: dict[str, object] = {}
+    options: dict[str, object] = download_cli.cycle_options(args)
     if args.backends:
         from comfywatchman.config import Layer, check_backends
         from comfywatchman.search.registry import known_backends
@@ -177,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_intake(config, args.list_intake, args.json)
     if args.scheduler_status:
         return scheduler_status(config, args.json)
+    if download_cli.wanted(args):
+        return download_cli.run(args, config)
     if config.using_demo:
         logger.warning(
             "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",

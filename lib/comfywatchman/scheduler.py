@@ -19,6 +19,7 @@ from typing import Any
 from comfywatchman import artifacts, humanize
 from comfywatchman.awake import AwakeTracker
 from comfywatchman.config import Config
+from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -41,6 +42,7 @@ STAGE_RUNNERS: dict[str, Callable[..., StageOutcome]] = {
     "intake": intake.run,
     "scan": scan.run,
     "search": search.run,
+    "download": downloads.run,
     "report": report.run,
 }
 
@@ -184,7 +186,9 @@ def guarded_cycle(
         ctx = StageContext(config, cycle_id, clock, options=dict(options or {}))
         outcomes = [run_stage("gate", ctx, nvml=nvml, force=force, lock=lock, fetch=fetch, tracker=tracker)]
         if not outcomes[0].skipped_reason and outcomes[0].ok:
-            outcomes += [run_stage(name, ctx) for name in ORDER[1:]]
+            outcomes += [run_stage(name, ctx) for name in ORDER[1:-1]]
+            outcomes += downloads.in_cycle(ctx, run_stage)  # --auto-download: trusted files, then cache+scan again
+            outcomes.append(run_stage(ORDER[-1], ctx))
         finished = clock()
         skipped = outcomes[0].skipped_reason
         errors = [e for o in outcomes for e in o.errors]
