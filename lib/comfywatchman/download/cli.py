@@ -56,7 +56,7 @@ def cycle_options(args: argparse.Namespace) -> dict[str, Any]:
 def build_downloader(config: Config, env: Mapping[str, str] | None = None) -> Downloader:
     """Return the downloader for ``config``: its settings, tokens per host and service address rewriting."""
     settings = Settings.from_config(config)
-    return Downloader(settings, tokens_from_config(config, env), UrlRewriter.from_config(config, env))
+    return Downloader(settings, tokens_from_config(config, env), UrlRewriter.from_config(config))
 
 
 def trusted_hosts(config: Config) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import requests
 
@@ -133,34 +133,23 @@ def _hasher_of(path: Path | int, upto: int | None = None) -> Any:
 class UrlRewriter:
     """Rewrites huggingface.co and civitai.com URLs to the configured service addresses (``HF_ENDPOINT`` /
     ``[huggingface] endpoint``, ``[civitai] base_url``), so a mirror or a local stand-in serves the bytes, as
-    the official clients do."""
+    the official clients do. The rule is the search stage's own (``search.declared.service_url``)."""
 
-    def __init__(self, bases: Mapping[str, str]) -> None:
-        # host name (lower-case) -> base URL to put in its place
-        self.bases = {host.lower(): base.rstrip("/") for host, base in bases.items()}
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config
 
     @classmethod
-    def from_config(cls, config: Config, env: Mapping[str, str] | None = None) -> UrlRewriter:
+    def from_config(cls, config: Config) -> UrlRewriter:
         """Return the rewriter for ``config``'s Hub and Civitai settings."""
-        from comfywatchman.search.civitai import civitai_base_url
-        from comfywatchman.search.huggingface import hf_endpoint
-
-        bases: dict[str, str] = {}
-        for host in config.data.get("huggingface", {}).get("hosts", ["huggingface.co", "hf.co"]):
-            bases[host] = hf_endpoint(config, env)
-        for host in config.data.get("civitai", {}).get("hosts", ["civitai.com"]):
-            bases[host] = civitai_base_url(config)
-        return cls(bases)
+        return cls(config)
 
     def rewrite(self, url: str) -> str:
-        """Return ``url`` with its scheme and host replaced by the configured base when it names a known host."""
-        parts = urlsplit(url)
-        base = self.bases.get((parts.hostname or "").lower())
-        if not base:
+        """Return ``url`` with a Civitai or Hub host replaced by its configured base (unchanged without config)."""
+        if self.config is None:
             return url
-        b = urlsplit(base)
-        path = b.path.rstrip("/") + parts.path
-        return urlunsplit((b.scheme, b.netloc, path, parts.query, ""))
+        from comfywatchman.search.declared import service_url
+
+        return service_url(url, self.config)
 
 
 def tokens_from_config(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Secret]:
@@ -186,7 +175,7 @@ class Downloader:
 
     settings: Settings = field(default_factory=Settings)
     tokens: Mapping[str, Secret] = field(default_factory=dict)
-    rewriter: UrlRewriter = field(default_factory=lambda: UrlRewriter({}))
+    rewriter: UrlRewriter = field(default_factory=UrlRewriter)
     session: requests.Session = field(default_factory=requests.Session)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -488,7 +477,9 @@ def _error_text(response: requests.Response) -> str:
             body = response.json()
         except ValueError:
             body = None
-        message = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
+        if isinstance(body, dict):
+            said = [body[k] for k in ("error", "message") if isinstance(body.get(k), str)]
+            message = ": ".join(said) or None
     return f" ({message[:200]})" if message else ""
 
 

@@ -13,23 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from comfywatchman.search.declared import host_trusted
+
 PROOF = ("declared", "hash", "exact_filename")
-
-
-def host_trusted(url: str, trusted_hosts: Iterable[str]) -> bool:
-    """Return whether ``url`` is https (or http) on one of ``trusted_hosts`` or a subdomain of one."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("https", "http") or not host:
-        return False
-    return any(host == h.lower() or host.endswith("." + h.lower()) for h in trusted_hosts)
 
 
 def trusted_reason(task: Mapping[str, Any], trusted_hosts: Iterable[str]) -> str | None:
     """Return why ``task`` may run without review under auto-download, or None when a person must decide."""
     if task.get("evidence") not in PROOF or not task.get("url"):
         return None
-    if not host_trusted(task["url"], trusted_hosts):
+    if not host_trusted(task["url"], [h.lower() for h in trusted_hosts]):
         return None
     host = urlsplit(task["url"]).hostname
     if task["evidence"] == "declared":
