@@ -12,6 +12,9 @@ import os
 import struct
 from pathlib import Path
 
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 # Real headers are kilobytes to a few MiB; a larger claimed length is garbage, not a header.
 MAX_HEADER = 100 * 1024 * 1024
@@ -75,3 +78,13 @@ def broken_files(model_cache: dict[str, object]) -> list[dict[str, str]]:
             if reason:
                 out.append({"folder": folder, "name": item["name"], "path": path, "reason": reason})
     return out
+
+
+def installed_broken(state_dir: Path) -> list[dict[str, str]]:
+    """Return :func:`broken_files` of ``state_dir/model_cache.json`` (empty when it is missing or broken: the
+    cache stage reports that itself). The report's hook."""
+    try:
+        model_cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
+    except ArtifactError:
+        return []
+    return broken_files(model_cache or {})
