@@ -109,6 +109,9 @@ def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] 
     hosts = trusted_hosts(config)
     planned = runner.plan(tasks, model_cache, auto=bool(args.auto_download), trusted_hosts=hosts)
     code = EXIT_OK
+    if (args.download or args.auto_download) and config.offline and not args.dry_run:
+        print("comfywatchman: --offline: nothing is downloaded", file=sys.stderr)
+        return EXIT_FAILED
     if args.download or args.auto_download:
         downloader = build_downloader(config)
         totals = runner.run(planned, downloader, DownloadState(config.state_dir), clock, dry_run=args.dry_run)

@@ -29,8 +29,8 @@ def run(ctx: StageContext) -> StageOutcome:
     """
     outcome = StageOutcome("download")
     tasks, queue = load(ctx.state_dir)
-    if queue is None:
-        outcome.detail = "no download queue"
+    if queue is None or ctx.config.offline:
+        outcome.detail = "offline: nothing downloaded" if ctx.config.offline else "no download queue"
         return outcome
     model_cache = runner.read_model_cache(ctx.state_dir)
     planned = runner.plan(tasks, model_cache, auto=True, trusted_hosts=trusted_hosts(ctx.config))

@@ -36,15 +36,9 @@ def test_broken_files_lists_installed_truncated_safetensors_only(tmp_path: Path)
     (folder / "good.safetensors").write_bytes(safetensors_bytes(64))
     (folder / "cut.safetensors").write_bytes(safetensors_bytes(64)[:-5])
     (folder / "other.ckpt").write_bytes(b"12")
-    cache = {
-        "folders": {
-            "loras": {
-                "paths": [str(folder)],
-                "files": [{"name": n, "dir": 0, "size": 1} for n in ("good.safetensors", "cut.safetensors", "other.ckpt",
-                                                                     "gone.safetensors")],
-            }
-        }
-    }  # fmt: skip
+    names = ("good.safetensors", "cut.safetensors", "other.ckpt", "gone.safetensors")
+    files = [{"name": n, "dir": 0, "size": 1} for n in names]
+    cache = {"folders": {"loras": {"paths": [str(folder)], "files": files}}}
     broken = {b["name"]: b["reason"] for b in broken_files(cache)}
     assert set(broken) == {"cut.safetensors", "gone.safetensors"}
     assert broken["cut.safetensors"].startswith("truncated") and broken["gone.safetensors"].startswith("unreadable")
