@@ -116,6 +116,8 @@ def test_reviewed_downloads_take_workflows_from_missing_to_ready(
     civitai_download = [r for r in civitai.requests if r.path.startswith("/api/download/")]
     assert civitai_download[0].headers["Authorization"] == "Bearer civ-SECRET-KEY-123"
     assert all("Authorization" not in r.headers for r in cdn.requests)
+    # Two workflows need the file: one task, one download.
+    assert [r.path for r in cdn.requests] == ["/signed/2001"]
 
     proven = _cli(config, comfy_tree, home, "--approve-proven", "--download")
     assert proven.returncode == 0, proven.stderr
