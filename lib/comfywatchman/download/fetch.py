@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ class _Published:
 
 def sha256_of(path: Path | int, upto: int | None = None) -> str:
     """Return the hex SHA256 of the file at ``path`` (or open fd), of its first ``upto`` bytes when given."""
-    return _hasher_of(path, upto).hexdigest()
+    return str(_hasher_of(path, upto).hexdigest())
 
 
 def _hasher_of(path: Path | int, upto: int | None = None) -> Any:
@@ -532,7 +533,7 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-if os.name == "nt":  # pragma: no cover - Windows only
+if sys.platform == "win32":  # pragma: no cover - Windows only
 
     def _try_lock(fd: int) -> bool:
         import msvcrt

@@ -53,7 +53,8 @@ def folder_dirs(model_cache: dict[str, Any] | None, folder: str | None) -> list[
 def read_model_cache(state_dir: Any) -> dict[str, Any] | None:
     """Return ``model_cache.json`` of ``state_dir``, or None (logged) when it is missing or broken."""
     try:
-        return artifacts.read_optional(state_dir / "model_cache.json", "model_cache")  # type: ignore[no-any-return]
+        document: dict[str, Any] | None = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
+        return document
     except ArtifactError as exc:
         logger.error("%s", exc)
         return None

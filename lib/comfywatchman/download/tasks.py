@@ -33,7 +33,8 @@ class Task:
 
     @property
     def folder(self) -> str | None:
-        return self.item["folder"]
+        folder = self.item["folder"]
+        return None if folder is None else str(folder)
 
     @property
     def outcome(self) -> dict[str, Any] | None:
