@@ -3,7 +3,8 @@ same local server (a ByteServer in its own process, so the client gets a core to
 
     .venv/bin/python -m bench.download --size-mb 1024 --repeat 2
 
-Prints, per run: seconds, MB/s, and the peak RSS of the downloading process (ours: the whole Python process
+Prints, per run: seconds, MB/s, CPU seconds (a figure the load of a shared machine moves less), and the
+peak RSS of the downloading process (ours: the whole Python process
 with the package loaded; curl's for comparison). Ours streams to a part file, hashes SHA256 on the fly,
 fsyncs, verifies and renames; ``curl + sha256sum`` is the fair comparison for that work.
 """
@@ -41,7 +42,8 @@ downloader = Downloader(Settings(min_free_bytes=0), progress=lambda l, t, i: Log
 started = time.monotonic()
 got = downloader.fetch(url, target_for([folder], "bench.safetensors.bin"), digest, size)
 seconds = time.monotonic() - started
-print(f"{seconds:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {got.verified}")
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(f"{seconds:.3f} {usage.ru_maxrss} {got.verified} {usage.ru_utime + usage.ru_stime:.2f}")
 """
 
 
@@ -57,13 +59,15 @@ def _make_file(path: Path, size: int) -> str:
     return hasher.hexdigest()
 
 
-def _peak_rss_kb(command: list[str]) -> tuple[float, int]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _timed(command: list[str]) -> tuple[float, float, int]:
+    """Run ``command``; return its wall seconds, its CPU seconds (user + system) and the children's peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     seconds = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, after if after > before else -1
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return seconds, cpu, after.ru_maxrss
 
 
 def main() -> None:
@@ -84,19 +88,19 @@ def main() -> None:
             mb = size / 1e6
             for run in range(args.repeat):
                 out = Path(tmp) / "curl.bin"
-                seconds, _ = _peak_rss_kb(["curl", "-s", "-o", str(out), url])
-                print(f"run {run}: curl               {seconds:7.2f} s  {mb / seconds:7.1f} MB/s")
-                started = time.monotonic()
-                subprocess.run(["sha256sum", str(out)], check=True, stdout=subprocess.DEVNULL)
-                hashed = time.monotonic() - started
-                print(f"run {run}: curl + sha256sum    {seconds + hashed:7.2f} s  {mb / (seconds + hashed):7.1f} MB/s")
+                seconds, cpu, _ = _timed(["curl", "-s", "-o", str(out), url])
+                print(f"run {run}: curl               {seconds:7.2f} s  {mb / seconds:7.1f} MB/s  cpu {cpu:5.2f} s")
+                hashed, hash_cpu, _ = _timed(["sha256sum", str(out)])
+                total, total_cpu = seconds + hashed, cpu + hash_cpu
+                print(f"run {run}: curl + sha256sum    {total:7.2f} s  {mb / total:7.1f} MB/s  cpu {total_cpu:5.2f} s")
                 out.unlink()
                 folder = Path(tmp) / "models"
                 result = subprocess.run([sys.executable, "-c", CLIENT, url, str(folder), digest, str(size)],
                                         check=True, capture_output=True, text=True)  # fmt: skip
-                took, rss_kb, verified = result.stdout.split()
-                print(f"run {run}: comfywatchman      {float(took):7.2f} s  {mb / float(took):7.1f} MB/s  "
-                      f"peak RSS {int(rss_kb) / 1024:.0f} MiB  ({verified} verified)")  # fmt: skip
+                took, rss_kb, verified, cpu_text = result.stdout.split()
+                rate, rss = mb / float(took), int(rss_kb) / 1024
+                print(f"run {run}: comfywatchman      {float(took):7.2f} s  {rate:7.1f} MB/s  "
+                      f"cpu {float(cpu_text):5.2f} s  peak RSS {rss:.0f} MiB  ({verified} verified)")  # fmt: skip
                 for path in folder.rglob("*"):
                     if path.is_file():
                         path.unlink()
