@@ -119,6 +119,12 @@ def test_reviewed_downloads_take_workflows_from_missing_to_ready(
     # Two workflows need the file: one task, one download.
     assert [r.path for r in cdn.requests] == ["/signed/2001"]
 
+    dry = _cli(config, comfy_tree, home, "--approve-proven", "--download", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would approve {unet['id']}" in dry.stdout and "would download" in dry.stdout
+    assert "wan/x.safetensors" in dry.stdout and "lora" not in dry.stdout.split("would download")[1]
+    assert not (comfy_tree.root / "models" / "unet" / "wan").exists()
+
     proven = _cli(config, comfy_tree, home, "--approve-proven", "--download")
     assert proven.returncode == 0, proven.stderr
     assert (comfy_tree.root / "models" / "unet" / "wan" / "x.safetensors").read_bytes() == UNET

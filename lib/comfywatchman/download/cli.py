@@ -70,18 +70,20 @@ def approve(config: Config, chosen: list[Task], now: datetime, dry_run: bool) ->
         print(f"{'would approve' if dry_run else 'approved'} {task.id}  {task.folder}/{task.name}")
     if dry_run or not chosen:
         return
+    DownloadState(config.state_dir).update({task.id: approval(task, now) for task in chosen})
 
-    def approval(task: Task) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
-        def change(old: dict[str, Any] | None) -> dict[str, Any]:
-            record = dict(old or new_record(task.id, task.name, task.folder, task.item["url"]))
-            record.update(approved_at=now.isoformat(timespec="seconds"), approved_by="user")
-            if (record.get("outcome") or {}).get("status") == "failed":
-                record["outcome"] = None
-            return record
 
-        return change
+def approval(task: Task, now: datetime) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    """Return the change that records a person's approval of ``task`` (a failed outcome is cleared)."""
 
-    DownloadState(config.state_dir).update({task.id: approval(task) for task in chosen})
+    def change(old: dict[str, Any] | None) -> dict[str, Any]:
+        record = dict(old or new_record(task.id, task.name, task.folder, task.item["url"]))
+        record.update(approved_at=now.isoformat(timespec="seconds"), approved_by="user")
+        if (record.get("outcome") or {}).get("status") == "failed":
+            record["outcome"] = None
+        return record
+
+    return change
 
 
 def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] = utcnow) -> int:
@@ -102,9 +104,13 @@ def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] 
         return EXIT_USAGE
     if args.approve_proven:
         chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
-    approve(config, chosen, clock(), args.dry_run)
+    now = clock()
+    approve(config, chosen, now, args.dry_run)
     if chosen and not args.dry_run:
         tasks, queue = load(config.state_dir)
+    elif chosen:
+        # A dry run shows the downloads as if the approvals had been recorded.
+        tasks = [Task(t.id, t.item, t.workflows, approval(t, now)(t.record)) if t in chosen else t for t in tasks]
     model_cache = runner.read_model_cache(config.state_dir)
     hosts = trusted_hosts(config)
     planned = runner.plan(tasks, model_cache, auto=bool(args.auto_download), trusted_hosts=hosts)
