@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -63,16 +64,19 @@ class BarProgress:
     def __init__(self, label: str, total: int | None, initial: int, stream: IO[str] | None = None) -> None:
         from tqdm import tqdm
 
+        size = shutil.get_terminal_size((100, 20))
         self._bar = tqdm(
             total=total,
             initial=initial,
             desc=label,
             unit="B",
             unit_scale=True,
-            unit_divisor=1024,
+            unit_divisor=1000,  # as humanize.size writes sizes (powers of 1000)
             file=stream or sys.stderr,
             leave=True,
-            dynamic_ncols=True,
+            # A terminal that reports no size (a pty without one) would get no bar at all: 100 x 20 then.
+            ncols=size.columns or 100,
+            nrows=size.lines or 20,
         )
 
     def update(self, count: int) -> None:

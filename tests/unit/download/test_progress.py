@@ -31,5 +31,5 @@ def test_a_terminal_gets_a_bar_and_a_pipe_log_lines() -> None:
     assert isinstance(bar, BarProgress)
     bar.update(2048)
     bar.close()
-    assert "x.safetensors" in stream.getvalue() and "2.00k" in stream.getvalue()
+    assert "x.safetensors" in stream.getvalue() and "2.05k" in stream.getvalue()
     assert isinstance(default_factory(io.StringIO())("x", 10, 0), LogProgress)
