@@ -118,9 +118,10 @@ def _hasher_of(path: Path | int, upto: int | None = None) -> Any:
     fd = path if isinstance(path, int) else os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         offset = 0
+        os.lseek(fd, 0, os.SEEK_SET)  # lseek/read, not pread: Windows has no pread
         while upto is None or offset < upto:
             want = MIB * 4 if upto is None else min(MIB * 4, upto - offset)
-            block = os.pread(fd, want, offset)
+            block = os.read(fd, want)
             if not block:
                 break
             hasher.update(block)
@@ -487,9 +488,10 @@ def _error_text(response: requests.Response) -> str:
 def _write_all(fd: int, chunk: bytes, offset: int, part: Path) -> None:
     view = memoryview(chunk)
     try:
+        os.lseek(fd, offset, os.SEEK_SET)
         while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
+            written = os.write(fd, view)
+            view = view[written:]
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             _remove(part)

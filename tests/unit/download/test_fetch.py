@@ -144,14 +144,14 @@ def test_the_disk_filling_up_midway_deletes_the_part(
     server: ByteServer, make_downloader: Any, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = server.add("/f", DATA)
-    real_pwrite = os.pwrite
+    real_write = os.write
 
-    def pwrite(fd: int, data: Any, offset: int) -> int:
-        if offset >= 2 * MIB:
+    def write(fd: int, data: Any) -> int:
+        if os.lseek(fd, 0, os.SEEK_CUR) >= 2 * MIB:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, data, offset)
+        return real_write(fd, data)
 
-    monkeypatch.setattr(fetch.os, "pwrite", pwrite)
+    monkeypatch.setattr(fetch.os, "write", write)
     with pytest.raises(DownloadFailed) as failed:
         make_downloader().fetch(url, _target(models), sha(DATA), len(DATA))
     assert failed.value.final and "disk filled up" in failed.value.reason
