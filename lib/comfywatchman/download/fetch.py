@@ -86,7 +86,8 @@ class DownloadFailed(Exception):
 
 @dataclass
 class Fetched:
-    """A file in place: ``status`` is ``done`` (downloaded) or ``present`` (already there, verified)."""
+    """A file in place: ``status`` is ``done`` (downloaded), ``copied`` (from a file this run downloaded) or
+    ``present`` (already there, verified)."""
 
     status: str
     path: Path
@@ -226,6 +227,38 @@ class Downloader:
             raise
         finally:
             os.close(fd)
+
+    def copy_local(self, source: Path, target: paths.Target, sha256: str, size: int | None) -> Fetched:
+        """Put a copy of ``source`` (a file this run verified against ``sha256``) at ``target``, through the same
+        part file, verification and atomic rename as a download: the same file wanted under two names or in two
+        folders is fetched once. Return what was done; raise DownloadFailed or UnsafeTarget like :meth:`fetch`."""
+        target.prepare()
+        present = self._already_present(target, sha256.lower(), size)
+        if present is not None:
+            return present
+        self._check_space(target.path.parent, os.stat(source).st_size)
+        part = target.part_path(sha256.lower()[:12])
+        fd = paths.open_nofollow(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        started = self.clock()
+        try:
+            if not _try_lock(fd):
+                raise DownloadFailed(f"another download of {target.name} is running; left to it", final=False)
+            hasher = hashlib.sha256()
+            offset = 0
+            with open(source, "rb") as handle:
+                while block := handle.read(self.settings.chunk):
+                    _write_all(fd, block, offset, part)
+                    hasher.update(block)
+                    offset += len(block)
+            os.fsync(fd)
+            fetched = self._finish(target, part, fd, hasher, sha256, size, 0, 0, started, _Published())
+        except BaseException:
+            _remove(part)
+            raise
+        finally:
+            os.close(fd)
+        fetched.status = "copied"
+        return fetched
 
     def _already_present(self, target: paths.Target, sha: str | None, size: int | None) -> Fetched | None:
         final = target.path

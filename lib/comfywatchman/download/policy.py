@@ -65,7 +65,7 @@ def decide(
     if task.get("evidence") not in PROOF or not task.get("url"):
         return Decision(False, "not FOUND with proof: never downloaded")
     outcome = (record or {}).get("outcome") or {}
-    if outcome.get("status") in ("done", "present") and target_exists:
+    if outcome.get("status") in ("done", "copied", "present") and target_exists:
         return Decision(False, "already in place")
     if outcome.get("status") == "failed":
         return Decision(False, f"failed: {outcome.get('reason', '')} (approve it again to retry)")

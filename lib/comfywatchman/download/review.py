@@ -13,8 +13,8 @@ from comfywatchman.download.tasks import Task
 def status_of(task: Task, decision: policy.Decision) -> str:
     """Return the task's state in one word or two: pending_review, approved, will run, done, failed, deferred."""
     outcome = task.outcome or {}
-    if outcome.get("status") in ("failed", "deferred", "done", "present") and not (
-        decision.run and outcome.get("status") in ("done", "present")
+    if outcome.get("status") in ("failed", "deferred", "done", "copied", "present") and not (
+        decision.run and outcome.get("status") in ("done", "copied", "present")
     ):
         return str(outcome["status"])
     if decision.run:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from comfywatchman import artifacts, humanize
@@ -101,6 +102,7 @@ def run(
     """
     totals = Totals()
     started = clock()
+    verified: dict[str, Path] = {}  # sha256 -> a file this run put in place: the same file is fetched once
     for task, decision, target in planned:
         if not decision.run:
             continue
@@ -109,12 +111,14 @@ def run(
             line = describe(task, target, downloader.scrub(url))
             totals.lines.append(f"would download {line} [{decision.why}]")
             continue
-        outcome = _run_one(task, target, downloader)
+        outcome = _run_one(task, target, downloader, verified)
+        if outcome["sha256"] and outcome["verified"] == "sha256" and outcome["path"]:
+            verified.setdefault(outcome["sha256"], Path(outcome["path"]))
         _record(state, task, decision, outcome, now())
         totals.lines.append(f"{task.id}  {task.folder}/{task.name}: {_said(outcome)}")
         status = outcome["status"]
         totals.bytes += outcome["bytes"]
-        if status == "done":
+        if status in ("done", "copied"):
             totals.done += 1
         elif status == "present":
             totals.present += 1
@@ -126,11 +130,18 @@ def run(
     return totals
 
 
-def _run_one(task: Task, target: paths.Target | str, downloader: Downloader) -> dict[str, Any]:
+def _run_one(
+    task: Task, target: paths.Target | str, downloader: Downloader, verified: dict[str, Path]
+) -> dict[str, Any]:
     if not isinstance(target, paths.Target):
         return _failure("failed", f"no safe place for it: {target}")
+    sha256, size = task.item.get("sha256"), task.item.get("size")
     try:
-        fetched = downloader.fetch(task.item["url"], target, task.item.get("sha256"), task.item.get("size"))
+        source = verified.get((sha256 or "").lower())
+        if source is not None and sha256:
+            fetched = downloader.copy_local(source, target, sha256, size)
+        else:
+            fetched = downloader.fetch(task.item["url"], target, sha256, size)
     except paths.UnsafeTarget as exc:
         return _failure("failed", f"refused: {exc}")
     except DownloadFailed as exc:
@@ -164,6 +175,8 @@ def _said(outcome: dict[str, Any]) -> str:
     status = outcome["status"]
     if status == "done":
         return f"downloaded, {outcome['verified']} verified -> {outcome['path']}"
+    if status == "copied":
+        return f"copied from the same file downloaded in this run, sha256 verified -> {outcome['path']}"
     if status == "present":
         return f"already in place ({outcome['verified']} verified)"
     return f"{status}: {outcome['reason']}"

@@ -6,7 +6,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from comfywatchman.download import runner
+from comfywatchman.download.fetch import DownloadFailed
+from comfywatchman.download.paths import target_for
 from comfywatchman.download.state import DownloadState, task_id
 from comfywatchman.download.tasks import Task
 from tests.fakes.byte_server import ByteServer
@@ -50,3 +54,29 @@ def test_outcomes_are_recorded_and_dry_run_does_nothing(
     reloaded = [Task(t.id, t.item, t.workflows, state.read()[t.id]) for t in (good, gone)]
     again = runner.plan(reloaded, cache, auto=True, trusted_hosts=["127.0.0.1"])
     assert [decision.run for _t, decision, _x in again] == [False, False]
+
+
+def test_one_file_wanted_under_two_names_is_downloaded_once(
+    server: ByteServer, make_downloader: Any, models: Path, tmp_path: Path
+) -> None:
+    url = server.add("/same", DATA)
+    first = _task(url, "x.safetensors", sha(DATA))
+    second = _task(url, "SDXL/x.safetensors", sha(DATA).upper())
+    cache = {"folders": {"loras": {"paths": [str(models / "loras")], "files": []}}}
+    planned = runner.plan([first, second], cache, auto=True, trusted_hosts=["127.0.0.1"])
+    state = DownloadState(tmp_path / "state")
+    totals = runner.run(planned, make_downloader(), state, lambda: NOW)
+    assert server.count == 1 and totals.done == 2
+    assert (models / "loras" / "x.safetensors").read_bytes() == (
+        models / "loras" / "SDXL" / "x.safetensors"
+    ).read_bytes()
+    assert state.read()[second.id]["outcome"]["status"] == "copied"
+    assert [p.name for p in models.rglob("*.part")] == []
+
+
+def test_a_local_copy_is_verified_like_a_download(make_downloader: Any, models: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source.safetensors"
+    source.write_bytes(DATA[:-1] + b"!")  # changed on disk since it was verified
+    with pytest.raises(DownloadFailed, match="SHA256 mismatch"):
+        make_downloader().copy_local(source, target_for([str(models / "loras")], "y.safetensors"), sha(DATA), None)
+    assert list((models / "loras").iterdir()) == []
