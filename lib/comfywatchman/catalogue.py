@@ -157,8 +157,18 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "download_queue",
         "json",
         ("search",),
-        (),
+        ("download",),
         "one task per proven file: target folder and path, URL, sha256, size; `pending_review` until you approve",
+    ),
+    Artifact(
+        "downloads",
+        "state/downloads.json",
+        "downloads",
+        "json",
+        ("download",),
+        ("download",),
+        "your approvals (`--approve`) and each task's last outcome (`done`, `present`, `failed`, `deferred`), "
+        "kept while the queue is rewritten",
     ),
     Artifact(
         "report_history",
@@ -174,7 +184,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "state/runs/{stage}.json",
         "stage_run",
         "json",
-        ("gate", "cache", "intake", "scan", "search", "report"),
+        ("gate", "cache", "intake", "scan", "search", "download", "report"),
         ("report",),
         "timing, success, errors and counts of the stage's latest run",
     ),
@@ -219,7 +229,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "log/structured.log",
         "structured_log_entry",
         "jsonl",
-        ("gate", "cache", "intake", "scan", "search", "report", CYCLE, LOOP),
+        ("gate", "cache", "intake", "scan", "search", "download", "report", CYCLE, LOOP),
         (),
         "one JSON line per stage event: `ts, level, cycle_id, stage, event, workflows_scanned, resolved, "
         "uncertain, errors, detail`",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from comfywatchman import __version__, artifacts, cycle, logsetup, preflight, schedule_status, scheduler, stage_runner
 from comfywatchman.config import Config, load
+from comfywatchman.download import cli as download_cli
 from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from comfywatchman.reporting import cycle_summary
 from comfywatchman.stages import ORDER
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug diagnostics on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    download_cli.add_arguments(parser)
     return parser
 
 
@@ -117,10 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logsetup.configure(args.verbose, args.quiet)
     wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
+    wanted += (download_cli.wanted(args),)
     if not any(wanted):
         parser.print_usage(sys.stderr)
         print(
-            "comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME or --list-intake",
+            "comfywatchman: nothing to do: give --run-cycle, --scheduler, --stage NAME, --list-intake, --queue or "
+            "--download",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -159,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"comfywatchman: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if download_cli.wanted(args):
+        return download_cli.run(args, config)
     if config.using_demo:
         logger.warning(
             "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
@@ -169,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scheduler:
         return scheduler.run_loop(config, backends=backends)
     trigger = args.trigger or cycle.trigger_from_env()
-    result = cycle.guarded_cycle(config, force=args.force, backends=backends, trigger=trigger)
+    result = cycle.guarded_cycle(
+        config, force=args.force, backends=backends, trigger=trigger, **download_cli.cycle_options(args)
+    )
     cycle_summary.emit(cycle_summary.build(config, result.cycle_id, result.exit_code), args.json)
     return result.exit_code
 

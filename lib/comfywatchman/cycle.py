@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from comfywatchman.config import Config
+from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError
 from comfywatchman.stage_runner import lock_for, run_stage
 from comfywatchman.stages import ORDER
@@ -64,6 +65,8 @@ def guarded_cycle(
     backends: tuple[str, ...] | None = None,
     trigger: str = "manual",
     catch_up: bool = False,
+    auto_download: bool = False,
+    dry_run: bool = False,
 ) -> CycleResult:
     """Run one guarded cycle like :func:`run_cycle` and return its CycleResult.
 
@@ -92,11 +95,21 @@ def guarded_cycle(
         return CycleResult(EXIT_SKIPPED, cycle_id, reason, (), lock_held_by_other=True)
     try:
         ctx = StageContext(
-            config, cycle_id, clock, machine=machine or Machine(), force=force, lock=lock, backends=backends
+            config,
+            cycle_id,
+            clock,
+            machine=machine or Machine(),
+            force=force,
+            lock=lock,
+            backends=backends,
+            auto_download=auto_download,
+            dry_run=dry_run,
         )
         outcomes = [run_stage("gate", ctx)]
         if not outcomes[0].skipped_reason and outcomes[0].ok:
-            outcomes += [run_stage(name, ctx) for name in ORDER[1:]]
+            outcomes += [run_stage(name, ctx) for name in ORDER[1:-1]]
+            outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
+            outcomes.append(run_stage(ORDER[-1], ctx))
         return _record(config, ctx, started, outcomes, trigger, catch_up)
     finally:
         lock.release()

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from comfywatchman import artifacts, catalogue, logsetup
 from comfywatchman.config import Config
+from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError, WatchmanError
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages import cache, gate, intake, report, scan, search
@@ -24,6 +25,7 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
     "intake": intake.run,
     "scan": scan.run,
     "search": search.run,
+    "download": downloads.run,
     "report": report.run,
 }
 

@@ -164,6 +164,15 @@ class FakeCivitai(FakeServer):
             return Reply(503, {"error": "Search is overloaded, please try again"}, {"Retry-After": "2"})
         if status == 429:
             return Reply(429, {"error": "Too many requests"})
+        # The download endpoint's refusals (external-apis.md A): login, early access, missing, archived.
+        if status == 401:
+            return Reply(401, {"error": "Unauthorized", "message": "Please log in to download this model"})
+        if status == 403:
+            return Reply(403, {"error": "Early Access", "deadline": "2026-12-24T00:00:00.000Z"})
+        if status == 404:
+            return Reply(404, {"error": "File not found"})
+        if status == 410:
+            return Reply(410, {"error": "Model archived, not available for download"})
         return Reply(status, {"error": f"HTTP {status}"})
 
     # -- helpers -----------------------------------------------------------------------------------------

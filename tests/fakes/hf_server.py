@@ -90,6 +90,8 @@ class FakeHub(FakeServer):
         self.repos = {r.repo_id: r for r in (repos if repos is not None else default_repos())}
         self.approved_tokens: set[str] = set()
         self.tree_page_size = 1000
+        # Where resolve redirects LFS files (the real Hub's CDN); tests point it at a ByteServer.
+        self.cdn = "https://cdn-lfs.example.invalid"
 
     def error_reply(self, status: int) -> Reply:
         if status == 503:
@@ -251,6 +253,6 @@ class FakeHub(FakeServer):
                 **headers,
                 "X-Linked-Etag": f'"{sha}"',
                 "X-Linked-Size": str(size),
-                "Location": f"https://cdn-lfs.example.invalid/{sha}",
+                "Location": f"{self.cdn}/{sha}",
             },
         )

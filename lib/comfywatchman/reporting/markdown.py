@@ -100,6 +100,9 @@ def render(report: Mapping[str, Any]) -> str:
         lines.append(f"\n…and {len(report['actions']) - 15} more in master_status.json.")
     lines.append("")
 
+    if report.get("broken_models"):
+        lines += ["## Broken model files (delete, then download again)", ""]
+        lines += [f"- `{b['folder']}/{b['name']}`: {b['reason']} ({b['path']})" for b in report["broken_models"]] + [""]
     lines += ["## Workflows", ""]
     order = {"error": 0, "blocked": 1, "needs_review": 2, "resolvable": 3, "ready": 4}
     for wf in sorted(report["workflows"], key=lambda w: (order[w["readiness"]], w["workflow"])):

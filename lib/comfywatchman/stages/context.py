@@ -72,7 +72,8 @@ class StageContext:
     ``clock`` and ``machine`` are parameters so time-, GPU- and network-based logic is testable. ``force``:
     a manual run that skips the gate's awake, VRAM and ComfyUI checks (never the lock). ``lock``: the cycle
     lock the runner holds. ``backends``: the search backends of this run (``--backends``), None for the
-    configured order.
+    configured order. ``auto_download``: ``--auto-download`` (trusted files are downloaded in the cycle, as
+    ``[download] auto_download`` also asks); ``dry_run``: downloads only say what they would do.
     """
 
     config: Config
@@ -83,6 +84,8 @@ class StageContext:
     force: bool = False
     lock: CycleLock | None = None
     backends: tuple[str, ...] | None = None
+    auto_download: bool = False
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.log is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from comfywatchman import artifacts, availability
 from comfywatchman.comfy.manager_files import maps_used
+from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import markdown, staleness, status_report
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -70,6 +71,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "actions": status_report.actions(workflows),
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
+        "broken_models": installed_broken(state),
         "cycle": {
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],

@@ -1,0 +1,138 @@
+"""The download flags of the ``comfywatchman`` command: ``--queue``, ``--approve``, ``--approve-proven``,
+``--download``, ``--auto-download`` and ``--dry-run``. ``cli.py`` adds them and hands over; results go to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from comfywatchman.config import Config
+from comfywatchman.download import policy, review, runner
+from comfywatchman.download.fetch import Downloader, Settings, UrlRewriter, tokens_from_config
+from comfywatchman.download.state import DownloadState, new_record
+from comfywatchman.download.tasks import Task, load, select
+from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArtifactError
+from comfywatchman.stages.context import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the download flags to the command's parser."""
+    group = parser.add_argument_group("downloads (manual review is the default; see README, Downloads)")
+    group.add_argument("--queue", action="store_true", help="list the download queue: what, where to, from where, "
+                       "size, evidence, state and the workflows it unblocks (--json for JSON)")  # fmt: skip
+    group.add_argument("--approve", nargs="+", metavar="ID", help="approve these download tasks (ids from --queue)")
+    group.add_argument("--approve-proven", action="store_true",
+                       help="approve every task proven by a hash (found by hash, or declared with one)")  # fmt: skip
+    group.add_argument("--download", action="store_true", help="download the approved tasks, verified, into place")
+    group.add_argument("--auto-download", action="store_true",
+                       help="also run, without review, what policy trusts (a workflow's declaration or a hash match "
+                       "on a trusted host); with --run-cycle the cycle downloads them and scans again")  # fmt: skip
+    group.add_argument("--dry-run", action="store_true", help="show what approving or downloading would do; do nothing")
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Return whether the command line asks for a download action handled by :func:`run`."""
+    alone_auto = args.auto_download and not (args.run_cycle or args.scheduler)
+    return bool(args.queue or args.approve or args.approve_proven or args.download or alone_auto)
+
+
+def cycle_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the stage options a cycle gets from the download flags."""
+    options: dict[str, Any] = {}
+    if args.auto_download:
+        options["auto_download"] = True
+    if args.dry_run:
+        options["dry_run"] = True
+    return options
+
+
+def build_downloader(config: Config, env: Mapping[str, str] | None = None) -> Downloader:
+    """Return the downloader for ``config``: its settings, tokens per host and service address rewriting."""
+    settings = Settings.from_config(config)
+    return Downloader(settings, tokens_from_config(config, env), UrlRewriter.from_config(config))
+
+
+def trusted_hosts(config: Config) -> list[str]:
+    """Return ``[search] trusted_hosts``."""
+    return list(config.data.get("search", {}).get("trusted_hosts", []))
+
+
+def approve(config: Config, chosen: list[Task], now: datetime, dry_run: bool) -> None:
+    """Record a person's approval of ``chosen`` (clearing a failed outcome, so it is tried again)."""
+    for task in chosen:
+        print(f"{'would approve' if dry_run else 'approved'} {task.id}  {task.folder}/{task.name}")
+    if dry_run or not chosen:
+        return
+    DownloadState(config.state_dir).update({task.id: approval(task, now) for task in chosen})
+
+
+def approval(task: Task, now: datetime) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    """Return the change that records a person's approval of ``task`` (a failed outcome is cleared)."""
+
+    def change(old: dict[str, Any] | None) -> dict[str, Any]:
+        record = dict(old or new_record(task.id, task.name, task.folder, task.item["url"]))
+        record.update(approved_at=now.isoformat(timespec="seconds"), approved_by="user")
+        if (record.get("outcome") or {}).get("status") == "failed":
+            record["outcome"] = None
+        return record
+
+    return change
+
+
+def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] = utcnow) -> int:
+    """Approve, download and list as the flags ask, in that order; return the exit code (1 when a download
+    failed, 2 for an unknown task id)."""
+    try:
+        tasks, queue = load(config.state_dir)
+    except ArtifactError as exc:
+        print(f"comfywatchman: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if queue is None:
+        print(f"no download queue yet in {config.state_dir}: run a cycle (or --stage search) first")
+        return EXIT_OK
+    chosen, errors = select(tasks, list(args.approve or []))
+    for error in errors:
+        print(f"comfywatchman: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    if args.approve_proven:
+        chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
+    now = clock()
+    approve(config, chosen, now, args.dry_run)
+    if chosen and not args.dry_run:
+        tasks, queue = load(config.state_dir)
+    elif chosen:
+        # A dry run shows the downloads as if the approvals had been recorded.
+        tasks = [Task(t.id, t.item, t.workflows, approval(t, now)(t.record)) if t in chosen else t for t in tasks]
+    model_cache = runner.read_model_cache(config.state_dir)
+    hosts = trusted_hosts(config)
+    planned = runner.plan(tasks, model_cache, auto=bool(args.auto_download), trusted_hosts=hosts)
+    code = EXIT_OK
+    if (args.download or args.auto_download) and config.offline and not args.dry_run:
+        print("comfywatchman: --offline: nothing is downloaded", file=sys.stderr)
+        return EXIT_FAILED
+    if args.download or args.auto_download:
+        downloader = build_downloader(config)
+        totals = runner.run(planned, downloader, DownloadState(config.state_dir), clock, dry_run=args.dry_run)
+        for line in totals.lines:
+            print(line)
+        if not totals.lines:
+            print("nothing to download: approve tasks first (--queue lists them)")
+        elif not args.dry_run:
+            print(totals.summary())
+        code = EXIT_FAILED if totals.failed else EXIT_OK
+        if args.queue:
+            planned = runner.plan(load(config.state_dir)[0], model_cache, auto=False, trusted_hosts=hosts)
+    if args.queue:
+        if args.json:
+            print(json.dumps(review.as_json(planned, hosts), indent=2, ensure_ascii=False))
+        else:
+            print(review.as_text(planned, hosts))
+    return code

@@ -1,0 +1,90 @@
+"""The safetensors header check: a file whose header promises more bytes than the file has is truncated.
+
+A ``.safetensors`` file starts with an 8-byte little-endian header length N, then N bytes of JSON that give each
+tensor's ``data_offsets`` into the data that follows. A download cut short, or a copy that stopped, leaves a file
+ComfyUI fails on at load time with an unhelpful message; this check finds it from the first few kilobytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+# Real headers are kilobytes to a few MiB; a larger claimed length is garbage, not a header.
+MAX_HEADER = 100 * 1024 * 1024
+
+
+def is_safetensors(name: str) -> bool:
+    """Return whether ``name`` is a safetensors file by its extension."""
+    return name.lower().endswith(SAFETENSORS_SUFFIXES)
+
+
+def truncation_reason(path: Path | str) -> str | None:
+    """Return why the safetensors file at ``path`` is truncated or broken, or None when its header fits its size.
+
+    Raises OSError when the file cannot be read at all (the caller says which file).
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(8)
+        if len(head) < 8:
+            return f"truncated: {size} bytes, shorter than the 8-byte safetensors header length"
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_HEADER:
+            return f"not a safetensors file: header length {length} is implausible"
+        if 8 + length > size:
+            return f"truncated: header needs {8 + length} bytes, the file has {size}"
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, UnicodeDecodeError):
+            return "broken: the safetensors header is not valid JSON"
+    if not isinstance(header, dict):
+        return "broken: the safetensors header is not a JSON object"
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__" or not isinstance(entry, dict):
+            continue
+        offsets = entry.get("data_offsets")
+        if isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets):
+            end = max(end, offsets[1])
+    if 8 + length + end > size:
+        return f"truncated: tensors need {8 + length + end} bytes, the file has {size}"
+    return None
+
+
+def broken_files(model_cache: dict[str, object]) -> list[dict[str, str]]:
+    """Return ``{folder, name, path, reason}`` for every installed safetensors file of ``model_cache`` (the cache
+    stage's artifact) that is truncated or unreadable: the report lists them as broken."""
+    out: list[dict[str, str]] = []
+    folders = model_cache.get("folders")
+    if not isinstance(folders, dict):
+        return out
+    for folder, entry in sorted(folders.items()):
+        paths = entry["paths"]
+        for item in entry["files"]:
+            if not is_safetensors(item["name"]):
+                continue
+            path = os.path.join(paths[item["dir"]], *item["name"].split("/"))
+            try:
+                reason = truncation_reason(path)
+            except OSError as exc:
+                reason = f"unreadable: {exc.strerror or exc}"
+            if reason:
+                out.append({"folder": folder, "name": item["name"], "path": path, "reason": reason})
+    return out
+
+
+def installed_broken(state_dir: Path) -> list[dict[str, str]]:
+    """Return :func:`broken_files` of ``state_dir/model_cache.json`` (empty when it is missing or broken: the
+    cache stage reports that itself). The report's hook."""
+    try:
+        model_cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
+    except ArtifactError:
+        return []
+    return broken_files(model_cache or {})
