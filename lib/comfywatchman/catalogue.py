@@ -28,7 +28,8 @@ class Artifact:
     ``path``: relative to the home folder (``state/...``, ``output/...``, ``log/...``). ``schema``: the schema
     name in ``schemas/`` (without ``.schema.json``) the document, or each line of a JSON-lines file, must
     satisfy; None for a file that is not JSON. ``writers`` and ``readers``: stages, or ``cycle`` / ``loop``.
-    ``about``: what it holds, for the README.
+    ``about``: what it holds, for the README. ``every_cycle``: False for a file written only when the user
+    asks for it (approvals, downloads), not by every cycle.
     """
 
     key: str
@@ -38,6 +39,7 @@ class Artifact:
     writers: tuple[str, ...]
     readers: tuple[str, ...]
     about: str
+    every_cycle: bool = True
 
     def locate(self, home: Path, stage: str = "") -> Path:
         """Return the file's path under ``home`` (``stage`` fills ``{stage}``)."""
@@ -169,6 +171,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         ("download",),
         "your approvals (`--approve`) and each task's last outcome (`done`, `present`, `failed`, `deferred`), "
         "kept while the queue is rewritten",
+        every_cycle=False,
     ),
     Artifact(
         "report_history",

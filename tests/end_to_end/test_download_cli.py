@@ -88,7 +88,7 @@ def test_reviewed_downloads_take_workflows_from_missing_to_ready(
     comfy_tree.workflow("both.json", ui_workflow([ui_node(1, "LoraLoader", ["add_detail.safetensors", 1, 1]),
                                                   _unet_node()]))  # fmt: skip
     config = _config(tmp_path, civitai, hub)
-    first = _cli(config, comfy_tree, home, "--run-cycle")
+    first = _cli(config, comfy_tree, home, "--run-cycle", "--force")
     assert first.returncode == 0, first.stderr
     assert {k: v["readiness"] for k, v in _readiness(home).items() if k != "_generated_at"} == {
         "lora.json": "resolvable", "both.json": "resolvable"}  # fmt: skip
@@ -100,7 +100,7 @@ def test_reviewed_downloads_take_workflows_from_missing_to_ready(
     assert lora["state"] == unet["state"] == "pending_review"
     assert lora["evidence"] == "exact_filename" and unet["evidence"] == "declared"
     assert lora["target"] == str(comfy_tree.root / "models" / "loras" / "add_detail.safetensors")
-    assert unet["target"] == str(comfy_tree.root / "models" / "unet" / "wan" / "x.safetensors")
+    assert unet["target"] == str(comfy_tree.root / "models" / "diffusion_models" / "wan" / "x.safetensors")
     assert len(lora["workflows"]) == 2 and len(unet["workflows"]) == 1
     assert unet["trusted_for_auto_download"] and lora["trusted_for_auto_download"] is None
     text = _cli(config, comfy_tree, home, "--queue").stdout
@@ -123,15 +123,15 @@ def test_reviewed_downloads_take_workflows_from_missing_to_ready(
     assert dry.returncode == 0, dry.stderr
     assert f"would approve {unet['id']}" in dry.stdout and "would download" in dry.stdout
     assert "wan/x.safetensors" in dry.stdout and "lora" not in dry.stdout.split("would download")[1]
-    assert not (comfy_tree.root / "models" / "unet" / "wan").exists()
+    assert not (comfy_tree.root / "models" / "diffusion_models" / "wan").exists()
 
     proven = _cli(config, comfy_tree, home, "--approve-proven", "--download")
     assert proven.returncode == 0, proven.stderr
-    assert (comfy_tree.root / "models" / "unet" / "wan" / "x.safetensors").read_bytes() == UNET
+    assert (comfy_tree.root / "models" / "diffusion_models" / "wan" / "x.safetensors").read_bytes() == UNET
     assert "Authorization" not in cdn.requests[-1].headers
     assert hub.requests[-1].headers["Authorization"] == "Bearer hf_SECRET_TOKEN_456"
 
-    again = _cli(config, comfy_tree, home, "--run-cycle")
+    again = _cli(config, comfy_tree, home, "--run-cycle", "--force")
     assert again.returncode == 0, again.stderr
     ready = _readiness(home)
     assert ready["lora.json"]["readiness"] == ready["both.json"]["readiness"] == "ready"
@@ -152,12 +152,12 @@ def test_auto_download_makes_a_declared_file_ready_in_the_same_cycle(
     comfy_tree.workflow("lora.json", ui_workflow([ui_node(1, "LoraLoader", ["add_detail.safetensors", 1, 1])]))
     config = _config(tmp_path, civitai, hub)
 
-    dry = _cli(config, comfy_tree, home, "--run-cycle", "--auto-download", "--dry-run")
+    dry = _cli(config, comfy_tree, home, "--run-cycle", "--force", "--auto-download", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would download" in dry.stderr and "wan/x.safetensors" in dry.stderr
     assert cdn.count == 0 and not (home / "state" / "downloads.json").exists()
 
-    cycle = _cli(config, comfy_tree, home, "--run-cycle", "--auto-download")
+    cycle = _cli(config, comfy_tree, home, "--run-cycle", "--force", "--auto-download")
     assert cycle.returncode == 0, cycle.stderr
     ready = _readiness(home)
     assert ready["unet.json"]["readiness"] == "ready"

@@ -15,7 +15,7 @@ from comfywatchman import artifacts
 from tests.fakes import wait_until
 from tests.fakes.byte_server import ByteServer
 from tests.fakes.hf_server import FakeHub, Repo
-from tests.helpers.comfy_tree import ComfyTree, run_cli, ui_node, ui_workflow
+from tests.helpers.comfy_tree import ComfyTree, run_cli, subprocess_env, ui_node, ui_workflow
 from tests.helpers.model_files import safetensors_bytes, sha
 
 pytestmark = pytest.mark.slow
@@ -37,14 +37,13 @@ def test_a_killed_download_leaves_no_model_and_the_next_run_resumes(
         config.write_text(f'[search]\nbackend_order = []\n[huggingface]\nendpoint = "{hub.url}"\n'
                           "[download]\nmin_free_mb = 0\nbackoff_max_seconds = 0.0\n")  # fmt: skip
         common = ["--config", str(config), "--comfyui-root", str(comfy_tree.root)]
-        assert run_cli("--run-cycle", *common, home=home).returncode == 0
+        assert run_cli("--run-cycle", "--force", *common, home=home).returncode == 0
         assert run_cli("--approve-proven", *common, home=home).returncode == 0
 
         cdn.fail(f"/{sha(DATA)}", ("drip", 0.005))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "COMFYWATCHMAN_", "HF_"))}
         child = subprocess.Popen(
             [sys.executable, "-m", "comfywatchman", "--download", *common],
-            cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=home, env=subprocess_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         folder = comfy_tree.root / "models" / "checkpoints"
         parts = lambda: list(folder.glob("big.safetensors.*.part"))  # noqa: E731
@@ -67,6 +66,6 @@ def test_a_killed_download_leaves_no_model_and_the_next_run_resumes(
         assert cdn.requests[-1].headers["Range"] == f"bytes={cut_at}-"
         assert "% (" in resumed.stderr  # the 10% progress lines of a run without a terminal
     assert (folder / "big.safetensors").read_bytes() == DATA and not parts()
-    assert run_cli("--run-cycle", *common, home=home).returncode == 0
+    assert run_cli("--run-cycle", "--force", *common, home=home).returncode == 0
     report = artifacts.read(home / "output" / "reports" / "status" / "master_status.json", "master_status")
     assert report["workflows"][0]["readiness"] == "ready"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from comfywatchman import artifacts, catalogue, resources
-from comfywatchman.stages import ORDER
+from comfywatchman.stages import ON_REQUEST, ORDER
 
 REPO = Path(__file__).resolve().parents[2]
 # Schemas of things that are not files a cycle writes: the user's config and an LLM's answer.
@@ -37,7 +37,7 @@ def test_the_json_lines_files_have_a_schema_for_their_lines() -> None:
 
 
 def test_every_writer_and_reader_is_a_stage_the_cycle_or_the_loop() -> None:
-    known = {*ORDER, catalogue.CYCLE, catalogue.LOOP}
+    known = {*ORDER, *ON_REQUEST, catalogue.CYCLE, catalogue.LOOP}
     for item in catalogue.ARTIFACTS:
         assert set(item.writers) <= known and set(item.readers) <= known, item.key
         assert item.writers, item.key

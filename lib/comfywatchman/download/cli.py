@@ -7,13 +7,13 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from comfywatchman.config import Config
 from comfywatchman.download import policy, review, runner
-from comfywatchman.download.fetch import Downloader, Settings, UrlRewriter, tokens_from_config
+from comfywatchman.download.fetch import Downloader, Settings, UrlRewriter
 from comfywatchman.download.state import DownloadState, new_record
 from comfywatchman.download.tasks import Task, load, select
 from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArtifactError
@@ -53,10 +53,11 @@ def cycle_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def build_downloader(config: Config, env: Mapping[str, str] | None = None) -> Downloader:
+def build_downloader(config: Config) -> Downloader:
     """Return the downloader for ``config``: its settings, tokens per host and service address rewriting."""
     settings = Settings.from_config(config)
-    return Downloader(settings, tokens_from_config(config, env), UrlRewriter.from_config(config))
+    # The hosts each token goes to are the config loader's (Config.tokens), as for the search's HTTP client.
+    return Downloader(settings, dict(config.tokens), UrlRewriter.from_config(config))
 
 
 def trusted_hosts(config: Config) -> list[str]:

@@ -155,22 +155,6 @@ class UrlRewriter:
         return service_url(url, self.config)
 
 
-def tokens_from_config(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Secret]:
-    """Return host -> token as the search client sends them: the Civitai key to the ``[civitai] base_url``
-    host, the HF token (``HF_TOKEN``, then ``HUGGING_FACE_HUB_TOKEN``) to the Hub endpoint host."""
-    from comfywatchman.search.civitai import civitai_base_url
-    from comfywatchman.search.huggingface import hf_endpoint
-
-    tokens: dict[str, Secret] = {}
-    secrets = config.secrets
-    if secrets.get("CIVITAI_API_KEY"):
-        tokens[host_of(civitai_base_url(config))] = secrets["CIVITAI_API_KEY"]
-    hf_token = secrets.get("HF_TOKEN") or secrets.get("HUGGING_FACE_HUB_TOKEN")
-    if hf_token:
-        tokens[host_of(hf_endpoint(config, env))] = hf_token
-    return tokens
-
-
 @dataclass
 class Downloader:
     """Downloads files for one run. ``sleep``, ``clock`` and ``disk_free`` are parameters so tests need not
