@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(COMFYUI_ROOT),--comfyui-root "$(COMFYUI_ROOT)",)
 STAGES := gate cache intake scan search report
 
-.PHONY: install cycle $(STAGES) test lint format bench clean install-cron uninstall-cron
+.PHONY: install cycle $(STAGES) test test-reliability lint format bench clean install-cron uninstall-cron
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ $(STAGES): $(RUNTIME_STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The long fault suites (marker "reliability"), with their figures printed: e.g. >= 10,000 fuzzed workflow files.
+test-reliability: $(TEST_STAMP)
+	$(PY) -m pytest -m reliability -s -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
