@@ -109,10 +109,12 @@ def test_scan_reads_png_workflows_and_reports_unreadable_files(comfy_tree: Comfy
     comfy_tree.raw_workflow("broken.json", b"{not json")
     ctx = make_ctx(comfy_tree, home)
     outcome = cycle(ctx)
-    assert not outcome.ok and outcome.errors[0].startswith(str(comfy_tree.workflows / "broken.json"))
+    # A file that cannot be read is a finding (its entry's error), not a failure of the stage.
+    assert outcome.ok and not outcome.errors and outcome.counts["errors"] == 1
     entries = scanned(ctx)
     assert (entries["render.png"]["format"], entries["render.png"]["container"]) == ("ui", "png")
     assert by_name(entries["render.png"])["flux.safetensors"]["folder"] == "diffusion_models"
+    assert entries["broken.json"]["error"].startswith(str(comfy_tree.workflows / "broken.json"))
     assert entries["broken.json"]["error"].endswith(
         "(Expecting property name enclosed in double quotes at line 1 column 2)"
     )
@@ -148,7 +150,7 @@ def test_scan_parses_in_worker_processes_when_many_changed(
     comfy_tree.raw_workflow("bad.json", b"[]")
     ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
     outcome = cycle(ctx)
-    assert outcome.counts["parsed"] == 7 and len(outcome.errors) == 1
+    assert outcome.counts["parsed"] == 7 and outcome.counts["errors"] == 1 and outcome.ok
     entries = scanned(ctx)
     assert [next(iter(by_name(entries[f"w{i}.json"]))) for i in range(6)] == [f"l{i}.safetensors" for i in range(6)]
 
