@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from comfywatchman import artifacts
+from comfywatchman.comfy.folders import walk_once
 from comfywatchman.config import expand_path
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -78,7 +79,7 @@ def find_workflows(ctx: StageContext) -> tuple[list[Found], list[dict[str, Any]]
 
 
 def _walk(directory: Path, include: tuple[str, ...]) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(directory, followlinks=True):
+    for folder, dirs, files in walk_once(directory):  # symlinks followed, a loop walked once
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in include):
