@@ -21,8 +21,8 @@ except ImportError:  # a speed-up only: the standard library parses the same doc
     _orjson_loads = None
 
 Format = Literal["ui", "api"]
-# Deeper than any workflow (orjson's own limit is 1024): the standard parser would recurse past Python's stack.
-MAX_DEPTH = 512
+# Deeper than any workflow, and orjson's own limit: the standard parser would recurse past Python's stack.
+MAX_DEPTH = 1024
 # Unwrapping {"workflow": {...}} containers: real tools nest one level.
 MAX_UNWRAP = 4
 _SURROGATES = range(0xD800, 0xE000)
