@@ -291,7 +291,8 @@ class _UIWalker:
         return graph
 
     def run(self) -> None:
-        self.walk(_Frame(iter(Graph.of(self.data).nodes), Graph.of(self.data), [], "", None, {}, None))
+        top = Graph.of(self.data)
+        self.walk(_Frame(iter(top.nodes), top, [], "", None, {}, None))
         # A definition no instance reaches is not run by ComfyUI, but its loaders and declarations still say
         # what the author meant to ship; list them as they stand (this also covers broken instance chains).
         for sub_id, definition in self.definitions.items():
