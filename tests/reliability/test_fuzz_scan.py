@@ -102,7 +102,7 @@ def _slots(data: Any) -> list[tuple[Any, Any]]:
     return found
 
 
-@hypothesis.settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@hypothesis.settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @hypothesis.given(template=st.integers(min_value=0), spot=st.integers(min_value=0), value=_values, data=st.data())
 def test_any_json_value_planted_in_a_template_is_read_or_refused(
     template: int, spot: int, value: Any, data: Any
@@ -208,7 +208,7 @@ def _fuzzed_cycles(tmp_path: Path, count: int, batch: int) -> None:
 
 @pytest.mark.slow
 def test_real_cycles_scan_fuzzed_files_beside_good_ones(tmp_path: Path) -> None:
-    _fuzzed_cycles(tmp_path, 120, 120)
+    _fuzzed_cycles(tmp_path, 100, 100)
 
 
 @pytest.mark.reliability
