@@ -39,7 +39,7 @@ MAX_MODELS = 10_000
 # visited stay within this many plus SPREAD_FACTOR times the nodes the file holds; past it, each definition
 # is walked once more at most, so fan-out (two instances per level, 30 levels) stays linear in the file.
 VISIT_ALLOWANCE = 20_000
-SPREAD_FACTOR = 10
+SPREAD_FACTOR = 2
 
 
 class TooLarge(ValueError):
