@@ -420,32 +420,9 @@ class _UIWalker:
         for widget, (value, _via) in overrides.get(local_id, {}).items():
             if widget not in taken and isinstance(value, str):
                 self._scan_text(value, widget, node_id, node_type, path, mode, not specs)
-        if isinstance(values, dict):
-            items: Any = values.items()
-        elif isinstance(values, list):
-            items = enumerate(values)
-        else:
-            return
-        for key, value in items:
-            if isinstance(value, str):
-                if not _worth_a_look(value):
-                    continue
-                if isinstance(key, int):
-                    # Names are worked out only for the rare value that names something.
-                    if widget_names is None:
-                        widget_names = _widget_inputs(node)
-                    name = widget_names[key] if len(widget_names) == len(values) else None
-                else:
-                    name = key
-                if name not in taken:
-                    self._scan_text(value, name, node_id, node_type, path, mode, not specs)
-            elif isinstance(value, (dict, list)):
-                # Packs nest values one level (rgthree's Power Lora Loader: {"lora": "x.safetensors", ...}).
-                nested = value.items() if isinstance(value, dict) else ((None, v) for v in value)
-                for inner_key, inner_value in nested:
-                    if isinstance(inner_value, str) and _worth_a_look(inner_value):
-                        name = inner_key if isinstance(inner_key, str) else (key if isinstance(key, str) else None)
-                        self._scan_text(inner_value, name, node_id, node_type, path, mode, not specs)
+        for text, name, direct in _texts(node, values, [widget_names]):
+            if not (direct and name in taken):
+                self._scan_text(text, name, node_id, node_type, path, mode, not specs)
 
     def _scan_text(
         self,
@@ -528,7 +505,11 @@ class _UIWalker:
         empty = Graph([], {}, {})
         for index, inner in enumerate(inner_nodes):
             inner_id = f"{node_id}:{inner.get('index', index)}"
-            own = values[position : position + sizes[index]] if sliced else inner.get("widgets_values")
+            own = (
+                values[position : position + sizes[index]]
+                if sliced and isinstance(values, list)
+                else inner.get("widgets_values")
+            )
             position += sizes[index]
             self.out.add_node(inner["type"], inner_id, mode)
             self._values(inner, "", inner_id, inner["type"], empty, sub_path, mode, {}, own if own is not None else [])
@@ -597,6 +578,35 @@ def _primitive_inputs(instance: Mapping[str, Any], graph: Graph) -> dict[str, tu
 def _set_all(result: Overrides, targets: list[tuple[str, str]], value: tuple[Any, str]) -> None:
     for inner_id, widget in targets:
         result.setdefault(inner_id, {})[widget] = value
+
+
+def _texts(node: Mapping[str, Any], values: Any, names: list[list[str] | None]) -> Iterator[tuple[str, Any, bool]]:
+    """Yield ``(string, input name, direct)`` for each widget string of ``values`` that may name a file; nested
+    one level too (packs do: rgthree's Power Lora Loader holds {"lora": "x.safetensors", ...}), with ``direct``
+    False. ``names`` holds the node's widget input names once worked out (only for the rare value that names
+    something)."""
+    items = values.items() if isinstance(values, dict) else enumerate(values) if isinstance(values, list) else ()
+    for key, value in items:
+        if isinstance(value, str):
+            if _worth_a_look(value):
+                yield value, _input_name(node, key, values, names), True
+        elif isinstance(value, (dict, list)):
+            nested = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for inner_key, inner_value in nested:
+                if isinstance(inner_value, str) and _worth_a_look(inner_value):
+                    name = inner_key if isinstance(inner_key, str) else (key if isinstance(key, str) else None)
+                    yield inner_value, name, False
+
+
+def _input_name(node: Mapping[str, Any], key: Any, values: Any, names: list[list[str] | None]) -> Any:
+    """Return the input name of widget value ``key`` (a dict key is its own name; a list position is named
+    when the node lists as many widget inputs as it has values)."""
+    if not isinstance(key, int):
+        return key
+    known = names[0]
+    if known is None:
+        known = names[0] = _widget_inputs(node)
+    return known[key] if len(known) == len(values) else None
 
 
 def _subgraph_name(definition: Mapping[str, Any]) -> str:
