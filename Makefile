@@ -18,7 +18,7 @@ STAGES := gate cache intake scan search report
 # folder); a COMFYWATCHMAN_HOME of your own, or --home in ARGS, still wins.
 HOME_ENV := COMFYWATCHMAN_HOME="$${COMFYWATCHMAN_HOME:-$(CURDIR)}"
 
-.PHONY: install cycle $(STAGES) test lint format bench clean clean-data install-cron uninstall-cron
+.PHONY: install cycle $(STAGES) test test-reliability lint format bench clean clean-data install-cron uninstall-cron
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ $(STAGES): $(RUNTIME_STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The long fault suites (marker "reliability"), with their figures printed: e.g. >= 10,000 fuzzed workflow files.
+test-reliability: $(TEST_STAMP)
+	$(PY) -m pytest -m reliability -s -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .

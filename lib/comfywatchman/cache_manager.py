@@ -82,7 +82,7 @@ def _walk_files(directory: Path, index: int, folder: str) -> list[dict[str, Any]
 
 def _diffusers_entries(directory: Path, index: int) -> list[dict[str, Any]]:
     out = []
-    for root, dirs, names in os.walk(directory, followlinks=True):
+    for root, dirs, names in folders.walk_once(directory):  # two symlink loops made os.walk run on forever
         if "model_index.json" in names:
             rel = os.path.relpath(root, directory).replace(os.sep, "/")
             out.append({"name": rel, "dir": index, "size": 0})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,44 @@ class ModelPaths:
                 paths.insert(0, path)
             return
         paths.insert(0, path) if first else paths.append(path)
+
+
+def walk_once(
+    top: Path | str, onerror: Callable[[OSError], None] | None = None
+) -> Iterator[tuple[str, list[str], list[str]]]:
+    """Yield ``(folder, dir names, file names)`` like ``os.walk(top, followlinks=True)``, top-down, but
+    each real directory (device, inode) once only.
+
+    Symlinks to files and folders are followed, as ComfyUI follows them, yet a loop (a link to a parent,
+    two links to each other) is never entered again: os.walk lists every file of a one-link loop 41 times
+    and never ends with two. The caller may prune ``dir names`` in place to skip folders; unreadable
+    folders are left out, as os.walk leaves them, and handed to ``onerror`` when given.
+    """
+    seen: set[tuple[int, int]] = set()
+    pending = [os.fspath(top)]
+    while pending:
+        folder = pending.pop()
+        try:
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as error:
+            if onerror is not None:
+                onerror(error)
+            continue
+        dirs: list[str] = []
+        files: list[str] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows a symlink
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield folder, dirs, files
+        pending.extend(os.path.join(folder, name) for name in reversed(dirs))
 
 
 def model_paths(root: Path, extra_configs: Sequence[Path] = ()) -> ModelPaths:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from comfywatchman import artifacts, availability
+from comfywatchman.comfy.folders import walk_once
 from comfywatchman.config import expand_path
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -95,7 +96,7 @@ def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | N
         if failed is not None:
             failed[Path(error.filename or directory)] = error.strerror or str(error)
 
-    for folder, dirs, files in os.walk(directory, followlinks=True, onerror=unreadable):
+    for folder, dirs, files in walk_once(directory, onerror=unreadable):  # symlinks followed, a loop walked once
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in include):

@@ -25,12 +25,15 @@ decide first; every verdict records whether the server or the files gave it (``c
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -45,7 +48,7 @@ from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import embeddings, extract, names
-from comfywatchman.workflow.load import WorkflowError, load
+from comfywatchman.workflow.load import NotAWorkflow, WorkflowError, clean_text, load
 from comfywatchman.workflow.store import FILE as STORE_FILE
 from comfywatchman.workflow.store import RequirementStore
 
@@ -62,6 +65,8 @@ PROVIDED = frozenset({"core", "frontend", "installed"})
 # Below this many workflows to parse, worker processes cost more to start than they save.
 MIN_PARALLEL = 64
 MAX_WORKERS = 8
+# Linux prctl option: the signal a process gets when the thread that forked it ends.
+PR_SET_PDEATHSIG = 1
 
 
 class Evaluator:
@@ -179,6 +184,7 @@ class ScanSettings:
     evaluator: Evaluator
     store: RequirementStore
     count_inactive: bool
+    max_bytes: int | None = None  # a larger workflow file is an error row, not read
 
 
 class Scanned(NamedTuple):
@@ -190,22 +196,39 @@ class Scanned(NamedTuple):
     missing_models: list[tuple[str | None, str]]  # (folder, lookup key) of each counted missing model
     missing_nodes: list[str]  # each counted missing or disabled node type
     kept: bytes | None = None  # requirements parsed now, encoded for the store
+    not_workflow: bool = False  # an image without a workflow: ``text`` is its not_workflows entry
 
 
 # Set in each worker process (and in this one for the serial path).
 _SETTINGS: ScanSettings | None = None
 
 
-def _init_worker(settings: ScanSettings) -> None:
+def _init_worker(settings: ScanSettings, parent: int) -> None:
     global _SETTINGS
     _SETTINGS = settings
     # Parsed workflows hold no reference cycles; the cyclic collector would only rescan every object made.
     gc.disable()
-    _exit_with_parent(os.getppid())
+    _exit_with_parent(parent)
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Make this worker exit when the process that started it dies (a killed cycle leaves no orphans)."""
+    """Make this worker exit when the process ``parent`` (its pid taken before the fork) dies, so a killed
+    cycle leaves no orphans.
+
+    Read here, ``os.getppid()`` of a worker forked just as its cycle was killed is already 1 (init), and a
+    watcher comparing with that waits forever; ``parent`` is the pid the scan had. On Linux the kernel also
+    sends SIGKILL on the parent's death (PR_SET_PDEATHSIG), with no polling.
+    """
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before this worker got here
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watcher below still notices
+        if os.getppid() != parent:  # died between the check above and the prctl
+            os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -220,19 +243,32 @@ def requirements_of(
     loaders: Mapping[str, list[extract.LoaderInput]],
     placeholders: frozenset[str],
     size: int | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[dict[str, Any] | str, bool]:
     """Return the requirement data of the workflow at ``path`` (format, container, models, nodes), or the
     one-line error naming the file when it cannot be read as a workflow; and whether the file still has
-    ``size`` bytes (so what was read is what intake hashed)."""
+    ``size`` bytes (so what was read is what intake hashed).
+
+    Whatever is wrong with the file ends here as its error, never as an exception (NotAWorkflow excepted:
+    an image without a workflow is raised for the caller to count). Files larger than ``max_bytes`` are
+    not read.
+    """
     try:
-        workflow, raw = load(Path(path))
+        workflow, raw = load(Path(path), max_bytes)
+        data = {
+            "format": workflow.format,
+            "container": workflow.container,
+            **extract.extract(workflow, loaders, placeholders).to_json(),
+        }
+    except NotAWorkflow:
+        raise
     except WorkflowError as exc:
-        return str(exc), False
-    data = {
-        "format": workflow.format,
-        "container": workflow.container,
-        **extract.extract(workflow, loaders, placeholders).to_json(),
-    }
+        return clean_text(str(exc)), False
+    except extract.TooLarge as exc:
+        return clean_text(f"{path}: {exc}; not read as a workflow"), False
+    except (Exception, RecursionError) as exc:  # a file must never stop the scan of the others
+        logger.debug("%s: reading failed:", path, exc_info=True)
+        return clean_text(f"{path}: cannot be read as a workflow ({type(exc).__name__}: {exc})"[:2000]), False
     return data, size is None or len(raw) == size
 
 
@@ -258,35 +294,56 @@ def _entry(base: Mapping[str, Any], requirements: Mapping[str, Any], reused: boo
 
 def scan_one(job: tuple[dict[str, Any], int | None]) -> Scanned:
     """Return the scan.json entry of one workflow (``job``: the intake fields kept in it, and the file's size),
-    from its kept requirements when the store has them, else by parsing the file."""
+    from its kept requirements when the store has them, else by parsing the file.
+
+    Never raises for anything in the file: what cannot be read is an entry with its ``error``; an image
+    without a workflow is a ``not_workflow`` result.
+    """
     settings = _SETTINGS
     assert settings is not None
     base, size = job
-    sha256 = base["sha256"]
-    kept = settings.store.get(sha256)
+    kept = settings.store.get(base["sha256"])
     if kept is not None:
         try:
             return _entry(base, kept, True, settings)
         except (ArtifactError, KeyError, TypeError, ValueError) as exc:
             # Kept requirements that do not make a valid entry (from a foreign version): parse again.
             logger.warning("%s: kept requirements unusable (%s); parsed again", base["path"], exc)
-    answer, whole = requirements_of(base["path"], settings.loaders, settings.placeholders, size)
+    try:
+        answer, whole = requirements_of(base["path"], settings.loaders, settings.placeholders, size, settings.max_bytes)
+    except NotAWorkflow as exc:
+        return _not_workflow(base, clean_text(str(exc)))
     if isinstance(answer, str):
-        failed = {
-            **base,
-            "format": None,
-            "container": None,
-            "error": answer,
-            "reused": False,
-            "models": [],
-            "installed_models": [],
-            "nodes": [],
-            "provided_nodes": {},
-        }
-        return Scanned(artifacts.part_text(failed, SCHEMA, ENTRY, base["path"]), answer, False, [], [])
-    made = _entry(base, answer, False, settings)
-    # A file that changed since intake hashed it is not kept under that hash.
-    return made._replace(kept=settings.store.encode(answer)) if whole else made
+        return _failed(base, answer)
+    try:
+        made = _entry(base, answer, False, settings)
+        # A file that changed since intake hashed it is not kept under that hash.
+        return made._replace(kept=settings.store.encode(answer)) if whole else made
+    except (Exception, RecursionError) as exc:  # an entry that cannot be written is that file's error only
+        logger.debug("%s: entry failed:", base["path"], exc_info=True)
+        return _failed(base, clean_text(f"{base['path']}: cannot be listed ({type(exc).__name__}: {exc})"[:2000]))
+
+
+def _failed(base: Mapping[str, Any], error: str) -> Scanned:
+    """Return the entry of a workflow that could not be read: its ``error``, nothing required."""
+    failed = {
+        **base,
+        "format": None,
+        "container": None,
+        "error": error,
+        "reused": False,
+        "models": [],
+        "installed_models": [],
+        "nodes": [],
+        "provided_nodes": {},
+    }
+    return Scanned(artifacts.part_text(failed, SCHEMA, ENTRY, base["path"]), error, False, [], [])
+
+
+def _not_workflow(base: Mapping[str, Any], reason: str) -> Scanned:
+    """Return the not_workflows entry of an image that carries no workflow."""
+    text = json.dumps({**base, "reason": reason}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return Scanned(text, None, False, [], [], not_workflow=True)
 
 
 def worker_count(configured: int, jobs: int) -> int:
@@ -312,7 +369,9 @@ def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettin
     # fork starts workers in milliseconds and shares the loaded code and the indexes; elsewhere the default.
     context = multiprocessing.get_context("fork") if "fork" in methods else None
     chunk = max(1, min(16, len(jobs) // (workers * 8) or 1))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
+    # The pid is taken here, before the fork: a worker cannot learn it reliably afterwards (see _exit_with_parent).
+    initargs = (settings, os.getpid())
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
         yield from pool.map(scan_one, jobs, chunksize=chunk)
 
 
@@ -403,8 +462,6 @@ def run(ctx: StageContext) -> StageOutcome:
     previous_inputs = _read_inputs(state / INPUTS)
     if previous_inputs is not None and previous_inputs["fingerprint"] == fingerprint and (state / ARTIFACT).exists():
         outcome.counts = {**previous_inputs["counts"], "parsed": 0, "reused": previous_inputs["counts"]["workflows"]}
-        outcome.errors = list(previous_inputs["errors"])
-        outcome.ok = not outcome.errors
         outcome.detail = f"nothing changed since cycle {previous_inputs['cycle_id']}: {previous_inputs['detail']}"
         logger.info("scan: %s", outcome.detail)
         return outcome
@@ -416,27 +473,17 @@ def run(ctx: StageContext) -> StageOutcome:
     try:
         results, head = _scan(ctx, outcome, intake, truth, map_path, wanted_hash, previous_inputs, install)
         # Compact: scan.json runs to megabytes on a large install, and only programs read it.
-        written = artifacts.write_assembled(state / ARTIFACT, head, "workflows", [r.text for r in results], SCHEMA)
+        texts = [r.text for r in results if not r.not_workflow]
+        written = artifacts.write_assembled(state / ARTIFACT, head, "workflows", texts, SCHEMA)
     finally:
         if collecting:
             gc.enable()
-    reused = sum(1 for r in results if r.reused)
-    parsed = len(results) - reused
-    missing_models = {key for r in results for key in r.missing_models}
-    missing_nodes = {class_type for r in results for class_type in r.missing_nodes}
-    outcome.counts = {
-        "workflows": len(results),
-        "parsed": parsed,
-        "reused": reused,
-        "errors": len(outcome.errors),
-        "missing_models": len(missing_models),
-        "missing_nodes": len(missing_nodes),
-    }
-    source = f"checked against the server at {truth.url}" if truth is not None else "checked against the files"
-    outcome.detail = (
-        f"{len(results)} workflows ({parsed} parsed, {reused} unchanged), {len(outcome.errors)} unreadable; "
-        f"{len(missing_models)} models and {len(missing_nodes)} node types missing; {source}"
-    )
+    # A file that cannot be read is a finding of the report (its entry's error), not a failure of the stage:
+    # the stage did its job for every other workflow.
+    unreadable = [r.error for r in results if r.error is not None]
+    _log_unreadable(unreadable)
+    outcome.counts, outcome.detail = _summary(results, unreadable, truth)
+    errors = unreadable
     artifacts.write(
         state / INPUTS,
         {
@@ -445,13 +492,49 @@ def run(ctx: StageContext) -> StageOutcome:
             "scan_sha256": written,
             "cycle_id": ctx.cycle_id,
             "counts": outcome.counts,
-            "errors": outcome.errors,
+            "errors": errors,
             "detail": outcome.detail,
         },
         "scan_inputs",
     )
     logger.info("scan: %s", outcome.detail)
     return outcome
+
+
+def _log_unreadable(unreadable: list[str]) -> None:
+    """Log each unreadable workflow at INFO and one line for all of them at WARNING (cron sees one line)."""
+    for error in unreadable:
+        logger.info("%s", error)
+    if unreadable:
+        more = f" and {len(unreadable) - 1} more (listed in the report)" if len(unreadable) > 1 else ""
+        logger.warning("scan: cannot read %s%s", unreadable[0], more)
+
+
+def _summary(
+    results: list[Scanned], unreadable: list[str], truth: server.ServerTruth | None
+) -> tuple[dict[str, int], str]:
+    """Return the stage's counts and its one-line detail."""
+    workflows = [r for r in results if not r.not_workflow]
+    reused = sum(1 for r in workflows if r.reused)
+    parsed = len(workflows) - reused
+    missing_models = {key for r in workflows for key in r.missing_models}
+    missing_nodes = {class_type for r in workflows for class_type in r.missing_nodes}
+    counts = {
+        "workflows": len(workflows),
+        "parsed": parsed,
+        "reused": reused,
+        "errors": len(unreadable),
+        "not_workflows": len(results) - len(workflows),
+        "missing_models": len(missing_models),
+        "missing_nodes": len(missing_nodes),
+    }
+    source = f"checked against the server at {truth.url}" if truth is not None else "checked against the files"
+    images = f", {counts['not_workflows']} images without a workflow" if counts["not_workflows"] else ""
+    detail = (
+        f"{len(workflows)} workflows ({parsed} parsed, {reused} unchanged), {len(unreadable)} unreadable{images}; "
+        f"{len(missing_models)} models and {len(missing_nodes)} node types missing; {source}"
+    )
+    return counts, detail
 
 
 def _scan(
@@ -500,6 +583,7 @@ def _scan(
             evaluator=evaluator,
             store=store,
             count_inactive=count_inactive,
+            max_bytes=int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000),
         )
         workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
         made = progress.track(scan_all(jobs, settings, workers), len(jobs), "scan", "workflow")
@@ -508,8 +592,6 @@ def _scan(
                 results[index] = next(made)
     done: list[Scanned] = [r for r in results if r is not None]
     for item, result in zip(intake["workflows"], done, strict=True):
-        if result.error is not None:
-            outcome.fail(result.error)
         if result.kept is not None:
             store.add(item["sha256"], result.kept)
     if jobs:
@@ -522,6 +604,7 @@ def _scan(
         "settings_hash": wanted_hash,
         "node_map": node_map.source,
         "server": truth.url if truth is not None else None,
+        "not_workflows": [json.loads(r.text) for r in done if r.not_workflow],
         "workflows": [],
     }
     return done, head

@@ -18,7 +18,7 @@ from typing import Any
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
 from comfywatchman.workflow import embeddings, names
-from comfywatchman.workflow.graph import Graph, group_node_name, subgraph_definitions
+from comfywatchman.workflow.graph import Graph, as_list, group_node_name, subgraph_definitions
 from comfywatchman.workflow.load import Workflow
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,19 @@ EXTRACTOR_VERSION = 3
 NO_OWN_FILES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 # Longest widget string the fallback treats as a possible file name; longer ones are prompts and notes.
 MAX_FALLBACK_CHARS = 512
+# A real workflow uses a few hundred node types and names fewer models; past these it is not one a person
+# saved, and listing it all would cost memory without bound (a million distinct types took 7.4 GB).
+MAX_NODE_TYPES = 10_000
+MAX_MODELS = 10_000
+# Subgraph instances are walked once per path (each instance may promote its own values) while the nodes
+# visited stay within this many plus SPREAD_FACTOR times the nodes the file holds; past it, each definition
+# is walked once more at most, so fan-out (two instances per level, 30 levels) stays linear in the file.
+VISIT_ALLOWANCE = 20_000
+SPREAD_FACTOR = 2
+
+
+class TooLarge(ValueError):
+    """A workflow that names more node types or models than any real one; the message says which limit."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,10 @@ class _Collector:
     placeholders: frozenset[str]
     models: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
     nodes: dict[str, NodeRef] = field(default_factory=dict)
+    # (folder, case-folded base name) -> the first model so named: declarations find their widget's model here.
+    by_base: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
+    # What each model already holds, so adding is a set lookup, not a scan of the list (linear, not quadratic).
+    seen: set[tuple[Any, ...]] = field(default_factory=set)
 
     def add_model(
         self, name: Any, folder: str | None, origin: Origin, declaration: dict[str, Any] | None = None
@@ -168,24 +185,37 @@ class _Collector:
             return
         key = (folder, names.lookup_key(name))
         ref = self.models.get(key)
+        base = (folder, names.basename(name).casefold())
         if ref is None and declaration is not None:
             # A declaration usually gives the bare file name while the widget may carry a subfolder.
-            base = names.basename(name).casefold()
-            ref = next(
-                (r for (f, _), r in self.models.items() if f == folder and names.basename(r.name).casefold() == base),
-                None,
-            )
+            ref = self.by_base.get(base)
         if ref is None:
+            if len(self.models) >= MAX_MODELS:
+                raise TooLarge(f"names more than {MAX_MODELS} model files")
             ref = self.models[key] = ModelRef(name=name, folder=folder)
-        if origin not in ref.origins:
+            self.by_base.setdefault(base, ref)
+        origin_key = (id(ref), origin.node_id, origin.node_type, origin.input, *origin.subgraph_path)
+        origin_key += (origin.mode, origin.via)
+        if origin_key not in self.seen:
+            self.seen.add(origin_key)
             ref.origins.append(origin)
-        if declaration is not None and declaration not in ref.declarations:
-            ref.declarations.append(declaration)
+        if declaration is not None:
+            declaration_key = (id(ref), "declaration", *declaration.items())
+            if declaration_key not in self.seen:
+                self.seen.add(declaration_key)
+                ref.declarations.append(declaration)
 
-    def add_node(self, class_type: str, node_id: str, mode: str) -> None:
+    def node_ref(self, class_type: str) -> NodeRef:
+        """Return the NodeRef of ``class_type``, made on first use; raise TooLarge past MAX_NODE_TYPES."""
         ref = self.nodes.get(class_type)
         if ref is None:
+            if len(self.nodes) >= MAX_NODE_TYPES:
+                raise TooLarge(f"uses more than {MAX_NODE_TYPES} node types")
             ref = self.nodes[class_type] = NodeRef(class_type)
+        return ref
+
+    def add_node(self, class_type: str, node_id: str, mode: str) -> None:
+        ref = self.node_ref(class_type)
         ref.node_ids.append(node_id)
         ref.modes.append(mode)
 
@@ -230,12 +260,29 @@ def _declarations(entries: Any) -> Iterator[dict[str, Any]]:
             }
 
 
-# (inner node id, widget name) -> (value, via): what an enclosing instance sets on a node of this graph.
-Overrides = dict[tuple[str, str], tuple[Any, str]]
+# inner node id -> widget name -> (value, via): what an enclosing instance sets on the nodes of a graph.
+Overrides = dict[str, dict[str, tuple[Any, str]]]
+
+
+@dataclass
+class _Frame:
+    """One graph level being walked: its nodes still to visit and what applies to them."""
+
+    nodes: Iterator[dict[str, Any]]
+    graph: Graph
+    path: list[str]
+    prefix: str
+    forced: str | None  # muted or bypassed when the instance holding this level is
+    overrides: Overrides
+    sub_id: str | None  # the subgraph definition walked, None at the top level
 
 
 class _UIWalker:
-    """Walks a UI workflow from its top-level graph through subgraph and group node instances."""
+    """Walks a UI workflow from its top-level graph through subgraph and group node instances.
+
+    The walk keeps its own stack (a chain of 2,000 nested subgraphs is no deeper for Python than one), and
+    its work is bounded by the file's size: see VISIT_ALLOWANCE.
+    """
 
     def __init__(self, data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput]], out: _Collector) -> None:
         self.data = data
@@ -247,6 +294,11 @@ class _UIWalker:
         self.group_nodes: dict[str, Any] = groups if isinstance(groups, dict) else {}
         self.visited: set[str] = set()
         self._graphs: dict[str, Graph] = {}
+        held = len(as_list(data.get("nodes"))) + sum(len(as_list(d.get("nodes"))) for d in self.definitions.values())
+        self.allowance = VISIT_ALLOWANCE + SPREAD_FACTOR * held
+        self.visits = 0
+        # (definition, forced mode) walked once the allowance is spent: each is not walked again.
+        self.spent: set[tuple[str, str | None]] = set()
 
     def graph(self, sub_id: str) -> Graph:
         """Return the graph of subgraph ``sub_id``, built once however many instances it has."""
@@ -256,76 +308,108 @@ class _UIWalker:
         return graph
 
     def run(self) -> None:
-        self.walk(Graph.of(self.data), [], "", None, {}, ())
+        top = Graph.of(self.data)
+        self.walk(_Frame(iter(top.nodes), top, [], "", None, {}, None))
         # A definition no instance reaches is not run by ComfyUI, but its loaders and declarations still say
         # what the author meant to ship; list them as they stand (this also covers broken instance chains).
         for sub_id, definition in self.definitions.items():
             if sub_id not in self.visited:
-                self.walk(self.graph(sub_id), [_subgraph_name(definition)], "", None, {}, (sub_id,))
+                self.visited.add(sub_id)
+                graph = self.graph(sub_id)
+                self.walk(_Frame(iter(graph.nodes), graph, [_subgraph_name(definition)], "", None, {}, sub_id))
         for decl in _declarations(self.data.get("models")):
             origin = Origin("workflow", "workflow", None, [], "active", "declared")
             self.out.add_model(decl["name"], decl["directory"], origin, decl)
 
-    def walk(
-        self,
-        graph: Graph,
-        path: list[str],
-        prefix: str,
-        outer_mode: str | None,
-        overrides: Overrides,
-        stack: tuple[str, ...],
-    ) -> None:
-        definitions = self.definitions
-        group_nodes = self.group_nodes
-        node_refs = self.out.nodes
-        loaders = self.loaders
-        # An instance that is muted or bypassed takes everything inside it along.
-        forced = outer_mode if outer_mode not in (None, "active") else None
-        for node in graph.nodes:
-            node_type = node.get("type")
-            if not isinstance(node_type, str):
+    def walk(self, top: _Frame) -> None:
+        """Visit every node of ``top`` and, depth first and in order, of every instance inside it."""
+        frames = [top]
+        inside = {top.sub_id}  # the definitions on the current path: an instance of one of them is a cycle
+        while frames:
+            frame = frames[-1]
+            node = next(frame.nodes, None)
+            if node is None:
+                frames.pop()
+                inside.discard(frame.sub_id)
                 continue
-            local_id = str(node.get("id"))
-            node_id = prefix + local_id
-            if forced is not None:
-                mode = forced
-            else:
-                raw_mode = node.get("mode", 0)
-                mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
-            definition = definitions.get(node_type) if definitions else None
-            if definition is not None:
-                if node_type in stack:
-                    logger.debug("subgraph %s contains itself; not walked again", node_type)
-                    continue
-                self.visited.add(node_type)
-                inner = self._promotions(node, local_id, node_type, graph, overrides)
-                sub_path = [*path, _subgraph_name(definition)]
-                self.walk(self.graph(node_type), sub_path, node_id + ":", mode, inner, (*stack, node_type))
-            elif group_nodes and group_node_name(node_type) in group_nodes:
-                self._walk_group(node, node_id, group_node_name(node_type), path, mode)  # type: ignore[arg-type]
-            else:
-                ref = node_refs.get(node_type)  # _Collector.add_node, inlined: it runs for every node
-                if ref is None:
-                    ref = node_refs[node_type] = NodeRef(node_type)
-                ref.node_ids.append(node_id)
-                ref.modes.append(mode)
-                if ref.made_with is None:
-                    ref.made_with = made_with(node)
-                values = node.get("widgets_values")
-                # Most nodes are neither loaders nor overridden and hold no string worth a look: decide that
-                # here, without a call per node.
-                if (
-                    overrides
-                    or node_type in loaders
-                    or (isinstance(values, list) and _any_candidate(values))
-                    or (isinstance(values, dict) and _any_candidate(values.values()))
-                ):
-                    self._values(node, local_id, node_id, node_type, graph, path, mode, overrides)
-            properties = node.get("properties")
-            if isinstance(properties, dict) and "models" in properties:
-                for decl in _declarations(properties["models"]):
-                    origin = Origin(node_id, node_type, None, path, mode, "declared")
-                    self.out.add_model(decl["name"], decl["directory"], origin, decl)
+            self.visits += 1
+            child = self.visit(node, frame, inside)
+            if child is not None:
+                frames.append(child)
+                inside.add(child.sub_id)
+
+    def visit(self, node: dict[str, Any], frame: _Frame, inside: set[str | None]) -> _Frame | None:
+        """Record ``node`` of ``frame``; return the frame of the subgraph it instantiates, when it is walked."""
+        node_type = node.get("type")
+        if not isinstance(node_type, str):
+            return None
+        local_id = str(node.get("id"))
+        node_id = frame.prefix + local_id
+        if frame.forced is not None:
+            mode = frame.forced
+        else:
+            raw_mode = node.get("mode", 0)
+            mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
+        child = None
+        if self.definitions and node_type in self.definitions:
+            child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
+        elif self.group_nodes and group_node_name(node_type) in self.group_nodes:
+            self._walk_group(node, node_id, group_node_name(node_type), frame.path, mode)  # type: ignore[arg-type]
+        else:
+            self._plain(node, local_id, node_id, node_type, mode, frame)
+        properties = node.get("properties")
+        if isinstance(properties, dict) and "models" in properties:
+            for decl in _declarations(properties["models"]):
+                origin = Origin(node_id, node_type, None, frame.path, mode, "declared")
+                self.out.add_model(decl["name"], decl["directory"], origin, decl)
+        return child
+
+    def _instance(
+        self,
+        node: dict[str, Any],
+        local_id: str,
+        node_id: str,
+        sub_id: str,
+        mode: str,
+        frame: _Frame,
+        inside: set[str | None],
+    ) -> _Frame | None:
+        """Return the frame of the subgraph ``node`` instantiates, or None when it is not walked (again)."""
+        if sub_id in inside:
+            logger.debug("subgraph %s contains itself; not walked again", sub_id)
+            return None
+        # An instance that is muted or bypassed takes everything inside it along.
+        forced = mode if mode != "active" else None
+        if self.visits > self.allowance:
+            if (sub_id, forced) in self.spent:
+                return None
+            self.spent.add((sub_id, forced))
+        self.visited.add(sub_id)
+        inner = self._promotions(node, local_id, sub_id, frame.graph, frame.overrides)
+        graph = self.graph(sub_id)
+        self.visits += len(inner)
+        path = [*frame.path, _subgraph_name(self.definitions[sub_id])]
+        return _Frame(iter(graph.nodes), graph, path, node_id + ":", forced, inner, sub_id)
+
+    def _plain(
+        self, node: dict[str, Any], local_id: str, node_id: str, node_type: str, mode: str, frame: _Frame
+    ) -> None:
+        """Record a node that is neither a subgraph nor a group node: its type and the files it names."""
+        ref = self.out.node_ref(node_type)
+        ref.node_ids.append(node_id)
+        ref.modes.append(mode)
+        if ref.made_with is None:
+            ref.made_with = made_with(node)
+        values = node.get("widgets_values")
+        # Most nodes are neither loaders nor overridden and hold no string worth a look: decide that here,
+        # without a call per node.
+        if (
+            local_id in frame.overrides
+            or node_type in self.loaders
+            or (isinstance(values, list) and _any_candidate(values))
+            or (isinstance(values, dict) and _any_candidate(values.values()))
+        ):
+            self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, frame.overrides)
 
     def _values(
         self,
@@ -352,36 +436,12 @@ class _UIWalker:
                 value, via = self._loader_value(local_id, values, spec, graph, overrides, widget_names, linked)
                 self.out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
                 taken.add(spec.input)
-        if overrides:
-            for (inner_id, widget), (value, _via) in overrides.items():
-                if inner_id == local_id and widget not in taken and isinstance(value, str):
-                    self._scan_text(value, widget, node_id, node_type, path, mode, not specs)
-        if isinstance(values, dict):
-            items: Any = values.items()
-        elif isinstance(values, list):
-            items = enumerate(values)
-        else:
-            return
-        for key, value in items:
-            if isinstance(value, str):
-                if not _worth_a_look(value):
-                    continue
-                if isinstance(key, int):
-                    # Names are worked out only for the rare value that names something.
-                    if widget_names is None:
-                        widget_names = _widget_inputs(node)
-                    name = widget_names[key] if len(widget_names) == len(values) else None
-                else:
-                    name = key
-                if name not in taken:
-                    self._scan_text(value, name, node_id, node_type, path, mode, not specs)
-            elif isinstance(value, (dict, list)):
-                # Packs nest values one level (rgthree's Power Lora Loader: {"lora": "x.safetensors", ...}).
-                nested = value.items() if isinstance(value, dict) else ((None, v) for v in value)
-                for inner_key, inner_value in nested:
-                    if isinstance(inner_value, str) and _worth_a_look(inner_value):
-                        name = inner_key if isinstance(inner_key, str) else (key if isinstance(key, str) else None)
-                        self._scan_text(inner_value, name, node_id, node_type, path, mode, not specs)
+        for widget, (value, _via) in overrides.get(local_id, {}).items():
+            if widget not in taken and isinstance(value, str):
+                self._scan_text(value, widget, node_id, node_type, path, mode, not specs)
+        for text, name, direct in _texts(node, values, [widget_names]):
+            if not (direct and name in taken):
+                self._scan_text(text, name, node_id, node_type, path, mode, not specs)
 
     def _scan_text(
         self,
@@ -410,7 +470,7 @@ class _UIWalker:
         widget_names: list[str],
         linked: list[tuple[Any, Any]],
     ) -> tuple[Any, str]:
-        promoted = overrides.get((local_id, spec.input))
+        promoted = overrides.get(local_id, {}).get(spec.input)
         if promoted is not None:
             return promoted
         for name, link in linked:
@@ -429,56 +489,24 @@ class _UIWalker:
         overrides: Overrides,
     ) -> Overrides:
         """Return the values ``instance`` sets on the nodes inside subgraph ``sub_id``, keyed by inner node."""
-        definition = self.definitions[sub_id]
         inner = self.graph(sub_id)
-        sub_inputs = {i.get("name"): i for i in definition.get("inputs") or () if isinstance(i, dict)}
-        properties = instance.get("properties")
-        proxies = properties.get("proxyWidgets") if isinstance(properties, dict) else None
-        slots: list[tuple[str, list[tuple[str, str]]]] = []
-        if isinstance(proxies, list) and proxies:
-            for entry in proxies:
-                if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)):
-                    slots.append(("", []))
-                    continue
-                inner_id, widget = str(entry[0]), entry[1]
-                if inner_id == "-1":  # a widget promoted through a subgraph input of that name
-                    targets = inner.input_targets(sub_inputs.get(widget), widgets_only=False)
-                else:
-                    targets = [(inner_id, widget)]
-                slots.append((widget, targets))
-        else:
-            for name, sub_input in sub_inputs.items():
-                targets = inner.input_targets(sub_input, widgets_only=True)
-                if targets and isinstance(name, str):
-                    slots.append((name, targets))
+        sub_inputs = _sub_inputs(self.definitions[sub_id])
+        slots = _slots(instance, inner, sub_inputs)
         result: Overrides = {}
-        values = instance.get("widgets_values")
-        if isinstance(values, list) and values and len(values) == len(slots):
-            for (_name, targets), value in zip(slots, values, strict=True):
-                for target in targets:
-                    result[target] = (value, "promoted")
-        elif isinstance(values, dict):
-            for name, targets in slots:
-                if name in values:
-                    for target in targets:
-                        result[target] = (values[name], "promoted")
+        for targets, value in _promoted(slots, instance.get("widgets_values")):
+            _set_all(result, targets, (value, "promoted"))
         # Values reaching the instance from outside: an enclosing instance's promotion, or a PrimitiveNode.
-        outside: dict[str, tuple[Any, str]] = {
-            widget: value for (target, widget), value in overrides.items() if target == local_id
-        }
-        for entry in instance.get("inputs") or ():
-            if isinstance(entry, dict) and entry.get("link") is not None and isinstance(entry.get("name"), str):
-                primitive = graph.primitive_value(entry["link"])
-                if primitive is not None:
-                    outside[entry["name"]] = (primitive, "primitive")
+        outside = dict(overrides.get(local_id, {}))
+        outside.update(_primitive_inputs(instance, graph))
+        by_name: dict[str, list[list[tuple[str, str]]]] = {}
+        for name, targets in slots:
+            by_name.setdefault(name, []).append(targets)
         for name, value in outside.items():
-            for slot_name, targets in slots:
-                if slot_name == name:
-                    for target in targets:
-                        result[target] = value
-            if name in sub_inputs and not any(slot_name == name for slot_name, _ in slots):
-                for target in inner.input_targets(sub_inputs[name], widgets_only=False):
-                    result[target] = value
+            if name in by_name:
+                for targets in by_name[name]:
+                    _set_all(result, targets, value)
+            elif name in sub_inputs:
+                _set_all(result, inner.input_targets(sub_inputs[name], widgets_only=False), value)
         return result
 
     def _walk_group(self, node: Mapping[str, Any], node_id: str, name: str, path: list[str], mode: str) -> None:
@@ -496,7 +524,11 @@ class _UIWalker:
         empty = Graph([], {}, {})
         for index, inner in enumerate(inner_nodes):
             inner_id = f"{node_id}:{inner.get('index', index)}"
-            own = values[position : position + sizes[index]] if sliced else inner.get("widgets_values")
+            own = (
+                values[position : position + sizes[index]]
+                if sliced and isinstance(values, list)
+                else inner.get("widgets_values")
+            )
             position += sizes[index]
             self.out.add_node(inner["type"], inner_id, mode)
             self._values(inner, "", inner_id, inner["type"], empty, sub_path, mode, {}, own if own is not None else [])
@@ -507,13 +539,102 @@ class _UIWalker:
                     self.out.add_model(decl["name"], decl["directory"], origin, decl)
 
 
+# One promoted widget of an instance: its name, and the (inner node id, widget name) pairs it sets.
+Slot = tuple[str, list[tuple[str, str]]]
+
+
+def _sub_inputs(definition: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return the inputs of a subgraph definition by name (unnamed or broken entries left out)."""
+    entries = as_list(definition.get("inputs"))
+    return {i["name"]: i for i in entries if isinstance(i, dict) and isinstance(i.get("name"), str)}
+
+
+def _slots(instance: Mapping[str, Any], inner: Graph, sub_inputs: Mapping[str, Any]) -> list[Slot]:
+    """Return the promoted widgets of ``instance`` in the order of its widget values.
+
+    The frontend lists them in ``properties.proxyWidgets`` (``[inner node id, widget]``; ``-1`` for one
+    promoted through a subgraph input); older files promote each subgraph input that reaches a widget.
+    """
+    properties = instance.get("properties")
+    proxies = properties.get("proxyWidgets") if isinstance(properties, dict) else None
+    if not (isinstance(proxies, list) and proxies):
+        slots = [(name, inner.input_targets(sub_input, widgets_only=True)) for name, sub_input in sub_inputs.items()]
+        return [(name, targets) for name, targets in slots if targets]
+    found: list[Slot] = []
+    for entry in proxies:
+        if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)):
+            found.append(("", []))  # keeps the later entries in line with their values
+        elif str(entry[0]) == "-1":
+            found.append((entry[1], inner.input_targets(sub_inputs.get(entry[1]), widgets_only=False)))
+        else:
+            found.append((entry[1], [(str(entry[0]), entry[1])]))
+    return found
+
+
+def _promoted(slots: list[Slot], values: Any) -> Iterator[tuple[list[tuple[str, str]], Any]]:
+    """Yield ``(targets, value)`` for each slot the instance's widget values (a list in slot order, or a dict
+    by name) give a value."""
+    if isinstance(values, list) and values and len(values) == len(slots):
+        for (_name, targets), value in zip(slots, values, strict=True):
+            yield targets, value
+    elif isinstance(values, dict):
+        for name, targets in slots:
+            if name in values:
+                yield targets, values[name]
+
+
+def _primitive_inputs(instance: Mapping[str, Any], graph: Graph) -> dict[str, tuple[Any, str]]:
+    """Return input name -> (value, "primitive") for each input of ``instance`` a PrimitiveNode feeds."""
+    found: dict[str, tuple[Any, str]] = {}
+    for entry in as_list(instance.get("inputs")):
+        if isinstance(entry, dict) and entry.get("link") is not None and isinstance(entry.get("name"), str):
+            primitive = graph.primitive_value(entry["link"])
+            if primitive is not None:
+                found[entry["name"]] = (primitive, "primitive")
+    return found
+
+
+def _set_all(result: Overrides, targets: list[tuple[str, str]], value: tuple[Any, str]) -> None:
+    for inner_id, widget in targets:
+        result.setdefault(inner_id, {})[widget] = value
+
+
+def _texts(node: Mapping[str, Any], values: Any, names: list[list[str] | None]) -> Iterator[tuple[str, Any, bool]]:
+    """Yield ``(string, input name, direct)`` for each widget string of ``values`` that may name a file; nested
+    one level too (packs do: rgthree's Power Lora Loader holds {"lora": "x.safetensors", ...}), with ``direct``
+    False. ``names`` holds the node's widget input names once worked out (only for the rare value that names
+    something)."""
+    items = values.items() if isinstance(values, dict) else enumerate(values) if isinstance(values, list) else ()
+    for key, value in items:
+        if isinstance(value, str):
+            if _worth_a_look(value):
+                yield value, _input_name(node, key, values, names), True
+        elif isinstance(value, (dict, list)):
+            nested = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for inner_key, inner_value in nested:
+                if isinstance(inner_value, str) and _worth_a_look(inner_value):
+                    name = inner_key if isinstance(inner_key, str) else (key if isinstance(key, str) else None)
+                    yield inner_value, name, False
+
+
+def _input_name(node: Mapping[str, Any], key: Any, values: Any, names: list[list[str] | None]) -> Any:
+    """Return the input name of widget value ``key`` (a dict key is its own name; a list position is named
+    when the node lists as many widget inputs as it has values)."""
+    if not isinstance(key, int):
+        return key
+    known = names[0]
+    if known is None:
+        known = names[0] = _widget_inputs(node)
+    return known[key] if len(known) == len(values) else None
+
+
 def _subgraph_name(definition: Mapping[str, Any]) -> str:
     return str(definition.get("name") or definition.get("id"))
 
 
 def _widget_inputs(node: Mapping[str, Any]) -> list[str]:
     names_: list[str] = []
-    for entry in node.get("inputs") or ():
+    for entry in as_list(node.get("inputs")):
         if isinstance(entry, dict) and isinstance(entry.get("widget"), dict):
             name = entry["widget"].get("name")
             if isinstance(name, str):
@@ -525,7 +646,7 @@ def _linked_inputs(node: Mapping[str, Any]) -> list[tuple[Any, Any]]:
     """Return ``(input name, link id)`` for each input of ``node`` fed by a link (the widget's name when the
     input is a converted widget)."""
     linked: list[tuple[Any, Any]] = []
-    for entry in node.get("inputs") or ():
+    for entry in as_list(node.get("inputs")):
         if not isinstance(entry, dict) or entry.get("link") is None:
             continue
         widget = entry.get("widget")

@@ -57,7 +57,7 @@ class Graph:
     def primitive_value(self, link_id: Any) -> Any | None:
         """Return the value a PrimitiveNode sends down ``link_id`` (through Reroutes), or None if none does."""
         for _ in range(MAX_REROUTES):
-            link = self.links.get(link_id)
+            link = self.links.get(link_id) if is_link_id(link_id) else None
             if link is None:
                 return None
             origin = self.by_id.get(link[0])
@@ -86,8 +86,9 @@ class Graph:
         if not isinstance(sub_input, dict):
             return []
         targets: list[tuple[str, str]] = []
-        for link_id in sub_input.get("linkIds") or ():
-            link = self.links.get(link_id)
+        link_ids = sub_input.get("linkIds")
+        for link_id in link_ids if isinstance(link_ids, list) else ():
+            link = self.links.get(link_id) if is_link_id(link_id) else None
             if link is None:
                 continue
             node = self.by_id.get(link[2])
@@ -113,9 +114,19 @@ def _links_of(raw_links: Any) -> dict[Any, Link]:
             target, target_slot = link.get("target_id"), link.get("target_slot")
         else:
             continue
-        if isinstance(origin_slot, int) and isinstance(target_slot, int):
+        if isinstance(origin_slot, int) and isinstance(target_slot, int) and is_link_id(link_id):
             links[link_id] = (str(origin), origin_slot, str(target), target_slot)
     return links
+
+
+def is_link_id(value: Any) -> bool:
+    """Return whether ``value`` can be a link id (a number or a string: a list or an object is a broken file)."""
+    return isinstance(value, (int, float, str))
+
+
+def as_list(value: Any) -> list[Any]:
+    """Return ``value`` when it is a list, else an empty one (a broken file's ``inputs`` may be anything)."""
+    return value if isinstance(value, list) else []
 
 
 def subgraph_definitions(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -126,7 +137,7 @@ def subgraph_definitions(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         definitions = pending.pop()
         if not isinstance(definitions, dict):
             continue
-        for subgraph in definitions.get("subgraphs") or ():
+        for subgraph in as_list(definitions.get("subgraphs")):
             if isinstance(subgraph, dict) and isinstance(subgraph.get("id"), str) and subgraph["id"] not in found:
                 found[subgraph["id"]] = subgraph
                 pending.append(subgraph.get("definitions"))

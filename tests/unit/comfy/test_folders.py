@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfywatchman.comfy.folders import model_paths
+from comfywatchman import cache_manager
+from comfywatchman.comfy.folders import model_paths, walk_once
+from comfywatchman.config import load
+from comfywatchman.stages import intake
+from comfywatchman.stages.context import StageContext
+from tests.helpers.comfy_tree import ComfyTree
+from tests.helpers.limits import deadline
 
 
 def test_model_paths_orders_default_sections_first_and_maps_legacy_names(tmp_path: Path) -> None:
@@ -45,3 +51,47 @@ def test_diffusion_models_go_to_the_folder_named_like_the_type_unless_is_default
         "mine:\n  base_path: /mnt/big\n  is_default: true\n  diffusion_models: unet\n", encoding="utf-8"
     )
     assert model_paths(root).folders["diffusion_models"][0] == Path("/mnt/big/unet")
+
+
+# Symlink loops (issue 10): followed like ComfyUI follows links, but each real directory walked once.
+
+
+def test_walk_once_follows_links_but_enters_a_loop_once(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.json").write_text("{}")
+    (tmp_path / "a" / "b" / "up").symlink_to(tmp_path / "a")  # one loop
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "y.json").write_text("{}")
+    (tmp_path / "a" / "linked").symlink_to(tmp_path / "other")  # a link out of the tree: followed
+    with deadline(10):
+        files = [f"{folder}/{name}" for folder, _dirs, names in walk_once(tmp_path / "a") for name in names]
+    assert sorted(Path(f).name for f in files) == ["x.json", "y.json"]
+
+
+def _two_loops(folder: Path) -> None:
+    (folder / "p" / "q").mkdir(parents=True, exist_ok=True)
+    (folder / "p" / "q" / "to_r").symlink_to(folder / "r")
+    (folder / "r").mkdir(exist_ok=True)
+    (folder / "r" / "to_p").symlink_to(folder / "p")
+    (folder / "p" / "q" / "self").symlink_to(folder / "p")
+
+
+def test_intake_lists_each_workflow_once_with_two_symlink_loops(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.workflow("w.json", {"nodes": []})
+    comfy_tree.workflow("p/q/deep.json", {"nodes": []})
+    _two_loops(comfy_tree.workflows)
+    comfy_tree.workflow("r/side.json", {"nodes": []})
+    cfg = load(flags={"comfyui_root": comfy_tree.root, "home": home, "offline": True}, env={})
+    with deadline(20):
+        found, _summaries = intake.find_workflows(StageContext(cfg, "c"))
+    assert sorted(f.path.name for f in found) == ["deep.json", "side.json", "w.json"]
+
+
+def test_diffusers_folder_with_two_symlink_loops_is_listed_once(tmp_path: Path) -> None:
+    diffusers = tmp_path / "models" / "diffusers"
+    _two_loops(diffusers)
+    (diffusers / "r" / "model_index.json").write_text("{}")
+    with deadline(20):
+        entries = cache_manager._diffusers_entries(diffusers, 0)
+    # one model, under whichever of its two names the walk met first
+    assert len(entries) == 1 and entries[0]["name"] in ("r", "p/q/to_r")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +113,12 @@ def test_scan_reads_png_workflows_and_reports_unreadable_files(comfy_tree: Comfy
     comfy_tree.raw_workflow("broken.json", b"{not json")
     ctx = make_ctx(comfy_tree, home)
     outcome = cycle(ctx)
-    assert not outcome.ok and outcome.errors[0].startswith(str(comfy_tree.workflows / "broken.json"))
+    # A file that cannot be read is a finding (its entry's error), not a failure of the stage.
+    assert outcome.ok and not outcome.errors and outcome.counts["errors"] == 1
     entries = scanned(ctx)
     assert (entries["render.png"]["format"], entries["render.png"]["container"]) == ("ui", "png")
     assert by_name(entries["render.png"])["flux.safetensors"]["folder"] == "diffusion_models"
+    assert entries["broken.json"]["error"].startswith(str(comfy_tree.workflows / "broken.json"))
     assert entries["broken.json"]["error"].endswith(
         "(Expecting property name enclosed in double quotes at line 1 column 2)"
     )
@@ -148,7 +154,7 @@ def test_scan_parses_in_worker_processes_when_many_changed(
     comfy_tree.raw_workflow("bad.json", b"[]")
     ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
     outcome = cycle(ctx)
-    assert outcome.counts["parsed"] == 7 and len(outcome.errors) == 1
+    assert outcome.counts["parsed"] == 7 and outcome.counts["errors"] == 1 and outcome.ok
     entries = scanned(ctx)
     assert [next(iter(by_name(entries[f"w{i}.json"]))) for i in range(6)] == [f"l{i}.safetensors" for i in range(6)]
 
@@ -286,3 +292,101 @@ def test_node_verdicts_follow_installed_packs_manager_entries_and_the_workflows_
     assert "update ComfyUI" in nodes["FutureCoreNode"]["packs"][0]["note"]
     # ids that are no registry id or owner/repo are not echoed into a command: no pack is named
     assert nodes["Hostile"]["made_with"]["cnr_id"] == "x; rm -rf ~" and nodes["Hostile"]["packs"] == []
+
+
+# One bad file stops nothing (issue 10): it is its own error row, and the other files are scanned as usual.
+
+
+def test_a_lone_surrogate_does_not_stop_scan_json_being_written(comfy_tree: ComfyTree, home: Path) -> None:
+    node = b'{"id": 1, "type": "CheckpointLoaderSimple", "widgets_values": ["\\ud800.safetensors"]}'
+    comfy_tree.raw_workflow("cut.json", b'{"nodes": [' + node + b"]}")
+    comfy_tree.workflow("good.json", ui_workflow([ui_node(1, "LoraLoader", ["good.safetensors", 1, 1])]))
+    ctx = make_ctx(comfy_tree, home)
+    outcome = cycle(ctx)
+    assert outcome.ok, outcome.errors
+    entries = scanned(ctx)
+    assert "\ufffd.safetensors" in by_name(entries["cut.json"])
+    assert "good.safetensors" in by_name(entries["good.json"])
+
+
+def test_an_image_without_a_workflow_is_counted_not_an_error(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.raw_workflow("photo.png", png())
+    comfy_tree.workflow("good.json", ui_workflow([ui_node(1, "LoraLoader", ["good.safetensors", 1, 1])]))
+    ctx = make_ctx(comfy_tree, home)
+    outcome = cycle(ctx)
+    assert outcome.ok and (outcome.counts["not_workflows"], outcome.counts["errors"]) == (1, 0)
+    assert "1 images without a workflow" in outcome.detail
+    document = artifacts.read(ctx.state_dir / "scan.json", "scan")
+    assert [w["workflow"] for w in document["workflows"]] == ["good.json"]
+    assert document["not_workflows"][0]["workflow"] == "photo.png"
+    assert "PNG image without an embedded workflow" in document["not_workflows"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"nodes": [' + b"[" * 3000 + b"]" * 3000 + b"]}", "nested deeper than 1024 levels"),
+        (json.dumps({"nodes": [{"id": i, "type": f"T{i}"} for i in range(10_001)]}).encode(), "more than 10000 node"),
+        (b'{"nodes": [{"id": 1, "type": "LoraLoader", "inputs": 5, "widgets_values": ["x.safetensors"]}]}', None),
+        (b'{"nodes": [], "big": ' + b" " * 3_000_000 + b"1}", "larger than 2 MB"),
+    ],
+)
+def test_each_bad_file_is_its_own_error_row(
+    comfy_tree: ComfyTree, home: Path, content: bytes, reason: str | None
+) -> None:
+    comfy_tree.raw_workflow("bad.json", content)
+    comfy_tree.workflow("good.json", ui_workflow([ui_node(1, "LoraLoader", ["good.safetensors", 1, 1])]))
+    ctx = make_ctx(comfy_tree, home, "[scan]\nmax_workflow_mb = 2\n")
+    outcome = cycle(ctx)
+    assert outcome.ok, outcome.errors
+    entries = scanned(ctx)
+    assert "good.safetensors" in by_name(entries["good.json"])
+    if reason is None:  # read despite the broken field
+        assert entries["bad.json"]["error"] is None and "x.safetensors" in by_name(entries["bad.json"])
+    else:
+        assert entries["bad.json"]["error"].startswith(str(comfy_tree.workflows / "bad.json"))
+        assert reason in entries["bad.json"]["error"]
+
+
+def test_a_worker_whose_parent_died_before_it_started_exits(tmp_path: Path) -> None:
+    """The scan forks its workers; if the cycle is killed just then, a worker's os.getppid() is already 1,
+    and a watcher comparing with that would wait forever. Here the "cycle" exits at once after the fork."""
+    script = tmp_path / "orphan.py"
+    pid_file = tmp_path / "worker.pid"
+    script.write_text(
+        "import os, sys, time\n"
+        "from comfywatchman.stages import scan\n"
+        "parent = os.getpid()\n"
+        "if os.fork() == 0:\n"
+        "    while os.getppid() == parent:\n"
+        "        time.sleep(0.01)\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    scan._init_worker(None, parent)\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "os._exit(0)\n",
+        encoding="utf-8",
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=30)
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    for _ in range(60):
+        if not _alive(worker):
+            return
+        time.sleep(0.05)
+    os.kill(worker, 9)
+    pytest.fail("the orphaned worker was still alive 3 s after its parent died")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for this purpose (reaped by init shortly)
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True

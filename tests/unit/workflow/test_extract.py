@@ -12,6 +12,7 @@ from comfywatchman import resources
 from comfywatchman.config import tomllib  # tomli on Python 3.10
 from comfywatchman.workflow import extract
 from comfywatchman.workflow.load import Workflow, from_data
+from tests.helpers.limits import deadline
 
 DEFAULTS = tomllib.loads(resources.DEFAULT_CONFIG.read_text(encoding="utf-8"))["scan"]
 LOADERS = extract.loader_table(DEFAULTS["loaders"])
@@ -306,3 +307,86 @@ def test_extract_reads_api_prompt() -> None:
 def test_from_data_unwraps_containers(wrapper: str) -> None:
     inner = {"nodes": []} if wrapper == "workflow" else {"1": {"class_type": "X", "inputs": {}}}
     assert from_data({wrapper: inner}, Path("w.json")).data is inner
+
+
+# Malformed and hostile workflows (issue 10): no exception, and work bounded by the file's size.
+
+
+@pytest.mark.parametrize("bad", [7, "ckpt_name", {"name": "ckpt_name"}, None, 1.5])
+def test_inputs_and_link_ids_that_are_not_lists_are_ignored(bad: Any) -> None:
+    sub = _promoting_subgraph()
+    sub["inputs"][0]["linkIds"] = bad
+    instance = node(3, INNER_ID, ["promoted.safetensors"], inputs=bad)
+    loader = node(1, "CheckpointLoaderSimple", ["plain.safetensors"], inputs=bad)
+    found = models(run(ui([instance, loader], definitions={"subgraphs": [sub]})))
+    assert ("checkpoints", "plain.safetensors") in found
+    sub["inputs"] = bad
+    found = models(run(ui([instance, loader], definitions={"subgraphs": [sub]})))
+    assert ("checkpoints", "inner_default.safetensors") in found
+
+
+def test_a_link_id_that_is_a_list_or_an_object_is_ignored() -> None:
+    sub = _promoting_subgraph()
+    sub["inputs"][0]["linkIds"] = [[50], {"id": 50}]
+    sub["links"].append({"id": [1, 2], "origin_id": 1, "origin_slot": 0, "target_id": 5, "target_slot": 0})
+    primitive_fed = node(
+        8, "LoraLoader", ["own.safetensors", 1, 1], inputs=[{"name": "lora_name", "widget": {"name": "lora_name"}}]
+    )
+    primitive_fed["inputs"][0]["link"] = [9]
+    found = models(run(ui([node(3, INNER_ID, ["x.safetensors"]), primitive_fed], definitions={"subgraphs": [sub]})))
+    assert {("checkpoints", "inner_default.safetensors"), ("loras", "own.safetensors")} <= set(found)
+
+
+def _chain(depth: int) -> Workflow:
+    """A workflow whose subgraph ``s0`` holds an instance of ``s1``, which holds ``s2``, ... ``depth`` deep;
+    the innermost holds a loader."""
+    subgraphs = [
+        _subgraph(f"s{i}", f"level {i}", [node(1, f"s{i + 1}")] if i + 1 < depth else [node(1, "VAELoader", ["v.sft"])])
+        for i in range(depth)
+    ]
+    return ui([node(1, "s0")], definitions={"subgraphs": subgraphs})
+
+
+def test_a_chain_of_2000_nested_subgraphs_is_walked_without_recursion() -> None:
+    with deadline(20):
+        ref = models(run(_chain(2000)))[("vae", "v.sft")]
+    assert len(ref.origins) == 1 and len(ref.origins[0].subgraph_path) == 2000
+    assert ref.origins[0].node_id == ":".join(["1"] * 2001)
+
+
+def _fan_out(levels: int) -> Workflow:
+    """Each level holds two instances of the next (2**levels paths); the innermost holds a loader."""
+    subgraphs = [_subgraph(f"f{i}", f"fan {i}", [node(1, f"f{i + 1}"), node(2, f"f{i + 1}")]) for i in range(levels)]
+    subgraphs.append(_subgraph(f"f{levels}", "leaf", [node(1, "VAELoader", ["leaf.sft"]), node(2, "Note", ["x"])]))
+    return ui([node(1, "f0")], definitions={"subgraphs": subgraphs})
+
+
+@pytest.mark.parametrize("levels", [13, 30])
+def test_subgraph_fan_out_is_expanded_within_a_bound(levels: int) -> None:
+    with deadline(10):
+        req = run(_fan_out(levels))
+    ref = models(req)[("vae", "leaf.sft")]
+    assert ref.origins[0].node_id == ":".join(["1"] * (levels + 2))
+    # Every path is walked while that stays within the allowance; past it each definition once.
+    visits = len(next(n for n in req.nodes if n.class_type == "VAELoader").node_ids)
+    assert visits <= extract.VISIT_ALLOWANCE
+
+
+def test_a_fan_out_within_the_allowance_keeps_every_path() -> None:
+    req = run(_fan_out(10))  # every instance walked, as ComfyUI runs it
+    ids = next(n for n in req.nodes if n.class_type == "VAELoader").node_ids
+    assert len(ids) == len(set(ids)) == 2**10
+
+
+def test_origins_are_de_duplicated_in_linear_time() -> None:
+    loaders = [node(i, "CheckpointLoaderSimple", ["same.safetensors"]) for i in range(1, 40_001)]
+    with deadline(10):
+        ref = models(run(ui(loaders)))[("checkpoints", "same.safetensors")]
+    assert len(ref.origins) == 40_000
+
+
+def test_more_distinct_node_types_than_any_workflow_is_refused() -> None:
+    nodes = [node(i, f"Type{i}") for i in range(extract.MAX_NODE_TYPES + 1)]
+    with deadline(10), pytest.raises(extract.TooLarge, match="more than 10000 node types"):
+        run(ui(nodes))
+    assert len(run(ui(nodes[:-1])).nodes) == extract.MAX_NODE_TYPES
