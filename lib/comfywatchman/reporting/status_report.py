@@ -3,9 +3,11 @@ get it, and the actions ranked by how many workflows each one unblocks."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
+from comfywatchman.reporting import commands
 from comfywatchman.workflow import names
 
 READINESS = ("ready", "resolvable", "needs_review", "blocked", "error")
@@ -115,73 +117,179 @@ def workflow_entry(
     return entry
 
 
-def actions(workflows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return what the user should do, most unblocking first: downloads, pack installs, reviews, fixes."""
+MODEL_ACTION = {
+    "FOUND": "download",
+    "UNCERTAIN": "review",
+    "NOT_FOUND": "find_manually",
+    "INVALID_FILENAME": "fix_workflow",
+    "ERROR": "retry",
+    "NOT_SEARCHED": "search",
+}
+
+
+def _new_action(kind: str, item: str, **fields: Any) -> dict[str, Any]:
+    """Return an action record with every field master_status.json requires (``fields`` override)."""
+    action: dict[str, Any] = {
+        "kind": kind,
+        "item": item,
+        "folder": None,
+        "url": None,
+        "size": None,
+        "detail": "",
+        "target_path": None,
+        "token": None,
+        "registry_id": None,
+        "node_types": [],
+        "candidates": [],
+        "retry_at": None,
+        "commands": [],
+        "alternatives": [],
+        "workflows": set(),
+    }
+    action.update(fields)
+    return action
+
+
+def _with_ways(action: dict[str, Any], ways: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    action["commands"], action["alternatives"] = (ways[0], ways[1:]) if ways else ([], [])
+    return action
+
+
+def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated: bool) -> dict[str, Any]:
+    """Return the action for one missing model file, with its commands (download) or when it is searched."""
+    kind = MODEL_ACTION[model["status"]]
+    detail = "; ".join(part for part in (model["reason"], model["note"]) if part)
+    action = _new_action(
+        kind, model["name"], folder=model["folder"], url=model["url"], size=model["size"], detail=detail
+    )
+    if kind == "download" and model["url"]:
+        target = facts.targets.get(_key(model["folder"], model["name"]))
+        if target is None and model["folder"] and not names.invalid_reason(model["name"]):
+            # The install has no such folder yet: ComfyUI's own place for the type is models/<type>.
+            target = posixpath.join(facts.root, "models", model["folder"], names.normalize(model["name"]))
+        action["token"] = commands.token_for(model["url"], gated)
+        if target is not None:
+            action["target_path"] = target
+            _with_ways(action, commands.download_commands(model["url"], target, action["token"], facts.root))
+    elif kind == "review":
+        action["candidates"] = [
+            {k: c.get(k) for k in ("name", "source", "url", "reason", "size")} for c in model["candidates"][:5]
+        ]
+    elif kind in ("search", "retry"):
+        action["retry_at"] = facts.next_cycle_at
+        _with_ways(action, commands.search_commands(facts))
+    return action
+
+
+def _node_key(node: Mapping[str, Any]) -> tuple[str, str]:
+    """Return the action key of a missing or disabled node type: packs are keyed by pack, so one install or
+    re-enable that provides several node types is one action."""
+    if node["state"] == "disabled":
+        return "enable_pack", ", ".join(p["name"] for p in node["packs"])
+    candidates = [p for p in node["packs"] if not p.get("installed")]
+    if len(candidates) == 1:
+        return "install_pack", candidates[0].get("repo") or candidates[0]["name"]
+    return ("choose_pack" if candidates else "find_pack"), node["class_type"]
+
+
+def _node_action(kind: str, node: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
+    """Return the action of kind ``kind`` (from :func:`_node_key`) for one missing or disabled node type."""
+    candidates = [p for p in node["packs"] if not p.get("installed")]
+    if kind == "enable_pack":
+        packs = [p["name"] for p in node["packs"]]
+        steps = [s for name in packs for s in commands.enable_commands(name, facts)[0]]
+        action = _new_action(kind, ", ".join(packs), detail="re-enable " + ", ".join(packs))
+        alternatives = [way for name in packs for way in commands.enable_commands(name, facts)[1:]]
+        return _with_ways(action, [steps, *alternatives])
+    if kind == "install_pack":
+        pack = candidates[0]
+        pack_id = commands.registry_id(node, pack)
+        action = _new_action(kind, pack["name"], url=pack.get("repo"), detail=pack.get("install", ""))
+        action["registry_id"] = pack_id
+        return _with_ways(action, commands.install_commands(pack, facts, pack_id))
+    if kind == "choose_pack":
+        detail = f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5])
+        action = _new_action(kind, node["class_type"], detail=detail, registry_id=commands.registry_id(node))
+        if action["registry_id"]:
+            # The workflow names the registry pack its node came from: that settles the choice.
+            argv = ["comfy", "--workspace", facts.root, "node", "install", action["registry_id"]]
+            action["commands"] = [commands.step("comfy", argv, "the pack the workflow's node names")]
+        action["candidates"] = [
+            {"name": p["name"], "source": "node map", "url": p.get("repo"), "reason": "", "size": None}
+            for p in candidates[:5]
+        ]
+        return action
+    detail = "; ".join(p["note"] for p in node["packs"] if p.get("note")) or (
+        "no known pack provides it (ComfyUI itself may be outdated)"
+    )
+    return _new_action(kind, node["class_type"], detail=detail)
+
+
+def actions(
+    workflows: list[dict[str, Any]],
+    facts: commands.InstallFacts | None = None,
+    gated: frozenset[tuple[str | None, str]] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Return what the user should do, most unblocking first: downloads, pack installs and re-enables (one per
+    pack), reviews, fixes, searches; each with the commands to run and the workflows it unblocks.
+
+    ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known);
+    ``gated`` the (folder, lookup key) of files whose download needs a Hugging Face token.
+    """
+    facts = facts or commands.InstallFacts(root=".")
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for wf in workflows:
         for model in wf["missing_models"]:
-            kind = {
-                "FOUND": "download",
-                "UNCERTAIN": "review",
-                "NOT_FOUND": "find_manually",
-                "INVALID_FILENAME": "fix_workflow",
-                "ERROR": "retry",
-                "NOT_SEARCHED": "search",
-            }[model["status"]]
-            action = table.setdefault(
-                (kind, f"{model['folder']}/{model['name']}"),
-                {
-                    "kind": kind,
-                    "item": model["name"],
-                    "folder": model["folder"],
-                    "url": model["url"],
-                    "size": model["size"],
-                    "detail": model["reason"],
-                    "workflows": [],
-                },
-            )
-            action["workflows"].append(wf["workflow"])
+            key = (MODEL_ACTION[model["status"]], f"{model['folder']}/{model['name']}")
+            action = table.get(key)
+            if action is None:
+                action = table[key] = _model_action(model, facts, _key(model["folder"], model["name"]) in gated)
+            action["workflows"].add(wf["workflow"])
         for node in wf["missing_nodes"]:
-            candidates = [p for p in node["packs"] if not p.get("installed")]
-            if node["state"] == "disabled":
-                kind, detail = "enable_pack", "re-enable " + ", ".join(p["name"] for p in node["packs"])
-            elif len(candidates) == 1:
-                kind, detail = "install_pack", candidates[0].get("install", "")
-            elif candidates:
-                kind, detail = (
-                    "choose_pack",
-                    f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5]),
-                )
-            else:
-                kind, detail = "find_pack", "no known pack provides it (ComfyUI itself may be outdated)"
-            action = table.setdefault(
-                (kind, node["class_type"]),
-                {
-                    "kind": kind,
-                    "item": node["class_type"],
-                    "folder": None,
-                    "url": candidates[0].get("repo") if len(candidates) == 1 else None,
-                    "size": None,
-                    "detail": detail,
-                    "workflows": [],
-                },
-            )
-            action["workflows"].append(wf["workflow"])
+            key = _node_key(node)
+            action = table.get(key)
+            if action is None:
+                action = table[key] = _node_action(key[0], node, facts)
+            if node["class_type"] not in action["node_types"]:
+                action["node_types"].append(node["class_type"])
+            action["workflows"].add(wf["workflow"])
         if wf["error"]:
-            table[("fix_workflow", wf["path"])] = {
-                "kind": "fix_workflow",
-                "item": wf["workflow"],
-                "folder": None,
-                "url": None,
-                "size": None,
-                "detail": wf["error"],
-                "workflows": [wf["workflow"]],
-            }
-    ranked = sorted(table.values(), key=lambda a: (-len(set(a["workflows"])), a["kind"], a["item"]))
-    for action in ranked:
-        action["workflows"] = sorted(set(action["workflows"]))
+            table[("fix_workflow", wf["path"])] = _new_action(
+                "fix_workflow", wf["workflow"], detail=wf["error"], workflows={wf["workflow"]}
+            )
+    for action in table.values():
+        action["workflows"] = sorted(action["workflows"])
         action["blocks"] = len(action["workflows"])
-    return ranked
+        action["node_types"].sort()
+    return sorted(table.values(), key=lambda a: (-a["blocks"], a["kind"], a["item"]))
+
+
+def action_totals(ranked: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Return, per action kind: how many actions, how many workflows they concern together, and the total
+    known size (with how many sizes are known)."""
+    totals: dict[str, dict[str, int]] = {}
+    concerned: dict[str, set[str]] = {}
+    for action in ranked:
+        kind = action["kind"]
+        entry = totals.setdefault(kind, {"actions": 0, "workflows": 0, "bytes": 0, "sizes_known": 0})
+        entry["actions"] += 1
+        concerned.setdefault(kind, set()).update(action["workflows"])
+        if action["size"]:
+            entry["bytes"] += action["size"]
+            entry["sizes_known"] += 1
+    for kind, entry in totals.items():
+        entry["workflows"] = len(concerned[kind])
+    return totals
+
+
+def gated_files(search: Mapping[str, Any] | None) -> frozenset[tuple[str | None, str]]:
+    """Return the (folder, lookup key) of FOUND files whose source says a token is needed (gated)."""
+    found = set()
+    for result in (search or {}).get("results", []):
+        details = result.get("details") or {}
+        if details.get("gated") or (details.get("huggingface") or {}).get("gated"):
+            found.add(_key(result["type"], result["name"]))
+    return frozenset(found)
 
 
 def build(

@@ -9,6 +9,7 @@ from typing import Any
 from comfywatchman import artifacts
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import facts as install_facts
 from comfywatchman.reporting import markdown, status_report
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -45,6 +46,8 @@ def run(ctx: StageContext) -> StageOutcome:
         history = {"workflows": {}}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     workflows, summary = status_report.build(scan, search, history["workflows"], count_inactive, now_text)
+    facts = install_facts.gather(ctx, scan, workflows)
+    ranked = status_report.actions(workflows, facts, status_report.gated_files(search))
 
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
@@ -56,7 +59,8 @@ def run(ctx: StageContext) -> StageOutcome:
         "offline": bool(search and search["offline"]),
         "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
         "summary": summary,
-        "actions": status_report.actions(workflows),
+        "action_totals": status_report.action_totals(ranked),
+        "actions": ranked,
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "cycle": {

@@ -180,11 +180,12 @@ def test_actions_rank_by_workflows_unblocked() -> None:
             "demo": False,
             "offline": False,
             "summary": summary,
+            "action_totals": status_report.action_totals(actions),
             "actions": actions,
             "workflows": workflows,
             "recent_intake": [],
             "cycle": {"stages": [], "errors": []},
         }
     )
-    assert "1. Download `shared` into `loras` — needed by 2 workflows (2.0 GB)" in page
-    assert "git clone https://github.com/ssitu/x" in page
+    assert "1. **Download** `shared` (loras) — needed by 2 workflows, 2.0 GB" in page
+    assert "cd . && git clone https://github.com/ssitu/x" in page
