@@ -227,6 +227,8 @@ def action_item(action: Mapping[str, Any], width: int) -> list[str]:
     lines = [f"**{VERBS.get(action['kind'], action['kind'])}** {_what(action)} — {needed_by(action)}"]
     if action["detail"] and action["kind"] not in ("download", "install_pack", "enable_pack"):
         lines += ["", pad + text(action["detail"])]
+    if action["note"]:
+        lines += ["", f"{pad}On disk: {text(action['note'])}."]
     for candidate in action["candidates"]:
         lines += ["", f"{pad}- {candidate_line(candidate)}"]
     if action["kind"] == "download" and action["target_path"] is None:
@@ -267,6 +269,11 @@ def group_item(group: Group, width: int) -> list[str]:
         return search_item(group, total, pad)
     head = f"**{KIND_LABELS[group.kind]}**: {plural(len(members), 'more item')}, needed by {plural(total, 'workflow')}"
     if group.kind == "download":
+        argv = members[0]["commands"][0]["argv"]
+        if commands.hf_batch_key(argv) is not None:
+            where = argv[argv.index("--local-dir") + 1]
+            head = f"**Download** {plural(len(members), 'more file')} from {code(argv[2])} into {code(where)}"
+            head += f", needed by {plural(total, 'workflow')}"
         return [head + download_size(members), "", *fence(download_lines(members), width)]
     return [head, "", pad + names_line(members), ""]
 

@@ -136,6 +136,7 @@ def _new_action(kind: str, item: str, **fields: Any) -> dict[str, Any]:
         "url": None,
         "size": None,
         "detail": "",
+        "note": "",
         "target_path": None,
         "token": None,
         "registry_id": None,
@@ -158,9 +159,14 @@ def _with_ways(action: dict[str, Any], ways: list[list[dict[str, Any]]]) -> dict
 def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated: bool) -> dict[str, Any]:
     """Return the action for one missing model file, with its commands (download) or when it is searched."""
     kind = MODEL_ACTION[model["status"]]
-    detail = "; ".join(part for part in (model["reason"], model["note"]) if part)
     action = _new_action(
-        kind, model["name"], folder=model["folder"], url=model["url"], size=model["size"], detail=detail
+        kind,
+        model["name"],
+        folder=model["folder"],
+        url=model["url"],
+        size=model["size"],
+        detail=model["reason"],
+        note=model["note"],
     )
     if kind == "download" and model["url"]:
         target = facts.targets.get(_key(model["folder"], model["name"]))

@@ -188,4 +188,4 @@ def test_actions_rank_by_workflows_unblocked() -> None:
         }
     )
     assert "1. **Download** `shared` (loras) — needed by 2 workflows, 2.0 GB" in page
-    assert "cd . && git clone https://github.com/ssitu/x" in page
+    assert "cd ./custom_nodes && git clone https://github.com/ssitu/x" in page
