@@ -96,14 +96,16 @@ def workflow_entry(
         if not (node["active"] or count_inactive):
             entry["inactive_missing"] += 1
             continue
-        entry["missing_nodes"].append(
-            {
-                "class_type": node["class_type"],
-                "state": node["state"],
-                "packs": node["packs"],
-                "node_ids": node["node_ids"],
-            }
-        )
+        missing = {
+            "class_type": node["class_type"],
+            "state": node["state"],
+            "packs": node["packs"],
+            "node_ids": node["node_ids"],
+        }
+        pack_id = commands.registry_id(node)  # cnr_id from the workflow's node, when the scan gives one
+        if pack_id is not None:
+            missing["registry_id"] = pack_id
+        entry["missing_nodes"].append(missing)
         worst = max(worst, node_class(node), key=_RANK.__getitem__)
     entry["readiness"] = worst
     if worst in ("ready", "resolvable"):
