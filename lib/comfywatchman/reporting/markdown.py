@@ -115,7 +115,7 @@ class Group:
 
     kind: str
     key: tuple[str, ...]
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[Mapping[str, Any]] = field(default_factory=list)
 
 
 def rank_items(ranked: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | Group]:
@@ -256,7 +256,8 @@ def candidate_line(candidate: Mapping[str, Any]) -> str:
 
 def step_line(step: Mapping[str, Any]) -> str:
     """Return a command step's shell line, with its note as a shell comment."""
-    return step["shell"] + (f"  # {step['note']}" if step["note"] and "\n" not in step["shell"] else "")
+    line: str = step["shell"]
+    return line + (f"  # {step['note']}" if step["note"] and "\n" not in line else "")
 
 
 def group_item(group: Group, width: int) -> list[str]:

@@ -37,6 +37,43 @@ def node_class(node: Mapping[str, Any]) -> str:
     return "needs_review" if candidates else "blocked"
 
 
+def missing_model_entry(model: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the report's entry for a missing model file, with what the search answered about it."""
+    status = "INVALID_FILENAME" if model["status"] == "invalid" else result.get("status", "NOT_SEARCHED")
+    first = model["origins"][0] if model["origins"] else None
+    node = None
+    if first:
+        node = f"{first['node_type']} #{first['node_id']}" + (f" `{first['input']}`" if first["input"] else "")
+    return {
+        "name": model["name"],
+        "folder": model["folder"],
+        "status": status,
+        "source": result.get("source", "scan"),
+        "url": result.get("url"),
+        "evidence": result.get("evidence", "none"),
+        "reason": model["invalid_reason"] or result.get("reason", ""),
+        "candidates": result.get("candidates", []),
+        "size": result.get("size"),
+        "node": node,
+        "looked_in": model["looked_in"],
+        "note": model["note"],
+    }
+
+
+def missing_node_entry(node: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the report's entry for a missing or disabled node type (with its registry id when known)."""
+    missing = {
+        "class_type": node["class_type"],
+        "state": node["state"],
+        "packs": node["packs"],
+        "node_ids": node["node_ids"],
+    }
+    pack_id = commands.registry_id(node)  # cnr_id from the workflow's node, when the scan gives one
+    if pack_id is not None:
+        missing["registry_id"] = pack_id
+    return missing
+
+
 def workflow_entry(
     scanned: Mapping[str, Any],
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
@@ -67,27 +104,9 @@ def workflow_entry(
         if not (model["active"] or count_inactive):
             entry["inactive_missing"] += 1
             continue
-        result = results.get(_key(model["folder"], model["name"]), {})
-        status = "INVALID_FILENAME" if model["status"] == "invalid" else result.get("status", "NOT_SEARCHED")
-        first = model["origins"][0] if model["origins"] else None
-        entry["missing_models"].append(
-            {
-                "name": model["name"],
-                "folder": model["folder"],
-                "status": status,
-                "source": result.get("source", "scan"),
-                "url": result.get("url"),
-                "evidence": result.get("evidence", "none"),
-                "reason": model["invalid_reason"] or result.get("reason", ""),
-                "candidates": result.get("candidates", []),
-                "size": result.get("size"),
-                "node": f"{first['node_type']} #{first['node_id']}" + (f" `{first['input']}`" if first["input"] else "")
-                if first
-                else None,
-                "looked_in": model["looked_in"],
-                "note": model["note"],
-            }
-        )
+        missing = missing_model_entry(model, results.get(_key(model["folder"], model["name"]), {}))
+        status = missing["status"]
+        entry["missing_models"].append(missing)
         entry["uncertain_count"] += status == "UNCERTAIN"
         worst = max(worst, _MODEL_CLASS[status], key=_RANK.__getitem__)
     for node in scanned["nodes"]:
@@ -96,16 +115,7 @@ def workflow_entry(
         if not (node["active"] or count_inactive):
             entry["inactive_missing"] += 1
             continue
-        missing = {
-            "class_type": node["class_type"],
-            "state": node["state"],
-            "packs": node["packs"],
-            "node_ids": node["node_ids"],
-        }
-        pack_id = commands.registry_id(node)  # cnr_id from the workflow's node, when the scan gives one
-        if pack_id is not None:
-            missing["registry_id"] = pack_id
-        entry["missing_nodes"].append(missing)
+        entry["missing_nodes"].append(missing_node_entry(node))
         worst = max(worst, node_class(node), key=_RANK.__getitem__)
     entry["readiness"] = worst
     if worst in ("ready", "resolvable"):
@@ -204,11 +214,7 @@ def _node_action(kind: str, node: Mapping[str, Any], facts: commands.InstallFact
     """Return the action of kind ``kind`` (from :func:`_node_key`) for one missing or disabled node type."""
     candidates = [p for p in node["packs"] if not p.get("installed")]
     if kind == "enable_pack":
-        packs = [p["name"] for p in node["packs"]]
-        steps = [s for name in packs for s in commands.enable_commands(name, facts)[0]]
-        action = _new_action(kind, ", ".join(packs), detail="re-enable " + ", ".join(packs))
-        alternatives = [way for name in packs for way in commands.enable_commands(name, facts)[1:]]
-        return _with_ways(action, [steps, *alternatives])
+        return _enable_action([p["name"] for p in node["packs"]], facts)
     if kind == "install_pack":
         pack = candidates[0]
         pack_id = commands.registry_id(node, pack)
@@ -216,21 +222,35 @@ def _node_action(kind: str, node: Mapping[str, Any], facts: commands.InstallFact
         action["registry_id"] = pack_id
         return _with_ways(action, commands.install_commands(pack, facts, pack_id))
     if kind == "choose_pack":
-        detail = f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5])
-        action = _new_action(kind, node["class_type"], detail=detail, registry_id=commands.registry_id(node))
-        if action["registry_id"]:
-            # The workflow names the registry pack its node came from: that settles the choice.
-            argv = ["comfy", "--workspace", facts.root, "node", "install", action["registry_id"]]
-            action["commands"] = [commands.step("comfy", argv, "the pack the workflow's node names")]
-        action["candidates"] = [
-            {"name": p["name"], "source": "node map", "url": p.get("repo"), "reason": "", "size": None}
-            for p in candidates[:5]
-        ]
-        return action
+        return _choose_action(node, candidates, facts)
     detail = "; ".join(p["note"] for p in node["packs"] if p.get("note")) or (
         "no known pack provides it (ComfyUI itself may be outdated)"
     )
     return _new_action(kind, node["class_type"], detail=detail)
+
+
+def _enable_action(packs: list[str], facts: commands.InstallFacts) -> dict[str, Any]:
+    """Return the action that re-enables the disabled ``packs`` (one step each, in one preferred way)."""
+    ways = [commands.enable_commands(name, facts) for name in packs]
+    action = _new_action("enable_pack", ", ".join(packs), detail="re-enable " + ", ".join(packs))
+    return _with_ways(action, [[s for w in ways for s in w[0]], *(alt for w in ways for alt in w[1:])])
+
+
+def _choose_action(
+    node: Mapping[str, Any], candidates: list[Mapping[str, Any]], facts: commands.InstallFacts
+) -> dict[str, Any]:
+    """Return the action for a node type several packs claim; the node's registry id, when it has one, settles
+    the choice and gives the command."""
+    detail = f"{len(candidates)} packs claim it: " + ", ".join(p["name"] for p in candidates[:5])
+    action = _new_action("choose_pack", node["class_type"], detail=detail, registry_id=commands.registry_id(node))
+    if action["registry_id"]:
+        argv = ["comfy", "--workspace", facts.root, "node", "install", action["registry_id"]]
+        action["commands"] = [commands.step("comfy", argv, "the pack the workflow's node names")]
+    action["candidates"] = [
+        {"name": p["name"], "source": "node map", "url": p.get("repo"), "reason": "", "size": None}
+        for p in candidates[:5]
+    ]
+    return action
 
 
 def actions(

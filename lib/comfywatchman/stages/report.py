@@ -26,6 +26,22 @@ def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
     return list(reversed(deque(artifacts.read_jsonl(state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)))
 
 
+def next_history(workflows: list[dict[str, Any]], history: dict[str, Any]) -> dict[str, Any]:
+    """Return report_history.json for the next cycle: per workflow, when it was last resolvable and what is
+    missing now (an unreadable workflow keeps what it missed before)."""
+    return {
+        "workflows": {
+            w["path"]: {
+                "last_resolved_at": w["last_resolved_at"],
+                "missing": w["_missing_keys"]
+                if w["error"] is None
+                else history["workflows"].get(w["path"], {}).get("missing", []),
+            }
+            for w in workflows
+        }
+    }
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Build the master status report from scan.json and search.json; write JSON and Markdown."""
     outcome = StageOutcome("report")
@@ -72,18 +88,7 @@ def run(ctx: StageContext) -> StageOutcome:
     reports = ctx.config.reports_dir
     artifacts.write(reports / "master_status.json", document, "master_status")
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(document))
-    new_history = {
-        "workflows": {
-            w["path"]: {
-                "last_resolved_at": w["last_resolved_at"],
-                "missing": w["_missing_keys"]
-                if w["error"] is None
-                else history["workflows"].get(w["path"], {}).get("missing", []),
-            }
-            for w in workflows
-        }
-    }
-    artifacts.write(state / HISTORY, new_history, "report_history")
+    artifacts.write(state / HISTORY, next_history(workflows, history), "report_history")
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
