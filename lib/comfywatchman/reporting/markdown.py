@@ -145,7 +145,7 @@ def group_key(action: Mapping[str, Any], shown: int) -> tuple[str, ...] | None:
         return (kind, action["detail"])
     if shown < FULL_ITEMS_PER_KIND:
         return None
-    steps = action["commands"]
+    steps = action.get("commands", [])
     if kind == "download" and steps:
         return ("download", *(commands.hf_batch_key(steps[0]["argv"]) or ("each",)))
     return (kind,)
@@ -160,7 +160,10 @@ def actions_section(report: Mapping[str, Any]) -> list[str]:
     lines += totals_table(report["action_totals"])
     for index, item in enumerate(rank_items(ranked), start=1):
         marker = f"{index}. "
-        body = group_item(item, len(marker)) if isinstance(item, Group) else action_item(item, len(marker))
+        if isinstance(item, Group):
+            body = group_item(item, len(marker), report.get("search_now"))
+        else:
+            body = action_item(item, len(marker))
         lines.append(marker + body[0])
         lines += body[1:]
     lines.append("")
@@ -200,7 +203,7 @@ def _what(action: Mapping[str, Any]) -> str:
     if kind in ("install_pack", "enable_pack"):
         name = link(action["item"], action["url"])
         rid = f" (id {code(action['registry_id'])})" if action.get("registry_id") else ""
-        types = action["node_types"]
+        types = action.get("node_types", [])
         provides = ", ".join(code(t) for t in types[:4]) + (
             f" and {number(len(types) - 4)} more" if len(types) > 4 else ""
         )
@@ -227,19 +230,19 @@ def action_item(action: Mapping[str, Any], width: int) -> list[str]:
     lines = [f"**{VERBS.get(action['kind'], action['kind'])}** {_what(action)} — {needed_by(action)}"]
     if action["detail"] and action["kind"] not in ("download", "install_pack", "enable_pack"):
         lines += ["", pad + text(action["detail"])]
-    if action["note"]:
+    if action.get("note"):
         lines += ["", f"{pad}On disk: {text(action['note'])}."]
-    for candidate in action["candidates"]:
+    for candidate in action.get("candidates", []):
         lines += ["", f"{pad}- {candidate_line(candidate)}"]
-    if action["kind"] == "download" and action["target_path"] is None:
+    if action["kind"] == "download" and action.get("target_path") is None:
         lines += [
             "",
             f"{pad}From {link(action['url'] or '', action['url'])}: the folder type is unknown, so where it goes "
             "is yours to choose.",
         ]
-    if action["commands"]:
+    if action.get("commands"):
         lines += ["", *fence([step_line(s) for s in action["commands"]], width)]
-    for way in action["alternatives"][:1]:
+    for way in action.get("alternatives", [])[:1]:
         lines += ["", f"{pad}Or: " + " then ".join(code(s["shell"]) for s in way)]
     return lines
 
@@ -260,17 +263,17 @@ def step_line(step: Mapping[str, Any]) -> str:
     return line + (f"  # {step['note']}" if step["note"] and "\n" not in line else "")
 
 
-def group_item(group: Group, width: int) -> list[str]:
+def group_item(group: Group, width: int, search_now: Mapping[str, Any] | None = None) -> list[str]:
     """Return a grouped item: a search that waits, or the tail of one kind (one command per Hub repository and
     folder for downloads)."""
     pad = " " * width
     members = group.actions
     total = len({w for a in members for w in a["workflows"]})
     if group.kind in ("search", "retry"):
-        return search_item(group, total, pad)
+        return search_item(group, total, pad, search_now)
     head = f"**{KIND_LABELS[group.kind]}**: {plural(len(members), 'more item')}, needed by {plural(total, 'workflow')}"
     if group.kind == "download":
-        argv = members[0]["commands"][0]["argv"]
+        argv = members[0]["commands"][0]["argv"] if members[0].get("commands") else []
         if commands.hf_batch_key(argv) is not None:
             where = argv[argv.index("--local-dir") + 1]
             head = f"**Download** {plural(len(members), 'more file')} from {code(argv[2])} into {code(where)}"
@@ -290,7 +293,7 @@ def download_size(members: Sequence[Mapping[str, Any]]) -> str:
 
 def download_lines(members: Sequence[Mapping[str, Any]]) -> list[str]:
     """Return the commands of a download group: one ``hf download`` for all when they share repo and folder."""
-    steps = [a["commands"][0] for a in members if a["commands"]]
+    steps = [a["commands"][0] for a in members if a.get("commands")]
     if steps and commands.hf_batch_key(steps[0]["argv"]) is not None:
         merged = commands.merge_hf([s["argv"] for s in steps])
         return [commands.step("hf", merged)["shell"]]
@@ -304,7 +307,7 @@ def names_line(members: Sequence[Mapping[str, Any]]) -> str:
     return shown + (f" and {number(more)} more (all in master_status.json)" if more > 0 else "")
 
 
-def search_item(group: Group, total: int, pad: str) -> list[str]:
+def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any] | None) -> list[str]:
     """Return the item for files that wait for a search: why, when it will run, and how to run it now."""
     first = group.actions[0]
     files = plural(len(group.actions), "file")
@@ -312,11 +315,12 @@ def search_item(group: Group, total: int, pad: str) -> list[str]:
         head = f"**Search again**: {files} whose search failed, needed by {plural(total, 'workflow')}"
     else:
         head = f"**Wait for a search**: {files} not searched yet, needed by {plural(total, 'workflow')}"
-    when = f"the next cycle, due {text(first['retry_at'])}" if first["retry_at"] else "the next cycle"
+    due = (search_now or {}).get("next_cycle_at")
+    when = f"the next cycle, due {text(due)}" if due else "the next cycle"
     lines = [head, "", f"{pad}Why: {text(first['detail'] or 'no answer')}. Searched again by {when}."]
     lines += ["", pad + names_line(group.actions)]
-    if first["commands"]:
-        lines += ["", f"{pad}To search now: " + code(first["commands"][0]["shell"])]
+    if search_now and search_now["commands"]:
+        lines += ["", f"{pad}To search now: " + code(search_now["commands"][0]["shell"])]
     return [*lines, ""]
 
 

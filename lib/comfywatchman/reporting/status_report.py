@@ -154,7 +154,6 @@ def _new_action(kind: str, item: str, **fields: Any) -> dict[str, Any]:
         "registry_id": None,
         "node_types": [],
         "candidates": [],
-        "retry_at": None,
         "commands": [],
         "alternatives": [],
         "workflows": set(),
@@ -193,9 +192,6 @@ def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated:
         action["candidates"] = [
             {k: c.get(k) for k in ("name", "source", "url", "reason", "size")} for c in model["candidates"][:5]
         ]
-    elif kind in ("search", "retry"):
-        action["retry_at"] = facts.next_cycle_at
-        _with_ways(action, commands.search_commands(facts))
     return action
 
 
@@ -285,11 +281,21 @@ def actions(
             table[("fix_workflow", wf["path"])] = _new_action(
                 "fix_workflow", wf["workflow"], detail=wf["error"], workflows={wf["workflow"]}
             )
-    for action in table.values():
-        action["workflows"] = sorted(action["workflows"])
-        action["blocks"] = len(action["workflows"])
-        action["node_types"].sort()
-    return sorted(table.values(), key=lambda a: (-a["blocks"], a["kind"], a["item"]))
+    ranked = [_finished(action) for action in table.values()]
+    return sorted(ranked, key=lambda a: (-a["blocks"], a["kind"], a["item"]))
+
+
+# Fields every action has; the others are left out when empty (a search needs no command, a download no node
+# types), which keeps master_status.json near its old size at thousands of actions.
+ALWAYS = frozenset({"kind", "item", "folder", "url", "size", "detail", "workflows", "blocks"})
+
+
+def _finished(action: dict[str, Any]) -> dict[str, Any]:
+    """Return ``action`` with its workflows sorted and counted and its empty optional fields dropped."""
+    action["workflows"] = sorted(action["workflows"])
+    action["blocks"] = len(action["workflows"])
+    action["node_types"].sort()
+    return {k: v for k, v in action.items() if k in ALWAYS or v not in (None, "", [])}
 
 
 def action_totals(ranked: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -9,8 +9,8 @@ from typing import Any
 from comfywatchman import artifacts
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import commands, markdown, status_report
 from comfywatchman.reporting import facts as install_facts
-from comfywatchman.reporting import markdown, status_report
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
 
@@ -77,6 +77,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "summary": summary,
         "action_totals": status_report.action_totals(ranked),
         "actions": ranked,
+        "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "cycle": {

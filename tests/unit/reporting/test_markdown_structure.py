@@ -99,6 +99,10 @@ def test_demo_report_is_valid_commonmark_with_commands(tmp_path: Path) -> None:
     assert "mv " in fences and "custom_nodes/ComfyUI-OldPack.disabled" in fences
     assert "custom_nodes && git clone https://github.com/ssitu/ComfyUI_UltimateSDUpscale" in fences
     assert "hf download Comfy-Org/flux1-schnell flux1-schnell.safetensors --local-dir" in fences
+    # Offline: the searches wait for the next cycle, with its time, and the command that searches now.
+    due = document["search_now"]["next_cycle_at"]
+    assert f"Searched again by the next cycle, due {due}." in page
+    assert f"To search now: `comfywatchman --run-cycle --home {tmp_path}" in page
 
 
 @pytest.fixture(scope="module")

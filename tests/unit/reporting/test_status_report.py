@@ -233,10 +233,10 @@ def test_download_action_has_exact_target_size_and_token_of_a_gated_file() -> No
     assert action["commands"][0]["argv"][-2:] == ["--local-dir", "/c/models/loras"]
 
 
-def test_search_actions_say_when_the_next_cycle_searches() -> None:
+def test_search_actions_carry_no_command_of_their_own() -> None:
     scan = {"workflows": [_workflow([_model("a")])]}
     workflows, _ = status_report.build(scan, {"results": [_result("a", "ERROR")]}, {}, False, "T")
     facts = commands.InstallFacts(root="/c", next_cycle_at="2026-12-01T10:00:00+00:00")
     (action,) = status_report.actions(workflows, facts)
-    assert (action["kind"], action["retry_at"]) == ("retry", "2026-12-01T10:00:00+00:00")
-    assert action["commands"][0]["tool"] == "comfywatchman"
+    assert action["kind"] == "retry"
+    assert "commands" not in action  # the one command that searches now is the report's search_now
