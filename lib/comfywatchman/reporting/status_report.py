@@ -187,7 +187,10 @@ def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated:
         action["token"] = commands.token_for(model["url"], gated)
         if target is not None:
             action["target_path"] = target
-            _with_ways(action, commands.download_commands(model["url"], target, action["token"], facts.root))
+            # The preferred way and one other (curl after hf, comfy-cli after curl): thousands of downloads
+            # each carrying every way would weigh on master_status.json.
+            ways = commands.download_commands(model["url"], target, action["token"], facts.root)
+            _with_ways(action, ways[:2])
     elif kind == "review":
         action["candidates"] = [
             {k: c.get(k) for k in ("name", "source", "url", "reason", "size")} for c in model["candidates"][:5]
