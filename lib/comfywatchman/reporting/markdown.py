@@ -143,8 +143,8 @@ def group_key(action: Mapping[str, Any], shown: int) -> tuple[str, ...] | None:
     kind = action["kind"]
     if kind in ("search", "retry"):
         return (kind, action["detail"])
-    if shown < FULL_ITEMS_PER_KIND:
-        return None
+    if shown < FULL_ITEMS_PER_KIND or kind in ("install_pack", "enable_pack"):
+        return None  # packs are few even on large installs, and each needs its own command
     steps = action.get("commands", [])
     if kind == "download" and steps:
         return ("download", *(commands.hf_batch_key(steps[0]["argv"]) or ("each",)))
@@ -357,6 +357,7 @@ def workflows_section(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [f"## Not ready ({number(waiting)})", ""]
     if not groups:
         lines += ["Every workflow is ready.", ""]
+    lines += newly_missing_lines(workflows)
     words = dict(BLOCKERS)
     for key in sorted(groups, key=lambda k: ([_ORDER[b] for b in k], -len(groups[k]))):
         names = sorted(groups[key])
@@ -365,6 +366,16 @@ def workflows_section(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines += [f"## Ready ({number(len(ready))})", ""]
     lines += [", ".join(code(n) for n in sorted(ready)) if ready else "None yet.", ""]
     return lines
+
+
+def newly_missing_lines(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the paragraph naming the workflows that miss something they did not miss last cycle, or nothing."""
+    broke = sorted(wf["workflow"] for wf in workflows if wf["newly_missing"])
+    if not broke:
+        return []
+    shown = ", ".join(code(name) for name in broke[:NAMES_PER_GROUP])
+    more = f" and {number(len(broke) - NAMES_PER_GROUP)} more" if len(broke) > NAMES_PER_GROUP else ""
+    return [f"Missing something new since the last cycle ({number(len(broke))}): {shown}{more}.", ""]
 
 
 def intake_section(recent: Sequence[Mapping[str, Any]]) -> list[str]:
