@@ -161,7 +161,7 @@ def actions_section(report: Mapping[str, Any]) -> list[str]:
     for index, item in enumerate(rank_items(ranked), start=1):
         marker = f"{index}. "
         if isinstance(item, Group):
-            body = group_item(item, len(marker), report.get("search_now"))
+            body = group_item(item, len(marker), report.get("search_now"), report["offline"])
         else:
             body = action_item(item, len(marker))
         lines.append(marker + body[0])
@@ -263,14 +263,16 @@ def step_line(step: Mapping[str, Any]) -> str:
     return line + (f"  # {step['note']}" if step["note"] and "\n" not in line else "")
 
 
-def group_item(group: Group, width: int, search_now: Mapping[str, Any] | None = None) -> list[str]:
+def group_item(
+    group: Group, width: int, search_now: Mapping[str, Any] | None = None, offline: bool = False
+) -> list[str]:
     """Return a grouped item: a search that waits, or the tail of one kind (one command per Hub repository and
     folder for downloads)."""
     pad = " " * width
     members = group.actions
     total = len({w for a in members for w in a["workflows"]})
     if group.kind in ("search", "retry"):
-        return search_item(group, total, pad, search_now)
+        return search_item(group, total, pad, search_now, offline)
     head = f"**{KIND_LABELS[group.kind]}**: {plural(len(members), 'more item')}, needed by {plural(total, 'workflow')}"
     if group.kind == "download":
         argv = members[0]["commands"][0]["argv"] if members[0].get("commands") else []
@@ -307,18 +309,24 @@ def names_line(members: Sequence[Mapping[str, Any]]) -> str:
     return shown + (f" and {number(more)} more (all in master_status.json)" if more > 0 else "")
 
 
-def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any] | None) -> list[str]:
+def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any] | None, offline: bool) -> list[str]:
     """Return the item for files that wait for a search: why, when it will run, and how to run it now."""
-    first = group.actions[0]
     files = plural(len(group.actions), "file")
+    due = (search_now or {}).get("next_cycle_at")
     if group.kind == "retry":
         head = f"**Search again**: {files} whose search failed, needed by {plural(total, 'workflow')}"
+        why = f"{text(group.key[1] or 'no answer')}. A failed search is never cached: the next cycle asks again"
     else:
         head = f"**Wait for a search**: {files} not searched yet, needed by {plural(total, 'workflow')}"
-    due = (search_now or {}).get("next_cycle_at")
-    when = f"the next cycle, due {text(due)}" if due else "the next cycle"
-    lines = [head, "", f"{pad}Why: {text(first['detail'] or 'no answer')}. Searched again by {when}."]
-    lines += ["", pad + names_line(group.actions)]
+        why = text(group.key[1] or "not searched")
+        why += (
+            ". This cycle ran offline (`--offline` or `[search] offline`): the next cycle that runs online"
+            if (offline)
+            else ". The next cycle"
+        )
+        why += " searches them"
+    when = f", due {text(due)}" if due else ""
+    lines = [head, "", f"{pad}Why: {why}{when}.", "", pad + names_line(group.actions)]
     if search_now and search_now["commands"]:
         lines += ["", f"{pad}To search now: " + code(search_now["commands"][0]["shell"])]
     return [*lines, ""]

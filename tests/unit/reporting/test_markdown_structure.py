@@ -101,7 +101,10 @@ def test_demo_report_is_valid_commonmark_with_commands(tmp_path: Path) -> None:
     assert "hf download Comfy-Org/flux1-schnell flux1-schnell.safetensors --local-dir" in fences
     # Offline: the searches wait for the next cycle, with its time, and the command that searches now.
     due = document["search_now"]["next_cycle_at"]
-    assert f"Searched again by the next cycle, due {due}." in page
+    assert (
+        "This cycle ran offline (`--offline` or `[search] offline`): "
+        f"the next cycle that runs online searches them, due {due}." in page
+    )
     assert f"To search now: `comfywatchman --run-cycle --home {tmp_path}" in page
 
 
