@@ -76,3 +76,22 @@ def test_workflows_missing_something_new_are_named() -> None:
     workflows[1]["newly_missing"] = []
     lines = markdown.workflows_section(workflows)
     assert "Missing something new since the last cycle (1): `a.json`." in lines
+
+
+def test_failed_searches_say_why_and_when_they_are_asked_again() -> None:
+    failed = [
+        {"kind": "retry", "item": f"m{i}.safetensors", "detail": "civitai: HTTP 503", "workflows": ["w"], "blocks": 1}
+        for i in range(2)
+    ]
+    (group,) = markdown.rank_items(failed)
+    search_now = {
+        "next_cycle_at": "2026-12-01T10:00:00+00:00",
+        "commands": [commands.step("comfywatchman", ["comfywatchman", "--run-cycle"])],
+    }
+    lines = markdown.group_item(group, 3, search_now, offline=False)
+    assert lines[0] == "**Search again**: 2 files whose search failed, needed by 1 workflow"
+    assert (
+        "   Why: civitai: HTTP 503. A failed search is never cached: the next cycle asks again, "
+        "due 2026-12-01T10:00:00+00:00." in lines
+    )
+    assert "   To search now: `comfywatchman --run-cycle`" in lines
