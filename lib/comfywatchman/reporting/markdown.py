@@ -325,7 +325,7 @@ def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any
             else ". The next cycle"
         )
         why += " searches them"
-    when = f", due {text(due)}" if due else ""
+    when = f", due about {text(due)}" if due else ""
     lines = [head, "", f"{pad}Why: {why}{when}.", "", pad + names_line(group.actions)]
     if search_now and search_now["commands"]:
         lines += ["", f"{pad}To search now: " + code(search_now["commands"][0]["shell"])]

@@ -92,6 +92,6 @@ def test_failed_searches_say_why_and_when_they_are_asked_again() -> None:
     assert lines[0] == "**Search again**: 2 files whose search failed, needed by 1 workflow"
     assert (
         "   Why: civitai: HTTP 503. A failed search is never cached: the next cycle asks again, "
-        "due 2026-12-01T10:00:00+00:00." in lines
+        "due about 2026-12-01T10:00:00+00:00." in lines
     )
     assert "   To search now: `comfywatchman --run-cycle`" in lines

@@ -103,7 +103,7 @@ def test_demo_report_is_valid_commonmark_with_commands(tmp_path: Path) -> None:
     due = document["search_now"]["next_cycle_at"]
     assert (
         "This cycle ran offline (`--offline` or `[search] offline`): "
-        f"the next cycle that runs online searches them, due {due}." in page
+        f"the next cycle that runs online searches them, due about {due}." in page
     )
     assert f"To search now: `comfywatchman --run-cycle --home {tmp_path}" in page
 
