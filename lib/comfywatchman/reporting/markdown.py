@@ -1,34 +1,67 @@
-"""Render ``master_status.json`` as ``master_status.md``: a page a person reads over coffee."""
+"""Render ``master_status.json`` as ``master_status.md``: a first screen that says what to do.
+
+The page is the summary, every ranked action with what to paste, the workflows that are not ready grouped by
+what blocks them, the ready ones as one compact list, then recent intake and this cycle. It stays small at
+scale: searches wait in one item per reason, long tails of downloads share one command per Hub repository and
+folder, and the per-item details past a few dozen are left to master_status.json (which keeps everything).
+Built in one pass over the actions and one over the workflows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from comfywatchman import humanize
-from comfywatchman.reporting.status_report import installed_notes
+from comfywatchman.reporting import commands
+from comfywatchman.reporting.mdsyntax import code, fence, link, number, plural, text
 
-ICONS = {"ready": "✅", "resolvable": "⬇️", "needs_review": "🔎", "blocked": "⛔", "error": "💥"}
 LABELS = {
     "ready": "ready",
-    "resolvable": "resolvable",
-    "needs_review": "needs review",
+    "resolvable": "ready after the steps below",
+    "needs_review": "need review",
     "blocked": "blocked",
     "error": "unreadable",
 }
-ACTION_VERBS = {
-    "download": "Download",
-    "install_pack": "Install pack for",
-    "enable_pack": "Re-enable pack for",
-    "choose_pack": "Choose a pack for",
-    "check_pack": "Check the installed pack for",
-    "review": "Review candidates for",
-    "find_manually": "Find manually",
-    "find_pack": "Find a pack for",
-    "retry": "Retry search for",
-    "search": "Search for",
-    "fix_workflow": "Fix",
+KIND_LABELS = {
+    "download": "Download models",
+    "install_pack": "Install packs",
+    "enable_pack": "Re-enable packs",
+    "choose_pack": "Choose a pack",
+    "find_pack": "Find a pack",
+    "check_pack": "Check installed packs",
+    "review": "Review candidates",
+    "find_manually": "Find by hand",
+    "fix_workflow": "Fix workflows",
+    "retry": "Search again (failed)",
+    "search": "Wait for a search",
 }
+FULL_ITEMS_PER_KIND = 25  # actions of one kind shown one by one; the rest share grouped items
+NAMES_PER_GROUP = 30  # names listed in a grouped item before "and N more"
+# What blocks a workflow, worst first: the key, and the words of a group heading.
+BLOCKERS = (
+    ("unreadable", "a fix of the file"),
+    ("no_source", "files no source has"),
+    ("invalid", "a fix of invalid file names"),
+    ("no_pack", "a node type no known pack provides"),
+    ("review", "your review"),
+    ("choose", "a choice between packs"),
+    ("retry", "a search retry"),
+    ("search", "a search"),
+    ("download", "downloads"),
+    ("install", "a pack install"),
+    ("enable", "a pack re-enabled"),
+)
+_MODEL_BLOCKER = {
+    "FOUND": "download",
+    "UNCERTAIN": "review",
+    "NOT_FOUND": "no_source",
+    "INVALID_FILENAME": "invalid",
+    "ERROR": "retry",
+    "NOT_SEARCHED": "search",
+}
+_ORDER = {key: index for index, (key, _) in enumerate(BLOCKERS)}
 
 
 def manager_line(maps: Mapping[str, Any]) -> str:
@@ -40,132 +73,369 @@ def manager_line(maps: Mapping[str, Any]) -> str:
             parts.append(f"{label}: none found")
             continue
         version = f" {used['version']}" if used["version"] else ""
-        parts.append(f"{label} `{used['path']}` ({used['source']}{version})")
+        parts.append(f"{label} {code(used['path'])} ({used['source']}{version})")
     return "ComfyUI-Manager: " + "; ".join(parts)
 
 
 def render(report: Mapping[str, Any]) -> str:
     """Return the Markdown page for the report document ``report``."""
+    lines = header(report)
+    lines += actions_section(report)
+    lines += broken_section(report.get("broken_models", []))
+    lines += workflows_section(report["workflows"])
+    lines += intake_section(report["recent_intake"])
+    lines += cycle_section(report)
+    return "\n".join(lines)
+
+
+def header(report: Mapping[str, Any]) -> list[str]:
+    """Return the title, the one-paragraph summary and the install line."""
     s = report["summary"]
-    lines = [f"# ComfyUI readiness — {report['generated_at']}", ""]
-    install = f"`{report['comfyui_root']}`" + (
-        " (the demo install shipped with comfywatchman)" if report["demo"] else ""
-    )
-    stale = report.get("stale")
-    if stale:
-        lines += [
-            f"> ⚠️ **Stale since {stale['since']}** (last checked {stale['checked_at']}, cycle "
-            f"`{stale['cycle_id']}`): {stale['reason']}.",
-            "> "
-            + (
-                "No earlier report was there to keep: this one leaves out the workflows of that folder"
-                if stale["cycle_id"] == report["cycle_id"]
-                else "This is the last complete report, kept as it was"
-            )
-            + "; no workflow was marked removed, and the first cycle that can read every folder again brings it "
-            "up to date.",
-            "",
-        ]
-    lines.append(f"Install: {install} · cycle `{report['cycle_id']}`" + (" · offline" if report["offline"] else ""))
-    if "manager_maps" in report:
-        lines.append(manager_line(report["manager_maps"]))
-    lines.append("")
-    parts = [f"{s[r]} {LABELS[r]}" for r in ("ready", "resolvable", "needs_review", "blocked", "error") if s[r]]
+    parts = [f"{number(s[r])} {LABELS[r]}" for r in ("ready", "resolvable", "needs_review", "blocked", "error") if s[r]]
+    lines = [f"# ComfyUI readiness — {text(report['generated_at'])}", ""]
     lines.append(
-        f"**{s['workflows']} workflows: {', '.join(parts) or 'none found'}.** "
-        f"{s['missing_models']} model files and {s['missing_nodes']} node types missing; "
-        f"{s['uncertain']} uncertain matches wait for review."
+        f"**{plural(s['workflows'], 'workflow')}: {', '.join(parts) or 'none found'}.** "
+        f"{plural(s['missing_models'], 'model file')} and {plural(s['missing_nodes'], 'node type')} missing; "
+        f"{plural(s['uncertain'], 'uncertain match', 'uncertain matches')} wait for review."
     )
     if s["download_sizes_known"]:
-        total = humanize.size(s["download_bytes"])
-        lines.append(f"Proven downloads total {total} ({s['download_sizes_known']} with a known size).")
+        lines.append(
+            f"Proven downloads total {humanize.size(s['download_bytes'])} "
+            f"({number(s['download_sizes_known'])} with a known size)."
+        )
+    install = code(report["comfyui_root"]) + (
+        " (the demo install shipped with comfywatchman)" if report["demo"] else ""
+    )
+    offline = " · offline: nothing was searched online" if report["offline"] else ""
+    lines += ["", f"Install: {install} · cycle {code(report['cycle_id'])}{offline}", ""]
+    return [*lines[:2], *stale_banner(report), *lines[2:]]  # right under the title
+
+
+def stale_banner(report: Mapping[str, Any]) -> list[str]:
+    """Return the warning that opens a stale report (a workflows folder could not be read), or nothing."""
+    stale = report.get("stale")
+    if not stale:
+        return []
+    kept = (
+        "No earlier report was there to keep: this one leaves out the workflows of that folder"
+        if stale["cycle_id"] == report["cycle_id"]
+        else "This is the last complete report, kept as it was"
+    )
+    return [
+        f"> ⚠️ **Stale since {text(stale['since'])}** (last checked {text(stale['checked_at'])}, cycle "
+        f"{code(stale['cycle_id'])}): {text(stale['reason'])}.",
+        f"> {kept}; no workflow was marked removed, and the first cycle that can read every folder again "
+        "brings it up to date.",
+        "",
+    ]
+
+
+def broken_section(broken: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the installed model files that are cut short (delete, then download again), or nothing."""
+    if not broken:
+        return []
+    lines = ["## Broken model files (delete, then download again)", ""]
+    lines += [f"- {code(b['folder'] + '/' + b['name'])}: {text(b['reason'])} ({code(b['path'])})" for b in broken]
+    return [*lines, ""]
+
+
+@dataclass
+class Group:
+    """Actions of one kind shown as one item: the tail past FULL_ITEMS_PER_KIND, or every search."""
+
+    kind: str
+    key: tuple[str, ...]
+    actions: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+def rank_items(ranked: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | Group]:
+    """Return the list items in rank order: single actions, and groups placed where their best member ranks."""
+    items: list[Mapping[str, Any] | Group] = []
+    groups: dict[tuple[str, ...], Group] = {}
+    shown: dict[str, int] = {}
+    for action in ranked:
+        kind = action["kind"]
+        key = group_key(action, shown.get(kind, 0))
+        if key is None:
+            shown[kind] = shown.get(kind, 0) + 1
+            items.append(action)
+            continue
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(kind, key)
+            items.append(group)
+        group.actions.append(action)
+    return items
+
+
+def group_key(action: Mapping[str, Any], shown: int) -> tuple[str, ...] | None:
+    """Return the group an action joins, or None when it is shown on its own."""
+    kind = action["kind"]
+    if kind in ("search", "retry"):
+        return (kind, action["detail"])
+    if shown < FULL_ITEMS_PER_KIND or kind in ("install_pack", "enable_pack"):
+        return None  # packs are few even on large installs, and each needs its own command
+    steps = action.get("commands", [])
+    if kind == "download" and steps:
+        return ("download", *(commands.hf_batch_key(steps[0]["argv"]) or ("each",)))
+    return (kind,)
+
+
+def actions_section(report: Mapping[str, Any]) -> list[str]:
+    """Return "Do this first": totals per kind, then every action ranked, with what to paste."""
+    lines = ["## Do this first", ""]
+    ranked = report["actions"]
+    if not ranked:
+        return [*lines, "Nothing to do: every workflow has what it needs.", ""]
+    lines += totals_table(report["action_totals"])
+    for index, item in enumerate(rank_items(ranked), start=1):
+        marker = f"{index}. "
+        if isinstance(item, Group):
+            body = group_item(item, len(marker), report.get("search_now"), report["offline"])
+        else:
+            body = action_item(item, len(marker))
+        lines.append(marker + body[0])
+        lines += body[1:]
     lines.append("")
+    return lines
 
-    lines += ["## Do this first", ""]
-    if not report["actions"]:
-        lines += ["Nothing to do: every workflow has what it needs.", ""]
-    for number, action in enumerate(report["actions"][:15], start=1):
-        verb = ACTION_VERBS.get(action["kind"], action["kind"])
-        where = f" into `{action['folder']}`" if action["kind"] == "download" and action["folder"] else ""
-        blocks = f"{action['blocks']} workflow{'s' if action['blocks'] != 1 else ''}"
-        line = f"{number}. {verb} `{action['item']}`{where} — needed by {blocks}"
-        if action["kind"] == "download":
-            line += f" ({humanize.size(action['size'])})"
-        lines.append(line)
-        if action["url"]:
-            lines.append(f"   - {action['url']}")
-        if action["detail"] and action["kind"] != "download":
-            lines.append(f"   - {action['detail']}")
-    if len(report["actions"]) > 15:
-        lines.append(f"\n…and {len(report['actions']) - 15} more in master_status.json.")
-    lines.append("")
 
-    if report.get("broken_models"):
-        lines += ["## Broken model files (delete, then download again)", ""]
-        lines += [f"- `{b['folder']}/{b['name']}`: {b['reason']} ({b['path']})" for b in report["broken_models"]] + [""]
-    lines += ["## Workflows", ""]
-    order = {"error": 0, "blocked": 1, "needs_review": 2, "resolvable": 3, "ready": 4}
-    for wf in sorted(report["workflows"], key=lambda w: (order[w["readiness"]], w["workflow"])):
-        lines.append(f"### {ICONS[wf['readiness']]} {wf['workflow']} — {LABELS[wf['readiness']]}")
-        lines.append(f"Source `{wf['intake_source']}` · last fully resolvable: {wf['last_resolved_at'] or 'never'}")
-        if wf["error"]:
-            lines.append(f"- cannot read: {wf['error']}")
-        for model in wf["missing_models"]:
-            where = f" ({model['folder']})" if model["folder"] else ""
-            lines.append(
-                f"- model `{model['name']}`{where}, {model['node'] or 'declared'}: **{model['status']}**"
-                + (f" — {model['url']}" if model["url"] else (f" — {model['reason']}" if model["reason"] else ""))
-            )
-            if model["note"]:
-                lines.append(f"  - {model['note']}")
-            if model["looked_in"] and model["status"] != "FOUND":
-                lines.append(
-                    f"  - looked in: {', '.join(model['looked_in'][:3])}"
-                    + (" …" if len(model["looked_in"]) > 3 else "")
-                )
-            for cand in model["candidates"][:3]:
-                lines.append(
-                    f"  - candidate `{cand['name']}` from {cand['source']}: {cand['reason']}"
-                    + (f" — {cand['url']}" if cand["url"] else "")
-                )
-        for node in wf["missing_nodes"]:
-            if node["state"] == "disabled":
-                disabled = ", ".join(p["name"] for p in node["packs"])
-                lines.append(f"- node `{node['class_type']}`: pack disabled — re-enable {disabled}")
-                continue
-            packs = [p for p in node["packs"] if not p.get("installed")]
-            notes = installed_notes(node)
-            if not packs and notes:
-                lines.append(f"- node `{node['class_type']}`: missing — {notes}")
-            elif not packs:
-                lines.append(f"- node `{node['class_type']}`: missing, and no known pack provides it")
-            elif len(packs) == 1:
-                lines.append(f"- node `{node['class_type']}`: missing — `{packs[0].get('install', packs[0]['name'])}`")
-            else:
-                lines.append(
-                    f"- node `{node['class_type']}`: missing — claimed by {len(packs)} packs: "
-                    + ", ".join(p["name"] for p in packs[:5])
-                    + (" …" if len(packs) > 5 else "")
-                )
-        if wf["inactive_missing"]:
-            lines.append(f"- {wf['inactive_missing']} more missing on muted or bypassed nodes (not counted)")
-        if wf["newly_missing"]:
-            lines.append(f"- newly missing since the last cycle: {', '.join(wf['newly_missing'])}")
-        lines.append("")
+def totals_table(totals: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Return the table of totals per kind: actions, workflows concerned, known size."""
+    lines = ["| step | items | needed by | size |", "|---|---:|---:|---|"]
+    for kind, label in KIND_LABELS.items():
+        entry = totals.get(kind)
+        if entry is None:
+            continue
+        size = "—"
+        if kind == "download":
+            known = entry["sizes_known"]
+            size = f"{humanize.size(entry['bytes'])} known" if known else "unknown"
+            size += f" ({number(known)} of {number(entry['actions'])} sizes known)" if known < entry["actions"] else ""
+        lines.append(f"| {label} | {number(entry['actions'])} | {plural(entry['workflows'], 'workflow')} | {size} |")
+    return [*lines, ""]
 
-    lines += ["## Recently acknowledged workflows", ""]
-    if not report["recent_intake"]:
+
+def needed_by(action: Mapping[str, Any]) -> str:
+    """Return "needed by N workflows", with the size and the token of a download."""
+    words = f"needed by {plural(action['blocks'], 'workflow')}"
+    if action["kind"] == "download":
+        words += f", {humanize.size(action['size'])}"
+    if action.get("token"):
+        token = action["token"]
+        words += f", needs {code(token['env'])}" + ("" if token["required"] else " (often)")
+    return words
+
+
+def _what(action: Mapping[str, Any]) -> str:
+    """Return the words for what an action is about: the file (with its folder type) or the pack."""
+    kind = action["kind"]
+    if kind in ("install_pack", "enable_pack"):
+        name = link(action["item"], action["url"])
+        rid = f" (id {code(action['registry_id'])})" if action.get("registry_id") else ""
+        types = action.get("node_types", [])
+        provides = ", ".join(code(t) for t in types[:4]) + (
+            f" and {number(len(types) - 4)} more" if len(types) > 4 else ""
+        )
+        return f"the pack **{name}**{rid}, for {provides}"
+    folder = f" ({text(action['folder'])})" if action.get("folder") else ""
+    return f"{code(action['item'])}{folder}"
+
+
+VERBS = {
+    "download": "Download",
+    "install_pack": "Install",
+    "enable_pack": "Re-enable",
+    "choose_pack": "Choose a pack for node",
+    "find_pack": "Find a pack for node",
+    "check_pack": "Check the installed pack for node",
+    "review": "Review the candidates for",
+    "find_manually": "Find by hand",
+    "fix_workflow": "Fix",
+}
+
+
+def action_item(action: Mapping[str, Any], width: int) -> list[str]:
+    """Return one ranked action as a list item's lines: what and for how many, why, and what to paste."""
+    pad = " " * width
+    lines = [f"**{VERBS.get(action['kind'], action['kind'])}** {_what(action)} — {needed_by(action)}"]
+    if action["detail"] and action["kind"] not in ("download", "install_pack", "enable_pack"):
+        lines += ["", pad + text(action["detail"])]
+    if action.get("note"):
+        lines += ["", f"{pad}On disk: {text(action['note'])}."]
+    for candidate in action.get("candidates", []):
+        lines += ["", f"{pad}- {candidate_line(candidate)}"]
+    if action["kind"] == "download" and action.get("target_path") is None:
+        lines += [
+            "",
+            f"{pad}From {link(action['url'] or '', action['url'])}: the folder type is unknown, so where it goes "
+            "is yours to choose.",
+        ]
+    if action.get("commands"):
+        lines += ["", *fence([step_line(s) for s in action["commands"]], width)]
+    for way in action.get("alternatives", [])[:1]:
+        lines += ["", f"{pad}Or: " + " then ".join(code(s["shell"]) for s in way)]
+    return lines
+
+
+def candidate_line(candidate: Mapping[str, Any]) -> str:
+    """Return one review candidate: its name, who offered it, its link and why it is only a candidate."""
+    line = f"{code(candidate['name'] or '')} from {text(candidate['source'] or '')}"
+    if candidate.get("url"):
+        line += f": {link(candidate['url'], candidate['url'])}"
+    if candidate.get("reason"):
+        line += f" — {text(candidate['reason'])}"
+    return line
+
+
+def step_line(step: Mapping[str, Any]) -> str:
+    """Return a command step's shell line, with its note as a shell comment."""
+    line: str = step["shell"]
+    return line + (f"  # {step['note']}" if step["note"] and "\n" not in line else "")
+
+
+def group_item(
+    group: Group, width: int, search_now: Mapping[str, Any] | None = None, offline: bool = False
+) -> list[str]:
+    """Return a grouped item: a search that waits, or the tail of one kind (one command per Hub repository and
+    folder for downloads)."""
+    pad = " " * width
+    members = group.actions
+    total = len({w for a in members for w in a["workflows"]})
+    if group.kind in ("search", "retry"):
+        return search_item(group, total, pad, search_now, offline)
+    head = f"**{KIND_LABELS[group.kind]}**: {plural(len(members), 'more item')}, needed by {plural(total, 'workflow')}"
+    if group.kind == "download":
+        argv = members[0]["commands"][0]["argv"] if members[0].get("commands") else []
+        if commands.hf_batch_key(argv) is not None:
+            where = argv[argv.index("--local-dir") + 1]
+            head = f"**Download** {plural(len(members), 'more file')} from {code(argv[2])} into {code(where)}"
+            head += f", needed by {plural(total, 'workflow')}"
+        return [head + download_size(members), "", *fence(download_lines(members), width)]
+    return [head, "", pad + names_line(members), ""]
+
+
+def download_size(members: Sequence[Mapping[str, Any]]) -> str:
+    """Return ", SIZE (N of M sizes known)" for a group of downloads."""
+    known = [a["size"] for a in members if a["size"]]
+    if not known:
+        return ", size unknown"
+    suffix = "" if len(known) == len(members) else f" ({len(known)} of {len(members)} sizes known)"
+    return f", {humanize.size(sum(known))}{suffix}"
+
+
+def download_lines(members: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the commands of a download group: one ``hf download`` for all when they share repo and folder."""
+    steps = [a["commands"][0] for a in members if a.get("commands")]
+    if steps and commands.hf_batch_key(steps[0]["argv"]) is not None:
+        merged = commands.merge_hf([s["argv"] for s in steps])
+        return [commands.step("hf", merged)["shell"]]
+    return [step_line(s) for s in steps]
+
+
+def names_line(members: Sequence[Mapping[str, Any]]) -> str:
+    """Return the members' names as code spans, the first NAMES_PER_GROUP, then how many more."""
+    shown = ", ".join(code(a["item"]) for a in members[:NAMES_PER_GROUP])
+    more = len(members) - NAMES_PER_GROUP
+    return shown + (f" and {number(more)} more (all in master_status.json)" if more > 0 else "")
+
+
+def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any] | None, offline: bool) -> list[str]:
+    """Return the item for files that wait for a search: why, when it will run, and how to run it now."""
+    files = plural(len(group.actions), "file")
+    due = (search_now or {}).get("next_cycle_at")
+    if group.kind == "retry":
+        head = f"**Search again**: {files} whose search failed, needed by {plural(total, 'workflow')}"
+        why = f"{text(group.key[1] or 'no answer')}. A failed search is never cached: the next cycle asks again"
+    else:
+        head = f"**Wait for a search**: {files} not searched yet, needed by {plural(total, 'workflow')}"
+        why = text(group.key[1] or "not searched")
+        why += (
+            ". This cycle ran offline (`--offline` or `[search] offline`): the next cycle that runs online"
+            if (offline)
+            else ". The next cycle"
+        )
+        why += " searches them"
+    when = f", due about {text(due)}" if due else ""
+    lines = [head, "", f"{pad}Why: {why}{when}.", "", pad + names_line(group.actions)]
+    if search_now and search_now["commands"]:
+        lines += ["", f"{pad}To search now: " + code(search_now["commands"][0]["shell"])]
+    return [*lines, ""]
+
+
+def blockers(wf: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return what keeps a workflow from being ready, worst first (keys of BLOCKERS)."""
+    found: set[str] = set()
+    if wf["error"]:
+        found.add("unreadable")
+    for model in wf["missing_models"]:
+        found.add(_MODEL_BLOCKER[model["status"]])
+    for node in wf["missing_nodes"]:
+        found.add(node_blocker(node))
+    return tuple(sorted(found, key=_ORDER.__getitem__))
+
+
+def node_blocker(node: Mapping[str, Any]) -> str:
+    """Return the blocker key of a missing or disabled node type."""
+    if node["state"] == "disabled":
+        return "enable"
+    candidates = sum(1 for p in node["packs"] if not p.get("installed"))
+    return "install" if candidates == 1 else ("choose" if candidates else "no_pack")
+
+
+def workflows_section(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the workflows that are not ready, grouped by what blocks them, then the ready ones in one list."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    ready: list[str] = []
+    for wf in workflows:
+        if wf["readiness"] == "ready":
+            ready.append(wf["workflow"])
+        else:
+            groups.setdefault(blockers(wf), []).append(wf["workflow"])
+    waiting = sum(len(names) for names in groups.values())
+    lines = [f"## Not ready ({number(waiting)})", ""]
+    if not groups:
+        lines += ["Every workflow is ready.", ""]
+    lines += newly_missing_lines(workflows)
+    words = dict(BLOCKERS)
+    for key in sorted(groups, key=lambda k: ([_ORDER[b] for b in k], -len(groups[k]))):
+        names = sorted(groups[key])
+        lines += [f"### Waiting for {', '.join(words[b] for b in key)} ({number(len(names))})", ""]
+        lines += [", ".join(code(n) for n in names), ""]
+    lines += [f"## Ready ({number(len(ready))})", ""]
+    lines += [", ".join(code(n) for n in sorted(ready)) if ready else "None yet.", ""]
+    return lines
+
+
+def newly_missing_lines(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the paragraph naming the workflows that miss something they did not miss last cycle, or nothing."""
+    broke = sorted(wf["workflow"] for wf in workflows if wf["newly_missing"])
+    if not broke:
+        return []
+    shown = ", ".join(code(name) for name in broke[:NAMES_PER_GROUP])
+    more = f" and {number(len(broke) - NAMES_PER_GROUP)} more" if len(broke) > NAMES_PER_GROUP else ""
+    return [f"Missing something new since the last cycle ({number(len(broke))}): {shown}{more}.", ""]
+
+
+def intake_section(recent: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the workflows acknowledged lately, newest first."""
+    lines = ["## Recently acknowledged workflows", ""]
+    if not recent:
         lines.append("None yet.")
-    for ack in report["recent_intake"]:
-        lines.append(f"- {ack['ts']} {ack['kind']} ({ack['source']}): `{ack['path']}`")
-    lines.append("")
+    for ack in recent:
+        lines.append(f"- {text(ack['ts'])} {text(ack['kind'])} ({text(ack['source'])}): {code(ack['path'])}")
+    return [*lines, ""]
 
+
+def cycle_section(report: Mapping[str, Any]) -> list[str]:
+    """Return this cycle's stages, errors, and the ComfyUI-Manager maps it used."""
     cycle = report["cycle"]
-    lines += ["## This cycle", ""]
+    lines = ["## This cycle", ""]
     for stage in cycle["stages"]:
         mark = "ok" if stage["ok"] else "FAILED"
-        lines.append(f"- {stage['stage']}: {mark} in {stage['duration_s']:.2f} s — {stage['detail']}")
+        lines.append(f"- {stage['stage']}: {mark} in {stage['duration_s']:.2f} s — {text(stage['detail'])}")
     for error in cycle["errors"]:
-        lines.append(f"- error: {error}")
-    lines.append("")
-    return "\n".join(lines)
+        lines.append(f"- error: {text(error)}")
+    if "manager_maps" in report:
+        lines += ["", manager_line(report["manager_maps"])]
+    return [*lines, ""]

@@ -11,7 +11,8 @@ from comfywatchman import artifacts, availability
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import markdown, staleness, status_report
+from comfywatchman.reporting import commands, markdown, staleness, status_report
+from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
 
@@ -25,6 +26,22 @@ def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
     if limit <= 0:
         return []
     return list(reversed(deque(artifacts.read_jsonl(state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)))
+
+
+def next_history(workflows: list[dict[str, Any]], history: dict[str, Any]) -> dict[str, Any]:
+    """Return report_history.json for the next cycle: per workflow, when it was last resolvable and what is
+    missing now (an unreadable workflow keeps what it missed before)."""
+    return {
+        "workflows": {
+            w["path"]: {
+                "last_resolved_at": w["last_resolved_at"],
+                "missing": w["_missing_keys"]
+                if w["error"] is None
+                else history["workflows"].get(w["path"], {}).get("missing", []),
+            }
+            for w in workflows
+        }
+    }
 
 
 def run(ctx: StageContext) -> StageOutcome:
@@ -56,6 +73,8 @@ def run(ctx: StageContext) -> StageOutcome:
         history = {"workflows": {}}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     workflows, summary = status_report.build(scan, search, history["workflows"], count_inactive, now_text)
+    facts = install_facts.gather(ctx, scan, workflows)
+    ranked = status_report.actions(workflows, facts, status_report.gated_files(search))
 
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
@@ -68,7 +87,9 @@ def run(ctx: StageContext) -> StageOutcome:
         "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
         "stale": _fresh_stale(unavailable, ctx.cycle_id, now_text),
         "summary": summary,
-        "actions": status_report.actions(workflows),
+        "action_totals": status_report.action_totals(ranked),
+        "actions": ranked,
+        "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "broken_models": installed_broken(state),
@@ -80,17 +101,7 @@ def run(ctx: StageContext) -> StageOutcome:
     }
     artifacts.write(reports / "master_status.json", document, "master_status")
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(document))
-    new_history = {
-        "workflows": {
-            w["path"]: {
-                "last_resolved_at": w["last_resolved_at"],
-                "missing": w["_missing_keys"]
-                if w["error"] is None
-                else history["workflows"].get(w["path"], {}).get("missing", []),
-            }
-            for w in workflows
-        }
-    }
+    new_history = next_history(workflows, history)
     # Workflows of an unavailable folder are not in this report; their history waits for them.
     for path in staleness.kept_paths(state) - new_history["workflows"].keys():
         if path in history["workflows"]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from comfywatchman.reporting import markdown
+from typing import Any
+
+from comfywatchman.reporting import commands, markdown
 
 
 def test_manager_line_names_each_map_its_source_and_version() -> None:
@@ -25,3 +27,71 @@ def test_manager_line_names_each_map_its_source_and_version() -> None:
 def test_manager_line_when_no_map_was_found() -> None:
     line = markdown.manager_line({"node_map": None, "model_list": None})
     assert line == "ComfyUI-Manager: node map: none found; model list: none found"
+
+
+def _download(index: int, repo: str = "o/r") -> dict[str, Any]:
+    argv = ["hf", "download", repo, f"f{index}.safetensors", "--local-dir", "/c/models/loras"]
+    return {
+        "kind": "download",
+        "item": f"f{index}.safetensors",
+        "folder": "loras",
+        "url": f"https://huggingface.co/{repo}/resolve/main/f{index}.safetensors",
+        "size": 1000,
+        "detail": "",
+        "target_path": f"/c/models/loras/f{index}.safetensors",
+        "commands": [commands.step("hf", argv)],
+        "workflows": [f"w{index}.json"],
+        "blocks": 1,
+    }
+
+
+def test_download_tail_shares_one_hf_command_per_repo_and_folder() -> None:
+    ranked = [_download(i) for i in range(markdown.FULL_ITEMS_PER_KIND + 5)] + [_download(99, "o/other")]
+    items = markdown.rank_items(ranked)
+    # The first 25 one by one, then one group per repository and folder: 5 files of o/r, 1 of o/other.
+    assert len(items) == markdown.FULL_ITEMS_PER_KIND + 2
+    group, other = items[-2:]
+    assert isinstance(group, markdown.Group) and len(group.actions) == 5
+    assert isinstance(other, markdown.Group) and len(other.actions) == 1
+    lines = markdown.download_lines(group.actions)
+    assert lines == [
+        "hf download o/r " + " ".join(f"f{i}.safetensors" for i in range(25, 30)) + " --local-dir /c/models/loras"
+    ]
+
+
+def test_pack_actions_are_never_grouped() -> None:
+    packs = [
+        {"kind": "install_pack", "item": f"p{i}", "commands": [], "workflows": ["w"], "blocks": 1}
+        for i in range(markdown.FULL_ITEMS_PER_KIND + 3)
+    ]
+    assert not any(isinstance(item, markdown.Group) for item in markdown.rank_items(packs))
+
+
+def test_workflows_missing_something_new_are_named() -> None:
+    workflows = [
+        {"workflow": "a.json", "readiness": "blocked", "error": None, "missing_models": [], "missing_nodes": []},
+        {"workflow": "b.json", "readiness": "ready", "error": None, "missing_models": [], "missing_nodes": []},
+    ]
+    workflows[0]["newly_missing"] = ["model:loras:x"]
+    workflows[1]["newly_missing"] = []
+    lines = markdown.workflows_section(workflows)
+    assert "Missing something new since the last cycle (1): `a.json`." in lines
+
+
+def test_failed_searches_say_why_and_when_they_are_asked_again() -> None:
+    failed = [
+        {"kind": "retry", "item": f"m{i}.safetensors", "detail": "civitai: HTTP 503", "workflows": ["w"], "blocks": 1}
+        for i in range(2)
+    ]
+    (group,) = markdown.rank_items(failed)
+    search_now = {
+        "next_cycle_at": "2026-12-01T10:00:00+00:00",
+        "commands": [commands.step("comfywatchman", ["comfywatchman", "--run-cycle"])],
+    }
+    lines = markdown.group_item(group, 3, search_now, offline=False)
+    assert lines[0] == "**Search again**: 2 files whose search failed, needed by 1 workflow"
+    assert (
+        "   Why: civitai: HTTP 503. A failed search is never cached: the next cycle asks again, "
+        "due about 2026-12-01T10:00:00+00:00." in lines
+    )
+    assert "   To search now: `comfywatchman --run-cycle`" in lines

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from comfywatchman.reporting import markdown, status_report
+from comfywatchman.reporting import commands, markdown, status_report
 
 
 def _model(name: str, status: str = "missing", active: bool = True, folder: str = "loras") -> dict[str, Any]:
@@ -180,14 +180,66 @@ def test_actions_rank_by_workflows_unblocked() -> None:
             "demo": False,
             "offline": False,
             "summary": summary,
+            "action_totals": status_report.action_totals(actions),
             "actions": actions,
             "workflows": workflows,
             "recent_intake": [],
             "cycle": {"stages": [], "errors": []},
         }
     )
-    assert "1. Download `shared` into `loras` — needed by 2 workflows (2.0 GB)" in page
-    assert "git clone https://github.com/ssitu/x" in page
+    assert "1. **Download** `shared` (loras) — needed by 2 workflows, 2.0 GB" in page
+    assert "cd ./custom_nodes && git clone https://github.com/ssitu/x" in page
+
+
+def test_actions_one_per_pack_for_every_node_type_it_provides() -> None:
+    scan = {
+        "workflows": [
+            _workflow(nodes=[_node("U", "missing", [PACK]), _node("V", "missing", [PACK])], path="/w/1.json"),
+            _workflow(nodes=[_node("V", "missing", [PACK])], path="/w/2.json"),
+        ]
+    }
+    workflows, _ = status_report.build(scan, {"results": []}, {}, False, "T")
+    (action,) = status_report.actions(workflows)
+    assert (action["kind"], action["item"], action["node_types"], action["blocks"]) == (
+        "install_pack",
+        "UltimateSDUpscale",
+        ["U", "V"],
+        2,
+    )
+    assert status_report.action_totals([action]) == {
+        "install_pack": {"actions": 1, "workflows": 2, "bytes": 0, "sizes_known": 0}
+    }
+
+
+def test_actions_use_the_nodes_registry_id_for_comfy_node_install() -> None:
+    node = {**_node("U", "missing", [PACK]), "cnr_id": "comfyui_ultimatesdupscale"}
+    workflows, _ = status_report.build({"workflows": [_workflow(nodes=[node])]}, {"results": []}, {}, False, "T")
+    facts = commands.InstallFacts(root="/c")
+    (action,) = status_report.actions(workflows, facts)
+    assert action["registry_id"] == "comfyui_ultimatesdupscale"
+    assert action["commands"][0]["shell"] == "comfy --workspace /c node install comfyui_ultimatesdupscale"
+
+
+def test_download_action_has_exact_target_size_and_token_of_a_gated_file() -> None:
+    url = "https://huggingface.co/o/gated/resolve/main/m.safetensors"
+    result = {**_result("m.safetensors", "FOUND", url=url, size=5_000), "details": {"huggingface": {"gated": True}}}
+    scan = {"workflows": [_workflow([_model("m.safetensors")])]}
+    workflows, _ = status_report.build(scan, {"results": [result]}, {}, False, "T")
+    facts = commands.InstallFacts(root="/c", targets={("loras", "m.safetensors"): "/c/models/loras/m.safetensors"})
+    gated = status_report.gated_files({"results": [result]})
+    (action,) = status_report.actions(workflows, facts, gated)
+    assert action["target_path"] == "/c/models/loras/m.safetensors" and action["size"] == 5_000
+    assert action["token"]["env"] == "HF_TOKEN" and action["token"]["required"] is True
+    assert action["commands"][0]["argv"][-2:] == ["--local-dir", "/c/models/loras"]
+
+
+def test_search_actions_carry_no_command_of_their_own() -> None:
+    scan = {"workflows": [_workflow([_model("a")])]}
+    workflows, _ = status_report.build(scan, {"results": [_result("a", "ERROR")]}, {}, False, "T")
+    facts = commands.InstallFacts(root="/c", next_cycle_at="2026-12-01T10:00:00+00:00")
+    (action,) = status_report.actions(workflows, facts)
+    assert action["kind"] == "retry"
+    assert "commands" not in action  # the one command that searches now is the report's search_now
 
 
 def test_a_type_an_installed_pack_should_have_asks_to_check_that_pack_never_to_install_it() -> None:
@@ -207,11 +259,12 @@ def test_a_type_an_installed_pack_should_have_asks_to_check_that_pack_never_to_i
             "demo": False,
             "offline": False,
             "summary": summary,
+            "action_totals": status_report.action_totals([action]),
             "actions": [action],
             "workflows": workflows,
             "recent_intake": [],
             "cycle": {"stages": [], "errors": []},
         }
     )
-    assert f"node `NewKJ`: missing — kj: {note}" in page and "git clone" not in page
-    assert "Check the installed pack for `NewKJ`" in page
+    assert "**Check the installed pack for node** `NewKJ`" in page and "git clone" not in page
+    assert f"kj: {note}" in page
