@@ -380,14 +380,23 @@ def _plan_models(models: int, rng: random.Random) -> ModelTree:
     return tree
 
 
+# An 8-byte little-endian header length (2) and the header "{}": the smallest whole safetensors file.
+EMPTY_SAFETENSORS = "\x02\x00\x00\x00\x00\x00\x00\x00{}"
+
+
 def _write_models(root: Path, tree: ModelTree) -> None:
-    """Writes the planned tree under ``root/models``: zero-byte model files, then the other files."""
+    """Writes the planned tree under ``root/models``: tiny model files (a ``.safetensors`` file holds an empty
+    but valid header, so the truncation check sees a whole file; others are empty), then the other files."""
     base = root / "models"
     made: set[Path] = set()
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     paths = [base / folder / rel for folder, rels in tree.files.items() for rel in rels]
     paths += [base / rel for rel, _ in tree.others]
-    contents = [""] * (len(paths) - len(tree.others)) + [text for _, text in tree.others]
+    contents = [
+        EMPTY_SAFETENSORS if p.suffix in (".safetensors", ".sft") else ""
+        for p in paths[: len(paths) - len(tree.others)]
+    ]
+    contents += [text for _, text in tree.others]
     for path, text in zip(paths, contents, strict=True):
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ class ComfyTree:
         return self.root / "user" / "default" / "workflows"
 
     def model(self, folder: str, name: str, size: int = 0) -> Path:
-        """Create a model file (``size`` zero bytes) at ``models/<folder>/<name>``; return its path."""
+        """Create a model file at ``models/<folder>/<name>``; return its path. ``size`` zero bytes, except that
+        a ``.safetensors`` file of size 0 gets the smallest whole header (as a real file has one)."""
         path = self.root / "models" / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\0" * size)
+        whole = size == 0 and name.lower().endswith((".safetensors", ".sft"))
+        path.write_bytes(EMPTY_SAFETENSORS if whole else b"\0" * size)
         return path
 
     def pack(self, folder: str, node_types: list[str], version: str | None = None) -> Path:
@@ -92,6 +95,9 @@ def ui_workflow(nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         **extra,
     }
 
+
+# An 8-byte little-endian header length (2) and the header "{}": the smallest whole safetensors file.
+EMPTY_SAFETENSORS = struct.pack("<Q", 2) + b"{}"
 
 # The GPU every command under test sees: a busy one (tests/fakes/busy_gpu), never this machine's.
 FAKE_GPU = REPO / "tests" / "fakes" / "busy_gpu"

@@ -134,8 +134,11 @@ def broken_section(broken: Sequence[Mapping[str, Any]]) -> list[str]:
     """Return the installed model files that are cut short (delete, then download again), or nothing."""
     if not broken:
         return []
-    lines = ["## Broken model files (delete, then download again)", ""]
-    lines += [f"- {code(b['folder'] + '/' + b['name'])}: {text(b['reason'])} ({code(b['path'])})" for b in broken]
+    lines = [f"## Broken model files ({number(len(broken))}: delete, then download again)", ""]
+    shown = broken[:NAMES_PER_GROUP]
+    lines += [f"- {code(b['folder'] + '/' + b['name'])}: {text(b['reason'])} ({code(b['path'])})" for b in shown]
+    if len(broken) > len(shown):
+        lines.append(f"- and {number(len(broken) - len(shown))} more (`broken_models` in master_status.json)")
     return [*lines, ""]
 
 

@@ -15,7 +15,7 @@ from bench.generate import generate_install
 from comfywatchman import artifacts
 from comfywatchman import config as config_module
 from comfywatchman.reporting import markdown
-from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages.context import StageContext
 from comfywatchman.workflow import names
 
@@ -28,7 +28,8 @@ def _cycle(home: Path, root: Path | None, config_text: str = "") -> tuple[dict[s
     config_file = home / "test.toml"
     config_file.write_text(config_text)
     flags = {"comfyui_root": root, "home": home, "offline": True}
-    config = config_module.load(config_file=config_file, flags=flags, env={})
+    dirs = config_module.UserDirs(home / ".user" / "data", home / ".user" / "config")  # never the machine's
+    config = config_module.load(config_file=config_file, flags=flags, env={}, dirs=dirs)
     ctx = StageContext(config, "test-cycle")
     for stage in ("cache", "intake", "scan", "search", "report"):
         STAGE_RUNNERS[stage](ctx)
@@ -95,9 +96,10 @@ def test_demo_report_is_valid_commonmark_with_commands(tmp_path: Path) -> None:
     document, page = _cycle(tmp_path, None)
     check_structure(document, page)
     fences = "\n".join(t.content for t in PARSER.parse(page) if t.type == "fence")
-    # The demo's pack is disabled with the suffix; its UltimateSDUpscale pack is cloned into custom_nodes.
+    # The demo's pack is disabled with the suffix; its UltimateSDUpscale node names its registry id (cnr_id),
+    # so comfy-cli installs it.
     assert "mv " in fences and "custom_nodes/ComfyUI-OldPack.disabled" in fences
-    assert "custom_nodes && git clone https://github.com/ssitu/ComfyUI_UltimateSDUpscale" in fences
+    assert "node install comfyui_ultimatesdupscale" in fences
     assert "hf download Comfy-Org/flux1-schnell flux1-schnell.safetensors --local-dir" in fences
     # Offline: the searches wait for the next cycle, with its time, and the command that searches now.
     due = document["search_now"]["next_cycle_at"]
