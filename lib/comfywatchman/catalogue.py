@@ -281,6 +281,17 @@ def for_relative_path(relative: str) -> Artifact | None:
     return None
 
 
+def files_by_folder(home: Path, stages: tuple[str, ...]) -> dict[Path, set[str]]:
+    """Return folder -> names of every artifact under ``home`` (``{stage}`` filled with each of ``stages``),
+    for finding the temp files their writes leave."""
+    found: dict[Path, set[str]] = {}
+    for item in ARTIFACTS:
+        for stage in stages if "{stage}" in item.path else ("",):
+            where = item.locate(home, stage)
+            found.setdefault(where.parent, set()).add(where.name)
+    return found
+
+
 def readme_table() -> str:
     """Return the README's artifact table (Markdown), one row per artifact, from the catalogue."""
     rows = [

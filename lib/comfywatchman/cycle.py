@@ -15,7 +15,7 @@ from typing import Any
 
 from comfywatchman.config import Config
 from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError
-from comfywatchman.stage_runner import lock_for, run_stage
+from comfywatchman.stage_runner import lock_for, remove_leftovers, run_stage
 from comfywatchman.stages import ORDER
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
 from comfywatchman.state_manager import StateManager
@@ -87,6 +87,7 @@ def guarded_cycle(
             logger.error("cannot record the skipped cycle: %s", error)
         return CycleResult(EXIT_SKIPPED, cycle_id, reason, (), lock_held_by_other=True)
     try:
+        remove_leftovers(config)
         ctx = StageContext(
             config, cycle_id, clock, machine=machine or Machine(), force=force, lock=lock, backends=backends
         )

@@ -7,10 +7,13 @@ the file also records the holder's pid so the one that is refused can say who ho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +50,55 @@ else:
 
     def _unlock(handle: IO[bytes]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with id ``pid`` is running now (a zombie counts as running)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # pragma: no cover - Windows only; os.kill(pid, 0) would terminate the process there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """Hold an OS lock on ``path`` (created if needed) while the block runs, waiting up to ``timeout``
+    seconds for another holder; raise OSError when it is still held then.
+
+    For short critical sections (one append to a JSON-lines file). Like the cycle lock, the kernel frees it
+    when its holder dies, so a killed writer never leaves it taken.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a+b") as handle:
+        while not _try_lock(handle):
+            if time.monotonic() > deadline:
+                raise OSError(f"{path}: still locked by another process after {timeout:g} s")
+            time.sleep(0.005)
+        _HELD.add(handle)
+        try:
+            yield
+        finally:
+            _HELD.discard(handle)
+            _unlock(handle)
 
 
 def read_holder(path: Path) -> dict[str, object]:
