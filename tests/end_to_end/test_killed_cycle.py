@@ -20,7 +20,6 @@ from tests.helpers.comfy_tree import run_cli, subprocess_env
 pytestmark = pytest.mark.slow
 
 
-
 def _check_whole(home: Path) -> int:
     """Assert every JSON and JSON-lines file of the catalogue under ``home`` parses and validates; return
     how many files were checked."""

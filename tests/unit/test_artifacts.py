@@ -148,9 +148,8 @@ def test_temp_files_carry_the_writers_pid(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(artifacts.os, "replace", spy)
     artifacts.atomic_write_text(tmp_path / "scan.json", "{}\n")
     artifacts.append_jsonl(tmp_path / "intake_log.jsonl", [ENTRY], "intake_log_entry")
-    assert [n.split(".")[:4] for n in seen] == [["", "scan", "json", str(os.getpid())]] + [
-        ["", "intake_log", "jsonl", str(os.getpid())]
-    ]
+    pid = str(os.getpid())
+    assert [n.split(".")[:4] for n in seen] == [["", "scan", "json", pid], ["", "intake_log", "jsonl", pid]]
     assert all(n.endswith(".tmp") for n in seen)
 
 
