@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(COMFYUI_ROOT),--comfyui-root "$(COMFYUI_ROOT)",)
 STAGES := gate cache intake scan search report
 
-.PHONY: install cycle $(STAGES) test lint format bench clean install-cron uninstall-cron
+.PHONY: install cycle $(STAGES) test test-reliability lint format bench clean install-cron uninstall-cron
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ $(STAGES): $(RUNTIME_STAMP)
 	$(PY) jobs/$@.py $(ROOT_FLAG) $(ARGS)
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not reliability" $(PYTEST_ARGS)
+
+# The long proving suites (tests marked `reliability`: hundreds of kills, overlapping runs, ...), with their
+# figures printed at the end (tests/helpers/figures.py). Takes minutes.
+test-reliability: $(TEST_STAMP)
+	PYTHONPATH=. $(PY) -m pytest -p tests.helpers.figures -m reliability $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
