@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from comfywatchman.errors import LockHeldError
+from comfywatchman.errors import LockHeldError, LockUnusableError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ else:
 
     def _unlock(handle: IO[bytes]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _is_pid(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def pid_alive(pid: int) -> bool:
@@ -162,15 +166,20 @@ class CycleLock:
     def acquire(self) -> None:
         """Take the lock or raise LockHeldError naming the pid that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held; closed in release()
+        try:
+            handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held; closed in release()
+        except OSError as exc:
+            raise LockUnusableError(str(self.path), exc.strerror or str(exc)) from None
         if not _try_lock(handle):
             handle.close()
             pid = read_holder(self.path).get("pid")
-            raise LockHeldError(str(self.path), pid if isinstance(pid, int) else None)
+            raise LockHeldError(str(self.path), pid if _is_pid(pid) else None)  # type: ignore[arg-type]
         previous = read_holder(self.path)
-        if previous.get("pid") and previous.get("pid") != os.getpid() and not previous.get("released"):
+        pid = previous.get("pid")
+        # Whatever else is in the file (another program's, garbage) is not a holder of ours: overwritten below.
+        if _is_pid(pid) and pid != os.getpid() and not previous.get("released"):
             # The kernel freed the lock, so its holder died without releasing it: say so and carry on.
-            self.took_over_from = int(previous["pid"])  # type: ignore[arg-type]
+            self.took_over_from = int(pid)  # type: ignore[arg-type]
             logger.warning(
                 "%s: taking over a lock left by pid %s, which is no longer running", self.path, previous["pid"]
             )

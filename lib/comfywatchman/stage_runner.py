@@ -9,7 +9,15 @@ from datetime import datetime
 
 from comfywatchman import artifacts, catalogue
 from comfywatchman.config import Config
-from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError, WatchmanError
+from comfywatchman.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    ArtifactError,
+    LockHeldError,
+    LockUnusableError,
+    WatchmanError,
+)
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages import cache, gate, intake, report, scan, search
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
@@ -118,6 +126,9 @@ def run_single_stage(
     except LockHeldError as exc:
         logger.warning("%s", exc)
         return EXIT_SKIPPED
+    except LockUnusableError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
     if outcome.skipped_reason:
         return EXIT_SKIPPED
     return EXIT_OK if outcome.ok else EXIT_FAILED
