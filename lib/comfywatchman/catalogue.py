@@ -69,9 +69,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "model_cache",
         "json",
         ("cache",),
-        ("scan", "search"),
+        ("scan", "search", "report"),
         "installed model files by folder type, from `models/` and `extra_model_paths.yaml`; rewritten only "
-        "when the install changed",
+        "when the install changed; `walk_limits`: folders whose walk a bound cut short",
     ),
     Artifact(
         "custom_nodes_cache",

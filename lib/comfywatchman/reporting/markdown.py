@@ -54,6 +54,9 @@ def render(report: Mapping[str, Any]) -> str:
     lines.append(f"Install: {install} · cycle `{report['cycle_id']}`" + (" · offline" if report["offline"] else ""))
     if "manager_maps" in report:
         lines.append(manager_line(report["manager_maps"]))
+    for limit in report.get("model_folder_limits", []):
+        declared = f" (declared in `{limit['config']}`, section `{limit['section']}`)" if limit["config"] else ""
+        lines.append(f"**Model folder `{limit['path']}`** ({limit['folder']}){declared}: {limit['reason']}.")
     lines.append("")
     parts = [f"{s[r]} {LABELS[r]}" for r in ("ready", "resolvable", "needs_review", "blocked", "error") if s[r]]
     lines.append(

@@ -25,6 +25,17 @@ def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
     return list(reversed(deque(artifacts.read_jsonl(state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)))
 
 
+def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
+    """Return the model folders whose walk the cache stage cut short (``walk_limits`` of model_cache.json;
+    none when it is missing or unreadable: the cache stage has said why)."""
+    try:
+        cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
+    except ArtifactError as exc:
+        logger.warning("%s", exc)
+        return []
+    return list((cache or {}).get("walk_limits", []))
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Build the master status report from scan.json and search.json; write JSON and Markdown."""
     outcome = StageOutcome("report")
@@ -58,6 +69,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "summary": summary,
         "actions": status_report.actions(workflows),
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
+        "model_folder_limits": model_folder_limits(state),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "cycle": {
             "cycle_id": ctx.cycle_id,
