@@ -303,6 +303,16 @@ def test_a_folder_in_place_of_the_lock_file_fails_with_its_name_and_no_traceback
     assert home.finish("manual", home.start("manual")) in (0, 1)
 
 
+def test_a_folder_in_place_of_the_scheduler_lock_stops_the_loop_with_1_and_no_traceback(tmp_path: Path) -> None:
+    home = make_home(tmp_path, workflows=0)
+    (home.home / "state" / "scheduler.lock").mkdir(parents=True)
+    process = home.start("scheduler")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr.decode()
+    assert f"{home.home / 'state' / 'scheduler.lock'}: cannot open the lock file" in stderr.decode()
+
+
 def test_a_cycle_lock_held_in_this_process_refuses_every_kind_of_run(tmp_path: Path) -> None:
     home = make_home(tmp_path, workflows=0)
     with CycleLock(home.home / "state" / "cycle.lock"):
