@@ -36,7 +36,7 @@ $(STAGES): $(RUNTIME_STAMP)
 	$(PY) jobs/$@.py $(ROOT_FLAG) $(ARGS)
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest -m "not reliability" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The long proving suites (tests marked `reliability`: hundreds of kills, overlapping runs, ...), with their
 # figures printed at the end (tests/helpers/figures.py). Takes minutes.
