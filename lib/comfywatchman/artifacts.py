@@ -360,6 +360,7 @@ def _append_whole(path: Path, data: bytes) -> None:
             try:
                 with open(path, "rb") as old:
                     shutil.copyfileobj(old, handle, 1 << 20)
+                shutil.copymode(path, tmp)  # readable by whom it was before, not mkstemp's 0600
             except FileNotFoundError:
                 pass
             _cut_torn_tail(handle, path)

@@ -229,13 +229,17 @@ def kill_on_temp_file(run: KillRun, process: subprocess.Popen[bytes], prefix: st
     return False
 
 
-def kill_once(run: KillRun, strategy: str, durations: float) -> None:
-    """Start a cycle after changing some workflows, kill it by ``strategy``, and check every file is whole."""
+Window = tuple[str, float, float]
+
+
+def kill_once(run: KillRun, strategy: str, window: Window) -> None:
+    """Start a cycle after changing some workflows, kill it by ``strategy`` (``timed``: at a moment within
+    ``window``, seconds after the start), and check every file is whole."""
     run.change_workflows(0.05)
     offset = run.log.stat().st_size
     process = run.start()
     kinds: dict[str, Callable[[], bool]] = {
-        "timed": lambda: kill_after(run, process, run.rng.uniform(0.0, durations)),
+        "timed": lambda: kill_after(run, process, run.rng.uniform(window[1], window[2])),
         "stage end": lambda: kill_on_event(run, process, offset, run.rng.choice(ORDER[:-1])),
         "atomic write": lambda: kill_on_temp_file(run, process, "."),
         "intake append": lambda: kill_on_temp_file(run, process, ".intake_log.jsonl."),
@@ -253,24 +257,56 @@ def kill_once(run: KillRun, strategy: str, durations: float) -> None:
     assert run.check_whole() >= 5
 
 
-def measure_cycle(run: KillRun) -> float:
-    """Return the seconds of one whole cycle after the usual changes (the span timed kills are spread over)."""
+def measure_cycle(run: KillRun) -> list[Window]:
+    """Run one whole cycle after the usual changes; return each stage's window (stage, from, to: seconds
+    after the process started), the gate's taking in the start-up, measured from the stage runs' own
+    durations. Timed kills are spread over these, so every stage gets its share however short it is."""
     run.change_workflows(0.05)
     started = time.monotonic()
     run.whole_cycle()
-    return time.monotonic() - started
+    wall = time.monotonic() - started
+    durations = []
+    for stage in ORDER:
+        record = artifacts.read(catalogue.artifact("stage_run").locate(run.home, stage), "stage_run")
+        durations.append((stage, float(record["duration_s"])))
+    edge = max(0.0, wall - sum(d for _, d in durations))  # interpreter start-up, lock, recording
+    windows = []
+    for stage, duration in durations:
+        windows.append((stage, 0.0 if stage == "gate" else edge, edge + duration))
+        edge += duration
+    return windows
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Return the pids of live processes whose command line contains ``text`` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            alive = (entry / "stat").read_text().split()[2] != "Z"
+            if alive and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return pids
 
 
 def kill_suite(run: KillRun, plan: list[str], recover_every: int) -> None:
     """Land the kills of ``plan`` (strategies in order), a recovery cycle every ``recover_every`` of them,
     and a last one at the end; record the figures."""
-    span = measure_cycle(run)
+    windows = measure_cycle(run)
     run.recover()
     for number, strategy in enumerate(plan, start=1):
-        kill_once(run, strategy, span)
+        kill_once(run, strategy, windows[number % len(windows)])
         if number % recover_every == 0:
             run.recover()
     run.recover()
+    # No process of a killed cycle (a scan worker) lives on.
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(run.root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = processes_mentioning(str(run.root))
+    figures.record("processes of killed cycles still alive 10 s later", len(alive))
+    assert alive == []
     survived = sum(run.kills.values())
     figures.record("SIGKILLs survived (crash consistency)", survived)
     for strategy, count in sorted(run.kills.items()):

@@ -223,3 +223,12 @@ def test_appenders_at_once_lose_no_line(tmp_path: Path) -> None:
     assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
     paths = [r["path"] for r in artifacts.read_jsonl(log, "intake_log_entry")]
     assert sorted(paths) == sorted(f"/{n}/{i}" for n in range(3) for i in range(30))
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_an_append_keeps_the_files_mode(tmp_path: Path) -> None:
+    log = tmp_path / "intake_log.jsonl"
+    log.write_text("")
+    log.chmod(0o644)
+    artifacts.append_jsonl(log, [ENTRY], "intake_log_entry")
+    assert log.stat().st_mode & 0o777 == 0o644
