@@ -41,9 +41,10 @@ $(STAGES): $(RUNTIME_STAMP)
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The long fault suites (marker "reliability"), with their figures printed: e.g. >= 10,000 fuzzed workflow files.
+# The long proving suites (tests marked `reliability`: hundreds of kills, overlapping runs, >= 10,000 fuzzed
+# workflow files, network faults), with their figures printed at the end (tests/helpers/figures.py). Takes minutes.
 test-reliability: $(TEST_STAMP)
-	$(PY) -m pytest -m reliability -s -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -p tests.helpers.figures -m reliability -s -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .

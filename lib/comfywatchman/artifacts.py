@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -23,6 +25,7 @@ import jsonschema_rs
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from comfywatchman import lock as lock_module
 from comfywatchman import resources as resources_module
 from comfywatchman.errors import ArtifactError
 
@@ -177,10 +180,18 @@ def content_hash(data: Any) -> str:
     return hashlib.sha256(compact.encode("utf-8")).hexdigest()
 
 
+def temp_prefix(path: Path) -> str:
+    """Return the name prefix of the temp files a write to ``path`` goes through: ``.NAME.PID.``.
+
+    The writer's pid in the name tells ``remove_stale_temp_files`` whether a live process may still own it.
+    """
+    return f".{path.name}.{os.getpid()}."
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
@@ -192,6 +203,43 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Remove the temp files (``.NAME.*.tmp``) of writes to the files ``names`` in ``folder`` that no live
+    writer owns; return the paths removed.
+
+    A killed write leaves its temp file behind (no cleanup runs on SIGKILL). One whose name carries the pid
+    of another running process is kept: that process (the --scheduler loop, a cycle refused by the lock
+    recording its skip) may be about to rename it. One with this process's pid is removed, so call this only
+    when this process has no write in progress (at the start of a cycle). Names without a pid (written by
+    an older version) are removed.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    wanted = set(names)
+    removed = []
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        target = next((n for n in wanted if name.startswith(f".{n}.")), None)
+        if target is None:
+            continue
+        owner = name[len(target) + 2 : -len(".tmp")].split(".")[0]
+        if owner.isdigit() and int(owner) != os.getpid() and lock_module.pid_alive(int(owner)):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue  # its writer renamed it just now
+        except OSError as exc:
+            logger.warning("%s: cannot remove a leftover temp file: %s", entry.path, exc.strerror or exc)
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -273,8 +321,9 @@ def write_if_changed(
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]], schema_name: str) -> int:
     """Validate and append ``records`` as JSON lines to ``path``; return how many were written.
 
-    A line torn by an earlier killed write (no trailing newline) is cut off first, so the file stays a
-    sequence of whole records.
+    Whatever the moment a writer is killed, a reader sees whole lines only: the file is copied to a temp
+    file, the lines appended there, fsynced and renamed over ``path`` (see ``_append_whole``). A line torn
+    by an earlier version's killed write (no trailing newline) is cut off in the copy.
     """
     lines = []
     for record in records:
@@ -283,15 +332,73 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]], schema_name: str
     if not lines:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        _cut_torn_tail(handle)
-        handle.write("".join(lines).encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
+    # Copy-and-rename is a read-modify-write: two appenders at once (a cycle refused by the lock records
+    # its skip while the holder records its end) would each rename their own copy and lose the other's
+    # line. A short OS lock of its own (freed by the kernel if its holder dies) makes them take turns.
+    with lock_module.exclusive(path.with_name(f".{path.name}.lock")):
+        _append_whole(path, "".join(lines).encode("utf-8"))
     return len(lines)
 
 
-def _cut_torn_tail(handle: Any) -> None:
+def _append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` (whole lines) to ``path`` so that no reader, at any moment, sees part of it.
+
+    Why not write() with O_APPEND: a write to a regular file is not atomic against a kill. Linux copies it
+    into the page cache a page at a time and checks for a fatal signal between pages, so a SIGKILL in the
+    middle of a write longer than a page (intake's batch of acknowledgments) leaves a short write, a torn
+    last line; POSIX promises atomic writes for pipes (PIPE_BUF) only, and Windows for nothing. What is
+    atomic on both is replacing a directory entry: rename(2) on POSIX, and os.replace (MoveFileEx with
+    MOVEFILE_REPLACE_EXISTING, one metadata operation on NTFS) on Windows. So the old content and the new
+    lines go to a temp file beside it (same file system), fsynced, which then replaces ``path``: a kill
+    leaves the old file and a temp file (removed by the next cycle), never part of a line. The copy costs
+    the file's size per append (a few MB for tens of thousands of acknowledgments, once per cycle). Offsets
+    into the file (intake.json's ``log_size``) stay valid: the old content is copied byte for byte.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "r+b") as handle:
+            try:
+                with open(path, "rb") as old:
+                    shutil.copyfileobj(old, handle, 1 << 20)
+                shutil.copymode(path, tmp)  # readable by whom it was before, not mkstemp's 0600
+            except FileNotFoundError:
+                pass
+            _cut_torn_tail(handle, path)
+            handle.seek(0, os.SEEK_END)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if not _replace(tmp, path):
+            # Windows only: a reader keeps the file open without FILE_SHARE_DELETE, so it cannot be
+            # replaced now. Appending in place there is the best left (torn only if killed this instant).
+            os.unlink(tmp)
+            with open(path, "a+b") as handle:
+                _cut_torn_tail(handle, path)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _replace(tmp: str, path: Path) -> bool:
+    """Rename ``tmp`` over ``path``; return False when Windows refused it for a while (file in use)."""
+    for attempt in range(10):
+        try:
+            os.replace(tmp, path)
+            return True
+        except PermissionError:
+            if os.name != "nt":
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    return False
+
+
+def _cut_torn_tail(handle: Any, path: Path) -> None:
     handle.seek(0, os.SEEK_END)
     size = handle.tell()
     if size == 0:
@@ -309,7 +416,7 @@ def _cut_torn_tail(handle: Any) -> None:
         idx = block.rfind(b"\n")
         if idx != -1:
             handle.truncate(start + idx + 1)
-            logger.warning("%s: dropped a torn last line left by an interrupted write", handle.name)
+            logger.warning("%s: dropped a torn last line left by an interrupted write", path)
             return
         pos = start
     handle.truncate(0)

@@ -16,6 +16,7 @@ from typing import Any
 
 from comfywatchman import artifacts
 from comfywatchman.comfy import custom_nodes, folders
+from comfywatchman.comfy.walk_bound import WalkBound, problem_line
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,18 @@ class CacheOutcome:
     nodes_written: bool
 
 
-def scan_model_files(paths: folders.ModelPaths) -> dict[str, Any]:
+# Bounds of one model folder's walk when none are given ([comfyui] model_walk_max_depth / _entries).
+DEFAULT_BOUNDS = (12, 50_000)
+
+
+def scan_model_files(
+    paths: folders.ModelPaths, bounds: tuple[int, int] = DEFAULT_BOUNDS, limits: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Return ``{folder type: {paths, files: [{name, dir, size}]}}`` for every directory in ``paths``.
 
     ``name`` is relative to its directory with ``/`` separators; ``dir`` indexes ``paths``. Symlinked folders
-    are followed (ComfyUI follows them) but a loop is walked once.
+    are followed (ComfyUI follows them) but a loop is walked once. Each directory's walk stays within
+    ``bounds`` (max depth, max entries); one cut short adds its finding (``WalkBound.finding``) to ``limits``.
     """
     result: dict[str, Any] = {}
     for folder, dirs in sorted(paths.folders.items()):
@@ -44,17 +52,22 @@ def scan_model_files(paths: folders.ModelPaths) -> dict[str, Any]:
         for index, directory in enumerate(dirs):
             if folder == "diffusers":
                 files.extend(_diffusers_entries(directory, index))
-            else:
-                files.extend(_walk_files(directory, index, folder))
+                continue
+            bound = WalkBound(*bounds)
+            files.extend(_walk_files(directory, index, folder, bound))
+            if bound.reason is not None and limits is not None:
+                limits.append(bound.finding(folder, str(directory), paths.declared_by.get(directory)))
         result[folder] = {"paths": [str(d) for d in dirs], "files": files}
     return result
 
 
-def _walk_files(directory: Path, index: int, folder: str) -> list[dict[str, Any]]:
+def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[tuple[int, int]] = set()
     stack = [(str(directory), "")]
     while stack:
+        if bound is not None and not bound.room_for_more():
+            break
         current, prefix = stack.pop()
         try:
             stat = os.stat(current)
@@ -66,11 +79,13 @@ def _walk_files(directory: Path, index: int, folder: str) -> list[dict[str, Any]
                 entries = list(it)
         except OSError:
             continue
+        if bound is not None:
+            entries = bound.admit(entries)
         for entry in entries:
             rel = f"{prefix}{entry.name}"
             try:
                 if entry.is_dir():
-                    if not entry.name.startswith("."):
+                    if not entry.name.startswith(".") and (bound is None or bound.may_enter(rel)):
                         stack.append((entry.path, rel + "/"))
                 elif folders.is_model_file(entry.name, folder):
                     out.append({"name": rel, "dir": index, "size": entry.stat().st_size})
@@ -90,10 +105,14 @@ def _diffusers_entries(directory: Path, index: int) -> list[dict[str, Any]]:
     return sorted(out, key=lambda f: f["name"])
 
 
-def build_model_cache(root: Path, extra_configs: list[Path], demo: bool, now: datetime) -> dict[str, Any]:
-    """Return the model cache document for the install at ``root``."""
+def build_model_cache(
+    root: Path, extra_configs: list[Path], demo: bool, now: datetime, bounds: tuple[int, int] = DEFAULT_BOUNDS
+) -> dict[str, Any]:
+    """Return the model cache document for the install at ``root`` (each folder walked within ``bounds``)."""
     paths = folders.model_paths(root, extra_configs)
-    grouped = scan_model_files(paths)
+    limits: list[dict[str, Any]] = []
+    grouped = scan_model_files(paths, bounds, limits)
+    paths.problems.extend(problem_line(finding) for finding in limits)
     for problem in paths.problems:
         logger.error("%s", problem)
     return {
@@ -102,6 +121,7 @@ def build_model_cache(root: Path, extra_configs: list[Path], demo: bool, now: da
         "generated_at": now.isoformat(timespec="seconds"),
         "extra_model_paths": paths.sources,
         "problems": paths.problems,
+        "walk_limits": limits,
         "file_count": sum(len(g["files"]) for g in grouped.values()),
         "folders": grouped,
     }
@@ -126,9 +146,11 @@ def refresh(
     now: datetime,
     extra_configs: list[Path] | None = None,
     demo: bool = False,
+    bounds: tuple[int, int] = DEFAULT_BOUNDS,
 ) -> CacheOutcome:
-    """Rebuild both caches for ``root`` and write each to ``state_dir`` only if its content changed."""
-    model_cache = build_model_cache(root, extra_configs or [], demo, now)
+    """Rebuild both caches for ``root`` and write each to ``state_dir`` only if its content changed (model
+    folders walked within ``bounds``: max depth, max entries)."""
+    model_cache = build_model_cache(root, extra_configs or [], demo, now, bounds)
     nodes_cache = build_nodes_cache(root, now)
     # Compact: the model cache lists every model file (megabytes on a large install), for programs only.
     models_written = artifacts.write_if_changed(

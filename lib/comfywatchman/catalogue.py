@@ -71,9 +71,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "model_cache",
         "json",
         ("cache",),
-        ("scan", "search"),
+        ("scan", "search", "report"),
         "installed model files by folder type, from `models/` and `extra_model_paths.yaml`; rewritten only "
-        "when the install changed",
+        "when the install changed; `walk_limits`: folders whose walk a bound cut short",
     ),
     Artifact(
         "custom_nodes_cache",
@@ -292,6 +292,17 @@ def for_relative_path(relative: str) -> Artifact | None:
         elif item.path == relative:
             return item
     return None
+
+
+def files_by_folder(home: Path, stages: tuple[str, ...]) -> dict[Path, set[str]]:
+    """Return folder -> names of every artifact under ``home`` (``{stage}`` filled with each of ``stages``),
+    for finding the temp files their writes leave."""
+    found: dict[Path, set[str]] = {}
+    for item in ARTIFACTS:
+        for stage in stages if "{stage}" in item.path else ("",):
+            where = item.locate(home, stage)
+            found.setdefault(where.parent, set()).add(where.name)
+    return found
 
 
 def readme_table() -> str:

@@ -15,8 +15,15 @@ from typing import Any
 
 from comfywatchman.config import Config
 from comfywatchman.download import cycle as downloads
-from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError
-from comfywatchman.stage_runner import lock_for, run_stage
+from comfywatchman.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    ArtifactError,
+    LockHeldError,
+    LockUnusableError,
+)
+from comfywatchman.stage_runner import lock_for, remove_leftovers, run_stage
 from comfywatchman.stages import ORDER
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
 from comfywatchman.state_manager import StateManager
@@ -93,7 +100,21 @@ def guarded_cycle(
         except (OSError, ArtifactError) as error:
             logger.error("cannot record the skipped cycle: %s", error)
         return CycleResult(EXIT_SKIPPED, cycle_id, reason, (), lock_held_by_other=True)
+    except LockUnusableError as exc:
+        # Not another cycle: something that is no lock file of ours is in its place. A failure to fix.
+        logger.error("%s", exc)
+        StructuredLog(config.log_dir / "structured.log", cycle_id).event(
+            "gate", "failed", level="ERROR", errors=1, detail=str(exc), now=started
+        )
+        try:
+            state.record_cycle(
+                cycle_record(cycle_id, started, clock(), EXIT_FAILED, None, {}, [str(exc)], trigger, catch_up)
+            )
+        except (OSError, ArtifactError) as error:
+            logger.error("cannot record the failed cycle: %s", error)
+        return CycleResult(EXIT_FAILED, cycle_id, None, (str(exc),))
     try:
+        remove_leftovers(config)
         ctx = StageContext(
             config,
             cycle_id,

@@ -37,3 +37,10 @@ class LockHeldError(WatchmanError):
         holder = f"pid {pid}" if pid else "another process"
         super().__init__(f"{lock_path}: another cycle is running ({holder} holds the lock); skipping")
         self.pid = pid
+
+
+class LockUnusableError(WatchmanError):
+    """The lock file cannot be opened at all (a folder, or a file this user may not open, in its place)."""
+
+    def __init__(self, lock_path: str, reason: str) -> None:
+        super().__init__(f"{lock_path}: cannot open the lock file ({reason}); remove or fix it")

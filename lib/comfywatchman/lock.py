@@ -7,16 +7,19 @@ the file also records the holder's pid so the one that is refused can say who ho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from comfywatchman.errors import LockHeldError
+from comfywatchman.errors import LockHeldError, LockUnusableError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,59 @@ else:
 
     def _unlock(handle: IO[bytes]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _is_pid(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with id ``pid`` is running now (a zombie counts as running)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # pragma: no cover - Windows only; os.kill(pid, 0) would terminate the process there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """Hold an OS lock on ``path`` (created if needed) while the block runs, waiting up to ``timeout``
+    seconds for another holder; raise OSError when it is still held then.
+
+    For short critical sections (one append to a JSON-lines file). Like the cycle lock, the kernel frees it
+    when its holder dies, so a killed writer never leaves it taken.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a+b") as handle:
+        while not _try_lock(handle):
+            if time.monotonic() > deadline:
+                raise OSError(f"{path}: still locked by another process after {timeout:g} s")
+            time.sleep(0.005)
+        _HELD.add(handle)
+        try:
+            yield
+        finally:
+            _HELD.discard(handle)
+            _unlock(handle)
 
 
 def read_holder(path: Path) -> dict[str, object]:
@@ -110,15 +166,20 @@ class CycleLock:
     def acquire(self) -> None:
         """Take the lock or raise LockHeldError naming the pid that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held; closed in release()
+        try:
+            handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while the lock is held; closed in release()
+        except OSError as exc:
+            raise LockUnusableError(str(self.path), exc.strerror or str(exc)) from None
         if not _try_lock(handle):
             handle.close()
             pid = read_holder(self.path).get("pid")
-            raise LockHeldError(str(self.path), pid if isinstance(pid, int) else None)
+            raise LockHeldError(str(self.path), pid if _is_pid(pid) else None)  # type: ignore[arg-type]
         previous = read_holder(self.path)
-        if previous.get("pid") and previous.get("pid") != os.getpid() and not previous.get("released"):
+        pid = previous.get("pid")
+        # Whatever else is in the file (another program's, garbage) is not a holder of ours: overwritten below.
+        if _is_pid(pid) and pid != os.getpid() and not previous.get("released"):
             # The kernel freed the lock, so its holder died without releasing it: say so and carry on.
-            self.took_over_from = int(previous["pid"])  # type: ignore[arg-type]
+            self.took_over_from = int(pid)  # type: ignore[arg-type]
             logger.warning(
                 "%s: taking over a lock left by pid %s, which is no longer running", self.path, previous["pid"]
             )

@@ -19,7 +19,7 @@ from typing import Any
 from comfywatchman.awake import AwakeTracker, awake_for
 from comfywatchman.config import Config
 from comfywatchman.cycle import CycleResult, cycle_record, guarded_cycle
-from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError
+from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError, LockUnusableError
 from comfywatchman.lock import CycleLock
 from comfywatchman.schedule_status import iso, parse_time
 from comfywatchman.stages.context import Machine, new_cycle_id, utcnow
@@ -323,6 +323,9 @@ def run_loop(
             exc.pid or "unknown",
         )
         return EXIT_SKIPPED
+    except LockUnusableError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
     waiter = SignalWaiter(sleep)
     waiter.install()
     try:

@@ -10,7 +10,15 @@ from datetime import datetime
 from comfywatchman import artifacts, catalogue, logsetup
 from comfywatchman.config import Config
 from comfywatchman.download import cycle as downloads
-from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, ArtifactError, LockHeldError, WatchmanError
+from comfywatchman.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    ArtifactError,
+    LockHeldError,
+    LockUnusableError,
+    WatchmanError,
+)
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages import cache, gate, intake, report, scan, search
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
@@ -30,9 +38,24 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
 }
 
 
+STAGE_NAMES = tuple(STAGE_RUNNERS)
+
+
 def lock_for(config: Config) -> CycleLock:
     """Return the cycle lock of ``config``'s state folder."""
     return CycleLock(config.state_dir / "cycle.lock")
+
+
+def remove_leftovers(config: Config) -> int:
+    """Remove the temp files that killed writes left beside the artifacts of ``config``'s home; return how
+    many. Called by the holder of the cycle lock before its first stage: no write of its own is under way,
+    and a temp file of another live process (the --scheduler loop, a skipped cycle) is kept."""
+    removed = []
+    for folder, names in catalogue.files_by_folder(config.home, STAGE_NAMES).items():
+        removed += artifacts.remove_stale_temp_files(folder, names)
+    if removed:
+        logger.info("removed %d temp file(s) left by an interrupted cycle: %s", len(removed), removed[0].name)
+    return len(removed)
 
 
 def run_stage(name: str, ctx: StageContext) -> StageOutcome:
@@ -99,6 +122,7 @@ def run_single_stage(
     """
     try:
         with lock_for(config):
+            remove_leftovers(config)
             now = clock()
             cycle_id = new_cycle_id(now) if name == "gate" else current_cycle_id(config, now)
             ctx = StageContext(config, cycle_id, clock, machine=machine or Machine(), force=force, backends=backends)
@@ -106,6 +130,9 @@ def run_single_stage(
     except LockHeldError as exc:
         logger.warning("%s", exc)
         return EXIT_SKIPPED
+    except LockUnusableError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
     if outcome.skipped_reason:
         return EXIT_SKIPPED
     return EXIT_OK if outcome.ok else EXIT_FAILED

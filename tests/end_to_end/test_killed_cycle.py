@@ -32,7 +32,7 @@ def _check_whole(home: Path) -> int:
             artifacts.read(path, item.schema)
         else:
             text = path.read_text()
-            # A SIGKILL cannot split one write() to a regular file: there is never a torn last line.
+            # Appends go through a temp file and a rename (a SIGKILL can split one long write()): whole lines.
             assert text == "" or text.endswith("\n"), path
             for line in text.splitlines():
                 assert not artifacts.schema_errors(json.loads(line), item.schema, str(path))

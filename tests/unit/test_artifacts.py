@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +131,104 @@ def test_write_assembled_writes_what_dumps_would_and_validates_the_head(tmp_path
         artifacts.write_assembled(tmp_path / "scan.json", {**head, "demo": "no"}, "workflows", parts, "scan")
     with pytest.raises(ArtifactError, match=r"e: at 'reused'"):
         artifacts.part_text({**entry, "reused": "no"}, "scan", "workflow", "e")
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_temp_files_carry_the_writers_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: Path) -> None:
+        seen.append(Path(src).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", spy)
+    artifacts.atomic_write_text(tmp_path / "scan.json", "{}\n")
+    artifacts.append_jsonl(tmp_path / "intake_log.jsonl", [ENTRY], "intake_log_entry")
+    pid = str(os.getpid())
+    assert [n.split(".")[:4] for n in seen] == [["", "scan", "json", pid], ["", "intake_log", "jsonl", pid]]
+    assert all(n.endswith(".tmp") for n in seen)
+
+
+def test_remove_stale_temp_files_keeps_only_what_a_live_writer_owns(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    live = _sleeper()
+    try:
+        names = {
+            f".scan.json.{dead_pid}.k2j3h4_x.tmp": False,  # a killed writer's
+            ".scan.json.k2j3h4_x.tmp": False,  # an older version's, without a pid
+            f".requirements.pack.{dead_pid}.tmp": False,  # the requirement store's rewrite
+            f".intake_log.jsonl.{os.getpid()}.abc.tmp": False,  # this process's own: no write under way
+            f".scheduler.json.{live.pid}.q1w2e3r4.tmp": True,  # the --scheduler loop's, being written now
+            ".notes.json.123.abc.tmp": True,  # not the temp file of an artifact named here
+            "scan.json": True,
+            ".scan.json": True,
+        }
+        for name in names:
+            (tmp_path / name).write_text("{")
+        removed = artifacts.remove_stale_temp_files(
+            tmp_path, ["scan.json", "requirements.pack", "intake_log.jsonl", "scheduler.json"]
+        )
+        assert sorted(p.name for p in removed) == sorted(n for n, kept in names.items() if not kept)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, kept in names.items() if kept)
+    finally:
+        live.kill()
+        live.wait()
+    assert artifacts.remove_stale_temp_files(tmp_path / "missing", ["scan.json"]) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file size limits")
+def test_an_append_cut_short_leaves_only_whole_lines(tmp_path: Path) -> None:
+    # A write that stops partway (as a SIGKILL between two pages of one write() stops it, or a full disk)
+    # must leave the log as it was: the file size limit of a child process makes one stop at a known byte.
+    log = tmp_path / "intake_log.jsonl"
+    artifacts.append_jsonl(log, [ENTRY], "intake_log_entry")
+    before = log.read_bytes()
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from comfywatchman import artifacts\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 700}, resource.RLIM_INFINITY))\n"
+        f"entry = {ENTRY!r}\n"
+        "records = [dict(entry, path=f'/w{i}.json') for i in range(40)]\n"
+        "try:\n"
+        "    artifacts.append_jsonl(Path(sys.argv[1]), records, 'intake_log_entry')\n"
+        "except OSError as exc:\n"
+        "    print('refused:', exc.errno)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("refused:")
+    assert log.read_bytes() == before
+    # The next append goes on from whole lines, and the cut-short temp file is the next cycle's to remove.
+    artifacts.append_jsonl(log, [dict(ENTRY, path="/next.json")], "intake_log_entry")
+    assert [r["path"] for r in artifacts.read_jsonl(log, "intake_log_entry")] == ["/w.json", "/next.json"]
+
+
+def test_appenders_at_once_lose_no_line(tmp_path: Path) -> None:
+    log = tmp_path / "cycles.jsonl"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from comfywatchman import artifacts\n"
+        f"entry = {ENTRY!r}\n"
+        "for i in range(30):\n"
+        "    artifacts.append_jsonl(Path(sys.argv[1]), [dict(entry, path=f'/{sys.argv[2]}/{i}')], 'intake_log_entry')\n"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(log), str(n)]) for n in range(3)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    paths = [r["path"] for r in artifacts.read_jsonl(log, "intake_log_entry")]
+    assert sorted(paths) == sorted(f"/{n}/{i}" for n in range(3) for i in range(30))
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_an_append_keeps_the_files_mode(tmp_path: Path) -> None:
+    log = tmp_path / "intake_log.jsonl"
+    log.write_text("")
+    log.chmod(0o644)
+    artifacts.append_jsonl(log, [ENTRY], "intake_log_entry")
+    assert log.stat().st_mode & 0o777 == 0o644

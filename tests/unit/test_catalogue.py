@@ -69,3 +69,11 @@ def test_in_state_places_state_artifacts_and_refuses_the_others(tmp_path: Path) 
     assert catalogue.in_state(tmp_path, "stage_run", "scan") == tmp_path / "runs" / "scan.json"
     with pytest.raises(ValueError, match="not in the state folder"):
         catalogue.in_state(tmp_path, "structured_log")
+
+
+def test_files_by_folder_names_every_artifact_in_its_folder(tmp_path: Path) -> None:
+    found = catalogue.files_by_folder(tmp_path, ORDER)
+    assert {"scan.json", "intake_log.jsonl", "requirements.pack", "cycles.jsonl"} <= found[tmp_path / "state"]
+    assert found[tmp_path / "state" / "runs"] == {f"{stage}.json" for stage in ORDER}
+    assert found[tmp_path / "log"] == {"structured.log"}
+    assert found[tmp_path / "output" / "reports" / "status"] == {"master_status.json", "master_status.md"}

@@ -64,6 +64,8 @@ class ModelPaths:
     folders: dict[str, list[Path]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Directory -> (extra_model_paths.yaml, section) that declared it, for findings that name the typo.
+    declared_by: dict[Path, tuple[str, str]] = field(default_factory=dict)
 
     def add(self, folder: str, path: Path, first: bool = False) -> None:
         """Add ``path`` for ``folder`` (at the front when ``first``), once."""
@@ -203,6 +205,7 @@ def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str
                 if not path.is_absolute():
                     path = (base_path / path) if base_path else (config.parent / path)
                 into.add(folder, Path(os.path.normpath(path)), first=first)
+                into.declared_by.setdefault(Path(os.path.normpath(path)), (str(config), str(section)))
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:

@@ -108,6 +108,14 @@ def header(report: Mapping[str, Any]) -> list[str]:
     )
     offline = " · offline: nothing was searched online" if report["offline"] else ""
     lines += ["", f"Install: {install} · cycle {code(report['cycle_id'])}{offline}", ""]
+    for limit in report.get("model_folder_limits", []):
+        declared = (
+            f" (declared in {code(limit['config'])}, section {code(limit['section'])})" if limit["config"] else ""
+        )
+        lines += [
+            f"**Model folder {code(limit['path'])}** ({text(limit['folder'])}){declared}: {text(limit['reason'])}.",
+            "",
+        ]
     return [*lines[:2], *stale_banner(report), *lines[2:]]  # right under the title
 
 

@@ -26,7 +26,9 @@ def run(ctx: StageContext) -> StageOutcome:
         outcome.fail(problem)
         return outcome
     extra = [expand_path(p, os.environ, config.home, root) for p in config.section("comfyui")["extra_model_paths"]]
-    result = cache_manager.refresh(root, ctx.state_dir, ctx.now(), extra, demo=config.using_demo)
+    comfyui = config.section("comfyui")
+    bounds = (comfyui["model_walk_max_depth"], comfyui["model_walk_max_entries"])
+    result = cache_manager.refresh(root, ctx.state_dir, ctx.now(), extra, demo=config.using_demo, bounds=bounds)
     for problem in result.model_cache["problems"]:
         outcome.fail(problem)
     outcome.counts = {

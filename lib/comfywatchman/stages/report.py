@@ -44,6 +44,17 @@ def next_history(workflows: list[dict[str, Any]], history: dict[str, Any]) -> di
     }
 
 
+def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
+    """Return the model folders whose walk the cache stage cut short (``walk_limits`` of model_cache.json;
+    none when it is missing or unreadable: the cache stage has said why)."""
+    try:
+        cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
+    except ArtifactError as exc:
+        logger.warning("%s", exc)
+        return []
+    return list((cache or {}).get("walk_limits", []))
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Build the master status report from scan.json and search.json; write JSON and Markdown.
 
@@ -91,6 +102,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "actions": ranked,
         "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
+        "model_folder_limits": model_folder_limits(state),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "broken_models": installed_broken(state),
         "cycle": {
