@@ -79,14 +79,14 @@ class KillRun:
     def start(self) -> subprocess.Popen[bytes]:
         with open(self.stderr, "wb") as stderr:
             return subprocess.Popen(
-                self.args, cwd=self.home, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=stderr
+                self.args, cwd=self.home, env=subprocess_env(self.home), stdout=subprocess.DEVNULL, stderr=stderr
             )
 
     def whole_cycle(self) -> None:
         """Run one cycle to its end; assert it ran without a crash."""
         with open(self.stderr, "wb") as stderr:
             code, _, _ = figures.run_measured(
-                self.args, cwd=self.home, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=stderr
+                self.args, cwd=self.home, env=subprocess_env(self.home), stdout=subprocess.DEVNULL, stderr=stderr
             )
         text = self.stderr.read_text(errors="replace")
         assert code in (0, 1) and "Traceback" not in text, f"cycle exited {code}: {text[-2000:]}"

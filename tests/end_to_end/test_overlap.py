@@ -61,7 +61,7 @@ class Home:
         """Start a run of ``kind``: ``cron`` (--run-cycle, COMFYWATCHMAN_TRIGGER=cron), ``manual`` (--run-cycle
         --force), ``scheduler`` (the loop)."""
         args = {"cron": ("--run-cycle",), "manual": ("--run-cycle", "--force"), "scheduler": ("--scheduler",)}[kind]
-        env = subprocess_env({"COMFYWATCHMAN_TRIGGER": "cron"} if kind == "cron" else {})
+        env = subprocess_env(self.home, {"COMFYWATCHMAN_TRIGGER": "cron"} if kind == "cron" else {})
         return subprocess.Popen(
             self.command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.home
         )
@@ -185,7 +185,7 @@ def bursts(home: Home, count: int, rng: random.Random, width: int) -> None:
     )
     check_whole(home.home)
     ran = check_never_two_at_once(home.home)
-    done = subprocess.run(home.command("--run-cycle", "--force"), env=subprocess_env(), capture_output=True)
+    done = subprocess.run(home.command("--run-cycle", "--force"), env=subprocess_env(home.home), capture_output=True)
     assert done.returncode in (0, 1), done.stderr
     check_acknowledgments(home)
     figures.record("overlapping runs started (cron, manual, --scheduler)", sum(home.codes.values()))
