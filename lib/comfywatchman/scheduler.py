@@ -28,7 +28,7 @@ from comfywatchman.errors import (
     WatchmanError,
 )
 from comfywatchman.lock import CycleLock, probe_held
-from comfywatchman.stages import ORDER, cache, gate, intake, report, scan, search
+from comfywatchman.stages import ORDER, cache, gate, intake, report, scan, search, verify
 from comfywatchman.stages.context import StageContext, StageOutcome, new_cycle_id, utcnow
 from comfywatchman.state_manager import StateManager
 from comfywatchman.telemetry import StructuredLog
@@ -41,6 +41,7 @@ STAGE_RUNNERS: dict[str, Callable[..., StageOutcome]] = {
     "intake": intake.run,
     "scan": scan.run,
     "search": search.run,
+    "verify": verify.run,
     "report": report.run,
 }
 

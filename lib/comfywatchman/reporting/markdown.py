@@ -28,6 +28,7 @@ ACTION_VERBS = {
     "retry": "Retry search for",
     "search": "Search for",
     "fix_workflow": "Fix",
+    "replace_drift": "Replace the drifted file",
 }
 
 
@@ -42,6 +43,31 @@ def manager_line(maps: Mapping[str, Any]) -> str:
         version = f" {used['version']}" if used["version"] else ""
         parts.append(f"{label} `{used['path']}` ({used['source']}{version})")
     return "ComfyUI-Manager: " + "; ".join(parts)
+
+
+def verification_summary(checked: Mapping[str, Any]) -> str:
+    """Return the line saying how much of the files with a declared sha256 is verified, and what drifted."""
+    p = checked["progress"]
+    line = (
+        f"Declared hashes: {p['files_verified']} of {p['files_declared']} files verified "
+        f"({humanize.size(p['bytes_verified'])})"
+    )
+    if p["files_pending"]:
+        line += f", {p['files_pending']} pending ({humanize.size(p['bytes_pending'])}, hashed in later cycles)"
+    return line + f"; {checked['drift']} drifted; {checked['alternatives']} missing files have a variant on disk."
+
+
+def verification_lines(action: Mapping[str, Any]) -> list[str]:
+    """Return the sub-lines of an action for the installed variants of its file (a suggestion, not a match)."""
+    lines = []
+    for variant in action.get("alternatives", [])[:3]:
+        saves = f", saves {humanize.size(action['size'])}" if action["size"] else ""
+        note = f"; {variant['loader_note']}" if variant["loader_note"] else ""
+        lines.append(
+            f"   - already on disk: pick `{variant['installed_as']}` instead "
+            f"({', '.join(variant['differs'])}{saves}{note})"
+        )
+    return lines
 
 
 def render(report: Mapping[str, Any]) -> str:
@@ -64,6 +90,8 @@ def render(report: Mapping[str, Any]) -> str:
     if s["download_sizes_known"]:
         total = humanize.size(s["download_bytes"])
         lines.append(f"Proven downloads total {total} ({s['download_sizes_known']} with a known size).")
+    if "verification" in report:
+        lines.append(verification_summary(report["verification"]))
     lines.append("")
 
     lines += ["## Do this first", ""]
@@ -81,6 +109,7 @@ def render(report: Mapping[str, Any]) -> str:
             lines.append(f"   - {action['url']}")
         if action["detail"] and action["kind"] != "download":
             lines.append(f"   - {action['detail']}")
+        lines += verification_lines(action)
     if len(report["actions"]) > 15:
         lines.append(f"\n…and {len(report['actions']) - 15} more in master_status.json.")
     lines.append("")

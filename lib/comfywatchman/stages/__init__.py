@@ -1,3 +1,3 @@
-"""The six stages of a readiness cycle, one module each, in the order they run."""
+"""The seven stages of a readiness cycle, one module each, in the order they run."""
 
-ORDER = ("gate", "cache", "intake", "scan", "search", "report")
+ORDER = ("gate", "cache", "intake", "scan", "search", "verify", "report")

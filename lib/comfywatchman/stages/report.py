@@ -9,7 +9,7 @@ from typing import Any
 from comfywatchman import artifacts
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import markdown, status_report
+from comfywatchman.reporting import markdown, status_report, verification
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
 
@@ -45,6 +45,9 @@ def run(ctx: StageContext) -> StageOutcome:
         history = {"workflows": {}}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     workflows, summary = status_report.build(scan, search, history["workflows"], count_inactive, now_text)
+    verify = verification.load(state)
+    checked = verification.apply(workflows, summary, verify, history["workflows"]) if verify else None
+    ranked = status_report.actions(workflows)
 
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
@@ -56,8 +59,9 @@ def run(ctx: StageContext) -> StageOutcome:
         "offline": bool(search and search["offline"]),
         "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
         "summary": summary,
-        "actions": status_report.actions(workflows),
+        "actions": verification.merge_actions(ranked, verify) if verify else ranked,
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
+        **({"verification": checked} if checked else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "cycle": {
             "cycle_id": ctx.cycle_id,
