@@ -66,7 +66,7 @@ def split_name(name: str) -> NameParts:
     version = None
     found = _VERSION.search(text)
     if found is not None and found.start() > 0:
-        version = found.group("tok")
+        version = found.group("tok").replace("_", ".")  # v0_9_5 -> v0.9.5, as people write versions
         text = text[: found.start()]
     return NameParts(text, extension, tuple(tokens), version)
 

@@ -147,8 +147,8 @@ def hash_within_budget(
 ) -> tuple[dict[str, str], Progress, list[str]]:
     """Return path -> sha256 of each target known now (kept, or hashed this cycle within ``budget`` bytes),
     the progress, and one error line per unreadable file. Most-needed files are hashed first; a file is
-    started only while the budget is not spent, and the first one always is (else a file larger than the
-    budget would never be verified)."""
+    started only when it fits in what is left of the budget, but the first one always is (else a file larger
+    than the budget would never be verified); a budget of 0 hashes nothing."""
     known: dict[str, str] = {}
     errors: list[str] = []
     progress = Progress()
@@ -166,7 +166,7 @@ def hash_within_budget(
     started = clock()
     for target in pending:
         stat = stats[target.path]
-        if progress.hashed_files and progress.hashed_bytes + stat.size > budget:
+        if budget <= 0 or (progress.hashed_files and progress.hashed_bytes + stat.size > budget):
             break
         try:
             sha = hashing.file_sha256(Path(target.path))
@@ -287,21 +287,24 @@ def _stat_key(path: Path) -> list[int] | None:
     return [stat.size, stat.mtime_ns] if stat is not None else None
 
 
-def fingerprint(state: Path, search: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> str:
+def fingerprint(
+    state: Path, search: Mapping[str, Any] | None, queue: Mapping[str, Any] | None, settings: Mapping[str, Any]
+) -> str:
     """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json and
     model_cache.json are rewritten only when their content changes (so their size and mtime stand for it),
-    search.json every cycle (so what verify uses of it counts)."""
+    search.json and the download queue every cycle (so what verify uses of them counts)."""
     used = [
         [r["type"], r["name"], r["status"], r.get("sha256"), r.get("size"), r.get("url")]
         for r in (search or {}).get("results", [])
     ]
+    sizes = [[t["folder"], t["name"], t["size"]] for t in (queue or {}).get("tasks", [])]
     return artifacts.content_hash(
         {
             "format": FORMAT,
             "scan": _stat_key(state / "scan.json"),
             "model_cache": _stat_key(state / "model_cache.json"),
-            "queue": _stat_key(state / "download_queue.json"),
             "search": used,
+            "queue": sizes,
             "settings": dict(settings),
         }
     )
@@ -322,7 +325,8 @@ def run(ctx: StageContext) -> StageOutcome:
     settings = ctx.config.section("verify")
     count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
     search = _read_optional(state / "search.json", "search", outcome)
-    wanted = fingerprint(state, search, {**settings, "count_inactive": count_inactive})
+    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
+    wanted = fingerprint(state, search, queue, {**settings, "count_inactive": count_inactive})
     try:
         previous = artifacts.read_optional(state / ARTIFACT, SCHEMA)
     except ArtifactError as exc:
@@ -337,7 +341,6 @@ def run(ctx: StageContext) -> StageOutcome:
 
     scan = artifacts.read(state / "scan.json", "scan")
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
     results = _results(search)
     paths = file_paths(model_cache)
     found = targets(scan, paths, results)
