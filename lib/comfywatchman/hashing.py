@@ -25,7 +25,7 @@ CHUNK = 1 << 20  # 1 MiB: large enough that the hash, not the system calls, is t
 SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors refuses headers over 100 MB; a larger length is not a header
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
     """Return the sha256 (hex) of the file at ``path``, read in 1 MiB chunks. Raise OSError if unreadable."""
     digest = hashlib.sha256()
     buffer = bytearray(CHUNK)
@@ -40,7 +40,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def safetensors_truncated(path: Path, size: int) -> bool:
+def safetensors_truncated(path: str | Path, size: int) -> bool:
     """Return whether the ``.safetensors`` file at ``path`` (``size`` bytes) is cut short: its header's length
     (the first 8 bytes, little-endian) does not fit in the file, or the file is shorter than those 8 bytes.
     Raise OSError if unreadable. Only the header is checked, not the tensors' data offsets."""
@@ -59,7 +59,7 @@ class Stat:
     mtime_ns: int
 
 
-def stat_of(path: Path) -> Stat | None:
+def stat_of(path: str | Path) -> Stat | None:
     """Return the size and mtime of ``path``, or None when it cannot be reached."""
     try:
         st = os.stat(path)

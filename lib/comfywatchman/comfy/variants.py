@@ -27,6 +27,7 @@ _PRECISION = (
 # GGUF quantisation types (llama.cpp names: Q4_K_S, Q8_0, Q5_K_M, Q6_K, IQ4_XS, ...).
 _QUANT = r"q[1-8]_k_[sml]|q[1-8]_k|q[1-8]_[01]|iq[1-4]_(?:xxs|xs|s|m|nl)|q[1-8]"
 _TOKEN = re.compile(rf"(?:^|_)(?P<tok>{_PRECISION}|{_QUANT})(?=_|$)")
+_DIGIT = re.compile(r"\d")
 _VERSION = re.compile(r"_(?P<tok>v\d+(?:_\d+)*)$")
 GGUF = ".gguf"
 # Core loader -> the ComfyUI-GGUF (city96) loader that reads the same kind of file from a .gguf.
@@ -55,16 +56,22 @@ class NameParts:
 
 def split_name(name: str) -> NameParts:
     """Return the parts of ``name`` (as a workflow or the cache writes it; any subfolder is ignored)."""
-    base = names.basename(names.normalize(name))
+    base = names.basename(name)
     stem, dot, ext = base.rpartition(".")
     extension = f".{ext.casefold()}" if dot and f".{ext.casefold()}" in MODEL_EXTENSIONS else ""
     if not extension:
         stem = base
     text = _SEPARATORS.sub("_", stem.casefold()).strip("_")
-    tokens = [m.group("tok") for m in _TOKEN.finditer(text)]
-    text = _TOKEN.sub("", text).strip("_")
+    tokens: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        tokens.append(match.group("tok"))
+        return ""
+
+    if _DIGIT.search(text):  # every token holds a digit: names without one need no substitution
+        text = _TOKEN.sub(take, text).strip("_")
     version = None
-    found = _VERSION.search(text)
+    found = _VERSION.search(text) if "_v" in text else None
     if found is not None and found.start() > 0:
         version = found.group("tok").replace("_", ".")  # v0_9_5 -> v0.9.5, as people write versions
         text = text[: found.start()]

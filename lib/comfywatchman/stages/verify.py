@@ -16,7 +16,10 @@ pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT = "verify.json"
 SCHEMA = "verify"
+INPUTS = "verify_inputs.json"  # what the next cycle needs to tell whether verify.json still stands
 FORMAT = 1  # bump when what verify.json holds changes meaning: the next cycle then verifies afresh
 
 
@@ -69,15 +73,21 @@ def _sha256(value: Any, kind: Any) -> str | None:
     return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
 
 
-def file_paths(model_cache: Mapping[str, Any]) -> dict[tuple[str, str], str]:
-    """Return ``(folder, name) -> absolute path`` of each installed file (the first directory wins, as in
-    ComfyUI)."""
-    out: dict[tuple[str, str], str] = {}
-    for folder, group in model_cache["folders"].items():
-        dirs = group["paths"]
-        for entry in group["files"]:
-            out.setdefault((folder, entry["name"]), str(Path(dirs[entry["dir"]]) / entry["name"]))
-    return out
+class FileLocator:
+    """``(folder, name)`` -> absolute path of each installed file (the first directory wins, as in ComfyUI);
+    paths are joined only for the files asked about."""
+
+    def __init__(self, model_cache: Mapping[str, Any]) -> None:
+        self._dirs = {folder: group["paths"] for folder, group in model_cache["folders"].items()}
+        self._where: dict[tuple[str, str], int] = {}
+        for folder, group in model_cache["folders"].items():
+            for entry in group["files"]:
+                self._where.setdefault((folder, entry["name"]), entry["dir"])
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        """Return the absolute path of ``(folder, name)``, or None when the cache has no such file."""
+        index = self._where.get(key)
+        return None if index is None else os.path.join(self._dirs[key[0]][index], key[1])
 
 
 def _results(search: Mapping[str, Any] | None) -> dict[tuple[str | None, str], Mapping[str, Any]]:
@@ -86,7 +96,7 @@ def _results(search: Mapping[str, Any] | None) -> dict[tuple[str | None, str], M
 
 def targets(
     scan: Mapping[str, Any],
-    paths: Mapping[tuple[str, str], str],
+    paths: FileLocator,
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
 ) -> dict[str, Target]:
     """Return absolute path -> Target for each installed file with a declared (or published) sha256."""
@@ -94,21 +104,21 @@ def targets(
     for workflow in scan["workflows"]:
         for model in workflow.get("installed_models", ()):
             folder, installed_as = model["folder"], model["installed_as"]
-            path = paths.get((folder, installed_as)) if folder is not None and installed_as else None
-            if path is None:
-                continue  # a server-listed file this machine cannot reach, or of unknown folder
             wanted: list[Expectation] = [
                 Expectation(sha, "declared", d.get("url"))
                 for d in model.get("declared", ())
                 if (sha := _sha256(d.get("sha256"), "sha256")) is not None
             ]
-            found = results.get((folder, names.lookup_key(model["name"])))
+            found = results.get((folder, names.lookup_key(model["name"]))) if results else None
             if found is not None and found["status"] == "FOUND":
                 sha = _sha256(found.get("sha256"), "sha256")
                 if sha is not None:
                     wanted.append(Expectation(sha, "search", found.get("url"), found.get("size")))
-            if not wanted:
+            if not wanted or folder is None:
                 continue
+            path = paths.get((folder, installed_as))
+            if path is None:
+                continue  # a server-listed file this machine cannot reach
             target = out.setdefault(path, Target(path, folder, installed_as))
             for expectation in wanted:
                 kept = target.expectations.setdefault(expectation.sha256, expectation)
@@ -169,11 +179,11 @@ def hash_within_budget(
         if budget <= 0 or (progress.hashed_files and progress.hashed_bytes + stat.size > budget):
             break
         try:
-            sha = hashing.file_sha256(Path(target.path))
+            sha = hashing.file_sha256(target.path)
         except OSError as exc:
             errors.append(f"{target.path}: cannot be read to verify it: {exc.strerror or exc}")
             continue
-        if hashing.stat_of(Path(target.path)) != stat:
+        if hashing.stat_of(target.path) != stat:
             continue  # changed while it was read (still downloading?): hashed again next cycle
         store.put(target.path, stat, sha, now_text)
         known[target.path] = sha
@@ -196,7 +206,7 @@ def _truncated(target: Target, stat: hashing.Stat, expected: Expectation) -> boo
     if not target.path.lower().endswith(".safetensors"):
         return False
     try:
-        return hashing.safetensors_truncated(Path(target.path), stat.size)
+        return hashing.safetensors_truncated(target.path, stat.size)
     except OSError:
         return False
 
@@ -310,11 +320,37 @@ def fingerprint(
     )
 
 
-def unchanged(previous: Mapping[str, Any] | None, wanted: str) -> bool:
-    """Return whether the last verify.json stands: same inputs, nothing pending, every file as it was."""
-    if previous is None or previous["fingerprint"] != wanted or previous["progress"]["files_pending"]:
+def stats_digest(paths: Iterable[str]) -> str:
+    """Return a hash of the size and mtime of each of ``paths`` (a missing file counts as such)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            digest.update(f"{path}\0-\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> bool:
+    """Return whether the last verify.json stands: same inputs, nothing pending, every file as it was
+    (one ``stat`` per file with an expected hash)."""
+    if previous is None or previous["fingerprint"] != wanted or previous["files_pending"]:
         return False
-    return all(hashing.stat_of(Path(f["path"])) == hashing.Stat(f["size"], f["mtime_ns"]) for f in previous["checked"])
+    return (state / ARTIFACT).exists() and stats_digest(previous["paths"]) == previous["stats"]
+
+
+def read_scan(state: Path) -> Any:
+    """Return scan.json: without validating it again when it holds the very bytes the scan stage validated
+    and wrote (``scan_inputs.json`` keeps their sha256), else validated."""
+    try:
+        inputs = artifacts.read_optional(state / "scan_inputs.json", "scan_inputs")
+        raw = (state / "scan.json").read_bytes()
+    except (ArtifactError, OSError):
+        inputs = None
+    if inputs is not None and inputs.get("scan_sha256") == hashlib.sha256(raw).hexdigest():
+        return json.loads(raw)
+    return artifacts.read(state / "scan.json", "scan")
 
 
 def run(ctx: StageContext) -> StageOutcome:
@@ -328,30 +364,30 @@ def run(ctx: StageContext) -> StageOutcome:
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
     wanted = fingerprint(state, search, queue, {**settings, "count_inactive": count_inactive})
     try:
-        previous = artifacts.read_optional(state / ARTIFACT, SCHEMA)
+        previous = artifacts.read_optional(state / INPUTS, "verify_inputs")
     except ArtifactError as exc:
         logger.warning("%s; verified afresh", exc)
         previous = None
-    if unchanged(previous, wanted):
+    if unchanged(state, previous, wanted):
         assert previous is not None
         outcome.counts = dict(previous["counts"], hashed_files=0, hashed_bytes=0)
+        outcome.errors = []
         outcome.detail = f"nothing changed since cycle {previous['cycle_id']}: {previous['detail']}"
         logger.info("verify: %s", outcome.detail)
         return outcome
 
-    scan = artifacts.read(state / "scan.json", "scan")
+    scan = read_scan(state)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     results = _results(search)
-    paths = file_paths(model_cache)
-    found = targets(scan, paths, results)
-    stats = {p: s for p in found if (s := hashing.stat_of(Path(p))) is not None}
+    found = targets(scan, FileLocator(model_cache), results)
+    stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
     store = hashing.HashStore(state / hashing.FILE).load()
     now_text = ctx.now().isoformat(timespec="seconds")
     known, progress, errors = hash_within_budget(found, stats, store, int(settings["hash_budget_bytes"]), now_text)
     for error in errors:
         outcome.fail(error)
-    # Keep the hashes of every installed file (a workflow may come back); drop those of removed files.
-    store.forget_except(set(paths.values()))
+    # Keep the hashes of files still there (a workflow naming them may come back); drop those of removed files.
+    store.forget_except(set(found) | {p for p in store.files if p not in found and os.path.exists(p)})
     store.save()
     drift = drift_findings(found, stats, known)
     sizes = _download_sizes(results.values(), queue)
@@ -377,10 +413,20 @@ def run(ctx: StageContext) -> StageOutcome:
         "progress": progress.to_json(),
         "drift": drift,
         "alternatives": alts,
-        "checked": [{"path": p, "size": s.size, "mtime_ns": s.mtime_ns} for p, s in sorted(stats.items())],
         "counts": outcome.counts,
         "detail": outcome.detail,
     }
     artifacts.write(state / ARTIFACT, document, SCHEMA, indent=None)
+    checked = sorted(found)
+    inputs = {
+        "cycle_id": ctx.cycle_id,
+        "fingerprint": wanted,
+        "files_pending": progress.files_pending,
+        "paths": checked,
+        "stats": stats_digest(checked),
+        "counts": outcome.counts,
+        "detail": outcome.detail,
+    }
+    artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None)
     logger.info("verify: %s", outcome.detail)
     return outcome
