@@ -353,6 +353,15 @@ def read_scan(state: Path) -> Any:
     return artifacts.read(state / "scan.json", "scan")
 
 
+def standing(counts: Mapping[str, int]) -> str:
+    """Return the one-line state of the verification from the stage's counts."""
+    verified, pending = counts["files_verified"], counts["files_pending"]
+    return (
+        f"{verified} of {verified + pending} files with a declared hash verified; {counts['drift']} drifted; "
+        f"{counts['alternatives']} missing files have a variant on disk"
+    )
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Verify declared hashes within the cycle's budget and list variants of missing files; write
     verify.json; return the outcome with counts."""
@@ -372,7 +381,7 @@ def run(ctx: StageContext) -> StageOutcome:
         assert previous is not None
         outcome.counts = dict(previous["counts"], hashed_files=0, hashed_bytes=0)
         outcome.errors = []
-        outcome.detail = f"nothing changed since cycle {previous['cycle_id']}: {previous['detail']}"
+        outcome.detail = f"nothing changed since cycle {previous['cycle_id']}: {standing(outcome.counts)}"
         logger.info("verify: %s", outcome.detail)
         return outcome
 
@@ -401,9 +410,8 @@ def run(ctx: StageContext) -> StageOutcome:
         "alternatives": len(alts),
     }
     outcome.detail = (
-        f"{progress.files_verified} of {progress.files_verified + progress.files_pending} files with a declared "
-        f"hash verified ({progress.hashed_files} hashed now, {progress.hashed_bytes / 1e9:.2f} GB in "
-        f"{progress.hash_seconds:.1f} s); {len(drift)} drifted; {len(alts)} missing files have a variant on disk"
+        f"{progress.hashed_files} files hashed ({progress.hashed_bytes / 1e9:.2f} GB in "
+        f"{progress.hash_seconds:.1f} s); {standing(outcome.counts)}"
     )
     document = {
         "cycle_id": ctx.cycle_id,
