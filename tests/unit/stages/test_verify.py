@@ -213,3 +213,19 @@ def test_alternatives_carry_the_download_size_from_search_or_the_queue() -> None
         ("sdxl_fp16.safetensors", 6_938_078_334, ["c"]),
     ]
     assert found[1]["variants"][0]["differs"] == ["precision fp16 -> bf16"]
+
+
+def test_a_file_shorter_than_its_published_size_is_truncated_before_it_is_hashed(tmp_path: Path) -> None:
+    model = tmp_path / "model.ckpt"
+    model.write_bytes(b"x" * 100)
+    target = verify.Target(str(model), "checkpoints", "model.ckpt")
+    target.expectations[SHA] = verify.Expectation(SHA, "search", "https://civitai.com/x", 1000, {"w"})
+    stat = hashing.stat_of(model)
+    assert stat is not None
+    (finding,) = verify.drift_findings({str(model): target}, {str(model): stat}, {})
+    assert finding["kind"] == "truncated" and finding["actual_sha256"] is None
+    assert finding["expected_size"] == 1000 and finding["hash_source"] == "search"
+    assert verify.drift_findings({str(model): target}, {str(model): stat}, {str(model): SHA}) == []
+
+
+SHA = "c" * 64
