@@ -138,7 +138,7 @@ class VariantIndex:
         if not wanted.key:
             return []
         wanted_base = names.basename(names.normalize(name)).casefold()
-        found = []
+        found: list[dict[str, Any]] = []
         for installed_as, size in self.by_key.get(folder, {}).get(wanted.key, ()):
             if names.basename(installed_as).casefold() == wanted_base:
                 continue  # the same file in another subfolder: the scan's own note says so
