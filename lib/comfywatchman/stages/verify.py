@@ -116,7 +116,8 @@ def targets(
                     wanted.append(Expectation(sha, "search", found.get("url"), found.get("size")))
             if not wanted or folder is None:
                 continue
-            path = paths.get((folder, installed_as))
+            # A server's combo list writes Windows subfolders with "\\"; the cache writes "/".
+            path = paths.get((folder, names.normalize(installed_as)))
             if path is None:
                 continue  # a server-listed file this machine cannot reach
             target = out.setdefault(path, Target(path, folder, installed_as))
