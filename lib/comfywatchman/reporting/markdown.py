@@ -7,6 +7,7 @@ from typing import Any
 
 from comfywatchman import humanize
 from comfywatchman.reporting.status_report import installed_notes
+from comfywatchman.reporting.verification import drift_detail
 
 ICONS = {"ready": "✅", "resolvable": "⬇️", "needs_review": "🔎", "blocked": "⛔", "error": "💥"}
 LABELS = {
@@ -158,6 +159,9 @@ def render(report: Mapping[str, Any]) -> str:
                     + ", ".join(p["name"] for p in packs[:5])
                     + (" …" if len(packs) > 5 else "")
                 )
+        for finding in wf.get("drift", []):
+            where = f"`{finding['installed_as']}` ({finding['folder']})"
+            lines.append(f"- model {where}: **drifted** — {drift_detail(finding)}")
         if wf["inactive_missing"]:
             lines.append(f"- {wf['inactive_missing']} more missing on muted or bypassed nodes (not counted)")
         if wf["newly_missing"]:
