@@ -1,6 +1,6 @@
 # comfywatchman: `make cycle` runs one readiness cycle, `make test` runs the tests. Both create .venv first.
 #   make cycle COMFYUI_ROOT=~/ComfyUI      your install (without it: the demo install in examples/)
-#   make scan ARGS="--offline"            any stage alone: gate cache intake scan search report
+#   make scan ARGS="--offline"            any stage alone: gate cache intake scan search verify report
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +13,7 @@ COMFYUI_ROOT ?=
 ARGS ?=
 PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(COMFYUI_ROOT),--comfyui-root "$(COMFYUI_ROOT)",)
-STAGES := gate cache intake scan search report
+STAGES := gate cache intake scan search verify report
 # The checkout's targets keep state/, output/ and log/ in the checkout (an installed tool uses the user's data
 # folder); a COMFYWATCHMAN_HOME of your own, or --home in ARGS, still wins.
 HOME_ENV := COMFYWATCHMAN_HOME="$${COMFYWATCHMAN_HOME:-$(CURDIR)}"

@@ -20,6 +20,7 @@ Everything is deterministic for a given seed, whatever the number of worker proc
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -730,6 +731,9 @@ def _model_decl(ref: str, folder: str) -> dict[str, str]:
         "name": name,
         "url": f"https://huggingface.co/Comfy-Org/{folder}/resolve/main/{name}",
         "directory": folder,
+        # Templates declare a sha256 per file: the verify stage hashes every installed one it is declared for.
+        "hash": hashlib.sha256(name.encode()).hexdigest(),
+        "hash_type": "SHA256",
     }
 
 

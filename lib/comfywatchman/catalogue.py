@@ -174,6 +174,35 @@ ARTIFACTS: tuple[Artifact, ...] = (
         every_cycle=False,
     ),
     Artifact(
+        "hashes",
+        "state/hashes.json",
+        "hashes",
+        "json",
+        ("verify",),
+        ("verify",),
+        "the sha256 of each installed file a workflow declares a hash for, kept by path, size and mtime, so no "
+        "file is hashed twice (a cache: safe to delete)",
+    ),
+    Artifact(
+        "verify",
+        "state/verify.json",
+        "verify",
+        "json",
+        ("verify",),
+        ("report",),
+        "drift (an installed file whose sha256 is not the declared or published one, or that is cut short), how "
+        "much is verified so far, and variants already on disk of each missing file",
+    ),
+    Artifact(
+        "verify_inputs",
+        "state/verify_inputs.json",
+        "verify_inputs",
+        "json",
+        ("verify",),
+        ("verify",),
+        "what the last verify stage was computed from, so an unchanged install is not checked again (a cache)",
+    ),
+    Artifact(
         "report_history",
         "state/report_history.json",
         "report_history",
@@ -187,7 +216,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "state/runs/{stage}.json",
         "stage_run",
         "json",
-        ("gate", "cache", "intake", "scan", "search", "download", "report"),
+        ("gate", "cache", "intake", "scan", "search", "verify", "download", "report"),
         ("report",),
         "timing, success, errors and counts of the stage's latest run",
     ),
@@ -232,7 +261,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "log/structured.log",
         "structured_log_entry",
         "jsonl",
-        ("gate", "cache", "intake", "scan", "search", "download", "report", CYCLE, LOOP),
+        ("gate", "cache", "intake", "scan", "search", "verify", "download", "report", CYCLE, LOOP),
         (),
         "one JSON line per stage event: `ts, level, cycle_id, stage, event, workflows_scanned, resolved, "
         "uncertain, errors, detail`",

@@ -20,7 +20,7 @@ from comfywatchman.errors import (
     WatchmanError,
 )
 from comfywatchman.lock import CycleLock
-from comfywatchman.stages import cache, gate, intake, report, scan, search
+from comfywatchman.stages import cache, gate, intake, report, scan, search, verify
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
 from comfywatchman.state_manager import StateManager
 
@@ -33,6 +33,7 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
     "intake": intake.run,
     "scan": scan.run,
     "search": search.run,
+    "verify": verify.run,
     "download": downloads.run,
     "report": report.run,
 }

@@ -227,7 +227,7 @@ def test_secrets_never_reach_state_output_or_logs(comfy_tree: ComfyTree, home: P
 
 def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path) -> None:
     comfy_tree.workflow("w.json", ui_workflow([ui_node(1, "KSampler", [])]))
-    for stage in ("gate", "cache", "intake", "scan", "search", "report"):
+    for stage in ("gate", "cache", "intake", "scan", "search", "verify", "report"):
         result = subprocess.run(
             [
                 sys.executable,
@@ -248,7 +248,7 @@ def test_make_stage_targets_run_one_stage_each(comfy_tree: ComfyTree, home: Path
     report = _report(home)
     gate = json.loads((home / "state" / "gate.json").read_text())
     assert report["cycle_id"] == gate["cycle_id"]  # stages run alone share the gate's cycle id
-    assert [s["stage"] for s in report["cycle"]["stages"]] == ["gate", "cache", "intake", "scan", "search"]
+    assert [s["stage"] for s in report["cycle"]["stages"]] == ["gate", "cache", "intake", "scan", "search", "verify"]
 
 
 def test_version_prints_the_package_version(home: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from comfywatchman import humanize
 from comfywatchman.reporting import commands
 from comfywatchman.reporting.mdsyntax import code, fence, link, number, plural, text
+from comfywatchman.reporting.verification import drift_detail
 
 LABELS = {
     "ready": "ready",
@@ -36,6 +37,7 @@ KIND_LABELS = {
     "fix_workflow": "Fix workflows",
     "retry": "Search again (failed)",
     "search": "Wait for a search",
+    "replace_drift": "Replace drifted files",
 }
 FULL_ITEMS_PER_KIND = 25  # actions of one kind shown one by one; the rest share grouped items
 NAMES_PER_GROUP = 30  # names listed in a grouped item before "and N more"
@@ -52,6 +54,7 @@ BLOCKERS = (
     ("download", "downloads"),
     ("install", "a pack install"),
     ("enable", "a pack re-enabled"),
+    ("drift", "a drifted file replaced"),
 )
 _MODEL_BLOCKER = {
     "FOUND": "download",
@@ -75,6 +78,32 @@ def manager_line(maps: Mapping[str, Any]) -> str:
         version = f" {used['version']}" if used["version"] else ""
         parts.append(f"{label} {code(used['path'])} ({used['source']}{version})")
     return "ComfyUI-Manager: " + "; ".join(parts)
+
+
+def verification_summary(checked: Mapping[str, Any]) -> str:
+    """Return the line saying how much of the files with a declared sha256 is verified, and what drifted."""
+    p = checked["progress"]
+    line = (
+        f"Declared hashes: {p['files_verified']} of {p['files_declared']} files verified "
+        f"({humanize.size(p['bytes_verified'])})"
+    )
+    if p["files_pending"]:
+        line += f", {p['files_pending']} pending ({humanize.size(p['bytes_pending'])}, hashed in later cycles)"
+    return line + f"; {checked['drift']} drifted; {checked['alternatives']} missing files have a variant on disk."
+
+
+def verification_lines(action: Mapping[str, Any], pad: str) -> list[str]:
+    """Return the sub-lines of an action for the installed variants of its file (a suggestion, not a match)."""
+    lines = []
+    for variant in action.get("variants_on_disk", [])[:3]:
+        saves = f", saves {humanize.size(action['size'])}" if action["size"] else ""
+        note = f"; {variant['loader_note']}" if variant["loader_note"] else ""
+        lines += [
+            "",
+            f"{pad}- already on disk: pick {code(variant['installed_as'])} instead "
+            f"({text(', '.join(variant['differs']) + saves + note)})",
+        ]
+    return lines
 
 
 def render(report: Mapping[str, Any]) -> str:
@@ -103,6 +132,8 @@ def header(report: Mapping[str, Any]) -> list[str]:
             f"Proven downloads total {humanize.size(s['download_bytes'])} "
             f"({number(s['download_sizes_known'])} with a known size)."
         )
+    if "verification" in report:
+        lines.append(verification_summary(report["verification"]))
     install = code(report["comfyui_root"]) + (
         " (the demo install shipped with comfywatchman)" if report["demo"] else ""
     )
@@ -263,6 +294,7 @@ VERBS = {
     "review": "Review the candidates for",
     "find_manually": "Find by hand",
     "fix_workflow": "Fix",
+    "replace_drift": "Replace the drifted file",
 }
 
 
@@ -282,6 +314,9 @@ def action_item(action: Mapping[str, Any], width: int) -> list[str]:
             f"{pad}From {link(action['url'] or '', action['url'])}: the folder type is unknown, so where it goes "
             "is yours to choose.",
         ]
+    lines += verification_lines(action, pad)
+    if action.get("drift"):
+        lines += ["", pad + text(drift_detail(action["drift"]))]
     if action.get("commands"):
         lines += ["", *fence([step_line(s) for s in action["commands"]], width)]
     for way in action.get("alternatives", [])[:1]:
@@ -383,6 +418,8 @@ def blockers(wf: Mapping[str, Any]) -> tuple[str, ...]:
         found.add(_MODEL_BLOCKER[model["status"]])
     for node in wf["missing_nodes"]:
         found.add(node_blocker(node))
+    if wf.get("drift"):
+        found.add("drift")
     return tuple(sorted(found, key=_ORDER.__getitem__))
 
 

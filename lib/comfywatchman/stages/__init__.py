@@ -1,5 +1,5 @@
-"""The six stages of a readiness cycle, one module each, in the order they run."""
+"""The seven stages of a readiness cycle, one module each, in the order they run."""
 
-ORDER = ("gate", "cache", "intake", "scan", "search", "report")
+ORDER = ("gate", "cache", "intake", "scan", "search", "verify", "report")
 # Run only when asked (``--auto-download`` or ``[download] auto_download``), between search and report.
 ON_REQUEST = ("download",)

@@ -11,7 +11,7 @@ from comfywatchman import artifacts, availability
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import commands, markdown, staleness, status_report
+from comfywatchman.reporting import commands, markdown, staleness, status_report, verification
 from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -84,8 +84,12 @@ def run(ctx: StageContext) -> StageOutcome:
         history = {"workflows": {}}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     workflows, summary = status_report.build(scan, search, history["workflows"], count_inactive, now_text)
+    verify = verification.load(state)
+    checked = verification.apply(workflows, summary, verify, history["workflows"]) if verify else None
     facts = install_facts.gather(ctx, scan, workflows)
     ranked = status_report.actions(workflows, facts, status_report.gated_files(search))
+    if verify:
+        ranked = verification.merge_actions(ranked, verify)
 
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
@@ -103,6 +107,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
         "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
         "model_folder_limits": model_folder_limits(state),
+        **({"verification": checked} if checked else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "broken_models": installed_broken(state),
         "cycle": {

@@ -58,6 +58,7 @@ ARTIFACT = "scan.json"
 INPUTS = "scan_inputs.json"
 SCHEMA = "scan"
 ENTRY = "workflow"  # the scan schema's definition of one workflow entry
+ENTRY_FORMAT = 2  # bump when an entry gains fields, so entries kept from an older scan.json are made anew
 # Requirements found by a loader widget; only these can be checked against a server's combo list.
 _COMBO_VIAS = frozenset({"widget", "primitive", "promoted"})
 # Node states that mean the type is there: such types are listed by name only.
@@ -160,6 +161,9 @@ class Evaluator:
                 short["active"] = active
                 if verdict["checked_by"] == "server":
                     short["checked_by"] = "server"
+                declared = declared_hashes(ref["declarations"])
+                if declared:
+                    short["declared"] = declared  # what the verify stage checks the file against (drift)
                 installed.append(short)
             else:
                 models.append({**ref, "active": active, **verdict})
@@ -173,6 +177,18 @@ class Evaluator:
                 modes = ref["modes"]
                 nodes.append({**ref, "active": not modes or "active" in modes, **verdict})
         return {"models": models, "installed_models": installed, "nodes": nodes, "provided_nodes": provided}
+
+
+def declared_hashes(declarations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return ``{sha256, url}`` of each declaration giving a sha256 (``hash_type`` sha256 or unset)."""
+    out = []
+    for decl in declarations:
+        value, kind = decl["hash"], (decl["hash_type"] or "sha256").strip().lower()
+        if value and kind == "sha256":
+            item = {"sha256": value.strip().lower(), "url": decl["url"]}
+            if item not in out:
+                out.append(item)
+    return out
 
 
 @dataclass
@@ -404,6 +420,7 @@ def install_fingerprint(
             "node_map": _file_digest(map_path),
             "data": [_file_digest(resources.DATA_DIR / n) for n in ("core_nodes.txt", "frontend_nodes.json")],
             "server": truth.digest if truth is not None else None,
+            "entry_format": ENTRY_FORMAT,
         }
     )
 

@@ -1,0 +1,160 @@
+"""Alternatives already on disk: installed files that are another precision, quantisation, version or format
+of a missing file (``flux1-dev_fp16.safetensors`` wanted, ``flux1-dev_fp8_e4m3fn.safetensors`` installed).
+
+A variant is a suggestion for a person, never a match: an fp8 file is not the fp16 one, and a GGUF file needs
+another loader. Matching is by a key (the file's base name without extension, precision, quantisation and
+version tokens): one dict per folder type maps each key to its installed files, so finding the variants of
+every missing file costs one pass over the model cache, not a comparison of every pair.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from comfywatchman.comfy.folders import MODEL_EXTENSIONS
+from comfywatchman.workflow import names
+
+# Separators authors use interchangeably (``flux1-dev`` and ``flux1_dev``); compared as one.
+_SEPARATORS = re.compile(r"[-_.\s]+")
+# Precision tokens, longest first so ``fp8_e4m3fn_scaled`` is taken whole (names are separator-normalised).
+_PRECISION = (
+    r"fp8_e4m3fn_scaled|fp8_e4m3fn_fast|fp8_e4m3fn|fp8_e5m2_scaled|fp8_e5m2|fp8_scaled|fp8mixed|fp8|"
+    r"fp16|bf16|fp32|f16|f32|nvfp4|mxfp4|fp4|int8|int4|nf4"
+)
+# GGUF quantisation types (llama.cpp names: Q4_K_S, Q8_0, Q5_K_M, Q6_K, IQ4_XS, ...).
+_QUANT = r"q[1-8]_k_[sml]|q[1-8]_k|q[1-8]_[01]|iq[1-4]_(?:xxs|xs|s|m|nl)|q[1-8]"
+_TOKEN = re.compile(rf"(?:^|_)(?P<tok>{_PRECISION}|{_QUANT})(?=_|$)")
+_DIGIT = re.compile(r"\d")
+_VERSION = re.compile(r"_(?P<tok>v\d+(?:_\d+)*)$")
+GGUF = ".gguf"
+# Core loader -> the ComfyUI-GGUF (city96) loader that reads the same kind of file from a .gguf.
+GGUF_LOADERS = {
+    "UNETLoader": "UnetLoaderGGUF",
+    "CLIPLoader": "CLIPLoaderGGUF",
+    "DualCLIPLoader": "DualCLIPLoaderGGUF",
+    "TripleCLIPLoader": "TripleCLIPLoaderGGUF",
+    "QuadrupleCLIPLoader": "QuadrupleCLIPLoaderGGUF",
+}
+CORE_LOADERS = {gguf: core for core, gguf in GGUF_LOADERS.items()}
+# Which loader a folder's files go through when the workflow does not say (a declaration-only reference).
+FOLDER_LOADER = {"diffusion_models": "UNETLoader", "text_encoders": "CLIPLoader"}
+MAX_VARIANTS = 5
+
+
+@dataclass(frozen=True)
+class NameParts:
+    """A model file name split into what identifies the model and what only describes this copy of it."""
+
+    key: str  # separator-normalised, case-folded base name without extension and descriptor tokens
+    extension: str  # ".safetensors", ".gguf", ... (case-folded), or "" when not a model extension
+    precision: tuple[str, ...]  # precision and quantisation tokens, in name order
+    version: str | None
+
+
+def split_name(name: str) -> NameParts:
+    """Return the parts of ``name`` (as a workflow or the cache writes it; any subfolder is ignored)."""
+    base = names.basename(name)
+    stem, dot, ext = base.rpartition(".")
+    extension = f".{ext.casefold()}" if dot and f".{ext.casefold()}" in MODEL_EXTENSIONS else ""
+    if not extension:
+        stem = base
+    text = _SEPARATORS.sub("_", stem.casefold()).strip("_")
+    tokens: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        tokens.append(match.group("tok"))
+        return ""
+
+    if _DIGIT.search(text):  # every token holds a digit: names without one need no substitution
+        text = _TOKEN.sub(take, text).strip("_")
+    version = None
+    found = _VERSION.search(text) if "_v" in text else None
+    if found is not None and found.start() > 0:
+        version = found.group("tok").replace("_", ".")  # v0_9_5 -> v0.9.5, as people write versions
+        text = text[: found.start()]
+    return NameParts(text, extension, tuple(tokens), version)
+
+
+def differences(wanted: NameParts, have: NameParts) -> list[str]:
+    """Return, in words, how ``have`` differs from ``wanted`` (precision, quantisation, version, format)."""
+    out = []
+    if wanted.precision != have.precision:
+        out.append(f"precision {'_'.join(wanted.precision) or 'unmarked'} -> {'_'.join(have.precision) or 'unmarked'}")
+    if wanted.version != have.version:
+        out.append(f"version {wanted.version or 'unmarked'} -> {have.version or 'unmarked'}")
+    if wanted.extension != have.extension:
+        out.append(f"format {wanted.extension or 'none'} -> {have.extension or 'none'}")
+    return out
+
+
+def loader_note(wanted: NameParts, have: NameParts, folder: str | None, node_type: str | None) -> str | None:
+    """Return what must change in the workflow's loader to use the variant, or None when the same loader
+    reads it: a .gguf file needs a ComfyUI-GGUF loader, and a non-GGUF one the core loader."""
+    if (wanted.extension == GGUF) == (have.extension == GGUF):
+        return None
+    loader = node_type or FOLDER_LOADER.get(folder or "")
+    if have.extension == GGUF:
+        target = GGUF_LOADERS.get(loader or "")
+        named = f"{target} (ComfyUI-GGUF)" if target else "a GGUF loader of ComfyUI-GGUF"
+        return f"a .gguf file needs {named} instead of {loader or 'the current loader'}"
+    core = CORE_LOADERS.get(loader or "") or FOLDER_LOADER.get(folder or "")
+    named = core or "the core loader for this folder"
+    return f"not a .gguf file: it loads with {named} instead of {loader or 'the GGUF loader'}"
+
+
+@dataclass
+class VariantIndex:
+    """Folder type -> name key -> ``(widget value, size)`` of each installed file with that key."""
+
+    by_key: dict[str, dict[str, list[tuple[str, int]]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_cache(cls, model_cache: Mapping[str, Any]) -> VariantIndex:
+        """Return the index over a model_cache.json document (one pass over its files)."""
+        index = cls()
+        for folder, group in model_cache["folders"].items():
+            keyed = index.by_key.setdefault(folder, {})
+            seen: set[str] = set()
+            for entry in group["files"]:
+                name = entry["name"]
+                if name in seen:  # the same name in a later directory is shadowed, as in ComfyUI
+                    continue
+                seen.add(name)
+                parts = split_name(name)
+                if parts.key and parts.extension:
+                    keyed.setdefault(parts.key, []).append((name, int(entry["size"])))
+        return index
+
+    def variants(self, name: str, folder: str | None, node_type: str | None = None) -> list[dict[str, Any]]:
+        """Return up to ``MAX_VARIANTS`` installed variants of the missing file ``name`` in ``folder``: each
+        ``{installed_as, size, differs, loader_note}``, the ones a loader change is not needed for first.
+        ``installed_as`` is the widget value to pick instead. Empty for an unknown folder."""
+        if folder is None:
+            return []
+        wanted = split_name(name)
+        if not wanted.key:
+            return []
+        wanted_base = names.basename(names.normalize(name)).casefold()
+        found: list[dict[str, Any]] = []
+        for installed_as, size in self.by_key.get(folder, {}).get(wanted.key, ()):
+            if names.basename(installed_as).casefold() == wanted_base:
+                continue  # the same file in another subfolder: the scan's own note says so
+            have = split_name(installed_as)
+            differs = differences(wanted, have)
+            if not differs:
+                differs = ["spelling of the name"]
+            note = loader_note(wanted, have, folder, node_type)
+            found.append({"installed_as": installed_as, "size": size, "differs": differs, "loader_note": note})
+        found.sort(key=lambda v: (v["loader_note"] is not None, -v["size"], v["installed_as"]))
+        return found[:MAX_VARIANTS]
+
+
+def loader_of(origins: Iterable[Mapping[str, Any]]) -> str | None:
+    """Return the node type of the first loader widget naming a file (None: only declarations name it)."""
+    for origin in origins:
+        if origin.get("input"):
+            return str(origin["node_type"])
+    return None

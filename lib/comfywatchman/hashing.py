@@ -1,0 +1,112 @@
+"""The sha256 of installed model files, each computed at most once: ``state/hashes.json``.
+
+A model file runs to gigabytes, so its hash is kept by ``(path, size, mtime_ns)``: a lookup is one dict access
+and one ``stat``, and a file is hashed again only when it was replaced (another size or modification time).
+Hashing reads in 1 MiB chunks into one reused buffer, so memory stays bounded whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+FILE = "hashes.json"
+SCHEMA = "hashes"
+CHUNK = 1 << 20  # 1 MiB: large enough that the hash, not the system calls, is the cost
+SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors refuses headers over 100 MB; a larger length is not a header
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the sha256 (hex) of the file at ``path``, read in 1 MiB chunks. Raise OSError if unreadable."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            # hashlib releases the GIL for large updates, so a hashing thread never stalls the others.
+            digest.update(view[:count])
+    return digest.hexdigest()
+
+
+def safetensors_truncated(path: str | Path, size: int) -> bool:
+    """Return whether the ``.safetensors`` file at ``path`` (``size`` bytes) is cut short: its header's length
+    (the first 8 bytes, little-endian) does not fit in the file, or the file is shorter than those 8 bytes.
+    Raise OSError if unreadable. Only the header is checked, not the tensors' data offsets."""
+    if size < 8:
+        return True
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+    return length > SAFETENSORS_HEADER_MAX or 8 + length > size
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What identifies one version of a file: its size and modification time in nanoseconds."""
+
+    size: int
+    mtime_ns: int
+
+
+def stat_of(path: str | Path) -> Stat | None:
+    """Return the size and mtime of ``path``, or None when it cannot be reached."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return Stat(st.st_size, st.st_mtime_ns)
+
+
+class HashStore:
+    """Absolute path -> ``{size, mtime_ns, sha256, hashed_at}`` of every file hashed so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files: dict[str, dict[str, Any]] = {}
+        self.changed = False
+
+    def load(self) -> HashStore:
+        """Read the store (a missing or unreadable one starts empty, with a warning); return self."""
+        try:
+            document = artifacts.read_optional(self.path, SCHEMA)
+        except ArtifactError as exc:
+            logger.warning("%s; every file is hashed again", exc)
+            document = None
+        self.files = dict(document["files"]) if document else {}
+        return self
+
+    def get(self, path: str, stat: Stat) -> str | None:
+        """Return the kept sha256 of ``path`` when it was hashed at this very size and mtime, else None."""
+        kept = self.files.get(path)
+        if kept is None or kept["size"] != stat.size or kept["mtime_ns"] != stat.mtime_ns:
+            return None
+        return str(kept["sha256"])
+
+    def put(self, path: str, stat: Stat, sha256: str, hashed_at: str) -> None:
+        """Keep ``sha256`` as the hash of ``path`` at ``stat``."""
+        self.files[path] = {"size": stat.size, "mtime_ns": stat.mtime_ns, "sha256": sha256, "hashed_at": hashed_at}
+        self.changed = True
+
+    def forget_except(self, keep: set[str]) -> None:
+        """Drop the entries of files not in ``keep`` (removed from the install, or no longer declared)."""
+        gone = [p for p in self.files if p not in keep]
+        for path in gone:
+            del self.files[path]
+        self.changed |= bool(gone)
+
+    def save(self) -> None:
+        """Write the store atomically when anything changed since it was read."""
+        if self.changed:
+            artifacts.write(self.path, {"files": self.files}, SCHEMA, indent=None)
+            self.changed = False

@@ -1,0 +1,441 @@
+"""Verify: is each installed file the file the workflow wants, and is a missing file already on disk in
+another precision? Reads ``scan.json``, ``model_cache.json`` and (when there) ``search.json`` and the download
+queue; writes ``state/verify.json`` and keeps hashes in ``state/hashes.json``.
+
+- Drift: an installed file whose sha256 differs from the sha256 a workflow declares for it
+  (``properties.models[].hash``), or that a search source publishes for that name, or that is cut short
+  (a ``.safetensors`` header that does not fit, or fewer bytes than published). Only files a workflow declares
+  a hash for are hashed; each at most once per version (``hashing.HashStore``); at most
+  ``[verify] hash_budget_bytes`` per cycle, the rest in later cycles (most needed first).
+- Alternatives: for each missing file, installed variants of it in the same folder type
+  (``comfy.variants``), with the widget value to pick instead and what differs.
+
+A cycle where nothing changed (same scan, model cache and search answers, every file as it was hashed, nothing
+pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from comfywatchman import artifacts, hashing
+from comfywatchman.comfy.variants import VariantIndex, loader_of
+from comfywatchman.errors import ArtifactError
+from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.workflow import names
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT = "verify.json"
+SCHEMA = "verify"
+INPUTS = "verify_inputs.json"  # what the next cycle needs to tell whether verify.json still stands
+FORMAT = 1  # bump when what verify.json holds changes meaning: the next cycle then verifies afresh
+
+
+@dataclass
+class Expectation:
+    """One hash a file should have, where it says so, and the workflows that rely on it."""
+
+    sha256: str
+    source: str  # declared | search
+    url: str | None
+    size: int | None = None  # published size, when the source gives one
+    workflows: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Target:
+    """An installed file that some workflow (or search source) gives a hash for."""
+
+    path: str
+    folder: str
+    installed_as: str
+    expectations: dict[str, Expectation] = field(default_factory=dict)
+
+    @property
+    def workflows(self) -> set[str]:
+        return {w for e in self.expectations.values() for w in e.workflows}
+
+
+def _sha256(value: Any, kind: Any) -> str | None:
+    """Return ``value`` as a lower-case sha256 when it is one (``kind`` sha256 or unset), else None."""
+    if not isinstance(value, str) or (isinstance(kind, str) and kind.strip().lower() not in ("sha256", "")):
+        return None
+    text = value.strip().lower()
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+class FileLocator:
+    """``(folder, name)`` -> absolute path of each installed file (the first directory wins, as in ComfyUI);
+    paths are joined only for the files asked about."""
+
+    def __init__(self, model_cache: Mapping[str, Any]) -> None:
+        self._dirs = {folder: group["paths"] for folder, group in model_cache["folders"].items()}
+        self._where: dict[tuple[str, str], int] = {}
+        for folder, group in model_cache["folders"].items():
+            for entry in group["files"]:
+                self._where.setdefault((folder, entry["name"]), entry["dir"])
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        """Return the absolute path of ``(folder, name)``, or None when the cache has no such file."""
+        index = self._where.get(key)
+        return None if index is None else os.path.join(self._dirs[key[0]][index], key[1])
+
+
+def _results(search: Mapping[str, Any] | None) -> dict[tuple[str | None, str], Mapping[str, Any]]:
+    return {(r["type"], names.lookup_key(r["name"])): r for r in (search or {}).get("results", [])}
+
+
+def targets(
+    scan: Mapping[str, Any],
+    paths: FileLocator,
+    results: Mapping[tuple[str | None, str], Mapping[str, Any]],
+) -> dict[str, Target]:
+    """Return absolute path -> Target for each installed file with a declared (or published) sha256."""
+    out: dict[str, Target] = {}
+    for workflow in scan["workflows"]:
+        for model in workflow.get("installed_models", ()):
+            folder, installed_as = model["folder"], model["installed_as"]
+            wanted: list[Expectation] = [
+                Expectation(sha, "declared", d.get("url"))
+                for d in model.get("declared", ())
+                if (sha := _sha256(d.get("sha256"), "sha256")) is not None
+            ]
+            found = results.get((folder, names.lookup_key(model["name"]))) if results else None
+            if found is not None and found["status"] == "FOUND":
+                sha = _sha256(found.get("sha256"), "sha256")
+                if sha is not None:
+                    wanted.append(Expectation(sha, "search", found.get("url"), found.get("size")))
+            if not wanted or folder is None:
+                continue
+            # A server's combo list writes Windows subfolders with "\\"; the cache writes "/".
+            path = paths.get((folder, names.normalize(installed_as)))
+            if path is None:
+                continue  # a server-listed file this machine cannot reach
+            target = out.setdefault(path, Target(path, folder, installed_as))
+            for expectation in wanted:
+                kept = target.expectations.setdefault(expectation.sha256, expectation)
+                kept.workflows.add(workflow["workflow"])
+                kept.url = kept.url or expectation.url
+                kept.size = kept.size or expectation.size
+    return out
+
+
+@dataclass
+class Progress:
+    """How much of the declared files is verified, and what this cycle hashed."""
+
+    files_verified: int = 0
+    files_pending: int = 0
+    bytes_verified: int = 0
+    bytes_pending: int = 0
+    hashed_files: int = 0
+    hashed_bytes: int = 0
+    hash_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["hash_seconds"] = round(self.hash_seconds, 3)
+        data["files_declared"] = self.files_verified + self.files_pending
+        return data
+
+
+def hash_within_budget(
+    found: Mapping[str, Target],
+    stats: Mapping[str, hashing.Stat],
+    store: hashing.HashStore,
+    budget: int,
+    now_text: str,
+    clock: Any = time.perf_counter,
+) -> tuple[dict[str, str], Progress, list[str]]:
+    """Return path -> sha256 of each target known now (kept, or hashed this cycle within ``budget`` bytes),
+    the progress, and one error line per unreadable file. Most-needed files are hashed first; a file is
+    started only when it fits in what is left of the budget, but the first one always is (else a file larger
+    than the budget would never be verified); a budget of 0 hashes nothing."""
+    known: dict[str, str] = {}
+    errors: list[str] = []
+    progress = Progress()
+    pending: list[Target] = []
+    for path, target in found.items():
+        stat = stats.get(path)
+        if stat is None:
+            continue
+        kept = store.get(path, stat)
+        if kept is not None:
+            known[path] = kept
+        else:
+            pending.append(target)
+    pending.sort(key=lambda t: (-len(t.workflows), t.path))
+    started = clock()
+    for target in pending:
+        stat = stats[target.path]
+        if budget <= 0 or (progress.hashed_files and progress.hashed_bytes + stat.size > budget):
+            break
+        try:
+            sha = hashing.file_sha256(target.path)
+        except OSError as exc:
+            errors.append(f"{target.path}: cannot be read to verify it: {exc.strerror or exc}")
+            continue
+        if hashing.stat_of(target.path) != stat:
+            continue  # changed while it was read (still downloading?): hashed again next cycle
+        store.put(target.path, stat, sha, now_text)
+        known[target.path] = sha
+        progress.hashed_files += 1
+        progress.hashed_bytes += stat.size
+    progress.hash_seconds = clock() - started
+    for path, stat in stats.items():
+        if path in known:
+            progress.files_verified += 1
+            progress.bytes_verified += stat.size
+        else:
+            progress.files_pending += 1
+            progress.bytes_pending += stat.size
+    return known, progress, errors
+
+
+def _truncated(target: Target, stat: hashing.Stat, expected: Expectation) -> bool:
+    if expected.size is not None and stat.size < expected.size:
+        return True
+    if not target.path.lower().endswith(".safetensors"):
+        return False
+    try:
+        return hashing.safetensors_truncated(target.path, stat.size)
+    except OSError:
+        return False
+
+
+def drift_findings(
+    found: Mapping[str, Target], stats: Mapping[str, hashing.Stat], known: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Return one finding per (file, expected hash) the file does not have: ``mismatch`` when its sha256
+    differs, ``truncated`` when it is shorter than published or its safetensors header does not fit (found
+    before it is hashed)."""
+    out = []
+    for path in sorted(found):
+        target, stat = found[path], stats.get(path)
+        if stat is None:
+            continue
+        actual = known.get(path)
+        for expected in target.expectations.values():
+            if actual == expected.sha256:
+                continue
+            truncated = _truncated(target, stat, expected)
+            if actual is None and not truncated:
+                continue  # not hashed yet
+            out.append(
+                {
+                    "folder": target.folder,
+                    "installed_as": target.installed_as,
+                    "path": path,
+                    "size": stat.size,
+                    "kind": "truncated" if truncated else "mismatch",
+                    "expected_sha256": expected.sha256,
+                    "expected_size": expected.size,
+                    "actual_sha256": actual,
+                    "hash_source": expected.source,
+                    "url": expected.url,
+                    "workflows": sorted(expected.workflows),
+                }
+            )
+    return out
+
+
+def _download_sizes(results: Iterable[Mapping[str, Any]], queue: Mapping[str, Any] | None) -> dict[Any, int]:
+    sizes: dict[Any, int] = {}
+    for task in (queue or {}).get("tasks", ()):
+        if task.get("size"):
+            sizes[(task["folder"], names.lookup_key(task["name"]))] = task["size"]
+    for result in results:
+        if result["status"] == "FOUND" and result.get("size"):
+            sizes[(result["type"], names.lookup_key(result["name"]))] = result["size"]
+    return sizes
+
+
+def alternatives(
+    scan: Mapping[str, Any], index: VariantIndex, sizes: Mapping[Any, int], count_inactive: bool
+) -> list[dict[str, Any]]:
+    """Return one entry per missing (folder, file) that has installed variants: the variants, the workflows
+    that miss the file, and the download size a variant would save (null when unknown)."""
+    table: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for workflow in scan["workflows"]:
+        for model in workflow.get("models", ()):
+            if model["status"] != "missing" or not (model["active"] or count_inactive):
+                continue
+            key = (model["folder"], names.lookup_key(model["name"]))
+            entry = table.get(key)
+            if entry is None:
+                found = index.variants(model["name"], model["folder"], loader_of(model["origins"]))
+                entry = table[key] = {
+                    "folder": model["folder"],
+                    "name": model["name"],
+                    "download_size": sizes.get(key),
+                    "variants": found,
+                    "workflows": set(),
+                }
+            entry["workflows"].add(workflow["workflow"])
+    out = [{**e, "workflows": sorted(e["workflows"])} for e in table.values() if e["variants"]]
+    return sorted(out, key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
+
+
+def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
+    try:
+        return artifacts.read_optional(path, schema)
+    except ArtifactError as exc:
+        outcome.fail(str(exc))
+        return None
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    stat = hashing.stat_of(path)
+    return [stat.size, stat.mtime_ns] if stat is not None else None
+
+
+def fingerprint(
+    state: Path, search: Mapping[str, Any] | None, queue: Mapping[str, Any] | None, settings: Mapping[str, Any]
+) -> str:
+    """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json and
+    model_cache.json are rewritten only when their content changes (so their size and mtime stand for it),
+    search.json and the download queue every cycle (so what verify uses of them counts)."""
+    used = [
+        [r["type"], r["name"], r["status"], r.get("sha256"), r.get("size"), r.get("url")]
+        for r in (search or {}).get("results", [])
+    ]
+    sizes = [[t["folder"], t["name"], t["size"]] for t in (queue or {}).get("tasks", [])]
+    return artifacts.content_hash(
+        {
+            "format": FORMAT,
+            "scan": _stat_key(state / "scan.json"),
+            "model_cache": _stat_key(state / "model_cache.json"),
+            "search": used,
+            "queue": sizes,
+            "settings": dict(settings),
+        }
+    )
+
+
+def stats_digest(paths: Iterable[str]) -> str:
+    """Return a hash of the size and mtime of each of ``paths`` (a missing file counts as such)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            digest.update(f"{path}\0-\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> bool:
+    """Return whether the last verify.json stands: same inputs, nothing pending, every file as it was
+    (one ``stat`` per file with an expected hash)."""
+    if previous is None or previous["fingerprint"] != wanted or previous["files_pending"]:
+        return False
+    return (state / ARTIFACT).exists() and stats_digest(previous["paths"]) == previous["stats"]
+
+
+def read_scan(state: Path) -> Any:
+    """Return scan.json: without validating it again when it holds the very bytes the scan stage validated
+    and wrote (``scan_inputs.json`` keeps their sha256), else validated."""
+    try:
+        inputs = artifacts.read_optional(state / "scan_inputs.json", "scan_inputs")
+        raw = (state / "scan.json").read_bytes()
+    except (ArtifactError, OSError):
+        inputs = None
+    if inputs is not None and inputs.get("scan_sha256") == hashlib.sha256(raw).hexdigest():
+        return json.loads(raw)
+    return artifacts.read(state / "scan.json", "scan")
+
+
+def standing(counts: Mapping[str, int]) -> str:
+    """Return the one-line state of the verification from the stage's counts."""
+    verified, pending = counts["files_verified"], counts["files_pending"]
+    return (
+        f"{verified} of {verified + pending} files with a declared hash verified; {counts['drift']} drifted; "
+        f"{counts['alternatives']} missing files have a variant on disk"
+    )
+
+
+def run(ctx: StageContext) -> StageOutcome:
+    """Verify declared hashes within the cycle's budget and list variants of missing files; write
+    verify.json; return the outcome with counts."""
+    outcome = StageOutcome("verify")
+    state = ctx.state_dir
+    settings = ctx.config.section("verify")
+    count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
+    search = _read_optional(state / "search.json", "search", outcome)
+    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
+    wanted = fingerprint(state, search, queue, {**settings, "count_inactive": count_inactive})
+    try:
+        previous = artifacts.read_optional(state / INPUTS, "verify_inputs")
+    except ArtifactError as exc:
+        logger.warning("%s; verified afresh", exc)
+        previous = None
+    if unchanged(state, previous, wanted):
+        assert previous is not None
+        outcome.counts = dict(previous["counts"], hashed_files=0, hashed_bytes=0)
+        outcome.errors = []
+        outcome.detail = f"nothing changed since cycle {previous['cycle_id']}: {standing(outcome.counts)}"
+        logger.info("verify: %s", outcome.detail)
+        return outcome
+
+    scan = read_scan(state)
+    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
+    results = _results(search)
+    found = targets(scan, FileLocator(model_cache), results)
+    stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
+    store = hashing.HashStore(state / hashing.FILE).load()
+    now_text = ctx.now().isoformat(timespec="seconds")
+    known, progress, errors = hash_within_budget(found, stats, store, int(settings["hash_budget_bytes"]), now_text)
+    for error in errors:
+        outcome.fail(error)
+    # Keep the hashes of files still there (a workflow naming them may come back); drop those of removed files.
+    store.forget_except(set(found) | {p for p in store.files if p not in found and os.path.exists(p)})
+    store.save()
+    drift = drift_findings(found, stats, known)
+    sizes = _download_sizes(results.values(), queue)
+    alts = alternatives(scan, VariantIndex.from_cache(model_cache), sizes, count_inactive)
+    outcome.counts = {
+        "hashed_files": progress.hashed_files,
+        "hashed_bytes": progress.hashed_bytes,
+        "files_verified": progress.files_verified,
+        "files_pending": progress.files_pending,
+        "drift": len(drift),
+        "alternatives": len(alts),
+    }
+    outcome.detail = (
+        f"{progress.hashed_files} files hashed ({progress.hashed_bytes / 1e9:.2f} GB in "
+        f"{progress.hash_seconds:.1f} s); {standing(outcome.counts)}"
+    )
+    document = {
+        "cycle_id": ctx.cycle_id,
+        "generated_at": now_text,
+        "fingerprint": wanted,
+        "budget_bytes": int(settings["hash_budget_bytes"]),
+        "progress": progress.to_json(),
+        "drift": drift,
+        "alternatives": alts,
+        "counts": outcome.counts,
+        "detail": outcome.detail,
+    }
+    artifacts.write(state / ARTIFACT, document, SCHEMA, indent=None)
+    checked = sorted(found)
+    inputs = {
+        "cycle_id": ctx.cycle_id,
+        "fingerprint": wanted,
+        "files_pending": progress.files_pending,
+        "paths": checked,
+        "stats": stats_digest(checked),
+        "counts": outcome.counts,
+        "detail": outcome.detail,
+    }
+    artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None)
+    logger.info("verify: %s", outcome.detail)
+    return outcome

@@ -1,0 +1,102 @@
+"""Installed variants of a missing file: name splitting (table) and the index over a model cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from comfywatchman.comfy.variants import NameParts, VariantIndex, split_name
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("flux1-dev.safetensors", NameParts("flux1_dev", ".safetensors", (), None)),
+        ("flux1-dev-Q4_K_S.gguf", NameParts("flux1_dev", ".gguf", ("q4_k_s",), None)),
+        ("FLUX/flux1-dev-Q8_0.gguf", NameParts("flux1_dev", ".gguf", ("q8_0",), None)),
+        ("flux1_dev_fp8_e4m3fn.safetensors", NameParts("flux1_dev", ".safetensors", ("fp8_e4m3fn",), None)),
+        ("t5xxl_fp8_e4m3fn_scaled.safetensors", NameParts("t5xxl", ".safetensors", ("fp8_e4m3fn_scaled",), None)),
+        ("umt5-xxl-encoder-Q5_K_M.gguf", NameParts("umt5_xxl_encoder", ".gguf", ("q5_k_m",), None)),
+        ("wan2.1_t2v_14B_bf16.safetensors", NameParts("wan2_1_t2v_14b", ".safetensors", ("bf16",), None)),
+        ("model_fp8_e5m2.sft", NameParts("model", ".sft", ("fp8_e5m2",), None)),
+        ("v1-5-pruned-emaonly.ckpt", NameParts("v1_5_pruned_emaonly", ".ckpt", (), None)),
+        ("realvis_v4_0.safetensors", NameParts("realvis", ".safetensors", (), "v4.0")),
+        ("fp16.safetensors", NameParts("", ".safetensors", ("fp16",), None)),
+        ("notes.txt", NameParts("notes_txt", "", (), None)),
+        ("ltx-video-2b-v0.9.5.safetensors", NameParts("ltx_video_2b", ".safetensors", (), "v0.9.5")),
+    ],
+)
+def test_split_name(name: str, parts: NameParts) -> None:
+    assert split_name(name) == parts
+
+
+def cache(files: dict[str, list[tuple[str, int]]]) -> dict[str, Any]:
+    return {
+        "folders": {
+            folder: {"paths": [f"/m/{folder}"], "files": [{"name": n, "dir": 0, "size": s} for n, s in entries]}
+            for folder, entries in files.items()
+        }
+    }
+
+
+INSTALL = cache(
+    {
+        "diffusion_models": [
+            ("flux1-dev-fp8_e4m3fn.safetensors", 11_900),
+            ("gguf/flux1-dev-Q4_K_S.gguf", 6_800),
+            ("wan2.1_t2v_14B-Q4_K_M.gguf", 9_000),
+            ("unrelated.safetensors", 1),
+        ],
+        "checkpoints": [("v1-5-pruned-emaonly.safetensors", 4_200), ("sub/same_name.safetensors", 5)],
+        "loras": [("flux1-dev.safetensors", 3)],
+    }
+)
+
+
+def test_fp16_wanted_fp8_present_needs_no_loader_change_and_comes_first() -> None:
+    found = VariantIndex.from_cache(INSTALL).variants("flux1-dev_fp16.safetensors", "diffusion_models", "UNETLoader")
+    assert [v["installed_as"] for v in found] == ["flux1-dev-fp8_e4m3fn.safetensors", "gguf/flux1-dev-Q4_K_S.gguf"]
+    assert found[0]["differs"] == ["precision fp16 -> fp8_e4m3fn"]
+    assert found[0]["loader_note"] is None and found[0]["size"] == 11_900
+    assert found[1]["differs"] == ["precision fp16 -> q4_k_s", "format .safetensors -> .gguf"]
+    assert found[1]["loader_note"] == "a .gguf file needs UnetLoaderGGUF (ComfyUI-GGUF) instead of UNETLoader"
+
+
+def test_q8_wanted_q4_present_keeps_the_gguf_loader() -> None:
+    found = VariantIndex.from_cache(INSTALL).variants("wan2.1_t2v_14B-Q8_0.gguf", "diffusion_models", "UnetLoaderGGUF")
+    assert found == [
+        {
+            "installed_as": "wan2.1_t2v_14B-Q4_K_M.gguf",
+            "size": 9_000,
+            "differs": ["precision q8_0 -> q4_k_m"],
+            "loader_note": None,
+        }
+    ]
+
+
+def test_gguf_wanted_safetensors_present_names_the_core_loader() -> None:
+    found = VariantIndex.from_cache(INSTALL).variants("flux1-dev-Q8_0.gguf", "diffusion_models", "UnetLoaderGGUF")
+    assert [v["installed_as"] for v in found] == ["gguf/flux1-dev-Q4_K_S.gguf", "flux1-dev-fp8_e4m3fn.safetensors"]
+    assert found[0]["loader_note"] is None  # the same loader first
+    assert found[1]["loader_note"] == "not a .gguf file: it loads with UNETLoader instead of UnetLoaderGGUF"
+
+
+def test_ckpt_wanted_safetensors_present_differs_in_format_only() -> None:
+    found = VariantIndex.from_cache(INSTALL).variants("v1-5-pruned-emaonly.ckpt", "checkpoints")
+    assert found == [
+        {
+            "installed_as": "v1-5-pruned-emaonly.safetensors",
+            "size": 4_200,
+            "differs": ["format .ckpt -> .safetensors"],
+            "loader_note": None,
+        }
+    ]
+
+
+def test_only_the_same_folder_type_counts_and_the_same_file_elsewhere_is_no_variant() -> None:
+    index = VariantIndex.from_cache(INSTALL)
+    assert index.variants("flux1-dev.safetensors", "checkpoints") == []  # the LoRA of that name is no checkpoint
+    assert index.variants("same_name.safetensors", "checkpoints") == []  # the scan notes it in another subfolder
+    assert index.variants("flux1-dev_fp16.safetensors", None) == []
+    assert index.variants("fp16.safetensors", "diffusion_models") == []

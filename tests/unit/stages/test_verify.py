@@ -1,0 +1,232 @@
+"""The verify stage on a real template with declared sha256 hashes (``wan2.1_flf2v_720_f16.json`` of the
+official templates) and real files on disk: the right file, a wrong one, a truncated one, a re-upload, and
+variants of a missing file; the whole cycle through to master_status.json and .md."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfywatchman import artifacts, config, hashing
+from comfywatchman.comfy.variants import VariantIndex
+from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stages import verify
+from comfywatchman.stages.context import StageContext
+from tests.helpers.comfy_tree import ComfyTree
+from tests.unit.test_hashing import safetensors
+
+templates_json = pytest.importorskip("comfyui_workflow_templates_json")
+TEMPLATE = Path(templates_json.__file__).parent / "templates" / "wan2.1_flf2v_720_f16.json"
+NAME = TEMPLATE.name
+VAE = "wan_2.1_vae.safetensors"
+CLIP_VISION = "clip_vision_h.safetensors"
+TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+UNET = "wan2.1_flf2v_720p_14B_fp16.safetensors"
+FP8 = "wan2.1_flf2v_720p_14B_fp8_e4m3fn.safetensors"
+GGUF = "gguf/wan2.1-flf2v-720p-14B-Q4_K_S.gguf"
+
+
+def declarations(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The template's own declarations by file name (each node's ``properties.models``)."""
+    return {m["name"]: m for node in data["nodes"] for m in (node.get("properties") or {}).get("models") or []}
+
+
+def original() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(TEMPLATE.read_bytes())
+    return data
+
+
+def make_install(tree: ComfyTree, home: Path, budget: int = 20_000_000_000) -> StageContext:
+    """Install next to the real template: the VAE it declares (its declared hash set to the file's real
+    sha256), a clip vision file of other content, a truncated text encoder, and two variants of its missing
+    fp16 diffusion model."""
+    data = original()
+    vae = safetensors(tree.root / "models" / "vae" / VAE, os.urandom(3000)) if _mkdirs(tree, "vae") else None
+    assert vae is not None
+    declarations(data)[VAE]["hash"] = hashlib.sha256(vae.read_bytes()).hexdigest()
+    _mkdirs(tree, "clip_vision")
+    safetensors(tree.root / "models" / "clip_vision" / CLIP_VISION, os.urandom(5000))
+    _mkdirs(tree, "text_encoders")
+    safetensors(tree.root / "models" / "text_encoders" / TEXT_ENCODER, os.urandom(100), header_length=10_000)
+    _mkdirs(tree, "diffusion_models/gguf")
+    safetensors(tree.root / "models" / "diffusion_models" / FP8, os.urandom(700))
+    (tree.root / "models" / "diffusion_models" / GGUF).write_bytes(b"GGUF" + os.urandom(400))
+    tree.workflow(NAME, data)
+    toml = home / "config.toml"
+    toml.write_text(f"[verify]\nhash_budget_bytes = {budget}\n", encoding="utf-8")
+    cfg = config.load(config_file=toml, flags={"comfyui_root": tree.root, "home": home, "offline": True}, env={})
+    return StageContext(cfg, "test-cycle")
+
+
+def _mkdirs(tree: ComfyTree, folder: str) -> bool:
+    (tree.root / "models" / folder).mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def cycle(ctx: StageContext) -> dict[str, Any]:
+    """Run every stage after the gate; return verify.json."""
+    for stage in ("cache", "intake", "scan", "search", "verify", "report"):
+        outcome = STAGE_RUNNERS[stage](ctx)
+        assert outcome.ok, (stage, outcome.errors)
+    document: dict[str, Any] = artifacts.read(ctx.state_dir / "verify.json", "verify")
+    return document
+
+
+def report(ctx: StageContext) -> dict[str, Any]:
+    document: dict[str, Any] = artifacts.read(ctx.config.reports_dir / "master_status.json", "master_status")
+    return document
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_wrong_and_truncated_files_drift_and_the_right_one_does_not(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home)
+    found = cycle(ctx)
+    declared = declarations(original())
+    drift = {d["installed_as"]: d for d in found["drift"]}
+    assert sorted(drift) == [CLIP_VISION, TEXT_ENCODER]  # the VAE is the declared file
+    wrong = drift[CLIP_VISION]
+    assert wrong["kind"] == "mismatch"
+    assert wrong["expected_sha256"] == declared[CLIP_VISION]["hash"]
+    assert wrong["actual_sha256"] == sha(comfy_tree.root / "models" / "clip_vision" / CLIP_VISION)
+    assert wrong["url"] == declared[CLIP_VISION]["url"] and wrong["hash_source"] == "declared"
+    assert wrong["workflows"] == [NAME]
+    assert drift[TEXT_ENCODER]["kind"] == "truncated"
+    assert found["progress"]["files_declared"] == 3
+    assert found["progress"]["files_verified"] == 3 and found["progress"]["files_pending"] == 0
+
+
+def test_report_ranks_drift_and_lists_variants_next_to_the_download(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home)
+    cycle(ctx)
+    status = report(ctx)
+    (workflow,) = status["workflows"]
+    assert workflow["readiness"] == "needs_review"  # the download alone would make it resolvable
+    assert {d["installed_as"] for d in workflow["drift"]} == {CLIP_VISION, TEXT_ENCODER}
+    assert status["summary"]["needs_review"] == 1 and status["summary"]["resolvable"] == 0
+    (missing,) = workflow["missing_models"]
+    assert missing["name"] == UNET and missing["status"] == "FOUND"
+    assert [v["installed_as"] for v in missing["alternatives"]] == [FP8, GGUF]
+    assert missing["alternatives"][1]["loader_note"] == (
+        "a .gguf file needs UnetLoaderGGUF (ComfyUI-GGUF) instead of UNETLoader"
+    )
+    kinds = {(a["kind"], a["item"]) for a in status["actions"]}
+    assert {("download", UNET), ("replace_drift", CLIP_VISION), ("replace_drift", TEXT_ENCODER)} <= kinds
+    download = next(a for a in status["actions"] if a["kind"] == "download")
+    assert download["alternatives"][0]["installed_as"] == FP8
+    replace = next(a for a in status["actions"] if a["item"] == CLIP_VISION)
+    assert replace["url"] == declarations(original())[CLIP_VISION]["url"] and replace["blocks"] == 1
+    assert status["verification"]["drift"] == 2 and status["verification"]["alternatives"] == 1
+    page = (ctx.config.reports_dir / "master_status.md").read_text(encoding="utf-8")
+    assert f"already on disk: pick `{FP8}` instead (precision fp16 -> fp8_e4m3fn)" in page
+    assert f"Replace the drifted file `{CLIP_VISION}`" in page
+    assert f"- model `{TEXT_ENCODER}` (text_encoders): **drifted** — cut short" in page
+    assert "Declared hashes: 3 of 3 files verified" in page
+
+
+def test_a_reupload_under_the_same_name_and_size_is_found_next_cycle(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home)
+    assert [d["installed_as"] for d in cycle(ctx)["drift"]] == [CLIP_VISION, TEXT_ENCODER]
+    quiet = cycle(ctx)
+    assert quiet["counts"]["hashed_files"] == 3  # the file is left as it was: nothing is hashed again
+    assert STAGE_RUNNERS["verify"](ctx).counts["hashed_files"] == 0
+    vae = comfy_tree.root / "models" / "vae" / VAE
+    before = vae.stat()
+    safetensors(vae, os.urandom(3000))  # the author's new upload: same name, same size, other bytes
+    os.utime(vae, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    after = cycle(ctx)
+    assert after["counts"]["hashed_files"] == 1
+    drifted = next(d for d in after["drift"] if d["installed_as"] == VAE)
+    assert drifted["kind"] == "mismatch" and drifted["actual_sha256"] == sha(vae)
+
+
+def test_budget_carries_over_to_the_next_cycles(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home, budget=1)  # less than any file: one file per cycle
+    first = cycle(ctx)
+    assert first["progress"]["hashed_files"] == 1 and first["progress"]["files_pending"] == 2
+    # The truncated file is drift before it is hashed: its header says so.
+    assert TEXT_ENCODER in {d["installed_as"] for d in first["drift"]}
+    page = (ctx.config.reports_dir / "master_status.md").read_text(encoding="utf-8")
+    assert "Declared hashes: 1 of 3 files verified" in page and "2 pending" in page
+    second = cycle(ctx)
+    assert second["progress"]["hashed_files"] == 1 and second["progress"]["files_verified"] == 2
+    third = cycle(ctx)
+    assert third["progress"]["files_pending"] == 0
+    assert len(hashing.HashStore(ctx.state_dir / hashing.FILE).load().files) == 3
+    assert STAGE_RUNNERS["verify"](ctx).detail.startswith("nothing changed")
+    assert sorted(d["installed_as"] for d in third["drift"]) == [CLIP_VISION, TEXT_ENCODER]
+
+
+def test_zero_budget_hashes_nothing(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home, budget=0)
+    found = cycle(ctx)
+    assert found["progress"]["hashed_files"] == 0 and found["progress"]["files_pending"] == 3
+    assert not (ctx.state_dir / hashing.FILE).exists()
+
+
+def test_alternatives_carry_the_download_size_from_search_or_the_queue() -> None:
+    scan = {
+        "workflows": [
+            {
+                "workflow": w,
+                "models": [
+                    {
+                        "name": name,
+                        "folder": folder,
+                        "status": "missing",
+                        "active": True,
+                        "origins": [{"node_type": "CheckpointLoaderSimple", "input": "ckpt_name"}],
+                    }
+                ],
+            }
+            for w, name, folder in (
+                ("a", "v1-5-pruned-emaonly.ckpt", "checkpoints"),
+                ("b", "v1-5-pruned-emaonly.ckpt", "checkpoints"),
+                ("c", "sdxl_fp16.safetensors", "checkpoints"),
+            )
+        ]
+    }
+    model_cache = {
+        "folders": {
+            "checkpoints": {
+                "paths": ["/m"],
+                "files": [
+                    {"name": "v1-5-pruned-emaonly.safetensors", "dir": 0, "size": 10},
+                    {"name": "sdxl_bf16.safetensors", "dir": 0, "size": 20},
+                ],
+            }
+        }
+    }
+    results = [{"type": "checkpoints", "name": "v1-5-pruned-emaonly.ckpt", "status": "FOUND", "size": 4_265_380_512}]
+    queue = {"tasks": [{"folder": "checkpoints", "name": "sdxl_fp16.safetensors", "size": 6_938_078_334}]}
+    sizes = verify._download_sizes(results, queue)
+    found = verify.alternatives(copy.deepcopy(scan), VariantIndex.from_cache(model_cache), sizes, False)
+    assert [(a["name"], a["download_size"], a["workflows"]) for a in found] == [
+        ("v1-5-pruned-emaonly.ckpt", 4_265_380_512, ["a", "b"]),
+        ("sdxl_fp16.safetensors", 6_938_078_334, ["c"]),
+    ]
+    assert found[1]["variants"][0]["differs"] == ["precision fp16 -> bf16"]
+
+
+def test_a_file_shorter_than_its_published_size_is_truncated_before_it_is_hashed(tmp_path: Path) -> None:
+    model = tmp_path / "model.ckpt"
+    model.write_bytes(b"x" * 100)
+    target = verify.Target(str(model), "checkpoints", "model.ckpt")
+    target.expectations[SHA] = verify.Expectation(SHA, "search", "https://civitai.com/x", 1000, {"w"})
+    stat = hashing.stat_of(model)
+    assert stat is not None
+    (finding,) = verify.drift_findings({str(model): target}, {str(model): stat}, {})
+    assert finding["kind"] == "truncated" and finding["actual_sha256"] is None
+    assert finding["expected_size"] == 1000 and finding["hash_source"] == "search"
+    assert verify.drift_findings({str(model): target}, {str(model): stat}, {str(model): SHA}) == []
+
+
+SHA = "c" * 64
