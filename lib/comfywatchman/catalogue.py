@@ -181,7 +181,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         ("verify",),
         ("verify",),
         "the sha256 of each installed file a workflow declares a hash for, kept by path, size and mtime, so no "
-        "file is hashed twice (a cache: safe to delete)",
+        "file is hashed twice (a cache: safe to delete); written once a workflow declares a hash for an "
+        "installed file",
+        every_cycle=False,
     ),
     Artifact(
         "verify",

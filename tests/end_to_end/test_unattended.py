@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from comfywatchman import artifacts
+from comfywatchman.stages import ORDER
 from tests.helpers.comfy_tree import ComfyTree, run_cli, ui_node, ui_workflow
 from tests.helpers.unprivileged import run_cli_unprivileged
 
@@ -202,7 +203,7 @@ def test_run_cycle_json_prints_the_cycle_summary(comfy_tree: ComfyTree, home: Pa
     assert summary["cycle_id"] == _report(home)["cycle_id"]
     assert summary["report"]["summary"]["workflows"] == 3 and summary["report"]["stale"] is None
     assert summary["report"]["markdown"].endswith("master_status.md")
-    assert [s["stage"] for s in summary["stages"]] == ["gate", "cache", "intake", "scan", "search", "report"]
+    assert [s["stage"] for s in summary["stages"]] == list(ORDER)
 
 
 def _closed_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from comfywatchman import artifacts, config
 from comfywatchman.comfy.variants import split_name
-from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages.context import StageContext
 from tests.integration.test_templates_corpus import all_nodes, declarations, template_files
 

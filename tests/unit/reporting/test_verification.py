@@ -67,7 +67,7 @@ def test_apply_makes_drifted_workflows_need_review_and_keeps_their_history() -> 
     assert workflows[0]["last_resolved_at"] == "2026-11-01T00:00:00+00:00"
     assert workflows[1]["last_resolved_at"] is None
     assert all(w["drift"][0]["installed_as"] == "ae.safetensors" for w in workflows)
-    assert workflows[1]["missing_models"][0]["alternatives"][0]["installed_as"] == "flux1-dev-fp8.safetensors"
+    assert workflows[1]["missing_models"][0]["variants_on_disk"][0]["installed_as"] == "flux1-dev-fp8.safetensors"
     assert block == {
         "progress": {"files_declared": 1},
         "budget_bytes": 10,
@@ -93,8 +93,8 @@ def test_merge_actions_ranks_drift_with_the_others_and_attaches_variants_to_the_
     assert [(a["kind"], a["blocks"]) for a in ranked] == [("replace_drift", 3), ("download", 2), ("install_pack", 1)]
     assert ranked[0]["url"] == "https://huggingface.co/x/y/resolve/main/ae.safetensors"
     assert SHA_A in ranked[0]["detail"] and SHA_B in ranked[0]["detail"]
-    assert ranked[1]["alternatives"][0]["installed_as"] == "flux1-dev-fp8.safetensors"
-    assert "alternatives" not in ranked[2]
+    assert ranked[1]["variants_on_disk"][0]["installed_as"] == "flux1-dev-fp8.safetensors"
+    assert "variants_on_disk" not in ranked[2]
 
 
 def test_drift_detail_of_a_truncated_file_says_so() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from comfywatchman import artifacts, config, hashing
 from comfywatchman.comfy.variants import VariantIndex
-from comfywatchman.scheduler import STAGE_RUNNERS
+from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import verify
 from comfywatchman.stages.context import StageContext
 from tests.helpers.comfy_tree import ComfyTree
@@ -114,14 +114,14 @@ def test_report_ranks_drift_and_lists_variants_next_to_the_download(comfy_tree: 
     assert status["summary"]["needs_review"] == 1 and status["summary"]["resolvable"] == 0
     (missing,) = workflow["missing_models"]
     assert missing["name"] == UNET and missing["status"] == "FOUND"
-    assert [v["installed_as"] for v in missing["alternatives"]] == [FP8, GGUF]
-    assert missing["alternatives"][1]["loader_note"] == (
+    assert [v["installed_as"] for v in missing["variants_on_disk"]] == [FP8, GGUF]
+    assert missing["variants_on_disk"][1]["loader_note"] == (
         "a .gguf file needs UnetLoaderGGUF (ComfyUI-GGUF) instead of UNETLoader"
     )
     kinds = {(a["kind"], a["item"]) for a in status["actions"]}
     assert {("download", UNET), ("replace_drift", CLIP_VISION), ("replace_drift", TEXT_ENCODER)} <= kinds
     download = next(a for a in status["actions"] if a["kind"] == "download")
-    assert download["alternatives"][0]["installed_as"] == FP8
+    assert download["variants_on_disk"][0]["installed_as"] == FP8
     replace = next(a for a in status["actions"] if a["item"] == CLIP_VISION)
     assert replace["url"] == declarations(original())[CLIP_VISION]["url"] and replace["blocks"] == 1
     assert status["verification"]["drift"] == 2 and status["verification"]["alternatives"] == 1
