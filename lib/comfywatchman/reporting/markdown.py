@@ -18,6 +18,7 @@ LABELS = {
 }
 ACTION_VERBS = {
     "download": "Download",
+    "get_access": "Get access to",
     "install_pack": "Install pack for",
     "enable_pack": "Re-enable pack for",
     "choose_pack": "Choose a pack for",

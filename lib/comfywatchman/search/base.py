@@ -39,7 +39,11 @@ class Status(str, enum.Enum):
     NOT_FOUND = "NOT_FOUND"  # every backend looked and found nothing
     ERROR = "ERROR"  # a backend failed (network, rate limit, bad answer); retried next cycle, never cached
     INVALID_FILENAME = "INVALID_FILENAME"  # the name escapes its folder or is not a file name; never looked up
-    NOT_SEARCHED = "NOT_SEARCHED"  # offline, or no backend could be asked
+    NOT_SEARCHED = "NOT_SEARCHED"  # offline, no backend could be asked, or the cycle's request budget was spent
+    # The file is proven to exist but no one can download it without access first: an early-access Civitai
+    # version, a gated Hub repo. Never queued; ``details["access"]`` says where access is granted and which
+    # token to set.
+    NEEDS_ACCESS = "NEEDS_ACCESS"
 
 
 class Evidence(str, enum.Enum):
@@ -161,6 +165,12 @@ class SearchResult:
             details=dict(data.get("details", {})),
             attempts=list(data.get("attempts", [])),
         )
+
+
+def access_details(page: str | None, token: str, why: str) -> dict[str, Any]:
+    """Return ``details["access"]`` of a NEEDS_ACCESS result: the page where access is granted, the name of
+    the environment variable that must hold the token of the account that has it, and why."""
+    return {"page": page, "token": token, "why": why}
 
 
 @dataclass

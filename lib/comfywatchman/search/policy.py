@@ -9,7 +9,8 @@ from comfywatchman.search.base import PROOF, Evidence, SearchResult, Status
 def combine(name: str, folder: str | None, results: list[SearchResult]) -> SearchResult:
     """Return the one result that stands for every backend's answer about a file.
 
-    The first FOUND with proof wins. Otherwise UNCERTAIN with every candidate when any backend was
+    The first FOUND with proof wins. Otherwise the first NEEDS_ACCESS (the file exists, proven, but must be
+    unlocked first), with every other answer's candidates. Otherwise UNCERTAIN with every candidate when any backend was
     uncertain, or claimed FOUND without proof (doubt is never turned into NOT_FOUND). Otherwise ERROR when
     any backend failed (so the next cycle asks again), else NOT_FOUND when at least one backend looked,
     else NOT_SEARCHED. Candidates that came with a NOT_FOUND (dead ends such as archived models) are kept
@@ -21,6 +22,11 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
             result.attempts = attempts
             return result
     candidates = [c for r in results for c in r.candidates]
+    locked = next((r for r in results if r.status is Status.NEEDS_ACCESS), None)
+    if locked is not None:
+        locked.candidates = candidates
+        locked.attempts = attempts
+        return locked
     uncertain = [r for r in results if r.status in (Status.UNCERTAIN, Status.FOUND)]
     if uncertain:
         reasons = "; ".join(_said(r) for r in uncertain if r.reason)
