@@ -27,6 +27,7 @@ from comfywatchman.search.base import (
     SearchContext,
     SearchResult,
     Status,
+    access_details,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
 
@@ -34,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 GATED_HINT = "gated repo: accept its terms on the Hub and set HF_TOKEN to download"
 _LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+PUBLIC_HUB = "https://huggingface.co"  # where a user accepts a gated repo's terms
+
+
+def repo_page(repo_id: str) -> str:
+    """Return the public page of ``repo_id``, where a gated repo's terms are accepted."""
+    return f"{PUBLIC_HUB}/{repo_id}"
 
 
 def hub_client(context: SearchContext) -> HuggingFaceClient:
@@ -459,13 +468,18 @@ class HuggingFaceBackend(SearchBackend):
                 evidence=Evidence.SIMILAR_NAME,
                 candidates=candidates,
             )
+        status = Status.FOUND
         if head.gated:
+            # The file exists but only an account that accepted the repo's terms can have it: no download
+            # source until the user does (NEEDS_ACCESS, never queued).
             details["huggingface"]["gated"] = True
             hint = GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
             reason = f"{reason}; {hint}"
+            status = Status.NEEDS_ACCESS
+            details["access"] = access_details(repo_page(hub_file.repo_id), "HF_TOKEN", hint)
         return self.result(
             query,
-            Status.FOUND,
+            status,
             reason,
             evidence=evidence,
             url=self.client.resolve_url(hub_file.repo_id, hub_file.revision, hub_file.path),
