@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from comfywatchman.search.base import Candidate, Evidence, ModelQuery, SearchBackend, SearchResult, Status
+from comfywatchman.search.base import (
+    Candidate,
+    Evidence,
+    ModelQuery,
+    SearchBackend,
+    SearchResult,
+    Status,
+    access_details,
+)
 from comfywatchman.search.http import HttpClient, RemoteError
 from comfywatchman.search.names import CivitaiRef, parse_air, parse_civitai_url, parse_hf_url
 
