@@ -143,9 +143,7 @@ def default_models() -> list[dict[str, Any]]:
         ),
     ]
     # A LoRA whose file name a checkpoint loader also uses: found by name, hash or id, it is still a LoRA.
-    models.append(
-        make_model(1009, "Crisp Style", "LORA", [(2009, "v1", [make_file(3009, "crisp_style.safetensors")])])
-    )
+    models.append(make_model(1009, "Crisp Style", "LORA", [(2009, "v1", [make_file(3009, "crisp_style.safetensors")])]))
     # A version in early access (ends after the tests' NOW): the file exists, its download answers 403.
     models.append(
         make_model(

@@ -246,6 +246,11 @@ class SearchBackend(ABC):
         try:
             return self.lookup(query)
         except RemoteError as exc:
+            if exc.kind == "budget":
+                # Not a failure: the cycle's request budget is spent and the file waits for the next cycle
+                # (the search stage says so once, not once per file and backend).
+                logger.debug("%s not asked about %s: %s", self.name, query.name, exc)
+                return self.result(query, Status.ERROR, f"{self.name}: {exc}", details={"error_kind": exc.kind})
             # The words in the template make every failure of one backend "the same warning" for the log's
             # folding under cron (one line with a count), whatever each message says.
             logger.warning("%s lookup failed for %s: %s", self.name, query.name, exc)

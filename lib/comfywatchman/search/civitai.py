@@ -314,7 +314,9 @@ def found_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: st
     )
 
 
-def locked_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str, why: str) -> SearchResult:
+def locked_result(
+    query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str, why: str
+) -> SearchResult:
     """Return the NEEDS_ACCESS result for ``hit``, a proven file whose version is in early access."""
     result = found_result(query, hit, evidence, f"{reason}; {why}", source)
     result.status = Status.NEEDS_ACCESS

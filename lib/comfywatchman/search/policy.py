@@ -43,6 +43,20 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
     return SearchResult(name, folder, Status.NOT_SEARCHED, "search", reason=reasons, attempts=attempts)
 
 
+BUDGET_SPENT = "request budget of this cycle spent"
+
+
+def not_searched_yet(
+    name: str, folder: str | None, why: str, attempts: list[dict[str, str]] | None = None
+) -> SearchResult:
+    """Return NOT_SEARCHED for a file the cycle ran out of room for (``why``: its request budget, its
+    deadline): not an error, never cached, and searched in a later cycle, which the reason says."""
+    return SearchResult(
+        name, folder, Status.NOT_SEARCHED, "search", reason=f"not searched yet ({why}); next cycle",
+        details={"not_searched_yet": why}, attempts=list(attempts or []),
+    )  # fmt: skip
+
+
 def _said(result: SearchResult) -> str:
     """Return ``source: reason`` for one answer, without repeating a source the reason already names."""
     if result.reason.startswith(f"{result.source}:"):
