@@ -130,8 +130,9 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
     """Return ``result`` (a declared FOUND) checked online with a HEAD on its URL.
 
     The URL must answer (a redirect counts: Civitai and the Hub redirect downloads to a CDN). 401/403 makes it
-    NEEDS_ACCESS (a gated repo, an early-access file: the page where access is granted, the token to set). ``X-Linked-Etag`` / ``X-Linked-Size``
-    fill in sha256 and size; a published sha256 that differs from a declared one makes the result UNCERTAIN.
+    NEEDS_ACCESS (a gated repo, an early-access file: the page where access is granted, the token to set).
+    ``X-Linked-Etag`` / ``X-Linked-Size`` fill in sha256 and size; a published sha256 that differs from a
+    declared one makes the result UNCERTAIN.
     A 404 or 410 makes it UNCERTAIN: the author's link is dead. A network failure leaves the offline verdict
     standing, saying the URL was not checked.
     """
@@ -192,6 +193,7 @@ def _locked(result: SearchResult, headers: Mapping[str, str], status: int) -> Se
     hf_ref = parse_hf_url(result.url)
     civitai_ref = parse_air(result.url) or parse_civitai_url(result.url)
     code = headers.get("X-Error-Code")
+    page: str | None
     if hf_ref is not None:
         page, token = f"https://huggingface.co/{hf_ref.repo_id}", "HF_TOKEN"
         why = "gated Hub repo: accept its terms on its page" if code in (None, "GatedRepo") else f"refused ({code})"
