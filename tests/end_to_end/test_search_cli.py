@@ -31,7 +31,8 @@ CASES = [
     ("LoraLoader", "old_style.safetensors", "loras", None, "NOT_FOUND", None),
     ("LoraLoader", "common_name.safetensors", "loras", None, "UNCERTAIN", None),
     ("UNETLoader", "wan2.1_t2v_14B_fp8_scaled.safetensors", "diffusion_models", None, "FOUND", lfs_sha("wan14")),
-    ("UNETLoader", "flux1-dev.safetensors", "diffusion_models", None, "FOUND", lfs_sha("flux1dev")),
+    # A gated repo the token's account has not been approved for: proven, never queued (issue 11).
+    ("UNETLoader", "flux1-dev.safetensors", "diffusion_models", None, "NEEDS_ACCESS", lfs_sha("flux1dev")),
     ("VAELoader", "diffusion_pytorch_model.safetensors", "vae", None, "NOT_FOUND", None),
     ("CheckpointLoaderSimple", "zzqx_nothing_v2.safetensors", "checkpoints", None, "NOT_FOUND", None),
     ("LoraLoader", "../../etc/passwd.safetensors", "loras", None, "INVALID_FILENAME", None),
@@ -116,9 +117,16 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
     )
     assert lora["requires_review"] is True and lora["blocks_workflows"] == 2
     # Diffusion models land where the templates, the docs and ComfyUI-Manager put them, not in models/unet/.
-    assert tasks["flux1-dev.safetensors"]["target_path"] == str(
-        comfy_tree.root / "models" / "diffusion_models" / "flux1-dev.safetensors"
+    assert tasks["wan2.1_t2v_14B_fp8_scaled.safetensors"]["target_path"] == str(
+        comfy_tree.root / "models" / "diffusion_models" / "wan2.1_t2v_14B_fp8_scaled.safetensors"
     )
+    # The gated file is an action of its own: the page where access is granted and the token to set.
+    report = artifacts.read(home / "output" / "reports" / "status" / "master_status.json", "master_status")
+    access = [a for a in report["actions"] if a["kind"] == "get_access"]
+    assert [(a["item"], a["url"]) for a in access] == [
+        ("flux1-dev.safetensors", "https://huggingface.co/black-forest-labs/FLUX.1-dev")
+    ]
+    assert "HF_TOKEN" in access[0]["detail"] and "hf_SECRET" not in access[0]["detail"]
 
     second = run_cli(
         "--run-cycle", "--force", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env
@@ -153,7 +161,7 @@ def test_search_records_error_and_goes_on_when_civitai_is_down(
     )
     assert result.returncode == 0, result.stderr
     by_name = {r["name"]: r for r in artifacts.read(home / "state" / "search.json", "search")["results"]}
-    assert by_name["flux1-dev.safetensors"]["status"] == "FOUND"  # the Hub still answered
+    assert by_name["flux1-dev.safetensors"]["status"] == "NEEDS_ACCESS"  # the Hub still answered
     assert by_name["add_detail.safetensors"]["status"] == "ERROR"  # retried next cycle, never cached
     cache = json.loads((home / "state" / "search_cache.json").read_text())
     assert not any("add_detail" in key for key in cache["entries"])

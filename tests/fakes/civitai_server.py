@@ -5,7 +5,9 @@ Reproduced: ``/api/v1/models`` with ``query``/``types``/``limit``/``cursor`` (cu
 matching that drops trailing words when nothing matches (Meilisearch's default), archived models without
 files, taken-down models without files or images, ``/api/v1/models/{id}`` and ``/api/v1/model-versions/{id}``
 with their 404 JSON bodies, by-hash (any hash kind, case-insensitive) and its bulk POST, ``/api/v1/images``
-with the id-mismatch and empty-list defects, and ``/api/download/models/{id}`` redirecting to a signed URL.
+with the id-mismatch and empty-list defects, and ``/api/download/models/{id}`` redirecting to a signed URL
+(403 "Early Access" for a version in early access). Models and versions carry ``availability``; an
+early-access version carries ``earlyAccessEndsAt``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ def make_model(
     versions: list[tuple[int, str, list[dict[str, Any]]]],
     mode: str | None = None,
     nsfw: bool = False,
+    early_access: dict[int, str] | None = None,
 ) -> dict[str, Any]:
+    """Return a model as ``/api/v1/models`` gives it. ``early_access`` maps a version id to the end of its
+    early access (``availability: EarlyAccess`` and ``earlyAccessEndsAt``, external-apis.md A)."""
+    early_access = early_access or {}
     model_versions = []
     for version_id, version_name, files in versions:
         for f in files:
@@ -61,6 +67,9 @@ def make_model(
                 "id": version_id,
                 "name": version_name,
                 "baseModel": "SDXL 1.0",
+                "publishedAt": "2025-01-01T00:00:00.000Z",
+                "availability": "EarlyAccess" if version_id in early_access else "Public",
+                **({"earlyAccessEndsAt": early_access[version_id]} if version_id in early_access else {}),
                 "files": files,
                 "images": [{"url": "https://image.civitai.com/x.jpeg"}],
                 "downloadUrl": f"https://civitai.com/api/download/models/{version_id}",
@@ -72,6 +81,7 @@ def make_model(
         "type": mtype,
         "nsfw": nsfw,
         "mode": mode,
+        "availability": "EarlyAccess" if early_access else "Public",
         "modelVersions": model_versions,
     }
     if mode in ("Archived", "TakenDown"):
@@ -132,6 +142,18 @@ def default_models() -> list[dict[str, Any]]:
             [(2008, "fp8", [make_file(3008, "variant_model_fp8.safetensors")])],
         ),
     ]
+    # A LoRA whose file name a checkpoint loader also uses: found by name, hash or id, it is still a LoRA.
+    models.append(make_model(1009, "Crisp Style", "LORA", [(2009, "v1", [make_file(3009, "crisp_style.safetensors")])]))
+    # A version in early access (ends after the tests' NOW): the file exists, its download answers 403.
+    models.append(
+        make_model(
+            1010,
+            "Fresh Style LoRA",
+            "LORA",
+            [(2010, "v2", [make_file(3010, "fresh_style.safetensors")])],
+            early_access={2010: "2025-11-20T00:00:00.000Z"},
+        )
+    )
     # 130 models match "flux realism lora", so the one wanted sits on the second page (cursor paging).
     for index in range(130):
         models.append(
@@ -238,6 +260,13 @@ class FakeCivitai(FakeServer):
             image = self.images.get(image_id)
             return Reply(200, {"items": [image] if image else [], "metadata": {}})
         if match := re.fullmatch(r"/api/download/models/(\d+)", path):
+            locked = next(
+                (v for _m, v in self._versions() if v["id"] == int(match.group(1)) and v["availability"] != "Public"),
+                None,
+            )
+            if locked is not None:
+                deadline = locked.get("earlyAccessEndsAt")
+                return Reply(403, {"error": "Early Access", "deadline": deadline, "message": "purchase access"})
             return Reply(307, None, {"Location": f"{self.download_target}/{match.group(1)}"})
         return Reply(404, {"error": "Not found"})
 

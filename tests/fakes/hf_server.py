@@ -155,7 +155,8 @@ class FakeHub(FakeServer):
         headers = {}
         if start + limit < len(hits):
             headers["Link"] = (
-                f'<{self.url}/api/models?search={quote(search)}&limit={limit}&cursor={start + limit}>; rel="next"'
+                f"<{self.url}/api/models?search={quote(search)}&author={quote(author)}&limit={limit}"
+                f'&cursor={start + limit}>; rel="next"'
             )
         body = [
             {

@@ -27,6 +27,7 @@ LABELS = {
 }
 KIND_LABELS = {
     "download": "Download models",
+    "get_access": "Get access",
     "install_pack": "Install packs",
     "enable_pack": "Re-enable packs",
     "choose_pack": "Choose a pack",
@@ -47,6 +48,7 @@ BLOCKERS = (
     ("no_source", "files no source has"),
     ("invalid", "a fix of invalid file names"),
     ("no_pack", "a node type no known pack provides"),
+    ("access", "access to a gated file"),
     ("review", "your review"),
     ("choose", "a choice between packs"),
     ("retry", "a search retry"),
@@ -58,6 +60,7 @@ BLOCKERS = (
 )
 _MODEL_BLOCKER = {
     "FOUND": "download",
+    "NEEDS_ACCESS": "access",
     "UNCERTAIN": "review",
     "NOT_FOUND": "no_source",
     "INVALID_FILENAME": "invalid",
@@ -286,6 +289,7 @@ def _what(action: Mapping[str, Any]) -> str:
 
 VERBS = {
     "download": "Download",
+    "get_access": "Get access to",
     "install_pack": "Install",
     "enable_pack": "Re-enable",
     "choose_pack": "Choose a pack for node",

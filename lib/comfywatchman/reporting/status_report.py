@@ -14,6 +14,7 @@ READINESS = ("ready", "resolvable", "needs_review", "blocked", "error")
 # What each search status means for a workflow's readiness.
 _MODEL_CLASS = {
     "FOUND": "resolvable",
+    "NEEDS_ACCESS": "needs_review",
     "UNCERTAIN": "needs_review",
     "NOT_SEARCHED": "needs_review",
     "ERROR": "needs_review",
@@ -21,6 +22,16 @@ _MODEL_CLASS = {
     "INVALID_FILENAME": "blocked",
 }
 _RANK = {"ready": 0, "resolvable": 1, "needs_review": 2, "blocked": 3}
+
+
+def _access(result: Mapping[str, Any]) -> tuple[str | None, str]:
+    """Return ``(page, what to do)`` for a NEEDS_ACCESS result: the page where access is granted, and the
+    instruction naming the token to set (by name, never its value)."""
+    access = result.get("details", {}).get("access") or {}
+    page, token = access.get("page"), access.get("token", "the service's token")
+    why = access.get("why") or result.get("reason", "access needed")
+    where = f"get access at {page}" if page else "get access to it"
+    return page, f"{why}: {where}, then set {token} to that account's token"
 
 
 def _key(folder: str | None, name: str) -> tuple[str | None, str]:
@@ -55,9 +66,10 @@ def missing_model_entry(model: Mapping[str, Any], result: Mapping[str, Any]) -> 
         "folder": model["folder"],
         "status": status,
         "source": result.get("source", "scan"),
-        "url": result.get("url"),
+        "url": _access(result)[0] if status == "NEEDS_ACCESS" else result.get("url"),
         "evidence": result.get("evidence", "none"),
-        "reason": model["invalid_reason"] or result.get("reason", ""),
+        "reason": model["invalid_reason"]
+        or (_access(result)[1] if status == "NEEDS_ACCESS" else result.get("reason", "")),
         "candidates": result.get("candidates", []),
         "size": result.get("size"),
         "node": node,
@@ -137,6 +149,7 @@ def workflow_entry(
 
 MODEL_ACTION = {
     "FOUND": "download",
+    "NEEDS_ACCESS": "get_access",
     "UNCERTAIN": "review",
     "NOT_FOUND": "find_manually",
     "INVALID_FILENAME": "fix_workflow",

@@ -39,7 +39,11 @@ class Status(str, enum.Enum):
     NOT_FOUND = "NOT_FOUND"  # every backend looked and found nothing
     ERROR = "ERROR"  # a backend failed (network, rate limit, bad answer); retried next cycle, never cached
     INVALID_FILENAME = "INVALID_FILENAME"  # the name escapes its folder or is not a file name; never looked up
-    NOT_SEARCHED = "NOT_SEARCHED"  # offline, or no backend could be asked
+    NOT_SEARCHED = "NOT_SEARCHED"  # offline, no backend could be asked, or the cycle's request budget was spent
+    # The file is proven to exist but no one can download it without access first: an early-access Civitai
+    # version, a gated Hub repo. Never queued; ``details["access"]`` says where access is granted and which
+    # token to set.
+    NEEDS_ACCESS = "NEEDS_ACCESS"
 
 
 class Evidence(str, enum.Enum):
@@ -163,6 +167,12 @@ class SearchResult:
         )
 
 
+def access_details(page: str | None, token: str, why: str) -> dict[str, Any]:
+    """Return ``details["access"]`` of a NEEDS_ACCESS result: the page where access is granted, the name of
+    the environment variable that must hold the token of the account that has it, and why."""
+    return {"page": page, "token": token, "why": why}
+
+
 @dataclass
 class SearchContext:
     """What a backend gets to work with: the config, secrets, the clock and a shared HTTP client factory."""
@@ -236,6 +246,11 @@ class SearchBackend(ABC):
         try:
             return self.lookup(query)
         except RemoteError as exc:
+            if exc.kind == "budget":
+                # Not a failure: the cycle's request budget is spent and the file waits for the next cycle
+                # (the search stage says so once, not once per file and backend).
+                logger.debug("%s not asked about %s: %s", self.name, query.name, exc)
+                return self.result(query, Status.ERROR, f"{self.name}: {exc}", details={"error_kind": exc.kind})
             # The words in the template make every failure of one backend "the same warning" for the log's
             # folding under cron (one line with a count), whatever each message says.
             logger.warning("%s lookup failed for %s: %s", self.name, query.name, exc)

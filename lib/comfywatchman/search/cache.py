@@ -80,7 +80,9 @@ class SearchCache:
         """Store ``result`` for ``query`` if its status is cacheable and TTL > 0; return whether it did."""
         if result.status in POSITIVE:
             ttl = self.ttl
-        elif result.status is Status.NOT_FOUND:
+        elif result.status in (Status.NOT_FOUND, Status.NEEDS_ACCESS):
+            # Access can be granted any hour (early access ends, terms accepted): asked again as soon as
+            # a NOT_FOUND would be.
             ttl = self.negative_ttl
         else:
             return False

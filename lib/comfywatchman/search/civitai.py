@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, cast
 
 from comfywatchman.search import names
@@ -24,11 +25,13 @@ from comfywatchman.search.base import (
     SearchContext,
     SearchResult,
     Status,
+    access_details,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
 
 logger = logging.getLogger(__name__)
 
+PUBLIC_SITE = "https://civitai.com"  # where a user opens a model's page (a mirror's API is no web page)
 BULK_HASH_LIMIT = 100  # the bulk by-hash endpoint takes at most 100 hashes per call
 INACTIVE_MODES = frozenset({"archived", "takendown"})
 
@@ -198,6 +201,41 @@ class FileHit:
         mode = self.model.get("mode") or (self.version.get("model") or {}).get("mode")
         return isinstance(mode, str) and mode.replace(" ", "").lower() in INACTIVE_MODES
 
+    @property
+    def model_type(self) -> str | None:
+        """Return the Civitai model type (``Checkpoint``, ``LORA``, ...) of the file's model, or None."""
+        value = self.model.get("type") or (self.version.get("model") or {}).get("type")
+        return str(value) if value else None
+
+    def misfit(self, folder: str | None) -> str | None:
+        """Return why this file cannot go in ComfyUI ``folder`` (its model or file type), or None."""
+        return names.civitai_misfit(folder, self.model_type, self.file.get("type"))
+
+    def early_access(self, now: datetime | None) -> str | None:
+        """Return why the version is in early access at ``now`` (its download answers 403 "Early Access"
+        unless paid for), or None when anyone may download it.
+
+        ``availability: EarlyAccess`` says so outright; older answers give ``earlyAccessEndsAt`` or
+        ``earlyAccessTimeFrame`` (days after ``publishedAt``), which count only while in the future.
+        """
+        if str(self.version.get("availability") or "").casefold() == "earlyaccess":
+            ends = self.version.get("earlyAccessEndsAt")
+            return f"early access on Civitai{f' until {ends}' if ends else ''}"
+        ends_at = _when(self.version.get("earlyAccessEndsAt"))
+        days = self.version.get("earlyAccessTimeFrame")
+        published = _when(self.version.get("publishedAt"))
+        if ends_at is None and isinstance(days, (int, float)) and days > 0 and published is not None:
+            ends_at = published + timedelta(days=float(days))
+        if ends_at is not None and now is not None and ends_at > _aware(now):
+            return f"early access on Civitai until {ends_at.isoformat(timespec='seconds')}"
+        return None
+
+    def page(self) -> str:
+        """Return the Civitai page of this file's model version, where early access is bought."""
+        model_id = self.model.get("id", self.version.get("modelId"))
+        version_id = self.version.get("id")
+        return f"{PUBLIC_SITE}/models/{model_id}" + (f"?modelVersionId={version_id}" if version_id else "")
+
     def details(self) -> dict[str, Any]:
         model_id = self.model.get("id", self.version.get("modelId"))
         return {
@@ -222,6 +260,21 @@ class FileHit:
             size=self.size,
             details=self.details(),
         )
+
+
+def _aware(moment: datetime) -> datetime:
+    """Return ``moment`` with a time zone (UTC when it had none), so any two can be compared."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _when(value: Any) -> datetime | None:
+    """Return the moment an ISO 8601 text of Civitai names (``...Z`` accepted), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
 
 
 def iter_files(model: Mapping[str, Any], versions: list[dict[str, Any]] | None = None) -> Iterator[FileHit]:
@@ -261,25 +314,47 @@ def found_result(query: ModelQuery, hit: FileHit, evidence: Evidence, reason: st
     )
 
 
-def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limit: int = 8) -> SearchResult | None:
-    """Return FOUND, UNCERTAIN or None (nothing relevant) for ``query`` given Civitai files ``hits``.
+def locked_result(
+    query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str, why: str
+) -> SearchResult:
+    """Return the NEEDS_ACCESS result for ``hit``, a proven file whose version is in early access."""
+    result = found_result(query, hit, evidence, f"{reason}; {why}", source)
+    result.status = Status.NEEDS_ACCESS
+    result.details["access"] = access_details(hit.page(), "CIVITAI_API_KEY", why)
+    return result
+
+
+def decide(
+    query: ModelQuery,
+    hits: list[FileHit],
+    source: str = "civitai",
+    limit: int = 8,
+    now: datetime | None = None,
+) -> SearchResult | None:
+    """Return FOUND, NEEDS_ACCESS, UNCERTAIN or None (nothing relevant) for ``query`` given Civitai ``hits``.
 
     The pure policy: a hash match is FOUND; otherwise an exact, case-insensitive basename is FOUND unless the
     name is generic, the workflow declares a different sha256, or several files of that name differ. Inactive
-    (archived/taken-down) models and files without a download URL are never FOUND. Everything else that is
-    close is a candidate with its reason.
+    (archived/taken-down) models and files without a download URL are never FOUND; nor is a file whose model
+    type does not fit the query's folder (``names.civitai_misfit``: at most a candidate saying so). A proven
+    file in an early-access version (at ``now``) is NEEDS_ACCESS, a public one of the same proof preferred.
+    Everything else that is close is a candidate with its reason.
     """
     known = query.known_sha256
-    candidates = _inactive_candidates(query, hits, known)
-    usable = [h for h in hits if not h.inactive and h.url]
+    candidates = _inactive_candidates(query, hits, known) + _misfit_candidates(query, hits, known)
+    # Public versions first, so an early-access copy is chosen only when no public one proves the file.
+    usable = sorted(
+        (h for h in hits if not h.inactive and h.url and h.misfit(query.folder) is None),
+        key=lambda h: h.early_access(now) is not None,
+    )
     by_hash = next((h for h in usable if _hash_matches(h, known)), None) if known else None
     if by_hash is not None:
-        return found_result(query, by_hash, Evidence.HASH, "sha256 declared by the workflow matches this file", source)
+        return _proof(query, by_hash, Evidence.HASH, "sha256 declared by the workflow matches this file", source, now)
     exact = _exact_hits(query, usable)
     doubt = _exact_doubt(query, exact, known)
     if exact and doubt is None:
         reason = "exact file name (case-insensitive) in a Civitai model version"
-        return found_result(query, exact[0], Evidence.EXACT_FILENAME, reason, source)
+        return _proof(query, exact[0], Evidence.EXACT_FILENAME, reason, source, now)
     candidates += [h.candidate(Evidence.SIMILAR_NAME, doubt) for h in exact if doubt]
     candidates += _similar_candidates(
         query, usable, {c.details.get("file_id") for c in candidates}, limit - len(candidates)
@@ -292,9 +367,40 @@ def decide(query: ModelQuery, hits: list[FileHit], source: str = "civitai", limi
         status=Status.UNCERTAIN,
         source=source,
         evidence=Evidence.SIMILAR_NAME,
-        reason="candidates found, none proven",
+        reason=_unproven_reason(candidates),
         candidates=candidates[:limit],
     )
+
+
+def _unproven_reason(candidates: list[Candidate]) -> str:
+    """Return the reason of an UNCERTAIN answer: the type mismatch when that is what stops a match."""
+    misfits = [c.reason for c in candidates if c.reason.startswith("same file, but ")]
+    if misfits:
+        return f"candidates found, none proven: {misfits[0].removeprefix('same file, but ')}"
+    return "candidates found, none proven"
+
+
+def _proof(
+    query: ModelQuery, hit: FileHit, evidence: Evidence, reason: str, source: str, now: datetime | None
+) -> SearchResult:
+    """Return FOUND for a proven ``hit``, or NEEDS_ACCESS when its version is in early access."""
+    why = hit.early_access(now)
+    if why is not None:
+        return locked_result(query, hit, evidence, reason, source, why)
+    return found_result(query, hit, evidence, reason, source)
+
+
+def _misfit_candidates(query: ModelQuery, hits: list[FileHit], known: str | None) -> list[Candidate]:
+    """Return a candidate, never proof, for each file with the wanted name or hash whose type does not fit
+    the query's folder (a LoRA of the name a checkpoint loader wants)."""
+    out = []
+    for hit in hits:
+        why = hit.misfit(query.folder)
+        if why is None or hit.inactive:
+            continue
+        if names.same_basename(str(hit.file.get("name", "")), query.name) or (known and _hash_matches(hit, known)):
+            out.append(hit.candidate(Evidence.SIMILAR_NAME, f"same file, but {why}"))
+    return out
 
 
 def _inactive_candidates(query: ModelQuery, hits: list[FileHit], known: str | None) -> list[Candidate]:
@@ -351,12 +457,14 @@ def _similar_candidates(query: ModelQuery, usable: list[FileHit], seen: set[Any]
     return out
 
 
-def _proven(query: ModelQuery, hits: list[FileHit], source: str, limit: int) -> SearchResult | None:
-    """Return ``decide``'s answer when it is a FOUND, else None."""
+def _proven(
+    query: ModelQuery, hits: list[FileHit], source: str, limit: int, now: datetime | None
+) -> SearchResult | None:
+    """Return ``decide``'s answer when it proves the file (FOUND or NEEDS_ACCESS), else None."""
     if not hits:
         return None
-    result = decide(query, hits, source, limit)
-    return result if result is not None and result.status is Status.FOUND else None
+    result = decide(query, hits, source, limit, now)
+    return result if result is not None and result.status in (Status.FOUND, Status.NEEDS_ACCESS) else None
 
 
 def _renamed_type(hit: FileHit) -> bool:
@@ -400,13 +508,13 @@ class CivitaiBackend(SearchBackend):
         version = self.client.version_by_hash(known) if known else None
         if version:
             hits += list(version_files(version))
-            proof = _proven(query, hits, self.name, limit)
+            proof = _proven(query, hits, self.name, limit, self.context.now)
             if proof is not None:
                 return proof
         # 2. Civitai models the workflow names itself (AIR URNs, Civitai URLs in declarations).
         for ref in self._declared_refs(query):
             hits += self._hits_for_ref(ref)
-        proof = _proven(query, hits, self.name, limit)
+        proof = _proven(query, hits, self.name, limit, self.context.now)
         if proof is not None:
             return proof
         return self._name_search(query, hits, limit)
@@ -424,11 +532,13 @@ class CivitaiBackend(SearchBackend):
                 hits += list(iter_files(model))
                 if FileHit(model, {}, {}).inactive and _model_matches(FileHit(model, {}, {}), query):
                     inactive[model.get("id")] = model
-            result = _proven(query, hits, self.name, limit)
+            result = _proven(query, hits, self.name, limit, self.context.now)
             if result is not None:
                 result.details["queries"] = searched
                 return result
-        result = self._with_dead_ends(query, decide(query, hits, self.name, limit), list(inactive.values()), limit)
+        result = self._with_dead_ends(
+            query, decide(query, hits, self.name, limit, self.context.now), list(inactive.values()), limit
+        )
         if result is not None:
             result.details["queries"] = searched
             return result

@@ -11,8 +11,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from comfywatchman.search.base import Candidate, Evidence, ModelQuery, SearchBackend, SearchResult, Status
+from comfywatchman.search.base import (
+    Candidate,
+    Evidence,
+    ModelQuery,
+    SearchBackend,
+    SearchResult,
+    Status,
+    access_details,
+)
 from comfywatchman.search.http import HttpClient, RemoteError
+from comfywatchman.search.names import CivitaiRef, parse_air, parse_civitai_url, parse_hf_url
 
 if TYPE_CHECKING:
     from comfywatchman.config import Config
@@ -120,9 +129,10 @@ def service_url(url: str, config: Config) -> str:
 def verify(result: SearchResult, http: HttpClient, config: Config | None = None) -> SearchResult:
     """Return ``result`` (a declared FOUND) checked online with a HEAD on its URL.
 
-    The URL must answer (a redirect counts: Civitai and the Hub redirect downloads to a CDN). 401/403 keeps
-    FOUND but marks the file gated (a token or accepting terms is needed). ``X-Linked-Etag`` / ``X-Linked-Size``
-    fill in sha256 and size; a published sha256 that differs from a declared one makes the result UNCERTAIN.
+    The URL must answer (a redirect counts: Civitai and the Hub redirect downloads to a CDN). 401/403 makes it
+    NEEDS_ACCESS (a gated repo, an early-access file: the page where access is granted, the token to set).
+    ``X-Linked-Etag`` / ``X-Linked-Size`` fill in sha256 and size; a published sha256 that differs from a
+    declared one makes the result UNCERTAIN.
     A 404 or 410 makes it UNCERTAIN: the author's link is dead. A network failure leaves the offline verdict
     standing, saying the URL was not checked.
     """
@@ -145,9 +155,7 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
             candidates=[Candidate(SOURCE, url_filename(result.url), result.url, Evidence.DECLARED, f"HEAD {status}")],
         )
     if status in (401, 403):
-        result.details["gated"] = True
-        result.reason += f"; HTTP {status}: gated, needs a token (HF_TOKEN / CIVITAI_API_KEY) or accepting terms"
-        return result
+        return _locked(result, response.headers, status)
     size, published = _published(response.headers, status)
     if size is not None:
         result.size = size
@@ -173,6 +181,40 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
     if published:
         result.sha256 = published
     return result
+
+
+def _locked(result: SearchResult, headers: Mapping[str, str], status: int) -> SearchResult:
+    """Return ``result`` turned NEEDS_ACCESS: the declared URL refuses (a gated Hub repo, an early-access or
+    login-only Civitai file), so it is no download source until the user is granted access. ``details.access``
+    names the page where access is granted and the token to set."""
+    assert result.url is not None
+    result.status = Status.NEEDS_ACCESS
+    result.details["gated"] = True
+    hf_ref = parse_hf_url(result.url)
+    civitai_ref = parse_air(result.url) or parse_civitai_url(result.url)
+    code = headers.get("X-Error-Code")
+    page: str | None
+    if hf_ref is not None:
+        page, token = f"https://huggingface.co/{hf_ref.repo_id}", "HF_TOKEN"
+        why = "gated Hub repo: accept its terms on its page" if code in (None, "GatedRepo") else f"refused ({code})"
+    elif civitai_ref is not None:
+        page, token = _civitai_page(civitai_ref), "CIVITAI_API_KEY"
+        why = "Civitai refuses the download (early access or login required)"
+    else:
+        page, token = None, "the token of the site"
+        why = "the site refuses the download without access"
+    result.reason += f"; the declared URL answers HTTP {status}: {why}"
+    result.details["access"] = access_details(page, token, why)
+    return result
+
+
+def _civitai_page(ref: CivitaiRef) -> str | None:
+    """Return the Civitai page of a referenced model (or of a version, by its id), or None."""
+    if ref.model_id is not None:
+        return f"https://civitai.com/models/{ref.model_id}" + (
+            f"?modelVersionId={ref.version_id}" if ref.version_id else ""
+        )
+    return f"https://civitai.com/model-versions/{ref.version_id}" if ref.version_id else None
 
 
 def _published(headers: Mapping[str, str], status: int) -> tuple[int | None, str | None]:

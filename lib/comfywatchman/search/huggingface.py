@@ -27,6 +27,7 @@ from comfywatchman.search.base import (
     SearchContext,
     SearchResult,
     Status,
+    access_details,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
 
@@ -34,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 GATED_HINT = "gated repo: accept its terms on the Hub and set HF_TOKEN to download"
 _LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+PUBLIC_HUB = "https://huggingface.co"  # where a user accepts a gated repo's terms
+
+
+def repo_page(repo_id: str) -> str:
+    """Return the public page of ``repo_id``, where a gated repo's terms are accepted."""
+    return f"{PUBLIC_HUB}/{repo_id}"
 
 
 def hub_client(context: SearchContext) -> HuggingFaceClient:
@@ -83,6 +92,10 @@ class HuggingFaceClient:
     def __init__(self, http: HttpClient, endpoint: str) -> None:
         self.http = http
         self.endpoint = endpoint.rstrip("/")
+        # Answers kept for the client's life (one cycle): many missing files share a repo or an author, and
+        # asking the Hub again within minutes would only spend the request budget.
+        self._authors: dict[str, list[dict[str, Any]]] = {}
+        self._trees: dict[tuple[str, str, str], list[HubFile] | None] = {}
 
     @property
     def host(self) -> str:
@@ -113,6 +126,39 @@ class HuggingFaceClient:
             raise RemoteError(f"{self.host}: model search answered without a list", "bad_json", self.host)
         return [item for item in body if isinstance(item, dict) and isinstance(item.get("id"), str)][:limit]
 
+    def author_repos(self, author: str, max_pages: int = 5) -> list[dict[str, Any]]:
+        """Return the repos of ``author``, most downloaded first (``GET /api/models?author=``, 100 a page,
+        following ``Link: rel="next"`` up to ``max_pages``), asked once per cycle whatever the file.
+
+        One listing per repackager replaces one search per missing file and repackager: the repos whose name
+        holds a file's family word are then picked locally (``repos_matching``).
+        """
+        if author in self._authors:
+            return self._authors[author]
+        params: dict[str, Any] | None = {"author": author, "limit": 100, "sort": "downloads", "direction": -1}
+        url = f"{self.endpoint}/api/models"
+        repos: list[dict[str, Any]] = []
+        for _page in range(max_pages):
+            response = self.http.request("GET", url, params=params)
+            if not response.ok:
+                raise self._error(response, f"repo list of {author}")
+            body = self.http.json_of(response)
+            if not isinstance(body, list):
+                raise RemoteError(f"{self.host}: repo list answered without a list", "bad_json", self.host)
+            repos += [item for item in body if isinstance(item, dict) and isinstance(item.get("id"), str)]
+            match = _LINK_NEXT.search(response.headers.get("Link", ""))
+            if not match:
+                break
+            url, params = match.group(1), None
+        self._authors[author] = repos
+        return repos
+
+    def repos_matching(self, author: str, word: str, limit: int) -> list[dict[str, Any]]:
+        """Return up to ``limit`` repos of ``author`` whose name holds ``word`` (case-insensitive), as a Hub
+        search of ``word`` by that author would, from the cycle's one listing of the author's repos."""
+        wanted = word.casefold()
+        return [r for r in self.author_repos(author) if wanted in r["id"].split("/", 1)[-1].casefold()][:limit]
+
     def model_info(self, repo_id: str, revision: str | None = None) -> dict[str, Any] | None:
         """Return ``GET /api/models/{repo}[/revision/{rev}]``; None when the repo does not exist.
 
@@ -132,8 +178,15 @@ class HuggingFaceClient:
     ) -> list[HubFile] | None:
         """Return every file under ``path`` in ``repo_id`` at ``revision`` (tree API, recursive, all pages).
 
-        None when the repo, revision or path does not exist; raise HubError when the tree is refused.
+        None when the repo, revision or path does not exist; raise HubError when the tree is refused. A tree
+        listed once this cycle is not asked for again (a repackager's repo holds many wanted files).
         """
+        key = (repo_id, revision, path)
+        if key not in self._trees:
+            self._trees[key] = self._list_files(repo_id, revision, path, max_pages)
+        return self._trees[key]
+
+    def _list_files(self, repo_id: str, revision: str, path: str, max_pages: int) -> list[HubFile] | None:
         url = f"{self.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
         if path:
             url += "/" + quote(path.strip("/"), safe="")  # the Hub expects the sub-path URL-encoded
@@ -249,20 +302,19 @@ class HuggingFaceBackend(SearchBackend):
         return refs
 
     def _repo_phases(self, query: ModelQuery, declared: list[names.HfRef]) -> Iterator[dict[str, str]]:
-        # Cheapest and most likely first: repos the workflow names and the global search; the per-author
-        # searches (one request each) only run when those gave no proof.
+        # Cheapest first: the repos the workflow names; then the repackagers' repos named after the file's
+        # family, picked from one listing per author and cycle (after the first file, free); the global
+        # search (one request per file) only when those gave no proof.
         term, family = search_terms(query.name)
         limit = int(self.settings["search_limit"])
-        first = {ref.repo_id: "declared by the workflow" for ref in declared}
-        for item in self.client.search_models(term, limit=limit):
-            first.setdefault(item["id"], f"Hub search for {term!r}")
-        yield first
+        yield {ref.repo_id: "declared by the workflow" for ref in declared}
         authors = list(dict.fromkeys([*(r.repo_id.split("/")[0] for r in declared), *self.settings["authors"]]))
         for author in authors:
             yield {
-                item["id"]: f"repackager {author} search for {family!r}"
-                for item in self.client.search_models(family, author=author, limit=limit)
+                item["id"]: f"repackager {author} repos named like {family!r}"
+                for item in self.client.repos_matching(author, family, limit)
             }
+        yield {item["id"]: f"Hub search for {term!r}" for item in self.client.search_models(term, limit=limit)}
 
     def _search(self, query: ModelQuery) -> SearchResult:
         declared = self._declared(query)
@@ -459,13 +511,18 @@ class HuggingFaceBackend(SearchBackend):
                 evidence=Evidence.SIMILAR_NAME,
                 candidates=candidates,
             )
+        status = Status.FOUND
         if head.gated:
+            # The file exists but only an account that accepted the repo's terms can have it: no download
+            # source until the user does (NEEDS_ACCESS, never queued).
             details["huggingface"]["gated"] = True
             hint = GATED_HINT if not self.has_token else "gated repo: HF_TOKEN is set but access is not approved"
             reason = f"{reason}; {hint}"
+            status = Status.NEEDS_ACCESS
+            details["access"] = access_details(repo_page(hub_file.repo_id), "HF_TOKEN", hint)
         return self.result(
             query,
-            Status.FOUND,
+            status,
             reason,
             evidence=evidence,
             url=self.client.resolve_url(hub_file.repo_id, hub_file.revision, hub_file.path),

@@ -72,6 +72,54 @@ CIVITAI_TYPES: dict[str, tuple[str, ...]] = {
     "poses": ("Poses",),
 }
 
+# Civitai ``files[].type`` -> the ComfyUI folders a file of that kind goes in, whatever its model's type (a
+# Checkpoint version can carry its VAE or text encoder as extra files). The generic kinds below leave the
+# decision to the model's type (``CIVITAI_TYPES``); the non-model kinds go in no model folder at all.
+CIVITAI_FILE_TYPES: dict[str, tuple[str, ...]] = {
+    "vae": ("vae",),
+    "text encoder": ("text_encoders", "clip"),
+    "unet": ("diffusion_models", "unet"),
+    "diffusion model": ("diffusion_models", "unet"),
+    "clipvision": ("clip_vision",),
+    "vision encoder": ("clip_vision",),
+    "controlnet": ("controlnet", "t2i_adapter"),
+    "upscaler": ("upscale_models", "latent_upscale_models"),
+    "enhancement lora": ("loras",),
+    "config": ("configs",),
+    "training data": (),
+    "archive": (),
+    "workflow": (),
+}
+GENERIC_FILE_TYPES = frozenset({"", "model", "pruned model", "negative", "other"})
+
+
+def _folder_key(folder: str | None) -> str:
+    return (folder or "").strip("/").split("/")[0].lower()
+
+
+def civitai_misfit(folder: str | None, model_type: str | None, file_type: str | None) -> str | None:
+    """Return why a Civitai file (its model's ``type``, its ``files[].type``) cannot be the file a loader of
+    ComfyUI ``folder`` wants, or None when it fits.
+
+    One table for every way a Civitai answer is reached (name search, hash, AIR/URL, an agent's tool call):
+    a LoRA is not a checkpoint, whatever its name. A folder the tables do not know (a custom pack's) accepts
+    every model file.
+    """
+    key = _folder_key(folder)
+    kind = (file_type or "").strip().casefold()
+    if kind not in GENERIC_FILE_TYPES and kind in CIVITAI_FILE_TYPES:
+        homes = CIVITAI_FILE_TYPES[kind]
+        if key in homes or (homes and key not in CIVITAI_TYPES and key not in _ALL_FILE_HOMES):
+            return None
+        return f"a Civitai {file_type} file, which does not go in {key or 'a model folder'}/"
+    allowed = CIVITAI_TYPES.get(key)
+    if allowed is None or (model_type or "").casefold() in {t.casefold() for t in allowed}:
+        return None
+    return f"its Civitai model type is {model_type}, which does not go in {key}/ (wanted: {', '.join(allowed)})"
+
+
+_ALL_FILE_HOMES = frozenset(home for homes in CIVITAI_FILE_TYPES.values() for home in homes)
+
 
 # One set of rules for file names, shared with the scanner: what the scan refuses, no backend is asked about.
 normalise = workflow_names.normalize

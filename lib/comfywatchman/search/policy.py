@@ -9,7 +9,8 @@ from comfywatchman.search.base import PROOF, Evidence, SearchResult, Status
 def combine(name: str, folder: str | None, results: list[SearchResult]) -> SearchResult:
     """Return the one result that stands for every backend's answer about a file.
 
-    The first FOUND with proof wins. Otherwise UNCERTAIN with every candidate when any backend was
+    The first FOUND with proof wins. Otherwise the first NEEDS_ACCESS (the file exists, proven, but must be
+    unlocked first), with every other answer's candidates. Otherwise UNCERTAIN with every candidate when any backend was
     uncertain, or claimed FOUND without proof (doubt is never turned into NOT_FOUND). Otherwise ERROR when
     any backend failed (so the next cycle asks again), else NOT_FOUND when at least one backend looked,
     else NOT_SEARCHED. Candidates that came with a NOT_FOUND (dead ends such as archived models) are kept
@@ -21,6 +22,11 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
             result.attempts = attempts
             return result
     candidates = [c for r in results for c in r.candidates]
+    locked = next((r for r in results if r.status is Status.NEEDS_ACCESS), None)
+    if locked is not None:
+        locked.candidates = candidates
+        locked.attempts = attempts
+        return locked
     uncertain = [r for r in results if r.status in (Status.UNCERTAIN, Status.FOUND)]
     if uncertain:
         reasons = "; ".join(_said(r) for r in uncertain if r.reason)
@@ -35,6 +41,20 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
             return SearchResult(name, folder, status, "search", reason=reason, candidates=candidates, attempts=attempts)
     reasons = "; ".join(_said(r) for r in results if r.reason) or "no backend was asked"
     return SearchResult(name, folder, Status.NOT_SEARCHED, "search", reason=reasons, attempts=attempts)
+
+
+BUDGET_SPENT = "request budget of this cycle spent"
+
+
+def not_searched_yet(
+    name: str, folder: str | None, why: str, attempts: list[dict[str, str]] | None = None
+) -> SearchResult:
+    """Return NOT_SEARCHED for a file the cycle ran out of room for (``why``: its request budget, its
+    deadline): not an error, never cached, and searched in a later cycle, which the reason says."""
+    return SearchResult(
+        name, folder, Status.NOT_SEARCHED, "search", reason=f"not searched yet ({why}); next cycle",
+        details={"not_searched_yet": why}, attempts=list(attempts or []),
+    )  # fmt: skip
 
 
 def _said(result: SearchResult) -> str:

@@ -412,6 +412,7 @@ class QwenBackend(SearchBackend):
         claimed = answer["status"]
         candidates: list[Candidate] = []
         failures: list[str] = []
+        locked: SearchResult | None = None
         for suggestion in answer["candidates"]:
             try:
                 result = self._verify_one(query, suggestion)
@@ -428,9 +429,18 @@ class QwenBackend(SearchBackend):
                 }
                 result.reason = f"{result.reason} (suggested by qwen, verified on {suggestion['source']})"
                 return result
+            if result is not None and result.status is Status.NEEDS_ACCESS:
+                # Proven but locked: a later suggestion may still name a public copy.
+                locked = locked or result
+                continue
             if result is not None:
                 candidates.extend(result.candidates)
             candidates.append(self._llm_candidate(suggestion, self._why_unproven(query, suggestion, claimed)))
+        if locked is not None:
+            locked.source = self.name
+            locked.candidates += candidates
+            locked.details["qwen"] = {"claimed": claimed, "reason": answer["reason"]}
+            return locked
         if failures:
             raise RemoteError("; ".join(failures[:3]), "connection")
         if candidates:
@@ -498,7 +508,7 @@ class QwenBackend(SearchBackend):
         if not hits and model_id:
             model = self.civitai.get_model(int(model_id))
             hits = list(iter_files(model)) if model else []
-        return decide(query, hits, source=self.name) if hits else None
+        return decide(query, hits, source=self.name, now=self.context.now) if hits else None
 
     def _verify_hub(self, query: ModelQuery, suggestion: Mapping[str, Any]) -> SearchResult | None:
         url = suggestion.get("url") or ""

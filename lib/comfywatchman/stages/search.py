@@ -92,6 +92,8 @@ class Resolver:
     http: HttpClient | None
     cache: SearchCache | None
     first: list[SearchBackend] = field(default_factory=list)
+    #: Files left NOT_SEARCHED this cycle because the request budget was spent.
+    waiting: int = 0
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -112,14 +114,34 @@ class Resolver:
         if cached is not None:
             cached.details["cached"] = True
             return cached
+        if self.budget_spent() and any(b.needs_network for b in self.backends) and not self.ctx.config.offline:
+            return self._waiting(query, offline_answers)
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
             answers.append(
                 SearchResult(query.name, query.folder, Status.NOT_SEARCHED, "search", reason="no backend configured")
             )
         result = policy.combine(query.name, query.folder, answers)
+        if result.status is Status.ERROR and any(a.details.get("error_kind") == "budget" for a in answers):
+            # The budget ran out while this file was being searched: it waits, like the files after it.
+            return self._waiting(query, answers)
         if self.cache and not self.ctx.config.offline:
             self.cache.put(query, self.order, result, now)
+        return result
+
+    def budget_spent(self) -> bool:
+        """Return whether the cycle's request budget is spent (no request could be sent any more)."""
+        if self.http is None:
+            return False
+        return self.http.total_requests >= self.http.settings.max_requests
+
+    def _waiting(self, query: ModelQuery, answers: list[SearchResult]) -> SearchResult:
+        """Return NOT_SEARCHED "not searched yet" for ``query`` (never cached; the next cycle asks), keeping
+        any candidate the offline sources offered."""
+        self.waiting += 1
+        attempts = [{"backend": r.source, "status": r.status.value, "reason": r.reason} for r in answers]
+        result = policy.not_searched_yet(query.name, query.folder, policy.BUDGET_SPENT, attempts)
+        result.candidates = [c for r in answers for c in r.candidates]
         return result
 
     def _first_answers(self, query: ModelQuery) -> list[SearchResult]:
@@ -148,6 +170,31 @@ class Resolver:
         if self.cache and "not checked" not in str(checked.details.get("url_check", "")):
             self.cache.put(query, ("declared",), checked, now)
         return checked
+
+
+def priority(queries: list[ModelQuery]) -> list[int]:
+    """Return the indexes of ``queries`` in the order the cycle's request budget is spent on them: the files
+    that block the most workflows first (ties keep the query order, so cycles are repeatable)."""
+    return sorted(range(len(queries)), key=lambda i: -len(queries[i].workflows))
+
+
+def resolve_all(resolver: Resolver, queries: list[ModelQuery], track: bool = False) -> list[SearchResult]:
+    """Return the result of every query, in the order of ``queries``, resolved in ``priority`` order.
+
+    What the budget does not reach is NOT_SEARCHED "not searched yet" (never cached): the next cycle, whose
+    cache holds this cycle's answers, spends its budget on those, so a large install converges in a few
+    cycles. One line says how many wait, rather than a warning per file.
+    """
+    order = priority(queries)
+    ordered = progress.track(order, len(order), "search", "model") if track else order
+    results: dict[int, SearchResult] = {index: resolver.resolve(queries[index]) for index in ordered}
+    if resolver.waiting:
+        logger.info(
+            "search: request budget spent; %d of %d missing files are searched in the next cycles",
+            resolver.waiting,
+            len(queries),
+        )
+    return [results[index] for index in range(len(queries))]
 
 
 def target_path(result: SearchResult, model_cache: dict[str, Any]) -> str | None:
@@ -200,7 +247,7 @@ def run(ctx: StageContext) -> StageOutcome:
     cache = SearchCache.from_config(ctx.config)
     first = first_sources(context)
     resolver = Resolver(ctx, build_backends(order, context), http, cache, first)
-    results = [resolver.resolve(query) for query in progress.track(queries, len(queries), "search", "model")]
+    results = resolve_all(resolver, queries, track=True)
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for result in results:

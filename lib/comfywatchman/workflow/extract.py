@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from comfywatchman.comfy.folders import MODEL_EXTENSIONS
+from comfywatchman.comfy.folders import CONFIG_EXTENSIONS, MODEL_EXTENSIONS
 from comfywatchman.workflow import embeddings, names
 from comfywatchman.workflow.graph import Graph, as_list, group_node_name, subgraph_definitions
 from comfywatchman.workflow.load import Workflow
@@ -26,7 +26,7 @@ IDENTIFIER = embeddings.IDENTIFIER
 
 INACTIVE_MODES = {2: "muted", 4: "bypassed"}
 # Bumped whenever extraction changes, so requirements kept from an earlier cycle are recomputed.
-EXTRACTOR_VERSION = 3
+EXTRACTOR_VERSION = 4
 # Node types whose widgets hold free text or values meant for other nodes, never files of their own.
 NO_OWN_FILES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 # Longest widget string the fallback treats as a possible file name; longer ones are prompts and notes.
@@ -46,13 +46,35 @@ class TooLarge(ValueError):
     """A workflow that names more node types or models than any real one; the message says which limit."""
 
 
+# Folder types whose entries are named without an extension (diffusers models are folders): a loader input
+# of one of these takes any name; every other loader input needs a value with a file's shape.
+EXTENSIONLESS_FOLDERS = frozenset({"diffusers"})
+# Extensions a loader input's value may end in besides the model extensions, by folder type.
+FOLDER_EXTENSIONS: dict[str, frozenset[str]] = {"configs": CONFIG_EXTENSIONS}
+
+
 @dataclass(frozen=True)
 class LoaderInput:
-    """One model input of a loader node: its folder type and its position among the widgets."""
+    """One model input of a loader node: its folder type, its position among the widgets, and whether it
+    takes names without an extension (``extensionless``: diffusers folders, a pack's repo names)."""
 
     input: str
     folder: str
     index: int
+    extensionless: bool = False
+
+    def names_file(self, value: Any) -> bool:
+        """Return whether ``value`` can name a file of this input: any string for an extensionless input,
+        else one ending in a model extension (or a config extension for ``configs``). Other words in a
+        loader's widget (``enable``, ``lanczos``: a widget misplaced by a pack update, an index off by one)
+        are no model, and asking the services about them costs requests and misleads the report."""
+        if not isinstance(value, str):
+            return False
+        if self.extensionless:
+            return True
+        lowered = value.strip().lower()
+        allowed = MODEL_EXTENSIONS | FOLDER_EXTENSIONS.get(self.folder, frozenset())
+        return any(lowered.endswith(ext) for ext in allowed)
 
 
 def loader_table(config_loaders: Mapping[str, Mapping[str, Any]]) -> dict[str, list[LoaderInput]]:
@@ -62,9 +84,11 @@ def loader_table(config_loaders: Mapping[str, Mapping[str, Any]]) -> dict[str, l
         entries = []
         for position, (input_name, spec) in enumerate(inputs.items()):
             if isinstance(spec, str):
-                entries.append(LoaderInput(input_name, spec, position))
+                entries.append(LoaderInput(input_name, spec, position, spec in EXTENSIONLESS_FOLDERS))
             else:
-                entries.append(LoaderInput(input_name, spec["folder"], spec.get("index", position)))
+                folder = spec["folder"]
+                extensionless = bool(spec.get("extensionless", folder in EXTENSIONLESS_FOLDERS))
+                entries.append(LoaderInput(input_name, folder, spec.get("index", position), extensionless))
         table[node_type] = entries
     return table
 
@@ -434,7 +458,8 @@ class _UIWalker:
             linked = _linked_inputs(node)
             for spec in specs:
                 value, via = self._loader_value(local_id, values, spec, graph, overrides, widget_names, linked)
-                self.out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
+                if spec.names_file(value):
+                    self.out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
                 taken.add(spec.input)
         for widget, (value, _via) in overrides.get(local_id, {}).items():
             if widget not in taken and isinstance(value, str):
@@ -702,7 +727,8 @@ def _extract_api(data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput
         taken = set()
         for spec in specs or ():
             value = inputs.get(spec.input)
-            if isinstance(value, str):  # a linked input is [node id, slot]: its value is not known statically
+            # A linked input is [node id, slot]: its value is not known statically.
+            if spec.names_file(value):
                 out.add_model(value, spec.folder, Origin(node_id, class_type, spec.input, [], "active", "widget"))
             taken.add(spec.input)
         for input_name, value in inputs.items():

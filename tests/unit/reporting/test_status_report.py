@@ -102,6 +102,12 @@ PACK = {
         ([_model("a")], [], [_result("a", "NOT_SEARCHED")], "needs_review"),
         ([_model("a")], [], [_result("a", "ERROR")], "needs_review"),
         ([_model("a")], [], [_result("a", "NOT_FOUND")], "blocked"),
+        (
+            [_model("a")],
+            [],
+            [_result("a", "NEEDS_ACCESS", url="https://huggingface.co/o/r/resolve/main/a")],
+            "needs_review",
+        ),
         ([_model("../x", "invalid")], [], [], "blocked"),
         (
             [_model("a", active=False)],
@@ -268,3 +274,17 @@ def test_a_type_an_installed_pack_should_have_asks_to_check_that_pack_never_to_i
     )
     assert "**Check the installed pack for node** `NewKJ`" in page and "git clone" not in page
     assert f"kj: {note}" in page
+
+
+def test_actions_ask_for_access_with_page_and_token_name_when_file_needs_access() -> None:
+    locked = _result("flux1-dev.safetensors", "NEEDS_ACCESS", "diffusion_models", url="https://hf/x/resolve/main/f")
+    locked["details"] = {
+        "access": {"page": "https://huggingface.co/black-forest-labs/FLUX.1-dev", "token": "HF_TOKEN", "why": "gated"}
+    }
+    scan = {"workflows": [_workflow([_model("flux1-dev.safetensors", folder="diffusion_models")])]}
+    workflows, _summary = status_report.build(scan, {"results": [locked]}, {}, False, "T")
+    [action] = status_report.actions(workflows)
+    assert action["kind"] == "get_access"
+    assert action["url"] == "https://huggingface.co/black-forest-labs/FLUX.1-dev"
+    page = "https://huggingface.co/black-forest-labs/FLUX.1-dev"
+    assert action["detail"] == f"gated: get access at {page}, then set HF_TOKEN to that account's token"

@@ -13,10 +13,11 @@ from comfywatchman.search.civitai import (
     FileHit,
     decide,
     validate_civitai_image_response,
+    version_files,
 )
 from comfywatchman.search.http import HttpClient
 from tests.fakes.civitai_server import make_file, sha256_of
-from tests.unit.search.conftest import fast_settings, make_config, make_context
+from tests.unit.search.conftest import NOW, fast_settings, make_config, make_context
 
 
 @pytest.fixture
@@ -259,3 +260,104 @@ def test_decide_finds_only_proven_usable_files_when_given_hits(hit, status):
 def test_decide_is_uncertain_when_name_is_generic():
     result = decide(ModelQuery("model.safetensors", "checkpoints"), [_hit("model.safetensors")])
     assert result.status is Status.UNCERTAIN
+
+
+# -- issue 11: the model type fits the loader's folder on every path; early access is no download source ----
+
+CRISP = "crisp_style.safetensors"  # a LoRA on the fake Civitai (model 1009, version 2009)
+CRISP_SHA = sha256_of(CRISP).lower()
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        Declaration(CRISP, hash=CRISP_SHA, hash_type="sha256"),  # hash lookup (by-hash)
+        Declaration(CRISP, url="urn:air:sdxl:lora:civitai:1009@2009"),  # AIR URN
+        Declaration(CRISP, url="https://civitai.com/models/1009?modelVersionId=2009"),  # Civitai page URL
+        Declaration(CRISP, url="https://civitai.com/api/download/models/2009"),  # download URL
+    ],
+    ids=["hash", "air", "page-url", "download-url"],
+)
+def test_search_is_uncertain_not_found_when_lora_is_wanted_by_checkpoint_loader(backend, declaration):
+    result = backend.search(ModelQuery(CRISP, "checkpoints", declarations=(declaration,)))
+    assert result.status is Status.UNCERTAIN
+    assert "LORA" in result.reason and "checkpoints" in result.reason
+    assert [c.details["model_id"] for c in result.candidates if c.details.get("model_id") == 1009]
+    # The same file is FOUND for the loader whose folder it fits.
+    assert backend.search(ModelQuery(CRISP, "loras", declarations=(declaration,))).status is Status.FOUND
+
+
+def test_decide_refuses_proof_when_bulk_by_hash_answer_is_of_another_type(client):
+    versions = client.versions_by_hashes([CRISP_SHA])
+    hits = [hit for version in versions for hit in version_files(version)]
+    query = ModelQuery(CRISP, "checkpoints", declarations=(Declaration(CRISP, hash=CRISP_SHA),))
+    result = decide(query, hits)
+    assert result is not None and result.status is Status.UNCERTAIN
+    assert decide(ModelQuery(CRISP, "loras"), hits).status is Status.FOUND
+
+
+@pytest.mark.parametrize(
+    ("folder", "model_type", "file_type", "fits"),
+    [
+        ("checkpoints", "Checkpoint", "Model", True),
+        ("checkpoints", "LORA", "Model", False),
+        ("loras", "LoCon", "Model", True),
+        ("vae", "Checkpoint", "VAE", True),  # a checkpoint version can carry its VAE as an extra file
+        ("checkpoints", "Checkpoint", "VAE", False),
+        ("checkpoints", "Checkpoint", "Training Data", False),
+        ("text_encoders", "Checkpoint", "Text Encoder", True),
+        ("embeddings", "TextualInversion", "Negative", True),
+        ("ipadapter", "Other", "Model", True),  # a custom pack's folder: no table entry, no constraint
+        (None, "LORA", "Model", True),
+    ],
+)
+def test_misfit_follows_one_table_when_folder_model_and_file_types_vary(folder, model_type, file_type, fits):
+    hit = FileHit({"type": model_type}, {}, {"type": file_type})
+    assert (hit.misfit(folder) is None) is fits
+
+
+def test_search_needs_access_when_version_is_in_early_access(backend, civitai_server):
+    result = backend.search(ModelQuery("fresh_style.safetensors", "loras"))
+    assert result.status is Status.NEEDS_ACCESS
+    assert result.details["access"]["page"] == "https://civitai.com/models/1010?modelVersionId=2010"
+    assert result.details["access"]["token"] == "CIVITAI_API_KEY"
+    assert "early access" in result.reason
+    # The fake speaks what the real one does: that version's download is refused.
+    http = HttpClient(fast_settings())
+    refused = http.request("GET", f"{civitai_server.url}/api/download/models/2010", follow_redirects=False)
+    assert refused.status_code == 403 and refused.json()["error"] == "Early Access"
+
+
+@pytest.mark.parametrize(
+    ("version", "now", "locked"),
+    [
+        ({"availability": "EarlyAccess"}, NOW, True),
+        ({"availability": "Public"}, NOW, False),
+        ({"earlyAccessEndsAt": "2025-10-30T00:00:00.000Z"}, NOW, True),
+        ({"earlyAccessEndsAt": "2025-10-01T00:00:00.000Z"}, NOW, False),
+        ({"earlyAccessTimeFrame": 14, "publishedAt": "2025-10-20T00:00:00Z"}, NOW, True),
+        ({"earlyAccessTimeFrame": 14, "publishedAt": "2025-09-01T00:00:00Z"}, NOW, False),
+    ],
+)
+def test_early_access_reads_every_field_when_civitai_answers_old_or_new_shapes(version, now, locked):
+    assert (FileHit({}, version, {}).early_access(now) is not None) is locked
+
+
+def test_decide_prefers_public_copy_when_same_file_is_also_in_early_access():
+    sha = sha256_of("same").upper()
+    public = FileHit(
+        {"id": 1, "type": "LORA"}, {"id": 11, "availability": "Public"}, make_file(1, "x.safetensors", "same")
+    )
+    early = FileHit(
+        {"id": 2, "type": "LORA"}, {"id": 12, "availability": "EarlyAccess"}, make_file(2, "x.safetensors", "same")
+    )
+    query = ModelQuery("x.safetensors", "loras", declarations=(Declaration("x.safetensors", hash=sha),))
+    assert decide(query, [early, public], now=NOW).details["civitai"]["version_id"] == 11
+    assert decide(query, [early], now=NOW).status is Status.NEEDS_ACCESS
+
+
+def test_search_needs_access_when_workflow_declares_early_access_download_url(backend):
+    declaration = Declaration("fresh_style.safetensors", url="https://civitai.com/api/download/models/2010")
+    result = backend.search(ModelQuery("fresh_style.safetensors", "loras", declarations=(declaration,)))
+    assert result.status is Status.NEEDS_ACCESS
+    assert result.details["access"]["page"] == "https://civitai.com/models/1010?modelVersionId=2010"

@@ -55,7 +55,8 @@ CASES: list[tuple[str, str, str | None, Status, str | None]] = [
     ("old_style.safetensors", "loras", None, Status.NOT_FOUND, None),
     ("common_name.safetensors", "loras", None, Status.UNCERTAIN, None),
     ("wan2.1_t2v_14B_fp8_scaled.safetensors", "diffusion_models", None, Status.FOUND, lfs_sha("wan14")),
-    ("flux1-dev.safetensors", "diffusion_models", None, Status.FOUND, lfs_sha("flux1dev")),
+    # In a gated repo whose terms the token's account has not accepted: proven, but no download source.
+    ("flux1-dev.safetensors", "diffusion_models", None, Status.NEEDS_ACCESS, lfs_sha("flux1dev")),
     ("flux1-dev-Q5_K_S.gguf", "unet", None, Status.UNCERTAIN, None),
     ("diffusion_pytorch_model.safetensors", "vae", None, Status.NOT_FOUND, None),  # generic: never FOUND
     ("zzqx_nothing_v2.safetensors", "checkpoints", None, Status.NOT_FOUND, None),
@@ -110,6 +111,8 @@ def test_cycle_gives_right_status_and_no_false_found_when_run_against_fakes(setu
     assert costs[-1] == 0  # INVALID_FILENAME costs no request
     assert http.total_requests == sum(costs)
     assert max(costs) <= 20
+    # Issue 11: 4.08 requests per file (8 at most) before the repackager listings and tree reuse; 2.31 (5) after.
+    assert sum(costs) / len(costs) <= 3.0
 
 
 def test_cycle_sends_zero_requests_when_second_cycle_within_ttl(setup):

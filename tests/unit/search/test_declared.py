@@ -82,3 +82,33 @@ def test_service_url_points_known_hosts_at_configured_mirrors(tmp_path: Path) ->
         "http://127.0.0.1:8002/hf/Comfy-Org/flux1-schnell/resolve/main/flux1-schnell.safetensors"
     )
     assert declared.service_url("https://example.com/x.pth", config) == "https://example.com/x.pth"
+
+
+# -- issue 11: a declared URL nobody can download from is no download source --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "page", "token"),
+    [
+        (
+            "flux1-dev.safetensors",
+            "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors",
+            "https://huggingface.co/black-forest-labs/FLUX.1-dev",
+            "HF_TOKEN",
+        ),
+    ],
+    ids=["gated-hub-repo"],
+)
+def test_verify_needs_access_when_declared_url_refuses_download(
+    tmp_path: Path, civitai_server, hub_server, name: str, url: str, page: str, token: str
+) -> None:
+    from comfywatchman.search import policy
+    from comfywatchman.search.http import HttpClient
+    from tests.unit.search.conftest import make_config
+
+    config = make_config(tmp_path, civitai_server, hub_server)
+    found = declared.resolve(_query(name, Declaration(name, url=url)), TRUSTED)
+    assert found is not None and found.status is Status.FOUND  # offline, the declaration looks like proof
+    checked = declared.verify(found, HttpClient.from_config(config, sleep=lambda s: None), config)
+    assert checked.status is Status.NEEDS_ACCESS and not policy.may_queue(checked)
+    assert checked.details["access"]["page"] == page and checked.details["access"]["token"] == token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from comfywatchman.search import policy
 from comfywatchman.search.base import Declaration, Evidence, ModelQuery, Status
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.huggingface import HuggingFaceBackend, HuggingFaceClient, search_terms
@@ -39,16 +40,24 @@ def test_search_finds_file_in_repackager_repo_when_basename_matches(backend, hub
     assert any(r.method == "HEAD" for r in hub_server.requests)
 
 
-def test_search_reports_gated_repo_with_token_hint_when_no_token(backend):
+def test_search_says_needs_access_with_repo_page_and_token_when_repo_is_gated(backend):
     result = backend.search(ModelQuery("flux1-dev.safetensors", "diffusion_models"))
-    assert result.status is Status.FOUND
+    # The file exists but no one without the repo's terms accepted can download it: not FOUND, not queued.
+    assert result.status is Status.NEEDS_ACCESS
+    assert not policy.may_queue(result)
     assert result.details["huggingface"]["gated"] is True
     assert "HF_TOKEN" in result.reason
+    assert result.details["access"] == {
+        "page": "https://huggingface.co/black-forest-labs/FLUX.1-dev",
+        "token": "HF_TOKEN",
+        "why": "gated repo: accept its terms on the Hub and set HF_TOKEN to download",
+    }
 
 
 def test_search_says_access_not_approved_when_token_is_refused(tmp_path, hub_server):
     config = make_config(tmp_path, hub=hub_server, secrets={"HF_TOKEN": "hf_unapproved"})
     result = HuggingFaceBackend(make_context(config)).search(ModelQuery("flux1-dev.safetensors", "unet"))
+    assert result.status is Status.NEEDS_ACCESS
     assert result.details["huggingface"]["gated"] is True
     assert "not approved" in result.reason
     head = next(r for r in hub_server.requests if r.method == "HEAD")

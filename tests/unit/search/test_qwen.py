@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from comfywatchman.search import policy
 from comfywatchman.search.base import Evidence, ModelQuery, Status
 from comfywatchman.search.http import host_of
 from comfywatchman.search.qwen import NOT_CONFIGURED, QwenBackend, extract_json
@@ -260,3 +261,44 @@ def test_search_gives_up_at_first_timeout_when_chat_endpoint_is_slow(tmp_path, c
     result = chat_backend(tmp_path, chat_server).search(LORA)
     assert result.status is Status.ERROR and "timed out" in result.reason
     assert chat_server.count == 1  # an LLM that took too long once is not asked three times
+
+
+# -- issue 11: what the agent reaches through its tools is held to the same rules ----------------------------
+
+
+def test_search_never_finds_lora_for_checkpoint_loader_when_agent_reaches_it_by_tool(
+    tmp_path, chat_server, civitai_server
+):
+    chat_server.replies = [
+        {"tool_calls": [tool_call("c1", "civitai_search", query="crisp style")]},
+        {"content": json.dumps(answer(candidates=[civitai_candidate("crisp_style.safetensors", 2009)]))},
+    ]
+    result = chat_backend(tmp_path, chat_server, civitai_server).search(
+        ModelQuery("crisp_style.safetensors", "checkpoints")
+    )
+    assert result.status is Status.UNCERTAIN
+    assert any("LORA" in c.reason and "checkpoints" in c.reason for c in result.candidates)
+    assert not policy.may_queue(result)
+
+
+def test_search_needs_access_when_agent_names_early_access_version(tmp_path, civitai_server):
+    output = answer(candidates=[civitai_candidate("fresh_style.safetensors", 2010)])
+    backend, _ = cli_backend(tmp_path, civitai_server, output=output)
+    result = backend.search(ModelQuery("fresh_style.safetensors", "loras"))
+    assert result.status is Status.NEEDS_ACCESS and result.source == "qwen"
+    assert result.details["access"]["token"] == "CIVITAI_API_KEY"
+    assert not policy.may_queue(result)
+
+
+def test_search_needs_access_when_agent_names_file_in_gated_repo(tmp_path, hub_server):
+    suggestion = {
+        "source": "huggingface",
+        "filename": "flux1-dev.safetensors",
+        "hf_repo": "black-forest-labs/FLUX.1-dev",
+        "hf_path": "flux1-dev.safetensors",
+        "reason": "official repo",
+    }
+    backend, _ = cli_backend(tmp_path, hub_server=hub_server, output=answer(candidates=[suggestion]))
+    result = backend.search(ModelQuery("flux1-dev.safetensors", "diffusion_models"))
+    assert result.status is Status.NEEDS_ACCESS
+    assert result.details["access"]["page"] == "https://huggingface.co/black-forest-labs/FLUX.1-dev"

@@ -390,3 +390,41 @@ def test_more_distinct_node_types_than_any_workflow_is_refused() -> None:
     with deadline(10), pytest.raises(extract.TooLarge, match="more than 10000 node types"):
         run(ui(nodes))
     assert len(run(ui(nodes[:-1])).nodes) == extract.MAX_NODE_TYPES
+
+
+# -- issue 11: widget words are no model names -------------------------------------------------------------
+
+
+def test_extract_takes_no_word_as_model_when_loader_widget_holds_no_file_name() -> None:
+    # The bench's ReActor node: the table's widget positions hold "enable" and "lanczos" there.
+    reactor = node(1, "ReActorFaceSwap", [1, "enable", True, 512, "lanczos", "enable", 1, "lanczos", 512, True, 1])
+    real = node(
+        2, "ReActorFaceSwap", [True, "inswapper_128.onnx", "retinaface_resnet50", "codeformer-v0.1.0.pth", 1, 0.5]
+    )
+    found = models(run(ui([reactor, real])))
+    assert set(found) == {("insightface", "inswapper_128.onnx"), ("facerestore_models", "codeformer-v0.1.0.pth")}
+
+
+def test_extract_keeps_extensionless_names_when_input_takes_them() -> None:
+    workflow = ui(
+        [
+            node(1, "DiffusersLoader", ["stable-diffusion-v1-5"]),  # diffusers models are folders
+            node(2, "CheckpointLoader", ["v1-inference.yaml", "sd15.ckpt"]),  # configs keep their .yaml
+            node(3, "RepoLoader", ["org/some-repo", "lanczos"]),
+        ]
+    )
+    table = extract.loader_table(
+        {**DEFAULTS["loaders"], "RepoLoader": {"repo": {"folder": "LLM", "extensionless": True}, "method": "LLM"}}
+    )
+    found = {(m.folder, m.name) for m in extract.extract(workflow, table, PLACEHOLDERS).models}
+    assert found == {
+        ("diffusers", "stable-diffusion-v1-5"),
+        ("configs", "v1-inference.yaml"),
+        ("checkpoints", "sd15.ckpt"),
+        ("LLM", "org/some-repo"),
+    }
+
+
+def test_extract_takes_no_word_as_model_when_api_prompt_loader_holds_one() -> None:
+    data = {"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "lanczos"}}}
+    assert models(run(from_data(data, Path("api.json")))) == {}
