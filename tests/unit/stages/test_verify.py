@@ -126,9 +126,11 @@ def test_report_ranks_drift_and_lists_variants_next_to_the_download(comfy_tree: 
     assert replace["url"] == declarations(original())[CLIP_VISION]["url"] and replace["blocks"] == 1
     assert status["verification"]["drift"] == 2 and status["verification"]["alternatives"] == 1
     page = (ctx.config.reports_dir / "master_status.md").read_text(encoding="utf-8")
-    assert f"already on disk: pick `{FP8}` instead (precision fp16 -> fp8_e4m3fn)" in page
-    assert f"Replace the drifted file `{CLIP_VISION}`" in page
-    assert f"- model `{TEXT_ENCODER}` (text_encoders): **drifted** — cut short" in page
+    assert f"already on disk: pick `{FP8}` instead (precision fp16 -\\> fp8\\_e4m3fn)" in page
+    assert f"**Replace the drifted file** `{CLIP_VISION}`" in page
+    assert (
+        f"**Replace the drifted file** `{TEXT_ENCODER}`" in page and "### Waiting for downloads, a drifted file" in page
+    )
     assert "Declared hashes: 3 of 3 files verified" in page
 
 
