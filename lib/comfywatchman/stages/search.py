@@ -26,7 +26,7 @@ from comfywatchman.search.base import (
     Status,
 )
 from comfywatchman.search.cache import SearchCache
-from comfywatchman.search.http import HttpClient
+from comfywatchman.search.http import DEADLINE_REASON, HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow import names
@@ -112,12 +112,15 @@ class Resolver:
         if cached is not None:
             cached.details["cached"] = True
             return cached
+        refused_before = self.http.deadline_refusals if self.http else 0
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
             answers.append(
                 SearchResult(query.name, query.folder, Status.NOT_SEARCHED, "search", reason="no backend configured")
             )
         result = policy.combine(query.name, query.folder, answers)
+        if self.http is not None and self.http.deadline_refusals > refused_before:
+            return _not_searched_yet(query, result)
         if self.cache and not self.ctx.config.offline:
             self.cache.put(query, self.order, result, now)
         return result
@@ -148,6 +151,17 @@ class Resolver:
         if self.cache and "not checked" not in str(checked.details.get("url_check", "")):
             self.cache.put(query, ("declared",), checked, now)
         return checked
+
+
+def _not_searched_yet(query: ModelQuery, result: SearchResult) -> SearchResult:
+    """Return what a search cut short by the cycle's network deadline stands for: a proven FOUND stays (it is
+    proof whatever was left unasked), anything else is NOT_SEARCHED "not searched yet", never cached, so the
+    next cycle asks again (a NOT_FOUND or ERROR from half the backends would be no answer at all)."""
+    if policy.may_queue(result):
+        return result
+    return SearchResult(
+        query.name, query.folder, Status.NOT_SEARCHED, "search", reason=DEADLINE_REASON, attempts=result.attempts
+    )
 
 
 def target_path(result: SearchResult, model_cache: dict[str, Any]) -> str | None:
