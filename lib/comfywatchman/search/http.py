@@ -495,7 +495,7 @@ class HttpClient:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             response.close()
-            raise self._too_large(response, host, url, int(declared))
+            raise self._too_large(response, host, url, f"declares {int(declared)} bytes")
         if response.request is not None and response.request.method == "HEAD":
             response._content = b""
             response.close()
@@ -512,7 +512,7 @@ class HttpClient:
                     break
                 size += len(block)
                 if size > limit:
-                    raise self._too_large(response, host, url, size)
+                    raise self._too_large(response, host, url, f"sent {size} bytes and counting")
                 chunks.append(block)
         except (_TooSlow, RemoteError):
             response.close()
@@ -526,10 +526,11 @@ class HttpClient:
         response._content = b"".join(chunks)
         response.raw.release_conn()
 
-    def _too_large(self, response: requests.Response, host: str, url: str, size: int) -> RemoteError:
+    def _too_large(self, response: requests.Response, host: str, url: str, size: str) -> RemoteError:
+        """Return the refusal of an answer larger than ``max_response_mb`` (``size`` says how large)."""
         mib = self.settings.max_response_bytes / (1024 * 1024)
         return RemoteError(
-            f"{host} answered more than {mib:g} MiB ({size} bytes and counting) for {self.scrub(_path_of(url))}; "
+            f"{host} answered more than {mib:g} MiB (it {size}) for {self.scrub(_path_of(url))}; "
             "refused: no API answer is that large",
             "too_large",
             host,
