@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -86,9 +88,50 @@ def test_network_faults_long(tmp_path, civitai_server, hub_server):  # noqa: F81
         for index, fault in enumerate(FAULTS):
             figures.append(fault_round(tmp_path / f"r{round_}-{index}", civitai_server, hub_server, fault, search))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The memory figures read /proc (Linux); elsewhere the suite reports the rest.
+    linux = Path("/proc/self/status").exists()
+    memory = {f: _client_peak_mib(civitai_server, f) if linux else float("nan") for f in ("huge", "endless", None)}
     print(
         f"\nnetwork faults: {len(figures)} faulty cycles ({len(FAULTS)} kinds x 3), "
         f"{sum(f['requests'] for f in figures)} requests under faults, longest cycle under faults "
         f"{max(f['seconds'] for f in figures):.2f} s (deadline {search['network_deadline_seconds']:g} s), "
-        f"peak RSS {peak_mib:.0f} MiB"
+        f"peak RSS of this test process (pytest and the fakes included) {peak_mib:.0f} MiB; a fresh process "
+        f"refusing a 2 GiB answer: peak RSS {memory['huge']:.0f} MiB, an endless one: {memory['endless']:.0f} MiB "
+        f"(shipped max_response_mb; the same process asking nothing: {memory[None]:.0f} MiB)"
     )
+
+
+PROBE = """
+import sys, tomllib
+from comfywatchman.search.http import HttpClient, HttpSettings, RemoteError
+with open(sys.argv[1], "rb") as handle:
+    client = HttpClient(HttpSettings.from_config(tomllib.load(handle)["search"]))
+if sys.argv[2] != "-":
+    try:
+        client.request("GET", sys.argv[2])
+    except RemoteError as exc:
+        assert exc.kind == "too_large", exc
+    else:
+        raise SystemExit("the answer was not refused")
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the forking parent's size.
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+"""
+
+
+def _client_peak_mib(server: Any, fault: Any) -> float:
+    """Return the peak RSS (MiB) of a fresh process whose client (shipped settings) asks ``server`` under
+    ``fault`` (None: asks nothing, the baseline)."""
+    defaults = Path(__file__).resolve().parents[2] / "config" / "default.toml"
+    server.fault_all = fault
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, str(defaults), f"{server.url}/api/v1/models" if fault else "-"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        server.fault_all = None
+    return int(done.stdout.split()[-1]) / 1024
