@@ -5,7 +5,8 @@ Each fake is a ``FakeServer``: a threaded ``http.server`` on an ephemeral port t
 real services do (``external-apis.md``): a status with the service's JSON body and headers, a body cut short
 (``"truncated"``), an answer slower than the client's timeout (``("slow", seconds)``), or a connection reset
 (``"reset"``). The hostile faults of the network suites too: ``("drip", seconds)`` sends the real answer one
-byte at a time with a pause after each, ``"huge"`` declares 2 GiB and streams zeros until the client hangs up,
+byte at a time with a pause after each, ``("drip_headers", seconds)`` its status line and headers so,
+``"huge"`` declares 2 GiB and streams zeros until the client hangs up,
 ``"endless"`` streams zeros without a length, ``"garbage"`` answers 200 with bytes that are no JSON,
 ``"loop"`` redirects to itself, ``"echo_token"`` redirects to the same path with the request's Authorization
 value in the query (a server echoing a token back). ``fault_all`` applies one action to every request until
@@ -201,7 +202,7 @@ class FakeServer:
         """Serve one of the hostile faults (drip, huge, endless, garbage, loop, echo_token); return whether
         ``action`` was one."""
         name = action[0] if isinstance(action, tuple) else action
-        if name not in ("drip", "huge", "endless", "garbage", "loop", "echo_token"):
+        if name not in ("drip", "drip_headers", "huge", "endless", "garbage", "loop", "echo_token"):
             return False
         try:
             if name == "drip":
@@ -214,6 +215,14 @@ class FakeServer:
                     handler.wfile.write(data[index : index + 1])
                     handler.wfile.flush()
                     time.sleep(float(action[1]))
+            elif name == "drip_headers":
+                data = self.route(request).encoded() or b'{"items": []}'
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                for index in range(len(head)):
+                    handler.wfile.write(head[index : index + 1].encode("ascii"))
+                    handler.wfile.flush()
+                    time.sleep(float(action[1]))
+                handler.wfile.write(data)
             elif name in ("huge", "endless"):
                 handler.send_response(200)
                 handler.send_header("Content-Type", "application/json")

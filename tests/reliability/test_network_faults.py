@@ -27,6 +27,7 @@ FAULTS: list[Any] = [
     "reset",
     ("slow", 3.0),
     ("drip", 0.05),
+    ("drip_headers", 0.05),
     503,
     Reply(429, {"error": "slow down"}, {"Retry-After": "86400"}),
     "loop",

@@ -40,6 +40,7 @@ from urllib3 import exceptions as urllib3_exceptions
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from comfywatchman import __version__
+from comfywatchman.search import request_watch
 
 if TYPE_CHECKING:
     from comfywatchman.config import Config, Secret
@@ -217,6 +218,8 @@ class HttpClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # Credentials come from this client only, never from ~/.netrc behind our back.
         self.session.trust_env = False
+        # Every answer is read under a watch, so a request cannot outlast its whole-request limit (headers too).
+        request_watch.mount(self.session)
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
@@ -430,17 +433,23 @@ class HttpClient:
         logger.debug("%s %s", method, self.scrub(url))
         started = self._clock()
         try:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                headers=send_headers,
-                timeout=(min(self.settings.connect_timeout, left), read_timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-            self._read_body(response, host, url, started, whole)
+            with request_watch.watching(whole) as watch:
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        headers=send_headers,
+                        timeout=(min(self.settings.connect_timeout, left), read_timeout),
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                    self._read_body(response, host, url, started, whole)
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                    if watch.expired:  # the watch cut a server that dripped its headers or body
+                        raise _TooSlow from None
+                    raise
         except requests.Timeout as exc:
             if _connect_failed(exc):
                 self._failures[host] += 1

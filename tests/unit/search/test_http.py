@@ -145,6 +145,16 @@ def test_request_cuts_off_a_server_that_drips_its_answer(echo):
     assert time.monotonic() - started < 0.5
 
 
+def test_request_cuts_off_a_server_that_drips_its_headers(echo):
+    echo.fail("/x", ("drip_headers", 0.05))  # ~60 bytes of status line and headers: 3 s, one byte at a time
+    client = HttpClient(fast_settings(read_timeout=1.0, request_timeout=0.3, max_attempts=1))
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as cut:
+        client.request("GET", f"{echo.url}/x")
+    assert cut.value.kind == "timeout" and "cut off" in str(cut.value)
+    assert time.monotonic() - started < 0.8
+
+
 def test_request_reads_a_dripped_answer_within_the_limit(echo):
     echo.fail("/x", ("drip", 0.01))
     assert HttpClient(fast_settings(request_timeout=2.0)).request("GET", f"{echo.url}/x").json() == {"ok": True}
