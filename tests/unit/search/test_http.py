@@ -355,3 +355,21 @@ def test_json_of_raises_bad_json_when_body_truncated(echo):
 def test_parse_retry_after_reads_seconds_or_date_when_given(value, expected):
     now = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
     assert parse_retry_after(value, now) == expected
+
+
+def test_request_gives_up_host_still_throttled_after_every_retry(echo):
+    echo.fail("/x", 429, 429, 429)
+    client = HttpClient(fast_settings(max_attempts=3), sleep=lambda s: None)
+    with pytest.raises(RemoteError) as first:
+        client.request("GET", f"{echo.url}/x")
+    assert first.value.kind == "http" and first.value.status == 429
+    with pytest.raises(RemoteError) as second:
+        client.request("GET", f"{echo.url}/y")  # would answer 200, but the host is given up for this cycle
+    assert second.value.kind == "circuit_open" and echo.count == 3
+    assert client.given_up(host_of(echo.url)) and client.host_failures(host_of(echo.url)) == 4
+
+
+def test_request_counts_no_failure_for_a_healthy_host(echo):
+    client = HttpClient(fast_settings())
+    client.request("GET", f"{echo.url}/missing")
+    assert client.host_failures(host_of(echo.url)) == 0 and client.given_up(host_of(echo.url)) is None
