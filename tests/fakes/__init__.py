@@ -4,7 +4,13 @@ Each fake is a ``FakeServer``: a threaded ``http.server`` on an ephemeral port t
 (method, path, query, headers, body) and can be scripted to fail the next matching requests in the ways the
 real services do (``external-apis.md``): a status with the service's JSON body and headers, a body cut short
 (``"truncated"``), an answer slower than the client's timeout (``("slow", seconds)``), or a connection reset
-(``"reset"``). The code under test reaches them through its normal configuration (base URLs).
+(``"reset"``). The hostile faults of the network suites too: ``("drip", seconds)`` sends the real answer one
+byte at a time with a pause after each, ``("drip_headers", seconds)`` its status line and headers so,
+``"huge"`` declares 2 GiB and streams zeros until the client hangs up,
+``"endless"`` streams zeros without a length, ``"garbage"`` answers 200 with bytes that are no JSON,
+``"loop"`` redirects to itself, ``"echo_token"`` redirects to the same path with the request's Authorization
+value in the query (a server echoing a token back). ``fault_all`` applies one action to every request until
+it is set back to None. The code under test reaches them through its normal configuration (base URLs).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ class Reply:
         return json.dumps(self.body).encode("utf-8")
 
 
-Action = Any  # int status | Reply | "truncated" | "reset" | ("slow", seconds)
+Action = Any  # int status | Reply | "truncated" | "reset" | ("slow", seconds) | the hostile faults above
 
 
 class _Server(ThreadingHTTPServer):
@@ -93,6 +99,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self._script: list[tuple[str, str, Action]] = []
         self._lock = threading.Lock()
+        self.fault_all: Action | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -135,6 +142,8 @@ class FakeServer:
             self._script.extend((method.upper(), path_prefix, action) for action in actions)
 
     def _take_action(self, method: str, path: str) -> Action | None:
+        if self.fault_all is not None:
+            return self.fault_all
         with self._lock:
             for index, (want_method, prefix, action) in enumerate(self._script):
                 if path.startswith(prefix) and (not want_method or want_method == method):
@@ -174,6 +183,8 @@ class FakeServer:
         if isinstance(action, tuple) and action[0] == "slow":
             time.sleep(float(action[1]))
             action = None
+        if self._hostile(handler, request, action):
+            return
         if action == "truncated":
             reply = self.route(request)
             full = reply.encoded() or b'{"items": [1, 2, 3]}'
@@ -186,6 +197,54 @@ class FakeServer:
         else:
             reply = self.route(request)
         self._send(handler, reply)
+
+    def _hostile(self, handler: _Handler, request: Recorded, action: Action) -> bool:
+        """Serve one of the hostile faults (drip, huge, endless, garbage, loop, echo_token); return whether
+        ``action`` was one."""
+        name = action[0] if isinstance(action, tuple) else action
+        if name not in ("drip", "drip_headers", "huge", "endless", "garbage", "loop", "echo_token"):
+            return False
+        try:
+            if name == "drip":
+                data = self.route(request).encoded() or b'{"items": []}'
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                for index in range(len(data)):
+                    handler.wfile.write(data[index : index + 1])
+                    handler.wfile.flush()
+                    time.sleep(float(action[1]))
+            elif name == "drip_headers":
+                data = self.route(request).encoded() or b'{"items": []}'
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                for index in range(len(head)):
+                    handler.wfile.write(head[index : index + 1].encode("ascii"))
+                    handler.wfile.flush()
+                    time.sleep(float(action[1]))
+                handler.wfile.write(data)
+            elif name in ("huge", "endless"):
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                if name == "huge":
+                    handler.send_header("Content-Length", str(2 * 1024**3))
+                else:
+                    handler.send_header("Connection", "close")
+                handler.end_headers()
+                block = b"0" * 65536
+                for _ in range(2 * 1024**3 // len(block)):
+                    handler.wfile.write(block)
+            elif name == "garbage":
+                self._send(handler, Reply(200, b"\x00\xffnot json <html>" * 50))
+            elif name == "loop":
+                self._send(handler, Reply(302, b"", {"Location": request.path}))
+            else:
+                token = request.headers.get("Authorization", "none").split()[-1]
+                self._send(handler, Reply(302, b"", {"Location": f"{request.path}?token={token}&echo=1"}))
+        except OSError:
+            pass
+        handler.close_connection = True
+        return True
 
     def _send(self, handler: _Handler, reply: Reply) -> None:
         data = reply.encoded()

@@ -20,7 +20,7 @@ from comfywatchman.search.base import (
     Status,
     access_details,
 )
-from comfywatchman.search.http import HttpClient, RemoteError
+from comfywatchman.search.http import HttpClient, RemoteError, host_of
 from comfywatchman.search.names import CivitaiRef, parse_air, parse_civitai_url, parse_hf_url
 
 if TYPE_CHECKING:
@@ -133,8 +133,11 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
     NEEDS_ACCESS (a gated repo, an early-access file: the page where access is granted, the token to set).
     ``X-Linked-Etag`` / ``X-Linked-Size`` fill in sha256 and size; a published sha256 that differs from a
     declared one makes the result UNCERTAIN.
-    A 404 or 410 makes it UNCERTAIN: the author's link is dead. A network failure leaves the offline verdict
-    standing, saying the URL was not checked.
+    A 404 or 410 makes it UNCERTAIN (the author's link is dead) only when it is evidence: a 410, a 404 the Hub
+    explains (``X-Error-Code`` EntryNotFound, RepoNotFound, RevisionNotFound), or a bare 404 from a host that has
+    failed no other request this cycle. A bare 404 from a host that is failing (timeouts, resets, 5xx, 429) is
+    an outage speaking, and counts as a network failure. A network failure leaves the offline verdict standing,
+    saying the URL was not checked (so it is not cached and is checked again next cycle).
     """
     assert result.url is not None
     check_url = service_url(result.url, config) if config is not None else result.url
@@ -145,6 +148,12 @@ def verify(result: SearchResult, http: HttpClient, config: Config | None = None)
         return result
     status = response.status_code
     result.details["url_check"] = f"HEAD {status}"
+    if status == 404 and not _404_is_evidence(response.headers, http, host_of(check_url)):
+        failures = http.host_failures(host_of(check_url))
+        result.details["url_check"] = (
+            f"not checked: HEAD 404 from {host_of(check_url)} while it failed {failures} other requests this cycle"
+        )
+        return result
     if status in (404, 410):
         return SearchResult(
             name=result.name,
@@ -215,6 +224,15 @@ def _civitai_page(ref: CivitaiRef) -> str | None:
             f"?modelVersionId={ref.version_id}" if ref.version_id else ""
         )
     return f"https://civitai.com/model-versions/{ref.version_id}" if ref.version_id else None
+
+
+#: The Hub's own word that a file, repo or revision does not exist (``X-Error-Code`` of its 404s).
+HUB_MISSING = frozenset({"EntryNotFound", "RepoNotFound", "RevisionNotFound"})
+
+
+def _404_is_evidence(headers: Mapping[str, str], http: HttpClient, host: str) -> bool:
+    """Return whether a 404 proves the file is gone: the Hub says so, or the host is failing nothing else."""
+    return headers.get("X-Error-Code", "") in HUB_MISSING or http.host_failures(host) == 0
 
 
 def _published(headers: Mapping[str, str], status: int) -> tuple[int | None, str | None]:

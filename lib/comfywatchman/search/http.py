@@ -6,6 +6,14 @@ backoff that honours ``Retry-After`` (never on other 4xx), a minimum gap between
 cap on requests per cycle, a circuit breaker for hosts that cannot be reached at all, and a request count
 per host.
 
+Every bound holds whatever a server does: the cycle's network work has a deadline (``network_deadline_seconds``;
+past it nothing is sent and the refusal is kind ``deadline``, which the search stage reports as "not searched
+yet"), every timeout and wait is cut to the time left, one request's whole duration is bounded
+(``request_timeout_seconds``: a server that drips one byte a second is cut off, not only one that falls silent),
+a body larger than ``max_response_mb`` is refused while it streams in, and a host that keeps timing out
+(``host_timeouts_before_giving_up``), stays throttled after every retry, or asks (Retry-After) for a wait
+longer than the time left is given up for the rest of the cycle, like one that does not resolve.
+
 Credentials are attached here and nowhere else: each token belongs to one host (``host:port``), worked out by
 the config loader from what each backend declares (``Config.tokens``; this module knows no backend), and is
 sent only there, also across redirects, which this client follows itself so that every hop is checked, counted and
@@ -28,9 +36,11 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from comfywatchman import __version__
+from comfywatchman.search import request_watch
 
 if TYPE_CHECKING:
     from comfywatchman.config import Config, Secret
@@ -41,6 +51,12 @@ USER_AGENT = f"comfywatchman/{__version__} (+https://github.com/comfywatchman)"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+#: What a request refused past the cycle's network deadline says; the search stage repeats it.
+# The words policy.not_searched_yet turns a deadline refusal into, so both say the same.
+DEADLINE_REASON = "not searched yet (network deadline reached); next cycle"
+# Bytes asked of the socket per read while a body streams in: small enough that the whole-request limit is
+# checked often, large enough that a real answer takes few reads.
+_READ_CHUNK = 64 * 1024
 _TOKEN_PARAM = re.compile(r"(?i)((?:token|api_key|apikey|key|access_token)=)[^&\s'\"#]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
 
@@ -78,8 +94,8 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
 class RemoteError(Exception):
     """A remote call that gave no usable answer. The message is scrubbed of secrets and fit for a report.
 
-    ``kind`` is one of ``budget``, ``circuit_open``, ``connection``, ``timeout``, ``http``, ``bad_json``,
-    ``redirects``; ``status`` is the HTTP status when there was one.
+    ``kind`` is one of ``budget``, ``deadline``, ``circuit_open``, ``connection``, ``timeout``, ``throttled``,
+    ``http``, ``bad_json``, ``too_large``, ``redirects``; ``status`` is the HTTP status when there was one.
     """
 
     def __init__(self, message: str, kind: str, host: str = "", status: int | None = None) -> None:
@@ -101,6 +117,10 @@ class HttpSettings:
     retry_after_max: float
     min_interval: float
     max_requests: int
+    network_deadline: float
+    request_timeout: float
+    host_timeouts: int
+    max_response_bytes: int
 
     @classmethod
     def from_config(cls, search: Mapping[str, Any]) -> HttpSettings:
@@ -114,6 +134,10 @@ class HttpSettings:
             retry_after_max=float(search["retry_after_max_seconds"]),
             min_interval=float(search["min_interval_seconds"]),
             max_requests=int(search["max_requests_per_cycle"]),
+            network_deadline=float(search["network_deadline_seconds"]),
+            request_timeout=float(search["request_timeout_seconds"]),
+            host_timeouts=int(search["host_timeouts_before_giving_up"]),
+            max_response_bytes=int(float(search["max_response_mb"]) * 1024 * 1024),
         )
 
 
@@ -138,6 +162,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+class _TooSlow(Exception):
+    """Internal: one request took longer in all than it may (a server that drips its answer)."""
 
 
 class _Retryable(Exception):
@@ -171,7 +199,8 @@ class HttpClient:
     """A requests session with the project's timeouts, retries, pacing, budget, circuit breaker and tokens.
 
     ``tokens`` maps a host (``host:port`` as in ``host_of``) to the Secret sent to it as a Bearer token.
-    ``sleep`` and ``clock`` are parameters so tests need not wait.
+    ``sleep`` and ``clock`` are parameters so tests need not wait. The network deadline starts when the client
+    is made (one client per cycle).
     """
 
     def __init__(
@@ -190,11 +219,19 @@ class HttpClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # Credentials come from this client only, never from ~/.netrc behind our back.
         self.session.trust_env = False
+        # Every answer is read under a watch, so a request cannot outlast its whole-request limit (headers too).
+        request_watch.mount(self.session)
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
         self._last_request: dict[str, float] = {}
         self._down: dict[str, str] = {}
+        self._deadline = clock() + settings.network_deadline
+        # Per host: timeouts (toward giving it up) and failed attempts of any kind (a 404 from a host that is
+        # failing is no evidence, see declared.verify).
+        self._timeouts: Counter[str] = Counter()
+        self._failures: Counter[str] = Counter()
+        self.deadline_refusals = 0
         self.counts: Counter[str] = Counter()
         self.sleeps: list[float] = []
 
@@ -214,6 +251,33 @@ class HttpClient:
     def request_counts(self) -> dict[str, int]:
         """Return the number of requests sent per host, for the report and the closing note."""
         return dict(self.counts)
+
+    def time_left(self) -> float:
+        """Return the seconds left before the cycle's network deadline (0 once it has passed)."""
+        return max(0.0, self._deadline - self._clock())
+
+    @property
+    def deadline_reached(self) -> bool:
+        """Return whether the cycle's network deadline has passed (nothing more is sent)."""
+        return self.time_left() <= 0
+
+    def refuse_past_deadline(self, host: str = "") -> RemoteError:
+        """Return (for the caller to raise) the refusal of work past the deadline, and count it."""
+        self.deadline_refusals += 1
+        return RemoteError(DEADLINE_REASON, "deadline", host)
+
+    def host_failures(self, host: str) -> int:
+        """Return how many attempts to ``host`` failed this cycle (timeouts, resets, 429/5xx, refusals)."""
+        return self._failures[host.lower()] + (1 if host.lower() in self._down else 0)
+
+    def given_up(self, host: str) -> str | None:
+        """Return why ``host`` was given up for the rest of the cycle, or None while it is still asked."""
+        return self._down.get(host.lower())
+
+    def _give_up(self, host: str, why: str) -> None:
+        if host not in self._down:
+            logger.warning("giving up %s for the rest of this cycle: %s", host, why)
+        self._down[host] = why
 
     def add_token(self, host: str, secret: Secret) -> None:
         """Send ``secret`` as a Bearer token to ``host`` (``host:port``) from now on, and nowhere else."""
@@ -246,9 +310,11 @@ class HttpClient:
         """Send one logical request and return the final response (any status that is not retried).
 
         Redirects are followed here (up to 5) unless ``follow_redirects`` is False; the token of the new host,
-        if any, replaces the old one. ``timeout`` overrides the read timeout for slow endpoints (an LLM).
-        Raise RemoteError when the request budget is spent, the host was found unreachable earlier this cycle,
-        the connection fails or times out after every retry, or a 429/5xx persists after every retry.
+        if any, replaces the old one. ``timeout`` overrides the read timeout and the whole-request limit for slow
+        endpoints (an LLM). The body is read here, bounded in size and time, so the response returned holds it.
+        Raise RemoteError when the request budget is spent, the network deadline has passed, the host was given
+        up earlier this cycle, the connection fails or times out after every retry, a 429/5xx persists after
+        every retry, or the body is too large or too slow.
         """
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
@@ -306,6 +372,8 @@ class HttpClient:
                 "circuit_open",
                 host,
             )
+        if self.deadline_reached:
+            raise self.refuse_past_deadline(host)
         settings = self.settings
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, settings.max_attempts)),
@@ -320,6 +388,9 @@ class HttpClient:
         except _Retryable as exc:
             if exc.response is not None:
                 status = exc.response.status_code
+                if status == 429:
+                    # Still throttled after every retry: asking again this cycle only earns more refusals.
+                    self._give_up(host, f"HTTP 429 after {settings.max_attempts} attempts")
                 raise RemoteError(
                     self.scrub(
                         f"{host} answered HTTP {status} after {settings.max_attempts} attempts "
@@ -347,6 +418,9 @@ class HttpClient:
         retry_read_timeout: bool = True,
     ) -> requests.Response:
         host = host_of(url)
+        left = self.time_left()
+        if left <= 0:
+            raise self.refuse_past_deadline(host)
         self._take_budget(host, url)
         self._pace(host)
         send_headers = dict(headers or {})
@@ -354,26 +428,48 @@ class HttpClient:
         token = self._tokens.get(host)
         if token:
             send_headers["Authorization"] = f"Bearer {token.reveal()}"
-        read_timeout = self.settings.read_timeout if timeout is None else timeout
+        # Every wait is cut to the time left, so one request cannot outlast the cycle's deadline.
+        read_timeout = min(self.settings.read_timeout if timeout is None else timeout, left)
+        whole = min(self.settings.request_timeout if timeout is None else max(timeout, read_timeout), left)
         logger.debug("%s %s", method, self.scrub(url))
+        started = self._clock()
         try:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                headers=send_headers,
-                timeout=(self.settings.connect_timeout, read_timeout),
-                allow_redirects=False,
-            )
+            with request_watch.watching(whole) as watch:
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        headers=send_headers,
+                        timeout=(min(self.settings.connect_timeout, left), read_timeout),
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                    self._read_body(response, host, url, started, whole)
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                    if watch.expired:  # the watch cut a server that dripped its headers or body
+                        raise _TooSlow from None
+                    raise
         except requests.Timeout as exc:
             if _connect_failed(exc):
+                self._failures[host] += 1
                 raise _Retryable(f"connection to {host} timed out", connect_failed=True) from None
             message = f"no answer from {host} within {read_timeout:g} s (read timed out)"
+            self._timed_out(host, message)
             if not retry_read_timeout:
                 raise RemoteError(message, "timeout", host) from None
             raise _Retryable(message) from None
-        except requests.ConnectionError as exc:
+        except _TooSlow:
+            message = f"{host} timed out: no whole answer within {whole:g} s ({self.scrub(_path_of(url))}); cut off"
+            self._timed_out(host, message)
+            if not retry_read_timeout:
+                raise RemoteError(message, "timeout", host) from None
+            raise _Retryable(message) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            self._failures[host] += 1
+            if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                raise _Retryable(f"connection to {host} was cut while it answered") from None
             if _connect_failed(exc, (NameResolutionError,)):
                 # A host name that does not resolve (no network, no DNS) will not resolve a second later:
                 # no retry ladder, and the breaker spares every later request of the cycle.
@@ -386,10 +482,70 @@ class HttpClient:
                 ) from None
             raise _Retryable(f"connection to {host} was reset or broken ({type(exc).__name__})") from None
         except requests.RequestException as exc:
+            self._failures[host] += 1
             raise RemoteError(f"{host}: request failed: {self.scrub(str(exc))}", "connection", host) from None
         if response.status_code in RETRY_STATUSES:
+            self._failures[host] += 1
             raise _Retryable(f"HTTP {response.status_code}", response=response)
         return response
+
+    def _timed_out(self, host: str, message: str) -> None:
+        """Count a timeout of ``host``; give the host up once it has cost ``host_timeouts`` of them."""
+        self._failures[host] += 1
+        self._timeouts[host] += 1
+        if self._timeouts[host] >= self.settings.host_timeouts:
+            self._give_up(host, f"{self._timeouts[host]} timeouts, the last: {message}")
+            raise RemoteError(f"{message}; {host} given up for the rest of this cycle", "timeout", host)
+
+    def _read_body(self, response: requests.Response, host: str, url: str, started: float, whole: float) -> None:
+        """Read the body of a streamed ``response`` into it, refusing one larger than ``max_response_bytes``
+        (by its Content-Length first, then by what arrives) and raising _TooSlow once the request has taken
+        ``whole`` seconds in all. Each read takes what the socket has, so a slow drip is checked often."""
+        limit = self.settings.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise self._too_large(response, host, url, f"declares {int(declared)} bytes")
+        if response.request is not None and response.request.method == "HEAD":
+            response._content = b""
+            response.close()
+            return
+        read = getattr(response.raw, "read1", None) or response.raw.read
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                if self._clock() - started > whole:
+                    raise _TooSlow
+                block = read(_READ_CHUNK, decode_content=True)
+                if not block:
+                    break
+                size += len(block)
+                if size > limit:
+                    raise self._too_large(response, host, url, f"sent {size} bytes and counting")
+                chunks.append(block)
+        except (_TooSlow, RemoteError):
+            response.close()
+            raise
+        except (OSError, ValueError, urllib3_exceptions.HTTPError) as exc:
+            # A reset, a cut or a broken chunked/gzip stream while the body came in: retried like a reset.
+            response.close()
+            if isinstance(exc, urllib3_exceptions.ReadTimeoutError):
+                raise requests.ReadTimeout(str(exc)) from None
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
+        response._content = b"".join(chunks)
+        response.raw.release_conn()
+
+    def _too_large(self, response: requests.Response, host: str, url: str, size: str) -> RemoteError:
+        """Return the refusal of an answer larger than ``max_response_mb`` (``size`` says how large)."""
+        mib = self.settings.max_response_bytes / (1024 * 1024)
+        return RemoteError(
+            f"{host} answered more than {mib:g} MiB (it {size}) for {self.scrub(_path_of(url))}; "
+            "refused: no API answer is that large",
+            "too_large",
+            host,
+            response.status_code,
+        )
 
     def _take_budget(self, host: str, url: str) -> None:
         with self._lock:
@@ -412,15 +568,31 @@ class HttpClient:
         self._last_request[host] = self._clock()
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Return the wait before the next attempt; raise RemoteError instead of a wait past the deadline."""
         s = self.settings
         backoff = float(min(s.backoff_max, s.backoff_base * (2 ** (state.attempt_number - 1))))
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.response is not None:
-            asked = parse_retry_after(exc.response.headers.get("Retry-After"))
+        response = exc.response if isinstance(exc, _Retryable) else None
+        host = host_of(response.url or "") if response is not None else ""
+        wait = backoff
+        if response is not None:
+            asked = parse_retry_after(response.headers.get("Retry-After"))
+            if asked is not None and asked >= self.time_left():
+                # Nothing may be sent to this host before the deadline without ignoring what it asked.
+                self._give_up(host, f"HTTP {response.status_code} asking to wait {asked:g} s")
+                raise RemoteError(
+                    f"{host} answered HTTP {response.status_code} asking to wait {asked:g} s, longer than this "
+                    "cycle has left; given up for the rest of this cycle",
+                    "throttled",
+                    host,
+                    response.status_code,
+                )
             if asked is not None:
                 # The server said when; waiting less earns another refusal. The cap stops a hostile value.
-                return float(max(backoff, min(asked, s.retry_after_max)))
-        return backoff
+                wait = float(max(backoff, min(asked, s.retry_after_max)))
+        if wait >= self.time_left():
+            raise self.refuse_past_deadline(host)
+        return wait
 
     def _record_sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

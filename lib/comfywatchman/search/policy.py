@@ -44,6 +44,7 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
 
 
 BUDGET_SPENT = "request budget of this cycle spent"
+DEADLINE_REACHED = "network deadline reached"
 
 
 def not_searched_yet(

@@ -2,7 +2,8 @@
 
 Two transports, chosen by ``[qwen] transport``:
 
-- ``cli``: the Qwen Code CLI, run as ``qwen -p PROMPT`` (as the original tool did) with a timeout;
+- ``cli``: the Qwen Code CLI, run as ``qwen PROMPT`` (the positional prompt; ``-p`` is deprecated) with a
+  timeout, in a process group, an empty working folder and a home of its own (``agent_process``);
 - ``openai``: any OpenAI-compatible chat-completions endpoint (DashScope compatible mode, Ollama, vLLM,
   llama.cpp server), offered tools that run this project's own Civitai and HuggingFace clients.
 - ``auto`` (default): the CLI when the command is on PATH, else the endpoint when ``base_url`` is set, else
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from comfywatchman import artifacts
-from comfywatchman.search import names
+from comfywatchman.search import agent_process, names
 from comfywatchman.search.base import (
     Candidate,
     Credential,
@@ -197,7 +198,7 @@ class QwenBackend(SearchBackend):
         civitai: CivitaiClient | None = None,
         hub: HuggingFaceClient | None = None,
         env: Mapping[str, str] | None = None,
-        run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+        run: Callable[..., subprocess.CompletedProcess[str]] = agent_process.run_agent,
     ) -> None:
         super().__init__(context)
         # The child process inherits our environment (PATH, HOME, locale), minus every credential.
@@ -271,25 +272,15 @@ class QwenBackend(SearchBackend):
         )
 
     def _ask_cli(self, query: ModelQuery) -> str:
-        command = [
-            str(self.settings["command"]),
-            *map(str, self.settings["extra_args"]),
-            "-p",
-            self.prompt(query),
-        ]
+        command = [str(self.settings["command"]), *map(str, self.settings["extra_args"]), self.prompt(query)]
         secret_names = credential_names()
         env = {k: v for k, v in self.env.items() if k not in secret_names}
-        timeout = float(self.settings["timeout_seconds"])
+        # The agent's run counts against the cycle's network deadline like any request.
+        timeout = min(float(self.settings["timeout_seconds"]), self.http.time_left())
+        if timeout <= 0:
+            raise self.http.refuse_past_deadline()
         try:
-            done = self._run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            done = self._run(command, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RemoteError(f"the qwen CLI did not answer within {timeout:g} s", "timeout") from None
         except OSError as exc:

@@ -116,6 +116,7 @@ class Resolver:
             return cached
         if self.budget_spent() and any(b.needs_network for b in self.backends) and not self.ctx.config.offline:
             return self._waiting(query, offline_answers)
+        refused_before = self.http.deadline_refusals if self.http else 0
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
             answers.append(
@@ -125,6 +126,9 @@ class Resolver:
         if result.status is Status.ERROR and any(a.details.get("error_kind") == "budget" for a in answers):
             # The budget ran out while this file was being searched: it waits, like the files after it.
             return self._waiting(query, answers)
+        if self.http is not None and self.http.deadline_refusals > refused_before and not policy.may_queue(result):
+            # The cycle's network deadline cut this search short: a half-asked answer is no answer; it waits.
+            return self._waiting(query, answers, policy.DEADLINE_REACHED)
         if self.cache and not self.ctx.config.offline:
             self.cache.put(query, self.order, result, now)
         return result
@@ -135,12 +139,12 @@ class Resolver:
             return False
         return self.http.total_requests >= self.http.settings.max_requests
 
-    def _waiting(self, query: ModelQuery, answers: list[SearchResult]) -> SearchResult:
-        """Return NOT_SEARCHED "not searched yet" for ``query`` (never cached; the next cycle asks), keeping
-        any candidate the offline sources offered."""
+    def _waiting(self, query: ModelQuery, answers: list[SearchResult], why: str = policy.BUDGET_SPENT) -> SearchResult:
+        """Return NOT_SEARCHED "not searched yet" for ``query`` (never cached; the next cycle asks), saying
+        ``why`` (the request budget or the network deadline), keeping any candidate the offline sources offered."""
         self.waiting += 1
         attempts = [{"backend": r.source, "status": r.status.value, "reason": r.reason} for r in answers]
-        result = policy.not_searched_yet(query.name, query.folder, policy.BUDGET_SPENT, attempts)
+        result = policy.not_searched_yet(query.name, query.folder, why, attempts)
         result.candidates = [c for r in answers for c in r.candidates]
         return result
 

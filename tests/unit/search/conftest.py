@@ -33,6 +33,10 @@ FAST_SEARCH: dict[str, Any] = {
     "retry_after_max_seconds": 0.0,
     "min_interval_seconds": 0.0,
     "max_requests_per_cycle": 500,
+    "network_deadline_seconds": 60.0,
+    "request_timeout_seconds": 5.0,
+    "host_timeouts_before_giving_up": 2,
+    "max_response_mb": 4.0,
 }
 
 

@@ -150,3 +150,23 @@ def test_cycle_records_error_and_caches_nothing_when_civitai_is_down(tmp_path, h
     assert "unreachable earlier this cycle" in results[1].attempts[1]["reason"]  # circuit breaker: no new tries
     assert http.request_counts()["127.0.0.1:9"] == int(config.data["search"]["max_attempts"])
     assert cache.entries == {}
+
+
+def test_cycle_past_network_deadline_is_not_searched_yet_uncached_and_asked_next_cycle(
+    tmp_path, civitai_server, hub_server
+):
+    config = make_config(tmp_path, civitai_server, hub_server, search={"network_deadline_seconds": 10.0})
+    # The clock jumps past the deadline once Civitai has answered once: the Hub is never asked this cycle.
+    http = HttpClient.from_config(config, sleep=lambda s: None, clock=lambda: 1000.0 if civitai_server.count else 0.0)
+    context = SearchContext(config=config, now=NOW, http=http)
+    backends = [backend_class(name)(context) for name in ORDER]
+    cache = SearchCache.from_config(config)
+    resolver = Resolver(StageContext(config, "deadline-test", clock=lambda: NOW), backends, http, cache)
+    nothing = ModelQuery("zzqx_nothing_v2.safetensors", "checkpoints")  # NOT_FOUND once everything is asked
+    later = ModelQuery("old_style.safetensors", "loras")
+    results = [resolver.resolve(nothing), resolver.resolve(later)]
+    assert [r.status for r in results] == [Status.NOT_SEARCHED, Status.NOT_SEARCHED]
+    assert all(r.reason == "not searched yet (network deadline reached); next cycle" for r in results)
+    assert hub_server.count == 0 and cache.entries == {}
+    next_cycle, _costs, _http = run_cycle(config, SearchCache.from_config(config), [nothing, later], [civitai_server])
+    assert [r.status for r in next_cycle] == [Status.NOT_FOUND, Status.NOT_FOUND]

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from comfywatchman.search import declared
-from comfywatchman.search.base import Declaration, Evidence, ModelQuery, Status
+from comfywatchman.search.base import Declaration, Evidence, ModelQuery, SearchResult, Status
+from comfywatchman.search.declared import verify
+from comfywatchman.search.http import HttpClient, RemoteError
+from tests.fakes import FakeServer, Recorded, Reply
+from tests.unit.search.conftest import fast_settings
 
 TRUSTED = ["huggingface.co", "civitai.com", "civitai.red"]
 HF = "https://huggingface.co/Comfy-Org/flux1-schnell/resolve/main/flux1-schnell.safetensors"
@@ -112,3 +116,44 @@ def test_verify_needs_access_when_declared_url_refuses_download(
     checked = declared.verify(found, HttpClient.from_config(config, sleep=lambda s: None), config)
     assert checked.status is Status.NEEDS_ACCESS and not policy.may_queue(checked)
     assert checked.details["access"]["page"] == page and checked.details["access"]["token"] == token
+
+
+class Outage(FakeServer):
+    """A file server in trouble: /api answers 503; every file path answers a bare 404, or the Hub's
+    ``EntryNotFound`` 404 under /hub/."""
+
+    def route(self, request: Recorded) -> Reply:
+        if request.path.startswith("/api"):
+            return Reply(503, {"error": "busy"})
+        if request.path.startswith("/hub/"):
+            return Reply(404, None, {"X-Error-Code": "EntryNotFound"})
+        return Reply(404, None)
+
+
+def declared_found(url: str) -> SearchResult:
+    return SearchResult("x.safetensors", "loras", Status.FOUND, "declared", Evidence.DECLARED, url=url)
+
+
+def test_verify_keeps_a_404_from_a_healthy_host_as_a_dead_link() -> None:
+    with Outage() as server:
+        checked = verify(declared_found(f"{server.url}/f/x.safetensors"), HttpClient(fast_settings()))
+    assert checked.status is Status.UNCERTAIN and "link is dead" in checked.reason
+
+
+def test_verify_does_not_believe_a_bare_404_from_a_failing_host() -> None:
+    with Outage() as server:
+        http = HttpClient(fast_settings(max_attempts=2), sleep=lambda s: None)
+        with pytest.raises(RemoteError):
+            http.request("GET", f"{server.url}/api/models")  # the outage shows on another request first
+        checked = verify(declared_found(f"{server.url}/f/x.safetensors"), http)
+    assert checked.status is Status.FOUND
+    assert str(checked.details["url_check"]).startswith("not checked: HEAD 404")  # so the resolver caches nothing
+
+
+def test_verify_believes_the_hubs_entry_not_found_even_during_an_outage() -> None:
+    with Outage() as server:
+        http = HttpClient(fast_settings(max_attempts=2), sleep=lambda s: None)
+        with pytest.raises(RemoteError):
+            http.request("GET", f"{server.url}/api/models")
+        checked = verify(declared_found(f"{server.url}/hub/x.safetensors"), http)
+    assert checked.status is Status.UNCERTAIN

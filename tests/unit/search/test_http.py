@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -67,10 +68,106 @@ def test_request_waits_retry_after_when_503_carries_it(echo):
 
 
 def test_request_caps_retry_after_when_server_asks_too_much(echo):
-    echo.fail("/x", Reply(503, None, {"Retry-After": "86400"}))
+    echo.fail("/x", Reply(503, None, {"Retry-After": "50"}))
     slept: list[float] = []
-    HttpClient(fast_settings(retry_after_max=30.0), sleep=slept.append).request("GET", f"{echo.url}/x")
+    HttpClient(fast_settings(retry_after_max=30.0, network_deadline=300.0), sleep=slept.append).request(
+        "GET", f"{echo.url}/x"
+    )
     assert slept == [30.0]
+
+
+def test_request_gives_up_host_when_retry_after_exceeds_time_left(echo):
+    echo.fail("/x", Reply(429, None, {"Retry-After": "86400"}))
+    slept: list[float] = []
+    client = HttpClient(fast_settings(retry_after_max=120.0, network_deadline=300.0), sleep=slept.append)
+    with pytest.raises(RemoteError) as first:
+        client.request("GET", f"{echo.url}/x")
+    assert first.value.kind == "throttled" and slept == []
+    with pytest.raises(RemoteError) as second:
+        client.request("GET", f"{echo.url}/y")
+    assert second.value.kind == "circuit_open" and echo.count == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_request_is_refused_without_sending_when_deadline_passed(echo):
+    clock = FakeClock()
+    client = HttpClient(fast_settings(network_deadline=10.0), sleep=clock.sleep, clock=clock)
+    assert client.request("GET", f"{echo.url}/x").status_code == 200
+    clock.now = 10.5
+    with pytest.raises(RemoteError) as refused:
+        client.request("GET", f"{echo.url}/x")
+    assert refused.value.kind == "deadline" and "not searched yet" in str(refused.value)
+    assert echo.count == 1 and client.deadline_refusals == 1
+
+
+def test_request_does_not_back_off_past_deadline(echo):
+    echo.fail("/x", 503, 503, 503)
+    clock = FakeClock()
+    client = HttpClient(
+        fast_settings(network_deadline=5.0, backoff_base=4.0, backoff_max=30.0, max_attempts=4),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    with pytest.raises(RemoteError) as refused:
+        client.request("GET", f"{echo.url}/x")
+    # 4 s waited after the first 503; the next back-off (8 s) would pass the deadline, so it is not waited.
+    assert refused.value.kind == "deadline" and client.sleeps == [4.0] and echo.count == 2
+
+
+def test_request_gives_up_host_after_repeated_read_timeouts(echo):
+    echo.fail("/x", ("slow", 1.0), ("slow", 1.0), ("slow", 1.0), ("slow", 1.0))
+    client = HttpClient(fast_settings(read_timeout=0.2, max_attempts=4, host_timeouts=2))
+    with pytest.raises(RemoteError) as first:
+        client.request("GET", f"{echo.url}/x")
+    assert first.value.kind == "timeout" and "given up" in str(first.value)
+    with pytest.raises(RemoteError) as second:
+        client.request("GET", f"{echo.url}/z")
+    assert second.value.kind == "circuit_open" and echo.count == 2
+
+
+def test_request_cuts_off_a_server_that_drips_its_answer(echo):
+    echo.fail("/x", ("drip", 0.05))  # {"ok": true}: 12 bytes, 0.6 s; every byte well within the read timeout
+    client = HttpClient(fast_settings(read_timeout=1.0, request_timeout=0.25, max_attempts=1))
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as cut:
+        client.request("GET", f"{echo.url}/x")
+    assert cut.value.kind == "timeout" and "cut off" in str(cut.value)
+    assert time.monotonic() - started < 0.5
+
+
+def test_request_cuts_off_a_server_that_drips_its_headers(echo):
+    echo.fail("/x", ("drip_headers", 0.05))  # ~60 bytes of status line and headers: 3 s, one byte at a time
+    client = HttpClient(fast_settings(read_timeout=1.0, request_timeout=0.3, max_attempts=1))
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as cut:
+        client.request("GET", f"{echo.url}/x")
+    assert cut.value.kind == "timeout" and "cut off" in str(cut.value)
+    assert time.monotonic() - started < 0.8
+
+
+def test_request_reads_a_dripped_answer_within_the_limit(echo):
+    echo.fail("/x", ("drip", 0.01))
+    assert HttpClient(fast_settings(request_timeout=2.0)).request("GET", f"{echo.url}/x").json() == {"ok": True}
+
+
+@pytest.mark.parametrize("fault", ["huge", "endless"])
+def test_request_refuses_an_answer_larger_than_any_api_answer(echo, fault):
+    echo.fail("/x", fault)
+    client = HttpClient(fast_settings(max_response_bytes=1024 * 1024))
+    with pytest.raises(RemoteError) as refused:
+        client.request("GET", f"{echo.url}/x")
+    assert refused.value.kind == "too_large" and host_of(echo.url) in str(refused.value)
+    assert echo.count == 1  # not retried: the next answer would be as large
 
 
 def test_request_backs_off_exponentially_when_no_retry_after(echo):
@@ -258,3 +355,21 @@ def test_json_of_raises_bad_json_when_body_truncated(echo):
 def test_parse_retry_after_reads_seconds_or_date_when_given(value, expected):
     now = datetime(2025, 10, 23, 12, 0, tzinfo=timezone.utc)
     assert parse_retry_after(value, now) == expected
+
+
+def test_request_gives_up_host_still_throttled_after_every_retry(echo):
+    echo.fail("/x", 429, 429, 429)
+    client = HttpClient(fast_settings(max_attempts=3), sleep=lambda s: None)
+    with pytest.raises(RemoteError) as first:
+        client.request("GET", f"{echo.url}/x")
+    assert first.value.kind == "http" and first.value.status == 429
+    with pytest.raises(RemoteError) as second:
+        client.request("GET", f"{echo.url}/y")  # would answer 200, but the host is given up for this cycle
+    assert second.value.kind == "circuit_open" and echo.count == 3
+    assert client.given_up(host_of(echo.url)) and client.host_failures(host_of(echo.url)) == 4
+
+
+def test_request_counts_no_failure_for_a_healthy_host(echo):
+    client = HttpClient(fast_settings())
+    client.request("GET", f"{echo.url}/missing")
+    assert client.host_failures(host_of(echo.url)) == 0 and client.given_up(host_of(echo.url)) is None

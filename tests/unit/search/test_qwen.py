@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +67,7 @@ def test_search_finds_when_cli_claim_is_verified_on_civitai(tmp_path, civitai_se
     assert result.details["civitai"]["file_id"] == 3001
     assert [r.path for r in civitai_server.requests] == ["/api/v1/model-versions/2001"]
     args = qwen_cli.calls(folder)[0]
-    assert args[0] == "-p" and "add_detail.safetensors" in args[1]
+    assert len(args) == 1 and "add_detail.safetensors" in args[0]  # the positional prompt; -p is deprecated
 
 
 def test_search_is_uncertain_when_cli_claims_found_but_names_differ(tmp_path, civitai_server):
@@ -302,3 +304,43 @@ def test_search_needs_access_when_agent_names_file_in_gated_repo(tmp_path, hub_s
     result = backend.search(ModelQuery("flux1-dev.safetensors", "diffusion_models"))
     assert result.status is Status.NEEDS_ACCESS
     assert result.details["access"]["page"] == "https://huggingface.co/black-forest-labs/FLUX.1-dev"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_timeout_ends_the_whole_cli_group_so_no_worker_calls_the_endpoint_later(tmp_path, chat_server):
+    backend, folder = cli_backend(tmp_path, mode="hang", qwen={"timeout_seconds": 1.0})
+    (folder / "endpoint.txt").write_text(f"{chat_server.url}/v1/models", encoding="utf-8")
+    (tmp_path / "private.txt").write_text("the user's own file", encoding="utf-8")
+    result = backend.search(LORA)
+    assert result.status is Status.ERROR and "did not answer within 1 s" in result.reason
+    assert chat_server.count > 0  # the worker did call while the CLI ran
+    [worker] = qwen_cli.workers(folder)
+    assert not _running(worker)
+    calls_at_end = chat_server.count
+    time.sleep(0.5)
+    assert chat_server.count == calls_at_end  # nobody of the group calls the endpoint any more
+
+
+def test_cli_runs_in_an_empty_folder_with_a_home_of_its_own(tmp_path, civitai_server, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "private.txt").write_text("the user's own file", encoding="utf-8")
+    user_home = tmp_path / "user-home"
+    (user_home / ".qwen").mkdir(parents=True)
+    backend, folder = cli_backend(
+        tmp_path, civitai_server, output=answer(candidates=[civitai_candidate()]), env={"HOME": str(user_home)}
+    )
+    assert backend.search(LORA).status is Status.FOUND
+    [seen] = qwen_cli.seen(folder)
+    assert seen["files"] == [] and seen["cwd"] != str(tmp_path)
+    home = Path(str(seen["home"]))
+    assert home != user_home and not home.exists()  # its temporary home is gone afterwards
+    # A worker left behind after a normal answer ends too (it may be ended before it wrote its pid).
+    assert not any(_running(pid) for pid in qwen_cli.workers(folder))
