@@ -172,7 +172,12 @@ def bursts(home: Home, count: int, rng: random.Random, width: int) -> None:
         assert loop.poll() is None
     finally:
         loop.send_signal(signal.SIGTERM)
-    assert home.finish("scheduler", loop, timeout=120) == 0
+    try:
+        assert home.finish("scheduler", loop, timeout=120) == 0
+    finally:
+        if loop.poll() is None:  # never leave a loop behind, whatever failed above
+            loop.kill()
+            loop.wait(timeout=10)
     cycles = home.records("state/cycles.jsonl", "cycle")
     by_trigger = Counter(str(c["trigger"]) for c in cycles)
     # Every run is recorded, skipped ones included: nothing lost when processes append at once.
