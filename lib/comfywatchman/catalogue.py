@@ -15,7 +15,7 @@ from comfywatchman.config import Config
 
 Kind = Literal["json", "jsonl", "text", "binary"]
 
-# Who writes a file besides the six stages: the guarded cycle (cycles.jsonl, scheduler.json) and the
+# Who writes a file besides the stages: the guarded cycle (cycles.jsonl, scheduler.json) and the
 # --scheduler loop (scheduler.json).
 CYCLE = "cycle"
 LOOP = "loop"

@@ -1,4 +1,4 @@
-"""The seven stages of a readiness cycle, one module each, in the order they run."""
+"""The stages of a readiness cycle, one module each, in the order they run."""
 
 ORDER = ("gate", "cache", "intake", "scan", "search", "verify", "report")
 # Run only when asked (``--auto-download`` or ``[download] auto_download``), between search and report.
