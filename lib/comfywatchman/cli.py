@@ -118,8 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logsetup.configure(args.verbose, args.quiet)
-    wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
-    wanted += (download_cli.wanted(args),)
+    wanted = (
+        args.run_cycle,
+        args.stage,
+        args.list_intake is not None,
+        args.scheduler,
+        args.scheduler_status,
+        download_cli.wanted(args),
+    )
     if not any(wanted):
         parser.print_usage(sys.stderr)
         print(

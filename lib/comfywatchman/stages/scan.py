@@ -391,7 +391,7 @@ def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettin
         yield from pool.map(scan_one, jobs, chunksize=chunk)
 
 
-def settings_hash(scan_config: dict[str, Any]) -> str:
+def settings_hash(scan_config: Mapping[str, Any]) -> str:
     """Return a hash of what changes extraction: the extractor version and the [scan] settings."""
     return artifacts.content_hash({"extractor": extract.EXTRACTOR_VERSION, "scan": scan_config})
 
