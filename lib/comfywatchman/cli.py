@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_intake(config: Config, count: int, as_json: bool) -> int:
-    """Print the last ``count`` acknowledgments from ``state/intake_log.jsonl``; return the exit code."""
+    """Print the last ``count`` acknowledgments from ``state/intake_log.jsonl`` (-1: the configured number);
+    return the exit code (2 for a count below -1)."""
+    if count < -1:
+        print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
+        return EXIT_USAGE
     limit = config.section("intake")["list_default"] if count < 0 else count
     records = (
         list(deque(artifacts.read_jsonl(config.state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit))
@@ -111,6 +115,17 @@ def scheduler_status(config: Config, as_json: bool) -> int:
     status = schedule_status.describe_status(config, datetime.now(timezone.utc))
     print(json.dumps(status, indent=2, sort_keys=True) if as_json else schedule_status.format_status(status))
     return EXIT_OK
+
+
+def backend_order(text: str) -> tuple[tuple[str, ...], list[str]]:
+    """Return the search backends named in ``--backends`` text (comma-separated) in order, and an error line
+    for each name or order the config would refuse (empty when there is none)."""
+    from comfywatchman.config import Layer, check_backends
+    from comfywatchman.search.registry import known_backends
+
+    order = [b.strip() for b in text.split(",") if b.strip()]
+    wanted_order = {"search": {"backend_order": order}}
+    return tuple(order), check_backends([Layer("--backends", wanted_order)], wanted_order, known_backends())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,21 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     backends: tuple[str, ...] | None = None
     if args.backends:
-        from comfywatchman.config import Layer, check_backends
-        from comfywatchman.search.registry import known_backends
-
-        order = [b.strip() for b in args.backends.split(",") if b.strip()]
-        wanted_order = {"search": {"backend_order": order}}
-        errors = check_backends([Layer("--backends", wanted_order)], wanted_order, known_backends())
+        backends, errors = backend_order(args.backends)
         if errors:
             for error in errors:
                 print(f"comfywatchman: {error}", file=sys.stderr)
             return EXIT_USAGE
-        backends = tuple(order)
     if args.list_intake is not None:
-        if args.list_intake < -1:
-            print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
-            return EXIT_USAGE
         return list_intake(config, args.list_intake, args.json)
     if args.scheduler_status:
         return scheduler_status(config, args.json)
