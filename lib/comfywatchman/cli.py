@@ -128,6 +128,26 @@ def backend_order(text: str) -> tuple[tuple[str, ...], list[str]]:
     return tuple(order), check_backends([Layer("--backends", wanted_order)], wanted_order, known_backends())
 
 
+def _run(args: argparse.Namespace, config: Config, backends: tuple[str, ...] | None) -> int:
+    """Run the stage, the scheduler loop or the guarded cycle the checked command line ``args`` asks for;
+    return the exit code."""
+    if config.using_demo:
+        logger.warning(
+            "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
+            config.comfyui_root,
+        )
+    if args.stage:
+        return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
+    if args.scheduler:
+        return scheduler.run_loop(config, backends=backends)
+    trigger = args.trigger or cycle.trigger_from_env()
+    result = cycle.guarded_cycle(
+        config, force=args.force, backends=backends, trigger=trigger, **download_cli.cycle_options(args)
+    )
+    cycle_summary.emit(cycle_summary.build(config, result.cycle_id, result.exit_code), args.json)
+    return result.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; return the process exit code."""
     parser = build_parser()
@@ -177,21 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if download_cli.wanted(args):
         return download_cli.run(args, config)
-    if config.using_demo:
-        logger.warning(
-            "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
-            config.comfyui_root,
-        )
-    if args.stage:
-        return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
-    if args.scheduler:
-        return scheduler.run_loop(config, backends=backends)
-    trigger = args.trigger or cycle.trigger_from_env()
-    result = cycle.guarded_cycle(
-        config, force=args.force, backends=backends, trigger=trigger, **download_cli.cycle_options(args)
-    )
-    cycle_summary.emit(cycle_summary.build(config, result.cycle_id, result.exit_code), args.json)
-    return result.exit_code
+    return _run(args, config, backends)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,15 @@ def approval(task: Task, now: datetime) -> Callable[[dict[str, Any] | None], dic
     return change
 
 
+def _to_approve(args: argparse.Namespace, tasks: list[Task]) -> tuple[list[Task], list[str]]:
+    """Return the tasks ``--approve`` names (and, with ``--approve-proven``, every hash-proven one), and an
+    error line per id that names no task."""
+    chosen, errors = select(tasks, list(args.approve or []))
+    if args.approve_proven and not errors:
+        chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
+    return chosen, errors
+
+
 def _record_approvals(
     config: Config, tasks: list[Task], chosen: list[Task], now: datetime, dry_run: bool
 ) -> list[Task]:
@@ -130,13 +139,11 @@ def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] 
     if queue is None:
         print(f"no download queue yet in {config.state_dir}: run a cycle (or --stage search) first")
         return EXIT_OK
-    chosen, errors = select(tasks, list(args.approve or []))
+    chosen, errors = _to_approve(args, tasks)
     for error in errors:
         print(f"comfywatchman: {error}", file=sys.stderr)
     if errors:
         return EXIT_USAGE
-    if args.approve_proven:
-        chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
     tasks = _record_approvals(config, tasks, chosen, clock(), args.dry_run)
     model_cache = runner.read_model_cache(config.state_dir)
     hosts = trusted_hosts(config)
@@ -150,8 +157,9 @@ def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] 
         if args.queue:
             planned = runner.plan(load(config.state_dir)[0], model_cache, auto=False, trusted_hosts=hosts)
     if args.queue:
-        if args.json:
-            print(json.dumps(review.as_json(planned, hosts), indent=2, ensure_ascii=False))
-        else:
-            print(review.as_text(planned, hosts))
+        print(
+            json.dumps(review.as_json(planned, hosts), indent=2, ensure_ascii=False)
+            if args.json
+            else review.as_text(planned, hosts)
+        )
     return code

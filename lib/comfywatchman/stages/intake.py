@@ -175,6 +175,24 @@ def _workflow_entry(
     }
 
 
+def _summarize(
+    outcome: StageOutcome,
+    workflows: int,
+    acknowledgments: list[dict[str, Any]],
+    removed: int,
+    kept: int,
+    unavailable: int,
+) -> None:
+    """Set the counts and the one-line detail of the intake ``outcome``."""
+    new = sum(1 for a in acknowledgments if a["kind"] == "new")
+    outcome.counts = {"workflows": workflows, "new": new, "changed": len(acknowledgments) - new, "removed": removed}
+    if unavailable:
+        outcome.counts.update(unavailable=unavailable, kept=kept)
+    outcome.detail = f"{workflows} workflows; {new} new, {len(acknowledgments) - new} changed, {removed} removed" + (
+        f"; {kept} kept from {unavailable} unavailable folders" if unavailable else ""
+    )
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Find every workflow, acknowledge new and changed ones, write ``intake.json``; return the outcome."""
     outcome = StageOutcome("intake")
@@ -229,18 +247,6 @@ def run(ctx: StageContext) -> StageOutcome:
     }
     # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle.
     artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None)
-    new = sum(1 for a in acknowledgments if a["kind"] == "new")
-    outcome.counts = {
-        "workflows": len(workflows),
-        "new": new,
-        "changed": len(acknowledgments) - new,
-        "removed": len(removed),
-    }
-    if unavailable:
-        outcome.counts.update(unavailable=len(unavailable), kept=len(kept))
-    outcome.detail = (
-        f"{len(workflows)} workflows; {new} new, {len(acknowledgments) - new} changed, {len(removed)} removed"
-        + (f"; {len(kept)} kept from {len(unavailable)} unavailable folders" if unavailable else "")
-    )
+    _summarize(outcome, len(workflows), acknowledgments, len(removed), len(kept), len(unavailable))
     logger.info("intake: %s", outcome.detail)
     return outcome
