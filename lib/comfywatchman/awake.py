@@ -20,7 +20,6 @@ says it cannot tell.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -61,18 +60,21 @@ def _linux_boot_id() -> str | None:
         return None
 
 
-def _read_windows() -> ClockReading:  # pragma: no cover - Windows only
-    import ctypes
+# Defined on Windows only: ctypes.windll exists there alone (and mypy, told the platform, checks it so).
+if sys.platform == "win32":  # pragma: no cover - Windows only
 
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-    kernel32.GetTickCount64.restype = ctypes.c_ulonglong
-    unbiased = ctypes.c_ulonglong(0)
-    # QueryUnbiasedInterruptTime is in 100 ns units and stops during sleep; GetTickCount64 (ms) does not.
-    if not kernel32.QueryUnbiasedInterruptTime(ctypes.byref(unbiased)):
-        return ClockReading(time.monotonic(), None)
-    with_sleep = kernel32.GetTickCount64() / 1000.0
-    awake = unbiased.value / 1e7
-    return ClockReading(awake, max(0.0, with_sleep - awake))
+    def _read_windows() -> ClockReading:  # pragma: no cover - Windows only
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        kernel32.GetTickCount64.restype = ctypes.c_ulonglong
+        unbiased = ctypes.c_ulonglong(0)
+        # QueryUnbiasedInterruptTime is in 100 ns units and stops during sleep; GetTickCount64 (ms) does not.
+        if not kernel32.QueryUnbiasedInterruptTime(ctypes.byref(unbiased)):
+            return ClockReading(time.monotonic(), None)
+        with_sleep = kernel32.GetTickCount64() / 1000.0
+        awake = unbiased.value / 1e7
+        return ClockReading(awake, max(0.0, with_sleep - awake))
 
 
 def read_clocks() -> ClockReading:
@@ -85,7 +87,7 @@ def read_clocks() -> ClockReading:
         uptime = time.clock_gettime(time.CLOCK_UPTIME_RAW)
         with_sleep = time.clock_gettime(time.CLOCK_MONOTONIC)
         return ClockReading(uptime, max(0.0, with_sleep - uptime))
-    if os.name == "nt":  # pragma: no cover - Windows only
+    if sys.platform == "win32":  # pragma: no cover - Windows only
         return _read_windows()
     return ClockReading(time.monotonic(), None)  # pragma: no cover - other platforms
 

@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_intake(config: Config, count: int, as_json: bool) -> int:
-    """Print the last ``count`` acknowledgments from ``state/intake_log.jsonl``; return the exit code."""
+    """Print the last ``count`` acknowledgments from ``state/intake_log.jsonl`` (-1: the configured number);
+    return the exit code (2 for a count below -1)."""
+    if count < -1:
+        print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
+        return EXIT_USAGE
     limit = config.section("intake")["list_default"] if count < 0 else count
     records = (
         list(deque(artifacts.read_jsonl(config.state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit))
@@ -113,13 +117,50 @@ def scheduler_status(config: Config, as_json: bool) -> int:
     return EXIT_OK
 
 
+def backend_order(text: str) -> tuple[tuple[str, ...], list[str]]:
+    """Return the search backends named in ``--backends`` text (comma-separated) in order, and an error line
+    for each name or order the config would refuse (empty when there is none)."""
+    from comfywatchman.config import Layer, check_backends
+    from comfywatchman.search.registry import known_backends
+
+    order = [b.strip() for b in text.split(",") if b.strip()]
+    wanted_order = {"search": {"backend_order": order}}
+    return tuple(order), check_backends([Layer("--backends", wanted_order)], wanted_order, known_backends())
+
+
+def _run(args: argparse.Namespace, config: Config, backends: tuple[str, ...] | None) -> int:
+    """Run the stage, the scheduler loop or the guarded cycle the checked command line ``args`` asks for;
+    return the exit code."""
+    if config.using_demo:
+        logger.warning(
+            "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
+            config.comfyui_root,
+        )
+    if args.stage:
+        return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
+    if args.scheduler:
+        return scheduler.run_loop(config, backends=backends)
+    trigger = args.trigger or cycle.trigger_from_env()
+    result = cycle.guarded_cycle(
+        config, force=args.force, backends=backends, trigger=trigger, **download_cli.cycle_options(args)
+    )
+    cycle_summary.emit(cycle_summary.build(config, result.cycle_id, result.exit_code), args.json)
+    return result.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logsetup.configure(args.verbose, args.quiet)
-    wanted = (args.run_cycle, args.stage, args.list_intake is not None, args.scheduler, args.scheduler_status)
-    wanted += (download_cli.wanted(args),)
+    wanted = (
+        args.run_cycle,
+        args.stage,
+        args.list_intake is not None,
+        args.scheduler,
+        args.scheduler_status,
+        download_cli.wanted(args),
+    )
     if not any(wanted):
         parser.print_usage(sys.stderr)
         print(
@@ -141,21 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     backends: tuple[str, ...] | None = None
     if args.backends:
-        from comfywatchman.config import Layer, check_backends
-        from comfywatchman.search.registry import known_backends
-
-        order = [b.strip() for b in args.backends.split(",") if b.strip()]
-        wanted_order = {"search": {"backend_order": order}}
-        errors = check_backends([Layer("--backends", wanted_order)], wanted_order, known_backends())
+        backends, errors = backend_order(args.backends)
         if errors:
             for error in errors:
                 print(f"comfywatchman: {error}", file=sys.stderr)
             return EXIT_USAGE
-        backends = tuple(order)
     if args.list_intake is not None:
-        if args.list_intake < -1:
-            print("comfywatchman: --list-intake N needs N >= 0", file=sys.stderr)
-            return EXIT_USAGE
         return list_intake(config, args.list_intake, args.json)
     if args.scheduler_status:
         return scheduler_status(config, args.json)
@@ -165,21 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if download_cli.wanted(args):
         return download_cli.run(args, config)
-    if config.using_demo:
-        logger.warning(
-            "no ComfyUI install configured (comfyui.root, COMFYUI_ROOT, --comfyui-root): using the demo at %s",
-            config.comfyui_root,
-        )
-    if args.stage:
-        return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
-    if args.scheduler:
-        return scheduler.run_loop(config, backends=backends)
-    trigger = args.trigger or cycle.trigger_from_env()
-    result = cycle.guarded_cycle(
-        config, force=args.force, backends=backends, trigger=trigger, **download_cli.cycle_options(args)
-    )
-    cycle_summary.emit(cycle_summary.build(config, result.cycle_id, result.exit_code), args.json)
-    return result.exit_code
+    return _run(args, config, backends)
 
 
 if __name__ == "__main__":

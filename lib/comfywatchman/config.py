@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from comfywatchman import artifacts, resources
 from comfywatchman.errors import ConfigError
@@ -143,13 +143,13 @@ class Config:
     #: ``host:port`` -> the Secret sent there as a Bearer token (see ``credential_tokens``).
     tokens: dict[str, Secret] = field(default_factory=dict)
 
-    _frozen: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _frozen: dict[str, Mapping[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def section(self, name: str) -> Mapping[str, Any]:
         """Return the config section ``name`` (e.g. ``"schedule"``), read-only to the last list and table."""
         if name not in self._frozen:
             self._frozen[name] = frozen(self.data[name])  # built once: sections are read per file in hot loops
-        return self._frozen[name]  # type: ignore[no-any-return]
+        return self._frozen[name]
 
     @property
     def state_dir(self) -> Path:
@@ -211,7 +211,8 @@ def schema_defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
 def config_schema(backends: Mapping[str, type[SearchBackend]]) -> tuple[dict[str, Any], list[str]]:
     """Return the config schema with every plug-in backend's section added, and an error line per plug-in
     whose section cannot be added (a name the built-in schema already uses, or no schema)."""
-    schema = copy.deepcopy(artifacts.validator("config").schema)
+    # jsonschema types a schema as ``Mapping | bool`` (``true`` is a schema too); config.schema.json is an object.
+    schema = copy.deepcopy(cast("dict[str, Any]", artifacts.validator("config").schema))
     errors = []
     for cls in backends.values():
         section = cls.config_section
@@ -267,7 +268,7 @@ def _message(error: Any) -> str:
 
 
 def _schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any], source: str) -> list[str]:
-    import jsonschema  # type: ignore[import-untyped, unused-ignore]
+    import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     lines = []

@@ -12,18 +12,20 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TypeGuard
 
 from comfywatchman.errors import LockHeldError, LockUnusableError
 
 logger = logging.getLogger(__name__)
 
-if os.name == "nt":  # pragma: no cover - Windows only
+# sys.platform rather than os.name (the same on CPython): mypy knows msvcrt exists only on win32.
+if sys.platform == "win32":  # pragma: no cover - Windows only
     import msvcrt
 
     def _try_lock(handle: IO[bytes]) -> bool:
@@ -52,7 +54,7 @@ else:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _is_pid(value: object) -> bool:
+def _is_pid(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
@@ -60,10 +62,10 @@ def pid_alive(pid: int) -> bool:
     """Return whether a process with id ``pid`` is running now (a zombie counts as running)."""
     if pid <= 0:
         return False
-    if os.name == "nt":  # pragma: no cover - Windows only; os.kill(pid, 0) would terminate the process there
+    if sys.platform == "win32":  # pragma: no cover - Windows only; os.kill(pid, 0) would terminate the process there
         import ctypes
 
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        kernel32 = ctypes.windll.kernel32
         handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
         if not handle:
             return False
@@ -173,13 +175,13 @@ class CycleLock:
         if not _try_lock(handle):
             handle.close()
             pid = read_holder(self.path).get("pid")
-            raise LockHeldError(str(self.path), pid if _is_pid(pid) else None)  # type: ignore[arg-type]
+            raise LockHeldError(str(self.path), pid if _is_pid(pid) else None)
         previous = read_holder(self.path)
         pid = previous.get("pid")
         # Whatever else is in the file (another program's, garbage) is not a holder of ours: overwritten below.
         if _is_pid(pid) and pid != os.getpid() and not previous.get("released"):
             # The kernel freed the lock, so its holder died without releasing it: say so and carry on.
-            self.took_over_from = int(pid)  # type: ignore[arg-type]
+            self.took_over_from = pid
             logger.warning(
                 "%s: taking over a lock left by pid %s, which is no longer running", self.path, previous["pid"]
             )

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from comfywatchman import progress
 
@@ -148,7 +148,14 @@ class FoldingHandler(logging.Handler):
         super().close()
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+# StreamHandler is generic in typeshed only; subscripting it at run time needs Python 3.11.
+if TYPE_CHECKING:
+    _TextStreamHandler = logging.StreamHandler[TextIO]
+else:
+    _TextStreamHandler = logging.StreamHandler
+
+
+class _StderrHandler(_TextStreamHandler):
     """Writes to ``sys.stderr`` as it is at the time of writing, above any progress bar."""
 
     def __init__(self) -> None:

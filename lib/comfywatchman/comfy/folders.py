@@ -185,27 +185,33 @@ def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str
         if not isinstance(conf, dict):
             into.problems.append(f"{config}: section {section!r} is not a mapping; ignored")
             continue
-        base = conf.get("base_path")
-        base_path: Path | None = None
-        if base is not None:
-            base_path = Path(_expand(str(base), env)).expanduser()
-            if not base_path.is_absolute():
-                base_path = config.parent / base_path
-        first = bool(conf.get("is_default"))
-        for folder, value in conf.items():
-            if folder in SECTION_SETTINGS:
-                continue
-            if not isinstance(value, str):
-                into.problems.append(f"{config}: {section}.{folder} should be a path or lines of paths; ignored")
-                continue
-            lines = [line.strip() for line in value.split("\n") if line.strip()]
-            # is_default sections go first; keep their own order by inserting in reverse.
-            for line in reversed(lines) if first else lines:
-                path = Path(_expand(line, env)).expanduser()
-                if not path.is_absolute():
-                    path = (base_path / path) if base_path else (config.parent / path)
-                into.add(folder, Path(os.path.normpath(path)), first=first)
-                into.declared_by.setdefault(Path(os.path.normpath(path)), (str(config), str(section)))
+        _read_section(config, section, conf, into, env)
+
+
+def _read_section(config: Path, section: Any, conf: dict[Any, Any], into: ModelPaths, env: Mapping[str, str]) -> None:
+    """Add the folders of one ``section`` of the extra_model_paths.yaml at ``config`` to ``into`` (its
+    ``base_path`` resolved against the file's folder); a value that is not text is recorded as a problem."""
+    base = conf.get("base_path")
+    base_path: Path | None = None
+    if base is not None:
+        base_path = Path(_expand(str(base), env)).expanduser()
+        if not base_path.is_absolute():
+            base_path = config.parent / base_path
+    first = bool(conf.get("is_default"))
+    for folder, value in conf.items():
+        if folder in SECTION_SETTINGS:
+            continue
+        if not isinstance(value, str):
+            into.problems.append(f"{config}: {section}.{folder} should be a path or lines of paths; ignored")
+            continue
+        lines = [line.strip() for line in value.split("\n") if line.strip()]
+        # is_default sections go first; keep their own order by inserting in reverse.
+        for line in reversed(lines) if first else lines:
+            path = Path(_expand(line, env)).expanduser()
+            if not path.is_absolute():
+                path = (base_path / path) if base_path else (config.parent / path)
+            into.add(folder, Path(os.path.normpath(path)), first=first)
+            into.declared_by.setdefault(Path(os.path.normpath(path)), (str(config), str(section)))
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:

@@ -275,17 +275,12 @@ class NodeIndex:
     def _named_pack(self, class_type: str, checked_by: str, made_with: Mapping[str, str]) -> NodeState | None:
         """Return the state of a type whose workflow names its pack: a core node of a newer ComfyUI, a type
         an installed pack should have, one a disabled pack may have, or the named pack to install."""
-        cnr_id = made_with.get("cnr_id")
-        aux_id = made_with.get("aux_id")
-        cnr_id = cnr_id if cnr_id and _REGISTRY_ID.fullmatch(cnr_id) else None
-        aux_id = aux_id if aux_id and _GITHUB_REPO.fullmatch(aux_id) else None
+        cnr_id, aux_id = _named_ids(made_with)
         if cnr_id == CORE_ID:
             return NodeState("missing", [{"name": "ComfyUI", "installed": True, "note": OUTDATED_CORE}], checked_by)
         if cnr_id is None and aux_id is None:
             return None
-        repo = normalize_repo(f"https://github.com/{aux_id}") if aux_id else None
-        keys = {k.lower() for k in (cnr_id, repo.rsplit("/", 1)[-1] if repo else None) if k}
-        matches = [p for p in self.installed if (repo is not None and repo in p.repos) or keys & p.names]
+        matches = self._installed_named(cnr_id, aux_id)
         enabled = [p for p in matches if p.enabled]
         if enabled:
             note = NOT_LOADED if checked_by == "server" else NOT_FOUND_IN_PACK
@@ -296,6 +291,13 @@ class NodeIndex:
             packs = [{"name": p.name, "installed": False, "disabled": True} for p in matches]
             return NodeState("disabled", packs, checked_by)
         return NodeState("missing", [self._workflow_candidate(class_type, cnr_id, aux_id)], checked_by)
+
+    def _installed_named(self, cnr_id: str | None, aux_id: str | None) -> list[InstalledPack]:
+        """Return the installed packs (enabled or not) that the registry id ``cnr_id`` or the GitHub repository
+        ``aux_id`` names: by repository, or by a name the pack goes by."""
+        repo = normalize_repo(f"https://github.com/{aux_id}") if aux_id else None
+        keys = {k.lower() for k in (cnr_id, repo.rsplit("/", 1)[-1] if repo else None) if k}
+        return [p for p in self.installed if (repo is not None and repo in p.repos) or keys & p.names]
 
     def _workflow_candidate(self, class_type: str, cnr_id: str | None, aux_id: str | None) -> dict[str, Any]:
         """Return the pack the workflow names, as a candidate: with the Manager map's title and repository
@@ -322,6 +324,17 @@ class NodeIndex:
             "install": PackCandidate(url, title).install_command if url else f"comfy node install {cnr_id}",
         }
         return candidate
+
+
+def _named_ids(made_with: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """Return the registry id (``cnr_id``) and GitHub ``owner/repo`` (``aux_id``) a workflow node names as its
+    pack, each None when absent or not well formed."""
+    cnr_id = made_with.get("cnr_id")
+    aux_id = made_with.get("aux_id")
+    return (
+        cnr_id if cnr_id and _REGISTRY_ID.fullmatch(cnr_id) else None,
+        aux_id if aux_id and _GITHUB_REPO.fullmatch(aux_id) else None,
+    )
 
 
 def _installed_pack(pack: Mapping[str, Any], repos: list[str]) -> InstalledPack:

@@ -142,14 +142,19 @@ def load(path: Path | None) -> NodeMap:
             node_map.by_name.setdefault(name, []).append(candidate)
         pattern = meta.get("nodename_pattern")
         if isinstance(pattern, str) and pattern:
-            try:
-                compiled = re.compile(pattern)
-                catch_all = (
-                    pattern.strip() in CATCH_ALL
-                    or bool(compiled.fullmatch(""))
-                    or bool(compiled.search("zz unrelated name 123"))
-                )
-                node_map.patterns.append((compiled, PackCandidate(repo, candidate.title, catch_all=catch_all)))
-            except re.error:
-                logger.debug("%s: bad nodename_pattern %r for %s", path, pattern, repo)
+            _add_pattern(node_map, path, candidate, pattern)
     return node_map
+
+
+def _add_pattern(node_map: NodeMap, path: Path, candidate: PackCandidate, pattern: str) -> None:
+    """Add the pack ``candidate``'s ``nodename_pattern`` to ``node_map``, marked catch-all when it would claim
+    any name at all; a pattern that is not a valid regex is logged (from the map at ``path``) and skipped."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        logger.debug("%s: bad nodename_pattern %r for %s", path, pattern, candidate.repo)
+        return
+    catch_all = (
+        pattern.strip() in CATCH_ALL or bool(compiled.fullmatch("")) or bool(compiled.search("zz unrelated name 123"))
+    )
+    node_map.patterns.append((compiled, PackCandidate(candidate.repo, candidate.title, catch_all=catch_all)))

@@ -319,15 +319,7 @@ class Resolver:
         if depth > MAX_DEPTH:
             return set()
         if isinstance(node, ast.Dict):
-            keys: set[str] = set()
-            for key, value in zip(node.keys, node.values, strict=True):
-                if key is None:
-                    keys |= self.dict_keys(value, module, depth + 1)  # {**OTHER_MAPPINGS}
-                else:
-                    text = self.string(key, module, None, depth + 1)
-                    if text is not None:
-                        keys.add(text)
-            return keys
+            return self._literal_keys(node, module, depth)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             return self.dict_keys(node.left, module, depth + 1) | self.dict_keys(node.right, module, depth + 1)
         if isinstance(node, ast.Name):
@@ -336,16 +328,32 @@ class Resolver:
             # module.NODE_CLASS_MAPPINGS of a submodule: its own mapping is read on its own already.
             return set() if self.is_mapping(node) else self.name_keys(node.attr, module, depth + 1)
         if isinstance(node, ast.Call):
-            # dict(A=..., **B): keyword names are keys; build(CONFIG, strict=True): only dicts handed over count.
-            is_dict = isinstance(node.func, ast.Name) and node.func.id in ("dict", "OrderedDict")
-            keys = {kw.arg for kw in node.keywords if kw.arg and is_dict}
-            for arg in node.args:
-                keys |= self.dict_keys(arg, module, depth + 1)
-            for kw in node.keywords:
-                if kw.arg is None or not is_dict:
-                    keys |= self.dict_keys(kw.value, module, depth + 1)
-            return keys
+            return self._built_keys(node, module, depth)
         return set()  # comprehensions and the like are built from data this reading cannot see
+
+    def _literal_keys(self, node: ast.Dict, module: Path, depth: int) -> set[str]:
+        """Return the string keys of a dict literal, those of its ``**`` parts included."""
+        keys: set[str] = set()
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:
+                keys |= self.dict_keys(value, module, depth + 1)  # {**OTHER_MAPPINGS}
+            else:
+                text = self.string(key, module, None, depth + 1)
+                if text is not None:
+                    keys.add(text)
+        return keys
+
+    def _built_keys(self, node: ast.Call, module: Path, depth: int) -> set[str]:
+        """Return the keys of the mapping a call builds: ``dict(A=..., **B)``'s keyword names and B's keys; for
+        any other call (``build(CONFIG, strict=True)``) only the keys of the dicts handed over."""
+        is_dict = isinstance(node.func, ast.Name) and node.func.id in ("dict", "OrderedDict")
+        keys = {kw.arg for kw in node.keywords if kw.arg and is_dict}
+        for arg in node.args:
+            keys |= self.dict_keys(arg, module, depth + 1)
+        for kw in node.keywords:
+            if kw.arg is None or not is_dict:
+                keys |= self.dict_keys(kw.value, module, depth + 1)
+        return keys
 
     def name_keys(self, name: str, module: Path, depth: int) -> set[str]:
         """Return the keys every module that defines ``name`` puts into it (the first module that has any)."""

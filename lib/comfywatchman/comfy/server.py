@@ -115,7 +115,8 @@ def get_bytes(url: str, timeout: float) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "comfywatchman"})
     with opener.open(request, timeout=timeout) as response:
-        return response.read(256 * 1024 * 1024)
+        body: bytes = response.read(256 * 1024 * 1024)  # typeshed types opener.open's response as Any
+    return body
 
 
 def get_json(url: str, timeout: float) -> Any:

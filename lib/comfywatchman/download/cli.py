@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from comfywatchman.config import Config
-from comfywatchman.download import policy, review, runner
+from comfywatchman.download import paths, policy, review, runner
 from comfywatchman.download.fetch import Downloader, Settings, UrlRewriter
 from comfywatchman.download.state import DownloadState, new_record
 from comfywatchman.download.tasks import Task, load, select
@@ -87,6 +87,47 @@ def approval(task: Task, now: datetime) -> Callable[[dict[str, Any] | None], dic
     return change
 
 
+def _to_approve(args: argparse.Namespace, tasks: list[Task]) -> tuple[list[Task], list[str]]:
+    """Return the tasks ``--approve`` names (and, with ``--approve-proven``, every hash-proven one), and an
+    error line per id that names no task."""
+    chosen, errors = select(tasks, list(args.approve or []))
+    if args.approve_proven and not errors:
+        chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
+    return chosen, errors
+
+
+def _record_approvals(
+    config: Config, tasks: list[Task], chosen: list[Task], now: datetime, dry_run: bool
+) -> list[Task]:
+    """Record the approval of the ``chosen`` tasks (not on a dry run); return every task as it stands after."""
+    approve(config, chosen, now, dry_run)
+    if chosen and not dry_run:
+        return load(config.state_dir)[0]
+    if chosen:
+        # A dry run shows the downloads as if the approvals had been recorded.
+        return [Task(t.id, t.item, t.workflows, approval(t, now)(t.record)) if t in chosen else t for t in tasks]
+    return tasks
+
+
+def _download(
+    config: Config,
+    planned: list[tuple[Task, policy.Decision, paths.Target | str]],
+    clock: Callable[[], datetime],
+    dry_run: bool,
+) -> int:
+    """Run the ``planned`` downloads, printing a line for each and the totals; return the exit code (1 when
+    one failed)."""
+    downloader = build_downloader(config)
+    totals = runner.run(planned, downloader, DownloadState(config.state_dir), clock, dry_run=dry_run)
+    for line in totals.lines:
+        print(line)
+    if not totals.lines:
+        print("nothing to download: approve tasks first (--queue lists them)")
+    elif not dry_run:
+        print(totals.summary())
+    return EXIT_FAILED if totals.failed else EXIT_OK
+
+
 def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] = utcnow) -> int:
     """Approve, download and list as the flags ask, in that order; return the exit code (1 when a download
     failed, 2 for an unknown task id)."""
@@ -98,20 +139,12 @@ def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] 
     if queue is None:
         print(f"no download queue yet in {config.state_dir}: run a cycle (or --stage search) first")
         return EXIT_OK
-    chosen, errors = select(tasks, list(args.approve or []))
+    chosen, errors = _to_approve(args, tasks)
     for error in errors:
         print(f"comfywatchman: {error}", file=sys.stderr)
     if errors:
         return EXIT_USAGE
-    if args.approve_proven:
-        chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
-    now = clock()
-    approve(config, chosen, now, args.dry_run)
-    if chosen and not args.dry_run:
-        tasks, queue = load(config.state_dir)
-    elif chosen:
-        # A dry run shows the downloads as if the approvals had been recorded.
-        tasks = [Task(t.id, t.item, t.workflows, approval(t, now)(t.record)) if t in chosen else t for t in tasks]
+    tasks = _record_approvals(config, tasks, chosen, clock(), args.dry_run)
     model_cache = runner.read_model_cache(config.state_dir)
     hosts = trusted_hosts(config)
     planned = runner.plan(tasks, model_cache, auto=bool(args.auto_download), trusted_hosts=hosts)
@@ -120,20 +153,13 @@ def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] 
         print("comfywatchman: --offline: nothing is downloaded", file=sys.stderr)
         return EXIT_FAILED
     if args.download or args.auto_download:
-        downloader = build_downloader(config)
-        totals = runner.run(planned, downloader, DownloadState(config.state_dir), clock, dry_run=args.dry_run)
-        for line in totals.lines:
-            print(line)
-        if not totals.lines:
-            print("nothing to download: approve tasks first (--queue lists them)")
-        elif not args.dry_run:
-            print(totals.summary())
-        code = EXIT_FAILED if totals.failed else EXIT_OK
+        code = _download(config, planned, clock, args.dry_run)
         if args.queue:
             planned = runner.plan(load(config.state_dir)[0], model_cache, auto=False, trusted_hosts=hosts)
     if args.queue:
-        if args.json:
-            print(json.dumps(review.as_json(planned, hosts), indent=2, ensure_ascii=False))
-        else:
-            print(review.as_text(planned, hosts))
+        print(
+            json.dumps(review.as_json(planned, hosts), indent=2, ensure_ascii=False)
+            if args.json
+            else review.as_text(planned, hosts)
+        )
     return code

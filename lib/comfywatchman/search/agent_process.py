@@ -122,11 +122,11 @@ def run_agent(
         work = Path(scratch) / "work"
         work.mkdir()
         child_env = sandbox_env(env, Path(scratch) / "home")
-        group: dict[str, object] = (
-            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-            if sys.platform == "win32"
-            else {"start_new_session": True}
-        )
+        # A group of its own, so the whole group can be ended: a new process group on Windows, a session elsewhere.
+        windows = sys.platform == "win32"
+        creationflags = 0
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            creationflags = subprocess.CREATE_NEW_PROCESS_GROUP
         process = subprocess.Popen(
             list(command),
             cwd=work,
@@ -135,7 +135,8 @@ def run_agent(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            **group,  # type: ignore[call-overload]
+            start_new_session=not windows,
+            creationflags=creationflags,
         )
         try:
             stdout, stderr = process.communicate(timeout=timeout)

@@ -467,20 +467,7 @@ class HttpClient:
                 raise RemoteError(message, "timeout", host) from None
             raise _Retryable(message) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            self._failures[host] += 1
-            if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-                raise _Retryable(f"connection to {host} was cut while it answered") from None
-            if _connect_failed(exc, (NameResolutionError,)):
-                # A host name that does not resolve (no network, no DNS) will not resolve a second later:
-                # no retry ladder, and the breaker spares every later request of the cycle.
-                message = f"cannot connect to {host}: its name does not resolve (no network?)"
-                self._down[host] = "its name does not resolve"
-                raise RemoteError(message, "connection", host) from None
-            if _connect_failed(exc):
-                raise _Retryable(
-                    f"connection to {host} failed (refused or name not resolved)", connect_failed=True
-                ) from None
-            raise _Retryable(f"connection to {host} was reset or broken ({type(exc).__name__})") from None
+            raise self._connection_failure(host, exc) from None
         except requests.RequestException as exc:
             self._failures[host] += 1
             raise RemoteError(f"{host}: request failed: {self.scrub(str(exc))}", "connection", host) from None
@@ -488,6 +475,23 @@ class HttpClient:
             self._failures[host] += 1
             raise _Retryable(f"HTTP {response.status_code}", response=response)
         return response
+
+    def _connection_failure(
+        self, host: str, exc: requests.ConnectionError | requests.exceptions.ChunkedEncodingError
+    ) -> RemoteError | _Retryable:
+        """Count a broken or refused connection to ``host``; return what to raise: a _Retryable, or a RemoteError
+        (the host marked down) for a name that does not resolve."""
+        self._failures[host] += 1
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return _Retryable(f"connection to {host} was cut while it answered")
+        if _connect_failed(exc, (NameResolutionError,)):
+            # A host name that does not resolve (no network, no DNS) will not resolve a second later:
+            # no retry ladder, and the breaker spares every later request of the cycle.
+            self._down[host] = "its name does not resolve"
+            return RemoteError(f"cannot connect to {host}: its name does not resolve (no network?)", "connection", host)
+        if _connect_failed(exc):
+            return _Retryable(f"connection to {host} failed (refused or name not resolved)", connect_failed=True)
+        return _Retryable(f"connection to {host} was reset or broken ({type(exc).__name__})")
 
     def _timed_out(self, host: str, message: str) -> None:
         """Count a timeout of ``host``; give the host up once it has cost ``host_timeouts`` of them."""

@@ -3,7 +3,7 @@ what may be queued for download without a person looking first."""
 
 from __future__ import annotations
 
-from comfywatchman.search.base import PROOF, Evidence, SearchResult, Status
+from comfywatchman.search.base import PROOF, Candidate, Evidence, SearchResult, Status
 
 
 def combine(name: str, folder: str | None, results: list[SearchResult]) -> SearchResult:
@@ -27,6 +27,18 @@ def combine(name: str, folder: str | None, results: list[SearchResult]) -> Searc
         locked.candidates = candidates
         locked.attempts = attempts
         return locked
+    return _without_proof(name, folder, results, candidates, attempts)
+
+
+def _without_proof(
+    name: str,
+    folder: str | None,
+    results: list[SearchResult],
+    candidates: list[Candidate],
+    attempts: list[dict[str, str]],
+) -> SearchResult:
+    """Return what ``results`` with no proven FOUND and no NEEDS_ACCESS amount to: UNCERTAIN, else ERROR, else
+    NOT_FOUND, else NOT_SEARCHED (see combine), carrying every candidate and ``attempts``."""
     uncertain = [r for r in results if r.status in (Status.UNCERTAIN, Status.FOUND)]
     if uncertain:
         reasons = "; ".join(_said(r) for r in uncertain if r.reason)

@@ -70,6 +70,8 @@ def _arm(connection: HTTPConnection) -> None:
         watch.arm(connection.sock)
 
 
+# urllib3's own HTTPConnection.getresponse returns its HTTPResponse where http.client's (its base) returns
+# another: the override error is urllib3's, repeated by any subclass that keeps urllib3's signature.
 class _WatchedHTTPConnection(HTTPConnection):
     def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         _arm(self)
@@ -77,7 +79,7 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as above: urllib3's signature
         _arm(self)
         return super().getresponse()
 

@@ -13,6 +13,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ class Check:
     detail: str
 
 
-def check_awake(schedule: dict[str, Any], reading: awake.ClockReading, observation: awake.Observation) -> Check:
+def check_awake(schedule: Mapping[str, Any], reading: awake.ClockReading, observation: awake.Observation) -> Check:
     """Return the awake check: awake for ``wake_grace_seconds`` since the machine last resumed or booted?
 
     Passes, saying so, where the platform cannot tell time spent suspended.
@@ -62,7 +63,7 @@ def check_awake(schedule: dict[str, Any], reading: awake.ClockReading, observati
     return Check("awake", True, f"awake for {humanize.duration(since)} since it last {what}")
 
 
-def check_vram(schedule: dict[str, Any], probe: gpu.GpuProbe) -> Check:
+def check_vram(schedule: Mapping[str, Any], probe: gpu.GpuProbe) -> Check:
     """Return the VRAM check: enough free memory on the configured GPU (or the best one)?
 
     Without NVML or an NVIDIA GPU the check passes and says so, unless ``require_gpu`` is set. NVML errors
@@ -91,7 +92,7 @@ def check_vram(schedule: dict[str, Any], probe: gpu.GpuProbe) -> Check:
     return Check("vram", True, detail)
 
 
-def check_comfyui_queue(schedule: dict[str, Any], url: str, fetch: Fetch, *, offline: bool = False) -> Check:
+def check_comfyui_queue(schedule: Mapping[str, Any], url: str, fetch: Fetch, *, offline: bool = False) -> Check:
     """Return the ComfyUI-busy check: does the server at ``url`` have running or pending prompts?
 
     Passes when the check is off, no URL is set, the server does not answer (it is not running, so it is not

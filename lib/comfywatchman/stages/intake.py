@@ -143,6 +143,56 @@ def _acknowledged_since(log_path: Path, offset: int) -> dict[str, str]:
     return acked
 
 
+def _digest(path: Path, stat: os.stat_result, before: dict[str, Any]) -> str:
+    """Return the sha256 of the workflow file at ``path``: the last cycle's (``before``) while its size and
+    modification time are the same, else read anew. Raise OSError when it cannot be read."""
+    if before and before["size"] == stat.st_size and before["mtime_ns"] == stat.st_mtime_ns:
+        return str(before["sha256"])
+    return sha256_file(path)
+
+
+def _kind(acknowledged: str | None, digest: str) -> str:
+    """Return ``"new"`` (never acknowledged), ``"changed"`` (another digest acknowledged) or ``"unchanged"``."""
+    if acknowledged is None:
+        return "new"
+    return "changed" if acknowledged != digest else "unchanged"
+
+
+def _workflow_entry(
+    item: Found, digest: str, stat: os.stat_result, kind: str, before: dict[str, Any], stamp: str
+) -> dict[str, Any]:
+    """Return the ``intake.json`` entry of the workflow ``item`` (``before``: its entry of the last cycle, or {})."""
+    return {
+        "source": item.source,
+        "workflow": item.relative,
+        "path": str(item.path),
+        "sha256": digest,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "kind": kind,
+        "first_seen_at": before.get("first_seen_at", stamp),
+        "acknowledged_at": stamp if kind != "unchanged" else before.get("acknowledged_at", stamp),
+    }
+
+
+def _summarize(
+    outcome: StageOutcome,
+    workflows: int,
+    acknowledgments: list[dict[str, Any]],
+    removed: int,
+    kept: int,
+    unavailable: int,
+) -> None:
+    """Set the counts and the one-line detail of the intake ``outcome``."""
+    new = sum(1 for a in acknowledgments if a["kind"] == "new")
+    outcome.counts = {"workflows": workflows, "new": new, "changed": len(acknowledgments) - new, "removed": removed}
+    if unavailable:
+        outcome.counts.update(unavailable=unavailable, kept=kept)
+    outcome.detail = f"{workflows} workflows; {new} new, {len(acknowledgments) - new} changed, {removed} removed" + (
+        f"; {kept} kept from {unavailable} unavailable folders" if unavailable else ""
+    )
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Find every workflow, acknowledge new and changed ones, write ``intake.json``; return the outcome."""
     outcome = StageOutcome("intake")
@@ -160,41 +210,18 @@ def run(ctx: StageContext) -> StageOutcome:
     unreadable_files: set[str] = set()
     for item in found:
         key = str(item.path)
+        before = previous.get(key, {})
         try:
             stat = item.path.stat()
-            before = previous.get(key)
-            if before and before["size"] == stat.st_size and before["mtime_ns"] == stat.st_mtime_ns:
-                digest = before["sha256"]
-            else:
-                digest = sha256_file(item.path)
+            digest = _digest(item.path, stat, before)
         except OSError as exc:
             outcome.fail(f"{item.path}: unreadable: {exc.strerror or exc}")
             unreadable_files.add(key)  # kept as it was, like a file of an unavailable folder
             continue
-        if key not in acked:
-            kind = "new"
-        elif acked[key] != digest:
-            kind = "changed"
-        else:
-            kind = "unchanged"
+        kind = _kind(acked.get(key), digest)
         if kind != "unchanged":
             acknowledgments.append({"ts": stamp, "source": item.source, "path": key, "sha256": digest, "kind": kind})
-        first = previous.get(key, {}).get("first_seen_at", stamp)
-        workflows.append(
-            {
-                "source": item.source,
-                "workflow": item.relative,
-                "path": key,
-                "sha256": digest,
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "kind": kind,
-                "first_seen_at": first,
-                "acknowledged_at": stamp
-                if kind != "unchanged"
-                else previous.get(key, {}).get("acknowledged_at", stamp),
-            }
-        )
+        workflows.append(_workflow_entry(item, digest, stat, kind, before, stamp))
     # The log is the record of acknowledgment: append first, so a cycle killed before intake.json is written
     # finds these entries past log_size next time and does not acknowledge them twice.
     artifacts.append_jsonl(log_path, acknowledgments, "intake_log_entry")
@@ -220,18 +247,6 @@ def run(ctx: StageContext) -> StageOutcome:
     }
     # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle.
     artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None)
-    new = sum(1 for a in acknowledgments if a["kind"] == "new")
-    outcome.counts = {
-        "workflows": len(workflows),
-        "new": new,
-        "changed": len(acknowledgments) - new,
-        "removed": len(removed),
-    }
-    if unavailable:
-        outcome.counts.update(unavailable=len(unavailable), kept=len(kept))
-    outcome.detail = (
-        f"{len(workflows)} workflows; {new} new, {len(acknowledgments) - new} changed, {len(removed)} removed"
-        + (f"; {len(kept)} kept from {len(unavailable)} unavailable folders" if unavailable else "")
-    )
+    _summarize(outcome, len(workflows), acknowledgments, len(removed), len(kept), len(unavailable))
     logger.info("intake: %s", outcome.detail)
     return outcome

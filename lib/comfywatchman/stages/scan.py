@@ -391,7 +391,7 @@ def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettin
         yield from pool.map(scan_one, jobs, chunksize=chunk)
 
 
-def settings_hash(scan_config: dict[str, Any]) -> str:
+def settings_hash(scan_config: Mapping[str, Any]) -> str:
     """Return a hash of what changes extraction: the extractor version and the [scan] settings."""
     return artifacts.content_hash({"extractor": extract.EXTRACTOR_VERSION, "scan": scan_config})
 
@@ -554,6 +554,19 @@ def _summary(
     return counts, detail
 
 
+def _scan_settings(scan_config: Mapping[str, Any], evaluator: Evaluator, store: RequirementStore) -> ScanSettings:
+    """Return the ScanSettings the [scan] section ``scan_config`` asks for, checking with ``evaluator`` and
+    storing what extraction found in ``store``."""
+    return ScanSettings(
+        loaders=extract.loader_table(scan_config["loaders"]),
+        placeholders=frozenset(v.strip().casefold() for v in scan_config["placeholder_values"]),
+        evaluator=evaluator,
+        store=store,
+        count_inactive=bool(scan_config["count_inactive_nodes"]),
+        max_bytes=int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000),
+    )
+
+
 def _scan(
     ctx: StageContext,
     outcome: StageOutcome,
@@ -594,14 +607,7 @@ def _scan(
         evaluator = Evaluator(
             ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
         )
-        settings = ScanSettings(
-            loaders=extract.loader_table(scan_config["loaders"]),
-            placeholders=frozenset(v.strip().casefold() for v in scan_config["placeholder_values"]),
-            evaluator=evaluator,
-            store=store,
-            count_inactive=count_inactive,
-            max_bytes=int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000),
-        )
+        settings = _scan_settings(scan_config, evaluator, store)
         workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
         made = progress.track(scan_all(jobs, settings, workers), len(jobs), "scan", "workflow")
         for index, slot in enumerate(results):

@@ -377,8 +377,12 @@ class _UIWalker:
         child = None
         if self.definitions and node_type in self.definitions:
             child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
-        elif self.group_nodes and group_node_name(node_type) in self.group_nodes:
-            self._walk_group(node, node_id, group_node_name(node_type), frame.path, mode)  # type: ignore[arg-type]
+        elif (
+            self.group_nodes
+            and (group_name := group_node_name(node_type)) is not None
+            and group_name in self.group_nodes
+        ):
+            self._walk_group(node, node_id, group_name, frame.path, mode)
         else:
             self._plain(node, local_id, node_id, node_type, mode, frame)
         properties = node.get("properties")

@@ -8,6 +8,7 @@ it can be written into ``scan.json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from comfywatchman.errors import WatchmanError
 from comfywatchman.workflow import images
 
+_orjson_loads: Callable[[bytes | str], Any] | None
 try:
     from orjson import loads as _orjson_loads
 except ImportError:  # a speed-up only: the standard library parses the same documents
