@@ -22,6 +22,7 @@ from typing import Any
 
 import jsonschema
 import jsonschema_rs
+import orjson
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -149,7 +150,7 @@ def read(path: Path, schema_name: str) -> Any:
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     validate(data, schema_name, str(path))
@@ -166,9 +167,30 @@ def read_optional(path: Path, schema_name: str) -> Any | None:
     return read(path, schema_name)
 
 
+def loads(text: str | bytes) -> Any:
+    """Return the JSON value of ``text``, parsed by orjson (several times faster than the standard library on
+    artifacts of megabytes); what orjson refuses (NaN, integers beyond 64 bits) is parsed by the standard
+    library, whose ``json.JSONDecodeError`` (line and column) is what a caller sees for text that is not JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def dumps(data: Any, indent: int | None = 2) -> str:
     """Return the canonical text of an artifact: sorted keys, two-space indent (or compact with
-    ``indent=None``, which json encodes in C: the choice for artifacts of many megabytes), trailing newline."""
+    ``indent=None``: the choice for artifacts of many megabytes that only programs read), trailing newline.
+
+    orjson encodes it (tens of times faster than the standard library's indenting encoder); data it refuses
+    (keys that are not strings, integers beyond 64 bits, lone surrogates) goes to the standard library,
+    which then behaves as it always did. Both give the same text for plain JSON data, bar how a float with
+    an exponent is spelled."""
+    if indent in (None, 2):
+        option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if indent == 2 else 0)
+        try:
+            return orjson.dumps(data, option=option).decode("utf-8") + "\n"
+        except TypeError:
+            pass
     if indent is None:
         return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
     return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
@@ -264,7 +286,7 @@ def part_text(instance: Any, schema_name: str, definition: str, source: str) -> 
     text, for ``write_assembled``. Raise ArtifactError naming ``source`` when it is not valid."""
     validate(instance, schema_name, source, definition)
     # Just validated, so plain JSON data: the cycle check has nothing to find.
-    return json.dumps(instance, sort_keys=True, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    return dumps(instance, indent=None)[:-1]
 
 
 def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str], schema_name: str) -> str:
@@ -302,7 +324,7 @@ def write_if_changed(
     """
     try:
         existing_text = path.read_text(encoding="utf-8")
-        existing = json.loads(existing_text)
+        existing = loads(existing_text)
     except (OSError, ValueError):
         existing = None
     if isinstance(existing, dict):
