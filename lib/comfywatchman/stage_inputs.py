@@ -74,8 +74,10 @@ def record(
     valid_until: datetime | None,
     counts: Mapping[str, int],
     detail: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write what ``stage`` computed its ``outputs`` from (call it after they are written)."""
+    """Write what ``stage`` computed its ``outputs`` from (call it after they are written); ``extra``: what the
+    stage itself needs to reuse them."""
     document = {
         "cycle_id": cycle_id,
         "fingerprint": wanted,
@@ -83,5 +85,6 @@ def record(
         "valid_until": valid_until.isoformat() if valid_until is not None else None,
         "counts": dict(counts),
         "detail": detail,
+        **({"extra": dict(extra)} if extra is not None else {}),
     }
     artifacts.write(path_of(state_dir, stage), document, SCHEMA, indent=None)
