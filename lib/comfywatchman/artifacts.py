@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -155,6 +156,35 @@ def read(path: Path, schema_name: str) -> Any:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     validate(data, schema_name, str(path))
     return data
+
+
+_TOP_LEVEL_KEY = re.compile(rb'^  "((?:[^"\\]|\\.)*)": ', re.MULTILINE)
+
+
+def read_top_level(path: Path, keys: Iterable[str]) -> dict[str, Any] | None:
+    """Return the values of ``keys`` in the two-space indented artifact at ``path`` (as ``dumps`` writes it),
+    parsing only them: a report of many megabytes is not loaded whole to read its summary. Top-level keys are
+    the only lines that start with two spaces and a quote (a string holds no raw newline). Return None when
+    the file is missing, not in that layout, or lacks one of ``keys``: the caller then reads it whole."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(b"{\n"):
+        return None
+    marks = [(m.start(), m.end(), m.group(1)) for m in _TOP_LEVEL_KEY.finditer(data)]
+    wanted = {key.encode("utf-8") for key in keys}
+    found: dict[str, Any] = {}
+    for index, (_, value_start, key) in enumerate(marks):
+        if key not in wanted:
+            continue
+        value_end = marks[index + 1][0] if index + 1 < len(marks) else data.rindex(b"\n}")
+        chunk = data[value_start:value_end].rstrip().removesuffix(b",")
+        try:
+            found[key.decode("utf-8")] = orjson.loads(chunk)
+        except orjson.JSONDecodeError:
+            return None
+    return found if len(found) == len(wanted) else None
 
 
 def read_optional(path: Path, schema_name: str) -> Any | None:

@@ -404,6 +404,11 @@ def names_line(members: Sequence[Mapping[str, Any]]) -> str:
     return shown + (f" and {number(more)} more (all in master_status.json)" if more > 0 else "")
 
 
+def due_words(due: str) -> str:
+    """Return the words that say when the next cycle (which searches) is due."""
+    return f", due about {text(due)}"
+
+
 def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any] | None, offline: bool) -> list[str]:
     """Return the item for files that wait for a search: why, when it will run, and how to run it now."""
     files = plural(len(group.actions), "file")
@@ -420,7 +425,7 @@ def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any
             else ". The next cycle"
         )
         why += " searches them"
-    when = f", due about {text(due)}" if due else ""
+    when = due_words(due) if due else ""
     lines = [head, "", f"{pad}Why: {why}{when}.", "", pad + names_line(group.actions)]
     if search_now and search_now["commands"]:
         lines += ["", f"{pad}To search now: " + code(search_now["commands"][0]["shell"])]

@@ -178,12 +178,22 @@ def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, An
     """Return what a later cycle needs to render the page again without the findings: the document's small
     keys, and where the findings' part lies in the page (character offsets). ``reuse`` is False when that
     part names the next cycle's time (a search retried then), which changes every cycle."""
+    due = document["search_now"]["next_cycle_at"]
     without_next = {**document, "search_now": {**document["search_now"], "next_cycle_at": None}}
+    actions = "\n".join(markdown.actions_section(document))
     return {
         "head": {k: document[k] for k in HEAD_KEYS if k in document},
         "body": body_span(parts[0], parts[1]),
-        "reuse": bool(parts[1]) and markdown.actions_section(without_next) == markdown.actions_section(document),
+        "next_cycle_at": due,
+        # Reusable when the next cycle's time is all that changes in the findings' part, in words we can find.
+        "reuse": bool(parts[1])
+        and "\n".join(markdown.actions_section(without_next)) == actions.replace(due_phrase(due), ""),
     }
+
+
+def due_phrase(due: str | None) -> str:
+    """Return the words the page says the next cycle's time in (``markdown.search_item``)."""
+    return markdown.due_words(due) if due else "\0"
 
 
 def body_span(head: list[str], body: list[str]) -> list[int]:
@@ -222,12 +232,17 @@ def refresh_page(
             "errors": [e for r in runs for e in r["errors"]],
         },
     }
+    interval = ctx.config.section("schedule")["interval_minutes"]
+    due = install_facts.next_cycle_at(ctx.state_dir, ctx.now(), interval)
+    body = page[start:end]
+    if extra["next_cycle_at"]:
+        body = body.replace(due_phrase(extra["next_cycle_at"]), due_phrase(due))
     head, tail = markdown.header(document), markdown.tail(document)
-    text = markdown.join_parts([head, [page[start:end]], tail])
+    text = markdown.join_parts([head, [body], tail])
     artifacts.atomic_write_text(page_path, text)
     outcome.counts = dict(recorded["counts"])
     outcome.detail = recorded["detail"]
-    kept = {**extra, "body": body_span(head, page[start:end].split("\n"))}
+    kept = {**extra, "body": body_span(head, body.split("\n")), "next_cycle_at": due}
     stage_inputs.record(
         ctx.state_dir, "report", ctx.cycle_id, wanted, output_paths(ctx), None, outcome.counts, outcome.detail, kept
     )
