@@ -45,6 +45,15 @@ def path_of(state_dir: Path, stage: str) -> Path:
     return state_dir / f"{stage}_inputs.json"
 
 
+def previous(state_dir: Path, stage: str) -> Mapping[str, Any] | None:
+    """Return the recorded inputs of ``stage`` whatever they say (None when none or unreadable)."""
+    try:
+        recorded: Mapping[str, Any] | None = artifacts.read_optional(path_of(state_dir, stage), SCHEMA)
+    except ArtifactError:
+        return None
+    return recorded
+
+
 def reusable(
     state_dir: Path, stage: str, wanted: str, outputs: Iterable[Path], now: datetime
 ) -> Mapping[str, Any] | None:

@@ -115,7 +115,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "model_folder_limits": model_folder_limits(state),
         **({"verification": checked} if checked else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
-        "broken_models": installed_broken(state),
+        "broken_models": broken_models(state),
         "cycle": {
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
@@ -135,7 +135,7 @@ def run(ctx: StageContext) -> StageOutcome:
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
-        extra = page_parts(document, parts)
+        extra = {**page_parts(document, parts), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
@@ -174,6 +174,17 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
     return stage_inputs.fingerprint(files, settings)
 
 
+def broken_models(state: Path) -> list[dict[str, str]]:
+    """Return the installed safetensors files that are cut short or unreadable: the last report's list when
+    model_cache.json is as it was then (it holds every file's size and is rewritten when one changes), else
+    every file's header read again (``installed_broken``)."""
+    last = (stage_inputs.previous(state, "report") or {}).get("extra") or {}
+    now = stage_inputs.stat_key(state / "model_cache.json")
+    if now is not None and last.get("broken_for") == now and isinstance(last.get("broken_models"), list):
+        return list(last["broken_models"])
+    return installed_broken(state)
+
+
 def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:
     """Return what a later cycle needs to render the page again without the findings: the document's small
     keys, and where the findings' part lies in the page (character offsets). ``reuse`` is False when that
@@ -185,6 +196,7 @@ def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, An
         "head": {k: document[k] for k in HEAD_KEYS if k in document},
         "body": body_span(parts[0], parts[1]),
         "next_cycle_at": due,
+        "broken_models": document["broken_models"],
         # Reusable when the next cycle's time is all that changes in the findings' part, in words we can find.
         "reuse": bool(parts[1])
         and "\n".join(markdown.actions_section(without_next)) == actions.replace(due_phrase(due), ""),
