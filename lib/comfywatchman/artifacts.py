@@ -215,15 +215,24 @@ def dumps(data: Any, indent: int | None = 2) -> str:
     (keys that are not strings, integers beyond 64 bits, lone surrogates) goes to the standard library,
     which then behaves as it always did. Both give the same text for plain JSON data, bar how a float with
     an exponent is spelled."""
-    if indent in (None, 2):
-        option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if indent == 2 else 0)
-        try:
-            return orjson.dumps(data, option=option).decode("utf-8") + "\n"
-        except TypeError:
-            pass
+    encoded = _orjson_bytes(data, indent)
+    if encoded is not None:
+        return encoded.decode("utf-8") + "\n"
     if indent is None:
         return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
     return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _orjson_bytes(data: Any, indent: int | None) -> bytes | None:
+    """Return ``data`` encoded by orjson as ``dumps`` writes it (without the trailing newline), or None when
+    orjson cannot (another indent, or data it refuses)."""
+    if indent not in (None, 2):
+        return None
+    option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if indent == 2 else 0)
+    try:
+        return orjson.dumps(data, option=option)
+    except TypeError:
+        return None
 
 
 def content_hash(data: Any) -> str:
@@ -242,11 +251,18 @@ def temp_prefix(path: Path) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, *chunks: bytes) -> None:
+    """Write ``chunks``, one after the other, to ``path`` through a temp file in the same folder, fsync and
+    rename (chunks, so a large artifact and its trailing newline are never copied into one buffer)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -308,7 +324,11 @@ def _fsync_dir(folder: Path) -> None:
 def write(path: Path, data: Any, schema_name: str, indent: int | None = 2) -> None:
     """Validate ``data`` against ``schema_name`` and write it atomically to ``path`` (see ``dumps``)."""
     validate(data, schema_name, f"{path} (about to be written)")
-    atomic_write_text(path, dumps(data, indent))
+    encoded = _orjson_bytes(data, indent)
+    if encoded is None:
+        atomic_write_text(path, dumps(data, indent))
+    else:
+        atomic_write_bytes(path, encoded, b"\n")
 
 
 def part_text(instance: Any, schema_name: str, definition: str, source: str) -> str:
