@@ -328,7 +328,9 @@ def run(ctx: StageContext) -> StageOutcome:
     outcome.counts["cache_hits"] = cache.hits
     outcome.detail = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing missing"
     until = valid_until(results, cache, ctx.config.offline, ctx.now())
-    stage_inputs.record(ctx.state_dir, "search", ctx.cycle_id, wanted, outputs, until, outcome.counts, outcome.detail)
+    # Taken again: this search may have just saved the search cache, which the next cycle finds as it is now.
+    after = inputs_fingerprint(ctx, order)
+    stage_inputs.record(ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail)
     logger.info(
         "search: %d missing files: %s (%d requests, %d cached answers)",
         len(results),
