@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import jsonschema
 import jsonschema_rs
+import orjson
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -149,11 +151,40 @@ def read(path: Path, schema_name: str) -> Any:
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     validate(data, schema_name, str(path))
     return data
+
+
+_TOP_LEVEL_KEY = re.compile(rb'^  "((?:[^"\\]|\\.)*)": ', re.MULTILINE)
+
+
+def read_top_level(path: Path, keys: Iterable[str]) -> dict[str, Any] | None:
+    """Return the values of ``keys`` in the two-space indented artifact at ``path`` (as ``dumps`` writes it),
+    parsing only them: a report of many megabytes is not loaded whole to read its summary. Top-level keys are
+    the only lines that start with two spaces and a quote (a string holds no raw newline). Return None when
+    the file is missing, not in that layout, or lacks one of ``keys``: the caller then reads it whole."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(b"{\n"):
+        return None
+    marks = [(m.start(), m.end(), m.group(1)) for m in _TOP_LEVEL_KEY.finditer(data)]
+    wanted = {key.encode("utf-8") for key in keys}
+    found: dict[str, Any] = {}
+    for index, (_, value_start, key) in enumerate(marks):
+        if key not in wanted:
+            continue
+        value_end = marks[index + 1][0] if index + 1 < len(marks) else data.rindex(b"\n}")
+        chunk = data[value_start:value_end].rstrip().removesuffix(b",")
+        try:
+            found[key.decode("utf-8")] = orjson.loads(chunk)
+        except orjson.JSONDecodeError:
+            return None
+    return found if len(found) == len(wanted) else None
 
 
 def read_optional(path: Path, schema_name: str) -> Any | None:
@@ -166,12 +197,42 @@ def read_optional(path: Path, schema_name: str) -> Any | None:
     return read(path, schema_name)
 
 
+def loads(text: str | bytes) -> Any:
+    """Return the JSON value of ``text``, parsed by orjson (several times faster than the standard library on
+    artifacts of megabytes); what orjson refuses (NaN, integers beyond 64 bits) is parsed by the standard
+    library, whose ``json.JSONDecodeError`` (line and column) is what a caller sees for text that is not JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def dumps(data: Any, indent: int | None = 2) -> str:
     """Return the canonical text of an artifact: sorted keys, two-space indent (or compact with
-    ``indent=None``, which json encodes in C: the choice for artifacts of many megabytes), trailing newline."""
+    ``indent=None``: the choice for artifacts of many megabytes that only programs read), trailing newline.
+
+    orjson encodes it (tens of times faster than the standard library's indenting encoder); data it refuses
+    (keys that are not strings, integers beyond 64 bits, lone surrogates) goes to the standard library,
+    which then behaves as it always did. Both give the same text for plain JSON data, bar how a float with
+    an exponent is spelled."""
+    encoded = _orjson_bytes(data, indent)
+    if encoded is not None:
+        return encoded.decode("utf-8") + "\n"
     if indent is None:
         return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
     return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _orjson_bytes(data: Any, indent: int | None) -> bytes | None:
+    """Return ``data`` encoded by orjson as ``dumps`` writes it (without the trailing newline), or None when
+    orjson cannot (another indent, or data it refuses)."""
+    if indent not in (None, 2):
+        return None
+    option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if indent == 2 else 0)
+    try:
+        return orjson.dumps(data, option=option)
+    except TypeError:
+        return None
 
 
 def content_hash(data: Any) -> str:
@@ -190,11 +251,18 @@ def temp_prefix(path: Path) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file in the same folder, fsync and rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, *chunks: bytes) -> None:
+    """Write ``chunks``, one after the other, to ``path`` through a temp file in the same folder, fsync and
+    rename (chunks, so a large artifact and its trailing newline are never copied into one buffer)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -256,7 +324,11 @@ def _fsync_dir(folder: Path) -> None:
 def write(path: Path, data: Any, schema_name: str, indent: int | None = 2) -> None:
     """Validate ``data`` against ``schema_name`` and write it atomically to ``path`` (see ``dumps``)."""
     validate(data, schema_name, f"{path} (about to be written)")
-    atomic_write_text(path, dumps(data, indent))
+    encoded = _orjson_bytes(data, indent)
+    if encoded is None:
+        atomic_write_text(path, dumps(data, indent))
+    else:
+        atomic_write_bytes(path, encoded, b"\n")
 
 
 def part_text(instance: Any, schema_name: str, definition: str, source: str) -> str:
@@ -264,7 +336,7 @@ def part_text(instance: Any, schema_name: str, definition: str, source: str) -> 
     text, for ``write_assembled``. Raise ArtifactError naming ``source`` when it is not valid."""
     validate(instance, schema_name, source, definition)
     # Just validated, so plain JSON data: the cycle check has nothing to find.
-    return json.dumps(instance, sort_keys=True, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    return dumps(instance, indent=None)[:-1]
 
 
 def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str], schema_name: str) -> str:
@@ -302,7 +374,7 @@ def write_if_changed(
     """
     try:
         existing_text = path.read_text(encoding="utf-8")
-        existing = json.loads(existing_text)
+        existing = loads(existing_text)
     except (OSError, ValueError):
         existing = None
     if isinstance(existing, dict):

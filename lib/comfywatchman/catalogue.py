@@ -154,6 +154,26 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "with evidence, URL and candidates",
     ),
     Artifact(
+        "search_inputs",
+        "state/search_inputs.json",
+        "stage_inputs",
+        "json",
+        ("search",),
+        ("search",),
+        "what the last search was computed from and until when its answers hold, so an unchanged scan is not "
+        "searched again (a cache: safe to delete)",
+    ),
+    Artifact(
+        "report_inputs",
+        "state/report_inputs.json",
+        "stage_inputs",
+        "json",
+        ("report",),
+        ("report",),
+        "what the last report was computed from, so an unchanged cycle leaves the report as it is (a cache: "
+        "safe to delete)",
+    ),
+    Artifact(
         "download_queue",
         "state/download_queue.json",
         "download_queue",

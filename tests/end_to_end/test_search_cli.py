@@ -135,9 +135,26 @@ def test_search_gives_right_status_for_every_case_and_second_cycle_sends_nothing
     assert civitai.count + hub.count == first_requests  # nothing new was asked
     again = artifacts.read(home / "state" / "search.json", "search")
     assert {r["name"]: r["status"] for r in again["results"]} == {r["name"]: r["status"] for r in search["results"]}
+    # Nothing changed and no cached answer expired: the search left its outputs as they were.
+    assert again["cycle_id"] == search["cycle_id"] and "search: nothing changed since cycle" in second.stderr
+
+    # Without its record of what it read, the search runs again: every answer comes from the cache.
+    (home / "state" / "search_inputs.json").unlink()
+    third = run_cli(
+        "--run-cycle", "--force", "--config", str(config), "--comfyui-root", str(comfy_tree.root), home=home, env=env
+    )
+    assert third.returncode == 0, third.stderr
+    assert civitai.count + hub.count == first_requests
+    again = artifacts.read(home / "state" / "search.json", "search")
+    assert {r["name"]: r["status"] for r in again["results"]} == {r["name"]: r["status"] for r in search["results"]}
     assert again["cache_hits"] == len([c for c in CASES if c[4] not in ("INVALID_FILENAME",)])
 
-    text = first.stderr + second.stderr + "".join(p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
+    text = (
+        first.stderr
+        + second.stderr
+        + third.stderr
+        + "".join(p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
+    )
     assert "civ-SECRET-KEY-123" not in text and "hf_SECRET_TOKEN_456" not in text
 
 

@@ -232,3 +232,23 @@ def test_an_append_keeps_the_files_mode(tmp_path: Path) -> None:
     log.chmod(0o644)
     artifacts.append_jsonl(log, [ENTRY], "intake_log_entry")
     assert log.stat().st_mode & 0o777 == 0o644
+
+
+def test_read_top_level_parses_only_the_keys_asked_for_and_gives_up_on_another_layout(tmp_path: Path) -> None:
+    document = {
+        "big": [{"name": 'a "quoted"\n  "summary": 1', "nested": {"summary": 2}}] * 3,
+        "summary": {"ready": 1, "workflows": 2},
+        "stale": None,
+        "zlast": "x",
+    }
+    path = tmp_path / "doc.json"
+    path.write_text(artifacts.dumps(document), encoding="utf-8")
+    assert artifacts.read_top_level(path, ["summary", "stale", "zlast"]) == {
+        "summary": {"ready": 1, "workflows": 2},
+        "stale": None,
+        "zlast": "x",
+    }
+    assert artifacts.read_top_level(path, ["summary", "absent"]) is None
+    path.write_text(artifacts.dumps(document, indent=None), encoding="utf-8")
+    assert artifacts.read_top_level(path, ["summary"]) is None
+    assert artifacts.read_top_level(tmp_path / "missing.json", ["summary"]) is None

@@ -111,13 +111,27 @@ def verification_lines(action: Mapping[str, Any], pad: str) -> list[str]:
 
 def render(report: Mapping[str, Any]) -> str:
     """Return the Markdown page for the report document ``report``."""
-    lines = header(report)
-    lines += actions_section(report)
-    lines += broken_section(report.get("broken_models", []))
-    lines += workflows_section(report["workflows"])
-    lines += intake_section(report["recent_intake"])
-    lines += cycle_section(report)
-    return "\n".join(lines)
+    return join_parts([header(report), body(report), tail(report)])
+
+
+def body(report: Mapping[str, Any]) -> list[str]:
+    """Return the part of the page made from the findings (actions, broken files, workflows): the bulk of it,
+    the same in every cycle whose inputs did not change."""
+    return [
+        *actions_section(report),
+        *broken_section(report.get("broken_models", [])),
+        *workflows_section(report["workflows"]),
+    ]
+
+
+def tail(report: Mapping[str, Any]) -> list[str]:
+    """Return the part of the page about this cycle (recent intake, the stages run)."""
+    return [*intake_section(report["recent_intake"]), *cycle_section(report)]
+
+
+def join_parts(parts: Sequence[Sequence[str]]) -> str:
+    """Return the page of ``parts`` (lists of lines): the same text as all their lines joined by newlines."""
+    return "\n".join("\n".join(part) for part in parts if part)
 
 
 def header(report: Mapping[str, Any]) -> list[str]:
@@ -390,6 +404,11 @@ def names_line(members: Sequence[Mapping[str, Any]]) -> str:
     return shown + (f" and {number(more)} more (all in master_status.json)" if more > 0 else "")
 
 
+def due_words(due: str) -> str:
+    """Return the words that say when the next cycle (which searches) is due."""
+    return f", due about {text(due)}"
+
+
 def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any] | None, offline: bool) -> list[str]:
     """Return the item for files that wait for a search: why, when it will run, and how to run it now."""
     files = plural(len(group.actions), "file")
@@ -406,7 +425,7 @@ def search_item(group: Group, total: int, pad: str, search_now: Mapping[str, Any
             else ". The next cycle"
         )
         why += " searches them"
-    when = f", due about {text(due)}" if due else ""
+    when = due_words(due) if due else ""
     lines = [head, "", f"{pad}Why: {why}{when}.", "", pad + names_line(group.actions)]
     if search_now and search_now["commands"]:
         lines += ["", f"{pad}To search now: " + code(search_now["commands"][0]["shell"])]

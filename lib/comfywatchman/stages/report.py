@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, availability
+from comfywatchman import artifacts, availability, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
@@ -69,6 +70,11 @@ def run(ctx: StageContext) -> StageOutcome:
     kept = staleness.keep_last_report(reports / "master_status.json", unavailable, ctx.cycle_id, now_text)
     if kept is not None:
         return _write_stale(kept, reports, outcome)
+    wanted = inputs_fingerprint(ctx, unavailable)
+    outputs = output_paths(ctx)
+    recorded = stage_inputs.reusable(state, "report", wanted, outputs, ctx.now())
+    if recorded is not None and refresh_page(ctx, recorded, wanted, now_text, outcome):
+        return outcome
     scan = artifacts.read(state / "scan.json", "scan")
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
@@ -109,7 +115,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "model_folder_limits": model_folder_limits(state),
         **({"verification": checked} if checked else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
-        "broken_models": installed_broken(state),
+        "broken_models": broken_models(state),
         "cycle": {
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
@@ -117,7 +123,9 @@ def run(ctx: StageContext) -> StageOutcome:
         },
     }
     artifacts.write(reports / "master_status.json", document, "master_status")
-    artifacts.atomic_write_text(reports / "master_status.md", markdown.render(document))
+    del scan  # the largest input: not kept while the page is rendered
+    parts = [markdown.header(document), markdown.body(document), markdown.tail(document)]
+    artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(parts))
     new_history = next_history(workflows, history)
     # Workflows of an unavailable folder are not in this report; their history waits for them.
     for path in staleness.kept_paths(state) - new_history["workflows"].keys():
@@ -126,8 +134,137 @@ def run(ctx: StageContext) -> StageOutcome:
     artifacts.write(state / HISTORY, new_history, "report_history")
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
+    if not unavailable and outcome.ok:
+        extra = {**page_parts(document, parts), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
+        stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
+
+
+# Bump when the report made of the same inputs changes, so the next cycle builds it again.
+INPUTS_FORMAT = 1
+# What the page's head and tail are rendered from: the small keys of the document.
+HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
+
+
+def output_paths(ctx: StageContext) -> list[Path]:
+    """Return the files the report writes and a reuse must find as they were written."""
+    reports = ctx.config.reports_dir
+    return [reports / "master_status.json", reports / "master_status.md", ctx.state_dir / HISTORY]
+
+
+def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> str:
+    """Return a hash of what the report is built from: the artifacts it reads (each rewritten only when its
+    content changes, so its stat stands for it), the install facts its commands name, and the settings. What
+    changes every cycle (the clock, this cycle's stage runs, the next cycle's time) is left out: a reuse
+    renders it again (``refresh_page``)."""
+    state = ctx.state_dir
+    names = ("scan.json", "search.json", "verify.json", "model_cache.json", "custom_nodes_cache.json")
+    files = [state / n for n in (*names, "download_queue.json", "intake_log.jsonl")]
+    settings = {
+        "format": INPUTS_FORMAT,
+        "report": ctx.config.section("report"),
+        "count_inactive": ctx.config.section("scan")["count_inactive_nodes"],
+        "offline": ctx.config.offline,
+        "home": str(ctx.config.home),
+        "layers": [str(layer) for layer in ctx.config.layers],
+        "python": install_facts.comfyui_python(Path(ctx.config.comfyui_root)),
+        "unavailable": unavailable,
+    }
+    return stage_inputs.fingerprint(files, settings)
+
+
+def broken_models(state: Path) -> list[dict[str, str]]:
+    """Return the installed safetensors files that are cut short or unreadable: the last report's list when
+    model_cache.json is as it was then (it holds every file's size and is rewritten when one changes), else
+    every file's header read again (``installed_broken``)."""
+    last = (stage_inputs.previous(state, "report") or {}).get("extra") or {}
+    now = stage_inputs.stat_key(state / "model_cache.json")
+    if now is not None and last.get("broken_for") == now and isinstance(last.get("broken_models"), list):
+        return list(last["broken_models"])
+    return installed_broken(state)
+
+
+def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:
+    """Return what a later cycle needs to render the page again without the findings: the document's small
+    keys, and where the findings' part lies in the page (character offsets). ``reuse`` is False when that
+    part names the next cycle's time (a search retried then), which changes every cycle."""
+    due = document["search_now"]["next_cycle_at"]
+    without_next = {**document, "search_now": {**document["search_now"], "next_cycle_at": None}}
+    actions = "\n".join(markdown.actions_section(document))
+    return {
+        "head": {k: document[k] for k in HEAD_KEYS if k in document},
+        "body": body_span(parts[0], parts[1]),
+        "next_cycle_at": due,
+        "broken_models": document["broken_models"],
+        # Reusable when the next cycle's time is all that changes in the findings' part, in words we can find.
+        "reuse": bool(parts[1])
+        and "\n".join(markdown.actions_section(without_next)) == actions.replace(due_phrase(due), ""),
+    }
+
+
+def due_phrase(due: str | None) -> str:
+    """Return the words the page says the next cycle's time in (``markdown.search_item``)."""
+    return markdown.due_words(due) if due else "\0"
+
+
+def body_span(head: list[str], body: list[str]) -> list[int]:
+    """Return [start, end): where the lines ``body`` lie in the page ``markdown.join_parts`` makes of
+    ``head``, ``body`` and a tail (both non-empty)."""
+    start = len("\n".join(head)) + 1
+    return [start, start + len("\n".join(body))]
+
+
+def refresh_page(
+    ctx: StageContext, recorded: Mapping[str, Any], wanted: str, now_text: str, outcome: StageOutcome
+) -> bool:
+    """Render master_status.md again for this cycle from the last page's findings (kept as they were) and
+    this cycle's clock, stage runs and recent intake; leave master_status.json and the readiness history as
+    they are (their findings did not change). Return False, writing nothing, when the last page cannot be
+    reused that way (the full report is then built)."""
+    extra = recorded.get("extra") or {}
+    if not extra.get("reuse"):
+        return False
+    page_path = ctx.config.reports_dir / "master_status.md"
+    try:
+        page = page_path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    start, end = extra["body"]
+    runs = StateManager(ctx.state_dir).stage_runs(ctx.cycle_id)
+    document = {
+        **extra["head"],
+        "generated_at": now_text,
+        "cycle_id": ctx.cycle_id,
+        "stale": None,
+        "recent_intake": recent_intake(ctx.state_dir, ctx.config.section("report")["recent_intake"]),
+        "cycle": {
+            "cycle_id": ctx.cycle_id,
+            "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
+            "errors": [e for r in runs for e in r["errors"]],
+        },
+    }
+    interval = ctx.config.section("schedule")["interval_minutes"]
+    due = install_facts.next_cycle_at(ctx.state_dir, ctx.now(), interval)
+    body = page[start:end]
+    if extra["next_cycle_at"]:
+        body = body.replace(due_phrase(extra["next_cycle_at"]), due_phrase(due))
+    head, tail = markdown.header(document), markdown.tail(document)
+    text = markdown.join_parts([head, [body], tail])
+    artifacts.atomic_write_text(page_path, text)
+    outcome.counts = dict(recorded["counts"])
+    outcome.detail = recorded["detail"]
+    kept = {**extra, "body": body_span(head, body.split("\n")), "next_cycle_at": due}
+    stage_inputs.record(
+        ctx.state_dir, "report", ctx.cycle_id, wanted, output_paths(ctx), None, outcome.counts, outcome.detail, kept
+    )
+    logger.info(
+        "report: nothing changed since cycle %s: %s; page refreshed -> %s",
+        recorded["cycle_id"],
+        outcome.detail,
+        page_path,
+    )
+    return True
 
 
 def _fresh_stale(unavailable: list[dict[str, Any]], cycle_id: str, now_text: str) -> dict[str, Any] | None:

@@ -12,11 +12,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from comfywatchman import artifacts, catalogue, progress
+from comfywatchman import artifacts, catalogue, progress, stage_inputs
+from comfywatchman.comfy.manager_files import find_manager_file
+from comfywatchman.search import cache as cache_module
 from comfywatchman.search import declared, policy, registry
+from comfywatchman.search import model_list as model_list_module
 from comfywatchman.search.base import (
     Declaration,
     ModelQuery,
@@ -239,13 +242,59 @@ def download_queue(
     return tasks
 
 
+# Bump when what search.json holds for the same inputs changes, so the next cycle searches again.
+INPUTS_FORMAT = 1
+
+
+def inputs_fingerprint(ctx: StageContext, order: list[str]) -> str:
+    """Return a hash of what search.json is computed from: scan.json, model_cache.json, the search cache and
+    the Manager's model list (each rewritten only when its content changes, so its stat stands for it), and
+    the settings."""
+    files = [catalogue.path(ctx.config, key) for key in ("scan", "model_cache")]
+    files.append(Path(ctx.config.state_dir) / cache_module.FILE_NAME)
+    model_list = find_manager_file(ctx.config.comfyui_root, model_list_module.FILE_NAME)
+    files += [model_list] if model_list is not None else []
+    settings = {
+        "format": INPUTS_FORMAT,
+        "search": ctx.config.section("search"),
+        "count_inactive": ctx.config.section("scan")["count_inactive_nodes"],
+        "offline": ctx.config.offline,
+        "order": order,
+    }
+    return stage_inputs.fingerprint(files, settings)
+
+
+def valid_until(results: list[SearchResult], cache: SearchCache, offline: bool, now: datetime) -> datetime | None:
+    """Return until when this cycle's results hold with the same inputs: now when a file waits for the
+    budget or a backend failed (the next cycle asks again); online, the earliest expiry in the search cache
+    (an answer that expires must be asked for again); else never (None)."""
+    if offline:
+        return None
+    if any(r.status is Status.ERROR or r.status is Status.NOT_SEARCHED for r in results):
+        return now
+    expiries = [datetime.fromisoformat(e["expires_at"]) for e in cache.entries.values()]
+    return min(expiries, default=None)
+
+
 def run(ctx: StageContext) -> StageOutcome:
-    """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue."""
+    """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue.
+
+    When nothing it reads changed since the last search and no cached answer expired, both are left as they
+    are (``stage_inputs``): scan.json is not even read."""
     outcome = StageOutcome("search")
+    order = list(ctx.backends or ctx.config.section("search")["backend_order"])
+    wanted = inputs_fingerprint(ctx, order)
+    outputs = [catalogue.path(ctx.config, key) for key in ("search", "download_queue")]
+    recorded = stage_inputs.reusable(ctx.state_dir, "search", wanted, outputs, ctx.now())
+    if recorded is not None:
+        outcome.counts = dict(recorded["counts"])
+        outcome.detail = recorded["detail"]
+        logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
+        return outcome
     scan = artifacts.read(catalogue.path(ctx.config, "scan"), catalogue.schema("scan"))
     model_cache = artifacts.read(catalogue.path(ctx.config, "model_cache"), catalogue.schema("model_cache"))
     queries = missing_queries(scan, ctx.config.section("scan")["count_inactive_nodes"])
-    order = list(ctx.backends or ctx.config.section("search")["backend_order"])
+    del scan  # the largest artifact: not kept in memory while searching and writing
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
@@ -278,6 +327,10 @@ def run(ctx: StageContext) -> StageOutcome:
     outcome.counts["requests"] = http.total_requests if http else 0
     outcome.counts["cache_hits"] = cache.hits
     outcome.detail = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing missing"
+    until = valid_until(results, cache, ctx.config.offline, ctx.now())
+    # Taken again: this search may have just saved the search cache, which the next cycle finds as it is now.
+    after = inputs_fingerprint(ctx, order)
+    stage_inputs.record(ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail)
     logger.info(
         "search: %d missing files: %s (%d requests, %d cached answers)",
         len(results),

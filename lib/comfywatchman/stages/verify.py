@@ -298,24 +298,17 @@ def _stat_key(path: Path) -> list[int] | None:
     return [stat.size, stat.mtime_ns] if stat is not None else None
 
 
-def fingerprint(
-    state: Path, search: Mapping[str, Any] | None, queue: Mapping[str, Any] | None, settings: Mapping[str, Any]
-) -> str:
-    """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json and
-    model_cache.json are rewritten only when their content changes (so their size and mtime stand for it),
-    search.json and the download queue every cycle (so what verify uses of them counts)."""
-    used = [
-        [r["type"], r["name"], r["status"], r.get("sha256"), r.get("size"), r.get("url")]
-        for r in (search or {}).get("results", [])
-    ]
-    sizes = [[t["folder"], t["name"], t["size"]] for t in (queue or {}).get("tasks", [])]
+def fingerprint(state: Path, settings: Mapping[str, Any]) -> str:
+    """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json,
+    model_cache.json, search.json and the download queue, each rewritten only when its content changes (so
+    its size and mtime stand for it), and the settings."""
     return artifacts.content_hash(
         {
             "format": FORMAT,
             "scan": _stat_key(state / "scan.json"),
             "model_cache": _stat_key(state / "model_cache.json"),
-            "search": used,
-            "queue": sizes,
+            "search": _stat_key(state / "search.json"),
+            "queue": _stat_key(state / "download_queue.json"),
             "settings": dict(settings),
         }
     )
@@ -370,9 +363,7 @@ def run(ctx: StageContext) -> StageOutcome:
     state = ctx.state_dir
     settings = ctx.config.section("verify")
     count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
-    search = _read_optional(state / "search.json", "search", outcome)
-    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
-    wanted = fingerprint(state, search, queue, {**settings, "count_inactive": count_inactive})
+    wanted = fingerprint(state, {**settings, "count_inactive": count_inactive})
     try:
         previous = artifacts.read_optional(state / INPUTS, "verify_inputs")
     except ArtifactError as exc:
@@ -386,6 +377,8 @@ def run(ctx: StageContext) -> StageOutcome:
         logger.info("verify: %s", outcome.detail)
         return outcome
 
+    search = _read_optional(state / "search.json", "search", outcome)
+    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
     scan = read_scan(state)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     results = _results(search)
