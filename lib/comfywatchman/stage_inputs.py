@@ -71,7 +71,8 @@ def reusable(
     until = recorded["valid_until"]
     if until is not None and datetime.fromisoformat(until) <= now:
         return None
-    return recorded
+    result: Mapping[str, Any] = recorded  # validated against stage_inputs.schema.json on reading
+    return result
 
 
 def record(
