@@ -25,7 +25,7 @@ import pytest
 
 from bench.generate import generate_install
 from comfywatchman import artifacts, catalogue
-from comfywatchman.lock import CycleLock
+from comfywatchman.lock import CycleLock, probe_held, read_holder
 from comfywatchman.stages.intake import sha256_file
 from tests.helpers import figures
 from tests.helpers.comfy_tree import ComfyTree, subprocess_env, ui_node, ui_workflow
@@ -79,6 +79,33 @@ class Home:
 
     def records(self, name: str, schema: str) -> list[dict[str, object]]:
         return list(artifacts.read_jsonl(self.home / name, schema))
+
+    def start_loop(self, timeout: float = 120) -> subprocess.Popen[bytes]:
+        """Start the loop and return it once it holds ``state/scheduler.lock``.
+
+        Until then it does not: a ``--scheduler`` started a moment later (a burst's) can take the lock first
+        under load, and the loop this returned would exit 75 while the other ran on, never signalled.
+        """
+        loop = self.start("scheduler")
+        lock = self.home / "state" / "scheduler.lock"
+        deadline = time.monotonic() + timeout
+        while not (read_holder(lock).get("pid") == loop.pid and probe_held(lock)):
+            if loop.poll() is not None:
+                stderr = loop.communicate()[1].decode(errors="replace")
+                raise AssertionError(f"the loop exited with {loop.returncode} before it held its lock: {stderr}")
+            if time.monotonic() > deadline:
+                loop.kill()
+                loop.wait(timeout=10)
+                raise AssertionError(f"the loop did not take {lock} in {timeout:g} s")
+            time.sleep(0.02)
+        return loop
+
+    def stop_all(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        """Kill whichever of ``processes`` still run (a test that failed midway leaves none behind)."""
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
 
 
 def make_home(tmp_path: Path, workflows: int) -> Home:
@@ -152,8 +179,9 @@ def check_acknowledgments(home: Home) -> None:
 def bursts(home: Home, count: int, rng: random.Random, width: int) -> None:
     """With the loop running, fire ``count`` bursts of ``width`` cron and ``width`` manual runs (and a second
     loop) started together; assert each ran or was refused cleanly and every run is in cycles.jsonl."""
-    loop = home.start("scheduler")
+    loop = home.start_loop()
     started = Counter({"cron": 0, "manual": 0})
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         for _ in range(count):
             touch_workflows(home, rng, 6)
@@ -170,14 +198,15 @@ def bursts(home: Home, count: int, rng: random.Random, width: int) -> None:
                 else:
                     started[kind] += 1
         assert loop.poll() is None
+    except BaseException:
+        home.stop_all([process for _, process in processes])  # a burst's loop too: never one left behind
+        raise
     finally:
         loop.send_signal(signal.SIGTERM)
     try:
         assert home.finish("scheduler", loop, timeout=120) == 0
     finally:
-        if loop.poll() is None:  # never leave a loop behind, whatever failed above
-            loop.kill()
-            loop.wait(timeout=10)
+        home.stop_all([loop])  # never leave a loop behind, whatever failed above
     cycles = home.records("state/cycles.jsonl", "cycle")
     by_trigger = Counter(str(c["trigger"]) for c in cycles)
     # Every run is recorded, skipped ones included: nothing lost when processes append at once.
@@ -206,6 +235,30 @@ def bursts(home: Home, count: int, rng: random.Random, width: int) -> None:
 def test_cron_scheduler_and_manual_runs_at_once_never_overlap(tmp_path: Path) -> None:
     home = make_home(tmp_path, workflows=120)
     bursts(home, count=2, rng=random.Random(1), width=2)
+
+
+def test_start_loop_hands_back_only_a_loop_that_holds_the_lock(tmp_path: Path) -> None:
+    # Under load a --scheduler started a moment after the loop (a burst's) could take the loop lock first: the
+    # loop exited 75, and the burst's one ran on, never signalled, until finish() timed out. Here another
+    # holder has the lock first, deterministically: start_loop says so at once instead of returning.
+    home = make_home(tmp_path, workflows=0)
+    other = CycleLock(home.home / "state" / "scheduler.lock", purpose="scheduler")
+    other.acquire()
+    try:
+        with pytest.raises(AssertionError, match="exited with 75 before it held its lock"):
+            home.start_loop()
+    finally:
+        other.release()
+    loop = home.start_loop()
+    try:
+        second = home.start("scheduler")
+        assert home.finish("scheduler", second) == 75
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        try:
+            assert home.finish("scheduler", loop) == 0
+        finally:
+            home.stop_all([loop])
 
 
 @pytest.mark.reliability
