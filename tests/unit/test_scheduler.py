@@ -122,9 +122,9 @@ def test_run_retries_after_retry_minutes_when_the_gate_skips(tmp_path: Path, stu
     assert [r["success"] for r in records] == [False, True, True]
 
 
-def test_run_records_a_raising_cycle_and_runs_the_next(tmp_path: Path, stub_stages: Any) -> None:
-    config = make_config(tmp_path)
-    machine = FakeMachine()
+def raising_first(config: Any, machine: FakeMachine) -> Any:
+    """Return a loop's cycle function whose first call raises and whose later calls run a real guarded cycle
+    on the test's machine."""
     calls: list[bool] = []
 
     def one_cycle(catch_up: bool) -> CycleResult:
@@ -132,6 +132,14 @@ def test_run_records_a_raising_cycle_and_runs_the_next(tmp_path: Path, stub_stag
         if len(calls) == 1:
             raise RuntimeError("boom")
         return cycle.guarded_cycle(config, clock=machine.now, machine=machine.machine(), trigger="scheduler")
+
+    return one_cycle
+
+
+def test_run_records_a_raising_cycle_and_runs_the_next(tmp_path: Path, stub_stages: Any) -> None:
+    config = make_config(tmp_path)
+    machine = FakeMachine()
+    one_cycle = raising_first(config, machine)
 
     make_loop(tmp_path, machine, hours=3, config=config, cycle=one_cycle).run()
     records = cycles(tmp_path)
@@ -150,13 +158,7 @@ def test_run_records_a_raising_cycle_on_a_machine_that_booted_a_minute_ago(
     monkeypatch.setattr(awake, "read_clocks", lambda: ClockReading(60.0, 0.0, "ci-runner-boot", "linux"))
     config = make_config(tmp_path)
     machine = FakeMachine()
-    calls: list[bool] = []
-
-    def one_cycle(catch_up: bool) -> CycleResult:
-        calls.append(catch_up)
-        if len(calls) == 1:
-            raise RuntimeError("boom")
-        return cycle.guarded_cycle(config, clock=machine.now, machine=machine.machine(), trigger="scheduler")
+    one_cycle = raising_first(config, machine)
 
     make_loop(tmp_path, machine, hours=5, config=config, cycle=one_cycle).run()
     assert [r["exit_code"] for r in cycles(tmp_path)] == [1, 0, 0]
