@@ -88,6 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _dispatch
 
 
+def reset_connection(handler: Any) -> None:
+    """End ``handler``'s connection with a TCP RST: the client sees "connection reset by peer"."""
+    # SO_LINGER 0 turns close() into a reset instead of an orderly FIN.
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.connection.close()
+    handler.close_connection = True
+
+
 class FakeServer:
     """Base of every fake: lifecycle, request log, scripted failures. Subclasses implement ``route``."""
 
@@ -175,10 +183,7 @@ class FakeServer:
             self.requests.append(request)
         action = self._take_action(handler.command, parts.path)
         if action == "reset":
-            # SO_LINGER 0 turns close() into a TCP RST: the client sees "connection reset by peer".
-            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            handler.connection.close()
-            handler.close_connection = True
+            reset_connection(handler)
             return
         if isinstance(action, tuple) and action[0] == "slow":
             time.sleep(float(action[1]))

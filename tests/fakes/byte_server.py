@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes import FakeServer, Recorded, Reply
+from tests.fakes import FakeServer, Recorded, Reply, reset_connection
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 CHUNK = 1024 * 1024
@@ -73,9 +72,7 @@ class ByteServer(FakeServer):
             self.requests.append(request)
         action = self._take_action(handler.command, parts.path)
         if action == "reset":
-            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            handler.connection.close()
-            handler.close_connection = True
+            reset_connection(handler)
             return
         if isinstance(action, int):
             self._send(handler, self.error_reply(action))
