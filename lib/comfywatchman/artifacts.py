@@ -347,7 +347,7 @@ def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str]
     ``part_text`` checked them against, so the whole is valid when head and parts are. Large artifacts are
     made this way so that each item is validated and encoded where it is made (a worker process) or kept as
     it was, and the document is never walked as a whole. The text is what ``dumps(document, indent=None)``
-    gives, written atomically.
+    gives with each item on a line of its own, written atomically.
     """
     if head.get(key) != []:
         raise ValueError(f"write_assembled: {key!r} must be an empty list in the head")
@@ -358,9 +358,78 @@ def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str]
     if text.count(marker) != 1:
         raise ValueError(f"write_assembled: {key!r} is not a key of the head alone")
     cut = text.index(marker) + len(marker) - 1
-    text = "".join((text[:cut], ",".join(parts), text[cut:]))
+    # One item per line (still one JSON document): readers can take the items one at a time (``iter_assembled``)
+    # instead of holding a document of many megabytes in memory.
+    body = "\n" + ",\n".join(parts) + "\n" if parts else ""
+    text = "".join((text[:cut], body, text[cut:]))
     atomic_write_text(path, text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Assembled:
+    """An artifact written by ``write_assembled``, read one list item at a time.
+
+    ``head`` is the document without the list (validated, the list empty); ``items()`` yields the list's items
+    in order, each validated against the definition ``write_assembled``'s parts were checked with. A file in
+    another layout (edited by hand, written by an older version) is read whole and validated, and gives the
+    same answers; broken content raises ArtifactError naming the file (and the line).
+    """
+
+    def __init__(self, path: Path, key: str, schema_name: str, definition: str) -> None:
+        self.path, self.key, self.schema_name, self.definition = path, key, schema_name, definition
+        self._whole: list[Any] | None = None
+        self._body_at = 0
+        opener = (json.dumps(key, ensure_ascii=False) + ":[").encode("utf-8")
+        try:
+            with path.open("rb") as handle:
+                first = handle.readline()
+                self._body_at = handle.tell()
+                tail = _last_line(handle)
+        except FileNotFoundError:
+            raise ArtifactError(f"{path}: missing (run the stage that writes it first)") from None
+        except OSError as exc:
+            raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
+        if first.rstrip(b"\n").endswith(opener) and tail.startswith(b"]") and first.endswith(b"\n"):
+            try:
+                head = orjson.loads(first.rstrip(b"\n") + tail)
+            except orjson.JSONDecodeError as exc:
+                raise ArtifactError(f"{path}: not valid JSON around its list {key!r} ({exc})") from None
+            validate(head, schema_name, str(path))
+            self.head: dict[str, Any] = head
+        else:
+            data = read(path, schema_name)
+            self._whole = data[key]
+            self.head = {**data, key: []}
+
+    def items(self) -> Iterator[Any]:
+        """Yield the list's items, one line read and validated at a time."""
+        if self._whole is not None:
+            yield from self._whole
+            return
+        check = fast_validator(self.schema_name, self.definition)
+        with self.path.open("rb") as handle:
+            handle.seek(self._body_at)
+            for number, line in enumerate(handle, start=2):
+                if line.startswith(b"]"):
+                    return
+                try:
+                    item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
+                except orjson.JSONDecodeError as exc:
+                    raise ArtifactError(f"{self.path}: line {number} is not valid JSON ({exc})") from None
+                if not check.is_valid(item):
+                    validate(item, self.schema_name, f"{self.path} (line {number})", self.definition)
+                yield item
+        raise ArtifactError(f"{self.path}: ends inside its list {self.key!r} (a torn write?)")
+
+
+def _last_line(handle: Any, window: int = 1 << 20) -> bytes:
+    """Return the last line of the binary file ``handle`` (without its newline), looking at most ``window``
+    bytes back; empty when there is none within that."""
+    end = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, end - window))
+    chunk = handle.read().rstrip(b"\n")
+    cut = chunk.rfind(b"\n")
+    return chunk[cut + 1 :] if cut >= 0 else b""
 
 
 def write_if_changed(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,12 +126,61 @@ def test_write_assembled_writes_what_dumps_would_and_validates_the_head(tmp_path
     head = {**SCAN, "workflows": []}
     digest = artifacts.write_assembled(tmp_path / "scan.json", head, "workflows", parts, "scan")
     text = (tmp_path / "scan.json").read_text(encoding="utf-8")
-    assert text == artifacts.dumps({**SCAN, "workflows": [entry, entry]}, indent=None)
+    assert json.loads(text) == {**SCAN, "workflows": [entry, entry]}
+    assert text.replace("\n", "") + "\n" == artifacts.dumps({**SCAN, "workflows": [entry, entry]}, indent=None)
+    assert text.splitlines()[1:3] == [parts[0] + ",", parts[1]]  # one item per line
     assert digest == hashlib.sha256(text.encode("utf-8")).hexdigest()
     with pytest.raises(ArtifactError, match=r"scan.json \(about to be written\): at 'demo'"):
         artifacts.write_assembled(tmp_path / "scan.json", {**head, "demo": "no"}, "workflows", parts, "scan")
     with pytest.raises(ArtifactError, match=r"e: at 'reused'"):
         artifacts.part_text({**entry, "reused": "no"}, "scan", "workflow", "e")
+
+
+def _written_scan(tmp_path: Path, count: int) -> tuple[Path, list[dict[str, Any]]]:
+    from tests.unit.test_validation import SCAN
+
+    entries = [{**SCAN["workflows"][0], "workflow": f"w{n}.json"} for n in range(count)]
+    parts = [artifacts.part_text(e, "scan", "workflow", "e") for e in entries]
+    path = tmp_path / "scan.json"
+    artifacts.write_assembled(path, {**SCAN, "workflows": []}, "workflows", parts, "scan")
+    return path, entries
+
+
+def test_assembled_gives_the_head_and_each_item_of_a_written_artifact(tmp_path: Path) -> None:
+    path, entries = _written_scan(tmp_path, 3)
+    read = artifacts.Assembled(path, "workflows", "scan", "workflow")
+    assert read.head == {**json.loads(path.read_text(encoding="utf-8")), "workflows": []}
+    assert list(read.items()) == entries
+    assert list(read.items()) == entries  # items() may be walked again
+
+
+def test_assembled_reads_another_layout_whole(tmp_path: Path) -> None:
+    path, entries = _written_scan(tmp_path, 2)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for text in (json.dumps(document, indent=2), json.dumps(document)):  # edited by hand, an older writer
+        path.write_text(text, encoding="utf-8")
+        read = artifacts.Assembled(path, "workflows", "scan", "workflow")
+        assert read.head == {**document, "workflows": []}
+        assert list(read.items()) == entries
+    (tmp_path / "none").mkdir()
+    empty, _ = _written_scan(tmp_path / "none", 0)  # no items: one line, read whole
+    assert list(artifacts.Assembled(empty, "workflows", "scan", "workflow").items()) == []
+
+
+def test_assembled_names_the_file_and_line_of_broken_content(tmp_path: Path) -> None:
+    path, _ = _written_scan(tmp_path, 3)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join([*lines[:2], lines[2].replace('"reused":false', '"reused":"no"'), *lines[3:]]))
+    with pytest.raises(ArtifactError, match=r"scan.json \(line 3\): at 'reused'"):
+        list(artifacts.Assembled(path, "workflows", "scan", "workflow").items())
+    path.write_text("".join([*lines[:2], "{not json\n", *lines[3:]]))
+    with pytest.raises(ArtifactError, match=r"scan.json: line 3 is not valid JSON"):
+        list(artifacts.Assembled(path, "workflows", "scan", "workflow").items())
+    path.write_text("".join(lines[:3]))  # cut short: the head cannot be made whole, so it is read whole
+    with pytest.raises(ArtifactError, match=r"scan.json: not valid JSON"):
+        artifacts.Assembled(path, "workflows", "scan", "workflow")
+    with pytest.raises(ArtifactError, match=r"missing"):
+        artifacts.Assembled(tmp_path / "absent.json", "workflows", "scan", "workflow")
 
 
 def _sleeper() -> subprocess.Popen[bytes]:

@@ -203,9 +203,10 @@ def test_an_unchanged_install_keeps_the_entries_of_unchanged_workflows(comfy_tre
     after = scanned(ctx)
     assert after["a.json"] == {**before["a.json"], "reused": True}
     assert [m["name"] for m in after["b.json"]["models"]] == ["v.safetensors"]
-    # the file is whole, canonical JSON: what dumps makes of the document
+    # the file is whole, canonical JSON: what dumps makes of the document, one workflow per line
     text = (ctx.state_dir / "scan.json").read_text(encoding="utf-8")
-    assert text == artifacts.dumps(json.loads(text), indent=None)
+    assert text.replace("\n", "") + "\n" == artifacts.dumps(json.loads(text), indent=None)
+    assert len(text.splitlines()) == 2 + len(json.loads(text)["workflows"])
 
     # a scan.json edited by hand is not trusted: every workflow is compared anew, from the store
     document = json.loads(text)
