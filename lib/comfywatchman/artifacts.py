@@ -19,17 +19,20 @@ import time
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
 import orjson
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from comfywatchman import lock as lock_module
 from comfywatchman import resources as resources_module
 from comfywatchman.errors import ArtifactError
+
+if TYPE_CHECKING:
+    # jsonschema (with referencing and attrs, a tenth of a second to import) only words the errors of a
+    # document jsonschema-rs refused: it is imported then, not by every process that reads an artifact.
+    import jsonschema
+    from referencing import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ def _schemas() -> dict[str, Any]:
 @cache
 def _registry() -> Registry:
     """Return a jsonschema registry of every schema, so one schema can ``$ref`` another by file name."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     return Registry().with_resources(
         (uri, Resource.from_contents(schema, default_specification=DRAFT202012)) for uri, schema in _schemas().items()
     )
@@ -69,6 +75,11 @@ def _registry() -> Registry:
 def _rs_registry() -> jsonschema_rs.Registry:
     """Return the same registry for jsonschema-rs."""
     return jsonschema_rs.Registry(list(_schemas().items()))
+
+
+def schema_document(schema_name: str) -> dict[str, Any]:
+    """Return the schema ``schema_name`` as ``schemas/`` holds it (shared: copy it before changing it)."""
+    return dict(_schemas()[schema_uri(schema_name)])
 
 
 def _target(schema_name: str, definition: str | None) -> dict[str, Any]:
@@ -91,6 +102,8 @@ def fast_validator(schema_name: str, definition: str | None = None) -> Any:
 def validator(schema_name: str, definition: str | None = None) -> jsonschema.Draft202012Validator:
     """Return a (cached) jsonschema validator for ``schema_name`` (or its ``$defs/definition``), used to
     word the errors of a document the fast validator refused."""
+    import jsonschema
+
     return jsonschema.Draft202012Validator(
         _target(schema_name, definition), registry=_registry(), format_checker=jsonschema.FormatChecker()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import traceback
 from collections.abc import Callable
@@ -9,7 +10,6 @@ from datetime import datetime
 
 from comfywatchman import artifacts, catalogue, logsetup
 from comfywatchman.config import Config
-from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -20,22 +20,36 @@ from comfywatchman.errors import (
     WatchmanError,
 )
 from comfywatchman.lock import CycleLock
-from comfywatchman.stages import cache, gate, intake, report, scan, search, verify
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
 from comfywatchman.state_manager import StateManager
 
 logger = logging.getLogger(__name__)
 
+
+def _run_of(module: str) -> Callable[[StageContext], StageOutcome]:
+    """Return a function that runs the ``run`` of stage module ``module``, importing it on the first call.
+
+    A process imports only the stages it runs: ``make gate`` never pays for the scan's, the search's or the
+    downloads' imports (requests among them), and the warm cycle pays for each when it runs."""
+
+    def run(ctx: StageContext) -> StageOutcome:
+        stage: Callable[[StageContext], StageOutcome] = importlib.import_module(module).run
+        return stage(ctx)
+
+    run.__qualname__ = run.__name__ = f"run_{module.rpartition('.')[2]}"
+    return run
+
+
 # Every stage is a function of its StageContext alone; what each reads and writes is in the catalogue.
 STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
-    "gate": gate.run,
-    "cache": cache.run,
-    "intake": intake.run,
-    "scan": scan.run,
-    "search": search.run,
-    "verify": verify.run,
-    "download": downloads.run,
-    "report": report.run,
+    "gate": _run_of("comfywatchman.stages.gate"),
+    "cache": _run_of("comfywatchman.stages.cache"),
+    "intake": _run_of("comfywatchman.stages.intake"),
+    "scan": _run_of("comfywatchman.stages.scan"),
+    "search": _run_of("comfywatchman.stages.search"),
+    "verify": _run_of("comfywatchman.stages.verify"),
+    "download": _run_of("comfywatchman.download.cycle"),
+    "report": _run_of("comfywatchman.stages.report"),
 }
 
 

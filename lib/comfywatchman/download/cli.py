@@ -9,15 +9,18 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfywatchman.config import Config
-from comfywatchman.download import paths, policy, review, runner
-from comfywatchman.download.fetch import Downloader, Settings, UrlRewriter
-from comfywatchman.download.state import DownloadState, new_record
-from comfywatchman.download.tasks import Task, load, select
 from comfywatchman.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArtifactError
 from comfywatchman.stages.context import utcnow
+
+if TYPE_CHECKING:
+    # Every command line builds its parser here, but only a download action needs the downloader (requests,
+    # the search's HTTP client): the functions that use them import them.
+    from comfywatchman.download import paths, policy
+    from comfywatchman.download.fetch import Downloader
+    from comfywatchman.download.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ def cycle_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_downloader(config: Config) -> Downloader:
     """Return the downloader for ``config``: its settings, tokens per host and service address rewriting."""
+    from comfywatchman.download.fetch import Downloader, Settings, UrlRewriter
+
     settings = Settings.from_config(config)
     # The hosts each token goes to are the config loader's (Config.tokens), as for the search's HTTP client.
     return Downloader(settings, dict(config.tokens), UrlRewriter.from_config(config))
@@ -67,6 +72,8 @@ def trusted_hosts(config: Config) -> list[str]:
 
 def approve(config: Config, chosen: list[Task], now: datetime, dry_run: bool) -> None:
     """Record a person's approval of ``chosen`` (clearing a failed outcome, so it is tried again)."""
+    from comfywatchman.download.state import DownloadState
+
     for task in chosen:
         print(f"{'would approve' if dry_run else 'approved'} {task.id}  {task.folder}/{task.name}")
     if dry_run or not chosen:
@@ -76,6 +83,7 @@ def approve(config: Config, chosen: list[Task], now: datetime, dry_run: bool) ->
 
 def approval(task: Task, now: datetime) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
     """Return the change that records a person's approval of ``task`` (a failed outcome is cleared)."""
+    from comfywatchman.download.state import new_record
 
     def change(old: dict[str, Any] | None) -> dict[str, Any]:
         record = dict(old or new_record(task.id, task.name, task.folder, task.item["url"]))
@@ -90,6 +98,9 @@ def approval(task: Task, now: datetime) -> Callable[[dict[str, Any] | None], dic
 def _to_approve(args: argparse.Namespace, tasks: list[Task]) -> tuple[list[Task], list[str]]:
     """Return the tasks ``--approve`` names (and, with ``--approve-proven``, every hash-proven one), and an
     error line per id that names no task."""
+    from comfywatchman.download import policy
+    from comfywatchman.download.tasks import select
+
     chosen, errors = select(tasks, list(args.approve or []))
     if args.approve_proven and not errors:
         chosen += [t for t in tasks if policy.hash_proven(t.item) and t not in chosen]
@@ -100,6 +111,8 @@ def _record_approvals(
     config: Config, tasks: list[Task], chosen: list[Task], now: datetime, dry_run: bool
 ) -> list[Task]:
     """Record the approval of the ``chosen`` tasks (not on a dry run); return every task as it stands after."""
+    from comfywatchman.download.tasks import Task, load
+
     approve(config, chosen, now, dry_run)
     if chosen and not dry_run:
         return load(config.state_dir)[0]
@@ -117,6 +130,9 @@ def _download(
 ) -> int:
     """Run the ``planned`` downloads, printing a line for each and the totals; return the exit code (1 when
     one failed)."""
+    from comfywatchman.download import runner
+    from comfywatchman.download.state import DownloadState
+
     downloader = build_downloader(config)
     totals = runner.run(planned, downloader, DownloadState(config.state_dir), clock, dry_run=dry_run)
     for line in totals.lines:
@@ -131,6 +147,9 @@ def _download(
 def run(args: argparse.Namespace, config: Config, clock: Callable[[], datetime] = utcnow) -> int:
     """Approve, download and list as the flags ask, in that order; return the exit code (1 when a download
     failed, 2 for an unknown task id)."""
+    from comfywatchman.download import review, runner
+    from comfywatchman.download.tasks import load
+
     try:
         tasks, queue = load(config.state_dir)
     except ArtifactError as exc:

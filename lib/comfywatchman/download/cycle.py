@@ -7,10 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from comfywatchman.download import runner
-from comfywatchman.download.cli import build_downloader, trusted_hosts
-from comfywatchman.download.state import DownloadState
-from comfywatchman.download.tasks import load
 from comfywatchman.stages.context import StageContext, StageOutcome
 
 logger = logging.getLogger(__name__)
@@ -27,6 +23,12 @@ def run(ctx: StageContext) -> StageOutcome:
     A final failure (404, a hash mismatch, ...) fails the step with its reason; a deferred task (429, a cut)
     does not: the next cycle resumes it. With the ``dry_run`` option only what would happen is logged.
     """
+    # Imported here: a cycle that downloads nothing (the default) does not pay for the downloader's imports.
+    from comfywatchman.download import runner
+    from comfywatchman.download.cli import build_downloader, trusted_hosts
+    from comfywatchman.download.state import DownloadState
+    from comfywatchman.download.tasks import load
+
     outcome = StageOutcome("download")
     tasks, queue = load(ctx.state_dir)
     if queue is None or ctx.config.offline:
