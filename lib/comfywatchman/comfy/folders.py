@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 logger = logging.getLogger(__name__)
 
 MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf", ".onnx"})
@@ -164,6 +162,8 @@ def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str
     Problems (missing file, bad YAML, wrong shapes) are recorded in ``into.problems`` naming the file; the
     rest of the file is still used.
     """
+    import yaml  # only an install with an extra_model_paths.yaml pays for it
+
     env = os.environ if env is None else env
     try:
         data: Any = yaml.safe_load(config.read_text(encoding="utf-8"))

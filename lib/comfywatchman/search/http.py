@@ -34,16 +34,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import tenacity
-from urllib3 import exceptions as urllib3_exceptions
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-
 from comfywatchman import __version__
-from comfywatchman.search import request_watch
 
 if TYPE_CHECKING:
+    import requests
+    import tenacity
+    from urllib3 import exceptions as urllib3_exceptions
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
     from comfywatchman.config import Config, Secret
+    from comfywatchman.search import request_watch
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,20 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
+def _import_network() -> None:
+    """Import requests, tenacity and urllib3 (a tenth of a second) into this module's names, once: every
+    process loads the search backends to read their config sections, but only one that makes a request
+    (an HttpClient is made) needs them."""
+    global requests, tenacity, urllib3_exceptions, ConnectTimeoutError, NameResolutionError, NewConnectionError
+    global request_watch
+    import requests
+    import tenacity
+    from urllib3 import exceptions as urllib3_exceptions
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    from comfywatchman.search import request_watch
+
+
 class _TooSlow(Exception):
     """Internal: one request took longer in all than it may (a server that drips its answer)."""
 
@@ -180,6 +194,7 @@ class _Retryable(Exception):
 def _connect_failed(exc: BaseException, kinds: tuple[type[BaseException], ...] | None = None) -> bool:
     # A name that does not resolve or a refused/unroutable connection shows up as urllib3's NewConnectionError
     # (NameResolutionError is a subclass) or ConnectTimeoutError somewhere in the exception's cause chain.
+    _import_network()
     kinds = kinds or (NewConnectionError, ConnectTimeoutError, requests.ConnectTimeout)
     seen: set[int] = set()
     stack: list[Any] = [exc]
@@ -211,6 +226,7 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        _import_network()
         self.settings = settings
         self._tokens: dict[str, Secret] = {}
         for host, secret in (tokens or {}).items():

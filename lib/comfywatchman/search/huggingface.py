@@ -12,10 +12,8 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
-
-import requests
 
 from comfywatchman.search import names
 from comfywatchman.search.base import (
@@ -30,6 +28,9 @@ from comfywatchman.search.base import (
     access_details,
 )
 from comfywatchman.search.http import HttpClient, RemoteError, host_of
+
+if TYPE_CHECKING:
+    import requests  # imported by the HttpClient, and only where a request is made
 
 logger = logging.getLogger(__name__)
 
