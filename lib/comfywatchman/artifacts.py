@@ -185,7 +185,14 @@ def read_top_level(path: Path, keys: Iterable[str]) -> dict[str, Any] | None:
         return None
     if not data.startswith(b"{\n"):
         return None
-    marks = [(m.start(), m.end(), m.group(1)) for m in _TOP_LEVEL_KEY.finditer(data)]
+    marks = []
+    # bytes.find jumps from line to line where the regex alone tried every byte (0.1 s on a report of 20 MB).
+    at = data.find(b'\n  "')
+    while at >= 0:
+        found_key = _TOP_LEVEL_KEY.match(data, at + 1)
+        if found_key:
+            marks.append((found_key.start(), found_key.end(), found_key.group(1)))
+        at = data.find(b'\n  "', at + 1)
     wanted = {key.encode("utf-8") for key in keys}
     found: dict[str, Any] = {}
     for index, (_, value_start, key) in enumerate(marks):

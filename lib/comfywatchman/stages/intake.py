@@ -16,7 +16,9 @@ import glob
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,18 @@ logger = logging.getLogger(__name__)
 ARTIFACT = "intake.json"
 LOG = "intake_log.jsonl"
 DEFAULT_INCLUDE = ("*.json",)
+# Files hashed by a few threads (hashlib and file reads release the GIL) once there are this many to hash: a
+# first cycle reads every workflow (hundreds of megabytes at 8,000); a warm one hashes none or a few, serially.
+HASH_THREADS = 4
+MIN_PARALLEL_HASHES = 16
 
 
 @dataclass(frozen=True)
 class Found:
-    """A workflow file found in a source."""
+    """A workflow file found in a source (``path`` as text: there are thousands, and pathlib costs per file)."""
 
     source: str
-    path: Path
+    path: str
     relative: str
 
 
@@ -67,21 +73,21 @@ def find_workflows(
     config = ctx.config
     listing = listing if listing is not None else availability.Listing()
     found: list[Found] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     summaries = []
     for name, source in config.section("intake")["sources"].items():
         dirs = source_dirs(source["paths"], config.comfyui_root, config.home)
         listing.matched[name] = dirs
         include = tuple(p.lower() for p in source.get("include", DEFAULT_INCLUDE))
         base = Path(os.path.commonpath(dirs)) if len(dirs) > 1 else (dirs[0] if dirs else None)
+        relative = _relative_to(base)
         count = 0
         for directory in dirs:
             for path in _walk(directory, include, listing.failed):
                 if path in seen:
                     continue
                 seen.add(path)
-                relative = path.relative_to(base).as_posix() if base else path.name
-                found.append(Found(name, path, relative))
+                found.append(Found(name, path, relative(path)))
                 count += 1
         if not dirs:
             logger.info("intake: source %r: no folder matches %s", name, ", ".join(source["paths"]))
@@ -89,21 +95,35 @@ def find_workflows(
     return found, summaries
 
 
-def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | None = None) -> Iterator[Path]:
-    """Yield the matching files below ``directory``; folders that cannot be listed go to ``failed``."""
+def _relative_to(base: Path | None) -> Callable[[str], str]:
+    """Return a function giving a found file's path relative to ``base`` with ``/`` separators (the file name
+    alone without a base), as ``Path.relative_to(base).as_posix()`` would, on text."""
+    if base is None:
+        return os.path.basename
+    prefix = os.path.join(str(base), "")  # ends in one separator, "/" included
+    if os.sep == "/":
+        return lambda path: path[len(prefix) :]
+    return lambda path: path[len(prefix) :].replace(os.sep, "/")
+
+
+def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | None = None) -> Iterator[str]:
+    """Yield the paths of the matching files below ``directory`` (as ``str(Path(folder) / name)``); folders
+    that cannot be listed go to ``failed``."""
 
     def unreadable(error: OSError) -> None:
         if failed is not None:
             failed[Path(error.filename or directory)] = error.strerror or str(error)
 
+    # One regex for all the patterns (what fnmatch.fnmatchcase compiles each of them to), matched once per file.
+    matches = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in include)).match if include else None
     for folder, dirs, files in walk_once(directory, onerror=unreadable):  # symlinks followed, a loop walked once
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in include):
-                yield Path(folder) / name
+            if not name.startswith(".") and matches is not None and matches(name.lower()):
+                yield os.path.join(folder, name)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Return the hex sha256 of the file at ``path``."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -143,12 +163,57 @@ def _acknowledged_since(log_path: Path, offset: int) -> dict[str, str]:
     return acked
 
 
-def _digest(path: Path, stat: os.stat_result, before: dict[str, Any]) -> str:
-    """Return the sha256 of the workflow file at ``path``: the last cycle's (``before``) while its size and
-    modification time are the same, else read anew. Raise OSError when it cannot be read."""
+def _unchanged_digest(stat: os.stat_result, before: dict[str, Any]) -> str | None:
+    """Return the last cycle's sha256 of a workflow file (``before``: its entry then) while its size and
+    modification time are the same; None when it must be read anew."""
     if before and before["size"] == stat.st_size and before["mtime_ns"] == stat.st_mtime_ns:
         return str(before["sha256"])
-    return sha256_file(path)
+    return None
+
+
+def _hash_or_error(path: str) -> str | OSError:
+    """Return the sha256 of the file at ``path``, or the OSError reading it raised."""
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        return exc
+
+
+def _digests(paths: list[str]) -> list[str | OSError]:
+    """Return the sha256 of each file of ``paths`` (or the OSError reading it raised), in order."""
+    workers = min(HASH_THREADS, os.cpu_count() or 1)
+    if len(paths) < MIN_PARALLEL_HASHES or workers < 2:
+        return [_hash_or_error(path) for path in paths]
+    with ThreadPoolExecutor(workers, thread_name_prefix="intake-hash") as pool:
+        return list(pool.map(_hash_or_error, paths))
+
+
+def _stat_and_digest(
+    found: list[Found], previous: dict[str, dict[str, Any]]
+) -> list[tuple[Found, os.stat_result | None, str | OSError]]:
+    """Return, in the order of ``found``, each file's stat and sha256 (the last cycle's while its size and
+    mtime are unchanged, else read anew); the OSError that stat or read raised in place of the sha256 (and
+    no stat when stat raised it)."""
+    stats: list[os.stat_result | OSError] = []
+    to_hash: list[str] = []
+    for item in found:
+        try:
+            stat = os.stat(item.path)
+        except OSError as exc:
+            stats.append(exc)
+            continue
+        stats.append(stat)
+        if _unchanged_digest(stat, previous.get(item.path, {})) is None:
+            to_hash.append(item.path)
+    hashed = iter(_digests(to_hash))
+    out: list[tuple[Found, os.stat_result | None, str | OSError]] = []
+    for item, stat_or_error in zip(found, stats, strict=True):
+        if isinstance(stat_or_error, OSError):
+            out.append((item, None, stat_or_error))
+            continue
+        digest = _unchanged_digest(stat_or_error, previous.get(item.path, {}))
+        out.append((item, stat_or_error, next(hashed) if digest is None else digest))
+    return out
 
 
 def _kind(acknowledged: str | None, digest: str) -> str:
@@ -165,7 +230,7 @@ def _workflow_entry(
     return {
         "source": item.source,
         "workflow": item.relative,
-        "path": str(item.path),
+        "path": item.path,
         "sha256": digest,
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
@@ -208,16 +273,14 @@ def run(ctx: StageContext) -> StageOutcome:
     workflows: list[dict[str, Any]] = []
     acknowledgments: list[dict[str, Any]] = []
     unreadable_files: set[str] = set()
-    for item in found:
-        key = str(item.path)
+    for item, stat, digest in _stat_and_digest(found, previous):
+        key = item.path
         before = previous.get(key, {})
-        try:
-            stat = item.path.stat()
-            digest = _digest(item.path, stat, before)
-        except OSError as exc:
-            outcome.fail(f"{item.path}: unreadable: {exc.strerror or exc}")
+        if isinstance(digest, OSError):
+            outcome.fail(f"{item.path}: unreadable: {digest.strerror or digest}")
             unreadable_files.add(key)  # kept as it was, like a file of an unavailable folder
             continue
+        assert stat is not None  # a file that could not be stat-ed has its OSError as its digest
         kind = _kind(acked.get(key), digest)
         if kind != "unchanged":
             acknowledgments.append({"ts": stamp, "source": item.source, "path": key, "sha256": digest, "kind": kind})
