@@ -11,7 +11,6 @@ import ipaddress
 import json
 import logging
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,6 +111,8 @@ def get_bytes(url: str, timeout: float) -> bytes:
     Proxies are bypassed: the server is the user's own, usually on localhost. Raise urllib.error.HTTPError
     for an error status and another OSError when the server does not answer.
     """
+    import urllib.request  # with http.client and email, only for a process that asks a server
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "comfywatchman"})
     with opener.open(request, timeout=timeout) as response:

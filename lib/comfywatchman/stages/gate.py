@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
