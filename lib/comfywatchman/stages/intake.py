@@ -42,11 +42,17 @@ MIN_PARALLEL_HASHES = 16
 
 @dataclass(frozen=True)
 class Found:
-    """A workflow file found in a source (``path`` as text: there are thousands, and pathlib costs per file)."""
+    """A workflow file found in a source: ``file`` is its path as text (there are thousands, and a Path costs
+    per file), ``path`` the same as a Path."""
 
     source: str
-    path: str
+    file: str
     relative: str
+
+    @property
+    def path(self) -> Path:
+        """Return the file's path as a Path."""
+        return Path(self.file)
 
 
 def source_dirs(patterns: list[str], comfyui_root: Path, home: Path) -> list[Path]:
@@ -198,20 +204,20 @@ def _stat_and_digest(
     to_hash: list[str] = []
     for item in found:
         try:
-            stat = os.stat(item.path)
+            stat = os.stat(item.file)
         except OSError as exc:
             stats.append(exc)
             continue
         stats.append(stat)
-        if _unchanged_digest(stat, previous.get(item.path, {})) is None:
-            to_hash.append(item.path)
+        if _unchanged_digest(stat, previous.get(item.file, {})) is None:
+            to_hash.append(item.file)
     hashed = iter(_digests(to_hash))
     out: list[tuple[Found, os.stat_result | None, str | OSError]] = []
     for item, stat_or_error in zip(found, stats, strict=True):
         if isinstance(stat_or_error, OSError):
             out.append((item, None, stat_or_error))
             continue
-        digest = _unchanged_digest(stat_or_error, previous.get(item.path, {}))
+        digest = _unchanged_digest(stat_or_error, previous.get(item.file, {}))
         out.append((item, stat_or_error, next(hashed) if digest is None else digest))
     return out
 
@@ -230,7 +236,7 @@ def _workflow_entry(
     return {
         "source": item.source,
         "workflow": item.relative,
-        "path": item.path,
+        "path": item.file,
         "sha256": digest,
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
@@ -274,10 +280,10 @@ def run(ctx: StageContext) -> StageOutcome:
     acknowledgments: list[dict[str, Any]] = []
     unreadable_files: set[str] = set()
     for item, stat, digest in _stat_and_digest(found, previous):
-        key = item.path
+        key = item.file
         before = previous.get(key, {})
         if isinstance(digest, OSError):
-            outcome.fail(f"{item.path}: unreadable: {digest.strerror or digest}")
+            outcome.fail(f"{item.file}: unreadable: {digest.strerror or digest}")
             unreadable_files.add(key)  # kept as it was, like a file of an unavailable folder
             continue
         assert stat is not None  # a file that could not be stat-ed has its OSError as its digest
