@@ -13,7 +13,10 @@ report included):
 
 Each figure is the whole process's wall time, the median of the rounds; peak RSS is that of the whole process
 tree (the cycle and its scan workers together, sampled from /proc, and never less than the largest single
-process's own peak). Prints a table and the targets with PASS/FAIL; exits 1 when a target is missed.
+process's own peak). Prints a table and the targets with PASS/FAIL, then where each phase's time went: the
+median seconds of each stage (``duration_s`` of ``<home>/state/runs/<stage>.json``, read after every measured
+process) and of the rest of the process (start-up, imports, config, the closing summary). Exits 1 when a target
+is missed.
 """
 
 from __future__ import annotations
@@ -105,7 +108,32 @@ def child_env() -> dict[str, str]:
     """Return the environment of a measured process: this checkout's code, no user data folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYWATCHMAN_")}
     env["PYTHONPATH"] = str(REPO / "lib") + os.pathsep + str(REPO)
+    # A user's Python writes .pyc files and reuses them on the next run; with PYTHONDONTWRITEBYTECODE (set by
+    # some shells and CI images) every measured process would compile each module anew, a quarter of a second
+    # that no cron run pays.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def stage_seconds(home: Path) -> dict[str, float]:
+    """Return the seconds each stage of the last cycle in ``home`` took (``duration_s`` of
+    ``state/runs/<stage>.json`` for the cycle ``state/cycles.jsonl`` ends with), in the order they ran; empty
+    when there is none."""
+    state = home / "state"
+    try:
+        last = (state / "cycles.jsonl").read_text(encoding="utf-8").strip().splitlines()[-1]
+        cycle_id = json.loads(last)["id"]
+    except (OSError, IndexError, ValueError, KeyError):
+        return {}
+    runs = []
+    for path in (state / "runs").glob("*.json"):
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if run.get("cycle_id") == cycle_id and isinstance(run.get("duration_s"), (int, float)):
+            runs.append((str(run.get("started_at", "")), str(run.get("stage", path.stem)), float(run["duration_s"])))
+    return {stage: seconds for _, stage, seconds in sorted(runs)}  # in the order the cycle ran them
 
 
 def touch_one_workflow(root: Path) -> Path:
@@ -124,9 +152,12 @@ def fresh_home(home: Path) -> None:
     (home / "bench.toml").write_text(CONFIG, encoding="utf-8")
 
 
-def measure_size(root: Path, home: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
+def measure_size(
+    root: Path, home: Path, rounds: int, stages: dict[str, list[dict[str, float]]] | None = None
+) -> dict[str, list[tuple[float, float]]]:
     """Run ``rounds`` interleaved rounds of floor, cold, warm and one changed; return (seconds, peak MB) per
-    phase and round."""
+    phase and round. Each cycle's seconds per stage (and ``other``: the process's time outside the stages) are
+    added to ``stages[phase]`` when given."""
     env = child_env()
     floor_command = [sys.executable, "-m", "bench.run", "--phase", "floor", "--root", str(root)]
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in ("floor", *PHASES)}
@@ -141,6 +172,10 @@ def measure_size(root: Path, home: Path, rounds: int) -> dict[str, list[tuple[fl
                 touch_one_workflow(root)
             seconds, peak, _ = timed_process(cycle_command(root, home), env)
             figures[phase].append((seconds, peak))
+            if stages is not None:
+                spent = stage_seconds(home)
+                spent["other"] = max(0.0, seconds - sum(spent.values()))
+                stages.setdefault(phase, []).append(spent)
         print(
             f"  round {number + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s/{v[-1][1]:.0f}MB" for k, v in figures.items()),
             file=sys.stderr,
@@ -179,6 +214,23 @@ def report(size: int, counts: dict[str, int], figures: dict[str, list[tuple[floa
     return all(passed for _, passed, _ in targets)
 
 
+def report_stages(size: int, stages: dict[str, list[dict[str, float]]]) -> None:
+    """Print where each phase's time went: the median seconds per stage (over the rounds it ran in) and of the
+    rest of the process (``other``: start-up, imports, config, the closing summary)."""
+    names: list[str] = []
+    for runs in stages.values():
+        for spent in runs:
+            names += [name for name in spent if name not in names and name != "other"]
+    print(f"\n{size} workflows: where the time went (median seconds; other: start-up, imports, config, summary)")
+    print(f"{'stage':<16}" + "".join(f"{phase.replace('_', ' '):>13}" for phase in PHASES))
+    for name in [*names, "other"]:
+        cells = []
+        for phase in PHASES:
+            values = [spent[name] for spent in stages.get(phase, []) if name in spent]
+            cells.append(f"{statistics.median(values):>13.3f}" if values else f"{'-':>13}")
+        print(f"{name:<16}" + "".join(cells))
+
+
 def prepare(base: Path, size: int, seed: int) -> tuple[Path, dict[str, int]]:
     """Return the install of ``size`` workflows under ``base`` and its counts, generating it unless a finished
     one is there (its counts kept in ``counts.json``)."""
@@ -215,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         base = args.keep or Path(tmp)
         for size in (int(s) for s in args.sizes.split(",") if s.strip()):
             root, counts = prepare(base, size, args.seed)
-            figures = measure_size(root, Path(tmp) / f"home{size}", max(1, args.rounds))
+            stages: dict[str, list[dict[str, float]]] = {}
+            figures = measure_size(root, Path(tmp) / f"home{size}", max(1, args.rounds), stages)
             ok &= report(size, counts, figures)
+            report_stages(size, stages)
     return 0 if ok else 1
 
 
