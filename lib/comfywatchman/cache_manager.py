@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,11 @@ def scan_model_files(
 
 
 def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | None = None) -> list[dict[str, Any]]:
+    # This runs once per file of the install (tens of thousands): the loop does no more than it must, and
+    # the one system call per model file is the stat that gives its size.
     out: list[dict[str, Any]] = []
+    append = out.append
+    suffixes = folders.suffixes_of(folder)
     seen: set[tuple[int, int]] = set()
     stack = [(str(directory), "")]
     while stack:
@@ -82,16 +87,18 @@ def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | Non
         if bound is not None:
             entries = bound.admit(entries)
         for entry in entries:
-            rel = f"{prefix}{entry.name}"
+            name = entry.name
             try:
                 if entry.is_dir():
-                    if not entry.name.startswith(".") and (bound is None or bound.may_enter(rel)):
-                        stack.append((entry.path, rel + "/"))
-                elif folders.is_model_file(entry.name, folder):
-                    out.append({"name": rel, "dir": index, "size": entry.stat().st_size})
+                    if not name.startswith(".") and (bound is None or bound.may_enter(prefix + name)):
+                        stack.append((entry.path, f"{prefix}{name}/"))
+                    continue
+                dot = name.rfind(".")
+                if dot > 0 and name[dot:].lower() in suffixes:
+                    append({"name": prefix + name, "dir": index, "size": entry.stat().st_size})
             except OSError:
                 continue  # a broken symlink is not a model file
-    out.sort(key=lambda f: f["name"])
+    out.sort(key=itemgetter("name"))
     return out
 
 

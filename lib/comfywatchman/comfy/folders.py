@@ -219,11 +219,13 @@ def _expand(text: str, env: Mapping[str, str]) -> str:
     return _ENV_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
+def suffixes_of(folder: str) -> frozenset[str]:
+    """Return the lower-case suffixes (``.safetensors``) of the files that count as models of ``folder``."""
+    return CONFIG_EXTENSIONS if folder == "configs" else MODEL_EXTENSIONS
+
+
 def is_model_file(name: str, folder: str) -> bool:
     """Return whether a file called ``name`` counts as a model of ``folder`` (configs hold .yaml files)."""
     # rpartition, not os.path.splitext: this runs once per file of the install (tens of thousands).
     dot = name.rfind(".")
-    suffix = name[dot:].lower() if dot > 0 else ""
-    if folder == "configs":
-        return suffix in CONFIG_EXTENSIONS
-    return suffix in MODEL_EXTENSIONS
+    return dot > 0 and name[dot:].lower() in suffixes_of(folder)
