@@ -462,6 +462,11 @@ def write_if_changed(
     file's own volatile values. A missing or broken existing file (or one in another layout) is replaced.
     """
     try:
+        if _same_but_volatile(path.read_bytes(), data, volatile, indent):
+            return False
+    except OSError:
+        pass
+    try:
         existing_text = path.read_text(encoding="utf-8")
         existing = loads(existing_text)
     except (OSError, ValueError):
@@ -477,6 +482,48 @@ def write_if_changed(
             return False
     write(path, data, schema_name, indent)
     return True
+
+
+def _same_but_volatile(existing: bytes, data: dict[str, Any], volatile: Iterable[str], indent: int | None) -> bool:
+    """Return True when ``existing`` is exactly the text ``data`` would be written as but for the values of its
+    ``volatile`` keys (each one JSON value, spelled as it would be written); False when that is not so or
+    cannot be told this way (``write_if_changed`` then compares as it always did).
+
+    The model cache of a large install is megabytes: parsing the file to take its timestamp costs more time
+    and memory than the walk that made the new one. Instead the new text is encoded once with a marker in
+    place of each volatile value, and the file must hold the same text around those places.
+    """
+    keys = [key for key in volatile if key in data]
+    marked = dict(data)
+    for key in keys:
+        marked[key] = f"\0{key}\0volatile"
+    encoded = _orjson_bytes(marked, indent)
+    if encoded is None:
+        return False
+    markers = [orjson.dumps(marked[key]) for key in keys]
+    if any(encoded.count(marker) != 1 for marker in markers):
+        return False
+    # The text around the markers, in the order they stand in it.
+    literals, start = [], 0
+    for at, marker in sorted((encoded.index(marker), marker) for marker in markers):
+        literals.append(encoded[start:at])
+        start = at + len(marker)
+    literals.append(encoded[start:] + b"\n")
+    if not existing.startswith(literals[0]) or not existing.endswith(literals[-1]):
+        return False
+    at = len(literals[0])
+    for index, literal in enumerate(literals[1:], start=1):
+        end = len(existing) - len(literal) if index == len(literals) - 1 else existing.find(literal, at)
+        if end < at:
+            return False
+        value = existing[at:end]
+        try:
+            if orjson.dumps(orjson.loads(value), option=orjson.OPT_SORT_KEYS) != value:
+                return False  # not one value, or not spelled as it would be written
+        except orjson.JSONDecodeError:
+            return False
+        at = end + len(literal)
+    return at == len(existing)
 
 
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]], schema_name: str) -> int:

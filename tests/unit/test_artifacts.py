@@ -68,6 +68,37 @@ def test_write_if_changed_keeps_file_and_mtime_when_only_volatile_keys_differ(tm
     assert json.loads(path.read_text())["comfyui_root"] == "/d"
 
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_write_if_changed_tells_a_new_timestamp_from_new_content_without_parsing_the_file(
+    tmp_path: Path, indent: int | None
+) -> None:
+    path = tmp_path / "nodes.json"
+    doc = {"comfyui_root": "/c", "generated_at": "2026-01-01T00:00:00+00:00", "packs": []}
+    assert artifacts.write_if_changed(path, doc, "custom_nodes_cache", volatile=["generated_at"], indent=indent)
+    written = path.read_bytes()
+    later = {**doc, "generated_at": "2026-02-01T00:00:00+00:00"}
+    # Unchanged but for the timestamp: told from the text alone, the file kept as it is.
+    assert artifacts._same_but_volatile(written, later, ["generated_at"], indent)
+    assert not artifacts.write_if_changed(path, later, "custom_nodes_cache", volatile=["generated_at"], indent=indent)
+    assert path.read_bytes() == written
+    # What the text comparison must not take for the same content.
+    key = b'"generated_at":' if indent is None else b'"generated_at": '
+    after = written.index(key) + len(key)
+    escaped = (
+        written[:after] + b'"2026-01-01T00:00:00\\u002b00:00"' + written[after + 27 :]
+    )  # the same, spelled otherwise
+    extra = written.replace(b'"/c"', b'"/c","zz":1') if indent is None else written.replace(b'"/c",', b'"/c", "zz": 1,')
+    for other in (escaped, extra, written + b" ", written[:-1], b"{}\n", b""):
+        assert not artifacts._same_but_volatile(other, later, ["generated_at"], indent)
+    # Without volatile keys in the data, only the very same text is the same.
+    plain = {k: v for k, v in doc.items() if k != "generated_at"}
+    assert not artifacts._same_but_volatile(written, plain, ["generated_at"], indent)
+    # A timestamp spelled otherwise is rewritten, as the parsed comparison always did.
+    path.write_bytes(escaped)
+    assert artifacts.write_if_changed(path, later, "custom_nodes_cache", volatile=["generated_at"], indent=indent)
+    assert json.loads(path.read_text())["generated_at"] == later["generated_at"]
+
+
 def test_append_jsonl_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     artifacts.append_jsonl(path, [ENTRY], "intake_log_entry")
