@@ -124,9 +124,10 @@ def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | N
     matches = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in include)).match if include else None
     for folder, dirs, files in walk_once(directory, onerror=unreadable):  # symlinks followed, a loop walked once
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        prefix = os.path.join(folder, "")  # what os.path.join(folder, name) starts with
         for name in sorted(files):
             if not name.startswith(".") and matches is not None and matches(name.lower()):
-                yield os.path.join(folder, name)
+                yield prefix + name
 
 
 def sha256_file(path: str | Path) -> str:
@@ -200,26 +201,23 @@ def _stat_and_digest(
     """Return, in the order of ``found``, each file's stat and sha256 (the last cycle's while its size and
     mtime are unchanged, else read anew); the OSError that stat or read raised in place of the sha256 (and
     no stat when stat raised it)."""
-    stats: list[os.stat_result | OSError] = []
+    known: list[tuple[os.stat_result | None, str | OSError | None]] = []  # None: to be hashed
     to_hash: list[str] = []
     for item in found:
         try:
             stat = os.stat(item.file)
         except OSError as exc:
-            stats.append(exc)
+            known.append((None, exc))
             continue
-        stats.append(stat)
-        if _unchanged_digest(stat, previous.get(item.file, {})) is None:
+        digest = _unchanged_digest(stat, previous.get(item.file, {}))
+        known.append((stat, digest))
+        if digest is None:
             to_hash.append(item.file)
     hashed = iter(_digests(to_hash))
-    out: list[tuple[Found, os.stat_result | None, str | OSError]] = []
-    for item, stat_or_error in zip(found, stats, strict=True):
-        if isinstance(stat_or_error, OSError):
-            out.append((item, None, stat_or_error))
-            continue
-        digest = _unchanged_digest(stat_or_error, previous.get(item.file, {}))
-        out.append((item, stat_or_error, next(hashed) if digest is None else digest))
-    return out
+    return [
+        (item, stat, next(hashed) if digest is None else digest)
+        for item, (stat, digest) in zip(found, known, strict=True)
+    ]
 
 
 def _kind(acknowledged: str | None, digest: str) -> str:
