@@ -1,0 +1,77 @@
+"""A process imports what its work needs: each stage module when that stage runs, and the network, YAML and
+error-wording libraries only where they are used (cron pays for every import on every cycle)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from comfywatchman import stage_runner
+from comfywatchman.stages.context import StageOutcome
+from tests.helpers.comfy_tree import subprocess_env
+
+# Libraries that a cycle with nothing to download, no server to ask and nothing invalid never needs.
+NOT_AT_START = ("requests", "urllib3", "tenacity", "jsonschema", "referencing", "attrs", "yaml", "urllib.request")
+OTHER_STAGES = ("scan", "search", "verify", "report", "cache", "intake")
+
+# Runs the real command line in this process, then prints the modules it imported (one JSON line).
+_PROGRAM = """
+import json, runpy, sys
+sys.argv = ["comfywatchman", *sys.argv[1:]]
+try:
+    runpy.run_module("comfywatchman", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _modules_of(home: Path, *args: str) -> tuple[int, set[str]]:
+    """Run ``comfywatchman ARGS`` in a subprocess; return its exit code and the modules it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAM, *args],
+        cwd=home,
+        env=subprocess_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(result["code"]), set(result["modules"])
+
+
+def test_the_gate_alone_imports_no_other_stage_and_no_network_library(tmp_path: Path) -> None:
+    code, modules = _modules_of(tmp_path, "--stage", "gate", "--offline", "--force", "--home", str(tmp_path))
+    assert code == 0
+    assert "comfywatchman.stages.gate" in modules
+    assert not {f"comfywatchman.stages.{name}" for name in OTHER_STAGES} & modules
+    assert not set(NOT_AT_START) & modules
+    assert not {m for m in modules if m.startswith("comfywatchman.download.") and m != "comfywatchman.download.cli"} - {
+        "comfywatchman.download.cycle"
+    }
+
+
+def test_the_usage_error_imports_no_stage(tmp_path: Path) -> None:
+    code, modules = _modules_of(tmp_path, "--home", str(tmp_path))
+    assert code == 2
+    assert not {m for m in modules if m.startswith("comfywatchman.stages.") and m != "comfywatchman.stages.context"}
+    assert not set(NOT_AT_START) & modules
+
+
+@pytest.mark.parametrize("name", ["gate", "cache", "intake", "scan", "search", "verify", "download", "report"])
+def test_each_runner_runs_its_modules_run_looked_up_when_called(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    module_name = "comfywatchman.download.cycle" if name == "download" else f"comfywatchman.stages.{name}"
+    module = __import__(module_name, fromlist=["run"])
+    seen: list[object] = []
+    monkeypatch.setattr(module, "run", lambda ctx: seen.append(ctx) or StageOutcome(name))
+    outcome = stage_runner.STAGE_RUNNERS[name]("a context")  # type: ignore[arg-type]
+    assert outcome.stage == name and seen == ["a context"]
+    assert stage_runner.STAGE_RUNNERS[name].__name__ == f"run_{module_name.rpartition('.')[2]}"
