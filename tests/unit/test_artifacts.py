@@ -333,3 +333,9 @@ def test_read_top_level_parses_only_the_keys_asked_for_and_gives_up_on_another_l
     path.write_text(artifacts.dumps(document, indent=None), encoding="utf-8")
     assert artifacts.read_top_level(path, ["summary"]) is None
     assert artifacts.read_top_level(tmp_path / "missing.json", ["summary"]) is None
+    path.write_bytes(b"")
+    assert artifacts.read_top_level(path, ["summary"]) is None
+    # Cut before its closing brace: not the layout, so the caller reads it whole (and says what is wrong).
+    path.write_text(artifacts.dumps(document).rsplit("\n}", 1)[0], encoding="utf-8")
+    assert artifacts.read_top_level(path, ["zlast"]) is None
+    assert artifacts.read_top_level(path, ["summary"]) == {"summary": {"ready": 1, "workflows": 2}}
