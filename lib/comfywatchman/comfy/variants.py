@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
@@ -54,6 +55,7 @@ class NameParts:
     version: str | None
 
 
+@lru_cache(maxsize=1 << 17)  # a missing file's installed variants are split again for every file that wants them
 def split_name(name: str) -> NameParts:
     """Return the parts of ``name`` (as a workflow or the cache writes it; any subfolder is ignored)."""
     base = names.basename(name)

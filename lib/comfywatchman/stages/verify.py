@@ -17,11 +17,10 @@ pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,8 +89,22 @@ class FileLocator:
         return None if index is None else os.path.join(self._dirs[key[0]][index], key[1])
 
 
-def _results(search: Mapping[str, Any] | None) -> dict[tuple[str | None, str], Mapping[str, Any]]:
-    return {(r["type"], names.lookup_key(r["name"])): r for r in (search or {}).get("results", [])}
+def found_results(path: Path, outcome: StageOutcome) -> dict[tuple[str | None, str], dict[str, Any]]:
+    """Return ``(type, lookup key)`` -> the FOUND results of search.json at ``path`` (the only answers verify
+    uses: a published sha256 and size), read one result at a time; empty when there is no search.json, and
+    the outcome failed naming the file when it is broken."""
+    if not path.exists():
+        return {}
+    out: dict[tuple[str | None, str], dict[str, Any]] = {}
+    try:
+        for result in artifacts.Assembled(path, "results", "search", "result").items():
+            if result["status"] == "FOUND":
+                kept = {k: result.get(k) for k in ("name", "type", "status", "sha256", "url", "size")}
+                out[(result["type"], names.lookup_key(result["name"]))] = kept
+    except ArtifactError as exc:
+        outcome.fail(str(exc))
+        return {}
+    return out
 
 
 def targets(
@@ -259,30 +272,87 @@ def _download_sizes(results: Iterable[Mapping[str, Any]], queue: Mapping[str, An
     return sizes
 
 
+def add_missing(
+    table: dict[tuple[str | None, str], dict[str, Any]], workflow: Mapping[str, Any], count_inactive: bool
+) -> None:
+    """Add the missing files of one scan.json ``workflow`` to ``table``: ``(folder, lookup key)`` -> the name
+    and folder as first written, the loader that first names it, and the workflows that miss it."""
+    for model in workflow.get("models", ()):
+        if model["status"] != "missing" or not (model["active"] or count_inactive):
+            continue
+        key = (model["folder"], names.lookup_key(model["name"]))
+        entry = table.get(key)
+        if entry is None:
+            loader = loader_of(model["origins"])
+            entry = table[key] = {
+                "folder": model["folder"],
+                "name": model["name"],
+                "loader": loader,
+                "workflows": set(),
+            }
+        entry["workflows"].add(workflow["workflow"])
+
+
+def variant_entries(
+    table: Mapping[tuple[str | None, str], Mapping[str, Any]], index: VariantIndex, sizes: Mapping[Any, int]
+) -> list[dict[str, Any]]:
+    """Return one entry per missing file of ``table`` (``add_missing``) that has installed variants: the
+    variants, the workflows that miss the file, and the download size a variant would save (null when
+    unknown); most workflows first."""
+    out = []
+    for key, entry in table.items():
+        found = index.variants(entry["name"], entry["folder"], entry["loader"])
+        if found:
+            out.append(
+                {
+                    "folder": entry["folder"],
+                    "name": entry["name"],
+                    "download_size": sizes.get(key),
+                    "variants": found,
+                    "workflows": sorted(entry["workflows"]),
+                }
+            )
+    return sorted(out, key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
+
+
 def alternatives(
     scan: Mapping[str, Any], index: VariantIndex, sizes: Mapping[Any, int], count_inactive: bool
 ) -> list[dict[str, Any]]:
-    """Return one entry per missing (folder, file) that has installed variants: the variants, the workflows
-    that miss the file, and the download size a variant would save (null when unknown)."""
+    """Return ``variant_entries`` of every missing file of the scan.json document ``scan``."""
     table: dict[tuple[str | None, str], dict[str, Any]] = {}
     for workflow in scan["workflows"]:
-        for model in workflow.get("models", ()):
-            if model["status"] != "missing" or not (model["active"] or count_inactive):
-                continue
-            key = (model["folder"], names.lookup_key(model["name"]))
-            entry = table.get(key)
-            if entry is None:
-                found = index.variants(model["name"], model["folder"], loader_of(model["origins"]))
-                entry = table[key] = {
-                    "folder": model["folder"],
-                    "name": model["name"],
-                    "download_size": sizes.get(key),
-                    "variants": found,
-                    "workflows": set(),
-                }
-            entry["workflows"].add(workflow["workflow"])
-    out = [{**e, "workflows": sorted(e["workflows"])} for e in table.values() if e["variants"]]
-    return sorted(out, key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
+        add_missing(table, workflow, count_inactive)
+    return variant_entries(table, index, sizes)
+
+
+@dataclass
+class ScanNeeds:
+    """What verify takes from scan.json, gathered one workflow at a time: the installed models a sha256 may be
+    expected for, as a scan-like document for ``targets``, and the missing files (``add_missing``)."""
+
+    installed: dict[str, Any]
+    missing: dict[tuple[str | None, str], dict[str, Any]]
+
+
+def scan_needs(
+    workflows: Iterable[Mapping[str, Any]],
+    results: Mapping[tuple[str | None, str], Mapping[str, Any]],
+    count_inactive: bool,
+) -> ScanNeeds:
+    """Return what verify needs of scan.json's ``workflows`` (read one at a time): only installed models that
+    declare a hash or have a FOUND answer in ``results``, and the missing files."""
+    kept: list[dict[str, Any]] = []
+    missing: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for workflow in workflows:
+        models = [
+            model
+            for model in workflow.get("installed_models", ())
+            if model.get("declared") or (results and (model["folder"], names.lookup_key(model["name"])) in results)
+        ]
+        if models:
+            kept.append({"workflow": workflow["workflow"], "installed_models": models})
+        add_missing(missing, workflow, count_inactive)
+    return ScanNeeds({"workflows": kept}, missing)
 
 
 def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
@@ -334,17 +404,9 @@ def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> b
     return (state / ARTIFACT).exists() and stats_digest(previous["paths"]) == previous["stats"]
 
 
-def read_scan(state: Path) -> Any:
-    """Return scan.json: without validating it again when it holds the very bytes the scan stage validated
-    and wrote (``scan_inputs.json`` keeps their sha256), else validated."""
-    try:
-        inputs = artifacts.read_optional(state / "scan_inputs.json", "scan_inputs")
-        raw = (state / "scan.json").read_bytes()
-    except (ArtifactError, OSError):
-        inputs = None
-    if inputs is not None and inputs.get("scan_sha256") == hashlib.sha256(raw).hexdigest():
-        return json.loads(raw)
-    return artifacts.read(state / "scan.json", "scan")
+def scan_workflows(state: Path) -> Iterator[Any]:
+    """Yield scan.json's workflow entries one at a time, each validated (``artifacts.Assembled``)."""
+    yield from artifacts.Assembled(state / "scan.json", "workflows", "scan", "workflow").items()
 
 
 def standing(counts: Mapping[str, int]) -> str:
@@ -377,12 +439,11 @@ def run(ctx: StageContext) -> StageOutcome:
         logger.info("verify: %s", outcome.detail)
         return outcome
 
-    search = _read_optional(state / "search.json", "search", outcome)
+    results = found_results(state / "search.json", outcome)
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
-    scan = read_scan(state)
+    needs = scan_needs(scan_workflows(state), results, count_inactive)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-    results = _results(search)
-    found = targets(scan, FileLocator(model_cache), results)
+    found = targets(needs.installed, FileLocator(model_cache), results)
     stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
     store = hashing.HashStore(state / hashing.FILE).load()
     now_text = ctx.now().isoformat(timespec="seconds")
@@ -394,7 +455,7 @@ def run(ctx: StageContext) -> StageOutcome:
     store.save()
     drift = drift_findings(found, stats, known)
     sizes = _download_sizes(results.values(), queue)
-    alts = alternatives(scan, VariantIndex.from_cache(model_cache), sizes, count_inactive)
+    alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes)
     outcome.counts = {
         "hashed_files": progress.hashed_files,
         "hashed_bytes": progress.hashed_bytes,
