@@ -130,6 +130,7 @@ NAME_MEMO = 1 << 17
 normalise = lru_cache(maxsize=NAME_MEMO)(workflow_names.normalize)
 basename = lru_cache(maxsize=NAME_MEMO)(workflow_names.basename)
 invalid_filename_reason = lru_cache(maxsize=NAME_MEMO)(workflow_names.invalid_reason)
+lookup_key = lru_cache(maxsize=NAME_MEMO)(workflow_names.lookup_key)
 
 
 def strip_extension(name: str) -> str:

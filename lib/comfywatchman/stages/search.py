@@ -31,9 +31,8 @@ from comfywatchman.search.base import (
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
-from comfywatchman.search.names import invalid_filename_reason, normalise
+from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
 from comfywatchman.stages.context import StageContext, StageOutcome
-from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +41,15 @@ def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool
     """Return one query per distinct missing file ``(folder, name)`` over ``workflows`` (scan.json's entries,
     which may come one at a time: only the missing files are kept), with its workflows."""
     grouped: dict[tuple[str | None, str], tuple[str, str | None, list[Declaration], dict[str, None]]] = {}
-    keys: dict[str, str] = {}  # name -> lookup key, computed once per distinct name
     for workflow in workflows:
         path = workflow["path"]
         for model in workflow["models"]:
             if model["status"] == "installed" or not (model["active"] or count_inactive):
                 continue
-            name = model["name"]
-            key = keys.get(name)
-            if key is None:
-                key = keys[name] = names.lookup_key(name)
+            key = lookup_key(model["name"])
             entry = grouped.get((model["folder"], key))
             if entry is None:
-                entry = grouped[(model["folder"], key)] = (name, model["folder"], [], {})
+                entry = grouped[(model["folder"], key)] = (model["name"], model["folder"], [], {})
             for decl in model["declarations"]:
                 declaration = Declaration(decl["name"], decl["url"], decl["directory"], decl["hash"], decl["hash_type"])
                 if declaration not in entry[2]:
@@ -226,7 +221,7 @@ def download_queue(
 ) -> list[dict[str, Any]]:
     """Return one download task per distinct FOUND file, review required unless policy says otherwise
     (``results`` need not hold the answers that cannot be queued)."""
-    workflows = {(q.folder, names.lookup_key(q.name)): len(q.workflows) for q in queries}
+    workflows = {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
     tasks = []
     for result in results:
         if not policy.may_queue(result):
@@ -243,7 +238,7 @@ def download_queue(
                 "evidence": result.evidence.value,
                 "status": "pending_review" if policy.requires_review(result) else "approved",
                 "requires_review": policy.requires_review(result),
-                "blocks_workflows": workflows.get((result.type, names.lookup_key(result.name)), 0),
+                "blocks_workflows": workflows.get((result.type, lookup_key(result.name)), 0),
             }
         )
     return tasks
