@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from comfywatchman import artifacts, hashing
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
@@ -293,15 +295,75 @@ def add_missing(
         entry["workflows"].add(workflow["workflow"])
 
 
+@dataclass
+class VariantMemo:
+    """The variants of missing files found by the last verify under the same model cache (``basis``): the
+    keys (``entry_key``) of the files that had none and of those that had some (their variants are in the last
+    verify.json's ``alternatives``, ``listed``); and the keys answered this cycle, for the next one."""
+
+    basis: str
+    none: set[str] = field(default_factory=set)
+    some: set[str] = field(default_factory=set)
+    listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
+    answered: dict[str, bool] = field(default_factory=dict)
+
+    def get(self, key: str, entry: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
+        if key in self.none:
+            return []
+        return self.listed.get((entry["folder"], entry["name"])) if key in self.some else None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return what the next cycle needs (``verify_inputs.json``, ``variants``)."""
+        return {
+            "basis": self.basis,
+            "none": sorted(k for k, some in self.answered.items() if not some),
+            "some": sorted(k for k, some in self.answered.items() if some),
+        }
+
+
+def entry_key(entry: Mapping[str, Any]) -> str:
+    """Return the key of what a missing file's variants are found from: its folder, name and loader."""
+    text = orjson.dumps([entry["folder"], entry["name"], entry["loader"]])
+    return hashlib.blake2b(text, digest_size=12).hexdigest()
+
+
+def variant_memo(state: Path, previous: Mapping[str, Any] | None) -> VariantMemo:
+    """Return the variants the last verify found, when made under the model cache as it is now and its
+    verify.json is the one it wrote; else an empty memo."""
+    basis = artifacts.content_hash({"format": FORMAT, "model_cache": _stat_key(state / "model_cache.json")})
+    memo = VariantMemo(basis)
+    last = (previous or {}).get("variants")
+    if previous is None or last is None or last["basis"] != basis:
+        return memo
+    try:
+        document = artifacts.read_optional(state / ARTIFACT, SCHEMA)
+    except ArtifactError:
+        return memo
+    if document is None or document["fingerprint"] != previous["fingerprint"]:
+        return memo
+    memo.none, memo.some = set(last["none"]), set(last["some"])
+    memo.listed = {(a["folder"], a["name"]): a["variants"] for a in document["alternatives"]}
+    return memo
+
+
 def variant_entries(
-    table: Mapping[tuple[str | None, str], Mapping[str, Any]], index: VariantIndex, sizes: Mapping[Any, int]
+    table: Mapping[tuple[str | None, str], Mapping[str, Any]],
+    index: VariantIndex,
+    sizes: Mapping[Any, int],
+    memo: VariantMemo | None = None,
 ) -> list[dict[str, Any]]:
     """Return one entry per missing file of ``table`` (``add_missing``) that has installed variants: the
     variants, the workflows that miss the file, and the download size a variant would save (null when
-    unknown); most workflows first."""
+    unknown); most workflows first. Variants ``memo`` knows are not looked for again."""
     out = []
     for key, entry in table.items():
-        found = index.variants(entry["name"], entry["folder"], entry["loader"])
+        memo_key = entry_key(entry) if memo is not None else ""
+        found = memo.get(memo_key, entry) if memo is not None else None
+        if found is None:
+            found = index.variants(entry["name"], entry["folder"], entry["loader"])
+        if memo is not None:
+            memo.answered[memo_key] = bool(found)
         if found:
             out.append(
                 {
@@ -455,7 +517,8 @@ def run(ctx: StageContext) -> StageOutcome:
     store.save()
     drift = drift_findings(found, stats, known)
     sizes = _download_sizes(results.values(), queue)
-    alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes)
+    memo = variant_memo(state, previous)
+    alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
     outcome.counts = {
         "hashed_files": progress.hashed_files,
         "hashed_bytes": progress.hashed_bytes,
@@ -489,6 +552,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "stats": stats_digest(checked),
         "counts": outcome.counts,
         "detail": outcome.detail,
+        "variants": memo.to_json(),
     }
     artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None)
     logger.info("verify: %s", outcome.detail)
