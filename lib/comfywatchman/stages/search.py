@@ -33,25 +33,42 @@ from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
 from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.stages.scan_parts import ScanParts
 
 logger = logging.getLogger(__name__)
 
 
-def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool) -> list[ModelQuery]:
-    """Return one query per distinct missing file ``(folder, name)`` over ``workflows`` (scan.json's entries,
-    which may come one at a time: only the missing files are kept), with its workflows."""
+def missing_part(workflow: Mapping[str, Any]) -> list[Any]:
+    """Return what the search takes from one scan.json workflow entry (plain JSON, kept between cycles by
+    ``ScanParts``): ``[path, [[folder, name, active, declarations], ...]]`` of each model not installed, each
+    declaration ``[name, url, directory, hash, hash_type]``."""
+    models = [
+        [
+            model["folder"],
+            model["name"],
+            model["active"],
+            [[d["name"], d["url"], d["directory"], d["hash"], d["hash_type"]] for d in model["declarations"]],
+        ]
+        for model in workflow["models"]
+        if model["status"] != "installed"
+    ]
+    return [workflow["path"], models]
+
+
+def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[ModelQuery]:
+    """Return one query per distinct missing file ``(folder, name)`` over the workflows' ``missing_part``,
+    with its workflows, in the order of folder and name."""
     grouped: dict[tuple[str | None, str], tuple[str, str | None, list[Declaration], dict[str, None]]] = {}
-    for workflow in workflows:
-        path = workflow["path"]
-        for model in workflow["models"]:
-            if model["status"] == "installed" or not (model["active"] or count_inactive):
+    for path, models in parts:
+        for folder, name, active, decl_rows in models:
+            if not (active or count_inactive):
                 continue
-            key = lookup_key(model["name"])
-            entry = grouped.get((model["folder"], key))
+            key = lookup_key(name)
+            entry = grouped.get((folder, key))
             if entry is None:
-                entry = grouped[(model["folder"], key)] = (model["name"], model["folder"], [], {})
-            for decl in model["declarations"]:
-                declaration = Declaration(decl["name"], decl["url"], decl["directory"], decl["hash"], decl["hash_type"])
+                entry = grouped[(folder, key)] = (name, folder, [], {})
+            for row in decl_rows:
+                declaration = Declaration(*row)
                 if declaration not in entry[2]:
                     entry[2].append(declaration)
             entry[3][path] = None
@@ -59,6 +76,16 @@ def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool
         ModelQuery(name, folder, tuple(decls), tuple(paths))
         for _, (name, folder, decls, paths) in sorted(grouped.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1]))
     ]
+
+
+def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool) -> list[ModelQuery]:
+    """Return one query per distinct missing file ``(folder, name)`` over ``workflows`` (scan.json's entries,
+    which may come one at a time: only the missing files are kept), with its workflows."""
+    return group_missing((missing_part(w) for w in workflows), count_inactive)
+
+
+#: What the search keeps of each scan.json workflow (``missing_part``): bump when that changes.
+PARTS_TAG = "search-parts-1"
 
 
 def build_backends(names_in_order: Sequence[str], context: SearchContext) -> list[SearchBackend]:
@@ -353,8 +380,10 @@ def run(ctx: StageContext) -> StageOutcome:
         outcome.detail = recorded["detail"]
         logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
         return outcome
-    scan = artifacts.Assembled(catalogue.path(ctx.config, "scan"), "workflows", "scan", "workflow")
-    queries = missing_queries(scan.items(), ctx.config.section("scan")["count_inactive_nodes"])
+    parts = ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part)
+    queries = group_missing(
+        parts.read(catalogue.path(ctx.config, "scan")), ctx.config.section("scan")["count_inactive_nodes"]
+    )
     model_cache = folder_paths(catalogue.path(ctx.config, "model_cache"))
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ import orjson
 from comfywatchman import artifacts, hashing
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
+from comfywatchman.search.names import lookup_key
 from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT = "verify.json"
 SCHEMA = "verify"
 INPUTS = "verify_inputs.json"  # what the next cycle needs to tell whether verify.json still stands
+PARTS_FILE = "verify_parts.pack"  # what verify takes from each workflow of scan.json (``ScanParts``)
 FORMAT = 1  # bump when what verify.json holds changes meaning: the next cycle then verifies afresh
 
 
@@ -277,22 +280,25 @@ def _download_sizes(results: Iterable[Mapping[str, Any]], queue: Mapping[str, An
 def add_missing(
     table: dict[tuple[str | None, str], dict[str, Any]], workflow: Mapping[str, Any], count_inactive: bool
 ) -> None:
-    """Add the missing files of one scan.json ``workflow`` to ``table``: ``(folder, lookup key)`` -> the name
-    and folder as first written, the loader that first names it, and the workflows that miss it."""
-    for model in workflow.get("models", ()):
-        if model["status"] != "missing" or not (model["active"] or count_inactive):
+    """Add the missing files of one scan.json ``workflow`` to ``table`` (see ``add_missing_part``)."""
+    path, _, missing = verify_part(workflow)
+    add_missing_part(table, path, missing, count_inactive)
+
+
+def add_missing_part(
+    table: dict[tuple[str | None, str], dict[str, Any]], path: str, missing: Iterable[list[Any]], count_inactive: bool
+) -> None:
+    """Add the ``missing`` files of the workflow at ``path`` (``verify_part``) to ``table``: ``(folder, lookup
+    key)`` -> the name and folder as first written, the loader that first names it, and the workflows that
+    miss it."""
+    for folder, name, active, loader in missing:
+        if not (active or count_inactive):
             continue
-        key = (model["folder"], names.lookup_key(model["name"]))
+        key = (folder, lookup_key(name))
         entry = table.get(key)
         if entry is None:
-            loader = loader_of(model["origins"])
-            entry = table[key] = {
-                "folder": model["folder"],
-                "name": model["name"],
-                "loader": loader,
-                "workflows": set(),
-            }
-        entry["workflows"].add(workflow["workflow"])
+            entry = table[key] = {"folder": folder, "name": name, "loader": loader, "workflows": set()}
+        entry["workflows"].add(path)
 
 
 @dataclass
@@ -387,33 +393,53 @@ def alternatives(
     return variant_entries(table, index, sizes)
 
 
+#: What verify keeps of each scan.json workflow (``verify_part``): bump when that changes.
+PARTS_TAG = "verify-parts-1"
+
+
+def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
+    """Return what verify takes from one scan.json workflow entry (plain JSON, kept between cycles by
+    ``ScanParts``): ``[path, installed, missing]``; each installed model ``[folder, name, installed_as,
+    declared or None]``, each missing file ``[folder, name, active, loader]``."""
+    installed = [
+        [m["folder"], m["name"], m["installed_as"], m.get("declared") or None]
+        for m in workflow.get("installed_models", ())
+    ]
+    missing = [
+        [m["folder"], m["name"], m["active"], loader_of(m["origins"])]
+        for m in workflow.get("models", ())
+        if m["status"] == "missing"
+    ]
+    return [workflow["workflow"], installed, missing]
+
+
 @dataclass
 class ScanNeeds:
     """What verify takes from scan.json, gathered one workflow at a time: the installed models a sha256 may be
-    expected for, as a scan-like document for ``targets``, and the missing files (``add_missing``)."""
+    expected for, as a scan-like document for ``targets``, and the missing files (``add_missing_part``)."""
 
     installed: dict[str, Any]
     missing: dict[tuple[str | None, str], dict[str, Any]]
 
 
 def scan_needs(
-    workflows: Iterable[Mapping[str, Any]],
+    parts: Iterable[list[Any]],
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
     count_inactive: bool,
 ) -> ScanNeeds:
-    """Return what verify needs of scan.json's ``workflows`` (read one at a time): only installed models that
-    declare a hash or have a FOUND answer in ``results``, and the missing files."""
+    """Return what verify needs of scan.json's workflows (their ``verify_part``, one at a time): only installed
+    models that declare a hash or have a FOUND answer in ``results``, and the missing files."""
     kept: list[dict[str, Any]] = []
     missing: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for workflow in workflows:
+    for path, installed, missing_files in parts:
         models = [
-            model
-            for model in workflow.get("installed_models", ())
-            if model.get("declared") or (results and (model["folder"], names.lookup_key(model["name"])) in results)
+            {"folder": folder, "name": name, "installed_as": installed_as, "declared": declared or []}
+            for folder, name, installed_as, declared in installed
+            if declared or (results and (folder, lookup_key(name)) in results)
         ]
         if models:
-            kept.append({"workflow": workflow["workflow"], "installed_models": models})
-        add_missing(missing, workflow, count_inactive)
+            kept.append({"workflow": path, "installed_models": models})
+        add_missing_part(missing, path, missing_files, count_inactive)
     return ScanNeeds({"workflows": kept}, missing)
 
 
@@ -466,11 +492,6 @@ def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> b
     return (state / ARTIFACT).exists() and stats_digest(previous["paths"]) == previous["stats"]
 
 
-def scan_workflows(state: Path) -> Iterator[Any]:
-    """Yield scan.json's workflow entries one at a time, each validated (``artifacts.Assembled``)."""
-    yield from artifacts.Assembled(state / "scan.json", "workflows", "scan", "workflow").items()
-
-
 def standing(counts: Mapping[str, int]) -> str:
     """Return the one-line state of the verification from the stage's counts."""
     verified, pending = counts["files_verified"], counts["files_pending"]
@@ -503,7 +524,8 @@ def run(ctx: StageContext) -> StageOutcome:
 
     results = found_results(state / "search.json", outcome)
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
-    needs = scan_needs(scan_workflows(state), results, count_inactive)
+    parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
+    needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     found = targets(needs.installed, FileLocator(model_cache), results)
     stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
