@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
@@ -55,7 +54,6 @@ class NameParts:
     version: str | None
 
 
-@lru_cache(maxsize=1 << 17)  # a missing file's installed variants are split again for every file that wants them
 def split_name(name: str) -> NameParts:
     """Return the parts of ``name`` (as a workflow or the cache writes it; any subfolder is ignored)."""
     base = names.basename(name)
@@ -109,13 +107,13 @@ def loader_note(wanted: NameParts, have: NameParts, folder: str | None, node_typ
 
 @dataclass
 class VariantIndex:
-    """Folder type -> name key -> ``(widget value, size)`` of each installed file with that key.
+    """Folder type -> name key -> ``(widget value, size, parts)`` of each installed file with that key.
 
     A folder type is indexed the first time a missing file of it is looked up (``pending`` holds the model
     cache's folders not indexed yet): a cycle where a few files went missing splits the names of their
     folders only."""
 
-    by_key: dict[str, dict[str, list[tuple[str, int]]]] = field(default_factory=dict)
+    by_key: dict[str, dict[str, list[tuple[str, int, NameParts]]]] = field(default_factory=dict)
     pending: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -123,8 +121,9 @@ class VariantIndex:
         """Return the index over a model_cache.json document (each folder indexed when first asked about)."""
         return cls(pending=dict(model_cache["folders"]))
 
-    def folder(self, folder: str) -> dict[str, list[tuple[str, int]]]:
-        """Return name key -> installed files of ``folder`` (one pass over its files, the first time)."""
+    def folder(self, folder: str) -> dict[str, list[tuple[str, int, NameParts]]]:
+        """Return name key -> installed files of ``folder`` with their parts (one pass over its files, each
+        name split once, the first time)."""
         keyed = self.by_key.get(folder)
         if keyed is not None:
             return keyed
@@ -138,7 +137,7 @@ class VariantIndex:
             seen.add(name)
             parts = split_name(name)
             if parts.key and parts.extension:
-                keyed.setdefault(parts.key, []).append((name, int(entry["size"])))
+                keyed.setdefault(parts.key, []).append((name, int(entry["size"]), parts))
         return keyed
 
     def variants(self, name: str, folder: str | None, node_type: str | None = None) -> list[dict[str, Any]]:
@@ -152,10 +151,9 @@ class VariantIndex:
             return []
         wanted_base = names.basename(names.normalize(name)).casefold()
         found: list[dict[str, Any]] = []
-        for installed_as, size in self.folder(folder).get(wanted.key, ()):
+        for installed_as, size, have in self.folder(folder).get(wanted.key, ()):
             if names.basename(installed_as).casefold() == wanted_base:
                 continue  # the same file in another subfolder: the scan's own note says so
-            have = split_name(installed_as)
             differs = differences(wanted, have)
             if not differs:
                 differs = ["spelling of the name"]

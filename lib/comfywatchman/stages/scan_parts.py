@@ -48,21 +48,21 @@ class ScanParts:
     def _load(self) -> dict[bytes, list[bytes]]:
         """Return scan line digest -> ``[payload digest, payload]`` of the pack's lines (empty when it is missing
         or of another tag); a payload is checked against its digest when it is used."""
+        kept: dict[bytes, list[bytes]] = {}
         try:
-            raw = self.path.read_bytes()
+            # Line by line: the pack is megabytes, and only its parts are kept (no copy of the whole file).
+            with self.path.open("rb") as handle:
+                if handle.readline().rstrip(b"\n") != self.tag:
+                    return {}
+                for line in handle:
+                    parts = line.rstrip(b"\n").split(b" ", 2)
+                    if len(parts) == 3:
+                        kept[parts[0]] = parts[1:]
         except FileNotFoundError:
             return {}
         except OSError as exc:
             logger.warning("%s: unreadable (%s); scan.json is read in full", self.path, exc)
             return {}
-        lines = raw.split(b"\n")
-        if lines[0] != self.tag:
-            return {}
-        kept: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            parts = line.split(b" ", 2)
-            if len(parts) == 3:
-                kept[parts[0]] = parts[1:]
         return kept
 
     def read(self, scan_path: Path) -> Iterator[Any]:

@@ -277,8 +277,19 @@ def _download_sizes(results: Iterable[Mapping[str, Any]], queue: Mapping[str, An
     return sizes
 
 
+@dataclass(slots=True)
+class Missing:
+    """A missing file: its folder and name as first written, the loader that first names it, and the
+    workflows that miss it (each once, in scan order)."""
+
+    folder: str | None
+    name: str
+    loader: str | None
+    workflows: list[str] = field(default_factory=list)
+
+
 def add_missing(
-    table: dict[tuple[str | None, str], dict[str, Any]], workflow: Mapping[str, Any], count_inactive: bool
+    table: dict[tuple[str | None, str], Missing], workflow: Mapping[str, Any], count_inactive: bool
 ) -> None:
     """Add the missing files of one scan.json ``workflow`` to ``table`` (see ``add_missing_part``)."""
     path, _, missing = verify_part(workflow)
@@ -286,19 +297,19 @@ def add_missing(
 
 
 def add_missing_part(
-    table: dict[tuple[str | None, str], dict[str, Any]], path: str, missing: Iterable[list[Any]], count_inactive: bool
+    table: dict[tuple[str | None, str], Missing], path: str, missing: Iterable[list[Any]], count_inactive: bool
 ) -> None:
     """Add the ``missing`` files of the workflow at ``path`` (``verify_part``) to ``table``: ``(folder, lookup
-    key)`` -> the name and folder as first written, the loader that first names it, and the workflows that
-    miss it."""
+    key)`` -> its ``Missing``."""
     for folder, name, active, loader in missing:
         if not (active or count_inactive):
             continue
         key = (folder, lookup_key(name))
         entry = table.get(key)
         if entry is None:
-            entry = table[key] = {"folder": folder, "name": name, "loader": loader, "workflows": set()}
-        entry["workflows"].add(path)
+            entry = table[key] = Missing(folder, name, loader)
+        if not entry.workflows or entry.workflows[-1] != path:  # a workflow's files come together
+            entry.workflows.append(path)
 
 
 @dataclass
@@ -313,11 +324,11 @@ class VariantMemo:
     listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
     answered: dict[str, bool] = field(default_factory=dict)
 
-    def get(self, key: str, entry: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    def get(self, key: str, entry: Missing) -> list[dict[str, Any]] | None:
         """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
         if key in self.none:
             return []
-        return self.listed.get((entry["folder"], entry["name"])) if key in self.some else None
+        return self.listed.get((entry.folder, entry.name)) if key in self.some else None
 
     def to_json(self) -> dict[str, Any]:
         """Return what the next cycle needs (``verify_inputs.json``, ``variants``)."""
@@ -328,9 +339,9 @@ class VariantMemo:
         }
 
 
-def entry_key(entry: Mapping[str, Any]) -> str:
+def entry_key(entry: Missing) -> str:
     """Return the key of what a missing file's variants are found from: its folder, name and loader."""
-    text = orjson.dumps([entry["folder"], entry["name"], entry["loader"]])
+    text = orjson.dumps([entry.folder, entry.name, entry.loader])
     return hashlib.blake2b(text, digest_size=12).hexdigest()
 
 
@@ -354,7 +365,7 @@ def variant_memo(state: Path, previous: Mapping[str, Any] | None) -> VariantMemo
 
 
 def variant_entries(
-    table: Mapping[tuple[str | None, str], Mapping[str, Any]],
+    table: Mapping[tuple[str | None, str], Missing],
     index: VariantIndex,
     sizes: Mapping[Any, int],
     memo: VariantMemo | None = None,
@@ -367,17 +378,17 @@ def variant_entries(
         memo_key = entry_key(entry) if memo is not None else ""
         found = memo.get(memo_key, entry) if memo is not None else None
         if found is None:
-            found = index.variants(entry["name"], entry["folder"], entry["loader"])
+            found = index.variants(entry.name, entry.folder, entry.loader)
         if memo is not None:
             memo.answered[memo_key] = bool(found)
         if found:
             out.append(
                 {
-                    "folder": entry["folder"],
-                    "name": entry["name"],
+                    "folder": entry.folder,
+                    "name": entry.name,
                     "download_size": sizes.get(key),
                     "variants": found,
-                    "workflows": sorted(entry["workflows"]),
+                    "workflows": sorted(entry.workflows),
                 }
             )
     return sorted(out, key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
@@ -387,22 +398,29 @@ def alternatives(
     scan: Mapping[str, Any], index: VariantIndex, sizes: Mapping[Any, int], count_inactive: bool
 ) -> list[dict[str, Any]]:
     """Return ``variant_entries`` of every missing file of the scan.json document ``scan``."""
-    table: dict[tuple[str | None, str], dict[str, Any]] = {}
+    table: dict[tuple[str | None, str], Missing] = {}
     for workflow in scan["workflows"]:
         add_missing(table, workflow, count_inactive)
     return variant_entries(table, index, sizes)
 
 
 #: What verify keeps of each scan.json workflow (``verify_part``): bump when that changes.
-PARTS_TAG = "verify-parts-1"
+PARTS_TAG = "verify-parts-2"
 
 
 def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
     """Return what verify takes from one scan.json workflow entry (plain JSON, kept between cycles by
     ``ScanParts``): ``[path, installed, missing]``; each installed model ``[folder, name, installed_as,
-    declared or None]``, each missing file ``[folder, name, active, loader]``."""
+    declared or None]`` (installed_as null when it is the name), each missing file ``[folder, name, active,
+    loader]``."""
     installed = [
-        [m["folder"], m["name"], m["installed_as"], m.get("declared") or None]
+        # installed_as is null when it is the name (most are): the pack holds every installed model.
+        [
+            m["folder"],
+            m["name"],
+            None if m["installed_as"] == m["name"] else m["installed_as"],
+            m.get("declared") or None,
+        ]
         for m in workflow.get("installed_models", ())
     ]
     missing = [
@@ -419,7 +437,7 @@ class ScanNeeds:
     expected for, as a scan-like document for ``targets``, and the missing files (``add_missing_part``)."""
 
     installed: dict[str, Any]
-    missing: dict[tuple[str | None, str], dict[str, Any]]
+    missing: dict[tuple[str | None, str], Missing]
 
 
 def scan_needs(
@@ -430,10 +448,10 @@ def scan_needs(
     """Return what verify needs of scan.json's workflows (their ``verify_part``, one at a time): only installed
     models that declare a hash or have a FOUND answer in ``results``, and the missing files."""
     kept: list[dict[str, Any]] = []
-    missing: dict[tuple[str | None, str], dict[str, Any]] = {}
+    missing: dict[tuple[str | None, str], Missing] = {}
     for path, installed, missing_files in parts:
         models = [
-            {"folder": folder, "name": name, "installed_as": installed_as, "declared": declared or []}
+            {"folder": folder, "name": name, "installed_as": installed_as or name, "declared": declared or []}
             for folder, name, installed_as, declared in installed
             if declared or (results and (folder, lookup_key(name)) in results)
         ]
