@@ -292,7 +292,7 @@ def add_missing(
     table: dict[tuple[str | None, str], Missing], workflow: Mapping[str, Any], count_inactive: bool
 ) -> None:
     """Add the missing files of one scan.json ``workflow`` to ``table`` (see ``add_missing_part``)."""
-    path, _, missing = verify_part(workflow)
+    path, _, _, missing = verify_part(workflow)
     add_missing_part(table, path, missing, count_inactive)
 
 
@@ -405,30 +405,31 @@ def alternatives(
 
 
 #: What verify keeps of each scan.json workflow (``verify_part``): bump when that changes.
-PARTS_TAG = "verify-parts-2"
+PARTS_TAG = "verify-parts-3"
+
+
+# Separators of the installed models without a declared hash in a part: characters no file name can hold.
+_FIELD, _ROW = "\x00", "\x01"
 
 
 def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
     """Return what verify takes from one scan.json workflow entry (plain JSON, kept between cycles by
-    ``ScanParts``): ``[path, installed, missing]``; each installed model ``[folder, name, installed_as,
-    declared or None]`` (installed_as null when it is the name), each missing file ``[folder, name, active,
-    loader]``."""
-    installed = [
-        # installed_as is null when it is the name (most are): the pack holds every installed model.
-        [
-            m["folder"],
-            m["name"],
-            None if m["installed_as"] == m["name"] else m["installed_as"],
-            m.get("declared") or None,
-        ]
-        for m in workflow.get("installed_models", ())
-    ]
+    ``ScanParts``): ``[path, declared, others, missing]``. ``declared``: each installed model that declares a
+    hash, ``[folder, name, installed_as, declared]``; ``others``: every other installed model in one string
+    (rows of folder, name, installed_as; a search answer may still give a hash for one), so that the part
+    stays small; ``missing``: each missing file ``[folder, name, active, loader]``."""
+    declared, others = [], []
+    for m in workflow.get("installed_models", ()):
+        if m.get("declared"):
+            declared.append([m["folder"], m["name"], m["installed_as"], m["declared"]])
+        elif m["folder"] is not None:  # a file of no known folder type is never verified
+            others.append(_FIELD.join((m["folder"], m["name"], m["installed_as"])))
     missing = [
         [m["folder"], m["name"], m["active"], loader_of(m["origins"])]
         for m in workflow.get("models", ())
         if m["status"] == "missing"
     ]
-    return [workflow["workflow"], installed, missing]
+    return [workflow["workflow"], declared, _ROW.join(others), missing]
 
 
 @dataclass
@@ -449,12 +450,12 @@ def scan_needs(
     models that declare a hash or have a FOUND answer in ``results``, and the missing files."""
     kept: list[dict[str, Any]] = []
     missing: dict[tuple[str | None, str], Missing] = {}
-    for path, installed, missing_files in parts:
-        models = [
-            {"folder": folder, "name": name, "installed_as": installed_as or name, "declared": declared or []}
-            for folder, name, installed_as, declared in installed
-            if declared or (results and (folder, lookup_key(name)) in results)
-        ]
+    for path, declared, others, missing_files in parts:
+        models = [{"folder": f, "name": n, "installed_as": i, "declared": d} for f, n, i, d in declared]
+        for row in others.split(_ROW) if results and others else ():
+            folder, name, installed_as = row.split(_FIELD)
+            if (folder, lookup_key(name)) in results:
+                models.append({"folder": folder, "name": name, "installed_as": installed_as, "declared": []})
         if models:
             kept.append({"workflow": path, "installed_models": models})
         add_missing_part(missing, path, missing_files, count_inactive)
