@@ -7,11 +7,12 @@ missing files; verify: the files a hash is expected for and the missing ones) ke
 
     <sha256 of the scan.json line> <sha256 of PAYLOAD> <PAYLOAD>
 
-where PAYLOAD is the compact JSON of the part. The next cycle parses (and validates) only the lines it has no
-part for: when one workflow changed, one line. The file is a cache, safe to lose: a torn or edited line (its
-checksum no longer matches) is ignored and its workflow read from scan.json again; a pack made by another
-format (its first line) is ignored whole. It is rewritten, through a temp file and a rename, when the parts
-it should hold changed.
+where PAYLOAD is the compact JSON of the part. The line's digest leaves out the workflow's ``reused`` flag
+(whether the scan parsed it this time), so a part must not depend on it. The next cycle parses (and
+validates) only the lines it has no part for: when one workflow changed, one line. The file is a cache, safe
+to lose: a torn or edited line (its checksum no longer matches) is ignored and its workflow read from
+scan.json again; a pack made by another format (its first line) is ignored whole. It is rewritten, through a
+temp file and a rename, when the parts it should hold changed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,24 @@ from comfywatchman.errors import ArtifactError
 logger = logging.getLogger(__name__)
 
 _KEY = b'"workflows":['
+
+
+_REUSED = b',"reused":'
+
+
+def _line_digest(line: bytes) -> bytes:
+    """Return the digest of a scan.json workflow line without its ``reused`` flag, which says only whether the
+    scan parsed the workflow this time (every line turns ``true`` in the cycle after the first): the entry's
+    own key, the last ``,"reused":`` of the line (the keys after it, sha256, source and workflow, are
+    strings, in which a quote is escaped)."""
+    at = line.rfind(_REUSED)
+    if at < 0:
+        return _digest(line)
+    end = at + len(_REUSED) + (4 if line.startswith(b"true", at + len(_REUSED)) else 5)
+    view = memoryview(line)
+    digest = hashlib.sha256(view[:at])
+    digest.update(view[end:])
+    return digest.hexdigest()[:32].encode("ascii")
 
 
 def _digest(data: bytes) -> bytes:
@@ -93,7 +112,7 @@ class ScanParts:
             if line.startswith(b"]"):
                 break
             body = line.rstrip(b"\n").removesuffix(b",")
-            digest = _digest(body)
+            digest = _line_digest(body)
             found = kept.get(digest)
             part = _part(found) if found is not None else None
             if part is None:
