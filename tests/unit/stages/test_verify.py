@@ -232,3 +232,55 @@ def test_a_file_shorter_than_its_published_size_is_truncated_before_it_is_hashed
 
 
 SHA = "c" * 64
+
+
+def variant_names(document: dict[str, Any]) -> list[str]:
+    (entry,) = document["alternatives"]
+    return [v["installed_as"] for v in entry["variants"]]
+
+
+def test_variants_found_last_cycle_are_kept_until_the_model_cache_changes(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home)
+    first = cycle(ctx)
+    assert variant_names(first) == [FP8, GGUF]
+    memo = artifacts.read(ctx.state_dir / verify.INPUTS, "verify_inputs")["variants"]
+    assert len(memo["some"]) == 1 and memo["none"] == []
+    # Another workflow that misses nothing new: verify runs again (scan.json changed) and takes the variants
+    # it found from the memo, not from the index, which is never built.
+    comfy_tree.workflow("other.json", {"nodes": [], "links": [], "version": 0.4})
+    built: list[str] = []
+    folder = VariantIndex.folder
+
+    def spy(index: VariantIndex, name: str) -> Any:
+        built.append(name)
+        return folder(index, name)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VariantIndex, "folder", spy)
+        second = cycle(ctx)
+    assert second["fingerprint"] != first["fingerprint"]  # verified again, not left as it was
+    assert variant_names(second) == [FP8, GGUF] and built == []
+    # A new variant on disk changes the model cache: the variants are looked for again, and it is one.
+    bf16 = "wan2.1_flf2v_720p_14B_bf16.safetensors"
+    safetensors(comfy_tree.root / "models" / "diffusion_models" / bf16, os.urandom(900))
+    assert variant_names(cycle(ctx)) == [bf16, FP8, GGUF]
+
+
+def test_an_installed_file_a_search_answer_gives_a_hash_for_is_verified() -> None:
+    workflow = {
+        "workflow": "w.json",
+        "installed_models": [
+            {"active": True, "folder": "loras", "name": "a.safetensors", "installed_as": "sub/a.safetensors"},
+            {"active": True, "folder": "loras", "name": "b.safetensors", "installed_as": "b.safetensors"},
+            {"active": True, "folder": None, "name": "c.safetensors", "installed_as": "c.safetensors"},
+        ],
+        "models": [],
+    }
+    part = verify.verify_part(workflow)
+    results = {("loras", "a.safetensors"): {"status": "FOUND", "sha256": SHA, "url": "u", "size": 5}}
+    needs = verify.scan_needs([part], results, count_inactive=False)
+    (kept,) = needs.installed["workflows"]
+    assert [(m["name"], m["installed_as"]) for m in kept["installed_models"]] == [
+        ("a.safetensors", "sub/a.safetensors")
+    ]
+    assert verify.scan_needs([part], {}, count_inactive=False).installed == {"workflows": []}
