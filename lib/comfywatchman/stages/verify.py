@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,35 @@ class FileLocator:
         return None if index is None else os.path.join(self._dirs[key[0]][index], key[1])
 
 
+_FOUND = b'"status":"FOUND"'
+
+
+def _found_items(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the FOUND results of search.json at ``path``, each validated: in the one-result-per-line layout
+    the search writes, only the lines that can hold one are parsed (a result's status is written
+    ``"status":"FOUND"``); another layout is read whole (``artifacts.Assembled``)."""
+    reader = artifacts.Assembled(path, "results", "search", "result")
+    with path.open("rb") as handle:
+        if not handle.readline().rstrip(b"\n").endswith(b'"results":['):
+            yield from (r for r in reader.items() if r["status"] == "FOUND")
+            return
+        check = artifacts.fast_validator("search", "result")
+        for number, line in enumerate(handle, start=2):
+            if line.startswith(b"]"):
+                return
+            if _FOUND not in line:
+                continue  # no FOUND answer: nothing verify uses
+            try:
+                item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
+            except orjson.JSONDecodeError as exc:
+                raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+            if not check.is_valid(item):
+                artifacts.validate(item, "search", f"{path} (line {number})", "result")
+            if item["status"] == "FOUND":
+                yield item
+    raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
+
+
 def found_results(path: Path, outcome: StageOutcome) -> dict[tuple[str | None, str], dict[str, Any]]:
     """Return ``(type, lookup key)`` -> the FOUND results of search.json at ``path`` (the only answers verify
     uses: a published sha256 and size), read one result at a time; empty when there is no search.json, and
@@ -102,12 +131,11 @@ def found_results(path: Path, outcome: StageOutcome) -> dict[tuple[str | None, s
         return {}
     out: dict[tuple[str | None, str], dict[str, Any]] = {}
     try:
-        for result in artifacts.Assembled(path, "results", "search", "result").items():
-            if result["status"] == "FOUND":
-                kept = {k: result.get(k) for k in ("name", "type", "status", "sha256", "url", "size")}
-                out[(result["type"], names.lookup_key(result["name"]))] = kept
-    except ArtifactError as exc:
-        outcome.fail(str(exc))
+        for result in _found_items(path):
+            kept = {k: result.get(k) for k in ("name", "type", "status", "sha256", "url", "size")}
+            out[(result["type"], names.lookup_key(result["name"]))] = kept
+    except (ArtifactError, OSError) as exc:
+        outcome.fail(str(exc) if isinstance(exc, ArtifactError) else f"{path}: unreadable: {exc.strerror or exc}")
         return {}
     return out
 

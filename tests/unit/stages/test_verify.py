@@ -17,7 +17,8 @@ from comfywatchman import artifacts, config, hashing
 from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import verify
-from comfywatchman.stages.context import StageContext
+from comfywatchman.search.base import Evidence, SearchResult, Status
+from comfywatchman.stages.context import StageContext, StageOutcome
 from tests.helpers.comfy_tree import ComfyTree
 from tests.unit.test_hashing import safetensors
 
@@ -284,3 +285,44 @@ def test_an_installed_file_a_search_answer_gives_a_hash_for_is_verified() -> Non
         ("a.safetensors", "sub/a.safetensors")
     ]
     assert verify.scan_needs([part], {}, count_inactive=False).installed == {"workflows": []}
+
+
+def test_the_found_answers_are_read_from_search_json_in_either_layout(tmp_path: Path) -> None:
+    def text(name: str, status: Status) -> str:
+        result = SearchResult(name, "loras", status, "declared", Evidence.DECLARED, url="https://h/x", sha256=SHA)
+        return artifacts.part_text({**result.to_json(), "workflows": ["w"]}, "search", "result", "t")
+
+    head = {
+        "cycle_id": "c",
+        "generated_at": "2026-05-01T12:00:00+00:00",
+        "offline": True,
+        "backend_order": [],
+        "model_list": None,
+        "results": [],
+        "counts": {s.value: 0 for s in Status},
+        "requests": {},
+        "cache_hits": 0,
+    }
+    path = tmp_path / "search.json"
+    artifacts.write_assembled(
+        path, head, "results", [text("A.pt", Status.FOUND), text("b.pt", Status.UNCERTAIN)], "search"
+    )
+    outcome = StageOutcome("verify")
+    expected = {
+        ("loras", "a.pt"): {
+            "name": "A.pt",
+            "type": "loras",
+            "status": "FOUND",
+            "sha256": SHA,
+            "url": "https://h/x",
+            "size": None,
+        }
+    }
+    assert verify.found_results(path, outcome) == expected and outcome.ok
+    artifacts.write(path, artifacts.read(path, "search"), "search", indent=2)
+    assert verify.found_results(path, outcome) == expected and outcome.ok
+    artifacts.write_assembled(
+        path, head, "results", [text("A.pt", Status.FOUND).replace('"sha256":"', '"sha256":7,"x":"')], "search"
+    )
+    assert verify.found_results(path, outcome) == {}
+    assert not outcome.ok and "search.json (line 2)" in outcome.errors[0]
