@@ -15,9 +15,9 @@ import pytest
 
 from comfywatchman import artifacts, config, hashing
 from comfywatchman.comfy.variants import VariantIndex
+from comfywatchman.search.base import Evidence, SearchResult, Status
 from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import verify
-from comfywatchman.search.base import Evidence, SearchResult, Status
 from comfywatchman.stages.context import StageContext, StageOutcome
 from tests.helpers.comfy_tree import ComfyTree
 from tests.unit.test_hashing import safetensors
