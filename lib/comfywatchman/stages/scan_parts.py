@@ -115,7 +115,7 @@ class ScanParts:
             digest = _line_digest(body)
             found = kept.get(digest)
             part = _part(found) if found is not None else None
-            if part is None:
+            if part is None or found is None:
                 part = self._parse(body, number, scan_path, check)
                 payload = orjson.dumps(part)
                 found = [_digest(payload), payload]
