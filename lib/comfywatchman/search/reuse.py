@@ -16,7 +16,6 @@ one it wrote (its size and mtime as recorded): ``write_assembled`` puts each res
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,7 +46,7 @@ def basis(settings: Mapping[str, Any], model_list: Path | None) -> str:
 
 def query_key(query: ModelQuery) -> str:
     """Return the key of what ``query`` is answered from: its name, folder and declarations, in order."""
-    declarations = [dataclasses.astuple(d) for d in query.declarations]
+    declarations = [(d.name, d.url, d.directory, d.hash, d.hash_type) for d in query.declarations]
     return hashlib.blake2b(orjson.dumps([query.name, query.folder, declarations]), digest_size=12).hexdigest()
 
 

@@ -40,14 +40,15 @@ logger = logging.getLogger(__name__)
 
 def missing_part(workflow: Mapping[str, Any]) -> list[Any]:
     """Return what the search takes from one scan.json workflow entry (plain JSON, kept between cycles by
-    ``ScanParts``): ``[path, [[folder, name, active, declarations], ...]]`` of each model not installed, each
-    declaration ``[name, url, directory, hash, hash_type]``."""
+    ``ScanParts``): ``[path, [[folder, name, active, declarations, lookup key], ...]]`` of each model not
+    installed, each declaration ``[name, url, directory, hash, hash_type]``."""
     models = [
         [
             model["folder"],
             model["name"],
             model["active"],
             [[d["name"], d["url"], d["directory"], d["hash"], d["hash_type"]] for d in model["declarations"]],
+            lookup_key(model["name"]),
         ]
         for model in workflow["models"]
         if model["status"] != "installed"
@@ -60,10 +61,9 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
     with its workflows, in the order of folder and name."""
     grouped: dict[tuple[str | None, str], tuple[str, str | None, list[Declaration], dict[str, None]]] = {}
     for path, models in parts:
-        for folder, name, active, decl_rows in models:
+        for folder, name, active, decl_rows, key in models:
             if not (active or count_inactive):
                 continue
-            key = lookup_key(name)
             entry = grouped.get((folder, key))
             if entry is None:
                 entry = grouped[(folder, key)] = (name, folder, [], {})
@@ -85,7 +85,7 @@ def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool
 
 
 #: What the search keeps of each scan.json workflow (``missing_part``): bump when that changes.
-PARTS_TAG = "search-parts-1"
+PARTS_TAG = "search-parts-2"
 
 
 def build_backends(names_in_order: Sequence[str], context: SearchContext) -> list[SearchBackend]:
@@ -244,15 +244,21 @@ def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | N
 
 
 def download_queue(
-    results: list[SearchResult], queries: list[ModelQuery], model_cache: Mapping[str, Any]
+    found: list[tuple[SearchResult, ModelQuery]], queries: list[ModelQuery], model_cache: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """Return one download task per distinct FOUND file, review required unless policy says otherwise
-    (``results`` need not hold the answers that cannot be queued)."""
-    workflows = {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+    """Return one download task per distinct FOUND file (each with the query it answers; ``found`` need not
+    hold the answers that cannot be queued), review required unless policy says otherwise."""
+    others: dict[tuple[str | None, str], int] | None = None
     tasks = []
-    for result in results:
+    for result, query in found:
         if not policy.may_queue(result):
             continue
+        if result.type == query.folder:
+            blocks = len(query.workflows)
+        else:  # found in another folder type than the query's (a declaration's directory): that one's count
+            if others is None:
+                others = {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+            blocks = others.get((result.type, lookup_key(result.name)), 0)
         tasks.append(
             {
                 "name": result.name,
@@ -265,7 +271,7 @@ def download_queue(
                 "evidence": result.evidence.value,
                 "status": "pending_review" if policy.requires_review(result) else "approved",
                 "requires_review": policy.requires_review(result),
-                "blocks_workflows": workflows.get((result.type, lookup_key(result.name)), 0),
+                "blocks_workflows": blocks,
             }
         )
     return tasks
@@ -327,7 +333,7 @@ class Answers:
     texts: list[str]
     statuses: list[str]
     keys: list[str | None]
-    found: list[SearchResult]
+    found: list[tuple[SearchResult, ModelQuery]]
     fresh: list[SearchResult]
 
 
@@ -349,13 +355,13 @@ def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery],
             status = reuse.status_of(prefix)
             answers.texts.append(reuse.with_workflows(prefix, query.workflows))
             if status == Status.FOUND.value:
-                answers.found.append(SearchResult.from_json(artifacts.loads(prefix + "}")))
+                answers.found.append((SearchResult.from_json(artifacts.loads(prefix + "}")), query))
         else:
             status = result.status.value
             item = {**result.to_json(), "workflows": list(query.workflows)}
             answers.texts.append(artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})"))
             if result.status is Status.FOUND:
-                answers.found.append(result)
+                answers.found.append((result, query))
         answers.statuses.append(status)
         answers.keys.append(key if fixed or status == Status.INVALID_FILENAME.value else None)
     if kept:
