@@ -320,7 +320,7 @@ def add_missing(
     table: dict[tuple[str | None, str], Missing], workflow: Mapping[str, Any], count_inactive: bool
 ) -> None:
     """Add the missing files of one scan.json ``workflow`` to ``table`` (see ``add_missing_part``)."""
-    path, _, _, missing = verify_part(workflow)
+    path, *_, missing = verify_part(workflow)
     add_missing_part(table, path, missing, count_inactive)
 
 
@@ -329,10 +329,10 @@ def add_missing_part(
 ) -> None:
     """Add the ``missing`` files of the workflow at ``path`` (``verify_part``) to ``table``: ``(folder, lookup
     key)`` -> its ``Missing``."""
-    for folder, name, active, loader in missing:
+    for folder, name, active, loader, name_key in missing:
         if not (active or count_inactive):
             continue
-        key = (folder, lookup_key(name))
+        key = (folder, name_key)
         entry = table.get(key)
         if entry is None:
             entry = table[key] = Missing(folder, name, loader)
@@ -433,7 +433,7 @@ def alternatives(
 
 
 #: What verify keeps of each scan.json workflow (``verify_part``): bump when that changes.
-PARTS_TAG = "verify-parts-3"
+PARTS_TAG = "verify-parts-4"
 
 
 # Separators of the installed models without a declared hash in a part: characters no file name can hold.
@@ -442,22 +442,24 @@ _FIELD, _ROW = "\x00", "\x01"
 
 def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
     """Return what verify takes from one scan.json workflow entry (plain JSON, kept between cycles by
-    ``ScanParts``): ``[path, declared, others, missing]``. ``declared``: each installed model that declares a
-    hash, ``[folder, name, installed_as, declared]``; ``others``: every other installed model in one string
-    (rows of folder, name, installed_as; a search answer may still give a hash for one), so that the part
-    stays small; ``missing``: each missing file ``[folder, name, active, loader]``."""
-    declared, others = [], []
+    ``ScanParts``): ``[path, declared, other_keys, other_names, missing]``. ``declared``: each installed model
+    that declares a hash, ``[folder, name, installed_as, declared]``; every other installed model (a search
+    answer may still give a hash for one) in two strings of rows, so that the part stays small and is matched
+    against the answers as a set: ``other_keys`` (folder and lookup key), ``other_names`` (name and
+    installed_as); ``missing``: each missing file ``[folder, name, active, loader, lookup key]``."""
+    declared, keys, rows = [], [], []
     for m in workflow.get("installed_models", ()):
         if m.get("declared"):
             declared.append([m["folder"], m["name"], m["installed_as"], m["declared"]])
         elif m["folder"] is not None:  # a file of no known folder type is never verified
-            others.append(_FIELD.join((m["folder"], m["name"], m["installed_as"])))
+            keys.append(_FIELD.join((m["folder"], lookup_key(m["name"]))))
+            rows.append(_FIELD.join((m["name"], m["installed_as"])))
     missing = [
-        [m["folder"], m["name"], m["active"], loader_of(m["origins"])]
+        [m["folder"], m["name"], m["active"], loader_of(m["origins"]), lookup_key(m["name"])]
         for m in workflow.get("models", ())
         if m["status"] == "missing"
     ]
-    return [workflow["workflow"], declared, _ROW.join(others), missing]
+    return [workflow["workflow"], declared, _ROW.join(keys), _ROW.join(rows), missing]
 
 
 @dataclass
@@ -478,12 +480,16 @@ def scan_needs(
     models that declare a hash or have a FOUND answer in ``results``, and the missing files."""
     kept: list[dict[str, Any]] = []
     missing: dict[tuple[str | None, str], Missing] = {}
-    for path, declared, others, missing_files in parts:
+    answered = {_FIELD.join((folder, key)) for folder, key in results if folder is not None}
+    for path, declared, other_keys, other_names, missing_files in parts:
         models = [{"folder": f, "name": n, "installed_as": i, "declared": d} for f, n, i, d in declared]
-        for row in others.split(_ROW) if results and others else ():
-            folder, name, installed_as = row.split(_FIELD)
-            if (folder, lookup_key(name)) in results:
-                models.append({"folder": folder, "name": name, "installed_as": installed_as, "declared": []})
+        keys = other_keys.split(_ROW) if answered and other_keys else []
+        hits = answered.intersection(keys)
+        rows = other_names.split(_ROW) if hits else []
+        for index in [i for i, key in enumerate(keys) if key in hits] if hits else ():
+            name, installed_as = rows[index].split(_FIELD)
+            folder = keys[index].split(_FIELD, 1)[0]
+            models.append({"folder": folder, "name": name, "installed_as": installed_as, "declared": []})
         if models:
             kept.append({"workflow": path, "installed_models": models})
         add_missing_part(missing, path, missing_files, count_inactive)
