@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,12 +70,15 @@ class Target:
         return {w for e in self.expectations.values() for w in e.workflows}
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _sha256(value: Any, kind: Any) -> str | None:
     """Return ``value`` as a lower-case sha256 when it is one (``kind`` sha256 or unset), else None."""
     if not isinstance(value, str) or (isinstance(kind, str) and kind.strip().lower() not in ("sha256", "")):
         return None
     text = value.strip().lower()
-    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+    return text if _HEX64.fullmatch(text) else None
 
 
 class FileLocator:
