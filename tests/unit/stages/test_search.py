@@ -81,7 +81,7 @@ def test_a_changed_declaration_is_answered_again(comfy_tree: ComfyTree, home: Pa
     assert searched_from_scratch(comfy_tree, home, "c3") == (document, queue)
 
 
-def test_nothing_is_reused_when_the_settings_change(comfy_tree: ComfyTree, home: Path) -> None:
+def test_the_answers_basis_changes_with_the_backend_order(comfy_tree: ComfyTree, home: Path) -> None:
     make_install(comfy_tree)
     run(context(comfy_tree, home, "c1", T0))
     basis = stage_inputs.previous(home / "state", "search")["extra"]["basis"]  # type: ignore[index]
