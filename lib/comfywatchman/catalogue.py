@@ -154,6 +154,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "with evidence, URL and candidates",
     ),
     Artifact(
+        "search_parts",
+        "state/search_parts.pack",
+        None,
+        "binary",
+        ("search",),
+        ("search",),
+        "the missing files of each workflow line of scan.json, so a search reads only the workflows that changed "
+        "(a cache: safe to delete)",
+    ),
+    Artifact(
         "search_inputs",
         "state/search_inputs.json",
         "stage_inputs",
@@ -214,6 +224,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         ("report",),
         "drift (an installed file whose sha256 is not the declared or published one, or that is cut short), how "
         "much is verified so far, and variants already on disk of each missing file",
+    ),
+    Artifact(
+        "verify_parts",
+        "state/verify_parts.pack",
+        None,
+        "binary",
+        ("verify",),
+        ("verify",),
+        "the installed and missing files of each workflow line of scan.json, so verify reads only the workflows "
+        "that changed (a cache: safe to delete)",
     ),
     Artifact(
         "verify_inputs",

@@ -107,26 +107,38 @@ def loader_note(wanted: NameParts, have: NameParts, folder: str | None, node_typ
 
 @dataclass
 class VariantIndex:
-    """Folder type -> name key -> ``(widget value, size)`` of each installed file with that key."""
+    """Folder type -> name key -> ``(widget value, size, parts)`` of each installed file with that key.
 
-    by_key: dict[str, dict[str, list[tuple[str, int]]]] = field(default_factory=dict)
+    A folder type is indexed the first time a missing file of it is looked up (``pending`` holds the model
+    cache's folders not indexed yet): a cycle where a few files went missing splits the names of their
+    folders only."""
+
+    by_key: dict[str, dict[str, list[tuple[str, int, NameParts]]]] = field(default_factory=dict)
+    pending: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any]) -> VariantIndex:
-        """Return the index over a model_cache.json document (one pass over its files)."""
-        index = cls()
-        for folder, group in model_cache["folders"].items():
-            keyed = index.by_key.setdefault(folder, {})
-            seen: set[str] = set()
-            for entry in group["files"]:
-                name = entry["name"]
-                if name in seen:  # the same name in a later directory is shadowed, as in ComfyUI
-                    continue
-                seen.add(name)
-                parts = split_name(name)
-                if parts.key and parts.extension:
-                    keyed.setdefault(parts.key, []).append((name, int(entry["size"])))
-        return index
+        """Return the index over a model_cache.json document (each folder indexed when first asked about)."""
+        return cls(pending=dict(model_cache["folders"]))
+
+    def folder(self, folder: str) -> dict[str, list[tuple[str, int, NameParts]]]:
+        """Return name key -> installed files of ``folder`` with their parts (one pass over its files, each
+        name split once, the first time)."""
+        keyed = self.by_key.get(folder)
+        if keyed is not None:
+            return keyed
+        keyed = self.by_key[folder] = {}
+        group = self.pending.pop(folder, None)
+        seen: set[str] = set()
+        for entry in group["files"] if group else ():
+            name = entry["name"]
+            if name in seen:  # the same name in a later directory is shadowed, as in ComfyUI
+                continue
+            seen.add(name)
+            parts = split_name(name)
+            if parts.key and parts.extension:
+                keyed.setdefault(parts.key, []).append((name, int(entry["size"]), parts))
+        return keyed
 
     def variants(self, name: str, folder: str | None, node_type: str | None = None) -> list[dict[str, Any]]:
         """Return up to ``MAX_VARIANTS`` installed variants of the missing file ``name`` in ``folder``: each
@@ -139,10 +151,9 @@ class VariantIndex:
             return []
         wanted_base = names.basename(names.normalize(name)).casefold()
         found: list[dict[str, Any]] = []
-        for installed_as, size in self.by_key.get(folder, {}).get(wanted.key, ()):
+        for installed_as, size, have in self.folder(folder).get(wanted.key, ()):
             if names.basename(installed_as).casefold() == wanted_base:
                 continue  # the same file in another subfolder: the scan's own note says so
-            have = split_name(installed_as)
             differs = differences(wanted, have)
             if not differs:
                 differs = ["spelling of the name"]

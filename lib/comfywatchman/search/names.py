@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from comfywatchman.comfy import folders
@@ -122,9 +123,14 @@ _ALL_FILE_HOMES = frozenset(home for homes in CIVITAI_FILE_TYPES.values() for ho
 
 
 # One set of rules for file names, shared with the scanner: what the scan refuses, no backend is asked about.
-normalise = workflow_names.normalize
-basename = workflow_names.basename
-invalid_filename_reason = workflow_names.invalid_reason
+# Memoised: a search asks each of them several times per distinct name (the stage, every offline source, the
+# download queue), and an install has tens of thousands of names. Bounded, for a --scheduler process that
+# lives for months.
+NAME_MEMO = 1 << 17
+normalise = lru_cache(maxsize=NAME_MEMO)(workflow_names.normalize)
+basename = lru_cache(maxsize=NAME_MEMO)(workflow_names.basename)
+invalid_filename_reason = lru_cache(maxsize=NAME_MEMO)(workflow_names.invalid_reason)
+lookup_key = lru_cache(maxsize=NAME_MEMO)(workflow_names.lookup_key)
 
 
 def strip_extension(name: str) -> str:

@@ -9,7 +9,7 @@ the offline sources leave open is NOT_SEARCHED.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -18,7 +18,7 @@ from typing import Any
 from comfywatchman import artifacts, catalogue, progress, stage_inputs
 from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import cache as cache_module
-from comfywatchman.search import declared, policy, registry
+from comfywatchman.search import declared, policy, registry, reuse
 from comfywatchman.search import model_list as model_list_module
 from comfywatchman.search.base import (
     Declaration,
@@ -31,33 +31,61 @@ from comfywatchman.search.base import (
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
+from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
 from comfywatchman.stages.context import StageContext, StageOutcome
-from comfywatchman.workflow import names
+from comfywatchman.stages.scan_parts import ScanParts
 
 logger = logging.getLogger(__name__)
 
 
-def missing_queries(scan: dict[str, Any], count_inactive: bool) -> list[ModelQuery]:
-    """Return one query per distinct missing file ``(folder, name)`` over all workflows, with its workflows."""
-    grouped: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for workflow in scan["workflows"]:
-        for model in workflow["models"]:
-            if model["status"] == "installed" or not (model["active"] or count_inactive):
-                continue
-            key = (model["folder"], names.lookup_key(model["name"]))
-            entry = grouped.setdefault(
-                key, {"name": model["name"], "folder": model["folder"], "decls": [], "workflows": []}
-            )
-            for decl in model["declarations"]:
-                declaration = Declaration(decl["name"], decl["url"], decl["directory"], decl["hash"], decl["hash_type"])
-                if declaration not in entry["decls"]:
-                    entry["decls"].append(declaration)
-            if workflow["path"] not in entry["workflows"]:
-                entry["workflows"].append(workflow["path"])
-    return [
-        ModelQuery(e["name"], e["folder"], tuple(e["decls"]), tuple(e["workflows"]))
-        for _, e in sorted(grouped.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1]))
+def missing_part(workflow: Mapping[str, Any]) -> list[Any]:
+    """Return what the search takes from one scan.json workflow entry (plain JSON, kept between cycles by
+    ``ScanParts``): ``[path, [[folder, name, active, declarations, lookup key], ...]]`` of each model not
+    installed, each declaration ``[name, url, directory, hash, hash_type]``."""
+    models = [
+        [
+            model["folder"],
+            model["name"],
+            model["active"],
+            [[d["name"], d["url"], d["directory"], d["hash"], d["hash_type"]] for d in model["declarations"]],
+            lookup_key(model["name"]),
+        ]
+        for model in workflow["models"]
+        if model["status"] != "installed"
     ]
+    return [workflow["path"], models]
+
+
+def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[ModelQuery]:
+    """Return one query per distinct missing file ``(folder, name)`` over the workflows' ``missing_part``,
+    with its workflows, in the order of folder and name."""
+    grouped: dict[tuple[str | None, str], tuple[str, str | None, list[Declaration], dict[str, None]]] = {}
+    for path, models in parts:
+        for folder, name, active, decl_rows, key in models:
+            if not (active or count_inactive):
+                continue
+            entry = grouped.get((folder, key))
+            if entry is None:
+                entry = grouped[(folder, key)] = (name, folder, [], {})
+            for row in decl_rows:
+                declaration = Declaration(*row)
+                if declaration not in entry[2]:
+                    entry[2].append(declaration)
+            entry[3][path] = None
+    return [
+        ModelQuery(name, folder, tuple(decls), tuple(paths))
+        for _, (name, folder, decls, paths) in sorted(grouped.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1]))
+    ]
+
+
+def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool) -> list[ModelQuery]:
+    """Return one query per distinct missing file ``(folder, name)`` over ``workflows`` (scan.json's entries,
+    which may come one at a time: only the missing files are kept), with its workflows."""
+    return group_missing((missing_part(w) for w in workflows), count_inactive)
+
+
+#: What the search keeps of each scan.json workflow (``missing_part``): bump when that changes.
+PARTS_TAG = "search-parts-2"
 
 
 def build_backends(names_in_order: Sequence[str], context: SearchContext) -> list[SearchBackend]:
@@ -104,7 +132,7 @@ class Resolver:
 
     def resolve(self, query: ModelQuery) -> SearchResult:
         """Return the combined result for one missing file."""
-        reason = names.invalid_reason(query.name)
+        reason = invalid_filename_reason(query.name)
         if reason is not None:
             return SearchResult(
                 query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up"
@@ -204,26 +232,33 @@ def resolve_all(resolver: Resolver, queries: list[ModelQuery], track: bool = Fal
     return [results[index] for index in range(len(queries))]
 
 
-def target_path(result: SearchResult, model_cache: dict[str, Any]) -> str | None:
+def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | None:
     """Return where a download of ``result`` would go: the first path of its folder type, subfolder kept.
 
     None when the folder type is unknown to the install or the name would leave the folder.
     """
     folder = model_cache["folders"].get(result.type or "")
-    if not folder or not folder["paths"] or names.invalid_reason(result.name):
+    if not folder or not folder["paths"] or invalid_filename_reason(result.name):
         return None
-    return str(PurePosixPath(folder["paths"][0].replace("\\", "/")) / names.normalize(result.name))
+    return str(PurePosixPath(folder["paths"][0].replace("\\", "/")) / normalise(result.name))
 
 
 def download_queue(
-    results: list[SearchResult], queries: list[ModelQuery], model_cache: dict[str, Any]
+    found: list[tuple[SearchResult, ModelQuery]], queries: list[ModelQuery], model_cache: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """Return one download task per distinct FOUND file, review required unless policy says otherwise."""
-    workflows = {(q.folder, names.lookup_key(q.name)): len(q.workflows) for q in queries}
+    """Return one download task per distinct FOUND file (each with the query it answers; ``found`` need not
+    hold the answers that cannot be queued), review required unless policy says otherwise."""
+    others: dict[tuple[str | None, str], int] | None = None
     tasks = []
-    for result in results:
+    for result, query in found:
         if not policy.may_queue(result):
             continue
+        if result.type == query.folder:
+            blocks = len(query.workflows)
+        else:  # found in another folder type than the query's (a declaration's directory): that one's count
+            if others is None:
+                others = {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+            blocks = others.get((result.type, lookup_key(result.name)), 0)
         tasks.append(
             {
                 "name": result.name,
@@ -236,10 +271,17 @@ def download_queue(
                 "evidence": result.evidence.value,
                 "status": "pending_review" if policy.requires_review(result) else "approved",
                 "requires_review": policy.requires_review(result),
-                "blocks_workflows": workflows.get((result.type, names.lookup_key(result.name)), 0),
+                "blocks_workflows": blocks,
             }
         )
     return tasks
+
+
+def folder_paths(path: Path) -> dict[str, Any]:
+    """Return model_cache.json at ``path`` reduced to what the download queue needs: each folder type's
+    paths (its list of files, the bulk of it, is dropped as soon as it is read)."""
+    model_cache = artifacts.read(path, catalogue.schema("model_cache"))
+    return {"folders": {folder: {"paths": group["paths"]} for folder, group in model_cache["folders"].items()}}
 
 
 # Bump when what search.json holds for the same inputs changes, so the next cycle searches again.
@@ -276,11 +318,64 @@ def valid_until(results: list[SearchResult], cache: SearchCache, offline: bool, 
     return min(expiries, default=None)
 
 
+def answer_basis(ctx: StageContext, order: list[str]) -> str:
+    """Return what every answer without network of this cycle is made under (``reuse.basis``)."""
+    settings = {"search": ctx.config.section("search"), "offline": ctx.config.offline, "order": order}
+    return reuse.basis(settings, find_manager_file(ctx.config.comfyui_root, model_list_module.FILE_NAME))
+
+
+@dataclass
+class Answers:
+    """The answer to each query of a cycle, in query order: the result texts of search.json, their statuses,
+    the key each is recorded under for the next cycle (None: asked again), and the FOUND answers as results
+    (for the download queue)."""
+
+    texts: list[str]
+    statuses: list[str]
+    keys: list[str | None]
+    found: list[tuple[SearchResult, ModelQuery]]
+    fresh: list[SearchResult]
+
+
+def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery], basis: str, fixed: bool) -> Answers:
+    """Return the answer to every query: reused from the last search.json where it was made under ``basis``
+    from the same query and needed no network, else resolved. ``fixed``: every answer this cycle needs no
+    network (``--offline`` with no local backend in the order), else only INVALID_FILENAME ones are."""
+    path = catalogue.path(ctx.config, "search")
+    keys = [reuse.query_key(q) for q in queries]
+    kept = reuse.previous_answers(ctx.state_dir, path, basis, keys)
+    todo = [i for i, key in enumerate(keys) if key not in kept]
+    fresh = resolve_all(resolver, [queries[i] for i in todo], track=True)
+    answers = Answers([], [], [], [], fresh)
+    made = dict(zip(todo, fresh, strict=True))
+    for index, (query, key) in enumerate(zip(queries, keys, strict=True)):
+        result = made.get(index)
+        if result is None:
+            prefix = kept[key]
+            status = reuse.status_of(prefix)
+            answers.texts.append(reuse.with_workflows(prefix, query.workflows))
+            if status == Status.FOUND.value:
+                answers.found.append((SearchResult.from_json(artifacts.loads(prefix + "}")), query))
+        else:
+            status = result.status.value
+            item = {**result.to_json(), "workflows": list(query.workflows)}
+            answers.texts.append(artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})"))
+            if result.status is Status.FOUND:
+                answers.found.append((result, query))
+        answers.statuses.append(status)
+        answers.keys.append(key if fixed or status == Status.INVALID_FILENAME.value else None)
+    if kept:
+        logger.info("search: %d of %d answers reused from the last search", len(queries) - len(todo), len(queries))
+    return answers
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue.
 
     When nothing it reads changed since the last search and no cached answer expired, both are left as they
-    are (``stage_inputs``): scan.json is not even read."""
+    are (``stage_inputs``): scan.json is not even read. Otherwise scan.json is read one workflow at a time
+    (only the missing files are kept) and the answers that need no network are reused from the last search
+    where their query is the same (``search.reuse``)."""
     outcome = StageOutcome("search")
     order = list(ctx.backends or ctx.config.section("search")["backend_order"])
     wanted = inputs_fingerprint(ctx, order)
@@ -291,49 +386,57 @@ def run(ctx: StageContext) -> StageOutcome:
         outcome.detail = recorded["detail"]
         logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
         return outcome
-    scan = artifacts.read(catalogue.path(ctx.config, "scan"), catalogue.schema("scan"))
-    model_cache = artifacts.read(catalogue.path(ctx.config, "model_cache"), catalogue.schema("model_cache"))
-    queries = missing_queries(scan, ctx.config.section("scan")["count_inactive_nodes"])
-    del scan  # the largest artifact: not kept in memory while searching and writing
+    parts = ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part)
+    queries = group_missing(
+        parts.read(catalogue.path(ctx.config, "scan")), ctx.config.section("scan")["count_inactive_nodes"]
+    )
+    model_cache = folder_paths(catalogue.path(ctx.config, "model_cache"))
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
     first = first_sources(context)
-    resolver = Resolver(ctx, build_backends(order, context), http, cache, first)
-    results = resolve_all(resolver, queries, track=True)
+    backends = build_backends(order, context)
+    resolver = Resolver(ctx, backends, http, cache, first)
+    basis = answer_basis(ctx, order)
+    fixed = ctx.config.offline and all(b.needs_network for b in backends)
+    answers = answer_all(ctx, resolver, queries, basis, fixed)
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
-    for result in results:
-        counts[result.status.value] += 1
-    document = {
+    for status in answers.statuses:
+        counts[status] += 1
+    head = {
         "cycle_id": ctx.cycle_id,
         "generated_at": ctx.now().isoformat(timespec="seconds"),
         "offline": ctx.config.offline,
         "backend_order": order,
         "model_list": next((b.model_list.source for b in first if isinstance(b, ManagerModelListBackend)), None),
-        "results": [{**r.to_json(), "workflows": list(q.workflows)} for r, q in zip(results, queries, strict=True)],
+        "results": [],
         "counts": counts,
         "requests": http.request_counts() if http else {},
         "cache_hits": cache.hits,
     }
-    artifacts.write(catalogue.path(ctx.config, "search"), document, catalogue.schema("search"))
+    artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
+    answers.texts.clear()
     queue = {
         "cycle_id": ctx.cycle_id,
-        "generated_at": document["generated_at"],
-        "tasks": download_queue(results, queries, model_cache),
+        "generated_at": head["generated_at"],
+        "tasks": download_queue(answers.found, queries, model_cache),
     }
-    artifacts.write(catalogue.path(ctx.config, "download_queue"), queue, catalogue.schema("download_queue"))
+    artifacts.write(outputs[1], queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
     outcome.counts["requests"] = http.total_requests if http else 0
     outcome.counts["cache_hits"] = cache.hits
     outcome.detail = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing missing"
-    until = valid_until(results, cache, ctx.config.offline, ctx.now())
+    until = valid_until(answers.fresh, cache, ctx.config.offline, ctx.now())
     # Taken again: this search may have just saved the search cache, which the next cycle finds as it is now.
     after = inputs_fingerprint(ctx, order)
-    stage_inputs.record(ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail)
+    extra = {"basis": basis, "keys": answers.keys}
+    stage_inputs.record(
+        ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail, extra
+    )
     logger.info(
         "search: %d missing files: %s (%d requests, %d cached answers)",
-        len(results),
+        len(queries),
         outcome.detail,
         outcome.counts["requests"],
         cache.hits,

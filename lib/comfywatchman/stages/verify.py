@@ -17,19 +17,23 @@ pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from comfywatchman import artifacts, hashing
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
+from comfywatchman.search.names import lookup_key
 from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT = "verify.json"
 SCHEMA = "verify"
 INPUTS = "verify_inputs.json"  # what the next cycle needs to tell whether verify.json still stands
+PARTS_FILE = "verify_parts.pack"  # what verify takes from each workflow of scan.json (``ScanParts``)
 FORMAT = 1  # bump when what verify.json holds changes meaning: the next cycle then verifies afresh
 
 
@@ -65,12 +70,15 @@ class Target:
         return {w for e in self.expectations.values() for w in e.workflows}
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _sha256(value: Any, kind: Any) -> str | None:
     """Return ``value`` as a lower-case sha256 when it is one (``kind`` sha256 or unset), else None."""
     if not isinstance(value, str) or (isinstance(kind, str) and kind.strip().lower() not in ("sha256", "")):
         return None
     text = value.strip().lower()
-    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+    return text if _HEX64.fullmatch(text) else None
 
 
 class FileLocator:
@@ -90,8 +98,50 @@ class FileLocator:
         return None if index is None else os.path.join(self._dirs[key[0]][index], key[1])
 
 
-def _results(search: Mapping[str, Any] | None) -> dict[tuple[str | None, str], Mapping[str, Any]]:
-    return {(r["type"], names.lookup_key(r["name"])): r for r in (search or {}).get("results", [])}
+_FOUND = b'"status":"FOUND"'
+
+
+def _found_items(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the FOUND results of search.json at ``path``, each validated: in the one-result-per-line layout
+    the search writes, only the lines that can hold one are parsed (a result's status is written
+    ``"status":"FOUND"``); another layout is read whole (``artifacts.Assembled``)."""
+    reader = artifacts.Assembled(path, "results", "search", "result")
+    with path.open("rb") as handle:
+        if not handle.readline().rstrip(b"\n").endswith(b'"results":['):
+            yield from (r for r in reader.items() if r["status"] == "FOUND")
+            return
+        check = artifacts.fast_validator("search", "result")
+        for number, line in enumerate(handle, start=2):
+            if line.startswith(b"]"):
+                return
+            if _FOUND not in line:
+                continue  # no FOUND answer: nothing verify uses
+            try:
+                item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
+            except orjson.JSONDecodeError as exc:
+                raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+            if not check.is_valid(item):
+                artifacts.validate(item, "search", f"{path} (line {number})", "result")
+            if item["status"] == "FOUND":
+                yield item
+    raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
+
+
+def found_results(path: Path, outcome: StageOutcome) -> dict[tuple[str | None, str], dict[str, Any]]:
+    """Return ``(type, lookup key)`` -> the FOUND results of search.json at ``path`` (the only answers verify
+    uses: a published sha256 and size), read one result at a time; empty when there is no search.json, and
+    the outcome failed naming the file when it is broken."""
+    if not path.exists():
+        return {}
+    out: dict[tuple[str | None, str], dict[str, Any]] = {}
+    try:
+        for result in _found_items(path):
+            kept = {k: result.get(k) for k in ("name", "type", "status", "sha256", "url", "size")}
+            out[(result["type"], names.lookup_key(result["name"]))] = kept
+    except (ArtifactError, OSError) as exc:
+        outcome.fail(str(exc) if isinstance(exc, ArtifactError) else f"{path}: unreadable: {exc.strerror or exc}")
+        return {}
+    return out
 
 
 def targets(
@@ -259,30 +309,195 @@ def _download_sizes(results: Iterable[Mapping[str, Any]], queue: Mapping[str, An
     return sizes
 
 
+@dataclass(slots=True)
+class Missing:
+    """A missing file: its folder and name as first written, the loader that first names it, and the
+    workflows that miss it (each once, in scan order)."""
+
+    folder: str | None
+    name: str
+    loader: str | None
+    workflows: list[str] = field(default_factory=list)
+
+
+def add_missing(
+    table: dict[tuple[str | None, str], Missing], workflow: Mapping[str, Any], count_inactive: bool
+) -> None:
+    """Add the missing files of one scan.json ``workflow`` to ``table`` (see ``add_missing_part``)."""
+    path, *_, missing = verify_part(workflow)
+    add_missing_part(table, path, missing, count_inactive)
+
+
+def add_missing_part(
+    table: dict[tuple[str | None, str], Missing], path: str, missing: Iterable[list[Any]], count_inactive: bool
+) -> None:
+    """Add the ``missing`` files of the workflow at ``path`` (``verify_part``) to ``table``: ``(folder, lookup
+    key)`` -> its ``Missing``."""
+    for folder, name, active, loader, name_key in missing:
+        if not (active or count_inactive):
+            continue
+        key = (folder, name_key)
+        entry = table.get(key)
+        if entry is None:
+            entry = table[key] = Missing(folder, name, loader)
+        if not entry.workflows or entry.workflows[-1] != path:  # a workflow's files come together
+            entry.workflows.append(path)
+
+
+@dataclass
+class VariantMemo:
+    """The variants of missing files found by the last verify under the same model cache (``basis``): the
+    keys (``entry_key``) of the files that had none and of those that had some (their variants are in the last
+    verify.json's ``alternatives``, ``listed``); and the keys answered this cycle, for the next one."""
+
+    basis: str
+    none: set[str] = field(default_factory=set)
+    some: set[str] = field(default_factory=set)
+    listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
+    answered: dict[str, bool] = field(default_factory=dict)
+
+    def get(self, key: str, entry: Missing) -> list[dict[str, Any]] | None:
+        """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
+        if key in self.none:
+            return []
+        return self.listed.get((entry.folder, entry.name)) if key in self.some else None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return what the next cycle needs (``verify_inputs.json``, ``variants``)."""
+        return {
+            "basis": self.basis,
+            "none": sorted(k for k, some in self.answered.items() if not some),
+            "some": sorted(k for k, some in self.answered.items() if some),
+        }
+
+
+def entry_key(entry: Missing) -> str:
+    """Return the key of what a missing file's variants are found from: its folder, name and loader."""
+    text = orjson.dumps([entry.folder, entry.name, entry.loader])
+    return hashlib.blake2b(text, digest_size=12).hexdigest()
+
+
+def variant_memo(state: Path, previous: Mapping[str, Any] | None) -> VariantMemo:
+    """Return the variants the last verify found, when made under the model cache as it is now and its
+    verify.json is the one it wrote; else an empty memo."""
+    basis = artifacts.content_hash({"format": FORMAT, "model_cache": _stat_key(state / "model_cache.json")})
+    memo = VariantMemo(basis)
+    last = (previous or {}).get("variants")
+    if previous is None or last is None or last["basis"] != basis:
+        return memo
+    try:
+        document = artifacts.read_optional(state / ARTIFACT, SCHEMA)
+    except ArtifactError:
+        return memo
+    if document is None or document["fingerprint"] != previous["fingerprint"]:
+        return memo
+    memo.none, memo.some = set(last["none"]), set(last["some"])
+    memo.listed = {(a["folder"], a["name"]): a["variants"] for a in document["alternatives"]}
+    return memo
+
+
+def variant_entries(
+    table: Mapping[tuple[str | None, str], Missing],
+    index: VariantIndex,
+    sizes: Mapping[Any, int],
+    memo: VariantMemo | None = None,
+) -> list[dict[str, Any]]:
+    """Return one entry per missing file of ``table`` (``add_missing``) that has installed variants: the
+    variants, the workflows that miss the file, and the download size a variant would save (null when
+    unknown); most workflows first. Variants ``memo`` knows are not looked for again."""
+    out = []
+    for key, entry in table.items():
+        memo_key = entry_key(entry) if memo is not None else ""
+        found = memo.get(memo_key, entry) if memo is not None else None
+        if found is None:
+            found = index.variants(entry.name, entry.folder, entry.loader)
+        if memo is not None:
+            memo.answered[memo_key] = bool(found)
+        if found:
+            out.append(
+                {
+                    "folder": entry.folder,
+                    "name": entry.name,
+                    "download_size": sizes.get(key),
+                    "variants": found,
+                    "workflows": sorted(entry.workflows),
+                }
+            )
+    return sorted(out, key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
+
+
 def alternatives(
     scan: Mapping[str, Any], index: VariantIndex, sizes: Mapping[Any, int], count_inactive: bool
 ) -> list[dict[str, Any]]:
-    """Return one entry per missing (folder, file) that has installed variants: the variants, the workflows
-    that miss the file, and the download size a variant would save (null when unknown)."""
-    table: dict[tuple[str | None, str], dict[str, Any]] = {}
+    """Return ``variant_entries`` of every missing file of the scan.json document ``scan``."""
+    table: dict[tuple[str | None, str], Missing] = {}
     for workflow in scan["workflows"]:
-        for model in workflow.get("models", ()):
-            if model["status"] != "missing" or not (model["active"] or count_inactive):
-                continue
-            key = (model["folder"], names.lookup_key(model["name"]))
-            entry = table.get(key)
-            if entry is None:
-                found = index.variants(model["name"], model["folder"], loader_of(model["origins"]))
-                entry = table[key] = {
-                    "folder": model["folder"],
-                    "name": model["name"],
-                    "download_size": sizes.get(key),
-                    "variants": found,
-                    "workflows": set(),
-                }
-            entry["workflows"].add(workflow["workflow"])
-    out = [{**e, "workflows": sorted(e["workflows"])} for e in table.values() if e["variants"]]
-    return sorted(out, key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
+        add_missing(table, workflow, count_inactive)
+    return variant_entries(table, index, sizes)
+
+
+#: What verify keeps of each scan.json workflow (``verify_part``): bump when that changes.
+PARTS_TAG = "verify-parts-4"
+
+
+# Separators of the installed models without a declared hash in a part: characters no file name can hold.
+_FIELD, _ROW = "\x00", "\x01"
+
+
+def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
+    """Return what verify takes from one scan.json workflow entry (plain JSON, kept between cycles by
+    ``ScanParts``): ``[path, declared, other_keys, other_names, missing]``. ``declared``: each installed model
+    that declares a hash, ``[folder, name, installed_as, declared]``; every other installed model (a search
+    answer may still give a hash for one) in two strings of rows, so that the part stays small and is matched
+    against the answers as a set: ``other_keys`` (folder and lookup key), ``other_names`` (name and
+    installed_as); ``missing``: each missing file ``[folder, name, active, loader, lookup key]``."""
+    declared, keys, rows = [], [], []
+    for m in workflow.get("installed_models", ()):
+        if m.get("declared"):
+            declared.append([m["folder"], m["name"], m["installed_as"], m["declared"]])
+        elif m["folder"] is not None:  # a file of no known folder type is never verified
+            keys.append(_FIELD.join((m["folder"], lookup_key(m["name"]))))
+            rows.append(_FIELD.join((m["name"], m["installed_as"])))
+    missing = [
+        [m["folder"], m["name"], m["active"], loader_of(m["origins"]), lookup_key(m["name"])]
+        for m in workflow.get("models", ())
+        if m["status"] == "missing"
+    ]
+    return [workflow["workflow"], declared, _ROW.join(keys), _ROW.join(rows), missing]
+
+
+@dataclass
+class ScanNeeds:
+    """What verify takes from scan.json, gathered one workflow at a time: the installed models a sha256 may be
+    expected for, as a scan-like document for ``targets``, and the missing files (``add_missing_part``)."""
+
+    installed: dict[str, Any]
+    missing: dict[tuple[str | None, str], Missing]
+
+
+def scan_needs(
+    parts: Iterable[list[Any]],
+    results: Mapping[tuple[str | None, str], Mapping[str, Any]],
+    count_inactive: bool,
+) -> ScanNeeds:
+    """Return what verify needs of scan.json's workflows (their ``verify_part``, one at a time): only installed
+    models that declare a hash or have a FOUND answer in ``results``, and the missing files."""
+    kept: list[dict[str, Any]] = []
+    missing: dict[tuple[str | None, str], Missing] = {}
+    answered = {_FIELD.join((folder, key)) for folder, key in results if folder is not None}
+    for path, declared, other_keys, other_names, missing_files in parts:
+        models = [{"folder": f, "name": n, "installed_as": i, "declared": d} for f, n, i, d in declared]
+        keys = other_keys.split(_ROW) if answered and other_keys else []
+        hits = answered.intersection(keys)
+        rows = other_names.split(_ROW) if hits else []
+        for index in [i for i, key in enumerate(keys) if key in hits] if hits else ():
+            name, installed_as = rows[index].split(_FIELD)
+            folder = keys[index].split(_FIELD, 1)[0]
+            models.append({"folder": folder, "name": name, "installed_as": installed_as, "declared": []})
+        if models:
+            kept.append({"workflow": path, "installed_models": models})
+        add_missing_part(missing, path, missing_files, count_inactive)
+    return ScanNeeds({"workflows": kept}, missing)
 
 
 def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
@@ -334,19 +549,6 @@ def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> b
     return (state / ARTIFACT).exists() and stats_digest(previous["paths"]) == previous["stats"]
 
 
-def read_scan(state: Path) -> Any:
-    """Return scan.json: without validating it again when it holds the very bytes the scan stage validated
-    and wrote (``scan_inputs.json`` keeps their sha256), else validated."""
-    try:
-        inputs = artifacts.read_optional(state / "scan_inputs.json", "scan_inputs")
-        raw = (state / "scan.json").read_bytes()
-    except (ArtifactError, OSError):
-        inputs = None
-    if inputs is not None and inputs.get("scan_sha256") == hashlib.sha256(raw).hexdigest():
-        return json.loads(raw)
-    return artifacts.read(state / "scan.json", "scan")
-
-
 def standing(counts: Mapping[str, int]) -> str:
     """Return the one-line state of the verification from the stage's counts."""
     verified, pending = counts["files_verified"], counts["files_pending"]
@@ -377,12 +579,12 @@ def run(ctx: StageContext) -> StageOutcome:
         logger.info("verify: %s", outcome.detail)
         return outcome
 
-    search = _read_optional(state / "search.json", "search", outcome)
+    results = found_results(state / "search.json", outcome)
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
-    scan = read_scan(state)
+    parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
+    needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-    results = _results(search)
-    found = targets(scan, FileLocator(model_cache), results)
+    found = targets(needs.installed, FileLocator(model_cache), results)
     stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
     store = hashing.HashStore(state / hashing.FILE).load()
     now_text = ctx.now().isoformat(timespec="seconds")
@@ -394,7 +596,8 @@ def run(ctx: StageContext) -> StageOutcome:
     store.save()
     drift = drift_findings(found, stats, known)
     sizes = _download_sizes(results.values(), queue)
-    alts = alternatives(scan, VariantIndex.from_cache(model_cache), sizes, count_inactive)
+    memo = variant_memo(state, previous)
+    alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
     outcome.counts = {
         "hashed_files": progress.hashed_files,
         "hashed_bytes": progress.hashed_bytes,
@@ -428,6 +631,7 @@ def run(ctx: StageContext) -> StageOutcome:
         "stats": stats_digest(checked),
         "counts": outcome.counts,
         "detail": outcome.detail,
+        "variants": memo.to_json(),
     }
     artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None)
     logger.info("verify: %s", outcome.detail)

@@ -100,3 +100,11 @@ def test_only_the_same_folder_type_counts_and_the_same_file_elsewhere_is_no_vari
     assert index.variants("same_name.safetensors", "checkpoints") == []  # the scan notes it in another subfolder
     assert index.variants("flux1-dev_fp16.safetensors", None) == []
     assert index.variants("fp16.safetensors", "diffusion_models") == []
+
+
+def test_a_folder_is_indexed_when_first_asked_about() -> None:
+    index = VariantIndex.from_cache(INSTALL)
+    assert index.by_key == {}
+    index.variants("flux1-dev_fp16.safetensors", "diffusion_models")
+    assert set(index.by_key) == {"diffusion_models"}
+    assert index.variants("x.safetensors", "not_a_folder") == [] and "not_a_folder" in index.by_key

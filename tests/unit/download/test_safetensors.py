@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
 import pytest
 
-from comfywatchman.download.safetensors import broken_files, truncation_reason
+from comfywatchman.download.safetensors import FIRST_READ, broken_files, truncation_reason
 from tests.helpers.model_files import safetensors_bytes
 
 
@@ -21,6 +22,9 @@ from tests.helpers.model_files import safetensors_bytes
         (struct.pack("<Q", 2**40) + b"{}", "implausible"),
         (struct.pack("<Q", 4) + b"nope", "not valid JSON"),
         (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+        (struct.pack("<Q", 4) + b"\xff\xfe{}", "not valid JSON"),
+        (struct.pack("<Q", 0), "not valid JSON"),
+        (b"", "0 bytes, shorter than the 8-byte"),
     ],
 )
 def test_truncation_reason(tmp_path: Path, content: bytes, words: str | None) -> None:
@@ -42,3 +46,40 @@ def test_broken_files_lists_installed_truncated_safetensors_only(tmp_path: Path)
     broken = {b["name"]: b["reason"] for b in broken_files(cache)}
     assert set(broken) == {"cut.safetensors", "gone.safetensors"}
     assert broken["cut.safetensors"].startswith("truncated") and broken["gone.safetensors"].startswith("unreadable")
+
+
+def _with_header(header: dict[str, object], data_size: int) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + b"\0" * data_size
+
+
+def test_a_header_longer_than_the_first_read_is_read_whole(tmp_path: Path) -> None:
+    # Real headers reach megabytes (one entry per tensor): what the first read leaves is read after it.
+    tensors = {f"t{i}": {"dtype": "U8", "shape": [1], "data_offsets": [i, i + 1]} for i in range(5000)}
+    content = _with_header({"__metadata__": {"x": "y"}, **tensors}, 5000)
+    assert len(content) > 2 * FIRST_READ
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(content)
+    assert truncation_reason(path) is None
+    path.write_bytes(content[:-1])
+    assert "tensors need" in (truncation_reason(path) or "")
+
+
+def test_a_header_only_the_standard_library_reads_still_counts(tmp_path: Path) -> None:
+    # NaN in metadata and integers beyond 64 bits are JSON to Python, if not to orjson.
+    text = (
+        b'{"__metadata__": {"lr": NaN}, "w": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, "n": '
+        + b"9" * 30
+        + b"}"
+    )
+    path = tmp_path / "nan.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"abcd")
+    assert truncation_reason(path) is None
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"abc")
+    assert "tensors need" in (truncation_reason(path) or "")
+
+
+def test_a_folder_named_like_a_model_is_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(OSError):
+        truncation_reason(tmp_path / "dir.safetensors")

@@ -15,9 +15,10 @@ import pytest
 
 from comfywatchman import artifacts, config, hashing
 from comfywatchman.comfy.variants import VariantIndex
+from comfywatchman.search.base import Evidence, SearchResult, Status
 from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import verify
-from comfywatchman.stages.context import StageContext
+from comfywatchman.stages.context import StageContext, StageOutcome
 from tests.helpers.comfy_tree import ComfyTree
 from tests.unit.test_hashing import safetensors
 
@@ -232,3 +233,96 @@ def test_a_file_shorter_than_its_published_size_is_truncated_before_it_is_hashed
 
 
 SHA = "c" * 64
+
+
+def variant_names(document: dict[str, Any]) -> list[str]:
+    (entry,) = document["alternatives"]
+    return [v["installed_as"] for v in entry["variants"]]
+
+
+def test_variants_found_last_cycle_are_kept_until_the_model_cache_changes(comfy_tree: ComfyTree, home: Path) -> None:
+    ctx = make_install(comfy_tree, home)
+    first = cycle(ctx)
+    assert variant_names(first) == [FP8, GGUF]
+    memo = artifacts.read(ctx.state_dir / verify.INPUTS, "verify_inputs")["variants"]
+    assert len(memo["some"]) == 1 and memo["none"] == []
+    # Another workflow that misses nothing new: verify runs again (scan.json changed) and takes the variants
+    # it found from the memo, not from the index, which is never built.
+    comfy_tree.workflow("other.json", {"nodes": [], "links": [], "version": 0.4})
+    built: list[str] = []
+    folder = VariantIndex.folder
+
+    def spy(index: VariantIndex, name: str) -> Any:
+        built.append(name)
+        return folder(index, name)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VariantIndex, "folder", spy)
+        second = cycle(ctx)
+    assert second["fingerprint"] != first["fingerprint"]  # verified again, not left as it was
+    assert variant_names(second) == [FP8, GGUF] and built == []
+    # A new variant on disk changes the model cache: the variants are looked for again, and it is one.
+    bf16 = "wan2.1_flf2v_720p_14B_bf16.safetensors"
+    safetensors(comfy_tree.root / "models" / "diffusion_models" / bf16, os.urandom(900))
+    assert variant_names(cycle(ctx)) == [bf16, FP8, GGUF]
+
+
+def test_an_installed_file_a_search_answer_gives_a_hash_for_is_verified() -> None:
+    workflow = {
+        "workflow": "w.json",
+        "installed_models": [
+            {"active": True, "folder": "loras", "name": "a.safetensors", "installed_as": "sub/a.safetensors"},
+            {"active": True, "folder": "loras", "name": "b.safetensors", "installed_as": "b.safetensors"},
+            {"active": True, "folder": None, "name": "c.safetensors", "installed_as": "c.safetensors"},
+        ],
+        "models": [],
+    }
+    part = verify.verify_part(workflow)
+    results = {("loras", "a.safetensors"): {"status": "FOUND", "sha256": SHA, "url": "u", "size": 5}}
+    needs = verify.scan_needs([part], results, count_inactive=False)
+    (kept,) = needs.installed["workflows"]
+    assert [(m["name"], m["installed_as"]) for m in kept["installed_models"]] == [
+        ("a.safetensors", "sub/a.safetensors")
+    ]
+    assert verify.scan_needs([part], {}, count_inactive=False).installed == {"workflows": []}
+
+
+def test_the_found_answers_are_read_from_search_json_in_either_layout(tmp_path: Path) -> None:
+    def text(name: str, status: Status) -> str:
+        result = SearchResult(name, "loras", status, "declared", Evidence.DECLARED, url="https://h/x", sha256=SHA)
+        return artifacts.part_text({**result.to_json(), "workflows": ["w"]}, "search", "result", "t")
+
+    head = {
+        "cycle_id": "c",
+        "generated_at": "2026-05-01T12:00:00+00:00",
+        "offline": True,
+        "backend_order": [],
+        "model_list": None,
+        "results": [],
+        "counts": {s.value: 0 for s in Status},
+        "requests": {},
+        "cache_hits": 0,
+    }
+    path = tmp_path / "search.json"
+    artifacts.write_assembled(
+        path, head, "results", [text("A.pt", Status.FOUND), text("b.pt", Status.UNCERTAIN)], "search"
+    )
+    outcome = StageOutcome("verify")
+    expected = {
+        ("loras", "a.pt"): {
+            "name": "A.pt",
+            "type": "loras",
+            "status": "FOUND",
+            "sha256": SHA,
+            "url": "https://h/x",
+            "size": None,
+        }
+    }
+    assert verify.found_results(path, outcome) == expected and outcome.ok
+    artifacts.write(path, artifacts.read(path, "search"), "search", indent=2)
+    assert verify.found_results(path, outcome) == expected and outcome.ok
+    artifacts.write_assembled(
+        path, head, "results", [text("A.pt", Status.FOUND).replace('"sha256":"', '"sha256":7,"x":"')], "search"
+    )
+    assert verify.found_results(path, outcome) == {}
+    assert not outcome.ok and "search.json (line 2)" in outcome.errors[0]

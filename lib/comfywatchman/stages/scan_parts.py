@@ -1,0 +1,155 @@
+"""What a stage takes from each workflow of ``scan.json``, kept between cycles by the bytes of its line.
+
+``scan.json`` holds one workflow entry per line (``artifacts.write_assembled``), and a line whose bytes did not
+change says the same as last cycle. A stage that needs only a small part of each entry (the search: the
+missing files; verify: the files a hash is expected for and the missing ones) keeps that part in
+``state/<name>.pack``, one line per scan.json line::
+
+    <sha256 of the scan.json line> <sha256 of PAYLOAD> <PAYLOAD>
+
+where PAYLOAD is the compact JSON of the part. The line's digest leaves out the workflow's ``reused`` flag
+(whether the scan parsed it this time), so a part must not depend on it. The next cycle parses (and
+validates) only the lines it has no part for: when one workflow changed, one line. The file is a cache, safe
+to lose: a torn or edited line (its checksum no longer matches) is ignored and its workflow read from
+scan.json again; a pack made by another format (its first line) is ignored whole. It is rewritten, through a
+temp file and a rename, when the parts it should hold changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+_KEY = b'"workflows":['
+
+
+_REUSED = b',"reused":'
+
+
+def _line_digest(line: bytes) -> bytes:
+    """Return the digest of a scan.json workflow line without its ``reused`` flag, which says only whether the
+    scan parsed the workflow this time (every line turns ``true`` in the cycle after the first): the entry's
+    own key, the last ``,"reused":`` of the line (the keys after it, sha256, source and workflow, are
+    strings, in which a quote is escaped)."""
+    at = line.rfind(_REUSED)
+    if at < 0:
+        return _digest(line)
+    end = at + len(_REUSED) + (4 if line.startswith(b"true", at + len(_REUSED)) else 5)
+    view = memoryview(line)
+    digest = hashlib.sha256(view[:at])
+    digest.update(view[end:])
+    return digest.hexdigest()[:32].encode("ascii")
+
+
+def _digest(data: bytes) -> bytes:
+    # sha256, cut to 128 bits: the fastest of hashlib's on this (hardware sha), and no accidental collision.
+    return hashlib.sha256(data).hexdigest()[:32].encode("ascii")
+
+
+class ScanParts:
+    """The parts one stage takes from scan.json's workflows (``take``), kept in ``path`` under ``tag`` (what
+    ``take`` is: bump it when it changes)."""
+
+    def __init__(self, path: Path, tag: str, take: Callable[[dict[str, Any]], Any]) -> None:
+        self.path, self.tag, self.take = path, tag.encode("ascii"), take
+        self.parsed = 0  # scan.json lines parsed this time (the others came from the pack)
+
+    def _load(self) -> dict[bytes, list[bytes]]:
+        """Return scan line digest -> ``[payload digest, payload]`` of the pack's lines (empty when it is missing
+        or of another tag); a payload is checked against its digest when it is used."""
+        kept: dict[bytes, list[bytes]] = {}
+        try:
+            # Line by line: the pack is megabytes, and only its parts are kept (no copy of the whole file).
+            with self.path.open("rb") as handle:
+                if handle.readline().rstrip(b"\n") != self.tag:
+                    return {}
+                for line in handle:
+                    parts = line.rstrip(b"\n").split(b" ", 2)
+                    if len(parts) == 3:
+                        kept[parts[0]] = parts[1:]
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            logger.warning("%s: unreadable (%s); scan.json is read in full", self.path, exc)
+            return {}
+        return kept
+
+    def read(self, scan_path: Path) -> Iterator[Any]:
+        """Yield ``take`` of each workflow of scan.json at ``scan_path``, in order: a line seen before (the
+        same bytes) from the pack, any other parsed and validated (``artifacts.Assembled`` for the head and
+        for a file in another layout, which is read whole, without the pack). The pack is rewritten at the
+        end when what it holds changed. Raise ArtifactError naming the file (and line) when it is broken."""
+        reader = artifacts.Assembled(scan_path, "workflows", "scan", "workflow")
+        try:
+            with scan_path.open("rb") as handle:
+                first = handle.readline()
+                one_per_line = first.rstrip(b"\n").endswith(_KEY)
+                if one_per_line:
+                    yield from self._lines(handle, scan_path)
+                    return
+        except OSError as exc:
+            raise ArtifactError(f"{scan_path}: unreadable: {exc.strerror or exc}") from None
+        for workflow in reader.items():
+            self.parsed += 1
+            yield self.take(workflow)
+
+    def _lines(self, handle: Any, scan_path: Path) -> Iterator[Any]:
+        kept = self._load()
+        check = artifacts.fast_validator("scan", "workflow")
+        written: list[bytes] = [self.tag]
+        changed = False
+        for number, line in enumerate(handle, start=2):
+            if line.startswith(b"]"):
+                break
+            body = line.rstrip(b"\n").removesuffix(b",")
+            digest = _line_digest(body)
+            found = kept.get(digest)
+            part = _part(found) if found is not None else None
+            if part is None or found is None:
+                part = self._parse(body, number, scan_path, check)
+                payload = orjson.dumps(part)
+                found = [_digest(payload), payload]
+                changed = True
+            written.append(b" ".join((digest, *found)))
+            yield part
+        else:
+            raise ArtifactError(f"{scan_path}: ends inside its list 'workflows' (a torn write?)")
+        if changed or len(kept) != len(written) - 1:
+            self._save(written)
+
+    def _parse(self, body: bytes, number: int, scan_path: Path, check: Any) -> Any:
+        self.parsed += 1
+        try:
+            item = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ArtifactError(f"{scan_path}: line {number} is not valid JSON ({exc})") from None
+        if not check.is_valid(item):
+            artifacts.validate(item, "scan", f"{scan_path} (line {number})", "workflow")
+        return self.take(item)
+
+    def _save(self, lines: list[bytes]) -> None:
+        try:
+            artifacts.atomic_write_bytes(self.path, b"\n".join(lines), b"\n")
+        except OSError as exc:
+            logger.warning("%s: cannot be written (%s); the next cycle reads scan.json in full", self.path, exc)
+
+
+def _part(found: list[bytes]) -> Any:
+    """Return the part a pack line holds (``[payload digest, payload]``), or None when it is torn or edited."""
+    payload_digest, payload = found
+    if _digest(payload) != payload_digest:
+        return None
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None

@@ -1,0 +1,87 @@
+"""What a stage takes from each workflow of scan.json, kept by the bytes of its line: a line seen before is not
+parsed again; a torn pack, another format or another layout of scan.json costs a full read, never a wrong part;
+a broken scan.json line is an error naming the line. Real scan.json files from the scan stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+from comfywatchman.stages.scan_parts import ScanParts
+from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.unit.stages.test_reuse import T0, context, make_install, run
+
+
+def take(workflow: dict[str, Any]) -> list[Any]:
+    return [Path(workflow["path"]).name, sorted(m["name"] for m in workflow["models"])]
+
+
+def scanned(comfy_tree: ComfyTree, home: Path) -> Path:
+    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan"))
+    return home / "state" / "scan.json"
+
+
+def read(pack: Path, scan: Path, tag: str = "t1") -> tuple[list[Any], int]:
+    parts = ScanParts(pack, tag, take)
+    found = list(parts.read(scan))
+    return found, parts.parsed
+
+
+EXPECTED = [["a.json", ["declared.safetensors", "missing_lora.safetensors"]], ["b.json", []]]
+
+
+def test_a_line_seen_before_is_not_parsed_again(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    assert read(pack, scan) == (EXPECTED, 2)
+    assert read(pack, scan) == (EXPECTED, 0)
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["new_up.pth"])]))
+    run(context(comfy_tree, home, "c2", T0), ("cache", "intake", "scan"))
+    assert read(pack, scan) == ([EXPECTED[0], ["b.json", ["new_up.pth"]]], 1)
+    assert read(pack, scan, tag="t2") == ([EXPECTED[0], ["b.json", ["new_up.pth"]]], 2)  # another format
+
+
+def test_a_torn_or_edited_pack_line_is_read_again_from_scan_json(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    read(pack, scan)
+    lines = pack.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"missing_lora", b"missing_LORA")  # edited: its checksum no longer holds
+    lines[2] = lines[2][:20]  # torn
+    pack.write_bytes(b"\n".join(lines))
+    assert read(pack, scan) == (EXPECTED, 2)
+    assert read(pack, scan) == (EXPECTED, 0)  # and written again whole
+
+
+def test_scan_json_in_another_layout_is_read_whole(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    read(pack, scan)
+    artifacts.write(scan, artifacts.read(scan, "scan"), "scan", indent=2)
+    assert read(pack, scan) == (EXPECTED, 2)
+
+
+def test_a_broken_line_of_scan_json_names_the_file_and_line(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    lines = scan.read_bytes().split(b"\n")
+    good = lines[2]
+    lines[2] = good.replace(b'"format":"ui"', b'"format":-', 1)
+    scan.write_bytes(b"\n".join(lines))
+    with pytest.raises(ArtifactError, match=r"scan\.json: line 3 is not valid JSON"):
+        read(pack, scan)
+    lines[2] = good.replace(b'"format":"ui"', b'"format":17', 1)
+    scan.write_bytes(b"\n".join(lines))
+    with pytest.raises(ArtifactError, match=r"scan\.json \(line 3\)"):
+        read(pack, scan)
+    scan.write_bytes(b"\n".join(lines[:3]))
+    with pytest.raises(ArtifactError, match=r"scan\.json: not valid JSON"):  # a torn write
+        read(pack, scan)
