@@ -174,6 +174,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "safe to delete)",
     ),
     Artifact(
+        "report_parts",
+        "state/report_parts.pack",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "each workflow's part of the report by the digest of its scan entry and what it depends on, so an "
+        "unchanged workflow is not worked out again (a cache: safe to delete)",
+    ),
+    Artifact(
         "download_queue",
         "state/download_queue.json",
         "download_queue",

@@ -13,6 +13,7 @@ from typing import Any
 
 from comfywatchman import artifacts, availability
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import status_file
 
 
 def unavailable_entries(state_dir: Path) -> list[dict[str, Any]]:
@@ -58,11 +59,12 @@ def keep_last_report(
     reason = availability.stale_reason(unavailable)
     if reason is None:
         return None
-    try:
-        report: dict[str, Any] | None = artifacts.read_optional(path, "master_status")
-    except ArtifactError:
+    if not path.exists():
         return None
-    if report is None:
+    try:
+        # Read whole: a stale report is written again as it was (a rare cycle, not the one cron repeats).
+        report = status_file.read(path)
+    except ArtifactError:
         return None
     report["stale"] = stale_block(reason, unavailable, cycle_id, now_text, report.get("stale"))
     return report

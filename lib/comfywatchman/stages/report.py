@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ from comfywatchman import artifacts, availability, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import commands, markdown, staleness, status_report, verification
+from comfywatchman.reporting import answers as answers_module
+from comfywatchman.reporting import commands, markdown, parts, staleness, status_file, status_report, verification
 from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -29,22 +32,6 @@ def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
     return list(reversed(deque(artifacts.read_jsonl(state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)))
 
 
-def next_history(workflows: list[dict[str, Any]], history: dict[str, Any]) -> dict[str, Any]:
-    """Return report_history.json for the next cycle: per workflow, when it was last resolvable and what is
-    missing now (an unreadable workflow keeps what it missed before)."""
-    return {
-        "workflows": {
-            w["path"]: {
-                "last_resolved_at": w["last_resolved_at"],
-                "missing": w["_missing_keys"]
-                if w["error"] is None
-                else history["workflows"].get(w["path"], {}).get("missing", []),
-            }
-            for w in workflows
-        }
-    }
-
-
 def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
     """Return the model folders whose walk the cache stage cut short (``walk_limits`` of model_cache.json;
     none when it is missing or unreadable: the cache stage has said why)."""
@@ -56,11 +43,33 @@ def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
     return list((cache or {}).get("walk_limits", []))
 
 
-def run(ctx: StageContext) -> StageOutcome:
-    """Build the master status report from scan.json and search.json; write JSON and Markdown.
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while the report is built: it makes tens of thousands of small,
+    acyclic objects, and each collection would walk every live object of the process (the report's own
+    measured cost of the collector was a quarter of its time). Reference counting still frees them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
-    When the intake could not list a folder that holds known workflows, the last good report is kept,
-    marked stale with the reason, and the readiness history is left as it was.
+
+def run(ctx: StageContext) -> StageOutcome:
+    """Build the master status report, with the cycle collector paused (``no_cycle_collection``)."""
+    with no_cycle_collection():
+        return _run(ctx)
+
+
+def _run(ctx: StageContext) -> StageOutcome:
+    """Build the master status report from scan.json, search.json and verify.json; write JSON and Markdown.
+
+    scan.json is read one workflow at a time, and each workflow's part reused from the last report when its
+    scan entry and the answers it depends on are unchanged (``parts``). When the intake could not list a
+    folder that holds known workflows, the last good report is kept, marked stale with the reason, and the
+    readiness history is left as it was.
     """
     outcome = StageOutcome("report")
     state = ctx.state_dir
@@ -75,45 +84,73 @@ def run(ctx: StageContext) -> StageOutcome:
     recorded = stage_inputs.reusable(state, "report", wanted, outputs, ctx.now())
     if recorded is not None and refresh_page(ctx, recorded, wanted, now_text, outcome):
         return outcome
-    scan = artifacts.read(state / "scan.json", "scan")
+    scan = parts.ScanLines(state / "scan.json")
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
     try:
-        search = artifacts.read(state / "search.json", "search")
+        answers = answers_module.load(state / "search.json")
+        searched = True
     except ArtifactError as exc:
         outcome.fail(str(exc))
-        search = None
-    try:
-        history = artifacts.read_optional(state / HISTORY, "report_history") or {"workflows": {}}
-    except ArtifactError as exc:
-        logger.warning("%s; readiness history starts afresh", exc)
-        history = {"workflows": {}}
-    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-    workflows, summary = status_report.build(scan, search, history["workflows"], count_inactive, now_text)
+        answers, searched = answers_module.Answers(), False
+    history = read_history(state)
     verify = verification.load(state)
-    checked = verification.apply(workflows, summary, verify, history["workflows"]) if verify else None
-    facts = install_facts.gather(ctx, scan, workflows)
-    ranked = status_report.actions(workflows, facts, status_report.gated_files(search))
+    target = reports / "master_status.json"
+    with status_file.Writer(target) as writer:
+        aggregate = build_workflows(ctx, scan, answers, verify, history, now_text, writer)
+        ranked, head = findings(ctx, scan.head, aggregate, answers if searched else None, verify, outcome, writer)
+    summary = head["summary"]
+    page = {**head, "actions": ranked}
+    page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
+    artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
+    write_history(state, aggregate.history, history)
+    outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
+    outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
+    if not unavailable and outcome.ok:
+        extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
+        stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
+    logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
+    return outcome
+
+
+def findings(
+    ctx: StageContext,
+    scan_head: Mapping[str, Any],
+    aggregate: status_report.Aggregate,
+    answers: answers_module.Answers | None,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    writer: status_file.Writer,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
+    and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
+    be read."""
+    state = ctx.state_dir
+    now_text = ctx.now().isoformat(timespec="seconds")
+    unavailable = staleness.unavailable_entries(state)
+    summary = aggregate.summary()
+    facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
+    ranked = aggregate.actions(facts)
     if verify:
         ranked = verification.merge_actions(ranked, verify)
-
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
-    document = {
+    head = {
         "generated_at": now_text,
         "cycle_id": ctx.cycle_id,
-        "comfyui_root": scan["comfyui_root"],
-        "demo": scan["demo"],
-        "offline": bool(search and search["offline"]),
-        "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
+        "comfyui_root": scan_head["comfyui_root"],
+        "demo": scan_head["demo"],
+        "offline": answers is not None and answers.offline,
+        "manager_maps": maps_used(scan_head["node_map"], answers and answers.model_list, ctx.config.comfyui_root),
         "stale": _fresh_stale(unavailable, ctx.cycle_id, now_text),
         "summary": summary,
         "action_totals": status_report.action_totals(ranked),
-        "actions": ranked,
+        "actions": [],
         "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
-        "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
+        "workflows": [],
+        "model_dirs": aggregate.model_dirs,
         "model_folder_limits": model_folder_limits(state),
-        **({"verification": checked} if checked else {}),
+        **({"verification": verification.block(verify)} if verify else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
         "broken_models": broken_models(state),
         "cycle": {
@@ -122,23 +159,97 @@ def run(ctx: StageContext) -> StageOutcome:
             "errors": cycle_errors,
         },
     }
-    artifacts.write(reports / "master_status.json", document, "master_status")
-    del scan  # the largest input: not kept while the page is rendered
-    parts = [markdown.header(document), markdown.body(document), markdown.tail(document)]
-    artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(parts))
-    new_history = next_history(workflows, history)
-    # Workflows of an unavailable folder are not in this report; their history waits for them.
-    for path in staleness.kept_paths(state) - new_history["workflows"].keys():
-        if path in history["workflows"]:
-            new_history["workflows"][path] = history["workflows"][path]
-    artifacts.write(state / HISTORY, new_history, "report_history")
-    outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
-    outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
-    if not unavailable and outcome.ok:
-        extra = {**page_parts(document, parts), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
-        stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
-    logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
-    return outcome
+    target = writer.path
+    writer.actions(status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked)
+    writer.finish(head)
+    return ranked, head
+
+
+def read_history(state: Path) -> dict[str, Any]:
+    """Return report_history.json's workflows (path -> last resolved, what it missed), or none when it is
+    missing or broken (logged: the readiness history starts afresh)."""
+    try:
+        history = artifacts.read_optional(state / HISTORY, "report_history") or {"workflows": {}}
+    except ArtifactError as exc:
+        logger.warning("%s; readiness history starts afresh", exc)
+        history = {"workflows": {}}
+    workflows: dict[str, Any] = history["workflows"]
+    return workflows
+
+
+def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any]) -> None:
+    """Write report_history.json for the next cycle: per workflow reported, when it was last resolvable and
+    what it misses now; the workflows of an unavailable folder (not in this report) keep theirs."""
+    for path in staleness.kept_paths(state) - now.keys():
+        if path in before:
+            now[path] = before[path]
+    artifacts.write(state / HISTORY, {"workflows": now}, "report_history", indent=None)
+
+
+def build_workflows(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    history: Mapping[str, Any],
+    now_text: str,
+    writer: status_file.Writer,
+) -> status_report.Aggregate:
+    """Write every workflow of scan.json to ``writer`` (in scan order) and return their Aggregate: each
+    workflow's record reused from ``state/report_parts.pack`` when its scan line and what it depends on are
+    unchanged, else made now (its line parsed and validated, its entry validated)."""
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    store = parts.PartStore(ctx.state_dir / parts.FILE, {"format": INPUTS_FORMAT, "count_inactive": count_inactive})
+    drift = verification.drift_ids(verify)
+    aggregate = status_report.Aggregate(answers)
+    try:
+        count = _each_workflow(scan, store, answers, drift, history, count_inactive, now_text, aggregate, writer)
+    except BaseException:
+        store.discard()
+        raise
+    store.save()
+    logger.debug("report: %d of %d workflows reused from %s", store.reused, count, store.path)
+    return aggregate
+
+
+def _each_workflow(
+    scan: parts.ScanLines,
+    store: parts.PartStore,
+    answers: answers_module.Answers,
+    drift: Mapping[str, Sequence[str]],
+    history: Mapping[str, Any],
+    count_inactive: bool,
+    now_text: str,
+    aggregate: status_report.Aggregate,
+    writer: status_file.Writer,
+) -> int:
+    """Add each workflow of scan.json to ``aggregate`` and write its entry; return how many there are."""
+    source = str(writer.path)
+    count = 0
+    for number, line, entry in scan.lines():
+        line_digest = parts.digest(line)
+        record = store.get(line_digest)
+        fresh = record is None
+        if record is not None:
+            wf = record["entry"]
+            deps = store.depends(record, answers, drift.get(wf["workflow"], ()), history.get(wf["path"], {}))
+            fresh = not store.matches(line_digest, deps)
+        if fresh:
+            scanned = entry if entry is not None else scan.parse(number, line)
+            drift_ids = drift.get(scanned["workflow"], ())
+            past = history.get(scanned["path"], {})
+            record = status_report.workflow_record(scanned, answers, count_inactive, past, drift_ids)
+            deps = store.depends(record, answers, drift_ids, past)
+        assert record is not None
+        store.keep(line_digest, deps, record if fresh else None)
+        workflow = aggregate.add(record, now_text)
+        writer.workflow(
+            status_file.part(workflow, "workflow", f"{source} (workflow {workflow['path']})")
+            if fresh
+            else status_file.encode(workflow)
+        )
+        count += 1
+    return count
 
 
 # Bump when the report made of the same inputs changes, so the next cycle builds it again.
@@ -187,19 +298,22 @@ def broken_models(state: Path) -> list[dict[str, str]]:
 
 def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:
     """Return what a later cycle needs to render the page again without the findings: the document's small
-    keys, and where the findings' part lies in the page (character offsets). ``reuse`` is False when that
-    part names the next cycle's time (a search retried then), which changes every cycle."""
+    keys, where the findings' part lies in the page (character offsets), when and in which cycle they were
+    computed, and how often the part names the next cycle's time (a search waits for it): a later cycle
+    puts its own time there. ``reuse`` is False when those words are not found that many times."""
     due = document["search_now"]["next_cycle_at"]
-    without_next = {**document, "search_now": {**document["search_now"], "next_cycle_at": None}}
-    actions = "\n".join(markdown.actions_section(document))
+    waiting = {(a["kind"], a["detail"]) for a in document["actions"] if a["kind"] in ("search", "retry")}
+    body = "\n".join(parts[1])
+    due_count = len(waiting) if due else 0
     return {
         "head": {k: document[k] for k in HEAD_KEYS if k in document},
         "body": body_span(parts[0], parts[1]),
         "next_cycle_at": due,
+        "due_count": due_count,
+        "computed": {"cycle_id": document["cycle_id"], "at": document["generated_at"]},
         "broken_models": document["broken_models"],
         # Reusable when the next cycle's time is all that changes in the findings' part, in words we can find.
-        "reuse": bool(parts[1])
-        and "\n".join(markdown.actions_section(without_next)) == actions.replace(due_phrase(due), ""),
+        "reuse": bool(parts[1]) and (body.count(due_phrase(due)) == due_count if due else True),
     }
 
 
@@ -237,6 +351,7 @@ def refresh_page(
         "generated_at": now_text,
         "cycle_id": ctx.cycle_id,
         "stale": None,
+        **({"computed": extra["computed"]} if "computed" in extra else {}),
         "recent_intake": recent_intake(ctx.state_dir, ctx.config.section("report")["recent_intake"]),
         "cycle": {
             "cycle_id": ctx.cycle_id,
@@ -248,6 +363,8 @@ def refresh_page(
     due = install_facts.next_cycle_at(ctx.state_dir, ctx.now(), interval)
     body = page[start:end]
     if extra["next_cycle_at"]:
+        if body.count(due_phrase(extra["next_cycle_at"])) != extra.get("due_count"):
+            return False
         body = body.replace(due_phrase(extra["next_cycle_at"]), due_phrase(due))
     head, tail = markdown.header(document), markdown.tail(document)
     text = markdown.join_parts([head, [body], tail])
@@ -275,7 +392,9 @@ def _fresh_stale(unavailable: list[dict[str, Any]], cycle_id: str, now_text: str
 
 def _write_stale(report: dict[str, Any], reports: Path, outcome: StageOutcome) -> StageOutcome:
     """Write the last report again, marked stale; return ``outcome`` saying so."""
-    artifacts.write(reports / "master_status.json", report, "master_status")
+    head = {**report, "actions": [], "workflows": []}
+    encoded = {k: [status_file.encode(item) for item in report[k]] for k in status_file.LISTS}
+    status_file.write(reports / "master_status.json", head, encoded["actions"], encoded["workflows"])
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(report))
     outcome.counts = {k: v for k, v in report["summary"].items() if isinstance(v, int)}
     outcome.detail = f"kept the report of {report['generated_at']}, marked stale: {report['stale']['reason']}"
