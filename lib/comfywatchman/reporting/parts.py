@@ -1,10 +1,11 @@
 """Each workflow's part of the report, kept between cycles so an unchanged workflow is not worked out again.
 
-The report reads scan.json a line (one workflow) at a time (``scan_lines``). ``state/report_parts.pack`` keeps,
+The report reads scan.json a line (one workflow) at a time (``ScanLines``). ``state/report_parts.pack`` keeps,
 per workflow, the record ``status_report.workflow_record`` made of it, keyed by the digest of its scan.json
 line, with the digest of what else the record was made from (``PartStore.depends``: the search's answers for
-the files it misses, its drifted files, its readiness history, the settings). A workflow whose line and
-dependencies are unchanged reuses its record without its line being parsed. One line per workflow::
+the files it misses, its drifted files, the settings); what it took from its readiness history is compared
+apart (``status_report.history_holds``). A workflow whose line and dependencies are unchanged reuses its
+record without its line being parsed. One line per workflow::
 
     <digest of the scan line> <digest of the dependencies> <digest of PAYLOAD> <PAYLOAD>
 
@@ -38,6 +39,14 @@ _OPENER = b'"workflows":['
 def digest(data: bytes) -> bytes:
     """Return the short hex digest the store keys and checks lines by."""
     return hashlib.blake2b(data, digest_size=16).hexdigest().encode("ascii")
+
+
+def line_digest(line: bytes) -> bytes:
+    """Return the digest a scan.json line is kept under. The entry's ``reused`` flag (whether the scan parsed
+    the file again or kept what it parsed before) says nothing about the workflow, and flips from false to
+    true in the cycle after a file is first scanned: it is left out. (Compact JSON escapes quotes inside
+    strings, so the key can only be the entry's own.)"""
+    return digest(line.replace(b'"reused":true', b'"reused":false', 1))
 
 
 class ScanLines:
@@ -115,23 +124,14 @@ class PartStore:
                 self._index[fields[0]] = (fields[1], fields[2], start, len(line) - 1 - (start - offset))
             offset += len(line)
 
-    def depends(
-        self,
-        record: Mapping[str, Any],
-        answers: Answers,
-        drift_ids: Sequence[str],
-        history: Mapping[str, Any],
-    ) -> bytes:
-        """Return the digest of what ``record`` was made from besides its scan line: the settings, the answers
-        for the files it misses, its drifted files, and the part of its history it used (what it missed
-        before; when it was last resolved, unless it is resolved now)."""
+    def depends(self, record: Mapping[str, Any], answers: Answers, drift_ids: Sequence[str]) -> bytes:
+        """Return the digest of what ``record`` was made from besides its scan line and its readiness history
+        (checked apart: ``status_report.history_holds``): the settings, the answers for the files it misses,
+        and its drifted files."""
         h = hashlib.blake2b(self.settings, digest_size=16)
         for found in record["keys"]:
             h.update(answers.digest((found[0], found[1])))
-        used = [list(drift_ids), bool(history), history.get("missing")]
-        if not record["resolved"]:
-            used.append(history.get("last_resolved_at"))
-        h.update(orjson.dumps(used))
+        h.update(orjson.dumps(list(drift_ids)))
         return h.hexdigest().encode("ascii")
 
     def get(self, line_digest: bytes) -> dict[str, Any] | None:

@@ -179,6 +179,21 @@ def workflow_record(
     return record
 
 
+def history_holds(record: Mapping[str, Any], history: Mapping[str, Any]) -> bool:
+    """Return True when ``record`` says what ``workflow_record`` would say with the history entry ``history``:
+    the same things newly missing, the same last resolved time (when it is not resolved now), and for an
+    unreadable workflow the same things missed before. A record is kept while this holds, whatever else the
+    history says (it changes in the cycle after each report)."""
+    entry = record["entry"]
+    if entry["error"] is not None:
+        return bool(record["missing"] == list(history.get("missing", [])))
+    if not record["resolved"] and entry["last_resolved_at"] != history.get("last_resolved_at"):
+        return False
+    previous = set(history.get("missing", []))
+    newly = [item for item in record["missing"] if item not in previous] if history else []
+    return bool(newly == entry["newly_missing"])
+
+
 def emit(record: Mapping[str, Any], now_text: str) -> dict[str, Any]:
     """Return the record's master_status.json entry for a report written at ``now_text`` (a workflow resolved
     now was last resolved now)."""

@@ -227,19 +227,21 @@ def _each_workflow(
     source = str(writer.path)
     count = 0
     for number, line, entry in scan.lines():
-        line_digest = parts.digest(line)
+        line_digest = parts.line_digest(line)
         record = store.get(line_digest)
         fresh = record is None
         if record is not None:
             wf = record["entry"]
-            deps = store.depends(record, answers, drift.get(wf["workflow"], ()), history.get(wf["path"], {}))
-            fresh = not store.matches(line_digest, deps)
+            deps = store.depends(record, answers, drift.get(wf["workflow"], ()))
+            fresh = not store.matches(line_digest, deps) or not status_report.history_holds(
+                record, history.get(wf["path"], {})
+            )
         if fresh:
             scanned = entry if entry is not None else scan.parse(number, line)
             drift_ids = drift.get(scanned["workflow"], ())
             past = history.get(scanned["path"], {})
             record = status_report.workflow_record(scanned, answers, count_inactive, past, drift_ids)
-            deps = store.depends(record, answers, drift_ids, past)
+            deps = store.depends(record, answers, drift_ids)
         assert record is not None
         store.keep(line_digest, deps, record if fresh else None)
         workflow = aggregate.add(record, now_text)
@@ -394,7 +396,7 @@ def _write_stale(report: dict[str, Any], reports: Path, outcome: StageOutcome) -
     """Write the last report again, marked stale; return ``outcome`` saying so."""
     head = {**report, "actions": [], "workflows": []}
     encoded = {k: [status_file.encode(item) for item in report[k]] for k in status_file.LISTS}
-    status_file.write(reports / "master_status.json", head, encoded["actions"], encoded["workflows"])
+    status_file.write(reports / "master_status.json", head, encoded["workflows"], encoded["actions"])
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(report))
     outcome.counts = {k: v for k, v in report["summary"].items() if isinstance(v, int)}
     outcome.detail = f"kept the report of {report['generated_at']}, marked stale: {report['stale']['reason']}"
