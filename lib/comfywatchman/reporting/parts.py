@@ -166,17 +166,18 @@ class PartStore:
         when the one just read (``get``) is reused as it is."""
         if record is None:
             assert self._last is not None and self._last[0] == line_digest
-            payload = self._last[1]
+            payload, check = self._last[1], self._index[line_digest][1]
             self.reused += 1
         else:
             payload = orjson.dumps(record)
+            check = digest(payload)
             self._changed = True
         self._kept += 1
         try:
             if self._new is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._new = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by save)
-            self._new.write(b" ".join((line_digest, deps, digest(payload), payload)) + b"\n")
+            self._new.write(b" ".join((line_digest, deps, check, payload)) + b"\n")
         except OSError as exc:
             logger.warning("%s: not written (%s); the next report works every workflow out again", self._tmp, exc)
 

@@ -16,22 +16,26 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import status_file
 
 
-def unavailable_entries(state_dir: Path) -> list[dict[str, Any]]:
-    """Return this cycle's ``intake.json`` ``unavailable`` entries (none when it is missing or unreadable)."""
+def intake_entries(state_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """Return this cycle's ``intake.json`` ``unavailable`` entries, and the workflow paths it keeps from
+    unavailable folders (their history is kept); none when it is missing or unreadable. One read for both."""
     try:
         document = artifacts.read_optional(state_dir / "intake.json", "intake")
     except ArtifactError:
-        return []
-    return list(document.get("unavailable", [])) if document else []
+        return [], set()
+    if not document:
+        return [], set()
+    return list(document.get("unavailable", [])), {w["path"] for w in document.get("kept", [])}
+
+
+def unavailable_entries(state_dir: Path) -> list[dict[str, Any]]:
+    """Return this cycle's ``intake.json`` ``unavailable`` entries (none when it is missing or unreadable)."""
+    return intake_entries(state_dir)[0]
 
 
 def kept_paths(state_dir: Path) -> set[str]:
     """Return the workflow paths ``intake.json`` keeps from unavailable folders (their history is kept)."""
-    try:
-        document = artifacts.read_optional(state_dir / "intake.json", "intake")
-    except ArtifactError:
-        return set()
-    return {w["path"] for w in document.get("kept", [])} if document else set()
+    return intake_entries(state_dir)[1]
 
 
 def stale_block(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,10 +27,30 @@ HISTORY = "report_history.json"
 
 
 def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
-    """Return the last ``limit`` acknowledgments of ``intake_log.jsonl``, newest first."""
+    """Return the last ``limit`` acknowledgments of ``intake_log.jsonl``, newest first: its last lines only
+    are read (the log grows by every workflow ever acknowledged)."""
     if limit <= 0:
         return []
-    return list(reversed(deque(artifacts.read_jsonl(state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)))
+    path = state_dir / "intake_log.jsonl"
+    offset = _tail_offset(path, limit)
+    return list(reversed(deque(artifacts.read_jsonl(path, "intake_log_entry", offset), maxlen=limit)))
+
+
+def _tail_offset(path: Path, lines: int, window: int = 1 << 16) -> int:
+    """Return the offset of a line start in ``path`` followed by at least ``lines`` lines (twice as many and
+    a few more, for lines skipped as broken), or 0 when the file is not that long."""
+    try:
+        with path.open("rb") as handle:
+            end = start = handle.seek(0, os.SEEK_END)
+            while start > 0:
+                start = max(0, start - window)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                if start > 0 and chunk.count(b"\n") > 2 * lines + 8:
+                    return start + chunk.index(b"\n") + 1
+            return 0
+    except OSError:
+        return 0
 
 
 def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
@@ -74,7 +95,7 @@ def _run(ctx: StageContext) -> StageOutcome:
     outcome = StageOutcome("report")
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
-    unavailable = staleness.unavailable_entries(state)
+    unavailable, kept_paths = staleness.intake_entries(state)
     reports = ctx.config.reports_dir
     kept = staleness.keep_last_report(reports / "master_status.json", unavailable, ctx.cycle_id, now_text)
     if kept is not None:
@@ -98,12 +119,13 @@ def _run(ctx: StageContext) -> StageOutcome:
     target = reports / "master_status.json"
     with status_file.Writer(target) as writer:
         aggregate = build_workflows(ctx, scan, answers, verify, history, now_text, writer)
-        ranked, head = findings(ctx, scan.head, aggregate, answers if searched else None, verify, outcome, writer)
+        found = answers if searched else None
+        ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable)
     summary = head["summary"]
     page = {**head, "actions": ranked}
     page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
-    write_history(state, aggregate.history, history)
+    write_history(state, aggregate.history, history, kept_paths)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
@@ -121,13 +143,13 @@ def findings(
     verify: Mapping[str, Any] | None,
     outcome: StageOutcome,
     writer: status_file.Writer,
+    unavailable: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
     and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
     be read."""
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
-    unavailable = staleness.unavailable_entries(state)
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
     ranked = aggregate.actions(facts)
@@ -135,6 +157,7 @@ def findings(
         ranked = verification.merge_actions(ranked, verify)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
+    broken, limits = model_findings(state)
     head = {
         "generated_at": now_text,
         "cycle_id": ctx.cycle_id,
@@ -149,10 +172,10 @@ def findings(
         "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
         "workflows": [],
         "model_dirs": aggregate.model_dirs,
-        "model_folder_limits": model_folder_limits(state),
+        "model_folder_limits": limits,
         **({"verification": verification.block(verify)} if verify else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
-        "broken_models": broken_models(state),
+        "broken_models": broken,
         "cycle": {
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
@@ -177,10 +200,10 @@ def read_history(state: Path) -> dict[str, Any]:
     return workflows
 
 
-def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any]) -> None:
+def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any], kept: set[str]) -> None:
     """Write report_history.json for the next cycle: per workflow reported, when it was last resolvable and
-    what it misses now; the workflows of an unavailable folder (not in this report) keep theirs."""
-    for path in staleness.kept_paths(state) - now.keys():
+    what it misses now; the workflows of an unavailable folder (``kept``: not in this report) keep theirs."""
+    for path in kept - now.keys():
         if path in before:
             now[path] = before[path]
     artifacts.write(state / HISTORY, {"workflows": now}, "report_history", indent=None)
@@ -287,15 +310,17 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
     return stage_inputs.fingerprint(files, settings)
 
 
-def broken_models(state: Path) -> list[dict[str, str]]:
-    """Return the installed safetensors files that are cut short or unreadable: the last report's list when
-    model_cache.json is as it was then (it holds every file's size and is rewritten when one changes), else
-    every file's header read again (``installed_broken``)."""
+def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Return the installed safetensors files that are cut short or unreadable, and the model folders whose
+    walk the cache stage cut short: the last report's when model_cache.json is as it was then (it holds every
+    file's size and is rewritten when one changes), else every file's header read again
+    (``installed_broken``) and model_cache.json read (``model_folder_limits``)."""
     last = (stage_inputs.previous(state, "report") or {}).get("extra") or {}
     now = stage_inputs.stat_key(state / "model_cache.json")
-    if now is not None and last.get("broken_for") == now and isinstance(last.get("broken_models"), list):
-        return list(last["broken_models"])
-    return installed_broken(state)
+    broken, limits = last.get("broken_models"), (last.get("head") or {}).get("model_folder_limits")
+    if now is not None and last.get("broken_for") == now and isinstance(broken, list) and isinstance(limits, list):
+        return list(broken), list(limits)
+    return installed_broken(state), model_folder_limits(state)
 
 
 def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:
