@@ -364,8 +364,9 @@ class _Pending:
     """One action while the records are gathered: what makes it, and the workflows (and node types) it is for."""
 
     seed: Mapping[str, Any]
-    workflows: set[str] = field(default_factory=set)
-    node_types: set[str] = field(default_factory=set)
+    # Lists, not sets (tens of thousands of actions, most for one or two workflows); deduplicated at the end.
+    workflows: list[str] = field(default_factory=list)
+    node_types: list[str] = field(default_factory=list)
 
 
 class Aggregate:
@@ -396,16 +397,19 @@ class Aggregate:
         for aid, seed in seeds.items():
             pending = self.pending.get(aid)
             if pending is None:
+                if "model" in seed:
+                    # Where a file was looked for depends on its folder type alone: said once per type, and
+                    # not kept per file (tens of thousands of files on a large install).
+                    model = dict(seed["model"])
+                    self.model_dirs.setdefault(model["folder"] or "", model.pop("looked_in"))
+                    seed = {"model": model, "status": seed["status"]}
                 pending = self.pending[aid] = _Pending(seed)
                 self.has_downloads = self.has_downloads or seed.get("status") == "FOUND"
-                if "model" in seed:
-                    # Where a file was looked for depends on its folder type alone: said once per type.
-                    self.model_dirs.setdefault(seed["model"]["folder"] or "", seed["model"]["looked_in"])
-            pending.workflows.add(name)
+            pending.workflows.append(name)
         for node in entry["missing_nodes"]:
             self.missing_nodes.add(node["class_type"])
             self.has_disabled = self.has_disabled or node["state"] == "disabled"
-            self.pending[node["action"]].node_types.add(node["class_type"])
+            self.pending[node["action"]].node_types.append(node["class_type"])
         self.rows.append(markdown.row(entry))
         self.history[entry["path"]] = {"last_resolved_at": entry["last_resolved_at"], "missing": record["missing"]}
         return entry
@@ -437,12 +441,12 @@ class Aggregate:
             seed = pending.seed
             if "model" in seed:
                 action = self._file_action(seed, facts)
-                action["workflows"] = sorted(pending.workflows)
+                action["workflows"] = sorted(set(pending.workflows))
                 action["blocks"] = len(action["workflows"])
             else:
                 action = self._action(seed, aid, facts)
-                action["workflows"] = pending.workflows
-                action["node_types"] = list(pending.node_types)
+                action["workflows"] = set(pending.workflows)
+                action["node_types"] = sorted(set(pending.node_types))
                 action = _finished(action)
             action["id"] = aid
             made.append(action)
