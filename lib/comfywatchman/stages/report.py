@@ -158,13 +158,14 @@ def findings(
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
     broken, limits = model_findings(state)
+    model_list = answers.model_list if answers is not None else None
     head = {
         "generated_at": now_text,
         "cycle_id": ctx.cycle_id,
         "comfyui_root": scan_head["comfyui_root"],
         "demo": scan_head["demo"],
         "offline": answers is not None and answers.offline,
-        "manager_maps": maps_used(scan_head["node_map"], answers and answers.model_list, ctx.config.comfyui_root),
+        "manager_maps": maps_used(scan_head["node_map"], model_list, ctx.config.comfyui_root),
         "stale": _fresh_stale(unavailable, ctx.cycle_id, now_text),
         "summary": summary,
         "action_totals": status_report.action_totals(ranked),
