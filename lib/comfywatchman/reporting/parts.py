@@ -29,6 +29,7 @@ import orjson
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting.answers import Answers
+from comfywatchman.reporting.status_report import keys_of
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ class PartStore:
         (checked apart: ``status_report.history_holds``): the settings, the answers for the files it misses,
         and its drifted files."""
         h = hashlib.blake2b(self.settings, digest_size=16)
-        for found in record["keys"]:
-            h.update(answers.digest((found[0], found[1])))
+        for found in keys_of(record):
+            h.update(answers.digest(found))
         h.update(orjson.dumps(list(drift_ids)))
         return h.hexdigest().encode("ascii")
 

@@ -105,10 +105,13 @@ def workflow_record(
     drift_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Return the record of one scanned workflow: ``entry`` (its master_status.json entry, ``last_resolved_at``
-    left to ``emit`` when it is resolved now), ``seeds`` (action id -> what makes the action: a file's scan
-    facts, a node type's packs, a workflow's error), ``keys`` (the answers it depends on), ``missing`` (what it
-    misses, for the readiness history) and ``resolved``. ``history`` is the workflow's history entry;
-    ``drift_ids`` the replace_drift actions of the installed files it needs that drifted."""
+    left to ``emit`` when it is resolved now), ``files`` (per missing file, in the entry's order, the scan's
+    facts its action needs: ``MODEL_SEED`` after name and folder), ``seeds`` (action id -> what makes the
+    action of a node type or an unreadable workflow), ``resolved``, and for an unreadable workflow ``missing``
+    (what it missed before). What it misses and the answers it depends on follow from the entry
+    (``missing_of``, ``keys_of``): a record is kept small, it is kept for every workflow. ``history`` is the
+    workflow's history entry; ``drift_ids`` the replace_drift actions of the installed files it needs that
+    drifted."""
     entry: dict[str, Any] = {
         "workflow": scanned["workflow"],
         "path": scanned["path"],
@@ -122,7 +125,7 @@ def workflow_record(
         "last_resolved_at": history.get("last_resolved_at"),
         "error": scanned["error"],
     }
-    record: dict[str, Any] = {"entry": entry, "seeds": {}, "keys": [], "missing": [], "resolved": False}
+    record: dict[str, Any] = {"entry": entry, "files": [], "seeds": {}, "resolved": False}
     if scanned["error"] is not None:
         # An unreadable workflow keeps what it missed before.
         record["missing"] = list(history.get("missing", []))
@@ -149,8 +152,7 @@ def workflow_record(
                 "action": aid,
             }
         )
-        record["keys"].append(list(found))
-        record["seeds"].setdefault(aid, {"model": {k: model[k] for k in MODEL_SEED}, "status": status})
+        record["files"].append([model[k] for k in MODEL_SEED[2:]])
         entry["uncertain_count"] += status == "UNCERTAIN"
         worst = max(worst, _MODEL_CLASS[status], key=_RANK.__getitem__)
     for node in scanned["nodes"]:
@@ -171,12 +173,24 @@ def workflow_record(
     entry["readiness"] = worst
     record["resolved"] = worst in ("ready", "resolvable")
     previous = set(history.get("missing", []))
-    current = [f"model:{m['folder']}:{m['name']}" for m in entry["missing_models"]] + [
+    entry["newly_missing"] = [item for item in missing_of(record) if item not in previous] if history else []
+    return record
+
+
+def missing_of(record: Mapping[str, Any]) -> list[str]:
+    """Return what the record's workflow misses, as the readiness history keeps it (``model:FOLDER:NAME``,
+    ``node:TYPE``); for an unreadable workflow, what it missed before."""
+    entry = record["entry"]
+    if entry["error"] is not None:
+        return list(record["missing"])
+    return [f"model:{m['folder']}:{m['name']}" for m in entry["missing_models"]] + [
         f"node:{n['class_type']}" for n in entry["missing_nodes"]
     ]
-    entry["newly_missing"] = [item for item in current if item not in previous] if history else []
-    record["missing"] = current
-    return record
+
+
+def keys_of(record: Mapping[str, Any]) -> list[Key]:
+    """Return the keys of the answers the record was made with (one per missing file)."""
+    return [key(m["folder"], m["name"]) for m in record["entry"]["missing_models"]]
 
 
 def history_holds(record: Mapping[str, Any], history: Mapping[str, Any]) -> bool:
@@ -190,7 +204,7 @@ def history_holds(record: Mapping[str, Any], history: Mapping[str, Any]) -> bool
     if not record["resolved"] and entry["last_resolved_at"] != history.get("last_resolved_at"):
         return False
     previous = set(history.get("missing", []))
-    newly = [item for item in record["missing"] if item not in previous] if history else []
+    newly = [item for item in missing_of(record) if item not in previous] if history else []
     return bool(newly == entry["newly_missing"])
 
 
@@ -391,27 +405,28 @@ class Aggregate:
         name = entry["workflow"]
         self.counts["workflows"] += 1
         self.counts[entry["readiness"]] += 1
-        for found in record["keys"]:
-            self.missing_models.add((found[0], found[1]))
-        seeds = record["seeds"]
-        for aid, seed in seeds.items():
+        for missing, (note, looked_in, invalid_reason) in zip(entry["missing_models"], record["files"], strict=True):
+            self.missing_models.add(key(missing["folder"], missing["name"]))
+            pending = self.pending.get(missing["action"])
+            if pending is None:
+                # Where a file was looked for depends on its folder type alone: said once per type.
+                self.model_dirs.setdefault(missing["folder"] or "", looked_in)
+                model = {"name": missing["name"], "folder": missing["folder"], "note": note}
+                model["invalid_reason"] = invalid_reason
+                pending = self.pending[missing["action"]] = _Pending({"model": model, "status": missing["status"]})
+                self.has_downloads = self.has_downloads or missing["status"] == "FOUND"
+            pending.workflows.append(name)
+        for aid, seed in record["seeds"].items():
             pending = self.pending.get(aid)
             if pending is None:
-                if "model" in seed:
-                    # Where a file was looked for depends on its folder type alone: said once per type, and
-                    # not kept per file (tens of thousands of files on a large install).
-                    model = dict(seed["model"])
-                    self.model_dirs.setdefault(model["folder"] or "", model.pop("looked_in"))
-                    seed = {"model": model, "status": seed["status"]}
                 pending = self.pending[aid] = _Pending(seed)
-                self.has_downloads = self.has_downloads or seed.get("status") == "FOUND"
             pending.workflows.append(name)
         for node in entry["missing_nodes"]:
             self.missing_nodes.add(node["class_type"])
             self.has_disabled = self.has_disabled or node["state"] == "disabled"
             self.pending[node["action"]].node_types.append(node["class_type"])
         self.rows.append(markdown.row(entry))
-        self.history[entry["path"]] = {"last_resolved_at": entry["last_resolved_at"], "missing": record["missing"]}
+        self.history[entry["path"]] = {"last_resolved_at": entry["last_resolved_at"], "missing": missing_of(record)}
         return entry
 
     def summary(self) -> dict[str, Any]:

@@ -279,7 +279,7 @@ def _each_workflow(
 
 
 # Bump when the report made of the same inputs changes, so the next cycle builds it again.
-INPUTS_FORMAT = 1
+INPUTS_FORMAT = 2
 # What the page's head and tail are rendered from: the small keys of the document.
 HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
 
