@@ -4,8 +4,12 @@ report can be reused while the answers it depends on are unchanged (``parts``)."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -16,7 +20,10 @@ import orjson
 from comfywatchman import artifacts, resources
 from comfywatchman.workflow import names
 
+logger = logging.getLogger(__name__)
+
 Key = tuple[str | None, str]
+KEPT = "report_answers.pack"  # the answers as the report keeps them, with the mark of the search.json they are of
 CANDIDATE_FIELDS = ("name", "source", "url", "reason", "size")
 # What a missing file that no search answered shows (not searched yet).
 NO_ANSWER: Mapping[str, Any] = {
@@ -87,6 +94,8 @@ class Answers:
     offline: bool = False
     model_list: str | None = None
     _digests: dict[Key, bytes] = field(default_factory=dict, repr=False)
+    _index: dict[Key, int] = field(default_factory=dict, repr=False)
+    _table: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def get(self, found: Key) -> Mapping[str, Any] | None:
         """Return the answer kept under ``found``, or None."""
@@ -101,24 +110,44 @@ class Answers:
 def from_results(results: Iterable[Mapping[str, Any]], offline: bool = False, model_list: str | None = None) -> Answers:
     """Return the Answers of search results (search.json's ``results``). Equal answers are kept once (offline,
     thousands of files share one NOT_SEARCHED answer), so what is kept grows with the distinct answers."""
-    answers = Answers(offline=offline, model_list=model_list)
-    shared: dict[bytes, tuple[dict[str, Any], bytes]] = {}
-    gated = set()
+    shared: dict[bytes, int] = {}
+    table: list[dict[str, Any]] = []
+    keys: list[tuple[str | None, str, int]] = []
+    gated = []
+    uncertain = 0
     for result in results:
         found = key(result["type"], result["name"])
         answer = project(result)
         text = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS)
-        known = shared.get(text)
-        if known is None:
-            known = shared[text] = (answer, hashlib.blake2b(text, digest_size=12).digest())
-        answers.results[found] = known[0]
-        answers.uncertain += result["status"] == "UNCERTAIN"
+        index = shared.get(text)
+        if index is None:
+            index = shared[text] = len(table)
+            table.append(answer)
+        keys.append((found[0], found[1], index))
+        uncertain += result["status"] == "UNCERTAIN"
         if is_gated(result):
-            gated.add(found)
-            answers._digests[found] = known[1] + b"g"
-        else:
-            answers._digests[found] = known[1]
-    answers.gated = frozenset(gated)
+            gated.append(found)
+    return _assemble(table, keys, gated, uncertain, offline, model_list)
+
+
+def _assemble(
+    table: list[dict[str, Any]],
+    keys: Iterable[Sequence[Any]],
+    gated: Iterable[Sequence[Any]],
+    uncertain: int,
+    offline: bool,
+    model_list: str | None,
+) -> Answers:
+    """Return the Answers of the distinct answers ``table`` and ``keys`` (folder, lookup key, index in it)."""
+    digests = [hashlib.blake2b(orjson.dumps(a, option=orjson.OPT_SORT_KEYS), digest_size=12).digest() for a in table]
+    answers = Answers(offline=offline, model_list=model_list, uncertain=uncertain)
+    answers.gated = frozenset((g[0], g[1]) for g in gated)
+    answers._table = table
+    for folder, lookup_key, index in keys:
+        found = (folder, lookup_key)
+        answers.results[found] = table[index]
+        answers._index[found] = index
+        answers._digests[found] = digests[index] + (b"g" if found in answers.gated else b"")
     return answers
 
 
@@ -139,8 +168,71 @@ def _results(path: Path) -> tuple[dict[str, Any], Iterator[Any]]:
     return whole, iter(whole.pop("results"))
 
 
-def load(path: Path) -> Answers:
+_HEAD_FLAG = re.compile(rb'"(offline|model_list)": ?(true|false|null|"(?:[^"\\]|\\.)*")')
+
+
+def mark(path: Path) -> bytes | None:
+    """Return a digest of what the report takes from the search.json at ``path``: its results, whether it
+    ran offline and the model list it used; not when it was written nor its request counts (which change
+    while the answers stay). None when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    cut = data.find(b'"results":')
+    if cut < 0:
+        return hashlib.blake2b(data, digest_size=16).hexdigest().encode("ascii")
+    flags = sorted(_HEAD_FLAG.findall(data, 0, cut))
+    h = hashlib.blake2b(orjson.dumps([[k.decode(), v.decode()] for k, v in flags]), digest_size=16)
+    h.update(memoryview(data)[cut:])
+    return h.hexdigest().encode("ascii")
+
+
+def load(path: Path, kept: Path | None = None) -> Answers:
     """Return the Answers of the search.json at ``path``; raise ArtifactError naming it when it is missing
-    or broken."""
+    or broken. With ``kept`` (a file of the report's own), the answers kept there are used while search.json's
+    results are as they were (``mark``): they were made from it, validated, when it last changed; a kept file
+    that is torn or for other results is made again."""
+    known = mark(path) if kept is not None else None
+    if kept is not None and known is not None:
+        found = _read_kept(kept, known)
+        if found is not None:
+            return found
     head, results = _results(path)
-    return from_results(results, bool(head["offline"]), head.get("model_list"))
+    answers = from_results(results, bool(head["offline"]), head.get("model_list"))
+    if kept is not None and known is not None:
+        _write_kept(kept, known, answers)
+    return answers
+
+
+def _read_kept(kept: Path, known: bytes) -> Answers | None:
+    try:
+        with kept.open("rb") as handle:
+            if handle.readline().rstrip(b"\n") != known:
+                return None
+            data = orjson.loads(handle.read())
+        return _assemble(
+            data["table"], data["keys"], data["gated"], data["uncertain"], data["offline"], data["model_list"]
+        )
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def _write_kept(kept: Path, known: bytes, answers: Answers) -> None:
+    payload = {
+        "table": answers._table,
+        "keys": [[f, k, i] for (f, k), i in answers._index.items()],
+        "gated": [list(g) for g in answers.gated],
+        "uncertain": answers.uncertain,
+        "offline": answers.offline,
+        "model_list": answers.model_list,
+    }
+    tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(known + b"\n" + orjson.dumps(payload))
+        os.replace(tmp, kept)
+    except OSError as exc:
+        logger.warning("%s: not written (%s); the next report reads search.json again", kept, exc)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

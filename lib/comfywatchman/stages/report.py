@@ -109,7 +109,7 @@ def _run(ctx: StageContext) -> StageOutcome:
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
     try:
-        answers = answers_module.load(state / "search.json")
+        answers = answers_module.load(state / "search.json", state / answers_module.KEPT)
         searched = True
     except ArtifactError as exc:
         outcome.fail(str(exc))
