@@ -35,7 +35,7 @@ SCHEMA = "master_status"
 LISTS = {"workflows": "workflow", "actions": "action"}  # list key -> its items' definition in the schema
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
-_TAIL_WINDOW = 1 << 22  # the last line (the small keys) is read from at most this many bytes from the end
+_TAIL_WINDOW = 1 << 16  # the last line (the small keys) is looked for this many bytes at a time from the end
 
 
 def part(instance: Mapping[str, Any], definition: str, source: str) -> bytes:
@@ -145,12 +145,17 @@ def _layout(path: Path) -> tuple[bool, bytes]:
         with path.open("rb") as handle:
             first = handle.readline()
             end = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, end - _TAIL_WINDOW))
-            chunk = handle.read().rstrip(b"\n")
+            start, chunk = end, b""
+            # Back from the end until the last line's start is in view (the last line is short: the small keys).
+            while start > 0 and b"\n" not in chunk.rstrip(b"\n"):
+                start = max(0, start - _TAIL_WINDOW)
+                handle.seek(start)
+                chunk = handle.read(end - start)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing (run the report stage first)") from None
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
+    chunk = chunk.rstrip(b"\n")
     last = chunk[chunk.rfind(b"\n") + 1 :]
     return first == _OPEN + b"\n" and last.startswith(b"],") and last.endswith(b"}"), last
 

@@ -111,3 +111,10 @@ def test_a_torn_report_is_an_error_naming_the_file(tmp_path: Path) -> None:
         status_file.read_head(path)
     with pytest.raises(ArtifactError, match=r"missing\.json: missing"):
         status_file.read_head(tmp_path / "missing.json")
+
+
+def test_a_last_line_longer_than_one_look_back_is_still_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "master_status.json"
+    status_file.write(path, HEAD, [status_file.part(WORKFLOW, "workflow", "test")], [])
+    monkeypatch.setattr(status_file, "_TAIL_WINDOW", 16)
+    assert status_file.read_head(path) == HEAD
