@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,17 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).hexdigest().encode("ascii")
 
 
+_FILE_HASH = re.compile(rb'"sha256":"[0-9a-f]{64}","source":')
+
+
 def line_digest(line: bytes) -> bytes:
-    """Return the digest a scan.json line is kept under. The entry's ``reused`` flag (whether the scan parsed
-    the file again or kept what it parsed before) says nothing about the workflow, and flips from false to
-    true in the cycle after a file is first scanned: it is left out. (Compact JSON escapes quotes inside
-    strings, so the key can only be the entry's own.)"""
-    return digest(line.replace(b'"reused":true', b'"reused":false', 1))
+    """Return the digest a scan.json line is kept under: its text without what says nothing to the report,
+    the entry's ``reused`` flag (whether the scan parsed the file again; it flips from false to true in the
+    cycle after a file is first scanned) and the file's own sha256 (a workflow edited without changing what
+    it needs, a node's title, is the same to the report). Compact JSON escapes quotes inside strings and sorts
+    keys, so these can only be the entry's own (a declared file's sha256 is followed by its url)."""
+    line = line.replace(b'"reused":true', b'"reused":false', 1)
+    return digest(_FILE_HASH.sub(b'"source":', line, count=1))
 
 
 class ScanLines:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from comfywatchman import artifacts, availability, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
@@ -108,6 +112,9 @@ def _run(ctx: StageContext) -> StageOutcome:
     scan = parts.ScanLines(state / "scan.json")
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
+    basis = findings_key(ctx, scan, unavailable, stage_inputs.previous(state, "report"))
+    if basis.unchanged and refresh_page(ctx, basis.last, wanted, now_text, outcome):
+        return outcome
     try:
         answers = answers_module.load(state / "search.json", state / answers_module.KEPT)
         searched = True
@@ -130,6 +137,7 @@ def _run(ctx: StageContext) -> StageOutcome:
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
+        extra["findings"] = basis.key
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
@@ -290,15 +298,58 @@ def output_paths(ctx: StageContext) -> list[Path]:
     return [reports / "master_status.json", reports / "master_status.md", ctx.state_dir / HISTORY]
 
 
-def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> str:
-    """Return a hash of what the report is built from: the artifacts it reads (each rewritten only when its
-    content changes, so its stat stands for it), the install facts its commands name, and the settings. What
-    changes every cycle (the clock, this cycle's stage runs, the next cycle's time) is left out: a reuse
-    renders it again (``refresh_page``)."""
+@dataclass
+class Findings:
+    """What the report's findings are made from (``key``), and whether it is what the last report's were made
+    from (``unchanged``, with that report's record ``last``)."""
+
+    key: str
+    last: Mapping[str, Any]
+    unchanged: bool
+
+
+def findings_key(
+    ctx: StageContext, scan: parts.ScanLines, unavailable: list[dict[str, Any]], last: Mapping[str, Any] | None
+) -> Findings:
+    """Return the digest of what the findings (every workflow entry and action, the headline) are made of:
+    each scan.json line as ``parts.line_digest`` sees it, search.json's answers (``answers.mark``), what the
+    report shows of verify.json, the install facts the commands name, and the settings; not the intake log
+    nor the clock (the page's tail, rendered again by ``refresh_page``). A cycle whose findings are made of
+    the same, with the last report's outputs as they were written, leaves them as they are: a workflow
+    edited without changing what it needs (a node's title) costs a read of scan.json, not a report."""
     state = ctx.state_dir
-    names = ("scan.json", "search.json", "verify.json", "model_cache.json", "custom_nodes_cache.json")
-    files = [state / n for n in (*names, "download_queue.json", "intake_log.jsonl")]
-    settings = {
+    h = hashlib.blake2b(digest_size=16)
+    for _, line, _entry in scan.lines():
+        h.update(parts.line_digest(line))
+    verify = verification.load(state)
+    made_of = {
+        "search": (answers_module.mark(state / "search.json") or b"").decode("ascii"),
+        "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "progress", "budget_bytes")},
+        # The search writes the download queue every time it runs: what the commands take from it, not its stat.
+        "targets": sorted(install_facts.download_targets(state).items(), key=str),
+        "files": {n: stage_inputs.stat_key(state / n) for n in ("model_cache.json", "custom_nodes_cache.json")},
+        "scan": {k: scan.head[k] for k in ("comfyui_root", "demo", "node_map")},
+        "settings": report_settings(ctx, unavailable),
+    }
+    h.update(orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS))
+    key = h.hexdigest()
+    extra = (last or {}).get("extra") or {}
+    unchanged = (
+        last is not None
+        and extra.get("findings") == key
+        and last["valid_until"] is None
+        and all(last["outputs"].get(str(p)) == stage_inputs.stat_key(p) for p in output_paths(ctx))
+    )
+    return Findings(key, last or {}, unchanged)
+
+
+# The install facts the report's commands name: download targets, disabled packs, broken files and walk limits.
+FACT_FILES = ("model_cache.json", "custom_nodes_cache.json", "download_queue.json")
+
+
+def report_settings(ctx: StageContext, unavailable: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the settings the report is made with (part of both fingerprints)."""
+    return {
         "format": INPUTS_FORMAT,
         "report": ctx.config.section("report"),
         "count_inactive": ctx.config.section("scan")["count_inactive_nodes"],
@@ -308,7 +359,16 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
         "python": install_facts.comfyui_python(Path(ctx.config.comfyui_root)),
         "unavailable": unavailable,
     }
-    return stage_inputs.fingerprint(files, settings)
+
+
+def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> str:
+    """Return a hash of what the report is built from: the artifacts it reads (each rewritten only when its
+    content changes, so its stat stands for it), the install facts its commands name, and the settings. What
+    changes every cycle (the clock, this cycle's stage runs, the next cycle's time) is left out: a reuse
+    renders it again (``refresh_page``)."""
+    state = ctx.state_dir
+    files = [state / n for n in ("scan.json", "search.json", "verify.json", *FACT_FILES, "intake_log.jsonl")]
+    return stage_inputs.fingerprint(files, report_settings(ctx, unavailable))
 
 
 def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:

@@ -88,3 +88,30 @@ def test_the_summary_is_read_from_the_last_line_of_master_status(comfy_tree: Com
     assert head == {**whole, "workflows": [], "actions": []}
     assert list(status_file.items(status, "workflows")) == whole["workflows"]
     assert list(status_file.items(status, "actions")) == whole["actions"]
+
+
+def test_a_workflow_edited_without_changing_what_it_needs_leaves_the_findings_as_they_are(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0))
+    status, page, history = report_files(home)
+    before = status.read_bytes(), status.stat().st_mtime_ns, history.read_bytes()
+    # The same nodes, the canvas moved: a new sha256, the same needs.
+    comfy_tree.workflow(
+        "b.json",
+        ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"])], extra={"ds": {"scale": 2}}),
+    )
+    run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)))
+    assert (status.read_bytes(), status.stat().st_mtime_ns, history.read_bytes()) == before
+    text = page.read_text(encoding="utf-8")
+    assert "· cycle `c2`" in text
+    assert "Nothing the findings depend on changed since cycle `c1` (2026-05-01T12:00:00+00:00)" in text
+
+    # What a workflow needs changed: the findings are worked out again.
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    run(context(comfy_tree, home, "c3", T0 + timedelta(hours=2)))
+    report = artifacts.read(status, "master_status")
+    assert report["cycle_id"] == "c3"
+    b = next(w for w in report["workflows"] if w["workflow"] == "b.json")
+    assert [m["name"] for m in b["missing_models"]] == ["other.safetensors"]
