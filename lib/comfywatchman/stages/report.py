@@ -9,7 +9,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,10 @@ def run(ctx: StageContext) -> StageOutcome:
 def _run(ctx: StageContext) -> StageOutcome:
     """Build the master status report from scan.json, search.json and verify.json; write JSON and Markdown.
 
-    scan.json is read one workflow at a time, and each workflow's part reused from the last report when its
-    scan entry and the answers it depends on are unchanged (``parts``). When the intake could not list a
+    When nothing it reads changed, or nothing the findings are made of (``unchanged_findings``), the last
+    report stands and only the page's tail is rendered again (``refresh_page``). Else scan.json is read one
+    workflow at a time, and each workflow's part reused from the last report when its scan entry and the
+    answers it depends on are unchanged (``parts``). When the intake could not list a
     folder that holds known workflows, the last good report is kept, marked stale with the reason, and the
     readiness history is left as it was.
     """
@@ -112,8 +114,14 @@ def _run(ctx: StageContext) -> StageOutcome:
     scan = parts.ScanLines(state / "scan.json")
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
-    basis = findings_key(ctx, scan, unavailable, stage_inputs.previous(state, "report"))
-    if basis.unchanged and refresh_page(ctx, basis.last, wanted, now_text, outcome):
+    verify = verification.load(state)
+    basis = findings_basis(ctx, scan.head, unavailable, verify)
+    last = stage_inputs.previous(state, "report")
+    if (
+        last is not None
+        and unchanged_findings(ctx, scan, basis, last)
+        and refresh_page(ctx, last, wanted, now_text, outcome)
+    ):
         return outcome
     try:
         answers = answers_module.load(state / "search.json", state / answers_module.KEPT)
@@ -121,23 +129,24 @@ def _run(ctx: StageContext) -> StageOutcome:
     except ArtifactError as exc:
         outcome.fail(str(exc))
         answers, searched = answers_module.Answers(), False
-    history = read_history(state)
-    verify = verification.load(state)
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    drift = verification.drift_ids(verify)
+    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text)
     target = reports / "master_status.json"
     with status_file.Writer(target) as writer:
-        aggregate = build_workflows(ctx, scan, answers, verify, history, now_text, writer)
+        aggregate = build_workflows(ctx, workflows, writer)
         found = answers if searched else None
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable)
     summary = head["summary"]
     page = {**head, "actions": ranked}
     page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
-    write_history(state, aggregate.history, history, kept_paths)
+    write_history(state, aggregate.history, workflows.history, kept_paths)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
-        extra["findings"] = basis.key
+        extra["findings"] = findings_key(workflows.lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
@@ -218,72 +227,71 @@ def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any], k
     artifacts.write(state / HISTORY, {"workflows": now}, "report_history", indent=None)
 
 
-def build_workflows(
-    ctx: StageContext,
-    scan: parts.ScanLines,
-    answers: answers_module.Answers,
-    verify: Mapping[str, Any] | None,
-    history: Mapping[str, Any],
-    now_text: str,
-    writer: status_file.Writer,
-) -> status_report.Aggregate:
+@dataclass
+class WorkflowPass:
+    """One pass over scan.json's workflows: what a workflow's record is made with, and where it goes."""
+
+    scan: parts.ScanLines
+    answers: answers_module.Answers
+    drift: Mapping[str, Sequence[str]]
+    history: Mapping[str, Any]
+    count_inactive: bool
+    now_text: str
+    # Given each line's digest in order (``findings_key``).
+    lines_seen: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+
+    def run(self, store: parts.PartStore, aggregate: status_report.Aggregate, writer: status_file.Writer) -> int:
+        """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
+        count = 0
+        for number, line, entry in self.scan.lines():
+            line_digest = parts.line_digest(line)
+            self.lines_seen.update(line_digest)
+            record, deps = self._kept(store, line_digest)
+            fresh = record is None
+            if record is None:
+                scanned = entry if entry is not None else self.scan.parse(number, line)
+                drift_ids = self.drift.get(scanned["workflow"], ())
+                past = self.history.get(scanned["path"], {})
+                record = status_report.workflow_record(scanned, self.answers, self.count_inactive, past, drift_ids)
+                deps = store.depends(record, self.answers, drift_ids)
+            store.keep(line_digest, deps, record if fresh else None)
+            workflow = aggregate.add(record, self.now_text)
+            writer.workflow(
+                status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
+                if fresh
+                else status_file.encode(workflow)
+            )
+            count += 1
+        return count
+
+    def _kept(self, store: parts.PartStore, line_digest: bytes) -> tuple[dict[str, Any] | None, bytes]:
+        """Return the record kept for a line and its dependencies' digest, or (None, b"") when there is none
+        or it was made of other answers, drift or history."""
+        record = store.get(line_digest)
+        if record is None:
+            return None, b""
+        wf = record["entry"]
+        deps = store.depends(record, self.answers, self.drift.get(wf["workflow"], ()))
+        if store.matches(line_digest, deps) and status_report.history_holds(record, self.history.get(wf["path"], {})):
+            return record, deps
+        return None, b""
+
+
+def build_workflows(ctx: StageContext, workflows: WorkflowPass, writer: status_file.Writer) -> status_report.Aggregate:
     """Write every workflow of scan.json to ``writer`` (in scan order) and return their Aggregate: each
     workflow's record reused from ``state/report_parts.pack`` when its scan line and what it depends on are
     unchanged, else made now (its line parsed and validated, its entry validated)."""
-    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-    store = parts.PartStore(ctx.state_dir / parts.FILE, {"format": INPUTS_FORMAT, "count_inactive": count_inactive})
-    drift = verification.drift_ids(verify)
-    aggregate = status_report.Aggregate(answers)
+    settings = {"format": INPUTS_FORMAT, "count_inactive": workflows.count_inactive}
+    store = parts.PartStore(ctx.state_dir / parts.FILE, settings)
+    aggregate = status_report.Aggregate(workflows.answers)
     try:
-        count = _each_workflow(scan, store, answers, drift, history, count_inactive, now_text, aggregate, writer)
+        count = workflows.run(store, aggregate, writer)
     except BaseException:
         store.discard()
         raise
     store.save()
     logger.debug("report: %d of %d workflows reused from %s", store.reused, count, store.path)
     return aggregate
-
-
-def _each_workflow(
-    scan: parts.ScanLines,
-    store: parts.PartStore,
-    answers: answers_module.Answers,
-    drift: Mapping[str, Sequence[str]],
-    history: Mapping[str, Any],
-    count_inactive: bool,
-    now_text: str,
-    aggregate: status_report.Aggregate,
-    writer: status_file.Writer,
-) -> int:
-    """Add each workflow of scan.json to ``aggregate`` and write its entry; return how many there are."""
-    source = str(writer.path)
-    count = 0
-    for number, line, entry in scan.lines():
-        line_digest = parts.line_digest(line)
-        record = store.get(line_digest)
-        fresh = record is None
-        if record is not None:
-            wf = record["entry"]
-            deps = store.depends(record, answers, drift.get(wf["workflow"], ()))
-            fresh = not store.matches(line_digest, deps) or not status_report.history_holds(
-                record, history.get(wf["path"], {})
-            )
-        if fresh:
-            scanned = entry if entry is not None else scan.parse(number, line)
-            drift_ids = drift.get(scanned["workflow"], ())
-            past = history.get(scanned["path"], {})
-            record = status_report.workflow_record(scanned, answers, count_inactive, past, drift_ids)
-            deps = store.depends(record, answers, drift_ids)
-        assert record is not None
-        store.keep(line_digest, deps, record if fresh else None)
-        workflow = aggregate.add(record, now_text)
-        writer.workflow(
-            status_file.part(workflow, "workflow", f"{source} (workflow {workflow['path']})")
-            if fresh
-            else status_file.encode(workflow)
-        )
-        count += 1
-    return count
 
 
 # Bump when the report made of the same inputs changes, so the next cycle builds it again.
@@ -298,49 +306,47 @@ def output_paths(ctx: StageContext) -> list[Path]:
     return [reports / "master_status.json", reports / "master_status.md", ctx.state_dir / HISTORY]
 
 
-@dataclass
-class Findings:
-    """What the report's findings are made from (``key``), and whether it is what the last report's were made
-    from (``unchanged``, with that report's record ``last``)."""
-
-    key: str
-    last: Mapping[str, Any]
-    unchanged: bool
-
-
-def findings_key(
-    ctx: StageContext, scan: parts.ScanLines, unavailable: list[dict[str, Any]], last: Mapping[str, Any] | None
-) -> Findings:
-    """Return the digest of what the findings (every workflow entry and action, the headline) are made of:
-    each scan.json line as ``parts.line_digest`` sees it, search.json's answers (``answers.mark``), what the
-    report shows of verify.json, the install facts the commands name, and the settings; not the intake log
-    nor the clock (the page's tail, rendered again by ``refresh_page``). A cycle whose findings are made of
-    the same, with the last report's outputs as they were written, leaves them as they are: a workflow
-    edited without changing what it needs (a node's title) costs a read of scan.json, not a report."""
+def findings_basis(
+    ctx: StageContext, scan_head: Mapping[str, Any], unavailable: list[dict[str, Any]], verify: Any
+) -> bytes:
+    """Return what the findings (every workflow entry and action, the headline) are made of besides scan.json's
+    lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
+    the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
+    tail, which ``refresh_page`` renders again)."""
     state = ctx.state_dir
-    h = hashlib.blake2b(digest_size=16)
-    for _, line, _entry in scan.lines():
-        h.update(parts.line_digest(line))
-    verify = verification.load(state)
     made_of = {
         "search": (answers_module.mark(state / "search.json") or b"").decode("ascii"),
         "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "progress", "budget_bytes")},
         # The search writes the download queue every time it runs: what the commands take from it, not its stat.
         "targets": sorted(install_facts.download_targets(state).items(), key=str),
         "files": {n: stage_inputs.stat_key(state / n) for n in ("model_cache.json", "custom_nodes_cache.json")},
-        "scan": {k: scan.head[k] for k in ("comfyui_root", "demo", "node_map")},
+        "scan": {k: scan_head[k] for k in ("comfyui_root", "demo", "node_map")},
         "settings": report_settings(ctx, unavailable),
     }
-    h.update(orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS))
-    key = h.hexdigest()
-    extra = (last or {}).get("extra") or {}
-    unchanged = (
-        last is not None
-        and extra.get("findings") == key
-        and last["valid_until"] is None
-        and all(last["outputs"].get(str(p)) == stage_inputs.stat_key(p) for p in output_paths(ctx))
-    )
-    return Findings(key, last or {}, unchanged)
+    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
+
+
+def findings_key(lines_seen: Any, basis: bytes) -> str:
+    """Return the digest of what the findings are made of: each scan.json line as ``parts.line_digest`` sees it
+    (``lines_seen``, a blake2b given them in order) and ``basis``."""
+    h = lines_seen.copy()
+    h.update(basis)
+    return str(h.hexdigest())
+
+
+def unchanged_findings(ctx: StageContext, scan: parts.ScanLines, basis: bytes, last: Mapping[str, Any]) -> bool:
+    """Return True when the last report's findings were made of what this cycle's would be (``findings_key``)
+    and its outputs are as it wrote them: then they stand as they are, and a workflow edited without changing
+    what it needs (a node's title) costs a read of scan.json, not a report."""
+    extra = last.get("extra") or {}
+    if "findings" not in extra or last["valid_until"] is not None:
+        return False
+    if any(last["outputs"].get(str(p)) != stage_inputs.stat_key(p) for p in output_paths(ctx)):
+        return False
+    lines_seen = hashlib.blake2b(digest_size=16)
+    for _, line, _entry in scan.lines():
+        lines_seen.update(parts.line_digest(line))
+    return bool(findings_key(lines_seen, basis) == extra["findings"])
 
 
 # The install facts the report's commands name: download targets, disabled packs, broken files and walk limits.
