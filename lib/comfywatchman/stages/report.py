@@ -316,7 +316,9 @@ def findings_basis(
     state = ctx.state_dir
     made_of = {
         "search": (answers_module.mark(state / "search.json") or b"").decode("ascii"),
-        "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "progress", "budget_bytes")},
+        "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "budget_bytes")},
+        # What is verified so far, not the work of the run that wrote it (hashed_files, hash_seconds, ...).
+        "verified": {k: v for k, v in ((verify or {}).get("progress") or {}).items() if not k.startswith("hash")},
         # The search writes the download queue every time it runs: what the commands take from it, not its stat.
         "targets": sorted(install_facts.download_targets(state).items(), key=str),
         "files": {n: stage_inputs.stat_key(state / n) for n in ("model_cache.json", "custom_nodes_cache.json")},
