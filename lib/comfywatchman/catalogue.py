@@ -184,6 +184,26 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "safe to delete)",
     ),
     Artifact(
+        "report_parts",
+        "state/report_parts.pack",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "each workflow's part of the report by the digest of its scan entry and what it depends on, so an "
+        "unchanged workflow is not worked out again (a cache: safe to delete)",
+    ),
+    Artifact(
+        "report_answers",
+        "state/report_answers.pack",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "what the report takes from search.json's answers, kept while they are unchanged, so search.json is "
+        "not read again for them (a cache: safe to delete)",
+    ),
+    Artifact(
         "download_queue",
         "state/download_queue.json",
         "download_queue",

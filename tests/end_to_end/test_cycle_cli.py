@@ -79,10 +79,11 @@ def test_run_cycle_finds_models_added_by_extra_model_paths(comfy_tree: ComfyTree
     )
     result = run_cli("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root), home=home)
     assert result.returncode == 0, result.stderr
-    entry = _by_workflow(_report(home))["uses_extra.json"]
+    report = _report(home)
+    entry = _by_workflow(report)["uses_extra.json"]
     assert [m["name"] for m in entry["missing_models"]] == ["absent_vae.safetensors"]
-    missing = entry["missing_models"][0]
-    assert missing["looked_in"][0] == str(shared / "first-vae")  # is_default paths come first
+    assert entry["missing_models"][0]["folder"] == "vae"
+    assert report["model_dirs"]["vae"][0] == str(shared / "first-vae")  # is_default paths come first
     cache = json.loads((home / "state" / "model_cache.json").read_text())
     assert str(shared / "unet-legacy") in cache["folders"]["diffusion_models"]["paths"]
 

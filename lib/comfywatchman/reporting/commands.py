@@ -72,8 +72,11 @@ def hf_parts(url: str) -> tuple[str, str, str] | None:
     return match.group(1), match.group(2), unquote(match.group(3))
 
 
-def download_commands(url: str, target: str, token: Mapping[str, Any] | None, root: str) -> list[list[dict[str, Any]]]:
-    """Return the ways to download ``url`` to the file ``target``, preferred first (each a list of steps).
+def download_commands(
+    url: str, target: str, token: Mapping[str, Any] | None, root: str, limit: int = 3
+) -> list[list[dict[str, Any]]]:
+    """Return the ways to download ``url`` to the file ``target``, preferred first (each a list of steps), the
+    first ``limit`` of them.
 
     ``hf download`` when the Hub file lands exactly at ``target`` (a file at the repo's top whose name is the
     target's), else ``curl``; ``comfy model download`` as another way when the target is inside ``root``.
@@ -93,6 +96,8 @@ def download_commands(url: str, target: str, token: Mapping[str, Any] | None, ro
         argv += ["-H", header]
         shell += f' -H "{header}"'  # double quotes: the shell expands the variable, the report never holds it
     ways.append([step("curl", [*argv, url], shell=f"{shell} {shlex.quote(url)}")])
+    if len(ways) >= limit:
+        return ways
     if directory == root or directory.startswith(root.rstrip("/") + "/"):
         relative = posixpath.relpath(directory, root)
         argv = ["comfy", "--workspace", root, "model", "download", "--url", url, "--relative-path", relative]

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from comfywatchman import artifacts
 from comfywatchman.config import Config
 from comfywatchman.errors import EXIT_OK, EXIT_SKIPPED, ArtifactError
+from comfywatchman.reporting import status_file
 from comfywatchman.state_manager import StateManager
 
 READINESS = ("ready", "resolvable", "needs_review", "blocked", "error")
@@ -31,18 +31,12 @@ def _cycle_record(config: Config, cycle_id: str) -> dict[str, Any] | None:
         return None
 
 
-SUMMARY_KEYS = ("generated_at", "cycle_id", "demo", "summary", "stale")
-
-
 def _report(config: Config) -> dict[str, Any] | None:
-    """Return the keys of master_status.json the summary shows: parsed alone when the file is in the layout
-    the report writes (it runs to tens of megabytes on a large install), else from the validated whole."""
-    path = config.reports_dir / "master_status.json"
-    head = artifacts.read_top_level(path, SUMMARY_KEYS)
-    if head is not None and isinstance(head["summary"], dict) and "workflows" in head["summary"]:
-        return head
+    """Return master_status.json without its lists (the summary, the cycle, stale): read from its last line
+    alone when the file is in the layout the report writes (it runs to tens of megabytes on a large
+    install), else from the validated whole; None when there is none or it is broken."""
     try:
-        return artifacts.read_optional(path, "master_status")
+        return status_file.read_head(config.reports_dir / "master_status.json")
     except ArtifactError:
         return None
 

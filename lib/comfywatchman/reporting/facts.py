@@ -5,16 +5,16 @@ Python, and when the next cycle is due."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from comfywatchman import artifacts, resources
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting.answers import key
 from comfywatchman.reporting.commands import InstallFacts
 from comfywatchman.stages.context import StageContext
-from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
 
@@ -22,16 +22,15 @@ logger = logging.getLogger(__name__)
 PYTHONS = ("venv/bin/python", ".venv/bin/python", "venv/Scripts/python.exe", "../python_embeded/python.exe")
 
 
-def gather(ctx: StageContext, scan: Mapping[str, Any], workflows: Sequence[Mapping[str, Any]]) -> InstallFacts:
-    """Return the InstallFacts for this cycle's report; a state file that cannot be read only costs the
-    commands that needed it (logged), never the report."""
+def gather(ctx: StageContext, scan: Mapping[str, Any], has_disabled: bool, has_downloads: bool) -> InstallFacts:
+    """Return the InstallFacts for this cycle's report (``scan``: scan.json's head; the disabled packs and the
+    download targets are read only when a missing node type is disabled or a download is proven); a state
+    file that cannot be read only costs the commands that needed it (logged), never the report."""
     root = Path(scan["comfyui_root"])
-    nodes = [n for wf in workflows for n in wf["missing_nodes"]]
-    has_downloads = any(m["status"] == "FOUND" for wf in workflows for m in wf["missing_models"])
     return InstallFacts(
         root=str(root),
         python=comfyui_python(root),
-        disabled=disabled_packs(ctx.state_dir) if any(n["state"] == "disabled" for n in nodes) else {},
+        disabled=disabled_packs(ctx.state_dir) if has_disabled else {},
         targets=download_targets(ctx.state_dir) if has_downloads else {},
         next_cycle_at=next_cycle_at(ctx.state_dir, ctx.now(), ctx.config.section("schedule")["interval_minutes"]),
         offline=ctx.config.offline,
@@ -65,7 +64,7 @@ def download_targets(state_dir: Path) -> dict[tuple[str | None, str], str | None
     except ArtifactError as exc:
         logger.warning("%s; download targets are guessed from the folder type", exc)
         return {}
-    return {(t["folder"], names.lookup_key(t["name"])): t["target_path"] for t in (queue or {}).get("tasks", [])}
+    return {key(t["folder"], t["name"]): t["target_path"] for t in (queue or {}).get("tasks", [])}
 
 
 def next_cycle_at(state_dir: Path, now: datetime, interval_minutes: float) -> str:

@@ -42,6 +42,7 @@ KIND_LABELS = {
 }
 FULL_ITEMS_PER_KIND = 25  # actions of one kind shown one by one; the rest share grouped items
 NAMES_PER_GROUP = 30  # names listed in a grouped item before "and N more"
+CANDIDATES_SHOWN = 5  # review candidates listed under an action (master_status.json has them all)
 # What blocks a workflow, worst first: the key, and the words of a group heading.
 BLOCKERS = (
     ("unreadable", "a fix of the file"),
@@ -109,18 +110,19 @@ def verification_lines(action: Mapping[str, Any], pad: str) -> list[str]:
     return lines
 
 
-def render(report: Mapping[str, Any]) -> str:
-    """Return the Markdown page for the report document ``report``."""
-    return join_parts([header(report), body(report), tail(report)])
+def render(report: Mapping[str, Any], rows: Sequence[Row] | None = None) -> str:
+    """Return the Markdown page for the report document ``report`` (``rows``: see ``body``)."""
+    return join_parts([header(report), body(report, rows), tail(report)])
 
 
-def body(report: Mapping[str, Any]) -> list[str]:
+def body(report: Mapping[str, Any], rows: Sequence[Any] | None = None) -> list[str]:
     """Return the part of the page made from the findings (actions, broken files, workflows): the bulk of it,
-    the same in every cycle whose inputs did not change."""
+    the same in every cycle whose inputs did not change. ``rows`` are the workflows as the page lists them
+    (``status_report.Row``), made from ``report["workflows"]`` when not given."""
     return [
         *actions_section(report),
         *broken_section(report.get("broken_models", [])),
-        *workflows_section(report["workflows"]),
+        *workflows_section(rows if rows is not None else rows_of(report["workflows"])),
     ]
 
 
@@ -156,6 +158,13 @@ def header(report: Mapping[str, Any]) -> list[str]:
     )
     offline = " · offline: nothing was searched online" if report["offline"] else ""
     lines += ["", f"Install: {install} · cycle {code(report['cycle_id'])}{offline}", ""]
+    computed = report.get("computed")
+    if computed and computed["cycle_id"] != report["cycle_id"]:
+        lines += [
+            f"Nothing the findings depend on changed since cycle {code(computed['cycle_id'])} "
+            f"({text(computed['at'])}): they are as computed then, and master_status.json is that cycle's.",
+            "",
+        ]
     for limit in report.get("model_folder_limits", []):
         declared = (
             f" (declared in {code(limit['config'])}, section {code(limit['section'])})" if limit["config"] else ""
@@ -324,7 +333,7 @@ def action_item(action: Mapping[str, Any], width: int) -> list[str]:
         lines += ["", pad + text(action["detail"])]
     if action.get("note"):
         lines += ["", f"{pad}On disk: {text(action['note'])}."]
-    for candidate in action.get("candidates", []):
+    for candidate in action.get("candidates", [])[:CANDIDATES_SHOWN]:
         lines += ["", f"{pad}- {candidate_line(candidate)}"]
     if action["kind"] == "download" and action.get("target_path") is None:
         lines += [
@@ -446,28 +455,50 @@ def blockers(wf: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found, key=_ORDER.__getitem__))
 
 
+# A node type's blocker by the kind of the action that provides it (its id is ``KIND:KEY``).
+_NODE_BLOCKER = {"enable_pack": "enable", "install_pack": "install", "choose_pack": "choose"}
+
+
 def node_blocker(node: Mapping[str, Any]) -> str:
     """Return the blocker key of a missing or disabled node type."""
-    if node["state"] == "disabled":
-        return "enable"
-    candidates = sum(1 for p in node["packs"] if not p.get("installed"))
-    return "install" if candidates == 1 else ("choose" if candidates else "no_pack")
+    return _NODE_BLOCKER.get(node["action"].split(":", 1)[0], "no_pack")
 
 
-def workflows_section(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
+@dataclass
+class Row:
+    """A workflow as the page lists it: name, readiness, what blocks it, and whether it misses something new."""
+
+    workflow: str
+    readiness: str
+    blockers: tuple[str, ...]
+    newly_missing: bool
+
+
+def row(wf: Mapping[str, Any]) -> Row:
+    """Return the page's row of one master_status.json workflow entry."""
+    blocked = blockers(wf) if wf["readiness"] != "ready" else ()
+    return Row(wf["workflow"], wf["readiness"], blocked, bool(wf["newly_missing"]))
+
+
+def rows_of(workflows: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """Return the page's rows of master_status.json's workflow entries."""
+    return [row(wf) for wf in workflows]
+
+
+def workflows_section(rows: Sequence[Row]) -> list[str]:
     """Return the workflows that are not ready, grouped by what blocks them, then the ready ones in one list."""
     groups: dict[tuple[str, ...], list[str]] = {}
     ready: list[str] = []
-    for wf in workflows:
-        if wf["readiness"] == "ready":
-            ready.append(wf["workflow"])
+    for wf in rows:
+        if wf.readiness == "ready":
+            ready.append(wf.workflow)
         else:
-            groups.setdefault(blockers(wf), []).append(wf["workflow"])
+            groups.setdefault(wf.blockers, []).append(wf.workflow)
     waiting = sum(len(names) for names in groups.values())
     lines = [f"## Not ready ({number(waiting)})", ""]
     if not groups:
         lines += ["Every workflow is ready.", ""]
-    lines += newly_missing_lines(workflows)
+    lines += newly_missing_lines(rows)
     words = dict(BLOCKERS)
     for key in sorted(groups, key=lambda k: ([_ORDER[b] for b in k], -len(groups[k]))):
         names = sorted(groups[key])
@@ -478,9 +509,9 @@ def workflows_section(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def newly_missing_lines(workflows: Sequence[Mapping[str, Any]]) -> list[str]:
+def newly_missing_lines(rows: Sequence[Row]) -> list[str]:
     """Return the paragraph naming the workflows that miss something they did not miss last cycle, or nothing."""
-    broke = sorted(wf["workflow"] for wf in workflows if wf["newly_missing"])
+    broke = sorted(wf.workflow for wf in rows if wf.newly_missing)
     if not broke:
         return []
     shown = ", ".join(code(name) for name in broke[:NAMES_PER_GROUP])

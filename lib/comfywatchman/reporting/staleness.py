@@ -13,24 +13,29 @@ from typing import Any
 
 from comfywatchman import artifacts, availability
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import status_file
+
+
+def intake_entries(state_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """Return this cycle's ``intake.json`` ``unavailable`` entries, and the workflow paths it keeps from
+    unavailable folders (their history is kept); none when it is missing or unreadable. One read for both."""
+    try:
+        document = artifacts.read_optional(state_dir / "intake.json", "intake")
+    except ArtifactError:
+        return [], set()
+    if not document:
+        return [], set()
+    return list(document.get("unavailable", [])), {w["path"] for w in document.get("kept", [])}
 
 
 def unavailable_entries(state_dir: Path) -> list[dict[str, Any]]:
     """Return this cycle's ``intake.json`` ``unavailable`` entries (none when it is missing or unreadable)."""
-    try:
-        document = artifacts.read_optional(state_dir / "intake.json", "intake")
-    except ArtifactError:
-        return []
-    return list(document.get("unavailable", [])) if document else []
+    return intake_entries(state_dir)[0]
 
 
 def kept_paths(state_dir: Path) -> set[str]:
     """Return the workflow paths ``intake.json`` keeps from unavailable folders (their history is kept)."""
-    try:
-        document = artifacts.read_optional(state_dir / "intake.json", "intake")
-    except ArtifactError:
-        return set()
-    return {w["path"] for w in document.get("kept", [])} if document else set()
+    return intake_entries(state_dir)[1]
 
 
 def stale_block(
@@ -58,11 +63,12 @@ def keep_last_report(
     reason = availability.stale_reason(unavailable)
     if reason is None:
         return None
-    try:
-        report: dict[str, Any] | None = artifacts.read_optional(path, "master_status")
-    except ArtifactError:
+    if not path.exists():
         return None
-    if report is None:
+    try:
+        # Read whole: a stale report is written again as it was (a rare cycle, not the one cron repeats).
+        report = status_file.read(path)
+    except ArtifactError:
         return None
     report["stale"] = stale_block(reason, unavailable, cycle_id, now_text, report.get("stale"))
     return report

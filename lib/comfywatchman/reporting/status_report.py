@@ -1,13 +1,25 @@
-"""Build ``master_status.json`` from the cycle's artifacts: per workflow readiness, what is missing, where to
-get it, and the actions ranked by how many workflows each one unblocks."""
+"""Build master_status.json's findings: per workflow readiness and what it misses, and the actions ranked by
+how many workflows each one unblocks, with the commands to run.
+
+Everything about one file or pack (where to get it, its size, the search's answer, where it was looked for,
+the installed variants) is said once, in its action; a workflow's entry names what it misses and refers to
+the action by ``id`` (``KIND:KEY``). The report is built one workflow at a time: ``workflow_record`` makes a
+workflow's record from its scan.json entry and the answers it depends on, and ``Aggregate`` gathers the
+records keeping only what the whole needs (one seed and the workflows per action, the counts, one short row
+per workflow for the page, the readiness history). A record is plain JSON, so an unchanged workflow's record
+is kept from one cycle to the next (``parts``).
+"""
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from comfywatchman.reporting import commands
+from comfywatchman.reporting import commands, markdown
+from comfywatchman.reporting.action_ids import action_id, ranked
+from comfywatchman.reporting.answers import NO_ANSWER, Answers, Key, key
 from comfywatchman.workflow import names
 
 READINESS = ("ready", "resolvable", "needs_review", "blocked", "error")
@@ -21,21 +33,9 @@ _MODEL_CLASS = {
     "NOT_FOUND": "blocked",
     "INVALID_FILENAME": "blocked",
 }
-_RANK = {"ready": 0, "resolvable": 1, "needs_review": 2, "blocked": 3}
-
-
-def _access(result: Mapping[str, Any]) -> tuple[str | None, str]:
-    """Return ``(page, what to do)`` for a NEEDS_ACCESS result: the page where access is granted, and the
-    instruction naming the token to set (by name, never its value)."""
-    access = result.get("details", {}).get("access") or {}
-    page, token = access.get("page"), access.get("token", "the service's token")
-    why = access.get("why") or result.get("reason", "access needed")
-    where = f"get access at {page}" if page else "get access to it"
-    return page, f"{why}: {where}, then set {token} to that account's token"
-
-
-def _key(folder: str | None, name: str) -> tuple[str | None, str]:
-    return folder, names.lookup_key(name)
+_RANK = {"ready": 0, "resolvable": 1, "needs_review": 2, "blocked": 3, "error": 4}
+# The fields of a missing file's scan entry its action needs (the rest is the search's answer).
+MODEL_SEED = ("name", "folder", "note", "looked_in", "invalid_reason")
 
 
 def node_class(node: Mapping[str, Any]) -> str:
@@ -54,52 +54,64 @@ def installed_notes(node: Mapping[str, Any]) -> str:
     return "; ".join(f"{p['name']}: {p['note']}" for p in node["packs"] if p.get("installed") and p.get("note"))
 
 
-def missing_model_entry(model: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the report's entry for a missing model file, with what the search answered about it."""
-    status = "INVALID_FILENAME" if model["status"] == "invalid" else result.get("status", "NOT_SEARCHED")
-    first = model["origins"][0] if model["origins"] else None
-    node = None
-    if first:
-        node = f"{first['node_type']} #{first['node_id']}" + (f" `{first['input']}`" if first["input"] else "")
-    return {
-        "name": model["name"],
-        "folder": model["folder"],
-        "status": status,
-        "source": result.get("source", "scan"),
-        "url": _access(result)[0] if status == "NEEDS_ACCESS" else result.get("url"),
-        "evidence": result.get("evidence", "none"),
-        "reason": model["invalid_reason"]
-        or (_access(result)[1] if status == "NEEDS_ACCESS" else result.get("reason", "")),
-        "candidates": result.get("candidates", []),
-        "size": result.get("size"),
-        "node": node,
-        "looked_in": model["looked_in"],
-        "note": model["note"],
-    }
+MODEL_ACTION = {
+    "FOUND": "download",
+    "NEEDS_ACCESS": "get_access",
+    "UNCERTAIN": "review",
+    "NOT_FOUND": "find_manually",
+    "INVALID_FILENAME": "fix_workflow",
+    "ERROR": "retry",
+    "NOT_SEARCHED": "search",
+}
 
 
-def missing_node_entry(node: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the report's entry for a missing or disabled node type (with its registry id when known)."""
-    missing = {
-        "class_type": node["class_type"],
-        "state": node["state"],
-        "packs": node["packs"],
-        "node_ids": node["node_ids"],
-    }
+def model_action_id(status: str, folder: str | None, name: str) -> str:
+    """Return the id of the action for a missing file whose search status is ``status``."""
+    return action_id(MODEL_ACTION[status], f"{folder or ''}/{name}")
+
+
+def node_action_id(node: Mapping[str, Any]) -> str:
+    """Return the id of the action for a missing or disabled node type."""
+    return action_id(*_node_key(node))
+
+
+def missing_node_entry(node: Mapping[str, Any], aid: str) -> dict[str, Any]:
+    """Return a workflow entry's item for a missing or disabled node type: what it is, where, its registry id
+    when the workflow's node names one, and the action that provides it."""
+    missing = {"class_type": node["class_type"], "state": node["state"], "node_ids": node["node_ids"], "action": aid}
     pack_id = commands.registry_id(node)  # cnr_id from the workflow's node, when the scan gives one
     if pack_id is not None:
         missing["registry_id"] = pack_id
     return missing
 
 
-def workflow_entry(
+def _first_node(model: Mapping[str, Any]) -> str | None:
+    """Return the first node naming a file, as 'Type #id `input`'."""
+    first = model["origins"][0] if model["origins"] else None
+    if not first:
+        return None
+    return f"{first['node_type']} #{first['node_id']}" + (f" `{first['input']}`" if first["input"] else "")
+
+
+def _counted(item: Mapping[str, Any], count_inactive: bool) -> bool:
+    return bool(item["active"] or count_inactive)
+
+
+def workflow_record(
     scanned: Mapping[str, Any],
-    results: Mapping[tuple[str | None, str], Mapping[str, Any]],
+    answers: Answers,
     count_inactive: bool,
     history: Mapping[str, Any],
-    now_text: str,
+    drift_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Return the report entry for one scanned workflow."""
+    """Return the record of one scanned workflow: ``entry`` (its master_status.json entry, ``last_resolved_at``
+    left to ``emit`` when it is resolved now), ``files`` (per missing file, in the entry's order, the scan's
+    facts its action needs: ``MODEL_SEED`` after name and folder), ``seeds`` (action id -> what makes the
+    action of a node type or an unreadable workflow), ``resolved``, and for an unreadable workflow ``missing``
+    (what it missed before). What it misses and the answers it depends on follow from the entry
+    (``missing_of``, ``keys_of``): a record is kept small, it is kept for every workflow. ``history`` is the
+    workflow's history entry; ``drift_ids`` the replace_drift actions of the installed files it needs that
+    drifted."""
     entry: dict[str, Any] = {
         "workflow": scanned["workflow"],
         "path": scanned["path"],
@@ -113,54 +125,102 @@ def workflow_entry(
         "last_resolved_at": history.get("last_resolved_at"),
         "error": scanned["error"],
     }
+    record: dict[str, Any] = {"entry": entry, "files": [], "seeds": {}, "resolved": False}
     if scanned["error"] is not None:
-        return entry
+        # An unreadable workflow keeps what it missed before.
+        record["missing"] = list(history.get("missing", []))
+        seed = {"error": scanned["error"], "workflow": scanned["workflow"]}
+        record["seeds"][action_id("fix_workflow", scanned["path"])] = seed
+        return record
     worst = "ready"
     for model in scanned["models"]:
         if model["status"] == "installed":
             continue
-        if not (model["active"] or count_inactive):
+        if not _counted(model, count_inactive):
             entry["inactive_missing"] += 1
             continue
-        missing = missing_model_entry(model, results.get(_key(model["folder"], model["name"]), {}))
-        status = missing["status"]
-        entry["missing_models"].append(missing)
+        found = key(model["folder"], model["name"])
+        answer = answers.get(found) or NO_ANSWER
+        status = "INVALID_FILENAME" if model["status"] == "invalid" else answer["status"]
+        aid = model_action_id(status, model["folder"], model["name"])
+        entry["missing_models"].append(
+            {
+                "name": model["name"],
+                "folder": model["folder"],
+                "status": status,
+                "node": _first_node(model),
+                "action": aid,
+            }
+        )
+        record["files"].append([model[k] for k in MODEL_SEED[2:]])
         entry["uncertain_count"] += status == "UNCERTAIN"
         worst = max(worst, _MODEL_CLASS[status], key=_RANK.__getitem__)
     for node in scanned["nodes"]:
         if node["state"] not in ("missing", "disabled"):
             continue
-        if not (node["active"] or count_inactive):
+        if not _counted(node, count_inactive):
             entry["inactive_missing"] += 1
             continue
-        entry["missing_nodes"].append(missing_node_entry(node))
+        aid = node_action_id(node)
+        entry["missing_nodes"].append(missing_node_entry(node, aid))
+        seed = {k: node[k] for k in ("class_type", "state", "packs", "registry_id", "cnr_id") if k in node}
+        record["seeds"].setdefault(aid, {"node": seed})
         worst = max(worst, node_class(node), key=_RANK.__getitem__)
+    if drift_ids:
+        # An installed file that is not the one declared: at least a review, and not resolved this cycle.
+        entry["drift"] = list(drift_ids)
+        worst = max(worst, "needs_review", key=_RANK.__getitem__)
     entry["readiness"] = worst
-    if worst in ("ready", "resolvable"):
-        entry["last_resolved_at"] = now_text
+    record["resolved"] = worst in ("ready", "resolvable")
     previous = set(history.get("missing", []))
-    current = [f"model:{m['folder']}:{m['name']}" for m in entry["missing_models"]] + [
+    entry["newly_missing"] = [item for item in missing_of(record) if item not in previous] if history else []
+    return record
+
+
+def missing_of(record: Mapping[str, Any]) -> list[str]:
+    """Return what the record's workflow misses, as the readiness history keeps it (``model:FOLDER:NAME``,
+    ``node:TYPE``); for an unreadable workflow, what it missed before."""
+    entry = record["entry"]
+    if entry["error"] is not None:
+        return list(record["missing"])
+    return [f"model:{m['folder']}:{m['name']}" for m in entry["missing_models"]] + [
         f"node:{n['class_type']}" for n in entry["missing_nodes"]
     ]
-    entry["newly_missing"] = [item for item in current if item not in previous] if history else []
-    entry["_missing_keys"] = current
+
+
+def keys_of(record: Mapping[str, Any]) -> list[Key]:
+    """Return the keys of the answers the record was made with (one per missing file)."""
+    return [key(m["folder"], m["name"]) for m in record["entry"]["missing_models"]]
+
+
+def history_holds(record: Mapping[str, Any], history: Mapping[str, Any]) -> bool:
+    """Return True when ``record`` says what ``workflow_record`` would say with the history entry ``history``:
+    the same things newly missing, the same last resolved time (when it is not resolved now), and for an
+    unreadable workflow the same things missed before. A record is kept while this holds, whatever else the
+    history says (it changes in the cycle after each report)."""
+    entry = record["entry"]
+    if entry["error"] is not None:
+        return bool(record["missing"] == list(history.get("missing", [])))
+    if not record["resolved"] and entry["last_resolved_at"] != history.get("last_resolved_at"):
+        return False
+    previous = set(history.get("missing", []))
+    newly = [item for item in missing_of(record) if item not in previous] if history else []
+    return bool(newly == entry["newly_missing"])
+
+
+def emit(record: Mapping[str, Any], now_text: str) -> dict[str, Any]:
+    """Return the record's master_status.json entry for a report written at ``now_text`` (a workflow resolved
+    now was last resolved now)."""
+    entry: dict[str, Any] = record["entry"]
+    if record["resolved"]:
+        entry["last_resolved_at"] = now_text
     return entry
-
-
-MODEL_ACTION = {
-    "FOUND": "download",
-    "NEEDS_ACCESS": "get_access",
-    "UNCERTAIN": "review",
-    "NOT_FOUND": "find_manually",
-    "INVALID_FILENAME": "fix_workflow",
-    "ERROR": "retry",
-    "NOT_SEARCHED": "search",
-}
 
 
 def _new_action(kind: str, item: str, **fields: Any) -> dict[str, Any]:
     """Return an action record with every field master_status.json requires (``fields`` override)."""
     action: dict[str, Any] = {
+        "id": "",
         "kind": kind,
         "item": item,
         "folder": None,
@@ -186,34 +246,58 @@ def _with_ways(action: dict[str, Any], ways: list[list[dict[str, Any]]]) -> dict
     return action
 
 
+def model_facts(seed: Mapping[str, Any], status: str, answer: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what the report says about one missing file: its scan facts (``seed``) and the search's answer."""
+    model = seed
+    return {
+        "name": model["name"],
+        "folder": model["folder"],
+        "status": status,
+        "source": answer["source"],
+        "url": answer["url"],
+        "evidence": answer["evidence"],
+        "reason": model["invalid_reason"] or answer["reason"],
+        "candidates": answer["candidates"],
+        "size": answer["size"],
+        "note": model["note"],
+    }
+
+
 def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated: bool) -> dict[str, Any]:
-    """Return the action for one missing model file, with its commands (download) or when it is searched."""
+    """Return the action for one missing model file (``model_facts``), with its commands (download) or when
+    it is searched; its optional fields only when they say something (``ALWAYS``). Made directly in that
+    form: a large install has tens of thousands of them."""
     kind = MODEL_ACTION[model["status"]]
-    action = _new_action(
-        kind,
-        model["name"],
-        folder=model["folder"],
-        url=model["url"],
-        size=model["size"],
-        detail=model["reason"],
-        note=model["note"],
-    )
+    action = {
+        "kind": kind,
+        "item": model["name"],
+        "folder": model["folder"],
+        "url": model["url"],
+        "size": model["size"],
+        "detail": model["reason"],
+    }
+    for name in ("note", "source", "evidence"):
+        if model[name]:
+            action[name] = model[name]
     if kind == "download" and model["url"]:
-        target = facts.targets.get(_key(model["folder"], model["name"]))
+        target = facts.targets.get(key(model["folder"], model["name"]))
         if target is None and model["folder"] and not names.invalid_reason(model["name"]):
             # The install has no such folder yet: ComfyUI's own place for the type is models/<type>.
             target = posixpath.join(facts.root, "models", model["folder"], names.normalize(model["name"]))
-        action["token"] = commands.token_for(model["url"], gated)
+        token = commands.token_for(model["url"], gated)
+        if token is not None:
+            action["token"] = token
         if target is not None:
             action["target_path"] = target
             # The preferred way and one other (curl after hf, comfy-cli after curl): thousands of downloads
             # each carrying every way would weigh on master_status.json.
-            ways = commands.download_commands(model["url"], target, action["token"], facts.root)
-            _with_ways(action, ways[:2])
-    elif kind == "review":
-        action["candidates"] = [
-            {k: c.get(k) for k in ("name", "source", "url", "reason", "size")} for c in model["candidates"][:5]
-        ]
+            ways = commands.download_commands(model["url"], target, token, facts.root, limit=2)
+            if ways:
+                action["commands"] = ways[0]
+            if ways[1:2]:
+                action["alternatives"] = ways[1:2]
+    elif kind == "review" and model["candidates"]:
+        action["candidates"] = [dict(c) for c in model["candidates"]]
     return action
 
 
@@ -276,45 +360,9 @@ def _choose_action(
     return action
 
 
-def actions(
-    workflows: list[dict[str, Any]],
-    facts: commands.InstallFacts | None = None,
-    gated: frozenset[tuple[str | None, str]] = frozenset(),
-) -> list[dict[str, Any]]:
-    """Return what the user should do, most unblocking first: downloads, pack installs and re-enables (one per
-    pack), reviews, fixes, searches; each with the commands to run and the workflows it unblocks.
-
-    ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known);
-    ``gated`` the (folder, lookup key) of files whose download needs a Hugging Face token.
-    """
-    facts = facts or commands.InstallFacts(root=".")
-    table: dict[tuple[str, str], dict[str, Any]] = {}
-    for wf in workflows:
-        for model in wf["missing_models"]:
-            key = (MODEL_ACTION[model["status"]], f"{model['folder']}/{model['name']}")
-            action = table.get(key)
-            if action is None:
-                action = table[key] = _model_action(model, facts, _key(model["folder"], model["name"]) in gated)
-            action["workflows"].add(wf["workflow"])
-        for node in wf["missing_nodes"]:
-            key = _node_key(node)
-            action = table.get(key)
-            if action is None:
-                action = table[key] = _node_action(key[0], node, facts)
-            if node["class_type"] not in action["node_types"]:
-                action["node_types"].append(node["class_type"])
-            action["workflows"].add(wf["workflow"])
-        if wf["error"]:
-            table[("fix_workflow", wf["path"])] = _new_action(
-                "fix_workflow", wf["workflow"], detail=wf["error"], workflows={wf["workflow"]}
-            )
-    ranked = [_finished(action) for action in table.values()]
-    return sorted(ranked, key=lambda a: (-a["blocks"], a["kind"], a["item"]))
-
-
 # Fields every action has; the others are left out when empty (a search needs no command, a download no node
 # types), which keeps master_status.json near its old size at thousands of actions.
-ALWAYS = frozenset({"kind", "item", "folder", "url", "size", "detail", "workflows", "blocks"})
+ALWAYS = frozenset({"id", "kind", "item", "folder", "url", "size", "detail", "workflows", "blocks"})
 
 
 def _finished(action: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +371,112 @@ def _finished(action: dict[str, Any]) -> dict[str, Any]:
     action["blocks"] = len(action["workflows"])
     action["node_types"].sort()
     return {k: v for k, v in action.items() if k in ALWAYS or v not in (None, "", [])}
+
+
+@dataclass
+class _Pending:
+    """One action while the records are gathered: what makes it, and the workflows (and node types) it is for."""
+
+    seed: Mapping[str, Any]
+    # Lists, not sets (tens of thousands of actions, most for one or two workflows); deduplicated at the end.
+    workflows: list[str] = field(default_factory=list)
+    node_types: list[str] = field(default_factory=list)
+
+
+class Aggregate:
+    """The report of many workflows, gathered one record at a time: counts, the action index, the page's rows
+    and the readiness history; no workflow entry is kept."""
+
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
+        self.counts = {"workflows": 0, **{r: 0 for r in READINESS}}
+        self.missing_models: set[Key] = set()
+        self.missing_nodes: set[str] = set()
+        self.pending: dict[str, _Pending] = {}
+        self.rows: list[markdown.Row] = []
+        self.history: dict[str, dict[str, Any]] = {}
+        self.has_disabled = False
+        self.has_downloads = False
+        self.model_dirs: dict[str, list[str]] = {}
+
+    def add(self, record: Mapping[str, Any], now_text: str) -> dict[str, Any]:
+        """Count ``record``, index its actions, and return its master_status.json entry (``emit``)."""
+        entry = emit(record, now_text)
+        name = entry["workflow"]
+        self.counts["workflows"] += 1
+        self.counts[entry["readiness"]] += 1
+        for missing, (note, looked_in, invalid_reason) in zip(entry["missing_models"], record["files"], strict=True):
+            self.missing_models.add(key(missing["folder"], missing["name"]))
+            pending = self.pending.get(missing["action"])
+            if pending is None:
+                # Where a file was looked for depends on its folder type alone: said once per type.
+                self.model_dirs.setdefault(missing["folder"] or "", looked_in)
+                model = {"name": missing["name"], "folder": missing["folder"], "note": note}
+                model["invalid_reason"] = invalid_reason
+                pending = self.pending[missing["action"]] = _Pending({"model": model, "status": missing["status"]})
+                self.has_downloads = self.has_downloads or missing["status"] == "FOUND"
+            pending.workflows.append(name)
+        for aid, seed in record["seeds"].items():
+            pending = self.pending.get(aid)
+            if pending is None:
+                pending = self.pending[aid] = _Pending(seed)
+            pending.workflows.append(name)
+        for node in entry["missing_nodes"]:
+            self.missing_nodes.add(node["class_type"])
+            self.has_disabled = self.has_disabled or node["state"] == "disabled"
+            self.pending[node["action"]].node_types.append(node["class_type"])
+        self.rows.append(markdown.row(entry))
+        self.history[entry["path"]] = {"last_resolved_at": entry["last_resolved_at"], "missing": missing_of(record)}
+        return entry
+
+    def summary(self) -> dict[str, Any]:
+        """Return the report's headline counts."""
+        results = self.answers.results
+        sizes = [
+            r["size"]
+            for k in self.missing_models
+            if (r := results.get(k)) is not None and r["status"] == "FOUND" and r.get("size")
+        ]
+        return {
+            **self.counts,
+            "missing_models": len(self.missing_models),
+            "missing_nodes": len(self.missing_nodes),
+            "uncertain": self.answers.uncertain,
+            "download_bytes": sum(sizes),
+            "download_sizes_known": len(sizes),
+        }
+
+    def actions(self, facts: commands.InstallFacts | None = None) -> list[dict[str, Any]]:
+        """Return what the user should do, most unblocking first: downloads, pack installs and re-enables (one
+        per pack), reviews, fixes, searches; each with the commands to run and the workflows it unblocks.
+        ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known)."""
+        facts = facts or commands.InstallFacts(root=".")
+        made = []
+        for aid, pending in self.pending.items():
+            seed = pending.seed
+            if "model" in seed:
+                action = self._file_action(seed, facts)
+                action["workflows"] = sorted(set(pending.workflows))
+                action["blocks"] = len(action["workflows"])
+            else:
+                action = self._action(seed, aid, facts)
+                action["workflows"] = set(pending.workflows)
+                action["node_types"] = sorted(set(pending.node_types))
+                action = _finished(action)
+            action["id"] = aid
+            made.append(action)
+        return ranked(made)
+
+    def _file_action(self, seed: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
+        model = seed["model"]
+        found = key(model["folder"], model["name"])
+        answer = self.answers.get(found) or NO_ANSWER
+        return _model_action(model_facts(model, seed["status"], answer), facts, found in self.answers.gated)
+
+    def _action(self, seed: Mapping[str, Any], aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
+        if "node" in seed:
+            return _node_action(aid.split(":", 1)[0], seed["node"], facts)
+        return _new_action("fix_workflow", seed["workflow"], detail=seed["error"])
 
 
 def action_totals(ranked: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -343,36 +497,21 @@ def action_totals(ranked: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return totals
 
 
-def gated_files(search: Mapping[str, Any] | None) -> frozenset[tuple[str | None, str]]:
-    """Return the (folder, lookup key) of FOUND files whose source says a token is needed (gated)."""
-    found = set()
-    for result in (search or {}).get("results", []):
-        details = result.get("details") or {}
-        if details.get("gated") or (details.get("huggingface") or {}).get("gated"):
-            found.add(_key(result["type"], result["name"]))
-    return frozenset(found)
-
-
 def build(
-    scan: Mapping[str, Any],
-    search: Mapping[str, Any] | None,
+    scanned: Iterable[Mapping[str, Any]],
+    answers: Answers,
     history: Mapping[str, Any],
     count_inactive: bool,
     now_text: str,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Return the workflow entries and the summary for the report, and the new history (in the summary)."""
-    results = {_key(r["type"], r["name"]): r for r in (search or {}).get("results", [])}
-    workflows = [
-        workflow_entry(w, results, count_inactive, history.get(w["path"], {}), now_text) for w in scan["workflows"]
-    ]
-    summary: dict[str, Any] = {"workflows": len(workflows), **{r: 0 for r in READINESS}}
-    for wf in workflows:
-        summary[wf["readiness"]] += 1
-    missing_models = {_key(m["folder"], m["name"]) for wf in workflows for m in wf["missing_models"]}
-    summary["missing_models"] = len(missing_models)
-    summary["missing_nodes"] = len({n["class_type"] for wf in workflows for n in wf["missing_nodes"]})
-    summary["uncertain"] = sum(1 for r in results.values() if r["status"] == "UNCERTAIN")
-    sizes = [r["size"] for k, r in results.items() if r["status"] == "FOUND" and r.get("size") and k in missing_models]
-    summary["download_bytes"] = sum(sizes)
-    summary["download_sizes_known"] = len(sizes)
-    return workflows, summary
+    drift: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[list[dict[str, Any]], Aggregate]:
+    """Return the entries of the scanned workflows ``scanned`` and their Aggregate, all in memory (for a few
+    workflows; the report stage streams them). ``history``: path -> history entry; ``drift``: workflow name ->
+    its replace_drift action ids."""
+    aggregate = Aggregate(answers)
+    entries = []
+    for scan_entry in scanned:
+        drift_ids = (drift or {}).get(scan_entry["workflow"], ())
+        record = workflow_record(scan_entry, answers, count_inactive, history.get(scan_entry["path"], {}), drift_ids)
+        entries.append(aggregate.add(record, now_text))
+    return entries, aggregate

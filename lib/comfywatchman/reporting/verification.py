@@ -1,9 +1,9 @@
 """The verify stage's findings in the master status report: drift and alternatives already on disk.
 
-Kept apart from ``status_report`` so the report's layout can change without touching them: ``apply`` adds
-the findings to the workflow entries (drift makes a workflow ``needs_review``), ``merge_actions`` adds a
-``replace_drift`` action per drifted file and the installed variants next to each download, then ranks every
-action again by the workflows it touches.
+Kept apart from ``status_report`` so the report's layout can change without touching them: ``drift_ids``
+names, per workflow, the ``replace_drift`` actions of its drifted files (drift makes a workflow
+``needs_review``), ``merge_actions`` adds those actions and the installed variants next to each action for a
+missing file, then ranks every action again by the workflows it touches.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
-from comfywatchman.workflow import names
+from comfywatchman.reporting.action_ids import drift_action_id, ranked
+from comfywatchman.reporting.answers import key
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT = "verify.json"
-_RANK = {"ready": 0, "resolvable": 1, "needs_review": 2, "blocked": 3, "error": 4}
 
 
 def load(state_dir: Path) -> dict[str, Any] | None:
@@ -34,38 +34,20 @@ def load(state_dir: Path) -> dict[str, Any] | None:
     return document
 
 
-def _key(folder: str | None, name: str) -> tuple[str | None, str]:
-    return folder, names.lookup_key(name)
-
-
-def apply(
-    workflows: list[dict[str, Any]],
-    summary: dict[str, Any],
-    verify: Mapping[str, Any],
-    history: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Add drift (``drift``) and installed variants (``variants_on_disk`` on each missing model) to the report's
-    workflow entries; a workflow with drift is at least ``needs_review`` (and was not resolved this cycle).
-    Update the readiness counts of ``summary``; return the report's ``verification`` block."""
-    drift_by_workflow: dict[str, list[dict[str, Any]]] = {}
-    for finding in verify["drift"]:
+def drift_ids(verify: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """Return workflow name -> the ids of the ``replace_drift`` actions of the drifted files it needs (each
+    makes the workflow at least ``needs_review``: ``status_report.workflow_record``)."""
+    found: dict[str, list[str]] = {}
+    for finding in (verify or {}).get("drift", []):
+        aid = drift_action_id(finding)
         for name in finding["workflows"]:
-            drift_by_workflow.setdefault(name, []).append(finding)
-    variants = {_key(a["folder"], a["name"]): a["variants"] for a in verify["alternatives"]}
-    for wf in workflows:
-        for model in wf["missing_models"]:
-            found = variants.get(_key(model["folder"], model["name"]))
-            if found:
-                model["variants_on_disk"] = found
-        drifted = drift_by_workflow.get(wf["workflow"])
-        if not drifted or wf["error"] is not None:
-            continue
-        wf["drift"] = drifted
-        if _RANK[wf["readiness"]] < _RANK["needs_review"]:
-            summary[wf["readiness"]] -= 1
-            summary["needs_review"] += 1
-            wf["readiness"] = "needs_review"
-            wf["last_resolved_at"] = history.get(wf["path"], {}).get("last_resolved_at")
+            found.setdefault(name, []).append(aid)
+    return found
+
+
+def block(verify: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the report's ``verification`` block: progress, budget, and how many drifted files and missing
+    files with a variant on disk there are."""
     return {
         "progress": verify["progress"],
         "budget_bytes": verify["budget_bytes"],
@@ -93,15 +75,16 @@ def drift_detail(finding: Mapping[str, Any]) -> str:
 def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Return ``actions`` with a ``replace_drift`` action per drifted file and the installed variants on
     each action for a missing file, ranked again: most workflows first, then kind and item."""
-    variants = {_key(a["folder"], a["name"]): a["variants"] for a in verify["alternatives"]}
+    variants = {key(a["folder"], a["name"]): a["variants"] for a in verify["alternatives"]}
     for action in actions:
         # Variants exist only for files of a known folder type, so a node type's action never matches one.
-        found = variants.get(_key(action["folder"], action["item"])) if action["folder"] is not None else None
+        found = variants.get(key(action["folder"], action["item"])) if action["folder"] is not None else None
         if found:
             action["variants_on_disk"] = found
     for finding in verify["drift"]:
         actions.append(
             {
+                "id": drift_action_id(finding),
                 "kind": "replace_drift",
                 "item": finding["installed_as"],
                 "folder": finding["folder"],
@@ -113,4 +96,4 @@ def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> l
                 "drift": finding,
             }
         )
-    return sorted(actions, key=lambda a: (-a["blocks"], a["kind"], a["item"]))
+    return ranked(actions)

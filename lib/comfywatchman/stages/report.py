@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 import logging
+import os
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from comfywatchman import artifacts, availability, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import commands, markdown, staleness, status_report, verification
+from comfywatchman.reporting import answers as answers_module
+from comfywatchman.reporting import commands, markdown, parts, staleness, status_file, status_report, verification
 from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -23,26 +31,30 @@ HISTORY = "report_history.json"
 
 
 def recent_intake(state_dir: Any, limit: int) -> list[dict[str, Any]]:
-    """Return the last ``limit`` acknowledgments of ``intake_log.jsonl``, newest first."""
+    """Return the last ``limit`` acknowledgments of ``intake_log.jsonl``, newest first: its last lines only
+    are read (the log grows by every workflow ever acknowledged)."""
     if limit <= 0:
         return []
-    return list(reversed(deque(artifacts.read_jsonl(state_dir / "intake_log.jsonl", "intake_log_entry"), maxlen=limit)))
+    path = state_dir / "intake_log.jsonl"
+    offset = _tail_offset(path, limit)
+    return list(reversed(deque(artifacts.read_jsonl(path, "intake_log_entry", offset), maxlen=limit)))
 
 
-def next_history(workflows: list[dict[str, Any]], history: dict[str, Any]) -> dict[str, Any]:
-    """Return report_history.json for the next cycle: per workflow, when it was last resolvable and what is
-    missing now (an unreadable workflow keeps what it missed before)."""
-    return {
-        "workflows": {
-            w["path"]: {
-                "last_resolved_at": w["last_resolved_at"],
-                "missing": w["_missing_keys"]
-                if w["error"] is None
-                else history["workflows"].get(w["path"], {}).get("missing", []),
-            }
-            for w in workflows
-        }
-    }
+def _tail_offset(path: Path, lines: int, window: int = 1 << 16) -> int:
+    """Return the offset of a line start in ``path`` followed by at least ``lines`` lines (twice as many and
+    a few more, for lines skipped as broken), or 0 when the file is not that long."""
+    try:
+        with path.open("rb") as handle:
+            end = start = handle.seek(0, os.SEEK_END)
+            while start > 0:
+                start = max(0, start - window)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                if start > 0 and chunk.count(b"\n") > 2 * lines + 8:
+                    return start + chunk.index(b"\n") + 1
+            return 0
+    except OSError:
+        return 0
 
 
 def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
@@ -56,16 +68,40 @@ def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
     return list((cache or {}).get("walk_limits", []))
 
 
-def run(ctx: StageContext) -> StageOutcome:
-    """Build the master status report from scan.json and search.json; write JSON and Markdown.
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while the report is built: it makes tens of thousands of small,
+    acyclic objects, and each collection would walk every live object of the process (the report's own
+    measured cost of the collector was a quarter of its time). Reference counting still frees them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
-    When the intake could not list a folder that holds known workflows, the last good report is kept,
-    marked stale with the reason, and the readiness history is left as it was.
+
+def run(ctx: StageContext) -> StageOutcome:
+    """Build the master status report, with the cycle collector paused (``no_cycle_collection``)."""
+    with no_cycle_collection():
+        return _run(ctx)
+
+
+def _run(ctx: StageContext) -> StageOutcome:
+    """Build the master status report from scan.json, search.json and verify.json; write JSON and Markdown.
+
+    When nothing it reads changed, or nothing the findings are made of (``unchanged_findings``), the last
+    report stands and only the page's tail is rendered again (``refresh_page``). Else scan.json is read one
+    workflow at a time, and each workflow's part reused from the last report when its scan entry and the
+    answers it depends on are unchanged (``parts``). When the intake could not list a
+    folder that holds known workflows, the last good report is kept, marked stale with the reason, and the
+    readiness history is left as it was.
     """
     outcome = StageOutcome("report")
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
-    unavailable = staleness.unavailable_entries(state)
+    unavailable, kept_paths = staleness.intake_entries(state)
     reports = ctx.config.reports_dir
     kept = staleness.keep_last_report(reports / "master_status.json", unavailable, ctx.cycle_id, now_text)
     if kept is not None:
@@ -75,74 +111,191 @@ def run(ctx: StageContext) -> StageOutcome:
     recorded = stage_inputs.reusable(state, "report", wanted, outputs, ctx.now())
     if recorded is not None and refresh_page(ctx, recorded, wanted, now_text, outcome):
         return outcome
-    scan = artifacts.read(state / "scan.json", "scan")
+    scan = parts.ScanLines(state / "scan.json")
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
+    verify = verification.load(state)
+    basis = findings_basis(ctx, scan.head, unavailable, verify)
+    last = stage_inputs.previous(state, "report")
+    if (
+        last is not None
+        and unchanged_findings(ctx, scan, basis, last)
+        and refresh_page(ctx, last, wanted, now_text, outcome)
+    ):
+        return outcome
     try:
-        search = artifacts.read(state / "search.json", "search")
+        answers = answers_module.load(state / "search.json", state / answers_module.KEPT)
+        searched = True
     except ArtifactError as exc:
         outcome.fail(str(exc))
-        search = None
-    try:
-        history = artifacts.read_optional(state / HISTORY, "report_history") or {"workflows": {}}
-    except ArtifactError as exc:
-        logger.warning("%s; readiness history starts afresh", exc)
-        history = {"workflows": {}}
+        answers, searched = answers_module.Answers(), False
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-    workflows, summary = status_report.build(scan, search, history["workflows"], count_inactive, now_text)
-    verify = verification.load(state)
-    checked = verification.apply(workflows, summary, verify, history["workflows"]) if verify else None
-    facts = install_facts.gather(ctx, scan, workflows)
-    ranked = status_report.actions(workflows, facts, status_report.gated_files(search))
+    drift = verification.drift_ids(verify)
+    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text)
+    target = reports / "master_status.json"
+    with status_file.Writer(target) as writer:
+        aggregate = build_workflows(ctx, workflows, writer)
+        found = answers if searched else None
+        ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable)
+    summary = head["summary"]
+    page = {**head, "actions": ranked}
+    page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
+    artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
+    write_history(state, aggregate.history, workflows.history, kept_paths)
+    outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
+    outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
+    if not unavailable and outcome.ok:
+        extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
+        extra["findings"] = findings_key(workflows.lines_seen, basis)
+        stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
+    logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
+    return outcome
+
+
+def findings(
+    ctx: StageContext,
+    scan_head: Mapping[str, Any],
+    aggregate: status_report.Aggregate,
+    answers: answers_module.Answers | None,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    writer: status_file.Writer,
+    unavailable: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
+    and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
+    be read."""
+    state = ctx.state_dir
+    now_text = ctx.now().isoformat(timespec="seconds")
+    summary = aggregate.summary()
+    facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
+    ranked = aggregate.actions(facts)
     if verify:
         ranked = verification.merge_actions(ranked, verify)
-
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
-    document = {
+    broken, limits = model_findings(state)
+    model_list = answers.model_list if answers is not None else None
+    head = {
         "generated_at": now_text,
         "cycle_id": ctx.cycle_id,
-        "comfyui_root": scan["comfyui_root"],
-        "demo": scan["demo"],
-        "offline": bool(search and search["offline"]),
-        "manager_maps": maps_used(scan["node_map"], (search or {}).get("model_list"), ctx.config.comfyui_root),
+        "comfyui_root": scan_head["comfyui_root"],
+        "demo": scan_head["demo"],
+        "offline": answers is not None and answers.offline,
+        "manager_maps": maps_used(scan_head["node_map"], model_list, ctx.config.comfyui_root),
         "stale": _fresh_stale(unavailable, ctx.cycle_id, now_text),
         "summary": summary,
         "action_totals": status_report.action_totals(ranked),
-        "actions": ranked,
+        "actions": [],
         "search_now": {"next_cycle_at": facts.next_cycle_at, "commands": commands.search_commands(facts)[0]},
-        "workflows": [{k: v for k, v in w.items() if not k.startswith("_")} for w in workflows],
-        "model_folder_limits": model_folder_limits(state),
-        **({"verification": checked} if checked else {}),
+        "workflows": [],
+        "model_dirs": aggregate.model_dirs,
+        "model_folder_limits": limits,
+        **({"verification": verification.block(verify)} if verify else {}),
         "recent_intake": recent_intake(state, ctx.config.section("report")["recent_intake"]),
-        "broken_models": broken_models(state),
+        "broken_models": broken,
         "cycle": {
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
             "errors": cycle_errors,
         },
     }
-    artifacts.write(reports / "master_status.json", document, "master_status")
-    del scan  # the largest input: not kept while the page is rendered
-    parts = [markdown.header(document), markdown.body(document), markdown.tail(document)]
-    artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(parts))
-    new_history = next_history(workflows, history)
-    # Workflows of an unavailable folder are not in this report; their history waits for them.
-    for path in staleness.kept_paths(state) - new_history["workflows"].keys():
-        if path in history["workflows"]:
-            new_history["workflows"][path] = history["workflows"][path]
-    artifacts.write(state / HISTORY, new_history, "report_history")
-    outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
-    outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
-    if not unavailable and outcome.ok:
-        extra = {**page_parts(document, parts), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
-        stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
-    logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
-    return outcome
+    target = writer.path
+    writer.actions(status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked)
+    writer.finish(head)
+    return ranked, head
+
+
+def read_history(state: Path) -> dict[str, Any]:
+    """Return report_history.json's workflows (path -> last resolved, what it missed), or none when it is
+    missing or broken (logged: the readiness history starts afresh)."""
+    try:
+        history = artifacts.read_optional(state / HISTORY, "report_history") or {"workflows": {}}
+    except ArtifactError as exc:
+        logger.warning("%s; readiness history starts afresh", exc)
+        history = {"workflows": {}}
+    workflows: dict[str, Any] = history["workflows"]
+    return workflows
+
+
+def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any], kept: set[str]) -> None:
+    """Write report_history.json for the next cycle: per workflow reported, when it was last resolvable and
+    what it misses now; the workflows of an unavailable folder (``kept``: not in this report) keep theirs."""
+    for path in kept - now.keys():
+        if path in before:
+            now[path] = before[path]
+    artifacts.write(state / HISTORY, {"workflows": now}, "report_history", indent=None)
+
+
+@dataclass
+class WorkflowPass:
+    """One pass over scan.json's workflows: what a workflow's record is made with, and where it goes."""
+
+    scan: parts.ScanLines
+    answers: answers_module.Answers
+    drift: Mapping[str, Sequence[str]]
+    history: Mapping[str, Any]
+    count_inactive: bool
+    now_text: str
+    # Given each line's digest in order (``findings_key``).
+    lines_seen: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+
+    def run(self, store: parts.PartStore, aggregate: status_report.Aggregate, writer: status_file.Writer) -> int:
+        """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
+        count = 0
+        for number, line, entry in self.scan.lines():
+            line_digest = parts.line_digest(line)
+            self.lines_seen.update(line_digest)
+            record, deps = self._kept(store, line_digest)
+            fresh = record is None
+            if record is None:
+                scanned = entry if entry is not None else self.scan.parse(number, line)
+                drift_ids = self.drift.get(scanned["workflow"], ())
+                past = self.history.get(scanned["path"], {})
+                record = status_report.workflow_record(scanned, self.answers, self.count_inactive, past, drift_ids)
+                deps = store.depends(record, self.answers, drift_ids)
+            store.keep(line_digest, deps, record if fresh else None)
+            workflow = aggregate.add(record, self.now_text)
+            writer.workflow(
+                status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
+                if fresh
+                else status_file.encode(workflow)
+            )
+            count += 1
+        return count
+
+    def _kept(self, store: parts.PartStore, line_digest: bytes) -> tuple[dict[str, Any] | None, bytes]:
+        """Return the record kept for a line and its dependencies' digest, or (None, b"") when there is none
+        or it was made of other answers, drift or history."""
+        record = store.get(line_digest)
+        if record is None:
+            return None, b""
+        wf = record["entry"]
+        deps = store.depends(record, self.answers, self.drift.get(wf["workflow"], ()))
+        if store.matches(line_digest, deps) and status_report.history_holds(record, self.history.get(wf["path"], {})):
+            return record, deps
+        return None, b""
+
+
+def build_workflows(ctx: StageContext, workflows: WorkflowPass, writer: status_file.Writer) -> status_report.Aggregate:
+    """Write every workflow of scan.json to ``writer`` (in scan order) and return their Aggregate: each
+    workflow's record reused from ``state/report_parts.pack`` when its scan line and what it depends on are
+    unchanged, else made now (its line parsed and validated, its entry validated)."""
+    settings = {"format": INPUTS_FORMAT, "count_inactive": workflows.count_inactive}
+    store = parts.PartStore(ctx.state_dir / parts.FILE, settings)
+    aggregate = status_report.Aggregate(workflows.answers)
+    try:
+        count = workflows.run(store, aggregate, writer)
+    except BaseException:
+        store.discard()
+        raise
+    store.save()
+    logger.debug("report: %d of %d workflows reused from %s", store.reused, count, store.path)
+    return aggregate
 
 
 # Bump when the report made of the same inputs changes, so the next cycle builds it again.
-INPUTS_FORMAT = 1
+INPUTS_FORMAT = 2
 # What the page's head and tail are rendered from: the small keys of the document.
 HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
 
@@ -153,15 +306,58 @@ def output_paths(ctx: StageContext) -> list[Path]:
     return [reports / "master_status.json", reports / "master_status.md", ctx.state_dir / HISTORY]
 
 
-def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> str:
-    """Return a hash of what the report is built from: the artifacts it reads (each rewritten only when its
-    content changes, so its stat stands for it), the install facts its commands name, and the settings. What
-    changes every cycle (the clock, this cycle's stage runs, the next cycle's time) is left out: a reuse
-    renders it again (``refresh_page``)."""
+def findings_basis(
+    ctx: StageContext, scan_head: Mapping[str, Any], unavailable: list[dict[str, Any]], verify: Any
+) -> bytes:
+    """Return what the findings (every workflow entry and action, the headline) are made of besides scan.json's
+    lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
+    the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
+    tail, which ``refresh_page`` renders again)."""
     state = ctx.state_dir
-    names = ("scan.json", "search.json", "verify.json", "model_cache.json", "custom_nodes_cache.json")
-    files = [state / n for n in (*names, "download_queue.json", "intake_log.jsonl")]
-    settings = {
+    made_of = {
+        "search": (answers_module.mark(state / "search.json") or b"").decode("ascii"),
+        "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "budget_bytes")},
+        # What is verified so far, not the work of the run that wrote it (hashed_files, hash_seconds, ...).
+        "verified": {k: v for k, v in ((verify or {}).get("progress") or {}).items() if not k.startswith("hash")},
+        # The search writes the download queue every time it runs: what the commands take from it, not its stat.
+        "targets": sorted(install_facts.download_targets(state).items(), key=str),
+        "files": {n: stage_inputs.stat_key(state / n) for n in ("model_cache.json", "custom_nodes_cache.json")},
+        "scan": {k: scan_head[k] for k in ("comfyui_root", "demo", "node_map")},
+        "settings": report_settings(ctx, unavailable),
+    }
+    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
+
+
+def findings_key(lines_seen: Any, basis: bytes) -> str:
+    """Return the digest of what the findings are made of: each scan.json line as ``parts.line_digest`` sees it
+    (``lines_seen``, a blake2b given them in order) and ``basis``."""
+    h = lines_seen.copy()
+    h.update(basis)
+    return str(h.hexdigest())
+
+
+def unchanged_findings(ctx: StageContext, scan: parts.ScanLines, basis: bytes, last: Mapping[str, Any]) -> bool:
+    """Return True when the last report's findings were made of what this cycle's would be (``findings_key``)
+    and its outputs are as it wrote them: then they stand as they are, and a workflow edited without changing
+    what it needs (a node's title) costs a read of scan.json, not a report."""
+    extra = last.get("extra") or {}
+    if "findings" not in extra or last["valid_until"] is not None:
+        return False
+    if any(last["outputs"].get(str(p)) != stage_inputs.stat_key(p) for p in output_paths(ctx)):
+        return False
+    lines_seen = hashlib.blake2b(digest_size=16)
+    for _, line, _entry in scan.lines():
+        lines_seen.update(parts.line_digest(line))
+    return bool(findings_key(lines_seen, basis) == extra["findings"])
+
+
+# The install facts the report's commands name: download targets, disabled packs, broken files and walk limits.
+FACT_FILES = ("model_cache.json", "custom_nodes_cache.json", "download_queue.json")
+
+
+def report_settings(ctx: StageContext, unavailable: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the settings the report is made with (part of both fingerprints)."""
+    return {
         "format": INPUTS_FORMAT,
         "report": ctx.config.section("report"),
         "count_inactive": ctx.config.section("scan")["count_inactive_nodes"],
@@ -171,35 +367,49 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
         "python": install_facts.comfyui_python(Path(ctx.config.comfyui_root)),
         "unavailable": unavailable,
     }
-    return stage_inputs.fingerprint(files, settings)
 
 
-def broken_models(state: Path) -> list[dict[str, str]]:
-    """Return the installed safetensors files that are cut short or unreadable: the last report's list when
-    model_cache.json is as it was then (it holds every file's size and is rewritten when one changes), else
-    every file's header read again (``installed_broken``)."""
+def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> str:
+    """Return a hash of what the report is built from: the artifacts it reads (each rewritten only when its
+    content changes, so its stat stands for it), the install facts its commands name, and the settings. What
+    changes every cycle (the clock, this cycle's stage runs, the next cycle's time) is left out: a reuse
+    renders it again (``refresh_page``)."""
+    state = ctx.state_dir
+    files = [state / n for n in ("scan.json", "search.json", "verify.json", *FACT_FILES, "intake_log.jsonl")]
+    return stage_inputs.fingerprint(files, report_settings(ctx, unavailable))
+
+
+def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Return the installed safetensors files that are cut short or unreadable, and the model folders whose
+    walk the cache stage cut short: the last report's when model_cache.json is as it was then (it holds every
+    file's size and is rewritten when one changes), else every file's header read again
+    (``installed_broken``) and model_cache.json read (``model_folder_limits``)."""
     last = (stage_inputs.previous(state, "report") or {}).get("extra") or {}
     now = stage_inputs.stat_key(state / "model_cache.json")
-    if now is not None and last.get("broken_for") == now and isinstance(last.get("broken_models"), list):
-        return list(last["broken_models"])
-    return installed_broken(state)
+    broken, limits = last.get("broken_models"), (last.get("head") or {}).get("model_folder_limits")
+    if now is not None and last.get("broken_for") == now and isinstance(broken, list) and isinstance(limits, list):
+        return list(broken), list(limits)
+    return installed_broken(state), model_folder_limits(state)
 
 
 def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:
     """Return what a later cycle needs to render the page again without the findings: the document's small
-    keys, and where the findings' part lies in the page (character offsets). ``reuse`` is False when that
-    part names the next cycle's time (a search retried then), which changes every cycle."""
+    keys, where the findings' part lies in the page (character offsets), when and in which cycle they were
+    computed, and how often the part names the next cycle's time (a search waits for it): a later cycle
+    puts its own time there. ``reuse`` is False when those words are not found that many times."""
     due = document["search_now"]["next_cycle_at"]
-    without_next = {**document, "search_now": {**document["search_now"], "next_cycle_at": None}}
-    actions = "\n".join(markdown.actions_section(document))
+    waiting = {(a["kind"], a["detail"]) for a in document["actions"] if a["kind"] in ("search", "retry")}
+    body = "\n".join(parts[1])
+    due_count = len(waiting) if due else 0
     return {
         "head": {k: document[k] for k in HEAD_KEYS if k in document},
         "body": body_span(parts[0], parts[1]),
         "next_cycle_at": due,
+        "due_count": due_count,
+        "computed": {"cycle_id": document["cycle_id"], "at": document["generated_at"]},
         "broken_models": document["broken_models"],
         # Reusable when the next cycle's time is all that changes in the findings' part, in words we can find.
-        "reuse": bool(parts[1])
-        and "\n".join(markdown.actions_section(without_next)) == actions.replace(due_phrase(due), ""),
+        "reuse": bool(parts[1]) and (body.count(due_phrase(due)) == due_count if due else True),
     }
 
 
@@ -237,6 +447,7 @@ def refresh_page(
         "generated_at": now_text,
         "cycle_id": ctx.cycle_id,
         "stale": None,
+        **({"computed": extra["computed"]} if "computed" in extra else {}),
         "recent_intake": recent_intake(ctx.state_dir, ctx.config.section("report")["recent_intake"]),
         "cycle": {
             "cycle_id": ctx.cycle_id,
@@ -248,6 +459,8 @@ def refresh_page(
     due = install_facts.next_cycle_at(ctx.state_dir, ctx.now(), interval)
     body = page[start:end]
     if extra["next_cycle_at"]:
+        if body.count(due_phrase(extra["next_cycle_at"])) != extra.get("due_count"):
+            return False
         body = body.replace(due_phrase(extra["next_cycle_at"]), due_phrase(due))
     head, tail = markdown.header(document), markdown.tail(document)
     text = markdown.join_parts([head, [body], tail])
@@ -275,7 +488,9 @@ def _fresh_stale(unavailable: list[dict[str, Any]], cycle_id: str, now_text: str
 
 def _write_stale(report: dict[str, Any], reports: Path, outcome: StageOutcome) -> StageOutcome:
     """Write the last report again, marked stale; return ``outcome`` saying so."""
-    artifacts.write(reports / "master_status.json", report, "master_status")
+    head = {**report, "actions": [], "workflows": []}
+    encoded = {k: [status_file.encode(item) for item in report[k]] for k in status_file.LISTS}
+    status_file.write(reports / "master_status.json", head, encoded["workflows"], encoded["actions"])
     artifacts.atomic_write_text(reports / "master_status.md", markdown.render(report))
     outcome.counts = {k: v for k, v in report["summary"].items() if isinstance(v, int)}
     outcome.detail = f"kept the report of {report['generated_at']}, marked stale: {report['stale']['reason']}"

@@ -74,7 +74,7 @@ def test_workflows_missing_something_new_are_named() -> None:
     ]
     workflows[0]["newly_missing"] = ["model:loras:x"]
     workflows[1]["newly_missing"] = []
-    lines = markdown.workflows_section(workflows)
+    lines = markdown.workflows_section(markdown.rows_of(workflows))
     assert "Missing something new since the last cycle (1): `a.json`." in lines
 
 

@@ -167,7 +167,12 @@ def test_names_with_markdown_characters_stay_literal() -> None:
     ]
     from comfywatchman.reporting import status_report
 
-    ranked = status_report.actions(workflows)
+    ranked = [
+        {"id": f"fix_workflow:{w['path']}", "kind": "fix_workflow", "item": w["workflow"], "folder": None}
+        | {"url": None, "size": None, "detail": w["error"], "workflows": [w["workflow"]], "blocks": 1}
+        for w in workflows
+        if w["error"]
+    ]
     summary = {
         "workflows": 6,
         "ready": 3,

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from comfywatchman.reporting import commands, markdown, status_report
+from comfywatchman import artifacts
+from comfywatchman.reporting import answers, commands, markdown, status_report
 
 
 def _model(name: str, status: str = "missing", active: bool = True, folder: str = "loras") -> dict[str, Any]:
@@ -85,6 +86,15 @@ def _result(
     }
 
 
+def _build(
+    scan: dict[str, Any], search: dict[str, Any] | None, history: dict[str, Any], count_inactive: bool, now: str
+) -> tuple[list[dict[str, Any]], dict[str, Any], status_report.Aggregate]:
+    """Return the entries, the summary and the Aggregate of ``scan``'s workflows with ``search``'s answers."""
+    found = answers.from_results((search or {}).get("results", []))
+    entries, aggregate = status_report.build(scan["workflows"], found, history, count_inactive, now)
+    return entries, aggregate.summary(), aggregate
+
+
 PACK = {
     "name": "UltimateSDUpscale",
     "installed": False,
@@ -128,7 +138,7 @@ PACK = {
     ],
 )
 def test_build_classifies_readiness(models, nodes, results, readiness) -> None:  # type: ignore[no-untyped-def]
-    workflows, summary = status_report.build(
+    workflows, summary, _aggregate = _build(
         {"workflows": [_workflow(models, nodes)]}, {"results": results}, {}, False, "T1"
     )
     assert workflows[0]["readiness"] == readiness
@@ -137,23 +147,23 @@ def test_build_classifies_readiness(models, nodes, results, readiness) -> None: 
 
 def test_build_counts_inactive_when_configured() -> None:
     scan = {"workflows": [_workflow([_model("a", active=False)])]}
-    workflows, _ = status_report.build(scan, {"results": [_result("a", "NOT_FOUND")]}, {}, True, "T1")
+    workflows, _, _aggregate = _build(scan, {"results": [_result("a", "NOT_FOUND")]}, {}, True, "T1")
     assert workflows[0]["readiness"] == "blocked"
 
 
 def test_build_keeps_last_resolved_at_across_cycles_and_reports_newly_missing() -> None:
     scan_ok = {"workflows": [_workflow([_model("a", "installed")])]}
-    workflows, _ = status_report.build(scan_ok, {"results": []}, {}, False, "T1")
+    workflows, _, _ = _build(scan_ok, {"results": []}, {}, False, "T1")
     assert workflows[0]["last_resolved_at"] == "T1" and workflows[0]["newly_missing"] == []
     history = {"/w/a.json": {"last_resolved_at": "T1", "missing": []}}
     scan_broken = {"workflows": [_workflow([_model("b")])]}
-    workflows, _ = status_report.build(scan_broken, {"results": [_result("b", "NOT_FOUND")]}, history, False, "T2")
+    workflows, _, _aggregate = _build(scan_broken, {"results": [_result("b", "NOT_FOUND")]}, history, False, "T2")
     assert workflows[0]["last_resolved_at"] == "T1"  # not resolvable now: the old time stays
     assert workflows[0]["newly_missing"] == ["model:loras:b"]
 
 
 def test_build_marks_unreadable_workflow_as_error() -> None:
-    workflows, summary = status_report.build(
+    workflows, summary, _aggregate = _build(
         {"workflows": [_workflow(error="/w/a.json: invalid JSON")]}, None, {}, False, "T"
     )
     assert workflows[0]["readiness"] == "error" and summary["error"] == 1
@@ -173,8 +183,8 @@ def test_actions_rank_by_workflows_unblocked() -> None:
             _result("solo", "UNCERTAIN"),
         ]
     }
-    workflows, summary = status_report.build(scan, results, {}, False, "T")
-    actions = status_report.actions(workflows)
+    workflows, summary, aggregate = _build(scan, results, {}, False, "T")
+    actions = aggregate.actions()
     assert (actions[0]["kind"], actions[0]["item"], actions[0]["blocks"]) == ("download", "shared", 2)
     assert {a["kind"] for a in actions[1:]} == {"review", "install_pack"}
     assert summary["download_bytes"] == 2_000_000_000
@@ -204,8 +214,8 @@ def test_actions_one_per_pack_for_every_node_type_it_provides() -> None:
             _workflow(nodes=[_node("V", "missing", [PACK])], path="/w/2.json"),
         ]
     }
-    workflows, _ = status_report.build(scan, {"results": []}, {}, False, "T")
-    (action,) = status_report.actions(workflows)
+    _workflows, _, aggregate = _build(scan, {"results": []}, {}, False, "T")
+    (action,) = aggregate.actions()
     assert (action["kind"], action["item"], action["node_types"], action["blocks"]) == (
         "install_pack",
         "UltimateSDUpscale",
@@ -219,9 +229,9 @@ def test_actions_one_per_pack_for_every_node_type_it_provides() -> None:
 
 def test_actions_use_the_nodes_registry_id_for_comfy_node_install() -> None:
     node = {**_node("U", "missing", [PACK]), "cnr_id": "comfyui_ultimatesdupscale"}
-    workflows, _ = status_report.build({"workflows": [_workflow(nodes=[node])]}, {"results": []}, {}, False, "T")
+    _workflows, _, aggregate = _build({"workflows": [_workflow(nodes=[node])]}, {"results": []}, {}, False, "T")
     facts = commands.InstallFacts(root="/c")
-    (action,) = status_report.actions(workflows, facts)
+    (action,) = aggregate.actions(facts)
     assert action["registry_id"] == "comfyui_ultimatesdupscale"
     assert action["commands"][0]["shell"] == "comfy --workspace /c node install comfyui_ultimatesdupscale"
 
@@ -230,10 +240,9 @@ def test_download_action_has_exact_target_size_and_token_of_a_gated_file() -> No
     url = "https://huggingface.co/o/gated/resolve/main/m.safetensors"
     result = {**_result("m.safetensors", "FOUND", url=url, size=5_000), "details": {"huggingface": {"gated": True}}}
     scan = {"workflows": [_workflow([_model("m.safetensors")])]}
-    workflows, _ = status_report.build(scan, {"results": [result]}, {}, False, "T")
+    _workflows, _, aggregate = _build(scan, {"results": [result]}, {}, False, "T")
     facts = commands.InstallFacts(root="/c", targets={("loras", "m.safetensors"): "/c/models/loras/m.safetensors"})
-    gated = status_report.gated_files({"results": [result]})
-    (action,) = status_report.actions(workflows, facts, gated)
+    (action,) = aggregate.actions(facts)
     assert action["target_path"] == "/c/models/loras/m.safetensors" and action["size"] == 5_000
     assert action["token"]["env"] == "HF_TOKEN" and action["token"]["required"] is True
     assert action["commands"][0]["argv"][-2:] == ["--local-dir", "/c/models/loras"]
@@ -241,9 +250,9 @@ def test_download_action_has_exact_target_size_and_token_of_a_gated_file() -> No
 
 def test_search_actions_carry_no_command_of_their_own() -> None:
     scan = {"workflows": [_workflow([_model("a")])]}
-    workflows, _ = status_report.build(scan, {"results": [_result("a", "ERROR")]}, {}, False, "T")
+    _workflows, _, aggregate = _build(scan, {"results": [_result("a", "ERROR")]}, {}, False, "T")
     facts = commands.InstallFacts(root="/c", next_cycle_at="2026-12-01T10:00:00+00:00")
-    (action,) = status_report.actions(workflows, facts)
+    (action,) = aggregate.actions(facts)
     assert action["kind"] == "retry"
     assert "commands" not in action  # the one command that searches now is the report's search_now
 
@@ -253,9 +262,9 @@ def test_a_type_an_installed_pack_should_have_asks_to_check_that_pack_never_to_i
     scan = {
         "workflows": [_workflow(nodes=[_node("NewKJ", "missing", [{"name": "kj", "installed": True, "note": note}])])]
     }
-    workflows, summary = status_report.build(scan, {"results": []}, {}, False, "T")
+    workflows, summary, aggregate = _build(scan, {"results": []}, {}, False, "T")
     assert workflows[0]["readiness"] == "needs_review"
-    [action] = status_report.actions(workflows)
+    [action] = aggregate.actions()
     assert (action["kind"], action["detail"]) == ("check_pack", f"kj: {note}")
     page = markdown.render(
         {
@@ -282,9 +291,67 @@ def test_actions_ask_for_access_with_page_and_token_name_when_file_needs_access(
         "access": {"page": "https://huggingface.co/black-forest-labs/FLUX.1-dev", "token": "HF_TOKEN", "why": "gated"}
     }
     scan = {"workflows": [_workflow([_model("flux1-dev.safetensors", folder="diffusion_models")])]}
-    workflows, _summary = status_report.build(scan, {"results": [locked]}, {}, False, "T")
-    [action] = status_report.actions(workflows)
+    _workflows, _summary, aggregate = _build(scan, {"results": [locked]}, {}, False, "T")
+    [action] = aggregate.actions()
     assert action["kind"] == "get_access"
     assert action["url"] == "https://huggingface.co/black-forest-labs/FLUX.1-dev"
     page = "https://huggingface.co/black-forest-labs/FLUX.1-dev"
     assert action["detail"] == f"gated: get access at {page}, then set HF_TOKEN to that account's token"
+
+
+def test_workflow_entries_name_what_they_miss_and_refer_to_the_action_by_id() -> None:
+    scan = {
+        "workflows": [
+            _workflow([_model("shared"), _model("solo", folder="vae")], path="/w/1.json"),
+            _workflow([_model("shared")], nodes=[_node("U", "missing", [PACK])], path="/w/2.json"),
+        ]
+    }
+    results = {"results": [_result("shared", "FOUND", url="https://civitai.com/s", size=7)]}
+    workflows, _, aggregate = _build(scan, results, {}, False, "T")
+    actions = {a["id"]: a for a in aggregate.actions(commands.InstallFacts(root="/c"))}
+    assert len(actions) == 3
+    for entry in workflows:
+        artifacts.validate(entry, "master_status", "entry", "workflow")
+        for missing in entry["missing_models"]:
+            # The entry says what the workflow names; the file's facts are said once, in the action.
+            assert set(missing) == {"name", "folder", "status", "node", "action"}
+            action = actions[missing["action"]]
+            assert (action["item"], action["folder"]) == (missing["name"], missing["folder"])
+            assert entry["workflow"] in action["workflows"]
+        for node in entry["missing_nodes"]:
+            assert set(node) == {"class_type", "state", "node_ids", "action"}
+            assert actions[node["action"]]["kind"] == "install_pack"
+    shared = actions["download:loras/shared"]
+    assert (shared["source"], shared["evidence"], shared["size"], shared["blocks"]) == (
+        "civitai",
+        "exact_filename",
+        7,
+        2,
+    )
+    assert actions["search:vae/solo"]["workflows"] == ["1.json"]
+    # Where files were looked for depends on their folder type alone: once per type, not per file.
+    assert aggregate.model_dirs == {"loras": ["/c/models/loras"], "vae": ["/c/models/loras"]}
+    assert all("looked_in" not in a for a in actions.values())
+    for action in actions.values():
+        artifacts.validate(action, "master_status", "action", "action")
+
+
+def test_a_review_keeps_every_candidate_the_search_offered() -> None:
+    offered = [
+        {
+            "source": "civitai",
+            "name": f"c{i}.safetensors",
+            "url": f"https://c/{i}",
+            "evidence": "similar_name",
+            "reason": "similar name",
+            "sha256": None,
+            "size": i,
+            "details": {},
+        }
+        for i in range(7)
+    ]
+    result = {**_result("a", "UNCERTAIN"), "candidates": offered}
+    _, _, aggregate = _build({"workflows": [_workflow([_model("a")])]}, {"results": [result]}, {}, False, "T")
+    (action,) = aggregate.actions()
+    assert [c["name"] for c in action["candidates"]] == [f"c{i}.safetensors" for i in range(7)]
+    assert set(action["candidates"][0]) == {"name", "source", "url", "reason", "size"}

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfywatchman.reporting import verification
+from comfywatchman.reporting import answers, status_report, verification
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
-
-
-def entry(name: str, readiness: str, missing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "workflow": name,
-        "path": f"/w/{name}",
-        "readiness": readiness,
-        "missing_models": missing or [],
-        "missing_nodes": [],
-        "last_resolved_at": "2026-11-30T12:00:00+00:00" if readiness in ("ready", "resolvable") else None,
-        "error": None,
-    }
 
 
 def drift(workflows: list[str], kind: str = "mismatch") -> dict[str, Any]:
@@ -55,30 +43,68 @@ VERIFY = {
 }
 
 
-def test_apply_makes_drifted_workflows_need_review_and_keeps_their_history() -> None:
-    missing = [{"name": "flux1-dev.safetensors", "folder": "diffusion_models"}]
-    workflows = [entry("a", "ready"), entry("b", "resolvable", missing), entry("c", "blocked")]
-    summary = {"ready": 1, "resolvable": 1, "needs_review": 0, "blocked": 1, "error": 0}
-    history = {"/w/a": {"last_resolved_at": "2026-11-01T00:00:00+00:00"}}
-    block = verification.apply(workflows, summary, VERIFY, history)
-    assert [w["readiness"] for w in workflows] == ["needs_review", "needs_review", "blocked"]
-    assert summary == {"ready": 0, "resolvable": 0, "needs_review": 2, "blocked": 1, "error": 0}
+def scanned(name: str, models: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "workflow": name,
+        "path": f"/w/{name}",
+        "source": "comfyui",
+        "error": None,
+        "models": models or [],
+        "nodes": [],
+    }
+
+
+def test_drifted_workflows_need_review_keep_their_history_and_name_the_drift_actions() -> None:
+    missing = {
+        "name": "flux1-dev.safetensors",
+        "folder": "diffusion_models",
+        "status": "missing",
+        "active": True,
+        "origins": [],
+        "invalid_reason": None,
+        "note": "",
+        "looked_in": [],
+    }
+    found = answers.from_results(
+        [
+            {
+                "name": "flux1-dev.safetensors",
+                "type": "diffusion_models",
+                "status": "FOUND",
+                "url": "https://x",
+                "details": {},
+            }
+        ]
+    )
+    ids = verification.drift_ids(VERIFY)
+    assert ids == {name: [f"replace_drift:/m/vae/ae.safetensors#{SHA_A[:16]}"] for name in ("a", "b", "c")}
+    history = {"/w/a": {"last_resolved_at": "2026-11-01T00:00:00+00:00", "missing": []}}
+    workflows, aggregate = status_report.build(
+        [scanned("a"), scanned("b", [missing]), scanned("d")], found, history, False, "2026-11-30T12:00:00+00:00", ids
+    )
+    assert [w["readiness"] for w in workflows] == ["needs_review", "needs_review", "ready"]
     # Not resolved this cycle after all: the last time it was stays.
     assert workflows[0]["last_resolved_at"] == "2026-11-01T00:00:00+00:00"
     assert workflows[1]["last_resolved_at"] is None
-    assert all(w["drift"][0]["installed_as"] == "ae.safetensors" for w in workflows)
-    assert workflows[1]["missing_models"][0]["variants_on_disk"][0]["installed_as"] == "flux1-dev-fp8.safetensors"
-    assert block == {
+    assert workflows[2]["last_resolved_at"] == "2026-11-30T12:00:00+00:00"
+    assert workflows[0]["drift"] == ids["a"] and "drift" not in workflows[2]
+    assert aggregate.summary()["needs_review"] == 2
+    assert verification.block(VERIFY) == {
         "progress": {"files_declared": 1},
         "budget_bytes": 10,
         "drift": 1,
         "alternatives": 1,
         "cycle_id": "c1",
     }
+    ranked = verification.merge_actions(aggregate.actions(), VERIFY)
+    by_id = {a["id"]: a for a in ranked}
+    assert by_id[ids["a"][0]]["workflows"] == ["a", "b", "c"]
+    assert by_id["download:diffusion_models/flux1-dev.safetensors"]["variants_on_disk"][0]["size"] == 5
 
 
 def test_merge_actions_ranks_drift_with_the_others_and_attaches_variants_to_the_download() -> None:
     download = {
+        "id": "download:diffusion_models/flux1-dev.safetensors",
         "kind": "download",
         "item": "flux1-dev.safetensors",
         "folder": "diffusion_models",
@@ -88,7 +114,8 @@ def test_merge_actions_ranks_drift_with_the_others_and_attaches_variants_to_the_
         "workflows": ["b", "d"],
         "blocks": 2,
     }
-    pack = {**download, "kind": "install_pack", "item": "SomeNode", "folder": None, "workflows": ["e"], "blocks": 1}
+    pack = {**download, "id": "install_pack:SomeNode", "kind": "install_pack", "item": "SomeNode", "folder": None}
+    pack.update(workflows=["e"], blocks=1)
     ranked = verification.merge_actions([download, pack], VERIFY)
     assert [(a["kind"], a["blocks"]) for a in ranked] == [("replace_drift", 3), ("download", 2), ("install_pack", 1)]
     assert ranked[0]["url"] == "https://huggingface.co/x/y/resolve/main/ae.safetensors"

@@ -88,7 +88,9 @@ def test_a_warm_cycle_leaves_search_and_report_untouched_but_the_page_says_this_
     page = report_files(home)[1].read_text(encoding="utf-8")
     assert page != page_before
     assert page.splitlines()[0] == "# ComfyUI readiness — 2026-05-01T14:00:00+00:00"
-    assert "cycle `c2`" in page and "cycle `c1`" not in page
+    assert "· cycle `c2`" in page and "· cycle `c1`" not in page
+    # It says the findings (and master_status.json) are those of the cycle that computed them.
+    assert "Nothing the findings depend on changed since cycle `c1` (2026-05-01T12:00:00+00:00)" in page
     # The findings' part of the page is the one written in the first cycle, character for character, but for
     # the next cycle's time (when the files not searched yet will be), which moved on with the clock.
     findings = page_before.split("\n## ", 1)[1].rsplit("\n## This cycle", 1)[0]

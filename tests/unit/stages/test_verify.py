@@ -110,15 +110,16 @@ def test_report_ranks_drift_and_lists_variants_next_to_the_download(comfy_tree: 
     cycle(ctx)
     status = report(ctx)
     (workflow,) = status["workflows"]
+    actions = {a["id"]: a for a in status["actions"]}
     assert workflow["readiness"] == "needs_review"  # the download alone would make it resolvable
-    assert {d["installed_as"] for d in workflow["drift"]} == {CLIP_VISION, TEXT_ENCODER}
+    # The entry names its drifted files' actions; each action carries the finding.
+    assert {actions[d]["drift"]["installed_as"] for d in workflow["drift"]} == {CLIP_VISION, TEXT_ENCODER}
     assert status["summary"]["needs_review"] == 1 and status["summary"]["resolvable"] == 0
     (missing,) = workflow["missing_models"]
     assert missing["name"] == UNET and missing["status"] == "FOUND"
-    assert [v["installed_as"] for v in missing["variants_on_disk"]] == [FP8, GGUF]
-    assert missing["variants_on_disk"][1]["loader_note"] == (
-        "a .gguf file needs UnetLoaderGGUF (ComfyUI-GGUF) instead of UNETLoader"
-    )
+    variants = actions[missing["action"]]["variants_on_disk"]
+    assert [v["installed_as"] for v in variants] == [FP8, GGUF]
+    assert variants[1]["loader_note"] == "a .gguf file needs UnetLoaderGGUF (ComfyUI-GGUF) instead of UNETLoader"
     kinds = {(a["kind"], a["item"]) for a in status["actions"]}
     assert {("download", UNET), ("replace_drift", CLIP_VISION), ("replace_drift", TEXT_ENCODER)} <= kinds
     download = next(a for a in status["actions"] if a["kind"] == "download")

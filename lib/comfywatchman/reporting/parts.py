@@ -1,0 +1,217 @@
+"""Each workflow's part of the report, kept between cycles so an unchanged workflow is not worked out again.
+
+The report reads scan.json a line (one workflow) at a time (``ScanLines``). ``state/report_parts.pack`` keeps,
+per workflow, the record ``status_report.workflow_record`` made of it, keyed by the digest of its scan.json
+line, with the digest of what else the record was made from (``PartStore.depends``: the search's answers for
+the files it misses, its drifted files, the settings); what it took from its readiness history is compared
+apart (``status_report.history_holds``). A workflow whose line and dependencies are unchanged reuses its
+record without its line being parsed. One line per workflow::
+
+    <digest of the scan line> <digest of the dependencies> <digest of PAYLOAD> <PAYLOAD>
+
+where PAYLOAD is the record's compact JSON. It is a cache, safe to lose: a torn or edited line (its checksum
+no longer matches) is ignored and that workflow worked out again. It is rewritten (temp file and rename, not
+fsynced: a crash costs one full report) after each report that made a new record or lost an old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting.answers import Answers
+from comfywatchman.reporting.status_report import keys_of
+
+logger = logging.getLogger(__name__)
+
+FILE = "report_parts.pack"
+_OPENER = b'"workflows":['
+
+
+def digest(data: bytes) -> bytes:
+    """Return the short hex digest the store keys and checks lines by."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest().encode("ascii")
+
+
+_FILE_HASH = re.compile(rb'"sha256":"[0-9a-f]{64}","source":')
+
+
+def line_digest(line: bytes) -> bytes:
+    """Return the digest a scan.json line is kept under: its text without what says nothing to the report,
+    the entry's ``reused`` flag (whether the scan parsed the file again; it flips from false to true in the
+    cycle after a file is first scanned) and the file's own sha256 (a workflow edited without changing what
+    it needs, a node's title, is the same to the report). Compact JSON escapes quotes inside strings and sorts
+    keys, so these can only be the entry's own (a declared file's sha256 is followed by its url)."""
+    line = line.replace(b'"reused":true', b'"reused":false', 1)
+    return digest(_FILE_HASH.sub(b'"source":', line, count=1))
+
+
+class ScanLines:
+    """scan.json's head (validated) and its workflow entries as raw lines, parsed only when asked
+    (``parse``): the report reuses the part of a workflow whose line it has seen before without parsing it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._assembled = artifacts.Assembled(path, "workflows", "scan", "workflow")
+        self.head: dict[str, Any] = self._assembled.head
+        with path.open("rb") as handle:
+            self._one_per_line = handle.readline().rstrip(b"\n").endswith(_OPENER)
+
+    def lines(self) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+        """Yield ``(line number, line, entry or None)`` per workflow: the raw line when the file holds one
+        entry per line (``entry`` None until ``parse``), else each entry re-encoded with the entry itself."""
+        if not self._one_per_line:
+            for number, item in enumerate(self._assembled.items(), start=2):
+                yield number, orjson.dumps(item, option=orjson.OPT_SORT_KEYS), item
+            return
+        with self.path.open("rb") as handle:
+            handle.readline()
+            for number, line in enumerate(handle, start=2):
+                if line.startswith(b"]"):
+                    return
+                yield number, line.rstrip(b"\n").removesuffix(b","), None
+        raise ArtifactError(f"{self.path}: ends inside its list 'workflows' (a torn write?)")
+
+    def parse(self, number: int, line: bytes) -> dict[str, Any]:
+        """Return the validated workflow entry of scan.json's line ``number``; raise ArtifactError naming the
+        file and line when it is not valid."""
+        try:
+            entry: dict[str, Any] = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ArtifactError(f"{self.path}: line {number} is not valid JSON ({exc})") from None
+        if not artifacts.fast_validator("scan", "workflow").is_valid(entry):
+            artifacts.validate(entry, "scan", f"{self.path} (line {number})", "workflow")
+        return entry
+
+
+class PartStore:
+    """Workflow records by the digest of their scan.json line, for one settings digest.
+
+    The last report's file is indexed (digests and where each payload lies), not held: a payload is read
+    when its line is looked up. This report's lines are written to a temp file as they are kept, which
+    ``save`` renames over the old file (or drops, when nothing changed)."""
+
+    def __init__(self, path: Path, settings: Mapping[str, Any]) -> None:
+        self.path = path
+        self.settings = digest(orjson.dumps(dict(settings), option=orjson.OPT_SORT_KEYS))
+        # line digest -> (dependencies digest, payload digest, payload offset, payload length)
+        self._index: dict[bytes, tuple[bytes, bytes, int, int]] = {}
+        self._old: Any = None
+        self._new: Any = None
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._last: tuple[bytes, bytes] | None = None
+        self._kept = 0
+        self._changed = False
+        self.reused = 0
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            self._old = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            logger.warning("%s: unreadable (%s); every workflow's report is worked out again", self.path, exc)
+            return
+        offset = 0
+        for line in self._old:
+            fields = line.split(b" ", 3)
+            if len(fields) == 4 and line.endswith(b"\n"):
+                start = offset + sum(len(f) for f in fields[:3]) + 3
+                self._index[fields[0]] = (fields[1], fields[2], start, len(line) - 1 - (start - offset))
+            offset += len(line)
+
+    def depends(self, record: Mapping[str, Any], answers: Answers, drift_ids: Sequence[str]) -> bytes:
+        """Return the digest of what ``record`` was made from besides its scan line and its readiness history
+        (checked apart: ``status_report.history_holds``): the settings, the answers for the files it misses,
+        and its drifted files."""
+        h = hashlib.blake2b(self.settings, digest_size=16)
+        for found in keys_of(record):
+            h.update(answers.digest(found))
+        h.update(orjson.dumps(list(drift_ids)))
+        return h.hexdigest().encode("ascii")
+
+    def get(self, line_digest: bytes) -> dict[str, Any] | None:
+        """Return the record kept for a scan line with digest ``line_digest`` (None when none is usable); the
+        caller checks its dependencies with ``depends`` and ``matches``."""
+        found = self._index.get(line_digest)
+        if found is None:
+            return None
+        _, check, start, length = found
+        try:
+            self._old.seek(start)
+            payload = self._old.read(length)
+        except OSError:
+            return None
+        if digest(payload) != check:
+            logger.debug("%s: the line of %s is torn or edited; worked out again", self.path, line_digest)
+            return None
+        try:
+            record = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        self._last = (line_digest, payload)
+        return record if isinstance(record, dict) else None
+
+    def matches(self, line_digest: bytes, deps: bytes) -> bool:
+        """Return True when the record kept for ``line_digest`` was made from the dependencies ``deps``."""
+        found = self._index.get(line_digest)
+        return found is not None and found[0] == deps
+
+    def keep(self, line_digest: bytes, deps: bytes, record: Mapping[str, Any] | None = None) -> None:
+        """Keep the record of this cycle's scan line ``line_digest``: ``record`` when it was made now, None
+        when the one just read (``get``) is reused as it is."""
+        if record is None:
+            assert self._last is not None and self._last[0] == line_digest
+            payload, check = self._last[1], self._index[line_digest][1]
+            self.reused += 1
+        else:
+            payload = orjson.dumps(record)
+            check = digest(payload)
+            self._changed = True
+        self._kept += 1
+        try:
+            if self._new is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._new = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by save)
+            self._new.write(b" ".join((line_digest, deps, check, payload)) + b"\n")
+        except OSError as exc:
+            logger.warning("%s: not written (%s); the next report works every workflow out again", self._tmp, exc)
+
+    def discard(self) -> None:
+        """Leave the last report's records as they are and drop this report's (it failed)."""
+        for handle in (self._old, self._new):
+            if handle is not None:
+                handle.close()
+        self._old = self._new = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+    def save(self) -> None:
+        """Put this report's records in place of the last one's, unless they are the same (none made now and
+        none gone). A failure to write is logged and otherwise ignored (the next report works everything out
+        again)."""
+        if self._old is not None:
+            self._old.close()
+        if self._new is None:
+            return
+        self._new.close()
+        try:
+            if self._changed or self._kept != len(self._index):
+                os.replace(self._tmp, self.path)
+            else:
+                os.unlink(self._tmp)
+        except OSError as exc:
+            logger.warning("%s: not written (%s); the next report works every workflow out again", self.path, exc)
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)

@@ -1,0 +1,212 @@
+"""master_status.json on disk: one JSON document, one workflow or action per line, the small keys last.
+
+Layout (what ``Writer`` makes)::
+
+    {"workflows":[
+    {...one workflow...},
+    {...}
+    ],"actions":[
+    {...one action...},
+    {...}
+    ],"action_totals":{...},"cycle":{...},"summary":{...},...}
+
+so the report writes each workflow entry as soon as it is made and each action once they are ranked (each
+validated against the schema's ``$defs/workflow`` or ``$defs/action`` where it is made), never holding the
+whole document; and a program reads the small keys (summary, cycle, stale) from the last line alone
+(``read_head``) and the lists an item at a time (``items``). A file in another layout (written by an earlier
+version, or by hand) is read whole and gives the same answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
+SCHEMA = "master_status"
+LISTS = {"workflows": "workflow", "actions": "action"}  # list key -> its items' definition in the schema
+_OPEN = b'{"workflows":['
+_BETWEEN = b'],"actions":['
+_TAIL_WINDOW = 1 << 16  # the last line (the small keys) is looked for this many bytes at a time from the end
+
+
+def part(instance: Mapping[str, Any], definition: str, source: str) -> bytes:
+    """Return one list item's compact canonical text, validated against ``$defs/definition`` (raise
+    ArtifactError naming ``source`` when it is not valid)."""
+    artifacts.validate(instance, SCHEMA, source, definition)
+    return encode(instance)
+
+
+def encode(instance: Mapping[str, Any]) -> bytes:
+    """Return the compact canonical text of one list item (sorted keys), not validated."""
+    return orjson.dumps(instance, option=orjson.OPT_SORT_KEYS)
+
+
+class Writer:
+    """master_status.json written as it is made, through a temp file beside it renamed over it by ``finish``
+    (fsynced), so a reader sees the old report or the new one: the workflows one at a time (``workflow``),
+    then the actions (``actions``), then the small keys (``finish``). Leaving the ``with`` block without
+    ``finish`` (an error) removes the temp file and leaves the old report as it was."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: Any = None
+        self._tmp = ""
+        self._count = 0
+        self._stage = "workflows"
+
+    def __enter__(self) -> Writer:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+        self._handle = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._handle.write(_OPEN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+
+    def _item(self, text: bytes) -> None:
+        self._handle.write(b",\n" if self._count else b"\n")
+        self._handle.write(text)
+        self._count += 1
+
+    def workflow(self, text: bytes) -> None:
+        """Write one workflow entry (a text from ``part``, or ``encode`` of one validated before)."""
+        if self._stage != "workflows":
+            raise ValueError("status_file.Writer: workflows come before the actions")
+        self._item(text)
+
+    def actions(self, texts: Iterable[bytes]) -> None:
+        """End the workflows and write the actions (texts from ``part``), in order."""
+        self._handle.write((b"\n" if self._count else b"") + _BETWEEN)
+        self._stage, self._count = "actions", 0
+        for text in texts:
+            self._item(text)
+
+    def finish(self, head: Mapping[str, Any]) -> None:
+        """Write the small keys of ``head`` (the document whose lists are empty, validated here) as the last
+        line, fsync, and rename the file over the report."""
+        if any(head.get(k) != [] for k in LISTS):
+            raise ValueError("status_file.Writer: the head's lists must be empty")
+        if self._stage != "actions":
+            self.actions(())
+        artifacts.validate(dict(head), SCHEMA, f"{self.path} (about to be written)")
+        rest = orjson.dumps({k: v for k, v in head.items() if k not in LISTS}, option=orjson.OPT_SORT_KEYS)
+        handle, self._handle = self._handle, None
+        try:
+            handle.write((b"\n" if self._count else b"") + b"]," + rest[1:] + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
+        _fsync_dir(self.path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk; Windows cannot open directories.
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write(path: Path, head: Mapping[str, Any], workflows: Iterable[bytes], actions: Iterable[bytes]) -> None:
+    """Write master_status.json at once: ``head`` (both lists empty) and the items' texts (from ``part``)."""
+    with Writer(path) as writer:
+        for text in workflows:
+            writer.workflow(text)
+        writer.actions(actions)
+        writer.finish(head)
+
+
+def _layout(path: Path) -> tuple[bool, bytes]:
+    """Return (whether the file is in ``Writer``'s layout, its last line)."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+            end = handle.seek(0, os.SEEK_END)
+            start, chunk = end, b""
+            # Back from the end until the last line's start is in view (the last line is short: the small keys).
+            while start > 0 and b"\n" not in chunk.rstrip(b"\n"):
+                start = max(0, start - _TAIL_WINDOW)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing (run the report stage first)") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
+    chunk = chunk.rstrip(b"\n")
+    last = chunk[chunk.rfind(b"\n") + 1 :]
+    return first == _OPEN + b"\n" and last.startswith(b"],") and last.endswith(b"}"), last
+
+
+def read_head(path: Path) -> dict[str, Any]:
+    """Return master_status.json without its lists (both empty), validated; from the last line alone when
+    the file is in ``Writer``'s layout, else from the whole file. Raise ArtifactError naming the file when it
+    is missing or broken."""
+    ours, last = _layout(path)
+    if not ours:
+        whole: dict[str, Any] = artifacts.read(path, SCHEMA)
+        return {**whole, **{k: [] for k in LISTS}}
+    try:
+        head = orjson.loads(b"{" + last[2:])
+    except orjson.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: its last line is not valid JSON ({exc})") from None
+    if not isinstance(head, dict):
+        raise ArtifactError(f"{path}: its last line is not the rest of an object")
+    head.update({k: [] for k in LISTS})
+    artifacts.validate(head, SCHEMA, str(path))
+    return head
+
+
+def items(path: Path, key: str) -> Iterator[dict[str, Any]]:
+    """Yield the items of the list ``key`` (``actions`` or ``workflows``), one line read and validated at a
+    time (the whole file read when it is in another layout)."""
+    ours, _ = _layout(path)
+    if not ours:
+        yield from artifacts.read(path, SCHEMA)[key]
+        return
+    check = artifacts.fast_validator(SCHEMA, LISTS[key])
+    opener = _OPEN if key == "workflows" else _BETWEEN
+    inside = False
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not inside:
+                inside = line.rstrip(b"\n") == opener
+                continue
+            if line.startswith(b"]"):
+                return
+            try:
+                item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
+            except orjson.JSONDecodeError as exc:
+                raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+            if not check.is_valid(item):
+                artifacts.validate(item, SCHEMA, f"{path} (line {number})", LISTS[key])
+            yield item
+    raise ArtifactError(f"{path}: no complete list {key!r} (a torn write?)")
+
+
+def read(path: Path) -> dict[str, Any]:
+    """Return the whole master_status.json, validated (for small reports and tests)."""
+    head = read_head(path)
+    return {**head, **{k: list(items(path, k)) for k in LISTS}}

@@ -1,0 +1,120 @@
+"""master_status.json on disk: one workflow or action per line, the small keys on the last line; read by
+pieces, and another layout (an earlier version's, indented) read whole with the same answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import status_file
+
+SUMMARY = {
+    "workflows": 1,
+    "ready": 0,
+    "resolvable": 0,
+    "needs_review": 0,
+    "blocked": 0,
+    "error": 1,
+    "missing_models": 0,
+    "missing_nodes": 0,
+    "uncertain": 0,
+    "download_bytes": 0,
+    "download_sizes_known": 0,
+}
+HEAD: dict[str, Any] = {
+    "generated_at": "2026-11-30T12:00:00+00:00",
+    "cycle_id": "c1",
+    "comfyui_root": "/c",
+    "demo": False,
+    "offline": True,
+    "manager_maps": {"node_map": None, "model_list": None},
+    "stale": None,
+    "summary": SUMMARY,
+    "action_totals": {},
+    "actions": [],
+    "search_now": {"next_cycle_at": None, "commands": []},
+    "workflows": [],
+    "recent_intake": [],
+    "cycle": {"cycle_id": "c1", "stages": [], "errors": []},
+}
+WORKFLOW = {
+    "workflow": "a\nb.json",
+    "path": "/w/a\nb.json",
+    "intake_source": "comfyui",
+    "readiness": "error",
+    "missing_models": [],
+    "missing_nodes": [],
+    "inactive_missing": 0,
+    "uncertain_count": 0,
+    "newly_missing": [],
+    "last_resolved_at": None,
+    "error": "/w/a.json: invalid JSON",
+}
+ACTION = {
+    "id": "fix_workflow:/w/a\nb.json",
+    "kind": "fix_workflow",
+    "item": "a\nb.json",
+    "folder": None,
+    "url": None,
+    "size": None,
+    "detail": "/w/a.json: invalid JSON",
+    "workflows": ["a\nb.json"],
+    "blocks": 1,
+}
+
+
+def test_written_by_pieces_it_is_one_valid_document_read_back_by_pieces(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    workflow = status_file.part(WORKFLOW, "workflow", "test")
+    status_file.write(path, HEAD, [workflow, workflow], [status_file.part(ACTION, "action", "test")])
+    whole = artifacts.read(path, "master_status")  # one JSON document, valid against the schema
+    assert whole == {**HEAD, "workflows": [WORKFLOW, WORKFLOW], "actions": [ACTION]}
+    assert len(path.read_bytes().splitlines()) == 6  # a name with a newline stays on its line, escaped
+    assert status_file.read_head(path) == HEAD
+    assert list(status_file.items(path, "workflows")) == [WORKFLOW, WORKFLOW]
+    assert list(status_file.items(path, "actions")) == [ACTION]
+    status_file.write(path, HEAD, [], [])
+    assert artifacts.read(path, "master_status") == HEAD
+
+
+def test_a_report_in_another_layout_gives_the_same_answers(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    path.write_text(json.dumps({**HEAD, "workflows": [WORKFLOW], "actions": [ACTION]}, indent=2), encoding="utf-8")
+    assert status_file.read_head(path) == HEAD
+    assert list(status_file.items(path, "workflows")) == [WORKFLOW]
+    assert status_file.read(path)["actions"] == [ACTION]
+
+
+def test_an_invalid_part_is_refused_where_it_is_made_and_the_old_report_stays(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    status_file.write(path, HEAD, [], [])
+    before = path.read_bytes()
+    with pytest.raises(ArtifactError, match="workflow x"):
+        status_file.part({**WORKFLOW, "readiness": "fine"}, "workflow", "workflow x")
+    with pytest.raises(ArtifactError), status_file.Writer(path) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.finish({**HEAD, "summary": {}})  # the head is checked before the rename
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["master_status.json"]  # no temp file left
+
+
+def test_a_torn_report_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    status_file.write(path, HEAD, [status_file.part(WORKFLOW, "workflow", "test")], [])
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(ArtifactError, match=r"master_status\.json"):
+        status_file.read_head(path)
+    with pytest.raises(ArtifactError, match=r"missing\.json: missing"):
+        status_file.read_head(tmp_path / "missing.json")
+
+
+def test_a_last_line_longer_than_one_look_back_is_still_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "master_status.json"
+    status_file.write(path, HEAD, [status_file.part(WORKFLOW, "workflow", "test")], [])
+    monkeypatch.setattr(status_file, "_TAIL_WINDOW", 16)
+    assert status_file.read_head(path) == HEAD

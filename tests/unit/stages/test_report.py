@@ -1,0 +1,117 @@
+"""The report stage reuses each unchanged workflow's part of the last report (``state/report_parts.pack``), and
+what it writes from kept parts is, byte for byte, what it writes from scratch: real stages on a small install."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from comfywatchman import artifacts, stage_inputs
+from comfywatchman.reporting import parts, status_file
+from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
+
+
+def more_workflows(tree: ComfyTree) -> None:
+    """Add a workflow missing a node type, one missing a file another one misses too, and an unreadable one."""
+    tree.workflow("c.json", ui_workflow([ui_node(1, "NoSuchNodeAnywhere", [])]))
+    tree.workflow("d.json", ui_workflow([ui_node(1, "LoraLoader", ["missing_lora.safetensors", 1, 1])]))
+    tree.raw_workflow("torn.json", b'{"nodes": [{"id": 1, "type": "KSam')
+
+
+def test_one_changed_workflow_is_worked_out_again_alone_and_the_report_is_the_one_made_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_install(comfy_tree)
+    more_workflows(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0))
+    state = home / "state"
+    history_before = (state / "report_history.json").read_bytes()
+    comfy_tree.workflow(
+        "b.json",
+        ui_workflow(
+            [ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"]), ui_node(2, "VAELoader", ["new.safetensors"])]
+        ),
+    )
+    ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
+    with caplog.at_level(logging.DEBUG, logger="comfywatchman.stages.report"):
+        run(ctx)
+    assert "report: 4 of 5 workflows reused" in caplog.text
+    status, page, _ = report_files(home)
+    kept = status.read_bytes(), page.read_text(encoding="utf-8")
+    report = artifacts.read(status, "master_status")
+    b = next(w for w in report["workflows"] if w["workflow"] == "b.json")
+    assert [(m["name"], m["action"]) for m in b["missing_models"]] == [
+        ("new.safetensors", "search:vae/new.safetensors")
+    ]
+
+    # The same report from scratch: no kept parts, and the readiness history the first report left.
+    (state / parts.FILE).unlink()
+    stage_inputs.path_of(state, "report").unlink()
+    (state / "report_history.json").write_bytes(history_before)
+    run(ctx, ("report",))
+    assert (status.read_bytes(), page.read_text(encoding="utf-8")) == kept
+
+
+def test_a_torn_or_edited_parts_file_costs_a_full_report_never_a_wrong_one(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    more_workflows(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0))
+    state = home / "state"
+    status = report_files(home)[0]
+    expected = artifacts.read(status, "master_status")["workflows"]
+    store = state / parts.FILE
+    lines = store.read_bytes().split(b"\n")
+    # An edited payload (its checksum no longer matches) and a torn last line.
+    lines[0] = lines[0].replace(b'"readiness":"', b'"readiness":"x', 1)
+    store.write_bytes(b"\n".join(lines)[:-40])
+    stage_inputs.path_of(state, "report").unlink()
+    run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)), ("report",))
+    again = artifacts.read(status, "master_status")
+    now = (T0 + timedelta(hours=1)).isoformat(timespec="seconds")
+    resolved = ("ready", "resolvable")
+    assert again["workflows"] == [{**w, "last_resolved_at": now} if w["readiness"] in resolved else w for w in expected]
+    assert len(store.read_bytes().splitlines()) == 5
+
+
+def test_the_summary_is_read_from_the_last_line_of_master_status(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0))
+    status = report_files(home)[0]
+    lines = status.read_bytes().splitlines()
+    assert lines[0] == b'{"workflows":[' and lines[-1].startswith(b'],"action_totals":')
+    head = status_file.read_head(status)
+    whole = artifacts.read(status, "master_status")
+    assert head == {**whole, "workflows": [], "actions": []}
+    assert list(status_file.items(status, "workflows")) == whole["workflows"]
+    assert list(status_file.items(status, "actions")) == whole["actions"]
+
+
+def test_a_workflow_edited_without_changing_what_it_needs_leaves_the_findings_as_they_are(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0))
+    status, page, history = report_files(home)
+    before = status.read_bytes(), status.stat().st_mtime_ns, history.read_bytes()
+    # The same nodes, the canvas moved: a new sha256, the same needs.
+    comfy_tree.workflow(
+        "b.json",
+        ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"])], extra={"ds": {"scale": 2}}),
+    )
+    run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)))
+    assert (status.read_bytes(), status.stat().st_mtime_ns, history.read_bytes()) == before
+    text = page.read_text(encoding="utf-8")
+    assert "· cycle `c2`" in text
+    assert "Nothing the findings depend on changed since cycle `c1` (2026-05-01T12:00:00+00:00)" in text
+
+    # What a workflow needs changed: the findings are worked out again.
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    run(context(comfy_tree, home, "c3", T0 + timedelta(hours=2)))
+    report = artifacts.read(status, "master_status")
+    assert report["cycle_id"] == "c3"
+    b = next(w for w in report["workflows"] if w["workflow"] == "b.json")
+    assert [m["name"] for m in b["missing_models"]] == ["other.safetensors"]
