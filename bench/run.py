@@ -9,7 +9,7 @@ report included):
 - floor: read every workflow once, ``json.loads`` it, walk the model tree (``floor.measure_floor``, in a child);
 - cold: a cycle from an empty home;
 - warm: the same cycle again, nothing changed;
-- one changed: the same after one workflow file was edited.
+- one changed: the same after one workflow file was edited to need another model file (``touch_one_workflow``).
 
 Each figure is the whole process's wall time, the median of the rounds; peak RSS is that of the whole process
 tree (the cycle and its scan workers together, sampled from /proc, and never less than the largest single
@@ -137,10 +137,25 @@ def stage_seconds(home: Path) -> dict[str, float]:
 
 
 def touch_one_workflow(root: Path) -> Path:
-    """Change one JSON workflow's content (a new node title) and return its path."""
+    """Change what one JSON workflow needs, as a user does who swaps a LoRA and saves: the first model file name
+    in its widgets gets (or loses) an ``-edited`` suffix before its extension, and a node's title changes too.
+    Return the file's path.
+
+    A change of needs is the honest case: it reaches every stage (a new file to look up, verify and report),
+    where an edit of a title alone would let the later stages keep their findings."""
     path = next(p for p in workflow_files(root) if p.suffix == ".json")
     data = json.loads(path.read_bytes())
     data["nodes"][0]["title"] = f"edited {time.time()}"
+    for node in data["nodes"]:
+        values = node.get("widgets_values")
+        names = [i for i, v in enumerate(values or []) if isinstance(v, str) and v.endswith(".safetensors")]
+        if isinstance(values, list) and names:
+            stem = values[names[0]].removesuffix(".safetensors")
+            stem = stem.removesuffix("-edited") if stem.endswith("-edited") else stem + "-edited"
+            values[names[0]] = stem + ".safetensors"
+            break
+    else:
+        raise RuntimeError(f"{path}: no model file name in any widget to change")
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path
 

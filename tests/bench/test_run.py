@@ -55,3 +55,24 @@ def test_report_stages_prints_the_median_per_stage_and_phase(capsys: pytest.Capt
     assert lines[2].split() == ["stage", "cold", "warm", "one", "changed"]
     assert lines[3].split() == ["scan", "2.000", "0.100", "-"]
     assert lines[4].split() == ["other", "0.400", "0.200", "-"]
+
+
+def test_one_changed_workflow_needs_another_model_file_each_time(tmp_path: Path) -> None:
+    from tests.helpers.comfy_tree import ui_node, ui_workflow
+
+    folder = tmp_path / "ComfyUI" / "user" / "default" / "workflows"
+    folder.mkdir(parents=True)
+    nodes = [ui_node(1, "KSampler", [1, "fixed"]), ui_node(2, "LoraLoader", ["style.safetensors", 1.0, 1.0])]
+    (folder / "a.json").write_text(json.dumps(ui_workflow(nodes)), encoding="utf-8")
+
+    def lora() -> str:
+        data = json.loads((folder / "a.json").read_text(encoding="utf-8"))
+        return str(data["nodes"][1]["widgets_values"][0])
+
+    assert bench_run.touch_one_workflow(tmp_path / "ComfyUI") == folder / "a.json"
+    assert lora() == "style-edited.safetensors"
+    bench_run.touch_one_workflow(tmp_path / "ComfyUI")
+    assert lora() == "style.safetensors"
+    (folder / "a.json").write_text(json.dumps(ui_workflow([ui_node(1, "KSampler", [1])])), encoding="utf-8")
+    with pytest.raises(RuntimeError, match="no model file name"):
+        bench_run.touch_one_workflow(tmp_path / "ComfyUI")
