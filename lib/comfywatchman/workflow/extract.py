@@ -424,11 +424,7 @@ class _UIWalker:
             child = None
             if definitions and node_type in definitions:
                 child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
-            elif (
-                group_nodes
-                and (group_name := group_node_name(node_type)) is not None
-                and group_name in group_nodes
-            ):
+            elif group_nodes and (group_name := group_node_name(node_type)) is not None and group_name in group_nodes:
                 self._walk_group(node, node_id, group_name, frame.path, mode)
             else:
                 ref = types.get(node_type)
