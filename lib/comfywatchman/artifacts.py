@@ -380,7 +380,7 @@ class AssembledWriter:
         self.count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._body_path = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
-        self._body = os.fdopen(fd, "w+b")
+        self._body = os.fdopen(fd, "w+b", buffering=1 << 20)
 
     def add(self, item: bytes) -> None:
         """Append one item: its compact canonical JSON text (``part_text``, encoded UTF-8), validated."""

@@ -90,8 +90,10 @@ class ModelIndex:
 
         Each of ``suffixes`` is appended in turn (embeddings: ``""``, ``.safetensors``, ``.pt``, ``.bin``).
         """
-        folders = [folder] if folder is not None else sorted(self.exact)
         looked_in = self.looked_in(folder)
+        if folder is not None and suffixes == ("",):
+            return self._find_in(names.normalize(name), folder, looked_in)
+        folders = [folder] if folder is not None else sorted(self.exact)
         tries = [names.normalize(name + suffix) for suffix in suffixes]
         for norm in tries:
             for f in folders:
@@ -114,6 +116,26 @@ class ModelIndex:
                 if len(hits) > 1:
                     return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
         if folder is not None and folder not in self.paths:
+            return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
+        return ModelMatch(False, None, looked_in)
+
+    def _find_in(self, norm: str, folder: str, looked_in: list[str]) -> ModelMatch:
+        """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks):
+        the same answers, with one normalisation and one lookup per index."""
+        hit = self.exact.get(folder, {}).get(norm)
+        if hit is not None:
+            return ModelMatch(True, hit, looked_in)
+        hit = self.folded.get(folder, {}).get(norm.casefold())
+        if hit is not None:
+            if self.case_insensitive:
+                return ModelMatch(True, hit, looked_in)
+            return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
+        hits = self.by_basename.get(folder, {}).get(norm.rsplit("/", 1)[-1].casefold(), [])
+        if len(hits) == 1:
+            return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
+        if len(hits) > 1:
+            return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+        if folder not in self.paths:
             return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
         return ModelMatch(False, None, looked_in)
 

@@ -74,25 +74,6 @@ class Evaluator:
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
 
-    def _model(self, ref: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
-        origins = ref["origins"]
-        active = not origins
-        prompt_only = bool(origins)
-        combo = None
-        for origin in origins:
-            if origin["mode"] == "active":
-                active = True
-            via = origin["via"]
-            if via != "prompt":
-                prompt_only = False
-            if combo is None and via in _COMBO_VIAS and origin["input"]:
-                combo = (origin["node_type"], origin["input"])
-        key = (ref["name"], ref["folder"], prompt_only, combo if self.truth is not None else None)
-        verdict = self._model_memo.get(key)
-        if verdict is None:
-            verdict = self._model_memo[key] = self._model_verdict(ref["name"], ref["folder"], prompt_only, key[3])
-        return active, verdict
-
     def _model_verdict(
         self, name: str, folder: str | None, prompt_only: bool, combo: tuple[str, str] | None
     ) -> dict[str, Any]:
@@ -145,28 +126,58 @@ class Evaluator:
         return verdict
 
     def entry_parts(self, requirements: Mapping[str, Any]) -> dict[str, Any]:
-        """Return a workflow entry's ``models``, ``installed_models``, ``nodes`` and ``provided_nodes``."""
+        """Return a workflow entry's ``models``, ``installed_models``, ``nodes`` and ``provided_nodes``.
+
+        Runs for every model and node of every workflow compared: what ``_model`` and ``node_verdict`` do is
+        done inline here, with their memos.
+        """
         models: list[dict[str, Any]] = []
         installed: list[dict[str, Any]] = []
+        memo = self._model_memo
+        with_combo = self.truth is not None
         for ref in requirements["models"]:
-            active, verdict = self._model(ref)
+            origins = ref["origins"]
+            active = not origins
+            prompt_only = bool(origins)
+            combo = None
+            for origin in origins:
+                if origin["mode"] == "active":
+                    active = True
+                via = origin["via"]
+                if via != "prompt":
+                    prompt_only = False
+                if with_combo and combo is None and via in _COMBO_VIAS and origin["input"]:
+                    combo = (origin["node_type"], origin["input"])
+            name, folder = ref["name"], ref["folder"]
+            key = (name, folder, prompt_only, combo)
+            verdict = memo.get(key)
+            if verdict is None:
+                verdict = memo[key] = self._model_verdict(name, folder, prompt_only, combo)
             if verdict["status"] == "installed":
-                short = {"name": ref["name"], "folder": ref["folder"], "installed_as": verdict["installed_as"]}
-                short["active"] = active
+                short = {"name": name, "folder": folder, "installed_as": verdict["installed_as"], "active": active}
                 if verdict["checked_by"] == "server":
                     short["checked_by"] = "server"
-                declared = declared_hashes(ref["declarations"])
-                if declared:
-                    short["declared"] = declared  # what the verify stage checks the file against (drift)
+                if ref["declarations"]:
+                    declared = declared_hashes(ref["declarations"])
+                    if declared:
+                        short["declared"] = declared  # what the verify stage checks the file against (drift)
                 installed.append(short)
             else:
                 models.append({**ref, "active": active, **verdict})
         nodes: list[dict[str, Any]] = []
         provided: dict[str, str] = {}
+        node_memo = self._node_memo
         for ref in requirements["nodes"]:
-            verdict = self.node_verdict(ref["class_type"], ref.get("made_with"))
+            class_type = ref["class_type"]
+            made_with = ref.get("made_with")
+            node_key = (
+                (class_type, made_with.get("cnr_id"), made_with.get("aux_id"))
+                if made_with
+                else (class_type, None, None)
+            )
+            verdict = node_memo.get(node_key) or self.node_verdict(class_type, made_with)
             if verdict["state"] in PROVIDED:
-                provided[ref["class_type"]] = verdict["state"]
+                provided[class_type] = verdict["state"]
             else:
                 modes = ref["modes"]
                 nodes.append({**ref, "active": not modes or "active" in modes, **verdict})

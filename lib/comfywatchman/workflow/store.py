@@ -145,7 +145,7 @@ class RequirementStore:
             fd, self._temp_path = tempfile.mkstemp(
                 prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent
             )
-            self._temp = os.fdopen(fd, "w+b")
+            self._temp = os.fdopen(fd, "w+b", buffering=_COPY_CHUNK)
         line = b" ".join((sha256.encode("ascii"), self._settings, _digest(payload), payload))
         self._temp.write(line)
         self._temp.write(b"\n")
