@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -80,7 +79,8 @@ class KeptEntries:
         as it is when nothing differs, else with ``reused`` or the intake fields set anew."""
         if self._file is None:
             self._file = open(self.path, "rb")  # noqa: SIM115 (read line by line until close)
-        line = os.pread(self._file.fileno(), kept.length, kept.offset)
+        self._file.seek(kept.offset)
+        line = self._file.read(kept.length)
         same_base = kept.base == tuple(base[key] for key in BASE_KEYS)
         if same_base and kept.reused:
             return line

@@ -163,7 +163,7 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
-        with contextlib.suppress(AttributeError, OSError):  # a larger pipe lets the worker run further ahead
+        with contextlib.suppress(ImportError, AttributeError, OSError):  # a larger pipe: the worker runs further ahead
             import fcntl
 
             fcntl.fcntl(self.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)

@@ -63,6 +63,7 @@ class RequirementStore:
         self._temp: IO[bytes] | None = None  # the lines added, as they will be written
         self._temp_path: str | None = None
         self._temp_size = 0
+        self._temp_moved = False  # a line was read back from the temp file since the last add
 
     def load(self) -> None:
         """Note where each line of the file is (its payload is read only when asked for); a missing or
@@ -123,11 +124,14 @@ class RequirementStore:
         source, offset, length = where
         if source == _ADDED:
             assert self._temp is not None
-            self._temp.flush()
-            return os.pread(self._temp.fileno(), length, offset)
-        if self._file is None:
-            self._file = open(self.path, "rb")  # noqa: SIM115 (kept open for the next lines; close() closes it)
-        return os.pread(self._file.fileno(), length, offset)
+            handle = self._temp
+            self._temp_moved = True  # the next add goes back to the end first
+        else:
+            if self._file is None:
+                self._file = open(self.path, "rb")  # noqa: SIM115 (kept open for the next lines; close() closes it)
+            handle = self._file
+        handle.seek(offset)
+        return handle.read(length)
 
     @staticmethod
     def encode(requirements: dict[str, Any]) -> bytes:
@@ -146,6 +150,9 @@ class RequirementStore:
                 prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent
             )
             self._temp = os.fdopen(fd, "w+b", buffering=_COPY_CHUNK)
+        elif self._temp_moved:
+            self._temp.seek(self._temp_size)
+            self._temp_moved = False
         line = b" ".join((sha256.encode("ascii"), self._settings, _digest(payload), payload))
         self._temp.write(line)
         self._temp.write(b"\n")
@@ -193,6 +200,7 @@ class RequirementStore:
                 os.unlink(self._temp_path)
         self._file = self._temp = self._temp_path = None
         self._temp_size = self._added_lines = self._line_count = 0
+        self._temp_moved = False
         self._index.clear()
         self._added.clear()
         self._loaded = self._torn_tail = False

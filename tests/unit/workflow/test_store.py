@@ -68,10 +68,13 @@ def test_added_lines_wait_on_disk_and_a_first_save_puts_them_in_place(tmp_path: 
     assert store.get(A) == REQ and store.get(B) == {**REQ, "format": "api"}  # readable before the save
     [temp] = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # the payloads are there, not in memory
     assert temp.read_bytes().count(b"\n") == 2
-    store.save({A, B})
+    store.add(C, RequirementStore.encode({**REQ, "container": "png"}))  # written after the lines read back
+    assert store.get(C) == {**REQ, "container": "png"} and store.get(A) == REQ
+    store.save({A, B, C})
     assert [p.name for p in tmp_path.iterdir()] == ["requirements.pack"]
     again = RequirementStore(path, SETTINGS)
     assert again.get(A) == REQ and again.get(B) == {**REQ, "format": "api"}
+    assert again.get(C) == {**REQ, "container": "png"}
 
 
 def test_lines_added_and_not_saved_leave_no_temp_file(tmp_path: Path) -> None:
