@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -45,7 +45,7 @@ class KeptEntries:
         self.path = path
         self.lines = lines
         self.head = head  # the last document without its entries (comfyui_root, demo, node_map, ...)
-        self._file: Any = None
+        self._file: IO[bytes] | None = None
 
     @classmethod
     def empty(cls, path: Path) -> KeptEntries:
