@@ -61,6 +61,8 @@ _COMBO_VIAS = frozenset({"widget", "primitive", "promoted"})
 PROVIDED = frozenset({"core", "frontend", "installed"})
 # Below this many workflows to parse, worker processes cost more to start than they save.
 MIN_PARALLEL = 64
+# Verdicts remembered at most (about 0.6 KB each); past it the memo starts again.
+MEMO_LIMIT = 20_000
 MAX_WORKERS = 8
 
 
@@ -152,6 +154,8 @@ class Evaluator:
             key = (name, folder, prompt_only, combo)
             verdict = memo.get(key)
             if verdict is None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()  # bounded: workflows share few files in practice, and memory must not grow
                 verdict = memo[key] = self._model_verdict(name, folder, prompt_only, combo)
             if verdict["status"] == "installed":
                 short = {"name": name, "folder": folder, "installed_as": verdict["installed_as"], "active": active}

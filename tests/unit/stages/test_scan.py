@@ -442,3 +442,22 @@ def test_files_a_dead_worker_left_are_read_by_the_scan_itself(
     assert [next(iter(by_name(scanned(ctx)[f"w{i}.json"]))) for i in range(5)] == [
         f"l{i}.safetensors" for i in range(5)
     ]
+
+
+def test_verdicts_stay_right_when_the_bounded_memo_starts_again(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MEMO_LIMIT", 1)
+    comfy_tree.model("loras", "have.safetensors")
+    for name in ("a.json", "b.json"):
+        nodes = [
+            ui_node(i, "LoraLoader", [lora, 1, 1]) for i, lora in enumerate(["have.safetensors", "not.safetensors"])
+        ]
+        comfy_tree.workflow(name, ui_workflow(nodes))
+    ctx = make_ctx(comfy_tree, home)
+    assert cycle(ctx).counts["missing_models"] == 1
+    for entry in scanned(ctx).values():
+        assert {n: m["status"] for n, m in by_name(entry).items()} == {
+            "have.safetensors": "installed",
+            "not.safetensors": "missing",
+        }
