@@ -11,13 +11,14 @@ Three levels of reuse keep repeated cycles cheap:
 - nothing changed (same workflows and hashes, same caches, same settings, same server answer): the inputs
   fingerprint in ``state/scan_inputs.json`` matches and ``scan.json`` is left as it is, like the caches;
 - the install did not change (same caches, node map, settings and server answer) but some workflows did:
-  the entries of the unchanged ones are taken as they are from the last ``scan.json`` (when its bytes are
-  the ones that scan wrote), and only the new or changed workflows are parsed and compared;
+  the entries of the unchanged ones are their lines of the last ``scan.json``, copied (when its bytes are
+  the ones that scan wrote; see ``scan_kept``), and only the new or changed workflows are parsed and compared;
 - the install changed: every workflow is compared anew, but one whose content hash is unchanged is not
   parsed again: its requirements come from the store ``state/requirements.pack`` (see ``workflow.store``).
 
-Parsing, comparing, validating and encoding a workflow's entry all happen in worker processes when there
-are many; this process only joins the entries (``artifacts.write_assembled``).
+When many workflows must be parsed, lean worker processes read and extract them (``workflow.parse_worker``)
+while this process compares, validates and encodes each entry. Entries go to ``scan.json`` as they are made,
+in intake order (``artifacts.AssembledWriter``): the stage holds the counts of its report, never every entry.
 
 When ``[comfyui] url`` names a ComfyUI server that answers ``/object_info``, its node types and combo lists
 decide first; every verdict records whether the server or the files gave it (``checked_by``).
