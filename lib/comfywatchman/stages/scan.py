@@ -358,12 +358,14 @@ def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettin
         if workers <= 1:
             yield from map(scan_one, jobs)
             return
-        made: list[Scanned | None] = [_from_store(base, settings) for base, _size in jobs]
-        todo = [(base["path"], size) for (base, size), done in zip(jobs, made, strict=True) if done is None]
+        # What the store has is compared here, in turn; the rest is read by the workers meanwhile.
+        stored = [settings.store.has(base["sha256"]) for base, _size in jobs]
+        todo = [(base["path"], size) for (base, size), hit in zip(jobs, stored, strict=True) if not hit]
         with parse_worker.Workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes) as pool:
             answers = pool.map(todo)
-            for (base, _size), done in zip(jobs, made, strict=True):
-                yield done if done is not None else _answered(base, *next(answers), settings)
+            for job, hit in zip(jobs, stored, strict=True):
+                # A stored line found unusable now (torn, edited) is read here instead.
+                yield scan_one(job) if hit else _answered(job[0], *next(answers), settings)
     finally:
         _SETTINGS = None  # the indexes are not kept alive past the scan
 

@@ -119,6 +119,12 @@ class RequirementStore:
                 return None
         return data if isinstance(data, dict) else None
 
+    def has(self, sha256: str) -> bool:
+        """Return whether the store has a line for content ``sha256`` (``get`` may still find it unusable)."""
+        if not self._loaded:
+            self.load()
+        return sha256 in self._index
+
     def _read(self, where: tuple[int, int, int]) -> bytes:
         """Return the line at ``where`` (without its newline)."""
         source, offset, length = where

@@ -461,3 +461,24 @@ def test_verdicts_stay_right_when_the_bounded_memo_starts_again(
             "have.safetensors": "installed",
             "not.safetensors": "missing",
         }
+
+
+def test_with_workers_the_store_answers_what_it_has_and_the_workers_read_the_rest(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    for i in range(6):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
+    cycle(ctx)
+    pack = ctx.state_dir / "requirements.pack"
+    lines = pack.read_bytes().splitlines(keepends=True)
+    pack.write_bytes(b"".join([lines[0][:-30] + b"\n", *lines[1:]]))  # the first line torn
+    comfy_tree.workflow("w6.json", ui_workflow([ui_node(1, "LoraLoader", ["l6.safetensors", 1, 1])]))
+    comfy_tree.model("loras", "l3.safetensors")  # the install changes: every workflow is compared anew
+    outcome = cycle(ctx)
+    # the workflow whose line is torn is read again, like the new w6; the five others come from the store
+    assert (outcome.counts["parsed"], outcome.counts["reused"]) == (2, 5)
+    entries = scanned(ctx)
+    assert [next(iter(by_name(entries[f"w{i}.json"]))) for i in range(7)] == [f"l{i}.safetensors" for i in range(7)]
+    assert by_name(entries["w3.json"])["l3.safetensors"]["status"] == "installed"
