@@ -355,13 +355,19 @@ def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettin
     global _SETTINGS
     _SETTINGS = settings
     try:
-        if workers <= 1:
+        pool = None
+        if workers > 1:
+            try:
+                pool = parse_worker.Workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes)
+            except OSError as exc:  # no interpreter to start (a frozen build), no processes left
+                logger.warning("scan: cannot start worker processes (%s); reading every workflow here", exc)
+        if pool is None:
             yield from map(scan_one, jobs)
             return
         # What the store has is compared here, in turn; the rest is read by the workers meanwhile.
         stored = [settings.store.has(base["sha256"]) for base, _size in jobs]
         todo = [(base["path"], size) for (base, size), hit in zip(jobs, stored, strict=True) if not hit]
-        with parse_worker.Workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes) as pool:
+        with pool:
             answers = pool.map(todo)
             for job, hit in zip(jobs, stored, strict=True):
                 # A stored line found unusable now (torn, edited) is read here instead.

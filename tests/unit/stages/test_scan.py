@@ -482,3 +482,14 @@ def test_with_workers_the_store_answers_what_it_has_and_the_workers_read_the_res
     entries = scanned(ctx)
     assert [next(iter(by_name(entries[f"w{i}.json"]))) for i in range(7)] == [f"l{i}.safetensors" for i in range(7)]
     assert by_name(entries["w3.json"])["l3.safetensors"]["status"] == "installed"
+
+
+def test_workers_that_cannot_start_leave_the_scan_to_this_process(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    monkeypatch.setattr(scan.parse_worker.sys, "executable", str(home / "no-python-here"))
+    for i in range(3):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    outcome = cycle(make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n"))
+    assert outcome.ok and outcome.counts["parsed"] == 3
