@@ -352,23 +352,50 @@ def worker_count(configured: int, jobs: int) -> int:
 def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettings, workers: int) -> Iterator[Scanned]:
     """Yield the entry of each of ``jobs``, in order: from the store, else parsed over ``workers`` worker
     processes when more than one (this process compares, validates and encodes what they read)."""
+    pool = start_workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes)
+    yield from _in_order(jobs, settings, pool, _handed_out(jobs, settings.store, pool))
+
+
+def start_workers(
+    workers: int, config_loaders: Mapping[str, Any], placeholders: frozenset[str], max_bytes: int | None
+) -> parse_worker.Workers | None:
+    """Return ``workers`` started worker processes, or None for none (one asked for, or they cannot start)."""
+    if workers <= 1:
+        return None
+    try:
+        return parse_worker.Workers(workers, config_loaders, placeholders, max_bytes)
+    except OSError as exc:  # no interpreter to start (a frozen build), no processes left
+        logger.warning("scan: cannot start worker processes (%s); reading every workflow here", exc)
+        return None
+
+
+def _handed_out(
+    jobs: list[tuple[dict[str, Any], int | None]], store: RequirementStore, pool: parse_worker.Workers | None
+) -> tuple[list[bool], Iterator[tuple[bytes, bytes]]]:
+    """Hand the workers every job the store has nothing for (they start reading at once); return which jobs
+    the store has, and the workers' answers to come, in order."""
+    if pool is None:
+        return [], iter(())
+    stored = [store.has(base["sha256"]) for base, _size in jobs]
+    return stored, pool.map([(base["path"], size) for (base, size), hit in zip(jobs, stored, strict=True) if not hit])
+
+
+def _in_order(
+    jobs: list[tuple[dict[str, Any], int | None]],
+    settings: ScanSettings,
+    pool: parse_worker.Workers | None,
+    handed_out: tuple[list[bool], Iterator[tuple[bytes, bytes]]],
+) -> Iterator[Scanned]:
+    """Yield the entry of each of ``jobs``, in order: from the store (compared here, in turn), from the
+    workers' answers when ``pool`` reads the rest, else read here."""
     global _SETTINGS
     _SETTINGS = settings
+    stored, answers = handed_out
     try:
-        pool = None
-        if workers > 1:
-            try:
-                pool = parse_worker.Workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes)
-            except OSError as exc:  # no interpreter to start (a frozen build), no processes left
-                logger.warning("scan: cannot start worker processes (%s); reading every workflow here", exc)
         if pool is None:
             yield from map(scan_one, jobs)
             return
-        # What the store has is compared here, in turn; the rest is read by the workers meanwhile.
-        stored = [settings.store.has(base["sha256"]) for base, _size in jobs]
-        todo = [(base["path"], size) for (base, size), hit in zip(jobs, stored, strict=True) if not hit]
         with pool:
-            answers = pool.map(todo)
             for job, hit in zip(jobs, stored, strict=True):
                 # A stored line found unusable now (torn, edited) is read here instead.
                 yield scan_one(job) if hit else _answered(job[0], *next(answers), settings)
@@ -535,16 +562,26 @@ def _summary(tally: Tally, truth: server.ServerTruth | None) -> tuple[dict[str, 
     return counts, detail
 
 
+def _placeholders(scan_config: Mapping[str, Any]) -> frozenset[str]:
+    """Return the [scan] placeholder values, as extraction compares them (stripped, case-folded)."""
+    return frozenset(v.strip().casefold() for v in scan_config["placeholder_values"])
+
+
+def _max_bytes(scan_config: Mapping[str, Any]) -> int:
+    """Return the largest workflow file read, in bytes ([scan] max_workflow_mb)."""
+    return int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000)
+
+
 def _scan_settings(scan_config: Mapping[str, Any], evaluator: Evaluator, store: RequirementStore) -> ScanSettings:
     """Return the ScanSettings the [scan] section ``scan_config`` asks for, checking with ``evaluator`` and
     storing what extraction found in ``store``."""
     return ScanSettings(
         loaders=extract.loader_table(scan_config["loaders"]),
-        placeholders=frozenset(v.strip().casefold() for v in scan_config["placeholder_values"]),
+        placeholders=_placeholders(scan_config),
         evaluator=evaluator,
         store=store,
         count_inactive=bool(scan_config["count_inactive_nodes"]),
-        max_bytes=int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000),
+        max_bytes=_max_bytes(scan_config),
         config_loaders=scan_config["loaders"],
     )
 
@@ -625,11 +662,20 @@ def _made(
 ) -> Iterator[Scanned]:
     """Yield the entry of each of ``jobs`` (workflows not kept from the last scan), in order."""
     scan_config = ctx.config.section("scan")
-    nodes_cache = artifacts.read(ctx.state_dir / "custom_nodes_cache.json", "custom_nodes_cache")
     store.load()
-    evaluator = Evaluator(
-        ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
-    )
-    settings = _scan_settings(scan_config, evaluator, store)
+    # The workers start reading before the indexes are built: building them here takes as long as a worker
+    # takes to start and read its first files.
     workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
-    yield from progress.track(scan_all(jobs, settings, workers), len(jobs), "scan", "workflow")
+    pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
+    try:
+        handed_out = _handed_out(jobs, store, pool)
+        nodes_cache = artifacts.read(ctx.state_dir / "custom_nodes_cache.json", "custom_nodes_cache")
+        evaluator = Evaluator(
+            ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
+        )
+        settings = _scan_settings(scan_config, evaluator, store)
+        made = _in_order(jobs, settings, pool, handed_out)
+        yield from progress.track(made, len(jobs), "scan", "workflow")
+    finally:
+        if pool is not None:
+            pool.close()  # whatever stopped the scan: no worker outlives it
