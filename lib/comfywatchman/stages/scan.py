@@ -608,7 +608,15 @@ def _scan(
     jobs = [
         ({key: item[key] for key in BASE_KEYS}, item.get("size")) for item in items if kept.get(item["sha256"]) is None
     ]
+    pool = None
     try:
+        if jobs:
+            store.load()
+            # Started now, while this process is small (starting a process copies it for an instant), and
+            # reading while the caches are read and the indexes built.
+            workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
+            pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
+        handed_out = _handed_out(jobs, store, pool)
         with artifacts.AssembledWriter(state / ARTIFACT, "workflows") as writer:
             if jobs or not kept.head:
                 model_cache = artifacts.read(state / "model_cache.json", "model_cache")
@@ -620,7 +628,7 @@ def _scan(
                 }
             else:  # the install is the one the last scan compared with: so are these
                 head_facts = {key: kept.head[key] for key in ("comfyui_root", "demo", "node_map")}
-            made = _made(ctx, jobs, store, truth, model_cache, node_map) if jobs else iter(())
+            made = _made(ctx, jobs, store, truth, model_cache, node_map, pool, handed_out) if jobs else iter(())
             for item in items:
                 previous = kept.get(item["sha256"])
                 if previous is None:
@@ -647,6 +655,8 @@ def _scan(
             }
             written = writer.finish(head, SCHEMA)
     finally:
+        if pool is not None:
+            pool.close()  # whatever stopped the scan: no worker outlives it
         kept.close()
         store.close()
     return tally, written
@@ -659,23 +669,16 @@ def _made(
     truth: server.ServerTruth | None,
     model_cache: Mapping[str, Any],
     node_map: manager_map.NodeMap,
+    pool: parse_worker.Workers | None,
+    handed_out: tuple[list[bool], Iterator[tuple[bytes, bytes]]],
 ) -> Iterator[Scanned]:
-    """Yield the entry of each of ``jobs`` (workflows not kept from the last scan), in order."""
+    """Yield the entry of each of ``jobs`` (workflows not kept from the last scan), in order, the workers of
+    ``pool`` reading what was ``handed_out`` to them."""
     scan_config = ctx.config.section("scan")
-    store.load()
-    # The workers start reading before the indexes are built: building them here takes as long as a worker
-    # takes to start and read its first files.
-    workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
-    pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
-    try:
-        handed_out = _handed_out(jobs, store, pool)
-        nodes_cache = artifacts.read(ctx.state_dir / "custom_nodes_cache.json", "custom_nodes_cache")
-        evaluator = Evaluator(
-            ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
-        )
-        settings = _scan_settings(scan_config, evaluator, store)
-        made = _in_order(jobs, settings, pool, handed_out)
-        yield from progress.track(made, len(jobs), "scan", "workflow")
-    finally:
-        if pool is not None:
-            pool.close()  # whatever stopped the scan: no worker outlives it
+    nodes_cache = artifacts.read(ctx.state_dir / "custom_nodes_cache.json", "custom_nodes_cache")
+    evaluator = Evaluator(
+        ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
+    )
+    settings = _scan_settings(scan_config, evaluator, store)
+    made = _in_order(jobs, settings, pool, handed_out)
+    yield from progress.track(made, len(jobs), "scan", "workflow")
