@@ -396,6 +396,77 @@ def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str]
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class AssembledWriter:
+    """Writes what ``write_assembled`` writes, its items taken one at a time as they are made, so that the
+    writer never holds them all: they go to a temp file beside ``path`` at once, and ``finish`` writes the
+    document (head, items, rest of the head) through a second temp file, fsync and rename, as every artifact.
+
+    Use it as a context manager: leaving it without ``finish`` (an exception) removes the temp files and
+    leaves ``path`` as it was.
+    """
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.key = path, key
+        self.count = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._body_path = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        self._body = os.fdopen(fd, "w+b", buffering=1 << 20)
+
+    def add(self, item: bytes) -> None:
+        """Append one item: its compact canonical JSON text (``part_text``, encoded UTF-8), validated."""
+        self._body.write(b",\n" if self.count else b"\n")
+        self._body.write(item)
+        self.count += 1
+
+    def finish(self, head: dict[str, Any], schema_name: str) -> str:
+        """Validate ``head`` (its list ``key`` empty) and write the document; return the sha256 of its bytes."""
+        if head.get(self.key) != []:
+            raise ValueError(f"AssembledWriter: {self.key!r} must be an empty list in the head")
+        validate(head, schema_name, f"{self.path} (about to be written)")
+        marker = json.dumps(self.key, ensure_ascii=False) + ":[]"
+        text = dumps(head, indent=None)
+        if text.count(marker) != 1:
+            raise ValueError(f"AssembledWriter: {self.key!r} is not a key of the head alone")
+        cut = text.index(marker) + len(marker) - 1
+        before, after = text[:cut].encode("utf-8"), text[cut:].encode("utf-8")
+        digest = hashlib.sha256(before)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(before)
+                self._body.seek(0)
+                while chunk := self._body.read(1 << 20):
+                    digest.update(chunk)
+                    handle.write(chunk)
+                closing = b"\n" + after if self.count else after
+                digest.update(closing)
+                handle.write(closing)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        finally:
+            self.close()
+        _fsync_dir(self.path.parent)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        """Remove the temp file of the items (``finish`` calls it; so does leaving the context)."""
+        if not self._body.closed:
+            self._body.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._body_path)
+
+    def __enter__(self) -> AssembledWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class Assembled:
     """An artifact written by ``write_assembled``, read one list item at a time.
 

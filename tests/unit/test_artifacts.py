@@ -214,6 +214,37 @@ def test_assembled_names_the_file_and_line_of_broken_content(tmp_path: Path) -> 
         artifacts.Assembled(tmp_path / "absent.json", "workflows", "scan", "workflow")
 
 
+def test_assembled_writer_writes_what_write_assembled_writes_and_nothing_when_left_early(tmp_path: Path) -> None:
+    from tests.unit.test_validation import SCAN
+
+    entries = [{**SCAN["workflows"][0], "workflow": f"w{n}.json"} for n in range(3)]
+    parts = [artifacts.part_text(e, "scan", "workflow", "e") for e in entries]
+    head = {**SCAN, "workflows": []}
+    expected = artifacts.write_assembled(tmp_path / "a.json", head, "workflows", parts, "scan")
+    for count in (3, 0):
+        with artifacts.AssembledWriter(tmp_path / "b.json", "workflows") as writer:
+            for part in parts[:count]:
+                writer.add(part.encode("utf-8"))
+            digest = writer.finish(head, "scan")
+        text = (tmp_path / "b.json").read_bytes()
+        assert digest == hashlib.sha256(text).hexdigest()
+        assert json.loads(text) == {**SCAN, "workflows": entries[:count]}
+    assert expected == hashlib.sha256((tmp_path / "a.json").read_bytes()).hexdigest()
+    with artifacts.AssembledWriter(tmp_path / "b.json", "workflows") as writer:
+        for part in parts:
+            writer.add(part.encode("utf-8"))
+        assert writer.finish(head, "scan") == expected  # the very bytes write_assembled wrote
+    before = (tmp_path / "b.json").read_bytes()
+    with pytest.raises(RuntimeError), artifacts.AssembledWriter(tmp_path / "b.json", "workflows") as writer:
+        writer.add(parts[0].encode("utf-8"))
+        raise RuntimeError("killed midway")
+    with pytest.raises(ArtifactError), artifacts.AssembledWriter(tmp_path / "b.json", "workflows") as writer:
+        writer.add(parts[0].encode("utf-8"))
+        writer.finish({**head, "demo": "no"}, "scan")
+    assert (tmp_path / "b.json").read_bytes() == before  # the old file stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temp file left
+
+
 def _sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 

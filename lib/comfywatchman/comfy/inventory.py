@@ -60,26 +60,37 @@ class ModelIndex:
     case_insensitive: bool = sys.platform in ("win32", "darwin")
     _all_paths: list[str] = field(default_factory=list)
 
+    # folder type -> its files in the model cache, not indexed yet: a folder is indexed when first asked about
+    # (a scan of a few changed workflows asks about a few folders of an install of 100,000 files)
+    _unindexed: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any], case_insensitive: bool | None = None) -> ModelIndex:
-        """Return the index over a model_cache.json document."""
+        """Return the index over a model_cache.json document (each folder indexed when first asked about)."""
         index = cls()
         if case_insensitive is not None:
             index.case_insensitive = case_insensitive
-        normalize, basename = names.normalize, names.basename
         for folder, group in model_cache["folders"].items():
             index.paths[folder] = list(group["paths"])
-            exact = index.exact.setdefault(folder, {})
-            folded = index.folded.setdefault(folder, {})
-            base = index.by_basename.setdefault(folder, {})
-            for entry in group["files"]:
-                name = entry["name"]
-                norm = normalize(name)
-                exact.setdefault(norm, name)
-                folded.setdefault(norm.casefold(), name)
-                base.setdefault(basename(norm).casefold(), []).append(name)
+            index._unindexed[folder] = group["files"]
         index._all_paths = [p for f in sorted(index.paths) for p in index.paths[f]]
         return index
+
+    def _index_folder(self, folder: str) -> None:
+        """Index the files of ``folder`` (once)."""
+        files = self._unindexed.pop(folder, None)
+        if files is None:
+            return
+        exact = self.exact.setdefault(folder, {})
+        folded = self.folded.setdefault(folder, {})
+        base = self.by_basename.setdefault(folder, {})
+        for entry in files:
+            name = entry["name"]
+            norm = names.normalize(name)
+            exact.setdefault(norm, name)
+            folded.setdefault(norm.casefold(), name)
+            # names.basename(norm), without normalising again (norm is normalised)
+            base.setdefault(norm.rsplit("/", 1)[-1].casefold(), []).append(name)
 
     def looked_in(self, folder: str | None) -> list[str]:
         """Return the directories searched for ``folder`` (every directory when the folder is unknown)."""
@@ -90,8 +101,12 @@ class ModelIndex:
 
         Each of ``suffixes`` is appended in turn (embeddings: ``""``, ``.safetensors``, ``.pt``, ``.bin``).
         """
-        folders = [folder] if folder is not None else sorted(self.exact)
         looked_in = self.looked_in(folder)
+        if folder is not None and suffixes == ("",):
+            return self._find_in(names.normalize(name), folder, looked_in)
+        for unindexed in [folder] if folder is not None else list(self._unindexed):
+            self._index_folder(unindexed)
+        folders = [folder] if folder is not None else sorted(self.exact)
         tries = [names.normalize(name + suffix) for suffix in suffixes]
         for norm in tries:
             for f in folders:
@@ -114,6 +129,28 @@ class ModelIndex:
                 if len(hits) > 1:
                     return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
         if folder is not None and folder not in self.paths:
+            return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
+        return ModelMatch(False, None, looked_in)
+
+    def _find_in(self, norm: str, folder: str, looked_in: list[str]) -> ModelMatch:
+        """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks):
+        the same answers, with one normalisation and one lookup per index."""
+        if folder in self._unindexed:
+            self._index_folder(folder)
+        hit = self.exact.get(folder, {}).get(norm)
+        if hit is not None:
+            return ModelMatch(True, hit, looked_in)
+        hit = self.folded.get(folder, {}).get(norm.casefold())
+        if hit is not None:
+            if self.case_insensitive:
+                return ModelMatch(True, hit, looked_in)
+            return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
+        hits = self.by_basename.get(folder, {}).get(norm.rsplit("/", 1)[-1].casefold(), [])
+        if len(hits) == 1:
+            return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
+        if len(hits) > 1:
+            return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+        if folder not in self.paths:
             return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
         return ModelMatch(False, None, looked_in)
 

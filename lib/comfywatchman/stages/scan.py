@@ -11,13 +11,14 @@ Three levels of reuse keep repeated cycles cheap:
 - nothing changed (same workflows and hashes, same caches, same settings, same server answer): the inputs
   fingerprint in ``state/scan_inputs.json`` matches and ``scan.json`` is left as it is, like the caches;
 - the install did not change (same caches, node map, settings and server answer) but some workflows did:
-  the entries of the unchanged ones are taken as they are from the last ``scan.json`` (when its bytes are
-  the ones that scan wrote), and only the new or changed workflows are parsed and compared;
+  the entries of the unchanged ones are their lines of the last ``scan.json``, copied (when its bytes are
+  the ones that scan wrote; see ``scan_kept``), and only the new or changed workflows are parsed and compared;
 - the install changed: every workflow is compared anew, but one whose content hash is unchanged is not
   parsed again: its requirements come from the store ``state/requirements.pack`` (see ``workflow.store``).
 
-Parsing, comparing, validating and encoding a workflow's entry all happen in worker processes when there
-are many; this process only joins the entries (``artifacts.write_assembled``).
+When many workflows must be parsed, lean worker processes read and extract them (``workflow.parse_worker``)
+while this process compares, validates and encodes each entry. Entries go to ``scan.json`` as they are made,
+in intake order (``artifacts.AssembledWriter``): the stage holds the counts of its report, never every entry.
 
 When ``[comfyui] url`` names a ComfyUI server that answers ``/object_info``, its node types and combo lists
 decide first; every verdict records whether the server or the files gave it (``checked_by``).
@@ -25,30 +26,26 @@ decide first; every verdict records whether the server or the files gave it (``c
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import orjson
 
 from comfywatchman import artifacts, progress, resources
 from comfywatchman.comfy import manager_map, server
 from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
-from comfywatchman.workflow import embeddings, extract, names
-from comfywatchman.workflow.load import NotAWorkflow, WorkflowError, clean_text, load
+from comfywatchman.stages.scan_kept import BASE_KEYS, KeptEntries
+from comfywatchman.workflow import embeddings, extract, names, parse_worker
+from comfywatchman.workflow.load import clean_text
 from comfywatchman.workflow.store import FILE as STORE_FILE
 from comfywatchman.workflow.store import RequirementStore
 
@@ -65,9 +62,9 @@ _COMBO_VIAS = frozenset({"widget", "primitive", "promoted"})
 PROVIDED = frozenset({"core", "frontend", "installed"})
 # Below this many workflows to parse, worker processes cost more to start than they save.
 MIN_PARALLEL = 64
+# Verdicts remembered at most (about 0.6 KB each); past it the memo starts again.
+MEMO_LIMIT = 20_000
 MAX_WORKERS = 8
-# Linux prctl option: the signal a process gets when the thread that forked it ends.
-PR_SET_PDEATHSIG = 1
 
 
 class Evaluator:
@@ -79,25 +76,6 @@ class Evaluator:
         self.truth = truth
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
-
-    def _model(self, ref: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
-        origins = ref["origins"]
-        active = not origins
-        prompt_only = bool(origins)
-        combo = None
-        for origin in origins:
-            if origin["mode"] == "active":
-                active = True
-            via = origin["via"]
-            if via != "prompt":
-                prompt_only = False
-            if combo is None and via in _COMBO_VIAS and origin["input"]:
-                combo = (origin["node_type"], origin["input"])
-        key = (ref["name"], ref["folder"], prompt_only, combo if self.truth is not None else None)
-        verdict = self._model_memo.get(key)
-        if verdict is None:
-            verdict = self._model_memo[key] = self._model_verdict(ref["name"], ref["folder"], prompt_only, key[3])
-        return active, verdict
 
     def _model_verdict(
         self, name: str, folder: str | None, prompt_only: bool, combo: tuple[str, str] | None
@@ -151,28 +129,60 @@ class Evaluator:
         return verdict
 
     def entry_parts(self, requirements: Mapping[str, Any]) -> dict[str, Any]:
-        """Return a workflow entry's ``models``, ``installed_models``, ``nodes`` and ``provided_nodes``."""
+        """Return a workflow entry's ``models``, ``installed_models``, ``nodes`` and ``provided_nodes``.
+
+        Runs for every model and node of every workflow compared: what ``_model`` and ``node_verdict`` do is
+        done inline here, with their memos.
+        """
         models: list[dict[str, Any]] = []
         installed: list[dict[str, Any]] = []
+        memo = self._model_memo
+        with_combo = self.truth is not None
         for ref in requirements["models"]:
-            active, verdict = self._model(ref)
+            origins = ref["origins"]
+            active = not origins
+            prompt_only = bool(origins)
+            combo = None
+            for origin in origins:
+                if origin["mode"] == "active":
+                    active = True
+                via = origin["via"]
+                if via != "prompt":
+                    prompt_only = False
+                if with_combo and combo is None and via in _COMBO_VIAS and origin["input"]:
+                    combo = (origin["node_type"], origin["input"])
+            name, folder = ref["name"], ref["folder"]
+            key = (name, folder, prompt_only, combo)
+            verdict = memo.get(key)
+            if verdict is None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()  # bounded: workflows share few files in practice, and memory must not grow
+                verdict = memo[key] = self._model_verdict(name, folder, prompt_only, combo)
             if verdict["status"] == "installed":
-                short = {"name": ref["name"], "folder": ref["folder"], "installed_as": verdict["installed_as"]}
-                short["active"] = active
+                short = {"name": name, "folder": folder, "installed_as": verdict["installed_as"], "active": active}
                 if verdict["checked_by"] == "server":
                     short["checked_by"] = "server"
-                declared = declared_hashes(ref["declarations"])
-                if declared:
-                    short["declared"] = declared  # what the verify stage checks the file against (drift)
+                if ref["declarations"]:
+                    declared = declared_hashes(ref["declarations"])
+                    if declared:
+                        short["declared"] = declared  # what the verify stage checks the file against (drift)
                 installed.append(short)
             else:
                 models.append({**ref, "active": active, **verdict})
         nodes: list[dict[str, Any]] = []
         provided: dict[str, str] = {}
+        node_memo = self._node_memo
         for ref in requirements["nodes"]:
-            verdict = self.node_verdict(ref["class_type"], ref.get("made_with"))
+            class_type = ref["class_type"]
+            made_with = ref.get("made_with")
+            node_key = (
+                (class_type, made_with.get("cnr_id"), made_with.get("aux_id"))
+                if made_with
+                else (class_type, None, None)
+            )
+            verdict = node_memo.get(node_key) or self.node_verdict(class_type, made_with)
             if verdict["state"] in PROVIDED:
-                provided[ref["class_type"]] = verdict["state"]
+                provided[class_type] = verdict["state"]
             else:
                 modes = ref["modes"]
                 nodes.append({**ref, "active": not modes or "active" in modes, **verdict})
@@ -201,12 +211,13 @@ class ScanSettings:
     store: RequirementStore
     count_inactive: bool
     max_bytes: int | None = None  # a larger workflow file is an error row, not read
+    config_loaders: Mapping[str, Any] = field(default_factory=dict)  # [scan.loaders] as configured (workers)
 
 
 class Scanned(NamedTuple):
-    """One workflow's entry as compact JSON text, with what the stage's counts need from it."""
+    """One workflow's entry as compact JSON text (UTF-8), with what the stage's counts need from it."""
 
-    text: str
+    text: bytes
     error: str | None
     reused: bool
     missing_models: list[tuple[str | None, str]]  # (folder, lookup key) of each counted missing model
@@ -215,77 +226,19 @@ class Scanned(NamedTuple):
     not_workflow: bool = False  # an image without a workflow: ``text`` is its not_workflows entry
 
 
-# Set in each worker process (and in this one for the serial path).
+# Set by _init_worker (kept for a process that forks a worker of its own).
 _SETTINGS: ScanSettings | None = None
 
 
-def _init_worker(settings: ScanSettings, parent: int) -> None:
+def _init_worker(settings: ScanSettings | None, parent: int) -> None:
     global _SETTINGS
     _SETTINGS = settings
     # Parsed workflows hold no reference cycles; the cyclic collector would only rescan every object made.
     gc.disable()
-    _exit_with_parent(parent)
+    parse_worker.exit_with_parent(parent)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Make this worker exit when the process ``parent`` (its pid taken before the fork) dies, so a killed
-    cycle leaves no orphans.
-
-    Read here, ``os.getppid()`` of a worker forked just as its cycle was killed is already 1 (init), and a
-    watcher comparing with that waits forever; ``parent`` is the pid the scan had. On Linux the kernel also
-    sends SIGKILL on the parent's death (PR_SET_PDEATHSIG), with no polling.
-    """
-    if os.getppid() != parent:
-        os._exit(1)  # the parent died before this worker got here
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the watcher below still notices
-        if os.getppid() != parent:  # died between the check above and the prctl
-            os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def requirements_of(
-    path: str,
-    loaders: Mapping[str, list[extract.LoaderInput]],
-    placeholders: frozenset[str],
-    size: int | None = None,
-    max_bytes: int | None = None,
-) -> tuple[dict[str, Any] | str, bool]:
-    """Return the requirement data of the workflow at ``path`` (format, container, models, nodes), or the
-    one-line error naming the file when it cannot be read as a workflow; and whether the file still has
-    ``size`` bytes (so what was read is what intake hashed).
-
-    Whatever is wrong with the file ends here as its error, never as an exception (NotAWorkflow excepted:
-    an image without a workflow is raised for the caller to count). Files larger than ``max_bytes`` are
-    not read.
-    """
-    try:
-        workflow, raw = load(Path(path), max_bytes)
-        data = {
-            "format": workflow.format,
-            "container": workflow.container,
-            **extract.extract(workflow, loaders, placeholders).to_json(),
-        }
-    except NotAWorkflow:
-        raise
-    except WorkflowError as exc:
-        return clean_text(str(exc)), False
-    except extract.TooLarge as exc:
-        return clean_text(f"{path}: {exc}; not read as a workflow"), False
-    except (Exception, RecursionError) as exc:  # a file must never stop the scan of the others
-        logger.debug("%s: reading failed:", path, exc_info=True)
-        return clean_text(f"{path}: cannot be read as a workflow ({type(exc).__name__}: {exc})"[:2000]), False
-    return data, size is None or len(raw) == size
+requirements_of = parse_worker.requirements_of
 
 
 def counted(entry: Mapping[str, Any], count_inactive: bool) -> tuple[list[tuple[str | None, str]], list[str]]:
@@ -293,6 +246,15 @@ def counted(entry: Mapping[str, Any], count_inactive: bool) -> tuple[list[tuple[
     models = [(m["folder"], names.lookup_key(m["name"])) for m in entry["models"] if m["active"] or count_inactive]
     nodes = [n["class_type"] for n in entry["nodes"] if n["active"] or count_inactive]
     return models, nodes
+
+
+def entry_text(entry: Mapping[str, Any], source: str) -> bytes:
+    """Validate a workflow entry (one jsonschema-rs call when valid) and return its compact canonical text."""
+    artifacts.validate(entry, SCHEMA, source, ENTRY)
+    try:
+        return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson refuses, the standard library writes (as artifacts.dumps does)
+        return artifacts.dumps(entry, indent=None)[:-1].encode("utf-8")
 
 
 def _entry(base: Mapping[str, Any], requirements: Mapping[str, Any], reused: bool, settings: ScanSettings) -> Scanned:
@@ -304,13 +266,26 @@ def _entry(base: Mapping[str, Any], requirements: Mapping[str, Any], reused: boo
         "reused": reused,
         **settings.evaluator.entry_parts(requirements),
     }
-    text = artifacts.part_text(entry, SCHEMA, ENTRY, f"{base['path']}: its scan.json entry")
+    text = entry_text(entry, f"{base['path']}: its scan.json entry")
     return Scanned(text, None, reused, *counted(entry, settings.count_inactive))
+
+
+def _from_store(base: Mapping[str, Any], settings: ScanSettings) -> Scanned | None:
+    """Return the entry made from the requirements the store keeps for ``base``'s content, or None."""
+    kept = settings.store.get(base["sha256"])
+    if kept is None:
+        return None
+    try:
+        return _entry(base, kept, True, settings)
+    except (ArtifactError, KeyError, TypeError, ValueError) as exc:
+        # Kept requirements that do not make a valid entry (from a foreign version): parse again.
+        logger.warning("%s: kept requirements unusable (%s); parsed again", base["path"], exc)
+        return None
 
 
 def scan_one(job: tuple[dict[str, Any], int | None]) -> Scanned:
     """Return the scan.json entry of one workflow (``job``: the intake fields kept in it, and the file's size),
-    from its kept requirements when the store has them, else by parsing the file.
+    from its kept requirements when the store has them, else by parsing the file, in this process.
 
     Never raises for anything in the file: what cannot be read is an entry with its ``error``; an image
     without a workflow is a ``not_workflow`` result.
@@ -318,23 +293,26 @@ def scan_one(job: tuple[dict[str, Any], int | None]) -> Scanned:
     settings = _SETTINGS
     assert settings is not None
     base, size = job
-    kept = settings.store.get(base["sha256"])
-    if kept is not None:
-        try:
-            return _entry(base, kept, True, settings)
-        except (ArtifactError, KeyError, TypeError, ValueError) as exc:
-            # Kept requirements that do not make a valid entry (from a foreign version): parse again.
-            logger.warning("%s: kept requirements unusable (%s); parsed again", base["path"], exc)
+    made = _from_store(base, settings)
+    if made is not None:
+        return made
+    kind, body = parse_worker.answer(base["path"], size, settings.loaders, settings.placeholders, settings.max_bytes)
+    return _answered(base, kind, body, settings)
+
+
+def _answered(base: Mapping[str, Any], kind: bytes, body: bytes, settings: ScanSettings) -> Scanned:
+    """Return the entry of the workflow ``base`` from a reader's answer (see ``parse_worker``)."""
+    if kind == parse_worker.NOT_WORKFLOW:
+        return _not_workflow(base, body.decode("utf-8"))
+    if kind == parse_worker.ERROR:
+        return _failed(base, body.decode("utf-8"))
+    if kind == parse_worker.LOST:
+        return scan_one((dict(base), None))
     try:
-        answer, whole = requirements_of(base["path"], settings.loaders, settings.placeholders, size, settings.max_bytes)
-    except NotAWorkflow as exc:
-        return _not_workflow(base, clean_text(str(exc)))
-    if isinstance(answer, str):
-        return _failed(base, answer)
-    try:
-        made = _entry(base, answer, False, settings)
+        requirements = orjson.loads(body)
+        made = _entry(base, requirements, False, settings)
         # A file that changed since intake hashed it is not kept under that hash.
-        return made._replace(kept=settings.store.encode(answer)) if whole else made
+        return made._replace(kept=body) if kind == parse_worker.REQUIREMENTS else made
     except (Exception, RecursionError) as exc:  # an entry that cannot be written is that file's error only
         logger.debug("%s: entry failed:", base["path"], exc_info=True)
         return _failed(base, clean_text(f"{base['path']}: cannot be listed ({type(exc).__name__}: {exc})"[:2000]))
@@ -353,13 +331,13 @@ def _failed(base: Mapping[str, Any], error: str) -> Scanned:
         "nodes": [],
         "provided_nodes": {},
     }
-    return Scanned(artifacts.part_text(failed, SCHEMA, ENTRY, base["path"]), error, False, [], [])
+    return Scanned(entry_text(failed, base["path"]), error, False, [], [])
 
 
 def _not_workflow(base: Mapping[str, Any], reason: str) -> Scanned:
     """Return the not_workflows entry of an image that carries no workflow."""
     text = json.dumps({**base, "reason": reason}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return Scanned(text, None, False, [], [], not_workflow=True)
+    return Scanned(text.encode("utf-8"), None, False, [], [], not_workflow=True)
 
 
 def worker_count(configured: int, jobs: int) -> int:
@@ -372,23 +350,57 @@ def worker_count(configured: int, jobs: int) -> int:
 
 
 def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettings, workers: int) -> Iterator[Scanned]:
-    """Yield ``scan_one`` for each of ``jobs``, in order, over ``workers`` processes when more than one."""
-    global _SETTINGS
+    """Yield the entry of each of ``jobs``, in order: from the store, else parsed over ``workers`` worker
+    processes when more than one (this process compares, validates and encodes what they read)."""
+    pool = start_workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes)
+    yield from _in_order(jobs, settings, pool, _handed_out(jobs, settings.store, pool))
+
+
+def start_workers(
+    workers: int, config_loaders: Mapping[str, Any], placeholders: frozenset[str], max_bytes: int | None
+) -> parse_worker.Workers | None:
+    """Return ``workers`` started worker processes, or None for none (one asked for, or they cannot start)."""
     if workers <= 1:
-        _SETTINGS = settings
-        try:
+        return None
+    try:
+        return parse_worker.Workers(workers, config_loaders, placeholders, max_bytes)
+    except OSError as exc:  # no interpreter to start (a frozen build), no processes left
+        logger.warning("scan: cannot start worker processes (%s); reading every workflow here", exc)
+        return None
+
+
+def _handed_out(
+    jobs: list[tuple[dict[str, Any], int | None]], store: RequirementStore, pool: parse_worker.Workers | None
+) -> tuple[list[bool], Iterator[tuple[bytes, bytes]]]:
+    """Hand the workers every job the store has nothing for (they start reading at once); return which jobs
+    the store has, and the workers' answers to come, in order."""
+    if pool is None:
+        return [], iter(())
+    stored = [store.has(base["sha256"]) for base, _size in jobs]
+    return stored, pool.map([(base["path"], size) for (base, size), hit in zip(jobs, stored, strict=True) if not hit])
+
+
+def _in_order(
+    jobs: list[tuple[dict[str, Any], int | None]],
+    settings: ScanSettings,
+    pool: parse_worker.Workers | None,
+    handed_out: tuple[list[bool], Iterator[tuple[bytes, bytes]]],
+) -> Iterator[Scanned]:
+    """Yield the entry of each of ``jobs``, in order: from the store (compared here, in turn), from the
+    workers' answers when ``pool`` reads the rest, else read here."""
+    global _SETTINGS
+    _SETTINGS = settings
+    stored, answers = handed_out
+    try:
+        if pool is None:
             yield from map(scan_one, jobs)
-        finally:
-            _SETTINGS = None  # the indexes are not kept alive past the scan
-        return
-    methods = multiprocessing.get_all_start_methods()
-    # fork starts workers in milliseconds and shares the loaded code and the indexes; elsewhere the default.
-    context = multiprocessing.get_context("fork") if "fork" in methods else None
-    chunk = max(1, min(16, len(jobs) // (workers * 8) or 1))
-    # The pid is taken here, before the fork: a worker cannot learn it reliably afterwards (see _exit_with_parent).
-    initargs = (settings, os.getpid())
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-        yield from pool.map(scan_one, jobs, chunksize=chunk)
+            return
+        with pool:
+            for job, hit in zip(jobs, stored, strict=True):
+                # A stored line found unusable now (torn, edited) is read here instead.
+                yield scan_one(job) if hit else _answered(job[0], *next(answers), settings)
+    finally:
+        _SETTINGS = None  # the indexes are not kept alive past the scan
 
 
 def settings_hash(scan_config: Mapping[str, Any]) -> str:
@@ -443,23 +455,29 @@ def _read_inputs(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def previous_entries(path: Path, inputs: Mapping[str, Any] | None, install: str) -> dict[str, dict[str, Any]]:
-    """Return sha256 -> entry of the readable workflows in the last scan.json, when the install it was compared
-    with is the same as now and the file holds the very bytes that scan wrote (it was validated then, so it
-    is not validated again); else nothing."""
-    if inputs is None or inputs.get("install") != install or not inputs.get("scan_sha256"):
-        return {}
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return {}
-    if hashlib.sha256(raw).hexdigest() != inputs["scan_sha256"]:
-        logger.info("%s: not the file the last scan wrote; every workflow is compared anew", path)
-        return {}
-    try:
-        return {w["sha256"]: w for w in json.loads(raw)["workflows"] if w["error"] is None}
-    except (ValueError, KeyError, TypeError):
-        return {}
+@dataclass
+class Tally:
+    """What the stage reports of the entries written, gathered as they go by (the entries are not kept)."""
+
+    count_inactive: bool
+    workflows: int = 0
+    reused: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    not_workflows: list[dict[str, Any]] = field(default_factory=list)
+    missing_models: set[tuple[str | None, str]] = field(default_factory=set)
+    missing_nodes: set[str] = field(default_factory=set)
+
+    def add(self, result: Scanned) -> None:
+        """Count one result (a not_workflows entry is kept: the head of scan.json lists them)."""
+        if result.not_workflow:
+            self.not_workflows.append(orjson.loads(result.text))
+            return
+        self.workflows += 1
+        self.reused += result.reused
+        if result.error is not None:
+            self.unreadable.append(result.error)
+        self.missing_models.update(result.missing_models)
+        self.missing_nodes.update(result.missing_nodes)
 
 
 def run(ctx: StageContext) -> StageOutcome:
@@ -488,19 +506,14 @@ def run(ctx: StageContext) -> StageOutcome:
     # rescan all of them again and again (it doubled the scan's time on a large install).
     gc.disable()
     try:
-        results, head = _scan(ctx, outcome, intake, truth, map_path, wanted_hash, previous_inputs, install)
-        # Compact: scan.json runs to megabytes on a large install, and only programs read it.
-        texts = [r.text for r in results if not r.not_workflow]
-        written = artifacts.write_assembled(state / ARTIFACT, head, "workflows", texts, SCHEMA)
+        tally, written = _scan(ctx, intake, truth, map_path, wanted_hash, previous_inputs, install)
     finally:
         if collecting:
             gc.enable()
     # A file that cannot be read is a finding of the report (its entry's error), not a failure of the stage:
     # the stage did its job for every other workflow.
-    unreadable = [r.error for r in results if r.error is not None]
-    _log_unreadable(unreadable)
-    outcome.counts, outcome.detail = _summary(results, unreadable, truth)
-    errors = unreadable
+    _log_unreadable(tally.unreadable)
+    outcome.counts, outcome.detail = _summary(tally, truth)
     artifacts.write(
         state / INPUTS,
         {
@@ -509,7 +522,7 @@ def run(ctx: StageContext) -> StageOutcome:
             "scan_sha256": written,
             "cycle_id": ctx.cycle_id,
             "counts": outcome.counts,
-            "errors": errors,
+            "errors": tally.unreadable,
             "detail": outcome.detail,
         },
         "scan_inputs",
@@ -527,31 +540,36 @@ def _log_unreadable(unreadable: list[str]) -> None:
         logger.warning("scan: cannot read %s%s", unreadable[0], more)
 
 
-def _summary(
-    results: list[Scanned], unreadable: list[str], truth: server.ServerTruth | None
-) -> tuple[dict[str, int], str]:
+def _summary(tally: Tally, truth: server.ServerTruth | None) -> tuple[dict[str, int], str]:
     """Return the stage's counts and its one-line detail."""
-    workflows = [r for r in results if not r.not_workflow]
-    reused = sum(1 for r in workflows if r.reused)
-    parsed = len(workflows) - reused
-    missing_models = {key for r in workflows for key in r.missing_models}
-    missing_nodes = {class_type for r in workflows for class_type in r.missing_nodes}
+    parsed = tally.workflows - tally.reused
+    unreadable = len(tally.unreadable)
     counts = {
-        "workflows": len(workflows),
+        "workflows": tally.workflows,
         "parsed": parsed,
-        "reused": reused,
-        "errors": len(unreadable),
-        "not_workflows": len(results) - len(workflows),
-        "missing_models": len(missing_models),
-        "missing_nodes": len(missing_nodes),
+        "reused": tally.reused,
+        "errors": unreadable,
+        "not_workflows": len(tally.not_workflows),
+        "missing_models": len(tally.missing_models),
+        "missing_nodes": len(tally.missing_nodes),
     }
     source = f"checked against the server at {truth.url}" if truth is not None else "checked against the files"
     images = f", {counts['not_workflows']} images without a workflow" if counts["not_workflows"] else ""
     detail = (
-        f"{len(workflows)} workflows ({parsed} parsed, {reused} unchanged), {len(unreadable)} unreadable{images}; "
-        f"{len(missing_models)} models and {len(missing_nodes)} node types missing; {source}"
+        f"{tally.workflows} workflows ({parsed} parsed, {tally.reused} unchanged), {unreadable} unreadable"
+        f"{images}; {len(tally.missing_models)} models and {len(tally.missing_nodes)} node types missing; {source}"
     )
     return counts, detail
+
+
+def _placeholders(scan_config: Mapping[str, Any]) -> frozenset[str]:
+    """Return the [scan] placeholder values, as extraction compares them (stripped, case-folded)."""
+    return frozenset(v.strip().casefold() for v in scan_config["placeholder_values"])
+
+
+def _max_bytes(scan_config: Mapping[str, Any]) -> int:
+    """Return the largest workflow file read, in bytes ([scan] max_workflow_mb)."""
+    return int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000)
 
 
 def _scan_settings(scan_config: Mapping[str, Any], evaluator: Evaluator, store: RequirementStore) -> ScanSettings:
@@ -559,75 +577,108 @@ def _scan_settings(scan_config: Mapping[str, Any], evaluator: Evaluator, store: 
     storing what extraction found in ``store``."""
     return ScanSettings(
         loaders=extract.loader_table(scan_config["loaders"]),
-        placeholders=frozenset(v.strip().casefold() for v in scan_config["placeholder_values"]),
+        placeholders=_placeholders(scan_config),
         evaluator=evaluator,
         store=store,
         count_inactive=bool(scan_config["count_inactive_nodes"]),
-        max_bytes=int(float(scan_config.get("max_workflow_mb", 32)) * 1_000_000),
+        max_bytes=_max_bytes(scan_config),
+        config_loaders=scan_config["loaders"],
     )
 
 
 def _scan(
     ctx: StageContext,
-    outcome: StageOutcome,
     intake: Mapping[str, Any],
     truth: server.ServerTruth | None,
     map_path: Path | None,
     wanted_hash: str,
     previous_inputs: Mapping[str, Any] | None,
     install: str,
-) -> tuple[list[Scanned], dict[str, Any]]:
-    """Return every workflow's entry, in intake order, and the rest of the scan.json document: entries of
-    unchanged workflows kept when the install is unchanged, the others made (in worker processes when many)."""
+) -> tuple[Tally, str]:
+    """Write scan.json: every workflow's entry in intake order, each written as soon as it is made (entries
+    of unchanged workflows copied from the last scan.json when the install is unchanged, the others made,
+    parsed in worker processes when many); return what the stage reports of them and the sha256 written."""
     scan_config = ctx.config.section("scan")
     count_inactive = bool(scan_config["count_inactive_nodes"])
     state = ctx.state_dir
+    kept = KeptEntries.read(state / ARTIFACT, previous_inputs, install, lambda e: counted(e, count_inactive))
     store = RequirementStore(state / STORE_FILE, wanted_hash)
-    kept = previous_entries(state / ARTIFACT, previous_inputs, install)
-    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-    node_map = manager_map.load(map_path)
+    tally = Tally(count_inactive)
+    items = intake["workflows"]
+    jobs = [
+        ({key: item[key] for key in BASE_KEYS}, item.get("size")) for item in items if kept.get(item["sha256"]) is None
+    ]
+    pool = None
+    try:
+        if jobs:
+            store.load()
+            # Started now, while this process is small (starting a process copies it for an instant), and
+            # reading while the caches are read and the indexes built.
+            workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
+            pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
+        handed_out = _handed_out(jobs, store, pool)
+        with artifacts.AssembledWriter(state / ARTIFACT, "workflows") as writer:
+            if jobs or not kept.head:
+                model_cache = artifacts.read(state / "model_cache.json", "model_cache")
+                node_map = manager_map.load(map_path)
+                head_facts = {
+                    "comfyui_root": model_cache["comfyui_root"],
+                    "demo": model_cache["demo"],
+                    "node_map": node_map.source,
+                }
+            else:  # the install is the one the last scan compared with: so are these
+                head_facts = {key: kept.head[key] for key in ("comfyui_root", "demo", "node_map")}
+            made = _made(ctx, jobs, store, truth, model_cache, node_map, pool, handed_out) if jobs else iter(())
+            for item in items:
+                previous = kept.get(item["sha256"])
+                if previous is None:
+                    result = next(made)
+                    if result.kept is not None:
+                        store.add(item["sha256"], result.kept)
+                else:
+                    base = {key: item[key] for key in BASE_KEYS}
+                    text = kept.text(previous, base)
+                    result = Scanned(text, None, True, previous.missing_models, previous.missing_nodes)
+                tally.add(result)
+                if not result.not_workflow:
+                    writer.add(result.text)
+            if jobs:
+                store.save({item["sha256"] for item in items})
+            head = {
+                "cycle_id": ctx.cycle_id,
+                "generated_at": ctx.now().isoformat(timespec="seconds"),
+                **head_facts,
+                "settings_hash": wanted_hash,
+                "server": truth.url if truth is not None else None,
+                "not_workflows": tally.not_workflows,
+                "workflows": [],
+            }
+            written = writer.finish(head, SCHEMA)
+    finally:
+        if pool is not None:
+            pool.close()  # whatever stopped the scan: no worker outlives it
+        kept.close()
+        store.close()
+    return tally, written
 
-    results: list[Scanned | None] = []
-    jobs: list[tuple[dict[str, Any], int | None]] = []
-    for item in intake["workflows"]:
-        base = {key: item[key] for key in ("workflow", "path", "source", "sha256")}
-        previous = kept.get(item["sha256"])
-        if previous is None:
-            jobs.append((base, item.get("size")))
-            results.append(None)
-            continue
-        entry = {**previous, **base, "reused": True}
-        # Kept as written (validated then); only the intake fields and "reused" may differ, both valid.
-        text = json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        results.append(Scanned(text, None, True, *counted(entry, count_inactive)))
 
-    if jobs:
-        nodes_cache = artifacts.read(state / "custom_nodes_cache.json", "custom_nodes_cache")
-        store.load()  # before the workers start, so they share what it read
-        evaluator = Evaluator(
-            ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
-        )
-        settings = _scan_settings(scan_config, evaluator, store)
-        workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
-        made = progress.track(scan_all(jobs, settings, workers), len(jobs), "scan", "workflow")
-        for index, slot in enumerate(results):
-            if slot is None:
-                results[index] = next(made)
-    done: list[Scanned] = [r for r in results if r is not None]
-    for item, result in zip(intake["workflows"], done, strict=True):
-        if result.kept is not None:
-            store.add(item["sha256"], result.kept)
-    if jobs:
-        store.save({item["sha256"] for item in intake["workflows"]})
-    head = {
-        "cycle_id": ctx.cycle_id,
-        "generated_at": ctx.now().isoformat(timespec="seconds"),
-        "comfyui_root": model_cache["comfyui_root"],
-        "demo": model_cache["demo"],
-        "settings_hash": wanted_hash,
-        "node_map": node_map.source,
-        "server": truth.url if truth is not None else None,
-        "not_workflows": [json.loads(r.text) for r in done if r.not_workflow],
-        "workflows": [],
-    }
-    return done, head
+def _made(
+    ctx: StageContext,
+    jobs: list[tuple[dict[str, Any], int | None]],
+    store: RequirementStore,
+    truth: server.ServerTruth | None,
+    model_cache: Mapping[str, Any],
+    node_map: manager_map.NodeMap,
+    pool: parse_worker.Workers | None,
+    handed_out: tuple[list[bool], Iterator[tuple[bytes, bytes]]],
+) -> Iterator[Scanned]:
+    """Yield the entry of each of ``jobs`` (workflows not kept from the last scan), in order, the workers of
+    ``pool`` reading what was ``handed_out`` to them."""
+    scan_config = ctx.config.section("scan")
+    nodes_cache = artifacts.read(ctx.state_dir / "custom_nodes_cache.json", "custom_nodes_cache")
+    evaluator = Evaluator(
+        ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
+    )
+    settings = _scan_settings(scan_config, evaluator, store)
+    made = _in_order(jobs, settings, pool, handed_out)
+    yield from progress.track(made, len(jobs), "scan", "workflow")

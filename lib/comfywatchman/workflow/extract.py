@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman.comfy.folders import CONFIG_EXTENSIONS, MODEL_EXTENSIONS
 from comfywatchman.workflow import embeddings, names
@@ -72,9 +72,18 @@ class LoaderInput:
             return False
         if self.extensionless:
             return True
-        lowered = value.strip().lower()
-        allowed = MODEL_EXTENSIONS | FOLDER_EXTENSIONS.get(self.folder, frozenset())
-        return any(lowered.endswith(ext) for ext in allowed)
+        return value.strip().lower().endswith(_endings(self.folder))
+
+
+_ENDINGS: dict[str, tuple[str, ...]] = {}
+
+
+def _endings(folder: str) -> tuple[str, ...]:
+    """Return the extensions a loader input of ``folder`` accepts, as the tuple ``str.endswith`` takes."""
+    found = _ENDINGS.get(folder)
+    if found is None:
+        found = _ENDINGS[folder] = tuple(sorted(MODEL_EXTENSIONS | FOLDER_EXTENSIONS.get(folder, frozenset())))
+    return found
 
 
 def loader_table(config_loaders: Mapping[str, Mapping[str, Any]]) -> dict[str, list[LoaderInput]]:
@@ -93,8 +102,7 @@ def loader_table(config_loaders: Mapping[str, Mapping[str, Any]]) -> dict[str, l
     return table
 
 
-@dataclass
-class Origin:
+class Origin(NamedTuple):
     """Where in the workflow a requirement comes from."""
 
     node_id: str
@@ -107,12 +115,12 @@ class Origin:
     def to_json(self) -> dict[str, Any]:
         """Return the origin as stored in scan.json."""
         return {
-            "node_id": self.node_id,
-            "node_type": self.node_type,
-            "input": self.input,
-            "subgraph_path": self.subgraph_path,
-            "mode": self.mode,
-            "via": self.via,
+            "node_id": self[0],
+            "node_type": self[1],
+            "input": self[2],
+            "subgraph_path": self[3],
+            "mode": self[4],
+            "via": self[5],
         }
 
 
@@ -140,7 +148,10 @@ class ModelRef:
         return {
             "name": self.name,
             "folder": self.folder,
-            "origins": [o.to_json() for o in self.origins],
+            "origins": [
+                {"node_id": o[0], "node_type": o[1], "input": o[2], "subgraph_path": o[3], "mode": o[4], "via": o[5]}
+                for o in self.origins
+            ],
             "declarations": self.declarations,
         }
 
@@ -174,7 +185,12 @@ def made_with(node: Mapping[str, Any]) -> dict[str, str] | None:
     """Return the ``cnr_id`` / ``aux_id`` / ``ver`` a node's ``properties`` carry (the pack it was made with,
     in the Comfy Registry's ids), or None when it carries none."""
     properties = node.get("properties")
-    if not isinstance(properties, dict) or not ("cnr_id" in properties or "aux_id" in properties):
+    return _made_with(properties) if isinstance(properties, dict) else None
+
+
+def _made_with(properties: Mapping[str, Any]) -> dict[str, str] | None:
+    """Return ``made_with`` of a node's ``properties`` (a dict)."""
+    if not ("cnr_id" in properties or "aux_id" in properties):
         return None
     found = {k: v.strip() for k in MADE_WITH_KEYS if isinstance(v := properties.get(k), str) and 0 < len(v) <= 200}
     return found or None
@@ -201,25 +217,43 @@ class _Collector:
     by_base: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
     # What each model already holds, so adding is a set lookup, not a scan of the list (linear, not quadratic).
     seen: set[tuple[Any, ...]] = field(default_factory=set)
+    # id of an origin's subgraph_path list -> the list as a tuple (for ``seen``), and the lists themselves
+    _path_keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    _paths: list[list[str]] = field(default_factory=list)
 
     def add_model(
         self, name: Any, folder: str | None, origin: Origin, declaration: dict[str, Any] | None = None
     ) -> None:
-        if not isinstance(name, str) or name.strip().casefold() in self.placeholders:
+        if not isinstance(name, str):
             return
-        key = (folder, names.lookup_key(name))
+        stripped = name.strip()
+        if stripped.casefold() in self.placeholders:
+            return
+        # names.normalize, inlined: it runs for every model a workflow names.
+        norm = stripped.replace("\\", "/")
+        if not norm.isascii():
+            norm = names.normalize(norm)
+        key = (folder, norm.casefold())
         ref = self.models.get(key)
-        base = (folder, names.basename(name).casefold())
-        if ref is None and declaration is not None:
-            # A declaration usually gives the bare file name while the widget may carry a subfolder.
-            ref = self.by_base.get(base)
         if ref is None:
-            if len(self.models) >= MAX_MODELS:
-                raise TooLarge(f"names more than {MAX_MODELS} model files")
-            ref = self.models[key] = ModelRef(name=name, folder=folder)
-            self.by_base.setdefault(base, ref)
-        origin_key = (id(ref), origin.node_id, origin.node_type, origin.input, *origin.subgraph_path)
-        origin_key += (origin.mode, origin.via)
+            base = (folder, norm.rsplit("/", 1)[-1].casefold())
+            if declaration is not None:
+                # A declaration usually gives the bare file name while the widget may carry a subfolder.
+                ref = self.by_base.get(base)
+            if ref is None:
+                if len(self.models) >= MAX_MODELS:
+                    raise TooLarge(f"names more than {MAX_MODELS} model files")
+                ref = self.models[key] = ModelRef(name=name, folder=folder)
+                self.by_base.setdefault(base, ref)
+        path = origin[3]
+        path_key = self._path_keys.get(id(path)) if path else ()
+        if path_key is None:
+            # Paths are lists shared by every origin of one graph level; the list is kept with its tuple so
+            # its id cannot be reused by another list while this collector lives.
+            path_key = tuple(path)
+            self._path_keys[id(path)] = path_key
+            self._paths.append(path)
+        origin_key = (id(ref), origin[0], origin[1], origin[2], origin[4], origin[5], path_key)
         if origin_key not in self.seen:
             self.seen.add(origin_key)
             ref.origins.append(origin)
@@ -351,46 +385,70 @@ class _UIWalker:
         inside = {top.sub_id}  # the definitions on the current path: an instance of one of them is a cycle
         while frames:
             frame = frames[-1]
-            node = next(frame.nodes, None)
-            if node is None:
+            child = self._walk_level(frame, inside)
+            if child is None:
                 frames.pop()
                 inside.discard(frame.sub_id)
-                continue
-            self.visits += 1
-            child = self.visit(node, frame, inside)
-            if child is not None:
+            else:
                 frames.append(child)
                 inside.add(child.sub_id)
 
-    def visit(self, node: dict[str, Any], frame: _Frame, inside: set[str | None]) -> _Frame | None:
-        """Record ``node`` of ``frame``; return the frame of the subgraph it instantiates, when it is walked."""
-        node_type = node.get("type")
-        if not isinstance(node_type, str):
-            return None
-        local_id = str(node.get("id"))
-        node_id = frame.prefix + local_id
-        if frame.forced is not None:
-            mode = frame.forced
-        else:
-            raw_mode = node.get("mode", 0)
-            mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
-        child = None
-        if self.definitions and node_type in self.definitions:
-            child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
-        elif (
-            self.group_nodes
-            and (group_name := group_node_name(node_type)) is not None
-            and group_name in self.group_nodes
-        ):
-            self._walk_group(node, node_id, group_name, frame.path, mode)
-        else:
-            self._plain(node, local_id, node_id, node_type, mode, frame)
-        properties = node.get("properties")
-        if isinstance(properties, dict) and "models" in properties:
-            for decl in _declarations(properties["models"]):
-                origin = Origin(node_id, node_type, None, frame.path, mode, "declared")
-                self.out.add_model(decl["name"], decl["directory"], origin, decl)
-        return child
+    def _walk_level(self, frame: _Frame, inside: set[str | None]) -> _Frame | None:
+        """Visit the nodes of ``frame`` still to visit; return the frame of the first instance met whose
+        subgraph is walked (the rest of ``frame`` waits for it), or None when the level is done.
+
+        Every node passes here, so the common case (a node that is no instance, group node, loader or
+        overridden node, and holds no string worth a look) is decided inline, without a call.
+        """
+        out = self.out
+        types = out.nodes
+        loaders = self.loaders
+        definitions = self.definitions
+        group_nodes = self.group_nodes
+        overrides = frame.overrides
+        forced = frame.forced
+        prefix = frame.prefix
+        for node in frame.nodes:
+            self.visits += 1
+            node_type = node.get("type")
+            if not isinstance(node_type, str):
+                continue
+            local_id = str(node.get("id"))
+            node_id = prefix + local_id if prefix else local_id
+            if forced is not None:
+                mode = forced
+            else:
+                raw_mode = node.get("mode", 0)
+                mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
+            properties = node.get("properties")
+            child = None
+            if definitions and node_type in definitions:
+                child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
+            elif group_nodes and (group_name := group_node_name(node_type)) is not None and group_name in group_nodes:
+                self._walk_group(node, node_id, group_name, frame.path, mode)
+            else:
+                ref = types.get(node_type)
+                if ref is None:
+                    ref = out.node_ref(node_type)
+                ref.node_ids.append(node_id)
+                ref.modes.append(mode)
+                if ref.made_with is None and isinstance(properties, dict):
+                    ref.made_with = _made_with(properties)
+                values = node.get("widgets_values")
+                if (
+                    (overrides and local_id in overrides)
+                    or node_type in loaders
+                    or (isinstance(values, list) and _any_candidate(values))
+                    or (isinstance(values, dict) and _any_candidate(values.values()))
+                ):
+                    self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides)
+            if isinstance(properties, dict) and "models" in properties:
+                for decl in _declarations(properties["models"]):
+                    origin = Origin(node_id, node_type, None, frame.path, mode, "declared")
+                    out.add_model(decl["name"], decl["directory"], origin, decl)
+            if child is not None:
+                return child
+        return None
 
     def _instance(
         self,
@@ -419,26 +477,6 @@ class _UIWalker:
         path = [*frame.path, _subgraph_name(self.definitions[sub_id])]
         return _Frame(iter(graph.nodes), graph, path, node_id + ":", forced, inner, sub_id)
 
-    def _plain(
-        self, node: dict[str, Any], local_id: str, node_id: str, node_type: str, mode: str, frame: _Frame
-    ) -> None:
-        """Record a node that is neither a subgraph nor a group node: its type and the files it names."""
-        ref = self.out.node_ref(node_type)
-        ref.node_ids.append(node_id)
-        ref.modes.append(mode)
-        if ref.made_with is None:
-            ref.made_with = made_with(node)
-        values = node.get("widgets_values")
-        # Most nodes are neither loaders nor overridden and hold no string worth a look: decide that here,
-        # without a call per node.
-        if (
-            local_id in frame.overrides
-            or node_type in self.loaders
-            or (isinstance(values, list) and _any_candidate(values))
-            or (isinstance(values, dict) and _any_candidate(values.values()))
-        ):
-            self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, frame.overrides)
-
     def _values(
         self,
         node: Mapping[str, Any],
@@ -455,22 +493,36 @@ class _UIWalker:
             return
         values = node.get("widgets_values") if values is None else values
         specs = self.loaders.get(node_type)
+        own = overrides.get(local_id) if overrides else None
+        if not specs:
+            for widget, (value, _via) in own.items() if own else ():
+                if isinstance(value, str):
+                    self._scan_text(value, widget, node_id, node_type, path, mode, True)
+            for text, name, _direct in _texts(node, values, [None]):
+                self._scan_text(text, name, node_id, node_type, path, mode, True)
+            return
+        widget_names, linked = _inputs_of(node)
         taken: set[str] = set()
-        widget_names: list[str] | None = None
-        if specs:
-            widget_names = _widget_inputs(node)
-            linked = _linked_inputs(node)
-            for spec in specs:
-                value, via = self._loader_value(local_id, values, spec, graph, overrides, widget_names, linked)
-                if spec.names_file(value):
-                    self.out.add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
-                taken.add(spec.input)
-        for widget, (value, _via) in overrides.get(local_id, {}).items():
-            if widget not in taken and isinstance(value, str):
-                self._scan_text(value, widget, node_id, node_type, path, mode, not specs)
-        for text, name, direct in _texts(node, values, [widget_names]):
-            if not (direct and name in taken):
-                self._scan_text(text, name, node_id, node_type, path, mode, not specs)
+        add_model = self.out.add_model
+        for spec in specs:
+            promoted = own.get(spec.input) if own else None
+            if promoted is not None:
+                value, via = promoted
+            else:
+                value, via = self._loader_value(values, spec, graph, widget_names, linked)
+            if spec.names_file(value):
+                add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
+            taken.add(spec.input)
+        # A loader's other strings can only name embeddings (the fallback is for nodes outside the table):
+        # most hold none, and then there is nothing to look at.
+        if own and any(isinstance(v, str) and IDENTIFIER in v for v, _via in own.values()):
+            for widget, (value, _via) in own.items():
+                if widget not in taken and isinstance(value, str):
+                    self._scan_text(value, widget, node_id, node_type, path, mode, False)
+        if _any_identifier(values):
+            for text, name, direct in _texts(node, values, [widget_names]):
+                if not (direct and name in taken):
+                    self._scan_text(text, name, node_id, node_type, path, mode, False)
 
     def _scan_text(
         self,
@@ -489,19 +541,12 @@ class _UIWalker:
         if fallback and _looks_like_model(value):
             self.out.add_model(value, None, Origin(node_id, node_type, input_name, path, mode, "fallback"))
 
+    @staticmethod
     def _loader_value(
-        self,
-        local_id: str,
-        values: Any,
-        spec: LoaderInput,
-        graph: Graph,
-        overrides: Overrides,
-        widget_names: list[str],
-        linked: list[tuple[Any, Any]],
+        values: Any, spec: LoaderInput, graph: Graph, widget_names: list[str], linked: list[tuple[Any, Any]]
     ) -> tuple[Any, str]:
-        promoted = overrides.get(local_id, {}).get(spec.input)
-        if promoted is not None:
-            return promoted
+        """Return the value of loader input ``spec`` not promoted by an instance, and how it was found: from
+        the PrimitiveNode feeding it, else from the node's own widget values."""
         for name, link in linked:
             if name == spec.input:
                 source = graph.primitive_value(link)
@@ -671,16 +716,24 @@ def _widget_inputs(node: Mapping[str, Any]) -> list[str]:
     return names_
 
 
-def _linked_inputs(node: Mapping[str, Any]) -> list[tuple[Any, Any]]:
-    """Return ``(input name, link id)`` for each input of ``node`` fed by a link (the widget's name when the
-    input is a converted widget)."""
+def _inputs_of(node: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, Any]]]:
+    """Return the widget input names of ``node`` and ``(input name, link id)`` for each input fed by a link
+    (the widget's name when the input is a converted widget), in one pass over its inputs."""
+    names_: list[str] = []
     linked: list[tuple[Any, Any]] = []
     for entry in as_list(node.get("inputs")):
-        if not isinstance(entry, dict) or entry.get("link") is None:
+        if not isinstance(entry, dict):
             continue
         widget = entry.get("widget")
-        linked.append((widget.get("name") if isinstance(widget, dict) else entry.get("name"), entry["link"]))
-    return linked
+        if isinstance(widget, dict):
+            name = widget.get("name")
+            if isinstance(name, str):
+                names_.append(name)
+            if entry.get("link") is not None:
+                linked.append((name, entry["link"]))
+        elif entry.get("link") is not None:
+            linked.append((entry.get("name"), entry["link"]))
+    return names_, linked
 
 
 def _widget_value(values: Any, spec: LoaderInput, widget_names: list[str]) -> Any:
@@ -703,6 +756,22 @@ def _any_candidate(values: Iterable[Any]) -> bool:
             if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
                 return True
         elif isinstance(value, (dict, list)):
+            return True
+    return False
+
+
+def _any_identifier(values: Any) -> bool:
+    """Return whether a string among ``values`` (a list or dict, nested one level as ``_texts`` reads them)
+    holds ``embedding:``."""
+    items = values.values() if isinstance(values, dict) else values if isinstance(values, list) else ()
+    for value in items:
+        if isinstance(value, str):
+            if IDENTIFIER in value:
+                return True
+        elif isinstance(value, dict):
+            if any(isinstance(v, str) and IDENTIFIER in v for v in value.values()):
+                return True
+        elif isinstance(value, list) and any(isinstance(v, str) and IDENTIFIER in v for v in value):
             return True
     return False
 

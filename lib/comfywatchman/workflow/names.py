@@ -9,6 +9,9 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _URL_PARAMETER = re.compile(r"[?#]|&\w+=")
+# A name every rule below accepts at a glance: ASCII segments of safe characters joined by "/", none empty,
+# not starting or ending with a space (then ".." and a trailing "." are all that is left to refuse).
+_PLAIN = re.compile(r"[A-Za-z0-9_.()\[\]+,' -]+(?:/[A-Za-z0-9_.()\[\]+,' -]+)*")
 
 
 def normalize(name: str) -> str:
@@ -25,6 +28,8 @@ def invalid_reason(name: str) -> str | None:
     letters, any ``..`` segment, and a folder with no file name. Such a name is never looked up on disk and
     never sent to a search service: either would act on hostile or broken input.
     """
+    if _PLAIN.fullmatch(name) and ".." not in name and not name.endswith((".", " ")) and not name.startswith(" "):
+        return None  # the common case, decided in one pass (scan checks every name of every workflow)
     if not name or not name.strip():
         return "empty file name"
     if _CONTROL.search(name):

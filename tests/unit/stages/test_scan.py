@@ -391,3 +391,105 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _lines(ctx: StageContext) -> dict[str, bytes]:
+    """Each entry line of scan.json by workflow name (without the separating comma)."""
+    lines = (ctx.state_dir / "scan.json").read_bytes().split(b"\n")[1:-2]
+    return {json.loads(line.rstrip(b","))["workflow"]: line.rstrip(b",") for line in lines}
+
+
+def test_kept_entries_are_their_last_lines_with_only_what_changed_rewritten(comfy_tree: ComfyTree, home: Path) -> None:
+    comfy_tree.model("checkpoints", "a.safetensors")
+    a = ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"])])
+    comfy_tree.workflow("a.json", a)
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["b1.safetensors"])]))
+    ctx = make_ctx(comfy_tree, home)
+    cycle(ctx)
+    first = _lines(ctx)
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["b2.safetensors"])]))
+    cycle(ctx)
+    second = _lines(ctx)
+    assert second["a.json"] == first["a.json"].replace(b'"reused":false', b'"reused":true')
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["b3.safetensors"])]))
+    comfy_tree.workflow("copy of a.json", a)  # the same content under another name
+    outcome = cycle(ctx)
+    third = _lines(ctx)
+    assert third["a.json"] == second["a.json"]  # copied byte for byte
+    assert json.loads(third["copy of a.json"]) == {
+        **json.loads(third["a.json"]),
+        "workflow": "copy of a.json",
+        "path": str(comfy_tree.workflows / "copy of a.json"),
+    }
+    assert (outcome.counts["parsed"], outcome.counts["reused"]) == (1, 2)
+    assert outcome.counts["missing_models"] == 1  # b3 (and the counts of the kept entries, none missing)
+
+
+def test_files_a_dead_worker_left_are_read_by_the_scan_itself(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    for i in range(5):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+
+    def lost(self: object, jobs: list[tuple[str, int | None]]) -> Any:
+        return iter([(scan.parse_worker.LOST, b"")] * len(jobs))
+
+    monkeypatch.setattr(scan.parse_worker.Workers, "map", lost)
+    outcome = cycle(make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n"))
+    assert outcome.ok and outcome.counts["parsed"] == 5 and outcome.counts["errors"] == 0
+    ctx = make_ctx(comfy_tree, home)
+    assert [next(iter(by_name(scanned(ctx)[f"w{i}.json"]))) for i in range(5)] == [
+        f"l{i}.safetensors" for i in range(5)
+    ]
+
+
+def test_verdicts_stay_right_when_the_bounded_memo_starts_again(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MEMO_LIMIT", 1)
+    comfy_tree.model("loras", "have.safetensors")
+    for name in ("a.json", "b.json"):
+        nodes = [
+            ui_node(i, "LoraLoader", [lora, 1, 1]) for i, lora in enumerate(["have.safetensors", "not.safetensors"])
+        ]
+        comfy_tree.workflow(name, ui_workflow(nodes))
+    ctx = make_ctx(comfy_tree, home)
+    assert cycle(ctx).counts["missing_models"] == 1
+    for entry in scanned(ctx).values():
+        assert {n: m["status"] for n, m in by_name(entry).items()} == {
+            "have.safetensors": "installed",
+            "not.safetensors": "missing",
+        }
+
+
+def test_with_workers_the_store_answers_what_it_has_and_the_workers_read_the_rest(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    for i in range(6):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
+    cycle(ctx)
+    pack = ctx.state_dir / "requirements.pack"
+    lines = pack.read_bytes().splitlines(keepends=True)
+    pack.write_bytes(b"".join([lines[0][:-30] + b"\n", *lines[1:]]))  # the first line torn
+    comfy_tree.workflow("w6.json", ui_workflow([ui_node(1, "LoraLoader", ["l6.safetensors", 1, 1])]))
+    comfy_tree.model("loras", "l3.safetensors")  # the install changes: every workflow is compared anew
+    outcome = cycle(ctx)
+    # the workflow whose line is torn is read again, like the new w6; the five others come from the store
+    assert (outcome.counts["parsed"], outcome.counts["reused"]) == (2, 5)
+    entries = scanned(ctx)
+    assert [next(iter(by_name(entries[f"w{i}.json"]))) for i in range(7)] == [f"l{i}.safetensors" for i in range(7)]
+    assert by_name(entries["w3.json"])["l3.safetensors"]["status"] == "installed"
+
+
+def test_workers_that_cannot_start_leave_the_scan_to_this_process(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    monkeypatch.setattr(scan.parse_worker.sys, "executable", str(home / "no-python-here"))
+    for i in range(3):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    outcome = cycle(make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n"))
+    assert outcome.ok and outcome.counts["parsed"] == 3

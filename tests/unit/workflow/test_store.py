@@ -57,3 +57,54 @@ def test_new_lines_are_appended_and_stale_ones_dropped_when_they_pile_up(
     assert path.read_bytes().count(b"\n") == 1
     store = RequirementStore(path, SETTINGS)
     assert store.get(C) == REQ and store.get(A) is None
+
+
+def test_added_lines_wait_on_disk_and_a_first_save_puts_them_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.pack"
+    store = RequirementStore(path, SETTINGS)
+    store.load()
+    store.add(A, RequirementStore.encode(REQ))
+    store.add(B, RequirementStore.encode({**REQ, "format": "api"}))
+    assert store.get(A) == REQ and store.get(B) == {**REQ, "format": "api"}  # readable before the save
+    [temp] = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # the payloads are there, not in memory
+    assert temp.read_bytes().count(b"\n") == 2
+    store.add(C, RequirementStore.encode({**REQ, "container": "png"}))  # written after the lines read back
+    assert store.get(C) == {**REQ, "container": "png"} and store.get(A) == REQ
+    store.save({A, B, C})
+    assert [p.name for p in tmp_path.iterdir()] == ["requirements.pack"]
+    again = RequirementStore(path, SETTINGS)
+    assert again.get(A) == REQ and again.get(B) == {**REQ, "format": "api"}
+    assert again.get(C) == {**REQ, "container": "png"}
+
+
+def test_lines_added_and_not_saved_leave_no_temp_file(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.pack"
+    saved(path, {A: REQ})
+    store = RequirementStore(path, SETTINGS)
+    store.add(B, RequirementStore.encode(REQ))
+    store.close()  # the scan failed before saving
+    assert [p.name for p in tmp_path.iterdir()] == ["requirements.pack"]
+    assert RequirementStore(path, SETTINGS).get(B) is None and RequirementStore(path, SETTINGS).get(A) == REQ
+
+
+def test_a_rewrite_keeps_the_latest_line_of_each_live_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "requirements.pack"
+    saved(path, {A: REQ, B: REQ})
+    monkeypatch.setattr(store_module, "MIN_STALE", 0)
+    store = RequirementStore(path, SETTINGS)
+    store.load()
+    store.add(A, RequirementStore.encode({**REQ, "format": "api"}))  # supersedes the line in the file
+    store.add(A, RequirementStore.encode({**REQ, "container": "png"}))  # and this the one just added
+    store.save({A})
+    assert path.read_bytes().count(b"\n") == 1
+    assert RequirementStore(path, SETTINGS).get(A) == {**REQ, "container": "png"}
+
+
+def test_payloads_orjson_refuses_are_written_by_the_standard_library(tmp_path: Path) -> None:
+    odd = {**REQ, "nodes": [{"class_type": "X", "node_ids": [str(2**70)], "modes": [], "big": 2**70}]}
+    payload = RequirementStore.encode(odd)
+    path = tmp_path / "requirements.pack"
+    store = RequirementStore(path, SETTINGS)
+    store.add(A, payload)
+    store.save({A})
+    assert RequirementStore(path, SETTINGS).get(A) == odd

@@ -1,0 +1,129 @@
+"""Entries kept from the last ``scan.json`` while the install is unchanged, read a line at a time.
+
+``scan.json`` holds one workflow entry per line (``artifacts.write_assembled``). When the install the last scan
+compared with is the one of now, and the file holds the very bytes that scan wrote (validated then), the
+entry of an unchanged workflow is its line, copied as it is: only the intake fields and ``reused`` may have to
+change. Reading the file keeps, per workflow content hash, where its line is and the little the stage's
+counts need, never the entries themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+BASE_KEYS = ("workflow", "path", "source", "sha256")
+_NOT_REUSED = b'"reused":false'
+_REUSED = b'"reused":true'
+
+# entry -> (missing models (folder, lookup key), missing node types) that count against it
+Counter = Callable[[Mapping[str, Any]], tuple[list[tuple[str | None, str]], list[str]]]
+
+
+class KeptLine(NamedTuple):
+    """Where an entry's line is in the last scan.json, what it says of itself, and its counts."""
+
+    offset: int
+    length: int
+    base: tuple[Any, ...]  # its values of BASE_KEYS
+    reused: bool
+    missing_models: list[tuple[str | None, str]]
+    missing_nodes: list[str]
+
+
+class KeptEntries:
+    """The readable entries of the last scan.json by content hash, read back one line at a time."""
+
+    def __init__(self, path: Path, lines: dict[str, KeptLine], head: dict[str, Any]) -> None:
+        self.path = path
+        self.lines = lines
+        self.head = head  # the last document without its entries (comfyui_root, demo, node_map, ...)
+        self._file: IO[bytes] | None = None
+
+    @classmethod
+    def empty(cls, path: Path) -> KeptEntries:
+        """Return a KeptEntries that keeps nothing."""
+        return cls(path, {}, {})
+
+    @classmethod
+    def read(cls, path: Path, inputs: Mapping[str, Any] | None, install: str, counter: Counter) -> KeptEntries:
+        """Return the entries of the scan.json at ``path`` when the install it was compared with is ``install``
+        and its bytes are those the last scan wrote (``inputs``: its scan_inputs.json); else none."""
+        if inputs is None or inputs.get("install") != install or not inputs.get("scan_sha256"):
+            return cls.empty(path)
+        try:
+            lines, head, digest = _index(path, counter)
+        except OSError:
+            return cls.empty(path)
+        except (ValueError, KeyError, TypeError, IndexError):
+            logger.info("%s: not one entry per line; every workflow is compared anew", path)
+            return cls.empty(path)
+        if digest != inputs["scan_sha256"]:
+            logger.info("%s: not the file the last scan wrote; every workflow is compared anew", path)
+            return cls.empty(path)
+        return cls(path, lines, head)
+
+    def get(self, sha256: str) -> KeptLine | None:
+        """Return the kept line of content ``sha256``, or None."""
+        return self.lines.get(sha256)
+
+    def text(self, kept: KeptLine, base: Mapping[str, Any]) -> bytes:
+        """Return the entry of ``kept`` for the workflow ``base`` (its intake fields), marked reused: the line
+        as it is when nothing differs, else with ``reused`` or the intake fields set anew."""
+        if self._file is None:
+            self._file = open(self.path, "rb")  # noqa: SIM115 (read line by line until close)
+        self._file.seek(kept.offset)
+        line = self._file.read(kept.length)
+        same_base = kept.base == tuple(base[key] for key in BASE_KEYS)
+        if same_base and kept.reused:
+            return line
+        # The key can only be the entry's own (strings escape their quotes; nested objects have no "reused").
+        if same_base and line.count(_NOT_REUSED) == 1:
+            return line.replace(_NOT_REUSED, _REUSED)
+        entry = orjson.loads(line)
+        entry.update(base)
+        entry["reused"] = True
+        return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+    def close(self) -> None:
+        """Close the file the lines are read from."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _index(path: Path, counter: Counter) -> tuple[dict[str, KeptLine], dict[str, Any], str]:
+    """Return the kept lines of the readable entries of ``path``, its head, and the sha256 of its bytes.
+
+    Raise ValueError (or KeyError, TypeError, IndexError) when the file is not one entry per line.
+    """
+    digest = hashlib.sha256()
+    lines: dict[str, KeptLine] = {}
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        digest.update(first)
+        if not first.endswith(b'"workflows":[\n'):
+            raise ValueError("no entry list opening its first line")
+        offset = len(first)
+        last = b""
+        for line in handle:
+            digest.update(line)
+            if line.startswith(b"]"):
+                last = line
+                continue
+            item = line.rstrip(b"\n").removesuffix(b",")
+            entry = orjson.loads(item)
+            if entry["error"] is None:
+                models, nodes = counter(entry)
+                base = tuple(entry[key] for key in BASE_KEYS)
+                lines[entry["sha256"]] = KeptLine(offset, len(item), base, entry["reused"] is True, models, nodes)
+            offset += len(line)
+    head = orjson.loads(first.rstrip(b"\n") + last)
+    return lines, head, digest.hexdigest()
