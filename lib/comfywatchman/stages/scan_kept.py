@@ -166,9 +166,7 @@ class LinesRecord:
         return {"scan_sha256": scan_sha256, "body_length": body, "entries": self.entries}
 
 
-def _from_record(
-    path: Path, record_path: Path, scan_sha256: str
-) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
+def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
     """Return the kept lines and head of the scan.json at ``path`` from its record at ``record_path``, or None
     when there is no usable record, or the record or the file is not the one whose sha256 is ``scan_sha256``."""
     try:
