@@ -12,7 +12,9 @@ Three levels of reuse keep repeated cycles cheap:
   fingerprint in ``state/scan_inputs.json`` matches and ``scan.json`` is left as it is, like the caches;
 - the install did not change (same caches, node map, settings and server answer) but some workflows did:
   the entries of the unchanged ones are their lines of the last ``scan.json``, copied (when its bytes are
-  the ones that scan wrote; see ``scan_kept``), and only the new or changed workflows are parsed and compared;
+  the ones that scan wrote; see ``scan_kept``: where each line is, and its counts, come from
+  ``state/scan_lines.json``, written with scan.json), and only the new or changed workflows are parsed and
+  compared;
 - the install changed: every workflow is compared anew, but one whose content hash is unchanged is not
   parsed again: its requirements come from the store ``state/requirements.pack`` (see ``workflow.store``).
 
