@@ -125,6 +125,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "scanned again (a cache: safe to delete)",
     ),
     Artifact(
+        "scan_lines",
+        "state/scan_lines.json",
+        "scan_lines",
+        "json",
+        ("scan",),
+        ("scan",),
+        "where each readable entry of scan.json is and what the scan counts of it, so a scan that keeps most "
+        "entries does not parse every line again (a cache: safe to delete)",
+    ),
+    Artifact(
         "requirements",
         "state/requirements.pack",
         None,

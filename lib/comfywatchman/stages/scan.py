@@ -12,7 +12,9 @@ Three levels of reuse keep repeated cycles cheap:
   fingerprint in ``state/scan_inputs.json`` matches and ``scan.json`` is left as it is, like the caches;
 - the install did not change (same caches, node map, settings and server answer) but some workflows did:
   the entries of the unchanged ones are their lines of the last ``scan.json``, copied (when its bytes are
-  the ones that scan wrote; see ``scan_kept``), and only the new or changed workflows are parsed and compared;
+  the ones that scan wrote; see ``scan_kept``: where each line is, and its counts, come from
+  ``state/scan_lines.json``, written with scan.json), and only the new or changed workflows are parsed and
+  compared;
 - the install changed: every workflow is compared anew, but one whose content hash is unchanged is not
   parsed again: its requirements come from the store ``state/requirements.pack`` (see ``workflow.store``).
 
@@ -43,7 +45,7 @@ from comfywatchman.comfy import manager_map, server
 from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages.context import StageContext, StageOutcome
-from comfywatchman.stages.scan_kept import BASE_KEYS, KeptEntries
+from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, LINES_SCHEMA, KeptEntries, LinesRecord
 from comfywatchman.workflow import embeddings, extract, names, parse_worker
 from comfywatchman.workflow.load import clean_text
 from comfywatchman.workflow.store import FILE as STORE_FILE
@@ -604,6 +606,7 @@ def _scan(
     kept = KeptEntries.read(state / ARTIFACT, previous_inputs, install, lambda e: counted(e, count_inactive))
     store = RequirementStore(state / STORE_FILE, wanted_hash)
     tally = Tally(count_inactive)
+    record = LinesRecord()
     items = intake["workflows"]
     jobs = [
         ({key: item[key] for key in BASE_KEYS}, item.get("size")) for item in items if kept.get(item["sha256"]) is None
@@ -642,6 +645,8 @@ def _scan(
                 tally.add(result)
                 if not result.not_workflow:
                     writer.add(result.text)
+                    counts = (result.missing_models, result.missing_nodes) if result.error is None else None
+                    record.add(result.text, tuple(item[key] for key in BASE_KEYS), result.reused, counts)
             if jobs:
                 store.save({item["sha256"] for item in items})
             head = {
@@ -654,6 +659,8 @@ def _scan(
                 "workflows": [],
             }
             written = writer.finish(head, SCHEMA)
+        # After scan.json and before scan_inputs.json: a record is used only for the bytes both name.
+        artifacts.write(state / LINES_FILE, record.document(written), LINES_SCHEMA, indent=None)
     finally:
         if pool is not None:
             pool.close()  # whatever stopped the scan: no worker outlives it

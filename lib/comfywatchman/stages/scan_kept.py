@@ -5,6 +5,10 @@ compared with is the one of now, and the file holds the very bytes that scan wro
 entry of an unchanged workflow is its line, copied as it is: only the intake fields and ``reused`` may have to
 change. Reading the file keeps, per workflow content hash, where its line is and the little the stage's
 counts need, never the entries themselves.
+
+That much is also written beside scan.json, in ``state/scan_lines.json`` (``LinesRecord``): a scan that keeps
+most entries reads it and hashes scan.json's bytes instead of parsing every line again. It is used only when
+it names the very bytes of scan.json that scan_inputs.json names; else the lines are read as before.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
+from comfywatchman import artifacts
+from comfywatchman.errors import ArtifactError
+
 logger = logging.getLogger(__name__)
 
 BASE_KEYS = ("workflow", "path", "source", "sha256")
+LINES_FILE = "scan_lines.json"
+LINES_SCHEMA = "scan_lines"
+_FIRST_LINE_END = b'"workflows":[\n'
 _NOT_REUSED = b'"reused":false'
 _REUSED = b'"reused":true'
 
@@ -58,6 +68,9 @@ class KeptEntries:
         and its bytes are those the last scan wrote (``inputs``: its scan_inputs.json); else none."""
         if inputs is None or inputs.get("install") != install or not inputs.get("scan_sha256"):
             return cls.empty(path)
+        recorded = _from_record(path, path.with_name(LINES_FILE), inputs["scan_sha256"])
+        if recorded is not None:
+            return cls(path, *recorded)
         try:
             lines, head, digest = _index(path, counter)
         except OSError:
@@ -109,7 +122,7 @@ def _index(path: Path, counter: Counter) -> tuple[dict[str, KeptLine], dict[str,
     with open(path, "rb") as handle:
         first = handle.readline()
         digest.update(first)
-        if not first.endswith(b'"workflows":[\n'):
+        if not first.endswith(_FIRST_LINE_END):
             raise ValueError("no entry list opening its first line")
         offset = len(first)
         last = b""
@@ -127,3 +140,61 @@ def _index(path: Path, counter: Counter) -> tuple[dict[str, KeptLine], dict[str,
             offset += len(line)
     head = orjson.loads(first.rstrip(b"\n") + last)
     return lines, head, digest.hexdigest()
+
+
+class LinesRecord:
+    """What ``state/scan_lines.json`` says of the scan.json being written: each readable entry's place (from
+    the end of the first line), intake fields, ``reused`` and counts, added in the order of the file."""
+
+    def __init__(self) -> None:
+        self.entries: list[list[Any]] = []
+        self.offset = 0  # where the next entry starts, counted from the end of the first line
+        self.count = 0
+
+    def add(self, text: bytes, base: tuple[Any, ...], reused: bool, counts: tuple[list[Any], list[str]] | None) -> None:
+        """Note one entry written (``AssembledWriter.add``): its text, intake fields (BASE_KEYS), ``reused``,
+        and its counts, or None for an entry with an error (never kept, so not recorded)."""
+        if counts is not None:
+            models, nodes = counts
+            self.entries.append([self.offset, len(text), *base, reused, [list(m) for m in models], list(nodes)])
+        self.offset += len(text) + 2  # its text and ",\n" (the last one's "\n" alone)
+        self.count += 1
+
+    def document(self, scan_sha256: str) -> dict[str, Any]:
+        """Return the scan_lines.json document for the scan.json whose sha256 is ``scan_sha256``."""
+        body = self.offset - 1 if self.count else 0
+        return {"scan_sha256": scan_sha256, "body_length": body, "entries": self.entries}
+
+
+def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
+    """Return the kept lines and head of the scan.json at ``path`` from its record at ``record_path``, or None
+    when there is no usable record, or the record or the file is not the one whose sha256 is ``scan_sha256``."""
+    try:
+        record = artifacts.read_optional(record_path, LINES_SCHEMA)
+    except ArtifactError as exc:
+        logger.info("%s; scan.json's lines are read instead", exc)
+        return None
+    if record is None or record["scan_sha256"] != scan_sha256:
+        return None
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+            if digest.hexdigest() != scan_sha256:
+                return None
+            handle.seek(0)
+            first = handle.readline()
+            handle.seek(len(first) + record["body_length"])
+            last = handle.read()
+        if not first.endswith(_FIRST_LINE_END) or not last.startswith(b"]"):
+            return None
+        head = orjson.loads(first.rstrip(b"\n") + last)
+    except (OSError, ValueError):
+        return None
+    start = len(first)
+    lines: dict[str, KeptLine] = {}
+    for offset, length, workflow, where, source, sha256, reused, models, nodes in record["entries"]:
+        base = (workflow, where, source, sha256)
+        lines[sha256] = KeptLine(start + offset, length, base, reused, [(f, k) for f, k in models], nodes)
+    return lines, head
