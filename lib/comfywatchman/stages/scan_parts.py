@@ -115,7 +115,7 @@ class ScanParts:
         kept = self._load()
         check = artifacts.fast_validator("scan", "workflow")
         written: list[bytes] = [self.tag]
-        added: list[bytes] = []  # the lines of parts made this time
+        added: list[int] = []  # where the lines of parts made this time are in ``written``
         for number, line in enumerate(handle, start=2):
             if line.startswith(b"]"):
                 break
@@ -127,7 +127,7 @@ class ScanParts:
                 part = self._parse(body, number, scan_path, check)
                 payload = orjson.dumps(part)
                 found = [_digest(payload), payload]
-                added.append(b" ".join((digest, *found)))
+                added.append(len(written))
             written.append(b" ".join((digest, *found)))
             yield part
         else:
@@ -137,7 +137,7 @@ class ScanParts:
         if not self.loaded or stale > STALE_SHARE * in_use:
             self._save(written)
         elif added:
-            self._append(added)
+            self._append([written[i] for i in added])
 
     def _parse(self, body: bytes, number: int, scan_path: Path, check: Any) -> Any:
         self.parsed += 1
