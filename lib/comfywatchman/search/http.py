@@ -226,17 +226,15 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _import_network()
         self.settings = settings
         self._tokens: dict[str, Secret] = {}
         for host, secret in (tokens or {}).items():
             self.add_token(host, secret)
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        # Credentials come from this client only, never from ~/.netrc behind our back.
-        self.session.trust_env = False
-        # Every answer is read under a watch, so a request cannot outlast its whole-request limit (headers too).
-        request_watch.mount(self.session)
+        # The session (and the network modules, a tenth of a second to import) is made at the first request:
+        # an offline cycle makes a client for its backends and never sends anything.
+        self._session: requests.Session | None = None
+        if session is not None:
+            self._ready(session)
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
@@ -250,6 +248,24 @@ class HttpClient:
         self.deadline_refusals = 0
         self.counts: Counter[str] = Counter()
         self.sleeps: list[float] = []
+
+    @property
+    def session(self) -> requests.Session:
+        """Return the client's requests session, made (with the network modules imported) when first asked."""
+        if self._session is None:
+            _import_network()
+            return self._ready(requests.Session())
+        return self._session
+
+    def _ready(self, session: requests.Session) -> requests.Session:
+        _import_network()
+        session.headers["User-Agent"] = USER_AGENT
+        # Credentials come from this client only, never from ~/.netrc behind our back.
+        session.trust_env = False
+        # Every answer is read under a watch, so a request cannot outlast its whole-request limit (headers too).
+        request_watch.mount(session)
+        self._session = session
+        return session
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> HttpClient:
@@ -390,6 +406,7 @@ class HttpClient:
             )
         if self.deadline_reached:
             raise self.refuse_past_deadline(host)
+        _import_network()
         settings = self.settings
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, settings.max_attempts)),

@@ -11,14 +11,17 @@ where PAYLOAD is the compact JSON of the part. The line's digest leaves out the 
 (whether the scan parsed it this time), so a part must not depend on it. The next cycle parses (and
 validates) only the lines it has no part for: when one workflow changed, one line. The file is a cache, safe
 to lose: a torn or edited line (its checksum no longer matches) is ignored and its workflow read from
-scan.json again; a pack made by another format (its first line) is ignored whole. It is rewritten, through a
-temp file and a rename, when the parts it should hold changed.
+scan.json again; a pack made by another format (its first line) is ignored whole. The pack's lines are
+found by their scan line's digest, in any order: the parts of new lines are appended to it (a cycle where one
+workflow changed writes one line), and it is rewritten, through a temp file and a rename, when it holds more
+lines no workflow has any more than ``STALE_SHARE`` of its lines (or is missing, or of another format).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,9 @@ _KEY = b'"workflows":['
 
 
 _REUSED = b',"reused":'
+
+#: A pack whose lines of workflows gone or changed exceed this share of the lines in use is rewritten whole.
+STALE_SHARE = 0.25
 
 
 def _line_digest(line: bytes) -> bytes:
@@ -63,6 +69,7 @@ class ScanParts:
     def __init__(self, path: Path, tag: str, take: Callable[[dict[str, Any]], Any]) -> None:
         self.path, self.tag, self.take = path, tag.encode("ascii"), take
         self.parsed = 0  # scan.json lines parsed this time (the others came from the pack)
+        self.loaded = False  # whether the pack was read (it exists and is of this format)
 
     def _load(self) -> dict[bytes, list[bytes]]:
         """Return scan line digest -> ``[payload digest, payload]`` of the pack's lines (empty when it is missing
@@ -73,6 +80,7 @@ class ScanParts:
             with self.path.open("rb") as handle:
                 if handle.readline().rstrip(b"\n") != self.tag:
                     return {}
+                self.loaded = True
                 for line in handle:
                     parts = line.rstrip(b"\n").split(b" ", 2)
                     if len(parts) == 3:
@@ -107,7 +115,7 @@ class ScanParts:
         kept = self._load()
         check = artifacts.fast_validator("scan", "workflow")
         written: list[bytes] = [self.tag]
-        changed = False
+        added: list[int] = []  # where the lines of parts made this time are in ``written``
         for number, line in enumerate(handle, start=2):
             if line.startswith(b"]"):
                 break
@@ -119,13 +127,17 @@ class ScanParts:
                 part = self._parse(body, number, scan_path, check)
                 payload = orjson.dumps(part)
                 found = [_digest(payload), payload]
-                changed = True
+                added.append(len(written))
             written.append(b" ".join((digest, *found)))
             yield part
         else:
             raise ArtifactError(f"{scan_path}: ends inside its list 'workflows' (a torn write?)")
-        if changed or len(kept) != len(written) - 1:
+        in_use = len(written) - 1
+        stale = len(kept) + len(added) - in_use  # lines of the pack no workflow of this scan.json has
+        if not self.loaded or stale > STALE_SHARE * in_use:
             self._save(written)
+        elif added:
+            self._append([written[i] for i in added])
 
     def _parse(self, body: bytes, number: int, scan_path: Path, check: Any) -> Any:
         self.parsed += 1
@@ -136,6 +148,18 @@ class ScanParts:
         if not check.is_valid(item):
             artifacts.validate(item, "scan", f"{scan_path} (line {number})", "workflow")
         return self.take(item)
+
+    def _append(self, lines: list[bytes]) -> None:
+        """Add ``lines`` at the end of the pack. A torn append (a line cut short) fails its checksum next time
+        and its workflow is parsed again; a line after a cut one starts on a line of its own."""
+        try:
+            with self.path.open("r+b") as handle:
+                end = handle.seek(0, os.SEEK_END)
+                handle.seek(end - 1)
+                start = b"" if handle.read(1) == b"\n" else b"\n"
+                handle.write(start + b"\n".join(lines) + b"\n")
+        except OSError as exc:
+            logger.warning("%s: cannot be written (%s); the next cycle reads scan.json in full", self.path, exc)
 
     def _save(self, lines: list[bytes]) -> None:
         try:

@@ -8,6 +8,7 @@ the offline sources leave open is NOT_SEARCHED.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,7 +241,14 @@ def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | N
     folder = model_cache["folders"].get(result.type or "")
     if not folder or not folder["paths"] or invalid_filename_reason(result.name):
         return None
-    return str(PurePosixPath(folder["paths"][0].replace("\\", "/")) / normalise(result.name))
+    return str(_folder_base(folder["paths"][0]) / normalise(result.name))
+
+
+@functools.lru_cache(maxsize=256)
+def _folder_base(path: str) -> PurePosixPath:
+    """Return a folder type's first path as a POSIX path (made once per folder: thousands of files are queued
+    into a few folders)."""
+    return PurePosixPath(path.replace("\\", "/"))
 
 
 def download_queue(

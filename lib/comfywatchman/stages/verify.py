@@ -88,14 +88,21 @@ class FileLocator:
     def __init__(self, model_cache: Mapping[str, Any]) -> None:
         self._dirs = {folder: group["paths"] for folder, group in model_cache["folders"].items()}
         self._where: dict[tuple[str, str], int] = {}
+        self._joined: dict[tuple[str, str], str] = {}
         for folder, group in model_cache["folders"].items():
             for entry in group["files"]:
                 self._where.setdefault((folder, entry["name"]), entry["dir"])
 
     def get(self, key: tuple[str, str]) -> str | None:
         """Return the absolute path of ``(folder, name)``, or None when the cache has no such file."""
-        index = self._where.get(key)
-        return None if index is None else os.path.join(self._dirs[key[0]][index], key[1])
+        path = self._joined.get(key)
+        if path is None:
+            index = self._where.get(key)
+            if index is None:
+                return None
+            # Kept: a file many workflows declare is asked about once per workflow.
+            path = self._joined[key] = os.path.join(self._dirs[key[0]][index], key[1])
+        return path
 
 
 _FOUND = b'"status":"FOUND"'

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from comfywatchman.search.http import USER_AGENT, HttpClient, RemoteError, host_
 from tests.fakes import FakeServer, Recorded, Reply
 from tests.unit.search.conftest import fast_settings, make_config
 
+REPO = Path(__file__).resolve().parents[3]
 SECRET = "civitai-SECRET-0123456789abcdef"
 
 
@@ -50,6 +54,23 @@ def test_request_sends_user_agent_when_called(echo):
     assert response.status_code == 200
     assert echo.requests[0].headers["User-Agent"] == USER_AGENT
     assert USER_AGENT.startswith("comfywatchman/")
+
+
+def test_client_imports_network_modules_only_when_a_request_is_sent(tmp_path):
+    # An offline cycle makes a client for its backends and sends nothing: requests (a tenth of a second to
+    # import) must not be loaded for it. A new interpreter, so that no other test has imported it already.
+    code = (
+        "import sys\n"
+        "from comfywatchman.search.http import HttpClient, HttpSettings\n"
+        "from tests.unit.search.conftest import FAST_SEARCH\n"
+        "client = HttpClient(HttpSettings.from_config(FAST_SEARCH))\n"
+        "assert 'requests' not in sys.modules, 'imported when the client was made'\n"
+        "session = client.session\n"
+        "assert 'requests' in sys.modules and client.session is session\n"
+        "assert session.headers['User-Agent'].startswith('comfywatchman/') and session.trust_env is False\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_request_retries_then_succeeds_when_429_then_200(echo):

@@ -11,6 +11,7 @@ import pytest
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
+from comfywatchman.stages import scan_parts
 from comfywatchman.stages.scan_parts import ScanParts
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import T0, context, make_install, run
@@ -85,3 +86,40 @@ def test_a_broken_line_of_scan_json_names_the_file_and_line(comfy_tree: ComfyTre
     scan.write_bytes(b"\n".join(lines[:3]))
     with pytest.raises(ArtifactError, match=r"scan\.json: not valid JSON"):  # a torn write
         read(pack, scan)
+
+
+def test_a_changed_workflow_adds_its_line_and_a_pack_mostly_stale_is_rewritten(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan_parts, "STALE_SHARE", 1.0)  # two workflows: rewritten past two stale lines
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    read(pack, scan)
+    before = pack.read_bytes()
+    for number, name in enumerate(("up_1.pth", "up_2.pth"), start=1):
+        comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", [name])]))
+        run(context(comfy_tree, home, f"c{number + 1}", T0), ("cache", "intake", "scan"))
+        assert read(pack, scan) == ([EXPECTED[0], ["b.json", [name]]], 1)
+        after = pack.read_bytes()
+        assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1  # appended
+        assert read(pack, scan) == ([EXPECTED[0], ["b.json", [name]]], 0)
+        before = after
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["up_3.pth"])]))
+    run(context(comfy_tree, home, "c4", T0), ("cache", "intake", "scan"))
+    assert read(pack, scan) == ([EXPECTED[0], ["b.json", ["up_3.pth"]]], 1)
+    assert pack.read_bytes().count(b"\n") == 3  # three stale lines of b.json: rewritten, the tag and two lines
+    assert read(pack, scan) == ([EXPECTED[0], ["b.json", ["up_3.pth"]]], 0)
+
+
+def test_a_line_appended_after_a_torn_one_starts_a_line_of_its_own(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan_parts, "STALE_SHARE", 1.0)
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    read(pack, scan)
+    pack.write_bytes(pack.read_bytes()[:-30])  # the last line (b.json's) torn, without its newline
+    assert read(pack, scan) == (EXPECTED, 1)
+    assert pack.read_bytes().endswith(b"\n") and read(pack, scan) == (EXPECTED, 0)
