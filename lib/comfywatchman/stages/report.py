@@ -115,7 +115,8 @@ def _run(ctx: StageContext) -> StageOutcome:
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
     verify = verification.load(state)
-    basis = findings_basis(ctx, scan.head, unavailable, verify)
+    searched_mark = answers_module.mark(state / "search.json")
+    basis = findings_basis(ctx, scan.head, unavailable, verify, searched_mark)
     last = stage_inputs.previous(state, "report")
     digests = None
     if last is not None and findings_recorded(ctx, last):
@@ -124,7 +125,7 @@ def _run(ctx: StageContext) -> StageOutcome:
         if unchanged_findings(digests, basis, last) and refresh_page(ctx, last, wanted, now_text, outcome):
             return outcome
     try:
-        answers = answers_module.load(state / "search.json", state / answers_module.KEPT)
+        answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
         searched = True
     except ArtifactError as exc:
         outcome.fail(str(exc))
@@ -312,15 +313,19 @@ def output_paths(ctx: StageContext) -> list[Path]:
 
 
 def findings_basis(
-    ctx: StageContext, scan_head: Mapping[str, Any], unavailable: list[dict[str, Any]], verify: Any
+    ctx: StageContext,
+    scan_head: Mapping[str, Any],
+    unavailable: list[dict[str, Any]],
+    verify: Any,
+    searched: bytes | None,
 ) -> bytes:
     """Return what the findings (every workflow entry and action, the headline) are made of besides scan.json's
     lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
     the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
-    tail, which ``refresh_page`` renders again)."""
+    tail, which ``refresh_page`` renders again). ``searched``: ``answers.mark`` of search.json."""
     state = ctx.state_dir
     made_of = {
-        "search": (answers_module.mark(state / "search.json") or b"").decode("ascii"),
+        "search": (searched or b"").decode("ascii"),
         "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "budget_bytes")},
         # What is verified so far, not the work of the run that wrote it (hashed_files, hash_seconds, ...).
         "verified": {k: v for k, v in ((verify or {}).get("progress") or {}).items() if not k.startswith("hash")},
