@@ -170,7 +170,8 @@ def findings(
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
-    ranked = aggregate.actions(facts)
+    # Ranked once: with the drifted files' actions when verify.json has findings.
+    ranked = aggregate.actions(facts, rank=not verify)
     if verify:
         ranked = verification.merge_actions(ranked, verify)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
