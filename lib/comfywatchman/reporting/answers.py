@@ -209,6 +209,8 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
         built = _from_lines(path, last or _Kept(b"", [], [], 0, offline, model_list), offline, model_list)
     if built is None:
         built = _Kept.of(from_results(results, offline, model_list))
+    elif last is not None:
+        logger.debug("answers: %d of %d search results reused from %s", built.reused, len(built.lines), kept)
     if kept is not None and known is not None:
         built.mark = known
         _write_kept(kept, built)
@@ -228,6 +230,7 @@ class _Kept:
     uncertain: int
     offline: bool
     model_list: str | None
+    reused: int = 0  # how many lines were taken from the kept file (``_from_lines``)
 
     @staticmethod
     def of(answers: Answers) -> _Kept:
@@ -269,6 +272,7 @@ def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) 
                     index = moved[hit[3]] = _share(shared, made.table, last.table[hit[3]])
                 made.lines.append([digest, hit[1], hit[2], index, hit[4], hit[5]])
                 made.uncertain += bool(hit[4])
+                made.reused += 1
                 continue
             result = _parsed(path, number, line, check)
             found = key(result["type"], result["name"])
