@@ -246,6 +246,9 @@ class _Kept:
 
 
 _OPENER = b'"results":['
+# Bump when what a result's line is made into changes (``project``, ``is_gated``, ``key``): a kept file of
+# another format is not reused, line by line or whole.
+_KEPT_FORMAT = 2
 
 
 def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) -> _Kept | None:
@@ -309,6 +312,8 @@ def _read_kept(kept: Path) -> _Kept | None:
         with kept.open("rb") as handle:
             known = handle.readline().rstrip(b"\n")
             data = orjson.loads(handle.read())
+        if data.get("format") != _KEPT_FORMAT:
+            return None
         table, lines = data["table"], data["lines"]
         if not isinstance(table, list) or not all(isinstance(line, list) and len(line) == 6 for line in lines):
             return None
@@ -321,6 +326,7 @@ def _read_kept(kept: Path) -> _Kept | None:
 
 def _write_kept(kept: Path, made: _Kept) -> None:
     payload = {
+        "format": _KEPT_FORMAT,
         "table": made.table,
         "lines": made.lines,
         "uncertain": made.uncertain,
