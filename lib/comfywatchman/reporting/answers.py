@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from comfywatchman import artifacts, resources
+from comfywatchman.errors import ArtifactError
 from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
@@ -188,49 +189,154 @@ def mark(path: Path) -> bytes | None:
     return h.hexdigest().encode("ascii")
 
 
-def load(path: Path, kept: Path | None = None) -> Answers:
+def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> Answers:
     """Return the Answers of the search.json at ``path``; raise ArtifactError naming it when it is missing
     or broken. With ``kept`` (a file of the report's own), the answers kept there are used while search.json's
-    results are as they were (``mark``): they were made from it, validated, when it last changed; a kept file
-    that is torn or for other results is made again."""
-    known = mark(path) if kept is not None else None
+    results are as they were (``mark``): they were made from it, validated, when it last changed. When they
+    changed, a result whose line is as it was is taken from the kept file without being parsed again
+    (``_from_lines``); a kept file that is torn is made again. ``known``: ``mark(path)`` when the caller has it."""
+    if kept is not None and known is None:
+        known = mark(path)
+    last: _Kept | None = None
     if kept is not None and known is not None:
-        found = _read_kept(kept, known)
-        if found is not None:
-            return found
+        last = _read_kept(kept)
+        if last is not None and last.mark == known:
+            return last.answers()
     head, results = _results(path)
-    answers = from_results(results, bool(head["offline"]), head.get("model_list"))
+    offline, model_list = bool(head["offline"]), head.get("model_list")
+    built = None
+    if "result" in schema_definitions("search"):
+        built = _from_lines(path, last or _Kept(b"", [], [], 0, offline, model_list), offline, model_list)
+    if built is None:
+        built = _Kept.of(from_results(results, offline, model_list))
+    elif last is not None:
+        logger.debug("answers: %d of %d search results reused from %s", built.reused, len(built.lines), kept)
     if kept is not None and known is not None:
-        _write_kept(kept, known, answers)
-    return answers
+        built.mark = known
+        _write_kept(kept, built)
+    return built.answers()
 
 
-def _read_kept(kept: Path, known: bytes) -> Answers | None:
+@dataclass
+class _Kept:
+    """What ``report_answers.pack`` holds: the mark of the search.json it was made from, the distinct answers,
+    and per result (one per line of search.json) the digest of its line, its key, its answer's index, and
+    whether it is UNCERTAIN and gated."""
+
+    mark: bytes
+    table: list[dict[str, Any]]
+    # [line digest (hex, "" when unknown), folder, lookup key, index in table, uncertain, gated]
+    lines: list[list[Any]]
+    uncertain: int
+    offline: bool
+    model_list: str | None
+    reused: int = 0  # how many lines were taken from the kept file (``_from_lines``)
+
+    @staticmethod
+    def of(answers: Answers) -> _Kept:
+        """Return the kept form of ``answers``, without its lines' digests (none of its results is reused)."""
+        lines = [["", f, k, i, False, (f, k) in answers.gated] for (f, k), i in answers._index.items()]
+        return _Kept(b"", answers._table, lines, answers.uncertain, answers.offline, answers.model_list)
+
+    def answers(self) -> Answers:
+        """Return the Answers this holds."""
+        keys = [(line[1], line[2], line[3]) for line in self.lines]
+        gated = [(line[1], line[2]) for line in self.lines if line[5]]
+        return _assemble(self.table, keys, gated, self.uncertain, self.offline, self.model_list)
+
+
+_OPENER = b'"results":['
+# Bump when what a result's line is made into changes (``project``, ``is_gated``, ``key``): a kept file of
+# another format is not reused, line by line or whole.
+_KEPT_FORMAT = 2
+
+
+def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) -> _Kept | None:
+    """Return the answers of search.json's results read a line at a time, each line that ``last`` holds
+    (by its digest) taken from there, the others parsed, validated and projected; None when the file does
+    not hold one result per line. Raise ArtifactError naming the file and line when a line is broken."""
+    known = {line[0]: line for line in last.lines if line[0]}
+    check = artifacts.fast_validator("search", "result")
+    shared: dict[bytes, int] = {}
+    moved: dict[int, int] = {}  # index in last.table -> index in the new table
+    made = _Kept(b"", [], [], 0, offline, model_list)
+    with path.open("rb") as handle:
+        if not handle.readline().rstrip(b"\n").endswith(_OPENER):
+            return None
+        for number, raw in enumerate(handle, start=2):
+            if raw.startswith(b"]"):
+                return made
+            line = raw.rstrip(b"\n").removesuffix(b",")
+            digest = hashlib.blake2b(line, digest_size=16).hexdigest()
+            hit = known.get(digest)
+            if hit is not None:
+                index = moved.get(hit[3])
+                if index is None:
+                    index = moved[hit[3]] = _share(shared, made.table, last.table[hit[3]])
+                made.lines.append([digest, hit[1], hit[2], index, hit[4], hit[5]])
+                made.uncertain += bool(hit[4])
+                made.reused += 1
+                continue
+            result = _parsed(path, number, line, check)
+            found = key(result["type"], result["name"])
+            index = _share(shared, made.table, project(result))
+            uncertain = result["status"] == "UNCERTAIN"
+            made.lines.append([digest, *found, index, uncertain, is_gated(result)])
+            made.uncertain += uncertain
+    raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
+
+
+def _share(shared: dict[bytes, int], table: list[dict[str, Any]], answer: dict[str, Any]) -> int:
+    """Return the index of ``answer`` in ``table``, added when no equal answer is there yet."""
+    text = orjson.dumps(answer, option=orjson.OPT_SORT_KEYS)
+    index = shared.get(text)
+    if index is None:
+        index = shared[text] = len(table)
+        table.append(answer)
+    return index
+
+
+def _parsed(path: Path, number: int, line: bytes, check: Any) -> dict[str, Any]:
+    """Return search.json's result on line ``number``, validated; raise ArtifactError naming the line."""
+    try:
+        result: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+    if not check.is_valid(result):
+        artifacts.validate(result, "search", f"{path} (line {number})", "result")
+    return result
+
+
+def _read_kept(kept: Path) -> _Kept | None:
     try:
         with kept.open("rb") as handle:
-            if handle.readline().rstrip(b"\n") != known:
-                return None
+            known = handle.readline().rstrip(b"\n")
             data = orjson.loads(handle.read())
-        return _assemble(
-            data["table"], data["keys"], data["gated"], data["uncertain"], data["offline"], data["model_list"]
-        )
+        if data.get("format") != _KEPT_FORMAT:
+            return None
+        table, lines = data["table"], data["lines"]
+        if not isinstance(table, list) or not all(isinstance(line, list) and len(line) == 6 for line in lines):
+            return None
+        if any(not 0 <= line[3] < len(table) for line in lines):
+            return None
+        return _Kept(known, table, lines, int(data["uncertain"]), bool(data["offline"]), data["model_list"])
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
         return None
 
 
-def _write_kept(kept: Path, known: bytes, answers: Answers) -> None:
+def _write_kept(kept: Path, made: _Kept) -> None:
     payload = {
-        "table": answers._table,
-        "keys": [[f, k, i] for (f, k), i in answers._index.items()],
-        "gated": [list(g) for g in answers.gated],
-        "uncertain": answers.uncertain,
-        "offline": answers.offline,
-        "model_list": answers.model_list,
+        "format": _KEPT_FORMAT,
+        "table": made.table,
+        "lines": made.lines,
+        "uncertain": made.uncertain,
+        "offline": made.offline,
+        "model_list": made.model_list,
     }
     tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(known + b"\n" + orjson.dumps(payload))
+            handle.write(made.mark + b"\n" + orjson.dumps(payload))
         os.replace(tmp, kept)
     except OSError as exc:
         logger.warning("%s: not written (%s); the next report reads search.json again", kept, exc)

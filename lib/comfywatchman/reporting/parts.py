@@ -29,8 +29,7 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting.answers import Answers
-from comfywatchman.reporting.status_report import keys_of
+from comfywatchman.reporting.answers import Answers, lookup
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,22 @@ def line_digest(line: bytes) -> bytes:
     cycle after a file is first scanned) and the file's own sha256 (a workflow edited without changing what
     it needs, a node's title, is the same to the report). Compact JSON escapes quotes inside strings and sorts
     keys, so these can only be the entry's own (a declared file's sha256 is followed by its url)."""
-    line = line.replace(b'"reused":true', b'"reused":false', 1)
-    return digest(_FILE_HASH.sub(b'"source":', line, count=1))
+    # Fed to the hash in pieces around what is left out: the same digest as of the text with the flag false and
+    # the sha256 cut, without copying a line of several kilobytes twice.
+    h = hashlib.blake2b(digest_size=16)
+    view, start = memoryview(line), 0
+    flag = line.find(b'"reused":true')
+    if flag >= 0:
+        h.update(view[:flag])
+        h.update(b'"reused":false')
+        start = flag + len(b'"reused":true')
+    found = _FILE_HASH.search(line, start)
+    if found is not None:
+        h.update(view[start : found.start()])
+        h.update(b'"source":')
+        start = found.end()
+    h.update(view[start:])
+    return h.hexdigest().encode("ascii")
 
 
 class ScanLines:
@@ -136,8 +149,9 @@ class PartStore:
         (checked apart: ``status_report.history_holds``): the settings, the answers for the files it misses,
         and its drifted files."""
         h = hashlib.blake2b(self.settings, digest_size=16)
-        for found in keys_of(record):
-            h.update(answers.digest(found))
+        answer_digest = answers.digest
+        for missing in record["entry"]["missing_models"]:  # ``keys_of``, without a list and a call per file
+            h.update(answer_digest((missing["folder"], lookup(missing["name"]))))
         h.update(orjson.dumps(list(drift_ids)))
         return h.hexdigest().encode("ascii")
 

@@ -446,10 +446,11 @@ class Aggregate:
             "download_sizes_known": len(sizes),
         }
 
-    def actions(self, facts: commands.InstallFacts | None = None) -> list[dict[str, Any]]:
+    def actions(self, facts: commands.InstallFacts | None = None, rank: bool = True) -> list[dict[str, Any]]:
         """Return what the user should do, most unblocking first: downloads, pack installs and re-enables (one
         per pack), reviews, fixes, searches; each with the commands to run and the workflows it unblocks.
-        ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known)."""
+        ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known);
+        ``rank`` False leaves them in the order they were first needed (the caller ranks them with others)."""
         facts = facts or commands.InstallFacts(root=".")
         made = []
         for aid, pending in self.pending.items():
@@ -465,7 +466,7 @@ class Aggregate:
                 action = _finished(action)
             action["id"] = aid
             made.append(action)
-        return ranked(made)
+        return ranked(made) if rank else made
 
     def _file_action(self, seed: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
         model = seed["model"]

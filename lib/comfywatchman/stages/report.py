@@ -115,23 +115,24 @@ def _run(ctx: StageContext) -> StageOutcome:
     # scan.json keeps the id of the cycle that last changed it (an unchanged scan is not rewritten), so the
     # two ids differ in every quiet cycle: nothing to compare here.
     verify = verification.load(state)
-    basis = findings_basis(ctx, scan.head, unavailable, verify)
+    searched_mark = answers_module.mark(state / "search.json")
+    basis = findings_basis(ctx, scan.head, unavailable, verify, searched_mark)
     last = stage_inputs.previous(state, "report")
-    if (
-        last is not None
-        and unchanged_findings(ctx, scan, basis, last)
-        and refresh_page(ctx, last, wanted, now_text, outcome)
-    ):
-        return outcome
+    digests = None
+    if last is not None and findings_recorded(ctx, last):
+        # Each line's digest once: for the comparison, then for the workflows' parts when it fails.
+        digests = [parts.line_digest(line) for _, line, _ in scan.lines()]
+        if unchanged_findings(digests, basis, last) and refresh_page(ctx, last, wanted, now_text, outcome):
+            return outcome
     try:
-        answers = answers_module.load(state / "search.json", state / answers_module.KEPT)
+        answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
         searched = True
     except ArtifactError as exc:
         outcome.fail(str(exc))
         answers, searched = answers_module.Answers(), False
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
-    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text)
+    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
     target = reports / "master_status.json"
     with status_file.Writer(target) as writer:
         aggregate = build_workflows(ctx, workflows, writer)
@@ -169,7 +170,8 @@ def findings(
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
-    ranked = aggregate.actions(facts)
+    # Ranked once: with the drifted files' actions when verify.json has findings.
+    ranked = aggregate.actions(facts, rank=not verify)
     if verify:
         ranked = verification.merge_actions(ranked, verify)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
@@ -237,14 +239,19 @@ class WorkflowPass:
     history: Mapping[str, Any]
     count_inactive: bool
     now_text: str
+    # Each line's ``parts.line_digest`` in order, when they were worked out before (else worked out here).
+    digests: Sequence[bytes] | None = None
     # Given each line's digest in order (``findings_key``).
     lines_seen: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
 
     def run(self, store: parts.PartStore, aggregate: status_report.Aggregate, writer: status_file.Writer) -> int:
         """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
         count = 0
+        known = iter(self.digests) if self.digests is not None else None
         for number, line, entry in self.scan.lines():
-            line_digest = parts.line_digest(line)
+            line_digest = next(known, None) if known is not None else None
+            if line_digest is None:
+                line_digest = parts.line_digest(line)
             self.lines_seen.update(line_digest)
             record, deps = self._kept(store, line_digest)
             fresh = record is None
@@ -307,15 +314,19 @@ def output_paths(ctx: StageContext) -> list[Path]:
 
 
 def findings_basis(
-    ctx: StageContext, scan_head: Mapping[str, Any], unavailable: list[dict[str, Any]], verify: Any
+    ctx: StageContext,
+    scan_head: Mapping[str, Any],
+    unavailable: list[dict[str, Any]],
+    verify: Any,
+    searched: bytes | None,
 ) -> bytes:
     """Return what the findings (every workflow entry and action, the headline) are made of besides scan.json's
     lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
     the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
-    tail, which ``refresh_page`` renders again)."""
+    tail, which ``refresh_page`` renders again). ``searched``: ``answers.mark`` of search.json."""
     state = ctx.state_dir
     made_of = {
-        "search": (answers_module.mark(state / "search.json") or b"").decode("ascii"),
+        "search": (searched or b"").decode("ascii"),
         "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "budget_bytes")},
         # What is verified so far, not the work of the run that wrote it (hashed_files, hash_seconds, ...).
         "verified": {k: v for k, v in ((verify or {}).get("progress") or {}).items() if not k.startswith("hash")},
@@ -336,19 +347,24 @@ def findings_key(lines_seen: Any, basis: bytes) -> str:
     return str(h.hexdigest())
 
 
-def unchanged_findings(ctx: StageContext, scan: parts.ScanLines, basis: bytes, last: Mapping[str, Any]) -> bool:
-    """Return True when the last report's findings were made of what this cycle's would be (``findings_key``)
-    and its outputs are as it wrote them: then they stand as they are, and a workflow edited without changing
-    what it needs (a node's title) costs a read of scan.json, not a report."""
+def findings_recorded(ctx: StageContext, last: Mapping[str, Any]) -> bool:
+    """Return True when the last report recorded what its findings were made of (``findings_key``) and its
+    outputs are as it wrote them: then ``unchanged_findings`` may keep them."""
     extra = last.get("extra") or {}
     if "findings" not in extra or last["valid_until"] is not None:
         return False
-    if any(last["outputs"].get(str(p)) != stage_inputs.stat_key(p) for p in output_paths(ctx)):
-        return False
+    return all(last["outputs"].get(str(p)) == stage_inputs.stat_key(p) for p in output_paths(ctx))
+
+
+def unchanged_findings(digests: Sequence[bytes], basis: bytes, last: Mapping[str, Any]) -> bool:
+    """Return True when the last report's findings (``findings_recorded``) were made of what this cycle's
+    would be: scan.json's lines with these ``parts.line_digest`` digests, in order, and ``basis``. Then they
+    stand as they are, and a workflow edited without changing what it needs (a node's title) costs a read of
+    scan.json, not a report."""
     lines_seen = hashlib.blake2b(digest_size=16)
-    for _, line, _entry in scan.lines():
-        lines_seen.update(parts.line_digest(line))
-    return bool(findings_key(lines_seen, basis) == extra["findings"])
+    for line_digest in digests:
+        lines_seen.update(line_digest)
+    return bool(findings_key(lines_seen, basis) == last["extra"]["findings"])
 
 
 # The install facts the report's commands name: download targets, disabled packs, broken files and walk limits.

@@ -89,3 +89,74 @@ def test_kept_answers_stand_while_the_results_are_unchanged(tmp_path: Path, monk
     assert changed.results[("loras", "c.safetensors")]["status"] == "NOT_FOUND"
     kept.write_bytes(kept.read_bytes()[:-20])  # torn: read search.json again
     assert answers.load(path, kept).results == changed.results
+
+
+def search_lines(path: Path, results: list[dict[str, Any]], cycle_id: str = "c1") -> None:
+    """Write search.json as the search stage does: one result per line."""
+    counts = dict.fromkeys(("FOUND", "NEEDS_ACCESS", "UNCERTAIN", "NOT_FOUND", "ERROR", "INVALID_FILENAME"), 0)
+    head = {
+        "cycle_id": cycle_id,
+        "generated_at": "2026-11-30T12:00:00+00:00",
+        "offline": True,
+        "backend_order": ["qwen"],
+        "results": [],
+        "counts": {**counts, "NOT_SEARCHED": len(results)},
+        "requests": {},
+        "cache_hits": 0,
+    }
+    texts = [artifacts.part_text(r, "search", "result", "test") for r in results]
+    artifacts.write_assembled(path, head, "results", texts, "search")
+
+
+def same(found: answers.Answers, expected: answers.Answers) -> None:
+    assert (found.results, found.gated, found.uncertain, found.offline) == (
+        expected.results,
+        expected.gated,
+        expected.uncertain,
+        expected.offline,
+    )
+    assert {k: found.digest(k) for k in found.results} == {k: expected.digest(k) for k in expected.results}
+
+
+def test_changed_results_parse_only_their_lines_and_answer_as_a_full_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    first = [*RESULTS, result("d.safetensors", "UNCERTAIN"), result("a.safetensors", "NOT_FOUND")]
+    search_lines(path, first)
+    same(answers.load(path, kept), answers.from_results(first, offline=True))
+
+    parsed: list[int] = []
+    real = answers._parsed
+
+    def counted(where: Path, number: int, line: bytes, check: Any) -> dict[str, Any]:
+        parsed.append(number)
+        return real(where, number, line, check)
+
+    # One result changed (another answer, now gated) and one added; the duplicate key's last answer still wins.
+    changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
+    changed["details"] = {"huggingface": {"gated": True}}
+    now = [first[0], changed, *first[2:], result("e.safetensors", "UNCERTAIN")]
+    search_lines(path, now, cycle_id="c2")
+    monkeypatch.setattr(answers, "_parsed", counted)
+    found = answers.load(path, kept)
+    assert parsed == [3, 7]  # the lines of the changed and the added result (the list starts on line 2)
+    same(found, answers.from_results(now, offline=True))
+    assert found.uncertain == 2
+
+    # A torn kept file costs a full read, never a wrong answer.
+    search_lines(path, first, cycle_id="c3")
+    kept.write_bytes(kept.read_bytes()[:-30])
+    parsed.clear()
+    same(answers.load(path, kept), answers.from_results(first, offline=True))
+    assert len(parsed) == len(first)
+
+
+def test_a_torn_search_json_names_the_file(tmp_path: Path) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    search_lines(path, RESULTS)
+    answers.load(path, kept)
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([*lines[:2], lines[2][:-9], *lines[3:]]))
+    with pytest.raises(artifacts.ArtifactError, match=r"search\.json.*line 3"):
+        answers.load(path, kept)

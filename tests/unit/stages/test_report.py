@@ -4,13 +4,14 @@ what it writes from kept parts is, byte for byte, what it writes from scratch: r
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import parts, status_file
+from comfywatchman.reporting import answers, parts, status_file
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
 
@@ -37,9 +38,12 @@ def test_one_changed_workflow_is_worked_out_again_alone_and_the_report_is_the_on
         ),
     )
     ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
-    with caplog.at_level(logging.DEBUG, logger="comfywatchman.stages.report"):
+    with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
         run(ctx)
     assert "report: 4 of 5 workflows reused" in caplog.text
+    # search.json changed (new.safetensors is searched now): its other results are taken as they were.
+    assert re.search(r"answers: (\d+) of \1 search results reused", caplog.text) is None
+    assert re.search(r"answers: [1-9]\d* of \d+ search results reused", caplog.text)
     status, page, _ = report_files(home)
     kept = status.read_bytes(), page.read_text(encoding="utf-8")
     report = artifacts.read(status, "master_status")
@@ -48,8 +52,9 @@ def test_one_changed_workflow_is_worked_out_again_alone_and_the_report_is_the_on
         ("new.safetensors", "search:vae/new.safetensors")
     ]
 
-    # The same report from scratch: no kept parts, and the readiness history the first report left.
+    # The same report from scratch: no kept parts nor answers, and the readiness history the first report left.
     (state / parts.FILE).unlink()
+    (state / answers.KEPT).unlink()
     stage_inputs.path_of(state, "report").unlink()
     (state / "report_history.json").write_bytes(history_before)
     run(ctx, ("report",))
