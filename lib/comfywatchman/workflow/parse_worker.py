@@ -159,7 +159,12 @@ class _Worker:
 
     def __init__(self, environment: dict[str, str], settings: bytes) -> None:
         command = [sys.executable, "-m", __name__, str(os.getpid())]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment)
+        # On Windows a console program started by a process without a console (Task Scheduler's windowless
+        # run) would open a console window of its own for every worker; the flag keeps it hidden.
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, creationflags=flags
+        )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
