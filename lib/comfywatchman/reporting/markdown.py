@@ -472,12 +472,13 @@ class Row:
     readiness: str
     blockers: tuple[str, ...]
     newly_missing: bool
+    error: str | None = None  # why the file cannot be read, naming it (the page says it beside the name)
 
 
 def row(wf: Mapping[str, Any]) -> Row:
     """Return the page's row of one master_status.json workflow entry."""
     blocked = blockers(wf) if wf["readiness"] != "ready" else ()
-    return Row(wf["workflow"], wf["readiness"], blocked, bool(wf["newly_missing"]))
+    return Row(wf["workflow"], wf["readiness"], blocked, bool(wf["newly_missing"]), wf["error"])
 
 
 def rows_of(workflows: Sequence[Mapping[str, Any]]) -> list[Row]:
@@ -487,26 +488,35 @@ def rows_of(workflows: Sequence[Mapping[str, Any]]) -> list[Row]:
 
 def workflows_section(rows: Sequence[Row]) -> list[str]:
     """Return the workflows that are not ready, grouped by what blocks them, then the ready ones in one list."""
-    groups: dict[tuple[str, ...], list[str]] = {}
+    groups: dict[tuple[str, ...], list[Row]] = {}
     ready: list[str] = []
     for wf in rows:
         if wf.readiness == "ready":
             ready.append(wf.workflow)
         else:
-            groups.setdefault(wf.blockers, []).append(wf.workflow)
-    waiting = sum(len(names) for names in groups.values())
+            groups.setdefault(wf.blockers, []).append(wf)
+    waiting = sum(len(members) for members in groups.values())
     lines = [f"## Not ready ({number(waiting)})", ""]
     if not groups:
         lines += ["Every workflow is ready.", ""]
     lines += newly_missing_lines(rows)
     words = dict(BLOCKERS)
     for key in sorted(groups, key=lambda k: ([_ORDER[b] for b in k], -len(groups[k]))):
-        names = sorted(groups[key])
-        lines += [f"### Waiting for {', '.join(words[b] for b in key)} ({number(len(names))})", ""]
-        lines += [", ".join(code(n) for n in names), ""]
+        members = sorted(groups[key], key=lambda wf: wf.workflow)
+        lines += [f"### Waiting for {', '.join(words[b] for b in key)} ({number(len(members))})", ""]
+        lines += unreadable_lines(members) if "unreadable" in key else [", ".join(code(wf.workflow) for wf in members)]
+        lines.append("")
     lines += [f"## Ready ({number(len(ready))})", ""]
     lines += [", ".join(code(n) for n in sorted(ready)) if ready else "None yet.", ""]
     return lines
+
+
+def unreadable_lines(members: Sequence[Row]) -> list[str]:
+    """Return the list of workflows that cannot be read, each with what is wrong (the first NAMES_PER_GROUP),
+    then how many more: the name alone would leave the reader to guess which fix each file needs."""
+    lines = [f"- {code(wf.workflow)}: {text(wf.error or 'cannot be read')}" for wf in members[:NAMES_PER_GROUP]]
+    more = len(members) - NAMES_PER_GROUP
+    return lines + ([f"- and {number(more)} more (all in master_status.json)"] if more > 0 else [])
 
 
 def newly_missing_lines(rows: Sequence[Row]) -> list[str]:

@@ -78,6 +78,23 @@ def test_workflows_missing_something_new_are_named() -> None:
     assert "Missing something new since the last cycle (1): `a.json`." in lines
 
 
+def test_unreadable_workflows_are_listed_with_what_is_wrong() -> None:
+    def broken(name: str) -> dict[str, object]:
+        error = f"/w/{name}: invalid JSON (Expecting value at line 1 column 12)"
+        return {"workflow": name, "readiness": "error", "error": error, "missing_models": [], "missing_nodes": []}
+
+    workflows = [broken(f"b{i:02}.json") for i in range(markdown.NAMES_PER_GROUP + 2)]
+    workflows.append({**broken("a.json"), "workflow": "ok.json", "readiness": "ready", "error": None})
+    for wf in workflows:
+        wf["newly_missing"] = []
+    lines = markdown.workflows_section(markdown.rows_of(workflows))
+    start = lines.index(f"### Waiting for a fix of the file ({markdown.NAMES_PER_GROUP + 2})")
+    assert lines[start + 2] == "- `b00.json`: /w/b00.json: invalid JSON (Expecting value at line 1 column 12)"
+    assert lines[start + 2 + markdown.NAMES_PER_GROUP] == "- and 2 more (all in master_status.json)"
+    assert lines[start + 3 + markdown.NAMES_PER_GROUP] == ""
+    assert "`ok.json`" in lines
+
+
 def test_failed_searches_say_why_and_when_they_are_asked_again() -> None:
     failed = [
         {"kind": "retry", "item": f"m{i}.safetensors", "detail": "civitai: HTTP 503", "workflows": ["w"], "blocks": 1}
