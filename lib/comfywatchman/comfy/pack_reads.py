@@ -57,10 +57,12 @@ def fingerprint(root: Path, modules: list[Path], folder: bool) -> tuple[str, int
     digest = hashlib.sha256()
     newest = 0
     extra = (root / "pyproject.toml", root / ".git" / "config") if folder else ()
+    prefix = len(str(root)) + 1  # every file listed is under root (os.path.relpath costs more than the stat)
     for path in (*modules, *extra):
-        relative = os.path.relpath(path, root).replace(os.sep, "/")
+        text = str(path)
+        relative = text[prefix:].replace(os.sep, "/") if folder else "."
         try:
-            st = os.stat(path)
+            st = os.stat(text)
         except OSError:
             digest.update(f"{relative}\0-\n".encode())
             continue
