@@ -64,7 +64,7 @@ def fingerprint(root: Path, modules: list[Path], folder: bool) -> tuple[str, int
         try:
             st = os.stat(text)
         except OSError:
-            digest.update(f"{relative}\0-\n".encode())
+            digest.update(f"{relative}\0-\n".encode("utf-8", "surrogateescape"))
             continue
         newest = max(newest, st.st_mtime_ns)
         digest.update(f"{relative}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
@@ -126,7 +126,7 @@ class PackReads:
             return False
         try:
             artifacts.write(self.path, {"reader": self.reader, "packs": self.packs}, SCHEMA, indent=None)
-        except (OSError, ArtifactError) as exc:
+        except (OSError, ValueError, ArtifactError) as exc:  # ValueError: a path that is not UTF-8
             logger.warning("%s: cannot keep the custom node pack reads: %s", self.path, exc)
             return False
         self.changed = False
