@@ -2,7 +2,9 @@
 ``state/custom_nodes_cache.json`` (custom node packs and the node types they register).
 
 Each is rebuilt from disk every cycle and written only when its content changed (the content hash leaves
-timestamps out), so an unchanged install leaves both files, and their mtimes, alone.
+timestamps out), so an unchanged install leaves both files, and their mtimes, alone. What was read of each
+custom node pack is kept in ``state/pack_reads.json`` (see ``comfy.pack_reads``), so an unchanged pack is
+not parsed again.
 """
 
 from __future__ import annotations
