@@ -2,7 +2,9 @@
 ``state/custom_nodes_cache.json`` (custom node packs and the node types they register).
 
 Each is rebuilt from disk every cycle and written only when its content changed (the content hash leaves
-timestamps out), so an unchanged install leaves both files, and their mtimes, alone.
+timestamps out), so an unchanged install leaves both files, and their mtimes, alone. What was read of each
+custom node pack is kept in ``state/pack_reads.json`` (see ``comfy.pack_reads``), so an unchanged pack is
+not parsed again.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts
-from comfywatchman.comfy import custom_nodes, folders
+from comfywatchman import artifacts, catalogue
+from comfywatchman.comfy import custom_nodes, folders, pack_reads
 from comfywatchman.comfy.walk_bound import WalkBound, problem_line
 
 logger = logging.getLogger(__name__)
@@ -163,9 +165,10 @@ def build_model_cache(
     }
 
 
-def build_nodes_cache(root: Path, now: datetime) -> dict[str, Any]:
-    """Return the custom nodes cache document for the install at ``root``."""
-    packs = custom_nodes.list_packs(root / "custom_nodes")
+def build_nodes_cache(root: Path, now: datetime, kept: pack_reads.PackReads | None = None) -> dict[str, Any]:
+    """Return the custom nodes cache document for the install at ``root`` (unchanged packs taken from
+    ``kept`` when given: the document is the same either way)."""
+    packs = custom_nodes.list_packs(root / "custom_nodes", kept)
     for pack in packs:
         for problem in pack.problems:
             logger.warning("%s", problem)
@@ -185,9 +188,12 @@ def refresh(
     bounds: tuple[int, int] = DEFAULT_BOUNDS,
 ) -> CacheOutcome:
     """Rebuild both caches for ``root`` and write each to ``state_dir`` only if its content changed (model
-    folders walked within ``bounds``: max depth, max entries)."""
+    folders walked within ``bounds``: max depth, max entries). Packs unchanged since the last cycle take what
+    was read of them then (``state/pack_reads.json``)."""
     model_cache = build_model_cache(root, extra_configs or [], demo, now, bounds)
-    nodes_cache = build_nodes_cache(root, now)
+    kept = pack_reads.PackReads(catalogue.in_state(state_dir, "pack_reads")).load()
+    nodes_cache = build_nodes_cache(root, now, kept)
+    kept.save()
     # Compact: the model cache lists every model file (megabytes on a large install), for programs only.
     models_written = artifacts.write_if_changed(
         state_dir / "model_cache.json", model_cache, "model_cache", volatile=VOLATILE, indent=None

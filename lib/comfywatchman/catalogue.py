@@ -86,6 +86,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "statically, never imported)",
     ),
     Artifact(
+        "pack_reads",
+        "state/pack_reads.json",
+        "pack_reads",
+        "json",
+        ("cache",),
+        ("cache",),
+        "what was read of each custom node pack, by a fingerprint of its files (path, size, mtime), so an "
+        "unchanged pack is not parsed again (a cache: safe to delete)",
+    ),
+    Artifact(
         "intake",
         "state/intake.json",
         "intake",

@@ -195,8 +195,8 @@ def _mutations(document: Any, schema_name: str) -> dict[str, Any]:
 
 # Kinds whose documents in this cycle hold no value the schema constrains by an enum or as a date-time.
 NO_ENUM_HERE = {"awake", "model_cache", "report_history", "scan_inputs", "verify", "verify_inputs"}
-NO_ENUM_HERE |= {"search_inputs", "report_inputs", "scan_lines"}
-NO_DATE_TIME_HERE = {"report_history", "scan_inputs", "verify_inputs", "scan_lines"}
+NO_ENUM_HERE |= {"search_inputs", "report_inputs", "scan_lines", "pack_reads"}
+NO_DATE_TIME_HERE = {"report_history", "scan_inputs", "verify_inputs", "scan_lines", "pack_reads"}
 
 
 def test_every_artifact_kind_refuses_a_wrong_date_time_enum_type_or_missing_key(cycle_home: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfywatchman.comfy import pack_reads
 from comfywatchman.comfy.pack_source import PackSource, Resolver
 
 if sys.version_info >= (3, 11):
@@ -64,8 +65,11 @@ class PackInfo:
         }
 
 
-def list_packs(custom_nodes: Path) -> list[PackInfo]:
-    """Return every pack under ``custom_nodes`` (enabled, ``*.disabled`` and under ``.disabled/``), by name."""
+def list_packs(custom_nodes: Path, kept: pack_reads.PackReads | None = None) -> list[PackInfo]:
+    """Return every pack under ``custom_nodes`` (enabled, ``*.disabled`` and under ``.disabled/``), by name.
+
+    With ``kept``, a pack whose files are unchanged since it was read takes that read instead of being read
+    again, and each pack read is kept there (the caller saves it)."""
     packs: list[PackInfo] = []
     for entry, disabled_by in _pack_entries(custom_nodes):
         name = entry.name[: -len(".disabled")] if entry.name.endswith(".disabled") else entry.name
@@ -78,7 +82,10 @@ def list_packs(custom_nodes: Path) -> list[PackInfo]:
             enabled=disabled_by is None,
             disabled_by=disabled_by,
         )
-        read_pack(entry, pack)
+        if kept is None:
+            read_pack(entry, pack)
+        else:
+            _read_or_reuse(entry, pack, kept)
         packs.append(pack)
     return sorted(packs, key=lambda p: (p.name.lower(), p.enabled))
 
@@ -106,10 +113,31 @@ def _pack_entries(custom_nodes: Path) -> list[tuple[Path, str | None]]:
     return found
 
 
+def _read_or_reuse(path: Path, pack: PackInfo, kept: pack_reads.PackReads) -> None:
+    """Fill ``pack`` from its kept read when the fingerprint of its files matches, else read it and keep that."""
+    folder = not path.is_file()
+    modules = _python_files(path) if folder else [path]
+    # The clock is read before the files are stat'ed: a file modified after that is never kept as unchanged.
+    started = kept.clock()
+    print_, newest = pack_reads.fingerprint(path, modules, folder)
+    reused = kept.get(pack.path, print_)
+    if reused is not None:
+        for key, value in reused.items():
+            setattr(pack, key, value)
+        return
+    _read_modules(path, pack, modules)
+    kept.put(pack.path, print_, newest, started, {key: getattr(pack, key) for key in pack_reads.FIELDS})
+
+
 def read_pack(path: Path, pack: PackInfo) -> None:
     """Fill ``pack`` with the node types, version and git remote read from the pack at ``path``."""
+    _read_modules(path, pack, [path] if path.is_file() else _python_files(path))
+
+
+def _read_modules(path: Path, pack: PackInfo, modules: list[Path]) -> None:
+    """Fill ``pack`` from ``modules`` (the pack's Python files, as ``_python_files`` lists them) and, for a
+    folder, its pyproject.toml and git remote."""
     types: set[str] = set()
-    modules = [path] if path.is_file() else _python_files(path)
     source = PackSource(modules, pack.problems, MAX_MODULE_BYTES)
     resolver = Resolver(source, _is_mapping_name)
     for module in modules:
