@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,7 +300,7 @@ def atomic_write_bytes(path: Path, *chunks: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> list[Path]:
@@ -340,7 +340,8 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> list[Path]:
     return removed
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk (a no-op on Windows)."""
     # The rename is durable only once the directory entry is on disk; Windows cannot open directories.
     if os.name == "nt":
         return
@@ -450,7 +451,7 @@ class AssembledWriter:
             raise
         finally:
             self.close()
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return digest.hexdigest()
 
     def close(self) -> None:
@@ -485,7 +486,7 @@ class Assembled:
             with path.open("rb") as handle:
                 first = handle.readline()
                 self._body_at = handle.tell()
-                tail = _last_line(handle)
+                tail = last_line(handle)
         except FileNotFoundError:
             raise ArtifactError(f"{path}: missing (run the stage that writes it first)") from None
         except OSError as exc:
@@ -507,30 +508,45 @@ class Assembled:
         if self._whole is not None:
             yield from self._whole
             return
-        check = fast_validator(self.schema_name, self.definition)
         with self.path.open("rb") as handle:
             handle.seek(self._body_at)
-            for number, line in enumerate(handle, start=2):
-                if line.startswith(b"]"):
-                    return
-                try:
-                    item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
-                except orjson.JSONDecodeError as exc:
-                    raise ArtifactError(f"{self.path}: line {number} is not valid JSON ({exc})") from None
-                if not check.is_valid(item):
-                    validate(item, self.schema_name, f"{self.path} (line {number})", self.definition)
-                yield item
-        raise ArtifactError(f"{self.path}: ends inside its list {self.key!r} (a torn write?)")
+            lines = enumerate(handle, start=2)
+            closed = yield from item_lines(lines, self.path, self.schema_name, self.definition)
+        if not closed:
+            raise ArtifactError(f"{self.path}: ends inside its list {self.key!r} (a torn write?)")
 
 
-def _last_line(handle: Any, window: int = 1 << 20) -> bytes:
-    """Return the last line of the binary file ``handle`` (without its newline), looking at most ``window``
-    bytes back; empty when there is none within that."""
+def item_lines(
+    lines: Iterable[tuple[int, bytes]], path: Path, schema_name: str, definition: str
+) -> Generator[Any, None, bool]:
+    """Yield the items of numbered ``lines`` (one item per line, a comma after all but the last), each
+    validated against ``$defs/definition`` of ``schema_name``, up to the line that closes the list; return
+    whether that line came (False: the lines ended first, a torn file). Errors name ``path`` and the line."""
+    check = fast_validator(schema_name, definition)
+    for number, line in lines:
+        if line.startswith(b"]"):
+            return True
+        try:
+            item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
+        except orjson.JSONDecodeError as exc:
+            raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+        if not check.is_valid(item):
+            validate(item, schema_name, f"{path} (line {number})", definition)
+        yield item
+    return False
+
+
+def last_line(handle: Any, window: int = 1 << 16) -> bytes:
+    """Return the last line of the binary file ``handle`` (without its newline), read back from the end
+    ``window`` bytes at a time until its start is in view; the whole file when it holds one line."""
     end = handle.seek(0, os.SEEK_END)
-    handle.seek(max(0, end - window))
-    chunk = handle.read().rstrip(b"\n")
-    cut = chunk.rfind(b"\n")
-    return chunk[cut + 1 :] if cut >= 0 else b""
+    start, chunk = end, b""
+    while start > 0 and b"\n" not in chunk.rstrip(b"\n"):
+        start = max(0, start - window)
+        handle.seek(start)
+        chunk = handle.read(end - start)
+    chunk = chunk.rstrip(b"\n")
+    return chunk[chunk.rfind(b"\n") + 1 :]
 
 
 def write_if_changed(
@@ -671,7 +687,7 @@ def _append_whole(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _replace(tmp: str, path: Path) -> bool:

@@ -116,18 +116,7 @@ class Writer:
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
             raise
-        _fsync_dir(self.path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk; Windows cannot open directories.
-    if os.name == "nt":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        artifacts.fsync_dir(self.path.parent)
 
 
 def write(path: Path, head: Mapping[str, Any], workflows: Iterable[bytes], actions: Iterable[bytes]) -> None:
@@ -144,19 +133,11 @@ def _layout(path: Path) -> tuple[bool, bytes]:
     try:
         with path.open("rb") as handle:
             first = handle.readline()
-            end = handle.seek(0, os.SEEK_END)
-            start, chunk = end, b""
-            # Back from the end until the last line's start is in view (the last line is short: the small keys).
-            while start > 0 and b"\n" not in chunk.rstrip(b"\n"):
-                start = max(0, start - _TAIL_WINDOW)
-                handle.seek(start)
-                chunk = handle.read(end - start)
+            last = artifacts.last_line(handle, _TAIL_WINDOW)  # short: the small keys
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing (run the report stage first)") from None
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
-    chunk = chunk.rstrip(b"\n")
-    last = chunk[chunk.rfind(b"\n") + 1 :]
     return first == _OPEN + b"\n" and last.startswith(b"],") and last.endswith(b"}"), last
 
 
@@ -186,24 +167,15 @@ def items(path: Path, key: str) -> Iterator[dict[str, Any]]:
     if not ours:
         yield from artifacts.read(path, SCHEMA)[key]
         return
-    check = artifacts.fast_validator(SCHEMA, LISTS[key])
     opener = _OPEN if key == "workflows" else _BETWEEN
-    inside = False
     with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not inside:
-                inside = line.rstrip(b"\n") == opener
-                continue
-            if line.startswith(b"]"):
-                return
-            try:
-                item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
-            except orjson.JSONDecodeError as exc:
-                raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
-            if not check.is_valid(item):
-                artifacts.validate(item, SCHEMA, f"{path} (line {number})", LISTS[key])
-            yield item
-    raise ArtifactError(f"{path}: no complete list {key!r} (a torn write?)")
+        lines = enumerate(handle, start=1)
+        for _, line in lines:  # up to the line that opens the list
+            if line.rstrip(b"\n") == opener:
+                break
+        closed = yield from artifacts.item_lines(lines, path, SCHEMA, LISTS[key])
+    if not closed:
+        raise ArtifactError(f"{path}: no complete list {key!r} (a torn write?)")
 
 
 def read(path: Path) -> dict[str, Any]:
