@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -84,13 +85,24 @@ class ModelIndex:
         exact = self.exact.setdefault(folder, {})
         folded = self.folded.setdefault(folder, {})
         base = self.by_basename.setdefault(folder, {})
+        # Every file of a folder passes here once per scan: names.normalize and the first-name-wins
+        # setdefault are inlined (the same keys, the same first names).
         for entry in files:
             name = entry["name"]
-            norm = names.normalize(name)
-            exact.setdefault(norm, name)
-            folded.setdefault(norm.casefold(), name)
-            # names.basename(norm), without normalising again (norm is normalised)
-            base.setdefault(norm.rsplit("/", 1)[-1].casefold(), []).append(name)
+            text = name.strip().replace("\\", "/")
+            norm = text if text.isascii() else unicodedata.normalize("NFC", text)
+            if norm not in exact:
+                exact[norm] = name
+            low = norm.casefold()
+            if low not in folded:
+                folded[low] = name
+            # names.basename(norm).casefold(): casefolding never makes or removes a "/"
+            key = low.rsplit("/", 1)[-1]
+            same = base.get(key)
+            if same is None:
+                base[key] = [name]
+            else:
+                same.append(name)
 
     def looked_in(self, folder: str | None) -> list[str]:
         """Return the directories searched for ``folder`` (every directory when the folder is unknown)."""
@@ -133,26 +145,36 @@ class ModelIndex:
         return ModelMatch(False, None, looked_in)
 
     def _find_in(self, norm: str, folder: str, looked_in: list[str]) -> ModelMatch:
-        """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks):
-        the same answers, with one normalisation and one lookup per index."""
+        """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks)."""
+        installed, installed_as, note = self.lookup_in(norm, folder)
+        return ModelMatch(installed, installed_as, looked_in, note)
+
+    def lookup_in(self, norm: str, folder: str) -> tuple[bool, str | None, str]:
+        """Return ``(installed, installed_as, note)`` of ``find`` for the normalised name ``norm`` in one
+        folder, without suffixes: one normalisation and one lookup per index, no ModelMatch made (the scan
+        asks this for every distinct name of every workflow)."""
         if folder in self._unindexed:
             self._index_folder(folder)
-        hit = self.exact.get(folder, {}).get(norm)
+        hit = self.exact.get(folder, _NO_KEYS).get(norm)
         if hit is not None:
-            return ModelMatch(True, hit, looked_in)
-        hit = self.folded.get(folder, {}).get(norm.casefold())
+            return True, hit, ""
+        hit = self.folded.get(folder, _NO_KEYS).get(norm.casefold())
         if hit is not None:
             if self.case_insensitive:
-                return ModelMatch(True, hit, looked_in)
-            return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
-        hits = self.by_basename.get(folder, {}).get(norm.rsplit("/", 1)[-1].casefold(), [])
-        if len(hits) == 1:
-            return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
-        if len(hits) > 1:
-            return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+                return True, hit, ""
+            return False, hit, f"installed as {hit!r}: the letter case differs"
+        hits = self.by_basename.get(folder, _NO_BASENAMES).get(norm.rsplit("/", 1)[-1].casefold())
+        if hits:
+            if len(hits) == 1:
+                return False, hits[0], f"installed as {hits[0]!r} in another subfolder"
+            return False, None, f"{len(hits)} files of that name in other subfolders"
         if folder not in self.paths:
-            return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
-        return ModelMatch(False, None, looked_in)
+            return False, None, f"no {folder!r} folder in this install"
+        return False, None, ""
+
+
+_NO_KEYS: Mapping[str, str] = {}
+_NO_BASENAMES: Mapping[str, list[str]] = {}
 
 
 # What the report says of a type an installed pack should provide that nothing shows: never "install it".

@@ -104,6 +104,17 @@ class Evaluator:
                     "looked_in": [] if listed else self.models.looked_in(folder),
                     "checked_by": "server",
                 }
+        if folder is not None and not prompt_only:
+            # What nearly every loader asks: one folder, the name as written (ModelIndex.find, inlined).
+            installed, installed_as, note = self.models.lookup_in(names.normalize(name), folder)
+            return {
+                "invalid_reason": None,
+                "status": "installed" if installed else "missing",
+                "installed_as": installed_as,
+                "note": note,
+                "looked_in": [] if installed else self.models.looked_in(folder),
+                "checked_by": "files",
+            }
         suffixes = embeddings.LOOKUP_SUFFIXES if prompt_only else ("",)
         match = self.models.find(name, folder, suffixes)
         return {
