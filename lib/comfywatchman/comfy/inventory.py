@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -57,7 +58,9 @@ class ModelIndex:
     paths: dict[str, list[str]] = field(default_factory=dict)
     exact: dict[str, dict[str, str]] = field(default_factory=dict)
     folded: dict[str, dict[str, str]] = field(default_factory=dict)
-    by_basename: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # folder type -> case-folded file name (no subfolder) -> the first file so named, and how many are
+    by_basename: dict[str, dict[str, str]] = field(default_factory=dict)
+    basename_counts: dict[str, Counter[str]] = field(default_factory=dict)
     case_insensitive: bool = sys.platform in ("win32", "darwin")
     _all_paths: list[str] = field(default_factory=list)
 
@@ -82,27 +85,19 @@ class ModelIndex:
         files = self._unindexed.pop(folder, None)
         if files is None:
             return
-        exact = self.exact.setdefault(folder, {})
-        folded = self.folded.setdefault(folder, {})
-        base = self.by_basename.setdefault(folder, {})
-        # Every file of a folder passes here once per scan: names.normalize and the first-name-wins
-        # setdefault are inlined (the same keys, the same first names).
-        for entry in files:
-            name = entry["name"]
-            text = name.strip().replace("\\", "/")
-            norm = text if text.isascii() else unicodedata.normalize("NFC", text)
-            if norm not in exact:
-                exact[norm] = name
-            low = norm.casefold()
-            if low not in folded:
-                folded[low] = name
-            # names.basename(norm).casefold(): casefolding never makes or removes a "/"
-            key = low.rsplit("/", 1)[-1]
-            same = base.get(key)
-            if same is None:
-                base[key] = [name]
-            else:
-                same.append(name)
+        # Every file of every folder asked about passes here once per scan: each step is one pass in C over
+        # the folder's names (names.normalize's steps; the first file of a key wins, as reversed() makes it).
+        found = [entry["name"] for entry in files]
+        norms = [name.strip().replace("\\", "/") for name in found]
+        if not all(map(str.isascii, norms)):
+            norms = [n if n.isascii() else unicodedata.normalize("NFC", n) for n in norms]
+        folded = list(map(str.casefold, norms))
+        # names.basename(norm).casefold(): casefolding never makes or removes a "/"
+        bases = [low[low.rfind("/") + 1 :] for low in folded]
+        self.exact[folder] = dict(zip(reversed(norms), reversed(found), strict=True))
+        self.folded[folder] = dict(zip(reversed(folded), reversed(found), strict=True))
+        self.by_basename[folder] = dict(zip(reversed(bases), reversed(found), strict=True))
+        self.basename_counts[folder] = Counter(bases)
 
     def looked_in(self, folder: str | None) -> list[str]:
         """Return the directories searched for ``folder`` (every directory when the folder is unknown)."""
@@ -135,11 +130,9 @@ class ModelIndex:
         for norm in tries:
             base = names.basename(norm).casefold()
             for f in folders:
-                hits = self.by_basename.get(f, {}).get(base, [])
-                if len(hits) == 1:
-                    return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
-                if len(hits) > 1:
-                    return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+                found = self._by_basename(f, base)
+                if found is not None:
+                    return ModelMatch(False, found[0], looked_in, found[1])
         if folder is not None and folder not in self.paths:
             return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
         return ModelMatch(False, None, looked_in)
@@ -148,6 +141,17 @@ class ModelIndex:
         """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks)."""
         installed, installed_as, note = self.lookup_in(norm, folder)
         return ModelMatch(installed, installed_as, looked_in, note)
+
+    def _by_basename(self, folder: str, base: str) -> tuple[str | None, str] | None:
+        """Return the file of ``folder`` named ``base`` (case-folded, any subfolder) and the note saying so,
+        or None and the note when several files have that name, or None when none has."""
+        count = self.basename_counts.get(folder, _NO_COUNTS).get(base)
+        if not count:
+            return None
+        if count == 1:
+            hit = self.by_basename[folder][base]
+            return hit, f"installed as {hit!r} in another subfolder"
+        return None, f"{count} files of that name in other subfolders"
 
     def lookup_in(self, norm: str, folder: str) -> tuple[bool, str | None, str]:
         """Return ``(installed, installed_as, note)`` of ``find`` for the normalised name ``norm`` in one
@@ -163,18 +167,16 @@ class ModelIndex:
             if self.case_insensitive:
                 return True, hit, ""
             return False, hit, f"installed as {hit!r}: the letter case differs"
-        hits = self.by_basename.get(folder, _NO_BASENAMES).get(norm.rsplit("/", 1)[-1].casefold())
-        if hits:
-            if len(hits) == 1:
-                return False, hits[0], f"installed as {hits[0]!r} in another subfolder"
-            return False, None, f"{len(hits)} files of that name in other subfolders"
+        found = self._by_basename(folder, norm.rsplit("/", 1)[-1].casefold())
+        if found is not None:
+            return (False, *found)
         if folder not in self.paths:
             return False, None, f"no {folder!r} folder in this install"
         return False, None, ""
 
 
 _NO_KEYS: Mapping[str, str] = {}
-_NO_BASENAMES: Mapping[str, list[str]] = {}
+_NO_COUNTS: Mapping[str, int] = {}
 
 
 # What the report says of a type an installed pack should provide that nothing shows: never "install it".
