@@ -91,7 +91,8 @@ class KeptEntries:
         """Return the entry of ``kept`` for the workflow ``base`` (its intake fields), marked reused: the line
         as it is when nothing differs, else with ``reused`` or the intake fields set anew."""
         if self._file is None:
-            self._file = open(self.path, "rb")  # noqa: SIM115 (read line by line until close)
+            # Lines are asked for in the order of the file, mostly: a large buffer serves the next from memory.
+            self._file = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 (read line by line until close)
         self._file.seek(kept.offset)
         line = self._file.read(kept.length)
         same_base = kept.base == tuple(base[key] for key in BASE_KEYS)
