@@ -67,6 +67,8 @@ class ModelIndex:
     # folder type -> its files in the model cache, not indexed yet: a folder is indexed when first asked about
     # (a scan of a few changed workflows asks about a few folders of an install of 100,000 files)
     _unindexed: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    # every folder's indexes merged, for a name asked about in any folder (made when first asked)
+    _any: tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, int]] | None = None
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any], case_insensitive: bool | None = None) -> ModelIndex:
@@ -111,31 +113,51 @@ class ModelIndex:
         looked_in = self.looked_in(folder)
         if folder is not None and suffixes == ("",):
             return self._find_in(names.normalize(name), folder, looked_in)
-        for unindexed in [folder] if folder is not None else list(self._unindexed):
-            self._index_folder(unindexed)
-        folders = [folder] if folder is not None else sorted(self.exact)
+        if folder is None:
+            exact, folded, first, counts = self._any_folder()
+        else:
+            self._index_folder(folder)
+            exact, folded = self.exact.get(folder, _NO_KEYS), self.folded.get(folder, _NO_KEYS)
+            first, counts = self.by_basename.get(folder, _NO_KEYS), self.basename_counts.get(folder, _NO_COUNTS)
         tries = [names.normalize(name + suffix) for suffix in suffixes]
         for norm in tries:
-            for f in folders:
-                hit = self.exact.get(f, {}).get(norm)
-                if hit is not None:
-                    return ModelMatch(True, hit, looked_in)
+            hit = exact.get(norm)
+            if hit is not None:
+                return ModelMatch(True, hit, looked_in)
         for norm in tries:
-            for f in folders:
-                hit = self.folded.get(f, {}).get(norm.casefold())
-                if hit is not None:
-                    if self.case_insensitive:
-                        return ModelMatch(True, hit, looked_in)
-                    return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
+            hit = folded.get(norm.casefold())
+            if hit is not None:
+                if self.case_insensitive:
+                    return ModelMatch(True, hit, looked_in)
+                return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
         for norm in tries:
             base = names.basename(norm).casefold()
-            for f in folders:
-                found = self._by_basename(f, base)
-                if found is not None:
-                    return ModelMatch(False, found[0], looked_in, found[1])
+            count = counts.get(base)
+            if count:
+                hit, note = _basename_match(first[base], count)
+                return ModelMatch(False, hit, looked_in, note)
         if folder is not None and folder not in self.paths:
             return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
         return ModelMatch(False, None, looked_in)
+
+    def _any_folder(
+        self,
+    ) -> tuple[Mapping[str, str], Mapping[str, str], Mapping[str, str], Mapping[str, int]]:
+        """Return the exact, case-folded and file name indexes (first files, counts) of every folder at once:
+        a key's entry is the one of the first folder, in name order, that has it (what asking each folder in
+        that order finds), merged once and kept."""
+        if self._any is None:
+            for unindexed in list(self._unindexed):
+                self._index_folder(unindexed)
+            merged: tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, int]] = ({}, {}, {}, {})
+            # Merged last folder first: the first folder's entries are written last, so they win.
+            for folder in sorted(self.exact, reverse=True):
+                merged[0].update(self.exact[folder])
+                merged[1].update(self.folded[folder])
+                merged[2].update(self.by_basename[folder])
+                merged[3].update(self.basename_counts[folder])
+            self._any = merged
+        return self._any
 
     def _find_in(self, norm: str, folder: str, looked_in: list[str]) -> ModelMatch:
         """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks)."""
@@ -146,12 +168,7 @@ class ModelIndex:
         """Return the file of ``folder`` named ``base`` (case-folded, any subfolder) and the note saying so,
         or None and the note when several files have that name, or None when none has."""
         count = self.basename_counts.get(folder, _NO_COUNTS).get(base)
-        if not count:
-            return None
-        if count == 1:
-            hit = self.by_basename[folder][base]
-            return hit, f"installed as {hit!r} in another subfolder"
-        return None, f"{count} files of that name in other subfolders"
+        return _basename_match(self.by_basename[folder][base], count) if count else None
 
     def lookup_in(self, norm: str, folder: str) -> tuple[bool, str | None, str]:
         """Return ``(installed, installed_as, note)`` of ``find`` for the normalised name ``norm`` in one
@@ -177,6 +194,14 @@ class ModelIndex:
 
 _NO_KEYS: Mapping[str, str] = {}
 _NO_COUNTS: Mapping[str, int] = {}
+
+
+def _basename_match(first: str, count: int) -> tuple[str | None, str]:
+    """Return what matched a name only in another subfolder (``count`` files so named, ``first`` the first
+    of them): that file when it is the only one, else None; and the note saying so."""
+    if count == 1:
+        return first, f"installed as {first!r} in another subfolder"
+    return None, f"{count} files of that name in other subfolders"
 
 
 # What the report says of a type an installed pack should provide that nothing shows: never "install it".
