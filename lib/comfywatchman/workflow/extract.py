@@ -192,7 +192,17 @@ def _made_with(properties: Mapping[str, Any]) -> dict[str, str] | None:
     """Return ``made_with`` of a node's ``properties`` (a dict)."""
     if not ("cnr_id" in properties or "aux_id" in properties):
         return None
-    found = {k: v.strip() for k in MADE_WITH_KEYS if isinstance(v := properties.get(k), str) and 0 < len(v) <= 200}
+    # Each of MADE_WITH_KEYS in turn, written out: this runs for the first node of each type of every workflow.
+    found = {}
+    value = properties.get("cnr_id")
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        found["cnr_id"] = value.strip()
+    value = properties.get("aux_id")
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        found["aux_id"] = value.strip()
+    value = properties.get("ver")
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        found["ver"] = value.strip()
     return found or None
 
 
@@ -512,11 +522,9 @@ class _UIWalker:
             promoted = own.get(spec.input) if own else None
             if promoted is not None:
                 value, via = promoted
-            elif linked:
+            else:
                 value, via = self._loader_value(values, spec, graph, widget_names, linked)
-            else:  # no input fed by a link: the widget's own value (_loader_value's last step)
-                value, via = _widget_value(values, spec, widget_names), "widget"
-            if isinstance(value, str) and spec.names_file(value):
+            if spec.names_file(value):
                 add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
             taken.add(spec.input)
         # A loader's other strings can only name embeddings (the fallback is for nodes outside the table):
