@@ -254,7 +254,11 @@ class Evaluator:
         for ref in requirements["nodes"]:
             class_type = ref["class_type"]
             made_with = ref.get("made_with")
-            verdict = node_memo.get(node_key(class_type, made_with))
+            # node_key, inlined: it runs for every node type of every workflow
+            if made_with:
+                verdict = node_memo.get((class_type, made_with.get("cnr_id"), made_with.get("aux_id")))
+            else:
+                verdict = node_memo.get((class_type, None, None))
             if verdict is None:
                 if class_type in seeded:  # provided, whatever pack the node names: no index needed
                     provided[class_type] = seeded[class_type]
