@@ -112,8 +112,10 @@ class Evaluator:
         nodes: NodeIndex | Callable[[], NodeIndex],
         truth: server.ServerTruth | None,
     ) -> None:
-        self._models, self._make_models = (models, None) if isinstance(models, ModelIndex) else (None, models)
-        self._nodes, self._make_nodes = (nodes, None) if isinstance(nodes, NodeIndex) else (None, nodes)
+        self._models: ModelIndex | None = models if isinstance(models, ModelIndex) else None
+        self._make_models: Callable[[], ModelIndex] | None = None if isinstance(models, ModelIndex) else models
+        self._nodes: NodeIndex | None = nodes if isinstance(nodes, NodeIndex) else None
+        self._make_nodes: Callable[[], NodeIndex] | None = None if isinstance(nodes, NodeIndex) else nodes
         self.truth = truth
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
@@ -761,7 +763,8 @@ class InstallFiles:
     @functools.cached_property
     def model_cache(self) -> dict[str, Any]:
         """The model cache (``state/model_cache.json``)."""
-        return artifacts.read(self.state / "model_cache.json", "model_cache")
+        document: dict[str, Any] = artifacts.read(self.state / "model_cache.json", "model_cache")
+        return document
 
     @functools.cached_property
     def node_map(self) -> manager_map.NodeMap:
