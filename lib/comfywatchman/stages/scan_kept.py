@@ -32,6 +32,7 @@ LINES_SCHEMA = "scan_lines"
 _FIRST_LINE_END = b'"workflows":[\n'
 _NOT_REUSED = b'"reused":false'
 _REUSED = b'"reused":true'
+_AFTER_REUSED = b',"sha256":"'
 
 # entry -> (missing models (folder, lookup key), missing node types) that count against it
 Counter = Callable[[Mapping[str, Any]], tuple[list[tuple[str | None, str]], list[str]]]
@@ -100,9 +101,14 @@ class KeptEntries:
         same_base = kept.base == base
         if same_base and kept.reused:
             return line
-        # The key can only be the entry's own (strings escape their quotes; nested objects have no "reused").
-        if same_base and line.count(_NOT_REUSED) == 1:
-            return line.replace(_NOT_REUSED, _REUSED)
+        if same_base:
+            # The entry's own key is the last one so written, followed by "sha256": keys are sorted, and after
+            # "reused" come only the strings sha256, source and workflow (strings escape their quotes). Found
+            # from the end, it is a few hundred bytes away, where a search of the whole line is not.
+            at = line.rfind(_NOT_REUSED)
+            if at >= 0 and line.startswith(_AFTER_REUSED, at + len(_NOT_REUSED)):
+                view = memoryview(line)
+                return b"".join((view[:at], _REUSED, view[at + len(_NOT_REUSED) :]))
         entry = orjson.loads(line)
         entry.update(zip(BASE_KEYS, base, strict=True))
         entry["reused"] = True
