@@ -99,6 +99,18 @@ def node_key(class_type: str, made_with: Mapping[str, str] | None) -> tuple[str,
     return (class_type, made_with.get("cnr_id"), made_with.get("aux_id")) if made_with else (class_type, None, None)
 
 
+def _installed_by_files(installed_as: str) -> dict[str, Any]:
+    """Return the verdict on a model the files show installed as ``installed_as``."""
+    return {
+        "invalid_reason": None,
+        "status": "installed",
+        "installed_as": installed_as,
+        "note": "",
+        "looked_in": [],
+        "checked_by": "files",
+    }
+
+
 class Evaluator:
     """Compares requirements with the install, remembering each verdict (many workflows share files).
 
@@ -147,6 +159,13 @@ class Evaluator:
         for item in entry["models"]:
             _active, prompt_only, combo = usage(item["origins"], with_combo)
             models[item["name"], item["folder"], prompt_only, combo] = {k: item[k] for k in MODEL_VERDICT_KEYS}
+        if not with_combo:
+            for short in entry["installed_models"]:
+                # Installed ones are listed without origins, so their key is known only where it cannot depend
+                # on them: no server list to check with, and outside embeddings (only prompt text names files
+                # there, and whether only prompt text does changes the lookup).
+                if short["folder"] != "embeddings":
+                    models[short["name"], short["folder"], False, None] = _installed_by_files(short["installed_as"])
         nodes = {
             node_key(n["class_type"], n.get("made_with")): {k: n[k] for k in NODE_VERDICT_KEYS} for n in entry["nodes"]
         }

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from comfywatchman import artifacts, config
+from comfywatchman.comfy.inventory import ModelIndex
 from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import scan
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -505,7 +506,7 @@ def _varied_workflow(lora: str) -> dict[str, Any]:
             ui_node(3, "VAELoader", ["A.safetensors"], mode=2),
             ui_node(4, "CLIPTextEncode", ["embedding:EasyNegative, embedding:gone_neg"]),
             ui_node(5, "UNETLoader", ["../escape.safetensors", "default"]),
-            ui_node(6, "SomePackNode", ["somewhere/odd.pth"]),
+            ui_node(6, "SomePackNode", ["somewhere/odd.pth", "sub\\deep.safetensors"]),
             ui_node(7, "OldNode", []),
             ui_node(8, "NewNode", []),
             ui_node(9, "MissingNode", [], properties={"cnr_id": "missing-pack", "ver": "1.0"}),
@@ -519,6 +520,7 @@ def test_a_changed_workflow_on_an_unchanged_install_gets_the_entry_a_fresh_scan_
 ) -> None:
     comfy_tree.model("checkpoints", "a.safetensors")
     comfy_tree.model("vae", "a.safetensors")
+    comfy_tree.model("upscale_models", "sub/deep.safetensors")
     comfy_tree.model("embeddings", "EasyNegative.safetensors")
     comfy_tree.pack("ComfyUI-Old.disabled", ["OldNode"])
     comfy_tree.pack("ComfyUI-New", ["NewNode"])
@@ -529,6 +531,9 @@ def test_a_changed_workflow_on_an_unchanged_install_gets_the_entry_a_fresh_scan_
     maps_read: list[object] = []
     real_load = scan.manager_map.load
     monkeypatch.setattr(scan.manager_map, "load", lambda path: maps_read.append(path) or real_load(path))
+    indexed: list[str] = []
+    real_index = ModelIndex._index_folder
+    monkeypatch.setattr(ModelIndex, "_index_folder", lambda self, f: indexed.append(f) or real_index(self, f))
 
     # The lora swapped for another: the last entry's verdicts answer all but that name, and no node type
     # needs the node map or the node index.
@@ -536,6 +541,9 @@ def test_a_changed_workflow_on_an_unchanged_install_gets_the_entry_a_fresh_scan_
     changed = cycle(ctx)
     assert (changed.counts["parsed"], changed.counts["reused"]) == (1, 1)
     assert maps_read == []
+    # The new name's folder, and embeddings (an installed prompt embedding's verdict is not seeded); never every
+    # folder, though one name (installed in upscale_models) is looked for in any folder.
+    assert sorted(indexed) == ["embeddings", "loras"]
     seeded = scanned(ctx)["b.json"]
 
     for name in ("scan.json", "scan_inputs.json", "scan_lines.json", "requirements.pack"):
@@ -548,6 +556,9 @@ def test_a_changed_workflow_on_an_unchanged_install_gets_the_entry_a_fresh_scan_
     assert found["other-style.safetensors"]["status"] == "missing"
     assert found["A.safetensors"]["note"].startswith("installed as")
     assert found["../escape.safetensors"]["status"] == "invalid"
+    assert found["somewhere/odd.pth"]["status"] == "missing"
+    assert found["sub\\deep.safetensors"]["installed_as"] == "sub/deep.safetensors"
+    assert {m["folder"] for m in seeded["installed_models"]} == {"checkpoints", "embeddings", None}
     assert node_states(seeded) == {
         "CheckpointLoaderSimple": "core",
         "LoraLoader": "core",
