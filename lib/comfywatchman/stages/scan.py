@@ -724,10 +724,10 @@ def _scan(
             pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
         handed_out = _handed_out(jobs, store, pool)
         with artifacts.AssembledWriter(state / ARTIFACT, "workflows") as writer:
-            files = InstallFiles(state, map_path)
-            if kept.head and (not jobs or kept.head["node_map"] == (str(map_path) if map_path else None)):
+            files = InstallFiles(state, map_path) if jobs or not kept.head else None
+            if files is None or (kept.head and kept.head["node_map"] == (str(map_path) if map_path else None)):
                 # The install is the one the last scan compared with (its model cache's very bytes, its node
-                # map's): so are these, and the files need not be read for them.
+                # map's): so are these, and the node map need not be read for them.
                 head_facts = {key: kept.head[key] for key in ("comfyui_root", "demo", "node_map")}
             else:
                 head_facts = {
@@ -735,7 +735,7 @@ def _scan(
                     "demo": files.model_cache["demo"],
                     "node_map": files.node_map.source,
                 }
-            made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out) if jobs else iter(())
+            made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out) if files and jobs else iter(())
             for item in items:
                 previous = kept.get(item["sha256"])
                 if previous is None:
@@ -773,17 +773,17 @@ def _scan(
 
 
 class InstallFiles:
-    """The install's side as the caches and the node map describe it, each read when first needed."""
+    """The install's side as the caches and ComfyUI-Manager's node map describe it.
+
+    The caches are read when made (a broken one fails the stage, as before any workflow is compared); the
+    node map is read, and the indexes built, only when a verdict needs them (neither can fail: a map that
+    cannot be read is an empty one).
+    """
 
     def __init__(self, state: Path, map_path: Path | None) -> None:
-        self.state = state
         self.map_path = map_path
-
-    @functools.cached_property
-    def model_cache(self) -> dict[str, Any]:
-        """The model cache (``state/model_cache.json``)."""
-        document: dict[str, Any] = artifacts.read(self.state / "model_cache.json", "model_cache")
-        return document
+        self.model_cache: dict[str, Any] = artifacts.read(state / "model_cache.json", "model_cache")
+        self.nodes_cache: dict[str, Any] = artifacts.read(state / "custom_nodes_cache.json", "custom_nodes_cache")
 
     @functools.cached_property
     def node_map(self) -> manager_map.NodeMap:
@@ -796,8 +796,7 @@ class InstallFiles:
 
     def node_index(self, truth: server.ServerTruth | None) -> NodeIndex:
         """Return the index over the custom node cache and the node map (and the server's answer)."""
-        nodes_cache = artifacts.read(self.state / "custom_nodes_cache.json", "custom_nodes_cache")
-        return NodeIndex.from_cache(nodes_cache, self.node_map, server=truth)
+        return NodeIndex.from_cache(self.nodes_cache, self.node_map, server=truth)
 
 
 def _made(
