@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -56,13 +58,17 @@ class ModelIndex:
     paths: dict[str, list[str]] = field(default_factory=dict)
     exact: dict[str, dict[str, str]] = field(default_factory=dict)
     folded: dict[str, dict[str, str]] = field(default_factory=dict)
-    by_basename: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # folder type -> case-folded file name (no subfolder) -> the first file so named, and how many are
+    by_basename: dict[str, dict[str, str]] = field(default_factory=dict)
+    basename_counts: dict[str, Counter[str]] = field(default_factory=dict)
     case_insensitive: bool = sys.platform in ("win32", "darwin")
     _all_paths: list[str] = field(default_factory=list)
 
     # folder type -> its files in the model cache, not indexed yet: a folder is indexed when first asked about
     # (a scan of a few changed workflows asks about a few folders of an install of 100,000 files)
     _unindexed: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    # every folder's indexes merged, for a name asked about in any folder (made when first asked)
+    _any: tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, int]] | None = None
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any], case_insensitive: bool | None = None) -> ModelIndex:
@@ -81,16 +87,19 @@ class ModelIndex:
         files = self._unindexed.pop(folder, None)
         if files is None:
             return
-        exact = self.exact.setdefault(folder, {})
-        folded = self.folded.setdefault(folder, {})
-        base = self.by_basename.setdefault(folder, {})
-        for entry in files:
-            name = entry["name"]
-            norm = names.normalize(name)
-            exact.setdefault(norm, name)
-            folded.setdefault(norm.casefold(), name)
-            # names.basename(norm), without normalising again (norm is normalised)
-            base.setdefault(norm.rsplit("/", 1)[-1].casefold(), []).append(name)
+        # Every file of every folder asked about passes here once per scan: each step is one pass in C over
+        # the folder's names (names.normalize's steps; the first file of a key wins, as reversed() makes it).
+        found = [entry["name"] for entry in files]
+        norms = [name.strip().replace("\\", "/") for name in found]
+        if not all(map(str.isascii, norms)):
+            norms = [n if n.isascii() else unicodedata.normalize("NFC", n) for n in norms]
+        folded = list(map(str.casefold, norms))
+        # names.basename(norm).casefold(): casefolding never makes or removes a "/"
+        bases = [low[low.rfind("/") + 1 :] for low in folded]
+        self.exact[folder] = dict(zip(reversed(norms), reversed(found), strict=True))
+        self.folded[folder] = dict(zip(reversed(folded), reversed(found), strict=True))
+        self.by_basename[folder] = dict(zip(reversed(bases), reversed(found), strict=True))
+        self.basename_counts[folder] = Counter(bases)
 
     def looked_in(self, folder: str | None) -> list[str]:
         """Return the directories searched for ``folder`` (every directory when the folder is unknown)."""
@@ -104,55 +113,95 @@ class ModelIndex:
         looked_in = self.looked_in(folder)
         if folder is not None and suffixes == ("",):
             return self._find_in(names.normalize(name), folder, looked_in)
-        for unindexed in [folder] if folder is not None else list(self._unindexed):
-            self._index_folder(unindexed)
-        folders = [folder] if folder is not None else sorted(self.exact)
+        if folder is None:
+            exact, folded, first, counts = self._any_folder()
+        else:
+            self._index_folder(folder)
+            exact, folded = self.exact.get(folder, _NO_KEYS), self.folded.get(folder, _NO_KEYS)
+            first, counts = self.by_basename.get(folder, _NO_KEYS), self.basename_counts.get(folder, _NO_COUNTS)
         tries = [names.normalize(name + suffix) for suffix in suffixes]
         for norm in tries:
-            for f in folders:
-                hit = self.exact.get(f, {}).get(norm)
-                if hit is not None:
-                    return ModelMatch(True, hit, looked_in)
+            hit = exact.get(norm)
+            if hit is not None:
+                return ModelMatch(True, hit, looked_in)
         for norm in tries:
-            for f in folders:
-                hit = self.folded.get(f, {}).get(norm.casefold())
-                if hit is not None:
-                    if self.case_insensitive:
-                        return ModelMatch(True, hit, looked_in)
-                    return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
+            hit = folded.get(norm.casefold())
+            if hit is not None:
+                if self.case_insensitive:
+                    return ModelMatch(True, hit, looked_in)
+                return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
         for norm in tries:
             base = names.basename(norm).casefold()
-            for f in folders:
-                hits = self.by_basename.get(f, {}).get(base, [])
-                if len(hits) == 1:
-                    return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
-                if len(hits) > 1:
-                    return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+            count = counts.get(base)
+            if count:
+                hit, note = _basename_match(first[base], count)
+                return ModelMatch(False, hit, looked_in, note)
         if folder is not None and folder not in self.paths:
             return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
         return ModelMatch(False, None, looked_in)
 
+    def _any_folder(
+        self,
+    ) -> tuple[Mapping[str, str], Mapping[str, str], Mapping[str, str], Mapping[str, int]]:
+        """Return the exact, case-folded and file name indexes (first files, counts) of every folder at once:
+        a key's entry is the one of the first folder, in name order, that has it (what asking each folder in
+        that order finds), merged once and kept."""
+        if self._any is None:
+            for unindexed in list(self._unindexed):
+                self._index_folder(unindexed)
+            merged: tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, int]] = ({}, {}, {}, {})
+            # Merged last folder first: the first folder's entries are written last, so they win.
+            for folder in sorted(self.exact, reverse=True):
+                merged[0].update(self.exact[folder])
+                merged[1].update(self.folded[folder])
+                merged[2].update(self.by_basename[folder])
+                merged[3].update(self.basename_counts[folder])
+            self._any = merged
+        return self._any
+
     def _find_in(self, norm: str, folder: str, looked_in: list[str]) -> ModelMatch:
-        """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks):
-        the same answers, with one normalisation and one lookup per index."""
+        """``find`` for the normalised name ``norm`` in one folder, as written (what nearly every loader asks)."""
+        installed, installed_as, note = self.lookup_in(norm, folder)
+        return ModelMatch(installed, installed_as, looked_in, note)
+
+    def _by_basename(self, folder: str, base: str) -> tuple[str | None, str] | None:
+        """Return the file of ``folder`` named ``base`` (case-folded, any subfolder) and the note saying so,
+        or None and the note when several files have that name, or None when none has."""
+        count = self.basename_counts.get(folder, _NO_COUNTS).get(base)
+        return _basename_match(self.by_basename[folder][base], count) if count else None
+
+    def lookup_in(self, norm: str, folder: str) -> tuple[bool, str | None, str]:
+        """Return ``(installed, installed_as, note)`` of ``find`` for the normalised name ``norm`` in one
+        folder, without suffixes: one normalisation and one lookup per index, no ModelMatch made (the scan
+        asks this for every distinct name of every workflow)."""
         if folder in self._unindexed:
             self._index_folder(folder)
-        hit = self.exact.get(folder, {}).get(norm)
+        hit = self.exact.get(folder, _NO_KEYS).get(norm)
         if hit is not None:
-            return ModelMatch(True, hit, looked_in)
-        hit = self.folded.get(folder, {}).get(norm.casefold())
+            return True, hit, ""
+        hit = self.folded.get(folder, _NO_KEYS).get(norm.casefold())
         if hit is not None:
             if self.case_insensitive:
-                return ModelMatch(True, hit, looked_in)
-            return ModelMatch(False, hit, looked_in, f"installed as {hit!r}: the letter case differs")
-        hits = self.by_basename.get(folder, {}).get(norm.rsplit("/", 1)[-1].casefold(), [])
-        if len(hits) == 1:
-            return ModelMatch(False, hits[0], looked_in, f"installed as {hits[0]!r} in another subfolder")
-        if len(hits) > 1:
-            return ModelMatch(False, None, looked_in, f"{len(hits)} files of that name in other subfolders")
+                return True, hit, ""
+            return False, hit, f"installed as {hit!r}: the letter case differs"
+        found = self._by_basename(folder, norm.rsplit("/", 1)[-1].casefold())
+        if found is not None:
+            return (False, *found)
         if folder not in self.paths:
-            return ModelMatch(False, None, looked_in, f"no {folder!r} folder in this install")
-        return ModelMatch(False, None, looked_in)
+            return False, None, f"no {folder!r} folder in this install"
+        return False, None, ""
+
+
+_NO_KEYS: Mapping[str, str] = {}
+_NO_COUNTS: Mapping[str, int] = {}
+
+
+def _basename_match(first: str, count: int) -> tuple[str | None, str]:
+    """Return what matched a name only in another subfolder (``count`` files so named, ``first`` the first
+    of them): that file when it is the only one, else None; and the note saying so."""
+    if count == 1:
+        return first, f"installed as {first!r} in another subfolder"
+    return None, f"{count} files of that name in other subfolders"
 
 
 # What the report says of a type an installed pack should provide that nothing shows: never "install it".

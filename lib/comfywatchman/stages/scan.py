@@ -28,12 +28,14 @@ decide first; every verdict records whether the server or the files gave it (``c
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
 import logging
+import operator
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -69,15 +71,110 @@ MEMO_LIMIT = 20_000
 MAX_WORKERS = 8
 
 
-class Evaluator:
-    """Compares requirements with the install, remembering each verdict (many workflows share files)."""
+# What a verdict on a model or a node type sets in an entry's item (after the reference's own fields).
+MODEL_VERDICT_KEYS = ("invalid_reason", "status", "installed_as", "note", "looked_in", "checked_by")
+NODE_VERDICT_KEYS = ("state", "packs", "checked_by")
 
-    def __init__(self, models: ModelIndex, nodes: NodeIndex, truth: server.ServerTruth | None) -> None:
-        self.models = models
-        self.nodes = nodes
+
+def usage(origins: list[Mapping[str, Any]], with_combo: bool) -> tuple[bool, bool, tuple[str, str] | None]:
+    """Return whether a model reference with ``origins`` is active, whether only prompt text names it, and
+    the loader input (node type, input) a server's combo list can check it with (``with_combo``: a server
+    answered), if any."""
+    active = not origins
+    prompt_only = bool(origins)
+    combo = None
+    for origin in origins:
+        if origin["mode"] == "active":
+            active = True
+        via = origin["via"]
+        if via != "prompt":
+            prompt_only = False
+        if with_combo and combo is None and via in _COMBO_VIAS and origin["input"]:
+            combo = (origin["node_type"], origin["input"])
+    return active, prompt_only, combo
+
+
+def node_key(class_type: str, made_with: Mapping[str, str] | None) -> tuple[str, str | None, str | None]:
+    """Return what a node type's verdict depends on besides the install: the type and the pack it names."""
+    return (class_type, made_with.get("cnr_id"), made_with.get("aux_id")) if made_with else (class_type, None, None)
+
+
+def _installed_by_files(installed_as: str) -> dict[str, Any]:
+    """Return the verdict on a model the files show installed as ``installed_as``."""
+    return {
+        "invalid_reason": None,
+        "status": "installed",
+        "installed_as": installed_as,
+        "note": "",
+        "looked_in": [],
+        "checked_by": "files",
+    }
+
+
+class Evaluator:
+    """Compares requirements with the install, remembering each verdict (many workflows share files).
+
+    ``models`` and ``nodes`` are the indexes, or what makes each when first needed: verdicts seeded from the
+    last scan (``seed``) may leave one of them never needed.
+    """
+
+    def __init__(
+        self,
+        models: ModelIndex | Callable[[], ModelIndex],
+        nodes: NodeIndex | Callable[[], NodeIndex],
+        truth: server.ServerTruth | None,
+    ) -> None:
+        self._models: ModelIndex | None = models if isinstance(models, ModelIndex) else None
+        self._make_models: Callable[[], ModelIndex] | None = None if isinstance(models, ModelIndex) else models
+        self._nodes: NodeIndex | None = nodes if isinstance(nodes, NodeIndex) else None
+        self._make_nodes: Callable[[], NodeIndex] | None = None if isinstance(nodes, NodeIndex) else nodes
         self.truth = truth
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+        self._provided: dict[str, str] = {}  # node type -> its state, where seeded as core, frontend or installed
+
+    @property
+    def models(self) -> ModelIndex:
+        """The model index (made when first asked for)."""
+        if self._models is None:
+            assert self._make_models is not None
+            self._models = self._make_models()
+        return self._models
+
+    @property
+    def nodes(self) -> NodeIndex:
+        """The node index (made when first asked for)."""
+        if self._nodes is None:
+            assert self._make_nodes is not None
+            self._nodes = self._make_nodes()
+        return self._nodes
+
+    def seed(self, entry: Mapping[str, Any]) -> None:
+        """Remember the verdicts a scan.json entry holds, made against this very install: those on its models
+        and node types that are not installed (in full), and the states of its provided node types (which
+        never depend on the pack a node names). A scan of a few changed workflows seeds the verdicts of their
+        last versions, so the references they still share need no index."""
+        with_combo = self.truth is not None
+        models = {}
+        for item in entry["models"]:
+            _active, prompt_only, combo = usage(item["origins"], with_combo)
+            models[item["name"], item["folder"], prompt_only, combo] = {k: item[k] for k in MODEL_VERDICT_KEYS}
+        if not with_combo:
+            for short in entry["installed_models"]:
+                # Installed ones are listed without origins, so their key is known only where it cannot depend
+                # on them: no server list to check with, and outside embeddings (only prompt text names files
+                # there, and whether only prompt text does changes the lookup).
+                if short["folder"] != "embeddings":
+                    models[short["name"], short["folder"], False, None] = _installed_by_files(short["installed_as"])
+        nodes = {
+            node_key(n["class_type"], n.get("made_with")): {k: n[k] for k in NODE_VERDICT_KEYS} for n in entry["nodes"]
+        }
+        provided = dict(entry["provided_nodes"])
+        # Read in full before any is kept: an entry that does not read as one seeds nothing.
+        if len(self._model_memo) + len(models) < MEMO_LIMIT:
+            self._model_memo.update(models)
+        self._node_memo.update(nodes)
+        self._provided.update(provided)
 
     def _model_verdict(
         self, name: str, folder: str | None, prompt_only: bool, combo: tuple[str, str] | None
@@ -104,6 +201,17 @@ class Evaluator:
                     "looked_in": [] if listed else self.models.looked_in(folder),
                     "checked_by": "server",
                 }
+        if folder is not None and not prompt_only:
+            # What nearly every loader asks: one folder, the name as written (ModelIndex.find, inlined).
+            installed, installed_as, note = self.models.lookup_in(names.normalize(name), folder)
+            return {
+                "invalid_reason": None,
+                "status": "installed" if installed else "missing",
+                "installed_as": installed_as,
+                "note": note,
+                "looked_in": [] if installed else self.models.looked_in(folder),
+                "checked_by": "files",
+            }
         suffixes = embeddings.LOOKUP_SUFFIXES if prompt_only else ("",)
         match = self.models.find(name, folder, suffixes)
         return {
@@ -119,7 +227,7 @@ class Evaluator:
     def node_verdict(self, class_type: str, made_with: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Return ``state, packs, checked_by`` for one node type (``made_with``: the pack the workflow says
         its node was made with, which names the pack to install first)."""
-        key = (class_type, made_with.get("cnr_id"), made_with.get("aux_id")) if made_with else (class_type, None, None)
+        key = node_key(class_type, made_with)
         verdict = self._node_memo.get(key)
         if verdict is None:
             state = self.nodes.state(class_type, made_with)
@@ -141,18 +249,7 @@ class Evaluator:
         memo = self._model_memo
         with_combo = self.truth is not None
         for ref in requirements["models"]:
-            origins = ref["origins"]
-            active = not origins
-            prompt_only = bool(origins)
-            combo = None
-            for origin in origins:
-                if origin["mode"] == "active":
-                    active = True
-                via = origin["via"]
-                if via != "prompt":
-                    prompt_only = False
-                if with_combo and combo is None and via in _COMBO_VIAS and origin["input"]:
-                    combo = (origin["node_type"], origin["input"])
+            active, prompt_only, combo = usage(ref["origins"], with_combo)
             name, folder = ref["name"], ref["folder"]
             key = (name, folder, prompt_only, combo)
             verdict = memo.get(key)
@@ -174,15 +271,20 @@ class Evaluator:
         nodes: list[dict[str, Any]] = []
         provided: dict[str, str] = {}
         node_memo = self._node_memo
+        seeded = self._provided
         for ref in requirements["nodes"]:
             class_type = ref["class_type"]
             made_with = ref.get("made_with")
-            node_key = (
-                (class_type, made_with.get("cnr_id"), made_with.get("aux_id"))
-                if made_with
-                else (class_type, None, None)
-            )
-            verdict = node_memo.get(node_key) or self.node_verdict(class_type, made_with)
+            # node_key, inlined: it runs for every node type of every workflow
+            if made_with:
+                verdict = node_memo.get((class_type, made_with.get("cnr_id"), made_with.get("aux_id")))
+            else:
+                verdict = node_memo.get((class_type, None, None))
+            if verdict is None:
+                if class_type in seeded:  # provided, whatever pack the node names: no index needed
+                    provided[class_type] = seeded[class_type]
+                    continue
+                verdict = self.node_verdict(class_type, made_with)
             if verdict["state"] in PROVIDED:
                 provided[class_type] = verdict["state"]
             else:
@@ -608,6 +710,7 @@ def _scan(
     tally = Tally(count_inactive)
     record = LinesRecord()
     items = intake["workflows"]
+    base_of = operator.itemgetter(*BASE_KEYS)  # an intake item's values of BASE_KEYS, as a tuple
     jobs = [
         ({key: item[key] for key in BASE_KEYS}, item.get("size")) for item in items if kept.get(item["sha256"]) is None
     ]
@@ -621,17 +724,18 @@ def _scan(
             pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
         handed_out = _handed_out(jobs, store, pool)
         with artifacts.AssembledWriter(state / ARTIFACT, "workflows") as writer:
-            if jobs or not kept.head:
-                model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-                node_map = manager_map.load(map_path)
-                head_facts = {
-                    "comfyui_root": model_cache["comfyui_root"],
-                    "demo": model_cache["demo"],
-                    "node_map": node_map.source,
-                }
-            else:  # the install is the one the last scan compared with: so are these
+            files = InstallFiles(state, map_path) if jobs or not kept.head else None
+            if files is None or (kept.head and kept.head["node_map"] == (str(map_path) if map_path else None)):
+                # The install is the one the last scan compared with (its model cache's very bytes, its node
+                # map's): so are these, and the node map need not be read for them.
                 head_facts = {key: kept.head[key] for key in ("comfyui_root", "demo", "node_map")}
-            made = _made(ctx, jobs, store, truth, model_cache, node_map, pool, handed_out) if jobs else iter(())
+            else:
+                head_facts = {
+                    "comfyui_root": files.model_cache["comfyui_root"],
+                    "demo": files.model_cache["demo"],
+                    "node_map": files.node_map.source,
+                }
+            made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out) if files and jobs else iter(())
             for item in items:
                 previous = kept.get(item["sha256"])
                 if previous is None:
@@ -639,14 +743,13 @@ def _scan(
                     if result.kept is not None:
                         store.add(item["sha256"], result.kept)
                 else:
-                    base = {key: item[key] for key in BASE_KEYS}
-                    text = kept.text(previous, base)
+                    text = kept.text(previous, base_of(item))
                     result = Scanned(text, None, True, previous.missing_models, previous.missing_nodes)
                 tally.add(result)
                 if not result.not_workflow:
                     writer.add(result.text)
                     counts = (result.missing_models, result.missing_nodes) if result.error is None else None
-                    record.add(result.text, tuple(item[key] for key in BASE_KEYS), result.reused, counts)
+                    record.add(result.text, base_of(item), result.reused, counts)
             if jobs:
                 store.save({item["sha256"] for item in items})
             head = {
@@ -669,23 +772,62 @@ def _scan(
     return tally, written
 
 
+class InstallFiles:
+    """The install's side as the caches and ComfyUI-Manager's node map describe it.
+
+    The caches are read when made (a broken one fails the stage, as before any workflow is compared); the
+    node map is read, and the indexes built, only when a verdict needs them (neither can fail: a map that
+    cannot be read is an empty one).
+    """
+
+    def __init__(self, state: Path, map_path: Path | None) -> None:
+        self.map_path = map_path
+        self.model_cache: dict[str, Any] = artifacts.read(state / "model_cache.json", "model_cache")
+        self.nodes_cache: dict[str, Any] = artifacts.read(state / "custom_nodes_cache.json", "custom_nodes_cache")
+
+    @functools.cached_property
+    def node_map(self) -> manager_map.NodeMap:
+        """ComfyUI-Manager's node map (empty when there is none)."""
+        return manager_map.load(self.map_path)
+
+    def model_index(self) -> ModelIndex:
+        """Return the index over the model cache."""
+        return ModelIndex.from_cache(self.model_cache)
+
+    def node_index(self, truth: server.ServerTruth | None) -> NodeIndex:
+        """Return the index over the custom node cache and the node map (and the server's answer)."""
+        return NodeIndex.from_cache(self.nodes_cache, self.node_map, server=truth)
+
+
 def _made(
     ctx: StageContext,
     jobs: list[tuple[dict[str, Any], int | None]],
     store: RequirementStore,
     truth: server.ServerTruth | None,
-    model_cache: Mapping[str, Any],
-    node_map: manager_map.NodeMap,
+    files: InstallFiles,
+    kept: KeptEntries,
     pool: parse_worker.Workers | None,
     handed_out: tuple[list[bool], Iterator[tuple[bytes, bytes]]],
 ) -> Iterator[Scanned]:
     """Yield the entry of each of ``jobs`` (workflows not kept from the last scan), in order, the workers of
     ``pool`` reading what was ``handed_out`` to them."""
     scan_config = ctx.config.section("scan")
-    nodes_cache = artifacts.read(ctx.state_dir / "custom_nodes_cache.json", "custom_nodes_cache")
-    evaluator = Evaluator(
-        ModelIndex.from_cache(model_cache), NodeIndex.from_cache(nodes_cache, node_map, server=truth), truth
-    )
+    evaluator = Evaluator(files.model_index, lambda: files.node_index(truth), truth)
+    if kept.lines and len(jobs) < MIN_PARALLEL:
+        # A few workflows changed on an unchanged install: what their last versions were found to need is
+        # known (the last scan's verdicts, on this very install), and most of it is needed still.
+        for base, _size in jobs:
+            _seed(evaluator, kept, base["path"])
     settings = _scan_settings(scan_config, evaluator, store)
     made = _in_order(jobs, settings, pool, handed_out)
     yield from progress.track(made, len(jobs), "scan", "workflow")
+
+
+def _seed(evaluator: Evaluator, kept: KeptEntries, path: str) -> None:
+    """Seed ``evaluator`` with the verdicts of the last scan's entry of the workflow at ``path``, if any."""
+    try:
+        entry = kept.last_entry(path)
+        if entry is not None:
+            evaluator.seed(entry)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a cache only: the verdicts are made anew
+        logger.debug("%s: the last entry seeds nothing (%s)", path, exc)

@@ -32,6 +32,7 @@ LINES_SCHEMA = "scan_lines"
 _FIRST_LINE_END = b'"workflows":[\n'
 _NOT_REUSED = b'"reused":false'
 _REUSED = b'"reused":true'
+_AFTER_REUSED = b',"sha256":"'
 
 # entry -> (missing models (folder, lookup key), missing node types) that count against it
 Counter = Callable[[Mapping[str, Any]], tuple[list[tuple[str | None, str]], list[str]]]
@@ -56,6 +57,7 @@ class KeptEntries:
         self.lines = lines
         self.head = head  # the last document without its entries (comfyui_root, demo, node_map, ...)
         self._file: IO[bytes] | None = None
+        self._by_path: dict[str, KeptLine] | None = None
 
     @classmethod
     def empty(cls, path: Path) -> KeptEntries:
@@ -87,23 +89,44 @@ class KeptEntries:
         """Return the kept line of content ``sha256``, or None."""
         return self.lines.get(sha256)
 
-    def text(self, kept: KeptLine, base: Mapping[str, Any]) -> bytes:
-        """Return the entry of ``kept`` for the workflow ``base`` (its intake fields), marked reused: the line
-        as it is when nothing differs, else with ``reused`` or the intake fields set anew."""
+    def text(self, kept: KeptLine, base: tuple[Any, ...]) -> bytes:
+        """Return the entry of ``kept`` for the workflow whose intake fields (values of BASE_KEYS) are ``base``,
+        marked reused: the line as it is when nothing differs, else with ``reused`` or the intake fields set
+        anew."""
         if self._file is None:
-            self._file = open(self.path, "rb")  # noqa: SIM115 (read line by line until close)
+            # Lines are asked for in the order of the file, mostly: a large buffer serves the next from memory.
+            self._file = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 (read line by line until close)
         self._file.seek(kept.offset)
         line = self._file.read(kept.length)
-        same_base = kept.base == tuple(base[key] for key in BASE_KEYS)
+        same_base = kept.base == base
         if same_base and kept.reused:
             return line
-        # The key can only be the entry's own (strings escape their quotes; nested objects have no "reused").
-        if same_base and line.count(_NOT_REUSED) == 1:
-            return line.replace(_NOT_REUSED, _REUSED)
+        if same_base:
+            # The entry's own key is the last one so written, followed by "sha256": keys are sorted, and after
+            # "reused" come only the strings sha256, source and workflow (strings escape their quotes). Found
+            # from the end, it is a few hundred bytes away, where a search of the whole line is not.
+            at = line.rfind(_NOT_REUSED)
+            if at >= 0 and line.startswith(_AFTER_REUSED, at + len(_NOT_REUSED)):
+                view = memoryview(line)
+                return b"".join((view[:at], _REUSED, view[at + len(_NOT_REUSED) :]))
         entry = orjson.loads(line)
-        entry.update(base)
+        entry.update(zip(BASE_KEYS, base, strict=True))
         entry["reused"] = True
         return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+    def last_entry(self, path: str) -> dict[str, Any] | None:
+        """Return the last scan's entry of the workflow file at ``path`` (whatever its content was then), or
+        None when it had none without an error."""
+        if self._by_path is None:
+            self._by_path = {kept.base[1]: kept for kept in self.lines.values()}
+        kept = self._by_path.get(path)
+        if kept is None:
+            return None
+        if self._file is None:
+            self._file = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 (closed by close)
+        self._file.seek(kept.offset)
+        entry = orjson.loads(self._file.read(kept.length))
+        return entry if isinstance(entry, dict) else None
 
     def close(self) -> None:
         """Close the file the lines are read from."""

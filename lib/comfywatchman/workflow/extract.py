@@ -192,7 +192,17 @@ def _made_with(properties: Mapping[str, Any]) -> dict[str, str] | None:
     """Return ``made_with`` of a node's ``properties`` (a dict)."""
     if not ("cnr_id" in properties or "aux_id" in properties):
         return None
-    found = {k: v.strip() for k in MADE_WITH_KEYS if isinstance(v := properties.get(k), str) and 0 < len(v) <= 200}
+    # Each of MADE_WITH_KEYS in turn, written out: this runs for the first node of each type of every workflow.
+    found = {}
+    value = properties.get("cnr_id")
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        found["cnr_id"] = value.strip()
+    value = properties.get("aux_id")
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        found["aux_id"] = value.strip()
+    value = properties.get("ver")
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        found["ver"] = value.strip()
     return found or None
 
 
@@ -227,32 +237,36 @@ class _Collector:
         if not isinstance(name, str):
             return
         stripped = name.strip()
-        if stripped.casefold() in self.placeholders:
+        folded = stripped.casefold()
+        if folded in self.placeholders:
             return
-        # names.normalize, inlined: it runs for every model a workflow names.
-        norm = stripped.replace("\\", "/")
-        if not norm.isascii():
-            norm = names.normalize(norm)
-        key = (folder, norm.casefold())
+        # names.normalize, inlined: it runs for every model a workflow names (the common name, ASCII without a
+        # backslash, is its own normal form and case-folded already).
+        if "\\" in stripped or not stripped.isascii():
+            folded = names.normalize(stripped.replace("\\", "/")).casefold()
+        key = (folder, folded)
         ref = self.models.get(key)
         if ref is None:
-            base = (folder, norm.rsplit("/", 1)[-1].casefold())
+            base = (folder, folded.rsplit("/", 1)[-1])  # casefolding never makes or removes a "/"
             if declaration is not None:
                 # A declaration usually gives the bare file name while the widget may carry a subfolder.
                 ref = self.by_base.get(base)
             if ref is None:
                 if len(self.models) >= MAX_MODELS:
                     raise TooLarge(f"names more than {MAX_MODELS} model files")
-                ref = self.models[key] = ModelRef(name=name, folder=folder)
-                self.by_base.setdefault(base, ref)
+                ref = self.models[key] = ModelRef(name, folder, [], [])
+                if base not in self.by_base:
+                    self.by_base[base] = ref
         path = origin[3]
-        path_key = self._path_keys.get(id(path)) if path else ()
-        if path_key is None:
-            # Paths are lists shared by every origin of one graph level; the list is kept with its tuple so
-            # its id cannot be reused by another list while this collector lives.
-            path_key = tuple(path)
-            self._path_keys[id(path)] = path_key
-            self._paths.append(path)
+        if path:
+            path_key = self._path_keys.get(id(path))
+            if path_key is None:
+                # Paths are lists shared by every origin of one graph level; the list is kept with its tuple
+                # so its id cannot be reused by another list while this collector lives.
+                path_key = self._path_keys[id(path)] = tuple(path)
+                self._paths.append(path)
+        else:
+            path_key = ()
         origin_key = (id(ref), origin[0], origin[1], origin[2], origin[4], origin[5], path_key)
         if origin_key not in self.seen:
             self.seen.add(origin_key)

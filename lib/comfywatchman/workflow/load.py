@@ -8,6 +8,7 @@ it can be written into ``scan.json``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +218,15 @@ def load(path: Path, max_bytes: int | None = None) -> tuple[Workflow, bytes]:
     larger than ``max_bytes``."""
     try:
         with open(path, "rb") as handle:
-            raw = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+            if max_bytes is None:
+                raw = handle.read()
+            else:
+                # read(n) sets n bytes aside before reading: ask for what the file holds, plus one byte that
+                # tells a file grown since; setting the whole limit aside cost more than reading the file.
+                want = min(os.fstat(handle.fileno()).st_size, max_bytes) + 1
+                raw = handle.read(want)
+                if len(raw) == want <= max_bytes:  # it grew since: read on, as far as the limit
+                    raw += handle.read(max_bytes + 1 - want)
     except FileNotFoundError:
         raise WorkflowError(f"{path}: file vanished before it could be read") from None
     except OSError as exc:

@@ -39,6 +39,7 @@ MIN_STALE = 64
 _IN_FILE = 0
 _ADDED = 1
 _COPY_CHUNK = 1 << 20
+_SPACE = ord(" ")
 
 
 def _digest(payload: bytes) -> bytes:
@@ -76,23 +77,48 @@ class RequirementStore:
         except OSError as exc:
             logger.warning("%s: unreadable (%s); every workflow is parsed again", self.path, exc)
             return
-        settings = self._settings
-        after = 65 + len(settings)  # where the settings hash ends
-        offset = 0
         with handle:
             try:
-                for line in handle:
-                    length = len(line)
-                    body = length - 1 if line.endswith(b"\n") else length
-                    if body == length:
-                        self._torn_tail = True
-                    if body > 0:
-                        self._line_count += 1
-                        if line[64:65] == b" " and line.startswith(settings, 65) and line[after : after + 1] == b" ":
-                            self._index[line[:64].decode("ascii", "replace")] = (_IN_FILE, offset, body)
-                    offset += length
+                self._index_lines(handle)
             except OSError as exc:
                 logger.warning("%s: unreadable (%s); workflows past that point are parsed again", self.path, exc)
+
+    def _index_lines(self, handle: IO[bytes]) -> None:
+        """Note each line of ``handle`` (counted) and where each line made under this settings hash is.
+
+        Read in large chunks, each line found and checked in place: the payloads (tens of megabytes on a large
+        install) are never copied line by line, as a scan of a few changed workflows reads the whole index.
+        """
+        settings = self._settings
+        after = 65 + len(settings)  # where the settings hash ends
+        index = self._index
+        buffer = bytearray()
+        base = 0  # the file offset of buffer[0]
+        while chunk := handle.read(_COPY_CHUNK):
+            buffer += chunk
+            start = 0
+            while (end := buffer.find(b"\n", start)) >= 0:
+                if end > start:
+                    self._line_count += 1
+                    if (
+                        start + after < end  # the checks below stay inside the line
+                        and buffer[start + 64] == _SPACE
+                        and buffer.startswith(settings, start + 65)
+                        and buffer[start + after] == _SPACE
+                    ):
+                        index[buffer[start : start + 64].decode("ascii", "replace")] = (
+                            _IN_FILE,
+                            base + start,
+                            end - start,
+                        )
+                start = end + 1
+            base += start
+            del buffer[:start]
+        if buffer:  # a last line without its newline: a write that was cut short
+            self._torn_tail = True
+            self._line_count += 1
+            if buffer[64:65] == b" " and buffer.startswith(settings, 65) and buffer[after : after + 1] == b" ":
+                index[buffer[:64].decode("ascii", "replace")] = (_IN_FILE, base, len(buffer))
 
     def get(self, sha256: str) -> dict[str, Any] | None:
         """Return the requirements kept for content ``sha256``, or None when there are none usable."""

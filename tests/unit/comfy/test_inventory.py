@@ -205,3 +205,63 @@ def test_a_type_an_installed_pack_should_have_is_not_missing_a_pack() -> None:
         state = index.state("NewerKJNode", made)
         assert state.packs == [{"name": "kj", "installed": True, "note": NOT_FOUND_IN_PACK}], made
     assert index.state("Thing", {"cnr_id": "comfyui-some"}).packs[0]["name"] == "some-folder"
+
+
+def _reference_find(
+    files: dict[str, list[str]], name: str, folder: str | None, suffixes: tuple[str, ...], case_insensitive: bool
+) -> tuple[bool, str | None, str]:
+    """``find`` as it reads in prose: each try in every folder asked (in name order) for an exact match, then a
+    case-folded one, then the file name in another subfolder; each folder's first file of a key wins."""
+    from comfywatchman.workflow import names
+
+    folders = [folder] if folder is not None else sorted(files)
+    tries = [names.normalize(name + suffix) for suffix in suffixes]
+    for norm in tries:
+        for f in folders:
+            hit = next((n for n in files.get(f, []) if names.normalize(n) == norm), None)
+            if hit is not None:
+                return True, hit, ""
+    for norm in tries:
+        for f in folders:
+            hit = next((n for n in files.get(f, []) if names.normalize(n).casefold() == norm.casefold()), None)
+            if hit is not None:
+                return (
+                    (True, hit, "")
+                    if case_insensitive
+                    else (False, hit, f"installed as {hit!r}: the letter case differs")
+                )
+    for norm in tries:
+        base = names.basename(norm).casefold()
+        for f in folders:
+            hits = [n for n in files.get(f, []) if names.basename(n).casefold() == base]
+            if len(hits) == 1:
+                return False, hits[0], f"installed as {hits[0]!r} in another subfolder"
+            if hits:
+                return False, None, f"{len(hits)} files of that name in other subfolders"
+    if folder is not None and folder not in files:
+        return False, None, f"no {folder!r} folder in this install"
+    return False, None, ""
+
+
+def test_find_answers_as_asking_each_folder_in_turn_whatever_the_folder_and_suffixes() -> None:
+    files = {
+        "checkpoints": ["SDXL/a.safetensors", "b.safetensors", "x/dup.pt", "y/dup.pt", "Case.ckpt", "case.ckpt"],
+        "embeddings": ["neg.pt", "sub/Neg.safetensors", "pos.bin", "Deep/pos.bin"],
+        "loras": [" spaced.safetensors", "b.safetensors", "z/dup.pt", "CASE.ckpt", "é.safetensors"],
+        "vae": ["sub\\b.safetensors", "q/neg.pt", "e\u0301.safetensors"],
+    }
+    cache = model_cache({f: ([f"/m/{f}"], names_) for f, names_ in files.items()})
+    asked = [
+        "b.safetensors", "B.SAFETENSORS", "SDXL\\a.safetensors", "a.safetensors", "dup.pt", "Dup.PT", "case.ckpt",
+        "CASE.CKPT", "neg", "Neg", "pos", "deep/POS", "spaced.safetensors", " b.safetensors ", "é.safetensors",
+        "e\u0301.safetensors", "sub/b.safetensors", "missing.safetensors", "q/neg",
+    ]  # fmt: skip
+    for case_insensitive in (False, True):
+        index = ModelIndex.from_cache(cache, case_insensitive=case_insensitive)
+        for name in asked:
+            for folder in (None, "checkpoints", "embeddings", "loras", "vae", "unknown"):
+                for suffixes in (("",), LOOKUP_SUFFIXES):
+                    match = index.find(name, folder, suffixes)
+                    expected = _reference_find(files, name, folder, suffixes, case_insensitive)
+                    assert (match.installed, match.installed_as, match.note) == expected, (name, folder, suffixes)
+                    assert match.looked_in == index.looked_in(folder)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from comfywatchman import artifacts, config
+from comfywatchman.comfy.inventory import ModelIndex
 from comfywatchman.stage_runner import STAGE_RUNNERS
 from comfywatchman.stages import scan
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -493,3 +494,112 @@ def test_workers_that_cannot_start_leave_the_scan_to_this_process(
         comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
     outcome = cycle(make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n"))
     assert outcome.ok and outcome.counts["parsed"] == 3
+
+
+def _varied_workflow(lora: str) -> dict[str, Any]:
+    """A workflow needing a bit of everything: installed, missing, case-differing, invalid and unknown-folder
+    models, prompt embeddings, and node types that are core, installed, disabled, missing, or named by pack."""
+    return ui_workflow(
+        [
+            ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"]),
+            ui_node(2, "LoraLoader", [lora, 1, 1]),
+            ui_node(3, "VAELoader", ["A.safetensors"], mode=2),
+            ui_node(4, "CLIPTextEncode", ["embedding:EasyNegative, embedding:gone_neg"]),
+            ui_node(5, "UNETLoader", ["../escape.safetensors", "default"]),
+            ui_node(6, "SomePackNode", ["somewhere/odd.pth", "sub\\deep.safetensors"]),
+            ui_node(7, "OldNode", []),
+            ui_node(8, "NewNode", []),
+            ui_node(9, "MissingNode", [], properties={"cnr_id": "missing-pack", "ver": "1.0"}),
+            ui_node(10, "KSampler", [1, "fixed", 20, 7, "euler", "normal", 1]),
+        ]
+    )
+
+
+def test_a_changed_workflow_on_an_unchanged_install_gets_the_entry_a_fresh_scan_makes(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comfy_tree.model("checkpoints", "a.safetensors")
+    comfy_tree.model("vae", "a.safetensors")
+    comfy_tree.model("upscale_models", "sub/deep.safetensors")
+    comfy_tree.model("embeddings", "EasyNegative.safetensors")
+    comfy_tree.pack("ComfyUI-Old.disabled", ["OldNode"])
+    comfy_tree.pack("ComfyUI-New", ["NewNode"])
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"])]))
+    comfy_tree.workflow("b.json", _varied_workflow("style.safetensors"))
+    ctx = make_ctx(comfy_tree, home)
+    assert cycle(ctx).ok
+    maps_read: list[object] = []
+    real_load = scan.manager_map.load
+    monkeypatch.setattr(scan.manager_map, "load", lambda path: maps_read.append(path) or real_load(path))
+    indexed: list[str] = []
+    real_index = ModelIndex._index_folder
+    monkeypatch.setattr(ModelIndex, "_index_folder", lambda self, f: indexed.append(f) or real_index(self, f))
+
+    # The lora swapped for another: the last entry's verdicts answer all but that name, and no node type
+    # needs the node map or the node index.
+    comfy_tree.workflow("b.json", _varied_workflow("other-style.safetensors"))
+    changed = cycle(ctx)
+    assert (changed.counts["parsed"], changed.counts["reused"]) == (1, 1)
+    assert maps_read == []
+    # The new name's folder, and embeddings (an installed prompt embedding's verdict is not seeded); never every
+    # folder, though one name (installed in upscale_models) is looked for in any folder.
+    assert sorted(indexed) == ["embeddings", "loras"]
+    seeded = scanned(ctx)["b.json"]
+
+    for name in ("scan.json", "scan_inputs.json", "scan_lines.json", "requirements.pack"):
+        (ctx.state_dir / name).unlink()
+    fresh = scan.run(ctx)
+    assert (fresh.counts["parsed"], fresh.counts["reused"]) == (2, 0)
+    assert maps_read  # made afresh, every verdict needed the indexes
+    assert seeded == scanned(ctx)["b.json"]
+    found = by_name(seeded)
+    assert found["other-style.safetensors"]["status"] == "missing"
+    assert found["A.safetensors"]["note"].startswith("installed as")
+    assert found["../escape.safetensors"]["status"] == "invalid"
+    assert found["somewhere/odd.pth"]["status"] == "missing"
+    assert found["sub\\deep.safetensors"]["installed_as"] == "sub/deep.safetensors"
+    assert {m["folder"] for m in seeded["installed_models"]} == {"checkpoints", "embeddings", None}
+    assert node_states(seeded) == {
+        "CheckpointLoaderSimple": "core",
+        "LoraLoader": "core",
+        "VAELoader": "core",
+        "CLIPTextEncode": "core",
+        "UNETLoader": "core",
+        "SomePackNode": "missing",
+        "OldNode": "disabled",
+        "NewNode": "installed",
+        "MissingNode": "missing",
+        "KSampler": "core",
+    }
+
+
+def test_with_a_server_a_changed_workflow_also_gets_the_entry_a_fresh_scan_makes(
+    comfy_tree: ComfyTree,
+    home: Path,
+    comfy_url: str,  # noqa: F811
+) -> None:
+    comfy_tree.model("checkpoints", "other.ckpt")
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["x.safetensors"])]))
+
+    def workflow(unet: str) -> dict[str, Any]:
+        return ui_workflow(
+            [
+                ui_node(1, "CheckpointLoaderSimple", ["SDXL/base.safetensors"]),
+                ui_node(2, "UNETLoader", [unet, "default"]),
+                ui_node(3, "CLIPTextEncode", ["embedding:gone_neg"]),
+                ui_node(4, "ImageResizeKJ", []),
+                ui_node(5, "KSampler", []),
+            ]
+        )
+
+    comfy_tree.workflow("b.json", workflow("not-listed.safetensors"))
+    ctx = make_ctx(comfy_tree, home, f'[comfyui]\nurl = "{comfy_url}"\n')
+    assert cycle(ctx).ok
+    comfy_tree.workflow("b.json", workflow("not-listed-either.safetensors"))
+    assert cycle(ctx).counts["parsed"] == 1
+    seeded = scanned(ctx)["b.json"]
+    for name in ("scan.json", "scan_inputs.json", "scan_lines.json", "requirements.pack"):
+        (ctx.state_dir / name).unlink()
+    assert scan.run(ctx).counts["parsed"] == 2
+    assert seeded == scanned(ctx)["b.json"]
+    assert by_name(seeded)["SDXL/base.safetensors"]["checked_by"] == "server"

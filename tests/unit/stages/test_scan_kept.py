@@ -86,3 +86,30 @@ def test_a_record_of_other_bytes_or_a_broken_one_is_not_used(comfy_tree: ComfyTr
     record_path.write_text("{torn", encoding="utf-8")
     kept = scan_kept.KeptEntries.read(scan_json, {"install": "i", "scan_sha256": sha}, "i", lambda e: ([], []))
     assert kept.lines == scan_kept._index(scan_json, lambda e: ([], []))[0] and len(kept.lines) == 3  # lines read
+
+
+def test_a_kept_line_is_marked_reused_at_its_own_key_only(tmp_path: Path) -> None:
+    base = ("w.json", "/w/w.json", "comfyui", "a" * 64)
+    entry = {
+        "container": "json",
+        "nodes": [{"class_type": "X", "packs": [{"name": "p", "reused": False, "note": '"reused":false'}]}],
+        "path": base[1],
+        "reused": False,
+        "sha256": base[3],
+        "source": base[2],
+        "workflow": base[0],
+    }
+    line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+    path = tmp_path / "scan.json"
+    path.write_bytes(b"{\n" + line + b"\n")
+    kept = scan_kept.KeptEntries(path, {}, {})
+    try:
+        at = scan_kept.KeptLine(2, len(line), base, False, [], [])
+        marked = kept.text(at, base)
+        assert json.loads(marked) == {**entry, "reused": True}  # the nested key and the string stay as they were
+        assert marked == line.replace(b'"reused":false,"sha256"', b'"reused":true,"sha256"')
+        assert kept.text(at._replace(reused=True), base) == line  # already marked: the line as it is
+        moved = ("w.json", "/elsewhere/w.json", "comfyui", "a" * 64)  # the intake fields differ: written anew
+        assert json.loads(kept.text(at, moved)) == {**entry, "path": moved[1], "reused": True}
+    finally:
+        kept.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from comfywatchman.workflow import load as load_module
 from comfywatchman.workflow.load import NotAWorkflow, WorkflowError, from_data, load, loads, parse_bytes
 from tests.unit.workflow.test_images import png, text
 
@@ -82,3 +83,27 @@ def test_containers_nested_past_the_unwrap_limit_are_not_a_workflow() -> None:
         data = {"workflow": data}
     with pytest.raises(WorkflowError, match="not a ComfyUI workflow"):
         from_data(data, Path("w.json"))
+
+
+@pytest.mark.parametrize("limit", [None, 10_000, 1_000])
+def test_a_file_that_grew_after_its_size_was_taken_is_read_whole_or_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    """The size the reader asks for comes from fstat; a file written on meanwhile (fstat's size short of it)
+    is read on to the limit, as one read of the limit would."""
+    path = tmp_path / "w.json"
+    content = json.dumps({"nodes": [{"type": "X", "widgets_values": ["a" * 3000]}]}).encode()
+    path.write_bytes(content)
+    real_fstat = load_module.os.fstat
+
+    def short_fstat(fd: int) -> Any:
+        found = real_fstat(fd)
+        return type("Stat", (), {"st_size": found.st_size // 10})()
+
+    monkeypatch.setattr(load_module.os, "fstat", short_fstat)
+    if limit is not None and len(content) > limit:
+        with pytest.raises(WorkflowError, match="larger than"):
+            load(path, max_bytes=limit)
+    else:
+        workflow, raw = load(path, max_bytes=limit)
+        assert raw == content and workflow.format == "ui"

@@ -108,3 +108,38 @@ def test_payloads_orjson_refuses_are_written_by_the_standard_library(tmp_path: P
     store.add(A, payload)
     store.save({A})
     assert RequirementStore(path, SETTINGS).get(A) == odd
+
+
+def _indexed_line_by_line(data: bytes, settings: bytes) -> tuple[dict[str, tuple[int, int, int]], int, bool]:
+    """The index, line count and torn tail of ``data`` worked out one line at a time (the reference)."""
+    index, count, offset, torn = {}, 0, 0, False
+    after = 65 + len(settings)
+    for line in data.splitlines(keepends=True):
+        body = len(line) - 1 if line.endswith(b"\n") else len(line)
+        torn = torn or body == len(line)
+        if body > 0:
+            count += 1
+            if line[64:65] == b" " and line.startswith(settings, 65) and line[after : after + 1] == b" ":
+                index[line[:64].decode("ascii", "replace")] = (0, offset, body)
+        offset += len(line)
+    return index, count, torn
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+@pytest.mark.parametrize("torn_tail", [False, True])
+def test_lines_are_indexed_alike_whatever_the_chunk_they_are_read_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, torn_tail: bool
+) -> None:
+    path = tmp_path / "requirements.pack"
+    saved(path, {A: REQ, B: {**REQ, "nodes": [{"class_type": "x" * 300}]}})
+    other = f"{C} {'2' * 64} {'d' * 64} {{}}\n".encode()
+    short = f"{C} {SETTINGS}\n{C[:30]}\n\n\n".encode()  # a line cut before its payload, a stub, empty lines
+    tail = f"{C} {SETTINGS} {'e' * 64} {{".encode() if torn_tail else b""
+    path.write_bytes(path.read_bytes() + other + short + tail)
+    monkeypatch.setattr(store_module, "_COPY_CHUNK", chunk)
+    store = RequirementStore(path, SETTINGS)
+    store.load()
+    index, count, torn = _indexed_line_by_line(path.read_bytes(), SETTINGS.encode())
+    assert (store._index, store._line_count, store._torn_tail) == (index, count, torn)
+    assert (C in store._index) is torn_tail
+    assert store.get(A) == REQ
