@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from comfywatchman import artifacts
 from comfywatchman.config import Config
 from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import (
@@ -114,24 +115,26 @@ def guarded_cycle(
             logger.error("cannot record the failed cycle: %s", error)
         return CycleResult(EXIT_FAILED, cycle_id, None, (str(exc),))
     try:
-        remove_leftovers(config)
-        ctx = StageContext(
-            config,
-            cycle_id,
-            clock,
-            machine=machine or Machine(),
-            force=force,
-            lock=lock,
-            backends=backends,
-            auto_download=auto_download,
-            dry_run=dry_run,
-        )
-        outcomes = [run_stage("gate", ctx)]
-        if not outcomes[0].skipped_reason and outcomes[0].ok:
-            outcomes += [run_stage(name, ctx) for name in ORDER[1:-1]]
-            outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
-            outcomes.append(run_stage(ORDER[-1], ctx))
-        return _record(config, ctx, started, outcomes, trigger, catch_up)
+        # The folders of the files this cycle writes are flushed to disk once, at its end (see deferred_syncs).
+        with artifacts.deferred_syncs():
+            remove_leftovers(config)
+            ctx = StageContext(
+                config,
+                cycle_id,
+                clock,
+                machine=machine or Machine(),
+                force=force,
+                lock=lock,
+                backends=backends,
+                auto_download=auto_download,
+                dry_run=dry_run,
+            )
+            outcomes = [run_stage("gate", ctx)]
+            if not outcomes[0].skipped_reason and outcomes[0].ok:
+                outcomes += [run_stage(name, ctx) for name in ORDER[1:-1]]
+                outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
+                outcomes.append(run_stage(ORDER[-1], ctx))
+            return _record(config, ctx, started, outcomes, trigger, catch_up)
     finally:
         lock.release()
 

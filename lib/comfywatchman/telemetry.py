@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,7 +70,7 @@ class StructuredLog:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 handle.flush()
-                os.fsync(handle.fileno())
+                artifacts.fsync_appended(self.path, handle.fileno())
         except (OSError, ArtifactError) as exc:
             # Telemetry must never fail a cycle; the stderr log still has the event.
             logger.warning("%s: cannot append structured log: %s", self.path, exc)

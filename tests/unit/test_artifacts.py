@@ -370,3 +370,32 @@ def test_read_top_level_parses_only_the_keys_asked_for_and_gives_up_on_another_l
     path.write_text(artifacts.dumps(document).rsplit("\n}", 1)[0], encoding="utf-8")
     assert artifacts.read_top_level(path, ["zlast"]) is None
     assert artifacts.read_top_level(path, ["summary"]) == {"summary": {"ready": 1, "workflows": 2}}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_deferred_syncs_flush_each_folder_and_appended_file_once_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    runs = tmp_path / "state" / "runs"
+    with artifacts.deferred_syncs():
+        for name in ("a", "b", "c"):
+            artifacts.atomic_write_bytes(runs / f"{name}.json", b"{}\n")
+        artifacts.atomic_write_bytes(tmp_path / "state" / "d.json", b"{}\n")
+        log = tmp_path / "structured.log"
+        for _ in range(3):
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write("line\n")
+                handle.flush()
+                artifacts.fsync_appended(log, handle.fileno())
+        during = list(synced)
+    # Each file's content is flushed before its rename, as always; the folders and the log wait for the end.
+    assert len(during) == 4 and all(p.endswith(".tmp") for p in during)
+    assert synced[4:] == [str(log), str(runs), str(tmp_path / "state")]
+    assert all((runs / f"{n}.json").read_bytes() == b"{}\n" for n in "abc")
+
+    synced.clear()
+    artifacts.atomic_write_bytes(runs / "a.json", b"[]\n")  # outside a block: the folder at once
+    assert synced[-1] == str(runs)

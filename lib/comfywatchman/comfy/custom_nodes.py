@@ -10,7 +10,6 @@ dict-literal configs handed to a generator, submodule dicts merged in).
 from __future__ import annotations
 
 import ast
-import configparser
 import logging
 import os
 import sys
@@ -200,6 +199,8 @@ def _pyproject_fields(path: Path, pack: PackInfo) -> tuple[str | None, str | Non
 
 def _git_remote(git_dir: Path) -> str | None:
     """Return the ``origin`` URL (else the first remote's) from the pack's ``.git/config``, or None."""
+    import configparser  # only for a pack read anew: a cycle that keeps every pack's reads never needs it
+
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     try:
         if not parser.read(git_dir / "config", encoding="utf-8"):

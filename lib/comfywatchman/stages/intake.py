@@ -191,8 +191,20 @@ def _digests(paths: list[str]) -> list[str | OSError]:
     workers = min(HASH_THREADS, os.cpu_count() or 1)
     if len(paths) < MIN_PARALLEL_HASHES or workers < 2:
         return [_hash_or_error(path) for path in paths]
+    # One task per thread, each a share of the files (every workers-th one, so large and small files mix
+    # alike): a task per file cost more in futures and wake-ups than hashing a small workflow does.
+    shares = [paths[start::workers] for start in range(workers)]
     with ThreadPoolExecutor(workers, thread_name_prefix="intake-hash") as pool:
-        return list(pool.map(_hash_or_error, paths))
+        hashed = list(pool.map(_hash_all, shares))
+    digests: list[str | OSError] = [""] * len(paths)
+    for start, share in enumerate(hashed):
+        digests[start::workers] = share
+    return digests
+
+
+def _hash_all(paths: list[str]) -> list[str | OSError]:
+    """Return what ``_hash_or_error`` gives for each of ``paths``, in order."""
+    return [_hash_or_error(path) for path in paths]
 
 
 def _stat_and_digest(

@@ -195,3 +195,21 @@ def test_an_empty_folder_that_vanished_is_no_error(comfy_tree: ComfyTree, home: 
     comfy_tree.workflows.rmdir()
     outcome = intake.run(_ctx(comfy_tree, home))
     assert outcome.ok and _document(home)["unavailable"] == []
+
+
+def test_hashes_by_threads_come_back_in_order_with_errors_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = []
+    for index in range(23):  # not a multiple of the threads: shares of unequal length
+        path = tmp_path / f"w{index}.json"
+        path.write_bytes(b"x" * (index * 1000))
+        paths.append(str(path))
+    paths[7] = str(tmp_path / "vanished.json")
+    monkeypatch.setattr(intake, "MIN_PARALLEL_HASHES", 2)
+    monkeypatch.setattr(intake.os, "cpu_count", lambda: 4)
+    digests = intake._digests(paths)
+    assert len(digests) == len(paths)
+    assert isinstance(digests[7], FileNotFoundError)
+    expected = [intake.sha256_file(p) for i, p in enumerate(paths) if i != 7]
+    assert [d for i, d in enumerate(digests) if i != 7] == expected
