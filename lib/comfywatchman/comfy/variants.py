@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
 from comfywatchman.workflow import names
@@ -44,9 +44,10 @@ FOLDER_LOADER = {"diffusion_models": "UNETLoader", "text_encoders": "CLIPLoader"
 MAX_VARIANTS = 5
 
 
-@dataclass(frozen=True)
-class NameParts:
-    """A model file name split into what identifies the model and what only describes this copy of it."""
+class NameParts(NamedTuple):
+    """A model file name split into what identifies the model and what only describes this copy of it (a
+    named tuple: tens of thousands are made per cycle, and a tuple is made several times faster than a
+    frozen dataclass)."""
 
     key: str  # separator-normalised, case-folded base name without extension and descriptor tokens
     extension: str  # ".safetensors", ".gguf", ... (case-folded), or "" when not a model extension
@@ -62,20 +63,20 @@ def split_name(name: str) -> NameParts:
     if not extension:
         stem = base
     text = _SEPARATORS.sub("_", stem.casefold()).strip("_")
-    tokens: list[str] = []
-
-    def take(match: re.Match[str]) -> str:
-        tokens.append(match.group("tok"))
-        return ""
-
+    tokens: tuple[str, ...] = ()
     if _DIGIT.search(text):  # every token holds a digit: names without one need no substitution
-        text = _TOKEN.sub(take, text).strip("_")
+        # One pass: split on the tokens (the one group) gives the text between them and the tokens in turn,
+        # what a substitution by "" with a callback collecting them gives, without a call per token.
+        pieces = _TOKEN.split(text)
+        if len(pieces) > 1:
+            tokens = tuple(pieces[1::2])
+            text = "".join(pieces[0::2]).strip("_")
     version = None
     found = _VERSION.search(text) if "_v" in text else None
     if found is not None and found.start() > 0:
         version = found.group("tok").replace("_", ".")  # v0_9_5 -> v0.9.5, as people write versions
         text = text[: found.start()]
-    return NameParts(text, extension, tuple(tokens), version)
+    return NameParts(text, extension, tokens, version)
 
 
 def differences(wanted: NameParts, have: NameParts) -> list[str]:

@@ -115,6 +115,49 @@ def ask_backends(query: ModelQuery, backends: Iterable[SearchBackend], offline: 
 
 
 @dataclass
+class OfflineBlank:
+    """The answer to a file no offline source knows, with ``--offline`` and only backends that need the
+    network: each backend says NOT_SEARCHED "offline", and ``policy.combine`` makes of that the same answer
+    for every such file, bar its name and folder. Taken from the first such answer the full path made, and
+    given to the others (most missing files of an offline cycle) without asking each backend and combining
+    again: the answers ``ask_backends`` gives offline depend on the backends' names alone."""
+
+    reason: str
+    attempts: list[dict[str, str]]
+    #: The result as JSON without name and type (``answer_text`` puts them in, and the workflows).
+    rest: dict[str, Any]
+
+    @staticmethod
+    def applies(ctx: StageContext, backends: Sequence[SearchBackend]) -> bool:
+        """Return whether every file no offline source knows gets the same answer this cycle."""
+        return bool(ctx.config.offline and backends and all(b.needs_network for b in backends))
+
+    @classmethod
+    def from_result(cls, result: SearchResult) -> OfflineBlank:
+        """Return the blank made of ``result``, the answer the full path gave to one such file."""
+        item = result.to_json()
+        return cls(result.reason, result.attempts, {k: v for k, v in item.items() if k not in ("name", "type")})
+
+    def result(self, query: ModelQuery) -> SearchResult:
+        """Return the answer to ``query``, as ``policy.combine`` makes it (its ``attempts`` list is the
+        blank's own: a result made here is turned into text and never changed)."""
+        return SearchResult(
+            query.name, query.folder, Status.NOT_SEARCHED, "search", reason=self.reason, attempts=self.attempts
+        )
+
+    def made(self, result: SearchResult) -> bool:
+        """Return whether ``result`` was made by ``self.result`` (it holds the blank's own ``attempts``)."""
+        return result.attempts is self.attempts
+
+    def answer_text(self, query: ModelQuery) -> str:
+        """Return the search.json text of the answer to ``query`` (what ``artifacts.part_text`` gives for it:
+        the blank was validated as a whole, and name, type and workflows are strings, null and a list of
+        strings, which the schema allows whatever they hold)."""
+        item = {**self.rest, "name": query.name, "type": query.folder, "workflows": list(query.workflows)}
+        return artifacts.dumps(item, indent=None)[:-1]
+
+
+@dataclass
 class Resolver:
     """Resolves missing files for one cycle: the offline sources (``first``), the search cache, then the
     backends."""
@@ -126,6 +169,8 @@ class Resolver:
     first: list[SearchBackend] = field(default_factory=list)
     #: Files left NOT_SEARCHED this cycle because the request budget was spent.
     waiting: int = 0
+    #: With --offline and only network backends, the answer to every file no offline source knows.
+    blank: OfflineBlank | None = None
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -148,6 +193,8 @@ class Resolver:
             return cached
         if self.budget_spent() and any(b.needs_network for b in self.backends) and not self.ctx.config.offline:
             return self._waiting(query, offline_answers)
+        if not offline_answers and self.blank is not None:
+            return self.blank.result(query)
         refused_before = self.http.deadline_refusals if self.http else 0
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
@@ -163,6 +210,8 @@ class Resolver:
             return self._waiting(query, answers, policy.DEADLINE_REACHED)
         if self.cache and not self.ctx.config.offline:
             self.cache.put(query, self.order, result, now)
+        if not offline_answers and self.blank is None and OfflineBlank.applies(self.ctx, self.backends):
+            self.blank = OfflineBlank.from_result(result)
         return result
 
     def budget_spent(self) -> bool:
@@ -185,6 +234,8 @@ class Resolver:
         at the first FOUND, which is then last."""
         answers = []
         for source in self.first:
+            if source.nothing_to_say(query):
+                continue  # it would answer NOT_SEARCHED, which is left out
             answer = source.search(query)
             if answer.status is Status.NOT_SEARCHED:
                 continue
@@ -366,8 +417,11 @@ def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery],
                 answers.found.append((SearchResult.from_json(artifacts.loads(prefix + "}")), query))
         else:
             status = result.status.value
-            item = {**result.to_json(), "workflows": list(query.workflows)}
-            answers.texts.append(artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})"))
+            if resolver.blank is not None and resolver.blank.made(result):
+                answers.texts.append(resolver.blank.answer_text(query))
+            else:
+                item = {**result.to_json(), "workflows": list(query.workflows)}
+                answers.texts.append(artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})"))
             if result.status is Status.FOUND:
                 answers.found.append((result, query))
         answers.statuses.append(status)
