@@ -57,25 +57,32 @@ def missing_part(workflow: Mapping[str, Any]) -> list[Any]:
     return [workflow["path"], models]
 
 
+#: One missing file while the queries are grouped: its name and folder as first met, its declarations' fields
+#: and its workflows (dicts as ordered sets).
+_Grouped = tuple[str, str | None, dict[tuple[Any, ...], None], dict[str, None]]
+
+
 def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[ModelQuery]:
     """Return one query per distinct missing file ``(folder, name)`` over the workflows' ``missing_part``,
     with its workflows, in the order of folder and name."""
-    grouped: dict[tuple[str | None, str], tuple[str, str | None, list[Declaration], dict[str, None]]] = {}
+    # Each file's declarations as a dict keyed by their fields (the order they were first met, each once: a
+    # Declaration equals another exactly when its fields do), made into Declarations once per file.
+    grouped: dict[tuple[str | None, str], _Grouped] = {}
     for path, models in parts:
         for folder, name, active, decl_rows, key in models:
             if not (active or count_inactive):
                 continue
             entry = grouped.get((folder, key))
             if entry is None:
-                entry = grouped[(folder, key)] = (name, folder, [], {})
+                entry = grouped[(folder, key)] = (name, folder, {}, {})
             for row in decl_rows:
-                declaration = Declaration(*row)
-                if declaration not in entry[2]:
-                    entry[2].append(declaration)
+                entry[2][tuple(row)] = None
             entry[3][path] = None
     return [
-        ModelQuery(name, folder, tuple(decls), tuple(paths))
-        for _, (name, folder, decls, paths) in sorted(grouped.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1]))
+        ModelQuery(name, folder, tuple(Declaration(*row) for row in decls), tuple(paths))
+        for (name, folder, decls, paths) in (
+            grouped[key] for key in sorted(grouped, key=lambda key: (key[0] or "~", key[1]))
+        )
     ]
 
 
