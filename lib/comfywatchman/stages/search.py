@@ -152,7 +152,9 @@ class OfflineBlank:
     def from_result(cls, result: SearchResult) -> OfflineBlank:
         """Return the blank made of ``result``, the answer the full path gave to one such file."""
         item = result.to_json()
-        return cls(result.reason, result.attempts, {k: v for k, v in item.items() if k not in ("name", "type")})
+        rest = {k: v for k, v in item.items() if k not in ("name", "type")}
+        # Its own attempts (a copy): ``result`` itself goes the long way into search.json, validated there.
+        return cls(result.reason, [dict(a) for a in result.attempts], rest)
 
     def result(self, query: ModelQuery) -> SearchResult:
         """Return the answer to ``query``, as ``policy.combine`` makes it (its ``attempts`` list is the

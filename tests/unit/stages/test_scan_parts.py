@@ -123,3 +123,51 @@ def test_a_line_appended_after_a_torn_one_starts_a_line_of_its_own(
     pack.write_bytes(pack.read_bytes()[:-30])  # the last line (b.json's) torn, without its newline
     assert read(pack, scan) == (EXPECTED, 1)
     assert pack.read_bytes().endswith(b"\n") and read(pack, scan) == (EXPECTED, 0)
+
+
+def other_take(workflow: dict[str, Any]) -> list[Any]:
+    return [Path(workflow["path"]).name, len(workflow["models"])]
+
+
+def test_a_companion_pack_made_from_the_lines_parsed_is_the_pack_made_alone(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    state = home / "state"
+    alone = ScanParts(state / "alone.pack", "o1", other_take)
+    fresh = list(alone.read(scan))
+    companion = ScanParts(state / "companion.pack", "o1", other_take)
+    assert list(ScanParts(state / "primary.pack", "t1", take, [companion]).read(scan)) == EXPECTED
+    assert (state / "companion.pack").read_bytes() == (state / "alone.pack").read_bytes()  # kept == fresh
+    again = ScanParts(state / "companion.pack", "o1", other_take)
+    assert list(again.read(scan)) == fresh and again.parsed == 0  # the companion's stage parses nothing
+
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["new_up.pth"])]))
+    run(context(comfy_tree, home, "c2", T0), ("cache", "intake", "scan"))
+    companion = ScanParts(state / "companion.pack", "o1", other_take)
+    primary = ScanParts(state / "primary.pack", "t1", take, [companion])
+    assert list(primary.read(scan)) == [EXPECTED[0], ["b.json", ["new_up.pth"]]] and primary.parsed == 1
+    again = ScanParts(state / "companion.pack", "o1", other_take)
+    changed = list(again.read(scan))
+    assert again.parsed == 0 and changed == list(ScanParts(state / "alone2.pack", "o1", other_take).read(scan))
+
+
+def test_a_companion_of_another_format_or_whose_take_fails_gets_nothing(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    state = home / "state"
+    list(ScanParts(state / "companion.pack", "o0", other_take).read(scan))
+    before = (state / "companion.pack").read_bytes()
+    list(ScanParts(state / "primary.pack", "t1", take).read(scan))
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["new_up.pth"])]))
+    run(context(comfy_tree, home, "c2", T0), ("cache", "intake", "scan"))
+    companion = ScanParts(state / "companion.pack", "o1", other_take)  # another format than the pack's
+    assert len(list(ScanParts(state / "primary.pack", "t1", take, [companion]).read(scan))) == 2
+    assert (state / "companion.pack").read_bytes() == before
+
+    def broken(workflow: dict[str, Any]) -> Any:
+        raise KeyError("gone")
+
+    failing = ScanParts(state / "failing.pack", "f1", broken)
+    parts = ScanParts(state / "primary2.pack", "t1", take, [failing])
+    assert list(parts.read(scan)) == [EXPECTED[0], ["b.json", ["new_up.pth"]]]  # the primary goes on
+    assert not (state / "failing.pack").exists()

@@ -4,6 +4,7 @@ small install in tmp_path."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -93,3 +94,86 @@ def test_the_answers_basis_changes_with_the_backend_order(comfy_tree: ComfyTree,
     ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
     order = list(ctx.config.section("search")["backend_order"])
     assert search.answer_basis(ctx, order) == basis
+
+
+NAMES = [
+    ("lora_a.safetensors", "loras"),
+    ('odd "quoted" \\ name é.safetensors', "checkpoints"),
+    ("SDXL/sub/x_fp16.gguf", None),
+    ("ünïcode ✓.pt", "custom_folder"),
+]
+
+
+def full_answer_text(resolver: search.Resolver, query: search.ModelQuery) -> str:
+    """The text of ``query``'s answer the long way: every backend asked offline, the answers combined."""
+    answers = search.ask_backends(query, resolver.backends, offline=True)
+    result = search.policy.combine(query.name, query.folder, answers)
+    item = {**result.to_json(), "workflows": list(query.workflows)}
+    return artifacts.part_text(item, "search", "result", "test")
+
+
+def test_the_offline_blank_answer_is_the_answer_the_backends_give(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    order = list(ctx.config.section("search")["backend_order"])
+    context_ = search.SearchContext(config=ctx.config, now=T0)
+    resolver = search.Resolver(ctx, search.build_backends(order, context_), None, None, search.first_sources(context_))
+    queries = [
+        search.ModelQuery(name, folder, (), (f"/w/{i}.json", "/w/z.json")) for i, (name, folder) in enumerate(NAMES)
+    ]
+    first = resolver.resolve(queries[0])
+    assert resolver.blank is not None and not resolver.blank.made(first)  # the first one went the long way
+    for query in queries:
+        result = resolver.resolve(query)
+        assert resolver.blank.made(result)  # and each one after it the short way, the first one again too
+        assert (
+            result.to_json()
+            == search.policy.combine(
+                query.name, query.folder, search.ask_backends(query, resolver.backends, offline=True)
+            ).to_json()
+        )
+        assert resolver.blank.answer_text(query) == full_answer_text(resolver, query)
+
+
+def test_no_blank_answer_online_or_with_a_local_backend(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    backends = search.build_backends(["qwen", "civitai"], search.SearchContext(config=ctx.config, now=T0))
+    assert search.OfflineBlank.applies(ctx, backends)
+    assert not search.OfflineBlank.applies(ctx, [])
+    online = search.StageContext(dataclasses.replace(ctx.config, offline=False), "c1", lambda: T0)
+    assert not search.OfflineBlank.applies(online, backends)
+
+
+def test_an_offline_source_that_has_nothing_to_say_would_answer_not_searched(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    sources = search.first_sources(search.SearchContext(config=ctx.config, now=T0))
+    listed = next(s for s in sources if s.name == "manager_model_list").model_list  # type: ignore[attr-defined]
+    on_list = next(entries[0]["filename"] for entries in listed.by_name.values())
+    declared = search.Declaration("declared.safetensors", DECLARED["url"], "vae")
+    queries = [
+        search.ModelQuery("declared.safetensors", "vae", (declared,)),
+        search.ModelQuery("declared.safetensors", "vae", (search.Declaration("declared.safetensors"),)),
+        search.ModelQuery("nowhere_at_all.safetensors", "loras"),
+        search.ModelQuery(f"sub/{on_list.upper()}", None),
+    ]
+    for source in sources:
+        for query in queries:
+            if source.nothing_to_say(query):
+                assert source.search(query).status is search.Status.NOT_SEARCHED, (source.name, query)
+    said = {(s.name, q.name, bool(q.declarations)) for s in sources for q in queries if not s.nothing_to_say(q)}
+    assert ("declared", "declared.safetensors", True) in said
+    assert ("manager_model_list", f"sub/{on_list.upper()}", False) in said
+
+
+def test_the_search_makes_verifys_parts_as_verify_makes_them_alone(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan", "search"))
+    pack = home / "state" / "verify_parts.pack"
+    made_by_search = pack.read_bytes()
+    pack.unlink()
+    (home / "state" / "search_parts.pack").unlink()
+    run(context(comfy_tree, home, "c1", T0), ("verify",))
+    assert pack.read_bytes() == made_by_search  # kept == fresh
+    assert (home / "state" / "search_parts.pack").exists()  # and verify made the search's in turn
