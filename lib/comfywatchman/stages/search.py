@@ -361,6 +361,20 @@ def folder_paths(path: Path) -> dict[str, Any]:
     return {"folders": {folder: {"paths": group["paths"]} for folder, group in model_cache["folders"].items()}}
 
 
+def kept_folder_paths(path: Path, recorded: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return ``folder_paths`` of model_cache.json at ``path`` (as the last search recorded them, ``extra``
+    ``folders``, when the file is as it was then: its size and mtime, the cache stage rewrites it only when its
+    content changes; else read from it, megabytes for a few paths), and what the next search needs to do the
+    same (the stat taken before the file was read, so a file replaced meanwhile is read again next time)."""
+    kept = ((recorded or {}).get("extra") or {}).get("folders")
+    stat = stage_inputs.stat_key(path)
+    if isinstance(kept, dict) and stat is not None and kept.get("stat") == stat and isinstance(kept.get("paths"), dict):
+        paths = kept["paths"]
+    else:
+        paths = {folder: group["paths"] for folder, group in folder_paths(path)["folders"].items()}
+    return {"folders": {folder: {"paths": value} for folder, value in paths.items()}}, {"stat": stat, "paths": paths}
+
+
 # Bump when what search.json holds for the same inputs changes, so the next cycle searches again.
 INPUTS_FORMAT = 1
 
@@ -414,13 +428,21 @@ class Answers:
     fresh: list[SearchResult]
 
 
-def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery], basis: str, fixed: bool) -> Answers:
+def answer_all(
+    ctx: StageContext,
+    resolver: Resolver,
+    queries: list[ModelQuery],
+    basis: str,
+    fixed: bool,
+    recorded: Mapping[str, Any] | None = None,
+) -> Answers:
     """Return the answer to every query: reused from the last search.json where it was made under ``basis``
     from the same query and needed no network, else resolved. ``fixed``: every answer this cycle needs no
-    network (``--offline`` with no local backend in the order), else only INVALID_FILENAME ones are."""
+    network (``--offline`` with no local backend in the order), else only INVALID_FILENAME ones are.
+    ``recorded``: the last search's record (``stage_inputs.previous``), read here when not given."""
     path = catalogue.path(ctx.config, "search")
     keys = [reuse.query_key(q) for q in queries]
-    kept = reuse.previous_answers(ctx.state_dir, path, basis, keys)
+    kept = reuse.previous_answers(ctx.state_dir, path, basis, keys, recorded)
     todo = [i for i, key in enumerate(keys) if key not in kept]
     fresh = resolve_all(resolver, [queries[i] for i in todo], track=True)
     answers = Answers([], [], [], [], fresh)
@@ -470,7 +492,8 @@ def run(ctx: StageContext) -> StageOutcome:
     queries = group_missing(
         parts.read(catalogue.path(ctx.config, "scan")), ctx.config.section("scan")["count_inactive_nodes"]
     )
-    model_cache = folder_paths(catalogue.path(ctx.config, "model_cache"))
+    recorded_before = stage_inputs.previous(ctx.state_dir, "search")
+    model_cache, folders = kept_folder_paths(catalogue.path(ctx.config, "model_cache"), recorded_before)
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
@@ -479,7 +502,7 @@ def run(ctx: StageContext) -> StageOutcome:
     resolver = Resolver(ctx, backends, http, cache, first)
     basis = answer_basis(ctx, order)
     fixed = ctx.config.offline and all(b.needs_network for b in backends)
-    answers = answer_all(ctx, resolver, queries, basis, fixed)
+    answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before)
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for status in answers.statuses:
@@ -510,7 +533,7 @@ def run(ctx: StageContext) -> StageOutcome:
     until = valid_until(answers.fresh, cache, ctx.config.offline, ctx.now())
     # Taken again: this search may have just saved the search cache, which the next cycle finds as it is now.
     after = inputs_fingerprint(ctx, order)
-    extra = {"basis": basis, "keys": answers.keys}
+    extra = {"basis": basis, "keys": answers.keys, "folders": folders}
     stage_inputs.record(
         ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail, extra
     )

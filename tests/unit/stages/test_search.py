@@ -177,3 +177,22 @@ def test_the_search_makes_verifys_parts_as_verify_makes_them_alone(comfy_tree: C
     run(context(comfy_tree, home, "c1", T0), ("verify",))
     assert pack.read_bytes() == made_by_search  # kept == fresh
     assert (home / "state" / "search_parts.pack").exists()  # and verify made the search's in turn
+
+
+def test_the_folder_paths_kept_are_those_read_while_model_cache_json_is_unchanged(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan", "search"))
+    path = home / "state" / "model_cache.json"
+    recorded = stage_inputs.previous(home / "state", "search")
+    assert recorded is not None and recorded["extra"]["folders"]["stat"] == stage_inputs.stat_key(path)
+    kept, _ = search.kept_folder_paths(path, recorded)
+    assert kept == search.folder_paths(path)  # kept == fresh
+    document = artifacts.read(path, "model_cache")
+    first = next(iter(document["folders"]))
+    document["folders"][first]["paths"] = ["/elsewhere/" + first]
+    artifacts.write(path, document, "model_cache")
+    again, record = search.kept_folder_paths(path, recorded)
+    assert again["folders"][first]["paths"] == ["/elsewhere/" + first]  # changed: read again
+    assert record["stat"] == stage_inputs.stat_key(path)
