@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +66,10 @@ class ScanParts:
     """The parts one stage takes from scan.json's workflows (``take``), kept in ``path`` under ``tag`` (what
     ``take`` is: bump it when it changes)."""
 
-    def __init__(
-        self, path: Path, tag: str, take: Callable[[dict[str, Any]], Any], companions: Sequence[ScanParts] = ()
-    ) -> None:
+    def __init__(self, path: Path, tag: str, take: Callable[[dict[str, Any]], Any]) -> None:
         self.path, self.tag, self.take = path, tag.encode("ascii"), take
         self.parsed = 0  # scan.json lines parsed this time (the others came from the pack)
         self.loaded = False  # whether the pack was read (it exists and is of this format)
-        #: Another stage's parts, made from each line this one parses (``_give``): a line is parsed once per
-        #: cycle, whichever stage meets it first, and each stage still reads scan.json alone when it runs alone.
-        self.companions = tuple(companions)
 
     def _load(self) -> dict[bytes, list[bytes]]:
         """Return scan line digest -> ``[payload digest, payload]`` of the pack's lines (empty when it is missing
@@ -121,7 +116,6 @@ class ScanParts:
         check = artifacts.fast_validator("scan", "workflow")
         written: list[bytes] = [self.tag]
         added: list[int] = []  # where the lines of parts made this time are in ``written``
-        given: list[list[bytes] | None] = [[] for _ in self.companions]  # the companions' lines made this time
         for number, line in enumerate(handle, start=2):
             if line.startswith(b"]"):
                 break
@@ -130,18 +124,14 @@ class ScanParts:
             found = kept.get(digest)
             part = _part(found) if found is not None else None
             if part is None or found is None:
-                item = self._parse(body, number, scan_path, check)
-                part = self.take(item)
-                found = _payload(part)
+                part = self._parse(body, number, scan_path, check)
+                payload = orjson.dumps(part)
+                found = [_digest(payload), payload]
                 added.append(len(written))
-                self._make_for_companions(given, digest, item)
             written.append(b" ".join((digest, *found)))
             yield part
         else:
             raise ArtifactError(f"{scan_path}: ends inside its list 'workflows' (a torn write?)")
-        for lines, companion in zip(given, self.companions, strict=True):
-            if lines is not None:
-                companion._give(lines, len(lines) == len(written) - 1)
         in_use = len(written) - 1
         stale = len(kept) + len(added) - in_use  # lines of the pack no workflow of this scan.json has
         if not self.loaded or stale > STALE_SHARE * in_use:
@@ -149,8 +139,7 @@ class ScanParts:
         elif added:
             self._append([written[i] for i in added])
 
-    def _parse(self, body: bytes, number: int, scan_path: Path, check: Any) -> dict[str, Any]:
-        """Return the workflow entry of scan.json line ``number`` (its text ``body``), validated."""
+    def _parse(self, body: bytes, number: int, scan_path: Path, check: Any) -> Any:
         self.parsed += 1
         try:
             item = orjson.loads(body)
@@ -158,40 +147,7 @@ class ScanParts:
             raise ArtifactError(f"{scan_path}: line {number} is not valid JSON ({exc})") from None
         if not check.is_valid(item):
             artifacts.validate(item, "scan", f"{scan_path} (line {number})", "workflow")
-        result: dict[str, Any] = item
-        return result
-
-    def _make_for_companions(self, given: list[list[bytes] | None], digest: bytes, item: dict[str, Any]) -> None:
-        """Add each companion's pack line for the scan.json line of ``digest`` (its entry ``item``) to its
-        list in ``given``. A companion whose ``take`` fails gets nothing more this time (None): its own stage
-        reads scan.json when it runs and says what is wrong; this one goes on."""
-        for index, companion in enumerate(self.companions):
-            lines = given[index]
-            if lines is None:
-                continue
-            try:
-                lines.append(b" ".join((digest, *_payload(companion.take(item)))))
-            except Exception as exc:  # another stage's part: its failure is that stage's to report
-                logger.debug("%s: not made from this scan.json: %s", companion.path, exc)
-                given[index] = None
-
-    def _give(self, lines: list[bytes], whole: bool) -> None:
-        """Keep ``lines``, this stage's pack lines another stage made from the scan.json lines it parsed:
-        written as the whole pack when they are every line of scan.json (``whole``), else added to the pack
-        when it is of this format (a line it holds already is then held twice, which costs its next read a
-        rewrite, never a wrong part)."""
-        if whole:
-            self._save([self.tag, *lines])
-            return
-        if not lines:
-            return
-        try:
-            with self.path.open("rb") as handle:
-                if handle.readline().rstrip(b"\n") != self.tag:
-                    return
-        except OSError:
-            return  # no pack (or none readable): this stage reads scan.json itself when it runs
-        self._append(lines)
+        return self.take(item)
 
     def _append(self, lines: list[bytes]) -> None:
         """Add ``lines`` at the end of the pack. A torn append (a line cut short) fails its checksum next time
@@ -210,12 +166,6 @@ class ScanParts:
             artifacts.atomic_write_bytes(self.path, b"\n".join(lines), b"\n")
         except OSError as exc:
             logger.warning("%s: cannot be written (%s); the next cycle reads scan.json in full", self.path, exc)
-
-
-def _payload(part: Any) -> list[bytes]:
-    """Return ``[payload digest, payload]`` of a part (its pack line after the scan line's digest)."""
-    payload = orjson.dumps(part)
-    return [_digest(payload), payload]
 
 
 def _part(found: list[bytes]) -> Any:

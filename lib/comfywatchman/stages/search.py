@@ -96,15 +96,6 @@ def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool
 PARTS_TAG = "search-parts-2"
 
 
-def scan_parts(ctx: StageContext, companion: bool = False) -> ScanParts:
-    """Return the search's parts of scan.json (``missing_part``); with ``companion``, verify's parts are made
-    from each line it parses too (the cycle runs verify next, which then parses nothing)."""
-    from comfywatchman.stages import verify  # imported here: verify imports this module for the same reason
-
-    others = [verify.scan_parts(ctx)] if companion else []
-    return ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part, others)
-
-
 def build_backends(names_in_order: Sequence[str], context: SearchContext) -> list[SearchBackend]:
     """Return an instance of each named backend, in order."""
     return [registry.backend_class(name)(context) for name in names_in_order]
@@ -488,7 +479,7 @@ def run(ctx: StageContext) -> StageOutcome:
         outcome.detail = recorded["detail"]
         logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
         return outcome
-    parts = scan_parts(ctx, companion=True)
+    parts = ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part)
     queries = group_missing(
         parts.read(catalogue.path(ctx.config, "scan")), ctx.config.section("scan")["count_inactive_nodes"]
     )

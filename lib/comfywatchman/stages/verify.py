@@ -507,15 +507,6 @@ def scan_needs(
     return ScanNeeds({"workflows": kept}, missing)
 
 
-def scan_parts(ctx: StageContext, companion: bool = False) -> ScanParts:
-    """Return verify's parts of scan.json (``verify_part``); with ``companion``, the search's parts are made
-    from each line it parses too (verify run alone after a scan: the next search then parses nothing)."""
-    from comfywatchman.stages import search  # imported here: search imports this module for the same reason
-
-    others = [search.scan_parts(ctx)] if companion else []
-    return ScanParts(ctx.state_dir / PARTS_FILE, PARTS_TAG, verify_part, others)
-
-
 def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
     try:
         return artifacts.read_optional(path, schema)
@@ -597,7 +588,7 @@ def run(ctx: StageContext) -> StageOutcome:
 
     results = found_results(state / "search.json", outcome)
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
-    parts = scan_parts(ctx, companion=True)
+    parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
     needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     found = targets(needs.installed, FileLocator(model_cache), results)
