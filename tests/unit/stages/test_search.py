@@ -167,18 +167,6 @@ def test_an_offline_source_that_has_nothing_to_say_would_answer_not_searched(com
     assert ("manager_model_list", f"sub/{on_list.upper()}", False) in said
 
 
-def test_the_search_makes_verifys_parts_as_verify_makes_them_alone(comfy_tree: ComfyTree, home: Path) -> None:
-    make_install(comfy_tree)
-    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan", "search"))
-    pack = home / "state" / "verify_parts.pack"
-    made_by_search = pack.read_bytes()
-    pack.unlink()
-    (home / "state" / "search_parts.pack").unlink()
-    run(context(comfy_tree, home, "c1", T0), ("verify",))
-    assert pack.read_bytes() == made_by_search  # kept == fresh
-    assert (home / "state" / "search_parts.pack").exists()  # and verify made the search's in turn
-
-
 def test_the_folder_paths_kept_are_those_read_while_model_cache_json_is_unchanged(
     comfy_tree: ComfyTree, home: Path
 ) -> None:
