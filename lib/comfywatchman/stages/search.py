@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -33,6 +33,7 @@ from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
+from comfywatchman.stages import search_delta as delta_module
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 
@@ -312,10 +313,14 @@ def _folder_base(path: str) -> PurePosixPath:
 
 
 def download_queue(
-    found: list[tuple[SearchResult, ModelQuery]], queries: list[ModelQuery], model_cache: Mapping[str, Any]
+    found: list[tuple[SearchResult, ModelQuery]],
+    queries: list[ModelQuery],
+    model_cache: Mapping[str, Any],
+    others_of: Callable[[], dict[tuple[str | None, str], int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Return one download task per distinct FOUND file (each with the query it answers; ``found`` need not
-    hold the answers that cannot be queued), review required unless policy says otherwise."""
+    hold the answers that cannot be queued), review required unless policy says otherwise. ``others_of``:
+    how many workflows each query blocks by ``(folder, lookup key)``, when ``queries`` does not hold them."""
     others: dict[tuple[str | None, str], int] | None = None
     tasks = []
     for result, query in found:
@@ -325,7 +330,9 @@ def download_queue(
             blocks = len(query.workflows)
         else:  # found in another folder type than the query's (a declaration's directory): that one's count
             if others is None:
-                others = {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+                others = (
+                    others_of() if others_of else {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+                )
             blocks = others.get((result.type, lookup_key(result.name)), 0)
         tasks.append(
             {
@@ -419,6 +426,14 @@ class Answers:
     fresh: list[SearchResult]
 
 
+def result_text(resolver: Resolver, result: SearchResult, query: ModelQuery, path: Path) -> str:
+    """Return the search.json text of ``result``, the answer to ``query`` made this cycle, validated."""
+    if resolver.blank is not None and resolver.blank.made(result):
+        return resolver.blank.answer_text(query)
+    item = {**result.to_json(), "workflows": list(query.workflows)}
+    return artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})")
+
+
 def answer_all(
     ctx: StageContext,
     resolver: Resolver,
@@ -448,11 +463,7 @@ def answer_all(
                 answers.found.append((SearchResult.from_json(artifacts.loads(prefix + "}")), query))
         else:
             status = result.status.value
-            if resolver.blank is not None and resolver.blank.made(result):
-                answers.texts.append(resolver.blank.answer_text(query))
-            else:
-                item = {**result.to_json(), "workflows": list(query.workflows)}
-                answers.texts.append(artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})"))
+            answers.texts.append(result_text(resolver, result, query, path))
             if result.status is Status.FOUND:
                 answers.found.append((result, query))
         answers.statuses.append(status)
@@ -460,6 +471,54 @@ def answer_all(
     if kept:
         logger.info("search: %d of %d answers reused from the last search", len(queries) - len(todo), len(queries))
     return answers
+
+
+def _noting_paths(parts: Iterator[list[Any]], paths: list[str]) -> Iterator[list[Any]]:
+    """Yield ``parts`` (``missing_part``), adding the workflow path of each to ``paths``."""
+    for part in parts:
+        paths.append(part[0])
+        yield part
+
+
+def again(
+    ctx: StageContext,
+    resolver: Resolver,
+    parts: ScanParts,
+    memo_path: Path,
+    basis: str,
+    count_inactive: bool,
+    recorded: Mapping[str, Any] | None,
+    outputs: list[Path],
+) -> delta_module.Delta | None:
+    """Return this search made from the last one where few workflows changed (``search_delta``), or None when
+    the full search must run (no memo going with the outputs on disk and these settings, another layout,
+    too many changes)."""
+    memo = delta_module.Memo.load(memo_path)
+    keys = ((recorded or {}).get("extra") or {}).get("keys")
+    if memo is None or memo.basis != basis or memo.count_inactive != count_inactive or not isinstance(keys, list):
+        return None
+    if memo.outputs != [stage_inputs.stat_key(p) for p in outputs]:
+        return None
+    digests = parts.scan(catalogue.path(ctx.config, "scan"))
+    if digests is None:
+        return None
+    path = outputs[0]
+
+    def answer(query: ModelQuery, key: str, kept: Mapping[str, str]) -> tuple[str, str, SearchResult | None]:
+        if key in kept:
+            return reuse.with_workflows(kept[key], query.workflows), reuse.status_of(kept[key]), None
+        result = resolver.resolve(query)
+        return result_text(resolver, result, query, path), result.status.value, result
+
+    delta = delta_module.search_again(memo, parts, digests, path, keys, answer)
+    if delta is not None:
+        logger.info(
+            "search: %d of %d missing files named by the workflows that changed grouped and answered again (the "
+            "last answer reused where the query is the same); the others kept as they were",
+            delta.touched,
+            len(delta.texts),
+        )
+    return delta
 
 
 def run(ctx: StageContext) -> StageOutcome:
@@ -479,10 +538,8 @@ def run(ctx: StageContext) -> StageOutcome:
         outcome.detail = recorded["detail"]
         logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
         return outcome
+    count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
     parts = ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part)
-    queries = group_missing(
-        parts.read(catalogue.path(ctx.config, "scan")), ctx.config.section("scan")["count_inactive_nodes"]
-    )
     recorded_before = stage_inputs.previous(ctx.state_dir, "search")
     model_cache, folders = kept_folder_paths(catalogue.path(ctx.config, "model_cache"), recorded_before)
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
@@ -493,7 +550,17 @@ def run(ctx: StageContext) -> StageOutcome:
     resolver = Resolver(ctx, backends, http, cache, first)
     basis = answer_basis(ctx, order)
     fixed = ctx.config.offline and all(b.needs_network for b in backends)
-    answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before)
+    memo_path = catalogue.path(ctx.config, "search_delta")
+    delta = again(ctx, resolver, parts, memo_path, basis, count_inactive, recorded_before, outputs) if fixed else None
+    if delta is not None:
+        answers = Answers(delta.texts, delta.statuses, delta.keys, delta.found, delta.fresh)
+        queries: list[ModelQuery] = []
+        qids, paths = delta.qids, delta.paths
+    else:
+        paths = []
+        queries = group_missing(_noting_paths(parts.read(catalogue.path(ctx.config, "scan")), paths), count_inactive)
+        answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before)
+        qids = [(q.folder, lookup_key(q.name)) for q in queries]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for status in answers.statuses:
@@ -514,7 +581,7 @@ def run(ctx: StageContext) -> StageOutcome:
     queue = {
         "cycle_id": ctx.cycle_id,
         "generated_at": head["generated_at"],
-        "tasks": download_queue(answers.found, queries, model_cache),
+        "tasks": download_queue(answers.found, queries, model_cache, delta.others if delta else None),
     }
     artifacts.write(outputs[1], queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
@@ -528,9 +595,13 @@ def run(ctx: StageContext) -> StageOutcome:
     stage_inputs.record(
         ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail, extra
     )
+    if fixed:
+        delta_module.save(memo_path, delta_module.memo_of(basis, count_inactive, outputs, parts.digests, paths, qids))
+    elif memo_path.exists():
+        memo_path.unlink()  # made by an offline search: this one's answers are not all fixed
     logger.info(
         "search: %d missing files: %s (%d requests, %d cached answers)",
-        len(queries),
+        len(qids),
         outcome.detail,
         outcome.counts["requests"],
         cache.hits,

@@ -33,11 +33,14 @@ def searched_from_scratch(comfy_tree: ComfyTree, home: Path, cycle_id: str) -> t
     return outputs(home)
 
 
+@pytest.mark.parametrize("memo", [True, False])
 def test_one_changed_workflow_reuses_the_other_answers(
-    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, memo: bool
 ) -> None:
     make_install(comfy_tree)
     run(context(comfy_tree, home, "c1", T0))
+    if not memo:  # the full search, which reuses the answers of unchanged queries (without: ``search_delta``)
+        (home / "state" / "search_delta.bin").unlink()
     comfy_tree.workflow(
         "b.json",
         ui_workflow(
@@ -50,7 +53,10 @@ def test_one_changed_workflow_reuses_the_other_answers(
     )
     with caplog.at_level(logging.INFO, logger="comfywatchman.stages.search"):
         run(context(comfy_tree, home, "c2", T0 + timedelta(hours=2)), ("cache", "intake", "scan", "search"))
-    assert "2 of 3 answers reused from the last search" in caplog.text  # the LoRA and the declared VAE
+    if memo:  # the LoRA (b.json names it now) and the new file, grouped again; the declared VAE kept
+        assert "2 of 3 missing files named by the workflows that changed grouped and answered again" in caplog.text
+    else:
+        assert "2 of 3 answers reused from the last search" in caplog.text  # the LoRA and the declared VAE
     reused = outputs(home)
     lora = next(r for r in reused[0]["results"] if r["name"] == "missing_lora.safetensors")
     assert [Path(w).name for w in lora["workflows"]] == ["a.json", "b.json"]  # its workflows are this cycle's
