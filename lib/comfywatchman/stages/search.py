@@ -302,14 +302,18 @@ def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | N
     folder = model_cache["folders"].get(result.type or "")
     if not folder or not folder["paths"] or invalid_filename_reason(result.name):
         return None
-    return str(_folder_base(folder["paths"][0]) / normalise(result.name))
+    base, name = _folder_base(folder["paths"][0]), normalise(result.name)
+    padded = f"/{name}/"
+    if "//" in padded or "/./" in padded or base in (".", "/"):
+        return str(PurePosixPath(base) / name)  # a path PurePosixPath would tidy: it does
+    return f"{base}/{name}"  # what PurePosixPath gives for a plain relative name, without making one per file
 
 
 @functools.lru_cache(maxsize=256)
-def _folder_base(path: str) -> PurePosixPath:
-    """Return a folder type's first path as a POSIX path (made once per folder: thousands of files are queued
-    into a few folders)."""
-    return PurePosixPath(path.replace("\\", "/"))
+def _folder_base(path: str) -> str:
+    """Return a folder type's first path as a POSIX path's text (made once per folder: thousands of files are
+    queued into a few folders)."""
+    return str(PurePosixPath(path.replace("\\", "/")))
 
 
 def download_queue(
@@ -553,7 +557,7 @@ def run(ctx: StageContext) -> StageOutcome:
     memo_path = catalogue.path(ctx.config, "search_delta")
     delta = again(ctx, resolver, parts, memo_path, basis, count_inactive, recorded_before, outputs) if fixed else None
     if delta is not None:
-        answers = Answers(delta.texts, delta.statuses, delta.keys, delta.found, delta.fresh)
+        answers = Answers(delta.texts, [], delta.keys, delta.found, delta.fresh)
         queries: list[ModelQuery] = []
         qids, paths = delta.qids, delta.paths
     else:
@@ -565,6 +569,8 @@ def run(ctx: StageContext) -> StageOutcome:
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for status in answers.statuses:
         counts[status] += 1
+    if delta is not None:  # the last search's counts, those of the lines made again changed
+        counts.update(delta.counts)
     head = {
         "cycle_id": ctx.cycle_id,
         "generated_at": ctx.now().isoformat(timespec="seconds"),

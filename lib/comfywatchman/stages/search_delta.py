@@ -90,11 +90,11 @@ def sort_key(qid: Qid) -> tuple[str, str]:
 
 @dataclass
 class Delta:
-    """The result lines of a search made from the last one: their texts, statuses, query ids and reuse keys in
-    order, and what ``download_queue`` needs."""
+    """The result lines of a search made from the last one: their texts, query ids and reuse keys in order,
+    how many there are of each status, and what ``download_queue`` needs."""
 
     texts: list[str] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
     qids: list[Qid] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     found: list[tuple[SearchResult, ModelQuery]] = field(default_factory=list)
@@ -131,14 +131,18 @@ class _NoPart(Exception):
 
 
 class _Lines:
-    """The last search.json, one result line at a time (bytes, without the separating comma)."""
+    """The last search.json, one result line at a time (without the separating comma), and its counts."""
 
     def __init__(self, path: Path, count: int) -> None:
-        raw = path.read_bytes().removesuffix(b"\n").split(b"\n")
-        if len(raw) != count + 2 or not raw[-1].startswith(b"]"):
+        raw = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+        if len(raw) != count + 2 or not raw[-1].startswith("]"):
             raise ValueError("not the layout recorded")
-        self.head = raw[0]
-        self.lines = [line.removesuffix(b",") for line in raw[1:-1]]
+        self.lines = [line.removesuffix(",") for line in raw[1:-1]]
+        # The head ends the first line with the list's opening bracket: closed, it is the document bar its list.
+        counts = orjson.loads(raw[0] + "]}")["counts"]
+        if not isinstance(counts, dict):
+            raise ValueError("no counts")
+        self.counts: dict[str, int] = counts
 
     def item(self, index: int) -> dict[str, Any]:
         data: dict[str, Any] = orjson.loads(self.lines[index])
@@ -238,14 +242,17 @@ def _merge(
 ) -> Delta:
     """Return the result lines: the last ones of the untouched files as they were, the touched ones made
     again, in search.json's order."""
-    delta = Delta(touched=len(touched))
+    delta = Delta(touched=len(touched), counts=dict(last.counts))
+    for qid in touched:  # the statuses of the lines made again are counted as they are made
+        if qid in index_before:
+            delta.counts[reuse.status_of(last.lines[index_before[qid]])] -= 1
     made: dict[Qid, tuple[str, str, str, ModelQuery, SearchResult | None]] = {}
     kept: dict[str, str] = {}
     for qid, query in queries.items():
         key = reuse.query_key(query)
         at = index_before.get(qid)
         if at is not None and keys_before[at] == key:
-            prefix = reuse.without_workflows(last.lines[at].decode("utf-8"))
+            prefix = reuse.without_workflows(last.lines[at])
             if prefix is not None:
                 kept = {key: prefix}
         text, status, result = answer(query, key, kept)
@@ -259,7 +266,7 @@ def _merge(
             _add_made(delta, new_order[at_new], made[new_order[at_new]])
             at_new += 1
         if qid not in touched:
-            _add_kept(delta, qid, last.lines[index].decode("utf-8"), keys_before[index])
+            _add_kept(delta, qid, last.lines[index], keys_before[index])
     for qid in new_order[at_new:]:
         _add_made(delta, qid, made[qid])
     qids, texts = list(delta.qids), list(delta.texts)  # the stage empties ``texts`` once they are written
@@ -267,14 +274,16 @@ def _merge(
     return delta
 
 
+_FOUND = '"status":"FOUND"'
+
+
 def _add_kept(delta: Delta, qid: Qid, line: str, key: str | None) -> None:
-    """Add the last result line of ``qid``, kept as it was."""
-    status = reuse.status_of(line)
+    """Add the last result line of ``qid``, kept as it was (counted already)."""
     delta.texts.append(line)
-    delta.statuses.append(status)
     delta.qids.append(qid)
     delta.keys.append(key)
-    if status == Status.FOUND.value:
+    # A line without the words holds no FOUND answer; one with them may hold it in an attempt only.
+    if _FOUND in line and reuse.status_of(line) == Status.FOUND.value:
         item = orjson.loads(line)
         delta.found.append(
             (SearchResult.from_json(item), ModelQuery(item["name"], qid[0], (), tuple(item["workflows"])))
@@ -284,7 +293,7 @@ def _add_kept(delta: Delta, qid: Qid, line: str, key: str | None) -> None:
 def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, SearchResult | None]) -> None:
     text, status, key, query, result = made
     delta.texts.append(text)
-    delta.statuses.append(status)
+    delta.counts[status] = delta.counts.get(status, 0) + 1
     delta.qids.append(qid)
     delta.keys.append(key)
     if result is not None:

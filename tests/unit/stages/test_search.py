@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -190,3 +190,13 @@ def test_the_folder_paths_kept_are_those_read_while_model_cache_json_is_unchange
     again, record = search.kept_folder_paths(path, recorded)
     assert again["folders"][first]["paths"] == ["/elsewhere/" + first]  # changed: read again
     assert record["stat"] == stage_inputs.stat_key(path)
+
+
+@pytest.mark.parametrize("base", ["/m/loras", "C:\\models\\loras", "/", "", "relative/dir/", "/a//b/./c/", "./x"])
+def test_a_target_path_is_what_a_posix_path_join_gives(base: str) -> None:
+    names = ["x.safetensors", "sub/x.pt", "sub//x.pt", "./x.pt", "x/./y.pt", "sub/x.pt/", " sp .pt", "ü/ñ.gguf"]
+    for name in [*names, "...pt", "x..y.pt", ".hidden.pt", "a\\b.pt"]:
+        result = search.SearchResult(name, "f", search.Status.FOUND, "x")
+        joined = str(PurePosixPath(base.replace("\\", "/")) / search.normalise(name))
+        expected = None if search.invalid_filename_reason(name) else joined  # "sub/x.pt/": no file name
+        assert search.target_path(result, {"folders": {"f": {"paths": [base]}}}) == expected, name
