@@ -191,7 +191,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         ("search",),
         ("search",),
         "the digest and workflow of each line of scan.json and the missing file of each line of search.json, so "
-        "an offline search where a few workflows changed answers only the files they name (a cache: safe to delete)",
+        "an offline search where a few workflows changed answers only the files they name (written by offline "
+        "searches only; a cache: safe to delete)",
+        every_cycle=False,
     ),
     Artifact(
         "search_inputs",
