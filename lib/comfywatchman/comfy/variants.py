@@ -191,9 +191,12 @@ class VariantIndex:
         wanted = split_name(name)
         if not wanted.key:
             return []
+        candidates = self.installed(folder, wanted.key)
+        if not candidates:
+            return []  # most missing files have no variant: nothing more to work out for them
         wanted_base = names.basename(names.normalize(name)).casefold()
         found: list[dict[str, Any]] = []
-        for installed_as, size, have in self.installed(folder, wanted.key):
+        for installed_as, size, have in candidates:
             if names.basename(installed_as).casefold() == wanted_base:
                 continue  # the same file in another subfolder: the scan's own note says so
             differs = differences(wanted, have)
