@@ -33,6 +33,7 @@ from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
+from comfywatchman.stages import collector
 from comfywatchman.stages import search_delta as delta_module
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
@@ -526,6 +527,12 @@ def again(
 
 
 def run(ctx: StageContext) -> StageOutcome:
+    """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
+    with collector.paused():
+        return _run(ctx)
+
+
+def _run(ctx: StageContext) -> StageOutcome:
     """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue.
 
     When nothing it reads changed since the last search and no cached answer expired, both are left as they

@@ -33,6 +33,7 @@ from comfywatchman import artifacts, hashing
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
+from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.workflow import names
@@ -570,6 +571,12 @@ def standing(counts: Mapping[str, int]) -> str:
 
 
 def run(ctx: StageContext) -> StageOutcome:
+    """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
+    with collector.paused():
+        return _run(ctx)
+
+
+def _run(ctx: StageContext) -> StageOutcome:
     """Verify declared hashes within the cycle's budget and list variants of missing files; write
     verify.json; return the outcome with counts."""
     outcome = StageOutcome("verify")
