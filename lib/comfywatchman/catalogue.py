@@ -184,6 +184,18 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "(a cache: safe to delete)",
     ),
     Artifact(
+        "search_delta",
+        "state/search_delta.bin",
+        None,
+        "binary",
+        ("search",),
+        ("search",),
+        "the digest and workflow of each line of scan.json and the missing file of each line of search.json, so "
+        "an offline search where a few workflows changed answers only the files they name (written by offline "
+        "searches only; a cache: safe to delete)",
+        every_cycle=False,
+    ),
+    Artifact(
         "search_inputs",
         "state/search_inputs.json",
         "stage_inputs",

@@ -28,9 +28,12 @@ SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors refuses headers over 100 MB; a
 def file_sha256(path: str | Path) -> str:
     """Return the sha256 (hex) of the file at ``path``, read in 1 MiB chunks. Raise OSError if unreadable."""
     digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
+        # A buffer no larger than the file (plus one byte, to see its end in one read): a 1 MiB buffer made
+        # and zeroed for each of thousands of small files cost several times their hashing. A file that grows
+        # meanwhile is still read to its end, in more reads.
+        buffer = bytearray(min(CHUNK, os.fstat(handle.fileno()).st_size + 1))
+        view = memoryview(buffer)
         while True:
             count = handle.readinto(buffer)
             if not count:

@@ -86,3 +86,11 @@ def test_store_that_is_not_valid_starts_empty_with_a_warning(tmp_path: Path, cap
     store = hashing.HashStore(tmp_path / "hashes.json").load()
     assert store.files == {}
     assert "hashes.json" in caplog.text
+
+
+@pytest.mark.parametrize("size", [1, 100, hashing.CHUNK - 1, hashing.CHUNK, hashing.CHUNK + 1])
+def test_file_sha256_whatever_the_size_against_the_buffer(tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert hashing.file_sha256(path) == hashlib.sha256(data).hexdigest()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
 from comfywatchman.workflow import names
@@ -42,11 +42,15 @@ CORE_LOADERS = {gguf: core for core, gguf in GGUF_LOADERS.items()}
 # Which loader a folder's files go through when the workflow does not say (a declaration-only reference).
 FOLDER_LOADER = {"diffusion_models": "UNETLoader", "text_encoders": "CLIPLoader"}
 MAX_VARIANTS = 5
+# A folder asked about this many times at most is scanned per file rather than indexed: a scan costs about a
+# sixth of indexing (the filter, not the split, for most names).
+SCAN_MAX = 4
 
 
-@dataclass(frozen=True)
-class NameParts:
-    """A model file name split into what identifies the model and what only describes this copy of it."""
+class NameParts(NamedTuple):
+    """A model file name split into what identifies the model and what only describes this copy of it (a
+    named tuple: tens of thousands are made per cycle, and a tuple is made several times faster than a
+    frozen dataclass)."""
 
     key: str  # separator-normalised, case-folded base name without extension and descriptor tokens
     extension: str  # ".safetensors", ".gguf", ... (case-folded), or "" when not a model extension
@@ -62,20 +66,20 @@ def split_name(name: str) -> NameParts:
     if not extension:
         stem = base
     text = _SEPARATORS.sub("_", stem.casefold()).strip("_")
-    tokens: list[str] = []
-
-    def take(match: re.Match[str]) -> str:
-        tokens.append(match.group("tok"))
-        return ""
-
+    tokens: tuple[str, ...] = ()
     if _DIGIT.search(text):  # every token holds a digit: names without one need no substitution
-        text = _TOKEN.sub(take, text).strip("_")
+        # One pass: split on the tokens (the one group) gives the text between them and the tokens in turn,
+        # what a substitution by "" with a callback collecting them gives, without a call per token.
+        pieces = _TOKEN.split(text)
+        if len(pieces) > 1:
+            tokens = tuple(pieces[1::2])
+            text = "".join(pieces[0::2]).strip("_")
     version = None
     found = _VERSION.search(text) if "_v" in text else None
     if found is not None and found.start() > 0:
         version = found.group("tok").replace("_", ".")  # v0_9_5 -> v0.9.5, as people write versions
         text = text[: found.start()]
-    return NameParts(text, extension, tuple(tokens), version)
+    return NameParts(text, extension, tokens, version)
 
 
 def differences(wanted: NameParts, have: NameParts) -> list[str]:
@@ -115,6 +119,9 @@ class VariantIndex:
 
     by_key: dict[str, dict[str, list[tuple[str, int, NameParts]]]] = field(default_factory=dict)
     pending: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Folder type -> how many files will be looked up in it (``expect``): a folder asked about at most
+    #: ``SCAN_MAX`` times is scanned for each file with a cheap filter instead of indexed whole.
+    expected: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any]) -> VariantIndex:
@@ -140,6 +147,41 @@ class VariantIndex:
                 keyed.setdefault(parts.key, []).append((name, int(entry["size"]), parts))
         return keyed
 
+    def expect(self, counts: Mapping[str, int]) -> None:
+        """Say how many files will be looked up in each folder type this time (``expected``)."""
+        self.expected.update(counts)
+
+    def installed(self, folder: str, key: str) -> list[tuple[str, int, NameParts]]:
+        """Return the installed files of ``folder`` whose name key is ``key`` (``folder`` order, each name
+        once): from the folder's index, or, for a folder expected to be asked about a few times only, from one
+        pass over its files that splits only the names that can have the key."""
+        keyed = self.by_key.get(folder)
+        if keyed is None and self.expected.get(folder, SCAN_MAX + 1) <= SCAN_MAX:
+            return self._scan(folder, key)
+        return self.folder(folder).get(key, [])
+
+    def _scan(self, folder: str, key: str) -> list[tuple[str, int, NameParts]]:
+        """Return what ``folder(folder).get(key)`` gives, without splitting every name: the first segment of
+        a key is a segment of the name it comes from (a descriptor token or a version is removed whole, at
+        ``_`` boundaries), so a name whose base name does not hold it cannot have the key."""
+        group = self.pending.get(folder)
+        if not key:
+            return []  # an empty key is not indexed
+        first = key.split("_", 1)[0]
+        found: list[tuple[str, int, NameParts]] = []
+        seen: set[str] = set()
+        for entry in group["files"] if group else ():
+            name = entry["name"]
+            if name in seen:  # shadowed, as in ``folder``
+                continue
+            seen.add(name)
+            if first not in names.basename(name).casefold():
+                continue
+            parts = split_name(name)
+            if parts.key == key and parts.extension:
+                found.append((name, int(entry["size"]), parts))
+        return found
+
     def variants(self, name: str, folder: str | None, node_type: str | None = None) -> list[dict[str, Any]]:
         """Return up to ``MAX_VARIANTS`` installed variants of the missing file ``name`` in ``folder``: each
         ``{installed_as, size, differs, loader_note}``, the ones a loader change is not needed for first.
@@ -149,9 +191,12 @@ class VariantIndex:
         wanted = split_name(name)
         if not wanted.key:
             return []
+        candidates = self.installed(folder, wanted.key)
+        if not candidates:
+            return []  # most missing files have no variant: nothing more to work out for them
         wanted_base = names.basename(names.normalize(name)).casefold()
         found: list[dict[str, Any]] = []
-        for installed_as, size, have in self.folder(folder).get(wanted.key, ()):
+        for installed_as, size, have in candidates:
             if names.basename(installed_as).casefold() == wanted_base:
                 continue  # the same file in another subfolder: the scan's own note says so
             differs = differences(wanted, have)

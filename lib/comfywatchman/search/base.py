@@ -237,6 +237,12 @@ class SearchBackend(ABC):
             name=query.name, type=query.folder, status=status, source=self.name, reason=reason, **fields
         )
 
+    def nothing_to_say(self, query: ModelQuery) -> bool:
+        """Return True when ``search`` would answer NOT_SEARCHED for ``query`` (a valid file name) without
+        looking anything up: an offline source that knows at a glance it has nothing about the file says so,
+        and the search skips it (thousands of files per cycle). False (the default) when it cannot tell."""
+        return False
+
     def search(self, query: ModelQuery) -> SearchResult:
         """Return what this backend knows about ``query``: INVALID_FILENAME without a lookup for a name that
         is not a file name, ERROR (never an exception) when the lookup fails, else the lookup's answer."""

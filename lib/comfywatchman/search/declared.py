@@ -101,6 +101,10 @@ class DeclaredBackend(SearchBackend):
     needs_network = False
     answers_first = True
 
+    def nothing_to_say(self, query: ModelQuery) -> bool:
+        """Return whether ``query`` declares no URL (``resolve`` then has nothing: "nothing declared")."""
+        return not any(decl.url for decl in query.declarations)
+
     def lookup(self, query: ModelQuery) -> SearchResult:
         """Return what the declarations of ``query`` prove (see ``resolve``)."""
         found = resolve(query, self.context.config.section("search")["trusted_hosts"])

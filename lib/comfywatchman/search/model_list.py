@@ -89,6 +89,11 @@ class ManagerModelListBackend(SearchBackend):
         super().__init__(context)
         self.model_list = model_list or ModelList.load(find_manager_file(context.config.comfyui_root, FILE_NAME))
 
+    def nothing_to_say(self, query: ModelQuery) -> bool:
+        """Return whether the list does not name ``query``'s file at all (``ModelList.resolve`` then finds
+        nothing): most missing files are not on it, and this is one dict lookup."""
+        return query.basename.casefold() not in self.model_list.by_name
+
     def lookup(self, query: ModelQuery) -> SearchResult:
         """Return FOUND when the list names ``query``'s file exactly once (see ``ModelList.resolve``)."""
         found = self.model_list.resolve(query)

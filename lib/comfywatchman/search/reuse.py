@@ -74,11 +74,18 @@ def status_of(prefix: str) -> str:
     return prefix[start : prefix.index('"', start)]
 
 
-def previous_answers(state_dir: Path, search_path: Path, wanted_basis: str, wanted: Iterable[str]) -> dict[str, str]:
+def previous_answers(
+    state_dir: Path,
+    search_path: Path,
+    wanted_basis: str,
+    wanted: Iterable[str],
+    recorded: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
     """Return query key -> result text (``without_workflows``) of the last search's reusable answers whose key
     is in ``wanted``; empty when there is no last search, it was made under another basis, or search.json is
-    no longer the file it wrote."""
-    recorded = stage_inputs.previous(state_dir, "search")
+    no longer the file it wrote. ``recorded``: the last search's record, read here when not given."""
+    if recorded is None:
+        recorded = stage_inputs.previous(state_dir, "search")
     extra = (recorded or {}).get("extra") or {}
     keys = extra.get("keys")
     if recorded is None or extra.get("basis") != wanted_basis or not isinstance(keys, list):

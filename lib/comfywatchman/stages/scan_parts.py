@@ -70,6 +70,11 @@ class ScanParts:
         self.path, self.tag, self.take = path, tag.encode("ascii"), take
         self.parsed = 0  # scan.json lines parsed this time (the others came from the pack)
         self.loaded = False  # whether the pack was read (it exists and is of this format)
+        #: The digest of each workflow line of scan.json, in order, once a one-line-per-workflow file is read.
+        self.digests: list[bytes] = []
+        #: The parts of the lines parsed this time, by digest (``scan``).
+        self.fresh: dict[bytes, Any] = {}
+        self._kept: dict[bytes, list[bytes]] = {}
 
     def _load(self) -> dict[bytes, list[bytes]]:
         """Return scan line digest -> ``[payload digest, payload]`` of the pack's lines (empty when it is missing
@@ -111,8 +116,38 @@ class ScanParts:
             self.parsed += 1
             yield self.take(workflow)
 
+    def scan(self, scan_path: Path) -> list[bytes] | None:
+        """Return the digest of each workflow line of scan.json at ``scan_path``, in order, parsing only the
+        lines the pack has no part for (their parts are in ``fresh``; any other is had by ``get``), the pack
+        kept as ``read`` keeps it; None when scan.json is in another layout (then ``read`` reads it whole).
+        Raise ArtifactError naming the file (and line) when it is broken."""
+        try:
+            with scan_path.open("rb") as handle:
+                if not handle.readline().rstrip(b"\n").endswith(_KEY):
+                    return None
+                for _ in self._walk(handle, scan_path, load=False):
+                    pass
+        except OSError as exc:
+            raise ArtifactError(f"{scan_path}: unreadable: {exc.strerror or exc}") from None
+        return self.digests
+
+    def get(self, digest: bytes) -> Any:
+        """Return the part of the scan.json line of ``digest`` read by ``scan`` (None when the pack's line is
+        torn or edited, or there is none)."""
+        if digest in self.fresh:
+            return self.fresh[digest]
+        found = self._kept.get(digest)
+        return _part(found) if found is not None else None
+
     def _lines(self, handle: Any, scan_path: Path) -> Iterator[Any]:
-        kept = self._load()
+        for _, part in self._walk(handle, scan_path, load=True):
+            yield part
+
+    def _walk(self, handle: Any, scan_path: Path, load: bool) -> Iterator[tuple[bytes, Any]]:
+        """Yield the digest and part of each workflow line (``load``: the part of a line the pack holds is read
+        and checked, else it is None and only the lines the pack lacks are parsed); keep the pack."""
+        kept = self._kept = self._load()
+        self.digests = []
         check = artifacts.fast_validator("scan", "workflow")
         written: list[bytes] = [self.tag]
         added: list[int] = []  # where the lines of parts made this time are in ``written``
@@ -121,15 +156,18 @@ class ScanParts:
                 break
             body = line.rstrip(b"\n").removesuffix(b",")
             digest = _line_digest(body)
+            self.digests.append(digest)
             found = kept.get(digest)
-            part = _part(found) if found is not None else None
-            if part is None or found is None:
+            part = _part(found) if found is not None and load else None
+            if found is None or (load and part is None):
                 part = self._parse(body, number, scan_path, check)
+                if not load:  # ``scan``: kept for ``get`` (``read`` hands each part on and keeps none)
+                    self.fresh[digest] = part
                 payload = orjson.dumps(part)
                 found = [_digest(payload), payload]
                 added.append(len(written))
             written.append(b" ".join((digest, *found)))
-            yield part
+            yield digest, part
         else:
             raise ArtifactError(f"{scan_path}: ends inside its list 'workflows' (a torn write?)")
         in_use = len(written) - 1

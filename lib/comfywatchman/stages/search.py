@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -33,6 +33,8 @@ from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
+from comfywatchman.stages import collector
+from comfywatchman.stages import search_delta as delta_module
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 
@@ -57,25 +59,32 @@ def missing_part(workflow: Mapping[str, Any]) -> list[Any]:
     return [workflow["path"], models]
 
 
+#: One missing file while the queries are grouped: its name and folder as first met, its declarations' fields
+#: and its workflows (dicts as ordered sets).
+_Grouped = tuple[str, str | None, dict[tuple[Any, ...], None], dict[str, None]]
+
+
 def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[ModelQuery]:
     """Return one query per distinct missing file ``(folder, name)`` over the workflows' ``missing_part``,
     with its workflows, in the order of folder and name."""
-    grouped: dict[tuple[str | None, str], tuple[str, str | None, list[Declaration], dict[str, None]]] = {}
+    # Each file's declarations as a dict keyed by their fields (the order they were first met, each once: a
+    # Declaration equals another exactly when its fields do), made into Declarations once per file.
+    grouped: dict[tuple[str | None, str], _Grouped] = {}
     for path, models in parts:
         for folder, name, active, decl_rows, key in models:
             if not (active or count_inactive):
                 continue
             entry = grouped.get((folder, key))
             if entry is None:
-                entry = grouped[(folder, key)] = (name, folder, [], {})
+                entry = grouped[(folder, key)] = (name, folder, {}, {})
             for row in decl_rows:
-                declaration = Declaration(*row)
-                if declaration not in entry[2]:
-                    entry[2].append(declaration)
+                entry[2][tuple(row)] = None
             entry[3][path] = None
     return [
-        ModelQuery(name, folder, tuple(decls), tuple(paths))
-        for _, (name, folder, decls, paths) in sorted(grouped.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1]))
+        ModelQuery(name, folder, tuple(Declaration(*row) for row in decls), tuple(paths))
+        for (name, folder, decls, paths) in (
+            grouped[key] for key in sorted(grouped, key=lambda key: (key[0] or "~", key[1]))
+        )
     ]
 
 
@@ -115,6 +124,51 @@ def ask_backends(query: ModelQuery, backends: Iterable[SearchBackend], offline: 
 
 
 @dataclass
+class OfflineBlank:
+    """The answer to a file no offline source knows, with ``--offline`` and only backends that need the
+    network: each backend says NOT_SEARCHED "offline", and ``policy.combine`` makes of that the same answer
+    for every such file, bar its name and folder. Taken from the first such answer the full path made, and
+    given to the others (most missing files of an offline cycle) without asking each backend and combining
+    again: the answers ``ask_backends`` gives offline depend on the backends' names alone."""
+
+    reason: str
+    attempts: list[dict[str, str]]
+    #: The result as JSON without name and type (``answer_text`` puts them in, and the workflows).
+    rest: dict[str, Any]
+
+    @staticmethod
+    def applies(ctx: StageContext, backends: Sequence[SearchBackend]) -> bool:
+        """Return whether every file no offline source knows gets the same answer this cycle."""
+        return bool(ctx.config.offline and backends and all(b.needs_network for b in backends))
+
+    @classmethod
+    def from_result(cls, result: SearchResult) -> OfflineBlank:
+        """Return the blank made of ``result``, the answer the full path gave to one such file."""
+        item = result.to_json()
+        rest = {k: v for k, v in item.items() if k not in ("name", "type")}
+        # Its own attempts (a copy): ``result`` itself goes the long way into search.json, validated there.
+        return cls(result.reason, [dict(a) for a in result.attempts], rest)
+
+    def result(self, query: ModelQuery) -> SearchResult:
+        """Return the answer to ``query``, as ``policy.combine`` makes it (its ``attempts`` list is the
+        blank's own: a result made here is turned into text and never changed)."""
+        return SearchResult(
+            query.name, query.folder, Status.NOT_SEARCHED, "search", reason=self.reason, attempts=self.attempts
+        )
+
+    def made(self, result: SearchResult) -> bool:
+        """Return whether ``result`` was made by ``self.result`` (it holds the blank's own ``attempts``)."""
+        return result.attempts is self.attempts
+
+    def answer_text(self, query: ModelQuery) -> str:
+        """Return the search.json text of the answer to ``query`` (what ``artifacts.part_text`` gives for it:
+        the blank was validated as a whole, and name, type and workflows are strings, null and a list of
+        strings, which the schema allows whatever they hold)."""
+        item = {**self.rest, "name": query.name, "type": query.folder, "workflows": list(query.workflows)}
+        return artifacts.dumps(item, indent=None)[:-1]
+
+
+@dataclass
 class Resolver:
     """Resolves missing files for one cycle: the offline sources (``first``), the search cache, then the
     backends."""
@@ -126,6 +180,8 @@ class Resolver:
     first: list[SearchBackend] = field(default_factory=list)
     #: Files left NOT_SEARCHED this cycle because the request budget was spent.
     waiting: int = 0
+    #: With --offline and only network backends, the answer to every file no offline source knows.
+    blank: OfflineBlank | None = None
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -148,6 +204,8 @@ class Resolver:
             return cached
         if self.budget_spent() and any(b.needs_network for b in self.backends) and not self.ctx.config.offline:
             return self._waiting(query, offline_answers)
+        if not offline_answers and self.blank is not None:
+            return self.blank.result(query)
         refused_before = self.http.deadline_refusals if self.http else 0
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
@@ -163,6 +221,8 @@ class Resolver:
             return self._waiting(query, answers, policy.DEADLINE_REACHED)
         if self.cache and not self.ctx.config.offline:
             self.cache.put(query, self.order, result, now)
+        if not offline_answers and self.blank is None and OfflineBlank.applies(self.ctx, self.backends):
+            self.blank = OfflineBlank.from_result(result)
         return result
 
     def budget_spent(self) -> bool:
@@ -185,6 +245,8 @@ class Resolver:
         at the first FOUND, which is then last."""
         answers = []
         for source in self.first:
+            if source.nothing_to_say(query):
+                continue  # it would answer NOT_SEARCHED, which is left out
             answer = source.search(query)
             if answer.status is Status.NOT_SEARCHED:
                 continue
@@ -241,21 +303,29 @@ def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | N
     folder = model_cache["folders"].get(result.type or "")
     if not folder or not folder["paths"] or invalid_filename_reason(result.name):
         return None
-    return str(_folder_base(folder["paths"][0]) / normalise(result.name))
+    base, name = _folder_base(folder["paths"][0]), normalise(result.name)
+    padded = f"/{name}/"
+    if "//" in padded or "/./" in padded or base in (".", "/"):
+        return str(PurePosixPath(base) / name)  # a path PurePosixPath would tidy: it does
+    return f"{base}/{name}"  # what PurePosixPath gives for a plain relative name, without making one per file
 
 
 @functools.lru_cache(maxsize=256)
-def _folder_base(path: str) -> PurePosixPath:
-    """Return a folder type's first path as a POSIX path (made once per folder: thousands of files are queued
-    into a few folders)."""
-    return PurePosixPath(path.replace("\\", "/"))
+def _folder_base(path: str) -> str:
+    """Return a folder type's first path as a POSIX path's text (made once per folder: thousands of files are
+    queued into a few folders)."""
+    return str(PurePosixPath(path.replace("\\", "/")))
 
 
 def download_queue(
-    found: list[tuple[SearchResult, ModelQuery]], queries: list[ModelQuery], model_cache: Mapping[str, Any]
+    found: list[tuple[SearchResult, ModelQuery]],
+    queries: list[ModelQuery],
+    model_cache: Mapping[str, Any],
+    others_of: Callable[[], dict[tuple[str | None, str], int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Return one download task per distinct FOUND file (each with the query it answers; ``found`` need not
-    hold the answers that cannot be queued), review required unless policy says otherwise."""
+    hold the answers that cannot be queued), review required unless policy says otherwise. ``others_of``:
+    how many workflows each query blocks by ``(folder, lookup key)``, when ``queries`` does not hold them."""
     others: dict[tuple[str | None, str], int] | None = None
     tasks = []
     for result, query in found:
@@ -265,7 +335,9 @@ def download_queue(
             blocks = len(query.workflows)
         else:  # found in another folder type than the query's (a declaration's directory): that one's count
             if others is None:
-                others = {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+                others = (
+                    others_of() if others_of else {(q.folder, lookup_key(q.name)): len(q.workflows) for q in queries}
+                )
             blocks = others.get((result.type, lookup_key(result.name)), 0)
         tasks.append(
             {
@@ -290,6 +362,20 @@ def folder_paths(path: Path) -> dict[str, Any]:
     paths (its list of files, the bulk of it, is dropped as soon as it is read)."""
     model_cache = artifacts.read(path, catalogue.schema("model_cache"))
     return {"folders": {folder: {"paths": group["paths"]} for folder, group in model_cache["folders"].items()}}
+
+
+def kept_folder_paths(path: Path, recorded: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return ``folder_paths`` of model_cache.json at ``path`` (as the last search recorded them, ``extra``
+    ``folders``, when the file is as it was then: its size and mtime, the cache stage rewrites it only when its
+    content changes; else read from it, megabytes for a few paths), and what the next search needs to do the
+    same (the stat taken before the file was read, so a file replaced meanwhile is read again next time)."""
+    kept = ((recorded or {}).get("extra") or {}).get("folders")
+    stat = stage_inputs.stat_key(path)
+    if isinstance(kept, dict) and stat is not None and kept.get("stat") == stat and isinstance(kept.get("paths"), dict):
+        paths = kept["paths"]
+    else:
+        paths = {folder: group["paths"] for folder, group in folder_paths(path)["folders"].items()}
+    return {"folders": {folder: {"paths": value} for folder, value in paths.items()}}, {"stat": stat, "paths": paths}
 
 
 # Bump when what search.json holds for the same inputs changes, so the next cycle searches again.
@@ -345,13 +431,29 @@ class Answers:
     fresh: list[SearchResult]
 
 
-def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery], basis: str, fixed: bool) -> Answers:
+def result_text(resolver: Resolver, result: SearchResult, query: ModelQuery, path: Path) -> str:
+    """Return the search.json text of ``result``, the answer to ``query`` made this cycle, validated."""
+    if resolver.blank is not None and resolver.blank.made(result):
+        return resolver.blank.answer_text(query)
+    item = {**result.to_json(), "workflows": list(query.workflows)}
+    return artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})")
+
+
+def answer_all(
+    ctx: StageContext,
+    resolver: Resolver,
+    queries: list[ModelQuery],
+    basis: str,
+    fixed: bool,
+    recorded: Mapping[str, Any] | None = None,
+) -> Answers:
     """Return the answer to every query: reused from the last search.json where it was made under ``basis``
     from the same query and needed no network, else resolved. ``fixed``: every answer this cycle needs no
-    network (``--offline`` with no local backend in the order), else only INVALID_FILENAME ones are."""
+    network (``--offline`` with no local backend in the order), else only INVALID_FILENAME ones are.
+    ``recorded``: the last search's record (``stage_inputs.previous``), read here when not given."""
     path = catalogue.path(ctx.config, "search")
     keys = [reuse.query_key(q) for q in queries]
-    kept = reuse.previous_answers(ctx.state_dir, path, basis, keys)
+    kept = reuse.previous_answers(ctx.state_dir, path, basis, keys, recorded)
     todo = [i for i, key in enumerate(keys) if key not in kept]
     fresh = resolve_all(resolver, [queries[i] for i in todo], track=True)
     answers = Answers([], [], [], [], fresh)
@@ -366,8 +468,7 @@ def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery],
                 answers.found.append((SearchResult.from_json(artifacts.loads(prefix + "}")), query))
         else:
             status = result.status.value
-            item = {**result.to_json(), "workflows": list(query.workflows)}
-            answers.texts.append(artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})"))
+            answers.texts.append(result_text(resolver, result, query, path))
             if result.status is Status.FOUND:
                 answers.found.append((result, query))
         answers.statuses.append(status)
@@ -377,7 +478,61 @@ def answer_all(ctx: StageContext, resolver: Resolver, queries: list[ModelQuery],
     return answers
 
 
+def _noting_paths(parts: Iterator[list[Any]], paths: list[str]) -> Iterator[list[Any]]:
+    """Yield ``parts`` (``missing_part``), adding the workflow path of each to ``paths``."""
+    for part in parts:
+        paths.append(part[0])
+        yield part
+
+
+def again(
+    ctx: StageContext,
+    resolver: Resolver,
+    parts: ScanParts,
+    memo_path: Path,
+    basis: str,
+    count_inactive: bool,
+    recorded: Mapping[str, Any] | None,
+    outputs: list[Path],
+) -> delta_module.Delta | None:
+    """Return this search made from the last one where few workflows changed (``search_delta``), or None when
+    the full search must run (no memo going with the outputs on disk and these settings, another layout,
+    too many changes)."""
+    memo = delta_module.Memo.load(memo_path)
+    keys = ((recorded or {}).get("extra") or {}).get("keys")
+    if memo is None or memo.basis != basis or memo.count_inactive != count_inactive or not isinstance(keys, list):
+        return None
+    if memo.outputs != [stage_inputs.stat_key(p) for p in outputs]:
+        return None
+    digests = parts.scan(catalogue.path(ctx.config, "scan"))
+    if digests is None:
+        return None
+    path = outputs[0]
+
+    def answer(query: ModelQuery, key: str, kept: Mapping[str, str]) -> tuple[str, str, SearchResult | None]:
+        if key in kept:
+            return reuse.with_workflows(kept[key], query.workflows), reuse.status_of(kept[key]), None
+        result = resolver.resolve(query)
+        return result_text(resolver, result, query, path), result.status.value, result
+
+    delta = delta_module.search_again(memo, parts, digests, path, keys, answer)
+    if delta is not None:
+        logger.info(
+            "search: %d of %d missing files named by the workflows that changed grouped and answered again (the "
+            "last answer reused where the query is the same); the others kept as they were",
+            delta.touched,
+            len(delta.texts),
+        )
+    return delta
+
+
 def run(ctx: StageContext) -> StageOutcome:
+    """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
+    with collector.paused():
+        return _run(ctx)
+
+
+def _run(ctx: StageContext) -> StageOutcome:
     """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue.
 
     When nothing it reads changed since the last search and no cached answer expired, both are left as they
@@ -394,11 +549,10 @@ def run(ctx: StageContext) -> StageOutcome:
         outcome.detail = recorded["detail"]
         logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
         return outcome
+    count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
     parts = ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part)
-    queries = group_missing(
-        parts.read(catalogue.path(ctx.config, "scan")), ctx.config.section("scan")["count_inactive_nodes"]
-    )
-    model_cache = folder_paths(catalogue.path(ctx.config, "model_cache"))
+    recorded_before = stage_inputs.previous(ctx.state_dir, "search")
+    model_cache, folders = kept_folder_paths(catalogue.path(ctx.config, "model_cache"), recorded_before)
     http = None if ctx.config.offline else HttpClient.from_config(ctx.config)
     context = SearchContext(config=ctx.config, now=ctx.now(), http=http)
     cache = SearchCache.from_config(ctx.config)
@@ -407,11 +561,23 @@ def run(ctx: StageContext) -> StageOutcome:
     resolver = Resolver(ctx, backends, http, cache, first)
     basis = answer_basis(ctx, order)
     fixed = ctx.config.offline and all(b.needs_network for b in backends)
-    answers = answer_all(ctx, resolver, queries, basis, fixed)
+    memo_path = catalogue.path(ctx.config, "search_delta")
+    delta = again(ctx, resolver, parts, memo_path, basis, count_inactive, recorded_before, outputs) if fixed else None
+    if delta is not None:
+        answers = Answers(delta.texts, [], delta.keys, delta.found, delta.fresh)
+        queries: list[ModelQuery] = []
+        qids, paths = delta.qids, delta.paths
+    else:
+        paths = []
+        queries = group_missing(_noting_paths(parts.read(catalogue.path(ctx.config, "scan")), paths), count_inactive)
+        answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before)
+        qids = [(q.folder, lookup_key(q.name)) for q in queries]
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for status in answers.statuses:
         counts[status] += 1
+    if delta is not None:  # the last search's counts, those of the lines made again changed
+        counts.update(delta.counts)
     head = {
         "cycle_id": ctx.cycle_id,
         "generated_at": ctx.now().isoformat(timespec="seconds"),
@@ -428,7 +594,7 @@ def run(ctx: StageContext) -> StageOutcome:
     queue = {
         "cycle_id": ctx.cycle_id,
         "generated_at": head["generated_at"],
-        "tasks": download_queue(answers.found, queries, model_cache),
+        "tasks": download_queue(answers.found, queries, model_cache, delta.others if delta else None),
     }
     artifacts.write(outputs[1], queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
@@ -438,13 +604,17 @@ def run(ctx: StageContext) -> StageOutcome:
     until = valid_until(answers.fresh, cache, ctx.config.offline, ctx.now())
     # Taken again: this search may have just saved the search cache, which the next cycle finds as it is now.
     after = inputs_fingerprint(ctx, order)
-    extra = {"basis": basis, "keys": answers.keys}
+    extra = {"basis": basis, "keys": answers.keys, "folders": folders}
     stage_inputs.record(
         ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail, extra
     )
+    if fixed:
+        delta_module.save(memo_path, delta_module.memo_of(basis, count_inactive, outputs, parts.digests, paths, qids))
+    elif memo_path.exists():
+        memo_path.unlink()  # made by an offline search: this one's answers are not all fixed
     logger.info(
         "search: %d missing files: %s (%d requests, %d cached answers)",
-        len(queries),
+        len(qids),
         outcome.detail,
         outcome.counts["requests"],
         cache.hits,

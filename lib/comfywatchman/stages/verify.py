@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from comfywatchman import artifacts, hashing
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
+from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.workflow import names
@@ -413,13 +415,16 @@ def variant_entries(
     variants, the workflows that miss the file, and the download size a variant would save (null when
     unknown); most workflows first. Variants ``memo`` knows are not looked for again."""
     out = []
+    memo_keys = {key: entry_key(entry) for key, entry in table.items()} if memo is not None else {}
+    known = {key: memo.get(memo_keys[key], entry) if memo is not None else None for key, entry in table.items()}
+    # How many files are looked up per folder: a folder asked about a few times is not indexed whole.
+    index.expect(Counter(entry.folder for key, entry in table.items() if known[key] is None and entry.folder))
     for key, entry in table.items():
-        memo_key = entry_key(entry) if memo is not None else ""
-        found = memo.get(memo_key, entry) if memo is not None else None
+        found = known[key]
         if found is None:
             found = index.variants(entry.name, entry.folder, entry.loader)
         if memo is not None:
-            memo.answered[memo_key] = bool(found)
+            memo.answered[memo_keys[key]] = bool(found)
         if found:
             out.append(
                 {
@@ -566,6 +571,12 @@ def standing(counts: Mapping[str, int]) -> str:
 
 
 def run(ctx: StageContext) -> StageOutcome:
+    """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
+    with collector.paused():
+        return _run(ctx)
+
+
+def _run(ctx: StageContext) -> StageOutcome:
     """Verify declared hashes within the cycle's budget and list variants of missing files; write
     verify.json; return the outcome with counts."""
     outcome = StageOutcome("verify")

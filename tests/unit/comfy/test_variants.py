@@ -108,3 +108,52 @@ def test_a_folder_is_indexed_when_first_asked_about() -> None:
     index.variants("flux1-dev_fp16.safetensors", "diffusion_models")
     assert set(index.by_key) == {"diffusion_models"}
     assert index.variants("x.safetensors", "not_a_folder") == [] and "not_a_folder" in index.by_key
+
+
+# Names whose key starts, ends or hides among descriptor tokens, separators of every kind, a version, a
+# subfolder, upper case, non-ASCII text and a name shadowed in a later directory.
+TRICKY = cache(
+    {
+        "diffusion_models": [
+            ("flux1-dev-fp8_e4m3fn.safetensors", 11_900),
+            ("FLUX/Flux1.Dev Q8_0.gguf", 12_000),
+            ("fp16_flux1-dev.safetensors", 10),
+            ("flux1_dev_v2.safetensors", 11),
+            ("flux1-dev.safetensors.txt", 12),
+            ("sdxl-flux1-dev.safetensors", 13),
+            ("Ünï_côdé_bf16.safetensors", 14),
+            ("unï_côdé-fp8.sft", 15),
+            ("flux1-dev-fp8_e4m3fn.safetensors", 16),  # the same name again: shadowed
+            ("q4_k_m.gguf", 17),
+            ("model_fp8_scaled.safetensors", 18),
+        ]
+    }
+)
+WANTED = [
+    "flux1-dev_fp16.safetensors",
+    "flux1_dev_v3.gguf",
+    "unï-côdé.safetensors",
+    "model.safetensors",
+    "fp8_model.safetensors",
+    "q8_0.gguf",
+    "sdxl_flux1_dev.ckpt",
+]
+
+
+@pytest.mark.parametrize("wanted", WANTED)
+def test_a_folder_scanned_for_a_few_files_gives_what_its_index_gives(wanted: str) -> None:
+    indexed = VariantIndex.from_cache(TRICKY)
+    scanned = VariantIndex.from_cache(TRICKY)
+    scanned.expect({"diffusion_models": 1})
+    key = split_name(wanted).key
+    assert scanned.installed("diffusion_models", key) == indexed.folder("diffusion_models").get(key, [])
+    assert scanned.variants(wanted, "diffusion_models") == indexed.variants(wanted, "diffusion_models")
+    assert scanned.by_key == {}  # scanned, not indexed
+    assert indexed.variants(wanted, "diffusion_models") or wanted in ("model.safetensors", "q8_0.gguf")
+
+
+def test_a_folder_asked_about_often_is_indexed() -> None:
+    index = VariantIndex.from_cache(TRICKY)
+    index.expect({"diffusion_models": 5})
+    index.variants("flux1-dev_fp16.safetensors", "diffusion_models")
+    assert set(index.by_key) == {"diffusion_models"}

@@ -4,9 +4,10 @@ small install in tmp_path."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -32,11 +33,14 @@ def searched_from_scratch(comfy_tree: ComfyTree, home: Path, cycle_id: str) -> t
     return outputs(home)
 
 
+@pytest.mark.parametrize("memo", [True, False])
 def test_one_changed_workflow_reuses_the_other_answers(
-    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, memo: bool
 ) -> None:
     make_install(comfy_tree)
     run(context(comfy_tree, home, "c1", T0))
+    if not memo:  # the full search, which reuses the answers of unchanged queries (without: ``search_delta``)
+        (home / "state" / "search_delta.bin").unlink()
     comfy_tree.workflow(
         "b.json",
         ui_workflow(
@@ -49,7 +53,10 @@ def test_one_changed_workflow_reuses_the_other_answers(
     )
     with caplog.at_level(logging.INFO, logger="comfywatchman.stages.search"):
         run(context(comfy_tree, home, "c2", T0 + timedelta(hours=2)), ("cache", "intake", "scan", "search"))
-    assert "2 of 3 answers reused from the last search" in caplog.text  # the LoRA and the declared VAE
+    if memo:  # the LoRA (b.json names it now) and the new file, grouped again; the declared VAE kept
+        assert "2 of 3 missing files named by the workflows that changed grouped and answered again" in caplog.text
+    else:
+        assert "2 of 3 answers reused from the last search" in caplog.text  # the LoRA and the declared VAE
     reused = outputs(home)
     lora = next(r for r in reused[0]["results"] if r["name"] == "missing_lora.safetensors")
     assert [Path(w).name for w in lora["workflows"]] == ["a.json", "b.json"]  # its workflows are this cycle's
@@ -93,3 +100,103 @@ def test_the_answers_basis_changes_with_the_backend_order(comfy_tree: ComfyTree,
     ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
     order = list(ctx.config.section("search")["backend_order"])
     assert search.answer_basis(ctx, order) == basis
+
+
+NAMES = [
+    ("lora_a.safetensors", "loras"),
+    ('odd "quoted" \\ name é.safetensors', "checkpoints"),
+    ("SDXL/sub/x_fp16.gguf", None),
+    ("ünïcode ✓.pt", "custom_folder"),
+]
+
+
+def full_answer_text(resolver: search.Resolver, query: search.ModelQuery) -> str:
+    """The text of ``query``'s answer the long way: every backend asked offline, the answers combined."""
+    answers = search.ask_backends(query, resolver.backends, offline=True)
+    result = search.policy.combine(query.name, query.folder, answers)
+    item = {**result.to_json(), "workflows": list(query.workflows)}
+    return artifacts.part_text(item, "search", "result", "test")
+
+
+def test_the_offline_blank_answer_is_the_answer_the_backends_give(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    order = list(ctx.config.section("search")["backend_order"])
+    context_ = search.SearchContext(config=ctx.config, now=T0)
+    resolver = search.Resolver(ctx, search.build_backends(order, context_), None, None, search.first_sources(context_))
+    queries = [
+        search.ModelQuery(name, folder, (), (f"/w/{i}.json", "/w/z.json")) for i, (name, folder) in enumerate(NAMES)
+    ]
+    first = resolver.resolve(queries[0])
+    assert resolver.blank is not None and not resolver.blank.made(first)  # the first one went the long way
+    for query in queries:
+        result = resolver.resolve(query)
+        assert resolver.blank.made(result)  # and each one after it the short way, the first one again too
+        assert (
+            result.to_json()
+            == search.policy.combine(
+                query.name, query.folder, search.ask_backends(query, resolver.backends, offline=True)
+            ).to_json()
+        )
+        assert resolver.blank.answer_text(query) == full_answer_text(resolver, query)
+
+
+def test_no_blank_answer_online_or_with_a_local_backend(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    backends = search.build_backends(["qwen", "civitai"], search.SearchContext(config=ctx.config, now=T0))
+    assert search.OfflineBlank.applies(ctx, backends)
+    assert not search.OfflineBlank.applies(ctx, [])
+    online = search.StageContext(dataclasses.replace(ctx.config, offline=False), "c1", lambda: T0)
+    assert not search.OfflineBlank.applies(online, backends)
+
+
+def test_an_offline_source_that_has_nothing_to_say_would_answer_not_searched(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    sources = search.first_sources(search.SearchContext(config=ctx.config, now=T0))
+    listed = next(s for s in sources if s.name == "manager_model_list").model_list  # type: ignore[attr-defined]
+    on_list = next(entries[0]["filename"] for entries in listed.by_name.values())
+    declared = search.Declaration("declared.safetensors", DECLARED["url"], "vae")
+    queries = [
+        search.ModelQuery("declared.safetensors", "vae", (declared,)),
+        search.ModelQuery("declared.safetensors", "vae", (search.Declaration("declared.safetensors"),)),
+        search.ModelQuery("nowhere_at_all.safetensors", "loras"),
+        search.ModelQuery(f"sub/{on_list.upper()}", None),
+    ]
+    for source in sources:
+        for query in queries:
+            if source.nothing_to_say(query):
+                assert source.search(query).status is search.Status.NOT_SEARCHED, (source.name, query)
+    said = {(s.name, q.name, bool(q.declarations)) for s in sources for q in queries if not s.nothing_to_say(q)}
+    assert ("declared", "declared.safetensors", True) in said
+    assert ("manager_model_list", f"sub/{on_list.upper()}", False) in said
+
+
+def test_the_folder_paths_kept_are_those_read_while_model_cache_json_is_unchanged(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan", "search"))
+    path = home / "state" / "model_cache.json"
+    recorded = stage_inputs.previous(home / "state", "search")
+    assert recorded is not None and recorded["extra"]["folders"]["stat"] == stage_inputs.stat_key(path)
+    kept, _ = search.kept_folder_paths(path, recorded)
+    assert kept == search.folder_paths(path)  # kept == fresh
+    document = artifacts.read(path, "model_cache")
+    first = next(iter(document["folders"]))
+    document["folders"][first]["paths"] = ["/elsewhere/" + first]
+    artifacts.write(path, document, "model_cache")
+    again, record = search.kept_folder_paths(path, recorded)
+    assert again["folders"][first]["paths"] == ["/elsewhere/" + first]  # changed: read again
+    assert record["stat"] == stage_inputs.stat_key(path)
+
+
+@pytest.mark.parametrize("base", ["/m/loras", "C:\\models\\loras", "/", "", "relative/dir/", "/a//b/./c/", "./x"])
+def test_a_target_path_is_what_a_posix_path_join_gives(base: str) -> None:
+    names = ["x.safetensors", "sub/x.pt", "sub//x.pt", "./x.pt", "x/./y.pt", "sub/x.pt/", " sp .pt", "ü/ñ.gguf"]
+    for name in [*names, "...pt", "x..y.pt", ".hidden.pt", "a\\b.pt"]:
+        result = search.SearchResult(name, "f", search.Status.FOUND, "x")
+        joined = str(PurePosixPath(base.replace("\\", "/")) / search.normalise(name))
+        expected = None if search.invalid_filename_reason(name) else joined  # "sub/x.pt/": no file name
+        assert search.target_path(result, {"folders": {"f": {"paths": [base]}}}) == expected, name

@@ -1,0 +1,316 @@
+"""The search of a cycle where a few workflows changed, at the cost of what they touch: ``state/search_delta.bin``.
+
+A missing file's result line in ``search.json`` is made of its query (the name and folder first met, its
+declarations, the workflows that miss it, in scan.json's order) and of its answer, which with ``--offline`` and
+only network backends (``fixed``) depends on the query alone. A query changes only where a workflow line of
+scan.json that names the file came, went or changed. So the search records, beside search.json, the digest and
+workflow of each scan.json line and the ``(folder, lookup key)`` of each result line; the next search compares
+scan.json's lines with it and, when few changed and the others kept their order, groups again only the files
+the changed lines name (from the parts of the lines that name them: the pack), answers those again (reusing the
+last answer of an unchanged query), and copies every other result line as it was.
+
+The file is a cache, safe to lose: it is used only when it goes with the search.json and download queue on disk
+(their size and mtime), the answers' basis and the settings; anything else (a torn or foreign file, another
+layout, many changes, a part the pack cannot give) means the full search. Anything kept gives the bytes a full
+search gives: the test suite compares the two.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from comfywatchman import artifacts, stage_inputs
+from comfywatchman.search import reuse
+from comfywatchman.search.base import Declaration, ModelQuery, SearchResult, Status
+from comfywatchman.stages.scan_parts import ScanParts
+
+logger = logging.getLogger(__name__)
+
+#: Bump when what the file holds, or the search's result lines, change meaning.
+TAG = b"search-delta-1"
+#: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full search.
+CHANGED_SHARE = 0.05
+MIN_CHANGES = 16
+
+Qid = tuple[str | None, str]  # a missing file: its folder and lookup key
+
+
+@dataclass
+class Memo:
+    """What the next search needs to search only what changed (see the module)."""
+
+    basis: str
+    count_inactive: bool
+    outputs: list[list[int] | None]  # the stat of search.json and of the download queue it goes with
+    lines: list[list[str]]  # [digest, workflow path] of each workflow line of scan.json, in order
+    queries: list[list[Any]]  # [folder, lookup key] of each result line of search.json, in order
+
+    def to_bytes(self) -> bytes:
+        """Return the file's content: the tag, then the memo as one line of JSON."""
+        return TAG + b"\n" + orjson.dumps(self.__dict__) + b"\n"
+
+    @classmethod
+    def load(cls, path: Path) -> Memo | None:
+        """Return the memo at ``path``; None when there is none, or it is torn or of another format."""
+        try:
+            tag, _, body = path.read_bytes().partition(b"\n")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.warning("%s: unreadable (%s); the search runs in full", path, exc)
+            return None
+        if tag != TAG:
+            return None
+        try:
+            data = orjson.loads(body)
+            return cls(data["basis"], data["count_inactive"], data["outputs"], data["lines"], data["queries"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            logger.warning("%s: not a search memo (%s); the search runs in full", path, exc)
+            return None
+
+
+def save(path: Path, memo: Memo) -> None:
+    """Write ``memo`` to ``path`` atomically (a failure costs the next search a full run, with a warning)."""
+    try:
+        artifacts.atomic_write_bytes(path, memo.to_bytes())
+    except OSError as exc:
+        logger.warning("%s: cannot be written (%s); the next search runs in full", path, exc)
+
+
+def sort_key(qid: Qid) -> tuple[str, str]:
+    """Return where a missing file's line goes in search.json (the order of ``group_missing``)."""
+    return (qid[0] or "~", qid[1])
+
+
+@dataclass
+class Delta:
+    """The result lines of a search made from the last one: their texts, query ids and reuse keys in order,
+    how many there are of each status, and what ``download_queue`` needs."""
+
+    texts: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    qids: list[Qid] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)
+    found: list[tuple[SearchResult, ModelQuery]] = field(default_factory=list)
+    fresh: list[SearchResult] = field(default_factory=list)
+    touched: int = 0
+    others: Callable[[], dict[Qid, int]] | None = None
+    paths: list[str] = field(default_factory=list)  # the workflow of each line of scan.json, in order
+
+
+def _changes(memo: Memo, digests: list[bytes]) -> tuple[list[bytes], list[int]] | None:
+    """Return the digests of the last lines gone and the indexes of the lines new this time, or None when
+    the lines that stayed are not in the same order, a line is there twice, or too many changed."""
+    now = [d.decode("ascii") for d in digests]
+    before = [d for d, _ in memo.lines]
+    now_set, before_set = set(now), set(before)
+    if len(now_set) != len(now) or len(before_set) != len(before):
+        return None
+    gone = [d for d in before if d not in now_set]
+    new = [i for i, d in enumerate(now) if d not in before_set]
+    if len(gone) + len(new) > max(MIN_CHANGES, CHANGED_SHARE * len(now)):
+        return None
+    if [d for d in now if d in before_set] != [d for d in before if d in now_set]:
+        return None
+    return [d.encode("ascii") for d in gone], new
+
+
+def _rows(part: Any, qid: Qid, count_inactive: bool) -> list[list[Any]]:
+    """Return the rows of a search part (``missing_part``) that group under ``qid``."""
+    return [row for row in part[1] if (row[0], row[4]) == qid and (row[2] or count_inactive)]
+
+
+class _NoPart(Exception):
+    """A part the search needs is not in the pack (or the memo does not fit scan.json): search in full."""
+
+
+class _Lines:
+    """The last search.json, one result line at a time (without the separating comma), and its counts."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        raw = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+        if len(raw) != count + 2 or not raw[-1].startswith("]"):
+            raise ValueError("not the layout recorded")
+        self.lines = [line.removesuffix(",") for line in raw[1:-1]]
+        # The head ends the first line with the list's opening bracket: closed, it is the document bar its list.
+        counts = orjson.loads(raw[0] + "]}")["counts"]
+        if not isinstance(counts, dict):
+            raise ValueError("no counts")
+        self.counts: dict[str, int] = counts
+
+    def item(self, index: int) -> dict[str, Any]:
+        data: dict[str, Any] = orjson.loads(self.lines[index])
+        return data
+
+
+def search_again(
+    memo: Memo,
+    parts: ScanParts,
+    digests: list[bytes],
+    search_path: Path,
+    keys_before: list[Any],
+    answer: Callable[[ModelQuery, str, Mapping[str, str]], tuple[str, str, SearchResult | None]],
+) -> Delta | None:
+    """Return the result lines of this search made from the last one (see the module), or None when the full
+    search must run. ``answer(query, key, kept)``: the text, status and (when made now) result of a query,
+    ``kept`` holding the last answer texts (``reuse.without_workflows``) by reuse key."""
+    changes = _changes(memo, digests)
+    if changes is None or len(keys_before) != len(memo.queries):
+        return None
+    gone, new = changes
+    try:
+        last = _Lines(search_path, len(memo.queries))
+    except (OSError, ValueError):
+        return None
+    paths_before = {d.encode("ascii"): p for d, p in memo.lines}
+    gone_parts = [parts.get(d) for d in gone]
+    new_parts = {digests[i]: parts.get(digests[i]) for i in new}
+    if any(p is None for p in gone_parts) or any(p is None for p in new_parts.values()):
+        return None
+    # Where each workflow is now, and its line's digest.
+    path_of = [paths_before.get(d) or new_parts[d][0] for d in digests]
+    position = {path: i for i, path in enumerate(path_of)}
+    if len(position) != len(path_of):
+        return None
+    touched = {(row[0], row[4]) for part in [*gone_parts, *new_parts.values()] for row in part[1]}
+    index_before = {(q[0], q[1]): i for i, q in enumerate(memo.queries)}
+    gone_paths = {p[0] for p in gone_parts}
+    queries: dict[Qid, ModelQuery] = {}
+    for qid in touched:
+        try:
+            query = _regroup(qid, index_before.get(qid), last, gone_paths, new_parts, position, digests, parts, memo)
+        except _NoPart as exc:
+            logger.debug("search: the parts of %s cannot be had; searched in full", exc)
+            return None
+        if query is not None:
+            queries[qid] = query
+    delta = _merge(memo, last, keys_before, touched, queries, index_before, answer)
+    delta.paths = path_of
+    return delta
+
+
+def _regroup(
+    qid: Qid,
+    before: int | None,
+    last: _Lines,
+    gone_paths: set[str],
+    new_parts: Mapping[bytes, Any],
+    position: Mapping[str, int],
+    digests: list[bytes],
+    parts: ScanParts,
+    memo: Memo,
+) -> ModelQuery | None:
+    """Return the query of ``qid`` now, grouped from the parts of the workflows that name it (None when none
+    does any more). Raise _NoPart when a part cannot be had."""
+    workflows = set(last.item(before)["workflows"]) - gone_paths if before is not None else set()
+    workflows |= {part[0] for part in new_parts.values() if _rows(part, qid, memo.count_inactive)}
+    if not workflows:
+        return None
+    if any(path not in position for path in workflows):
+        raise _NoPart(qid)
+    name: str | None = None
+    declarations: dict[tuple[Any, ...], None] = {}
+    ordered = sorted(workflows, key=position.__getitem__)
+    for path in ordered:
+        digest = digests[position[path]]
+        part = new_parts.get(digest) or parts.get(digest)
+        if part is None:
+            raise _NoPart(qid)
+        for row in _rows(part, qid, memo.count_inactive):
+            name = row[1] if name is None else name
+            for declared in row[3]:
+                declarations[tuple(declared)] = None
+    if name is None:
+        raise _NoPart(qid)
+    return ModelQuery(name, qid[0], tuple(Declaration(*d) for d in declarations), tuple(ordered))
+
+
+def _merge(
+    memo: Memo,
+    last: _Lines,
+    keys_before: list[Any],
+    touched: set[Qid],
+    queries: Mapping[Qid, ModelQuery],
+    index_before: Mapping[Qid, int],
+    answer: Callable[[ModelQuery, str, Mapping[str, str]], tuple[str, str, SearchResult | None]],
+) -> Delta:
+    """Return the result lines: the last ones of the untouched files as they were, the touched ones made
+    again, in search.json's order."""
+    delta = Delta(touched=len(touched), counts=dict(last.counts))
+    for qid in touched:  # the statuses of the lines made again are counted as they are made
+        if qid in index_before:
+            delta.counts[reuse.status_of(last.lines[index_before[qid]])] -= 1
+    made: dict[Qid, tuple[str, str, str, ModelQuery, SearchResult | None]] = {}
+    kept: dict[str, str] = {}
+    for qid, query in queries.items():
+        key = reuse.query_key(query)
+        at = index_before.get(qid)
+        if at is not None and keys_before[at] == key:
+            prefix = reuse.without_workflows(last.lines[at])
+            if prefix is not None:
+                kept = {key: prefix}
+        text, status, result = answer(query, key, kept)
+        kept = {}
+        made[qid] = (text, status, key, query, result)
+    new_order = sorted(made, key=sort_key)
+    at_new = 0
+    for index, row in enumerate(memo.queries):
+        qid = (row[0], row[1])
+        while at_new < len(new_order) and sort_key(new_order[at_new]) < sort_key(qid):
+            _add_made(delta, new_order[at_new], made[new_order[at_new]])
+            at_new += 1
+        if qid not in touched:
+            _add_kept(delta, qid, last.lines[index], keys_before[index])
+    for qid in new_order[at_new:]:
+        _add_made(delta, qid, made[qid])
+    qids, texts = list(delta.qids), list(delta.texts)  # the stage empties ``texts`` once they are written
+    delta.others = lambda: {qid: len(orjson.loads(text)["workflows"]) for qid, text in zip(qids, texts, strict=True)}
+    return delta
+
+
+_FOUND = '"status":"FOUND"'
+
+
+def _add_kept(delta: Delta, qid: Qid, line: str, key: str | None) -> None:
+    """Add the last result line of ``qid``, kept as it was (counted already)."""
+    delta.texts.append(line)
+    delta.qids.append(qid)
+    delta.keys.append(key)
+    # A line without the words holds no FOUND answer; one with them may hold it in an attempt only.
+    if _FOUND in line and reuse.status_of(line) == Status.FOUND.value:
+        item = orjson.loads(line)
+        delta.found.append(
+            (SearchResult.from_json(item), ModelQuery(item["name"], qid[0], (), tuple(item["workflows"])))
+        )
+
+
+def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, SearchResult | None]) -> None:
+    text, status, key, query, result = made
+    delta.texts.append(text)
+    delta.counts[status] = delta.counts.get(status, 0) + 1
+    delta.qids.append(qid)
+    delta.keys.append(key)
+    if result is not None:
+        delta.fresh.append(result)
+    if status == Status.FOUND.value:
+        found = result if result is not None else SearchResult.from_json(orjson.loads(text))
+        delta.found.append((found, query))
+
+
+def memo_of(
+    basis: str, count_inactive: bool, outputs: list[Path], digests: list[bytes], paths: list[str], qids: list[Qid]
+) -> Memo:
+    """Return the memo of a search just written (``outputs``: search.json and the download queue)."""
+    return Memo(
+        basis,
+        count_inactive,
+        [stage_inputs.stat_key(p) for p in outputs],
+        [[d.decode("ascii"), p] for d, p in zip(digests, paths, strict=True)],
+        [[q[0], q[1]] for q in qids],
+    )
