@@ -173,3 +173,10 @@ def installed_broken(state_dir: Path) -> list[dict[str, str]]:
     except ArtifactError:
         return []
     return broken_files(model_cache or {})
+
+
+if __name__ == "__main__":
+    # The report's header check run in a process of its own (``reporting.broken_models``): the list on stdout.
+    import sys
+
+    sys.stdout.buffer.write(orjson.dumps(installed_broken(Path(sys.argv[1]))))

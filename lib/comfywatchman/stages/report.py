@@ -17,10 +17,18 @@ import orjson
 
 from comfywatchman import artifacts, availability, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
-from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import answers as answers_module
-from comfywatchman.reporting import commands, markdown, parts, staleness, status_file, status_report, verification
+from comfywatchman.reporting import (
+    broken_models,
+    commands,
+    markdown,
+    parts,
+    staleness,
+    status_file,
+    status_report,
+    verification,
+)
 from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -124,20 +132,24 @@ def _run(ctx: StageContext) -> StageOutcome:
         digests = [parts.line_digest(line) for _, line, _ in scan.lines()]
         if unchanged_findings(digests, basis, last) and refresh_page(ctx, last, wanted, now_text, outcome):
             return outcome
-    try:
-        answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
-        searched = True
-    except ArtifactError as exc:
-        outcome.fail(str(exc))
-        answers, searched = answers_module.Answers(), False
-    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-    drift = verification.drift_ids(verify)
-    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
-    target = reports / "master_status.json"
-    with status_file.Writer(target) as writer:
-        aggregate = build_workflows(ctx, workflows, writer)
-        found = answers if searched else None
-        ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable)
+    kept_models = kept_model_findings(state)
+    # The header check of every installed file runs beside the workflows' pass when it must run at all.
+    with broken_models.Check(state, start=kept_models is None) as check:
+        try:
+            answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
+            searched = True
+        except ArtifactError as exc:
+            outcome.fail(str(exc))
+            answers, searched = answers_module.Answers(), False
+        count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+        drift = verification.drift_ids(verify)
+        workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
+        target = reports / "master_status.json"
+        with status_file.Writer(target) as writer:
+            aggregate = build_workflows(ctx, workflows, writer)
+            found = answers if searched else None
+            models = kept_models or (check.result(), model_folder_limits(state))
+            ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
     summary = head["summary"]
     page = {**head, "actions": ranked}
     page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
@@ -162,10 +174,11 @@ def findings(
     outcome: StageOutcome,
     writer: status_file.Writer,
     unavailable: list[dict[str, Any]],
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
     and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
-    be read."""
+    be read; ``models``: ``model_findings`` when the caller has them."""
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
@@ -176,7 +189,7 @@ def findings(
         ranked = verification.merge_actions(ranked, verify)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
-    broken, limits = model_findings(state)
+    broken, limits = models if models is not None else model_findings(state)
     model_list = answers.model_list if answers is not None else None
     head = {
         "generated_at": now_text,
@@ -397,15 +410,24 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
 
 def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Return the installed safetensors files that are cut short or unreadable, and the model folders whose
-    walk the cache stage cut short: the last report's when model_cache.json is as it was then (it holds every
-    file's size and is rewritten when one changes), else every file's header read again
-    (``installed_broken``) and model_cache.json read (``model_folder_limits``)."""
+    walk the cache stage cut short: the last report's when model_cache.json is as it was then
+    (``kept_model_findings``), else every file's header read again (``installed_broken``) and model_cache.json
+    read (``model_folder_limits``)."""
+    kept = kept_model_findings(state)
+    if kept is not None:
+        return kept
+    return broken_models.Check(state, start=False).result(), model_folder_limits(state)
+
+
+def kept_model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]] | None:
+    """Return the last report's broken files and walk limits when model_cache.json is as it was then (it holds
+    every file's size and is rewritten when one changes), else None."""
     last = (stage_inputs.previous(state, "report") or {}).get("extra") or {}
     now = stage_inputs.stat_key(state / "model_cache.json")
     broken, limits = last.get("broken_models"), (last.get("head") or {}).get("model_folder_limits")
     if now is not None and last.get("broken_for") == now and isinstance(broken, list) and isinstance(limits, list):
         return list(broken), list(limits)
-    return installed_broken(state), model_folder_limits(state)
+    return None
 
 
 def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""The header check of every installed safetensors file (``safetensors.installed_broken``), run in a process of
+its own beside the report.
+
+The check opens each installed model file (tens of thousands on a large install), which costs the report a
+tenth of a second per 15,000 files, while the report itself runs on one core. Started before the report
+builds its workflows, the check runs on another core meanwhile; its answer is the same list the report
+would have made itself (the same function, on the same model_cache.json). When the process cannot be
+started or its answer cannot be read, the report runs the check itself: the helper changes when the work is
+done, never what it finds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import comfywatchman
+from comfywatchman.download.safetensors import installed_broken
+
+logger = logging.getLogger(__name__)
+
+_FIELDS = ("folder", "name", "path", "reason")
+
+
+class Check:
+    """``installed_broken(state)``, computed in a child process started now (``start``) and read by ``result``;
+    a context manager that ends the child when the report leaves early."""
+
+    def __init__(self, state: Path, start: bool = True) -> None:
+        self.state = state
+        self._child: subprocess.Popen[bytes] | None = None
+        if start:
+            self._child = _spawn(state)
+
+    def __enter__(self) -> Check:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the child process, when it is still running (the report left before it needed the answer)."""
+        child, self._child = self._child, None
+        if child is not None:
+            if child.poll() is None:
+                child.kill()
+            child.communicate()
+
+    def result(self) -> list[dict[str, str]]:
+        """Return ``installed_broken(state)``: the child's answer when it gave one, else worked out here."""
+        child, self._child = self._child, None
+        if child is not None:
+            try:
+                out, _ = child.communicate()
+            except OSError as exc:  # pragma: no cover - a pipe that breaks under us
+                logger.debug("header check process: %s; checked here", exc)
+            else:
+                found = _parsed(out) if child.returncode == 0 else None
+                if found is not None:
+                    return found
+                logger.debug("header check process exited %s without an answer; checked here", child.returncode)
+        return installed_broken(self.state)
+
+
+def _spawn(state: Path) -> subprocess.Popen[bytes] | None:
+    """Return the child process that prints ``installed_broken(state)`` as JSON, or None when it cannot start."""
+    if not sys.executable:
+        return None
+    env = dict(os.environ)
+    # The child imports this package from where the report imported it, installed or not.
+    package_root = str(Path(comfywatchman.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "comfywatchman.download.safetensors", str(state)]
+    try:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    except OSError as exc:
+        logger.debug("header check process not started (%s); checked in the report", exc)
+        return None
+
+
+def _parsed(out: bytes) -> list[dict[str, str]] | None:
+    """Return the child's list, or None when it is not a list of ``{folder, name, path, reason}`` strings."""
+    try:
+        found: Any = orjson.loads(out)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(found, list):
+        return None
+    for item in found:
+        if (
+            not isinstance(item, dict)
+            or set(item) != set(_FIELDS)
+            or not all(isinstance(v, str) for v in item.values())
+        ):
+            return None
+    return found
