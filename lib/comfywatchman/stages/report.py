@@ -134,7 +134,7 @@ def _run(ctx: StageContext) -> StageOutcome:
             return outcome
     kept_models = kept_model_findings(state)
     # The header check of every installed file runs beside the workflows' pass when it must run at all.
-    with broken_models.Check(state, start=kept_models is None) as check:
+    with broken_models.Check(state, start=kept_models is None and broken_models.worth_a_process(state)) as check:
         try:
             answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
             searched = True

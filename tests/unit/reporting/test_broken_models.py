@@ -80,3 +80,11 @@ def test_an_answer_that_is_not_the_list_is_refused(out: bytes) -> None:
 def test_an_answer_that_is_the_list_is_taken() -> None:
     found = [{"folder": "a", "name": "b", "path": "c", "reason": "truncated: x"}]
     assert broken_models._parsed(orjson.dumps(found)) == found
+
+
+def test_only_a_large_install_is_worth_a_process(tmp_path: Path) -> None:
+    state = _state_with_models(tmp_path)
+    assert not broken_models.worth_a_process(state)  # five files: checked in the report itself
+    assert not broken_models.worth_a_process(tmp_path / "nowhere")
+    (state / "model_cache.json").write_bytes(b" " * broken_models.WORTH_A_PROCESS)
+    assert broken_models.worth_a_process(state)
