@@ -15,9 +15,6 @@ from typing import Any
 
 import orjson
 
-from comfywatchman import artifacts
-from comfywatchman.errors import ArtifactError
-
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 # Real headers are kilobytes to a few MiB; a larger claimed length is garbage, not a header.
 MAX_HEADER = 100 * 1024 * 1024
@@ -168,6 +165,10 @@ def broken_files(model_cache: dict[str, object]) -> list[dict[str, str]]:
 def installed_broken(state_dir: Path) -> list[dict[str, str]]:
     """Return :func:`broken_files` of ``state_dir/model_cache.json`` (empty when it is missing or broken: the
     cache stage reports that itself). The report's hook."""
+    # Imported here: the report's header check process (below) imports this module and needs no schemas.
+    from comfywatchman import artifacts
+    from comfywatchman.errors import ArtifactError
+
     try:
         model_cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
     except ArtifactError:
@@ -176,7 +177,10 @@ def installed_broken(state_dir: Path) -> list[dict[str, str]]:
 
 
 if __name__ == "__main__":
-    # The report's header check run in a process of its own (``reporting.broken_models``): the list on stdout.
+    # The report's header check in a process of its own (``reporting.broken_models``): ``broken_files`` of the
+    # model_cache.json named, as JSON on stdout. The report validates that file itself and uses this answer
+    # only when it is valid, so it is parsed here without the schemas (whose import would double this
+    # process's start).
     import sys
 
-    sys.stdout.buffer.write(orjson.dumps(installed_broken(Path(sys.argv[1]))))
+    sys.stdout.buffer.write(orjson.dumps(broken_files(orjson.loads(Path(sys.argv[1]).read_bytes()))))

@@ -1,12 +1,12 @@
-"""The header check of every installed safetensors file (``safetensors.installed_broken``), run in a process of
-its own beside the report.
+"""The header check of every installed safetensors file (``safetensors.broken_files`` of model_cache.json), run
+in a process of its own beside the report, and the model folders whose walk was cut short.
 
-The check opens each installed model file (tens of thousands on a large install), which costs the report a
-tenth of a second per 15,000 files, while the report itself runs on one core. Started before the report
-builds its workflows, the check runs on another core meanwhile; its answer is the same list the report
-would have made itself (the same function, on the same model_cache.json). When the process cannot be
-started or its answer cannot be read, the report runs the check itself: the helper changes when the work is
-done, never what it finds.
+The check opens each installed model file (tens of thousands on a large install), a tenth of a second per
+15,000 files, while the report itself runs on one core. Started before the report builds its workflows, the
+check runs on another core meanwhile. Its answer is the one the report would make itself: the same function
+on the same model_cache.json, which the report reads and validates once (``Check.findings``) and without which
+the child's answer is not used. When the process cannot be started or its answer cannot be read, the report
+runs the check itself: the helper changes when the work is done, never what it finds.
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ from typing import Any
 import orjson
 
 import comfywatchman
-from comfywatchman.download.safetensors import installed_broken
+from comfywatchman import artifacts
+from comfywatchman.download.safetensors import broken_files
+from comfywatchman.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 
+MODEL_CACHE = "model_cache.json"
 _FIELDS = ("folder", "name", "path", "reason")
 # A model cache this large lists thousands of files (some 80 bytes each): enough header reads to pay for a
-# process of its own (its start costs some 0.08 s of the other core); a smaller install is checked in place.
+# process of its own (its start costs some 0.04 s of the other core); a smaller install is checked in place.
 WORTH_A_PROCESS = 256 * 1024
 
 
@@ -35,20 +38,19 @@ def worth_a_process(state: Path) -> bool:
     """Return True when the install has enough model files (by the size of model_cache.json) that checking
     them in a process of its own saves the report time."""
     try:
-        return (state / "model_cache.json").stat().st_size >= WORTH_A_PROCESS
+        return (state / MODEL_CACHE).stat().st_size >= WORTH_A_PROCESS
     except OSError:
         return False
 
 
 class Check:
-    """``installed_broken(state)``, computed in a child process started now (``start``) and read by ``result``;
-    a context manager that ends the child when the report leaves early."""
+    """The installed files' findings of ``state/model_cache.json``, the header check computed in a child
+    process started now (``start``) and read by ``findings``; a context manager that ends the child when the
+    report leaves early."""
 
     def __init__(self, state: Path, start: bool = True) -> None:
-        self.state = state
-        self._child: subprocess.Popen[bytes] | None = None
-        if start:
-            self._child = _spawn(state)
+        self.path = state / MODEL_CACHE
+        self._child: subprocess.Popen[bytes] | None = _spawn(self.path) if start else None
 
     def __enter__(self) -> Check:
         return self
@@ -64,31 +66,47 @@ class Check:
                 child.kill()
             child.communicate()
 
-    def result(self) -> list[dict[str, str]]:
-        """Return ``installed_broken(state)``: the child's answer when it gave one, else worked out here."""
+    def findings(self) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+        """Return the installed safetensors files that are cut short or unreadable (``broken_files``) and the
+        model folders whose walk the cache stage cut short (``walk_limits``); both empty when model_cache.json
+        is missing, and when it is broken (logged: the cache stage has said why)."""
+        answer = self._answer()
+        try:
+            cache = artifacts.read_optional(self.path, "model_cache")
+        except ArtifactError as exc:
+            logger.warning("%s", exc)
+            return [], []
+        if cache is None:
+            return [], []
+        broken = answer if answer is not None else broken_files(cache)
+        return broken, list(cache.get("walk_limits", []))
+
+    def _answer(self) -> list[dict[str, str]] | None:
+        """Return the child's list once it has ended, or None when there is no child or no answer from it."""
         child, self._child = self._child, None
-        if child is not None:
-            try:
-                out, _ = child.communicate()
-            except OSError as exc:  # pragma: no cover - a pipe that breaks under us
-                logger.debug("header check process: %s; checked here", exc)
-            else:
-                found = _parsed(out) if child.returncode == 0 else None
-                if found is not None:
-                    return found
-                logger.debug("header check process exited %s without an answer; checked here", child.returncode)
-        return installed_broken(self.state)
+        if child is None:
+            return None
+        try:
+            out, _ = child.communicate()
+        except OSError as exc:  # pragma: no cover - a pipe that breaks under us
+            logger.debug("header check process: %s; checked in the report", exc)
+            return None
+        found = _parsed(out) if child.returncode == 0 else None
+        if found is None:
+            logger.debug("header check process exited %s without an answer; checked in the report", child.returncode)
+        return found
 
 
-def _spawn(state: Path) -> subprocess.Popen[bytes] | None:
-    """Return the child process that prints ``installed_broken(state)`` as JSON, or None when it cannot start."""
+def _spawn(model_cache: Path) -> subprocess.Popen[bytes] | None:
+    """Return the child process that prints ``broken_files`` of ``model_cache`` as JSON, or None when it
+    cannot start."""
     if not sys.executable:
         return None
     env = dict(os.environ)
     # The child imports this package from where the report imported it, installed or not.
     package_root = str(Path(comfywatchman.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "comfywatchman.download.safetensors", str(state)]
+    command = [sys.executable, "-m", "comfywatchman.download.safetensors", str(model_cache)]
     try:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     except OSError as exc:

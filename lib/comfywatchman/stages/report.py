@@ -65,17 +65,6 @@ def _tail_offset(path: Path, lines: int, window: int = 1 << 16) -> int:
         return 0
 
 
-def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
-    """Return the model folders whose walk the cache stage cut short (``walk_limits`` of model_cache.json;
-    none when it is missing or unreadable: the cache stage has said why)."""
-    try:
-        cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
-    except ArtifactError as exc:
-        logger.warning("%s", exc)
-        return []
-    return list((cache or {}).get("walk_limits", []))
-
-
 @contextlib.contextmanager
 def no_cycle_collection() -> Iterator[None]:
     """Pause Python's cycle collector while the report is built: it makes tens of thousands of small,
@@ -148,7 +137,7 @@ def _run(ctx: StageContext) -> StageOutcome:
         with status_file.Writer(target) as writer:
             aggregate = build_workflows(ctx, workflows, writer)
             found = answers if searched else None
-            models = kept_models or (check.result(), model_folder_limits(state))
+            models = kept_models or check.findings()
             ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
     summary = head["summary"]
     page = {**head, "actions": ranked}
@@ -411,12 +400,10 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
 def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Return the installed safetensors files that are cut short or unreadable, and the model folders whose
     walk the cache stage cut short: the last report's when model_cache.json is as it was then
-    (``kept_model_findings``), else every file's header read again (``installed_broken``) and model_cache.json
-    read (``model_folder_limits``)."""
+    (``kept_model_findings``), else every file's header read again and model_cache.json read
+    (``broken_models.Check.findings``, here in this process)."""
     kept = kept_model_findings(state)
-    if kept is not None:
-        return kept
-    return broken_models.Check(state, start=False).result(), model_folder_limits(state)
+    return kept if kept is not None else broken_models.Check(state, start=False).findings()
 
 
 def kept_model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]] | None:

@@ -45,7 +45,9 @@ def test_the_child_process_finds_what_the_report_finds_itself(tmp_path: Path) ->
     assert {b["name"] for b in here} == {"sdxl/cut.safetensors", "bad.sft", "gone.safetensors"}
     with broken_models.Check(state) as check:
         assert check._child is not None  # it did start a process
-        assert check.result() == here
+        assert check._answer() == here
+    assert broken_models.Check(state).findings() == (here, [])
+    assert broken_models.Check(state, start=False).findings() == (here, [])
 
 
 @pytest.mark.parametrize("python", ["/bin/false", "/nonexistent/python3"])
@@ -56,7 +58,22 @@ def test_a_child_that_gives_no_answer_leaves_the_check_to_the_report(
     # A process that fails, or one that cannot start: the report checks the files itself.
     monkeypatch.setattr(broken_models.sys, "executable", python)
     with broken_models.Check(state) as check:
-        assert check.result() == installed_broken(state) != []
+        assert check.findings() == (installed_broken(state), []) and installed_broken(state) != []
+
+
+def test_the_child_answer_is_not_used_without_a_valid_model_cache(tmp_path: Path) -> None:
+    # The child parses model_cache.json without the schemas: the report's own read of it decides.
+    state = _state_with_models(tmp_path)
+    cache = state / "model_cache.json"
+    document = orjson.loads(cache.read_bytes())
+    document["walk_limits"] = [{"folder": "loras", "path": "x", "reason": "depth"}]
+    del document["file_count"]
+    cache.write_bytes(orjson.dumps(document))
+    with broken_models.Check(state) as check:
+        assert check.findings() == ([], [])
+    cache.unlink()
+    with broken_models.Check(state) as check:
+        assert check.findings() == ([], [])
 
 
 def test_a_report_that_leaves_early_ends_the_child(tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def test_the_header_check_in_a_process_of_its_own_gives_the_report_made_in_one(
     monkeypatch.setattr(broken_models, "WORTH_A_PROCESS", 0)
     ctx = context(comfy_tree, home, "c1", T0)
     run(ctx)
-    assert spawned == [home / "state"]
+    assert spawned == [home / "state" / "model_cache.json"]
     status, page, history = report_files(home)
     made = [p.read_bytes() for p in (status, page, history)]
     broken = status_file.read_head(status)["broken_models"]
@@ -151,5 +151,5 @@ def test_the_header_check_in_a_process_of_its_own_gives_the_report_made_in_one(
     stage_inputs.path_of(home / "state", "report").unlink()
     history.write_bytes(b'{"workflows": {}}')
     run(ctx, ("report",))
-    assert spawned == [home / "state"]  # checked in the report this time
+    assert spawned == [home / "state" / "model_cache.json"]  # checked in the report this time
     assert [p.read_bytes() for p in (status, page, history)] == made
