@@ -108,7 +108,9 @@ def _spawn(model_cache: Path) -> subprocess.Popen[bytes] | None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", "comfywatchman.download.safetensors", str(model_cache)]
     try:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
     except OSError as exc:
         logger.debug("header check process not started (%s); checked in the report", exc)
         return None
