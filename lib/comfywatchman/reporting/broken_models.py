@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -103,9 +104,11 @@ def _spawn(model_cache: Path) -> subprocess.Popen[bytes] | None:
     if not sys.executable:
         return None
     env = dict(os.environ)
-    # The child imports this package from where the report imported it, installed or not.
+    # The child imports this package from where the report imported it: an installed package from the site
+    # (never put first on the path, where it could hide the standard library), else from its folder.
     package_root = str(Path(comfywatchman.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    if package_root not in _site_folders():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", "comfywatchman.download.safetensors", str(model_cache)]
     try:
         return subprocess.Popen(
@@ -114,6 +117,15 @@ def _spawn(model_cache: Path) -> subprocess.Popen[bytes] | None:
     except OSError as exc:
         logger.debug("header check process not started (%s); checked in the report", exc)
         return None
+
+
+def _site_folders() -> set[str]:
+    """Return the site-packages folders of this Python (none when it does not say)."""
+    try:
+        folders = [*site.getsitepackages(), site.getusersitepackages()]
+    except AttributeError:  # pragma: no cover - an embedded Python without them
+        return set()
+    return {str(Path(f).resolve()) for f in folders}
 
 
 def _parsed(out: bytes) -> list[dict[str, str]] | None:

@@ -105,3 +105,17 @@ def test_only_a_large_install_is_worth_a_process(tmp_path: Path) -> None:
     assert not broken_models.worth_a_process(tmp_path / "nowhere")
     (state / "model_cache.json").write_bytes(b" " * broken_models.WORTH_A_PROCESS)
     assert broken_models.worth_a_process(state)
+
+
+def test_an_installed_package_is_not_put_first_on_the_child_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From a site folder the child finds the package itself; from anywhere else it is told where it is.
+    seen: list[dict[str, str]] = []
+    monkeypatch.setattr(broken_models.subprocess, "Popen", lambda command, **kw: seen.append(kw["env"]))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    root = str(Path(broken_models.comfywatchman.__file__).resolve().parent.parent)
+    broken_models._spawn(tmp_path / "model_cache.json")
+    monkeypatch.setattr(broken_models, "_site_folders", lambda: {root})
+    broken_models._spawn(tmp_path / "model_cache.json")
+    assert seen[0]["PYTHONPATH"] == root and "PYTHONPATH" not in seen[1]
