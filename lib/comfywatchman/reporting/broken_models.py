@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import site
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,6 +24,9 @@ import comfywatchman
 from comfywatchman import artifacts
 from comfywatchman.download.safetensors import broken_files
 from comfywatchman.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import subprocess
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ def _spawn(model_cache: Path) -> subprocess.Popen[bytes] | None:
     cannot start."""
     if not sys.executable:
         return None
+    # Imported here: a report that keeps its findings (most cycles) starts no process.
+    import subprocess
+
     env = dict(os.environ)
     # The child imports this package from where the report imported it: an installed package from the site
     # (never put first on the path, where it could hide the standard library), else from its folder.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -112,7 +113,7 @@ def test_an_installed_package_is_not_put_first_on_the_child_path(
 ) -> None:
     # From a site folder the child finds the package itself; from anywhere else it is told where it is.
     seen: list[dict[str, str]] = []
-    monkeypatch.setattr(broken_models.subprocess, "Popen", lambda command, **kw: seen.append(kw["env"]))
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kw: seen.append(kw["env"]))
     monkeypatch.delenv("PYTHONPATH", raising=False)
     root = str(Path(broken_models.comfywatchman.__file__).resolve().parent.parent)
     broken_models._spawn(tmp_path / "model_cache.json")
