@@ -22,6 +22,7 @@ from comfywatchman.reporting import answers as answers_module
 from comfywatchman.reporting import (
     broken_models,
     commands,
+    kept_index,
     markdown,
     parts,
     staleness,
@@ -113,7 +114,8 @@ def _run(ctx: StageContext) -> StageOutcome:
     # two ids differ in every quiet cycle: nothing to compare here.
     verify = verification.load(state)
     searched_mark = answers_module.mark(state / "search.json")
-    basis = findings_basis(ctx, scan.head, unavailable, verify, searched_mark)
+    made_of = basis_parts(ctx, scan.head, unavailable, verify)
+    basis = orjson.dumps({**made_of, "search": (searched_mark or b"").decode("ascii")}, option=orjson.OPT_SORT_KEYS)
     last = stage_inputs.previous(state, "report")
     digests = None
     if last is not None and findings_recorded(ctx, last):
@@ -130,28 +132,170 @@ def _run(ctx: StageContext) -> StageOutcome:
         except ArtifactError as exc:
             outcome.fail(str(exc))
             answers, searched = answers_module.Answers(), False
-        count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-        drift = verification.drift_ids(verify)
-        workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
-        target = reports / "master_status.json"
-        with status_file.Writer(target) as writer:
-            aggregate = build_workflows(ctx, workflows, writer)
-            found = answers if searched else None
-            models = kept_models or check.findings()
-            ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
+        index_key = kept_index_key(made_of)
+        built = None
+        logger.debug("report: %s %s %s %s %s", digests is not None, searched, kept_models is not None, unavailable, kept_paths)
+        if digests is not None and searched and kept_models is not None and not unavailable and not kept_paths:
+            built = incremental(ctx, scan, digests, answers, verify, outcome, kept_models, index_key)
+        if built is None:
+            built = full(ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check)
+    aggregate, ranked, head, index, lines_seen, before = built
     summary = head["summary"]
     page = {**head, "actions": ranked}
     page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
-    write_history(state, aggregate.history, workflows.history, kept_paths)
+    write_history(state, aggregate.history, before, kept_paths)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
-        extra["findings"] = findings_key(workflows.lines_seen, basis)
+        extra["findings"] = findings_key(lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
+        flags = (aggregate.has_disabled, aggregate.has_downloads)
+        kept_index.save(state, index_key, now_text, flags, *index, answers, ranked, output_paths(ctx))
+    else:
+        (state / kept_index.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
+
+
+Built = tuple[
+    status_report.Aggregate, list[dict[str, Any]], dict[str, Any], tuple[list[Any], Any], Any, Mapping[str, Any]
+]
+
+
+def full(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes] | None,
+    answers: answers_module.Answers,
+    searched: bool,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    unavailable: list[dict[str, Any]],
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None,
+    check: broken_models.Check,
+) -> Built:
+    """Build the report from every workflow of scan.json (each one's part reused when it can be: ``parts``)
+    and write master_status.json; return the Aggregate, the ranked actions, the document's head, what the
+    kept index takes (each workflow's contribution, where each folder type was looked in), the digest of the
+    lines seen (``findings_key``) and the readiness history read."""
+    state = ctx.state_dir
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    drift = verification.drift_ids(verify)
+    now_text = ctx.now().isoformat(timespec="seconds")
+    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
+    with status_file.Writer(ctx.config.reports_dir / "master_status.json") as writer:
+        aggregate = build_workflows(ctx, workflows, writer)
+        found = answers if searched else None
+        models = models or check.findings()
+        ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
+    index = (workflows.index.workflows, workflows.index.dirs)
+    return aggregate, ranked, head, index, workflows.lines_seen, workflows.history
+
+
+def incremental(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]],
+    index_key: str,
+) -> Built | None:
+    """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
+    master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
+    serve this cycle (the report is then built in full)."""
+    index = kept_index.load(ctx.state_dir, index_key, output_paths(ctx))
+    if index is None:
+        return None
+    try:
+        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index)
+    except (kept_index.NotIncremental, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        logger.info("report: built in full, the kept index cannot serve this cycle (%s)", exc)
+        return None
+
+
+def _incremental(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]],
+    index: Mapping[str, Any],
+) -> Built:
+    """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index)
+    before anything is written when it cannot serve."""
+    now_text = ctx.now().isoformat(timespec="seconds")
+    target = ctx.config.reports_dir / "master_status.json"
+    inc = kept_index.Increment(index, digests, answers)
+    kept, listed = index["workflows"], index["actions"]
+    old_workflows, old_actions = kept_index.old_lines(target, len(kept), len(listed))
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    drift = verification.drift_ids(verify)
+    dirs: dict[str, Any] | None = dict(index["dirs"])
+    contributions: list[Any] = []
+    texts: list[bytes] = []
+    for position, (number, line, entry) in enumerate(scan.lines()):
+        old = inc.reused.get(position)
+        if old is not None:
+            texts.append(kept_index.reused_line(old_workflows[old], kept[old][1], index["now"], now_text))
+            contributions.append(kept[old])
+            continue
+        scanned = entry if entry is not None else scan.parse(number, line)
+        past = inc.history.get(scanned["path"], {})
+        record = status_report.workflow_record(
+            scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
+        )
+        status_report.emit(record, now_text)
+        texts.append(kept_index.encode_workflow(record["entry"], target))
+        made = kept_index.contribution(record)
+        inc.dirty |= kept_index.action_ids(made)
+        dirs = kept_index.add_dirs(dirs, record)
+        if dirs is None:
+            raise kept_index.NotIncremental("a folder type was looked for in other places")
+        contributions.append([digests[position].decode("ascii"), made])
+    if len(contributions) != len(digests) or dirs is None:
+        raise kept_index.NotIncremental("scan.json changed while it was read")
+    aggregate = status_report.Aggregate(answers)
+    for _, made in contributions:
+        kept_index.gather(aggregate, made, dirs, now_text)
+    if [aggregate.has_disabled, aggregate.has_downloads] != list(index["flags"]):
+        raise kept_index.NotIncremental("the install facts the commands need changed")
+
+    def actions(facts: commands.InstallFacts) -> tuple[list[dict[str, Any]], list[bytes]]:
+        # The actions of the workflows worked out again are built again; every other one is its line as it was.
+        built = [aggregate.action(aid, facts) for aid in inc.dirty if aid in aggregate.pending]
+        if verify:
+            verification.add_variants(built, verify)
+        entries: list[tuple[tuple[int, str, str, str], bytes, dict[str, Any] | None]] = [
+            ((-blocks, kind, item, aid), old_actions[i], None)
+            for i, (aid, blocks, kind, item) in enumerate(listed)
+            if aid not in inc.dirty
+        ]
+        entries += [
+            (
+                (-a["blocks"], a["kind"], a["item"], a["id"]),
+                status_file.part(a, "action", f"{target} (action {a['id']})"),
+                a,
+            )
+            for a in built
+        ]
+        entries.sort(key=lambda e: e[0])  # ``action_ids.ranked``'s order
+        return [a if a is not None else orjson.loads(t) for _, t, a in entries], [t for _, t, _ in entries]
+
+    with status_file.Writer(target) as writer:
+        for text in texts:
+            writer.workflow(text)
+        ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
+    lines_seen = hashlib.blake2b(digest_size=16)
+    for line_digest in digests:
+        lines_seen.update(line_digest)
+    logger.debug("report: %d of %d workflows reused from %s", len(inc.reused), len(digests), kept_index.FILE)
+    return aggregate, ranked, head, (contributions, dirs), lines_seen, inc.history
 
 
 def findings(
@@ -164,18 +308,24 @@ def findings(
     writer: status_file.Writer,
     unavailable: list[dict[str, Any]],
     models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None = None,
+    made: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
     and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
-    be read; ``models``: ``model_findings`` when the caller has them."""
+    be read; ``models``: ``model_findings`` when the caller has them; ``made``: a function of the install
+    facts returning the ranked actions and their lines, when the caller makes them (``incremental``)."""
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
-    # Ranked once: with the drifted files' actions when verify.json has findings.
-    ranked = aggregate.actions(facts, rank=not verify)
-    if verify:
-        ranked = verification.merge_actions(ranked, verify)
+    texts = None
+    if made is not None:
+        ranked, texts = made(facts)
+    else:
+        # Ranked once: with the drifted files' actions when verify.json has findings.
+        ranked = aggregate.actions(facts, rank=not verify)
+        if verify:
+            ranked = verification.merge_actions(ranked, verify)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
     broken, limits = models if models is not None else model_findings(state)
@@ -205,7 +355,9 @@ def findings(
         },
     }
     target = writer.path
-    writer.actions(status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked)
+    if texts is None:
+        texts = [status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked]
+    writer.actions(texts)
     writer.finish(head)
     return ranked, head
 
@@ -245,6 +397,8 @@ class WorkflowPass:
     digests: Sequence[bytes] | None = None
     # Given each line's digest in order (``findings_key``).
     lines_seen: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+    # What the kept index (``kept_index``) takes of each workflow.
+    index: kept_index.Builder = field(default_factory=kept_index.Builder)
 
     def run(self, store: parts.PartStore, aggregate: status_report.Aggregate, writer: status_file.Writer) -> int:
         """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
@@ -265,6 +419,7 @@ class WorkflowPass:
                 deps = store.depends(record, self.answers, drift_ids)
             store.keep(line_digest, deps, record if fresh else None)
             workflow = aggregate.add(record, self.now_text)
+            self.index.add(line_digest, record)
             writer.workflow(
                 status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
                 if fresh
@@ -326,9 +481,23 @@ def findings_basis(
     lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
     the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
     tail, which ``refresh_page`` renders again). ``searched``: ``answers.mark`` of search.json."""
+    made_of = {**basis_parts(ctx, scan_head, unavailable, verify), "search": (searched or b"").decode("ascii")}
+    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
+
+
+def kept_index_key(made_of: Mapping[str, Any]) -> str:
+    """Return what the kept index (``kept_index``) must have been made with: everything the findings are made
+    of besides scan.json's lines and search.json's answers (``basis_parts``), and the index's format."""
+    document = {"made_of": dict(made_of), "format": kept_index.FORMAT}
+    return hashlib.blake2b(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def basis_parts(
+    ctx: StageContext, scan_head: Mapping[str, Any], unavailable: list[dict[str, Any]], verify: Any
+) -> dict[str, Any]:
+    """Return what ``findings_basis`` holds besides search.json's answers."""
     state = ctx.state_dir
-    made_of = {
-        "search": (searched or b"").decode("ascii"),
+    return {
         "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "budget_bytes")},
         # What is verified so far, not the work of the run that wrote it (hashed_files, hash_seconds, ...).
         "verified": {k: v for k, v in ((verify or {}).get("progress") or {}).items() if not k.startswith("hash")},
@@ -338,7 +507,6 @@ def findings_basis(
         "scan": {k: scan_head[k] for k in ("comfyui_root", "demo", "node_map")},
         "settings": report_settings(ctx, unavailable),
     }
-    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
 
 
 def findings_key(lines_seen: Any, basis: bytes) -> str:
