@@ -40,15 +40,33 @@ class NotIncremental(Exception):
     """The report cannot be made from the kept index this cycle (the caller builds it in full)."""
 
 
-def contribution(record: Mapping[str, Any]) -> list[Any]:
+class Seeds:
+    """The distinct seeds of node type and unreadable workflow actions, which contributions name by index
+    (thousands of workflows need the same pack, each with the same seed)."""
+
+    def __init__(self, table: list[Any]) -> None:
+        self.table = table
+        self._texts: dict[bytes, int] = {}
+
+    def index(self, seed: Any) -> int:
+        """Return the index of ``seed`` in the table (added when no equal seed was added before)."""
+        text = orjson.dumps(seed, option=orjson.OPT_SORT_KEYS)
+        found = self._texts.get(text)
+        if found is None:
+            found = self._texts[text] = len(self.table)
+            self.table.append(seed)
+        return found
+
+
+def contribution(record: Mapping[str, Any], seeds: Seeds) -> list[Any]:
     """Return what a workflow's record (after ``status_report.emit``) adds to the whole, in the compact form
     kept per workflow: name, path, readiness, resolved, last resolved, error, its missing files
-    ``[action, folder, name, status, note, invalid_reason]``, its seeds (node types, unreadable file), its
-    missing node types ``[action, class type, state]``, its page row's blockers and whether it misses
-    something new, and what it misses as the readiness history keeps it."""
+    ``[folder, name, status, note, invalid_reason]``, its seeds (node types, unreadable file: action id ->
+    index in ``seeds``), its missing node types ``[action, class type, state]``, its page row's blockers and
+    whether it misses something new, and for an unreadable workflow what it missed before."""
     entry = record["entry"]
     files = [
-        [m["action"], m["folder"], m["name"], m["status"], f[0], f[2]]
+        [m["folder"], m["name"], m["status"], f[0], f[2]]
         for m, f in zip(entry["missing_models"], record["files"], strict=True)
     ]
     nodes = [[n["action"], n["class_type"], n["state"]] for n in entry["missing_nodes"]]
@@ -61,25 +79,29 @@ def contribution(record: Mapping[str, Any]) -> list[Any]:
         entry["last_resolved_at"],
         entry["error"],
         files,
-        record["seeds"],
+        {aid: seeds.index(seed) for aid, seed in record["seeds"].items()},
         nodes,
         list(row.blockers),
         row.newly_missing,
-        status_report.missing_of(record),
+        record["missing"] if entry["error"] is not None else None,
     ]
 
 
-def gather(aggregate: status_report.Aggregate, kept: list[Any], dirs: Mapping[str, Any], now_text: str) -> None:
+def gather(
+    aggregate: status_report.Aggregate, kept: list[Any], dirs: Mapping[str, Any], seeds: list[Any], now_text: str
+) -> None:
     """Add one kept ``contribution`` to ``aggregate`` as ``Aggregate.add`` adds the record it was made of (a
-    resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for."""
-    name, path, readiness, resolved, last_resolved, error, files, seeds, nodes, blockers, newly, missing = kept
+    resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for;
+    ``seeds``: the table the contribution's seeds index."""
+    name, path, readiness, resolved, last_resolved, error, files, seeded, nodes, blockers, newly, _ = kept
     if resolved:
         kept[4] = last_resolved = now_text
     aggregate.counts["workflows"] += 1
     aggregate.counts[readiness] += 1
     pending_of = aggregate.pending
-    for aid, folder, file_name, status, note, invalid_reason in files:
+    for folder, file_name, status, note, invalid_reason in files:
         aggregate.missing_models.add(key(folder, file_name))
+        aid = status_report.model_action_id(status, folder, file_name)
         pending = pending_of.get(aid)
         if pending is None:
             aggregate.model_dirs.setdefault(folder or "", dirs[folder or ""])
@@ -87,27 +109,36 @@ def gather(aggregate: status_report.Aggregate, kept: list[Any], dirs: Mapping[st
             pending = pending_of[aid] = status_report._Pending({"model": model, "status": status})
             aggregate.has_downloads = aggregate.has_downloads or status == "FOUND"
         pending.workflows.append(name)
-    for aid, seed in seeds.items():
+    for aid, seed in seeded.items():
         pending = pending_of.get(aid)
         if pending is None:
-            pending = pending_of[aid] = status_report._Pending(seed)
+            pending = pending_of[aid] = status_report._Pending(seeds[seed])
         pending.workflows.append(name)
     for aid, class_type, state in nodes:
         aggregate.missing_nodes.add(class_type)
         aggregate.has_disabled = aggregate.has_disabled or state == "disabled"
         pending_of[aid].node_types.append(class_type)
     aggregate.rows.append(markdown.Row(name, readiness, tuple(blockers), newly, error))
-    aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": missing}
+    aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": history_missing(kept)}
+
+
+def history_missing(kept: Sequence[Any]) -> list[str]:
+    """Return what a kept contribution's workflow misses as the readiness history keeps it
+    (``status_report.missing_of``)."""
+    if kept[5] is not None:
+        return list(kept[11])
+    return [f"model:{f[0]}:{f[1]}" for f in kept[6]] + [f"node:{n[1]}" for n in kept[8]]
 
 
 def action_ids(kept: Sequence[Any]) -> set[str]:
     """Return the ids of the actions a kept contribution adds a workflow to."""
-    return {f[0] for f in kept[6]} | set(kept[7]) | {n[0] for n in kept[8]}
+    files = {status_report.model_action_id(f[2], f[0], f[1]) for f in kept[6]}
+    return files | set(kept[7]) | {n[0] for n in kept[8]}
 
 
 def answer_keys(kept: Sequence[Any]) -> list[tuple[str | None, str]]:
     """Return the keys of the search answers a kept contribution was made with (one per missing file)."""
-    return [key(f[1], f[2]) for f in kept[6]]
+    return [key(f[0], f[1]) for f in kept[6]]
 
 
 def add_dirs(dirs: dict[str, Any] | None, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -129,10 +160,11 @@ class Builder:
     def __init__(self) -> None:
         self.workflows: list[list[Any]] = []
         self.dirs: dict[str, Any] | None = {}
+        self.seeds = Seeds([])
 
     def add(self, line_digest: bytes, record: Mapping[str, Any]) -> None:
         """Keep the contribution of the workflow on a scan line with digest ``line_digest``."""
-        self.workflows.append([line_digest.decode("ascii"), contribution(record)])
+        self.workflows.append([line_digest.decode("ascii"), contribution(record, self.seeds)])
         self.dirs = add_dirs(self.dirs, record)
 
 
@@ -143,17 +175,21 @@ def save(
     flags: tuple[bool, bool],
     workflows: list[list[Any]],
     dirs: dict[str, Any] | None,
+    seeds: list[Any],
     answers: Answers,
     ranked: Sequence[Mapping[str, Any]],
     outputs: Sequence[Path],
+    known: Mapping[tuple[str | None, str], str] | None = None,
 ) -> None:
     """Write the index of a report just written (``outputs`` as they are now); remove it when ``dirs`` is
-    None (the next report is built in full). A failure to write is logged (the next report is built in full)."""
+    None (the next report is built in full). A failure to write is logged (the next report is built in full).
+    ``known``: answer key -> its digest (hex), where the caller has it."""
     path = state / FILE
     if dirs is None:
         path.unlink(missing_ok=True)
         return
     keys = {k for _, kept in workflows for k in answer_keys(kept)}
+    table = pruned(workflows, seeds)
     document = {
         "format": FORMAT,
         "key": basis_key,
@@ -161,7 +197,8 @@ def save(
         "flags": list(flags),
         "outputs": {str(p): stage_inputs.stat_key(p) for p in outputs},
         "dirs": dirs,
-        "answers": [[f, n, answers.digest((f, n)).hex()] for f, n in keys],
+        "answers": [[f, n, (known or {}).get((f, n)) or answers.digest((f, n)).hex()] for f, n in keys],
+        "seeds": table,
         "workflows": workflows,
         "actions": [[a["id"], a["blocks"], a["kind"], a["item"]] for a in ranked],
     }
@@ -170,6 +207,22 @@ def save(
     except OSError as exc:
         logger.warning("%s: not written (%s); the next report is built in full", path, exc)
         path.unlink(missing_ok=True)
+
+
+def pruned(workflows: list[list[Any]], seeds: list[Any]) -> list[Any]:
+    """Return the seeds the contributions ``workflows`` name, each once; the contributions are changed to
+    name them by their index there."""
+    moved: dict[int, int] = {}
+    table: list[Any] = []
+    for _, kept in workflows:
+        seeded = kept[7]
+        for aid, index in seeded.items():
+            new = moved.get(index)
+            if new is None:
+                new = moved[index] = len(table)
+                table.append(seeds[index])
+            seeded[aid] = new
+    return table
 
 
 def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> dict[str, Any] | None:
@@ -220,7 +273,9 @@ class Increment:
     def __init__(self, index: Mapping[str, Any], digests: Sequence[bytes], answers: Answers) -> None:
         self.index = index
         kept = index["workflows"]
-        changed_answers = {(f, n) for f, n, digest in index["answers"] if answers.digest((f, n)).hex() != digest}
+        # What each answer the kept workflows depend on is now (``save`` keeps it for the next cycle).
+        self.answers = {(f, n): answers.digest((f, n)).hex() for f, n, _ in index["answers"]}
+        changed_answers = {(f, n) for f, n, digest in index["answers"] if self.answers[(f, n)] != digest}
         by_digest = {line_digest.encode("ascii"): position for position, (line_digest, _) in enumerate(kept)}
         self.reused: dict[int, int] = {}
         self.changed: list[int] = []
@@ -236,7 +291,16 @@ class Increment:
         for old, (_, contribution_kept) in enumerate(kept):
             if old not in seen:
                 self.dirty |= action_ids(contribution_kept)
-        self.history = {c[1]: {"last_resolved_at": c[4], "missing": c[11]} for _, c in kept}
+        self._paths = {c[1]: position for position, (_, c) in enumerate(kept)}
+
+    def past(self, path: str) -> dict[str, Any]:
+        """Return the readiness history entry of the workflow at ``path``: what the last report wrote for it
+        (report_history.json is as that report left it), or nothing when it was not in that report."""
+        position = self._paths.get(path)
+        if position is None:
+            return {}
+        kept = self.index["workflows"][position][1]
+        return {"last_resolved_at": kept[4], "missing": history_missing(kept)}
 
     @staticmethod
     def _stands(kept: Sequence[Any], changed_answers: set[tuple[str | None, str]]) -> bool:

@@ -134,11 +134,12 @@ def _run(ctx: StageContext) -> StageOutcome:
             answers, searched = answers_module.Answers(), False
         index_key = kept_index_key(made_of)
         built = None
-        logger.debug("report: %s %s %s %s %s", digests is not None, searched, kept_models is not None, unavailable, kept_paths)
         if digests is not None and searched and kept_models is not None and not unavailable and not kept_paths:
-            built = incremental(ctx, scan, digests, answers, verify, outcome, kept_models, index_key)
+            built = incremental(ctx, scan, digests, answers, verify, outcome, kept_models, index_key, now_text)
         if built is None:
-            built = full(ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check)
+            built = full(
+                ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check, now_text
+            )
     aggregate, ranked, head, index, lines_seen, before = built
     summary = head["summary"]
     page = {**head, "actions": ranked}
@@ -152,7 +153,11 @@ def _run(ctx: StageContext) -> StageOutcome:
         extra["findings"] = findings_key(lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
         flags = (aggregate.has_disabled, aggregate.has_downloads)
-        kept_index.save(state, index_key, now_text, flags, *index, answers, ranked, output_paths(ctx))
+        contributions, dirs, seeds, known = index
+        outputs_now = output_paths(ctx)
+        kept_index.save(
+            state, index_key, now_text, flags, contributions, dirs, seeds, answers, ranked, outputs_now, known
+        )
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
@@ -160,7 +165,12 @@ def _run(ctx: StageContext) -> StageOutcome:
 
 
 Built = tuple[
-    status_report.Aggregate, list[dict[str, Any]], dict[str, Any], tuple[list[Any], Any], Any, Mapping[str, Any]
+    status_report.Aggregate,
+    list[dict[str, Any]],
+    dict[str, Any],
+    tuple[list[Any], Any, list[Any], Any],
+    Any,
+    Mapping[str, Any],
 ]
 
 
@@ -175,6 +185,7 @@ def full(
     unavailable: list[dict[str, Any]],
     models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None,
     check: broken_models.Check,
+    now_text: str,
 ) -> Built:
     """Build the report from every workflow of scan.json (each one's part reused when it can be: ``parts``)
     and write master_status.json; return the Aggregate, the ranked actions, the document's head, what the
@@ -183,14 +194,13 @@ def full(
     state = ctx.state_dir
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
-    now_text = ctx.now().isoformat(timespec="seconds")
     workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
     with status_file.Writer(ctx.config.reports_dir / "master_status.json") as writer:
         aggregate = build_workflows(ctx, workflows, writer)
         found = answers if searched else None
         models = models or check.findings()
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
-    index = (workflows.index.workflows, workflows.index.dirs)
+    index = (workflows.index.workflows, workflows.index.dirs, workflows.index.seeds.table, None)
     return aggregate, ranked, head, index, workflows.lines_seen, workflows.history
 
 
@@ -203,6 +213,7 @@ def incremental(
     outcome: StageOutcome,
     models: tuple[list[dict[str, str]], list[dict[str, Any]]],
     index_key: str,
+    now_text: str,
 ) -> Built | None:
     """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
     master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
@@ -211,7 +222,7 @@ def incremental(
     if index is None:
         return None
     try:
-        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index)
+        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index, now_text)
     except (kept_index.NotIncremental, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         logger.info("report: built in full, the kept index cannot serve this cycle (%s)", exc)
         return None
@@ -226,10 +237,10 @@ def _incremental(
     outcome: StageOutcome,
     models: tuple[list[dict[str, str]], list[dict[str, Any]]],
     index: Mapping[str, Any],
+    now_text: str,
 ) -> Built:
     """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index)
-    before anything is written when it cannot serve."""
-    now_text = ctx.now().isoformat(timespec="seconds")
+    before anything is written when it cannot serve. ``now_text``: when the workflows resolved now were."""
     target = ctx.config.reports_dir / "master_status.json"
     inc = kept_index.Increment(index, digests, answers)
     kept, listed = index["workflows"], index["actions"]
@@ -237,6 +248,7 @@ def _incremental(
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
     dirs: dict[str, Any] | None = dict(index["dirs"])
+    seeds = kept_index.Seeds(list(index["seeds"]))
     contributions: list[Any] = []
     texts: list[bytes] = []
     for position, (number, line, entry) in enumerate(scan.lines()):
@@ -246,13 +258,13 @@ def _incremental(
             contributions.append(kept[old])
             continue
         scanned = entry if entry is not None else scan.parse(number, line)
-        past = inc.history.get(scanned["path"], {})
+        past = inc.past(scanned["path"])
         record = status_report.workflow_record(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
         )
         status_report.emit(record, now_text)
         texts.append(kept_index.encode_workflow(record["entry"], target))
-        made = kept_index.contribution(record)
+        made = kept_index.contribution(record, seeds)
         inc.dirty |= kept_index.action_ids(made)
         dirs = kept_index.add_dirs(dirs, record)
         if dirs is None:
@@ -262,7 +274,7 @@ def _incremental(
         raise kept_index.NotIncremental("scan.json changed while it was read")
     aggregate = status_report.Aggregate(answers)
     for _, made in contributions:
-        kept_index.gather(aggregate, made, dirs, now_text)
+        kept_index.gather(aggregate, made, dirs, seeds.table, now_text)
     if [aggregate.has_disabled, aggregate.has_downloads] != list(index["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
 
@@ -295,7 +307,7 @@ def _incremental(
     for line_digest in digests:
         lines_seen.update(line_digest)
     logger.debug("report: %d of %d workflows reused from %s", len(inc.reused), len(digests), kept_index.FILE)
-    return aggregate, ranked, head, (contributions, dirs), lines_seen, inc.history
+    return aggregate, ranked, head, (contributions, dirs, seeds.table, inc.answers), lines_seen, {}
 
 
 def findings(
