@@ -16,13 +16,14 @@ broken, made from other inputs, or the report's outputs are not as it left them,
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from comfywatchman import artifacts, stage_inputs
+from comfywatchman import stage_inputs
 from comfywatchman.reporting import markdown, status_file, status_report
 from comfywatchman.reporting.answers import Answers, key
 from comfywatchman.reporting.parts import ScanLines
@@ -202,10 +203,15 @@ def save(
         "workflows": workflows,
         "actions": [[a["id"], a["blocks"], a["kind"], a["item"]] for a in ranked],
     }
+    # A temp file renamed over the last one, not fsynced: a crash costs a full report, never a wrong one (a
+    # torn file is not valid JSON, and the outputs' stats must be the ones recorded here).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        artifacts.atomic_write_bytes(path, orjson.dumps(document))
+        tmp.write_bytes(orjson.dumps(document))
+        os.replace(tmp, path)
     except OSError as exc:
         logger.warning("%s: not written (%s); the next report is built in full", path, exc)
+        tmp.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
 
 
@@ -249,20 +255,28 @@ def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> dict[str, Any]
     return document
 
 
-def old_lines(path: Path, workflows: int, actions: int) -> tuple[list[bytes], list[bytes]]:
+def old_lines(path: Path, workflows: int, actions: int) -> tuple[list[memoryview], list[memoryview]]:
     """Return the workflow and action lines of master_status.json (``status_file.Writer``'s layout, each
-    without its trailing comma); raise NotIncremental when it does not hold that many of each."""
+    without its trailing comma), as views of the file read once; raise NotIncremental when it does not hold
+    that many of each."""
     try:
-        lines = path.read_bytes().split(b"\n")
+        data = memoryview(path.read_bytes())
     except OSError as exc:
         raise NotIncremental(f"{path}: unreadable ({exc})") from None
-    if not workflows or not actions or len(lines) != workflows + actions + 4 or lines[0] != _OPEN:
+    lines, start = [], 0
+    raw = data.obj
+    assert isinstance(raw, bytes)
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        if end < 0:
+            raise NotIncremental(f"{path}: its last line is cut short")
+        lines.append(data[start : end - 1] if raw[end - 1] == 0x2C else data[start:end])  # 0x2C: a comma
+        start = end + 1
+    if not workflows or not actions or len(lines) != workflows + actions + 3 or lines[0] != _OPEN:
         raise NotIncremental(f"{path}: not the report the index was kept with")
-    if lines[workflows + 1] != _BETWEEN or not lines[-2].startswith(b"],") or lines[-1]:
+    if lines[workflows + 1] != _BETWEEN or bytes(lines[-1][:2]) != b"],":
         raise NotIncremental(f"{path}: not the report the index was kept with")
-    return [line.removesuffix(b",") for line in lines[1 : workflows + 1]], [
-        line.removesuffix(b",") for line in lines[workflows + 2 : workflows + 2 + actions]
-    ]
+    return lines[1 : workflows + 1], lines[workflows + 2 : workflows + 2 + actions]
 
 
 class Increment:
@@ -312,16 +326,16 @@ class Increment:
         return not changed_answers or not any(k in changed_answers for k in answer_keys(kept))
 
 
-def reused_line(line: bytes, kept: Sequence[Any], then: str, now_text: str) -> bytes:
+def reused_line(line: memoryview, kept: Sequence[Any], then: str, now_text: str) -> memoryview | bytes:
     """Return a kept workflow line of master_status.json for this report: a resolved workflow's
     ``last_resolved_at`` (the last report's time, ``then``) set to now. Compact JSON escapes quotes inside
     strings, so the key and its value can only be the entry's own."""
     if not kept[3] or then == now_text:
         return line
-    old = b'"last_resolved_at":' + orjson.dumps(then)
-    if old not in line:
+    old, text = b'"last_resolved_at":' + orjson.dumps(then), bytes(line)
+    if old not in text:
         raise NotIncremental("a kept workflow line does not hold its last resolved time")
-    return line.replace(old, b'"last_resolved_at":' + orjson.dumps(now_text), 1)
+    return text.replace(old, b'"last_resolved_at":' + orjson.dumps(now_text), 1)
 
 
 def scan_entry(scan: ScanLines, position: int, line: bytes) -> dict[str, Any]:

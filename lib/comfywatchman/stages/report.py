@@ -120,7 +120,7 @@ def _run(ctx: StageContext) -> StageOutcome:
     digests = None
     if last is not None and findings_recorded(ctx, last):
         # Each line's digest once: for the comparison, then for the workflows' parts when it fails.
-        digests = [parts.line_digest(line) for _, line, _ in scan.lines()]
+        digests = scan.digests()
         if unchanged_findings(digests, basis, last) and refresh_page(ctx, last, wanted, now_text, outcome):
             return outcome
     kept_models = kept_model_findings(state)
@@ -250,14 +250,17 @@ def _incremental(
     dirs: dict[str, Any] | None = dict(index["dirs"])
     seeds = kept_index.Seeds(list(index["seeds"]))
     contributions: list[Any] = []
-    texts: list[bytes] = []
-    for position, (number, line, entry) in enumerate(scan.lines()):
+    texts: list[bytes | memoryview] = []
+    # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
+    lines = None if scan.starts is not None else scan.lines()
+    for position in range(len(digests)):
+        line = next(lines) if lines is not None else None
         old = inc.reused.get(position)
         if old is not None:
             texts.append(kept_index.reused_line(old_workflows[old], kept[old][1], index["now"], now_text))
             contributions.append(kept[old])
             continue
-        scanned = entry if entry is not None else scan.parse(number, line)
+        scanned = scan.entry_at(position) if line is None else line[2] or scan.parse(line[0], line[1])
         past = inc.past(scanned["path"])
         record = status_report.workflow_record(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
@@ -278,12 +281,12 @@ def _incremental(
     if [aggregate.has_disabled, aggregate.has_downloads] != list(index["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
 
-    def actions(facts: commands.InstallFacts) -> tuple[list[dict[str, Any]], list[bytes]]:
+    def actions(facts: commands.InstallFacts) -> tuple[list[dict[str, Any]], list[bytes | memoryview]]:
         # The actions of the workflows worked out again are built again; every other one is its line as it was.
         built = [aggregate.action(aid, facts) for aid in inc.dirty if aid in aggregate.pending]
         if verify:
             verification.add_variants(built, verify)
-        entries: list[tuple[tuple[int, str, str, str], bytes, dict[str, Any] | None]] = [
+        entries: list[tuple[tuple[int, str, str, str], bytes | memoryview, dict[str, Any] | None]] = [
             ((-blocks, kind, item, aid), old_actions[i], None)
             for i, (aid, blocks, kind, item) in enumerate(listed)
             if aid not in inc.dirty
@@ -297,11 +300,13 @@ def _incremental(
             for a in built
         ]
         entries.sort(key=lambda e: e[0])  # ``action_ids.ranked``'s order
-        return [a if a is not None else orjson.loads(t) for _, t, a in entries], [t for _, t, _ in entries]
+        texts = [t for _, t, _ in entries]
+        # The page needs every action: the kept ones parsed in one call.
+        parsed = iter(orjson.loads(b"[" + b",".join(t for _, t, a in entries if a is None) + b"]"))
+        return [a if a is not None else next(parsed) for _, _, a in entries], texts
 
     with status_file.Writer(target) as writer:
-        for text in texts:
-            writer.workflow(text)
+        writer.workflow_lines(texts)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
