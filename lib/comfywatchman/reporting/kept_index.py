@@ -1,23 +1,28 @@
 """The report's running totals kept between cycles, so a cycle where a few workflows changed costs what changed.
 
-``state/report_index.pack`` keeps, after each report built in full or from it, per workflow in scan order the
-digest of its scan.json line and its contribution to the whole (``contribution``: its readiness, the actions
-it needs with what it would seed them with, its page row and readiness history), the digest of each search
-answer those workflows depend on, and the actions in the order master_status.json lists them with what they
-are ranked by. A later report whose other inputs are the same (``key``: everything ``findings_basis`` holds
-besides the search's answers) works out again only the workflows whose line, answers or history changed
-(``Increment``), gathers the whole again from the kept contributions (in scan order, so each action keeps the
-seed of the first workflow that needs it), builds again only the actions those workflows needed before or
-need now, and copies every other workflow and action line of the last master_status.json as it was (a
-resolved workflow's ``last_resolved_at`` set to now). It is a cache, safe to lose: when it is missing,
-broken, made from other inputs, or the report's outputs are not as it left them, the report is built in full.
+``state/report_index.pack`` keeps, after each report built in full or from it, a first line (JSON) with what
+the index was made from (``key``: everything ``findings_basis`` holds besides the search's answers, and the
+``mark`` of search.json's answers), the actions in the order master_status.json lists them with what they
+are ranked by, and the distinct seeds of node type actions; then one line per workflow in scan order::
+
+    <digest of its scan.json line> <its contribution, compact JSON>
+
+where a contribution (``contribution``) is what the workflow adds to the whole: its readiness, the actions
+it needs with what it would seed them with, its page row and readiness history. A later report whose other
+inputs are the same works out again only the workflows whose line or answers changed (the answers that
+changed are the search's own count of them: ``answers.Answers.changed``), gathers the whole from the kept
+contributions one line at a time (in scan order, so each action keeps the seed of the first workflow that
+needs it), builds again only the actions those workflows needed before or need now, and copies every other
+workflow and action line of the last master_status.json as it was (a resolved workflow's
+``last_resolved_at`` set to now). It is a cache, safe to lose: when it is missing, broken, made from other
+inputs, or the report's outputs are not as it left them, the report is built in full.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +31,16 @@ import orjson
 from comfywatchman import stage_inputs
 from comfywatchman.reporting import markdown, status_file, status_report
 from comfywatchman.reporting.answers import Answers, key
-from comfywatchman.reporting.parts import ScanLines
 
 logger = logging.getLogger(__name__)
 
 FILE = "report_index.pack"
 # Bump when what a contribution holds or how the whole is gathered from it changes.
-FORMAT = 1
+FORMAT = 2
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
+# More changed workflows than this (and more than a tenth of them all) and the report is built in full.
+MOST_CHANGED = 256
 
 
 class NotIncremental(Exception):
@@ -47,7 +53,7 @@ class Seeds:
 
     def __init__(self, table: list[Any]) -> None:
         self.table = table
-        self._texts: dict[bytes, int] = {}
+        self._texts = {orjson.dumps(seed, option=orjson.OPT_SORT_KEYS): i for i, seed in enumerate(table)}
 
     def index(self, seed: Any) -> int:
         """Return the index of ``seed`` in the table (added when no equal seed was added before)."""
@@ -61,10 +67,11 @@ class Seeds:
 
 def contribution(record: Mapping[str, Any], seeds: Seeds) -> list[Any]:
     """Return what a workflow's record (after ``status_report.emit``) adds to the whole, in the compact form
-    kept per workflow: name, path, readiness, resolved, last resolved, error, its missing files
-    ``[folder, name, status, note, invalid_reason]``, its seeds (node types, unreadable file: action id ->
-    index in ``seeds``), its missing node types ``[action, class type, state]``, its page row's blockers and
-    whether it misses something new, and for an unreadable workflow what it missed before."""
+    kept per workflow: name, path, readiness, resolved, last resolved (None when resolved: it is then the
+    report's time), error, its missing files ``[folder, name, status, note, invalid_reason]``, its seeds
+    (node types, unreadable file: action id -> index in ``seeds``), its missing node types ``[action, class
+    type, state]``, its page row's blockers and whether it misses something new, and for an unreadable
+    workflow what it missed before."""
     entry = record["entry"]
     files = [
         [m["folder"], m["name"], m["status"], f[0], f[2]]
@@ -77,7 +84,7 @@ def contribution(record: Mapping[str, Any], seeds: Seeds) -> list[Any]:
         entry["path"],
         entry["readiness"],
         record["resolved"],
-        entry["last_resolved_at"],
+        None if record["resolved"] else entry["last_resolved_at"],
         entry["error"],
         files,
         {aid: seeds.index(seed) for aid, seed in record["seeds"].items()},
@@ -89,14 +96,14 @@ def contribution(record: Mapping[str, Any], seeds: Seeds) -> list[Any]:
 
 
 def gather(
-    aggregate: status_report.Aggregate, kept: list[Any], dirs: Mapping[str, Any], seeds: list[Any], now_text: str
+    aggregate: status_report.Aggregate, kept: Sequence[Any], dirs: Mapping[str, Any], seeds: list[Any], now_text: str
 ) -> None:
     """Add one kept ``contribution`` to ``aggregate`` as ``Aggregate.add`` adds the record it was made of (a
     resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for;
     ``seeds``: the table the contribution's seeds index."""
     name, path, readiness, resolved, last_resolved, error, files, seeded, nodes, blockers, newly, _ = kept
     if resolved:
-        kept[4] = last_resolved = now_text
+        last_resolved = now_text
     aggregate.counts["workflows"] += 1
     aggregate.counts[readiness] += 1
     pending_of = aggregate.pending
@@ -123,6 +130,11 @@ def gather(
     aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": history_missing(kept)}
 
 
+def history_of(kept: Sequence[Any], then: str) -> dict[str, Any]:
+    """Return the readiness history entry the report made at ``then`` wrote for a kept contribution."""
+    return {"last_resolved_at": then if kept[3] else kept[4], "missing": history_missing(kept)}
+
+
 def history_missing(kept: Sequence[Any]) -> list[str]:
     """Return what a kept contribution's workflow misses as the readiness history keeps it
     (``status_report.missing_of``)."""
@@ -135,11 +147,6 @@ def action_ids(kept: Sequence[Any]) -> set[str]:
     """Return the ids of the actions a kept contribution adds a workflow to."""
     files = {status_report.model_action_id(f[2], f[0], f[1]) for f in kept[6]}
     return files | set(kept[7]) | {n[0] for n in kept[8]}
-
-
-def answer_keys(kept: Sequence[Any]) -> list[tuple[str | None, str]]:
-    """Return the keys of the search answers a kept contribution was made with (one per missing file)."""
-    return [key(f[0], f[1]) for f in kept[6]]
 
 
 def add_dirs(dirs: dict[str, Any] | None, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -155,59 +162,54 @@ def add_dirs(dirs: dict[str, Any] | None, record: Mapping[str, Any]) -> dict[str
     return dirs
 
 
+def line_of(line_digest: bytes, kept: Sequence[Any]) -> bytes:
+    """Return the index's line of one workflow (its scan line's digest and its contribution)."""
+    return line_digest + b" " + orjson.dumps(kept) + b"\n"
+
+
 class Builder:
     """What a full report collects for the index while it is built (``WorkflowPass`` adds each workflow)."""
 
     def __init__(self) -> None:
-        self.workflows: list[list[Any]] = []
+        self.lines: list[bytes] = []
         self.dirs: dict[str, Any] | None = {}
         self.seeds = Seeds([])
 
     def add(self, line_digest: bytes, record: Mapping[str, Any]) -> None:
         """Keep the contribution of the workflow on a scan line with digest ``line_digest``."""
-        self.workflows.append([line_digest.decode("ascii"), contribution(record, self.seeds)])
+        self.lines.append(line_of(line_digest, contribution(record, self.seeds)))
         self.dirs = add_dirs(self.dirs, record)
 
 
 def save(
     state: Path,
-    basis_key: str,
-    now_text: str,
-    flags: tuple[bool, bool],
-    workflows: list[list[Any]],
-    dirs: dict[str, Any] | None,
-    seeds: list[Any],
-    answers: Answers,
+    head: Mapping[str, Any],
+    lines: Sequence[bytes],
     ranked: Sequence[Mapping[str, Any]],
     outputs: Sequence[Path],
-    known: Mapping[tuple[str | None, str], str] | None = None,
 ) -> None:
-    """Write the index of a report just written (``outputs`` as they are now); remove it when ``dirs`` is
-    None (the next report is built in full). A failure to write is logged (the next report is built in full).
-    ``known``: answer key -> its digest (hex), where the caller has it."""
+    """Write the index of a report just written: ``head`` (key, mark, now, flags, dirs, seeds), the workflows'
+    ``lines`` (``line_of``) and the ranked actions, with ``outputs`` as they are now; remove it when
+    ``head["dirs"]`` is None (the next report is built in full). A failure to write is logged (the next
+    report is built in full)."""
     path = state / FILE
-    if dirs is None:
+    if head["dirs"] is None:
         path.unlink(missing_ok=True)
         return
-    keys = {k for _, kept in workflows for k in answer_keys(kept)}
-    table = pruned(workflows, seeds)
     document = {
+        **head,
         "format": FORMAT,
-        "key": basis_key,
-        "now": now_text,
-        "flags": list(flags),
         "outputs": {str(p): stage_inputs.stat_key(p) for p in outputs},
-        "dirs": dirs,
-        "answers": [[f, n, (known or {}).get((f, n)) or answers.digest((f, n)).hex()] for f, n in keys],
-        "seeds": table,
-        "workflows": workflows,
         "actions": [[a["id"], a["blocks"], a["kind"], a["item"]] for a in ranked],
     }
     # A temp file renamed over the last one, not fsynced: a crash costs a full report, never a wrong one (a
-    # torn file is not valid JSON, and the outputs' stats must be the ones recorded here).
+    # torn file is not whole, and the outputs' stats must be the ones recorded here).
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(orjson.dumps(document))
+        with open(tmp, "wb", buffering=1 << 20) as handle:
+            handle.write(orjson.dumps(document) + b"\n")
+            handle.writelines(lines)
+            handle.write(b"end\n")
         os.replace(tmp, path)
     except OSError as exc:
         logger.warning("%s: not written (%s); the next report is built in full", path, exc)
@@ -215,44 +217,60 @@ def save(
         path.unlink(missing_ok=True)
 
 
-def pruned(workflows: list[list[Any]], seeds: list[Any]) -> list[Any]:
-    """Return the seeds the contributions ``workflows`` name, each once; the contributions are changed to
-    name them by their index there."""
-    moved: dict[int, int] = {}
-    table: list[Any] = []
-    for _, kept in workflows:
-        seeded = kept[7]
-        for aid, index in seeded.items():
-            new = moved.get(index)
-            if new is None:
-                new = moved[index] = len(table)
-                table.append(seeds[index])
-            seeded[aid] = new
-    return table
+class Index:
+    """A kept index read back (``load``): its first line and its workflows' lines, each parsed when asked."""
+
+    def __init__(self, head: dict[str, Any], lines: list[bytes]) -> None:
+        self.head = head
+        self.lines = lines
+        self.seeds = Seeds(list(head["seeds"]))
+        self.positions = {line[: line.index(b" ")]: position for position, line in enumerate(lines)}
+
+    def contribution(self, position: int) -> list[Any]:
+        """Return the contribution of the kept workflow at ``position``."""
+        line = self.lines[position]
+        kept: list[Any] = orjson.loads(memoryview(line)[line.index(b" ") + 1 :])
+        return kept
+
+    def find(self, path: str) -> list[Any] | None:
+        """Return the kept contribution of the workflow at ``path``, or None (its lines are searched for the
+        path's text, and only those that hold it are parsed)."""
+        text = orjson.dumps(path)
+        for position, line in enumerate(self.lines):
+            if text in line:
+                kept = self.contribution(position)
+                if kept[1] == path:
+                    return kept
+        return None
 
 
-def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> dict[str, Any] | None:
+def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
     """Return the kept index when it was made from the inputs ``basis_key`` stands for and the report's
     ``outputs`` are as it left them; else None (a broken or foreign file is logged and ignored)."""
     path = state / FILE
     try:
-        document = orjson.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, orjson.JSONDecodeError) as exc:
+    except OSError as exc:
         logger.warning("%s: unreadable (%s); the report is built in full", path, exc)
         return None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        logger.warning("%s: not an index of this version; the report is built in full", path)
+    lines = data.splitlines(keepends=True)
+    try:
+        head = orjson.loads(lines[0]) if lines and lines[-1] == b"end\n" else None
+    except orjson.JSONDecodeError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        logger.warning("%s: not a whole index of this version; the report is built in full", path)
         return None
-    if document.get("key") != basis_key:
+    if head.get("key") != basis_key:
         logger.debug("%s: made from other inputs; the report is built in full", path)
         return None
-    recorded = document.get("outputs")
+    recorded = head.get("outputs")
     if not isinstance(recorded, dict) or any(recorded.get(str(p)) != stage_inputs.stat_key(p) for p in outputs):
         logger.debug("%s: the report is not as it was left; the report is built in full", path)
         return None
-    return document
+    return Index(head, lines[1:-1])
 
 
 def old_lines(path: Path, workflows: int, actions: int) -> tuple[list[memoryview], list[memoryview]]:
@@ -279,51 +297,37 @@ def old_lines(path: Path, workflows: int, actions: int) -> tuple[list[memoryview
     return lines[1 : workflows + 1], lines[workflows + 2 : workflows + 2 + actions]
 
 
-class Increment:
-    """This cycle's workflows matched against the kept index: which kept contributions stand (``reused``:
-    scan position -> kept position) and which scan lines must be worked out again (``changed``), and the
-    actions those workflows needed before or need now (``dirty``, filled as they are worked out)."""
+def changed_answers(index: Index, answers: Answers, searched: bytes | None) -> frozenset[tuple[str | None, str]]:
+    """Return the keys of the answers that changed since the index was kept: none when search.json's answers
+    are as they were (their ``mark`` is the index's), else the ones ``answers.load`` found changed since the
+    answers the index was made with; raise NotIncremental when it cannot tell."""
+    if searched is not None and index.head.get("mark") == searched.decode("ascii"):
+        return frozenset()
+    if answers.changed is None or answers.since is None or index.head.get("mark") != answers.since.decode("ascii"):
+        raise NotIncremental("the search's answers changed in ways the kept answers cannot tell")
+    return answers.changed
 
-    def __init__(self, index: Mapping[str, Any], digests: Sequence[bytes], answers: Answers) -> None:
-        self.index = index
-        kept = index["workflows"]
-        # What each answer the kept workflows depend on is now (``save`` keeps it for the next cycle).
-        self.answers = {(f, n): answers.digest((f, n)).hex() for f, n, _ in index["answers"]}
-        changed_answers = {(f, n) for f, n, digest in index["answers"] if self.answers[(f, n)] != digest}
-        by_digest = {line_digest.encode("ascii"): position for position, (line_digest, _) in enumerate(kept)}
-        self.reused: dict[int, int] = {}
-        self.changed: list[int] = []
-        self.dirty: set[str] = set()
-        seen: set[int] = set()
-        for position, line_digest in enumerate(digests):
-            old = by_digest.get(line_digest)
-            if old is not None and old not in seen and self._stands(kept[old][1], changed_answers):
-                self.reused[position] = old
-                seen.add(old)
-            else:
-                self.changed.append(position)
-        for old, (_, contribution_kept) in enumerate(kept):
-            if old not in seen:
-                self.dirty |= action_ids(contribution_kept)
-        self._paths = {c[1]: position for position, (_, c) in enumerate(kept)}
 
-    def past(self, path: str) -> dict[str, Any]:
-        """Return the readiness history entry of the workflow at ``path``: what the last report wrote for it
-        (report_history.json is as that report left it), or nothing when it was not in that report."""
-        position = self._paths.get(path)
-        if position is None:
-            return {}
-        kept = self.index["workflows"][position][1]
-        return {"last_resolved_at": kept[4], "missing": history_missing(kept)}
+def stands(kept: Sequence[Any], changed: frozenset[tuple[str | None, str]]) -> bool:
+    """Return True when a kept contribution is what its unchanged scan line makes this cycle: nothing newly
+    missing (what it misses is now its history, so it would say nothing new) and no answer it depends on
+    changed."""
+    if kept[10]:
+        return False
+    return not changed or not any(key(f[0], f[1]) in changed for f in kept[6])
 
-    @staticmethod
-    def _stands(kept: Sequence[Any], changed_answers: set[tuple[str | None, str]]) -> bool:
-        """Return True when a kept contribution is what its unchanged scan line makes this cycle: nothing
-        newly missing (what it misses is now its history, so it would say nothing new) and no answer it
-        depends on changed."""
-        if kept[10]:
-            return False
-        return not changed_answers or not any(k in changed_answers for k in answer_keys(kept))
+
+def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | None]]:
+    """Yield (scan position, kept position or None) for this cycle's scan lines: the kept workflow whose
+    scan line had the same digest, each kept one at most once."""
+    used: set[int] = set()
+    for position, line_digest in enumerate(digests):
+        old = index.positions.get(line_digest)
+        if old is not None and old not in used:
+            used.add(old)
+            yield position, old
+        else:
+            yield position, None
 
 
 def reused_line(line: memoryview, kept: Sequence[Any], then: str, now_text: str) -> memoryview | bytes:
@@ -336,11 +340,6 @@ def reused_line(line: memoryview, kept: Sequence[Any], then: str, now_text: str)
     if old not in text:
         raise NotIncremental("a kept workflow line does not hold its last resolved time")
     return text.replace(old, b'"last_resolved_at":' + orjson.dumps(now_text), 1)
-
-
-def scan_entry(scan: ScanLines, position: int, line: bytes) -> dict[str, Any]:
-    """Return the validated scan.json entry of the workflow at ``position`` (line ``position + 2``)."""
-    return scan.parse(position + 2, line)
 
 
 def encode_workflow(entry: Mapping[str, Any], path: Path) -> bytes:

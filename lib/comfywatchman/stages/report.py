@@ -135,7 +135,9 @@ def _run(ctx: StageContext) -> StageOutcome:
         index_key = kept_index_key(made_of)
         built = None
         if digests is not None and searched and kept_models is not None and not unavailable and not kept_paths:
-            built = incremental(ctx, scan, digests, answers, verify, outcome, kept_models, index_key, now_text)
+            built = incremental(
+                ctx, scan, digests, answers, verify, outcome, kept_models, index_key, now_text, searched_mark
+            )
         if built is None:
             built = full(
                 ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check, now_text
@@ -152,12 +154,11 @@ def _run(ctx: StageContext) -> StageOutcome:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
         extra["findings"] = findings_key(lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
-        flags = (aggregate.has_disabled, aggregate.has_downloads)
-        contributions, dirs, seeds, known = index
-        outputs_now = output_paths(ctx)
-        kept_index.save(
-            state, index_key, now_text, flags, contributions, dirs, seeds, answers, ranked, outputs_now, known
-        )
+        lines, dirs, seeds = index
+        mark = (searched_mark or b"").decode("ascii")
+        flags = [aggregate.has_disabled, aggregate.has_downloads]
+        kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
+        kept_index.save(state, kept, lines, ranked, output_paths(ctx))
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
@@ -168,7 +169,7 @@ Built = tuple[
     status_report.Aggregate,
     list[dict[str, Any]],
     dict[str, Any],
-    tuple[list[Any], Any, list[Any], Any],
+    tuple[list[bytes], Any, list[Any]],
     Any,
     Mapping[str, Any],
 ]
@@ -200,7 +201,7 @@ def full(
         found = answers if searched else None
         models = models or check.findings()
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
-    index = (workflows.index.workflows, workflows.index.dirs, workflows.index.seeds.table, None)
+    index = (workflows.index.lines, workflows.index.dirs, workflows.index.seeds.table)
     return aggregate, ranked, head, index, workflows.lines_seen, workflows.history
 
 
@@ -214,6 +215,7 @@ def incremental(
     models: tuple[list[dict[str, str]], list[dict[str, Any]]],
     index_key: str,
     now_text: str,
+    searched: bytes | None,
 ) -> Built | None:
     """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
     master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
@@ -222,7 +224,7 @@ def incremental(
     if index is None:
         return None
     try:
-        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index, now_text)
+        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index, now_text, searched)
     except (kept_index.NotIncremental, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         logger.info("report: built in full, the kept index cannot serve this cycle (%s)", exc)
         return None
@@ -236,60 +238,71 @@ def _incremental(
     verify: Mapping[str, Any] | None,
     outcome: StageOutcome,
     models: tuple[list[dict[str, str]], list[dict[str, Any]]],
-    index: Mapping[str, Any],
+    index: kept_index.Index,
     now_text: str,
+    searched: bytes | None,
 ) -> Built:
     """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index)
     before anything is written when it cannot serve. ``now_text``: when the workflows resolved now were."""
     target = ctx.config.reports_dir / "master_status.json"
-    inc = kept_index.Increment(index, digests, answers)
-    kept, listed = index["workflows"], index["actions"]
-    old_workflows, old_actions = kept_index.old_lines(target, len(kept), len(listed))
+    kept_head = index.head
+    changed = kept_index.changed_answers(index, answers, searched)
+    listed = kept_head["actions"]
+    old_workflows, old_actions = kept_index.old_lines(target, len(index.lines), len(listed))
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
-    dirs: dict[str, Any] | None = dict(index["dirs"])
-    seeds = kept_index.Seeds(list(index["seeds"]))
-    contributions: list[Any] = []
+    dirs: dict[str, Any] = dict(kept_head["dirs"])
+    aggregate = status_report.Aggregate(answers)
     texts: list[bytes | memoryview] = []
+    lines: list[bytes] = []
+    dirty: set[str] = set()
+    reused: set[int] = set()
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
-    lines = None if scan.starts is not None else scan.lines()
-    for position in range(len(digests)):
-        line = next(lines) if lines is not None else None
-        old = inc.reused.get(position)
+    in_order = None if scan.starts is not None else scan.lines()
+    for position, old in kept_index.walk(index, digests):
+        line = next(in_order) if in_order is not None else None
+        kept = None
         if old is not None:
-            texts.append(kept_index.reused_line(old_workflows[old], kept[old][1], index["now"], now_text))
-            contributions.append(kept[old])
-            continue
+            kept = index.contribution(old)
+            if kept_index.stands(kept, changed):
+                reused.add(old)
+                texts.append(kept_index.reused_line(old_workflows[old], kept, kept_head["now"], now_text))
+                lines.append(index.lines[old])
+                kept_index.gather(aggregate, kept, dirs, index.seeds.table, now_text)
+                continue
+        if position - len(reused) > kept_index.MOST_CHANGED and 10 * (position - len(reused)) > len(digests):
+            raise kept_index.NotIncremental("most workflows changed")
         scanned = scan.entry_at(position) if line is None else line[2] or scan.parse(line[0], line[1])
-        past = inc.past(scanned["path"])
+        before = kept if kept is not None else index.find(scanned["path"])
+        past = {} if before is None else kept_index.history_of(before, kept_head["now"])
         record = status_report.workflow_record(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
         )
         status_report.emit(record, now_text)
         texts.append(kept_index.encode_workflow(record["entry"], target))
-        made = kept_index.contribution(record, seeds)
-        inc.dirty |= kept_index.action_ids(made)
-        dirs = kept_index.add_dirs(dirs, record)
-        if dirs is None:
+        made = kept_index.contribution(record, index.seeds)
+        lines.append(kept_index.line_of(digests[position], made))
+        dirty |= kept_index.action_ids(made)
+        if kept_index.add_dirs(dirs, record) is None:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
-        contributions.append([digests[position].decode("ascii"), made])
-    if len(contributions) != len(digests) or dirs is None:
-        raise kept_index.NotIncremental("scan.json changed while it was read")
-    aggregate = status_report.Aggregate(answers)
-    for _, made in contributions:
-        kept_index.gather(aggregate, made, dirs, seeds.table, now_text)
-    if [aggregate.has_disabled, aggregate.has_downloads] != list(index["flags"]):
+        kept_index.gather(aggregate, made, dirs, index.seeds.table, now_text)
+    gone = [old for old in range(len(index.lines)) if old not in reused]
+    if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
+        raise kept_index.NotIncremental("most workflows changed")
+    for old in gone:
+        dirty |= kept_index.action_ids(index.contribution(old))
+    if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
 
     def actions(facts: commands.InstallFacts) -> tuple[list[dict[str, Any]], list[bytes | memoryview]]:
         # The actions of the workflows worked out again are built again; every other one is its line as it was.
-        built = [aggregate.action(aid, facts) for aid in inc.dirty if aid in aggregate.pending]
+        built = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
         if verify:
             verification.add_variants(built, verify)
         entries: list[tuple[tuple[int, str, str, str], bytes | memoryview, dict[str, Any] | None]] = [
             ((-blocks, kind, item, aid), old_actions[i], None)
             for i, (aid, blocks, kind, item) in enumerate(listed)
-            if aid not in inc.dirty
+            if aid not in dirty
         ]
         entries += [
             (
@@ -311,8 +324,8 @@ def _incremental(
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
         lines_seen.update(line_digest)
-    logger.debug("report: %d of %d workflows reused from %s", len(inc.reused), len(digests), kept_index.FILE)
-    return aggregate, ranked, head, (contributions, dirs, seeds.table, inc.answers), lines_seen, {}
+    logger.debug("report: %d of %d workflows reused from %s", len(reused), len(digests), kept_index.FILE)
+    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}
 
 
 def findings(

@@ -158,7 +158,8 @@ def test_a_broken_or_foreign_index_costs_a_full_report_never_a_wrong_one(
     torn = index.read_bytes()[:100]
     for hours, name in enumerate(("other.safetensors", "third.safetensors"), start=2):
         # A torn index, then one whose workflows are not contributions.
-        foreign = orjson.dumps({**orjson.loads(index.read_bytes()), "workflows": [["x", [1]]]})
+        lines = index.read_bytes().split(b"\n")
+        foreign = b"\n".join([lines[0], *(line.split(b" ")[0] + b" [1]" for line in lines[1:-2]), *lines[-2:]])
         index.write_bytes(torn if hours == 2 else foreign)
         comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", [name])]))
         ctx = context(comfy_tree, home, f"c{hours}", T0 + timedelta(hours=hours))
