@@ -273,28 +273,56 @@ def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
     return Index(head, lines[1:-1])
 
 
-def old_lines(path: Path, workflows: int, actions: int) -> tuple[list[memoryview], list[memoryview]]:
-    """Return the workflow and action lines of master_status.json (``status_file.Writer``'s layout, each
-    without its trailing comma), as views of the file read once; raise NotIncremental when it does not hold
-    that many of each."""
-    try:
-        data = memoryview(path.read_bytes())
-    except OSError as exc:
-        raise NotIncremental(f"{path}: unreadable ({exc})") from None
-    lines, start = [], 0
-    raw = data.obj
-    assert isinstance(raw, bytes)
-    while start < len(raw):
-        end = raw.find(b"\n", start)
-        if end < 0:
-            raise NotIncremental(f"{path}: its last line is cut short")
-        lines.append(data[start : end - 1] if raw[end - 1] == 0x2C else data[start:end])  # 0x2C: a comma
-        start = end + 1
-    if not workflows or not actions or len(lines) != workflows + actions + 3 or lines[0] != _OPEN:
-        raise NotIncremental(f"{path}: not the report the index was kept with")
-    if lines[workflows + 1] != _BETWEEN or bytes(lines[-1][:2]) != b"],":
-        raise NotIncremental(f"{path}: not the report the index was kept with")
-    return lines[1 : workflows + 1], lines[workflows + 2 : workflows + 2 + actions]
+class OldReport:
+    """The last report's master_status.json (``status_file.Writer``'s layout) read forward once: its workflow
+    lines, then its action lines, each asked for by its place in its list, in increasing order (the lines
+    between are skipped). Raises NotIncremental when the file is not laid out that way or a line is asked
+    for out of order."""
+
+    def __init__(self, path: Path, workflows: int, actions: int) -> None:
+        self.path = path
+        self._counts = {"workflows": workflows, "actions": actions}
+        try:
+            self._handle = path.open("rb")
+        except OSError as exc:
+            raise NotIncremental(f"{path}: unreadable ({exc})") from None
+        if not workflows or not actions or self._handle.readline() != _OPEN + b"\n":
+            self._handle.close()
+            raise NotIncremental(f"{path}: not the report the index was kept with")
+        self._section, self._next = "workflows", 0
+
+    def __enter__(self) -> OldReport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def workflow(self, place: int) -> bytes:
+        """Return the line of the workflow at ``place`` (from 0) without its comma."""
+        return self._line("workflows", place)
+
+    def action(self, place: int) -> bytes:
+        """Return the line of the action at ``place`` (from 0) without its comma."""
+        if self._section == "workflows":
+            while self._next < self._counts["workflows"]:  # the workflows' lines not asked for
+                self._handle.readline()
+                self._next += 1
+            if self._handle.readline() != _BETWEEN + b"\n":
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            self._section, self._next = "actions", 0
+        return self._line("actions", place)
+
+    def _line(self, section: str, place: int) -> bytes:
+        if section != self._section or not self._next <= place < self._counts[section]:
+            raise NotIncremental(f"{self.path}: its lines are not asked for in order")
+        while self._next < place:
+            self._handle.readline()
+            self._next += 1
+        line = self._handle.readline()
+        self._next += 1
+        if not line.endswith(b"\n") or line.startswith(b"]"):
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        return line[:-1].removesuffix(b",")
 
 
 def changed_answers(index: Index, answers: Answers, searched: bytes | None) -> frozenset[tuple[str | None, str]]:
@@ -330,16 +358,16 @@ def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | No
             yield position, None
 
 
-def reused_line(line: memoryview, kept: Sequence[Any], then: str, now_text: str) -> memoryview | bytes:
+def reused_line(line: bytes, kept: Sequence[Any], then: str, now_text: str) -> bytes:
     """Return a kept workflow line of master_status.json for this report: a resolved workflow's
     ``last_resolved_at`` (the last report's time, ``then``) set to now. Compact JSON escapes quotes inside
     strings, so the key and its value can only be the entry's own."""
     if not kept[3] or then == now_text:
         return line
-    old, text = b'"last_resolved_at":' + orjson.dumps(then), bytes(line)
-    if old not in text:
+    old = b'"last_resolved_at":' + orjson.dumps(then)
+    if old not in line:
         raise NotIncremental("a kept workflow line does not hold its last resolved time")
-    return text.replace(old, b'"last_resolved_at":' + orjson.dumps(now_text), 1)
+    return line.replace(old, b'"last_resolved_at":' + orjson.dumps(now_text), 1)
 
 
 def encode_workflow(entry: Mapping[str, Any], path: Path) -> bytes:

@@ -82,12 +82,11 @@ def add_variants(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> No
             action["variants_on_disk"] = found
 
 
-def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Return ``actions`` with a ``replace_drift`` action per drifted file and the installed variants on
-    each action for a missing file, ranked again: most workflows first, then kind and item."""
-    add_variants(actions, verify)
+def drift_actions(verify: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the ``replace_drift`` action of each drifted file verify.json names."""
+    made: list[dict[str, Any]] = []
     for finding in verify["drift"]:
-        actions.append(
+        made.append(
             {
                 "id": drift_action_id(finding),
                 "kind": "replace_drift",
@@ -101,4 +100,12 @@ def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> l
                 "drift": finding,
             }
         )
+    return made
+
+
+def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return ``actions`` with a ``replace_drift`` action per drifted file and the installed variants on
+    each action for a missing file, ranked again: most workflows first, then kind and item."""
+    add_variants(actions, verify)
+    actions += drift_actions(verify)
     return ranked(actions)

@@ -10,6 +10,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -242,32 +243,61 @@ def _incremental(
     now_text: str,
     searched: bytes | None,
 ) -> Built:
-    """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index)
-    before anything is written when it cannot serve. ``now_text``: when the workflows resolved now were."""
+    """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index) when
+    it cannot serve, the last report left as it was (``status_file.Writer`` drops what it wrote).
+    ``now_text``: when the workflows resolved now were; ``searched``: search.json's ``answers.mark``."""
     target = ctx.config.reports_dir / "master_status.json"
-    kept_head = index.head
     changed = kept_index.changed_answers(index, answers, searched)
-    listed = kept_head["actions"]
-    old_workflows, old_actions = kept_index.old_lines(target, len(index.lines), len(listed))
+    with (
+        kept_index.OldReport(target, len(index.lines), len(index.head["actions"])) as old,
+        status_file.Writer(target) as writer,
+    ):
+        again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
+        aggregate, dirty, lines, dirs, reused = again
+        actions = partial(_actions_again, aggregate, dirty, index.head["actions"], verify, old, target)
+        ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
+    lines_seen = hashlib.blake2b(digest_size=16)
+    for line_digest in digests:
+        lines_seen.update(line_digest)
+    logger.debug("report: %d of %d workflows reused from %s", reused, len(digests), kept_index.FILE)
+    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}
+
+
+def _workflows_again(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    index: kept_index.Index,
+    changed: frozenset[tuple[str | None, str]],
+    now_text: str,
+    old: kept_index.OldReport,
+    writer: status_file.Writer,
+) -> tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int]:
+    """Write every workflow's line of master_status.json to ``writer`` in scan order (a kept one copied from
+    ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions the changed
+    and gone workflows needed before or need now, the index's new lines, where each folder type was looked in,
+    and how many workflows were kept."""
+    kept_head = index.head
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
     dirs: dict[str, Any] = dict(kept_head["dirs"])
     aggregate = status_report.Aggregate(answers)
-    texts: list[bytes | memoryview] = []
     lines: list[bytes] = []
     dirty: set[str] = set()
     reused: set[int] = set()
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
     in_order = None if scan.starts is not None else scan.lines()
-    for position, old in kept_index.walk(index, digests):
+    for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
         kept = None
-        if old is not None:
-            kept = index.contribution(old)
+        if place is not None:
+            kept = index.contribution(place)
             if kept_index.stands(kept, changed):
-                reused.add(old)
-                texts.append(kept_index.reused_line(old_workflows[old], kept, kept_head["now"], now_text))
-                lines.append(index.lines[old])
+                reused.add(place)
+                writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
+                lines.append(index.lines[place])
                 kept_index.gather(aggregate, kept, dirs, index.seeds.table, now_text)
                 continue
         if position - len(reused) > kept_index.MOST_CHANGED and 10 * (position - len(reused)) > len(digests):
@@ -279,53 +309,57 @@ def _incremental(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
         )
         status_report.emit(record, now_text)
-        texts.append(kept_index.encode_workflow(record["entry"], target))
+        writer.workflow(kept_index.encode_workflow(record["entry"], writer.path))
         made = kept_index.contribution(record, index.seeds)
         lines.append(kept_index.line_of(digests[position], made))
         dirty |= kept_index.action_ids(made)
         if kept_index.add_dirs(dirs, record) is None:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
         kept_index.gather(aggregate, made, dirs, index.seeds.table, now_text)
-    gone = [old for old in range(len(index.lines)) if old not in reused]
+    gone = [place for place in range(len(index.lines)) if place not in reused]
     if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
         raise kept_index.NotIncremental("most workflows changed")
-    for old in gone:
-        dirty |= kept_index.action_ids(index.contribution(old))
+    for place in gone:
+        dirty |= kept_index.action_ids(index.contribution(place))
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
+    return aggregate, dirty, lines, dirs, len(reused)
 
-    def actions(facts: commands.InstallFacts) -> tuple[list[dict[str, Any]], list[bytes | memoryview]]:
-        # The actions of the workflows worked out again are built again; every other one is its line as it was.
-        built = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
-        if verify:
-            verification.add_variants(built, verify)
-        entries: list[tuple[tuple[int, str, str, str], bytes | memoryview, dict[str, Any] | None]] = [
-            ((-blocks, kind, item, aid), old_actions[i], None)
-            for i, (aid, blocks, kind, item) in enumerate(listed)
-            if aid not in dirty
-        ]
-        entries += [
-            (
-                (-a["blocks"], a["kind"], a["item"], a["id"]),
-                status_file.part(a, "action", f"{target} (action {a['id']})"),
-                a,
+
+def _actions_again(
+    aggregate: status_report.Aggregate,
+    dirty: set[str],
+    listed: Sequence[Sequence[Any]],
+    verify: Mapping[str, Any] | None,
+    old: kept_index.OldReport,
+    target: Path,
+    facts: commands.InstallFacts,
+) -> tuple[list[dict[str, Any]], Iterator[bytes]]:
+    """Return the ranked actions and their lines: every action is made again for the page (as the full
+    report makes them), but only those of the workflows worked out again (``dirty``) are validated and
+    encoded; every other one's line is read from ``old`` as it was (``listed``: the last report's actions,
+    ``[id, blocks, kind, item]`` in its order, which the kept ones keep between them)."""
+    made = {aid: aggregate.action(aid, facts) for aid in aggregate.pending}
+    if verify:
+        verification.add_variants(list(made.values()), verify)
+        made.update((a["id"], a) for a in verification.drift_actions(verify))
+    entries: list[tuple[tuple[int, str, str, str], int, dict[str, Any]]] = [
+        ((-blocks, kind, item, aid), place, made[aid])
+        for place, (aid, blocks, kind, item) in enumerate(listed)
+        if aid not in dirty
+    ]
+    entries += [((-a["blocks"], a["kind"], a["item"], a["id"]), -1, a) for aid, a in made.items() if aid in dirty]
+    entries.sort(key=lambda e: e[0])  # ``action_ids.ranked``'s order
+
+    def texts() -> Iterator[bytes]:
+        for _, place, action in entries:
+            yield (
+                old.action(place)
+                if place >= 0
+                else status_file.part(action, "action", f"{target} (action {action['id']})")
             )
-            for a in built
-        ]
-        entries.sort(key=lambda e: e[0])  # ``action_ids.ranked``'s order
-        texts = [t for _, t, _ in entries]
-        # The page needs every action: the kept ones parsed in one call.
-        parsed = iter(orjson.loads(b"[" + b",".join(t for _, t, a in entries if a is None) + b"]"))
-        return [a if a is not None else next(parsed) for _, _, a in entries], texts
 
-    with status_file.Writer(target) as writer:
-        writer.workflow_lines(texts)
-        ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
-    lines_seen = hashlib.blake2b(digest_size=16)
-    for line_digest in digests:
-        lines_seen.update(line_digest)
-    logger.debug("report: %d of %d workflows reused from %s", len(reused), len(digests), kept_index.FILE)
-    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}
+    return [a for _, _, a in entries], texts()
 
 
 def findings(
