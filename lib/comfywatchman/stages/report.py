@@ -420,7 +420,7 @@ def findings(
     }
     target = writer.path
     if texts is None:
-        texts = [status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked]
+        texts = (status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked)
     writer.actions(texts)
     writer.finish(head)
     return ranked, head
