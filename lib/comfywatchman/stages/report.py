@@ -159,7 +159,7 @@ def _run(ctx: StageContext) -> StageOutcome:
         mark = (searched_mark or b"").decode("ascii")
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
-        kept_index.save(state, kept, lines, ranked, output_paths(ctx))
+        kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
@@ -221,7 +221,7 @@ def incremental(
     """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
     master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
     serve this cycle (the report is then built in full)."""
-    index = kept_index.load(ctx.state_dir, index_key, output_paths(ctx))
+    index = kept_index.load(ctx.state_dir, index_key, index_outputs(ctx))
     if index is None:
         return None
     try:
@@ -526,6 +526,12 @@ def build_workflows(ctx: StageContext, workflows: WorkflowPass, writer: status_f
 INPUTS_FORMAT = 3
 # What the page's head and tail are rendered from: the small keys of the document.
 HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
+
+
+def index_outputs(ctx: StageContext) -> list[Path]:
+    """Return the outputs the kept index (``kept_index``) builds on and must find as the report left them:
+    master_status.json and the readiness history (not the page, which a quiet cycle renders again)."""
+    return [ctx.config.reports_dir / "master_status.json", ctx.state_dir / HISTORY]
 
 
 def output_paths(ctx: StageContext) -> list[Path]:

@@ -94,6 +94,18 @@ def test_an_edited_workflow_gives_the_report_made_from_scratch(
     assert from_scratch(ctx, home, history) == made
 
 
+def test_a_quiet_cycle_between_leaves_the_index_usable(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(comfy_tree, home)
+    # Nothing changed: the page alone is rendered again (its tail says this cycle).
+    run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)))
+    history = (home / "state" / "report_history.json").read_bytes()
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c3", 2)
+    assert from_scratch(ctx, home, history) == made
+
+
 def test_an_edit_of_the_first_report_cycle_matches_from_scratch(
     comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
