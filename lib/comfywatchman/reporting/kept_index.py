@@ -65,20 +65,20 @@ class Seeds:
         return found
 
 
-def contribution(record: Mapping[str, Any], seeds: Seeds) -> list[Any]:
+def contribution(record: Mapping[str, Any], seeds: Seeds, row: markdown.Row | None = None) -> list[Any]:
     """Return what a workflow's record (after ``status_report.emit``) adds to the whole, in the compact form
     kept per workflow: name, path, readiness, resolved, last resolved (None when resolved: it is then the
     report's time), error, its missing files ``[folder, name, status, note, invalid_reason]``, its seeds
     (node types, unreadable file: action id -> index in ``seeds``), its missing node types ``[action, class
     type, state]``, its page row's blockers and whether it misses something new, and for an unreadable
-    workflow what it missed before."""
+    workflow what it missed before. ``row``: the entry's ``markdown.row`` when the caller has it."""
     entry = record["entry"]
     files = [
         [m["folder"], m["name"], m["status"], f[0], f[2]]
         for m, f in zip(entry["missing_models"], record["files"], strict=True)
     ]
     nodes = [[n["action"], n["class_type"], n["state"]] for n in entry["missing_nodes"]]
-    row = markdown.row(entry)
+    row = row or markdown.row(entry)
     return [
         entry["workflow"],
         entry["path"],
@@ -175,9 +175,10 @@ class Builder:
         self.dirs: dict[str, Any] | None = {}
         self.seeds = Seeds([])
 
-    def add(self, line_digest: bytes, record: Mapping[str, Any]) -> None:
-        """Keep the contribution of the workflow on a scan line with digest ``line_digest``."""
-        self.lines.append(line_of(line_digest, contribution(record, self.seeds)))
+    def add(self, line_digest: bytes, record: Mapping[str, Any], row: markdown.Row) -> None:
+        """Keep the contribution of the workflow on a scan line with digest ``line_digest`` (``row``: its
+        page row)."""
+        self.lines.append(line_of(line_digest, contribution(record, self.seeds, row)))
         self.dirs = add_dirs(self.dirs, record)
 
 

@@ -483,7 +483,7 @@ class WorkflowPass:
                 deps = store.depends(record, self.answers, drift_ids)
             store.keep(line_digest, deps, record if fresh else None)
             workflow = aggregate.add(record, self.now_text)
-            self.index.add(line_digest, record)
+            self.index.add(line_digest, record, aggregate.rows[-1])
             writer.workflow(
                 status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
                 if fresh
