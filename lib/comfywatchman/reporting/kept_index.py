@@ -2,8 +2,8 @@
 
 ``state/report_index.pack`` keeps, after each report built in full or from it, a first line (JSON) with what
 the index was made from (``key``: everything ``findings_basis`` holds besides the search's answers, and the
-``mark`` of search.json's answers), the actions in the order master_status.json lists them with what they
-are ranked by, and the distinct seeds of node type actions; then one line per workflow in scan order::
+``mark`` of search.json's answers), how many actions master_status.json lists, and the distinct seeds of
+node type actions; then one line per workflow in scan order::
 
     <digest of its scan.json line> <its contribution, compact JSON>
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 FILE = "report_index.pack"
 # Bump when what a contribution holds or how the whole is gathered from it changes.
-FORMAT = 2
+FORMAT = 3
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
 # More changed workflows than this (and more than a tenth of them all) and the report is built in full.
@@ -201,7 +201,7 @@ def save(
         **head,
         "format": FORMAT,
         "outputs": {str(p): stage_inputs.stat_key(p) for p in outputs},
-        "actions": [[a["id"], a["blocks"], a["kind"], a["item"]] for a in ranked],
+        "actions": len(ranked),
     }
     # A temp file renamed over the last one, not fsynced: a crash costs a full report, never a wrong one (a
     # torn file is not whole, and the outputs' stats must be the ones recorded here).

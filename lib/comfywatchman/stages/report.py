@@ -249,7 +249,7 @@ def _incremental(
     target = ctx.config.reports_dir / "master_status.json"
     changed = kept_index.changed_answers(index, answers, searched)
     with (
-        kept_index.OldReport(target, len(index.lines), len(index.head["actions"])) as old,
+        kept_index.OldReport(target, len(index.lines), index.head["actions"]) as old,
         status_file.Writer(target) as writer,
     ):
         again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
@@ -326,40 +326,66 @@ def _workflows_again(
     return aggregate, dirty, lines, dirs, len(reused)
 
 
+# The fields of an action whose values thousands of actions share (a kind, a folder type, a search's reason).
+_SHARED = ("kind", "folder", "detail", "source", "evidence", "note")
+
+
+def _shared(action: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:
+    """Return ``action`` (parsed from its line) holding one string for each value many actions share, and
+    for each workflow's name, as the actions the full report makes do (tens of thousands at 8,000 workflows)."""
+    for name in _SHARED:
+        value = action.get(name)
+        if value is not None:
+            action[name] = shared.setdefault(value, value)
+    action["workflows"] = [shared.setdefault(w, w) for w in action["workflows"]]
+    return action
+
+
 def _actions_again(
     aggregate: status_report.Aggregate,
     dirty: set[str],
-    listed: Sequence[Sequence[Any]],
+    count: int,
     verify: Mapping[str, Any] | None,
     old: kept_index.OldReport,
     target: Path,
     facts: commands.InstallFacts,
 ) -> tuple[list[dict[str, Any]], Iterator[bytes]]:
-    """Return the ranked actions and their lines: every action is made again for the page (as the full
-    report makes them), but only those of the workflows worked out again (``dirty``) are validated and
-    encoded; every other one's line is read from ``old`` as it was (``listed``: the last report's actions,
-    ``[id, blocks, kind, item]`` in its order, which the kept ones keep between them)."""
-    made = {aid: aggregate.action(aid, facts) for aid in aggregate.pending}
+    """Return the ranked actions and their lines: the actions of the workflows worked out again (``dirty``)
+    made, validated and encoded again, and ranked among every other one, whose line is read from ``old``
+    (``count`` of them, in their ranked order, which they keep between them) and parsed for the page. The
+    list holds the actions once their lines are all read."""
+    made = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
     if verify:
-        verification.add_variants(list(made.values()), verify)
-        made.update((a["id"], a) for a in verification.drift_actions(verify))
-    entries: list[tuple[tuple[int, str, str, str], int, dict[str, Any]]] = [
-        ((-blocks, kind, item, aid), place, made[aid])
-        for place, (aid, blocks, kind, item) in enumerate(listed)
-        if aid not in dirty
-    ]
-    entries += [((-a["blocks"], a["kind"], a["item"], a["id"]), -1, a) for aid, a in made.items() if aid in dirty]
-    entries.sort(key=lambda e: e[0])  # ``action_ids.ranked``'s order
+        verification.add_variants(made, verify)
+    made.sort(key=_rank)
+    ranked: list[dict[str, Any]] = []
 
     def texts() -> Iterator[bytes]:
-        for _, place, action in entries:
-            yield (
-                old.action(place)
-                if place >= 0
-                else status_file.part(action, "action", f"{target} (action {action['id']})")
-            )
+        shared: dict[Any, Any] = {}
+        new = iter(made)
+        coming = next(new, None)
+        for place in range(count):
+            line = old.action(place)
+            action = orjson.loads(line)
+            if action["id"] in dirty:
+                continue  # made again (or gone)
+            while coming is not None and _rank(coming) < _rank(action):
+                ranked.append(coming)
+                yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
+                coming = next(new, None)
+            ranked.append(_shared(action, shared))
+            yield line
+        while coming is not None:
+            ranked.append(coming)
+            yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
+            coming = next(new, None)
 
-    return [a for _, _, a in entries], texts()
+    return ranked, texts()
+
+
+def _rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """Return what ``action_ids.ranked`` orders an action by."""
+    return (-action["blocks"], action["kind"], action["item"], action["id"])
 
 
 def findings(
@@ -382,7 +408,6 @@ def findings(
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
-    texts = None
     if made is not None:
         ranked, texts = made(facts)
     else:
@@ -390,6 +415,9 @@ def findings(
         ranked = aggregate.actions(facts, rank=not verify)
         if verify:
             ranked = verification.merge_actions(ranked, verify)
+        texts = (status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
+    # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
+    writer.actions(texts)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
     broken, limits = models if models is not None else model_findings(state)
@@ -418,10 +446,6 @@ def findings(
             "errors": cycle_errors,
         },
     }
-    target = writer.path
-    if texts is None:
-        texts = (status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked)
-    writer.actions(texts)
     writer.finish(head)
     return ranked, head
 
