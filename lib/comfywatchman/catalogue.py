@@ -226,6 +226,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "unchanged workflow is not worked out again (a cache: safe to delete)",
     ),
     Artifact(
+        "report_index",
+        "state/report_index.pack",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "each workflow's contribution to the report and the actions in the report's order, so a cycle where a "
+        "few workflows changed works out those alone (a cache: safe to delete)",
+    ),
+    Artifact(
         "report_answers",
         "state/report_answers.pack",
         None,

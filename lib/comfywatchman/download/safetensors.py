@@ -11,11 +11,9 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import orjson
-
-from comfywatchman import artifacts
-from comfywatchman.errors import ArtifactError
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 # Real headers are kilobytes to a few MiB; a larger claimed length is garbage, not a header.
@@ -73,12 +71,21 @@ def truncation_reason(path: Path | str) -> str | None:
 
     Raises OSError when the file cannot be read at all (the caller says which file).
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, _READ_FLAGS)
     try:
         size = os.fstat(fd).st_size
         found = _header(fd, size)
     finally:
         os.close(fd)
+    return _verdict(found, size)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_LENGTH = struct.Struct("<Q")
+
+
+def _verdict(found: tuple[int, object] | str, size: int) -> str | None:
+    """Return why a file of ``size`` bytes whose header is ``found`` (``_header``) is broken, or None."""
     if isinstance(found, str):
         return found
     length, header = found
@@ -96,6 +103,42 @@ def truncation_reason(path: Path | str) -> str | None:
     return None
 
 
+def _quick_reason(path: str) -> str | None:
+    """Return ``truncation_reason(path)``, the common case (the whole header in the first read, orjson reads
+    it) in one open, fstat, read and close without the general path's calls: the report checks every
+    installed file, tens of thousands of them, each cycle the model cache changes."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, FIRST_READ if size > FIRST_READ else (size or 8))
+        if len(data) >= 8:
+            (length,) = _LENGTH.unpack_from(data)
+            if 8 + length <= len(data) and length <= MAX_HEADER:
+                try:
+                    return _verdict((length, orjson.loads(data[8 : 8 + length])), size)
+                except orjson.JSONDecodeError:
+                    pass
+        os.lseek(fd, 0, os.SEEK_SET)
+        found = _header(fd, size)
+    finally:
+        os.close(fd)
+    return _verdict(found, size)
+
+
+def _joiner(base: str) -> Any:
+    """Return a function of a model's name (``/``-separated) to its path under ``base``, as
+    ``os.path.join(base, *name.split("/"))`` gives it, by concatenation where that is the same text."""
+    simple = os.sep == "/" and not base.endswith("/")
+    prefix = base + "/"
+
+    def join(name: str) -> str:
+        if simple and name and name[0] != "/" and "//" not in name:
+            return prefix + name
+        return os.path.join(base, *name.split("/"))
+
+    return join
+
+
 def broken_files(model_cache: dict[str, object]) -> list[dict[str, str]]:
     """Return ``{folder, name, path, reason}`` for every installed safetensors file of ``model_cache`` (the cache
     stage's artifact) that is truncated or unreadable: the report lists them as broken."""
@@ -104,25 +147,40 @@ def broken_files(model_cache: dict[str, object]) -> list[dict[str, str]]:
     if not isinstance(folders, dict):
         return out
     for folder, entry in sorted(folders.items()):
-        paths = entry["paths"]
+        joins = [_joiner(base) for base in entry["paths"]]
         for item in entry["files"]:
-            if not is_safetensors(item["name"]):
+            name = item["name"]
+            if not name.lower().endswith(SAFETENSORS_SUFFIXES):
                 continue
-            path = os.path.join(paths[item["dir"]], *item["name"].split("/"))
+            path = joins[item["dir"]](name)
             try:
-                reason = truncation_reason(path)
+                reason = _quick_reason(path)
             except OSError as exc:
                 reason = f"unreadable: {exc.strerror or exc}"
             if reason:
-                out.append({"folder": folder, "name": item["name"], "path": path, "reason": reason})
+                out.append({"folder": folder, "name": name, "path": path, "reason": reason})
     return out
 
 
 def installed_broken(state_dir: Path) -> list[dict[str, str]]:
     """Return :func:`broken_files` of ``state_dir/model_cache.json`` (empty when it is missing or broken: the
     cache stage reports that itself). The report's hook."""
+    # Imported here: the report's header check process (below) imports this module and needs no schemas.
+    from comfywatchman import artifacts
+    from comfywatchman.errors import ArtifactError
+
     try:
         model_cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
     except ArtifactError:
         return []
     return broken_files(model_cache or {})
+
+
+if __name__ == "__main__":
+    # The report's header check in a process of its own (``reporting.broken_models``): ``broken_files`` of the
+    # model_cache.json named, as JSON on stdout. The report validates that file itself and uses this answer
+    # only when it is valid, so it is parsed here without the schemas (whose import would double this
+    # process's start).
+    import sys
+
+    sys.stdout.buffer.write(orjson.dumps(broken_files(orjson.loads(Path(sys.argv[1]).read_bytes()))))

@@ -97,6 +97,10 @@ class Answers:
     _digests: dict[Key, bytes] = field(default_factory=dict, repr=False)
     _index: dict[Key, int] = field(default_factory=dict, repr=False)
     _table: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # The keys whose result is not as it was in the search.json whose ``mark`` is ``since`` (the one the
+    # report's kept answers were made from), when ``load`` could tell.
+    since: bytes | None = None
+    changed: frozenset[Key] | None = None
 
     def get(self, found: Key) -> Mapping[str, Any] | None:
         """Return the answer kept under ``found``, or None."""
@@ -201,7 +205,9 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
     if kept is not None and known is not None:
         last = _read_kept(kept)
         if last is not None and last.mark == known:
-            return last.answers()
+            same = last.answers()
+            same.since, same.changed = known, frozenset()
+            return same
     head, results = _results(path)
     offline, model_list = bool(head["offline"]), head.get("model_list")
     built = None
@@ -214,7 +220,10 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
     if kept is not None and known is not None:
         built.mark = known
         _write_kept(kept, built)
-    return built.answers()
+    made = built.answers()
+    if last is not None and built.changed is not None:
+        made.since, made.changed = last.mark, frozenset(built.changed)
+    return made
 
 
 @dataclass
@@ -231,6 +240,8 @@ class _Kept:
     offline: bool
     model_list: str | None
     reused: int = 0  # how many lines were taken from the kept file (``_from_lines``)
+    # The keys of the results not taken from the kept file, and of its results gone (``_from_lines``).
+    changed: set[Key] | None = None
 
     @staticmethod
     def of(answers: Answers) -> _Kept:
@@ -259,17 +270,21 @@ def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) 
     check = artifacts.fast_validator("search", "result")
     shared: dict[bytes, int] = {}
     moved: dict[int, int] = {}  # index in last.table -> index in the new table
-    made = _Kept(b"", [], [], 0, offline, model_list)
+    made = _Kept(b"", [], [], 0, offline, model_list, changed=set())
+    assert made.changed is not None
+    seen: set[str] = set()
     with path.open("rb") as handle:
         if not handle.readline().rstrip(b"\n").endswith(_OPENER):
             return None
         for number, raw in enumerate(handle, start=2):
             if raw.startswith(b"]"):
+                made.changed.update((line[1], line[2]) for line in last.lines if line[0] not in seen)
                 return made
             line = raw.rstrip(b"\n").removesuffix(b",")
             digest = hashlib.blake2b(line, digest_size=16).hexdigest()
             hit = known.get(digest)
             if hit is not None:
+                seen.add(digest)
                 index = moved.get(hit[3])
                 if index is None:
                     index = moved[hit[3]] = _share(shared, made.table, last.table[hit[3]])
@@ -282,6 +297,7 @@ def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) 
             index = _share(shared, made.table, project(result))
             uncertain = result["status"] == "UNCERTAIN"
             made.lines.append([digest, *found, index, uncertain, is_gated(result)])
+            made.changed.add(found)
             made.uncertain += uncertain
     raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
 

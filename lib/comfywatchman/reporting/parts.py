@@ -79,6 +79,8 @@ class ScanLines:
         self.head: dict[str, Any] = self._assembled.head
         with path.open("rb") as handle:
             self._one_per_line = handle.readline().rstrip(b"\n").endswith(_OPENER)
+        # Where each workflow's line starts, once ``digests`` read them (one entry per line only).
+        self.starts: list[int] | None = None
 
     def lines(self) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
         """Yield ``(line number, line, entry or None)`` per workflow: the raw line when the file holds one
@@ -94,6 +96,32 @@ class ScanLines:
                     return
                 yield number, line.rstrip(b"\n").removesuffix(b","), None
         raise ArtifactError(f"{self.path}: ends inside its list 'workflows' (a torn write?)")
+
+    def digests(self) -> list[bytes]:
+        """Return each workflow line's ``line_digest``, in order; where each line starts is kept for
+        ``line_at`` when the file holds one entry per line."""
+        if not self._one_per_line:
+            return [line_digest(line) for _, line, _ in self.lines()]
+        found: list[bytes] = []
+        self.starts = []
+        with self.path.open("rb") as handle:
+            offset = len(handle.readline())
+            for line in handle:
+                if line.startswith(b"]"):
+                    return found
+                self.starts.append(offset)
+                offset += len(line)
+                found.append(line_digest(line.rstrip(b"\n").removesuffix(b",")))
+        raise ArtifactError(f"{self.path}: ends inside its list 'workflows' (a torn write?)")
+
+    def entry_at(self, position: int) -> dict[str, Any]:
+        """Return the validated entry of the workflow at ``position`` (from 0), its line read alone where
+        ``digests`` found it (``starts`` is not None)."""
+        assert self.starts is not None
+        with self.path.open("rb") as handle:
+            handle.seek(self.starts[position])
+            line = handle.readline()
+        return self.parse(position + 2, line.rstrip(b"\n").removesuffix(b","))
 
     def parse(self, number: int, line: bytes) -> dict[str, Any]:
         """Return the validated workflow entry of scan.json's line ``number``; raise ArtifactError naming the

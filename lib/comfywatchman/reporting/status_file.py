@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ SCHEMA = "master_status"
 LISTS = {"workflows": "workflow", "actions": "action"}  # list key -> its items' definition in the schema
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
+_CHUNK = 512  # lines joined into one write
 _TAIL_WINDOW = 1 << 16  # the last line (the small keys) is looked for this many bytes at a time from the end
 
 
@@ -77,7 +78,7 @@ class Writer:
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
 
-    def _item(self, text: bytes) -> None:
+    def _item(self, text: bytes | memoryview) -> None:
         self._handle.write(b",\n" if self._count else b"\n")
         self._handle.write(text)
         self._count += 1
@@ -88,10 +89,24 @@ class Writer:
             raise ValueError("status_file.Writer: workflows come before the actions")
         self._item(text)
 
-    def actions(self, texts: Iterable[bytes]) -> None:
-        """End the workflows and write the actions (texts from ``part``), in order."""
+    def workflow_lines(self, texts: Sequence[bytes | memoryview]) -> None:
+        """Write workflow entries (as ``workflow`` does each), a few hundred per write."""
+        if self._stage != "workflows":
+            raise ValueError("status_file.Writer: workflows come before the actions")
+        for start in range(0, len(texts), _CHUNK):
+            self._handle.write((b",\n" if self._count else b"\n") + b",\n".join(texts[start : start + _CHUNK]))
+            self._count += len(texts[start : start + _CHUNK])
+
+    def actions(self, texts: Iterable[bytes | memoryview]) -> None:
+        """End the workflows and write the actions (texts from ``part``, or lines of an earlier report), in
+        order."""
         self._handle.write((b"\n" if self._count else b"") + _BETWEEN)
         self._stage, self._count = "actions", 0
+        if isinstance(texts, list):
+            self._stage = "workflows"  # the same layout as the workflows': one a line
+            self.workflow_lines(texts)
+            self._stage = "actions"
+            return
         for text in texts:
             self._item(text)
 

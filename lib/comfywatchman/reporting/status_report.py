@@ -452,21 +452,24 @@ class Aggregate:
         ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known);
         ``rank`` False leaves them in the order they were first needed (the caller ranks them with others)."""
         facts = facts or commands.InstallFacts(root=".")
-        made = []
-        for aid, pending in self.pending.items():
-            seed = pending.seed
-            if "model" in seed:
-                action = self._file_action(seed, facts)
-                action["workflows"] = sorted(set(pending.workflows))
-                action["blocks"] = len(action["workflows"])
-            else:
-                action = self._action(seed, aid, facts)
-                action["workflows"] = set(pending.workflows)
-                action["node_types"] = sorted(set(pending.node_types))
-                action = _finished(action)
-            action["id"] = aid
-            made.append(action)
+        made = [self.action(aid, facts) for aid in self.pending]
         return ranked(made) if rank else made
+
+    def action(self, aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
+        """Return the action ``aid`` of the gathered records (``actions`` makes each one this way)."""
+        pending = self.pending[aid]
+        seed = pending.seed
+        if "model" in seed:
+            action = self._file_action(seed, facts)
+            action["workflows"] = sorted(set(pending.workflows))
+            action["blocks"] = len(action["workflows"])
+        else:
+            action = self._action(seed, aid, facts)
+            action["workflows"] = set(pending.workflows)
+            action["node_types"] = sorted(set(pending.node_types))
+            action = _finished(action)
+        action["id"] = aid
+        return action
 
     def _file_action(self, seed: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
         model = seed["model"]

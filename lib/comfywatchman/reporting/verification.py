@@ -72,17 +72,21 @@ def drift_detail(finding: Mapping[str, Any]) -> str:
     )
 
 
-def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Return ``actions`` with a ``replace_drift`` action per drifted file and the installed variants on
-    each action for a missing file, ranked again: most workflows first, then kind and item."""
+def add_variants(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> None:
+    """Add to each action for a missing file the installed variants of it that verify.json names."""
     variants = {key(a["folder"], a["name"]): a["variants"] for a in verify["alternatives"]}
     for action in actions:
         # Variants exist only for files of a known folder type, so a node type's action never matches one.
         found = variants.get(key(action["folder"], action["item"])) if action["folder"] is not None else None
         if found:
             action["variants_on_disk"] = found
+
+
+def drift_actions(verify: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the ``replace_drift`` action of each drifted file verify.json names."""
+    made: list[dict[str, Any]] = []
     for finding in verify["drift"]:
-        actions.append(
+        made.append(
             {
                 "id": drift_action_id(finding),
                 "kind": "replace_drift",
@@ -96,4 +100,12 @@ def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> l
                 "drift": finding,
             }
         )
+    return made
+
+
+def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return ``actions`` with a ``replace_drift`` action per drifted file and the installed variants on
+    each action for a missing file, ranked again: most workflows first, then kind and item."""
+    add_variants(actions, verify)
+    actions += drift_actions(verify)
     return ranked(actions)

@@ -10,6 +10,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,19 @@ import orjson
 
 from comfywatchman import artifacts, availability, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
-from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import answers as answers_module
-from comfywatchman.reporting import commands, markdown, parts, staleness, status_file, status_report, verification
+from comfywatchman.reporting import (
+    broken_models,
+    commands,
+    kept_index,
+    markdown,
+    parts,
+    staleness,
+    status_file,
+    status_report,
+    verification,
+)
 from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -55,17 +65,6 @@ def _tail_offset(path: Path, lines: int, window: int = 1 << 16) -> int:
             return 0
     except OSError:
         return 0
-
-
-def model_folder_limits(state_dir: Any) -> list[dict[str, Any]]:
-    """Return the model folders whose walk the cache stage cut short (``walk_limits`` of model_cache.json;
-    none when it is missing or unreadable: the cache stage has said why)."""
-    try:
-        cache = artifacts.read_optional(state_dir / "model_cache.json", "model_cache")
-    except ArtifactError as exc:
-        logger.warning("%s", exc)
-        return []
-    return list((cache or {}).get("walk_limits", []))
 
 
 @contextlib.contextmanager
@@ -116,41 +115,277 @@ def _run(ctx: StageContext) -> StageOutcome:
     # two ids differ in every quiet cycle: nothing to compare here.
     verify = verification.load(state)
     searched_mark = answers_module.mark(state / "search.json")
-    basis = findings_basis(ctx, scan.head, unavailable, verify, searched_mark)
+    made_of = basis_parts(ctx, scan.head, unavailable, verify)
+    basis = orjson.dumps({**made_of, "search": (searched_mark or b"").decode("ascii")}, option=orjson.OPT_SORT_KEYS)
     last = stage_inputs.previous(state, "report")
     digests = None
     if last is not None and findings_recorded(ctx, last):
         # Each line's digest once: for the comparison, then for the workflows' parts when it fails.
-        digests = [parts.line_digest(line) for _, line, _ in scan.lines()]
+        digests = scan.digests()
         if unchanged_findings(digests, basis, last) and refresh_page(ctx, last, wanted, now_text, outcome):
             return outcome
-    try:
-        answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
-        searched = True
-    except ArtifactError as exc:
-        outcome.fail(str(exc))
-        answers, searched = answers_module.Answers(), False
-    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-    drift = verification.drift_ids(verify)
-    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
-    target = reports / "master_status.json"
-    with status_file.Writer(target) as writer:
-        aggregate = build_workflows(ctx, workflows, writer)
-        found = answers if searched else None
-        ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable)
+    kept_models = kept_model_findings(state)
+    # The header check of every installed file runs beside the workflows' pass when it must run at all.
+    with broken_models.Check(state, start=kept_models is None and broken_models.worth_a_process(state)) as check:
+        try:
+            answers = answers_module.load(state / "search.json", state / answers_module.KEPT, searched_mark)
+            searched = True
+        except ArtifactError as exc:
+            outcome.fail(str(exc))
+            answers, searched = answers_module.Answers(), False
+        index_key = kept_index_key(made_of)
+        built = None
+        if digests is not None and searched and kept_models is not None and not unavailable and not kept_paths:
+            built = incremental(
+                ctx, scan, digests, answers, verify, outcome, kept_models, index_key, now_text, searched_mark
+            )
+        if built is None:
+            built = full(
+                ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check, now_text
+            )
+    aggregate, ranked, head, index, lines_seen, before = built
     summary = head["summary"]
     page = {**head, "actions": ranked}
     page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
-    write_history(state, aggregate.history, workflows.history, kept_paths)
+    write_history(state, aggregate.history, before, kept_paths)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
-        extra["findings"] = findings_key(workflows.lines_seen, basis)
+        extra["findings"] = findings_key(lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
+        lines, dirs, seeds = index
+        mark = (searched_mark or b"").decode("ascii")
+        flags = [aggregate.has_disabled, aggregate.has_downloads]
+        kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
+        kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
+    else:
+        (state / kept_index.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
+
+
+Built = tuple[
+    status_report.Aggregate,
+    list[dict[str, Any]],
+    dict[str, Any],
+    tuple[list[bytes], Any, list[Any]],
+    Any,
+    Mapping[str, Any],
+]
+
+
+def full(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes] | None,
+    answers: answers_module.Answers,
+    searched: bool,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    unavailable: list[dict[str, Any]],
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None,
+    check: broken_models.Check,
+    now_text: str,
+) -> Built:
+    """Build the report from every workflow of scan.json (each one's part reused when it can be: ``parts``)
+    and write master_status.json; return the Aggregate, the ranked actions, the document's head, what the
+    kept index takes (each workflow's contribution, where each folder type was looked in), the digest of the
+    lines seen (``findings_key``) and the readiness history read."""
+    state = ctx.state_dir
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    drift = verification.drift_ids(verify)
+    workflows = WorkflowPass(scan, answers, drift, read_history(state), count_inactive, now_text, digests)
+    with status_file.Writer(ctx.config.reports_dir / "master_status.json") as writer:
+        aggregate = build_workflows(ctx, workflows, writer)
+        found = answers if searched else None
+        models = models or check.findings()
+        ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
+    index = (workflows.index.lines, workflows.index.dirs, workflows.index.seeds.table)
+    return aggregate, ranked, head, index, workflows.lines_seen, workflows.history
+
+
+def incremental(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]],
+    index_key: str,
+    now_text: str,
+    searched: bytes | None,
+) -> Built | None:
+    """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
+    master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
+    serve this cycle (the report is then built in full)."""
+    index = kept_index.load(ctx.state_dir, index_key, index_outputs(ctx))
+    if index is None:
+        return None
+    try:
+        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index, now_text, searched)
+    except (kept_index.NotIncremental, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        logger.info("report: built in full, the kept index cannot serve this cycle (%s)", exc)
+        return None
+
+
+def _incremental(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    outcome: StageOutcome,
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]],
+    index: kept_index.Index,
+    now_text: str,
+    searched: bytes | None,
+) -> Built:
+    """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index) when
+    it cannot serve, the last report left as it was (``status_file.Writer`` drops what it wrote).
+    ``now_text``: when the workflows resolved now were; ``searched``: search.json's ``answers.mark``."""
+    target = ctx.config.reports_dir / "master_status.json"
+    changed = kept_index.changed_answers(index, answers, searched)
+    with (
+        kept_index.OldReport(target, len(index.lines), index.head["actions"]) as old,
+        status_file.Writer(target) as writer,
+    ):
+        again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
+        aggregate, dirty, lines, dirs, reused = again
+        actions = partial(_actions_again, aggregate, dirty, index.head["actions"], verify, old, target)
+        ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
+    lines_seen = hashlib.blake2b(digest_size=16)
+    for line_digest in digests:
+        lines_seen.update(line_digest)
+    logger.debug("report: %d of %d workflows reused from %s", reused, len(digests), kept_index.FILE)
+    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}
+
+
+def _workflows_again(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    index: kept_index.Index,
+    changed: frozenset[tuple[str | None, str]],
+    now_text: str,
+    old: kept_index.OldReport,
+    writer: status_file.Writer,
+) -> tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int]:
+    """Write every workflow's line of master_status.json to ``writer`` in scan order (a kept one copied from
+    ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions the changed
+    and gone workflows needed before or need now, the index's new lines, where each folder type was looked in,
+    and how many workflows were kept."""
+    kept_head = index.head
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    drift = verification.drift_ids(verify)
+    dirs: dict[str, Any] = dict(kept_head["dirs"])
+    aggregate = status_report.Aggregate(answers)
+    lines: list[bytes] = []
+    dirty: set[str] = set()
+    reused: set[int] = set()
+    # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
+    in_order = None if scan.starts is not None else scan.lines()
+    for position, place in kept_index.walk(index, digests):
+        line = next(in_order) if in_order is not None else None
+        kept = None
+        if place is not None:
+            kept = index.contribution(place)
+            if kept_index.stands(kept, changed):
+                reused.add(place)
+                writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
+                lines.append(index.lines[place])
+                kept_index.gather(aggregate, kept, dirs, index.seeds.table, now_text)
+                continue
+        if position - len(reused) > kept_index.MOST_CHANGED and 10 * (position - len(reused)) > len(digests):
+            raise kept_index.NotIncremental("most workflows changed")
+        scanned = scan.entry_at(position) if line is None else line[2] or scan.parse(line[0], line[1])
+        before = kept if kept is not None else index.find(scanned["path"])
+        past = {} if before is None else kept_index.history_of(before, kept_head["now"])
+        record = status_report.workflow_record(
+            scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
+        )
+        status_report.emit(record, now_text)
+        writer.workflow(kept_index.encode_workflow(record["entry"], writer.path))
+        made = kept_index.contribution(record, index.seeds)
+        lines.append(kept_index.line_of(digests[position], made))
+        dirty |= kept_index.action_ids(made)
+        if kept_index.add_dirs(dirs, record) is None:
+            raise kept_index.NotIncremental("a folder type was looked for in other places")
+        kept_index.gather(aggregate, made, dirs, index.seeds.table, now_text)
+    gone = [place for place in range(len(index.lines)) if place not in reused]
+    if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
+        raise kept_index.NotIncremental("most workflows changed")
+    for place in gone:
+        dirty |= kept_index.action_ids(index.contribution(place))
+    if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
+        raise kept_index.NotIncremental("the install facts the commands need changed")
+    return aggregate, dirty, lines, dirs, len(reused)
+
+
+# The fields of an action whose values thousands of actions share (a kind, a folder type, a search's reason).
+_SHARED = ("kind", "folder", "detail", "source", "evidence", "note")
+
+
+def _shared(action: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:
+    """Return ``action`` (parsed from its line) holding one string for each value many actions share, and
+    for each workflow's name, as the actions the full report makes do (tens of thousands at 8,000 workflows)."""
+    for name in _SHARED:
+        value = action.get(name)
+        if value is not None:
+            action[name] = shared.setdefault(value, value)
+    action["workflows"] = [shared.setdefault(w, w) for w in action["workflows"]]
+    return action
+
+
+def _actions_again(
+    aggregate: status_report.Aggregate,
+    dirty: set[str],
+    count: int,
+    verify: Mapping[str, Any] | None,
+    old: kept_index.OldReport,
+    target: Path,
+    facts: commands.InstallFacts,
+) -> tuple[list[dict[str, Any]], Iterator[bytes]]:
+    """Return the ranked actions and their lines: the actions of the workflows worked out again (``dirty``)
+    made, validated and encoded again, and ranked among every other one, whose line is read from ``old``
+    (``count`` of them, in their ranked order, which they keep between them) and parsed for the page. The
+    list holds the actions once their lines are all read."""
+    made = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
+    if verify:
+        verification.add_variants(made, verify)
+    made.sort(key=_rank)
+    ranked: list[dict[str, Any]] = []
+
+    def texts() -> Iterator[bytes]:
+        shared: dict[Any, Any] = {}
+        new = iter(made)
+        coming = next(new, None)
+        for place in range(count):
+            line = old.action(place)
+            action = orjson.loads(line)
+            if action["id"] in dirty:
+                continue  # made again (or gone)
+            while coming is not None and _rank(coming) < _rank(action):
+                ranked.append(coming)
+                yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
+                coming = next(new, None)
+            ranked.append(_shared(action, shared))
+            yield line
+        while coming is not None:
+            ranked.append(coming)
+            yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
+            coming = next(new, None)
+
+    return ranked, texts()
+
+
+def _rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """Return what ``action_ids.ranked`` orders an action by."""
+    return (-action["blocks"], action["kind"], action["item"], action["id"])
 
 
 def findings(
@@ -162,21 +397,30 @@ def findings(
     outcome: StageOutcome,
     writer: status_file.Writer,
     unavailable: list[dict[str, Any]],
+    models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None = None,
+    made: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
     and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
-    be read."""
+    be read; ``models``: ``model_findings`` when the caller has them; ``made``: a function of the install
+    facts returning the ranked actions and their lines, when the caller makes them (``incremental``)."""
     state = ctx.state_dir
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
-    # Ranked once: with the drifted files' actions when verify.json has findings.
-    ranked = aggregate.actions(facts, rank=not verify)
-    if verify:
-        ranked = verification.merge_actions(ranked, verify)
+    if made is not None:
+        ranked, texts = made(facts)
+    else:
+        # Ranked once: with the drifted files' actions when verify.json has findings.
+        ranked = aggregate.actions(facts, rank=not verify)
+        if verify:
+            ranked = verification.merge_actions(ranked, verify)
+        texts = (status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
+    # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
+    writer.actions(texts)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
-    broken, limits = model_findings(state)
+    broken, limits = models if models is not None else model_findings(state)
     model_list = answers.model_list if answers is not None else None
     head = {
         "generated_at": now_text,
@@ -202,8 +446,6 @@ def findings(
             "errors": cycle_errors,
         },
     }
-    target = writer.path
-    writer.actions(status_file.part(a, "action", f"{target} (action {a['id']})") for a in ranked)
     writer.finish(head)
     return ranked, head
 
@@ -243,6 +485,8 @@ class WorkflowPass:
     digests: Sequence[bytes] | None = None
     # Given each line's digest in order (``findings_key``).
     lines_seen: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+    # What the kept index (``kept_index``) takes of each workflow.
+    index: kept_index.Builder = field(default_factory=kept_index.Builder)
 
     def run(self, store: parts.PartStore, aggregate: status_report.Aggregate, writer: status_file.Writer) -> int:
         """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
@@ -263,6 +507,7 @@ class WorkflowPass:
                 deps = store.depends(record, self.answers, drift_ids)
             store.keep(line_digest, deps, record if fresh else None)
             workflow = aggregate.add(record, self.now_text)
+            self.index.add(line_digest, record, aggregate.rows[-1])
             writer.workflow(
                 status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
                 if fresh
@@ -307,6 +552,12 @@ INPUTS_FORMAT = 3
 HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
 
 
+def index_outputs(ctx: StageContext) -> list[Path]:
+    """Return the outputs the kept index (``kept_index``) builds on and must find as the report left them:
+    master_status.json and the readiness history (not the page, which a quiet cycle renders again)."""
+    return [ctx.config.reports_dir / "master_status.json", ctx.state_dir / HISTORY]
+
+
 def output_paths(ctx: StageContext) -> list[Path]:
     """Return the files the report writes and a reuse must find as they were written."""
     reports = ctx.config.reports_dir
@@ -324,9 +575,23 @@ def findings_basis(
     lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
     the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
     tail, which ``refresh_page`` renders again). ``searched``: ``answers.mark`` of search.json."""
+    made_of = {**basis_parts(ctx, scan_head, unavailable, verify), "search": (searched or b"").decode("ascii")}
+    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
+
+
+def kept_index_key(made_of: Mapping[str, Any]) -> str:
+    """Return what the kept index (``kept_index``) must have been made with: everything the findings are made
+    of besides scan.json's lines and search.json's answers (``basis_parts``), and the index's format."""
+    document = {"made_of": dict(made_of), "format": kept_index.FORMAT}
+    return hashlib.blake2b(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def basis_parts(
+    ctx: StageContext, scan_head: Mapping[str, Any], unavailable: list[dict[str, Any]], verify: Any
+) -> dict[str, Any]:
+    """Return what ``findings_basis`` holds besides search.json's answers."""
     state = ctx.state_dir
-    made_of = {
-        "search": (searched or b"").decode("ascii"),
+    return {
         "verify": {k: (verify or {}).get(k) for k in ("drift", "alternatives", "budget_bytes")},
         # What is verified so far, not the work of the run that wrote it (hashed_files, hash_seconds, ...).
         "verified": {k: v for k, v in ((verify or {}).get("progress") or {}).items() if not k.startswith("hash")},
@@ -336,7 +601,6 @@ def findings_basis(
         "scan": {k: scan_head[k] for k in ("comfyui_root", "demo", "node_map")},
         "settings": report_settings(ctx, unavailable),
     }
-    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
 
 
 def findings_key(lines_seen: Any, basis: bytes) -> str:
@@ -397,15 +661,22 @@ def inputs_fingerprint(ctx: StageContext, unavailable: list[dict[str, Any]]) -> 
 
 def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Return the installed safetensors files that are cut short or unreadable, and the model folders whose
-    walk the cache stage cut short: the last report's when model_cache.json is as it was then (it holds every
-    file's size and is rewritten when one changes), else every file's header read again
-    (``installed_broken``) and model_cache.json read (``model_folder_limits``)."""
+    walk the cache stage cut short: the last report's when model_cache.json is as it was then
+    (``kept_model_findings``), else every file's header read again and model_cache.json read
+    (``broken_models.Check.findings``, here in this process)."""
+    kept = kept_model_findings(state)
+    return kept if kept is not None else broken_models.Check(state, start=False).findings()
+
+
+def kept_model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]] | None:
+    """Return the last report's broken files and walk limits when model_cache.json is as it was then (it holds
+    every file's size and is rewritten when one changes), else None."""
     last = (stage_inputs.previous(state, "report") or {}).get("extra") or {}
     now = stage_inputs.stat_key(state / "model_cache.json")
     broken, limits = last.get("broken_models"), (last.get("head") or {}).get("model_folder_limits")
     if now is not None and last.get("broken_for") == now and isinstance(broken, list) and isinstance(limits, list):
         return list(broken), list(limits)
-    return installed_broken(state), model_folder_limits(state)
+    return None
 
 
 def page_parts(document: dict[str, Any], parts: list[list[str]]) -> dict[str, Any]:

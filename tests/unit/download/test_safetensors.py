@@ -83,3 +83,39 @@ def test_a_folder_named_like_a_model_is_unreadable(tmp_path: Path) -> None:
     (tmp_path / "dir.safetensors").mkdir()
     with pytest.raises(OSError):
         truncation_reason(tmp_path / "dir.safetensors")
+
+
+def test_broken_files_says_what_truncation_reason_says_of_each_file(tmp_path: Path) -> None:
+    # broken_files reads the common case in one call of its own: the same verdict, file by file, as the general
+    # check, for every kind of file above (and a header longer than the first read, and one orjson refuses).
+    folder = tmp_path / "checkpoints"
+    (folder / "sub").mkdir(parents=True)
+    tensors = {f"t{i}": {"dtype": "U8", "shape": [1], "data_offsets": [i, i + 1]} for i in range(5000)}
+    contents = {
+        "good.safetensors": safetensors_bytes(1000),
+        "sub/cut.safetensors": safetensors_bytes(1000)[:-1],
+        "short.sft": safetensors_bytes(1000)[:20],
+        "tiny.safetensors": b"\x01\x02",
+        "empty.safetensors": b"",
+        "huge.safetensors": struct.pack("<Q", 2**40) + b"{}",
+        "nope.safetensors": struct.pack("<Q", 4) + b"nope",
+        "list.SAFETENSORS": struct.pack("<Q", 2) + b"[]",
+        "big.safetensors": _with_header(tensors, 5000),
+        "bigcut.safetensors": _with_header(tensors, 4999),
+        "nan.safetensors": struct.pack("<Q", 12) + b'{"a": NaN } ',
+    }
+    for name, content in contents.items():
+        (folder / name).write_bytes(content)
+    names = [*contents, "gone.safetensors", "sub//cut.safetensors"]
+    cache = {"folders": {"checkpoints": {"paths": [str(folder)], "files": [{"name": n, "dir": 0} for n in names]}}}
+    found = {b["name"]: b for b in broken_files(cache)}
+    for name in names:
+        path = str(folder.joinpath(*name.split("/")))
+        try:
+            expected = truncation_reason(path)
+        except OSError as exc:
+            expected = f"unreadable: {exc.strerror or exc}"
+        assert (found[name]["reason"] if name in found else None) == expected, name
+        if name in found:
+            assert found[name]["path"] == path
+    assert "good.safetensors" not in found and "big.safetensors" not in found and "nan.safetensors" not in found

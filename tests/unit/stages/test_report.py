@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import answers, parts, status_file
+from comfywatchman.reporting import answers, broken_models, parts, status_file
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
 
@@ -120,3 +120,36 @@ def test_a_workflow_edited_without_changing_what_it_needs_leaves_the_findings_as
     assert report["cycle_id"] == "c3"
     b = next(w for w in report["workflows"] if w["workflow"] == "b.json")
     assert [m["name"] for m in b["missing_models"]] == ["other.safetensors"]
+
+
+def test_the_header_check_in_a_process_of_its_own_gives_the_report_made_in_one(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large install checks its files' headers in a child process beside the report: the same report, byte for
+    # byte, as the one that checks them itself (a cut file and an unreadable one among them).
+    make_install(comfy_tree)
+    comfy_tree.model("loras", "cut.safetensors").write_bytes(b"\x10\0\0\0\0\0\0\0{}")
+    comfy_tree.model("loras", "odd.sft").write_bytes(b"\x04\0\0\0\0\0\0\0nope")
+    spawned: list[object] = []
+    spawn = broken_models._spawn
+    monkeypatch.setattr(broken_models, "_spawn", lambda state: spawned.append(state) or spawn(state))
+    monkeypatch.setattr(broken_models, "WORTH_A_PROCESS", 0)
+    ctx = context(comfy_tree, home, "c1", T0)
+    run(ctx)
+    assert spawned == [home / "state" / "model_cache.json"]
+    status, page, history = report_files(home)
+    made = [p.read_bytes() for p in (status, page, history)]
+    broken = status_file.read_head(status)["broken_models"]
+    assert {b["name"]: b["reason"].split(":")[0] for b in broken} == {
+        "cut.safetensors": "truncated",
+        "odd.sft": "broken",
+    }
+
+    monkeypatch.setattr(broken_models, "WORTH_A_PROCESS", 1 << 60)
+    for kept in (parts.FILE, answers.KEPT):
+        (home / "state" / kept).unlink()
+    stage_inputs.path_of(home / "state", "report").unlink()
+    history.write_bytes(b'{"workflows": {}}')
+    run(ctx, ("report",))
+    assert spawned == [home / "state" / "model_cache.json"]  # checked in the report this time
+    assert [p.read_bytes() for p in (status, page, history)] == made

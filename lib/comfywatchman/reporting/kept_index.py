@@ -1,0 +1,376 @@
+"""The report's running totals kept between cycles, so a cycle where a few workflows changed costs what changed.
+
+``state/report_index.pack`` keeps, after each report built in full or from it, a first line (JSON) with what
+the index was made from (``key``: everything ``findings_basis`` holds besides the search's answers, and the
+``mark`` of search.json's answers), how many actions master_status.json lists, and the distinct seeds of
+node type actions; then one line per workflow in scan order::
+
+    <digest of its scan.json line> <its contribution, compact JSON>
+
+where a contribution (``contribution``) is what the workflow adds to the whole: its readiness, the actions
+it needs with what it would seed them with, its page row and readiness history. A later report whose other
+inputs are the same works out again only the workflows whose line or answers changed (the answers that
+changed are the search's own count of them: ``answers.Answers.changed``), gathers the whole from the kept
+contributions one line at a time (in scan order, so each action keeps the seed of the first workflow that
+needs it), builds again only the actions those workflows needed before or need now, and copies every other
+workflow and action line of the last master_status.json as it was (a resolved workflow's
+``last_resolved_at`` set to now). It is a cache, safe to lose: when it is missing, broken, made from other
+inputs, or the report's outputs are not as it left them, the report is built in full.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from comfywatchman import stage_inputs
+from comfywatchman.reporting import markdown, status_file, status_report
+from comfywatchman.reporting.answers import Answers, key
+
+logger = logging.getLogger(__name__)
+
+FILE = "report_index.pack"
+# Bump when what a contribution holds or how the whole is gathered from it changes.
+FORMAT = 3
+_OPEN = b'{"workflows":['
+_BETWEEN = b'],"actions":['
+# More changed workflows than this (and more than a tenth of them all) and the report is built in full.
+MOST_CHANGED = 256
+
+
+class NotIncremental(Exception):
+    """The report cannot be made from the kept index this cycle (the caller builds it in full)."""
+
+
+class Seeds:
+    """The distinct seeds of node type and unreadable workflow actions, which contributions name by index
+    (thousands of workflows need the same pack, each with the same seed)."""
+
+    def __init__(self, table: list[Any]) -> None:
+        self.table = table
+        self._texts = {orjson.dumps(seed, option=orjson.OPT_SORT_KEYS): i for i, seed in enumerate(table)}
+
+    def index(self, seed: Any) -> int:
+        """Return the index of ``seed`` in the table (added when no equal seed was added before)."""
+        text = orjson.dumps(seed, option=orjson.OPT_SORT_KEYS)
+        found = self._texts.get(text)
+        if found is None:
+            found = self._texts[text] = len(self.table)
+            self.table.append(seed)
+        return found
+
+
+def contribution(record: Mapping[str, Any], seeds: Seeds, row: markdown.Row | None = None) -> list[Any]:
+    """Return what a workflow's record (after ``status_report.emit``) adds to the whole, in the compact form
+    kept per workflow: name, path, readiness, resolved, last resolved (None when resolved: it is then the
+    report's time), error, its missing files ``[folder, name, status, note, invalid_reason]``, its seeds
+    (node types, unreadable file: action id -> index in ``seeds``), its missing node types ``[action, class
+    type, state]``, its page row's blockers and whether it misses something new, and for an unreadable
+    workflow what it missed before. ``row``: the entry's ``markdown.row`` when the caller has it."""
+    entry = record["entry"]
+    files = [
+        [m["folder"], m["name"], m["status"], f[0], f[2]]
+        for m, f in zip(entry["missing_models"], record["files"], strict=True)
+    ]
+    nodes = [[n["action"], n["class_type"], n["state"]] for n in entry["missing_nodes"]]
+    row = row or markdown.row(entry)
+    return [
+        entry["workflow"],
+        entry["path"],
+        entry["readiness"],
+        record["resolved"],
+        None if record["resolved"] else entry["last_resolved_at"],
+        entry["error"],
+        files,
+        {aid: seeds.index(seed) for aid, seed in record["seeds"].items()},
+        nodes,
+        list(row.blockers),
+        row.newly_missing,
+        record["missing"] if entry["error"] is not None else None,
+    ]
+
+
+def gather(
+    aggregate: status_report.Aggregate, kept: Sequence[Any], dirs: Mapping[str, Any], seeds: list[Any], now_text: str
+) -> None:
+    """Add one kept ``contribution`` to ``aggregate`` as ``Aggregate.add`` adds the record it was made of (a
+    resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for;
+    ``seeds``: the table the contribution's seeds index."""
+    name, path, readiness, resolved, last_resolved, error, files, seeded, nodes, blockers, newly, _ = kept
+    if resolved:
+        last_resolved = now_text
+    aggregate.counts["workflows"] += 1
+    aggregate.counts[readiness] += 1
+    pending_of = aggregate.pending
+    for folder, file_name, status, note, invalid_reason in files:
+        aggregate.missing_models.add(key(folder, file_name))
+        aid = status_report.model_action_id(status, folder, file_name)
+        pending = pending_of.get(aid)
+        if pending is None:
+            aggregate.model_dirs.setdefault(folder or "", dirs[folder or ""])
+            model = {"name": file_name, "folder": folder, "note": note, "invalid_reason": invalid_reason}
+            pending = pending_of[aid] = status_report._Pending({"model": model, "status": status})
+            aggregate.has_downloads = aggregate.has_downloads or status == "FOUND"
+        pending.workflows.append(name)
+    for aid, seed in seeded.items():
+        pending = pending_of.get(aid)
+        if pending is None:
+            pending = pending_of[aid] = status_report._Pending(seeds[seed])
+        pending.workflows.append(name)
+    for aid, class_type, state in nodes:
+        aggregate.missing_nodes.add(class_type)
+        aggregate.has_disabled = aggregate.has_disabled or state == "disabled"
+        pending_of[aid].node_types.append(class_type)
+    aggregate.rows.append(markdown.Row(name, readiness, tuple(blockers), newly, error))
+    aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": history_missing(kept)}
+
+
+def history_of(kept: Sequence[Any], then: str) -> dict[str, Any]:
+    """Return the readiness history entry the report made at ``then`` wrote for a kept contribution."""
+    return {"last_resolved_at": then if kept[3] else kept[4], "missing": history_missing(kept)}
+
+
+def history_missing(kept: Sequence[Any]) -> list[str]:
+    """Return what a kept contribution's workflow misses as the readiness history keeps it
+    (``status_report.missing_of``)."""
+    if kept[5] is not None:
+        return list(kept[11])
+    return [f"model:{f[0]}:{f[1]}" for f in kept[6]] + [f"node:{n[1]}" for n in kept[8]]
+
+
+def action_ids(kept: Sequence[Any]) -> set[str]:
+    """Return the ids of the actions a kept contribution adds a workflow to."""
+    files = {status_report.model_action_id(f[2], f[0], f[1]) for f in kept[6]}
+    return files | set(kept[7]) | {n[0] for n in kept[8]}
+
+
+def add_dirs(dirs: dict[str, Any] | None, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Add to ``dirs`` where the record's missing files were looked for, per folder type; return None when a
+    folder type was looked for in other places before (then the whole cannot be gathered from contributions:
+    the first workflow in scan order would say where)."""
+    if dirs is None:
+        return None
+    for missing, files in zip(record["entry"]["missing_models"], record["files"], strict=True):
+        folder = missing["folder"] or ""
+        if dirs.setdefault(folder, files[1]) != files[1]:
+            return None
+    return dirs
+
+
+def line_of(line_digest: bytes, kept: Sequence[Any]) -> bytes:
+    """Return the index's line of one workflow (its scan line's digest and its contribution)."""
+    return line_digest + b" " + orjson.dumps(kept) + b"\n"
+
+
+class Builder:
+    """What a full report collects for the index while it is built (``WorkflowPass`` adds each workflow)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.dirs: dict[str, Any] | None = {}
+        self.seeds = Seeds([])
+
+    def add(self, line_digest: bytes, record: Mapping[str, Any], row: markdown.Row) -> None:
+        """Keep the contribution of the workflow on a scan line with digest ``line_digest`` (``row``: its
+        page row)."""
+        self.lines.append(line_of(line_digest, contribution(record, self.seeds, row)))
+        self.dirs = add_dirs(self.dirs, record)
+
+
+def save(
+    state: Path,
+    head: Mapping[str, Any],
+    lines: Sequence[bytes],
+    ranked: Sequence[Mapping[str, Any]],
+    outputs: Sequence[Path],
+) -> None:
+    """Write the index of a report just written: ``head`` (key, mark, now, flags, dirs, seeds), the workflows'
+    ``lines`` (``line_of``) and the ranked actions, with ``outputs`` as they are now; remove it when
+    ``head["dirs"]`` is None (the next report is built in full). A failure to write is logged (the next
+    report is built in full)."""
+    path = state / FILE
+    if head["dirs"] is None:
+        path.unlink(missing_ok=True)
+        return
+    document = {
+        **head,
+        "format": FORMAT,
+        "outputs": {str(p): stage_inputs.stat_key(p) for p in outputs},
+        "actions": len(ranked),
+    }
+    # A temp file renamed over the last one, not fsynced: a crash costs a full report, never a wrong one (a
+    # torn file is not whole, and the outputs' stats must be the ones recorded here).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb", buffering=1 << 20) as handle:
+            handle.write(orjson.dumps(document) + b"\n")
+            handle.writelines(lines)
+            handle.write(b"end\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("%s: not written (%s); the next report is built in full", path, exc)
+        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+
+class Index:
+    """A kept index read back (``load``): its first line and its workflows' lines, each parsed when asked."""
+
+    def __init__(self, head: dict[str, Any], lines: list[bytes]) -> None:
+        self.head = head
+        self.lines = lines
+        self.seeds = Seeds(list(head["seeds"]))
+        self.positions = {line[: line.index(b" ")]: position for position, line in enumerate(lines)}
+
+    def contribution(self, position: int) -> list[Any]:
+        """Return the contribution of the kept workflow at ``position``."""
+        line = self.lines[position]
+        kept: list[Any] = orjson.loads(memoryview(line)[line.index(b" ") + 1 :])
+        return kept
+
+    def find(self, path: str) -> list[Any] | None:
+        """Return the kept contribution of the workflow at ``path``, or None (its lines are searched for the
+        path's text, and only those that hold it are parsed)."""
+        text = orjson.dumps(path)
+        for position, line in enumerate(self.lines):
+            if text in line:
+                kept = self.contribution(position)
+                if kept[1] == path:
+                    return kept
+        return None
+
+
+def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
+    """Return the kept index when it was made from the inputs ``basis_key`` stands for and the report's
+    ``outputs`` are as it left them; else None (a broken or foreign file is logged and ignored)."""
+    path = state / FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("%s: unreadable (%s); the report is built in full", path, exc)
+        return None
+    lines = data.splitlines(keepends=True)
+    try:
+        head = orjson.loads(lines[0]) if lines and lines[-1] == b"end\n" else None
+    except orjson.JSONDecodeError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        logger.warning("%s: not a whole index of this version; the report is built in full", path)
+        return None
+    if head.get("key") != basis_key:
+        logger.debug("%s: made from other inputs; the report is built in full", path)
+        return None
+    recorded = head.get("outputs")
+    if not isinstance(recorded, dict) or any(recorded.get(str(p)) != stage_inputs.stat_key(p) for p in outputs):
+        logger.debug("%s: the report is not as it was left; the report is built in full", path)
+        return None
+    return Index(head, lines[1:-1])
+
+
+class OldReport:
+    """The last report's master_status.json (``status_file.Writer``'s layout) read forward once: its workflow
+    lines, then its action lines, each asked for by its place in its list, in increasing order (the lines
+    between are skipped). Raises NotIncremental when the file is not laid out that way or a line is asked
+    for out of order."""
+
+    def __init__(self, path: Path, workflows: int, actions: int) -> None:
+        self.path = path
+        self._counts = {"workflows": workflows, "actions": actions}
+        try:
+            self._handle = path.open("rb")
+        except OSError as exc:
+            raise NotIncremental(f"{path}: unreadable ({exc})") from None
+        if not workflows or not actions or self._handle.readline() != _OPEN + b"\n":
+            self._handle.close()
+            raise NotIncremental(f"{path}: not the report the index was kept with")
+        self._section, self._next = "workflows", 0
+
+    def __enter__(self) -> OldReport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def workflow(self, place: int) -> bytes:
+        """Return the line of the workflow at ``place`` (from 0) without its comma."""
+        return self._line("workflows", place)
+
+    def action(self, place: int) -> bytes:
+        """Return the line of the action at ``place`` (from 0) without its comma."""
+        if self._section == "workflows":
+            while self._next < self._counts["workflows"]:  # the workflows' lines not asked for
+                self._handle.readline()
+                self._next += 1
+            if self._handle.readline() != _BETWEEN + b"\n":
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            self._section, self._next = "actions", 0
+        return self._line("actions", place)
+
+    def _line(self, section: str, place: int) -> bytes:
+        if section != self._section or not self._next <= place < self._counts[section]:
+            raise NotIncremental(f"{self.path}: its lines are not asked for in order")
+        while self._next < place:
+            self._handle.readline()
+            self._next += 1
+        line = self._handle.readline()
+        self._next += 1
+        if not line.endswith(b"\n") or line.startswith(b"]"):
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        return line[:-1].removesuffix(b",")
+
+
+def changed_answers(index: Index, answers: Answers, searched: bytes | None) -> frozenset[tuple[str | None, str]]:
+    """Return the keys of the answers that changed since the index was kept: none when search.json's answers
+    are as they were (their ``mark`` is the index's), else the ones ``answers.load`` found changed since the
+    answers the index was made with; raise NotIncremental when it cannot tell."""
+    if searched is not None and index.head.get("mark") == searched.decode("ascii"):
+        return frozenset()
+    if answers.changed is None or answers.since is None or index.head.get("mark") != answers.since.decode("ascii"):
+        raise NotIncremental("the search's answers changed in ways the kept answers cannot tell")
+    return answers.changed
+
+
+def stands(kept: Sequence[Any], changed: frozenset[tuple[str | None, str]]) -> bool:
+    """Return True when a kept contribution is what its unchanged scan line makes this cycle: nothing newly
+    missing (what it misses is now its history, so it would say nothing new) and no answer it depends on
+    changed."""
+    if kept[10]:
+        return False
+    return not changed or not any(key(f[0], f[1]) in changed for f in kept[6])
+
+
+def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | None]]:
+    """Yield (scan position, kept position or None) for this cycle's scan lines: the kept workflow whose
+    scan line had the same digest, each kept one at most once."""
+    used: set[int] = set()
+    for position, line_digest in enumerate(digests):
+        old = index.positions.get(line_digest)
+        if old is not None and old not in used:
+            used.add(old)
+            yield position, old
+        else:
+            yield position, None
+
+
+def reused_line(line: bytes, kept: Sequence[Any], then: str, now_text: str) -> bytes:
+    """Return a kept workflow line of master_status.json for this report: a resolved workflow's
+    ``last_resolved_at`` (the last report's time, ``then``) set to now. Compact JSON escapes quotes inside
+    strings, so the key and its value can only be the entry's own."""
+    if not kept[3] or then == now_text:
+        return line
+    old = b'"last_resolved_at":' + orjson.dumps(then)
+    if old not in line:
+        raise NotIncremental("a kept workflow line does not hold its last resolved time")
+    return line.replace(old, b'"last_resolved_at":' + orjson.dumps(now_text), 1)
+
+
+def encode_workflow(entry: Mapping[str, Any], path: Path) -> bytes:
+    """Return a workflow entry's line of master_status.json, validated."""
+    return status_file.part(entry, "workflow", f"{path} (workflow {entry['path']})")

@@ -1,0 +1,185 @@
+"""A report made from the kept index (``state/report_index.pack``) and the workflows that changed is, byte for
+byte, the report made from scratch: real stages on a small install, through edits, adds, removals, a change of
+which workflow seeds an action, a changed search answer, and a broken index."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from comfywatchman import artifacts, stage_inputs
+from comfywatchman.reporting import answers, kept_index, parts
+from comfywatchman.stages.context import StageContext
+from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.unit.stages.test_report import more_workflows
+from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
+
+INCREMENTAL = "workflows reused from report_index.pack"
+
+
+def pack_node(registry_id: str) -> dict[str, object]:
+    """Return a node of a pack the install lacks, whose workflow names the pack's registry id."""
+    return ui_node(1, "PackNode", [], properties={"cnr_id": registry_id, "aux_id": "someone/pack"})
+
+
+def install(tree: ComfyTree, home: Path) -> bytes:
+    """Make the install (two workflows need the same pack, each naming another registry id: the first in scan
+    order seeds the action), run a first cycle; return the readiness history it left."""
+    make_install(tree)
+    more_workflows(tree)
+    tree.workflow("e1.json", ui_workflow([pack_node("pack-one")]))
+    tree.workflow("e2.json", ui_workflow([pack_node("pack-two")]))
+    run(context(tree, home, "c1", T0))
+    assert (home / "state" / kept_index.FILE).is_file()
+    return (home / "state" / "report_history.json").read_bytes()
+
+
+def outputs(home: Path) -> tuple[bytes, bytes, bytes]:
+    status, page, history = report_files(home)
+    return status.read_bytes(), page.read_bytes(), history.read_bytes()
+
+
+def from_scratch(ctx: StageContext, home: Path, history_before: bytes) -> tuple[bytes, bytes, bytes]:
+    """Return the report of ``ctx``'s cycle made from scratch: nothing kept, the history the cycle before left."""
+    state = home / "state"
+    for name in (kept_index.FILE, parts.FILE, answers.KEPT):
+        (state / name).unlink(missing_ok=True)
+    stage_inputs.path_of(state, "report").unlink()
+    (state / "report_history.json").write_bytes(history_before)
+    run(ctx, ("report",))
+    return outputs(home)
+
+
+def incremental_cycle(
+    tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, cycle: str, hours: int, stages: tuple[str, ...] = ()
+) -> tuple[StageContext, tuple[bytes, bytes, bytes]]:
+    """Run a cycle (``stages``, all by default) and check its report was made from the kept index; return its
+    context and outputs."""
+    ctx = context(tree, home, cycle, T0 + timedelta(hours=hours))
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
+        run(ctx, *([stages] if stages else []))
+    assert INCREMENTAL in caplog.text
+    return ctx, outputs(home)
+
+
+def action(home: Path, aid: str) -> dict[str, object]:
+    report = artifacts.read(report_files(home)[0], "master_status")
+    found: dict[str, object] = next(a for a in report["actions"] if a["id"] == aid)
+    return found
+
+
+PACK = "install_pack:https://github.com/someone/pack"
+
+
+def test_an_edited_workflow_gives_the_report_made_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(comfy_tree, home)
+    history = (home / "state" / "report_history.json").read_bytes()
+    b = [ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"]), ui_node(2, "VAELoader", ["new.safetensors"])]
+    comfy_tree.workflow("b.json", ui_workflow(b))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2)
+    assert "report: 6 of 7 " + INCREMENTAL in caplog.text
+    assert b"new.safetensors" in made[0]
+    # And the cycle after (b.json back as it was: the index kept by an incremental report serves again).
+    history = made[2]
+    comfy_tree.workflow("b.json", ui_workflow(b[:1]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c3", 3)
+    assert b"new.safetensors" not in made[0]
+    assert from_scratch(ctx, home, history) == made
+
+
+def test_a_quiet_cycle_between_leaves_the_index_usable(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(comfy_tree, home)
+    # Nothing changed: the page alone is rendered again (its tail says this cycle).
+    run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)))
+    history = (home / "state" / "report_history.json").read_bytes()
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c3", 2)
+    assert from_scratch(ctx, home, history) == made
+
+
+def test_an_edit_of_the_first_report_cycle_matches_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2)
+    assert from_scratch(ctx, home, history) == made
+
+
+def test_an_added_and_a_removed_workflow_give_the_report_made_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    comfy_tree.workflow("aa.json", ui_workflow([ui_node(1, "LoraLoader", ["missing_lora.safetensors", 1, 1])]))
+    (comfy_tree.workflows / "d.json").unlink()
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2)
+    assert b'"aa.json"' in made[0] and b'"d.json"' not in made[0]
+    assert from_scratch(ctx, home, history) == made
+
+
+def test_removing_the_workflow_that_seeds_an_action_seeds_it_from_the_next_one(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    assert action(home, PACK)["registry_id"] == "pack-one"
+    # e1.json (first in scan order) no longer needs the pack: e2.json's registry id is the action's now.
+    comfy_tree.workflow("e1.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"])]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2)
+    assert action(home, PACK)["registry_id"] == "pack-two"
+    assert from_scratch(ctx, home, history) == made
+    # e1.json needs it again: it seeds the action again.
+    history = made[2]
+    comfy_tree.workflow("e1.json", ui_workflow([pack_node("pack-one")]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c3", 3)
+    assert action(home, PACK)["registry_id"] == "pack-one"
+    assert from_scratch(ctx, home, history) == made
+
+
+def test_a_changed_search_answer_gives_the_report_made_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    # The search answers otherwise for the missing LoRA (a.json and d.json need it): not found anywhere.
+    search = home / "state" / "search.json"
+    lines = search.read_bytes().split(b"\n")
+    for number, line in enumerate(lines):
+        if b'"name":"missing_lora.safetensors"' in line:
+            result = orjson.loads(line.removesuffix(b","))
+            result.update(status="NOT_FOUND", reason="no source has it")
+            lines[number] = orjson.dumps(result, option=orjson.OPT_SORT_KEYS) + line[len(line.rstrip(b",")) :]
+    search.write_bytes(b"\n".join(lines))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2, ("report",))
+    assert b"find_manually:loras/missing_lora.safetensors" in made[0]
+    assert from_scratch(ctx, home, history) == made
+
+
+def test_a_broken_or_foreign_index_costs_a_full_report_never_a_wrong_one(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    index = home / "state" / kept_index.FILE
+    torn = index.read_bytes()[:100]
+    for hours, name in enumerate(("other.safetensors", "third.safetensors"), start=2):
+        # A torn index, then one whose workflows are not contributions.
+        lines = index.read_bytes().split(b"\n")
+        foreign = b"\n".join([lines[0], *(line.split(b" ")[0] + b" [1]" for line in lines[1:-2]), *lines[-2:]])
+        index.write_bytes(torn if hours == 2 else foreign)
+        comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", [name])]))
+        ctx = context(comfy_tree, home, f"c{hours}", T0 + timedelta(hours=hours))
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
+            run(ctx)
+        assert INCREMENTAL not in caplog.text
+        made = outputs(home)
+        assert name.encode() in made[0]
+        assert from_scratch(ctx, home, history) == made
+        history = made[2]
