@@ -46,6 +46,7 @@ from comfywatchman import artifacts, progress, resources
 from comfywatchman.comfy import manager_map, server
 from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
+from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, LINES_SCHEMA, KeptEntries, LinesRecord
 from comfywatchman.workflow import embeddings, extract, names, parse_worker
@@ -605,15 +606,10 @@ def run(ctx: StageContext) -> StageOutcome:
         logger.info("scan: %s", outcome.detail)
         return outcome
 
-    collecting = gc.isenabled()
     # No reference cycles are made below, only millions of small containers: the cyclic collector would
     # rescan all of them again and again (it doubled the scan's time on a large install).
-    gc.disable()
-    try:
+    with collector.paused():
         tally, written = _scan(ctx, intake, truth, map_path, wanted_hash, previous_inputs, install)
-    finally:
-        if collecting:
-            gc.enable()
     # A file that cannot be read is a finding of the report (its entry's error), not a failure of the stage:
     # the stage did its job for every other workflow.
     _log_unreadable(tally.unreadable)
