@@ -35,7 +35,6 @@ from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
 from comfywatchman.stages import verify as core
-from comfywatchman.stages.scan_parts import _line_digest
 
 logger = logging.getLogger(__name__)
 
@@ -259,14 +258,52 @@ def _results(state: Path, memo: Memo) -> tuple[dict[Key, dict[str, Any]], core.F
     return results, record
 
 
-def _scan_lines(state: Path) -> list[bytes]:
-    """Return scan.json's workflow lines (without their separating comma)."""
-    lines = (state / "scan.json").read_bytes().split(b"\n")
-    if not lines[0].endswith(_KEY):
-        raise Full("scan.json is in another layout")
-    for end in range(1, len(lines)):
-        if lines[end].startswith(b"]"):
-            return [line.removesuffix(b",") for line in lines[1:end]]
+_REUSED = b',"reused":'
+
+
+def line_digest(data: bytes, start: int = 0, end: int | None = None) -> str:
+    """Return ``scan_parts._line_digest`` of the scan.json line ``data[start:end]`` as read (with its comma and
+    newline, if any), without copying it: the digest of the line without its ``reused`` flag."""
+    end = len(data) if end is None else end
+    end -= data.endswith(b"\n", start, end)
+    end -= data.endswith(b",", start, end)
+    view = memoryview(data)
+    at = data.rfind(_REUSED, start, end)
+    if at < 0:
+        return hashlib.sha256(view[start:end]).hexdigest()[:32]
+    after = at + len(_REUSED) + (4 if data.startswith(b"true", at + len(_REUSED)) else 5)
+    digest = hashlib.sha256(view[start:at])
+    digest.update(view[after:end])
+    return digest.hexdigest()[:32]
+
+
+#: How much of scan.json is read at a time (its lines are hashed where they lie in it).
+CHUNK = 1 << 22
+
+
+def _scan_lines(state: Path, before: set[str]) -> tuple[list[str], dict[int, bytes]]:
+    """Return the digest of each workflow line of scan.json, in order, and the lines (without their comma)
+    whose digest is not in ``before``, by index: read ``CHUNK`` bytes at a time, only new lines are kept."""
+    digests: list[str] = []
+    new: dict[int, bytes] = {}
+    with (state / "scan.json").open("rb") as handle:
+        if not handle.readline().rstrip(b"\n").endswith(_KEY):
+            raise Full("scan.json is in another layout")
+        data = b""
+        while chunk := handle.read(CHUNK):
+            data += chunk
+            start = 0
+            while (stop := data.find(b"\n", start)) >= 0:
+                if data.startswith(b"]", start):
+                    return digests, new
+                digest = line_digest(data, start, stop)
+                if digest not in before:
+                    new[len(digests)] = data[start:stop].removesuffix(b",")
+                digests.append(digest)
+                start = stop + 1
+            data = data[start:]
+        if data.startswith(b"]"):
+            return digests, new
     raise Full("scan.json ends inside its list")
 
 
@@ -288,17 +325,14 @@ def _changes(memo: Memo, digests: list[str]) -> tuple[list[int], list[int]]:
 class _Lines:
     """scan.json's lines now: each one's id, workflow and share (``contribution``, parsed when asked for)."""
 
-    def __init__(self, memo: Memo, lines: list[bytes], count_inactive: bool) -> None:
-        self.digests = [_line_digest(line).decode("ascii") for line in lines]
-        self.gone, new = _changes(memo, self.digests)
+    def __init__(self, memo: Memo, state: Path, count_inactive: bool) -> None:
+        self.digests, self._new = _scan_lines(state, set(memo.digests))
+        self.gone, _ = _changes(memo, self.digests)
         before = {d: i for i, d in enumerate(memo.digests)}
         self.memo, self.count_inactive = memo, count_inactive
         self.ids: list[int] = []
         self.paths: list[str] = []
         self.fresh: dict[int, list[Any]] = {}  # id -> [path, rows, missing] of each new line
-        self.answered: set[str] = set()
-        self._new = set(new)
-        self._lines = lines
         next_id = max(memo.ids, default=-1) + 1
         for digest in self.digests:
             at = before.get(digest)
@@ -313,9 +347,9 @@ class _Lines:
     def parse_new(self, answered: set[str]) -> None:
         """Parse and validate the new lines, and take their shares given the ``answered`` keys."""
         check = artifacts.fast_validator("scan", "workflow")
-        for index in sorted(self._new):
+        for index, line in sorted(self._new.items()):
             try:
-                item = orjson.loads(self._lines[index])
+                item = orjson.loads(line)
             except orjson.JSONDecodeError:
                 raise Full("a new line of scan.json is not JSON") from None
             if not check.is_valid(item):
@@ -379,7 +413,7 @@ def _again(state: Path, memo: Memo, previous: Mapping[str, Any], count_inactive:
     results, record = _results(state, memo)
     queue = artifacts.read_optional(state / "download_queue.json", "download_queue")
     sizes = core._download_sizes(results.values(), queue)
-    lines = _Lines(memo, _scan_lines(state), count_inactive)
+    lines = _Lines(memo, state, count_inactive)
     answered = core.answered_keys(results)
     lines.parse_new(answered)
     cache = ModelCache(state / "model_cache.json")

@@ -18,6 +18,7 @@ import pytest
 
 from comfywatchman import hashing
 from comfywatchman.stages import verify, verify_delta
+from comfywatchman.stages.scan_parts import _line_digest
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import DECLARED, T0, context, run
 
@@ -282,3 +283,16 @@ def test_what_the_memo_cannot_answer_means_the_full_verify(
     # And the memo written by that full verify serves the next cycle.
     comfy_tree.workflow("e.json", ui_workflow([node(1, "LoraLoader", "missing_lora.safetensors")]))
     cycle(comfy_tree, home, tmp_path, caplog, 5)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"workflow":"a.json","reused":true,"sha256":"x"},\n',
+        b'{"workflow":"a.json","reused":false,"sha256":"x"}\n',
+        b'{"workflow":"a.json","sha256":"x"},\n',
+        b'{"workflow":"a,\\"reused\\":true"}',
+    ],
+)
+def test_a_line_is_known_by_the_digest_the_parts_give_it(line: bytes) -> None:
+    assert verify_delta.line_digest(line) == _line_digest(line.rstrip(b"\n").removesuffix(b",")).decode("ascii")
