@@ -88,15 +88,15 @@ class Memo:
         except OSError as exc:
             logger.warning("%s: unreadable (%s); verified in full", path, exc)
             return None
-        tag, _, rest = data.partition(b"\n")
-        if tag != TAG:
+        if not data.startswith(TAG + b"\n"):
             return None
-        head_text, _, body = rest.partition(b"\n")
+        lines = data.split(b"\n")  # the tag, the head, each share, and what follows the last newline
         try:
-            head = orjson.loads(head_text)
-            if hashlib.sha256(body).hexdigest() != head.pop("body"):
+            head = orjson.loads(lines[1])
+            body = memoryview(data)[len(lines[0]) + len(lines[1]) + 2 :]
+            if hashlib.sha256(body).hexdigest() != head.pop("body") or lines[-1]:
                 raise ValueError("its lines do not match their digest")
-            memo = cls(**head, shares=body.split(b"\n")[:-1])
+            memo = cls(**head, shares=lines[2:-1])
             if not len(memo.ids) == len(memo.digests) == len(memo.paths) == len(memo.shares):
                 raise ValueError("its lists differ in length")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
