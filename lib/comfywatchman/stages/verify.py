@@ -426,6 +426,7 @@ class VariantMemo:
     some: set[str] = field(default_factory=set)
     listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
     answered: dict[str, bool] = field(default_factory=dict)
+    keys: dict[tuple[str | None, str], str] = field(default_factory=dict)  # the ``entry_key`` of each file asked
 
     def get(self, key: str, entry: Missing) -> list[dict[str, Any]] | None:
         """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
@@ -478,6 +479,8 @@ def variant_entries(
     unknown); most workflows first. Variants ``memo`` knows are not looked for again."""
     out = []
     memo_keys = {key: entry_key(entry) for key, entry in table.items()} if memo is not None else {}
+    if memo is not None:
+        memo.keys = memo_keys
     known = {key: memo.get(memo_keys[key], entry) if memo is not None else None for key, entry in table.items()}
     # How many files are looked up per folder: a folder asked about a few times is not indexed whole.
     index.expect(Counter(entry.folder for key, entry in table.items() if known[key] is None and entry.folder))
@@ -784,7 +787,7 @@ def _full(
     alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
     checked = sorted(found)
     basis = verify_delta.basis_of(state, settings_key)
-    memo_next = verify_delta.memo_of(basis, record, parts.digests, shares, found, needs.missing, located)
+    memo_next = verify_delta.memo_of(basis, record, parts.digests, shares, found, needs.missing, located, memo.keys)
     return store, progress, drift, alts, checked, stats_digest(checked), memo.to_json(), memo_next
 
 

@@ -184,9 +184,11 @@ def memo_of(
     found: Mapping[str, core.Target],
     missing: Mapping[Key, core.Missing],
     located: Mapping[tuple[str, str], str | None],
+    entry_keys: Mapping[Key, str],
 ) -> Memo | None:
     """Return the memo of a full verify (``shares``: ``[path, rows, missing]`` of each scan.json line, in
-    order), or None when none can be made (search.json or scan.json in another layout, a workflow twice)."""
+    order; ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made
+    (search.json or scan.json in another layout, a workflow twice)."""
     id_of = {share[0]: i for i, share in enumerate(shares)}
     if not record.complete or len(digests) != len(shares) or len(id_of) != len(shares):
         return None
@@ -198,7 +200,7 @@ def memo_of(
         [d.decode("ascii") for d in digests],
         [share[0] for share in shares],
         {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
-        [[k[0], k[1], core.entry_key(e), [id_of[w] for w in e.workflows]] for k, e in missing.items()],
+        [[k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()],
         [[folder, name, path] for (folder, name), path in located.items()],
         [orjson.dumps(share[1:]) for share in shares],
     )
