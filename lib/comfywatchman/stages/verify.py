@@ -140,43 +140,29 @@ def _found_items(
                 record.complete = False
             yield from (r for r in reader.items() if r["status"] == "FOUND")
             return
-        # Read whole (megabytes, freed when done) and searched for the words: a few of thousands of lines hold
-        # them, and finding them costs a fraction of walking every line.
-        data = handle.read()
-    end = 0 if data.startswith(b"]") else data.find(b"\n]")
-    if end < 0:
-        raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
-    check = artifacts.fast_validator("search", "result")
-    at = data.find(_FOUND, 0, end)
-    while at >= 0:
-        start = data.rfind(b"\n", 0, at) + 1
-        stop = data.find(b"\n", at, end + 1)
-        body = data[start:stop].removesuffix(b",")
-        digest = _line_key(body) if known is not None or record is not None else ""
-        known_here = known is not None and digest in known
-        kept = known[digest] if known_here else _parse_result(body, path, data, start, check)  # type: ignore[index]
-        if record is not None:
-            record.lines.append([digest, kept])
-        if kept is not None:
-            yield kept
-        at = data.find(_FOUND, stop, end)
-
-
-def _line_number(data: bytes, start: int) -> int:
-    """Return the line number in search.json of the line at ``start`` of ``data`` (what follows its head)."""
-    return data.count(b"\n", 0, start) + 2
-
-
-def _parse_result(body: bytes, path: Path, data: bytes, start: int, check: Any) -> dict[str, Any] | None:
-    """Return what verify uses of the result line ``body`` of search.json (None when it is not FOUND); raise
-    ArtifactError naming the file and line when it is broken."""
-    try:
-        item = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: line {_line_number(data, start)} is not valid JSON ({exc})") from None
-    if not check.is_valid(item):
-        artifacts.validate(item, "search", f"{path} (line {_line_number(data, start)})", "result")
-    return _kept(item) if item["status"] == "FOUND" else None
+        check = artifacts.fast_validator("search", "result")
+        for number, line in enumerate(handle, start=2):
+            if line.startswith(b"]"):
+                return
+            if _FOUND not in line:
+                continue  # no FOUND answer: nothing verify uses
+            body = line.rstrip(b"\n").removesuffix(b",")
+            digest = _line_key(body) if known is not None or record is not None else ""
+            if known is not None and digest in known:
+                kept = known[digest]
+            else:
+                try:
+                    item = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+                if not check.is_valid(item):
+                    artifacts.validate(item, "search", f"{path} (line {number})", "result")
+                kept = _kept(item) if item["status"] == "FOUND" else None
+            if record is not None:
+                record.lines.append([digest, kept])
+            if kept is not None:
+                yield kept
+    raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
 
 
 def _kept(result: Mapping[str, Any]) -> dict[str, Any]:
