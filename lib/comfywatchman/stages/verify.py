@@ -542,18 +542,19 @@ def scan_needs(
     parts: Iterable[list[Any]],
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
     count_inactive: bool,
-    record: list[list[Any]] | None = None,
+    record: list[tuple[str, bytes]] | None = None,
 ) -> ScanNeeds:
     """Return what verify needs of scan.json's workflows (their ``verify_part``, one at a time): only installed
     models that declare a hash or have a FOUND answer in ``results``, and the missing files. Each workflow's
-    share (``contribution``) goes into ``record`` when given."""
+    path and share (``contribution``: ``[rows, missing]`` as JSON) go into ``record`` when given."""
     kept: list[dict[str, Any]] = []
     missing: dict[tuple[str | None, str], Missing] = {}
     answered = answered_keys(results)
     for part in parts:
         path, rows, missing_files = contribution(part, answered)
         if record is not None:
-            record.append([path, rows, missing_files])
+            # As JSON: the rows are needed again only if a later cycle's changes touch this workflow.
+            record.append((path, orjson.dumps([rows, missing_files])))
         if rows:
             kept.append(installed_entry(path, rows))
         add_missing_part(missing, path, missing_files, count_inactive)
@@ -754,7 +755,7 @@ def _full(
     results = found_results(state / "search.json", outcome, record)
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
     parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
-    shares: list[list[Any]] = []
+    shares: list[tuple[str, bytes]] = []
     needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive, shares)
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     located: dict[tuple[str, str], str | None] = {}

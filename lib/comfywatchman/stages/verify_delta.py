@@ -180,13 +180,13 @@ def memo_of(
     basis: str,
     record: core.FoundRecord,
     digests: list[bytes],
-    shares: list[list[Any]],
+    shares: list[tuple[str, bytes]],
     found: Mapping[str, core.Target],
     missing: Mapping[Key, core.Missing],
     located: Mapping[tuple[str, str], str | None],
     entry_keys: Mapping[Key, str],
 ) -> Memo | None:
-    """Return the memo of a full verify (``shares``: ``[path, rows, missing]`` of each scan.json line, in
+    """Return the memo of a full verify (``shares``: the path and share as JSON of each scan.json line, in
     order; ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made
     (search.json or scan.json in another layout, a workflow twice)."""
     id_of = {share[0]: i for i, share in enumerate(shares)}
@@ -202,7 +202,7 @@ def memo_of(
         {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
         [[k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()],
         [[folder, name, path] for (folder, name), path in located.items()],
-        [orjson.dumps(share[1:]) for share in shares],
+        [share[1] for share in shares],
     )
 
 
