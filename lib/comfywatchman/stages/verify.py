@@ -530,6 +530,21 @@ def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
 
 
 @dataclass
+class Shares:
+    """Each workflow's path and share (``contribution``: ``[rows, missing]``) as a line of JSON, all in one
+    buffer: they are needed again only when a later cycle's changes touch the workflow (``verify_delta``)."""
+
+    paths: list[str] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+
+    def add(self, path: str, rows: list[list[Any]], missing: list[list[Any]]) -> None:
+        """Add the share of the workflow at ``path``."""
+        self.paths.append(path)
+        self.body += orjson.dumps([rows, missing])
+        self.body += b"\n"
+
+
+@dataclass
 class ScanNeeds:
     """What verify takes from scan.json, gathered one workflow at a time: the installed models a sha256 may be
     expected for, as a scan-like document for ``targets``, and the missing files (``add_missing_part``)."""
@@ -542,19 +557,18 @@ def scan_needs(
     parts: Iterable[list[Any]],
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
     count_inactive: bool,
-    record: list[tuple[str, bytes]] | None = None,
+    record: Shares | None = None,
 ) -> ScanNeeds:
     """Return what verify needs of scan.json's workflows (their ``verify_part``, one at a time): only installed
     models that declare a hash or have a FOUND answer in ``results``, and the missing files. Each workflow's
-    path and share (``contribution``: ``[rows, missing]`` as JSON) go into ``record`` when given."""
+    path and share (``contribution``) go into ``record`` when given."""
     kept: list[dict[str, Any]] = []
     missing: dict[tuple[str | None, str], Missing] = {}
     answered = answered_keys(results)
     for part in parts:
         path, rows, missing_files = contribution(part, answered)
         if record is not None:
-            # As JSON: the rows are needed again only if a later cycle's changes touch this workflow.
-            record.append((path, orjson.dumps([rows, missing_files])))
+            record.add(path, rows, missing_files)
         if rows:
             kept.append(installed_entry(path, rows))
         add_missing_part(missing, path, missing_files, count_inactive)
@@ -755,8 +769,10 @@ def _full(
     results = found_results(state / "search.json", outcome, record)
     queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
     parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
-    shares: list[tuple[str, bytes]] = []
+    shares = Shares()
     needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive, shares)
+    digests = parts.digests
+    del parts  # its pack's lines, held for the scan.json just read: not needed past this point
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
     located: dict[tuple[str, str], str | None] = {}
     found = targets(needs.installed, _Asked(FileLocator(model_cache), located), results)
@@ -772,9 +788,10 @@ def _full(
     sizes = _download_sizes(results.values(), queue)
     memo = variant_memo(state, previous)
     alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
+    del model_cache  # tens of thousands of entries: freed before the memo is made
     checked = sorted(found)
     basis = verify_delta.basis_of(state, settings_key)
-    memo_next = verify_delta.memo_of(basis, record, parts.digests, shares, found, needs.missing, located, memo.keys)
+    memo_next = verify_delta.memo_of(basis, record, digests, shares, found, needs.missing, located, memo.keys)
     return store, progress, drift, alts, checked, stats_digest(checked), memo.to_json(), memo_next
 
 

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -68,15 +68,28 @@ class Memo:
     targets: dict[str, list[int]]  # installed file -> the lines that expect a hash of it
     missing: list[list[Any]]  # [folder, lookup key, entry_key, lines] of each missing file
     located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
-    shares: list[bytes] = field(default_factory=list)  # each line's ``contribution`` (JSON), in order
+    #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
+    shares: list[bytes] | bytearray = field(default_factory=list)
 
-    def to_bytes(self) -> bytes:
-        """Return the file's content: the tag, the memo bar the shares as one line of JSON (with the digest
-        of the shares), then one line per share."""
-        body = b"\n".join(self.shares) + b"\n"
+    def chunks(self) -> list[bytes]:
+        """Return the file's content in pieces (the shares are never copied into one more buffer): the tag,
+        the memo bar the shares as one line of JSON (with the digest of the shares), then one line per share."""
+        if isinstance(self.shares, bytearray):
+            # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
+            body: list[bytes] = [cast(bytes, self.shares)]
+        else:
+            body = [piece for share in self.shares for piece in (share, b"\n")]
+        digest = hashlib.sha256()
+        for piece in body:
+            digest.update(piece)
         head = {k: v for k, v in self.__dict__.items() if k != "shares"}
-        head["body"] = hashlib.sha256(body).hexdigest()
-        return TAG + b"\n" + orjson.dumps(head) + b"\n" + body
+        head["body"] = digest.hexdigest()
+        return [TAG, b"\n", orjson.dumps(head), b"\n", *body]
+
+    def share(self, index: int) -> bytes:
+        """Return the share of the line at ``index`` (of a memo read from its file)."""
+        assert isinstance(self.shares, list)
+        return self.shares[index]
 
     @classmethod
     def load(cls, path: Path) -> Memo | None:
@@ -180,29 +193,29 @@ def memo_of(
     basis: str,
     record: core.FoundRecord,
     digests: list[bytes],
-    shares: list[tuple[str, bytes]],
+    shares: core.Shares,
     found: Mapping[str, core.Target],
     missing: Mapping[Key, core.Missing],
     located: Mapping[tuple[str, str], str | None],
     entry_keys: Mapping[Key, str],
 ) -> Memo | None:
-    """Return the memo of a full verify (``shares``: the path and share as JSON of each scan.json line, in
-    order; ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made
-    (search.json or scan.json in another layout, a workflow twice)."""
-    id_of = {share[0]: i for i, share in enumerate(shares)}
-    if not record.complete or len(digests) != len(shares) or len(id_of) != len(shares):
+    """Return the memo of a full verify (``shares``: the path and share of each scan.json line, in order;
+    ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made (search.json or
+    scan.json in another layout, a workflow twice)."""
+    id_of = {path: i for i, path in enumerate(shares.paths)}
+    if not record.complete or len(digests) != len(shares.paths) or len(id_of) != len(shares.paths):
         return None
     return Memo(
         basis,
         [],
         record.lines,
-        list(range(len(shares))),
+        list(range(len(shares.paths))),
         [d.decode("ascii") for d in digests],
-        [share[0] for share in shares],
+        shares.paths,
         {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
         [[k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()],
         [[folder, name, path] for (folder, name), path in located.items()],
-        [share[1] for share in shares],
+        shares.body,
     )
 
 
@@ -214,7 +227,7 @@ def save(path: Path, memo: Memo | None, state: Path) -> None:
             path.unlink(missing_ok=True)
             return
         memo.outputs = outputs_of(state)
-        artifacts.atomic_write_bytes(path, memo.to_bytes())
+        artifacts.atomic_write_bytes(path, *memo.chunks())
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next verify runs in full", path, exc)
 
@@ -370,7 +383,7 @@ class _Lines:
         if found is not None:
             return found
         at = self._old_at[line_id]
-        rows, missing = orjson.loads(self.memo.shares[at])
+        rows, missing = orjson.loads(self.memo.share(at))
         return [self.memo.paths[at], rows, missing]
 
     def changed_shares(self) -> list[list[Any]]:
@@ -540,7 +553,7 @@ def _next_memo(
         if entry is not None:
             index[key] = [core.entry_key(entry), [id_of[w] for w in entry.workflows]]
     old_at = {line_id: i for i, line_id in enumerate(memo.ids)}
-    shares = [orjson.dumps(lines.fresh[i][1:]) if i in lines.fresh else memo.shares[old_at[i]] for i in lines.ids]
+    shares = [orjson.dumps(lines.fresh[i][1:]) if i in lines.fresh else memo.share(old_at[i]) for i in lines.ids]
     return Memo(
         memo.basis,
         [],
