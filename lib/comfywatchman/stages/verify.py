@@ -11,7 +11,9 @@ queue; writes ``state/verify.json`` and keeps hashes in ``state/hashes.json``.
   (``comfy.variants``), with the widget value to pick instead and what differs.
 
 A cycle where nothing changed (same scan, model cache and search answers, every file as it was hashed, nothing
-pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls.
+pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls; one where a few workflows changed
+(and the model cache, the FOUND answers and the settings did not, nothing is pending) works out again only the
+files they name (``verify_delta``).
 """
 
 from __future__ import annotations
