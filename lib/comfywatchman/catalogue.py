@@ -298,6 +298,17 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "that changed (a cache: safe to delete)",
     ),
     Artifact(
+        "verify_delta",
+        "state/verify_delta.bin",
+        None,
+        "binary",
+        ("verify",),
+        ("verify",),
+        "the digest, workflow and share of each line of scan.json, the lines naming each file and the FOUND "
+        "answers read, so a verify where a few workflows changed works out only the files they name (a cache: "
+        "safe to delete)",
+    ),
+    Artifact(
         "verify_inputs",
         "state/verify_inputs.json",
         "verify_inputs",

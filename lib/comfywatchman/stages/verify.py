@@ -11,7 +11,9 @@ queue; writes ``state/verify.json`` and keeps hashes in ``state/hashes.json``.
   (``comfy.variants``), with the widget value to pick instead and what differs.
 
 A cycle where nothing changed (same scan, model cache and search answers, every file as it was hashed, nothing
-pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls.
+pending) leaves ``verify.json`` as it is after a handful of ``stat`` calls; one where a few workflows changed
+(and the model cache, the FOUND answers and the settings did not, nothing is pending) works out again only the
+files they name (``verify_delta``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -33,7 +35,7 @@ from comfywatchman import artifacts, hashing
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
-from comfywatchman.stages import collector
+from comfywatchman.stages import collector, verify_delta  # verify_delta reads this module at call time
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.workflow import names
@@ -110,13 +112,34 @@ class FileLocator:
 _FOUND = b'"status":"FOUND"'
 
 
-def _found_items(path: Path) -> Iterator[dict[str, Any]]:
+def _line_key(body: bytes) -> str:
+    """Return the digest a result line of search.json is known by between cycles (``FoundRecord``)."""
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+@dataclass
+class FoundRecord:
+    """The lines of search.json that can hold a FOUND result, each as ``[digest, kept fields or None]`` in file
+    order (None: the line holds the words in an attempt only); ``complete`` is False when search.json is in
+    another layout (then nothing is recorded)."""
+
+    lines: list[list[Any]] = field(default_factory=list)
+    complete: bool = True
+
+
+def _found_items(
+    path: Path, known: Mapping[str, Any] | None = None, record: FoundRecord | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield the FOUND results of search.json at ``path``, each validated: in the one-result-per-line layout
     the search writes, only the lines that can hold one are parsed (a result's status is written
-    ``"status":"FOUND"``); another layout is read whole (``artifacts.Assembled``)."""
+    ``"status":"FOUND"``), bar those ``known`` gives by their digest (what the line gave when it was read
+    before: the kept fields or None); another layout is read whole (``artifacts.Assembled``). Each line that
+    can hold one goes into ``record``."""
     reader = artifacts.Assembled(path, "results", "search", "result")
     with path.open("rb") as handle:
         if not handle.readline().rstrip(b"\n").endswith(b'"results":['):
+            if record is not None:
+                record.complete = False
             yield from (r for r in reader.items() if r["status"] == "FOUND")
             return
         check = artifacts.fast_validator("search", "result")
@@ -125,37 +148,64 @@ def _found_items(path: Path) -> Iterator[dict[str, Any]]:
                 return
             if _FOUND not in line:
                 continue  # no FOUND answer: nothing verify uses
-            try:
-                item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
-            except orjson.JSONDecodeError as exc:
-                raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
-            if not check.is_valid(item):
-                artifacts.validate(item, "search", f"{path} (line {number})", "result")
-            if item["status"] == "FOUND":
-                yield item
+            body = line.rstrip(b"\n").removesuffix(b",")
+            digest = _line_key(body) if known is not None or record is not None else ""
+            if known is not None and digest in known:
+                kept = known[digest]
+            else:
+                try:
+                    item = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+                if not check.is_valid(item):
+                    artifacts.validate(item, "search", f"{path} (line {number})", "result")
+                kept = _kept(item) if item["status"] == "FOUND" else None
+            if record is not None:
+                record.lines.append([digest, kept])
+            if kept is not None:
+                yield kept
     raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
 
 
-def found_results(path: Path, outcome: StageOutcome) -> dict[tuple[str | None, str], dict[str, Any]]:
+def _kept(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what verify uses of a FOUND result."""
+    return {k: result.get(k) for k in ("name", "type", "status", "sha256", "url", "size")}
+
+
+def found_results(
+    path: Path, outcome: StageOutcome, record: FoundRecord | None = None
+) -> dict[tuple[str | None, str], dict[str, Any]]:
     """Return ``(type, lookup key)`` -> the FOUND results of search.json at ``path`` (the only answers verify
     uses: a published sha256 and size), read one result at a time; empty when there is no search.json, and
-    the outcome failed naming the file when it is broken."""
+    the outcome failed naming the file when it is broken. The lines read go into ``record``."""
     if not path.exists():
         return {}
-    out: dict[tuple[str | None, str], dict[str, Any]] = {}
     try:
-        for result in _found_items(path):
-            kept = {k: result.get(k) for k in ("name", "type", "status", "sha256", "url", "size")}
-            out[(result["type"], names.lookup_key(result["name"]))] = kept
+        return results_of(_found_items(path, record=record))
     except (ArtifactError, OSError) as exc:
         outcome.fail(str(exc) if isinstance(exc, ArtifactError) else f"{path}: unreadable: {exc.strerror or exc}")
+        if record is not None:
+            record.complete = False
         return {}
+
+
+def results_of(found: Iterable[Mapping[str, Any]]) -> dict[tuple[str | None, str], dict[str, Any]]:
+    """Return ``(type, lookup key)`` -> the kept fields of each of the FOUND results ``found`` (the last wins)."""
+    out: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for result in found:
+        out[(result["type"], names.lookup_key(result["name"]))] = _kept(result)
     return out
+
+
+class Locator(Protocol):
+    """What ``targets`` asks where files are: ``FileLocator`` or one that keeps its answers."""
+
+    def get(self, key: tuple[str, str]) -> str | None: ...
 
 
 def targets(
     scan: Mapping[str, Any],
-    paths: FileLocator,
+    paths: Locator,
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
 ) -> dict[str, Target]:
     """Return absolute path -> Target for each installed file with a declared (or published) sha256."""
@@ -364,6 +414,7 @@ class VariantMemo:
     some: set[str] = field(default_factory=set)
     listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
     answered: dict[str, bool] = field(default_factory=dict)
+    keys: dict[tuple[str | None, str], str] = field(default_factory=dict)  # the ``entry_key`` of each file asked
 
     def get(self, key: str, entry: Missing) -> list[dict[str, Any]] | None:
         """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
@@ -416,6 +467,8 @@ def variant_entries(
     unknown); most workflows first. Variants ``memo`` knows are not looked for again."""
     out = []
     memo_keys = {key: entry_key(entry) for key, entry in table.items()} if memo is not None else {}
+    if memo is not None:
+        memo.keys = memo_keys
     known = {key: memo.get(memo_keys[key], entry) if memo is not None else None for key, entry in table.items()}
     # How many files are looked up per folder: a folder asked about a few times is not indexed whole.
     index.expect(Counter(entry.folder for key, entry in table.items() if known[key] is None and entry.folder))
@@ -479,6 +532,21 @@ def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
 
 
 @dataclass
+class Shares:
+    """Each workflow's path and share (``contribution``: ``[rows, missing]``) as a line of JSON, all in one
+    buffer: they are needed again only when a later cycle's changes touch the workflow (``verify_delta``)."""
+
+    paths: list[str] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+
+    def add(self, path: str, rows: list[list[Any]], missing: list[list[Any]]) -> None:
+        """Add the share of the workflow at ``path``."""
+        self.paths.append(path)
+        self.body += orjson.dumps([rows, missing])
+        self.body += b"\n"
+
+
+@dataclass
 class ScanNeeds:
     """What verify takes from scan.json, gathered one workflow at a time: the installed models a sha256 may be
     expected for, as a scan-like document for ``targets``, and the missing files (``add_missing_part``)."""
@@ -491,25 +559,48 @@ def scan_needs(
     parts: Iterable[list[Any]],
     results: Mapping[tuple[str | None, str], Mapping[str, Any]],
     count_inactive: bool,
+    record: Shares | None = None,
 ) -> ScanNeeds:
     """Return what verify needs of scan.json's workflows (their ``verify_part``, one at a time): only installed
-    models that declare a hash or have a FOUND answer in ``results``, and the missing files."""
+    models that declare a hash or have a FOUND answer in ``results``, and the missing files. Each workflow's
+    path and share (``contribution``) go into ``record`` when given."""
     kept: list[dict[str, Any]] = []
     missing: dict[tuple[str | None, str], Missing] = {}
-    answered = {_FIELD.join((folder, key)) for folder, key in results if folder is not None}
-    for path, declared, other_keys, other_names, missing_files in parts:
-        models = [{"folder": f, "name": n, "installed_as": i, "declared": d} for f, n, i, d in declared]
-        keys = other_keys.split(_ROW) if answered and other_keys else []
-        hits = answered.intersection(keys)
-        rows = other_names.split(_ROW) if hits else []
-        for index in [i for i, key in enumerate(keys) if key in hits] if hits else ():
-            name, installed_as = rows[index].split(_FIELD)
-            folder = keys[index].split(_FIELD, 1)[0]
-            models.append({"folder": folder, "name": name, "installed_as": installed_as, "declared": []})
-        if models:
-            kept.append({"workflow": path, "installed_models": models})
+    answered = answered_keys(results)
+    for part in parts:
+        path, rows, missing_files = contribution(part, answered)
+        if record is not None:
+            record.add(path, rows, missing_files)
+        if rows:
+            kept.append(installed_entry(path, rows))
         add_missing_part(missing, path, missing_files, count_inactive)
     return ScanNeeds({"workflows": kept}, missing)
+
+
+def answered_keys(results: Mapping[tuple[str | None, str], Mapping[str, Any]]) -> set[str]:
+    """Return the ``other_keys`` rows (``verify_part``) that ``results`` has an answer for."""
+    return {_FIELD.join((folder, key)) for folder, key in results if folder is not None}
+
+
+def contribution(part: list[Any], answered: set[str]) -> tuple[str, list[list[Any]], list[list[Any]]]:
+    """Return what one workflow's ``verify_part`` gives verify when ``answered`` are the answered keys
+    (``answered_keys``): its path, ``[folder, name, installed_as, declared]`` of each installed model that
+    declares a hash or is answered, and its missing files."""
+    path, declared, other_keys, other_names, missing_files = part
+    rows: list[list[Any]] = [list(d) for d in declared]
+    keys = other_keys.split(_ROW) if answered and other_keys else []
+    hits = answered.intersection(keys)
+    names_of = other_names.split(_ROW) if hits else []
+    for index in [i for i, key in enumerate(keys) if key in hits] if hits else ():
+        name, installed_as = names_of[index].split(_FIELD)
+        rows.append([keys[index].split(_FIELD, 1)[0], name, installed_as, []])
+    return path, rows, missing_files
+
+
+def installed_entry(path: str, rows: Iterable[list[Any]]) -> dict[str, Any]:
+    """Return the scan-like workflow entry ``targets`` reads for the ``contribution`` rows of ``path``."""
+    models = [{"folder": f, "name": n, "installed_as": i, "declared": d} for f, n, i, d in rows]
+    return {"workflow": path, "installed_models": models}
 
 
 def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
@@ -543,12 +634,17 @@ def fingerprint(state: Path, settings: Mapping[str, Any]) -> str:
 
 def stats_digest(paths: Iterable[str]) -> str:
     """Return a hash of the size and mtime of each of ``paths`` (a missing file counts as such)."""
+    return digest_of_stats(paths, {path: hashing.stat_of(path) for path in paths})
+
+
+def digest_of_stats(paths: Iterable[str], stats: Mapping[str, hashing.Stat | None]) -> str:
+    """Return ``stats_digest`` of ``paths`` from their ``stats`` (None: cannot be reached)."""
     digest = hashlib.sha256()
     for path in paths:
-        try:
-            st = os.stat(path)
-            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        except OSError:
+        st = stats[path]
+        if st is not None:
+            digest.update(f"{path}\0{st.size}\0{st.mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        else:
             digest.update(f"{path}\0-\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
@@ -597,25 +693,19 @@ def _run(ctx: StageContext) -> StageOutcome:
         logger.info("verify: %s", outcome.detail)
         return outcome
 
-    results = found_results(state / "search.json", outcome)
-    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
-    parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
-    needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive)
-    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
-    found = targets(needs.installed, FileLocator(model_cache), results)
-    stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
-    store = hashing.HashStore(state / hashing.FILE).load()
+    settings_key = {**settings, "count_inactive": count_inactive}
     now_text = ctx.now().isoformat(timespec="seconds")
-    known, progress, errors = hash_within_budget(found, stats, store, int(settings["hash_budget_bytes"]), now_text)
-    for error in errors:
-        outcome.fail(error)
-    # Keep the hashes of files still there (a workflow naming them may come back); drop those of removed files.
-    store.forget_except(set(found) | {p for p in store.files if p not in found and os.path.exists(p)})
-    store.save()
-    drift = drift_findings(found, stats, known)
-    sizes = _download_sizes(results.values(), queue)
-    memo = variant_memo(state, previous)
-    alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
+    again = verify_delta.verify_again(state, previous, settings_key, count_inactive)
+    memo_next: verify_delta.Memo | None
+    if again is not None:
+        store, progress, drift, alts = again.store, again.progress, again.drift, again.alternatives
+        checked, stats_text, variants, memo_next = again.paths, again.stats, again.variants, again.memo
+        store.save()
+        logger.info("verify: made from the last verify: %d lines of scan.json changed", again.changed)
+    else:
+        store, progress, drift, alts, checked, stats_text, variants, memo_next = _full(
+            outcome, state, settings, settings_key, count_inactive, previous, now_text
+        )
     outcome.counts = {
         "hashed_files": progress.hashed_files,
         "hashed_bytes": progress.hashed_bytes,
@@ -640,17 +730,80 @@ def _run(ctx: StageContext) -> StageOutcome:
         "detail": outcome.detail,
     }
     artifacts.write(state / ARTIFACT, document, SCHEMA, indent=None)
-    checked = sorted(found)
     inputs = {
         "cycle_id": ctx.cycle_id,
         "fingerprint": wanted,
         "files_pending": progress.files_pending,
         "paths": checked,
-        "stats": stats_digest(checked),
+        "stats": stats_text,
         "counts": outcome.counts,
         "detail": outcome.detail,
-        "variants": memo.to_json(),
+        "variants": variants,
     }
     artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None)
+    verify_delta.save(state / verify_delta.FILE, memo_next, state)
     logger.info("verify: %s", outcome.detail)
     return outcome
+
+
+def _full(
+    outcome: StageOutcome,
+    state: Path,
+    settings: Mapping[str, Any],
+    settings_key: Mapping[str, Any],
+    count_inactive: bool,
+    previous: Mapping[str, Any] | None,
+    now_text: str,
+) -> tuple[
+    hashing.HashStore,
+    Progress,
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[str],
+    str,
+    dict[str, Any],
+    verify_delta.Memo | None,
+]:
+    """Verify from every workflow of scan.json: hash within the budget (the store saved), find drift and
+    variants; return the store, progress, drift, alternatives, the files checked and their stats digest,
+    the variants memo, and the memo for the next verify (None when none can be made)."""
+    record = FoundRecord()
+    results = found_results(state / "search.json", outcome, record)
+    queue = _read_optional(state / "download_queue.json", "download_queue", outcome)
+    parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
+    shares = Shares()
+    needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive, shares)
+    digests = parts.digests
+    del parts  # its pack's lines, held for the scan.json just read: not needed past this point
+    model_cache = artifacts.read(state / "model_cache.json", "model_cache")
+    located: dict[tuple[str, str], str | None] = {}
+    found = targets(needs.installed, _Asked(FileLocator(model_cache), located), results)
+    stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
+    store = hashing.HashStore(state / hashing.FILE).load()
+    known, progress, errors = hash_within_budget(found, stats, store, int(settings["hash_budget_bytes"]), now_text)
+    for error in errors:
+        outcome.fail(error)
+    # Keep the hashes of files still there (a workflow naming them may come back); drop those of removed files.
+    store.forget_except(set(found) | {p for p in store.files if p not in found and os.path.exists(p)})
+    store.save()
+    drift = drift_findings(found, stats, known)
+    sizes = _download_sizes(results.values(), queue)
+    memo = variant_memo(state, previous)
+    alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
+    del model_cache  # tens of thousands of entries: freed before the memo is made
+    checked = sorted(found)
+    basis = verify_delta.basis_of(state, settings_key)
+    memo_next = verify_delta.memo_of(basis, record, digests, shares, found, needs.missing, located, memo.keys)
+    return store, progress, drift, alts, checked, stats_digest(checked), memo.to_json(), memo_next
+
+
+class _Asked:
+    """A ``FileLocator`` that keeps each answer it gives in ``answers`` (for ``verify_delta``)."""
+
+    def __init__(self, files: FileLocator, answers: dict[tuple[str, str], str | None]) -> None:
+        self.files, self.answers = files, answers
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        """Return ``FileLocator.get`` of ``key``, kept."""
+        path = self.answers[key] = self.files.get(key)
+        return path

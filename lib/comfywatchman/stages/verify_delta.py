@@ -1,0 +1,568 @@
+"""The verify of a cycle where a few workflows changed, at the cost of what they touch: ``state/verify_delta.bin``.
+
+verify.json is made of one drift entry per (installed file, expected hash) and one alternatives entry per missing
+file with variants on disk. A file's entries depend on the workflows that name it (in scan.json's order: the
+name and URL first met), on the FOUND answers of search.json, on where the model cache puts it, on the file
+itself (its size and mtime stand for it) and on its hash (``hashing.HashStore``); a missing file's variants on
+the model cache alone. So verify keeps, beside verify.json, each scan.json line's digest, workflow and share
+(``verify.contribution``: the installed files a hash is expected for, the missing files), which lines name each
+installed file and each missing file, the FOUND answers it read and where it found each file. The next verify
+compares scan.json's lines with it and, when few changed and the others kept their order, works out again only
+the files the changed lines name (from the shares of the lines that name them), and copies every other entry
+from the last verify.json.
+
+The file is a cache, safe to lose: it is used only when it goes with the verify.json, verify_inputs.json and
+hashes.json on disk (their size and mtime), the model cache and the settings it was made under, when the FOUND
+answers are the same, no file waits to be hashed and every file verified last time is as it was; anything
+else (a torn or foreign file, another layout, many changes) means the full verify. Anything kept gives the
+bytes a full verify gives: the test suite compares the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+
+from comfywatchman import artifacts, hashing, stage_inputs
+from comfywatchman.comfy.variants import VariantIndex
+from comfywatchman.errors import ArtifactError
+from comfywatchman.search.names import lookup_key
+from comfywatchman.stages import verify as core
+
+logger = logging.getLogger(__name__)
+
+FILE = "verify_delta.bin"
+#: Bump when what the file holds, or what verify.json's entries are made of, changes meaning.
+TAG = b"verify-delta-1"
+#: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full verify.
+CHANGED_SHARE = 0.05
+MIN_CHANGES = 16
+
+_KEY = b'"workflows":['
+
+Key = tuple[str | None, str]  # a missing file: its folder and lookup key
+
+
+class Full(Exception):
+    """The verify cannot be made from the last one: verify in full (the message says why)."""
+
+
+@dataclass
+class Memo:
+    """What the next verify needs to verify only what changed (see the module). Each scan.json line has an
+    id that stays while the line does (``ids``); the lines that name a file are given by their ids."""
+
+    basis: str
+    outputs: list[list[int] | None]  # the stat of verify.json, verify_inputs.json and hashes.json
+    found: list[list[Any]]  # ``FoundRecord.lines`` of search.json
+    ids: list[int]
+    digests: list[str]
+    paths: list[str]
+    targets: dict[str, list[int]]  # installed file -> the lines that expect a hash of it
+    missing: list[list[Any]]  # [folder, lookup key, entry_key, lines] of each missing file
+    located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
+    #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
+    shares: list[bytes] | bytearray = field(default_factory=list)
+
+    def chunks(self) -> list[bytes]:
+        """Return the file's content in pieces (the shares are never copied into one more buffer): the tag,
+        the memo bar the shares as one line of JSON (with the digest of the shares), then one line per share."""
+        if isinstance(self.shares, bytearray):
+            # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
+            body: list[bytes] = [cast(bytes, self.shares)]
+        else:
+            body = [piece for share in self.shares for piece in (share, b"\n")]
+        digest = hashlib.sha256()
+        for piece in body:
+            digest.update(piece)
+        head = {k: v for k, v in self.__dict__.items() if k != "shares"}
+        head["body"] = digest.hexdigest()
+        return [TAG, b"\n", orjson.dumps(head), b"\n", *body]
+
+    def share(self, index: int) -> bytes:
+        """Return the share of the line at ``index`` (of a memo read from its file)."""
+        assert isinstance(self.shares, list)
+        return self.shares[index]
+
+    @classmethod
+    def load(cls, path: Path) -> Memo | None:
+        """Return the memo at ``path``; None when there is none, or it is torn or of another format."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.warning("%s: unreadable (%s); verified in full", path, exc)
+            return None
+        if not data.startswith(TAG + b"\n"):
+            return None
+        lines = data.split(b"\n")  # the tag, the head, each share, and what follows the last newline
+        try:
+            head = orjson.loads(lines[1])
+            body = memoryview(data)[len(lines[0]) + len(lines[1]) + 2 :]
+            if hashlib.sha256(body).hexdigest() != head.pop("body") or lines[-1]:
+                raise ValueError("its lines do not match their digest")
+            memo = cls(**head, shares=lines[2:-1])
+            if not len(memo.ids) == len(memo.digests) == len(memo.paths) == len(memo.shares):
+                raise ValueError("its lists differ in length")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            logger.warning("%s: not a verify memo (%s); verified in full", path, exc)
+            return None
+        return memo
+
+
+def basis_of(state: Path, settings: Mapping[str, Any]) -> str:
+    """Return the key of what a memo holds besides scan.json and the answers: the format, the settings and
+    the model cache (rewritten only when its content changes, so its size and mtime stand for it)."""
+    return artifacts.content_hash(
+        {
+            "format": core.FORMAT,
+            "tag": TAG.decode("ascii"),
+            "settings": dict(settings),
+            "model_cache": stage_inputs.stat_key(state / "model_cache.json"),
+        }
+    )
+
+
+def outputs_of(state: Path) -> list[list[int] | None]:
+    """Return the stat of the files a memo goes with."""
+    return [stage_inputs.stat_key(state / name) for name in (core.ARTIFACT, core.INPUTS, hashing.FILE)]
+
+
+class Locator:
+    """``(folder, name)`` -> absolute path of an installed file, from the answers kept and, for a file not
+    looked up before, from the model cache (read only then). Every answer is kept for the next memo."""
+
+    def __init__(self, answers: Mapping[tuple[str, str], str | None], cache: ModelCache | None = None) -> None:
+        self.answers = dict(answers)
+        self.cache = cache
+        self._files: core.FileLocator | None = None
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        """Return the absolute path of ``(folder, name)``, or None when the cache has no such file."""
+        if key in self.answers:
+            return self.answers[key]
+        if self._files is None:
+            if self.cache is None:
+                raise Full("no model cache to look up a file in")
+            self._files = core.FileLocator(self.cache.get())
+        path = self.answers[key] = self._files.get(key)
+        return path
+
+    def to_json(self) -> list[list[Any]]:
+        return [[folder, name, path] for (folder, name), path in self.answers.items()]
+
+
+class ModelCache:
+    """model_cache.json, read (and validated) when first needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._document: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = artifacts.read(self.path, "model_cache")
+        return self._document
+
+
+@dataclass
+class Again:
+    """A verify made from the last one: what verify.json and verify_inputs.json are made of, the hash store
+    to save, and the memo to write once they are."""
+
+    progress: core.Progress
+    drift: list[dict[str, Any]]
+    alternatives: list[dict[str, Any]]
+    paths: list[str]
+    stats: str
+    variants: dict[str, Any]
+    store: hashing.HashStore
+    memo: Memo
+    changed: int
+
+
+def memo_of(
+    basis: str,
+    record: core.FoundRecord,
+    digests: list[bytes],
+    shares: core.Shares,
+    found: Mapping[str, core.Target],
+    missing: Mapping[Key, core.Missing],
+    located: Mapping[tuple[str, str], str | None],
+    entry_keys: Mapping[Key, str],
+) -> Memo | None:
+    """Return the memo of a full verify (``shares``: the path and share of each scan.json line, in order;
+    ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made (search.json or
+    scan.json in another layout, a workflow twice)."""
+    id_of = {path: i for i, path in enumerate(shares.paths)}
+    if not record.complete or len(digests) != len(shares.paths) or len(id_of) != len(shares.paths):
+        return None
+    return Memo(
+        basis,
+        [],
+        record.lines,
+        list(range(len(shares.paths))),
+        [d.decode("ascii") for d in digests],
+        shares.paths,
+        {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
+        [[k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()],
+        [[folder, name, path] for (folder, name), path in located.items()],
+        shares.body,
+    )
+
+
+def save(path: Path, memo: Memo | None, state: Path) -> None:
+    """Write ``memo`` to ``path`` atomically, with the stat of the outputs just written; remove the file when
+    there is no memo (a failure costs the next verify a full run, with a warning)."""
+    try:
+        if memo is None:
+            path.unlink(missing_ok=True)
+            return
+        memo.outputs = outputs_of(state)
+        artifacts.atomic_write_bytes(path, *memo.chunks())
+    except OSError as exc:
+        logger.warning("%s: cannot be written (%s); the next verify runs in full", path, exc)
+
+
+def verify_again(
+    state: Path, previous: Mapping[str, Any] | None, settings: Mapping[str, Any], count_inactive: bool
+) -> Again | None:
+    """Return this verify made from the last one (see the module), or None when the full verify must run."""
+    if previous is None or previous["files_pending"]:
+        return None
+    memo = Memo.load(state / FILE)
+    if memo is None:
+        return None
+    if memo.basis != basis_of(state, settings) or memo.outputs != outputs_of(state):
+        logger.info("verify: verified in full: the model cache, the settings or the last outputs changed")
+        return None
+    try:
+        return _again(state, memo, previous, count_inactive)
+    except Full as exc:
+        logger.info("verify: verified in full: %s", exc)
+    except (ArtifactError, OSError) as exc:
+        logger.info("verify: verified in full: %s", exc)
+    return None
+
+
+def _results(state: Path, memo: Memo) -> tuple[dict[Key, dict[str, Any]], core.FoundRecord]:
+    """Return the FOUND answers of search.json (the lines read before known by their digest) and what was
+    read; raise Full when they are not the answers the memo was made with."""
+    record = core.FoundRecord()
+    path = state / "search.json"
+    if path.exists():
+        known = {digest: kept for digest, kept in memo.found}
+        for _ in core._found_items(path, known, record):
+            pass
+        if not record.complete:
+            raise Full("search.json is in another layout")
+    now = [kept for _, kept in record.lines if kept is not None]
+    before = [kept for _, kept in memo.found if kept is not None]
+    # The same answers in the same order give the same table; else the tables are compared.
+    results = core.results_of(now)
+    if now != before and results != core.results_of(before):
+        raise Full("the FOUND answers changed")
+    return results, record
+
+
+_REUSED = b',"reused":'
+
+
+def line_digest(data: bytes, start: int = 0, end: int | None = None) -> str:
+    """Return ``scan_parts._line_digest`` of the scan.json line ``data[start:end]`` as read (with its comma and
+    newline, if any), without copying it: the digest of the line without its ``reused`` flag."""
+    end = len(data) if end is None else end
+    end -= data.endswith(b"\n", start, end)
+    end -= data.endswith(b",", start, end)
+    view = memoryview(data)
+    at = data.rfind(_REUSED, start, end)
+    if at < 0:
+        return hashlib.sha256(view[start:end]).hexdigest()[:32]
+    after = at + len(_REUSED) + (4 if data.startswith(b"true", at + len(_REUSED)) else 5)
+    digest = hashlib.sha256(view[start:at])
+    digest.update(view[after:end])
+    return digest.hexdigest()[:32]
+
+
+#: How much of scan.json is read at a time (its lines are hashed where they lie in it).
+CHUNK = 1 << 22
+
+
+def _scan_lines(state: Path, before: set[str]) -> tuple[list[str], dict[int, bytes]]:
+    """Return the digest of each workflow line of scan.json, in order, and the lines (without their comma)
+    whose digest is not in ``before``, by index: read ``CHUNK`` bytes at a time, only new lines are kept."""
+    digests: list[str] = []
+    new: dict[int, bytes] = {}
+    with (state / "scan.json").open("rb") as handle:
+        if not handle.readline().rstrip(b"\n").endswith(_KEY):
+            raise Full("scan.json is in another layout")
+        data = b""
+        while chunk := handle.read(CHUNK):
+            data += chunk
+            start = 0
+            while (stop := data.find(b"\n", start)) >= 0:
+                if data.startswith(b"]", start):
+                    return digests, new
+                digest = line_digest(data, start, stop)
+                if digest not in before:
+                    new[len(digests)] = data[start:stop].removesuffix(b",")
+                digests.append(digest)
+                start = stop + 1
+            data = data[start:]
+        if data.startswith(b"]"):
+            return digests, new
+    raise Full("scan.json ends inside its list")
+
+
+def _changes(memo: Memo, digests: list[str]) -> tuple[list[int], list[int]]:
+    """Return the indexes of the last lines gone and of the lines new this time; raise Full when the lines
+    that stayed are not in the same order, a line is there twice, or too many changed."""
+    now_set, before_set = set(digests), set(memo.digests)
+    if len(now_set) != len(digests) or len(before_set) != len(memo.digests):
+        raise Full("a line of scan.json is there twice")
+    gone = [i for i, d in enumerate(memo.digests) if d not in now_set]
+    new = [i for i, d in enumerate(digests) if d not in before_set]
+    if len(gone) + len(new) > max(MIN_CHANGES, CHANGED_SHARE * len(digests)):
+        raise Full(f"{len(gone) + len(new)} lines of scan.json changed")
+    if [d for d in digests if d in before_set] != [d for d in memo.digests if d in now_set]:
+        raise Full("the lines of scan.json are in another order")
+    return gone, new
+
+
+class _Lines:
+    """scan.json's lines now: each one's id, workflow and share (``contribution``, parsed when asked for)."""
+
+    def __init__(self, memo: Memo, state: Path, count_inactive: bool) -> None:
+        self.digests, self._new = _scan_lines(state, set(memo.digests))
+        self.gone, _ = _changes(memo, self.digests)
+        before = {d: i for i, d in enumerate(memo.digests)}
+        self.memo, self.count_inactive = memo, count_inactive
+        self.ids: list[int] = []
+        self.paths: list[str] = []
+        self.fresh: dict[int, list[Any]] = {}  # id -> [path, rows, missing] of each new line
+        next_id = max(memo.ids, default=-1) + 1
+        for digest in self.digests:
+            at = before.get(digest)
+            if at is None:
+                self.ids.append(next_id)
+                next_id += 1
+            else:
+                self.ids.append(memo.ids[at])
+        self.position = {line_id: i for i, line_id in enumerate(self.ids)}
+        self._old_at = {memo.ids[i]: i for i in range(len(memo.ids))}
+
+    def parse_new(self, answered: set[str]) -> None:
+        """Parse and validate the new lines, and take their shares given the ``answered`` keys."""
+        check = artifacts.fast_validator("scan", "workflow")
+        for index, line in sorted(self._new.items()):
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise Full("a new line of scan.json is not JSON") from None
+            if not check.is_valid(item):
+                raise Full("a new line of scan.json is not a scan entry")
+            self.fresh[self.ids[index]] = list(core.contribution(core.verify_part(item), answered))
+        for line_id in self.ids:
+            self.paths.append(
+                self.fresh[line_id][0] if line_id in self.fresh else self.memo.paths[self._old_at[line_id]]
+            )
+        if len(set(self.paths)) != len(self.paths):
+            raise Full("a workflow is in scan.json twice")
+
+    def share(self, line_id: int) -> list[Any]:
+        """Return ``[path, rows, missing]`` of a line, new or kept (gone ones included)."""
+        found = self.fresh.get(line_id)
+        if found is not None:
+            return found
+        at = self._old_at[line_id]
+        rows, missing = orjson.loads(self.memo.share(at))
+        return [self.memo.paths[at], rows, missing]
+
+    def changed_shares(self) -> list[list[Any]]:
+        """Return the shares of the lines gone and of the new ones."""
+        return [self.share(self.memo.ids[i]) for i in self.gone] + list(self.fresh.values())
+
+
+def _touched(lines: _Lines, locator: Locator, results: Mapping[Key, Any]) -> tuple[set[str], set[Key]]:
+    """Return the installed files and the missing files the changed lines name."""
+    changed = lines.changed_shares()
+    document = {"workflows": [core.installed_entry(path, rows) for path, rows, _ in changed if rows]}
+    paths = set(core.targets(document, locator, results))
+    return paths, {(row[0], row[4]) for _, _, missing in changed for row in missing}
+
+
+def _regroup(
+    lines: _Lines,
+    line_ids: Iterable[int],
+    locator: Locator,
+    results: Mapping[Key, Any],
+    paths: set[str],
+    keys: set[Key],
+) -> tuple[dict[str, core.Target], dict[Key, core.Missing]]:
+    """Return the targets of ``paths`` and the missing files of ``keys`` as a full verify makes them, from
+    the shares of ``line_ids`` (every line that names one of them), in scan.json's order."""
+    document: dict[str, Any] = {"workflows": []}
+    table: dict[Key, core.Missing] = {}
+    for line_id in sorted(line_ids, key=lines.position.__getitem__):
+        path, rows, missing = lines.share(line_id)
+        if rows:
+            document["workflows"].append(core.installed_entry(path, rows))
+        core.add_missing_part(table, path, missing, lines.count_inactive)
+    targets = core.targets(document, locator, results)
+    return {p: t for p, t in targets.items() if p in paths}, {k: table[k] for k in keys if k in table}
+
+
+def _stats(paths: Iterable[str]) -> dict[str, hashing.Stat | None]:
+    return {path: hashing.stat_of(path) for path in paths}
+
+
+def _again(state: Path, memo: Memo, previous: Mapping[str, Any], count_inactive: bool) -> Again:
+    results, record = _results(state, memo)
+    queue = artifacts.read_optional(state / "download_queue.json", "download_queue")
+    sizes = core._download_sizes(results.values(), queue)
+    lines = _Lines(memo, state, count_inactive)
+    answered = core.answered_keys(results)
+    lines.parse_new(answered)
+    cache = ModelCache(state / "model_cache.json")
+    locator = Locator({(f, n): p for f, n, p in memo.located}, cache)
+    touched_paths, touched_keys = _touched(lines, locator, results)
+    missing_index: dict[Key, list[Any]] = {(m[0], m[1]): m[2:] for m in memo.missing}
+    alive = lines.position
+    needed = {i for p in touched_paths for i in memo.targets.get(p, ()) if i in alive}
+    needed |= {i for k in touched_keys for i in missing_index.get(k, (None, ()))[1] if i in alive}
+    needed |= set(lines.fresh)
+    targets, missing = _regroup(lines, needed, locator, results, touched_paths, touched_keys)
+
+    all_paths = (set(memo.targets) - touched_paths) | set(targets)
+    checked = sorted(all_paths)
+    if previous["paths"] != sorted(memo.targets):
+        raise Full("verify_inputs.json does not go with the memo")
+    stats_all = _stats(all_paths | set(previous["paths"]))
+    if core.digest_of_stats(previous["paths"], stats_all) != previous["stats"]:
+        raise Full("a file verified last time changed")
+    stats = {p: s for p in checked if (s := stats_all[p]) is not None}
+    store = hashing.HashStore(state / hashing.FILE).load()
+    known: dict[str, str] = {}
+    for path, stat in stats.items():
+        sha = store.get(path, stat)
+        if sha is None:
+            raise Full(f"{path} waits to be hashed")
+        known[path] = sha
+    store.forget_except(all_paths | {p for p in store.files if p not in all_paths and os.path.exists(p)})
+
+    last = orjson.loads((state / core.ARTIFACT).read_bytes())
+    drift = _drift(last["drift"], checked, targets, stats, known)
+    progress = core.Progress(files_verified=len(stats), bytes_verified=sum(s.size for s in stats.values()))
+    alternatives, variants = _alternatives(state, previous, last, missing, touched_keys, missing_index, sizes, cache)
+    new_memo = _next_memo(memo, lines, record, targets, touched_paths, missing, touched_keys, missing_index, locator)
+    return Again(
+        progress,
+        drift,
+        alternatives,
+        checked,
+        core.digest_of_stats(checked, stats_all),
+        variants,
+        store,
+        new_memo,
+        len(lines.gone) + len(lines.fresh),
+    )
+
+
+def _drift(
+    last: list[dict[str, Any]],
+    checked: list[str],
+    targets: Mapping[str, core.Target],
+    stats: Mapping[str, hashing.Stat],
+    known: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """Return the drift entries: the last ones of the files untouched, made again for the touched ones, in
+    the order of their paths."""
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for entry in last:
+        if entry["path"] not in targets:
+            by_path.setdefault(entry["path"], []).append(entry)
+    for entry in core.drift_findings(targets, stats, known):
+        by_path.setdefault(entry["path"], []).append(entry)
+    return [entry for path in checked for entry in by_path.get(path, ())]
+
+
+def _alternatives(
+    state: Path,
+    previous: Mapping[str, Any],
+    last: Mapping[str, Any],
+    missing: Mapping[Key, core.Missing],
+    touched: set[Key],
+    index: Mapping[Key, list[Any]],
+    sizes: Mapping[Any, int],
+    cache: ModelCache,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Return the alternatives entries (the last ones of untouched missing files, with the download size
+    of now, and those of the touched ones found again) and the variants memo for verify_inputs.json."""
+    basis = artifacts.content_hash({"format": core.FORMAT, "model_cache": core._stat_key(state / "model_cache.json")})
+    last_memo = previous.get("variants")
+    if last_memo is None or last_memo["basis"] != basis:
+        raise Full("the variants memo is of another model cache")
+    memo = core.VariantMemo(basis, set(last_memo["none"]), set(last_memo["some"]))
+    memo.listed = {(a["folder"], a["name"]): a["variants"] for a in last["alternatives"]}
+    unknown = any(memo.get(core.entry_key(entry), entry) is None for entry in missing.values())
+    variant_index = VariantIndex.from_cache(cache.get() if unknown else {"folders": {}})
+    out = core.variant_entries(missing, variant_index, sizes, memo)
+    for entry in last["alternatives"]:
+        key = (entry["folder"], lookup_key(entry["name"]))
+        if key not in touched:
+            out.append({**entry, "download_size": sizes.get(key)})
+    out.sort(key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
+    none, some = set(last_memo["none"]), set(last_memo["some"])
+    for key in touched:
+        before = index.get(key)
+        if before is not None:
+            none.discard(before[0])
+            some.discard(before[0])
+    for entry_key, has in memo.answered.items():
+        (some if has else none).add(entry_key)
+    return out, {"basis": basis, "none": sorted(none), "some": sorted(some)}
+
+
+def _next_memo(
+    memo: Memo,
+    lines: _Lines,
+    record: core.FoundRecord,
+    targets: Mapping[str, core.Target],
+    touched_paths: set[str],
+    missing: Mapping[Key, core.Missing],
+    touched_keys: set[Key],
+    index: dict[Key, list[Any]],
+    locator: Locator,
+) -> Memo:
+    """Return the memo of this verify: the last one with the touched files' lines made again."""
+    id_of = dict(zip(lines.paths, lines.ids, strict=True))
+    kept_targets = {p: ids for p, ids in memo.targets.items() if p not in touched_paths}
+    for path, target in targets.items():
+        kept_targets[path] = sorted((id_of[w] for w in target.workflows), key=lines.position.__getitem__)
+    for key in touched_keys:
+        index.pop(key, None)
+        entry = missing.get(key)
+        if entry is not None:
+            index[key] = [core.entry_key(entry), [id_of[w] for w in entry.workflows]]
+    old_at = {line_id: i for i, line_id in enumerate(memo.ids)}
+    shares = [orjson.dumps(lines.fresh[i][1:]) if i in lines.fresh else memo.share(old_at[i]) for i in lines.ids]
+    return Memo(
+        memo.basis,
+        [],
+        record.lines,
+        lines.ids,
+        lines.digests,
+        lines.paths,
+        kept_targets,
+        [[k[0], k[1], *v] for k, v in index.items()],
+        locator.to_json(),
+        shares,
+    )
