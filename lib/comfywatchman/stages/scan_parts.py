@@ -42,22 +42,26 @@ _REUSED = b',"reused":'
 STALE_SHARE = 0.25
 
 
-def _line_digest(line: bytes) -> bytes:
-    """Return the digest of a scan.json workflow line without its ``reused`` flag, which says only whether the
-    scan parsed the workflow this time (every line turns ``true`` in the cycle after the first): the entry's
-    own key, the last ``,"reused":`` of the line (the keys after it, sha256, source and workflow, are
-    strings, in which a quote is escaped)."""
-    at = line.rfind(_REUSED)
+def line_digest(data: bytes, start: int = 0, end: int | None = None) -> bytes:
+    """Return the digest of the scan.json workflow line ``data[start:end]`` (its comma and newline, if any, left
+    out) without its ``reused`` flag, which says only whether the scan parsed the workflow this time (every
+    line turns ``true`` in the cycle after the first): the entry's own key, the last ``,"reused":`` of the line
+    (the keys after it, sha256, source and workflow, are strings, in which a quote is escaped). The line is
+    hashed where it lies, not copied: a stage may hash a whole chunk of scan.json line by line."""
+    end = len(data) if end is None else end
+    end -= data.endswith(b"\n", start, end)
+    end -= data.endswith(b",", start, end)
+    view = memoryview(data)
+    at = data.rfind(_REUSED, start, end)
     if at < 0:
-        return _digest(line)
-    end = at + len(_REUSED) + (4 if line.startswith(b"true", at + len(_REUSED)) else 5)
-    view = memoryview(line)
-    digest = hashlib.sha256(view[:at])
-    digest.update(view[end:])
+        return _digest(view[start:end])
+    after = at + len(_REUSED) + (4 if data.startswith(b"true", at + len(_REUSED)) else 5)
+    digest = hashlib.sha256(view[start:at])
+    digest.update(view[after:end])
     return digest.hexdigest()[:32].encode("ascii")
 
 
-def _digest(data: bytes) -> bytes:
+def _digest(data: bytes | memoryview) -> bytes:
     # sha256, cut to 128 bits: the fastest of hashlib's on this (hardware sha), and no accidental collision.
     return hashlib.sha256(data).hexdigest()[:32].encode("ascii")
 
@@ -155,7 +159,7 @@ class ScanParts:
             if line.startswith(b"]"):
                 break
             body = line.rstrip(b"\n").removesuffix(b",")
-            digest = _line_digest(body)
+            digest = line_digest(body)
             self.digests.append(digest)
             found = kept.get(digest)
             part = _part(found) if found is not None and load else None

@@ -34,6 +34,7 @@ from comfywatchman import artifacts, hashing, stage_inputs
 from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
+from comfywatchman.stages import scan_parts
 from comfywatchman.stages import verify as core
 
 logger = logging.getLogger(__name__)
@@ -273,23 +274,9 @@ def _results(state: Path, memo: Memo) -> tuple[dict[Key, dict[str, Any]], core.F
     return results, record
 
 
-_REUSED = b',"reused":'
-
-
 def line_digest(data: bytes, start: int = 0, end: int | None = None) -> str:
-    """Return ``scan_parts._line_digest`` of the scan.json line ``data[start:end]`` as read (with its comma and
-    newline, if any), without copying it: the digest of the line without its ``reused`` flag."""
-    end = len(data) if end is None else end
-    end -= data.endswith(b"\n", start, end)
-    end -= data.endswith(b",", start, end)
-    view = memoryview(data)
-    at = data.rfind(_REUSED, start, end)
-    if at < 0:
-        return hashlib.sha256(view[start:end]).hexdigest()[:32]
-    after = at + len(_REUSED) + (4 if data.startswith(b"true", at + len(_REUSED)) else 5)
-    digest = hashlib.sha256(view[start:at])
-    digest.update(view[after:end])
-    return digest.hexdigest()[:32]
+    """Return ``scan_parts.line_digest`` of the scan.json line ``data[start:end]`` as text (the memo's keys)."""
+    return scan_parts.line_digest(data, start, end).decode("ascii")
 
 
 #: How much of scan.json is read at a time (its lines are hashed where they lie in it).

@@ -18,7 +18,7 @@ import pytest
 
 from comfywatchman import hashing
 from comfywatchman.stages import verify, verify_delta
-from comfywatchman.stages.scan_parts import _line_digest
+from comfywatchman.stages.scan_parts import line_digest
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import DECLARED, T0, context, run
 
@@ -295,4 +295,7 @@ def test_what_the_memo_cannot_answer_means_the_full_verify(
     ],
 )
 def test_a_line_is_known_by_the_digest_the_parts_give_it(line: bytes) -> None:
-    assert verify_delta.line_digest(line) == _line_digest(line.rstrip(b"\n").removesuffix(b",")).decode("ascii")
+    body = line.rstrip(b"\n").removesuffix(b",")
+    assert verify_delta.line_digest(line) == line_digest(body).decode("ascii")
+    # The flag says only whether the scan parsed the file this time: a line is known by the rest of it.
+    assert line_digest(body.replace(b'"reused":true', b'"reused":false')) == line_digest(body)
