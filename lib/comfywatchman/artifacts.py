@@ -578,18 +578,25 @@ def item_lines(
     """Yield the items of numbered ``lines`` (one item per line, a comma after all but the last), each
     validated against ``$defs/definition`` of ``schema_name``, up to the line that closes the list; return
     whether that line came (False: the lines ended first, a torn file). Errors name ``path`` and the line."""
-    check = fast_validator(schema_name, definition)
     for number, line in lines:
         if line.startswith(b"]"):
             return True
-        try:
-            item = orjson.loads(line.rstrip(b"\n").removesuffix(b","))
-        except orjson.JSONDecodeError as exc:
-            raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
-        if not check.is_valid(item):
-            validate(item, schema_name, f"{path} (line {number})", definition)
-        yield item
+        yield item_line(line.rstrip(b"\n").removesuffix(b","), number, path, schema_name, definition)
     return False
+
+
+def item_line(body: bytes, number: int, path: Path, schema_name: str, definition: str) -> Any:
+    """Return the list item on line ``number`` of ``path`` (``body``: the line without its comma and newline),
+    validated against ``$defs/definition`` of ``schema_name``; raise ArtifactError naming the file and line
+    when it is not valid JSON or not such an item."""
+    try:
+        item = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
+    # The yes/no check first: the full validator (which words the errors) is slower by far.
+    if not fast_validator(schema_name, definition).is_valid(item):
+        validate(item, schema_name, f"{path} (line {number})", definition)
+    return item
 
 
 def last_line(handle: Any, window: int = 1 << 16) -> bytes:

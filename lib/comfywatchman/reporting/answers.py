@@ -267,7 +267,6 @@ def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) 
     (by its digest) taken from there, the others parsed, validated and projected; None when the file does
     not hold one result per line. Raise ArtifactError naming the file and line when a line is broken."""
     known = {line[0]: line for line in last.lines if line[0]}
-    check = artifacts.fast_validator("search", "result")
     shared: dict[bytes, int] = {}
     moved: dict[int, int] = {}  # index in last.table -> index in the new table
     made = _Kept(b"", [], [], 0, offline, model_list, changed=set())
@@ -292,7 +291,7 @@ def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) 
                 made.uncertain += bool(hit[4])
                 made.reused += 1
                 continue
-            result = _parsed(path, number, line, check)
+            result: dict[str, Any] = artifacts.item_line(line, number, path, "search", "result")
             found = key(result["type"], result["name"])
             index = _share(shared, made.table, project(result))
             uncertain = result["status"] == "UNCERTAIN"
@@ -310,17 +309,6 @@ def _share(shared: dict[bytes, int], table: list[dict[str, Any]], answer: dict[s
         index = shared[text] = len(table)
         table.append(answer)
     return index
-
-
-def _parsed(path: Path, number: int, line: bytes, check: Any) -> dict[str, Any]:
-    """Return search.json's result on line ``number``, validated; raise ArtifactError naming the line."""
-    try:
-        result: dict[str, Any] = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
-    if not check.is_valid(result):
-        artifacts.validate(result, "search", f"{path} (line {number})", "result")
-    return result
 
 
 def _read_kept(kept: Path) -> _Kept | None:

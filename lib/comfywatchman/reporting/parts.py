@@ -126,12 +126,7 @@ class ScanLines:
     def parse(self, number: int, line: bytes) -> dict[str, Any]:
         """Return the validated workflow entry of scan.json's line ``number``; raise ArtifactError naming the
         file and line when it is not valid."""
-        try:
-            entry: dict[str, Any] = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ArtifactError(f"{self.path}: line {number} is not valid JSON ({exc})") from None
-        if not artifacts.fast_validator("scan", "workflow").is_valid(entry):
-            artifacts.validate(entry, "scan", f"{self.path} (line {number})", "workflow")
+        entry: dict[str, Any] = artifacts.item_line(line, number, self.path, "scan", "workflow")
         return entry
 
 

@@ -152,7 +152,6 @@ class ScanParts:
         and checked, else it is None and only the lines the pack lacks are parsed); keep the pack."""
         kept = self._kept = self._load()
         self.digests = []
-        check = artifacts.fast_validator("scan", "workflow")
         written: list[bytes] = [self.tag]
         added: list[int] = []  # where the lines of parts made this time are in ``written``
         for number, line in enumerate(handle, start=2):
@@ -164,7 +163,7 @@ class ScanParts:
             found = kept.get(digest)
             part = _part(found) if found is not None and load else None
             if found is None or (load and part is None):
-                part = self._parse(body, number, scan_path, check)
+                part = self._parse(body, number, scan_path)
                 if not load:  # ``scan``: kept for ``get`` (``read`` hands each part on and keeps none)
                     self.fresh[digest] = part
                 payload = orjson.dumps(part)
@@ -181,15 +180,9 @@ class ScanParts:
         elif added:
             self._append([written[i] for i in added])
 
-    def _parse(self, body: bytes, number: int, scan_path: Path, check: Any) -> Any:
+    def _parse(self, body: bytes, number: int, scan_path: Path) -> Any:
         self.parsed += 1
-        try:
-            item = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ArtifactError(f"{scan_path}: line {number} is not valid JSON ({exc})") from None
-        if not check.is_valid(item):
-            artifacts.validate(item, "scan", f"{scan_path} (line {number})", "workflow")
-        return self.take(item)
+        return self.take(artifacts.item_line(body, number, scan_path, "scan", "workflow"))
 
     def _append(self, lines: list[bytes]) -> None:
         """Add ``lines`` at the end of the pack. A torn append (a line cut short) fails its checksum next time

@@ -142,7 +142,6 @@ def _found_items(
                 record.complete = False
             yield from (r for r in reader.items() if r["status"] == "FOUND")
             return
-        check = artifacts.fast_validator("search", "result")
         for number, line in enumerate(handle, start=2):
             if line.startswith(b"]"):
                 return
@@ -153,12 +152,7 @@ def _found_items(
             if known is not None and digest in known:
                 kept = known[digest]
             else:
-                try:
-                    item = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:
-                    raise ArtifactError(f"{path}: line {number} is not valid JSON ({exc})") from None
-                if not check.is_valid(item):
-                    artifacts.validate(item, "search", f"{path} (line {number})", "result")
+                item = artifacts.item_line(body, number, path, "search", "result")
                 kept = _kept(item) if item["status"] == "FOUND" else None
             if record is not None:
                 record.lines.append([digest, kept])

@@ -127,18 +127,18 @@ def test_changed_results_parse_only_their_lines_and_answer_as_a_full_read(
     same(answers.load(path, kept), answers.from_results(first, offline=True))
 
     parsed: list[int] = []
-    real = answers._parsed
+    real = artifacts.item_line
 
-    def counted(where: Path, number: int, line: bytes, check: Any) -> dict[str, Any]:
+    def counted(line: bytes, number: int, where: Path, schema_name: str, definition: str) -> Any:
         parsed.append(number)
-        return real(where, number, line, check)
+        return real(line, number, where, schema_name, definition)
 
     # One result changed (another answer, now gated) and one added; the duplicate key's last answer still wins.
     changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
     changed["details"] = {"huggingface": {"gated": True}}
     now = [first[0], changed, *first[2:], result("e.safetensors", "UNCERTAIN")]
     search_lines(path, now, cycle_id="c2")
-    monkeypatch.setattr(answers, "_parsed", counted)
+    monkeypatch.setattr(artifacts, "item_line", counted)
     found = answers.load(path, kept)
     assert parsed == [3, 7]  # the lines of the changed and the added result (the list starts on line 2)
     same(found, answers.from_results(now, offline=True))
