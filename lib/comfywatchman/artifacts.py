@@ -227,6 +227,18 @@ def read_optional(path: Path, schema_name: str) -> Any | None:
     return read(path, schema_name)
 
 
+def read_cache(path: Path, otherwise: str) -> bytes | None:
+    """Return the bytes of the cache file ``path``, or None when it is missing or cannot be read (logged as a
+    warning saying what is done ``otherwise``): a cache costs time when lost, never a failed stage."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("%s: unreadable (%s); %s", path, exc.strerror or exc, otherwise)
+        return None
+
+
 def loads(text: str | bytes) -> Any:
     """Return the JSON value of ``text``, parsed by orjson (several times faster than the standard library on
     artifacts of megabytes); what orjson refuses (NaN, integers beyond 64 bits) is parsed by the standard

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from comfywatchman import stage_inputs
+from comfywatchman import artifacts, stage_inputs
 from comfywatchman.reporting import markdown, status_file, status_report
 from comfywatchman.reporting.answers import Answers, key
 
@@ -249,12 +249,8 @@ def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
     """Return the kept index when it was made from the inputs ``basis_key`` stands for and the report's
     ``outputs`` are as it left them; else None (a broken or foreign file is logged and ignored)."""
     path = state / FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        logger.warning("%s: unreadable (%s); the report is built in full", path, exc)
+    data = artifacts.read_cache(path, "the report is built in full")
+    if data is None:
         return None
     lines = data.splitlines(keepends=True)
     try:

@@ -58,13 +58,10 @@ class Memo:
     @classmethod
     def load(cls, path: Path) -> Memo | None:
         """Return the memo at ``path``; None when there is none, or it is torn or of another format."""
-        try:
-            tag, _, body = path.read_bytes().partition(b"\n")
-        except FileNotFoundError:
+        data = artifacts.read_cache(path, "the search runs in full")
+        if data is None:
             return None
-        except OSError as exc:
-            logger.warning("%s: unreadable (%s); the search runs in full", path, exc)
-            return None
+        tag, _, body = data.partition(b"\n")
         if tag != TAG:
             return None
         try:

@@ -95,14 +95,8 @@ class Memo:
     @classmethod
     def load(cls, path: Path) -> Memo | None:
         """Return the memo at ``path``; None when there is none, or it is torn or of another format."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            logger.warning("%s: unreadable (%s); verified in full", path, exc)
-            return None
-        if not data.startswith(TAG + b"\n"):
+        data = artifacts.read_cache(path, "verified in full")
+        if data is None or not data.startswith(TAG + b"\n"):
             return None
         lines = data.split(b"\n")  # the tag, the head, each share, and what follows the last newline
         try:
