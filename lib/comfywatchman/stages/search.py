@@ -88,12 +88,6 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
     ]
 
 
-def missing_queries(workflows: Iterable[Mapping[str, Any]], count_inactive: bool) -> list[ModelQuery]:
-    """Return one query per distinct missing file ``(folder, name)`` over ``workflows`` (scan.json's entries,
-    which may come one at a time: only the missing files are kept), with its workflows."""
-    return group_missing((missing_part(w) for w in workflows), count_inactive)
-
-
 #: What the search keeps of each scan.json workflow (``missing_part``): bump when that changes.
 PARTS_TAG = "search-parts-2"
 
