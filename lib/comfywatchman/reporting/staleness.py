@@ -28,16 +28,6 @@ def intake_entries(state_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
     return list(document.get("unavailable", [])), {w["path"] for w in document.get("kept", [])}
 
 
-def unavailable_entries(state_dir: Path) -> list[dict[str, Any]]:
-    """Return this cycle's ``intake.json`` ``unavailable`` entries (none when it is missing or unreadable)."""
-    return intake_entries(state_dir)[0]
-
-
-def kept_paths(state_dir: Path) -> set[str]:
-    """Return the workflow paths ``intake.json`` keeps from unavailable folders (their history is kept)."""
-    return intake_entries(state_dir)[1]
-
-
 def stale_block(
     reason: str,
     unavailable: Sequence[Mapping[str, Any]],
