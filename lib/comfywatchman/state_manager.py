@@ -46,6 +46,7 @@ class StateManager:
             "ok": outcome.ok,
             "skipped_reason": outcome.skipped_reason,
             "errors": outcome.errors,
+            "findings": outcome.findings,
             "counts": outcome.counts,
             "detail": outcome.detail,
         }

@@ -62,7 +62,7 @@ def build(config: Config, cycle_id: str, exit_code: int) -> dict[str, Any]:
         "counts": record.get("counts", {}),
         "errors": record.get("errors", []),
         "stages": [
-            {k: run[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts") if k in run}
+            {k: run[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "findings", "counts") if k in run}
             for run in stages
         ],
         "report": None

@@ -548,6 +548,8 @@ def cycle_section(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"- {stage['stage']}: {mark} in {stage['duration_s']:.2f} s — {text(stage['detail'])}")
     for error in cycle["errors"]:
         lines.append(f"- error: {text(error)}")
+    for finding in cycle.get("findings", []):
+        lines.append(f"- not read this cycle: {text(finding)}")
     if "manager_maps" in report:
         lines += ["", manager_line(report["manager_maps"])]
     return [*lines, ""]

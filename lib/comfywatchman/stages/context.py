@@ -111,6 +111,9 @@ class StageOutcome:
     stage: str
     ok: bool = True
     errors: list[str] = field(default_factory=list)
+    #: Problems of one file each (a workflow that cannot be read) that do not fail the stage: it did its job for
+    #: every other file. The report lists them; the cycle's exit code does not count them.
+    findings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     skipped_reason: str | None = None
     detail: str = ""
@@ -119,3 +122,7 @@ class StageOutcome:
         """Record a problem; the stage still finishes what it can."""
         self.ok = False
         self.errors.append(message)
+
+    def finding(self, message: str) -> None:
+        """Record a problem of one file (naming it) that leaves the stage's job done for every other file."""
+        self.findings.append(message)

@@ -274,6 +274,16 @@ def _summarize(
     )
 
 
+def _log_unreadable(findings: list[str]) -> None:
+    """Log each workflow file that could not be read at INFO and one line for all of them at WARNING (cron sees
+    one line a cycle, not one per file)."""
+    for finding in findings:
+        logger.info("%s", finding)
+    if findings:
+        more = f" and {len(findings) - 1} more (listed in the report)" if len(findings) > 1 else ""
+        logger.warning("intake: cannot read %s%s", findings[0], more)
+
+
 def run(ctx: StageContext) -> StageOutcome:
     """Find every workflow, acknowledge new and changed ones, write ``intake.json``; return the outcome."""
     outcome = StageOutcome("intake")
@@ -293,7 +303,8 @@ def run(ctx: StageContext) -> StageOutcome:
         key = item.file
         before = previous.get(key, {})
         if isinstance(digest, OSError):
-            outcome.fail(f"{item.file}: unreadable: {digest.strerror or digest}")
+            # One file's problem, not the stage's: every other workflow is acknowledged as usual.
+            outcome.finding(f"{item.file}: unreadable: {digest.strerror or digest}")
             unreadable_files.add(key)  # kept as it was, like a file of an unavailable folder
             continue
         assert stat is not None  # a file that could not be stat-ed has its OSError as its digest
@@ -320,12 +331,16 @@ def run(ctx: StageContext) -> StageOutcome:
         "workflows": workflows,
         "removed": removed,
         "log_size": log_path.stat().st_size if log_path.exists() else 0,
-        "errors": outcome.errors,
+        "errors": [*outcome.errors, *outcome.findings],
         "unavailable": availability.describe(unavailable, kept_paths),
         "kept": kept,
     }
     # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle.
     artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None)
     _summarize(outcome, len(workflows), acknowledgments, len(removed), len(kept), len(unavailable))
+    if outcome.findings:
+        outcome.counts["unreadable"] = len(outcome.findings)
+        outcome.detail += f"; {len(outcome.findings)} unreadable (a workflow seen before keeps its last version)"
+    _log_unreadable(outcome.findings)
     logger.info("intake: %s", outcome.detail)
     return outcome

@@ -430,6 +430,7 @@ def findings(
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
             "errors": cycle_errors,
+            "findings": [e for r in runs for e in r.get("findings", [])],
         },
     }
     writer.finish(head)
@@ -726,6 +727,7 @@ def refresh_page(
             "cycle_id": ctx.cycle_id,
             "stages": [{k: r[k] for k in ("stage", "ok", "duration_s", "detail", "errors", "counts")} for r in runs],
             "errors": [e for r in runs for e in r["errors"]],
+            "findings": [e for r in runs for e in r.get("findings", [])],
         },
     }
     interval = ctx.config.section("schedule")["interval_minutes"]

@@ -116,6 +116,30 @@ def test_run_records_removed_workflows(comfy_tree: ComfyTree, home: Path) -> Non
     assert artifacts.read(home / "state" / "intake.json", "intake")["removed"] == [str(path)]
 
 
+def test_an_unreadable_workflow_file_is_a_finding_not_a_failed_stage(comfy_tree: ComfyTree, home: Path) -> None:
+    known = comfy_tree.workflow("known.json", {"nodes": []})
+    comfy_tree.workflow("fine.json", {"nodes": []})
+    intake.run(_ctx(comfy_tree, home))
+    # Dangling symlinks cannot be read by anyone, root included: one seen before, one never seen.
+    known.unlink()
+    known.symlink_to(comfy_tree.workflows / "nowhere.json")
+    stray = comfy_tree.workflows / "stray.json"
+    stray.symlink_to(comfy_tree.workflows / "nowhere-else.json")
+    comfy_tree.workflow("new.json", {"nodes": []})
+
+    outcome = intake.run(_ctx(comfy_tree, home, T0 + timedelta(hours=2)))
+
+    assert outcome.ok and outcome.errors == []
+    assert sorted(outcome.findings) == sorted(
+        f"{path}: unreadable: No such file or directory" for path in (known, stray)
+    )
+    assert outcome.counts == {"workflows": 2, "new": 1, "changed": 0, "removed": 0, "unreadable": 2}
+    document = _document(home)
+    assert [w["path"] for w in document["kept"]] == [str(known)]  # seen before: its last version is kept
+    assert document["removed"] == [] and sorted(document["errors"]) == sorted(outcome.findings)
+    assert [Path(r["path"]).name for r in _log(home)][-1:] == ["new.json"]  # the others acknowledged as usual
+
+
 def _document(home: Path) -> dict:
     return artifacts.read(home / "state" / "intake.json", "intake")
 
