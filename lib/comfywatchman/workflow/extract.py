@@ -457,7 +457,7 @@ class _UIWalker:
                 if (
                     (overrides and local_id in overrides)
                     or node_type in loaders
-                    or (isinstance(values, list) and _any_candidate(values))
+                    or (isinstance(values, list) and values and _any_candidate(values))
                     or (isinstance(values, dict) and _any_candidate(values.values()))
                 ):
                     self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides)
