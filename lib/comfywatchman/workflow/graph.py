@@ -60,7 +60,8 @@ class Graph:
         if self._has_primitive is None:
             # Links lead only to nodes of this graph: without a PrimitiveNode among them no link carries a value,
             # and the link and node lookups (every link and node of the graph) need not be built for it.
-            self._has_primitive = any(n.get("type") == "PrimitiveNode" for n in self.nodes)
+            nodes = self.nodes if self._by_id is None else self._by_id.values()
+            self._has_primitive = any(n.get("type") == "PrimitiveNode" for n in nodes)
         if not self._has_primitive:
             return None
         for _ in range(MAX_REROUTES):

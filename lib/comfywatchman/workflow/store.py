@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import orjson
 
-from comfywatchman.workflow import payload
+from comfywatchman.workflow.payload import encode as encode_payload
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class RequirementStore:
         return handle.read(length)
 
     # The payload kept for requirements (made where they are made: a worker process; see ``payload``).
-    encode = staticmethod(payload.encode)
+    encode = staticmethod(encode_payload)
 
     def add(self, sha256: str, payload: bytes) -> None:
         """Keep ``payload`` (from ``encode``) for content ``sha256``; ``save`` makes it part of the file (it is
