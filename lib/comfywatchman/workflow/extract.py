@@ -785,7 +785,11 @@ def _any_candidate(values: Iterable[Any]) -> bool:
     """Return whether any of ``values`` may name a file: a string worth a look, or a nested dict or list (the
     cheap test of ``_worth_a_look``, inlined: it runs on every widget value of every node)."""
     for value in values:
-        if isinstance(value, str):
+        kind = type(value)
+        # The values JSON gives, by exact type first (one test each); anything else by isinstance, as before.
+        if kind is int or kind is float or kind is bool or value is None:
+            continue
+        if kind is str or isinstance(value, str):
             if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
                 return True
         elif isinstance(value, (dict, list)):
