@@ -12,8 +12,9 @@ import re
 
 IDENTIFIER = "embedding:"
 LOOKUP_SUFFIXES = ("", ".safetensors", ".pt", ".bin")
-# After "(", whitespace or the start; the name stops at whitespace or a closing parenthesis.
-_EMBEDDING = re.compile(r"(?:(?<=[\s(])|^)embedding:([^\s()]+)")
+# The name stops at whitespace or a parenthesis. Where it may start (after "(", whitespace or the start) is
+# checked on each match: a look-behind in the pattern made the engine try it at every character of a prompt.
+_EMBEDDING = re.compile(r"embedding:([^\s()]+)")
 _WEIGHT = re.compile(r":[+-]?(?:\d+\.?\d*|\.\d+)$")
 
 
@@ -23,6 +24,11 @@ def names_in(text: str) -> list[str]:
         return []
     found: list[str] = []
     for match in _EMBEDDING.finditer(text):
+        start = match.start()
+        # Not at a word start: ComfyUI does not split there. (A match skipped so hides no other start: its name
+        # holds no whitespace and no "(" that one could follow.)
+        if start and not (text[start - 1].isspace() or text[start - 1] == "("):
+            continue
         name = match.group(1)
         end = match.end()
         if end < len(text) and text[end] == ")":

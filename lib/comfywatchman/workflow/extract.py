@@ -62,6 +62,11 @@ class LoaderInput:
     folder: str
     index: int
     extensionless: bool = False
+    # The endings ``names_file`` accepts (worked out once: the scan asks for every loader input it meets).
+    endings: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endings", _endings(self.folder))
 
     def names_file(self, value: Any) -> bool:
         """Return whether ``value`` can name a file of this input: any string for an extensionless input,
@@ -72,7 +77,7 @@ class LoaderInput:
             return False
         if self.extensionless:
             return True
-        return value.strip().lower().endswith(_endings(self.folder))
+        return value.strip().lower().endswith(self.endings)
 
 
 _ENDINGS: dict[str, tuple[str, ...]] = {}
@@ -452,7 +457,7 @@ class _UIWalker:
                 if (
                     (overrides and local_id in overrides)
                     or node_type in loaders
-                    or (isinstance(values, list) and _any_candidate(values))
+                    or (isinstance(values, list) and values and _any_candidate(values))
                     or (isinstance(values, dict) and _any_candidate(values.values()))
                 ):
                     self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides)
@@ -516,19 +521,48 @@ class _UIWalker:
                 self._scan_text(text, name, node_id, node_type, path, mode, True)
             return
         widget_names, linked = _inputs_of(node)
-        taken: set[str] = set()
         add_model = self.out.add_model
+        # What _loader_value and _widget_value do, inlined: this runs for every loader node of every workflow.
+        listed = values if isinstance(values, list) else None
+        # Recent frontends list every widget as an input; when they line up with the values, trust their order.
+        lined_up = listed is not None and len(widget_names) == len(listed)
         for spec in specs:
-            promoted = own.get(spec.input) if own else None
+            name = spec.input
+            promoted = own.get(name) if own else None
             if promoted is not None:
                 value, via = promoted
+            elif linked and (source := _primitive_source(graph, linked, name)) is not None:
+                value, via = source, "primitive"
             else:
-                value, via = self._loader_value(values, spec, graph, widget_names, linked)
-            if spec.names_file(value):
-                add_model(value, spec.folder, Origin(node_id, node_type, spec.input, path, mode, via))
-            taken.add(spec.input)
+                via = "widget"
+                if listed is not None:
+                    index = widget_names.index(name) if lined_up and name in widget_names else spec.index
+                    value = listed[index] if 0 <= index < len(listed) else None
+                else:
+                    value = values.get(name) if isinstance(values, dict) else None
+            # spec.names_file(value), inlined
+            if isinstance(value, str) and (spec.extensionless or value.strip().lower().endswith(spec.endings)):
+                add_model(value, spec.folder, Origin(node_id, node_type, name, path, mode, via))
         # A loader's other strings can only name embeddings (the fallback is for nodes outside the table):
         # most hold none, and then there is nothing to look at.
+        if (own and any(isinstance(v, str) and IDENTIFIER in v for v, _via in own.values())) or _any_identifier(values):
+            taken = {spec.input for spec in specs}
+            self._loader_embeddings(node, values, own, taken, widget_names, node_id, node_type, path, mode)
+
+    def _loader_embeddings(
+        self,
+        node: Mapping[str, Any],
+        values: Any,
+        own: Mapping[str, tuple[Any, str]] | None,
+        taken: set[str],
+        widget_names: list[str],
+        node_id: str,
+        node_type: str,
+        path: list[str],
+        mode: str,
+    ) -> None:
+        """Add the embeddings named by a loader's strings other than its model inputs (``taken``): those an
+        instance promotes onto it (``own``) and its own widget values."""
         if own and any(isinstance(v, str) and IDENTIFIER in v for v, _via in own.values()):
             for widget, (value, _via) in own.items():
                 if widget not in taken and isinstance(value, str):
@@ -554,19 +588,6 @@ class _UIWalker:
             self.out.add_model(embedding, "embeddings", Origin(node_id, node_type, input_name, path, mode, "prompt"))
         if fallback and _looks_like_model(value):
             self.out.add_model(value, None, Origin(node_id, node_type, input_name, path, mode, "fallback"))
-
-    @staticmethod
-    def _loader_value(
-        values: Any, spec: LoaderInput, graph: Graph, widget_names: list[str], linked: list[tuple[Any, Any]]
-    ) -> tuple[Any, str]:
-        """Return the value of loader input ``spec`` not promoted by an instance, and how it was found: from
-        the PrimitiveNode feeding it, else from the node's own widget values."""
-        for name, link in linked:
-            if name == spec.input:
-                source = graph.primitive_value(link)
-                if source is not None:
-                    return source, "primitive"
-        return _widget_value(values, spec, widget_names), "widget"
 
     def _promotions(
         self,
@@ -750,23 +771,25 @@ def _inputs_of(node: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, Any]
     return names_, linked
 
 
-def _widget_value(values: Any, spec: LoaderInput, widget_names: list[str]) -> Any:
-    if isinstance(values, dict):
-        return values.get(spec.input)
-    if not isinstance(values, list):
-        return None
-    index = spec.index
-    # Recent frontends list every widget as an input; when they line up with the values, trust their order.
-    if len(widget_names) == len(values) and spec.input in widget_names:
-        index = widget_names.index(spec.input)
-    return values[index] if 0 <= index < len(values) else None
+def _primitive_source(graph: Graph, linked: list[tuple[Any, Any]], name: str) -> Any:
+    """Return the value the first PrimitiveNode feeding input ``name`` (among ``linked``) sends, or None."""
+    for linked_name, link in linked:
+        if linked_name == name:
+            source = graph.primitive_value(link)
+            if source is not None:
+                return source
+    return None
 
 
 def _any_candidate(values: Iterable[Any]) -> bool:
     """Return whether any of ``values`` may name a file: a string worth a look, or a nested dict or list (the
     cheap test of ``_worth_a_look``, inlined: it runs on every widget value of every node)."""
     for value in values:
-        if isinstance(value, str):
+        kind = type(value)
+        # The values JSON gives, by exact type first (one test each); anything else by isinstance, as before.
+        if kind is int or kind is float or kind is bool or value is None:
+            continue
+        if kind is str or isinstance(value, str):
             if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
                 return True
         elif isinstance(value, (dict, list)):

@@ -19,7 +19,7 @@ class Graph:
     subgraph input), so ``by_id`` and ``links`` are built on first use.
     """
 
-    __slots__ = ("_by_id", "_links", "_raw_links", "nodes")
+    __slots__ = ("_by_id", "_has_primitive", "_links", "_raw_links", "nodes")
 
     def __init__(
         self,
@@ -32,6 +32,7 @@ class Graph:
         self._by_id = by_id
         self._links = links
         self._raw_links = raw_links
+        self._has_primitive: bool | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Graph:
@@ -56,6 +57,13 @@ class Graph:
 
     def primitive_value(self, link_id: Any) -> Any | None:
         """Return the value a PrimitiveNode sends down ``link_id`` (through Reroutes), or None if none does."""
+        if self._has_primitive is None:
+            # Links lead only to nodes of this graph: without a PrimitiveNode among them no link carries a value,
+            # and the link and node lookups (every link and node of the graph) need not be built for it.
+            nodes = self.nodes if self._by_id is None else self._by_id.values()
+            self._has_primitive = any(n.get("type") == "PrimitiveNode" for n in nodes)
+        if not self._has_primitive:
+            return None
         for _ in range(MAX_REROUTES):
             link = self.links.get(link_id) if is_link_id(link_id) else None
             if link is None:

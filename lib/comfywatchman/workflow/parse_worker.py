@@ -8,9 +8,9 @@ the node map. A worker exits when its input ends, when the scan's process dies (
 elsewhere a watcher notices), or when the scan cannot take its answers any more (a broken pipe).
 
 Answers are ``KIND LENGTH BODY``: KIND one byte, LENGTH four bytes big-endian, BODY that many bytes:
-``R`` the requirements (``RequirementStore.encode``) of a file that still has the size intake saw, ``r`` the
-same of one whose size changed since, ``E`` the one-line error naming the file, ``N`` why an image holds no
-workflow.
+``R`` the requirements (``payload.encode``: what the store keeps) of a file that still has the size intake
+saw, ``r`` the same of one whose size changed since, ``E`` the one-line error naming the file, ``N`` why an
+image holds no workflow.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -32,9 +31,8 @@ from typing import IO, Any
 
 import orjson
 
-from comfywatchman.workflow import extract
+from comfywatchman.workflow import extract, payload
 from comfywatchman.workflow.load import NotAWorkflow, WorkflowError, clean_text, load
-from comfywatchman.workflow.store import RequirementStore
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ def answer(
         return NOT_WORKFLOW, clean_text(str(exc)).encode("utf-8")
     if isinstance(found, str):
         return ERROR, found.encode("utf-8")
-    return (REQUIREMENTS if whole else CHANGED), RequirementStore.encode(found)
+    return (REQUIREMENTS if whole else CHANGED), payload.encode(found)
 
 
 def exit_with_parent(parent: int) -> None:
@@ -158,6 +156,8 @@ class _Worker:
     """One worker process and the thread that hands it its jobs."""
 
     def __init__(self, environment: dict[str, str], settings: bytes) -> None:
+        import subprocess  # here, not at the top: a worker imports this module and starts no process
+
         command = [sys.executable, "-m", __name__, str(os.getpid())]
         # On Windows a console program started by a process without a console (Task Scheduler's windowless
         # run) would open a console window of its own for every worker; the flag keeps it hidden.

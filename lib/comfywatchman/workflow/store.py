@@ -29,6 +29,8 @@ from typing import IO, Any
 
 import orjson
 
+from comfywatchman.workflow.payload import encode as encode_payload
+
 logger = logging.getLogger(__name__)
 
 FILE = "requirements.pack"
@@ -165,13 +167,8 @@ class RequirementStore:
         handle.seek(offset)
         return handle.read(length)
 
-    @staticmethod
-    def encode(requirements: dict[str, Any]) -> bytes:
-        """Return the payload kept for ``requirements`` (made where they are made: a worker process)."""
-        try:
-            return orjson.dumps(requirements)
-        except TypeError:  # what orjson refuses (a lone surrogate, a huge integer) the standard library writes
-            return json.dumps(requirements, separators=(",", ":"), check_circular=False).encode("ascii")
+    # The payload kept for requirements (made where they are made: a worker process; see ``payload``).
+    encode = staticmethod(encode_payload)
 
     def add(self, sha256: str, payload: bytes) -> None:
         """Keep ``payload`` (from ``encode``) for content ``sha256``; ``save`` makes it part of the file (it is

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comfywatchman.workflow.embeddings import candidates, names_in
 
@@ -27,3 +31,25 @@ def test_names_in_finds_embeddings_like_comfyui(text: str, expected: list[str]) 
 
 def test_candidates_tries_name_then_each_suffix() -> None:
     assert candidates("neg") == ["neg", "neg.safetensors", "neg.pt", "neg.bin"]
+
+
+# ComfyUI's rule as one pattern with a look-behind (what names_in did before it checked the start per match).
+_REFERENCE = re.compile(r"(?:(?<=[\s(])|^)embedding:([^\s()]+)")
+_PIECES = ["embedding:", "embedding", ":", " ", "\t", "\n", "\u3000", "\x1c", "(", ")", ",", "a", "x.pt", ":1.2", "my"]
+
+
+def _reference_names(text: str) -> list[str]:
+    found: list[str] = []
+    for match in _REFERENCE.finditer(text):
+        name = match.group(1)
+        if match.end() < len(text) and text[match.end()] == ")":
+            name = re.sub(r":[+-]?(?:\d+\.?\d*|\.\d+)$", "", name)
+        name = name.rstrip(",")
+        if name and name not in found:
+            found.append(name)
+    return found
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=14).map("".join))
+def test_names_in_matches_the_look_behind_rule(text: str) -> None:
+    assert names_in(text) == _reference_names(text)
