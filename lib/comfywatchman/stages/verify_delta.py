@@ -34,7 +34,7 @@ from comfywatchman import artifacts, hashing, stage_inputs
 from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
-from comfywatchman.stages import scan_parts
+from comfywatchman.stages import scan_digests, scan_parts
 from comfywatchman.stages import verify as core
 
 logger = logging.getLogger(__name__)
@@ -279,8 +279,14 @@ CHUNK = 1 << 22
 
 def _scan_lines(state: Path, before: set[str]) -> tuple[list[str], dict[int, bytes]]:
     """Return the digest of each workflow line of scan.json, in order, and the lines (without their comma)
-    whose digest is not in ``before``, by index: read ``CHUNK`` bytes at a time, only new lines are kept."""
-    digests: list[str] = []
+    whose digest is not in ``before``, by index: from the scan's record (``scan_digests``) when it describes
+    this very file, only the new lines read; else read ``CHUNK`` bytes at a time, only new lines kept."""
+    index = scan_digests.load(state / "scan.json")
+    if index is not None:
+        digests = [d.decode("ascii") for d in index.digests]
+        wanted = [i for i, digest in enumerate(digests) if digest not in before]
+        return digests, index.lines(state / "scan.json", wanted)
+    digests = []
     new: dict[int, bytes] = {}
     with (state / "scan.json").open("rb") as handle:
         if not handle.readline().rstrip(b"\n").endswith(_KEY):
