@@ -766,7 +766,7 @@ def _scan(
             written = writer.finish(head, SCHEMA)
         # After scan.json and before scan_inputs.json: a record is used only for the bytes both name.
         artifacts.write(state / LINES_FILE, record.document(written), LINES_SCHEMA, indent=None)
-        digests.save()
+        digests.save(written)
     finally:
         if pool is not None:
             pool.close()  # whatever stopped the scan: no worker outlives it
