@@ -1,20 +1,22 @@
 """The digest of each workflow line of ``scan.json``, written by the scan beside it: ``state/scan_digests.bin``.
 
 The search and verify find the workflows that changed by the digest of each scan.json line
-(``scan_parts.line_digest``): hashing all 13 MB of scan.json (at 2,000 workflows) costs each of them more than
-the rest of a cycle where one workflow changed. The scan knows those digests for less: a line it copies from the
+(``scan_parts.line_digest``): hashing all 13 MB of scan.json (at 2,000 workflows) costs each of them some 15 ms,
+a large share of a cycle where one workflow changed. The scan knows those digests for less: a line it copies from the
 last scan.json keeps the digest the last record gave it (the digest leaves out the ``reused`` flag, the one
 part of a copied line that may change), and only the lines it makes are hashed. So it writes, after scan.json::
 
     scan-digests-1
     <sha256 of the next line>
-    {"scan": [size, mtime_ns, ctime_ns, inode] of scan.json, "digests": [...], "offsets": [...], "lengths": [...]}
+    {"scan": [size, mtime_ns, ctime_ns, inode] of scan.json, "sha256": its sha256,
+     "digests": [...], "offsets": [...], "lengths": [...]}
 
 one digest, offset (from the start of the file) and length (without the comma and newline) per workflow line,
 in order. A stage trusts it only for the very file it describes (``load``: the stat of scan.json now is the one
 recorded; a scan.json written again, edited by hand, or copied elsewhere is another file) and hashes scan.json as
-before otherwise. The file is a cache, safe to lose: a torn, edited or foreign record is ignored (a warning for
-one that cannot be read as a record), never trusted.
+before otherwise. The scan, too, takes the last scan.json's sha256 from it instead of hashing the file again.
+The file is a cache, safe to lose: a torn, edited or foreign record is ignored (a warning for one that cannot be
+read as a record), never trusted.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ def file_key(path: Path) -> list[int] | None:
 
 @dataclass
 class LineIndex:
-    """The workflow lines of one scan.json: each one's digest (``line_digest``), offset and length, in order."""
+    """The workflow lines of one scan.json: each one's digest (``line_digest``), offset and length, in order,
+    and the sha256 of the whole file."""
 
     digests: list[bytes]
     offsets: list[int]
     lengths: list[int]
+    sha256: str
 
     def line(self, handle: IO[bytes], index: int) -> bytes:
         """Return the text of the line at ``index`` (without its comma and newline), read from ``handle`` (the
@@ -109,6 +113,9 @@ def _index_of(document: Mapping[str, Any]) -> LineIndex:
     """Return the index a record's document holds; raise ValueError (or TypeError, KeyError) when it is not
     one."""
     digests, offsets, lengths = document["digests"], document["offsets"], document["lengths"]
+    sha256 = document["sha256"]
+    if not isinstance(sha256, str):
+        raise TypeError("its sha256 is not text")
     if not (isinstance(digests, list) and isinstance(offsets, list) and isinstance(lengths, list)):
         raise TypeError("its lists are not lists")
     if not len(digests) == len(offsets) == len(lengths):
@@ -117,7 +124,7 @@ def _index_of(document: Mapping[str, Any]) -> LineIndex:
         raise ValueError("a digest is not one")
     if not all(type(n) is int and n >= 0 for n in (*offsets, *lengths)):
         raise ValueError("an offset or length is not a count")
-    return LineIndex([d.encode("ascii") for d in digests], offsets, lengths)
+    return LineIndex([d.encode("ascii") for d in digests], offsets, lengths, sha256)
 
 
 class Recorder:
@@ -143,15 +150,16 @@ class Recorder:
         self.lengths.append(len(text))
         self._at += len(text) + 2  # the text, then ",\n" (the last one's "\n" alone)
 
-    def save(self) -> None:
-        """Write the record of the scan.json just written (atomically; a failure costs the next stages a hash
-        of scan.json, with a warning)."""
+    def save(self, sha256: str) -> None:
+        """Write the record of the scan.json just written, whose sha256 is ``sha256`` (atomically; a failure
+        costs the next stages a hash of scan.json, with a warning)."""
         path = record_path(self.scan_path)
         try:
             with self.scan_path.open("rb") as handle:
                 start = len(handle.readline())
             document = {
                 "scan": file_key(self.scan_path),
+                "sha256": sha256,
                 "digests": self.digests,
                 "offsets": [start + offset for offset in self.offsets],
                 "lengths": self.lengths,

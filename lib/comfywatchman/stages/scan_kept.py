@@ -8,7 +8,8 @@ counts need, never the entries themselves.
 
 That much is also written beside scan.json, in ``state/scan_lines.json`` (``LinesRecord``): a scan that keeps
 most entries reads it and hashes scan.json's bytes instead of parsing every line again. It is used only when
-it names the very bytes of scan.json that scan_inputs.json names; else the lines are read as before.
+it names the very bytes of scan.json that scan_inputs.json names (the sha256 the scan's ``scan_digests`` record
+gives, when it describes this very file, else the file hashed); else the lines are read as before.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
+from comfywatchman.stages import scan_digests
 
 logger = logging.getLogger(__name__)
 
@@ -199,13 +201,16 @@ def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[
         return None
     if record is None or record["scan_sha256"] != scan_sha256:
         return None
-    digest = hashlib.sha256()
+    # The scan's record of this very file (``scan_digests``) names its sha256: else the file is hashed.
+    index = scan_digests.load(path)
     try:
         with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-            if digest.hexdigest() != scan_sha256:
-                return None
+            if index is None or index.sha256 != scan_sha256:
+                digest = hashlib.sha256()
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                if digest.hexdigest() != scan_sha256:
+                    return None
             handle.seek(0)
             first = handle.readline()
             handle.seek(len(first) + record["body_length"])
