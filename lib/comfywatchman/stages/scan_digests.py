@@ -31,8 +31,8 @@ from typing import IO, Any
 
 import orjson
 
-from comfywatchman import artifacts
-from comfywatchman.stages import scan_parts  # which imports this module: its names are taken at call time
+# scan_parts imports this module: its names are taken at call time.
+from comfywatchman.stages import cache_files, scan_parts
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,6 @@ class Recorder:
             }
             body = orjson.dumps(document)
             checksum = hashlib.sha256(body).hexdigest().encode("ascii")
-            artifacts.atomic_write_bytes(path, TAG, b"\n", checksum, b"\n", body)
+            cache_files.write_cache(path, TAG, b"\n", checksum, b"\n", body)
         except OSError as exc:
             logger.warning("%s: cannot be written (%s); the next stages hash scan.json's lines", path, exc)

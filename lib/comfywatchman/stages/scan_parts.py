@@ -31,7 +31,9 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
-from comfywatchman.stages import scan_digests  # it imports this module: its names are taken at call time
+
+# scan_digests imports this module: its names are taken at call time.
+from comfywatchman.stages import cache_files, scan_digests
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +198,7 @@ class ScanParts:
 
     def _save(self, lines: list[bytes]) -> None:
         try:
-            artifacts.atomic_write_bytes(self.path, b"\n".join(lines), b"\n")
+            cache_files.write_cache(self.path, b"\n".join(lines), b"\n")
         except OSError as exc:
             logger.warning("%s: cannot be written (%s); the next cycle reads scan.json in full", self.path, exc)
 

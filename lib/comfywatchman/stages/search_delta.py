@@ -29,6 +29,7 @@ import orjson
 from comfywatchman import artifacts, stage_inputs
 from comfywatchman.search import reuse
 from comfywatchman.search.base import Declaration, ModelQuery, SearchResult, Status
+from comfywatchman.stages import cache_files
 from comfywatchman.stages.scan_parts import ScanParts
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Memo:
 def save(path: Path, memo: Memo) -> None:
     """Write ``memo`` to ``path`` atomically (a failure costs the next search a full run, with a warning)."""
     try:
-        artifacts.atomic_write_bytes(path, memo.to_bytes())
+        cache_files.write_cache(path, memo.to_bytes())
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next search runs in full", path, exc)
 

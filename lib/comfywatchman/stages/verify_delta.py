@@ -34,7 +34,7 @@ from comfywatchman import artifacts, hashing, stage_inputs
 from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
-from comfywatchman.stages import scan_digests, scan_parts
+from comfywatchman.stages import cache_files, scan_digests, scan_parts
 from comfywatchman.stages import verify as core
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def save(path: Path, memo: Memo | None, state: Path) -> None:
             path.unlink(missing_ok=True)
             return
         memo.outputs = outputs_of(state)
-        artifacts.atomic_write_bytes(path, *memo.chunks())
+        cache_files.write_cache(path, *memo.chunks())
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next verify runs in full", path, exc)
 
