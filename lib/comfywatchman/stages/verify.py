@@ -143,9 +143,10 @@ def _found_items(
             record.complete = False
         yield from (r for r in reader.items() if r["status"] == "FOUND")
         return
-    # The list ends at the first line that starts with "]" (a result is one line of compact JSON: no newline
-    # inside). Only the lines with the words are looked at, found by a search of the bytes, not line by line.
-    stop = data.find(b"\n]", first)
+    # The list ends at the line that starts with "]", the last line (a result, and the rest of the head, is
+    # compact JSON on one line: no newline inside): found from the end, not through every newline before it.
+    # Only the lines with the words are looked at, found by a search of the bytes, not line by line.
+    stop = data.rfind(b"\n]", first)
     if stop < 0:
         raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
     number, counted = 1, 0  # the line number of the byte ``counted`` (for the errors of ``item_line``)
