@@ -120,9 +120,10 @@ def _index_of(document: Mapping[str, Any]) -> LineIndex:
         raise TypeError("its lists are not lists")
     if not len(digests) == len(offsets) == len(lengths):
         raise ValueError("its lists differ in length")
-    if not all(isinstance(d, str) and len(d) == 32 for d in digests):
+    # Checked a list at a time (thousands of items): digests are texts of 32 characters, the rest counts.
+    if digests and (set(map(type, digests)) != {str} or set(map(len, digests)) != {32}):
         raise ValueError("a digest is not one")
-    if not all(type(n) is int and n >= 0 for n in (*offsets, *lengths)):
+    if offsets and (set(map(type, offsets)) | set(map(type, lengths)) != {int} or min(offsets + lengths) < 0):
         raise ValueError("an offset or length is not a count")
     return LineIndex([d.encode("ascii") for d in digests], offsets, lengths, sha256)
 

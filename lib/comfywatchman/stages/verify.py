@@ -641,14 +641,11 @@ def stats_digest(paths: Iterable[str]) -> str:
 
 def digest_of_stats(paths: Iterable[str], stats: Mapping[str, hashing.Stat | None]) -> str:
     """Return ``stats_digest`` of ``paths`` from their ``stats`` (None: cannot be reached)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        st = stats[path]
-        if st is not None:
-            digest.update(f"{path}\0{st.size}\0{st.mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        else:
-            digest.update(f"{path}\0-\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+    # One text hashed at once (the same bytes as a line at a time: a hash of thousands of lines took a call each).
+    text = "".join(
+        f"{path}\0{st.size}\0{st.mtime_ns}\n" if (st := stats[path]) is not None else f"{path}\0-\n" for path in paths
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> bool:
