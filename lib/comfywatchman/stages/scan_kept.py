@@ -60,6 +60,9 @@ class KeptEntries:
         self.head = head  # the last document without its entries (comfyui_root, demo, node_map, ...)
         self._file: IO[bytes] | None = None
         self._by_path: dict[str, KeptLine] | None = None
+        #: Whether the last ``text`` is the line as it was, or with ``reused`` set alone (the same
+        #: ``scan_parts.line_digest``), rather than the entry encoded again.
+        self.copied = False
 
     @classmethod
     def empty(cls, path: Path) -> KeptEntries:
@@ -101,6 +104,7 @@ class KeptEntries:
         self._file.seek(kept.offset)
         line = self._file.read(kept.length)
         same_base = kept.base == base
+        self.copied = same_base
         if same_base and kept.reused:
             return line
         if same_base:
@@ -111,6 +115,7 @@ class KeptEntries:
             if at >= 0 and line.startswith(_AFTER_REUSED, at + len(_NOT_REUSED)):
                 view = memoryview(line)
                 return b"".join((view[:at], _REUSED, view[at + len(_NOT_REUSED) :]))
+        self.copied = False
         entry = orjson.loads(line)
         entry.update(zip(BASE_KEYS, base, strict=True))
         entry["reused"] = True

@@ -59,6 +59,10 @@ def test_the_record_says_what_hashing_says_as_workflows_are_kept_edited_added_an
     (comfy_tree.workflows / "b.json").unlink()  # removed
     run(context(comfy_tree, home, "c4", T0), UP_TO_SCAN)
     assert_record_is_fresh(state)
+    (comfy_tree.workflows / "c.json").rename(comfy_tree.workflows / "moved.json")  # its line kept, encoded again
+    run(context(comfy_tree, home, "c5", T0), UP_TO_SCAN)
+    assert b'"moved.json"' in (state / "scan.json").read_bytes()
+    assert_record_is_fresh(state)
 
 
 def test_a_record_without_its_last_one_hashes_every_line_it_writes(comfy_tree: ComfyTree, home: Path) -> None:
