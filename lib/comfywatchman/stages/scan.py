@@ -745,7 +745,7 @@ def _scan(
                     text = kept.text(previous, base_of(item))
                     result = Scanned(text, None, True, previous.missing_models, previous.missing_nodes)
                     # The line as it was, or with ``reused`` set: its digest is the last one's.
-                    copied_from = previous.offset if previous.base == base_of(item) else None
+                    copied_from = previous.offset if kept.copied else None
                 tally.add(result)
                 if not result.not_workflow:
                     writer.add(result.text)
