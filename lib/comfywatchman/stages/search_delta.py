@@ -135,10 +135,12 @@ class _Lines:
     search looks into are)."""
 
     def __init__(self, path: Path, count: int) -> None:
-        raw = path.read_bytes().removesuffix(b"\n").split(b"\n")
+        data = path.read_bytes()
+        raw = data.removesuffix(b"\n").split(b"\n")
         if len(raw) != count + 2 or not raw[-1].startswith(b"]"):
             raise ValueError("not the layout recorded")
         self.lines = [line.removesuffix(b",") for line in raw[1:-1]]
+        self.found = _found_lines(data, count)
         # The head ends the first line with the list's opening bracket: closed, it is the document bar its list.
         counts = orjson.loads(raw[0] + b"]}")["counts"]
         if not isinstance(counts, dict):
@@ -152,6 +154,23 @@ class _Lines:
     def text(self, index: int) -> str:
         """Return the line at ``index`` as text."""
         return self.lines[index].decode("utf-8")
+
+
+def _found_lines(data: bytes, count: int) -> list[int]:
+    """Return the indexes of the result lines of search.json's ``data`` (``count`` of them, after the head's
+    line) that hold the words of a FOUND status, in order: found by a search of the bytes, not line by line."""
+    found: list[int] = []
+    line, counted = 0, 0  # the line (from 0: the head) of the byte ``counted``
+    at = data.find(_FOUND)
+    while at >= 0:
+        line, counted = line + data.count(b"\n", counted, at), at
+        if 1 <= line <= count:
+            found.append(line - 1)
+        end = data.find(b"\n", at)
+        if end < 0:
+            break
+        at = data.find(_FOUND, end)
+    return found
 
 
 def search_again(
@@ -264,17 +283,15 @@ def _merge(
         text, status, result = answer(query, key, kept)
         kept = {}
         made[qid] = (text, status, key, query, result)
-    dropped = sorted(index_before[qid] for qid in touched if qid in index_before)
-    start = 0
+    dropped = set(index_before[qid] for qid in touched if qid in index_before)
+    copy = _Copy(delta, memo, last, keys_before, sorted(dropped))
     made_at: dict[int, tuple[str, str, str, ModelQuery, SearchResult | None]] = {}
     for qid in sorted(made, key=sort_key):
-        at = bisect.bisect_right(memo.queries, sort_key(qid), key=_row_key)
-        _copy(delta, memo, last, keys_before, start, at, dropped)
+        copy.up_to(bisect.bisect_right(memo.queries, sort_key(qid), key=_row_key))
         made_at[len(delta.texts)] = made[qid]
         _add_made(delta, qid, made[qid])
-        start = at
-    _copy(delta, memo, last, keys_before, start, len(memo.queries), dropped)
-    _found(delta, made_at)
+    copy.up_to(len(memo.queries))
+    _found(delta, made_at, copy.found_at)
     qids, texts = list(delta.qids), list(delta.texts)  # the stage empties ``texts`` once they are written
     delta.others = lambda: {qid: len(orjson.loads(text)["workflows"]) for qid, text in zip(qids, texts, strict=True)}
     return delta
@@ -284,39 +301,56 @@ def _row_key(row: list[Any]) -> tuple[str, str]:
     return sort_key((row[0], row[1]))
 
 
-def _copy(
-    delta: Delta, memo: Memo, last: _Lines, keys_before: list[Any], start: int, stop: int, dropped: list[int]
-) -> None:
-    """Add the last result lines from ``start`` to ``stop`` (bar those ``dropped``: made again), as they were
-    (counted already)."""
-    for at in dropped[bisect.bisect_left(dropped, start) : bisect.bisect_left(dropped, stop)]:
-        _copy(delta, memo, last, keys_before, start, at, [])
-        start = at + 1
-    if start >= stop:
-        return
-    delta.texts += last.lines[start:stop]
-    delta.qids += [(row[0], row[1]) for row in memo.queries[start:stop]]
-    delta.keys += keys_before[start:stop]
+class _Copy:
+    """Copies the last result lines into ``delta`` as they were (counted already), a run at a time, bar those
+    ``dropped`` (made again), noting where the kept lines with the words of a FOUND status land."""
+
+    def __init__(self, delta: Delta, memo: Memo, last: _Lines, keys_before: list[Any], dropped: list[int]) -> None:
+        self.delta, self.memo, self.last, self.keys_before, self.dropped = delta, memo, last, keys_before, dropped
+        self.start = 0
+        self.found_at: list[int] = []  # the places in ``delta`` of kept lines that may hold a FOUND answer
+
+    def up_to(self, stop: int) -> None:
+        """Add the last lines from where the last call stopped up to ``stop`` (not included)."""
+        dropped = self.dropped
+        for at in dropped[bisect.bisect_left(dropped, self.start) : bisect.bisect_left(dropped, stop)]:
+            self._run(self.start, at)
+            self.start = at + 1
+        self._run(self.start, stop)
+        self.start = max(self.start, stop)
+
+    def _run(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        delta, found = self.delta, self.last.found
+        shift = len(delta.texts) - start
+        self.found_at += [i + shift for i in found[bisect.bisect_left(found, start) : bisect.bisect_left(found, stop)]]
+        delta.texts += self.last.lines[start:stop]
+        delta.qids += [(row[0], row[1]) for row in self.memo.queries[start:stop]]
+        delta.keys += self.keys_before[start:stop]
 
 
 _FOUND = b'"status":"FOUND"'
 
 
-def _found(delta: Delta, made_at: Mapping[int, tuple[str, str, str, ModelQuery, SearchResult | None]]) -> None:
+def _found(
+    delta: Delta, made_at: Mapping[int, tuple[str, str, str, ModelQuery, SearchResult | None]], kept_at: list[int]
+) -> None:
     """Gather the FOUND answers of the result lines, in their order (``download_queue``): those made now as
-    they were made, the kept ones read from their lines."""
-    for at, line in enumerate(delta.texts):
+    they were made, the kept ones read from their lines (``kept_at``: those that hold the words; one with
+    them may hold them in an attempt only)."""
+    for at in sorted((*made_at, *kept_at)):
         made = made_at.get(at)
         if made is not None:
             text, status, _, query, result = made
             if status == Status.FOUND.value:
                 found = result if result is not None else SearchResult.from_json(orjson.loads(text))
                 delta.found.append((found, query))
-        elif _FOUND in line:  # a line without the words holds no FOUND answer; one with them may, in an attempt
-            item = orjson.loads(line)
-            if item["status"] == Status.FOUND.value:
-                query = ModelQuery(item["name"], delta.qids[at][0], (), tuple(item["workflows"]))
-                delta.found.append((SearchResult.from_json(item), query))
+            continue
+        item = orjson.loads(delta.texts[at])
+        if item["status"] == Status.FOUND.value:
+            query = ModelQuery(item["name"], delta.qids[at][0], (), tuple(item["workflows"]))
+            delta.found.append((SearchResult.from_json(item), query))
 
 
 def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, SearchResult | None]) -> None:
