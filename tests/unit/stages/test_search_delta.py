@@ -132,3 +132,12 @@ def test_lines_made_again_go_first_last_and_between_the_kept_ones_as_a_full_sear
     (comfy_tree.workflows / "d.json").unlink()
     (comfy_tree.workflows / "e.json").unlink()
     again(comfy_tree, home, caplog, 3)
+
+
+def test_the_lines_that_may_hold_a_found_answer_are_those_a_look_into_each_line_finds() -> None:
+    found = b'{"status":"FOUND"}'
+    lines = [b'{"a":1}', found, b'{"attempts":[{"status":"FOUND"}],"status":"NOT_FOUND"}', b'{"b":2}', found]
+    data = b'{"counts":{"FOUND":2},"results":[\n' + b",\n".join(lines) + b'\n],"x":"\\"status\\":\\"FOUND\\""}\n'
+    fresh = [i for i, line in enumerate(lines) if b'"status":"FOUND"' in line]
+    assert search_delta._found_lines(data, len(lines)) == fresh == [1, 2, 4]
+    assert search_delta._found_lines(b'{"results":[\n]}\n', 0) == []
