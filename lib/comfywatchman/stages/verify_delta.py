@@ -156,15 +156,24 @@ class Locator:
 
 
 class ModelCache:
-    """model_cache.json, read (and validated) when first needed."""
+    """model_cache.json, read when first needed. Not validated again: a memo is used only with the very model
+    cache (its size and mtime are in the memo's basis) that the full verify which made it read and validated,
+    and the schema's pass over tens of thousands of files took a third of the read."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._document: dict[str, Any] | None = None
 
     def get(self) -> dict[str, Any]:
+        """Return the document; raise Full when it cannot be read as a model cache."""
         if self._document is None:
-            self._document = artifacts.read(self.path, "model_cache")
+            try:
+                document = orjson.loads(self.path.read_bytes())
+            except (OSError, orjson.JSONDecodeError) as exc:
+                raise Full(f"{self.path}: unreadable ({exc})") from None
+            if not isinstance(document, dict) or not isinstance(document.get("folders"), dict):
+                raise Full(f"{self.path}: not a model cache")
+            self._document = document
         return self._document
 
 
