@@ -145,6 +145,17 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "entries does not parse every line again (a cache: safe to delete)",
     ),
     Artifact(
+        "scan_digests",
+        "state/scan_digests.bin",
+        None,
+        "binary",
+        ("scan",),
+        ("scan", "search", "verify"),
+        "the digest, offset and length of each workflow line of scan.json, written with it, so the search and "
+        "verify find the lines that changed without hashing scan.json (trusted only for the very scan.json it was "
+        "written with; a cache: safe to delete)",
+    ),
+    Artifact(
         "requirements",
         "state/requirements.pack",
         None,

@@ -48,6 +48,7 @@ from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.stages.scan_digests import Recorder
 from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, LINES_SCHEMA, KeptEntries, LinesRecord
 from comfywatchman.workflow import embeddings, extract, names, parse_worker
 from comfywatchman.workflow.load import clean_text
@@ -705,6 +706,7 @@ def _scan(
     store = RequirementStore(state / STORE_FILE, wanted_hash)
     tally = Tally(count_inactive)
     record = LinesRecord()
+    digests = Recorder(state / ARTIFACT)  # read before scan.json is written again: the last one's digests
     items = intake["workflows"]
     base_of = operator.itemgetter(*BASE_KEYS)  # an intake item's values of BASE_KEYS, as a tuple
     jobs = [
@@ -734,6 +736,7 @@ def _scan(
             made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out) if files and jobs else iter(())
             for item in items:
                 previous = kept.get(item["sha256"])
+                copied_from = None
                 if previous is None:
                     result = next(made)
                     if result.kept is not None:
@@ -741,9 +744,12 @@ def _scan(
                 else:
                     text = kept.text(previous, base_of(item))
                     result = Scanned(text, None, True, previous.missing_models, previous.missing_nodes)
+                    # The line as it was, or with ``reused`` set: its digest is the last one's.
+                    copied_from = previous.offset if kept.copied else None
                 tally.add(result)
                 if not result.not_workflow:
                     writer.add(result.text)
+                    digests.add(result.text, copied_from)
                     counts = (result.missing_models, result.missing_nodes) if result.error is None else None
                     record.add(result.text, base_of(item), result.reused, counts)
             if jobs:
@@ -760,6 +766,7 @@ def _scan(
             written = writer.finish(head, SCHEMA)
         # After scan.json and before scan_inputs.json: a record is used only for the bytes both name.
         artifacts.write(state / LINES_FILE, record.document(written), LINES_SCHEMA, indent=None)
+        digests.save(written)
     finally:
         if pool is not None:
             pool.close()  # whatever stopped the scan: no worker outlives it

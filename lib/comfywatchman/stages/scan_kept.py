@@ -8,7 +8,8 @@ counts need, never the entries themselves.
 
 That much is also written beside scan.json, in ``state/scan_lines.json`` (``LinesRecord``): a scan that keeps
 most entries reads it and hashes scan.json's bytes instead of parsing every line again. It is used only when
-it names the very bytes of scan.json that scan_inputs.json names; else the lines are read as before.
+it names the very bytes of scan.json that scan_inputs.json names (the sha256 the scan's ``scan_digests`` record
+gives, when it describes this very file, else the file hashed); else the lines are read as before.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
+from comfywatchman.stages import scan_digests
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ class KeptEntries:
         self.head = head  # the last document without its entries (comfyui_root, demo, node_map, ...)
         self._file: IO[bytes] | None = None
         self._by_path: dict[str, KeptLine] | None = None
+        #: Whether the last ``text`` is the line as it was, or with ``reused`` set alone (the same
+        #: ``scan_parts.line_digest``), rather than the entry encoded again.
+        self.copied = False
 
     @classmethod
     def empty(cls, path: Path) -> KeptEntries:
@@ -99,6 +104,7 @@ class KeptEntries:
         self._file.seek(kept.offset)
         line = self._file.read(kept.length)
         same_base = kept.base == base
+        self.copied = same_base
         if same_base and kept.reused:
             return line
         if same_base:
@@ -109,6 +115,7 @@ class KeptEntries:
             if at >= 0 and line.startswith(_AFTER_REUSED, at + len(_NOT_REUSED)):
                 view = memoryview(line)
                 return b"".join((view[:at], _REUSED, view[at + len(_NOT_REUSED) :]))
+        self.copied = False
         entry = orjson.loads(line)
         entry.update(zip(BASE_KEYS, base, strict=True))
         entry["reused"] = True
@@ -199,13 +206,16 @@ def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[
         return None
     if record is None or record["scan_sha256"] != scan_sha256:
         return None
-    digest = hashlib.sha256()
+    # The scan's record of this very file (``scan_digests``) names its sha256: else the file is hashed.
+    index = scan_digests.load(path)
     try:
         with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-            if digest.hexdigest() != scan_sha256:
-                return None
+            if index is None or index.sha256 != scan_sha256:
+                digest = hashlib.sha256()
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                if digest.hexdigest() != scan_sha256:
+                    return None
             handle.seek(0)
             first = handle.readline()
             handle.seek(len(first) + record["body_length"])

@@ -19,6 +19,7 @@ lines no workflow has any more than ``STALE_SHARE`` of its lines (or is missing,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,9 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
+
+# scan_digests imports this module: its names are taken at call time.
+from comfywatchman.stages import cache_files, scan_digests
 
 logger = logging.getLogger(__name__)
 
@@ -149,21 +153,19 @@ class ScanParts:
 
     def _walk(self, handle: Any, scan_path: Path, load: bool) -> Iterator[tuple[bytes, Any]]:
         """Yield the digest and part of each workflow line (``load``: the part of a line the pack holds is read
-        and checked, else it is None and only the lines the pack lacks are parsed); keep the pack."""
+        and checked, else it is None and only the lines the pack lacks are parsed); keep the pack. The digests
+        come from the scan's record (``scan_digests``) when it describes this very file: then only the lines
+        the pack lacks are read."""
         kept = self._kept = self._load()
         self.digests = []
         written: list[bytes] = [self.tag]
         added: list[int] = []  # where the lines of parts made this time are in ``written``
-        for number, line in enumerate(handle, start=2):
-            if line.startswith(b"]"):
-                break
-            body = line.rstrip(b"\n").removesuffix(b",")
-            digest = line_digest(body)
+        for number, digest, body in _lines(handle, scan_path):
             self.digests.append(digest)
             found = kept.get(digest)
             part = _part(found) if found is not None and load else None
             if found is None or (load and part is None):
-                part = self._parse(body, number, scan_path)
+                part = self._parse(body(), number, scan_path)
                 if not load:  # ``scan``: kept for ``get`` (``read`` hands each part on and keeps none)
                     self.fresh[digest] = part
                 payload = orjson.dumps(part)
@@ -171,8 +173,6 @@ class ScanParts:
                 added.append(len(written))
             written.append(b" ".join((digest, *found)))
             yield digest, part
-        else:
-            raise ArtifactError(f"{scan_path}: ends inside its list 'workflows' (a torn write?)")
         in_use = len(written) - 1
         stale = len(kept) + len(added) - in_use  # lines of the pack no workflow of this scan.json has
         if not self.loaded or stale > STALE_SHARE * in_use:
@@ -198,9 +198,27 @@ class ScanParts:
 
     def _save(self, lines: list[bytes]) -> None:
         try:
-            artifacts.atomic_write_bytes(self.path, b"\n".join(lines), b"\n")
+            cache_files.write_cache(self.path, b"\n".join(lines), b"\n")
         except OSError as exc:
             logger.warning("%s: cannot be written (%s); the next cycle reads scan.json in full", self.path, exc)
+
+
+def _lines(handle: Any, scan_path: Path) -> Iterator[tuple[int, bytes, Callable[[], bytes]]]:
+    """Yield the line number, digest and text (a function that reads it) of each workflow line of scan.json,
+    ``handle`` open on it just past its first line: from the scan's record when it describes this very file
+    (the text read only when asked for), else by reading and hashing every line. Raise ArtifactError when the
+    file ends inside its list."""
+    index = scan_digests.load(scan_path)
+    if index is not None:
+        for at, digest in enumerate(index.digests):
+            yield at + 2, digest, functools.partial(index.line, handle, at)
+        return
+    for number, line in enumerate(handle, start=2):
+        if line.startswith(b"]"):
+            return
+        body = line.rstrip(b"\n").removesuffix(b",")
+        yield number, line_digest(body), functools.partial(bytes, body)
+    raise ArtifactError(f"{scan_path}: ends inside its list 'workflows' (a torn write?)")
 
 
 def _part(found: list[bytes]) -> Any:

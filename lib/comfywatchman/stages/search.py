@@ -558,7 +558,7 @@ def _run(ctx: StageContext) -> StageOutcome:
     memo_path = catalogue.path(ctx.config, "search_delta")
     delta = again(ctx, resolver, parts, memo_path, basis, count_inactive, recorded_before, outputs) if fixed else None
     if delta is not None:
-        answers = Answers(delta.texts, [], delta.keys, delta.found, delta.fresh)
+        answers = Answers([], [], delta.keys, delta.found, delta.fresh)  # its texts: delta.texts, bytes
         queries: list[ModelQuery] = []
         qids, paths = delta.qids, delta.paths
     else:
@@ -583,8 +583,12 @@ def _run(ctx: StageContext) -> StageOutcome:
         "requests": http.request_counts() if http else {},
         "cache_hits": cache.hits,
     }
-    artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
-    answers.texts.clear()
+    if delta is not None:
+        delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
+        delta.texts.clear()
+    else:
+        artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
+        answers.texts.clear()
     queue = {
         "cycle_id": ctx.cycle_id,
         "generated_at": head["generated_at"],

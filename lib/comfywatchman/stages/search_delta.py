@@ -17,6 +17,7 @@ search gives: the test suite compares the two.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import orjson
 from comfywatchman import artifacts, stage_inputs
 from comfywatchman.search import reuse
 from comfywatchman.search.base import Declaration, ModelQuery, SearchResult, Status
+from comfywatchman.stages import cache_files
 from comfywatchman.stages.scan_parts import ScanParts
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class Memo:
 def save(path: Path, memo: Memo) -> None:
     """Write ``memo`` to ``path`` atomically (a failure costs the next search a full run, with a warning)."""
     try:
-        artifacts.atomic_write_bytes(path, memo.to_bytes())
+        cache_files.write_cache(path, memo.to_bytes())
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next search runs in full", path, exc)
 
@@ -90,7 +92,7 @@ class Delta:
     """The result lines of a search made from the last one: their texts, query ids and reuse keys in order,
     how many there are of each status, and what ``download_queue`` needs."""
 
-    texts: list[str] = field(default_factory=list)
+    texts: list[bytes] = field(default_factory=list)  # UTF-8, as search.json holds them
     counts: dict[str, int] = field(default_factory=dict)
     qids: list[Qid] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
@@ -128,15 +130,19 @@ class _NoPart(Exception):
 
 
 class _Lines:
-    """The last search.json, one result line at a time (without the separating comma), and its counts."""
+    """The last search.json, one result line at a time (its bytes, without the separating comma), and its
+    counts. Bytes, not text: the lines kept are written back as they are, never decoded (only the few a
+    search looks into are)."""
 
     def __init__(self, path: Path, count: int) -> None:
-        raw = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
-        if len(raw) != count + 2 or not raw[-1].startswith("]"):
+        data = path.read_bytes()
+        raw = data.removesuffix(b"\n").split(b"\n")
+        if len(raw) != count + 2 or not raw[-1].startswith(b"]"):
             raise ValueError("not the layout recorded")
-        self.lines = [line.removesuffix(",") for line in raw[1:-1]]
+        self.lines = [line.removesuffix(b",") for line in raw[1:-1]]
+        self.found = _found_lines(data, count)
         # The head ends the first line with the list's opening bracket: closed, it is the document bar its list.
-        counts = orjson.loads(raw[0] + "]}")["counts"]
+        counts = orjson.loads(raw[0] + b"]}")["counts"]
         if not isinstance(counts, dict):
             raise ValueError("no counts")
         self.counts: dict[str, int] = counts
@@ -144,6 +150,27 @@ class _Lines:
     def item(self, index: int) -> dict[str, Any]:
         data: dict[str, Any] = orjson.loads(self.lines[index])
         return data
+
+    def text(self, index: int) -> str:
+        """Return the line at ``index`` as text."""
+        return self.lines[index].decode("utf-8")
+
+
+def _found_lines(data: bytes, count: int) -> list[int]:
+    """Return the indexes of the result lines of search.json's ``data`` (``count`` of them, after the head's
+    line) that hold the words of a FOUND status, in order: found by a search of the bytes, not line by line."""
+    found: list[int] = []
+    line, counted = 0, 0  # the line (from 0: the head) of the byte ``counted``
+    at = data.find(_FOUND)
+    while at >= 0:
+        line, counted = line + data.count(b"\n", counted, at), at
+        if 1 <= line <= count:
+            found.append(line - 1)
+        end = data.find(b"\n", at)
+        if end < 0:
+            break
+        at = data.find(_FOUND, end)
+    return found
 
 
 def search_again(
@@ -238,66 +265,118 @@ def _merge(
     answer: Callable[[ModelQuery, str, Mapping[str, str]], tuple[str, str, SearchResult | None]],
 ) -> Delta:
     """Return the result lines: the last ones of the untouched files as they were, the touched ones made
-    again, in search.json's order."""
+    again, in search.json's order. The lines kept are copied a run at a time (list slices): a line made again
+    goes where ``group_missing``'s order puts it, after every last line that sorts before it or with it."""
     delta = Delta(touched=len(touched), counts=dict(last.counts))
     for qid in touched:  # the statuses of the lines made again are counted as they are made
         if qid in index_before:
-            delta.counts[reuse.status_of(last.lines[index_before[qid]])] -= 1
+            delta.counts[reuse.status_of(last.text(index_before[qid]))] -= 1
     made: dict[Qid, tuple[str, str, str, ModelQuery, SearchResult | None]] = {}
     kept: dict[str, str] = {}
     for qid, query in queries.items():
         key = reuse.query_key(query)
         at = index_before.get(qid)
         if at is not None and keys_before[at] == key:
-            prefix = reuse.without_workflows(last.lines[at])
+            prefix = reuse.without_workflows(last.text(at))
             if prefix is not None:
                 kept = {key: prefix}
         text, status, result = answer(query, key, kept)
         kept = {}
         made[qid] = (text, status, key, query, result)
-    new_order = sorted(made, key=sort_key)
-    at_new = 0
-    for index, row in enumerate(memo.queries):
-        qid = (row[0], row[1])
-        while at_new < len(new_order) and sort_key(new_order[at_new]) < sort_key(qid):
-            _add_made(delta, new_order[at_new], made[new_order[at_new]])
-            at_new += 1
-        if qid not in touched:
-            _add_kept(delta, qid, last.lines[index], keys_before[index])
-    for qid in new_order[at_new:]:
+    dropped = set(index_before[qid] for qid in touched if qid in index_before)
+    copy = _Copy(delta, memo, last, keys_before, sorted(dropped))
+    made_at: dict[int, tuple[str, str, str, ModelQuery, SearchResult | None]] = {}
+    for qid in sorted(made, key=sort_key):
+        copy.up_to(bisect.bisect_right(memo.queries, sort_key(qid), key=_row_key))
+        made_at[len(delta.texts)] = made[qid]
         _add_made(delta, qid, made[qid])
+    copy.up_to(len(memo.queries))
+    _found(delta, made_at, copy.found_at)
     qids, texts = list(delta.qids), list(delta.texts)  # the stage empties ``texts`` once they are written
     delta.others = lambda: {qid: len(orjson.loads(text)["workflows"]) for qid, text in zip(qids, texts, strict=True)}
     return delta
 
 
-_FOUND = '"status":"FOUND"'
+def _row_key(row: list[Any]) -> tuple[str, str]:
+    return sort_key((row[0], row[1]))
 
 
-def _add_kept(delta: Delta, qid: Qid, line: str, key: str | None) -> None:
-    """Add the last result line of ``qid``, kept as it was (counted already)."""
-    delta.texts.append(line)
-    delta.qids.append(qid)
-    delta.keys.append(key)
-    # A line without the words holds no FOUND answer; one with them may hold it in an attempt only.
-    if _FOUND in line and reuse.status_of(line) == Status.FOUND.value:
-        item = orjson.loads(line)
-        delta.found.append(
-            (SearchResult.from_json(item), ModelQuery(item["name"], qid[0], (), tuple(item["workflows"])))
-        )
+class _Copy:
+    """Copies the last result lines into ``delta`` as they were (counted already), a run at a time, bar those
+    ``dropped`` (made again), noting where the kept lines with the words of a FOUND status land."""
+
+    def __init__(self, delta: Delta, memo: Memo, last: _Lines, keys_before: list[Any], dropped: list[int]) -> None:
+        self.delta, self.memo, self.last, self.keys_before, self.dropped = delta, memo, last, keys_before, dropped
+        self.start = 0
+        self.found_at: list[int] = []  # the places in ``delta`` of kept lines that may hold a FOUND answer
+
+    def up_to(self, stop: int) -> None:
+        """Add the last lines from where the last call stopped up to ``stop`` (not included)."""
+        dropped = self.dropped
+        for at in dropped[bisect.bisect_left(dropped, self.start) : bisect.bisect_left(dropped, stop)]:
+            self._run(self.start, at)
+            self.start = at + 1
+        self._run(self.start, stop)
+        self.start = max(self.start, stop)
+
+    def _run(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        delta, found = self.delta, self.last.found
+        shift = len(delta.texts) - start
+        self.found_at += [i + shift for i in found[bisect.bisect_left(found, start) : bisect.bisect_left(found, stop)]]
+        delta.texts += self.last.lines[start:stop]
+        delta.qids += [(row[0], row[1]) for row in self.memo.queries[start:stop]]
+        delta.keys += self.keys_before[start:stop]
+
+
+_FOUND = b'"status":"FOUND"'
+
+
+def _found(
+    delta: Delta, made_at: Mapping[int, tuple[str, str, str, ModelQuery, SearchResult | None]], kept_at: list[int]
+) -> None:
+    """Gather the FOUND answers of the result lines, in their order (``download_queue``): those made now as
+    they were made, the kept ones read from their lines (``kept_at``: those that hold the words; one with
+    them may hold them in an attempt only)."""
+    for at in sorted((*made_at, *kept_at)):
+        made = made_at.get(at)
+        if made is not None:
+            text, status, _, query, result = made
+            if status == Status.FOUND.value:
+                found = result if result is not None else SearchResult.from_json(orjson.loads(text))
+                delta.found.append((found, query))
+            continue
+        item = orjson.loads(delta.texts[at])
+        if item["status"] == Status.FOUND.value:
+            query = ModelQuery(item["name"], delta.qids[at][0], (), tuple(item["workflows"]))
+            delta.found.append((SearchResult.from_json(item), query))
 
 
 def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, SearchResult | None]) -> None:
-    text, status, key, query, result = made
-    delta.texts.append(text)
+    text, status, key, _, result = made
+    delta.texts.append(text.encode("utf-8"))
     delta.counts[status] = delta.counts.get(status, 0) + 1
     delta.qids.append(qid)
     delta.keys.append(key)
     if result is not None:
         delta.fresh.append(result)
-    if status == Status.FOUND.value:
-        found = result if result is not None else SearchResult.from_json(orjson.loads(text))
-        delta.found.append((found, query))
+
+
+def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_name: str) -> None:
+    """Write search.json: ``head`` with its list ``results`` holding ``lines`` (result texts, UTF-8, validated
+    where they were made), the very bytes ``artifacts.write_assembled`` writes for them as text, without
+    decoding the lines kept or encoding them again."""
+    if head.get("results") != []:
+        raise ValueError("write_results: 'results' must be an empty list in the head")
+    artifacts.validate(head, schema_name, f"{path} (about to be written)")
+    text = artifacts.dumps(head, indent=None).encode("utf-8")
+    marker = b'"results":[]'
+    if text.count(marker) != 1:
+        raise ValueError("write_results: 'results' is not a key of the head alone")
+    cut = text.index(marker) + len(marker) - 1
+    body = (b"\n", b",\n".join(lines), b"\n") if lines else ()
+    artifacts.atomic_write_bytes(path, text[:cut], *body, text[cut:])
 
 
 def memo_of(

@@ -34,7 +34,7 @@ from comfywatchman import artifacts, hashing, stage_inputs
 from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
-from comfywatchman.stages import scan_parts
+from comfywatchman.stages import cache_files, scan_digests, scan_parts
 from comfywatchman.stages import verify as core
 
 logger = logging.getLogger(__name__)
@@ -73,13 +73,13 @@ class Memo:
     shares: list[bytes] | bytearray = field(default_factory=list)
 
     def chunks(self) -> list[bytes]:
-        """Return the file's content in pieces (the shares are never copied into one more buffer): the tag,
-        the memo bar the shares as one line of JSON (with the digest of the shares), then one line per share."""
+        """Return the file's content in pieces: the tag, the memo bar the shares as one line of JSON (with the
+        digest of the shares), then one line per share (a buffer of lines is never copied into one more)."""
         if isinstance(self.shares, bytearray):
             # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
             body: list[bytes] = [cast(bytes, self.shares)]
-        else:
-            body = [piece for share in self.shares for piece in (share, b"\n")]
+        else:  # one buffer: a write per share was thousands of writes
+            body = [b"\n".join(self.shares) + b"\n"] if self.shares else []
         digest = hashlib.sha256()
         for piece in body:
             digest.update(piece)
@@ -156,15 +156,24 @@ class Locator:
 
 
 class ModelCache:
-    """model_cache.json, read (and validated) when first needed."""
+    """model_cache.json, read when first needed. Not validated again: a memo is used only with the very model
+    cache (its size and mtime are in the memo's basis) that the full verify which made it read and validated,
+    and the schema's pass over tens of thousands of files took a third of the read."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._document: dict[str, Any] | None = None
 
     def get(self) -> dict[str, Any]:
+        """Return the document; raise Full when it cannot be read as a model cache."""
         if self._document is None:
-            self._document = artifacts.read(self.path, "model_cache")
+            try:
+                document = orjson.loads(self.path.read_bytes())
+            except (OSError, orjson.JSONDecodeError) as exc:
+                raise Full(f"{self.path}: unreadable ({exc})") from None
+            if not isinstance(document, dict) or not isinstance(document.get("folders"), dict):
+                raise Full(f"{self.path}: not a model cache")
+            self._document = document
         return self._document
 
 
@@ -222,7 +231,7 @@ def save(path: Path, memo: Memo | None, state: Path) -> None:
             path.unlink(missing_ok=True)
             return
         memo.outputs = outputs_of(state)
-        artifacts.atomic_write_bytes(path, *memo.chunks())
+        cache_files.write_cache(path, *memo.chunks())
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next verify runs in full", path, exc)
 
@@ -279,8 +288,14 @@ CHUNK = 1 << 22
 
 def _scan_lines(state: Path, before: set[str]) -> tuple[list[str], dict[int, bytes]]:
     """Return the digest of each workflow line of scan.json, in order, and the lines (without their comma)
-    whose digest is not in ``before``, by index: read ``CHUNK`` bytes at a time, only new lines are kept."""
-    digests: list[str] = []
+    whose digest is not in ``before``, by index: from the scan's record (``scan_digests``) when it describes
+    this very file, only the new lines read; else read ``CHUNK`` bytes at a time, only new lines kept."""
+    index = scan_digests.load(state / "scan.json")
+    if index is not None:
+        digests = [d.decode("ascii") for d in index.digests]
+        wanted = [i for i, digest in enumerate(digests) if digest not in before]
+        return digests, index.lines(state / "scan.json", wanted)
+    digests = []
     new: dict[int, bytes] = {}
     with (state / "scan.json").open("rb") as handle:
         if not handle.readline().rstrip(b"\n").endswith(_KEY):

@@ -107,3 +107,37 @@ def test_an_online_search_keeps_no_memo(comfy_tree: ComfyTree, home: Path) -> No
     run(online, STAGES)
     assert outputs(home)[0]["counts"]["NOT_SEARCHED"] == 2  # the LoRA and up.pth: no backend configured
     assert not (home / "state" / "search_delta.bin").exists()
+
+
+def test_lines_made_again_go_first_last_and_between_the_kept_ones_as_a_full_search_puts_them(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_install(comfy_tree)
+
+    def needs(*nodes: tuple[str, str]) -> dict[str, object]:
+        return ui_workflow([ui_node(i, kind, [name, 1, 1]) for i, (kind, name) in enumerate(nodes, start=1)])
+
+    ckpt, lora, vae = "CheckpointLoaderSimple", "LoraLoader", "VAELoader"
+    comfy_tree.workflow("c.json", needs((ckpt, "mmm.safetensors"), (lora, "mmm.safetensors"), (vae, "mmm.safetensors")))
+    comfy_tree.workflow("e.json", needs((lora, "nnn.safetensors"), (vae, "nnn.safetensors")))
+    run(context(comfy_tree, home, "c1", T0), STAGES)
+    # A file that sorts before every other, one after, one kept with one more workflow; a file in the middle gone.
+    comfy_tree.workflow("d.json", needs((ckpt, "aaa.safetensors"), (vae, "zzz.safetensors"), (lora, "mmm.safetensors")))
+    comfy_tree.workflow("c.json", needs((ckpt, "mmm.safetensors"), (lora, "mmm.safetensors")))
+    again(comfy_tree, home, caplog, 2)
+    names = [(r["type"], r["name"]) for r in outputs(home)[0]["results"]]
+    assert names[0] == ("checkpoints", "aaa.safetensors") and names[-1] == ("vae", "zzz.safetensors")
+    assert ("vae", "mmm.safetensors") not in names and ("vae", "nnn.safetensors") in names
+    # Everything made again at once: the same.
+    (comfy_tree.workflows / "d.json").unlink()
+    (comfy_tree.workflows / "e.json").unlink()
+    again(comfy_tree, home, caplog, 3)
+
+
+def test_the_lines_that_may_hold_a_found_answer_are_those_a_look_into_each_line_finds() -> None:
+    found = b'{"status":"FOUND"}'
+    lines = [b'{"a":1}', found, b'{"attempts":[{"status":"FOUND"}],"status":"NOT_FOUND"}', b'{"b":2}', found]
+    data = b'{"counts":{"FOUND":2},"results":[\n' + b",\n".join(lines) + b'\n],"x":"\\"status\\":\\"FOUND\\""}\n'
+    fresh = [i for i, line in enumerate(lines) if b'"status":"FOUND"' in line]
+    assert search_delta._found_lines(data, len(lines)) == fresh == [1, 2, 4]
+    assert search_delta._found_lines(b'{"results":[\n]}\n', 0) == []

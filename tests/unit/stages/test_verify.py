@@ -327,3 +327,15 @@ def test_the_found_answers_are_read_from_search_json_in_either_layout(tmp_path: 
     )
     assert verify.found_results(path, outcome) == {}
     assert not outcome.ok and "search.json (line 2)" in outcome.errors[0]
+    # A broken line further on is named by its number; a file cut inside its list is an error naming it.
+    broken = text("c.pt", Status.FOUND).replace('"sha256":"', '"sha256":7,"x":"')
+    lines = [text("b.pt", Status.UNCERTAIN), text("A.pt", Status.FOUND), text("d.pt", Status.UNCERTAIN), broken]
+    artifacts.write_assembled(path, head, "results", lines, "search")
+    outcome = StageOutcome("verify")
+    assert verify.found_results(path, outcome) == {}
+    assert not outcome.ok and "search.json (line 5)" in outcome.errors[0]
+    artifacts.write_assembled(path, head, "results", lines[:3], "search")
+    path.write_bytes(path.read_bytes().rsplit(b"\n", 2)[0] + b"\n")
+    outcome = StageOutcome("verify")
+    assert verify.found_results(path, outcome) == {}
+    assert not outcome.ok and outcome.errors[0].startswith(f"{path}: ")

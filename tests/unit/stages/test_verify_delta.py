@@ -299,3 +299,14 @@ def test_a_line_is_known_by_the_digest_the_parts_give_it(line: bytes) -> None:
     assert verify_delta.line_digest(line) == line_digest(body).decode("ascii")
     # The flag says only whether the scan parsed the file this time: a line is known by the rest of it.
     assert line_digest(body.replace(b'"reused":true', b'"reused":false')) == line_digest(body)
+
+
+@pytest.mark.parametrize("content", [b"{torn", b"[]", b'{"folders":[]}', None])
+def test_a_model_cache_that_cannot_be_read_as_one_means_the_full_verify(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "model_cache.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(verify_delta.Full, match=r"model_cache\.json"):
+        verify_delta.ModelCache(path).get()
+    path.write_bytes(b'{"folders":{"loras":{"paths":[],"files":[]}}}')
+    assert verify_delta.ModelCache(path).get()["folders"]["loras"]["files"] == []

@@ -1,0 +1,34 @@
+"""Writing a cache file of the stages: whole or not at all, without waiting for the disk.
+
+An artifact is written through a temp file, fsync'ed and renamed (``artifacts.atomic_write_bytes``), so that a
+crash never leaves it half written. A cache file (``scan_digests.bin``, ``search_delta.bin``,
+``verify_delta.bin``, the ``.pack`` files) needs the rename but not the fsync: each is checked when it is read
+(a checksum, a digest of its lines, or JSON that a cut or a zeroed block breaks) and keyed by the files it goes
+with, so one that a crash left old, empty or torn is ignored and costs the next cycle a full run, never a wrong
+answer. Its fsync was a wait on the disk in every cycle, for nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from comfywatchman import artifacts
+
+
+def write_cache(path: Path, *chunks: bytes | bytearray) -> None:
+    """Write ``chunks``, one after the other, to ``path`` through a temp file beside it and a rename (no
+    fsync: see the module). Raise OSError when it cannot be written (``path`` is then as it was)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
