@@ -175,6 +175,16 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> None:
+    """Update ``target`` (made of copies only) by ``override`` as ``deep_merge`` would, copying only what
+    ``override`` brings: ``deep_merge`` copies the whole of its base again for every layer."""
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
 def read_toml_layer(path: Path) -> Layer:
     """Return the layer read from the TOML file at ``path``. Raise ConfigError if it is missing or not TOML."""
     try:
@@ -526,7 +536,7 @@ def load(
     layers += [environment_layer(env), _flag_layer(flags or {})]
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged = deep_merge(merged, layer.data)
+        _merge_into(merged, layer.data)
     errors += _all_errors(layers, merged, schema, {n for n, c in backends.items() if not c.answers_first})
     if errors:
         raise ConfigError(errors)
