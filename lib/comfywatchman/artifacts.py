@@ -426,10 +426,12 @@ def _flush_all(paths: list[str]) -> None:
     threads = [threading.Thread(target=flush, args=(path,), name="fsync") for path in paths[1:]]
     for thread in threads:
         thread.start()
-    if paths:
-        flush(paths[0])
-    for thread in threads:
-        thread.join()
+    try:
+        if paths:
+            flush(paths[0])
+    finally:
+        for thread in threads:
+            thread.join()
 
 
 def _fsync_path(path: str) -> None:
