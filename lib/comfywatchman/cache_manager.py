@@ -20,6 +20,7 @@ from typing import Any
 from comfywatchman import artifacts, catalogue
 from comfywatchman.comfy import custom_nodes, folders, pack_reads
 from comfywatchman.comfy.walk_bound import WalkBound, problem_line
+from comfywatchman.stages import collector
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,10 @@ def refresh(
     """Rebuild both caches for ``root`` and write each to ``state_dir`` only if its content changed (model
     folders walked within ``bounds``: max depth, max entries). Packs unchanged since the last cycle take what
     was read of them then (``state/pack_reads.json``)."""
-    model_cache = build_model_cache(root, extra_configs or [], demo, now, bounds)
+    # One small dict per model file (tens of thousands), none in a reference cycle: the cycle collector would
+    # walk them again and again for nothing while they are made.
+    with collector.paused():
+        model_cache = build_model_cache(root, extra_configs or [], demo, now, bounds)
     kept = pack_reads.PackReads(catalogue.in_state(state_dir, "pack_reads")).load()
     nodes_cache = build_nodes_cache(root, now, kept)
     kept.save()

@@ -175,6 +175,16 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> None:
+    """Update ``target`` (made of copies only) by ``override`` as ``deep_merge`` would, copying only what
+    ``override`` brings: ``deep_merge`` copies the whole of its base again for every layer."""
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
 def read_toml_layer(path: Path) -> Layer:
     """Return the layer read from the TOML file at ``path``. Raise ConfigError if it is missing or not TOML."""
     try:
@@ -266,14 +276,18 @@ def _message(error: Any) -> str:
     return message
 
 
-def _schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any], source: str) -> list[str]:
+def _schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any], source: str, fast: Any = None) -> list[str]:
+    """Return an error line per violation of ``schema`` by ``data`` (each naming ``source``); ``fast``: a
+    jsonschema-rs validator of ``schema`` already made (one is made when None)."""
     import jsonschema_rs
 
     # jsonschema-rs says yes or no in a fraction of the time; jsonschema (a tenth of a second to import, on
     # every command) words the errors when there are some. What jsonschema-rs cannot take (a TOML date) goes
     # to jsonschema, as before.
     try:
-        if jsonschema_rs.Draft202012Validator(dict(schema), validate_formats=True).is_valid(data):
+        if fast is None:
+            fast = jsonschema_rs.Draft202012Validator(dict(schema), validate_formats=True)
+        if fast.is_valid(data):
             return []
     except ValueError:
         pass
@@ -288,9 +302,17 @@ def _schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any], source: s
     return lines
 
 
-def _layer_errors(layer: Layer, schema: Mapping[str, Any] | None = None) -> list[str]:
-    full = artifacts.schema_document("config") if schema is None else schema
-    return _schema_errors(layer.data, _strip_required(full), layer.source)
+def _layer_errors(layers: list[Layer], schema: Mapping[str, Any] | None = None) -> list[str]:
+    """Return the error lines of every layer, each checked on its own against ``schema`` (default: the config
+    schema) without its ``required`` lists: a layer sets only some keys."""
+    import jsonschema_rs
+
+    stripped = _strip_required(artifacts.schema_document("config") if schema is None else schema)
+    try:
+        fast = jsonschema_rs.Draft202012Validator(stripped, validate_formats=True)  # made once for every layer
+    except ValueError:
+        fast = None
+    return [line for layer in layers for line in _schema_errors(layer.data, stripped, layer.source, fast)]
 
 
 def _setting_source(layers: list[Layer], *keys: str) -> str:
@@ -477,7 +499,7 @@ def _secret_values(
 def _all_errors(layers: list[Layer], merged: dict[str, Any], schema: Mapping[str, Any], known: set[str]) -> list[str]:
     """Return every problem of the layers (each named by its source), of the merged result when the layers
     are fine, and every unknown backend name: all at once, not one kind after another is fixed."""
-    errors = [line for layer in layers for line in _layer_errors(layer, schema)]
+    errors = _layer_errors(layers, schema)
     if not errors:
         errors = _schema_errors(merged, schema, "merged configuration")
     return errors + check_backends(layers, merged, known)
@@ -514,7 +536,7 @@ def load(
     layers += [environment_layer(env), _flag_layer(flags or {})]
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged = deep_merge(merged, layer.data)
+        _merge_into(merged, layer.data)
     errors += _all_errors(layers, merged, schema, {n for n, c in backends.items() if not c.answers_first})
     if errors:
         raise ConfigError(errors)

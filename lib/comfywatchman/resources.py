@@ -1,6 +1,6 @@
 """Where the project's own files live: schemas, the default config, the demo install, shipped data.
 
-They ship inside the package, found with ``importlib.resources``: ``comfywatchman.schemas``,
+They ship inside the package, found where its import spec says they are: ``comfywatchman.schemas``,
 ``comfywatchman.defaults`` and ``comfywatchman.examples`` are the repo's top-level ``schemas/``, ``config/`` and
 ``examples/`` folders, mapped into the package by ``pyproject.toml``. An editable install (``make install``)
 reads them in place in the checkout; a wheel (``pip install .``, ``pipx install .``) carries copies under
@@ -11,7 +11,7 @@ to code that walks real folders.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from comfywatchman.errors import ConfigError
@@ -23,9 +23,14 @@ def package_folder(package: str) -> Path:
     Raises ConfigError when the package is installed somewhere that is not a plain folder (a zip file), since
     the demo install and the schemas must be real files.
     """
-    folder = resources.files(package)
-    if not isinstance(folder, Path):
-        raise ConfigError([f"{package}: installed as {folder!r}, not as a folder on disk; reinstall with pip"])
+    # The package's spec says where its files are without importing it, or importlib.resources (and the zip
+    # reader it brings along: milliseconds at every start).
+    spec = importlib.util.find_spec(package)
+    places = list(spec.submodule_search_locations or []) if spec is not None else []
+    folder = Path(places[0]) if len(places) == 1 else None
+    if folder is None or not folder.is_dir():
+        where = places[0] if len(places) == 1 else (places or None)
+        raise ConfigError([f"{package}: installed as {where!r}, not as a folder on disk; reinstall with pip"])
     return folder
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -393,9 +395,37 @@ def test_deferred_syncs_flush_each_folder_and_appended_file_once_at_the_end(
         during = list(synced)
     # Each file's content is flushed before its rename, as always; the folders and the log wait for the end.
     assert len(during) == 4 and all(p.endswith(".tmp") for p in during)
-    assert synced[4:] == [str(log), str(runs), str(tmp_path / "state")]
+    # Flushed together (each in a thread of its own), so in no particular order.
+    assert sorted(synced[4:]) == sorted([str(log), str(runs), str(tmp_path / "state")])
     assert all((runs / f"{n}.json").read_bytes() == b"{}\n" for n in "abc")
 
     synced.clear()
     artifacts.atomic_write_bytes(runs / "a.json", b"[]\n")  # outside a block: the folder at once
     assert synced[-1] == str(runs)
+
+
+def test_flushed_together_each_once_and_a_failure_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The paths left for the end of deferred_syncs are flushed at once, each once, before it returns; one that
+    cannot be flushed is an error line naming it, and the others are still flushed."""
+    flushed: list[str] = []
+    threads: set[int] = set()
+    started = threading.Barrier(3, timeout=5)  # all three wait here together: they do run at once
+
+    def fsync_path(path: str) -> None:
+        started.wait()
+        threads.add(threading.get_ident())
+        if path.endswith("gone"):
+            raise FileNotFoundError(2, "No such file or directory")
+        flushed.append(path)
+
+    monkeypatch.setattr(artifacts, "_fsync_path", fsync_path)
+    with caplog.at_level(logging.ERROR):
+        artifacts._flush_all([str(tmp_path / "a"), str(tmp_path / "gone"), str(tmp_path / "b")])
+    assert sorted(flushed) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert len(threads) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'gone'}: cannot flush to disk: No such file or directory"
+    ]
+    artifacts._flush_all([])  # nothing to flush: no thread, no error

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from comfywatchman import config
 from comfywatchman.config import Secret, UserDirs, deep_merge, expand_path, load
 from comfywatchman.errors import ConfigError
 
@@ -243,7 +246,7 @@ def test_sections_are_read_only(tmp_path: Path) -> None:
 
 
 def test_plugin_section_schema_adds_defaults_and_may_not_take_a_builtin_section() -> None:
-    from typing import Any, ClassVar
+    from typing import ClassVar
 
     from comfywatchman.config import config_schema, plugin_default_layers
     from comfywatchman.search.base import SearchBackend
@@ -266,3 +269,24 @@ def test_plugin_section_schema_adds_defaults_and_may_not_take_a_builtin_section(
     assert [(layer.source, layer.data) for layer in plugin_default_layers({"mine": Mine, "thief": Thief}, schema)] == [
         ("defaults of backend 'mine'", {"mine": {"limit": 3}})
     ]
+
+
+def test_layers_merged_in_place_as_deep_merge_merges_them() -> None:
+    """load merges its layers into one dict of copies (``_merge_into``); the result is deep_merge's, and no
+    layer's data is shared with it or changed by it."""
+    layers = [
+        {"a": {"b": 1, "c": [1, 2], "d": {"e": "x"}}, "f": 1},
+        {"a": {"c": [3], "d": {"g": 2}}, "h": {"i": None}},
+        {"a": 5, "h": {"i": {"j": [{"k": 1}]}}},
+        {"a": {"new": True}},
+    ]
+    before = copy.deepcopy(layers)
+    expected: dict[str, Any] = {}
+    merged: dict[str, Any] = {}
+    for data in layers:
+        expected = config.deep_merge(expected, data)
+        config._merge_into(merged, data)
+        assert merged == expected
+    assert layers == before
+    merged["h"]["i"]["j"][0]["k"] = 2  # a copy: the layer keeps its value
+    assert layers[2]["h"]["i"]["j"][0]["k"] == 1

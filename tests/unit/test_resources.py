@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 from pathlib import Path
 
+import pytest
+
 from comfywatchman import resources
+from comfywatchman.errors import ConfigError
 from tests.helpers.comfy_tree import REPO
 
 if sys.version_info >= (3, 11):
@@ -39,3 +43,22 @@ def test_demo_extra_model_paths_reach_the_shipped_shared_models() -> None:
     assert not Path(base).is_absolute()
     assert (resources.DEMO_COMFYUI_ROOT / base).resolve() == resources.DEMO_SHARED_MODELS.resolve()
     assert any(resources.DEMO_SHARED_MODELS.rglob("*.safetensors"))
+
+
+def test_a_package_folder_must_be_a_folder_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder comes from the package's import spec: a plain folder is handed out as it is (without running
+    the package), a package inside a zip file is refused with the package named."""
+    folder = tmp_path / "plain" / "plainpkg" / "data"
+    folder.mkdir(parents=True)
+    (folder.parent / "__init__.py").write_text("", encoding="utf-8")
+    (folder / "__init__.py").write_text("raise RuntimeError('not to be run')\n", encoding="utf-8")
+    with zipfile.ZipFile(tmp_path / "zipped.zip", "w") as archive:
+        archive.writestr("zippedpkg/__init__.py", "")
+        archive.writestr("zippedpkg/data/__init__.py", "")
+    monkeypatch.syspath_prepend(str(tmp_path / "plain"))
+    monkeypatch.syspath_prepend(str(tmp_path / "zipped.zip"))
+    assert resources.package_folder("plainpkg.data") == folder
+    with pytest.raises(ConfigError, match=r"zippedpkg\.data: installed as .*not as a folder on disk"):
+        resources.package_folder("zippedpkg.data")
+    for name in ("plainpkg", "zippedpkg"):
+        sys.modules.pop(name, None)

@@ -15,7 +15,6 @@ The version is read where it is written down: a clone's ``pyproject.toml``, a pi
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import logging
 import re
@@ -81,44 +80,59 @@ def _site_packages(env: Path) -> Iterator[Path]:
     yield env / "Lib" / "site-packages"
 
 
-def _from_custom_nodes(comfyui_root: Path, name: str) -> ManagerFile | None:
-    """Return ``name`` from a Manager clone in ``custom_nodes``, or None."""
+def _from_custom_nodes(comfyui_root: Path, name: str, versioned: bool = True) -> ManagerFile | None:
+    """Return ``name`` from a Manager clone in ``custom_nodes`` (its version read when ``versioned``), or None."""
     for folder in MANAGER_FOLDERS:
         clone = comfyui_root / "custom_nodes" / folder
         for candidate in (clone / name, clone / PACKAGE / name):
             if candidate.is_file():
-                return ManagerFile(candidate, "custom_nodes", _clone_version(clone))
+                return ManagerFile(candidate, "custom_nodes", _clone_version(clone) if versioned else None)
     return None
 
 
-def _from_comfyui_env(comfyui_root: Path, name: str) -> ManagerFile | None:
-    """Return ``name`` from the ``comfyui_manager`` package of ComfyUI's own Python environment, or None."""
+def _from_comfyui_env(comfyui_root: Path, name: str, versioned: bool = True) -> ManagerFile | None:
+    """Return ``name`` from the ``comfyui_manager`` package of ComfyUI's own Python environment (its version
+    read when ``versioned``), or None."""
     for env in ENV_FOLDERS:
         for site_packages in _site_packages((comfyui_root / env).resolve()):
             candidate = site_packages / PACKAGE / name
             if candidate.is_file():
-                return ManagerFile(candidate, "comfyui_env", _dist_version(site_packages))
+                return ManagerFile(candidate, "comfyui_env", _dist_version(site_packages) if versioned else None)
     return None
 
 
-def _from_tool_env(name: str) -> ManagerFile | None:
-    """Return ``name`` from the ``comfyui_manager`` package importable in this tool's environment, or None."""
+def _from_tool_env(name: str, versioned: bool = True) -> ManagerFile | None:
+    """Return ``name`` from the ``comfyui_manager`` package importable in this tool's environment (its version
+    read when ``versioned``), or None."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
     candidate = Path(next(iter(spec.submodule_search_locations))) / name
     if not candidate.is_file():
         return None
+    return ManagerFile(candidate, "tool_env", _tool_env_version() if versioned else None)
+
+
+def _tool_env_version() -> str | None:
+    """Return the version of the ``comfyui-manager`` distribution installed here, or None."""
+    # importlib.metadata (and the email parser it reads METADATA with) costs milliseconds to import and to
+    # ask: only the report, which records the version, pays for it; finding a file's path does not.
+    import importlib.metadata
+
     try:
-        version: str | None = importlib.metadata.version("comfyui-manager")
+        return importlib.metadata.version("comfyui-manager")
     except importlib.metadata.PackageNotFoundError:
-        version = None
-    return ManagerFile(candidate, "tool_env", version)
+        return None
 
 
-def locate_manager_file(comfyui_root: Path, name: str) -> ManagerFile | None:
-    """Return Manager's ``name`` (e.g. ``model-list.json``) for ``comfyui_root`` with where it came from, or None."""
-    found = _from_custom_nodes(comfyui_root, name) or _from_comfyui_env(comfyui_root, name) or _from_tool_env(name)
+def locate_manager_file(comfyui_root: Path, name: str, versioned: bool = True) -> ManagerFile | None:
+    """Return Manager's ``name`` (e.g. ``model-list.json``) for ``comfyui_root`` with where it came from (and
+    which Manager version, when ``versioned``; else None), or None."""
+    found = (
+        _from_custom_nodes(comfyui_root, name, versioned)
+        or _from_comfyui_env(comfyui_root, name, versioned)
+        or _from_tool_env(name, versioned)
+    )
     if found is None:
         logger.debug("%s: not in %s's custom_nodes, its Python environment or this one", name, comfyui_root)
     return found
@@ -126,7 +140,7 @@ def locate_manager_file(comfyui_root: Path, name: str) -> ManagerFile | None:
 
 def find_manager_file(comfyui_root: Path, name: str) -> Path | None:
     """Return the path of Manager's ``name`` (e.g. ``model-list.json``) for ``comfyui_root``, or None."""
-    found = locate_manager_file(comfyui_root, name)
+    found = locate_manager_file(comfyui_root, name, versioned=False)  # the path alone: no version to read
     return found.path if found else None
 
 

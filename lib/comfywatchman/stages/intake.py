@@ -18,7 +18,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +193,9 @@ def _digests(paths: list[str]) -> list[str | OSError]:
     # One task per thread, each a share of the files (every workers-th one, so large and small files mix
     # alike): a task per file cost more in futures and wake-ups than hashing a small workflow does.
     shares = [paths[start::workers] for start in range(workers)]
+    # Imported here: a warm cycle hashes no file, and the pool's modules cost it milliseconds to import.
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(workers, thread_name_prefix="intake-hash") as pool:
         hashed = list(pool.map(_hash_all, shares))
     digests: list[str | OSError] = [""] * len(paths)

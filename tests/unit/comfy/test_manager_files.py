@@ -132,3 +132,25 @@ def test_maps_used_is_what_master_status_stores(tmp_path: Path, no_tool_manager:
     maps = maps_used(str(node_map), None, tmp_path)
     assert maps == {"node_map": {"path": str(node_map), "source": "custom_nodes", "version": "4.0"}, "model_list": None}
     assert json.loads(json.dumps(maps)) == maps
+
+
+def test_finding_a_path_reads_no_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """find_manager_file gives the path locate_manager_file finds, without reading any Manager version (the
+    warm cycle asks for the path twice; only the report records the version)."""
+    clone = _clone(tmp_path, version="3.41")
+    site = tmp_path / "tool-site"
+    tool = _pip_install(site, "9.9")
+    monkeypatch.syspath_prepend(str(site))
+    sys.modules.pop("comfyui_manager", None)
+    read: list[str] = []
+    monkeypatch.setattr(manager_files, "_clone_version", lambda clone: read.append("clone") or "x")
+    monkeypatch.setattr(manager_files, "_tool_env_version", lambda: read.append("tool") or "x")
+    assert find_manager_file(tmp_path, NODE_MAP) == clone
+    root = tmp_path / "ComfyUI"
+    root.mkdir()
+    unversioned = locate_manager_file(root, NODE_MAP, versioned=False)
+    assert unversioned == manager_files.ManagerFile(tool, "tool_env", None)
+    assert find_manager_file(root, NODE_MAP) == tool
+    assert read == []
+    assert locate_manager_file(root, NODE_MAP) == manager_files.ManagerFile(tool, "tool_env", "x")
+    assert read == ["tool"]

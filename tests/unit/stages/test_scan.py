@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from comfywatchman import artifacts, config
@@ -603,3 +605,39 @@ def test_with_a_server_a_changed_workflow_also_gets_the_entry_a_fresh_scan_makes
     assert scan.run(ctx).counts["parsed"] == 2
     assert seeded == scanned(ctx)["b.json"]
     assert by_name(seeded)["SDXL/base.safetensors"]["checked_by"] == "server"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "plain.json",
+        'quote " and \\ back.json',
+        "ctl\x00\x01\x1f\x7f\t\n.json",
+        "ünï\u2028\u2029😀.json",
+        "bad\udcff.json",
+    ],
+)
+def test_inputs_fingerprint_is_the_content_hash_of_its_inputs(name: str) -> None:
+    """The fingerprint is artifacts.content_hash of the install's and the workflows' part, made faster: the
+    same value (a fingerprint kept from an earlier cycle still matches), whatever the file names hold."""
+    intake = {
+        "workflows": [
+            {"path": f"/w/{name}", "workflow": name, "source": "comfyui", "sha256": "ab" * 32, "size": 1},
+            {"path": "/w/other.json", "workflow": "other.json", "source": "extra", "sha256": "cd" * 32},
+        ]
+    }
+    data = {
+        "install": "ef" * 32,
+        "workflows": [[w["path"], w["workflow"], w["source"], w["sha256"]] for w in intake["workflows"]],
+    }
+    try:
+        expected: str | type[Exception] = artifacts.content_hash(data)
+    except UnicodeEncodeError as exc:  # what a lone surrogate did, and still does
+        expected = type(exc)
+    if isinstance(expected, str):
+        assert scan.inputs_fingerprint("ef" * 32, intake) == expected
+        # The fast encoding itself gives it (not only the slow one it falls back to).
+        assert hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest() == expected
+    else:
+        with pytest.raises(expected):
+            scan.inputs_fingerprint("ef" * 32, intake)
