@@ -41,9 +41,7 @@ def edit(comfy_tree: ComfyTree, name: str, model: str) -> None:
     comfy_tree.workflow(name, ui_workflow([ui_node(1, "LoraLoader", [model, 1, 1])]))
 
 
-def test_digests_through_the_record_are_those_of_hashing_as_workflows_change(
-    comfy_tree: ComfyTree, home: Path
-) -> None:
+def test_digests_through_the_record_are_those_of_hashing_as_workflows_change(comfy_tree: ComfyTree, home: Path) -> None:
     make_install(comfy_tree)
     state = home / "state"
     run(context(comfy_tree, home, "c1", T0), UP_TO_SCAN)
@@ -72,7 +70,8 @@ def test_a_broken_keys_file_is_ignored_and_made_again(
     assert_keys_are_fresh(state)
     keys = state / scan_keys.FILE
     data = keys.read_bytes()
-    broken = {"torn": data[:-10], "foreign": b"other-format\n" + data, "edited": data[:-1] + (b"0" if data[-1:] != b"0" else b"1")}[damage]
+    flipped = data[:-1] + (b"0" if data[-1:] != b"0" else b"1")
+    broken = {"torn": data[:-10], "foreign": b"other-format\n" + data, "edited": flipped}[damage]
     keys.write_bytes(broken)
     with caplog.at_level(logging.INFO):
         assert scan_keys.load(keys) == {}
