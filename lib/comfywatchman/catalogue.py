@@ -237,6 +237,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "unchanged workflow is not worked out again (a cache: safe to delete)",
     ),
     Artifact(
+        "report_scan_keys",
+        "state/report_scan_keys.bin",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "the report's digest of each scan.json line by the scan's digest of it, so the report finds its kept "
+        "parts through scan_digests.bin without hashing scan.json (a cache: safe to delete)",
+    ),
+    Artifact(
         "report_index",
         "state/report_index.pack",
         None,

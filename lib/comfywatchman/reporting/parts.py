@@ -29,7 +29,9 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import scan_keys
 from comfywatchman.reporting.answers import Answers, lookup
+from comfywatchman.stages import scan_digests
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,9 @@ class ScanLines:
         ``line_at`` when the file holds one entry per line."""
         if not self._one_per_line:
             return [line_digest(line) for _, line, _ in self.lines()]
+        recorded = scan_digests.load(self.path)
+        if recorded is not None:
+            return self._recorded_digests(recorded)
         found: list[bytes] = []
         self.starts = []
         with self.path.open("rb") as handle:
@@ -113,6 +118,20 @@ class ScanLines:
                 offset += len(line)
                 found.append(line_digest(line.rstrip(b"\n").removesuffix(b",")))
         raise ArtifactError(f"{self.path}: ends inside its list 'workflows' (a torn write?)")
+
+    def _recorded_digests(self, recorded: scan_digests.LineIndex) -> list[bytes]:
+        """Return each workflow line's ``line_digest`` by the scan's digest of it (``recorded``, the scan's
+        record of this very scan.json): from ``report_scan_keys.bin`` for a line seen before, hashed for the
+        others (read alone); the keys of this scan.json are kept for the next report."""
+        keys_path = self.path.with_name(scan_keys.FILE)
+        known = scan_keys.load(keys_path)
+        missing = [at for at, key in enumerate(recorded.digests) if key not in known]
+        texts = recorded.lines(self.path, missing) if missing else {}
+        found = [known.get(key) or line_digest(texts[at]) for at, key in enumerate(recorded.digests)]
+        self.starts = recorded.offsets
+        if missing or len(known) != len(found):
+            scan_keys.save(keys_path, zip(recorded.digests, found, strict=True))
+        return found
 
     def entry_at(self, position: int) -> dict[str, Any]:
         """Return the validated entry of the workflow at ``position`` (from 0), its line read alone where
