@@ -121,6 +121,13 @@ class KeptEntries:
         entry["reused"] = True
         return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
 
+    def block(self, start: int, end: int) -> bytes:
+        """Return the bytes of the last scan.json from ``start`` to ``end``."""
+        if self._file is None:
+            self._file = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 (closed by close)
+        self._file.seek(start)
+        return self._file.read(end - start)
+
     def last_entry(self, path: str) -> dict[str, Any] | None:
         """Return the last scan's entry of the workflow file at ``path`` (whatever its content was then), or
         None when it had none without an error."""
@@ -184,10 +191,16 @@ class LinesRecord:
     def add(self, text: bytes, base: tuple[Any, ...], reused: bool, counts: tuple[list[Any], list[str]] | None) -> None:
         """Note one entry written (``AssembledWriter.add``): its text, intake fields (BASE_KEYS), ``reused``,
         and its counts, or None for an entry with an error (never kept, so not recorded)."""
+        self.add_length(len(text), base, reused, counts)
+
+    def add_length(
+        self, length: int, base: tuple[Any, ...], reused: bool, counts: tuple[list[Any], list[str]] | None
+    ) -> None:
+        """Note one entry written whose text is ``length`` bytes long (as ``add``)."""
         if counts is not None:
             models, nodes = counts
-            self.entries.append([self.offset, len(text), *base, reused, [list(m) for m in models], list(nodes)])
-        self.offset += len(text) + 2  # its text and ",\n" (the last one's "\n" alone)
+            self.entries.append([self.offset, length, *base, reused, [list(m) for m in models], list(nodes)])
+        self.offset += length + 2  # its text and ",\n" (the last one's "\n" alone)
         self.count += 1
 
     def document(self, scan_sha256: str) -> dict[str, Any]:
