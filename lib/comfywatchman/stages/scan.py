@@ -870,10 +870,12 @@ class Lines:
         flip = not run[0].reused
         view = memoryview(block)
         pieces: list[bytes | memoryview] = []  # of the lines copied, since the last one written alone
-        count = 0
+        count = copied = 0  # lines in ``pieces``; lines copied in all
         start = 0  # where the next piece starts in ``block``
         at = 0  # where the new text of the next copied line starts in the joined pieces
         base = run[0].offset
+        tally, add_digest, add_record = self.tally, self.digests.add_copied, self.record.add_length
+        missing_models, missing_nodes = tally.missing_models, tally.missing_nodes
         for line in run:
             begin, end = line.offset - base, line.offset - base + line.length
             length = line.length
@@ -891,30 +893,26 @@ class Lines:
                 pieces.append(_REUSED)
                 start = found + len(_NOT_REUSED)
                 length -= len(_NOT_REUSED) - len(_REUSED)
-            self._note_copied(line, at, length)
+            # Counted in the tally and both records (inlined: this runs for every line kept).
+            missing_models.update(line.missing_models)
+            missing_nodes.update(line.missing_nodes)
+            add_digest(at, length, line.offset)
+            add_record(length, line.base, True, (line.missing_models, line.missing_nodes))
             at += length + 2
             count += 1
+            copied += 1
         if count:
-            pieces.append(view[start:])
+            pieces.append(view[start:] if start else block)
             self._add_copied(writer, pieces, count)
+        tally.workflows += copied
+        tally.reused += copied
 
     def _add_copied(self, writer: _Writer, pieces: list[bytes | memoryview], count: int) -> None:
         """Write ``count`` lines copied, whose text is ``pieces`` joined, and hash those the last record
         gave no digest for."""
-        text = b"".join(pieces)
+        text = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces)
         writer.add_many(text, count)
         self.digests.flush_copied(text)
-
-    def _note_copied(self, line: KeptLine, at: int, length: int) -> None:
-        """Count a kept line copied, now ``length`` bytes long and at ``at`` in the text of its run, in the
-        tally and both records."""
-        tally = self.tally
-        tally.workflows += 1
-        tally.reused += 1
-        tally.missing_models.update(line.missing_models)
-        tally.missing_nodes.update(line.missing_nodes)
-        self.digests.add_copied(at, length, line.offset)
-        self.record.add_length(length, line.base, True, (line.missing_models, line.missing_nodes))
 
 
 class InstallFiles:
