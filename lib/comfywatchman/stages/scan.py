@@ -49,7 +49,7 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_digests import Recorder
-from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, LINES_SCHEMA, KeptEntries, KeptLine, LinesRecord
+from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, KeptEntries, KeptLine, LinesRecord
 from comfywatchman.workflow import embeddings, extract, names, parse_worker
 from comfywatchman.workflow.load import clean_text
 from comfywatchman.workflow.store import FILE as STORE_FILE
@@ -763,7 +763,7 @@ def _scan(
                 head = _head(ctx, head_facts, wanted_hash, truth, tally.not_workflows)
                 written = writer.finish(head, SCHEMA)
         # After scan.json and before scan_inputs.json: a record is used only for the bytes both name.
-        artifacts.write(state / LINES_FILE, record.document(written), LINES_SCHEMA, indent=None)
+        record.save(state / LINES_FILE, written)
         digests.save(written)
     finally:
         if pool is not None:
