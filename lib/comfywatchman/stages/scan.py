@@ -712,11 +712,13 @@ def _scan(
     scan_config = ctx.config.section("scan")
     count_inactive = bool(scan_config["count_inactive_nodes"])
     state = ctx.state_dir
-    kept = KeptEntries.read(state / ARTIFACT, previous_inputs, install, lambda e: counted(e, count_inactive))
+    digests = Recorder(state / ARTIFACT)  # read before scan.json is written again: the last one's digests
+    kept = KeptEntries.read(
+        state / ARTIFACT, previous_inputs, install, lambda e: counted(e, count_inactive), digests.last
+    )
     store = RequirementStore(state / STORE_FILE, wanted_hash)
     tally = Tally(count_inactive)
     record = LinesRecord()
-    digests = Recorder(state / ARTIFACT)  # read before scan.json is written again: the last one's digests
     items = intake["workflows"]
     jobs = [
         ({key: item[key] for key in BASE_KEYS}, item.get("size")) for item in items if kept.get(item["sha256"]) is None

@@ -135,7 +135,7 @@ class Recorder:
 
     def __init__(self, scan_path: Path) -> None:
         self.scan_path = scan_path
-        last = load(scan_path)
+        last = self.last = load(scan_path)  # the record of the last scan.json, if it is one of that very file
         self._last = dict(zip(last.offsets, last.digests, strict=True)) if last is not None else {}
         self.digests: list[str] = []
         self.offsets: list[int] = []  # from the end of scan.json's first line until ``save``

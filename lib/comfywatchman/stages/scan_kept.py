@@ -70,12 +70,20 @@ class KeptEntries:
         return cls(path, {}, {})
 
     @classmethod
-    def read(cls, path: Path, inputs: Mapping[str, Any] | None, install: str, counter: Counter) -> KeptEntries:
+    def read(
+        cls,
+        path: Path,
+        inputs: Mapping[str, Any] | None,
+        install: str,
+        counter: Counter,
+        index: scan_digests.LineIndex | None = None,
+    ) -> KeptEntries:
         """Return the entries of the scan.json at ``path`` when the install it was compared with is ``install``
-        and its bytes are those the last scan wrote (``inputs``: its scan_inputs.json); else none."""
+        and its bytes are those the last scan wrote (``inputs``: its scan_inputs.json); else none. ``index``:
+        the scan's record of that file (``scan_digests.load``), when already read."""
         if inputs is None or inputs.get("install") != install or not inputs.get("scan_sha256"):
             return cls.empty(path)
-        recorded = _from_record(path, path.with_name(LINES_FILE), inputs["scan_sha256"])
+        recorded = _from_record(path, path.with_name(LINES_FILE), inputs["scan_sha256"], index)
         if recorded is not None:
             return cls(path, *recorded)
         try:
@@ -218,9 +226,12 @@ class LinesRecord:
         cache_files.write_cache(path, orjson.dumps(document, option=orjson.OPT_SORT_KEYS), b"\n")
 
 
-def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
+def _from_record(
+    path: Path, record_path: Path, scan_sha256: str, index: scan_digests.LineIndex | None = None
+) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
     """Return the kept lines and head of the scan.json at ``path`` from its record at ``record_path``, or None
-    when there is no usable record, or the record or the file is not the one whose sha256 is ``scan_sha256``."""
+    when there is no usable record, or the record or the file is not the one whose sha256 is ``scan_sha256``
+    (``index``: the scan's record of the file, ``scan_digests.load``, when already read)."""
     try:
         record = artifacts.read_optional(record_path, LINES_SCHEMA)
     except ArtifactError as exc:
@@ -229,7 +240,8 @@ def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[
     if record is None or record["scan_sha256"] != scan_sha256:
         return None
     # The scan's record of this very file (``scan_digests``) names its sha256: else the file is hashed.
-    index = scan_digests.load(path)
+    if index is None:
+        index = scan_digests.load(path)
     try:
         with open(path, "rb") as handle:
             if index is None or index.sha256 != scan_sha256:
