@@ -611,6 +611,7 @@ class HeadFirstWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._tmp, self.path)
+            self._tmp = ""  # renamed into place: nothing left to remove
         finally:
             self.close()
         fsync_dir(self.path.parent)
@@ -620,8 +621,9 @@ class HeadFirstWriter:
         """Remove the temp file, unless ``finish`` renamed it (leaving the context calls it)."""
         if not self._file.closed:
             self._file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
+        if self._tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
 
     def __enter__(self) -> HeadFirstWriter:
         return self
