@@ -21,6 +21,8 @@ Three levels of reuse keep repeated cycles cheap:
 When many workflows must be parsed, lean worker processes read and extract them (``workflow.parse_worker``)
 while this process compares, validates and encodes each entry. Entries go to ``scan.json`` as they are made,
 in intake order (``artifacts.AssembledWriter``): the stage holds the counts of its report, never every entry.
+When only a few are made, they are made first and ``scan.json`` is written once, head first
+(``artifacts.HeadFirstWriter``), the kept lines copied a run at a time (``Lines``).
 
 When ``[comfyui] url`` names a ComfyUI server that answers ``/object_info``, its node types and combo lists
 decide first; every verdict records whether the server or the files gave it (``checked_by``).
