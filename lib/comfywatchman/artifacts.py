@@ -505,21 +505,17 @@ class AssembledWriter:
 
     def add(self, item: bytes) -> None:
         """Append one item: its compact canonical JSON text (``part_text``, encoded UTF-8), validated."""
+        self.add_many(item, 1)
+
+    def add_many(self, items: bytes | memoryview, count: int) -> None:
+        """Append ``count`` items whose texts, validated, are ``items`` joined by ``,\n``."""
         self._body.write(b",\n" if self.count else b"\n")
-        self._body.write(item)
-        self.count += 1
+        self._body.write(items)
+        self.count += count
 
     def finish(self, head: dict[str, Any], schema_name: str) -> str:
         """Validate ``head`` (its list ``key`` empty) and write the document; return the sha256 of its bytes."""
-        if head.get(self.key) != []:
-            raise ValueError(f"AssembledWriter: {self.key!r} must be an empty list in the head")
-        validate(head, schema_name, f"{self.path} (about to be written)")
-        marker = json.dumps(self.key, ensure_ascii=False) + ":[]"
-        text = dumps(head, indent=None)
-        if text.count(marker) != 1:
-            raise ValueError(f"AssembledWriter: {self.key!r} is not a key of the head alone")
-        cut = text.index(marker) + len(marker) - 1
-        before, after = text[:cut].encode("utf-8"), text[cut:].encode("utf-8")
+        before, after = _split_head(self.path, head, self.key, schema_name)
         digest = hashlib.sha256(before)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
         try:
@@ -552,6 +548,84 @@ class AssembledWriter:
             os.unlink(self._body_path)
 
     def __enter__(self) -> AssembledWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _split_head(path: Path, head: dict[str, Any], key: str, schema_name: str) -> tuple[bytes, bytes]:
+    """Validate ``head`` (its list ``key`` empty) and return its text up to the list's opening bracket and from
+    its closing one, encoded: what ``write_assembled`` writes around the items."""
+    if head.get(key) != []:
+        raise ValueError(f"write_assembled: {key!r} must be an empty list in the head")
+    validate(head, schema_name, f"{path} (about to be written)")
+    marker = json.dumps(key, ensure_ascii=False) + ":[]"
+    text = dumps(head, indent=None)
+    if text.count(marker) != 1:
+        raise ValueError(f"write_assembled: {key!r} is not a key of the head alone")
+    cut = text.index(marker) + len(marker) - 1
+    return text[:cut].encode("utf-8"), text[cut:].encode("utf-8")
+
+
+class HeadFirstWriter:
+    """Writes what ``write_assembled`` writes when the head is known before the items: straight into the temp
+    file that is renamed into place (no file of items to copy afterwards), hashing the bytes as they are
+    written (no second read). ``finish`` fsyncs and renames, as every artifact.
+
+    ``add`` takes the item's text, or ``add_many`` a run of items already joined as in the file (each
+    ``,\n``-separated): a run copied from the last file whole. Use it as a context manager: leaving it
+    without ``finish`` removes the temp file and leaves ``path`` as it was.
+    """
+
+    def __init__(self, path: Path, key: str, head: dict[str, Any], schema_name: str) -> None:
+        self.path = path
+        self.count = 0
+        before, self._after = _split_head(path, head, key, schema_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._digest = hashlib.sha256(before)
+        self._file.write(before)
+
+    def add(self, item: bytes) -> None:
+        """Append one item: its compact canonical JSON text (``part_text``, encoded UTF-8), validated."""
+        self.add_many(item, 1)
+
+    def add_many(self, items: bytes | memoryview, count: int) -> None:
+        """Append ``count`` items whose texts, validated, are ``items`` joined by ``,\n``."""
+        separator = b",\n" if self.count else b"\n"
+        self._digest.update(separator)
+        self._file.write(separator)
+        self._digest.update(items)
+        self._file.write(items)
+        self.count += count
+
+    def finish(self) -> str:
+        """Write the rest of the head, fsync and rename into place; return the sha256 of the bytes written."""
+        closing = b"\n" + self._after if self.count else self._after
+        self._digest.update(closing)
+        try:
+            self._file.write(closing)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.path)
+            self._tmp = ""  # renamed into place: nothing left to remove
+        finally:
+            self.close()
+        fsync_dir(self.path.parent)
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        """Remove the temp file, unless ``finish`` renamed it (leaving the context calls it)."""
+        if not self._file.closed:
+            self._file.close()
+        if self._tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+
+    def __enter__(self) -> HeadFirstWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

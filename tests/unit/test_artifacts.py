@@ -247,6 +247,36 @@ def test_assembled_writer_writes_what_write_assembled_writes_and_nothing_when_le
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temp file left
 
 
+def test_head_first_writer_writes_what_write_assembled_writes_and_nothing_when_left_early(tmp_path: Path) -> None:
+    from tests.unit.test_validation import SCAN
+
+    entries = [{**SCAN["workflows"][0], "workflow": f"w{n}.json"} for n in range(4)]
+    parts = [artifacts.part_text(e, "scan", "workflow", "e").encode("utf-8") for e in entries]
+    head = {**SCAN, "workflows": []}
+    for count in (4, 1, 0):
+        expected = artifacts.write_assembled(
+            tmp_path / "a.json", head, "workflows", [p.decode() for p in parts[:count]], "scan"
+        )
+        with artifacts.HeadFirstWriter(tmp_path / "b.json", "workflows", head, "scan") as writer:
+            if count == 4:  # one alone, a run of two joined as in the file, one alone
+                writer.add(parts[0])
+                writer.add_many(memoryview(b",\n".join(parts[1:3])), 2)
+                writer.add(parts[3])
+            elif count:
+                writer.add_many(b",\n".join(parts[:count]), count)
+            digest = writer.finish()
+        assert (tmp_path / "b.json").read_bytes() == (tmp_path / "a.json").read_bytes()  # byte for byte
+        assert digest == expected
+    before = (tmp_path / "b.json").read_bytes()
+    with pytest.raises(RuntimeError), artifacts.HeadFirstWriter(tmp_path / "b.json", "workflows", head, "scan") as w:
+        w.add(parts[0])
+        raise RuntimeError("killed midway")
+    with pytest.raises(ArtifactError):
+        artifacts.HeadFirstWriter(tmp_path / "b.json", "workflows", {**head, "demo": "no"}, "scan")
+    assert (tmp_path / "b.json").read_bytes() == before  # the old file stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temp file left
+
+
 def _sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 

@@ -21,6 +21,8 @@ Three levels of reuse keep repeated cycles cheap:
 When many workflows must be parsed, lean worker processes read and extract them (``workflow.parse_worker``)
 while this process compares, validates and encodes each entry. Entries go to ``scan.json`` as they are made,
 in intake order (``artifacts.AssembledWriter``): the stage holds the counts of its report, never every entry.
+When only a few are made, they are made first and ``scan.json`` is written once, head first
+(``artifacts.HeadFirstWriter``), the kept lines copied a run at a time (``Lines``).
 
 When ``[comfyui] url`` names a ComfyUI server that answers ``/object_info``, its node types and combo lists
 decide first; every verdict records whether the server or the files gave it (``checked_by``).
@@ -38,7 +40,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -49,7 +51,7 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_digests import Recorder
-from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, LINES_SCHEMA, KeptEntries, LinesRecord
+from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, KeptEntries, KeptLine, LinesRecord
 from comfywatchman.workflow import embeddings, extract, names, parse_worker
 from comfywatchman.workflow.load import clean_text
 from comfywatchman.workflow.store import FILE as STORE_FILE
@@ -71,6 +73,11 @@ MIN_PARALLEL = 64
 # Verdicts remembered at most (about 0.6 KB each); past it the memo starts again.
 MEMO_LIMIT = 20_000
 MAX_WORKERS = 8
+# Kept lines copied from the last scan.json are read and written in runs of about this many bytes at most.
+RUN_BYTES = 1 << 20
+_NOT_REUSED = b'"reused":false'
+_REUSED = b'"reused":true'
+_AFTER_NOT_REUSED = b',"sha256":"'  # the key after "reused" in an entry (keys are sorted)
 
 
 # What a verdict on a model or a node type sets in an entry's item (after the reference's own fields).
@@ -707,13 +714,14 @@ def _scan(
     scan_config = ctx.config.section("scan")
     count_inactive = bool(scan_config["count_inactive_nodes"])
     state = ctx.state_dir
-    kept = KeptEntries.read(state / ARTIFACT, previous_inputs, install, lambda e: counted(e, count_inactive))
+    digests = Recorder(state / ARTIFACT)  # read before scan.json is written again: the last one's digests
+    kept = KeptEntries.read(
+        state / ARTIFACT, previous_inputs, install, lambda e: counted(e, count_inactive), digests.last
+    )
     store = RequirementStore(state / STORE_FILE, wanted_hash)
     tally = Tally(count_inactive)
     record = LinesRecord()
-    digests = Recorder(state / ARTIFACT)  # read before scan.json is written again: the last one's digests
     items = intake["workflows"]
-    base_of = operator.itemgetter(*BASE_KEYS)  # an intake item's values of BASE_KEYS, as a tuple
     jobs = [
         ({key: item[key] for key in BASE_KEYS}, item.get("size")) for item in items if kept.get(item["sha256"]) is None
     ]
@@ -726,51 +734,40 @@ def _scan(
             workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
             pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
         handed_out = _handed_out(jobs, store, pool)
-        with artifacts.AssembledWriter(state / ARTIFACT, "workflows") as writer:
-            files = InstallFiles(state, map_path) if jobs or not kept.head else None
-            if files is None or (kept.head and kept.head["node_map"] == (str(map_path) if map_path else None)):
-                # The install is the one the last scan compared with (its model cache's very bytes, its node
-                # map's): so are these, and the node map need not be read for them.
-                head_facts = {key: kept.head[key] for key in ("comfyui_root", "demo", "node_map")}
-            else:
-                head_facts = {
-                    "comfyui_root": files.model_cache["comfyui_root"],
-                    "demo": files.model_cache["demo"],
-                    "node_map": files.node_map.source,
-                }
-            made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out) if files and jobs else iter(())
-            for item in items:
-                previous = kept.get(item["sha256"])
-                copied_from = None
-                if previous is None:
-                    result = next(made)
-                    if result.kept is not None:
-                        store.add(item["sha256"], result.kept)
-                else:
-                    text = kept.text(previous, base_of(item))
-                    result = Scanned(text, None, True, previous.missing_models, previous.missing_nodes)
-                    # The line as it was, or with ``reused`` set: its digest is the last one's.
-                    copied_from = previous.offset if kept.copied else None
-                tally.add(result)
-                if not result.not_workflow:
-                    writer.add(result.text)
-                    digests.add(result.text, copied_from)
-                    counts = (result.missing_models, result.missing_nodes) if result.error is None else None
-                    record.add(result.text, base_of(item), result.reused, counts)
-            if jobs:
-                store.save({item["sha256"] for item in items})
-            head = {
-                "cycle_id": ctx.cycle_id,
-                "generated_at": ctx.now().isoformat(timespec="seconds"),
-                **head_facts,
-                "settings_hash": wanted_hash,
-                "server": truth.url if truth is not None else None,
-                "not_workflows": tally.not_workflows,
-                "workflows": [],
+        files = InstallFiles(state, map_path) if jobs or not kept.head else None
+        if files is None or (kept.head and kept.head["node_map"] == (str(map_path) if map_path else None)):
+            # The install is the one the last scan compared with (its model cache's very bytes, its node
+            # map's): so are these, and the node map need not be read for them.
+            head_facts = {key: kept.head[key] for key in ("comfyui_root", "demo", "node_map")}
+        else:
+            head_facts = {
+                "comfyui_root": files.model_cache["comfyui_root"],
+                "demo": files.model_cache["demo"],
+                "node_map": files.node_map.source,
             }
-            written = writer.finish(head, SCHEMA)
+        made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out) if files and jobs else iter(())
+        live = {item["sha256"] for item in items} if jobs else None
+        lines = Lines(kept, store, tally, record, digests)
+        if len(jobs) < MIN_PARALLEL:
+            # Few entries to make: made first and held, the head (which lists the images among them) is known
+            # before any entry is written, and scan.json is written once, hashed as it goes.
+            made_now = list(made)
+            images = [orjson.loads(result.text) for result in made_now if result.not_workflow]
+            head = _head(ctx, head_facts, wanted_hash, truth, images)
+            with artifacts.HeadFirstWriter(state / ARTIFACT, "workflows", head, SCHEMA) as first:
+                lines.write(items, iter(made_now), first)
+                if live is not None:
+                    store.save(live)
+                written = first.finish()
+        else:
+            with artifacts.AssembledWriter(state / ARTIFACT, "workflows") as writer:
+                lines.write(items, made, writer)
+                if live is not None:
+                    store.save(live)
+                head = _head(ctx, head_facts, wanted_hash, truth, tally.not_workflows)
+                written = writer.finish(head, SCHEMA)
         # After scan.json and before scan_inputs.json: a record is used only for the bytes both name.
-        artifacts.write(state / LINES_FILE, record.document(written), LINES_SCHEMA, indent=None)
+        record.save(state / LINES_FILE, written)
         digests.save(written)
     finally:
         if pool is not None:
@@ -778,6 +775,148 @@ def _scan(
         kept.close()
         store.close()
     return tally, written
+
+
+def _head(
+    ctx: StageContext,
+    facts: Mapping[str, Any],
+    wanted_hash: str,
+    truth: server.ServerTruth | None,
+    not_workflows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Return scan.json's document without its entries: the install ``facts`` (comfyui_root, demo, node_map),
+    the settings and server compared with, and the images without a workflow."""
+    return {
+        "cycle_id": ctx.cycle_id,
+        "generated_at": ctx.now().isoformat(timespec="seconds"),
+        **facts,
+        "settings_hash": wanted_hash,
+        "server": truth.url if truth is not None else None,
+        "not_workflows": not_workflows,
+        "workflows": [],
+    }
+
+
+class _Writer(Protocol):
+    def add(self, item: bytes) -> None: ...
+
+    def add_many(self, items: bytes | memoryview, count: int) -> None: ...
+
+
+@dataclass
+class Lines:
+    """Writes the entries of scan.json in intake order, noting each in the stage's tally, the lines record and
+    the digests record, and what was parsed in the requirement store."""
+
+    kept: KeptEntries
+    store: RequirementStore
+    tally: Tally
+    record: LinesRecord
+    digests: Recorder
+
+    def write(self, items: list[dict[str, Any]], made: Iterator[Scanned], writer: _Writer) -> None:
+        """Write the entry of each intake item of ``items`` with ``writer``: its kept line, else the next of
+        ``made``. Kept lines that follow each other in the last scan.json, with the same intake fields and the
+        same ``reused``, are copied a run at a time (``_copy_run``)."""
+        kept = self.kept
+        base_of = operator.itemgetter(*BASE_KEYS)  # an intake item's values of BASE_KEYS, as a tuple
+        run: list[KeptLine] = []
+        run_end = 0  # where the run's last line ends in the last scan.json
+        for item in items:
+            previous = kept.get(item["sha256"])
+            if previous is not None and previous.base == base_of(item):
+                if run and (
+                    previous.offset != run_end + 2  # not the next line (each line ends with ",\n")
+                    or previous.reused != run[0].reused
+                    or run_end - run[0].offset > RUN_BYTES
+                ):
+                    self._copy_run(run, writer)
+                    run = []
+                run.append(previous)
+                run_end = previous.offset + previous.length
+                continue
+            if run:
+                self._copy_run(run, writer)
+                run = []
+            self._one(item, base_of(item), previous, made, writer)
+        if run:
+            self._copy_run(run, writer)
+
+    def _one(
+        self, item: Mapping[str, Any], base: tuple[Any, ...], previous: KeptLine | None, made: Iterator[Scanned],
+        writer: _Writer,
+    ) -> None:  # fmt: skip
+        """Write the entry of one intake item: its kept line ``previous`` (with the intake fields ``base`` set),
+        else the next of ``made``."""
+        copied_from = None
+        if previous is None:
+            result = next(made)
+            if result.kept is not None:
+                self.store.add(item["sha256"], result.kept)
+        else:
+            text = self.kept.text(previous, base)
+            result = Scanned(text, None, True, previous.missing_models, previous.missing_nodes)
+            # The line as it was, or with ``reused`` set: its digest is the last one's.
+            copied_from = previous.offset if self.kept.copied else None
+        self.tally.add(result)
+        if not result.not_workflow:
+            writer.add(result.text)
+            self.digests.add(result.text, copied_from)
+            counts = (result.missing_models, result.missing_nodes) if result.error is None else None
+            self.record.add(result.text, base, result.reused, counts)
+
+    def _copy_run(self, run: list[KeptLine], writer: _Writer) -> None:
+        """Write the kept lines ``run`` (one after the other in the last scan.json, their intake fields unchanged,
+        all with the same ``reused``) as one block read at once: the bytes ``KeptEntries.text`` gives each
+        line, the line as it is or with ``"reused":false`` turned ``true`` (a line where that is not the last
+        key before ``"sha256"`` is written alone, as ``text`` encodes it anew)."""
+        block = self.kept.block(run[0].offset, run[-1].offset + run[-1].length)
+        flip = not run[0].reused
+        view = memoryview(block)
+        pieces: list[bytes | memoryview] = []  # of the lines copied, since the last one written alone
+        count = copied = 0  # lines in ``pieces``; lines copied in all
+        start = 0  # where the next piece starts in ``block``
+        at = 0  # where the new text of the next copied line starts in the joined pieces
+        base = run[0].offset
+        tally, add_digest, add_record = self.tally, self.digests.add_copied, self.record.add_length
+        missing_models, missing_nodes = tally.missing_models, tally.missing_nodes
+        for line in run:
+            begin, end = line.offset - base, line.offset - base + line.length
+            length = line.length
+            if flip:
+                found = block.rfind(_NOT_REUSED, begin, end)
+                if found < 0 or not block.startswith(_AFTER_NOT_REUSED, found + len(_NOT_REUSED), end):
+                    if count:
+                        pieces.append(view[start : begin - 2])  # without the comma and newline after it
+                        self._add_copied(writer, pieces, count)
+                        pieces, count = [], 0
+                    self._one({"sha256": line.base[3]}, line.base, line, iter(()), writer)
+                    start, at = end + 2, 0
+                    continue
+                pieces.append(view[start:found])
+                pieces.append(_REUSED)
+                start = found + len(_NOT_REUSED)
+                length -= len(_NOT_REUSED) - len(_REUSED)
+            # Counted in the tally and both records (inlined: this runs for every line kept).
+            missing_models.update(line.missing_models)
+            missing_nodes.update(line.missing_nodes)
+            add_digest(at, length, line.offset)
+            add_record(length, line.base, True, (line.missing_models, line.missing_nodes))
+            at += length + 2
+            count += 1
+            copied += 1
+        if count:
+            pieces.append(view[start:] if start else block)
+            self._add_copied(writer, pieces, count)
+        tally.workflows += copied
+        tally.reused += copied
+
+    def _add_copied(self, writer: _Writer, pieces: list[bytes | memoryview], count: int) -> None:
+        """Write ``count`` lines copied, whose text is ``pieces`` joined, and hash those the last record
+        gave no digest for."""
+        text = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces)
+        writer.add_many(text, count)
+        self.digests.flush_copied(text)
 
 
 class InstallFiles:

@@ -135,12 +135,13 @@ class Recorder:
 
     def __init__(self, scan_path: Path) -> None:
         self.scan_path = scan_path
-        last = load(scan_path)
+        last = self.last = load(scan_path)  # the record of the last scan.json, if it is one of that very file
         self._last = dict(zip(last.offsets, last.digests, strict=True)) if last is not None else {}
         self.digests: list[str] = []
         self.offsets: list[int] = []  # from the end of scan.json's first line until ``save``
         self.lengths: list[int] = []
         self._at = 0
+        self._pending: list[tuple[int, int, int]] = []  # lines copied whose digest is not known yet
 
     def add(self, text: bytes, copied_from: int | None = None) -> None:
         """Note the next line written: its ``text``; ``copied_from``: the offset in the last scan.json of the
@@ -150,6 +151,25 @@ class Recorder:
         self.offsets.append(self._at)
         self.lengths.append(len(text))
         self._at += len(text) + 2  # the text, then ",\n" (the last one's "\n" alone)
+
+    def add_copied(self, at: int, length: int, copied_from: int) -> None:
+        """Note the next line written, copied from the line at offset ``copied_from`` in the last scan.json
+        with at most its ``reused`` flag changed (as ``add``); it is ``length`` bytes at ``at`` in the text
+        that ``flush_copied`` is given next, which hashes it only when the last record has no digest for it."""
+        digest = self._last.get(copied_from)
+        if digest is None:
+            self._pending.append((len(self.digests), at, length))
+        self.digests.append(digest.decode("ascii") if digest is not None else "")
+        self.offsets.append(self._at)
+        self.lengths.append(length)
+        self._at += length + 2
+
+    def flush_copied(self, text: bytes) -> None:
+        """Hash the lines noted by ``add_copied`` since the last call whose digest was not known: they are in
+        ``text``, the run of lines they were copied in."""
+        for index, at, length in self._pending:
+            self.digests[index] = scan_parts.line_digest(text, at, at + length).decode("ascii")
+        self._pending.clear()
 
     def save(self, sha256: str) -> None:
         """Write the record of the scan.json just written, whose sha256 is ``sha256`` (atomically; a failure

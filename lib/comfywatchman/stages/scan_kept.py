@@ -24,7 +24,7 @@ import orjson
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
-from comfywatchman.stages import scan_digests
+from comfywatchman.stages import cache_files, scan_digests
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,20 @@ class KeptEntries:
         return cls(path, {}, {})
 
     @classmethod
-    def read(cls, path: Path, inputs: Mapping[str, Any] | None, install: str, counter: Counter) -> KeptEntries:
+    def read(
+        cls,
+        path: Path,
+        inputs: Mapping[str, Any] | None,
+        install: str,
+        counter: Counter,
+        index: scan_digests.LineIndex | None = None,
+    ) -> KeptEntries:
         """Return the entries of the scan.json at ``path`` when the install it was compared with is ``install``
-        and its bytes are those the last scan wrote (``inputs``: its scan_inputs.json); else none."""
+        and its bytes are those the last scan wrote (``inputs``: its scan_inputs.json); else none. ``index``:
+        the scan's record of that file (``scan_digests.load``), when already read."""
         if inputs is None or inputs.get("install") != install or not inputs.get("scan_sha256"):
             return cls.empty(path)
-        recorded = _from_record(path, path.with_name(LINES_FILE), inputs["scan_sha256"])
+        recorded = _from_record(path, path.with_name(LINES_FILE), inputs["scan_sha256"], index)
         if recorded is not None:
             return cls(path, *recorded)
         try:
@@ -120,6 +128,13 @@ class KeptEntries:
         entry.update(zip(BASE_KEYS, base, strict=True))
         entry["reused"] = True
         return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+    def block(self, start: int, end: int) -> bytes:
+        """Return the bytes of the last scan.json from ``start`` to ``end``."""
+        if self._file is None:
+            self._file = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 (closed by close)
+        self._file.seek(start)
+        return self._file.read(end - start)
 
     def last_entry(self, path: str) -> dict[str, Any] | None:
         """Return the last scan's entry of the workflow file at ``path`` (whatever its content was then), or
@@ -184,10 +199,16 @@ class LinesRecord:
     def add(self, text: bytes, base: tuple[Any, ...], reused: bool, counts: tuple[list[Any], list[str]] | None) -> None:
         """Note one entry written (``AssembledWriter.add``): its text, intake fields (BASE_KEYS), ``reused``,
         and its counts, or None for an entry with an error (never kept, so not recorded)."""
+        self.add_length(len(text), base, reused, counts)
+
+    def add_length(
+        self, length: int, base: tuple[Any, ...], reused: bool, counts: tuple[list[Any], list[str]] | None
+    ) -> None:
+        """Note one entry written whose text is ``length`` bytes long (as ``add``)."""
         if counts is not None:
             models, nodes = counts
-            self.entries.append([self.offset, len(text), *base, reused, [list(m) for m in models], list(nodes)])
-        self.offset += len(text) + 2  # its text and ",\n" (the last one's "\n" alone)
+            self.entries.append([self.offset, length, *base, reused, [list(m) for m in models], list(nodes)])
+        self.offset += length + 2  # its text and ",\n" (the last one's "\n" alone)
         self.count += 1
 
     def document(self, scan_sha256: str) -> dict[str, Any]:
@@ -195,10 +216,22 @@ class LinesRecord:
         body = self.offset - 1 if self.count else 0
         return {"scan_sha256": scan_sha256, "body_length": body, "entries": self.entries}
 
+    def save(self, path: Path, scan_sha256: str) -> None:
+        """Write the document for the scan.json whose sha256 is ``scan_sha256`` to ``path``, validated, as
+        ``artifacts.write`` writes it but without waiting for the disk: a cache (``cache_files``), used only
+        when it names the bytes scan_inputs.json names, and read back validated, so one that a crash left old,
+        empty or torn is ignored."""
+        document = self.document(scan_sha256)
+        artifacts.validate(document, LINES_SCHEMA, f"{path} (about to be written)")
+        cache_files.write_cache(path, orjson.dumps(document, option=orjson.OPT_SORT_KEYS), b"\n")
 
-def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
+
+def _from_record(
+    path: Path, record_path: Path, scan_sha256: str, index: scan_digests.LineIndex | None = None
+) -> tuple[dict[str, KeptLine], dict[str, Any]] | None:
     """Return the kept lines and head of the scan.json at ``path`` from its record at ``record_path``, or None
-    when there is no usable record, or the record or the file is not the one whose sha256 is ``scan_sha256``."""
+    when there is no usable record, or the record or the file is not the one whose sha256 is ``scan_sha256``
+    (``index``: the scan's record of the file, ``scan_digests.load``, when already read)."""
     try:
         record = artifacts.read_optional(record_path, LINES_SCHEMA)
     except ArtifactError as exc:
@@ -207,7 +240,8 @@ def _from_record(path: Path, record_path: Path, scan_sha256: str) -> tuple[dict[
     if record is None or record["scan_sha256"] != scan_sha256:
         return None
     # The scan's record of this very file (``scan_digests``) names its sha256: else the file is hashed.
-    index = scan_digests.load(path)
+    if index is None:
+        index = scan_digests.load(path)
     try:
         with open(path, "rb") as handle:
             if index is None or index.sha256 != scan_sha256:

@@ -17,7 +17,7 @@ import pytest
 from comfywatchman import artifacts, config
 from comfywatchman.comfy.inventory import ModelIndex
 from comfywatchman.stage_runner import STAGE_RUNNERS
-from comfywatchman.stages import scan
+from comfywatchman.stages import scan, scan_kept, scan_parts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.workflow.store import RequirementStore
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
@@ -641,3 +641,80 @@ def test_inputs_fingerprint_is_the_content_hash_of_its_inputs(name: str) -> None
     else:
         with pytest.raises(expected):
             scan.inputs_fingerprint("ef" * 32, intake)
+
+
+def test_kept_lines_copied_a_run_at_a_time_are_what_copying_each_line_gives(tmp_path: Path) -> None:
+    """``Lines`` copies runs of kept lines as blocks: the file, the digests record and the lines record are
+    those that each line's ``KeptEntries.text`` gives, a line that cannot be marked in place included."""
+
+    def entry(n: int, reused: bool, nested: bool = False) -> dict[str, Any]:
+        packs = [{"name": "p", "reused": False, "note": '"reused":false'}] if nested else []
+        return {
+            "nodes": [{"class_type": f"X{n}", "packs": packs}],
+            "path": f"/w/{n}.json",
+            "reused": reused,
+            "sha256": f"{n:064x}",
+            "source": "comfyui",
+            "workflow": f"{n}.json",
+        }
+
+    # 0-2: a run to mark reused (1 with a nested key and a string like it); 3: says true where the record says
+    # false (cannot be marked in place: encoded anew, alone); 4: marked again; 5-6: already reused, copied as is;
+    # 7: a line the digests record gives no digest for.
+    entries = [entry(0, False), entry(1, False, True), entry(2, False), entry(3, True, True), entry(4, False)]
+    entries += [entry(5, True), entry(6, True), entry(7, False)]
+    texts = [json.dumps(e, sort_keys=True, separators=(",", ":")).encode() for e in entries]
+    path = tmp_path / "state" / "scan.json"
+    path.parent.mkdir()
+    first = b'{"workflows":[\n'
+    path.write_bytes(first + b",\n".join(texts) + b"\n]}\n")
+    offsets = [len(first) + sum(len(t) + 2 for t in texts[:n]) for n in range(len(texts))]
+    lines = {
+        e["sha256"]: scan_kept.KeptLine(
+            offsets[n], len(texts[n]), (e["workflow"], e["path"], e["source"], e["sha256"]),
+            n in (5, 6), [(None, f"m{n}")], [f"N{n}"],
+        )
+        for n, e in enumerate(entries)
+    }  # fmt: skip
+    known = {offsets[n]: scan_parts.line_digest(texts[n]) for n in range(7)}
+    items = [
+        {"workflow": e["workflow"], "path": e["path"], "source": e["source"], "sha256": e["sha256"]} for e in entries
+    ]
+    from tests.unit.test_validation import SCAN
+
+    head = {**SCAN, "workflows": []}
+
+    def write(by_run: bool, out: Path) -> tuple[scan.Tally, scan_kept.LinesRecord, scan.Recorder]:
+        kept = scan_kept.KeptEntries(path, lines, {})
+        recorder = scan.Recorder(path)
+        recorder._last = dict(known)
+        parts = scan.Lines(kept, None, scan.Tally(False), scan_kept.LinesRecord(), recorder)  # type: ignore[arg-type]
+        try:
+            with artifacts.HeadFirstWriter(out, "workflows", head, "scan") as writer:
+                if by_run:
+                    parts.write(items, iter(()), writer)
+                else:
+                    for item in items:
+                        kept_line = lines[item["sha256"]]
+                        parts._one(item, kept_line.base, kept_line, iter(()), writer)
+                writer.finish()
+        finally:
+            kept.close()
+        return parts.tally, parts.record, recorder
+
+    by_run = write(True, tmp_path / "by_run.json")
+    by_line = write(False, tmp_path / "by_line.json")
+    assert (tmp_path / "by_run.json").read_bytes() == (tmp_path / "by_line.json").read_bytes()
+    written = [w for w in (tmp_path / "by_run.json").read_bytes().split(b"\n")[1:] if w.startswith(b"{")]
+    assert len(written) == 8
+    written = [w.removesuffix(b",") for w in written]
+    assert [json.loads(w)["reused"] for w in written] == [True] * 8
+    assert written[3] == texts[3]  # encoded anew (the nested key is not the entry's), the same text
+    assert written[0] == texts[0].replace(b'"reused":false', b'"reused":true')
+    run_tally, run_record, run_digests = by_run
+    line_tally, line_record, line_digests = by_line
+    assert run_tally == line_tally and run_tally.reused == 8
+    assert run_record.entries == line_record.entries and run_record.offset == line_record.offset
+    assert run_digests.digests == line_digests.digests
+    assert run_digests.digests == [scan_parts.line_digest(w).decode() for w in written]
+    assert (run_digests.offsets, run_digests.lengths) == (line_digests.offsets, line_digests.lengths)
