@@ -342,7 +342,8 @@ def run(ctx: StageContext) -> StageOutcome:
     _summarize(outcome, len(workflows), acknowledgments, len(removed), len(kept), len(unavailable))
     if outcome.findings:
         outcome.counts["unreadable"] = len(outcome.findings)
-        outcome.detail += f"; {len(outcome.findings)} unreadable (a workflow seen before keeps its last version)"
+        known = len(unreadable_files & kept_paths)
+        outcome.detail += f"; {len(outcome.findings)} unreadable ({known} seen before, kept as they were)"
     _log_unreadable(outcome.findings)
     logger.info("intake: %s", outcome.detail)
     return outcome

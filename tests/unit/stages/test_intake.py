@@ -134,6 +134,7 @@ def test_an_unreadable_workflow_file_is_a_finding_not_a_failed_stage(comfy_tree:
         f"{path}: unreadable: No such file or directory" for path in (known, stray)
     )
     assert outcome.counts == {"workflows": 2, "new": 1, "changed": 0, "removed": 0, "unreadable": 2}
+    assert outcome.detail.endswith("; 2 unreadable (1 seen before, kept as they were)")
     document = _document(home)
     assert [w["path"] for w in document["kept"]] == [str(known)]  # seen before: its last version is kept
     assert document["removed"] == [] and sorted(document["errors"]) == sorted(outcome.findings)
