@@ -240,7 +240,7 @@ def _incremental(
     ):
         again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
         aggregate, dirty, lines, dirs, reused = again
-        actions = partial(_actions_again, aggregate, dirty, index.head["actions"], verify, old, target)
+        actions = partial(_actions_again, aggregate, dirty, verify, old, target)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
@@ -264,13 +264,16 @@ def _workflows_again(
     """Write every workflow's line of master_status.json to ``writer`` in scan order (a kept one copied from
     ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions the changed
     and gone workflows needed before or need now, the index's new lines, where each folder type was looked in,
-    and how many workflows were kept."""
+    and how many workflows were kept. The Aggregate's pending actions are those alone (``kept_index.gather``'s
+    ``wanted``): every other action's line is copied from ``old``, so its workflows are not gathered."""
     kept_head = index.head
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
     dirs: dict[str, Any] = dict(kept_head["dirs"])
     aggregate = status_report.Aggregate(answers)
     lines: list[bytes] = []
+    # Every workflow's contribution in scan order, gathered once the actions to make again are known.
+    contributions: list[list[Any]] = []
     dirty: set[str] = set()
     reused: set[int] = set()
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
@@ -284,7 +287,7 @@ def _workflows_again(
                 reused.add(place)
                 writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
                 lines.append(index.lines[place])
-                kept_index.gather(aggregate, kept, dirs, index.seeds.table, now_text)
+                contributions.append(kept)
                 continue
         if position - len(reused) > kept_index.MOST_CHANGED and 10 * (position - len(reused)) > len(digests):
             raise kept_index.NotIncremental("most workflows changed")
@@ -301,12 +304,14 @@ def _workflows_again(
         dirty |= kept_index.action_ids(made)
         if kept_index.add_dirs(dirs, record) is None:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
-        kept_index.gather(aggregate, made, dirs, index.seeds.table, now_text)
+        contributions.append(made)
     gone = [place for place in range(len(index.lines)) if place not in reused]
     if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
         raise kept_index.NotIncremental("most workflows changed")
     for place in gone:
         dirty |= kept_index.action_ids(index.contribution(place))
+    for contribution in contributions:
+        kept_index.gather(aggregate, contribution, dirs, index.seeds.table, now_text, dirty)
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
     return aggregate, dirty, lines, dirs, len(reused)
@@ -319,18 +324,19 @@ _SHARED = ("kind", "folder", "detail", "source", "evidence", "note")
 def _shared(action: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:
     """Return ``action`` (parsed from its line) holding one string for each value many actions share, and
     for each workflow's name, as the actions the full report makes do (tens of thousands at 8,000 workflows)."""
+    one = shared.setdefault
     for name in _SHARED:
         value = action.get(name)
         if value is not None:
-            action[name] = shared.setdefault(value, value)
-    action["workflows"] = [shared.setdefault(w, w) for w in action["workflows"]]
+            action[name] = one(value, value)
+    names = action["workflows"]
+    action["workflows"] = list(map(one, names, names))
     return action
 
 
 def _actions_again(
     aggregate: status_report.Aggregate,
     dirty: set[str],
-    count: int,
     verify: Mapping[str, Any] | None,
     old: kept_index.OldReport,
     target: Path,
@@ -338,7 +344,7 @@ def _actions_again(
 ) -> tuple[list[dict[str, Any]], Iterator[bytes]]:
     """Return the ranked actions and their lines: the actions of the workflows worked out again (``dirty``)
     made, validated and encoded again, and ranked among every other one, whose line is read from ``old``
-    (``count`` of them, in their ranked order, which they keep between them) and parsed for the page. The
+    (every action it lists, in their ranked order, which they keep between them) and parsed for the page. The
     list holds the actions once their lines are all read."""
     made = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
     if verify:
@@ -350,16 +356,19 @@ def _actions_again(
         shared: dict[Any, Any] = {}
         new = iter(made)
         coming = next(new, None)
-        for place in range(count):
-            line = old.action(place)
-            action = orjson.loads(line)
+        coming_rank = _rank(coming) if coming is not None else None
+        loads, keep = orjson.loads, ranked.append
+        for line in old.actions():
+            action = loads(line)
             if action["id"] in dirty:
                 continue  # made again (or gone)
-            while coming is not None and _rank(coming) < _rank(action):
-                ranked.append(coming)
+            # Ranked by ``_rank``; worked out for the kept action only while a made one waits to go in.
+            while coming_rank is not None and coming_rank < _rank(action):
+                keep(coming)
                 yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
                 coming = next(new, None)
-            ranked.append(_shared(action, shared))
+                coming_rank = _rank(coming) if coming is not None else None
+            keep(_shared(action, shared))
             yield line
         while coming is not None:
             ranked.append(coming)
