@@ -183,3 +183,19 @@ def test_a_broken_or_foreign_index_costs_a_full_report_never_a_wrong_one(
         assert name.encode() in made[0]
         assert from_scratch(ctx, home, history) == made
         history = made[2]
+
+
+def test_an_edit_that_moves_a_workflow_between_shared_actions_gives_the_report_made_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # d.json needs the LoRA a.json needs too, then a.json's VAE instead: both actions are made again with
+    # a.json (a kept workflow) gathered into them, and the action d.json leaves keeps a.json alone.
+    history = install(comfy_tree, home)
+    lora = "search:loras/missing_lora.safetensors"
+    assert action(home, lora)["workflows"] == ["a.json", "d.json"]
+    comfy_tree.workflow("d.json", ui_workflow([ui_node(1, "VAELoader", ["declared.safetensors"])]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2)
+    assert action(home, lora)["workflows"] == ["a.json"]
+    vae = next(a for a in artifacts.read(report_files(home)[0], "master_status")["actions"] if a["folder"] == "vae")
+    assert vae["workflows"] == ["a.json", "d.json"]
+    assert from_scratch(ctx, home, history) == made
