@@ -392,7 +392,7 @@ def _finished(action: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in action.items() if k in ALWAYS or v not in (None, "", [])}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """One action while the records are gathered: what makes it, and the workflows (and node types) it is for."""
 
@@ -424,16 +424,21 @@ class Aggregate:
         name = entry["workflow"]
         self.counts["workflows"] += 1
         self.counts[entry["readiness"]] += 1
+        # Names bound once: a large install misses tens of thousands of files, each seen here.
+        pending_of, missing_models, model_dirs = self.pending, self.missing_models, self.model_dirs
         for missing, (note, looked_in, invalid_reason) in zip(entry["missing_models"], record["files"], strict=True):
-            self.missing_models.add(key(missing["folder"], missing["name"]))
-            pending = self.pending.get(missing["action"])
+            folder, file_name = missing["folder"], missing["name"]
+            missing_models.add((folder, lookup(file_name)))  # ``key``
+            pending = pending_of.get(missing["action"])
             if pending is None:
                 # Where a file was looked for depends on its folder type alone: said once per type.
-                self.model_dirs.setdefault(missing["folder"] or "", looked_in)
-                model = {"name": missing["name"], "folder": missing["folder"], "note": note}
-                model["invalid_reason"] = invalid_reason
-                pending = self.pending[missing["action"]] = _Pending({"model": model, "status": missing["status"]})
-                self.has_downloads = self.has_downloads or missing["status"] == "FOUND"
+                if (folder or "") not in model_dirs:
+                    model_dirs[folder or ""] = looked_in
+                status = missing["status"]
+                model = {"name": file_name, "folder": folder, "note": note, "invalid_reason": invalid_reason}
+                pending = pending_of[missing["action"]] = _Pending({"model": model, "status": status})
+                if status == "FOUND":
+                    self.has_downloads = True
             pending.workflows.append(name)
         for aid, seed in record["seeds"].items():
             pending = self.pending.get(aid)
