@@ -356,18 +356,19 @@ def _actions_again(
         shared: dict[Any, Any] = {}
         new = iter(made)
         coming = next(new, None)
-        coming_rank = _rank(coming) if coming is not None else None
         loads, keep = orjson.loads, ranked.append
         for line in old.actions():
             action = loads(line)
             if action["id"] in dirty:
                 continue  # made again (or gone)
-            # Ranked by ``_rank``; worked out for the kept action only while a made one waits to go in.
-            while coming_rank is not None and coming_rank < _rank(action):
+            # Ranked by ``_rank`` (blocks first: a kept action that blocks more goes before, no more asked).
+            while coming is not None and (
+                coming["blocks"] > action["blocks"]
+                or (coming["blocks"] == action["blocks"] and _rank(coming) < _rank(action))
+            ):
                 keep(coming)
                 yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
                 coming = next(new, None)
-                coming_rank = _rank(coming) if coming is not None else None
             keep(_shared(action, shared))
             yield line
         while coming is not None:
