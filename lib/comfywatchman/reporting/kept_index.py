@@ -327,21 +327,35 @@ class OldReport:
             self._section, self._next = "actions", 0
         return self._line("actions", place)
 
-    def actions(self) -> Iterator[bytes]:
-        """Yield every action's line in order, each without its comma (the workflows' lines not asked for are
-        skipped); raise NotIncremental as ``action`` does. The lines are read as the file's iterator gives
-        them, not one ``action`` call each (ten thousand at 2,000 workflows)."""
+    def action_batches(self, size: int = 1 << 18) -> Iterator[list[bytes]]:
+        """Yield every action's line in order, each without its comma, in lists of about ``size`` bytes (the
+        workflows' lines not asked for are skipped); raise NotIncremental as ``action`` does. The lines are
+        read and checked a list at a time (``readlines``), not one call each: ten thousand at 2,000 workflows."""
         if self._section == "actions" and self._next:
             raise NotIncremental(f"{self.path}: its lines are not asked for in order")
         count = self._counts["actions"]
-        if count:
-            yield self.action(0)
-        lines = iter(self._handle)
-        for line in itertools.islice(lines, count - 1):
-            if not line.endswith(b"\n") or line.startswith(b"]"):
+        yield [self.action(0)]
+        left = count - 1
+        while left:
+            batch = self._handle.readlines(size)
+            if len(batch) > left:
+                following, batch = batch[left], batch[:left]
+            else:
+                following = self._handle.readline() if len(batch) == left else b""
+            left -= len(batch)
+            if not batch or (not left and not following.startswith(b"]")):
                 raise NotIncremental(f"{self.path}: not the report the index was kept with")
-            yield line[:-2] if line.endswith(b",\n") else line[:-1]
-            self._next += 1
+            last = batch.pop() if not left else None
+            # Every line but the list's last ends with its comma (a line holds no raw newline).
+            if not all(map(bytes.endswith, batch, itertools.repeat(b",\n"))):
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            lines = [line[:-2] for line in batch]
+            if last is not None:
+                if not last.endswith(b"\n") or last.endswith(b",\n"):
+                    raise NotIncremental(f"{self.path}: not the report the index was kept with")
+                lines.append(last[:-1])
+            self._next += len(lines)
+            yield lines
         if self._next != count:
             raise NotIncremental(f"{self.path}: not the report the index was kept with")
 

@@ -116,6 +116,13 @@ class Writer:
         if batch:
             self._lines(batch)
 
+    def action_batches(self, batches: Iterable[Sequence[bytes | memoryview]]) -> None:
+        """End the workflows and write the actions given in lists (each list in one write), in order."""
+        self.actions(())
+        for texts in batches:
+            if texts:
+                self._lines(texts)
+
     def _lines(self, texts: Sequence[bytes | memoryview]) -> None:
         """Write items ``texts`` (one a line, as ``_item`` writes each) in one write."""
         self._handle.write((b",\n" if self._count else b"\n") + b",\n".join(texts))

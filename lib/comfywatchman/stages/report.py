@@ -341,8 +341,8 @@ def _actions_again(
     old: kept_index.OldReport,
     target: Path,
     facts: commands.InstallFacts,
-) -> tuple[list[dict[str, Any]], Iterator[bytes]]:
-    """Return the ranked actions and their lines: the actions of the workflows worked out again (``dirty``)
+) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
+    """Return the ranked actions and their lines (in lists): the actions of the workflows worked out again (``dirty``)
     made, validated and encoded again, and ranked among every other one, whose line is read from ``old``
     (every action it lists, in their ranked order, which they keep between them) and parsed for the page. The
     list holds the actions once their lines are all read."""
@@ -352,31 +352,36 @@ def _actions_again(
     made.sort(key=_rank)
     ranked: list[dict[str, Any]] = []
 
-    def texts() -> Iterator[bytes]:
-        shared: dict[Any, Any] = {}
+    def batches() -> Iterator[list[bytes]]:
         new = iter(made)
         coming = next(new, None)
+        shared: dict[Any, Any] = {}
         loads, keep = orjson.loads, ranked.append
-        for line in old.actions():
-            action = loads(line)
-            if action["id"] in dirty:
-                continue  # made again (or gone)
-            # Ranked by ``_rank`` (blocks first: a kept action that blocks more goes before, no more asked).
-            while coming is not None and (
-                coming["blocks"] > action["blocks"]
-                or (coming["blocks"] == action["blocks"] and _rank(coming) < _rank(action))
-            ):
-                keep(coming)
-                yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
-                coming = next(new, None)
-            keep(_shared(action, shared))
-            yield line
+        for lines in old.action_batches():
+            out: list[bytes] = []
+            for line in lines:
+                action = loads(line)
+                if action["id"] in dirty:
+                    continue  # made again (or gone)
+                # Ranked by ``_rank`` (blocks first: a kept action that blocks more goes before, no more asked).
+                while coming is not None and (
+                    coming["blocks"] > action["blocks"]
+                    or (coming["blocks"] == action["blocks"] and _rank(coming) < _rank(action))
+                ):
+                    keep(coming)
+                    out.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
+                    coming = next(new, None)
+                keep(_shared(action, shared))
+                out.append(line)
+            yield out
+        tail = []
         while coming is not None:
             ranked.append(coming)
-            yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
+            tail.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
             coming = next(new, None)
+        yield tail
 
-    return ranked, texts()
+    return ranked, batches()
 
 
 def _rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
@@ -404,16 +409,16 @@ def findings(
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
+    # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
     if made is not None:
-        ranked, texts = made(facts)
+        ranked, batches = made(facts)
+        writer.action_batches(batches)
     else:
         # Ranked once: with the drifted files' actions when verify.json has findings.
         ranked = aggregate.actions(facts, rank=not verify)
         if verify:
             ranked = verification.merge_actions(ranked, verify)
-        texts = (status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
-    # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
-    writer.actions(texts)
+        writer.actions(status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
     broken, limits = models if models is not None else model_findings(state)

@@ -12,9 +12,10 @@ import orjson
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import answers, kept_index, parts
+from comfywatchman.reporting import answers, kept_index, parts, status_file
 from comfywatchman.stages.context import StageContext
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.unit.reporting.test_status_file import ACTION, HEAD, WORKFLOW
 from tests.unit.stages.test_report import more_workflows
 from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
 
@@ -199,3 +200,47 @@ def test_an_edit_that_moves_a_workflow_between_shared_actions_gives_the_report_m
     vae = next(a for a in artifacts.read(report_files(home)[0], "master_status")["actions"] if a["folder"] == "vae")
     assert vae["workflows"] == ["a.json", "d.json"]
     assert from_scratch(ctx, home, history) == made
+
+
+def write_report(path: Path, actions: int) -> list[bytes]:
+    """Write a master_status.json of one workflow and ``actions`` actions (status_file.Writer's layout), in
+    action_batches's lists; return the actions' lines."""
+    lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(actions)]
+    with status_file.Writer(path) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.action_batches([lines[:1], [], lines[1:]])
+        writer.finish(HEAD)
+    return lines
+
+
+@pytest.mark.parametrize("actions", [1, 2, 7, 40])
+@pytest.mark.parametrize("size", [1, 150, 1 << 18])
+def test_the_last_reports_actions_are_read_a_list_at_a_time_as_they_were_written(
+    tmp_path: Path, actions: int, size: int
+) -> None:
+    path = tmp_path / "master_status.json"
+    lines = write_report(path, actions)
+    assert len(artifacts.read(path, "master_status")["actions"]) == actions  # one valid document
+    with kept_index.OldReport(path, 1, actions) as old:
+        assert old.workflow(0).startswith(b'{"error"')
+        batches = list(old.action_batches(size))
+    assert [line for batch in batches for line in batch] == lines
+    assert len(batches) > 2 or actions < 7 or size > 150  # a small size reads a few lines at a time
+
+
+@pytest.mark.parametrize("told", [6, 8])
+def test_a_last_report_with_other_actions_than_the_index_says_is_refused(tmp_path: Path, told: int) -> None:
+    path = tmp_path / "master_status.json"
+    write_report(path, 7)
+    with kept_index.OldReport(path, 1, told) as old, pytest.raises(kept_index.NotIncremental):
+        list(old.action_batches(150))
+
+
+def test_a_torn_action_line_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    lines = write_report(path, 7)
+    text = path.read_bytes()
+    assert lines[3] + b",\n" in text
+    path.write_bytes(text.replace(lines[3] + b",\n", lines[3][:-5] + b"\n"))  # its comma gone
+    with kept_index.OldReport(path, 1, 7) as old, pytest.raises(kept_index.NotIncremental):
+        list(old.action_batches(150))
