@@ -510,18 +510,20 @@ class Aggregate:
 def action_totals(ranked: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Return, per action kind: how many actions, how many workflows they concern together, and the total
     known size (with how many sizes are known)."""
-    totals: dict[str, dict[str, int]] = {}
-    concerned: dict[str, set[str]] = {}
+    # The actions of each kind first (kinds in the order first met), then each kind's sums in one go: ten
+    # thousand actions at 2,000 workflows.
+    by_kind: dict[str, list[dict[str, Any]]] = {}
     for action in ranked:
-        kind = action["kind"]
-        entry = totals.setdefault(kind, {"actions": 0, "workflows": 0, "bytes": 0, "sizes_known": 0})
-        entry["actions"] += 1
-        concerned.setdefault(kind, set()).update(action["workflows"])
-        if action["size"]:
-            entry["bytes"] += action["size"]
-            entry["sizes_known"] += 1
-    for kind, entry in totals.items():
-        entry["workflows"] = len(concerned[kind])
+        members = by_kind.get(action["kind"])
+        if members is None:
+            members = by_kind[action["kind"]] = []
+        members.append(action)
+    totals: dict[str, dict[str, int]] = {}
+    for kind, members in by_kind.items():
+        sizes = [size for action in members if (size := action["size"])]
+        concerned: set[str] = set().union(*[action["workflows"] for action in members])
+        totals[kind] = {"actions": len(members), "workflows": len(concerned), "bytes": sum(sizes)}
+        totals[kind]["sizes_known"] = len(sizes)
     return totals
 
 
