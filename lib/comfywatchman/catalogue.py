@@ -236,6 +236,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "few workflows changed works out those alone (a cache: safe to delete)",
     ),
     Artifact(
+        "report_actions",
+        "state/report_actions.bin",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "the actions of the last report as its page was made of them (Python's marshal format), so a cycle "
+        "where a few workflows changed does not parse every action line again (a cache: safe to delete)",
+    ),
+    Artifact(
         "report_answers",
         "state/report_answers.pack",
         None,

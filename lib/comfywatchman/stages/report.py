@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
@@ -146,8 +147,10 @@ def _run(ctx: StageContext) -> StageOutcome:
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
         kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
+        kept_index.save_actions(state, ranked, index_key, reports / "master_status.json")
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
+        (state / kept_index.ACTIONS_FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
 
@@ -240,7 +243,11 @@ def _incremental(
     ):
         again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
         aggregate, dirty, lines, dirs, reused = again
-        actions = partial(_actions_again, aggregate, dirty, verify, old, target)
+        count = index.head["actions"]
+        kept_actions = kept_index.load_actions(ctx.state_dir, index.head["key"], target, count)
+        if kept_actions is not None:
+            logger.debug("report: the last report's %d actions read from %s", count, kept_index.ACTIONS_FILE)
+        actions = partial(_actions_again, aggregate, dirty, verify, old, target, kept_actions)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
@@ -340,6 +347,7 @@ def _actions_again(
     verify: Mapping[str, Any] | None,
     old: kept_index.OldReport,
     target: Path,
+    kept: list[dict[str, Any]] | None,
     facts: commands.InstallFacts,
 ) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
     """Return the ranked actions and their lines (in lists): the actions of the workflows worked out again (``dirty``)
@@ -350,6 +358,8 @@ def _actions_again(
     if verify:
         verification.add_variants(made, verify)
     made.sort(key=_rank)
+    if kept is not None:
+        return _merged(kept, made, dirty, old, target)
     ranked: list[dict[str, Any]] = []
 
     def batches() -> Iterator[list[bytes]]:
@@ -380,6 +390,59 @@ def _actions_again(
             tail.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
             coming = next(new, None)
         yield tail
+
+    return ranked, batches()
+
+
+def _merged(
+    kept: list[dict[str, Any]], made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
+) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
+    """``_actions_again`` given the last report's actions as its page was made of them (``kept``, in their
+    ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again with
+    ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty`` actions
+    left out and ``made``'s put in, each list of lines that none of them touches passed on whole."""
+    gone = {place for place, action in enumerate(kept) if action["id"] in dirty}
+    places_kept: Sequence[int] = [p for p in range(len(kept)) if p not in gone] if gone else range(len(kept))
+    stays = [kept[place] for place in places_kept] if gone else kept
+    # Where each made action goes: before the first kept action that ranks after it (ids are unique, and the
+    # kept ones are in ranked order), as a place among those that stay.
+    places = [bisect.bisect_left(stays, _rank(action), key=_rank) for action in made]
+    ranked: list[dict[str, Any]] = []
+    start = 0
+    for action, place in zip(made, places, strict=True):
+        ranked += stays[start:place]
+        ranked.append(action)
+        start = place
+    ranked += stays[start:]
+    # The same places among ``old``'s lines: the made actions to write before each line (or after the last).
+    before: dict[int, list[dict[str, Any]]] = {}
+    for action, place in zip(made, places, strict=True):
+        before.setdefault(places_kept[place] if place < len(stays) else len(kept), []).append(action)
+    touched = sorted(gone | before.keys())
+
+    def text(action: dict[str, Any]) -> bytes:
+        return status_file.part(action, "action", f"{target} (action {action['id']})")
+
+    def batches() -> Iterator[list[bytes]]:
+        position, next_touched = 0, 0
+        for lines in old.action_batches():
+            end = position + len(lines)
+            if next_touched == len(touched) or touched[next_touched] >= end:
+                yield lines  # no line left out or put in here
+                position = end
+                continue
+            out: list[bytes] = []
+            for line in lines:
+                out += [text(action) for action in before.get(position, ())]
+                if position not in gone:
+                    out.append(line)
+                position += 1
+            while next_touched < len(touched) and touched[next_touched] < end:
+                next_touched += 1
+            yield out
+        if position != len(kept):
+            raise kept_index.NotIncremental(f"{target}: not the report its actions were kept with")
+        yield [text(action) for action in before.get(position, ())]
 
     return ranked, batches()
 
