@@ -25,7 +25,7 @@ import logging
 import marshal
 import os
 import sys
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +110,13 @@ def gather(
     seeds: list[Any],
     now_text: str,
     wanted: Container[str] | None = None,
+    wanted_names: Container[str] | None = None,
 ) -> None:
     """Add one kept ``contribution`` to ``aggregate`` as ``Aggregate.add`` adds the record it was made of (a
     resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for;
     ``seeds``: the table the contribution's seeds index. ``wanted``: the ids of the only actions whose
     workflows the caller needs (``Aggregate.pending`` holds no other; the counts, sets, rows and history are
-    gathered whole), None for every action."""
+    gathered whole), None for every action; ``wanted_names``: ``file_names(wanted)``, when given."""
     name, path, readiness, resolved, last_resolved, error, files, seeded, nodes, blockers, newly, _ = kept
     if resolved:
         last_resolved = now_text
@@ -130,6 +131,8 @@ def gather(
             model_dirs[folder or ""] = dirs[folder or ""]
         if status == "FOUND":
             aggregate.has_downloads = True
+        if wanted_names is not None and file_name not in wanted_names:
+            continue  # no wanted action is this file's (the id's text is not made: ten thousand files)
         aid = status_report.model_action_id(status, folder, file_name)
         if wanted is not None and aid not in wanted:
             continue
@@ -390,13 +393,31 @@ def changed_answers(index: Index, answers: Answers, searched: bytes | None) -> f
     return answers.changed
 
 
-def stands(kept: Sequence[Any], changed: frozenset[tuple[str | None, str]]) -> bool:
+def file_names(ids: Iterable[str]) -> set[str]:
+    """Return every name a missing file whose action id is among ``ids`` can have: each part of an id's
+    ``FOLDER/NAME`` after a slash (``status_report.model_action_id``), whatever slashes the folder holds."""
+    names = set()
+    for aid in ids:
+        rest = aid.partition(":")[2]
+        while "/" in rest:
+            rest = rest.partition("/")[2]
+            names.add(rest)
+    return names
+
+
+def stands(
+    kept: Sequence[Any], changed: frozenset[tuple[str | None, str]], folders: Container[str | None] | None = None
+) -> bool:
     """Return True when a kept contribution is what its unchanged scan line makes this cycle: nothing newly
     missing (what it misses is now its history, so it would say nothing new) and no answer it depends on
-    changed."""
+    changed. ``folders``: the folder types of ``changed`` (worked out here when not given)."""
     if kept[10]:
         return False
-    return not changed or not any(key(f[0], f[1]) in changed for f in kept[6])
+    if not changed:
+        return True
+    # The folder type first: a file of another type has no changed answer (its name's key is not worked out).
+    folders = {folder for folder, _ in changed} if folders is None else folders
+    return not any(f[0] in folders and key(f[0], f[1]) in changed for f in kept[6])
 
 
 def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | None]]:

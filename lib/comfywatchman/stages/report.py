@@ -285,12 +285,13 @@ def _workflows_again(
     reused: set[int] = set()
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
     in_order = None if scan.starts is not None else scan.lines()
+    changed_folders = {folder for folder, _ in changed}
     for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
         kept = None
         if place is not None:
             kept = index.contribution(place)
-            if kept_index.stands(kept, changed):
+            if kept_index.stands(kept, changed, changed_folders):
                 reused.add(place)
                 writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
                 lines.append(index.lines[place])
@@ -317,8 +318,9 @@ def _workflows_again(
         raise kept_index.NotIncremental("most workflows changed")
     for place in gone:
         dirty |= kept_index.action_ids(index.contribution(place))
+    names = kept_index.file_names(dirty)
     for contribution in contributions:
-        kept_index.gather(aggregate, contribution, dirs, index.seeds.table, now_text, dirty)
+        kept_index.gather(aggregate, contribution, dirs, index.seeds.table, now_text, dirty, names)
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
     return aggregate, dirty, lines, dirs, len(reused)

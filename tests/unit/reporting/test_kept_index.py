@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import answers, kept_index, parts, status_file
+from comfywatchman.reporting import answers, kept_index, parts, status_file, status_report
 from comfywatchman.stages.context import StageContext
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.reporting.test_status_file import ACTION, HEAD, WORKFLOW
@@ -300,3 +300,35 @@ def test_broken_or_foreign_kept_actions_cost_a_parse_never_a_wrong_report(
     assert b"other.safetensors" in made[0]
     assert kept_actions(home) == orjson.loads(made[0])["actions"]  # kept again, whole
     assert from_scratch(ctx, home, history) == made
+
+
+def test_file_names_hold_the_name_of_every_file_action_asked_for_whatever_its_folder() -> None:
+    ids = ["search:vae/sub/fern.safetensors", "download:/bare.ckpt", "install_pack:https://github.com/a/b"]
+    ids.append("download:odd/folder/x.safetensors")  # a folder type with a slash in it
+    names = kept_index.file_names(ids)
+    for status, folder, name in [
+        ("NOT_SEARCHED", "vae", "sub/fern.safetensors"),
+        ("FOUND", None, "bare.ckpt"),
+        ("FOUND", "odd/folder", "x.safetensors"),
+    ]:
+        assert status_report.model_action_id(status, folder, name) in ids and name in names
+    assert "fern.safetensors" in names and "other.safetensors" not in names
+
+
+def test_a_kept_contribution_stands_unless_an_answer_it_depends_on_changed() -> None:
+    # name, path, readiness, resolved, last resolved, error, files, seeded, nodes, blockers, newly, missed
+    kept = [
+        "a.json",
+        "/w/a.json",
+        "needs_review",
+        False,
+        None,
+        None,
+        [["loras", "Sub/X.safetensors", "FOUND", "", None]],
+    ]
+    kept += [{}, [], [], False, []]
+    changed = frozenset({answers.key("loras", "sub/x.safetensors")})  # the same file: keys ignore case
+    assert not kept_index.stands(kept, changed) and not kept_index.stands(kept, changed, {"loras"})
+    assert kept_index.stands(kept, frozenset({answers.key("vae", "sub/x.safetensors")}))
+    assert kept_index.stands(kept, frozenset())
+    assert not kept_index.stands([*kept[:10], True, []], frozenset())  # something newly missing
