@@ -242,8 +242,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "binary",
         ("report",),
         ("report",),
-        "the actions of the last report as its page was made of them (Python's marshal format), so a cycle "
-        "where a few workflows changed does not parse every action line again (a cache: safe to delete)",
+        "the actions of the last report as its page was made of them (Python's marshal format: the list, then "
+        "the changes later reports made to it), so a cycle where a few workflows changed neither parses nor "
+        "writes every action again (a cache: safe to delete)",
     ),
     Artifact(
         "report_answers",

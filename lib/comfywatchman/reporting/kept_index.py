@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import marshal
 import os
-import sys
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,11 +40,6 @@ FILE = "report_index.pack"
 FORMAT = 3
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
-ACTIONS_FILE = "report_actions.bin"
-# Bump when what the kept actions hold changes; the Python that wrote them is part of their tag (``marshal``'s
-# format is its own).
-ACTIONS_FORMAT = 1
-_ACTIONS_TAG = f"{sys.implementation.cache_tag}/marshal-{marshal.version}"
 # More changed workflows than this (and more than a tenth of them all) and the report is built in full.
 MOST_CHANGED = 256
 
@@ -448,61 +441,3 @@ def reused_line(line: bytes, kept: Sequence[Any], then: str, now_text: str) -> b
 def encode_workflow(entry: Mapping[str, Any], path: Path) -> bytes:
     """Return a workflow entry's line of master_status.json, validated."""
     return status_file.part(entry, "workflow", f"{path} (workflow {entry['path']})")
-
-
-def save_actions(state: Path, ranked: list[dict[str, Any]], key: str, report: Path) -> None:
-    """Keep the ranked actions of the report just written to ``report`` (master_status.json), as its page was
-    made of them, in ``state/report_actions.bin``: a first line (JSON) with what they were made from
-    (``key``: the kept index's), the report's stat, how many there are and the length of the rest, then the
-    list in ``marshal``'s format, which a later report reads back several times faster than it parses the
-    report's lines (each value many actions share held once, as in memory). A cache: a failure to write is
-    logged, and the next report parses the lines again."""
-    path = state / ACTIONS_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        blob = marshal.dumps(ranked)
-        head = {"format": ACTIONS_FORMAT, "tag": _ACTIONS_TAG, "key": key, "report": stage_inputs.stat_key(report)}
-        head.update(actions=len(ranked), bytes=len(blob))
-        # Not fsynced: a torn file is not whole (its length is recorded), and costs a parse, never a wrong page.
-        with open(tmp, "wb") as handle:
-            handle.write(orjson.dumps(head) + b"\n")
-            handle.write(blob)
-        os.replace(tmp, path)
-    except (OSError, ValueError) as exc:
-        logger.warning("%s: not written (%s); the next report parses its actions again", path, exc)
-        tmp.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
-
-
-def load_actions(state: Path, key: str, report: Path, count: int) -> list[dict[str, Any]] | None:
-    """Return the actions ``save_actions`` kept for the report now at ``report`` (``count`` of them, made from
-    ``key``), or None when there are none for it (a broken or foreign file is logged and ignored)."""
-    path = state / ACTIONS_FILE
-    data = artifacts.read_cache(path, "the report parses its actions")
-    if data is None:
-        return None
-    end = data.find(b"\n")
-    try:
-        head = orjson.loads(data[:end]) if end > 0 else None
-    except orjson.JSONDecodeError:
-        head = None
-    if not isinstance(head, dict) or head.get("bytes") != len(data) - end - 1 or head.get("tag") != _ACTIONS_TAG:
-        logger.warning("%s: not whole, or written by another version; the report parses its actions", path)
-        return None
-    if (
-        head.get("format") != ACTIONS_FORMAT
-        or head.get("key") != key
-        or head.get("report") != stage_inputs.stat_key(report)
-        or head.get("actions") != count
-    ):
-        logger.debug("%s: kept for another report; the report parses its actions", path)
-        return None
-    try:
-        actions = marshal.loads(memoryview(data)[end + 1 :])
-    except (EOFError, ValueError, TypeError) as exc:
-        logger.warning("%s: unreadable (%s); the report parses its actions", path, exc)
-        return None
-    if not isinstance(actions, list) or len(actions) != count or not all(isinstance(a, dict) for a in actions):
-        logger.warning("%s: not a list of actions; the report parses its actions", path)
-        return None
-    return actions

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import os
@@ -22,6 +21,7 @@ from comfywatchman.reporting import answers as answers_module
 from comfywatchman.reporting import (
     broken_models,
     commands,
+    kept_actions,
     kept_index,
     markdown,
     parts,
@@ -122,11 +122,24 @@ def _run(ctx: StageContext) -> StageOutcome:
             answers, searched = answers_module.Answers(), False
         index_key = kept_index_key(made_of)
         built = None
+        # The kept actions, and how this report changes them (``incremental`` fills it when it uses them).
+        actions_kept = kept_actions.Kept()
         if digests is not None and searched and kept_models is not None and not unavailable and not kept_paths:
             built = incremental(
-                ctx, scan, digests, answers, verify, outcome, kept_models, index_key, now_text, searched_mark
+                ctx,
+                scan,
+                digests,
+                answers,
+                verify,
+                outcome,
+                kept_models,
+                index_key,
+                now_text,
+                searched_mark,
+                actions_kept,
             )
         if built is None:
+            actions_kept = kept_actions.Kept()  # the list is written whole
             built = full(
                 ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check, now_text
             )
@@ -147,10 +160,10 @@ def _run(ctx: StageContext) -> StageOutcome:
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
         kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
-        kept_index.save_actions(state, ranked, index_key, reports / "master_status.json")
+        kept_actions.save(state, actions_kept, ranked, index_key, reports / "master_status.json")
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
-        (state / kept_index.ACTIONS_FILE).unlink(missing_ok=True)
+        (state / kept_actions.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
 
@@ -206,15 +219,19 @@ def incremental(
     index_key: str,
     now_text: str,
     searched: bytes | None,
+    actions_kept: kept_actions.Kept,
 ) -> Built | None:
     """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
     master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
-    serve this cycle (the report is then built in full)."""
+    serve this cycle (the report is then built in full). ``actions_kept`` is filled with the kept actions
+    read, and how the report changed them, when it made its actions from them."""
     index = kept_index.load(ctx.state_dir, index_key, index_outputs(ctx))
     if index is None:
         return None
     try:
-        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index, now_text, searched)
+        return _incremental(
+            ctx, scan, digests, answers, verify, outcome, models, index, now_text, searched, actions_kept
+        )
     except (kept_index.NotIncremental, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         logger.info("report: built in full, the kept index cannot serve this cycle (%s)", exc)
         return None
@@ -231,6 +248,7 @@ def _incremental(
     index: kept_index.Index,
     now_text: str,
     searched: bytes | None,
+    actions_kept: kept_actions.Kept,
 ) -> Built:
     """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index) when
     it cannot serve, the last report left as it was (``status_file.Writer`` drops what it wrote).
@@ -244,10 +262,11 @@ def _incremental(
         again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
         aggregate, dirty, lines, dirs, reused = again
         count = index.head["actions"]
-        kept_actions = kept_index.load_actions(ctx.state_dir, index.head["key"], target, count)
-        if kept_actions is not None:
-            logger.debug("report: the last report's %d actions read from %s", count, kept_index.ACTIONS_FILE)
-        actions = partial(_actions_again, aggregate, dirty, verify, old, target, kept_actions)
+        read = kept_actions.load(ctx.state_dir, index.head["key"], target, count)
+        if read.actions is not None:
+            logger.debug("report: the last report's %d actions read from %s", count, kept_actions.FILE)
+            actions_kept.actions, actions_kept.records, actions_kept.size = read.actions, read.records, read.size
+        actions = partial(_actions_again, aggregate, dirty, verify, old, target, actions_kept)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
@@ -349,7 +368,7 @@ def _actions_again(
     verify: Mapping[str, Any] | None,
     old: kept_index.OldReport,
     target: Path,
-    kept: list[dict[str, Any]] | None,
+    kept: kept_actions.Kept,
     facts: commands.InstallFacts,
 ) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
     """Return the ranked actions and their lines (in lists): the actions of the workflows worked out again (``dirty``)
@@ -360,7 +379,7 @@ def _actions_again(
     if verify:
         verification.add_variants(made, verify)
     made.sort(key=_rank)
-    if kept is not None:
+    if kept.actions is not None:
         return _merged(kept, made, dirty, old, target)
     ranked: list[dict[str, Any]] = []
 
@@ -397,29 +416,23 @@ def _actions_again(
 
 
 def _merged(
-    kept: list[dict[str, Any]], made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
+    kept: kept_actions.Kept, made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
 ) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
-    """``_actions_again`` given the last report's actions as its page was made of them (``kept``, in their
-    ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again with
-    ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty`` actions
-    left out and ``made``'s put in, each list of lines that none of them touches passed on whole."""
-    gone = {place for place, action in enumerate(kept) if action["id"] in dirty}
-    places_kept: Sequence[int] = [p for p in range(len(kept)) if p not in gone] if gone else range(len(kept))
-    stays = [kept[place] for place in places_kept] if gone else kept
-    # Where each made action goes: before the first kept action that ranks after it (ids are unique, and the
-    # kept ones are in ranked order), as a place among those that stay.
-    places = [bisect.bisect_left(stays, _rank(action), key=_rank) for action in made]
-    ranked: list[dict[str, Any]] = []
-    start = 0
-    for action, place in zip(made, places, strict=True):
-        ranked += stays[start:place]
-        ranked.append(action)
-        start = place
-    ranked += stays[start:]
+    """``_actions_again`` given the last report's actions as its page was made of them (``kept.actions``, in
+    their ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again
+    with ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty``
+    actions left out and ``made``'s put in, each list of lines that none of them touches passed on whole. The
+    change is noted in ``kept`` (for ``kept_actions.save``)."""
+    actions = kept.actions or []
+    gone = {place for place, action in enumerate(actions) if action["id"] in dirty}
+    places_kept: Sequence[int] = [p for p in range(len(actions)) if p not in gone] if gone else range(len(actions))
+    stays = [actions[place] for place in places_kept] if gone else actions
+    ranked, places = kept_actions.merge(stays, made)
+    kept.change = ([actions[place]["id"] for place in sorted(gone)], made)
     # The same places among ``old``'s lines: the made actions to write before each line (or after the last).
     before: dict[int, list[dict[str, Any]]] = {}
     for action, place in zip(made, places, strict=True):
-        before.setdefault(places_kept[place] if place < len(stays) else len(kept), []).append(action)
+        before.setdefault(places_kept[place] if place < len(stays) else len(actions), []).append(action)
     touched = sorted(gone | before.keys())
 
     def text(action: dict[str, Any]) -> bytes:
@@ -442,16 +455,14 @@ def _merged(
             while next_touched < len(touched) and touched[next_touched] < end:
                 next_touched += 1
             yield out
-        if position != len(kept):
+        if position != len(actions):
             raise kept_index.NotIncremental(f"{target}: not the report its actions were kept with")
         yield [text(action) for action in before.get(position, ())]
 
     return ranked, batches()
 
 
-def _rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
-    """Return what ``action_ids.ranked`` orders an action by."""
-    return (-action["blocks"], action["kind"], action["item"], action["id"])
+_rank = kept_actions.rank
 
 
 def findings(

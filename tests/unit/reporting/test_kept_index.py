@@ -5,7 +5,6 @@ which workflow seeds an action, a changed search answer, and a broken index."""
 from __future__ import annotations
 
 import logging
-import marshal
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import orjson
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import answers, kept_index, parts, status_file, status_report
+from comfywatchman.reporting import answers, kept_actions, kept_index, parts, status_file, status_report
 from comfywatchman.stages.context import StageContext
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.reporting.test_status_file import ACTION, HEAD, WORKFLOW
@@ -49,7 +48,7 @@ def outputs(home: Path) -> tuple[bytes, bytes, bytes]:
 def from_scratch(ctx: StageContext, home: Path, history_before: bytes) -> tuple[bytes, bytes, bytes]:
     """Return the report of ``ctx``'s cycle made from scratch: nothing kept, the history the cycle before left."""
     state = home / "state"
-    for name in (kept_index.FILE, kept_index.ACTIONS_FILE, parts.FILE, answers.KEPT):
+    for name in (kept_index.FILE, kept_actions.FILE, parts.FILE, answers.KEPT):
         (state / name).unlink(missing_ok=True)
     stage_inputs.path_of(state, "report").unlink()
     (state / "report_history.json").write_bytes(history_before)
@@ -67,7 +66,7 @@ def incremental_cycle(
     with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
         run(ctx, *([stages] if stages else []))
     assert INCREMENTAL in caplog.text
-    assert KEPT_ACTIONS in caplog.text  # the page made of the kept actions (``kept_index.save_actions``)
+    assert KEPT_ACTIONS in caplog.text  # the page made of the kept actions (``kept_actions.save``)
     return ctx, outputs(home)
 
 
@@ -247,59 +246,6 @@ def test_a_torn_action_line_is_refused(tmp_path: Path) -> None:
     path.write_bytes(text.replace(lines[3] + b",\n", lines[3][:-5] + b"\n"))  # its comma gone
     with kept_index.OldReport(path, 1, 7) as old, pytest.raises(kept_index.NotIncremental):
         list(old.action_batches(150))
-
-
-def kept_actions(home: Path) -> list[dict[str, object]] | None:
-    """Return the actions report_actions.bin keeps for the report now in ``home`` (None: none kept for it)."""
-    index = orjson.loads((home / "state" / kept_index.FILE).read_bytes().split(b"\n", 1)[0])
-    status = report_files(home)[0]
-    return kept_index.load_actions(home / "state", index["key"], status, index["actions"])
-
-
-def test_the_kept_actions_are_the_reports_actions_as_read_from_it(
-    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    install(comfy_tree, home)
-    written = artifacts.read(report_files(home)[0], "master_status")["actions"]
-    assert len(written) > 3 and kept_actions(home) == written  # kept by a report built in full
-    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
-    incremental_cycle(comfy_tree, home, caplog, "c2", 2)
-    written = artifacts.read(report_files(home)[0], "master_status")["actions"]
-    assert any(a["item"] == "other.safetensors" for a in written)
-    assert kept_actions(home) == written  # and by one made from them
-    # Kept for another report: the report on disk changed since.
-    report_files(home)[0].write_bytes(report_files(home)[0].read_bytes() + b" ")
-    assert kept_actions(home) is None
-
-
-@pytest.mark.parametrize("damage", ["torn", "foreign", "other_python", "not_a_list"])
-def test_broken_or_foreign_kept_actions_cost_a_parse_never_a_wrong_report(
-    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, damage: str
-) -> None:
-    history = install(comfy_tree, home)
-    path = home / "state" / kept_index.ACTIONS_FILE
-    head_line, blob = path.read_bytes().split(b"\n", 1)
-    head = orjson.loads(head_line)
-    if damage == "torn":
-        path.write_bytes(head_line + b"\n" + blob[: len(blob) // 2])
-    elif damage == "foreign":
-        path.write_bytes(b"not a kept file\n" + blob)
-    elif damage == "other_python":
-        path.write_bytes(orjson.dumps({**head, "tag": "cpython-27/marshal-2"}) + b"\n" + blob)
-    else:
-        other = marshal.dumps({"actions": 1})
-        path.write_bytes(orjson.dumps({**head, "bytes": len(other)}) + b"\n" + other)
-    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
-    ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
-    caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
-        run(ctx)
-    assert INCREMENTAL in caplog.text and KEPT_ACTIONS not in caplog.text  # the last report's lines parsed
-    assert "report_actions.bin" in caplog.text  # and why, said
-    made = outputs(home)
-    assert b"other.safetensors" in made[0]
-    assert kept_actions(home) == orjson.loads(made[0])["actions"]  # kept again, whole
-    assert from_scratch(ctx, home, history) == made
 
 
 def test_file_names_hold_the_name_of_every_file_action_asked_for_whatever_its_folder() -> None:
