@@ -116,12 +116,14 @@ class Writer:
         if batch:
             self._lines(batch)
 
-    def action_batches(self, batches: Iterable[Sequence[bytes | memoryview]]) -> None:
-        """End the workflows and write the actions given in lists (each list in one write), in order."""
+    def action_blocks(self, blocks: Iterable[tuple[bytes, int]]) -> None:
+        """End the workflows and write the actions given in blocks, in order: each block the texts of its
+        count of actions joined by ``",\n"`` (as ``_lines`` joins them), in one write."""
         self.actions(())
-        for texts in batches:
-            if texts:
-                self._lines(texts)
+        for block, count in blocks:
+            if count:
+                self._handle.write((b",\n" if self._count else b"\n") + block)
+                self._count += count
 
     def _lines(self, texts: Sequence[bytes | memoryview]) -> None:
         """Write items ``texts`` (one a line, as ``_item`` writes each) in one write."""

@@ -370,11 +370,12 @@ def _actions_again(
     target: Path,
     kept: kept_actions.Kept,
     facts: commands.InstallFacts,
-) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
-    """Return the ranked actions and their lines (in lists): the actions of the workflows worked out again (``dirty``)
-    made, validated and encoded again, and ranked among every other one, whose line is read from ``old``
-    (every action it lists, in their ranked order, which they keep between them) and parsed for the page. The
-    list holds the actions once their lines are all read."""
+) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+    """Return the ranked actions and their lines (in blocks: ``status_file.Writer.action_blocks``): the actions
+    of the workflows worked out again (``dirty``) made, validated and encoded again, and ranked among every
+    other one, whose line is read from ``old`` (every action it lists, in their ranked order, which they keep
+    between them) and parsed for the page (or taken from ``kept``: ``_merged``). The list holds the actions
+    once their lines are all read."""
     made = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
     if verify:
         verification.add_variants(made, verify)
@@ -383,7 +384,7 @@ def _actions_again(
         return _merged(kept, made, dirty, old, target)
     ranked: list[dict[str, Any]] = []
 
-    def batches() -> Iterator[list[bytes]]:
+    def batches() -> Iterator[tuple[bytes, int]]:
         new = iter(made)
         coming = next(new, None)
         shared: dict[Any, Any] = {}
@@ -404,20 +405,20 @@ def _actions_again(
                     coming = next(new, None)
                 keep(_shared(action, shared))
                 out.append(line)
-            yield out
+            yield b",\n".join(out), len(out)
         tail = []
         while coming is not None:
             ranked.append(coming)
             tail.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
             coming = next(new, None)
-        yield tail
+        yield b",\n".join(tail), len(tail)
 
     return ranked, batches()
 
 
 def _merged(
     kept: kept_actions.Kept, made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
-) -> tuple[list[dict[str, Any]], Iterator[list[bytes]]]:
+) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
     """``_actions_again`` given the last report's actions as its page was made of them (``kept.actions``, in
     their ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again
     with ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty``
@@ -438,26 +439,27 @@ def _merged(
     def text(action: dict[str, Any]) -> bytes:
         return status_file.part(action, "action", f"{target} (action {action['id']})")
 
-    def batches() -> Iterator[list[bytes]]:
+    def batches() -> Iterator[tuple[bytes, int]]:
         position, next_touched = 0, 0
-        for lines in old.action_batches():
-            end = position + len(lines)
+        for block, count in old.action_blocks():
+            end = position + count
             if next_touched == len(touched) or touched[next_touched] >= end:
-                yield lines  # no line left out or put in here
+                yield block, count  # no line left out or put in here: written as read
                 position = end
                 continue
             out: list[bytes] = []
-            for line in lines:
+            for line in block.split(b",\n"):  # a line holds no raw newline
                 out += [text(action) for action in before.get(position, ())]
                 if position not in gone:
                     out.append(line)
                 position += 1
             while next_touched < len(touched) and touched[next_touched] < end:
                 next_touched += 1
-            yield out
+            yield b",\n".join(out), len(out)
         if position != len(actions):
             raise kept_index.NotIncremental(f"{target}: not the report its actions were kept with")
-        yield [text(action) for action in before.get(position, ())]
+        tail = [text(action) for action in before.get(position, ())]
+        yield b",\n".join(tail), len(tail)
 
     return ranked, batches()
 
@@ -488,7 +490,7 @@ def findings(
     # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
     if made is not None:
         ranked, batches = made(facts)
-        writer.action_batches(batches)
+        writer.action_blocks(batches)
     else:
         # Ranked once: with the drifted files' actions when verify.json has findings.
         ranked = aggregate.actions(facts, rank=not verify)

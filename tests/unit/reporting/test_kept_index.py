@@ -206,11 +206,11 @@ def test_an_edit_that_moves_a_workflow_between_shared_actions_gives_the_report_m
 
 def write_report(path: Path, actions: int) -> list[bytes]:
     """Write a master_status.json of one workflow and ``actions`` actions (status_file.Writer's layout), in
-    action_batches's lists; return the actions' lines."""
+    blocks (``status_file.Writer.action_blocks``); return the actions' lines."""
     lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(actions)]
     with status_file.Writer(path) as writer:
         writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
-        writer.action_batches([lines[:1], [], lines[1:]])
+        writer.action_blocks([(lines[0], 1), (b"", 0), (b",\n".join(lines[1:]), len(lines) - 1)])
         writer.finish(HEAD)
     return lines
 
@@ -228,6 +228,11 @@ def test_the_last_reports_actions_are_read_a_list_at_a_time_as_they_were_written
         batches = list(old.action_batches(size))
     assert [line for batch in batches for line in batch] == lines
     assert len(batches) > 2 or actions < 7 or size > 150  # a small size reads a few lines at a time
+    with kept_index.OldReport(path, 1, actions) as old:
+        old.workflow(0)
+        blocks = list(old.action_blocks(size))
+    assert b",\n".join(block for block, _ in blocks) == b",\n".join(lines)  # the file's text, as it holds it
+    assert [count for _, count in blocks] == [len(batch) for batch in batches]
 
 
 @pytest.mark.parametrize("told", [6, 8])
