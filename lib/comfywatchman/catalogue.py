@@ -259,6 +259,17 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "few workflows changed works out those alone (a cache: safe to delete)",
     ),
     Artifact(
+        "report_actions",
+        "state/report_actions.bin",
+        None,
+        "binary",
+        ("report",),
+        ("report",),
+        "the actions of the last report as its page was made of them (Python's marshal format: the list, then "
+        "the changes later reports made to it), so a cycle where a few workflows changed neither parses nor "
+        "writes every action again (a cache: safe to delete)",
+    ),
+    Artifact(
         "report_answers",
         "state/report_answers.pack",
         None,

@@ -20,9 +20,10 @@ inputs, or the report's outputs are not as it left them, the report is built in 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,36 +97,56 @@ def contribution(record: Mapping[str, Any], seeds: Seeds, row: markdown.Row | No
 
 
 def gather(
-    aggregate: status_report.Aggregate, kept: Sequence[Any], dirs: Mapping[str, Any], seeds: list[Any], now_text: str
+    aggregate: status_report.Aggregate,
+    kept: Sequence[Any],
+    dirs: Mapping[str, Any],
+    seeds: list[Any],
+    now_text: str,
+    wanted: Container[str] | None = None,
+    wanted_names: Container[str] | None = None,
 ) -> None:
     """Add one kept ``contribution`` to ``aggregate`` as ``Aggregate.add`` adds the record it was made of (a
     resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for;
-    ``seeds``: the table the contribution's seeds index."""
+    ``seeds``: the table the contribution's seeds index. ``wanted``: the ids of the only actions whose
+    workflows the caller needs (``Aggregate.pending`` holds no other; the counts, sets, rows and history are
+    gathered whole), None for every action; ``wanted_names``: ``file_names(wanted)``, when given."""
     name, path, readiness, resolved, last_resolved, error, files, seeded, nodes, blockers, newly, _ = kept
     if resolved:
         last_resolved = now_text
     aggregate.counts["workflows"] += 1
     aggregate.counts[readiness] += 1
     pending_of = aggregate.pending
+    model_dirs, missing_models = aggregate.model_dirs, aggregate.missing_models
     for folder, file_name, status, note, invalid_reason in files:
-        aggregate.missing_models.add(key(folder, file_name))
+        missing_models.add(key(folder, file_name))
+        # Where a folder type's files were looked for is said once, when its first file's action is made.
+        if (folder or "") not in model_dirs:
+            model_dirs[folder or ""] = dirs[folder or ""]
+        if status == "FOUND":
+            aggregate.has_downloads = True
+        if wanted_names is not None and file_name not in wanted_names:
+            continue  # no wanted action is this file's (the id's text is not made: ten thousand files)
         aid = status_report.model_action_id(status, folder, file_name)
+        if wanted is not None and aid not in wanted:
+            continue
         pending = pending_of.get(aid)
         if pending is None:
-            aggregate.model_dirs.setdefault(folder or "", dirs[folder or ""])
             model = {"name": file_name, "folder": folder, "note": note, "invalid_reason": invalid_reason}
             pending = pending_of[aid] = status_report._Pending({"model": model, "status": status})
-            aggregate.has_downloads = aggregate.has_downloads or status == "FOUND"
         pending.workflows.append(name)
     for aid, seed in seeded.items():
+        if wanted is not None and aid not in wanted:
+            continue
         pending = pending_of.get(aid)
         if pending is None:
             pending = pending_of[aid] = status_report._Pending(seeds[seed])
         pending.workflows.append(name)
     for aid, class_type, state in nodes:
         aggregate.missing_nodes.add(class_type)
-        aggregate.has_disabled = aggregate.has_disabled or state == "disabled"
-        pending_of[aid].node_types.append(class_type)
+        if state == "disabled":
+            aggregate.has_disabled = True
+        if wanted is None or aid in wanted:
+            pending_of[aid].node_types.append(class_type)
     aggregate.rows.append(markdown.Row(name, readiness, tuple(blockers), newly, error))
     aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": history_missing(kept)}
 
@@ -309,6 +330,46 @@ class OldReport:
             self._section, self._next = "actions", 0
         return self._line("actions", place)
 
+    def action_batches(self, size: int = 1 << 18) -> Iterator[list[bytes]]:
+        """Yield every action's line in order, each without its comma, in lists of about ``size`` bytes (the
+        workflows' lines not asked for are skipped); raise NotIncremental as ``action`` does."""
+        for block, count in self.action_blocks(size):
+            lines = block.split(b",\n")  # a line holds no raw newline
+            if len(lines) != count:
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            yield lines
+
+    def action_blocks(self, size: int = 1 << 18) -> Iterator[tuple[bytes, int]]:
+        """Yield every action's line in order as blocks of about ``size`` bytes: the lines of a block as the
+        file holds them, joined by their commas and newlines (the block's own last ones left out), and how many
+        there are; raise NotIncremental as ``action`` does. The lines are read and checked a block at a time
+        (``readlines``), not one call each: ten thousand at 2,000 workflows, forty thousand at 8,000."""
+        if self._section == "actions" and self._next:
+            raise NotIncremental(f"{self.path}: its lines are not asked for in order")
+        count = self._counts["actions"]
+        yield self.action(0), 1
+        left = count - 1
+        while left:
+            batch = self._handle.readlines(size)
+            if len(batch) > left:
+                following, batch = batch[left], batch[:left]
+            else:
+                following = self._handle.readline() if len(batch) == left else b""
+            left -= len(batch)
+            if not batch or (not left and not following.startswith(b"]")):
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            last = batch[-1] if not left else None
+            # Every line but the list's last ends with its comma (a line holds no raw newline).
+            if not all(map(bytes.endswith, batch[:-1] if last is not None else batch, itertools.repeat(b",\n"))):
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            if last is not None and (not last.endswith(b"\n") or last.endswith(b",\n")):
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            block = b"".join(batch)
+            self._next += len(batch)
+            yield block[:-1] if last is not None else block[:-2], len(batch)
+        if self._next != count:
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+
     def _line(self, section: str, place: int) -> bytes:
         if section != self._section or not self._next <= place < self._counts[section]:
             raise NotIncremental(f"{self.path}: its lines are not asked for in order")
@@ -333,13 +394,31 @@ def changed_answers(index: Index, answers: Answers, searched: bytes | None) -> f
     return answers.changed
 
 
-def stands(kept: Sequence[Any], changed: frozenset[tuple[str | None, str]]) -> bool:
+def file_names(ids: Iterable[str]) -> set[str]:
+    """Return every name a missing file whose action id is among ``ids`` can have: each part of an id's
+    ``FOLDER/NAME`` after a slash (``status_report.model_action_id``), whatever slashes the folder holds."""
+    names = set()
+    for aid in ids:
+        rest = aid.partition(":")[2]
+        while "/" in rest:
+            rest = rest.partition("/")[2]
+            names.add(rest)
+    return names
+
+
+def stands(
+    kept: Sequence[Any], changed: frozenset[tuple[str | None, str]], folders: Container[str | None] | None = None
+) -> bool:
     """Return True when a kept contribution is what its unchanged scan line makes this cycle: nothing newly
     missing (what it misses is now its history, so it would say nothing new) and no answer it depends on
-    changed."""
+    changed. ``folders``: the folder types of ``changed`` (worked out here when not given)."""
     if kept[10]:
         return False
-    return not changed or not any(key(f[0], f[1]) in changed for f in kept[6])
+    if not changed:
+        return True
+    # The folder type first: a file of another type has no changed answer (its name's key is not worked out).
+    folders = {folder for folder, _ in changed} if folders is None else folders
+    return not any(f[0] in folders and key(f[0], f[1]) in changed for f in kept[6])
 
 
 def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | None]]:

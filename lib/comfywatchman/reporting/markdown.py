@@ -223,7 +223,8 @@ def rank_items(ranked: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | 
     shown: dict[str, int] = {}
     for action in ranked:
         kind = action["kind"]
-        key = group_key(action, shown.get(kind, 0))
+        # A search or a retry joins its group wherever it ranks (``group_key``): most actions on a large install.
+        key = (kind, action["detail"]) if kind in _WAITING else group_key(action, shown.get(kind, 0))
         if key is None:
             shown[kind] = shown.get(kind, 0) + 1
             items.append(action)
@@ -234,6 +235,9 @@ def rank_items(ranked: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | 
             items.append(group)
         group.actions.append(action)
     return items
+
+
+_WAITING = frozenset(("search", "retry"))
 
 
 def group_key(action: Mapping[str, Any], shown: int) -> tuple[str, ...] | None:
@@ -374,7 +378,7 @@ def group_item(
     folder for downloads)."""
     pad = " " * width
     members = group.actions
-    total = len({w for a in members for w in a["workflows"]})
+    total = len(set().union(*[a["workflows"] for a in members]))
     if group.kind in ("search", "retry"):
         return search_item(group, total, pad, search_now, offline)
     head = f"**{KIND_LABELS[group.kind]}**: {plural(len(members), 'more item')}, needed by {plural(total, 'workflow')}"

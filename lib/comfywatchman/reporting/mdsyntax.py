@@ -25,6 +25,10 @@ def text(value: str) -> str:
 def code(value: str) -> str:
     """Return ``value`` as an inline code span, whatever backticks it holds (the fence is one longer than its
     longest run; a space pads a value that starts or ends with a backtick)."""
+    if "`" not in value and value.isprintable():
+        # The common case (a file or workflow name, thousands per page): no control character, no backtick.
+        pad = " " if value.startswith(" ") and value.endswith(" ") else ""
+        return f"`{pad}{value}{pad}`"
     value = _visible(value)
     longest = max((len(run) for run in _BACKTICKS.findall(value)), default=0)
     fence = "`" * (longest + 1)

@@ -94,8 +94,7 @@ class Writer:
         if self._stage != "workflows":
             raise ValueError("status_file.Writer: workflows come before the actions")
         for start in range(0, len(texts), _CHUNK):
-            self._handle.write((b",\n" if self._count else b"\n") + b",\n".join(texts[start : start + _CHUNK]))
-            self._count += len(texts[start : start + _CHUNK])
+            self._lines(texts[start : start + _CHUNK])
 
     def actions(self, texts: Iterable[bytes | memoryview]) -> None:
         """End the workflows and write the actions (texts from ``part``, or lines of an earlier report), in
@@ -107,8 +106,29 @@ class Writer:
             self.workflow_lines(texts)
             self._stage = "actions"
             return
+        # A few hundred lines per write (ten thousand actions at 2,000 workflows).
+        batch: list[bytes | memoryview] = []
         for text in texts:
-            self._item(text)
+            batch.append(text)
+            if len(batch) == _CHUNK:
+                self._lines(batch)
+                batch = []
+        if batch:
+            self._lines(batch)
+
+    def action_blocks(self, blocks: Iterable[tuple[bytes, int]]) -> None:
+        """End the workflows and write the actions given in blocks, in order: each block the texts of its
+        count of actions joined by ``",\n"`` (as ``_lines`` joins them), in one write."""
+        self.actions(())
+        for block, count in blocks:
+            if count:
+                self._handle.write((b",\n" if self._count else b"\n") + block)
+                self._count += count
+
+    def _lines(self, texts: Sequence[bytes | memoryview]) -> None:
+        """Write items ``texts`` (one a line, as ``_item`` writes each) in one write."""
+        self._handle.write((b",\n" if self._count else b"\n") + b",\n".join(texts))
+        self._count += len(texts)
 
     def finish(self, head: Mapping[str, Any]) -> None:
         """Write the small keys of ``head`` (the document whose lists are empty, validated here) as the last

@@ -21,6 +21,7 @@ from comfywatchman.reporting import answers as answers_module
 from comfywatchman.reporting import (
     broken_models,
     commands,
+    kept_actions,
     kept_index,
     markdown,
     parts,
@@ -121,11 +122,24 @@ def _run(ctx: StageContext) -> StageOutcome:
             answers, searched = answers_module.Answers(), False
         index_key = kept_index_key(made_of)
         built = None
+        # The kept actions, and how this report changes them (``incremental`` fills it when it uses them).
+        actions_kept = kept_actions.Kept()
         if digests is not None and searched and kept_models is not None and not unavailable and not kept_paths:
             built = incremental(
-                ctx, scan, digests, answers, verify, outcome, kept_models, index_key, now_text, searched_mark
+                ctx,
+                scan,
+                digests,
+                answers,
+                verify,
+                outcome,
+                kept_models,
+                index_key,
+                now_text,
+                searched_mark,
+                actions_kept,
             )
         if built is None:
+            actions_kept = kept_actions.Kept()  # the list is written whole
             built = full(
                 ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check, now_text
             )
@@ -146,8 +160,10 @@ def _run(ctx: StageContext) -> StageOutcome:
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
         kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
+        kept_actions.save(state, actions_kept, ranked, index_key, reports / "master_status.json")
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
+        (state / kept_actions.FILE).unlink(missing_ok=True)
     logger.info("report: %s -> %s", outcome.detail, reports / "master_status.md")
     return outcome
 
@@ -203,15 +219,19 @@ def incremental(
     index_key: str,
     now_text: str,
     searched: bytes | None,
+    actions_kept: kept_actions.Kept,
 ) -> Built | None:
     """Build the report from the kept index (``kept_index``) and the workflows that changed since, and write
     master_status.json; return what ``full`` returns, or None, having written nothing, when the index cannot
-    serve this cycle (the report is then built in full)."""
+    serve this cycle (the report is then built in full). ``actions_kept`` is filled with the kept actions
+    read, and how the report changed them, when it made its actions from them."""
     index = kept_index.load(ctx.state_dir, index_key, index_outputs(ctx))
     if index is None:
         return None
     try:
-        return _incremental(ctx, scan, digests, answers, verify, outcome, models, index, now_text, searched)
+        return _incremental(
+            ctx, scan, digests, answers, verify, outcome, models, index, now_text, searched, actions_kept
+        )
     except (kept_index.NotIncremental, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         logger.info("report: built in full, the kept index cannot serve this cycle (%s)", exc)
         return None
@@ -228,6 +248,7 @@ def _incremental(
     index: kept_index.Index,
     now_text: str,
     searched: bytes | None,
+    actions_kept: kept_actions.Kept,
 ) -> Built:
     """``incremental`` once the index is loaded; raise NotIncremental (or an error of a malformed index) when
     it cannot serve, the last report left as it was (``status_file.Writer`` drops what it wrote).
@@ -240,7 +261,12 @@ def _incremental(
     ):
         again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
         aggregate, dirty, lines, dirs, reused = again
-        actions = partial(_actions_again, aggregate, dirty, index.head["actions"], verify, old, target)
+        count = index.head["actions"]
+        read = kept_actions.load(ctx.state_dir, index.head["key"], target, count)
+        if read.actions is not None:
+            logger.debug("report: the last report's %d actions read from %s", count, kept_actions.FILE)
+            actions_kept.actions, actions_kept.records, actions_kept.size = read.actions, read.records, read.size
+        actions = partial(_actions_again, aggregate, dirty, verify, old, target, actions_kept)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
@@ -264,27 +290,31 @@ def _workflows_again(
     """Write every workflow's line of master_status.json to ``writer`` in scan order (a kept one copied from
     ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions the changed
     and gone workflows needed before or need now, the index's new lines, where each folder type was looked in,
-    and how many workflows were kept."""
+    and how many workflows were kept. The Aggregate's pending actions are those alone (``kept_index.gather``'s
+    ``wanted``): every other action's line is copied from ``old``, so its workflows are not gathered."""
     kept_head = index.head
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
     dirs: dict[str, Any] = dict(kept_head["dirs"])
     aggregate = status_report.Aggregate(answers)
     lines: list[bytes] = []
+    # Every workflow's contribution in scan order, gathered once the actions to make again are known.
+    contributions: list[list[Any]] = []
     dirty: set[str] = set()
     reused: set[int] = set()
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
     in_order = None if scan.starts is not None else scan.lines()
+    changed_folders = {folder for folder, _ in changed}
     for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
         kept = None
         if place is not None:
             kept = index.contribution(place)
-            if kept_index.stands(kept, changed):
+            if kept_index.stands(kept, changed, changed_folders):
                 reused.add(place)
                 writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
                 lines.append(index.lines[place])
-                kept_index.gather(aggregate, kept, dirs, index.seeds.table, now_text)
+                contributions.append(kept)
                 continue
         if position - len(reused) > kept_index.MOST_CHANGED and 10 * (position - len(reused)) > len(digests):
             raise kept_index.NotIncremental("most workflows changed")
@@ -301,12 +331,15 @@ def _workflows_again(
         dirty |= kept_index.action_ids(made)
         if kept_index.add_dirs(dirs, record) is None:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
-        kept_index.gather(aggregate, made, dirs, index.seeds.table, now_text)
+        contributions.append(made)
     gone = [place for place in range(len(index.lines)) if place not in reused]
     if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
         raise kept_index.NotIncremental("most workflows changed")
     for place in gone:
         dirty |= kept_index.action_ids(index.contribution(place))
+    names = kept_index.file_names(dirty)
+    for contribution in contributions:
+        kept_index.gather(aggregate, contribution, dirs, index.seeds.table, now_text, dirty, names)
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
     return aggregate, dirty, lines, dirs, len(reused)
@@ -319,59 +352,119 @@ _SHARED = ("kind", "folder", "detail", "source", "evidence", "note")
 def _shared(action: dict[str, Any], shared: dict[Any, Any]) -> dict[str, Any]:
     """Return ``action`` (parsed from its line) holding one string for each value many actions share, and
     for each workflow's name, as the actions the full report makes do (tens of thousands at 8,000 workflows)."""
+    one = shared.setdefault
     for name in _SHARED:
         value = action.get(name)
         if value is not None:
-            action[name] = shared.setdefault(value, value)
-    action["workflows"] = [shared.setdefault(w, w) for w in action["workflows"]]
+            action[name] = one(value, value)
+    names = action["workflows"]
+    action["workflows"] = list(map(one, names, names))
     return action
 
 
 def _actions_again(
     aggregate: status_report.Aggregate,
     dirty: set[str],
-    count: int,
     verify: Mapping[str, Any] | None,
     old: kept_index.OldReport,
     target: Path,
+    kept: kept_actions.Kept,
     facts: commands.InstallFacts,
-) -> tuple[list[dict[str, Any]], Iterator[bytes]]:
-    """Return the ranked actions and their lines: the actions of the workflows worked out again (``dirty``)
-    made, validated and encoded again, and ranked among every other one, whose line is read from ``old``
-    (``count`` of them, in their ranked order, which they keep between them) and parsed for the page. The
-    list holds the actions once their lines are all read."""
+) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+    """Return the ranked actions and their lines (in blocks: ``status_file.Writer.action_blocks``): the actions
+    of the workflows worked out again (``dirty``) made, validated and encoded again, and ranked among every
+    other one, whose line is read from ``old`` (every action it lists, in their ranked order, which they keep
+    between them) and parsed for the page (or taken from ``kept``: ``_merged``). The list holds the actions
+    once their lines are all read."""
     made = [aggregate.action(aid, facts) for aid in dirty if aid in aggregate.pending]
     if verify:
         verification.add_variants(made, verify)
     made.sort(key=_rank)
+    if kept.actions is not None:
+        return _merged(kept, made, dirty, old, target)
     ranked: list[dict[str, Any]] = []
 
-    def texts() -> Iterator[bytes]:
-        shared: dict[Any, Any] = {}
+    def batches() -> Iterator[tuple[bytes, int]]:
         new = iter(made)
         coming = next(new, None)
-        for place in range(count):
-            line = old.action(place)
-            action = orjson.loads(line)
-            if action["id"] in dirty:
-                continue  # made again (or gone)
-            while coming is not None and _rank(coming) < _rank(action):
-                ranked.append(coming)
-                yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
-                coming = next(new, None)
-            ranked.append(_shared(action, shared))
-            yield line
+        shared: dict[Any, Any] = {}
+        loads, keep = orjson.loads, ranked.append
+        for lines in old.action_batches():
+            out: list[bytes] = []
+            for line in lines:
+                action = loads(line)
+                if action["id"] in dirty:
+                    continue  # made again (or gone)
+                # Ranked by ``_rank`` (blocks first: a kept action that blocks more goes before, no more asked).
+                while coming is not None and (
+                    coming["blocks"] > action["blocks"]
+                    or (coming["blocks"] == action["blocks"] and _rank(coming) < _rank(action))
+                ):
+                    keep(coming)
+                    out.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
+                    coming = next(new, None)
+                keep(_shared(action, shared))
+                out.append(line)
+            yield b",\n".join(out), len(out)
+        tail = []
         while coming is not None:
             ranked.append(coming)
-            yield status_file.part(coming, "action", f"{target} (action {coming['id']})")
+            tail.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
             coming = next(new, None)
+        yield b",\n".join(tail), len(tail)
 
-    return ranked, texts()
+    return ranked, batches()
 
 
-def _rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
-    """Return what ``action_ids.ranked`` orders an action by."""
-    return (-action["blocks"], action["kind"], action["item"], action["id"])
+def _merged(
+    kept: kept_actions.Kept, made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
+) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+    """``_actions_again`` given the last report's actions as its page was made of them (``kept.actions``, in
+    their ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again
+    with ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty``
+    actions left out and ``made``'s put in, each list of lines that none of them touches passed on whole. The
+    change is noted in ``kept`` (for ``kept_actions.save``)."""
+    actions = kept.actions or []
+    gone = {place for place, action in enumerate(actions) if action["id"] in dirty}
+    places_kept: Sequence[int] = [p for p in range(len(actions)) if p not in gone] if gone else range(len(actions))
+    stays = [actions[place] for place in places_kept] if gone else actions
+    ranked, places = kept_actions.merge(stays, made)
+    kept.change = ([actions[place]["id"] for place in sorted(gone)], made)
+    # The same places among ``old``'s lines: the made actions to write before each line (or after the last).
+    before: dict[int, list[dict[str, Any]]] = {}
+    for action, place in zip(made, places, strict=True):
+        before.setdefault(places_kept[place] if place < len(stays) else len(actions), []).append(action)
+    touched = sorted(gone | before.keys())
+
+    def text(action: dict[str, Any]) -> bytes:
+        return status_file.part(action, "action", f"{target} (action {action['id']})")
+
+    def batches() -> Iterator[tuple[bytes, int]]:
+        position, next_touched = 0, 0
+        for block, count in old.action_blocks():
+            end = position + count
+            if next_touched == len(touched) or touched[next_touched] >= end:
+                yield block, count  # no line left out or put in here: written as read
+                position = end
+                continue
+            out: list[bytes] = []
+            for line in block.split(b",\n"):  # a line holds no raw newline
+                out += [text(action) for action in before.get(position, ())]
+                if position not in gone:
+                    out.append(line)
+                position += 1
+            while next_touched < len(touched) and touched[next_touched] < end:
+                next_touched += 1
+            yield b",\n".join(out), len(out)
+        if position != len(actions):
+            raise kept_index.NotIncremental(f"{target}: not the report its actions were kept with")
+        tail = [text(action) for action in before.get(position, ())]
+        yield b",\n".join(tail), len(tail)
+
+    return ranked, batches()
+
+
+_rank = kept_actions.rank
 
 
 def findings(
@@ -394,16 +487,16 @@ def findings(
     now_text = ctx.now().isoformat(timespec="seconds")
     summary = aggregate.summary()
     facts = install_facts.gather(ctx, scan_head, aggregate.has_disabled, aggregate.has_downloads)
+    # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
     if made is not None:
-        ranked, texts = made(facts)
+        ranked, batches = made(facts)
+        writer.action_blocks(batches)
     else:
         # Ranked once: with the drifted files' actions when verify.json has findings.
         ranked = aggregate.actions(facts, rank=not verify)
         if verify:
             ranked = verification.merge_actions(ranked, verify)
-        texts = (status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
-    # Written before the head is made of them: ``made``'s actions are whole once their lines are written.
-    writer.actions(texts)
+        writer.actions(status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
     broken, limits = models if models is not None else model_findings(state)

@@ -12,13 +12,15 @@ import orjson
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import answers, kept_index, parts
+from comfywatchman.reporting import answers, kept_actions, kept_index, parts, status_file, status_report
 from comfywatchman.stages.context import StageContext
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.unit.reporting.test_status_file import ACTION, HEAD, WORKFLOW
 from tests.unit.stages.test_report import more_workflows
 from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
 
 INCREMENTAL = "workflows reused from report_index.pack"
+KEPT_ACTIONS = "actions read from report_actions.bin"
 
 
 def pack_node(registry_id: str) -> dict[str, object]:
@@ -46,7 +48,7 @@ def outputs(home: Path) -> tuple[bytes, bytes, bytes]:
 def from_scratch(ctx: StageContext, home: Path, history_before: bytes) -> tuple[bytes, bytes, bytes]:
     """Return the report of ``ctx``'s cycle made from scratch: nothing kept, the history the cycle before left."""
     state = home / "state"
-    for name in (kept_index.FILE, parts.FILE, answers.KEPT):
+    for name in (kept_index.FILE, kept_actions.FILE, parts.FILE, answers.KEPT):
         (state / name).unlink(missing_ok=True)
     stage_inputs.path_of(state, "report").unlink()
     (state / "report_history.json").write_bytes(history_before)
@@ -64,6 +66,7 @@ def incremental_cycle(
     with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
         run(ctx, *([stages] if stages else []))
     assert INCREMENTAL in caplog.text
+    assert KEPT_ACTIONS in caplog.text  # the page made of the kept actions (``kept_actions.save``)
     return ctx, outputs(home)
 
 
@@ -183,3 +186,100 @@ def test_a_broken_or_foreign_index_costs_a_full_report_never_a_wrong_one(
         assert name.encode() in made[0]
         assert from_scratch(ctx, home, history) == made
         history = made[2]
+
+
+def test_an_edit_that_moves_a_workflow_between_shared_actions_gives_the_report_made_from_scratch(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # d.json needs the LoRA a.json needs too, then a.json's VAE instead: both actions are made again with
+    # a.json (a kept workflow) gathered into them, and the action d.json leaves keeps a.json alone.
+    history = install(comfy_tree, home)
+    lora = "search:loras/missing_lora.safetensors"
+    assert action(home, lora)["workflows"] == ["a.json", "d.json"]
+    comfy_tree.workflow("d.json", ui_workflow([ui_node(1, "VAELoader", ["declared.safetensors"])]))
+    ctx, made = incremental_cycle(comfy_tree, home, caplog, "c2", 2)
+    assert action(home, lora)["workflows"] == ["a.json"]
+    vae = next(a for a in artifacts.read(report_files(home)[0], "master_status")["actions"] if a["folder"] == "vae")
+    assert vae["workflows"] == ["a.json", "d.json"]
+    assert from_scratch(ctx, home, history) == made
+
+
+def write_report(path: Path, actions: int) -> list[bytes]:
+    """Write a master_status.json of one workflow and ``actions`` actions (status_file.Writer's layout), in
+    blocks (``status_file.Writer.action_blocks``); return the actions' lines."""
+    lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(actions)]
+    with status_file.Writer(path) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.action_blocks([(lines[0], 1), (b"", 0), (b",\n".join(lines[1:]), len(lines) - 1)])
+        writer.finish(HEAD)
+    return lines
+
+
+@pytest.mark.parametrize("actions", [1, 2, 7, 40])
+@pytest.mark.parametrize("size", [1, 150, 1 << 18])
+def test_the_last_reports_actions_are_read_a_list_at_a_time_as_they_were_written(
+    tmp_path: Path, actions: int, size: int
+) -> None:
+    path = tmp_path / "master_status.json"
+    lines = write_report(path, actions)
+    assert len(artifacts.read(path, "master_status")["actions"]) == actions  # one valid document
+    with kept_index.OldReport(path, 1, actions) as old:
+        assert old.workflow(0).startswith(b'{"error"')
+        batches = list(old.action_batches(size))
+    assert [line for batch in batches for line in batch] == lines
+    assert len(batches) > 2 or actions < 7 or size > 150  # a small size reads a few lines at a time
+    with kept_index.OldReport(path, 1, actions) as old:
+        old.workflow(0)
+        blocks = list(old.action_blocks(size))
+    assert b",\n".join(block for block, _ in blocks) == b",\n".join(lines)  # the file's text, as it holds it
+    assert [count for _, count in blocks] == [len(batch) for batch in batches]
+
+
+@pytest.mark.parametrize("told", [6, 8])
+def test_a_last_report_with_other_actions_than_the_index_says_is_refused(tmp_path: Path, told: int) -> None:
+    path = tmp_path / "master_status.json"
+    write_report(path, 7)
+    with kept_index.OldReport(path, 1, told) as old, pytest.raises(kept_index.NotIncremental):
+        list(old.action_batches(150))
+
+
+def test_a_torn_action_line_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    lines = write_report(path, 7)
+    text = path.read_bytes()
+    assert lines[3] + b",\n" in text
+    path.write_bytes(text.replace(lines[3] + b",\n", lines[3][:-5] + b"\n"))  # its comma gone
+    with kept_index.OldReport(path, 1, 7) as old, pytest.raises(kept_index.NotIncremental):
+        list(old.action_batches(150))
+
+
+def test_file_names_hold_the_name_of_every_file_action_asked_for_whatever_its_folder() -> None:
+    ids = ["search:vae/sub/fern.safetensors", "download:/bare.ckpt", "install_pack:https://github.com/a/b"]
+    ids.append("download:odd/folder/x.safetensors")  # a folder type with a slash in it
+    names = kept_index.file_names(ids)
+    for status, folder, name in [
+        ("NOT_SEARCHED", "vae", "sub/fern.safetensors"),
+        ("FOUND", None, "bare.ckpt"),
+        ("FOUND", "odd/folder", "x.safetensors"),
+    ]:
+        assert status_report.model_action_id(status, folder, name) in ids and name in names
+    assert "fern.safetensors" in names and "other.safetensors" not in names
+
+
+def test_a_kept_contribution_stands_unless_an_answer_it_depends_on_changed() -> None:
+    # name, path, readiness, resolved, last resolved, error, files, seeded, nodes, blockers, newly, missed
+    kept = [
+        "a.json",
+        "/w/a.json",
+        "needs_review",
+        False,
+        None,
+        None,
+        [["loras", "Sub/X.safetensors", "FOUND", "", None]],
+    ]
+    kept += [{}, [], [], False, []]
+    changed = frozenset({answers.key("loras", "sub/x.safetensors")})  # the same file: keys ignore case
+    assert not kept_index.stands(kept, changed) and not kept_index.stands(kept, changed, {"loras"})
+    assert kept_index.stands(kept, frozenset({answers.key("vae", "sub/x.safetensors")}))
+    assert kept_index.stands(kept, frozenset())
+    assert not kept_index.stands([*kept[:10], True, []], frozenset())  # something newly missing

@@ -227,6 +227,26 @@ def test_actions_one_per_pack_for_every_node_type_it_provides() -> None:
     }
 
 
+def test_action_totals_count_each_kind_its_workflows_once_and_its_known_sizes() -> None:
+    def made(kind: str, size: int | None, *workflows: str) -> dict[str, object]:
+        return {"kind": kind, "size": size, "workflows": list(workflows)}
+
+    ranked = [
+        made("download", 100, "a", "b"),
+        made("search", None, "a"),
+        made("download", None, "b", "c"),
+        made("download", 0, "d"),  # a size of 0 is not a known size (as for None)
+        made("search", None, "a", "e"),
+        made("download", 20, "a"),
+    ]
+    assert status_report.action_totals(ranked) == {
+        "download": {"actions": 4, "workflows": 4, "bytes": 120, "sizes_known": 2},
+        "search": {"actions": 2, "workflows": 2, "bytes": 0, "sizes_known": 0},
+    }
+    assert list(status_report.action_totals(ranked)) == ["download", "search"]  # the order first met
+    assert status_report.action_totals([]) == {}
+
+
 def test_actions_use_the_nodes_registry_id_for_comfy_node_install() -> None:
     node = {**_node("U", "missing", [PACK]), "cnr_id": "comfyui_ultimatesdupscale"}
     _workflows, _, aggregate = _build({"workflows": [_workflow(nodes=[node])]}, {"results": []}, {}, False, "T")

@@ -1,0 +1,150 @@
+"""The last report's ranked actions kept between cycles (``state/report_actions.bin``), as its page was made of
+them, so a cycle where a few workflows changed neither parses every action line of master_status.json again
+nor writes every action down again.
+
+The file is a list of records, each a first line (JSON: what it was made from, the report's stat, how many
+actions the list holds after it, the length of the rest) and a value in Python's ``marshal`` format, which is
+read back several times faster than the report's lines are parsed, each value many actions share held once
+(as in memory). The first record holds the whole list; each later one a change of it, appended by a report
+made from the list: the ids of the actions left out and the actions made again, placed by rank. After
+MOST_CHANGES changes the list is written whole again. It is a cache, safe to lose: a missing, torn or foreign
+file, or one kept for another report, costs a parse of the report's lines, never a wrong page.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import marshal
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from comfywatchman import artifacts, stage_inputs
+
+logger = logging.getLogger(__name__)
+
+FILE = "report_actions.bin"
+# Bump when what a record holds changes; the Python that wrote it is part of its tag (``marshal``'s format is
+# its own).
+FORMAT = 2
+_TAG = f"{sys.implementation.cache_tag}/marshal-{marshal.version}"
+# Changes appended before the list is written whole again (each is applied to the list when it is read).
+MOST_CHANGES = 8
+
+
+def rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """Return what ``action_ids.ranked`` orders an action by."""
+    return (-action["blocks"], action["kind"], action["item"], action["id"])
+
+
+def merge(stays: list[dict[str, Any]], made: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Return ranked actions ``stays`` with the ``made`` ones (ranked too, no id of theirs among ``stays``) put in
+    by rank, and where each made one went among ``stays`` (before the first that ranks after it)."""
+    places = [bisect.bisect_left(stays, rank(action), key=rank) for action in made]
+    ranked: list[dict[str, Any]] = []
+    start = 0
+    for action, place in zip(made, places, strict=True):
+        ranked += stays[start:place]
+        ranked.append(action)
+        start = place
+    ranked += stays[start:]
+    return ranked, places
+
+
+@dataclass
+class Kept:
+    """The actions kept for this cycle's report (``load``), and how the report changed them when it made its
+    list from them (``change``: the ids left out, the actions made again), for ``save``."""
+
+    actions: list[dict[str, Any]] | None = None
+    records: int = 0
+    size: int = 0
+    change: tuple[list[str], list[dict[str, Any]]] | None = None
+
+
+def load(state: Path, key: str, report: Path, count: int) -> Kept:
+    """Return the actions kept for the report now at ``report`` (``count`` of them, made from ``key``: the kept
+    index's), or a Kept holding none (a broken or foreign file is logged and ignored)."""
+    path = state / FILE
+    data = artifacts.read_cache(path, "the report parses its actions")
+    if data is None:
+        return Kept()
+    try:
+        actions, records, head = _records(data)
+    except (ValueError, EOFError, TypeError, KeyError, IndexError, orjson.JSONDecodeError) as exc:
+        logger.warning("%s: not whole, or written by another version (%s); the report parses its actions", path, exc)
+        return Kept()
+    wanted = {"key": key, "report": stage_inputs.stat_key(report), "actions": count}
+    if any(head.get(name) != value for name, value in wanted.items()) or len(actions) != count:
+        logger.debug("%s: kept for another report; the report parses its actions", path)
+        return Kept()
+    return Kept(actions, records, len(data))
+
+
+def _records(data: bytes) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """Return the list the records of ``data`` make, how many there are, and the last one's first line; raise
+    ValueError (or what ``marshal`` raises) when they are not whole records of this version."""
+    actions: list[dict[str, Any]] | None = None
+    records, offset, head = 0, 0, None
+    while offset < len(data):
+        end = data.index(b"\n", offset)
+        head = orjson.loads(data[offset:end])
+        if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("tag") != _TAG:
+            raise ValueError("not a record of this version")
+        size = head["bytes"]
+        if not isinstance(size, int) or end + 1 + size > len(data):
+            raise ValueError("a record cut short")
+        value = marshal.loads(memoryview(data)[end + 1 : end + 1 + size])
+        if actions is None:
+            actions = value if head.get("kind") == "list" and _actions(value) else None
+            if actions is None:
+                raise ValueError("the first record is not a list of actions")
+        else:
+            gone, made = value
+            if head.get("kind") != "change" or not _actions(made) or not isinstance(gone, list):
+                raise ValueError("a change is not a change of actions")
+            left = set(gone)
+            actions, _ = merge([a for a in actions if a["id"] not in left] if left else actions, made)
+        records, offset = records + 1, end + 1 + size
+    if actions is None or head is None:
+        raise ValueError("no list")
+    return actions, records, head
+
+
+def _actions(value: Any) -> bool:
+    """Return True when ``value`` is a list of actions (dicts)."""
+    return isinstance(value, list) and all(isinstance(a, dict) for a in value)
+
+
+def save(state: Path, kept: Kept, ranked: list[dict[str, Any]], key: str, report: Path) -> None:
+    """Keep the ranked actions of the report just written to ``report`` (master_status.json): its change of the
+    kept list appended when it made its list from it (``kept.change``) and the file is as it was read, else
+    the whole list written (a temp file renamed over the last one). A failure is logged, and the next report
+    parses the lines again. Not fsynced: a torn file is not whole (each record's length is recorded)."""
+    path = state / FILE
+    head = {"format": FORMAT, "tag": _TAG, "key": key, "report": stage_inputs.stat_key(report)}
+    head["actions"] = len(ranked)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        # A change appended only to the file as it was read (its length), its changes not too many yet.
+        appends = kept.change is not None and kept.actions is not None and kept.records <= MOST_CHANGES
+        if appends and os.stat(path).st_size == kept.size:
+            blob = marshal.dumps(list(kept.change or ()))
+            with open(path, "ab") as handle:
+                handle.write(orjson.dumps({**head, "kind": "change", "bytes": len(blob)}) + b"\n" + blob)
+            return
+        blob = marshal.dumps(ranked)
+        with open(tmp, "wb") as handle:
+            handle.write(orjson.dumps({**head, "kind": "list", "bytes": len(blob)}) + b"\n")
+            handle.write(blob)
+        os.replace(tmp, path)
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: not written (%s); the next report parses its actions again", path, exc)
+        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
