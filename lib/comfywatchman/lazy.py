@@ -15,7 +15,9 @@ def module(name: str) -> ModuleType:
     """Return the module ``name``: the one imported already, else one whose code runs when an attribute of it
     is first read (``importlib.util.LazyLoader``); either way it is in ``sys.modules`` and its package.
 
-    Raise ModuleNotFoundError, as an import would, when there is no such module.
+    Raise ModuleNotFoundError, as an import would, when there is no such module. Before Python 3.12 the load
+    takes no lock: the first attribute read must not race another thread's (every use here reads first in the
+    stage's own thread, before it starts any other).
     """
     found = sys.modules.get(name)
     if found is not None:
