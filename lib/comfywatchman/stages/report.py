@@ -10,30 +10,36 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from comfywatchman import artifacts, availability, stage_inputs
+from comfywatchman import artifacts, availability, lazy, stage_inputs
 from comfywatchman.comfy.manager_files import maps_used
 from comfywatchman.errors import ArtifactError
-from comfywatchman.reporting import answers as answers_module
 from comfywatchman.reporting import (
-    broken_models,
     commands,
     kept_actions,
-    kept_index,
     markdown,
-    parts,
     staleness,
     status_file,
-    status_report,
     verification,
 )
 from comfywatchman.reporting import facts as install_facts
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
+
+if TYPE_CHECKING:
+    from comfywatchman.reporting import answers as answers_module
+    from comfywatchman.reporting import broken_models, kept_index, parts, status_report
+else:
+    # Imported when first used: a report where nothing changed renders the page's tail and returns before.
+    answers_module = lazy.module("comfywatchman.reporting.answers")
+    broken_models = lazy.module("comfywatchman.reporting.broken_models")
+    kept_index = lazy.module("comfywatchman.reporting.kept_index")
+    parts = lazy.module("comfywatchman.reporting.parts")
+    status_report = lazy.module("comfywatchman.reporting.status_report")
 
 logger = logging.getLogger(__name__)
 

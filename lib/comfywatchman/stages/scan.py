@@ -40,22 +40,33 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
-from comfywatchman import artifacts, progress, resources
+from comfywatchman import artifacts, lazy, progress, resources
 from comfywatchman.comfy import manager_map, server
-from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_digests import Recorder
 from comfywatchman.stages.scan_kept import BASE_KEYS, LINES_FILE, KeptEntries, KeptLine, LinesRecord
-from comfywatchman.workflow import embeddings, extract, names, parse_worker
-from comfywatchman.workflow.load import clean_text
+from comfywatchman.workflow import names
+from comfywatchman.workflow.extractor_version import EXTRACTOR_VERSION
 from comfywatchman.workflow.store import FILE as STORE_FILE
 from comfywatchman.workflow.store import RequirementStore
+
+if TYPE_CHECKING:
+    from comfywatchman.comfy import inventory
+    from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
+    from comfywatchman.workflow import embeddings, extract, load, parse_worker
+else:
+    # Imported when first used: a cycle where nothing changed returns before parsing or comparing anything.
+    inventory = lazy.module("comfywatchman.comfy.inventory")
+    embeddings = lazy.module("comfywatchman.workflow.embeddings")
+    extract = lazy.module("comfywatchman.workflow.extract")
+    load = lazy.module("comfywatchman.workflow.load")
+    parse_worker = lazy.module("comfywatchman.workflow.parse_worker")
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +144,12 @@ class Evaluator:
         nodes: NodeIndex | Callable[[], NodeIndex],
         truth: server.ServerTruth | None,
     ) -> None:
-        self._models: ModelIndex | None = models if isinstance(models, ModelIndex) else None
-        self._make_models: Callable[[], ModelIndex] | None = None if isinstance(models, ModelIndex) else models
-        self._nodes: NodeIndex | None = nodes if isinstance(nodes, NodeIndex) else None
-        self._make_nodes: Callable[[], NodeIndex] | None = None if isinstance(nodes, NodeIndex) else nodes
+        self._models: ModelIndex | None = models if isinstance(models, inventory.ModelIndex) else None
+        self._make_models: Callable[[], ModelIndex] | None = (
+            None if isinstance(models, inventory.ModelIndex) else models
+        )
+        self._nodes: NodeIndex | None = nodes if isinstance(nodes, inventory.NodeIndex) else None
+        self._make_nodes: Callable[[], NodeIndex] | None = None if isinstance(nodes, inventory.NodeIndex) else nodes
         self.truth = truth
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
@@ -351,7 +364,15 @@ def _init_worker(settings: ScanSettings | None, parent: int) -> None:
     parse_worker.exit_with_parent(parent)
 
 
-requirements_of = parse_worker.requirements_of
+def requirements_of(
+    path: str,
+    loaders: Mapping[str, list[extract.LoaderInput]],
+    placeholders: frozenset[str],
+    size: int | None = None,
+    max_bytes: int | None = None,
+) -> tuple[dict[str, Any] | str, bool]:
+    """Return ``parse_worker.requirements_of`` of the arguments (here for callers of the scan's own)."""
+    return parse_worker.requirements_of(path, loaders, placeholders, size, max_bytes)
 
 
 def counted(entry: Mapping[str, Any], count_inactive: bool) -> tuple[list[tuple[str | None, str]], list[str]]:
@@ -428,7 +449,7 @@ def _answered(base: Mapping[str, Any], kind: bytes, body: bytes, settings: ScanS
         return made._replace(kept=body) if kind == parse_worker.REQUIREMENTS else made
     except (Exception, RecursionError) as exc:  # an entry that cannot be written is that file's error only
         logger.debug("%s: entry failed:", base["path"], exc_info=True)
-        return _failed(base, clean_text(f"{base['path']}: cannot be listed ({type(exc).__name__}: {exc})"[:2000]))
+        return _failed(base, load.clean_text(f"{base['path']}: cannot be listed ({type(exc).__name__}: {exc})"[:2000]))
 
 
 def _failed(base: Mapping[str, Any], error: str) -> Scanned:
@@ -518,7 +539,7 @@ def _in_order(
 
 def settings_hash(scan_config: Mapping[str, Any]) -> str:
     """Return a hash of what changes extraction: the extractor version and the [scan] settings."""
-    return artifacts.content_hash({"extractor": extract.EXTRACTOR_VERSION, "scan": scan_config})
+    return artifacts.content_hash({"extractor": EXTRACTOR_VERSION, "scan": scan_config})
 
 
 def _file_digest(path: Path | None) -> str | None:
@@ -939,11 +960,11 @@ class InstallFiles:
 
     def model_index(self) -> ModelIndex:
         """Return the index over the model cache."""
-        return ModelIndex.from_cache(self.model_cache)
+        return inventory.ModelIndex.from_cache(self.model_cache)
 
     def node_index(self, truth: server.ServerTruth | None) -> NodeIndex:
         """Return the index over the custom node cache and the node map (and the server's answer)."""
-        return NodeIndex.from_cache(self.nodes_cache, self.node_map, server=truth)
+        return inventory.NodeIndex.from_cache(self.nodes_cache, self.node_map, server=truth)
 
 
 def _made(

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from comfywatchman import artifacts, catalogue, progress, stage_inputs
+from comfywatchman import artifacts, catalogue, lazy, progress, stage_inputs
 from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import cache as cache_module
 from comfywatchman.search import declared, policy, registry, reuse
@@ -34,9 +34,14 @@ from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
 from comfywatchman.stages import collector
-from comfywatchman.stages import search_delta as delta_module
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
+
+if TYPE_CHECKING:
+    from comfywatchman.stages import search_delta as delta_module
+else:
+    # Imported when first used: a search where nothing changed returns before it.
+    delta_module = lazy.module("comfywatchman.stages.search_delta")
 
 logger = logging.getLogger(__name__)
 

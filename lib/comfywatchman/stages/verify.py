@@ -27,18 +27,25 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from comfywatchman import artifacts, hashing
+from comfywatchman import artifacts, hashing, lazy
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
-from comfywatchman.stages import collector, verify_delta  # verify_delta reads this module at call time
+from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.workflow import names
+
+if TYPE_CHECKING:
+    from comfywatchman.stages import verify_delta
+else:
+    # Imported when first used (a verify where nothing changed returns before it); it reads this module at
+    # call time.
+    verify_delta = lazy.module("comfywatchman.stages.verify_delta")
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 IDENTIFIER = embeddings.IDENTIFIER
 
 INACTIVE_MODES = {2: "muted", 4: "bypassed"}
-# Bumped whenever extraction changes, so requirements kept from an earlier cycle are recomputed.
-EXTRACTOR_VERSION = 4
+# Whenever extraction changes, bump EXTRACTOR_VERSION (workflow/extractor_version.py), so requirements kept
+# from an earlier cycle are recomputed.
 # Node types whose widgets hold free text or values meant for other nodes, never files of their own.
 NO_OWN_FILES = frozenset({"Note", "MarkdownNote", "PrimitiveNode", "Reroute"})
 # Longest widget string the fallback treats as a possible file name; longer ones are prompts and notes.

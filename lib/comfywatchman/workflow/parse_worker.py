@@ -16,7 +16,6 @@ image holds no workflow.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import logging
 import os
@@ -110,6 +109,8 @@ def exit_with_parent(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)  # the parent died before this worker got here
     if sys.platform.startswith("linux"):
+        import ctypes  # here, not at the top: only a worker needs it, and every scan imports this module
+
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
