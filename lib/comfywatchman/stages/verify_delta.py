@@ -20,6 +20,7 @@ bytes a full verify gives: the test suite compares the two.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 FILE = "verify_delta.bin"
 #: Bump when what the file holds, or what verify.json's entries are made of, changes meaning.
-TAG = b"verify-delta-1"
+TAG = b"verify-delta-2"
 #: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full verify.
 CHANGED_SHARE = 0.05
 MIN_CHANGES = 16
@@ -53,6 +54,51 @@ Key = tuple[str | None, str]  # a missing file: its folder and lookup key
 
 class Full(Exception):
     """The verify cannot be made from the last one: verify in full (the message says why)."""
+
+
+class MissingLines:
+    """The missing files of a memo: one line of JSON per file, ``[folder, lookup key, entry_key, line ids]``,
+    sorted by their bytes. A verify where a few workflows changed looks up, and changes, only the files those
+    touch: each is found by bisection on the bytes its line starts with (the JSON of its folder and key), so
+    the thousands of others are never parsed nor encoded again, only copied."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    @classmethod
+    def of(cls, rows: Iterable[list[Any]]) -> MissingLines:
+        """Return the lines of ``rows`` (``[folder, lookup key, entry_key, line ids]`` each), sorted."""
+        return cls(sorted(orjson.dumps(row) for row in rows))
+
+    @staticmethod
+    def _prefix(key: Key) -> bytes:
+        # What the line of ``key`` starts with, and no other line does: the JSON of a list is the JSON of its
+        # items, and the folder's and key's texts end with their closing quotes.
+        return orjson.dumps([key[0], key[1]])[:-1] + b","
+
+    def _at(self, key: Key) -> int | None:
+        prefix = self._prefix(key)
+        at = bisect.bisect_left(self.lines, prefix)
+        return at if at < len(self.lines) and self.lines[at].startswith(prefix) else None
+
+    def get(self, key: Key) -> list[Any] | None:
+        """Return ``[entry_key, line ids]`` of the missing file ``key``, or None when there is none."""
+        at = self._at(key)
+        return None if at is None else cast(list[Any], orjson.loads(self.lines[at])[2:])
+
+    def pop(self, key: Key) -> None:
+        """Forget the missing file ``key`` (when there is one)."""
+        at = self._at(key)
+        if at is not None:
+            del self.lines[at]
+
+    def put(self, key: Key, entry_key: str, line_ids: list[int]) -> None:
+        """Add the missing file ``key`` (none there before: ``pop`` it first)."""
+        bisect.insort(self.lines, orjson.dumps([key[0], key[1], entry_key, line_ids]))
+
+    def rows(self) -> list[list[Any]]:
+        """Return every line parsed (for tests and checks; a verify never needs them all)."""
+        return [orjson.loads(line) for line in self.lines]
 
 
 @dataclass
@@ -67,23 +113,27 @@ class Memo:
     digests: list[str]
     paths: list[str]
     targets: dict[str, list[int]]  # installed file -> the lines that expect a hash of it
-    missing: list[list[Any]]  # [folder, lookup key, entry_key, lines] of each missing file
+    missing: MissingLines  # [folder, lookup key, entry_key, lines] of each missing file
     located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
     #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
     shares: list[bytes] | bytearray = field(default_factory=list)
 
     def chunks(self) -> list[bytes]:
-        """Return the file's content in pieces: the tag, the memo bar the shares as one line of JSON (with the
-        digest of the shares), then one line per share (a buffer of lines is never copied into one more)."""
+        """Return the file's content in pieces: the tag, the memo bar the missing files and the shares as one
+        line of JSON (with how many missing files there are and the digest of what follows), then one line
+        per missing file (``MissingLines``), then one per share (a buffer of lines is never copied into one
+        more)."""
+        body: list[bytes] = [b"\n".join(self.missing.lines) + b"\n"] if self.missing.lines else []
         if isinstance(self.shares, bytearray):
             # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
-            body: list[bytes] = [cast(bytes, self.shares)]
-        else:  # one buffer: a write per share was thousands of writes
-            body = [b"\n".join(self.shares) + b"\n"] if self.shares else []
+            body.append(cast(bytes, self.shares))
+        elif self.shares:  # one buffer: a write per share was thousands of writes
+            body.append(b"\n".join(self.shares) + b"\n")
         digest = hashlib.sha256()
         for piece in body:
             digest.update(piece)
-        head = {k: v for k, v in self.__dict__.items() if k != "shares"}
+        head = {k: v for k, v in self.__dict__.items() if k not in ("shares", "missing")}
+        head["missing"] = len(self.missing.lines)
         head["body"] = digest.hexdigest()
         return [TAG, b"\n", orjson.dumps(head), b"\n", *body]
 
@@ -96,15 +146,22 @@ class Memo:
     def load(cls, path: Path) -> Memo | None:
         """Return the memo at ``path``; None when there is none, or it is torn or of another format."""
         data = artifacts.read_cache(path, "verified in full")
-        if data is None or not data.startswith(TAG + b"\n"):
+        if data is None:
             return None
-        lines = data.split(b"\n")  # the tag, the head, each share, and what follows the last newline
+        if not data.startswith(TAG + b"\n"):  # the memo of another version: its loss costs one full verify
+            logger.info("%s: of another format; verified in full", path)
+            return None
+        # The tag, the head, each missing file, each share, and what follows the last newline.
+        lines = data.split(b"\n")
         try:
             head = orjson.loads(lines[1])
             body = memoryview(data)[len(lines[0]) + len(lines[1]) + 2 :]
             if hashlib.sha256(body).hexdigest() != head.pop("body") or lines[-1]:
                 raise ValueError("its lines do not match their digest")
-            memo = cls(**head, shares=lines[2:-1])
+            count = head.pop("missing")
+            if type(count) is not int or not 0 <= count <= len(lines) - 3:
+                raise ValueError("its count of missing files is not one")
+            memo = cls(**head, missing=MissingLines(lines[2 : 2 + count]), shares=lines[2 + count : -1])
             if not len(memo.ids) == len(memo.digests) == len(memo.paths) == len(memo.shares):
                 raise ValueError("its lists differ in length")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -217,7 +274,7 @@ def memo_of(
         [d.decode("ascii") for d in digests],
         shares.paths,
         {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
-        [[k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()],
+        MissingLines.of([k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()),
         [[folder, name, path] for (folder, name), path in located.items()],
         shares.body,
     )
@@ -430,10 +487,12 @@ def _again(state: Path, memo: Memo, previous: Mapping[str, Any], count_inactive:
     cache = ModelCache(state / "model_cache.json")
     locator = Locator({(f, n): p for f, n, p in memo.located}, cache)
     touched_paths, touched_keys = _touched(lines, locator, results)
-    missing_index: dict[Key, list[Any]] = {(m[0], m[1]): m[2:] for m in memo.missing}
+    missing_index = MissingLines(list(memo.missing.lines))  # the next memo's, made from this one's
     alive = lines.position
     needed = {i for p in touched_paths for i in memo.targets.get(p, ()) if i in alive}
-    needed |= {i for k in touched_keys for i in missing_index.get(k, (None, ()))[1] if i in alive}
+    for key in touched_keys:
+        named = missing_index.get(key)
+        needed |= {i for i in (named[1] if named else ()) if i in alive}
     needed |= set(lines.fresh)
     targets, missing = _regroup(lines, needed, locator, results, touched_paths, touched_keys)
 
@@ -496,7 +555,7 @@ def _alternatives(
     last: Mapping[str, Any],
     missing: Mapping[Key, core.Missing],
     touched: set[Key],
-    index: Mapping[Key, list[Any]],
+    index: MissingLines,
     sizes: Mapping[Any, int],
     cache: ModelCache,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -535,7 +594,7 @@ def _next_memo(
     touched_paths: set[str],
     missing: Mapping[Key, core.Missing],
     touched_keys: set[Key],
-    index: dict[Key, list[Any]],
+    index: MissingLines,
     locator: Locator,
 ) -> Memo:
     """Return the memo of this verify: the last one with the touched files' lines made again."""
@@ -544,10 +603,10 @@ def _next_memo(
     for path, target in targets.items():
         kept_targets[path] = sorted((id_of[w] for w in target.workflows), key=lines.position.__getitem__)
     for key in touched_keys:
-        index.pop(key, None)
+        index.pop(key)
         entry = missing.get(key)
         if entry is not None:
-            index[key] = [core.entry_key(entry), [id_of[w] for w in entry.workflows]]
+            index.put(key, core.entry_key(entry), [id_of[w] for w in entry.workflows])
     old_at = {line_id: i for i, line_id in enumerate(memo.ids)}
     shares = [orjson.dumps(lines.fresh[i][1:]) if i in lines.fresh else memo.share(old_at[i]) for i in lines.ids]
     return Memo(
@@ -558,7 +617,7 @@ def _next_memo(
         lines.digests,
         lines.paths,
         kept_targets,
-        [[k[0], k[1], *v] for k, v in index.items()],
+        index,
         locator.to_json(),
         shares,
     )
