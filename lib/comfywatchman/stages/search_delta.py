@@ -18,6 +18,7 @@ search gives: the test suite compares the two.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ def _found_indexes(found: Any, count: int) -> list[int]:
     ValueError."""
     if not isinstance(found, list) or (found and set(map(type, found)) != {int}):
         raise ValueError("its FOUND lines are not indexes")
-    if found and (found[0] < 0 or found[-1] >= count or any(a >= b for a, b in zip(found, found[1:]))):
+    if found and (found[0] < 0 or found[-1] >= count or any(a >= b for a, b in itertools.pairwise(found))):
         raise ValueError("its FOUND lines are not indexes of its lines in order")
     return found
 
