@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 FILE = "verify_delta.bin"
 #: Bump when what the file holds, or what verify.json's entries are made of, changes meaning.
-TAG = b"verify-delta-2"
+TAG = b"verify-delta-3"
 #: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full verify.
 CHANGED_SHARE = 0.05
 MIN_CHANGES = 16
@@ -60,7 +60,8 @@ class MissingLines:
     """The missing files of a memo: one line of JSON per file, ``[folder, lookup key, entry_key, line ids]``,
     sorted by their bytes. A verify where a few workflows changed looks up, and changes, only the files those
     touch: each is found by bisection on the bytes its line starts with (the JSON of its folder and key), so
-    the thousands of others are never parsed nor encoded again, only copied."""
+    the thousands of others are never parsed nor encoded again, only copied. (The model cache's folders are
+    kept the same way, one line ``[folder, files]`` each, looked up by ``(folder,)``.)"""
 
     def __init__(self, lines: list[bytes]) -> None:
         self.lines = lines
@@ -71,20 +72,21 @@ class MissingLines:
         return cls(sorted(orjson.dumps(row) for row in rows))
 
     @staticmethod
-    def _prefix(key: Key) -> bytes:
+    def _prefix(key: tuple[Any, ...]) -> bytes:
         # What the line of ``key`` starts with, and no other line does: the JSON of a list is the JSON of its
         # items, and the folder's and key's texts end with their closing quotes.
-        return orjson.dumps([key[0], key[1]])[:-1] + b","
+        return orjson.dumps(list(key))[:-1] + b","
 
-    def _at(self, key: Key) -> int | None:
+    def _at(self, key: tuple[Any, ...]) -> int | None:
         prefix = self._prefix(key)
         at = bisect.bisect_left(self.lines, prefix)
         return at if at < len(self.lines) and self.lines[at].startswith(prefix) else None
 
-    def get(self, key: Key) -> list[Any] | None:
-        """Return ``[entry_key, line ids]`` of the missing file ``key``, or None when there is none."""
+    def get(self, key: tuple[Any, ...]) -> list[Any] | None:
+        """Return ``[entry_key, line ids]`` of the missing file ``key`` (the rest of the line after the key),
+        or None when there is none."""
         at = self._at(key)
-        return None if at is None else cast(list[Any], orjson.loads(self.lines[at])[2:])
+        return None if at is None else cast(list[Any], orjson.loads(self.lines[at])[len(key) :])
 
     def pop(self, key: Key) -> None:
         """Forget the missing file ``key`` (when there is one)."""
@@ -114,6 +116,9 @@ class Memo:
     paths: list[str]
     targets: dict[str, list[int]]  # installed file -> the lines that expect a hash of it
     missing: MissingLines  # [folder, lookup key, entry_key, lines] of each missing file
+    #: [folder, files] of each folder type of the model cache (``basis`` has its stat), for the variants of a
+    #: file missing now: a folder's files read without reading the model cache's megabytes.
+    folders: MissingLines
     located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
     #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
     shares: list[bytes] | bytearray = field(default_factory=list)
@@ -123,7 +128,7 @@ class Memo:
         line of JSON (with how many missing files there are and the digest of what follows), then one line
         per missing file (``MissingLines``), then one per share (a buffer of lines is never copied into one
         more)."""
-        body: list[bytes] = [b"\n".join(self.missing.lines) + b"\n"] if self.missing.lines else []
+        body = [b"\n".join(kept.lines) + b"\n" for kept in (self.missing, self.folders) if kept.lines]
         if isinstance(self.shares, bytearray):
             # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
             body.append(cast(bytes, self.shares))
@@ -132,8 +137,8 @@ class Memo:
         digest = hashlib.sha256()
         for piece in body:
             digest.update(piece)
-        head = {k: v for k, v in self.__dict__.items() if k not in ("shares", "missing")}
-        head["missing"] = len(self.missing.lines)
+        head = {k: v for k, v in self.__dict__.items() if k not in ("shares", "missing", "folders")}
+        head["missing"], head["folders"] = len(self.missing.lines), len(self.folders.lines)
         head["body"] = digest.hexdigest()
         return [TAG, b"\n", orjson.dumps(head), b"\n", *body]
 
@@ -158,10 +163,19 @@ class Memo:
             body = memoryview(data)[len(lines[0]) + len(lines[1]) + 2 :]
             if hashlib.sha256(body).hexdigest() != head.pop("body") or lines[-1]:
                 raise ValueError("its lines do not match their digest")
-            count = head.pop("missing")
-            if type(count) is not int or not 0 <= count <= len(lines) - 3:
-                raise ValueError("its count of missing files is not one")
-            memo = cls(**head, missing=MissingLines(lines[2 : 2 + count]), shares=lines[2 + count : -1])
+            count, folders = head.pop("missing"), head.pop("folders")
+            if (
+                type(count) is not int
+                or type(folders) is not int
+                or not 0 <= count <= count + folders <= len(lines) - 3
+            ):
+                raise ValueError("its count of missing files or folders is not one")
+            memo = cls(
+                **head,
+                missing=MissingLines(lines[2 : 2 + count]),
+                folders=MissingLines(lines[2 + count : 2 + count + folders]),
+                shares=lines[2 + count + folders : -1],
+            )
             if not len(memo.ids) == len(memo.digests) == len(memo.paths) == len(memo.shares):
                 raise ValueError("its lists differ in length")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -259,10 +273,11 @@ def memo_of(
     missing: Mapping[Key, core.Missing],
     located: Mapping[tuple[str, str], str | None],
     entry_keys: Mapping[Key, str],
+    folders: MissingLines,
 ) -> Memo | None:
     """Return the memo of a full verify (``shares``: the path and share of each scan.json line, in order;
-    ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made (search.json or
-    scan.json in another layout, a workflow twice)."""
+    ``entry_keys``: the ``entry_key`` of each of ``missing``; ``folders``: ``folder_lines`` of the model cache
+    it read), or None when none can be made (search.json or scan.json in another layout, a workflow twice)."""
     id_of = {path: i for i, path in enumerate(shares.paths)}
     if not record.complete or len(digests) != len(shares.paths) or len(id_of) != len(shares.paths):
         return None
@@ -275,9 +290,15 @@ def memo_of(
         shares.paths,
         {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
         MissingLines.of([k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()),
+        folders,
         [[folder, name, path] for (folder, name), path in located.items()],
         shares.body,
     )
+
+
+def folder_lines(model_cache: Mapping[str, Any]) -> MissingLines:
+    """Return ``[folder, files]`` of each folder type of the model cache document ``model_cache``."""
+    return MissingLines.of([folder, group["files"]] for folder, group in model_cache["folders"].items())
 
 
 def save(path: Path, memo: Memo | None, state: Path) -> None:
@@ -516,7 +537,9 @@ def _again(state: Path, memo: Memo, previous: Mapping[str, Any], count_inactive:
     last = orjson.loads((state / core.ARTIFACT).read_bytes())
     drift = _drift(last["drift"], checked, targets, stats, known)
     progress = core.Progress(files_verified=len(stats), bytes_verified=sum(s.size for s in stats.values()))
-    alternatives, variants = _alternatives(state, previous, last, missing, touched_keys, missing_index, sizes, cache)
+    alternatives, variants = _alternatives(
+        state, previous, last, missing, touched_keys, missing_index, sizes, memo.folders
+    )
     new_memo = _next_memo(memo, lines, record, targets, touched_paths, missing, touched_keys, missing_index, locator)
     return Again(
         progress,
@@ -557,7 +580,7 @@ def _alternatives(
     touched: set[Key],
     index: MissingLines,
     sizes: Mapping[Any, int],
-    cache: ModelCache,
+    folders: MissingLines,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Return the alternatives entries (the last ones of untouched missing files, with the download size
     of now, and those of the touched ones found again) and the variants memo for verify_inputs.json."""
@@ -567,8 +590,10 @@ def _alternatives(
         raise Full("the variants memo is of another model cache")
     memo = core.VariantMemo(basis, set(last_memo["none"]), set(last_memo["some"]))
     memo.listed = {(a["folder"], a["name"]): a["variants"] for a in last["alternatives"]}
-    unknown = any(memo.get(core.entry_key(entry), entry) is None for entry in missing.values())
-    variant_index = VariantIndex.from_cache(cache.get() if unknown else {"folders": {}})
+    # The variants of a file not known before are looked for in its folder: only those folders are read.
+    unknown = {entry.folder for entry in missing.values() if memo.get(core.entry_key(entry), entry) is None}
+    groups = {folder: {"files": got[0]} for folder in unknown if folder and (got := folders.get((folder,)))}
+    variant_index = VariantIndex.from_cache({"folders": groups})
     out = core.variant_entries(missing, variant_index, sizes, memo)
     for entry in last["alternatives"]:
         key = (entry["folder"], lookup_key(entry["name"]))
@@ -618,6 +643,7 @@ def _next_memo(
         lines.paths,
         kept_targets,
         index,
+        memo.folders,  # the model cache is the memo's (its basis): its folders as they were, copied
         locator.to_json(),
         shares,
     )

@@ -153,7 +153,11 @@ def memo_by_path(home: Path) -> dict[str, Any]:
     missing = {(f, k): (e, [path_of[i] for i in ids]) for f, k, e, ids in memo.missing.rows()}
     assert len(missing) == len(memo.missing.lines) and memo.missing.lines == sorted(memo.missing.lines)
     targets = {p: sorted(path_of[i] for i in ids) for p, ids in memo.targets.items()}
-    return {"missing": missing, "targets": targets}
+    folders = {folder: files for folder, files in memo.folders.rows()}
+    assert folders == {
+        f: g["files"] for f, g in orjson.loads((home / "state" / "model_cache.json").read_bytes())["folders"].items()
+    }
+    return {"missing": missing, "targets": targets, "folders": memo.folders.lines}
 
 
 def first(tree: ComfyTree, home: Path) -> dict[str, str]:
