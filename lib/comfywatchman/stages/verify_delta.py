@@ -61,7 +61,7 @@ class MissingLines:
     sorted by their bytes. A verify where a few workflows changed looks up, and changes, only the files those
     touch: each is found by bisection on the bytes its line starts with (the JSON of its folder and key), so
     the thousands of others are never parsed nor encoded again, only copied. (The model cache's folders are
-    kept the same way, one line ``[folder, files]`` each, looked up by ``(folder,)``.)"""
+    kept the same way, one line ``[folder, files]`` each, looked up by ``(folder,)``: ``Folders``.)"""
 
     def __init__(self, lines: list[bytes]) -> None:
         self.lines = lines
@@ -103,6 +103,37 @@ class MissingLines:
         return [orjson.loads(line) for line in self.lines]
 
 
+class Folders:
+    """The model cache's folders in a memo: one block of lines ``[folder, files]`` sorted by their bytes
+    (``MissingLines``), with its sha256. Kept as one block, written as it was read (its digest too), and
+    split into lines only when a folder's files are asked for."""
+
+    def __init__(self, block: bytes, digest: str | None = None) -> None:
+        self.block = block
+        self.digest = digest if digest is not None else hashlib.sha256(block).hexdigest()
+        self._lines: MissingLines | None = None
+
+    @classmethod
+    def of(cls, model_cache: Mapping[str, Any]) -> Folders:
+        """Return the folders of the model cache document ``model_cache``."""
+        lines = MissingLines.of([folder, group["files"]] for folder, group in model_cache["folders"].items())
+        return cls(b"".join(line + b"\n" for line in lines.lines))
+
+    def _split(self) -> MissingLines:
+        if self._lines is None:
+            self._lines = MissingLines(self.block.split(b"\n")[:-1])  # each line ends with a newline
+        return self._lines
+
+    def files(self, folder: str) -> list[Any] | None:
+        """Return the files of ``folder`` (as the model cache lists them), or None when it has no such folder."""
+        got = self._split().get((folder,))
+        return None if got is None else cast(list[Any], got[0])
+
+    def rows(self) -> list[list[Any]]:
+        """Return ``[folder, files]`` of each folder (for tests and checks)."""
+        return self._split().rows()
+
+
 @dataclass
 class Memo:
     """What the next verify needs to verify only what changed (see the module). Each scan.json line has an
@@ -118,17 +149,17 @@ class Memo:
     missing: MissingLines  # [folder, lookup key, entry_key, lines] of each missing file
     #: [folder, files] of each folder type of the model cache (``basis`` has its stat), for the variants of a
     #: file missing now: a folder's files read without reading the model cache's megabytes.
-    folders: MissingLines
+    folders: Folders
     located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
     #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
     shares: list[bytes] | bytearray = field(default_factory=list)
 
     def chunks(self) -> list[bytes]:
-        """Return the file's content in pieces: the tag, the memo bar the missing files and the shares as one
-        line of JSON (with how many missing files there are and the digest of what follows), then one line
-        per missing file (``MissingLines``), then one per share (a buffer of lines is never copied into one
-        more)."""
-        body = [b"\n".join(kept.lines) + b"\n" for kept in (self.missing, self.folders) if kept.lines]
+        """Return the file's content in pieces: the tag, the memo bar the missing files, the shares and the
+        folders as one line of JSON (with how many missing files there are, the digest of them and the shares,
+        and that of the folders), then one line per missing file (``MissingLines``), one per share (a buffer of
+        lines is never copied into one more), and the folders' block (``Folders``) as it is."""
+        body = [b"\n".join(self.missing.lines) + b"\n"] if self.missing.lines else []
         if isinstance(self.shares, bytearray):
             # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
             body.append(cast(bytes, self.shares))
@@ -138,9 +169,9 @@ class Memo:
         for piece in body:
             digest.update(piece)
         head = {k: v for k, v in self.__dict__.items() if k not in ("shares", "missing", "folders")}
-        head["missing"], head["folders"] = len(self.missing.lines), len(self.folders.lines)
+        head["missing"], head["folders"] = len(self.missing.lines), self.folders.digest
         head["body"] = digest.hexdigest()
-        return [TAG, b"\n", orjson.dumps(head), b"\n", *body]
+        return [TAG, b"\n", orjson.dumps(head), b"\n", *body, self.folders.block]
 
     def share(self, index: int) -> bytes:
         """Return the share of the line at ``index`` (of a memo read from its file)."""
@@ -156,26 +187,25 @@ class Memo:
         if not data.startswith(TAG + b"\n"):  # the memo of another version: its loss costs one full verify
             logger.info("%s: of another format; verified in full", path)
             return None
-        # The tag, the head, each missing file, each share, and what follows the last newline.
-        lines = data.split(b"\n")
         try:
-            head = orjson.loads(lines[1])
-            body = memoryview(data)[len(lines[0]) + len(lines[1]) + 2 :]
-            if hashlib.sha256(body).hexdigest() != head.pop("body") or lines[-1]:
+            tag_end = len(TAG) + 1
+            head_end = data.index(b"\n", tag_end) + 1
+            head = orjson.loads(memoryview(data)[tag_end : head_end - 1])
+            count, shares = head.pop("missing"), len(head["ids"])
+            if type(count) is not int or count < 0:
+                raise ValueError("its count of missing files is not one")
+            # The head, each missing file, each share, then the folders' block whole (never split here).
+            lines = data.split(b"\n", 2 + count + shares)[2:]  # split as it is: no copy of megabytes first
+            if len(lines) != count + shares + 1:
+                raise ValueError("it has fewer lines than its head says")
+            block = lines.pop()
+            body = memoryview(data)[head_end : len(data) - len(block)]
+            if hashlib.sha256(body).hexdigest() != head.pop("body"):
                 raise ValueError("its lines do not match their digest")
-            count, folders = head.pop("missing"), head.pop("folders")
-            if (
-                type(count) is not int
-                or type(folders) is not int
-                or not 0 <= count <= count + folders <= len(lines) - 3
-            ):
-                raise ValueError("its count of missing files or folders is not one")
-            memo = cls(
-                **head,
-                missing=MissingLines(lines[2 : 2 + count]),
-                folders=MissingLines(lines[2 + count : 2 + count + folders]),
-                shares=lines[2 + count + folders : -1],
-            )
+            folders = Folders(block)
+            if folders.digest != head.pop("folders"):
+                raise ValueError("its folders do not match their digest")
+            memo = cls(**head, missing=MissingLines(lines[:count]), folders=folders, shares=lines[count:])
             if not len(memo.ids) == len(memo.digests) == len(memo.paths) == len(memo.shares):
                 raise ValueError("its lists differ in length")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -273,7 +303,7 @@ def memo_of(
     missing: Mapping[Key, core.Missing],
     located: Mapping[tuple[str, str], str | None],
     entry_keys: Mapping[Key, str],
-    folders: MissingLines,
+    folders: Folders,
 ) -> Memo | None:
     """Return the memo of a full verify (``shares``: the path and share of each scan.json line, in order;
     ``entry_keys``: the ``entry_key`` of each of ``missing``; ``folders``: ``folder_lines`` of the model cache
@@ -296,9 +326,9 @@ def memo_of(
     )
 
 
-def folder_lines(model_cache: Mapping[str, Any]) -> MissingLines:
+def folder_lines(model_cache: Mapping[str, Any]) -> Folders:
     """Return ``[folder, files]`` of each folder type of the model cache document ``model_cache``."""
-    return MissingLines.of([folder, group["files"]] for folder, group in model_cache["folders"].items())
+    return Folders.of(model_cache)
 
 
 def save(path: Path, memo: Memo | None, state: Path) -> None:
@@ -580,7 +610,7 @@ def _alternatives(
     touched: set[Key],
     index: MissingLines,
     sizes: Mapping[Any, int],
-    folders: MissingLines,
+    folders: Folders,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Return the alternatives entries (the last ones of untouched missing files, with the download size
     of now, and those of the touched ones found again) and the variants memo for verify_inputs.json."""
@@ -592,7 +622,7 @@ def _alternatives(
     memo.listed = {(a["folder"], a["name"]): a["variants"] for a in last["alternatives"]}
     # The variants of a file not known before are looked for in its folder: only those folders are read.
     unknown = {entry.folder for entry in missing.values() if memo.get(core.entry_key(entry), entry) is None}
-    groups = {folder: {"files": got[0]} for folder in unknown if folder and (got := folders.get((folder,)))}
+    groups = {folder: {"files": got} for folder in unknown if folder and (got := folders.files(folder)) is not None}
     variant_index = VariantIndex.from_cache({"folders": groups})
     out = core.variant_entries(missing, variant_index, sizes, memo)
     for entry in last["alternatives"]:

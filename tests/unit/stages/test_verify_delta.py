@@ -157,7 +157,7 @@ def memo_by_path(home: Path) -> dict[str, Any]:
     assert folders == {
         f: g["files"] for f, g in orjson.loads((home / "state" / "model_cache.json").read_bytes())["folders"].items()
     }
-    return {"missing": missing, "targets": targets, "folders": memo.folders.lines}
+    return {"missing": missing, "targets": targets, "folders": memo.folders.block}
 
 
 def first(tree: ComfyTree, home: Path) -> dict[str, str]:
