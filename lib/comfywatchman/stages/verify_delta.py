@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 FILE = "verify_delta.bin"
 #: Bump when what the file holds, or what verify.json's entries are made of, changes meaning.
-TAG = b"verify-delta-3"
+TAG = b"verify-delta-4"
 #: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full verify.
 CHANGED_SHARE = 0.05
 MIN_CHANGES = 16
