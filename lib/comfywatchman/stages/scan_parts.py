@@ -158,9 +158,7 @@ class ScanParts:
         the pack lacks are read."""
         kept = self._kept = self._load()
         self.digests = []
-        # The pack's line of each workflow, in order, as its pieces: joined only when written (most cycles
-        # append a few lines, and joining thousands of them to write none cost a copy of the pack).
-        written: list[list[bytes]] = []
+        written: list[bytes] = [self.tag]
         added: list[int] = []  # where the lines of parts made this time are in ``written``
         for number, digest, body in _lines(handle, scan_path):
             self.digests.append(digest)
@@ -173,14 +171,14 @@ class ScanParts:
                 payload = orjson.dumps(part)
                 found = [_digest(payload), payload]
                 added.append(len(written))
-            written.append([digest, *found])
+            written.append(b" ".join((digest, *found)))
             yield digest, part
-        in_use = len(written)
+        in_use = len(written) - 1
         stale = len(kept) + len(added) - in_use  # lines of the pack no workflow of this scan.json has
         if not self.loaded or stale > STALE_SHARE * in_use:
-            self._save([self.tag, *map(b" ".join, written)])
+            self._save(written)
         elif added:
-            self._append([b" ".join(written[i]) for i in added])
+            self._append([written[i] for i in added])
 
     def _parse(self, body: bytes, number: int, scan_path: Path) -> Any:
         self.parsed += 1
