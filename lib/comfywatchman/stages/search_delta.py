@@ -4,7 +4,8 @@ A missing file's result line in ``search.json`` is made of its query (the name a
 declarations, the workflows that miss it, in scan.json's order) and of its answer, which with ``--offline`` and
 only network backends (``fixed``) depends on the query alone. A query changes only where a workflow line of
 scan.json that names the file came, went or changed. So the search records, beside search.json, the digest and
-workflow of each scan.json line and the ``(folder, lookup key)`` of each result line; the next search compares
+workflow of each scan.json line, the ``(folder, lookup key)`` of each result line and which result lines
+are FOUND (their answers go into the download queue); the next search compares
 scan.json's lines with it and, when few changed and the others kept their order, groups again only the files
 the changed lines name (from the parts of the lines that name them: the pack), answers those again (reusing the
 last answer of an unchanged query), and copies every other result line as it was.

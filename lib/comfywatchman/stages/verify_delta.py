@@ -11,6 +11,10 @@ compares scan.json's lines with it and, when few changed and the others kept the
 the files the changed lines name (from the shares of the lines that name them), and copies every other entry
 from the last verify.json.
 
+What the memo keeps of each missing file, and the model cache's folders (for the variants of a file missing
+now), stay bytes: one line per missing file, sorted, found by bisection (``MissingLines``), and the folders as
+one block (``Folders``); a verify parses only the few a change touches and copies the others as they were.
+
 The file is a cache, safe to lose: it is used only when it goes with the verify.json, verify_inputs.json and
 hashes.json on disk (their size and mtime), the model cache and the settings it was made under, when the FOUND
 answers are the same, no file waits to be hashed and every file verified last time is as it was; anything
