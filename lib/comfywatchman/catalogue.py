@@ -201,9 +201,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "binary",
         ("search",),
         ("search",),
-        "the digest and workflow of each line of scan.json and the missing file of each line of search.json, so "
-        "an offline search where a few workflows changed answers only the files they name (written by offline "
-        "searches only; a cache: safe to delete)",
+        "the digest and workflow of each line of scan.json, the missing file of each line of search.json and which "
+        "lines are FOUND, so an offline search where a few workflows changed answers only the files they name "
+        "(written by offline searches only; a cache: safe to delete)",
         every_cycle=False,
     ),
     Artifact(
@@ -338,9 +338,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "binary",
         ("verify",),
         ("verify",),
-        "the digest, workflow and share of each line of scan.json, the lines naming each file and the FOUND "
-        "answers read, so a verify where a few workflows changed works out only the files they name (a cache: "
-        "safe to delete)",
+        "the digest, workflow and share of each line of scan.json, the lines naming each file, the FOUND answers "
+        "read and the model cache's folders, so a verify where a few workflows changed works out only the files "
+        "they name (a cache: safe to delete)",
     ),
     Artifact(
         "verify_inputs",

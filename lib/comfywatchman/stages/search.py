@@ -612,7 +612,9 @@ def _run(ctx: StageContext) -> StageOutcome:
         ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail, extra
     )
     if fixed:
-        delta_module.save(memo_path, delta_module.memo_of(basis, count_inactive, outputs, parts.digests, paths, qids))
+        found = delta.found_lines if delta is not None else [i for i, s in enumerate(answers.statuses) if s == "FOUND"]
+        memo = delta_module.memo_of(basis, count_inactive, outputs, parts.digests, paths, qids, found)
+        delta_module.save(memo_path, memo)
     elif memo_path.exists():
         memo_path.unlink()  # made by an offline search: this one's answers are not all fixed
     logger.info(

@@ -4,7 +4,8 @@ A missing file's result line in ``search.json`` is made of its query (the name a
 declarations, the workflows that miss it, in scan.json's order) and of its answer, which with ``--offline`` and
 only network backends (``fixed``) depends on the query alone. A query changes only where a workflow line of
 scan.json that names the file came, went or changed. So the search records, beside search.json, the digest and
-workflow of each scan.json line and the ``(folder, lookup key)`` of each result line; the next search compares
+workflow of each scan.json line, the ``(folder, lookup key)`` of each result line and which result lines
+are FOUND (their answers go into the download queue); the next search compares
 scan.json's lines with it and, when few changed and the others kept their order, groups again only the files
 the changed lines name (from the parts of the lines that name them: the pack), answers those again (reusing the
 last answer of an unchanged query), and copies every other result line as it was.
@@ -18,6 +19,7 @@ search gives: the test suite compares the two.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from comfywatchman.stages.scan_parts import ScanParts
 logger = logging.getLogger(__name__)
 
 #: Bump when what the file holds, or the search's result lines, change meaning.
-TAG = b"search-delta-1"
+TAG = b"search-delta-2"
 #: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full search.
 CHANGED_SHARE = 0.05
 MIN_CHANGES = 16
@@ -52,6 +54,8 @@ class Memo:
     outputs: list[list[int] | None]  # the stat of search.json and of the download queue it goes with
     lines: list[list[str]]  # [digest, workflow path] of each workflow line of scan.json, in order
     queries: list[list[Any]]  # [folder, lookup key] of each result line of search.json, in order
+    #: The indexes of the result lines whose status is FOUND, in order (search.json is not searched for them).
+    found: list[int] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Return the file's content: the tag, then the memo as one line of JSON."""
@@ -68,10 +72,22 @@ class Memo:
             return None
         try:
             data = orjson.loads(body)
-            return cls(data["basis"], data["count_inactive"], data["outputs"], data["lines"], data["queries"])
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            memo = cls(data["basis"], data["count_inactive"], data["outputs"], data["lines"], data["queries"])
+            memo.found = _found_indexes(data["found"], len(memo.queries))
+            return memo
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             logger.warning("%s: not a search memo (%s); the search runs in full", path, exc)
             return None
+
+
+def _found_indexes(found: Any, count: int) -> list[int]:
+    """Return ``found`` when it is a list of result line indexes (of ``count``) in order; else raise
+    ValueError."""
+    if not isinstance(found, list) or (found and set(map(type, found)) != {int}):
+        raise ValueError("its FOUND lines are not indexes")
+    if found and (found[0] < 0 or found[-1] >= count or any(a >= b for a, b in itertools.pairwise(found))):
+        raise ValueError("its FOUND lines are not indexes of its lines in order")
+    return found
 
 
 def save(path: Path, memo: Memo) -> None:
@@ -101,6 +117,7 @@ class Delta:
     touched: int = 0
     others: Callable[[], dict[Qid, int]] | None = None
     paths: list[str] = field(default_factory=list)  # the workflow of each line of scan.json, in order
+    found_lines: list[int] = field(default_factory=list)  # the indexes of ``texts`` whose status is FOUND
 
 
 def _changes(memo: Memo, digests: list[bytes]) -> tuple[list[bytes], list[int]] | None:
@@ -134,13 +151,15 @@ class _Lines:
     counts. Bytes, not text: the lines kept are written back as they are, never decoded (only the few a
     search looks into are)."""
 
-    def __init__(self, path: Path, count: int) -> None:
+    def __init__(self, path: Path, count: int, found: list[int]) -> None:
         data = path.read_bytes()
-        raw = data.removesuffix(b"\n").split(b"\n")
+        raw = data.split(b"\n")  # split as it is: a copy without the last newline is megabytes copied
+        if raw[-1] == b"":
+            raw.pop()
         if len(raw) != count + 2 or not raw[-1].startswith(b"]"):
             raise ValueError("not the layout recorded")
         self.lines = [line.removesuffix(b",") for line in raw[1:-1]]
-        self.found = _found_lines(data, count)
+        self.found = found  # the FOUND lines, from the memo that goes with this very file
         # The head ends the first line with the list's opening bracket: closed, it is the document bar its list.
         counts = orjson.loads(raw[0] + b"]}")["counts"]
         if not isinstance(counts, dict):
@@ -154,23 +173,6 @@ class _Lines:
     def text(self, index: int) -> str:
         """Return the line at ``index`` as text."""
         return self.lines[index].decode("utf-8")
-
-
-def _found_lines(data: bytes, count: int) -> list[int]:
-    """Return the indexes of the result lines of search.json's ``data`` (``count`` of them, after the head's
-    line) that hold the words of a FOUND status, in order: found by a search of the bytes, not line by line."""
-    found: list[int] = []
-    line, counted = 0, 0  # the line (from 0: the head) of the byte ``counted``
-    at = data.find(_FOUND)
-    while at >= 0:
-        line, counted = line + data.count(b"\n", counted, at), at
-        if 1 <= line <= count:
-            found.append(line - 1)
-        end = data.find(b"\n", at)
-        if end < 0:
-            break
-        at = data.find(_FOUND, end)
-    return found
 
 
 def search_again(
@@ -189,7 +191,7 @@ def search_again(
         return None
     gone, new = changes
     try:
-        last = _Lines(search_path, len(memo.queries))
+        last = _Lines(search_path, len(memo.queries), memo.found)
     except (OSError, ValueError):
         return None
     paths_before = {d.encode("ascii"): p for d, p in memo.lines}
@@ -292,6 +294,8 @@ def _merge(
         _add_made(delta, qid, made[qid])
     copy.up_to(len(memo.queries))
     _found(delta, made_at, copy.found_at)
+    made_found = [at for at, made in made_at.items() if made[1] == Status.FOUND.value]
+    delta.found_lines = sorted(copy.found_at + made_found)
     qids, texts = list(delta.qids), list(delta.texts)  # the stage empties ``texts`` once they are written
     delta.others = lambda: {qid: len(orjson.loads(text)["workflows"]) for qid, text in zip(qids, texts, strict=True)}
     return delta
@@ -308,7 +312,7 @@ class _Copy:
     def __init__(self, delta: Delta, memo: Memo, last: _Lines, keys_before: list[Any], dropped: list[int]) -> None:
         self.delta, self.memo, self.last, self.keys_before, self.dropped = delta, memo, last, keys_before, dropped
         self.start = 0
-        self.found_at: list[int] = []  # the places in ``delta`` of kept lines that may hold a FOUND answer
+        self.found_at: list[int] = []  # the places in ``delta`` of kept lines whose status is FOUND
 
     def up_to(self, stop: int) -> None:
         """Add the last lines from where the last call stopped up to ``stop`` (not included)."""
@@ -328,9 +332,6 @@ class _Copy:
         delta.texts += self.last.lines[start:stop]
         delta.qids += [(row[0], row[1]) for row in self.memo.queries[start:stop]]
         delta.keys += self.keys_before[start:stop]
-
-
-_FOUND = b'"status":"FOUND"'
 
 
 def _found(
@@ -380,13 +381,21 @@ def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_n
 
 
 def memo_of(
-    basis: str, count_inactive: bool, outputs: list[Path], digests: list[bytes], paths: list[str], qids: list[Qid]
+    basis: str,
+    count_inactive: bool,
+    outputs: list[Path],
+    digests: list[bytes],
+    paths: list[str],
+    qids: list[Qid],
+    found: list[int],
 ) -> Memo:
-    """Return the memo of a search just written (``outputs``: search.json and the download queue)."""
+    """Return the memo of a search just written (``outputs``: search.json and the download queue; ``found``:
+    the indexes of its result lines whose status is FOUND)."""
     return Memo(
         basis,
         count_inactive,
         [stage_inputs.stat_key(p) for p in outputs],
         [[d.decode("ascii"), p] for d, p in zip(digests, paths, strict=True)],
         [[q[0], q[1]] for q in qids],
+        found,
     )

@@ -796,10 +796,11 @@ def _full(
     sizes = _download_sizes(results.values(), queue)
     memo = variant_memo(state, previous)
     alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
+    folders = verify_delta.folder_lines(model_cache)
     del model_cache  # tens of thousands of entries: freed before the memo is made
     checked = sorted(found)
     basis = verify_delta.basis_of(state, settings_key)
-    memo_next = verify_delta.memo_of(basis, record, digests, shares, found, needs.missing, located, memo.keys)
+    memo_next = verify_delta.memo_of(basis, record, digests, shares, found, needs.missing, located, memo.keys, folders)
     return store, progress, drift, alts, checked, stats_digest(checked), memo.to_json(), memo_next
 
 

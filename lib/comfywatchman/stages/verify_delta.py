@@ -11,6 +11,10 @@ compares scan.json's lines with it and, when few changed and the others kept the
 the files the changed lines name (from the shares of the lines that name them), and copies every other entry
 from the last verify.json.
 
+What the memo keeps of each missing file, and the model cache's folders (for the variants of a file missing
+now), stay bytes: one line per missing file, sorted, found by bisection (``MissingLines``), and the folders as
+one block (``Folders``); a verify parses only the few a change touches and copies the others as they were.
+
 The file is a cache, safe to lose: it is used only when it goes with the verify.json, verify_inputs.json and
 hashes.json on disk (their size and mtime), the model cache and the settings it was made under, when the FOUND
 answers are the same, no file waits to be hashed and every file verified last time is as it was; anything
@@ -20,6 +24,7 @@ bytes a full verify gives: the test suite compares the two.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
@@ -41,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 FILE = "verify_delta.bin"
 #: Bump when what the file holds, or what verify.json's entries are made of, changes meaning.
-TAG = b"verify-delta-1"
+TAG = b"verify-delta-4"
 #: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full verify.
 CHANGED_SHARE = 0.05
 MIN_CHANGES = 16
@@ -53,6 +58,90 @@ Key = tuple[str | None, str]  # a missing file: its folder and lookup key
 
 class Full(Exception):
     """The verify cannot be made from the last one: verify in full (the message says why)."""
+
+
+class MissingLines:
+    """The missing files of a memo: one line of JSON per file, ``[folder, lookup key, entry_key, line ids]``,
+    sorted by their bytes. A verify where a few workflows changed looks up, and changes, only the files those
+    touch: each is found by bisection on the bytes its line starts with (the JSON of its folder and key), so
+    the thousands of others are never parsed nor encoded again, only copied. (The model cache's folders are
+    kept the same way, one line ``[folder, files]`` each, looked up by ``(folder,)``: ``Folders``.)"""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    @classmethod
+    def of(cls, rows: Iterable[list[Any]]) -> MissingLines:
+        """Return the lines of ``rows`` (``[folder, lookup key, entry_key, line ids]`` each), sorted."""
+        return cls(sorted(_line(row) for row in rows))
+
+    @staticmethod
+    def _prefix(key: tuple[Any, ...]) -> bytes:
+        # What the line of ``key`` starts with, and no other line does: the JSON of a list is the JSON of its
+        # items, and the folder's and key's texts end with their closing quotes.
+        return orjson.dumps(list(key))[:-1] + b","
+
+    def _at(self, key: tuple[Any, ...]) -> int | None:
+        prefix = self._prefix(key)
+        at = bisect.bisect_left(self.lines, prefix)
+        return at if at < len(self.lines) and self.lines[at].startswith(prefix) else None
+
+    def get(self, key: tuple[Any, ...]) -> list[Any] | None:
+        """Return ``[entry_key, line ids]`` of the missing file ``key`` (the rest of the line after the key),
+        or None when there is none."""
+        at = self._at(key)
+        return None if at is None else cast(list[Any], orjson.loads(self.lines[at])[len(key) :])
+
+    def pop(self, key: Key) -> None:
+        """Forget the missing file ``key`` (when there is one)."""
+        at = self._at(key)
+        if at is not None:
+            del self.lines[at]
+
+    def put(self, key: Key, entry_key: str, line_ids: list[int]) -> None:
+        """Add the missing file ``key`` (none there before: ``pop`` it first)."""
+        bisect.insort(self.lines, _line([key[0], key[1], entry_key, line_ids]))
+
+    def rows(self) -> list[list[Any]]:
+        """Return every line parsed (for tests and checks; a verify never needs them all)."""
+        return [orjson.loads(line) for line in self.lines]
+
+
+def _line(row: list[Any]) -> bytes:
+    """Return the JSON of ``row`` as bytes of its own size: orjson's bytes keep the buffer it wrote them in
+    (some 4 KB however short the text), and a memo keeps thousands of lines (35 MB instead of 1)."""
+    return bytes(memoryview(orjson.dumps(row)))
+
+
+class Folders:
+    """The model cache's folders in a memo: one block of lines ``[folder, files]`` sorted by their bytes
+    (``MissingLines``), with its sha256. Kept as one block, written as it was read (its digest too), and
+    split into lines only when a folder's files are asked for."""
+
+    def __init__(self, block: bytes, digest: str | None = None) -> None:
+        self.block = block
+        self.digest = digest if digest is not None else hashlib.sha256(block).hexdigest()
+        self._lines: MissingLines | None = None
+
+    @classmethod
+    def of(cls, model_cache: Mapping[str, Any]) -> Folders:
+        """Return the folders of the model cache document ``model_cache``."""
+        lines = MissingLines.of([folder, group["files"]] for folder, group in model_cache["folders"].items())
+        return cls(b"".join(line + b"\n" for line in lines.lines))
+
+    def _split(self) -> MissingLines:
+        if self._lines is None:
+            self._lines = MissingLines(self.block.split(b"\n")[:-1])  # each line ends with a newline
+        return self._lines
+
+    def files(self, folder: str) -> list[Any] | None:
+        """Return the files of ``folder`` (as the model cache lists them), or None when it has no such folder."""
+        got = self._split().get((folder,))
+        return None if got is None else cast(list[Any], got[0])
+
+    def rows(self) -> list[list[Any]]:
+        """Return ``[folder, files]`` of each folder (for tests and checks)."""
+        return self._split().rows()
 
 
 @dataclass
@@ -67,25 +156,32 @@ class Memo:
     digests: list[str]
     paths: list[str]
     targets: dict[str, list[int]]  # installed file -> the lines that expect a hash of it
-    missing: list[list[Any]]  # [folder, lookup key, entry_key, lines] of each missing file
+    missing: MissingLines  # [folder, lookup key, entry_key, lines] of each missing file
+    #: [folder, files] of each folder type of the model cache (``basis`` has its stat), for the variants of a
+    #: file missing now: a folder's files read without reading the model cache's megabytes.
+    folders: Folders
     located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
     #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
     shares: list[bytes] | bytearray = field(default_factory=list)
 
     def chunks(self) -> list[bytes]:
-        """Return the file's content in pieces: the tag, the memo bar the shares as one line of JSON (with the
-        digest of the shares), then one line per share (a buffer of lines is never copied into one more)."""
+        """Return the file's content in pieces: the tag, the memo bar the missing files, the shares and the
+        folders as one line of JSON (with how many missing files there are, the digest of them and the shares,
+        and that of the folders), then one line per missing file (``MissingLines``), one per share (a buffer of
+        lines is never copied into one more), and the folders' block (``Folders``) as it is."""
+        body = [b"\n".join(self.missing.lines) + b"\n"] if self.missing.lines else []
         if isinstance(self.shares, bytearray):
             # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
-            body: list[bytes] = [cast(bytes, self.shares)]
-        else:  # one buffer: a write per share was thousands of writes
-            body = [b"\n".join(self.shares) + b"\n"] if self.shares else []
+            body.append(cast(bytes, self.shares))
+        elif self.shares:  # one buffer: a write per share was thousands of writes
+            body.append(b"\n".join(self.shares) + b"\n")
         digest = hashlib.sha256()
         for piece in body:
             digest.update(piece)
-        head = {k: v for k, v in self.__dict__.items() if k != "shares"}
+        head = {k: v for k, v in self.__dict__.items() if k not in ("shares", "missing", "folders")}
+        head["missing"], head["folders"] = len(self.missing.lines), self.folders.digest
         head["body"] = digest.hexdigest()
-        return [TAG, b"\n", orjson.dumps(head), b"\n", *body]
+        return [TAG, b"\n", orjson.dumps(head), b"\n", *body, self.folders.block]
 
     def share(self, index: int) -> bytes:
         """Return the share of the line at ``index`` (of a memo read from its file)."""
@@ -96,15 +192,30 @@ class Memo:
     def load(cls, path: Path) -> Memo | None:
         """Return the memo at ``path``; None when there is none, or it is torn or of another format."""
         data = artifacts.read_cache(path, "verified in full")
-        if data is None or not data.startswith(TAG + b"\n"):
+        if data is None:
             return None
-        lines = data.split(b"\n")  # the tag, the head, each share, and what follows the last newline
+        if not data.startswith(TAG + b"\n"):  # the memo of another version: its loss costs one full verify
+            logger.info("%s: of another format; verified in full", path)
+            return None
         try:
-            head = orjson.loads(lines[1])
-            body = memoryview(data)[len(lines[0]) + len(lines[1]) + 2 :]
-            if hashlib.sha256(body).hexdigest() != head.pop("body") or lines[-1]:
+            tag_end = len(TAG) + 1
+            head_end = data.index(b"\n", tag_end) + 1
+            head = orjson.loads(memoryview(data)[tag_end : head_end - 1])
+            count, shares = head.pop("missing"), len(head["ids"])
+            if type(count) is not int or count < 0:
+                raise ValueError("its count of missing files is not one")
+            # The head, each missing file, each share, then the folders' block whole (never split here).
+            lines = data.split(b"\n", 2 + count + shares)[2:]  # split as it is: no copy of megabytes first
+            if len(lines) != count + shares + 1:
+                raise ValueError("it has fewer lines than its head says")
+            block = lines.pop()
+            body = memoryview(data)[head_end : len(data) - len(block)]
+            if hashlib.sha256(body).hexdigest() != head.pop("body"):
                 raise ValueError("its lines do not match their digest")
-            memo = cls(**head, shares=lines[2:-1])
+            folders = Folders(block)
+            if folders.digest != head.pop("folders"):
+                raise ValueError("its folders do not match their digest")
+            memo = cls(**head, missing=MissingLines(lines[:count]), folders=folders, shares=lines[count:])
             if not len(memo.ids) == len(memo.digests) == len(memo.paths) == len(memo.shares):
                 raise ValueError("its lists differ in length")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -202,10 +313,11 @@ def memo_of(
     missing: Mapping[Key, core.Missing],
     located: Mapping[tuple[str, str], str | None],
     entry_keys: Mapping[Key, str],
+    folders: Folders,
 ) -> Memo | None:
     """Return the memo of a full verify (``shares``: the path and share of each scan.json line, in order;
-    ``entry_keys``: the ``entry_key`` of each of ``missing``), or None when none can be made (search.json or
-    scan.json in another layout, a workflow twice)."""
+    ``entry_keys``: the ``entry_key`` of each of ``missing``; ``folders``: ``folder_lines`` of the model cache
+    it read), or None when none can be made (search.json or scan.json in another layout, a workflow twice)."""
     id_of = {path: i for i, path in enumerate(shares.paths)}
     if not record.complete or len(digests) != len(shares.paths) or len(id_of) != len(shares.paths):
         return None
@@ -217,10 +329,16 @@ def memo_of(
         [d.decode("ascii") for d in digests],
         shares.paths,
         {path: sorted(id_of[w] for w in target.workflows) for path, target in found.items()},
-        [[k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()],
+        MissingLines.of([k[0], k[1], entry_keys[k], [id_of[w] for w in e.workflows]] for k, e in missing.items()),
+        folders,
         [[folder, name, path] for (folder, name), path in located.items()],
         shares.body,
     )
+
+
+def folder_lines(model_cache: Mapping[str, Any]) -> Folders:
+    """Return ``[folder, files]`` of each folder type of the model cache document ``model_cache``."""
+    return Folders.of(model_cache)
 
 
 def save(path: Path, memo: Memo | None, state: Path) -> None:
@@ -430,10 +548,12 @@ def _again(state: Path, memo: Memo, previous: Mapping[str, Any], count_inactive:
     cache = ModelCache(state / "model_cache.json")
     locator = Locator({(f, n): p for f, n, p in memo.located}, cache)
     touched_paths, touched_keys = _touched(lines, locator, results)
-    missing_index: dict[Key, list[Any]] = {(m[0], m[1]): m[2:] for m in memo.missing}
+    missing_index = MissingLines(list(memo.missing.lines))  # the next memo's, made from this one's
     alive = lines.position
     needed = {i for p in touched_paths for i in memo.targets.get(p, ()) if i in alive}
-    needed |= {i for k in touched_keys for i in missing_index.get(k, (None, ()))[1] if i in alive}
+    for key in touched_keys:
+        named = missing_index.get(key)
+        needed |= {i for i in (named[1] if named else ()) if i in alive}
     needed |= set(lines.fresh)
     targets, missing = _regroup(lines, needed, locator, results, touched_paths, touched_keys)
 
@@ -457,7 +577,9 @@ def _again(state: Path, memo: Memo, previous: Mapping[str, Any], count_inactive:
     last = orjson.loads((state / core.ARTIFACT).read_bytes())
     drift = _drift(last["drift"], checked, targets, stats, known)
     progress = core.Progress(files_verified=len(stats), bytes_verified=sum(s.size for s in stats.values()))
-    alternatives, variants = _alternatives(state, previous, last, missing, touched_keys, missing_index, sizes, cache)
+    alternatives, variants = _alternatives(
+        state, previous, last, missing, touched_keys, missing_index, sizes, memo.folders
+    )
     new_memo = _next_memo(memo, lines, record, targets, touched_paths, missing, touched_keys, missing_index, locator)
     return Again(
         progress,
@@ -496,9 +618,9 @@ def _alternatives(
     last: Mapping[str, Any],
     missing: Mapping[Key, core.Missing],
     touched: set[Key],
-    index: Mapping[Key, list[Any]],
+    index: MissingLines,
     sizes: Mapping[Any, int],
-    cache: ModelCache,
+    folders: Folders,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Return the alternatives entries (the last ones of untouched missing files, with the download size
     of now, and those of the touched ones found again) and the variants memo for verify_inputs.json."""
@@ -508,8 +630,10 @@ def _alternatives(
         raise Full("the variants memo is of another model cache")
     memo = core.VariantMemo(basis, set(last_memo["none"]), set(last_memo["some"]))
     memo.listed = {(a["folder"], a["name"]): a["variants"] for a in last["alternatives"]}
-    unknown = any(memo.get(core.entry_key(entry), entry) is None for entry in missing.values())
-    variant_index = VariantIndex.from_cache(cache.get() if unknown else {"folders": {}})
+    # The variants of a file not known before are looked for in its folder: only those folders are read.
+    unknown = {entry.folder for entry in missing.values() if memo.get(core.entry_key(entry), entry) is None}
+    groups = {folder: {"files": got} for folder in unknown if folder and (got := folders.files(folder)) is not None}
+    variant_index = VariantIndex.from_cache({"folders": groups})
     out = core.variant_entries(missing, variant_index, sizes, memo)
     for entry in last["alternatives"]:
         key = (entry["folder"], lookup_key(entry["name"]))
@@ -535,7 +659,7 @@ def _next_memo(
     touched_paths: set[str],
     missing: Mapping[Key, core.Missing],
     touched_keys: set[Key],
-    index: dict[Key, list[Any]],
+    index: MissingLines,
     locator: Locator,
 ) -> Memo:
     """Return the memo of this verify: the last one with the touched files' lines made again."""
@@ -544,10 +668,10 @@ def _next_memo(
     for path, target in targets.items():
         kept_targets[path] = sorted((id_of[w] for w in target.workflows), key=lines.position.__getitem__)
     for key in touched_keys:
-        index.pop(key, None)
+        index.pop(key)
         entry = missing.get(key)
         if entry is not None:
-            index[key] = [core.entry_key(entry), [id_of[w] for w in entry.workflows]]
+            index.put(key, core.entry_key(entry), [id_of[w] for w in entry.workflows])
     old_at = {line_id: i for i, line_id in enumerate(memo.ids)}
     shares = [orjson.dumps(lines.fresh[i][1:]) if i in lines.fresh else memo.share(old_at[i]) for i in lines.ids]
     return Memo(
@@ -558,7 +682,8 @@ def _next_memo(
         lines.digests,
         lines.paths,
         kept_targets,
-        [[k[0], k[1], *v] for k, v in index.items()],
+        index,
+        memo.folders,  # the model cache is the memo's (its basis): its folders as they were, copied
         locator.to_json(),
         shares,
     )

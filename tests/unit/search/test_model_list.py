@@ -71,3 +71,29 @@ def test_resolve_is_none_for_generic_names(tmp_path: Path) -> None:
     url = "https://huggingface.co/Kwai-Kolors/Kolors/resolve/main/vae/diffusion_pytorch_model.safetensors"
     generic = {**ENTRY, "filename": "diffusion_pytorch_model.safetensors", "url": url}
     assert _list(tmp_path, [generic]).resolve(ModelQuery("diffusion_pytorch_model.safetensors", "vae")) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://example.com/a.pth", True),
+        ("http://example.com/a.pth", True),
+        ("HTTPS://example.com/a.pth", True),  # urlsplit's scheme is lower case
+        (" https://example.com/a.pth", True),  # urlsplit strips leading blanks
+        ("ftp://example.com/a.pth", False),
+        ("httpsx://example.com/a.pth", False),
+        ("example.com/a.pth", False),
+    ],
+)
+def test_a_url_is_kept_when_urlsplit_gives_an_http_scheme(tmp_path: Path, url: str, kept: bool) -> None:
+    model_list = _list(tmp_path, [{**ENTRY, "url": url}])
+    assert (ENTRY["filename"] in model_list.by_name) is kept
+
+
+def test_a_list_orjson_refuses_is_read_as_the_standard_library_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "model-list.json"
+    path.write_text('{"models": [' + json.dumps(ENTRY)[:-1] + ', "weight": NaN, "id": 123456789012345678901234}]}')
+    model_list = ModelList.load(path)
+    assert model_list.source == str(path) and model_list.by_name[ENTRY["filename"]][0]["id"] == 123456789012345678901234
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a byte order mark: not JSON to either
+    assert ModelList.load(path).source is None

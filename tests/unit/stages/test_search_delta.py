@@ -30,7 +30,16 @@ def again(comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, c
         run(context(comfy_tree, home, f"c{cycle}", T0 + timedelta(hours=cycle)), STAGES)
     assert KEPT in caplog.text
     made = outputs(home)
+    assert_memo_finds_the_found_lines(home)
     assert searched_from_scratch(comfy_tree, home, f"c{cycle}-scratch") == made
+    assert_memo_finds_the_found_lines(home)  # the memo of a search from scratch too
+
+
+def assert_memo_finds_the_found_lines(home: Path) -> None:
+    """The memo in ``home`` gives the indexes of search.json's FOUND results (search.json is not searched)."""
+    memo = search_delta.Memo.load(home / "state" / "search_delta.bin")
+    assert memo is not None
+    assert memo.found == [i for i, r in enumerate(outputs(home)[0]["results"]) if r["status"] == "FOUND"]
 
 
 def test_workflows_that_come_go_and_change_give_what_a_full_search_gives(
@@ -134,10 +143,34 @@ def test_lines_made_again_go_first_last_and_between_the_kept_ones_as_a_full_sear
     again(comfy_tree, home, caplog, 3)
 
 
-def test_the_lines_that_may_hold_a_found_answer_are_those_a_look_into_each_line_finds() -> None:
-    found = b'{"status":"FOUND"}'
-    lines = [b'{"a":1}', found, b'{"attempts":[{"status":"FOUND"}],"status":"NOT_FOUND"}', b'{"b":2}', found]
-    data = b'{"counts":{"FOUND":2},"results":[\n' + b",\n".join(lines) + b'\n],"x":"\\"status\\":\\"FOUND\\""}\n'
-    fresh = [i for i, line in enumerate(lines) if b'"status":"FOUND"' in line]
-    assert search_delta._found_lines(data, len(lines)) == fresh == [1, 2, 4]
-    assert search_delta._found_lines(b'{"results":[\n]}\n', 0) == []
+@pytest.mark.parametrize("found", [[5], [-1], [1, 1], ["1"], None])
+def test_a_memo_whose_found_lines_are_not_its_lines_means_the_full_search(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, found: object
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), STAGES)
+    path = home / "state" / "search_delta.bin"
+    memo = search_delta.Memo.load(path)
+    assert memo is not None and len(memo.queries) == 2 and memo.found == [1]
+    memo.found = found  # type: ignore[assignment]
+    path.write_bytes(memo.to_bytes())
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["up.pth"])]))
+    with caplog.at_level(logging.INFO):
+        run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)), STAGES)
+    assert "not a search memo" in caplog.text and KEPT not in caplog.text
+    assert searched_from_scratch(comfy_tree, home, "c3") == outputs(home)
+
+
+def test_a_memo_of_another_format_means_the_full_search(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), STAGES)
+    path = home / "state" / "search_delta.bin"
+    data = path.read_bytes()
+    path.write_bytes(b"search-delta-1" + data[data.index(b"\n") :])  # the format before the FOUND lines
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["up.pth"])]))
+    with caplog.at_level(logging.INFO):
+        run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)), STAGES)
+    assert KEPT not in caplog.text
+    assert searched_from_scratch(comfy_tree, home, "c3") == outputs(home)

@@ -140,7 +140,24 @@ def cycle(
         run(context(tree, scratch, f"c{number}", T0 + timedelta(hours=number)), ("verify",))
     assert KEPT not in caplog.text
     assert verified(scratch) == made
+    if kept:  # the memo a kept verify writes holds what the full verify's holds (line ids aside)
+        assert memo_by_path(home) == memo_by_path(scratch)
     return made
+
+
+def memo_by_path(home: Path) -> dict[str, Any]:
+    """The memo in ``home``'s missing files and targets, each line id given as its workflow."""
+    memo = verify_delta.Memo.load(home / "state" / verify_delta.FILE)
+    assert memo is not None
+    path_of = dict(zip(memo.ids, memo.paths, strict=True))
+    missing = {(f, k): (e, [path_of[i] for i in ids]) for f, k, e, ids in memo.missing.rows()}
+    assert len(missing) == len(memo.missing.lines) and memo.missing.lines == sorted(memo.missing.lines)
+    targets = {p: sorted(path_of[i] for i in ids) for p, ids in memo.targets.items()}
+    folders = {folder: files for folder, files in memo.folders.rows()}
+    assert folders == {
+        f: g["files"] for f, g in orjson.loads((home / "state" / "model_cache.json").read_bytes())["folders"].items()
+    }
+    return {"missing": missing, "targets": targets, "folders": memo.folders.block}
 
 
 def first(tree: ComfyTree, home: Path) -> dict[str, str]:
@@ -280,9 +297,19 @@ def test_what_the_memo_cannot_answer_means_the_full_verify(
     memo = home / "state" / verify_delta.FILE
     memo.write_bytes(memo.read_bytes()[:-100])
     cycle(comfy_tree, home, tmp_path, caplog, 4, "not a verify memo")
+    # A memo of another format (the one before the missing files had a line each): the full verify.
+    comfy_tree.workflow("e.json", ui_workflow([node(1, "LoraLoader", "missing_lora.safetensors")]))
+    data = memo.read_bytes()
+    memo.write_bytes(b"verify-delta-1" + data[data.index(b"\n") :])
+    cycle(comfy_tree, home, tmp_path, caplog, 5, FULL)
+    # A memo whose count of missing files is not one (with a right digest): ignored with a warning.
+    comfy_tree.workflow("e.json", ui_workflow([node(1, "LoraLoader", "missing_lora2.safetensors")]))
+    tag, head, body = memo.read_bytes().split(b"\n", 2)
+    memo.write_bytes(b"\n".join([tag, head.replace(b'"missing":', b'"missing":1000000,"x":'), body]))
+    cycle(comfy_tree, home, tmp_path, caplog, 6, "not a verify memo")
     # And the memo written by that full verify serves the next cycle.
     comfy_tree.workflow("e.json", ui_workflow([node(1, "LoraLoader", "missing_lora.safetensors")]))
-    cycle(comfy_tree, home, tmp_path, caplog, 5)
+    cycle(comfy_tree, home, tmp_path, caplog, 7)
 
 
 @pytest.mark.parametrize(
@@ -310,3 +337,28 @@ def test_a_model_cache_that_cannot_be_read_as_one_means_the_full_verify(tmp_path
         verify_delta.ModelCache(path).get()
     path.write_bytes(b'{"folders":{"loras":{"paths":[],"files":[]}}}')
     assert verify_delta.ModelCache(path).get()["folders"]["loras"]["files"] == []
+
+
+def test_missing_lines_find_each_file_by_its_folder_and_key_alone() -> None:
+    # Keys that start alike, that JSON escapes, and a file without a folder.
+    rows = [
+        ["loras", "a.safetensors", "e1", [0]],
+        ["loras", "a.safetensors.bak", "e2", [1, 2]],
+        ["loras", 'we"ird\\name', "e3", [3]],
+        [None, "a.safetensors", "e4", [4]],
+        ["loras2", "a.safetensors", "e5", [5]],
+        ["loras", "é.safetensors", "e6", [6]],
+    ]
+    lines = verify_delta.MissingLines.of(rows)
+    assert sorted(map(tuple, lines.rows()), key=repr) == sorted(map(tuple, rows), key=repr)
+    for folder, key, entry_key, ids in rows:
+        assert lines.get((folder, key)) == [entry_key, ids]
+    assert lines.get(("loras", "a")) is None and lines.get(("lora", "a.safetensors")) is None
+    lines.pop(("loras", "a.safetensors"))
+    lines.pop(("loras", "nothing"))
+    assert lines.get(("loras", "a.safetensors")) is None
+    assert lines.get(("loras", "a.safetensors.bak")) == ["e2", [1, 2]]
+    lines.put(("loras", "a.safetensors"), "e7", [9])
+    assert lines.get(("loras", "a.safetensors")) == ["e7", [9]]
+    # Made again from the rows now, the lines are the same bytes in the same order.
+    assert lines.lines == verify_delta.MissingLines.of(lines.rows()).lines
