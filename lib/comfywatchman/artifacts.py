@@ -470,21 +470,15 @@ def write_assembled(path: Path, head: dict[str, Any], key: str, parts: list[str]
     it was, and the document is never walked as a whole. The text is what ``dumps(document, indent=None)``
     gives with each item on a line of its own, written atomically.
     """
-    if head.get(key) != []:
-        raise ValueError(f"write_assembled: {key!r} must be an empty list in the head")
-    validate(head, schema_name, f"{path} (about to be written)")
-    marker = json.dumps(key, ensure_ascii=False) + ":[]"
-    text = dumps(head, indent=None)
-    # Strings escape their quotes, so the marker can only be a key with an empty list: it must be this one.
-    if text.count(marker) != 1:
-        raise ValueError(f"write_assembled: {key!r} is not a key of the head alone")
-    cut = text.index(marker) + len(marker) - 1
+    before, after = _split_head(path, head, key, schema_name)
     # One item per line (still one JSON document): readers can take the items one at a time (``iter_assembled``)
     # instead of holding a document of many megabytes in memory.
-    body = "\n" + ",\n".join(parts) + "\n" if parts else ""
-    text = "".join((text[:cut], body, text[cut:]))
-    atomic_write_text(path, text)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    body = ("\n" + ",\n".join(parts) + "\n").encode("utf-8") if parts else b""
+    atomic_write_bytes(path, before, body, after)
+    digest = hashlib.sha256(before)
+    digest.update(body)
+    digest.update(after)
+    return digest.hexdigest()
 
 
 class AssembledWriter:
@@ -562,6 +556,7 @@ def _split_head(path: Path, head: dict[str, Any], key: str, schema_name: str) ->
     validate(head, schema_name, f"{path} (about to be written)")
     marker = json.dumps(key, ensure_ascii=False) + ":[]"
     text = dumps(head, indent=None)
+    # Strings escape their quotes, so the marker can only be a key with an empty list: it must be this one.
     if text.count(marker) != 1:
         raise ValueError(f"write_assembled: {key!r} is not a key of the head alone")
     cut = text.index(marker) + len(marker) - 1

@@ -26,8 +26,7 @@ from typing import Any
 
 from comfywatchman import resources
 from comfywatchman.config import tomllib
-from comfywatchman.stages import scan
-from comfywatchman.workflow import extract
+from comfywatchman.workflow import extract, parse_worker
 from comfywatchman.workflow.load import NotAWorkflow
 from tests.helpers.limits import DeadlinePassed, deadline
 
@@ -407,7 +406,7 @@ def read_one(path: Path, figures: Figures, label: str) -> None:
     started = time.perf_counter()
     try:
         with deadline(HANG_S):
-            answer, _whole = scan.requirements_of(
+            answer, _whole = parse_worker.requirements_of(
                 str(path), loaders, placeholders, path.stat().st_size, MAX_WORKFLOW_MB * 1_000_000
             )
         if isinstance(answer, str):

@@ -364,17 +364,6 @@ def _init_worker(settings: ScanSettings | None, parent: int) -> None:
     parse_worker.exit_with_parent(parent)
 
 
-def requirements_of(
-    path: str,
-    loaders: Mapping[str, list[extract.LoaderInput]],
-    placeholders: frozenset[str],
-    size: int | None = None,
-    max_bytes: int | None = None,
-) -> tuple[dict[str, Any] | str, bool]:
-    """Return ``parse_worker.requirements_of`` of the arguments (here for callers of the scan's own)."""
-    return parse_worker.requirements_of(path, loaders, placeholders, size, max_bytes)
-
-
 def counted(entry: Mapping[str, Any], count_inactive: bool) -> tuple[list[tuple[str | None, str]], list[str]]:
     """Return the missing models (folder, lookup key) and node types of an entry that count against it."""
     models = [(m["folder"], names.lookup_key(m["name"])) for m in entry["models"] if m["active"] or count_inactive]
