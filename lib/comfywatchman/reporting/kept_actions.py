@@ -3,7 +3,7 @@ them, so a cycle where a few workflows changed neither parses every action line 
 nor writes every action down again.
 
 The file is a list of records, each a first line (JSON: what it was made from, the report's stat, how many
-actions the list holds after it, the length of the rest) and a value in Python's ``marshal`` format, which is
+actions the list holds after it, the length and digest of the rest) and a value in Python's ``marshal`` format, which is
 read back several times faster than the report's lines are parsed, each value many actions share held once
 (as in memory). The first record holds the whole list; each later one a change of it, appended by a report
 made from the list: the ids of the actions left out and the actions made again, placed by rank. After
@@ -14,6 +14,7 @@ file, or one kept for another report, costs a parse of the report's lines, never
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import marshal
 import os
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 FILE = "report_actions.bin"
 # Bump when what a record holds changes; the Python that wrote it is part of its tag (``marshal``'s format is
 # its own).
-FORMAT = 2
+FORMAT = 3
 _TAG = f"{sys.implementation.cache_tag}/marshal-{marshal.version}"
 # Changes appended before the list is written whole again (each is applied to the list when it is read).
 MOST_CHANGES = 8
@@ -100,7 +101,12 @@ def _records(data: bytes) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
         size = head["bytes"]
         if not isinstance(size, int) or end + 1 + size > len(data):
             raise ValueError("a record cut short")
-        value = marshal.loads(memoryview(data)[end + 1 : end + 1 + size])
+        blob = memoryview(data)[end + 1 : end + 1 + size]
+        # marshal reads whatever bytes it is given: a record whose bytes changed (a bad block, an edit) must
+        # not become actions that were never made.
+        if _digest(blob) != head.get("digest"):
+            raise ValueError("a record's bytes do not match its digest")
+        value = marshal.loads(blob)
         if actions is None:
             actions = value if head.get("kind") == "list" and _actions(value) else None
             if actions is None:
@@ -115,6 +121,11 @@ def _records(data: bytes) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
     if actions is None or head is None:
         raise ValueError("no list")
     return actions, records, head
+
+
+def _digest(blob: bytes | memoryview) -> str:
+    """Return the digest a record's value is checked by."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def _actions(value: Any) -> bool:
@@ -137,11 +148,12 @@ def save(state: Path, kept: Kept, ranked: list[dict[str, Any]], key: str, report
         if appends and os.stat(path).st_size == kept.size:
             blob = marshal.dumps(list(kept.change or ()))
             with open(path, "ab") as handle:
-                handle.write(orjson.dumps({**head, "kind": "change", "bytes": len(blob)}) + b"\n" + blob)
+                change = {**head, "kind": "change", "bytes": len(blob), "digest": _digest(blob)}
+                handle.write(orjson.dumps(change) + b"\n" + blob)
             return
         blob = marshal.dumps(ranked)
         with open(tmp, "wb") as handle:
-            handle.write(orjson.dumps({**head, "kind": "list", "bytes": len(blob)}) + b"\n")
+            handle.write(orjson.dumps({**head, "kind": "list", "bytes": len(blob), "digest": _digest(blob)}) + b"\n")
             handle.write(blob)
         os.replace(tmp, path)
     except (OSError, ValueError) as exc:

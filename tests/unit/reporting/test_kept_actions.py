@@ -4,6 +4,7 @@ again give the report made from scratch; a torn, foreign or stale file costs a p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import marshal
 from datetime import timedelta
@@ -110,7 +111,7 @@ def test_a_change_appended_to_the_list_gives_the_report_made_from_scratch(
     assert from_scratch(ctx, home, history) == made
 
 
-@pytest.mark.parametrize("damage", ["torn", "torn_change", "foreign", "other_python", "not_a_list"])
+@pytest.mark.parametrize("damage", ["torn", "torn_change", "foreign", "other_python", "not_a_list", "flipped"])
 def test_broken_or_foreign_kept_actions_cost_a_parse_never_a_wrong_report(
     comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
@@ -127,11 +128,15 @@ def test_broken_or_foreign_kept_actions_cost_a_parse_never_a_wrong_report(
         path.write_bytes(path.read_bytes()[:-7])
     elif damage == "foreign":
         path.write_bytes(b"not a kept file\n" + blob)
+    elif damage == "flipped":  # the same length, still valid marshal: only the digest tells
+        assert b"safetensors" in blob
+        path.write_bytes(head_line + b"\n" + blob.replace(b"safetensors", b"safetensorz", 1))
     elif damage == "other_python":
         path.write_bytes(orjson.dumps({**head, "tag": "cpython-27/marshal-2"}) + b"\n" + blob)
     else:
         other = marshal.dumps({"actions": 1})
-        path.write_bytes(orjson.dumps({**head, "bytes": len(other)}) + b"\n" + other)
+        digest = hashlib.blake2b(other, digest_size=16).hexdigest()  # whole and checked: still not a list
+        path.write_bytes(orjson.dumps({**head, "bytes": len(other), "digest": digest}) + b"\n" + other)
     b_needs(comfy_tree, "other.safetensors")
     ctx = context(comfy_tree, home, "c3", T0 + timedelta(hours=3))
     caplog.clear()
