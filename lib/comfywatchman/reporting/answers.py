@@ -214,8 +214,9 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
     built = None
     if "result" in schema_definitions("search"):
         start = last or _Kept(b"", [], [], 0, offline, model_list)
-        # The search's record of its lines' digests spares hashing them; any doubt about it means hashing.
-        recorded = search_digests.load(path) if last is not None else None
+        # The search's record of its lines' digests spares hashing them (a first report keeps them too, for the
+        # next one); any doubt about it means hashing.
+        recorded = search_digests.load(path)
         built = _from_lines(path, start, offline, model_list, recorded)
         if built is not None and recorded is not None and len(built.lines) != len(recorded):
             built = _from_lines(path, start, offline, model_list)
