@@ -207,6 +207,17 @@ ARTIFACTS: tuple[Artifact, ...] = (
         every_cycle=False,
     ),
     Artifact(
+        "search_digests",
+        "state/search_digests.bin",
+        None,
+        "binary",
+        ("search",),
+        ("report",),
+        "the digest of each result line of search.json, written with it, so the report finds the answers that "
+        "changed without hashing search.json (trusted only for the very search.json it was written with; a cache: "
+        "safe to delete)",
+    ),
+    Artifact(
         "search_inputs",
         "state/search_inputs.json",
         "stage_inputs",

@@ -19,6 +19,7 @@ import orjson
 
 from comfywatchman import artifacts, resources
 from comfywatchman.errors import ArtifactError
+from comfywatchman.stages import search_digests
 from comfywatchman.workflow import names
 
 logger = logging.getLogger(__name__)
@@ -212,7 +213,13 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
     offline, model_list = bool(head["offline"]), head.get("model_list")
     built = None
     if "result" in schema_definitions("search"):
-        built = _from_lines(path, last or _Kept(b"", [], [], 0, offline, model_list), offline, model_list)
+        start = last or _Kept(b"", [], [], 0, offline, model_list)
+        # The search's record of its lines' digests spares hashing them (a first report keeps them too, for the
+        # next one); any doubt about it means hashing.
+        recorded = search_digests.load(path)
+        built = _from_lines(path, start, offline, model_list, recorded)
+        if built is not None and recorded is not None and len(built.lines) != len(recorded):
+            built = _from_lines(path, start, offline, model_list)
     if built is None:
         built = _Kept.of(from_results(results, offline, model_list))
     elif last is not None:
@@ -262,10 +269,14 @@ _OPENER = b'"results":['
 _KEPT_FORMAT = 2
 
 
-def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) -> _Kept | None:
+def _from_lines(
+    path: Path, last: _Kept, offline: bool, model_list: str | None, recorded: Sequence[str] | None = None
+) -> _Kept | None:
     """Return the answers of search.json's results read a line at a time, each line that ``last`` holds
     (by its digest) taken from there, the others parsed, validated and projected; None when the file does
-    not hold one result per line. Raise ArtifactError naming the file and line when a line is broken."""
+    not hold one result per line. Raise ArtifactError naming the file and line when a line is broken.
+    ``recorded``: the digest of each line from the search's record of this very file (``search_digests``),
+    used instead of hashing the line while there is one for it (the caller checks the count after)."""
     known = {line[0]: line for line in last.lines if line[0]}
     shared: dict[bytes, int] = {}
     moved: dict[int, int] = {}  # index in last.table -> index in the new table
@@ -280,7 +291,8 @@ def _from_lines(path: Path, last: _Kept, offline: bool, model_list: str | None) 
                 made.changed.update((line[1], line[2]) for line in last.lines if line[0] not in seen)
                 return made
             line = raw.rstrip(b"\n").removesuffix(b",")
-            digest = hashlib.blake2b(line, digest_size=16).hexdigest()
+            at = number - 2
+            digest = recorded[at] if recorded is not None and at < len(recorded) else search_digests.line_digest(line)
             hit = known.get(digest)
             if hit is not None:
                 seen.add(digest)

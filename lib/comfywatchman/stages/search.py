@@ -33,7 +33,7 @@ from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
-from comfywatchman.stages import collector
+from comfywatchman.stages import collector, search_digests
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 
@@ -589,11 +589,15 @@ def _run(ctx: StageContext) -> StageOutcome:
         "cache_hits": cache.hits,
     }
     if delta is not None:
+        last_digests = search_digests.load(outputs[0])  # of the search.json about to be replaced
         delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
+        digests = search_digests.digests_of(delta.texts, delta.origins, last_digests)
         delta.texts.clear()
     else:
         artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
+        digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
         answers.texts.clear()
+    search_digests.save(outputs[0], digests)
     queue = {
         "cycle_id": ctx.cycle_id,
         "generated_at": head["generated_at"],

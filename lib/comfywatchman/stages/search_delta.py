@@ -118,6 +118,7 @@ class Delta:
     others: Callable[[], dict[Qid, int]] | None = None
     paths: list[str] = field(default_factory=list)  # the workflow of each line of scan.json, in order
     found_lines: list[int] = field(default_factory=list)  # the indexes of ``texts`` whose status is FOUND
+    origins: list[int | None] = field(default_factory=list)  # each text's index in the last search.json, or None
 
 
 def _changes(memo: Memo, digests: list[bytes]) -> tuple[list[bytes], list[int]] | None:
@@ -330,6 +331,7 @@ class _Copy:
         shift = len(delta.texts) - start
         self.found_at += [i + shift for i in found[bisect.bisect_left(found, start) : bisect.bisect_left(found, stop)]]
         delta.texts += self.last.lines[start:stop]
+        delta.origins += range(start, stop)
         delta.qids += [(row[0], row[1]) for row in self.memo.queries[start:stop]]
         delta.keys += self.keys_before[start:stop]
 
@@ -357,6 +359,7 @@ def _found(
 def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, SearchResult | None]) -> None:
     text, status, key, _, result = made
     delta.texts.append(text.encode("utf-8"))
+    delta.origins.append(None)
     delta.counts[status] = delta.counts.get(status, 0) + 1
     delta.qids.append(qid)
     delta.keys.append(key)
