@@ -13,7 +13,6 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,9 @@ _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | None = None) -> list[dict[str, Any]]:
     """Return the model files under ``directory`` (``{name, dir: index, size}``, sorted by name), each folder
     listed once (symlink loops), within ``bound``."""
-    out: list[dict[str, Any]] = []
+    # (name, size) pairs while walking, one dict each only at the end: names are unique within one walk (each
+    # folder is listed once), so sorting the pairs sorts by name alone.
+    found: list[tuple[str, int]] = []
     suffixes = folders.suffixes_of(folder)
     seen: set[tuple[int, int]] = set()
     stack = [(str(directory), "")]
@@ -97,39 +98,39 @@ def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | Non
             if bound is not None:
                 entries = bound.admit(entries)
             # The sizes are read while the folder is open: an entry listed by descriptor stats through it.
-            _add_files(entries, current, prefix, index, suffixes, bound, stack, out)
+            _add_files(entries, current, prefix, suffixes, bound, stack, found)
         except OSError:
             continue
         finally:
             if fd is not None:
                 os.close(fd)
-    out.sort(key=itemgetter("name"))
-    return out
+    found.sort()
+    return [{"name": name, "dir": index, "size": size} for name, size in found]
 
 
 def _add_files(
     entries: list[os.DirEntry[Any]],
     current: str,
     prefix: str,
-    index: int,
     suffixes: frozenset[str],
     bound: WalkBound | None,
     stack: list[tuple[str, str]],
-    out: list[dict[str, Any]],
+    found: list[tuple[str, int]],
 ) -> None:
     # This runs once per file of the install (tens of thousands): the loop does no more than it must, and
     # the one system call per model file is the stat that gives its size.
-    append = out.append
+    append = found.append
+    parent = current if current.endswith(os.sep) else current + os.sep
     for entry in entries:
         name = entry.name
         try:
             if entry.is_dir():
-                if not name.startswith(".") and (bound is None or bound.may_enter(prefix + name)):
-                    stack.append((os.path.join(current, name), f"{prefix}{name}/"))
+                if name[:1] != "." and (bound is None or bound.may_enter(prefix + name)):
+                    stack.append((parent + name, f"{prefix}{name}/"))
                 continue
             dot = name.rfind(".")
             if dot > 0 and name[dot:].lower() in suffixes:
-                append({"name": prefix + name, "dir": index, "size": entry.stat().st_size})
+                append((prefix + name, entry.stat().st_size))
         except OSError:
             continue  # a broken symlink is not a model file
 

@@ -3,6 +3,7 @@ finds the same files and sizes, follows linked folders once, and sees a file rew
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,60 @@ def test_a_file_rewritten_in_place_shows_its_new_size(tmp_path: Path, monkeypatc
 def test_a_folder_that_cannot_be_listed_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _walk(tmp_path / "missing", True, monkeypatch) == []
     assert _walk(tmp_path / "missing", False, monkeypatch) == []
+
+
+def test_files_are_sorted_by_their_whole_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "loras"
+    for name in ("a.b/x.pt", "a.b.pt", "a/z.pt", "a0.pt", "B.pt", "a.b/w.pt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    for by_descriptor in (True, False):
+        names = [f["name"] for f in _walk(folder, by_descriptor, monkeypatch)]
+        assert names == ["B.pt", "a.b.pt", "a.b/w.pt", "a.b/x.pt", "a/z.pt", "a0.pt"]
+
+
+def test_a_new_file_in_an_old_folder_and_a_removed_one_are_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _tree(tmp_path)
+    _walk(folder, True, monkeypatch)
+    (folder / "SDXL" / "new.safetensors").write_bytes(b"x" * 7)
+    (folder / "a.safetensors").unlink()
+    for by_descriptor in (True, False):
+        sizes = {f["name"]: f["size"] for f in _walk(folder, by_descriptor, monkeypatch)}
+        assert sizes == {"SDXL/b.SAFETENSORS": 20, "SDXL/deep/c.pt": 30, "SDXL/new.safetensors": 7}
+
+
+def _install(root: Path) -> Path:
+    _tree(root / "models")
+    (root / "models" / "checkpoints").mkdir()
+    (root / "models" / "checkpoints" / "base.safetensors").write_bytes(b"x" * 40)
+    (root / "custom_nodes").mkdir()
+    return root / "models" / "loras"
+
+
+def _refresh(root: Path, state: Path) -> cache_manager.CacheOutcome:
+    state.mkdir(parents=True, exist_ok=True)
+    return cache_manager.refresh(root, state, datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_the_model_cache_is_kept_when_unchanged_and_rewritten_as_made_fresh(tmp_path: Path) -> None:
+    root = tmp_path / "ComfyUI"
+    loras = _install(root)
+    state = tmp_path / "state"
+    assert _refresh(root, state).models_written
+    kept = state / "model_cache.json"
+    before = kept.stat().st_mtime_ns
+    assert not _refresh(root, state).models_written
+    assert kept.stat().st_mtime_ns == before
+    for change in (
+        lambda: (loras / "SDXL" / "b.SAFETENSORS").write_bytes(b"x" * 5),  # resized in place
+        lambda: (loras / "SDXL" / "deep" / "d.safetensors").write_bytes(b"x"),  # new file, old folder
+        lambda: (loras / "a.safetensors").unlink(),  # removed
+    ):
+        change()
+        assert _refresh(root, state).models_written
+        fresh = tmp_path / f"fresh{before}"
+        _refresh(root, fresh)
+        assert kept.read_bytes() == (fresh / "model_cache.json").read_bytes()
+        before += 1

@@ -115,7 +115,7 @@ def _pack_entries(custom_nodes: Path) -> list[tuple[Path, str | None]]:
 def _read_or_reuse(path: Path, pack: PackInfo, kept: pack_reads.PackReads) -> None:
     """Fill ``pack`` from its kept read when the fingerprint of its files matches, else read it and keep that."""
     folder = not path.is_file()
-    modules = _python_files(path) if folder else [path]
+    modules = _python_file_texts(path) if folder else [str(path)]
     # The clock is read before the files are stat'ed: a file modified after that is never kept as unchanged.
     started = kept.clock()
     print_, newest = pack_reads.fingerprint(path, modules, folder)
@@ -124,7 +124,7 @@ def _read_or_reuse(path: Path, pack: PackInfo, kept: pack_reads.PackReads) -> No
         for key, value in reused.items():
             setattr(pack, key, value)
         return
-    _read_modules(path, pack, modules)
+    _read_modules(path, pack, [Path(text) for text in modules])
     kept.put(pack.path, print_, newest, started, {key: getattr(pack, key) for key in pack_reads.FIELDS})
 
 
@@ -155,15 +155,25 @@ def _read_modules(path: Path, pack: PackInfo, modules: list[Path]) -> None:
 
 
 def _python_files(root: Path) -> list[Path]:
-    files: list[Path] = []
+    return [Path(text) for text in _python_file_texts(root)]
+
+
+def _python_file_texts(root: Path) -> list[str]:
+    """Return the paths (as text) of the pack's Python files that are read: ``__init__.py`` files first, then
+    by depth and path. Text, not ``Path``: an unchanged pack only stats them, every cycle."""
+    files: list[str] = []
+    sep = os.sep
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
-        files.extend(Path(folder) / n for n in sorted(names) if n.endswith(".py"))
+        # os.walk joins onto str(root), which a Path keeps normalised: each text is str() of its Path.
+        parent = folder if folder.endswith(sep) else folder + sep
+        files.extend(parent + n for n in sorted(names) if n.endswith(".py"))
         if len(files) >= MAX_MODULES:
             logger.debug("%s: more than %d modules; reading the first ones only", root, MAX_MODULES)
             break
-    # __init__.py first: that is where ComfyUI looks, and its mapping is the authoritative one.
-    files.sort(key=lambda p: (p.name != "__init__.py", len(p.parts), str(p)))
+    # __init__.py first: that is where ComfyUI looks, and its mapping is the authoritative one. Every file is
+    # under root, so its count of separators orders by depth as the number of its Path's parts did.
+    files.sort(key=lambda t: (not t.endswith(sep + "__init__.py"), t.count(sep), t))
     return files[:MAX_MODULES]
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def reader_id() -> str:
     return digest.hexdigest()
 
 
-def fingerprint(root: Path, modules: list[Path], folder: bool) -> tuple[str, int]:
+def fingerprint(root: Path, modules: Sequence[str | Path], folder: bool) -> tuple[str, int]:
     """Return (sha256 over the relative path, size and mtime_ns of each of ``modules`` and of the pack's
     ``pyproject.toml`` and ``.git/config`` when it is a ``folder``, the newest mtime_ns among them) for the pack
     at ``root`` (a single-file pack is its one module). A file that cannot be stat'ed counts as absent."""

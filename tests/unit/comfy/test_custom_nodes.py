@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from comfywatchman.comfy import custom_nodes
 from comfywatchman.comfy.custom_nodes import list_packs
 
 
@@ -115,3 +116,15 @@ def test_keys_that_are_not_constant_are_not_invented(tmp_path: Path) -> None:
     [found] = list_packs(tmp_path / "custom_nodes")
     # a setting handed to a generator is no node type; dicts merged into each other end
     assert found.node_types == ["FromConf", "Kept", "Looped", "n (p)"]
+
+
+def test_a_packs_python_files_are_listed_init_first_then_by_depth_and_path(tmp_path: Path) -> None:
+    pack = tmp_path / "pack"
+    for name in ("z.py", "a.py", "__init__.py", "sub/b.py", "sub/__init__.py", "sub/deep/c.py", "notes.txt"):
+        (pack / name).parent.mkdir(parents=True, exist_ok=True)
+        (pack / name).write_text("", encoding="utf-8")
+    (pack / ".git").mkdir()
+    (pack / ".git" / "hook.py").write_text("", encoding="utf-8")
+    expected = ["__init__.py", "sub/__init__.py", "a.py", "z.py", "sub/b.py", "sub/deep/c.py"]
+    assert custom_nodes._python_files(pack) == [pack / name for name in expected]
+    assert custom_nodes._python_file_texts(pack) == [str(pack / name) for name in expected]
