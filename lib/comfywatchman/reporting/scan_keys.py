@@ -15,7 +15,6 @@ The file is ``TAG``, a newline, the sha256 of the body, a newline, then the body
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,18 +33,19 @@ def load(path: Path) -> dict[bytes, bytes]:
     """Return the report's digest by the scan's digest, as kept at ``path``; empty when there is none, or it is
     of another format, torn or edited (a warning for one that cannot be read)."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
+        body = cache_files.read_checked(path, TAG)
     except OSError as exc:
         logger.warning("%s: unreadable (%s); scan.json's lines are hashed instead", path, exc)
         return {}
-    tag, _, rest = data.partition(b"\n")
-    checksum, _, body = rest.partition(b"\n")
-    if tag != TAG:
+    except cache_files.OtherFormat:
         logger.info("%s: of another format; scan.json's lines are hashed instead", path)
         return {}
-    if len(body) % _PAIR or hashlib.sha256(body).hexdigest().encode("ascii") != checksum:
+    except ValueError:
+        logger.warning("%s: torn or edited; scan.json's lines are hashed instead", path)
+        return {}
+    if body is None:
+        return {}
+    if len(body) % _PAIR:
         logger.warning("%s: torn or edited; scan.json's lines are hashed instead", path)
         return {}
     view = memoryview(body)
@@ -57,6 +57,6 @@ def save(path: Path, pairs: Iterable[tuple[bytes, bytes]]) -> None:
     file that cannot be written is a warning (the next report hashes the lines again)."""
     body = b"".join(scan + mine for scan, mine in pairs if len(scan) == len(mine) == 32)
     try:
-        cache_files.write_cache(path, TAG, b"\n", hashlib.sha256(body).hexdigest().encode("ascii"), b"\n", body)
+        cache_files.write_checked(path, TAG, body)
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next report hashes scan.json's lines again", path, exc)

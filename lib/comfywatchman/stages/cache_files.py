@@ -11,6 +11,7 @@ answer. Its fsync was a wait on the disk in every cycle, for nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -32,3 +33,34 @@ def write_cache(path: Path, *chunks: bytes | bytearray) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class OtherFormat(ValueError):
+    """A checked cache file written with another tag (another format, or another file altogether)."""
+
+
+def write_checked(path: Path, tag: bytes, body: bytes) -> None:
+    """Write ``body`` to ``path`` (``write_cache``) behind the line ``tag`` and a line with the sha256 of
+    ``body``, for ``read_checked``. Raise OSError when it cannot be written."""
+    write_cache(path, tag, b"\n", _checksum(body), b"\n", body)
+
+
+def read_checked(path: Path, tag: bytes) -> bytes | None:
+    """Return the body of the cache file at ``path`` that ``write_checked`` wrote with ``tag``, or None when
+    there is none. Raise OtherFormat when it has another tag, ValueError when its body is not the one its
+    checksum was made of (torn, or edited), OSError when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    found, _, rest = data.partition(b"\n")
+    if found != tag:
+        raise OtherFormat("of another format")
+    checksum, _, body = rest.partition(b"\n")
+    if _checksum(body) != checksum:
+        raise ValueError("its body does not match its checksum (torn or edited)")
+    return body
+
+
+def _checksum(body: bytes) -> bytes:
+    return hashlib.sha256(body).hexdigest().encode("ascii")

@@ -21,7 +21,6 @@ read as a record), never trusted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -84,22 +83,17 @@ def load(scan_path: Path) -> LineIndex | None:
     that is whole and describes that very file (then the caller hashes scan.json's lines itself)."""
     path = record_path(scan_path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
+        body = cache_files.read_checked(path, TAG)
+        if body is None:
+            return None
+        document = orjson.loads(body)
+        index = _index_of(document)
     except OSError as exc:
         logger.warning("%s: unreadable (%s); scan.json's lines are hashed instead", path, exc)
         return None
-    tag, _, rest = data.partition(b"\n")
-    if tag != TAG:
+    except cache_files.OtherFormat:
         logger.info("%s: of another format; scan.json's lines are hashed instead", path)
         return None
-    checksum, _, body = rest.partition(b"\n")
-    try:
-        if hashlib.sha256(body).hexdigest().encode("ascii") != checksum:
-            raise ValueError("its body does not match its checksum (torn or edited)")
-        document = orjson.loads(body)
-        index = _index_of(document)
     except (ValueError, TypeError, KeyError) as exc:  # orjson.JSONDecodeError is a ValueError
         logger.warning("%s: not a record of scan.json's lines (%s); they are hashed instead", path, exc)
         return None
@@ -186,7 +180,6 @@ class Recorder:
                 "lengths": self.lengths,
             }
             body = orjson.dumps(document)
-            checksum = hashlib.sha256(body).hexdigest().encode("ascii")
-            cache_files.write_cache(path, TAG, b"\n", checksum, b"\n", body)
+            cache_files.write_checked(path, TAG, body)
         except OSError as exc:
             logger.warning("%s: cannot be written (%s); the next stages hash scan.json's lines", path, exc)

@@ -51,19 +51,9 @@ def load(search_path: Path) -> list[str] | None:
     lines itself)."""
     path = record_path(search_path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        logger.warning("%s: unreadable (%s); search.json's lines are hashed instead", path, exc)
-        return None
-    tag, _, rest = data.partition(b"\n")
-    checksum, _, body = rest.partition(b"\n")
-    try:
-        if tag != TAG:
-            raise ValueError("of another format")
-        if hashlib.sha256(body).hexdigest().encode("ascii") != checksum:
-            raise ValueError("its body does not match its checksum (torn or edited)")
+        body = cache_files.read_checked(path, TAG)
+        if body is None:
+            return None
         document = orjson.loads(body)
         digests = document["digests"]
         if not isinstance(digests, list) or (
@@ -71,6 +61,9 @@ def load(search_path: Path) -> list[str] | None:
         ):
             raise ValueError("a digest is not one")
         described = document["search"]
+    except OSError as exc:
+        logger.warning("%s: unreadable (%s); search.json's lines are hashed instead", path, exc)
+        return None
     except (ValueError, TypeError, KeyError) as exc:  # orjson.JSONDecodeError is a ValueError
         logger.info("%s: not a record of search.json's lines (%s); they are hashed instead", path, exc)
         return None
@@ -94,7 +87,6 @@ def save(search_path: Path, digests: list[str]) -> None:
     path = record_path(search_path)
     try:
         body = orjson.dumps({"search": file_key(search_path), "digests": digests})
-        checksum = hashlib.sha256(body).hexdigest().encode("ascii")
-        cache_files.write_cache(path, TAG, b"\n", checksum, b"\n", body)
+        cache_files.write_checked(path, TAG, body)
     except OSError as exc:
         logger.warning("%s: cannot be written (%s); the next report hashes search.json's lines", path, exc)
