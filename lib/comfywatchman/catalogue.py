@@ -255,9 +255,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
         ("report",),
         ("report",),
         "the report's digest of each scan.json line by the scan's digest of it, so the report finds its kept "
-        "parts through scan_digests.bin without hashing scan.json (written by a report that compares scan.json "
-        "with the last one's; a cache: safe to delete)",
-        every_cycle=False,
+        "parts through scan_digests.bin without hashing scan.json (written by a report that reads scan.json's "
+        "lines; a cache: safe to delete)",
     ),
     Artifact(
         "report_index",

@@ -133,6 +133,13 @@ class ScanLines:
             scan_keys.save(keys_path, zip(recorded.digests, found, strict=True))
         return found
 
+    def keep_keys(self, found: Sequence[bytes]) -> None:
+        """Keep each line's ``line_digest`` (``found``, worked out from the lines, in order) by the scan's digest
+        of it, where the scan's record describes this scan.json, for the next report's ``digests``."""
+        recorded = scan_digests.load(self.path) if self._one_per_line else None
+        if recorded is not None and len(recorded.digests) == len(found):
+            scan_keys.save(self.path.with_name(scan_keys.FILE), zip(recorded.digests, found, strict=True))
+
     def entry_at(self, position: int) -> dict[str, Any]:
         """Return the validated entry of the workflow at ``position`` (from 0), its line read alone where
         ``digests`` found it (``starts`` is not None)."""

@@ -578,10 +578,12 @@ class WorkflowPass:
         """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
         count = 0
         known = iter(self.digests) if self.digests is not None else None
+        worked_out: list[bytes] = []
         for number, line, entry in self.scan.lines():
             line_digest = next(known, None) if known is not None else None
             if line_digest is None:
                 line_digest = parts.line_digest(line)
+                worked_out.append(line_digest)
             self.lines_seen.update(line_digest)
             record, deps = self._kept(store, line_digest)
             fresh = record is None
@@ -600,6 +602,8 @@ class WorkflowPass:
                 else status_file.encode(workflow)
             )
             count += 1
+        if self.digests is None:  # the next report finds them through the scan's record
+            self.scan.keep_keys(worked_out)
         return count
 
     def _kept(self, store: parts.PartStore, line_digest: bytes) -> tuple[dict[str, Any] | None, bytes]:

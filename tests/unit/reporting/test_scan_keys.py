@@ -101,3 +101,14 @@ def test_the_report_is_the_same_with_the_keys_and_without_them(
         mine = (home / "output" / "reports" / "status" / name).read_text(encoding="utf-8")
         theirs = (other / "output" / "reports" / "status" / name).read_text(encoding="utf-8")
         assert mine.replace(str(home), "HOME") == theirs.replace(str(other), "HOME"), name
+
+
+def test_a_report_built_from_every_line_keeps_their_keys_for_the_next_one(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    state = home / "state"
+    run(context(comfy_tree, home, "c1", T0))  # the first report: every line read and hashed
+    kept = scan_keys.load(state / scan_keys.FILE)
+    recorded = scan_digests.load(state / "scan.json")
+    assert recorded is not None
+    assert [kept[key] for key in recorded.digests] == hashed(state / "scan.json")
+    assert_keys_are_fresh(state)
