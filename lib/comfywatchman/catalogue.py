@@ -464,11 +464,6 @@ def written_by(who: str) -> tuple[Artifact, ...]:
     return tuple(a for a in ARTIFACTS if who in a.writers)
 
 
-def read_by(who: str) -> tuple[Artifact, ...]:
-    """Return the artifacts ``who`` (a stage, ``cycle`` or ``loop``) reads, in catalogue order."""
-    return tuple(a for a in ARTIFACTS if who in a.readers)
-
-
 def for_relative_path(relative: str) -> Artifact | None:
     """Return the artifact a file at ``relative`` (to the home, with ``/``) is, or None when none is."""
     for item in ARTIFACTS:

@@ -177,12 +177,6 @@ def _python_file_texts(root: Path) -> list[str]:
     return files[:MAX_MODULES]
 
 
-def mapping_keys(tree: ast.AST) -> set[str]:
-    """Return the string keys a module puts into any ``*NODE_CLASS_MAPPINGS`` mapping, from this module alone."""
-    source = PackSource([], [], MAX_MODULE_BYTES)
-    return Resolver(source, _is_mapping_name).filled_keys(tree, Path("<module>"), _is_mapping_name)
-
-
 def _is_mapping_name(node: ast.AST) -> bool:
     if isinstance(node, ast.Name):
         return node.id.upper().endswith(MAPPING_SUFFIX)

@@ -472,13 +472,6 @@ def worker_count(configured: int, jobs: int) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
-def scan_all(jobs: list[tuple[dict[str, Any], int | None]], settings: ScanSettings, workers: int) -> Iterator[Scanned]:
-    """Yield the entry of each of ``jobs``, in order: from the store, else parsed over ``workers`` worker
-    processes when more than one (this process compares, validates and encodes what they read)."""
-    pool = start_workers(workers, settings.config_loaders, settings.placeholders, settings.max_bytes)
-    yield from _in_order(jobs, settings, pool, _handed_out(jobs, settings.store, pool))
-
-
 def start_workers(
     workers: int, config_loaders: Mapping[str, Any], placeholders: frozenset[str], max_bytes: int | None
 ) -> parse_worker.Workers | None:

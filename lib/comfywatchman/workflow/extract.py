@@ -317,12 +317,6 @@ def extract(workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeh
     return collector.result()
 
 
-def node_mode(node: Mapping[str, Any]) -> str:
-    """Return ``active``, ``muted`` (mode 2) or ``bypassed`` (mode 4) for a UI node."""
-    mode = node.get("mode", 0)
-    return INACTIVE_MODES.get(mode, "active") if isinstance(mode, int) else "active"
-
-
 def _declarations(entries: Any) -> Iterator[dict[str, Any]]:
     if not isinstance(entries, list):
         return

@@ -75,12 +75,6 @@ def _unwrap(data: Any, depth: int = MAX_UNWRAP) -> tuple[Format, dict[str, Any]]
     return None
 
 
-def detect_format(data: Any) -> Format | None:
-    """Return ``"ui"`` for a saved UI workflow, ``"api"`` for an API prompt, None for anything else."""
-    found = _unwrap(data)
-    return found[0] if found else None
-
-
 def loads(raw: bytes | str) -> Any:
     """Return the JSON value in ``raw``: orjson when installed (parsing is most of a cold scan), else json.
 
