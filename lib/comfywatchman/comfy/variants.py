@@ -188,7 +188,9 @@ class VariantIndex:
             if name in seen:  # shadowed, as in ``folder``
                 continue
             seen.add(name)
-            if first not in names.basename(name).casefold():
+            # An ASCII name holds its base name's text as it is (normalising it only trims it and turns "\\" to
+            # "/"), so one without the segment anywhere is passed over without working out its base name.
+            if (name.isascii() and first not in name.lower()) or first not in names.basename(name).casefold():
                 continue
             parts = split_name(name)
             if parts.key == key and parts.extension:

@@ -169,6 +169,8 @@ TRICKY = cache(
             ("flux1-dev-fp8_e4m3fn.safetensors", 16),  # the same name again: shadowed
             ("q4_k_m.gguf", 17),
             ("model_fp8_scaled.safetensors", 18),
+            ("SUB\\Flux1-DEV_bf16.safetensors", 19),
+            (" flux1-dev v4.safetensors ", 20),
         ]
     }
 )
