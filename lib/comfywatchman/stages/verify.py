@@ -522,6 +522,12 @@ _lookup_keys: dict[str, str] = {}
 _LOOKUP_KEYS_MAX = 1 << 17
 
 
+def forget_lookup_keys() -> None:
+    """Forget the lookup keys ``verify_part`` kept (once a pass over scan.json is done: they are not held into
+    the stages after it)."""
+    _lookup_keys.clear()
+
+
 def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
     """Return what verify takes from one scan.json workflow entry (plain JSON, kept between cycles by
     ``ScanParts``): ``[path, declared, other_keys, other_names, missing]``. ``declared``: each installed model
@@ -790,6 +796,7 @@ def _full(
     parts = ScanParts(state / PARTS_FILE, PARTS_TAG, verify_part)
     shares = Shares()
     needs = scan_needs(parts.read(state / "scan.json"), results, count_inactive, shares)
+    forget_lookup_keys()
     digests = parts.digests
     del parts  # its pack's lines, held for the scan.json just read: not needed past this point
     model_cache = artifacts.read(state / "model_cache.json", "model_cache")
