@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -169,12 +170,13 @@ class Memo:
         folders as one line of JSON (with how many missing files there are, the digest of them and the shares,
         and that of the folders), then one line per missing file (``MissingLines``), one per share (a buffer of
         lines is never copied into one more), and the folders' block (``Folders``) as it is."""
-        body = [b"\n".join(self.missing.lines) + b"\n"] if self.missing.lines else []
+        # Each line ended by a newline, joined once (an empty last item gives the last newline without a copy).
+        body = [b"\n".join([*self.missing.lines, b""])] if self.missing.lines else []
         if isinstance(self.shares, bytearray):
             # One buffer of lines, each ended by a newline; written and hashed as it is (no copy to bytes).
             body.append(cast(bytes, self.shares))
         elif self.shares:  # one buffer: a write per share was thousands of writes
-            body.append(b"\n".join(self.shares) + b"\n")
+            body.append(b"\n".join([*self.shares, b""]))
         digest = hashlib.sha256()
         for piece in body:
             digest.update(piece)
@@ -640,15 +642,27 @@ def _alternatives(
         if key not in touched:
             out.append({**entry, "download_size": sizes.get(key)})
     out.sort(key=lambda e: (-len(e["workflows"]), e["folder"] or "", e["name"]))
-    none, some = set(last_memo["none"]), set(last_memo["some"])
-    for key in touched:
-        before = index.get(key)
-        if before is not None:
-            none.discard(before[0])
-            some.discard(before[0])
-    for entry_key, has in memo.answered.items():
-        (some if has else none).add(entry_key)
-    return out, {"basis": basis, "none": sorted(none), "some": sorted(some)}
+    dropped = {before[0] for key in touched if (before := index.get(key)) is not None}
+    none = _updated(last_memo["none"], dropped, [k for k, has in memo.answered.items() if not has])
+    some = _updated(last_memo["some"], dropped, [k for k, has in memo.answered.items() if has])
+    return out, {"basis": basis, "none": none, "some": some}
+
+
+#: More keys added than this: ``_updated`` sorts them all (each insertion moves the keys after it).
+_INSERTS_MAX = 64
+
+
+def _updated(last: list[str], dropped: set[str], added: list[str]) -> list[str]:
+    """Return ``sorted((set(last) - dropped) | set(added))``: ``last`` as the last verify wrote it (sorted, each
+    key once: checked), a few keys taken out and put in, instead of a sort of tens of thousands of keys."""
+    if len(added) > _INSERTS_MAX or any(a >= b for a, b in itertools.pairwise(last)):
+        return sorted((set(last) - dropped) | set(added))
+    out = [k for k in last if k not in dropped] if dropped else list(last)
+    for key in sorted(set(added)):
+        at = bisect.bisect_left(out, key)
+        if at == len(out) or out[at] != key:
+            out.insert(at, key)
+    return out
 
 
 def _next_memo(

@@ -339,3 +339,28 @@ def test_the_found_answers_are_read_from_search_json_in_either_layout(tmp_path: 
     outcome = StageOutcome("verify")
     assert verify.found_results(path, outcome) == {}
     assert not outcome.ok and outcome.errors[0].startswith(f"{path}: ")
+
+
+def test_verify_part_keys_installed_names_by_their_lookup_key_and_keeps_its_memo_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def installed(name: str, folder: str | None = "loras") -> dict[str, Any]:
+        return {"folder": folder, "name": name, "installed_as": name.upper(), "declared": []}
+
+    workflow = {
+        "workflow": "w.json",
+        "installed_models": [installed("Sub\\A.safetensors"), installed(" b.safetensors "), installed("c", None)],
+        "models": [],
+    }
+    expected = [
+        "w.json",
+        [],
+        "loras\x00sub/a.safetensors\x01loras\x00b.safetensors",
+        "Sub\\A.safetensors\x00SUB\\A.SAFETENSORS\x01 b.safetensors \x00 B.SAFETENSORS ",
+        [],
+    ]
+    monkeypatch.setattr(verify, "_LOOKUP_KEYS_MAX", 1)
+    monkeypatch.setattr(verify, "_lookup_keys", {})
+    assert verify.verify_part(workflow) == expected
+    assert verify.verify_part(workflow) == expected  # the memo was full: cleared, made again
+    assert len(verify._lookup_keys) <= 2

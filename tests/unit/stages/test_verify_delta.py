@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comfywatchman import hashing
 from comfywatchman.stages import verify, verify_delta
@@ -366,3 +368,15 @@ def test_missing_lines_find_each_file_by_its_folder_and_key_alone() -> None:
     assert lines.get(("loras", "a.safetensors")) == ["e7", [9]]
     # Made again from the rows now, the lines are the same bytes in the same order.
     assert lines.lines == verify_delta.MissingLines.of(lines.rows()).lines
+
+
+_KEYS = st.text(alphabet="abcz09", min_size=0, max_size=3)
+
+
+@given(st.lists(_KEYS), st.sets(_KEYS), st.lists(_KEYS), st.booleans())
+def test_the_variants_keys_are_updated_as_a_sort_of_the_sets_gives_them(
+    last: list[str], dropped: set[str], added: list[str], as_written: bool
+) -> None:
+    if as_written:  # as the last verify wrote it: sorted, each key once
+        last = sorted(set(last))
+    assert verify_delta._updated(last, dropped, added) == sorted((set(last) - dropped) | set(added))
