@@ -11,8 +11,18 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from comfywatchman import __version__, artifacts, cycle, logsetup, preflight, schedule_status, scheduler, stage_runner
-from comfywatchman.config import Config, load
+from comfywatchman import (
+    __version__,
+    artifacts,
+    config_cache,
+    cycle,
+    logsetup,
+    preflight,
+    schedule_status,
+    scheduler,
+    stage_runner,
+)
+from comfywatchman.config import Config
 from comfywatchman.download import cli as download_cli
 from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from comfywatchman.reporting import cycle_summary
@@ -173,13 +183,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("comfywatchman: --force is for one manual run, not for the --scheduler loop", file=sys.stderr)
         return EXIT_USAGE
     try:
-        config = load(
+        config = config_cache.load(
             args.config, flags={"comfyui_root": args.comfyui_root, "home": args.home, "offline": args.offline}
         )
     except ConfigError as exc:
         for message in exc.messages:
             print(f"comfywatchman: {message}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return _command(args, config)
+    finally:
+        config_cache.save_pending()  # a first cycle has made the state folder the cache goes in
+
+
+def _command(args: argparse.Namespace, config: Config) -> int:
+    """Run what the checked command line ``args`` asks for with ``config``; return the exit code."""
     backends: tuple[str, ...] | None = None
     if args.backends:
         backends, errors = backend_order(args.backends)
