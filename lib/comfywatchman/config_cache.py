@@ -32,7 +32,6 @@ from typing import Any
 import orjson
 
 from comfywatchman import __version__, config, resources
-from comfywatchman.stages import cache_files
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +121,8 @@ def _fixed_files(config_file: Path | None, env: Mapping[str, str]) -> list[str]:
 def read(path: Path, key: Mapping[str, Any]) -> config.Checked | None:
     """Return the checked config kept at ``path`` when it was made with ``key`` and every file it watches is
     as it was; else None (no file, another key, a changed file, or a torn or foreign one)."""
+    from comfywatchman.stages import cache_files  # not at import: a usage error imports nothing of the stages
+
     try:
         body = cache_files.read_checked(path, TAG)
         kept = orjson.loads(body) if body is not None else None
@@ -171,6 +172,8 @@ def save_pending() -> None:
     """Write the cache a load of this process made and could not write yet, when its state folder exists now
     (the first cycle of a home makes it). A cache that cannot be written is left out: the next run loads
     the config as before."""
+    from comfywatchman.stages import cache_files
+
     for path, body in list(_pending.items()):
         if not path.parent.is_dir():
             continue

@@ -46,7 +46,7 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
     "cache": _run_of("comfywatchman.stages.cache"),
     "intake": _run_of("comfywatchman.stages.intake"),
     "scan": _run_of("comfywatchman.stages.scan"),
-    "search": _run_of("comfywatchman.stages.search"),
+    "search": _run_of("comfywatchman.stages.search_inputs"),  # imports stages.search when the search runs
     "verify": _run_of("comfywatchman.stages.verify"),
     "download": _run_of("comfywatchman.download.cycle"),
     "report": _run_of("comfywatchman.stages.report"),
