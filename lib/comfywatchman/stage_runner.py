@@ -47,7 +47,7 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
     "intake": _run_of("comfywatchman.stages.intake"),
     "scan": _run_of("comfywatchman.stages.scan"),
     "search": _run_of("comfywatchman.stages.search_inputs"),  # imports stages.search when the search runs
-    "verify": _run_of("comfywatchman.stages.verify"),
+    "verify": _run_of("comfywatchman.stages.verify_inputs"),  # imports stages.verify when there is work
     "download": _run_of("comfywatchman.download.cycle"),
     "report": _run_of("comfywatchman.stages.report"),
 }
