@@ -11,17 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from comfywatchman import (
-    __version__,
-    artifacts,
-    config_cache,
-    cycle,
-    logsetup,
-    preflight,
-    schedule_status,
-    scheduler,
-    stage_runner,
-)
+from comfywatchman import __version__, artifacts, config_cache, cycle, logsetup, preflight, stage_runner
 from comfywatchman.config import Config
 from comfywatchman.download import cli as download_cli
 from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ConfigError
@@ -122,6 +112,8 @@ def list_intake(config: Config, count: int, as_json: bool) -> int:
 
 def scheduler_status(config: Config, as_json: bool) -> int:
     """Print the persisted scheduler state (``state/scheduler.json``) for people or as JSON; return 0."""
+    from comfywatchman import schedule_status  # imported by the command that uses it, as scheduler is
+
     status = schedule_status.describe_status(config, datetime.now(timezone.utc))
     print(json.dumps(status, indent=2, sort_keys=True) if as_json else schedule_status.format_status(status))
     return EXIT_OK
@@ -149,6 +141,8 @@ def _run(args: argparse.Namespace, config: Config, backends: tuple[str, ...] | N
     if args.stage:
         return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
     if args.scheduler:
+        from comfywatchman import scheduler  # the loop (signals, the awake tracker) only when it runs
+
         return scheduler.run_loop(config, backends=backends)
     trigger = args.trigger or cycle.trigger_from_env()
     result = cycle.guarded_cycle(

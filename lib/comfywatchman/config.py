@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from comfywatchman import artifacts, resources
 from comfywatchman.errors import ConfigError
@@ -537,10 +537,10 @@ def user_file(config_file: Path | None, env: Mapping[str, str]) -> Path | None:
     return config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(NamedTuple):
     """The valid configuration before anything of the run is derived from it: the merged layers, each
-    layer's source, and where each credential goes. The config cache (``config_cache``) keeps it."""
+    layer's source, and where each credential goes. The config cache (``config_cache``) keeps it. (A named
+    tuple: a frozen dataclass costs a millisecond to make at every start.)"""
 
     merged: dict[str, Any]
     layers: tuple[str, ...]
