@@ -11,7 +11,9 @@ distribution installed or removed there changes its folder), each backend module
 base classes, and each ``entry_points.txt`` that names a backend. When all of them are as recorded, the
 command takes the kept answer; anything else (a changed or missing file, another flag, a torn or foreign
 cache file) is a normal load, which writes the cache again. What is read at every run is still read: the
-secrets file, the environment's secrets and the Hub's token file (``config.assemble``).
+secrets file, the environment's secrets and the Hub's token file (``config.assemble``). On a POSIX system the
+user's data and config folders (``config.UserDirs``: platformdirs, a few milliseconds to import) are kept too,
+with what platformdirs finds them from: the XDG variables, the home, the effective user (``user_dirs_key``).
 
 The cache lives in the state folder of the home the command line (``--home``) or ``COMFYWATCHMAN_HOME``
 names: those win over any file, so the home is known before the config is read. Without either there is no
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 FILE_NAME = "config_cache.bin"
 # Bump when what the file holds, or what its key is made of, changes.
-TAG = b"comfywatchman config cache 1"
+TAG = b"comfywatchman config cache 2"
 
 Stat = list[int] | None
 
@@ -61,12 +63,15 @@ def load(
     if path is None:
         return config.load(config_file, env=env, flags=flags, cwd=cwd)
     key = cache_key(config_file, env, flags)
-    checked = read(path, key)
-    if checked is None:
+    kept = read(path, key)
+    if kept is not None:
+        checked, dirs = kept
+    else:
         watched = {name: stat_of(name) for name in _fixed_files(config_file, env)}
         checked = config.check(config_file, env, flags)
-        _keep(path, key, watched, checked)
-    return config.assemble(checked, env, cwd)
+        dirs = config.UserDirs.for_user()
+        _keep(path, key, watched, checked, dirs if key["user_dirs"] is not None else None)
+    return config.assemble(checked, env, cwd, dirs)
 
 
 def cache_path(flags: Mapping[str, Any], env: Mapping[str, str], cwd: Path) -> Path | None:
@@ -96,7 +101,24 @@ def cache_key(config_file: Path | None, env: Mapping[str, str], flags: Mapping[s
             None if flags.get("home") is None else str(flags["home"]),
             bool(flags.get("offline")),
         ],
+        "user_dirs": user_dirs_key(),
     }
+
+
+# What platformdirs reads on a POSIX system to find the user's data and config folders (``config.UserDirs``):
+# the XDG variables, the home, the variables of its Android check; and the effective user id (root's folders).
+_USER_DIRS_ENV = ("HOME", "SHELL", "PREFIX", "ANDROID_DATA", "ANDROID_ROOT")
+
+
+def user_dirs_key() -> list[Any] | None:
+    """Return what the user's folders are found from on this POSIX system (the platform, the effective user,
+    the environment variables platformdirs reads; platformdirs itself is a distribution on ``sys.path``,
+    watched as every one is), or None where they are not kept: on Windows they come from the registry, and
+    a home that is not set is looked up in the user database."""
+    if os.name != "posix" or not os.environ.get("HOME"):
+        return None
+    names = sorted({*_USER_DIRS_ENV, *(name for name in os.environ if name.startswith("XDG_"))})
+    return [sys.platform, os.geteuid(), [[name, os.environ.get(name)] for name in names]]
 
 
 def stat_of(path: str) -> Stat:
@@ -118,9 +140,10 @@ def _fixed_files(config_file: Path | None, env: Mapping[str, str]) -> list[str]:
     return files + [entry or "." for entry in sys.path]
 
 
-def read(path: Path, key: Mapping[str, Any]) -> config.Checked | None:
-    """Return the checked config kept at ``path`` when it was made with ``key`` and every file it watches is
-    as it was; else None (no file, another key, a changed file, or a torn or foreign one)."""
+def read(path: Path, key: Mapping[str, Any]) -> tuple[config.Checked, config.UserDirs | None] | None:
+    """Return the checked config kept at ``path`` and the user's folders kept with it (None when they were not
+    kept) when it was made with ``key`` and every file it watches is as it was; else None (no file, another
+    key, a changed file, or a torn or foreign one)."""
     from comfywatchman.stages import cache_files  # not at import: a usage error imports nothing of the stages
 
     try:
@@ -135,15 +158,19 @@ def read(path: Path, key: Mapping[str, Any]) -> config.Checked | None:
         if any(stat_of(name) != recorded for name, recorded in kept["stats"].items()):
             return None
         routes: list[config.Route] = [(tuple(names), token_file, url) for names, token_file, url in kept["routes"]]
-        return config.Checked(kept["merged"], tuple(kept["layers"]), routes)
+        dirs = config.UserDirs(Path(kept["dirs"][0]), Path(kept["dirs"][1])) if kept["dirs"] is not None else None
+        return config.Checked(kept["merged"], tuple(kept["layers"]), routes), dirs
     except (KeyError, TypeError, ValueError, AttributeError):  # checksummed, yet not what this module writes
         return None
 
 
-def _keep(path: Path, key: dict[str, Any], watched: dict[str, Stat], checked: config.Checked) -> None:
-    """Write the cache of ``checked`` (made with ``key`` from the files ``watched``, stat'ed before they were
-    read) to ``path``, or leave it for ``save_pending`` while the state folder does not exist yet. Nothing is
-    kept for a load with a broken plug-in or with a value JSON does not give back as it was."""
+def _keep(
+    path: Path, key: dict[str, Any], watched: dict[str, Stat], checked: config.Checked, dirs: config.UserDirs | None
+) -> None:
+    """Write the cache of ``checked`` and the user's folders ``dirs`` (None: not kept) made with ``key`` from
+    the files ``watched`` (stat'ed before they were read) to ``path``, or leave it for ``save_pending`` while
+    the state folder does not exist yet. Nothing is kept for a load with a broken plug-in or with a value JSON
+    does not give back as it was."""
     from comfywatchman.search import registry
 
     sources = registry.sources()
@@ -162,6 +189,7 @@ def _keep(path: Path, key: dict[str, Any], watched: dict[str, Stat], checked: co
         "merged": checked.merged,
         "layers": list(checked.layers),
         "routes": [list(route) for route in checked.routes],
+        "dirs": None if dirs is None else [str(dirs.data), str(dirs.config)],
     }
     _pending[path] = orjson.dumps(document)
     if path.parent.is_dir():

@@ -172,11 +172,40 @@ def test_a_value_json_cannot_give_back_is_not_kept(tmp_path: Path) -> None:
     path = tmp_path / "state" / config_cache.FILE_NAME
     path.parent.mkdir()
     checked = config.Checked({"report": {"since": datetime.date(1979, 5, 27)}}, ("a.toml",), [])
-    config_cache._keep(path, {"k": 1}, {}, checked)
+    config_cache._keep(path, {"k": 1}, {}, checked, None)
     assert not path.exists()
-    config_cache._keep(path, {"k": 1}, {}, config.Checked({"report": {"since": "1979-05-27"}}, ("a.toml",), []))
-    assert config_cache.read(path, {"k": 1}) == config.Checked({"report": {"since": "1979-05-27"}}, ("a.toml",), [])
+    text = config.Checked({"report": {"since": "1979-05-27"}}, ("a.toml",), [])
+    config_cache._keep(path, {"k": 1}, {}, text, None)
+    assert config_cache.read(path, {"k": 1}) == (text, None)
     assert config_cache.read(path, {"k": 2}) is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the user's folders are kept on POSIX systems only")
+def test_the_user_folders_are_kept_with_what_they_are_found_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: list[Path | None]
+) -> None:
+    found: list[str | None] = []
+
+    def for_user(cls: type[UserDirs]) -> UserDirs:
+        found.append(os.environ.get("XDG_CONFIG_HOME"))
+        return UserDirs(tmp_path / "data", Path(os.environ.get("XDG_CONFIG_HOME", tmp_path / "cfg")) / "cw")
+
+    monkeypatch.setattr(UserDirs, "for_user", classmethod(for_user))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-1"))
+    secrets = tmp_path / "xdg-2" / "cw" / config.SECRETS_FILE_NAME  # the default secrets file of the second
+    secrets.parent.mkdir(parents=True)
+    secrets.write_text("CIVITAI_API_KEY=from-the-file\n")
+    secrets.chmod(0o600)
+    user, home = setup(tmp_path)
+    first = config_cache.load(user, {"home": home}, env={}, cwd=tmp_path)
+    kept = config_cache.load(user, {"home": home}, env={}, cwd=tmp_path)
+    assert len(found) == 1 and len(checks) == 1 and not kept.secrets and first.home == kept.home == home
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-2"))
+    moved = config_cache.load(user, {"home": home}, env={}, cwd=tmp_path)
+    assert len(found) == 2 and moved.secrets["CIVITAI_API_KEY"].reveal() == "from-the-file"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "elsewhere"))  # any XDG variable is part of the key
+    config_cache.load(user, {"home": home}, env={}, cwd=tmp_path)
+    assert len(found) == 3
 
 
 def test_without_a_state_folder_the_cache_waits_for_it(tmp_path: Path, checks: list[Path | None]) -> None:
