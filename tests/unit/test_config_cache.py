@@ -272,3 +272,24 @@ def test_a_plugin_installed_after_a_kept_load_is_found(tmp_path: Path) -> None:
     # The plug-in's module changes (its section's schema with it): the kept config is not used.
     (site / "tiny_backend.py").write_text(textwrap.dedent(PLUGIN).replace('"tiny"}', '"tiny!"}'))
     assert probe() == found
+
+
+def test_a_load_with_a_broken_plugin_is_not_kept_so_its_error_is_logged_every_time(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "broken_backend.py").write_text("raise RuntimeError('this plug-in is broken')\n")
+    info = site / "broken_backend-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-backend\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[comfywatchman.backends]\nbroken = broken_backend:Broken\n")
+    user, home = setup(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop("COMFYWATCHMAN_HOME", None)
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, str(user), str(home)], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        assert "search backend plug-in broken could not be loaded" in done.stderr
+        assert done.stdout.strip().endswith("True")  # loaded, not kept
+    assert not (home / "state" / config_cache.FILE_NAME).exists()
