@@ -293,3 +293,27 @@ def test_a_load_with_a_broken_plugin_is_not_kept_so_its_error_is_logged_every_ti
         assert "search backend plug-in broken could not be loaded" in done.stderr
         assert done.stdout.strip().endswith("True")  # loaded, not kept
     assert not (home / "state" / config_cache.FILE_NAME).exists()
+
+
+def test_a_change_in_a_plugins_helper_module_is_seen(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    plugin = textwrap.dedent(PLUGIN).replace('"default": "tiny"', '"default": LABEL')
+    (site / "tiny_backend.py").write_text("from tiny_defaults import LABEL\n" + plugin)
+    (site / "tiny_defaults.py").write_text('LABEL = "first"\n')
+    info = site / "tiny_backend-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-backend\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[comfywatchman.backends]\ntiny = tiny_backend:TinyBackend\n")
+    user, home = setup(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop("COMFYWATCHMAN_HOME", None)
+    probe = PROBE.replace("print(sorted(loaded.data), ", 'print(loaded.section("tiny")["label"], ')
+
+    def label() -> str:
+        args = [sys.executable, "-c", probe, str(user), str(home)]
+        return subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+
+    assert label().startswith("first") and label() == "first ['qwen', 'civitai'] False"
+    (site / "tiny_defaults.py").write_text('LABEL = "second!"\n')
+    assert label() == "second! ['qwen', 'civitai'] True"
