@@ -114,9 +114,9 @@ def frozen(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One configuration layer: where it came from and what it sets."""
+class Layer(NamedTuple):
+    """One configuration layer: where it came from and what it sets. (Named tuples, this and ``UserDirs``:
+    a frozen dataclass costs a millisecond to make at every start.)"""
 
     source: str
     data: dict[str, Any]
@@ -343,8 +343,7 @@ def check_backends(layers: list[Layer], merged: Mapping[str, Any], known: set[st
     ]
 
 
-@dataclass(frozen=True)
-class UserDirs:
+class UserDirs(NamedTuple):
     """The user's own folders for this tool: ``data`` is the home when none is configured, ``config`` holds
     the default secrets file. ``for_user`` finds them the platform's way; tests give their own."""
 
@@ -539,8 +538,7 @@ def user_file(config_file: Path | None, env: Mapping[str, str]) -> Path | None:
 
 class Checked(NamedTuple):
     """The valid configuration before anything of the run is derived from it: the merged layers, each
-    layer's source, and where each credential goes. The config cache (``config_cache``) keeps it. (A named
-    tuple: a frozen dataclass costs a millisecond to make at every start.)"""
+    layer's source, and where each credential goes. The config cache (``config_cache``) keeps it."""
 
     merged: dict[str, Any]
     layers: tuple[str, ...]
