@@ -53,8 +53,7 @@ def _schemas() -> dict[str, Any]:
     gives (so validators other than this module, check-jsonschema for one, resolve the same references)."""
     found = {}
     for path in sorted(resources_module.SCHEMAS_DIR.glob("*.schema.json")):
-        with open(path, encoding="utf-8") as handle:
-            schema = json.load(handle)
+        schema = orjson.loads(path.read_bytes())  # every process reads all of them: orjson, several times faster
         expected = SCHEMA_BASE + path.name
         if schema.get("$id") != expected:
             raise ArtifactError(f'{path}: "$id" must be {expected!r}, not {schema.get("$id")!r}')

@@ -380,6 +380,17 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "timing, success, errors and counts of the stage's latest run",
     ),
     Artifact(
+        "config_cache",
+        "state/config_cache.bin",
+        None,
+        "binary",
+        (CYCLE, LOOP),
+        (CYCLE, LOOP),
+        "the checked configuration with what it was made of (config files, flags, environment, installed "
+        "backends), so a command where none changed skips parsing and checking it; no secrets (written when "
+        "--home or COMFYWATCHMAN_HOME names the home; a cache: safe to delete)",
+    ),
+    Artifact(
         "cycles",
         "state/cycles.jsonl",
         "cycle",

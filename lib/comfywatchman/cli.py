@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from comfywatchman import __version__, artifacts, cycle, logsetup, preflight, schedule_status, scheduler, stage_runner
-from comfywatchman.config import Config, load
+from comfywatchman import __version__, artifacts, config_cache, cycle, logsetup, preflight, stage_runner
+from comfywatchman.config import Config
 from comfywatchman.download import cli as download_cli
 from comfywatchman.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from comfywatchman.reporting import cycle_summary
@@ -112,6 +112,8 @@ def list_intake(config: Config, count: int, as_json: bool) -> int:
 
 def scheduler_status(config: Config, as_json: bool) -> int:
     """Print the persisted scheduler state (``state/scheduler.json``) for people or as JSON; return 0."""
+    from comfywatchman import schedule_status  # imported by the command that uses it, as scheduler is
+
     status = schedule_status.describe_status(config, datetime.now(timezone.utc))
     print(json.dumps(status, indent=2, sort_keys=True) if as_json else schedule_status.format_status(status))
     return EXIT_OK
@@ -139,6 +141,8 @@ def _run(args: argparse.Namespace, config: Config, backends: tuple[str, ...] | N
     if args.stage:
         return stage_runner.run_single_stage(args.stage, config, force=args.force, backends=backends)
     if args.scheduler:
+        from comfywatchman import scheduler  # the loop (signals, the awake tracker) only when it runs
+
         return scheduler.run_loop(config, backends=backends)
     trigger = args.trigger or cycle.trigger_from_env()
     result = cycle.guarded_cycle(
@@ -173,13 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("comfywatchman: --force is for one manual run, not for the --scheduler loop", file=sys.stderr)
         return EXIT_USAGE
     try:
-        config = load(
+        config = config_cache.load(
             args.config, flags={"comfyui_root": args.comfyui_root, "home": args.home, "offline": args.offline}
         )
     except ConfigError as exc:
         for message in exc.messages:
             print(f"comfywatchman: {message}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return _command(args, config)
+    finally:
+        config_cache.save_pending()  # a first cycle has made the state folder the cache goes in
+
+
+def _command(args: argparse.Namespace, config: Config) -> int:
+    """Run what the checked command line ``args`` asks for with ``config``; return the exit code."""
     backends: tuple[str, ...] | None = None
     if args.backends:
         backends, errors = backend_order(args.backends)

@@ -16,7 +16,6 @@ from the file ``hf auth login`` writes. Each goes to the host of its backend's c
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import stat
@@ -24,18 +23,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from comfywatchman import artifacts, resources
 from comfywatchman.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 if TYPE_CHECKING:
-    from comfywatchman.search.base import Credential, SearchBackend
+    from comfywatchman.search.base import SearchBackend
 
 _ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 #: Environment variables that set a config key: name -> (section, key).
@@ -120,9 +114,9 @@ def frozen(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One configuration layer: where it came from and what it sets."""
+class Layer(NamedTuple):
+    """One configuration layer: where it came from and what it sets. (Named tuples, this and ``UserDirs``:
+    a frozen dataclass costs a millisecond to make at every start.)"""
 
     source: str
     data: dict[str, Any]
@@ -187,6 +181,12 @@ def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> None:
 
 def read_toml_layer(path: Path) -> Layer:
     """Return the layer read from the TOML file at ``path``. Raise ConfigError if it is missing or not TOML."""
+    # Imported here: a command whose config comes from the checked cache (config_cache) parses no TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+
     try:
         with open(path, "rb") as handle:
             return Layer(str(path), tomllib.load(handle))
@@ -259,6 +259,8 @@ def _strip_required(schema: Any) -> Any:
 
 def did_you_mean(word: str, known: Any) -> str:
     """Return `` (did you mean 'x'?)`` for the known word closest to ``word``, or ``""`` when none is close."""
+    import difflib  # only a config with a mistake in it gets here
+
     close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -341,8 +343,7 @@ def check_backends(layers: list[Layer], merged: Mapping[str, Any], known: set[st
     ]
 
 
-@dataclass(frozen=True)
-class UserDirs:
+class UserDirs(NamedTuple):
     """The user's own folders for this tool: ``data`` is the home when none is configured, ``config`` holds
     the default secrets file. ``for_user`` finds them the platform's way; tests give their own."""
 
@@ -426,14 +427,63 @@ def _read_token_file(path: Path | None) -> str | None:
         return None  # no login saved (or unreadable): the Hub is asked without a token, as before
 
 
-def _credential_value(credential: Credential, values: Mapping[str, str], env: Mapping[str, str]) -> str | None:
-    """Return the value of ``credential``: the first of its variables set, else its saved token file."""
-    name = next((n for n in credential.env if values.get(n)), None)
+#: Where one credential a backend declares goes: its variables (first set wins), the saved token file read
+#: when none is set (``"huggingface"`` or None), and the URL its backend's section configures (its host is
+#: where the secret goes; "" for nowhere). Plain data, so the config cache (``config_cache``) keeps it without
+#: importing any backend.
+Route = tuple[tuple[str, ...], str | None, str]
+
+
+def _credential_value(
+    variables: tuple[str, ...], token_file: str | None, values: Mapping[str, str], env: Mapping[str, str]
+) -> str | None:
+    """Return the value of a credential: the first of its ``variables`` set, else its saved ``token_file``."""
+    name = next((n for n in variables if values.get(n)), None)
     if name is not None:
         return values[name]
-    if credential.token_file == "huggingface":
+    if token_file == "huggingface":
         return _read_token_file(hf_token_file(env))
     return None
+
+
+def credential_routes(backends: Mapping[str, type[SearchBackend]], merged: Mapping[str, Any]) -> list[Route]:
+    """Return the Route of every credential the backends declare, in the backends' order, each going to the
+    host of the URL its backend's section of ``merged`` configures."""
+    routes: list[Route] = []
+    for cls in backends.values():
+        section = merged.get(cls.config_section or "") or {}
+        for credential in cls.credentials:
+            routes.append((tuple(credential.env), credential.token_file, str(section.get(credential.url_key) or "")))
+    return routes
+
+
+def route_names(routes: list[Route]) -> set[str]:
+    """Return every environment variable name the credentials of ``routes`` are read from."""
+    return {name for variables, _, _ in routes for name in variables}
+
+
+def resolve_credentials(
+    routes: list[Route], values: Mapping[str, str], env: Mapping[str, str]
+) -> tuple[dict[str, Secret], dict[str, Secret]]:
+    """Return ``(secrets by variable name, secrets by host)`` for the credentials of ``routes``.
+
+    ``values`` holds the environment and the secrets file, the environment winning. A credential takes the
+    first of its variables that is set (the Hub's, the ``hf auth login`` token file after them) and goes to
+    the host of its route's URL; an empty URL sends it nowhere.
+    """
+    by_name = {name: Secret(values[name]) for name in route_names(routes) if values.get(name)}
+    by_host: dict[str, Secret] = {}
+    for variables, token_file, url in routes:
+        value = _credential_value(variables, token_file, values, env)
+        if not value:
+            continue
+        name = next((n for n in variables if values.get(n)), variables[0])
+        secret = by_name.setdefault(name, Secret(value))
+        if url:
+            from comfywatchman.search.http import host_of
+
+            by_host.setdefault(host_of(url), secret)
+    return by_name, by_host
 
 
 def credentials(
@@ -442,28 +492,9 @@ def credentials(
     values: Mapping[str, str],
     env: Mapping[str, str],
 ) -> tuple[dict[str, Secret], dict[str, Secret]]:
-    """Return ``(secrets by variable name, secrets by host)`` for every credential the backends declare.
-
-    ``values`` holds the environment and the secrets file, the environment winning. A credential takes the
-    first of its variables that is set (the Hub's, the ``hf auth login`` token file after them) and goes to
-    the host of its backend's configured URL; an empty URL sends it nowhere.
-    """
-    from comfywatchman.search.http import host_of
-
-    by_name = {name: Secret(values[name]) for name in _credential_names(backends) if values.get(name)}
-    by_host: dict[str, Secret] = {}
-    for cls in backends.values():
-        section = merged.get(cls.config_section or "") or {}
-        for credential in cls.credentials:
-            value = _credential_value(credential, values, env)
-            if not value:
-                continue
-            name = next((n for n in credential.env if values.get(n)), credential.env[0])
-            secret = by_name.setdefault(name, Secret(value))
-            url = str(section.get(credential.url_key) or "")
-            if url:
-                by_host.setdefault(host_of(url), secret)
-    return by_name, by_host
+    """Return ``(secrets by variable name, secrets by host)`` for every credential the backends declare
+    (``resolve_credentials`` of their ``credential_routes``)."""
+    return resolve_credentials(credential_routes(backends, merged), values, env)
 
 
 def _flag_layer(flags: Mapping[str, Any]) -> Layer:
@@ -477,18 +508,13 @@ def _flag_layer(flags: Mapping[str, Any]) -> Layer:
     return Layer("command line", data)
 
 
-def _credential_names(backends: Mapping[str, type[SearchBackend]]) -> set[str]:
-    return {name for cls in backends.values() for credential in cls.credentials for name in credential.env}
-
-
 def _secret_values(
     merged: Mapping[str, Any],
-    backends: Mapping[str, type[SearchBackend]],
+    known: set[str],
     env: Mapping[str, str],
     cwd: Path,
     dirs: UserDirs,
 ) -> dict[str, str]:
-    known = _credential_names(backends)
     named = str(merged["paths"]["secrets_file"])
     path = expand_path(named, env, cwd) if named else dirs.config / SECRETS_FILE_NAME
     from_file = read_secrets_file(path, known, required=bool(named))
@@ -503,6 +529,73 @@ def _all_errors(layers: list[Layer], merged: dict[str, Any], schema: Mapping[str
     if not errors:
         errors = _schema_errors(merged, schema, "merged configuration")
     return errors + check_backends(layers, merged, known)
+
+
+def user_file(config_file: Path | None, env: Mapping[str, str]) -> Path | None:
+    """Return the user's config file: ``config_file``, else ``COMFYWATCHMAN_CONFIG``, else None."""
+    return config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+
+
+class Checked(NamedTuple):
+    """The valid configuration before anything of the run is derived from it: the merged layers, each
+    layer's source, and where each credential goes. The config cache (``config_cache``) keeps it."""
+
+    merged: dict[str, Any]
+    layers: tuple[str, ...]
+    routes: list[Route]
+
+
+def check(
+    config_file: Path | None,
+    env: Mapping[str, str],
+    flags: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+) -> Checked:
+    """Return the layers of the default file, the plug-ins' defaults, the user's file, ``overrides``, ``env``
+    and ``flags`` merged and validated, as :func:`load` describes. Raise ConfigError listing every problem."""
+    from comfywatchman.search.registry import all_backends
+
+    backends = all_backends()
+    schema, errors = config_schema(backends)
+    layers = [read_toml_layer(resources.DEFAULT_CONFIG), *plugin_default_layers(backends, schema)]
+    found = user_file(config_file, env)
+    if found is not None:
+        layers.append(read_toml_layer(found))
+    if overrides:
+        layers.append(Layer("overrides", copy.deepcopy(dict(overrides))))
+    layers += [environment_layer(env), _flag_layer(flags)]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _merge_into(merged, layer.data)
+    errors += _all_errors(layers, merged, schema, {n for n, c in backends.items() if not c.answers_first})
+    if errors:
+        raise ConfigError(errors)
+    return Checked(merged, tuple(layer.source for layer in layers), credential_routes(backends, merged))
+
+
+def assemble(checked: Checked, env: Mapping[str, str], cwd: Path, dirs: UserDirs | None = None) -> Config:
+    """Return the Config of the valid ``checked`` layers: the ComfyUI root and home they name (relative to
+    ``cwd``, ``dirs`` for what none names; default ``UserDirs.for_user()``) and the secrets this run has
+    (environment, secrets file, token file). Raise ConfigError for a secrets file that is not right."""
+    merged = checked.merged
+    root_text = merged["comfyui"]["root"]
+    using_demo = not root_text
+    comfyui_root = resources.DEMO_COMFYUI_ROOT if using_demo else expand_path(root_text, env, cwd)
+    home_text = merged["paths"]["home"]
+    dirs = dirs or UserDirs.for_user()
+    home = expand_path(home_text, env, cwd) if home_text else dirs.data
+    values = _secret_values(merged, route_names(checked.routes), env, cwd, dirs)
+    secrets, tokens = resolve_credentials(checked.routes, values, env)
+    return Config(
+        data=merged,
+        comfyui_root=comfyui_root,
+        using_demo=using_demo,
+        home=home,
+        offline=bool(merged["search"]["offline"]),
+        secrets=secrets,
+        layers=checked.layers,
+        tokens=tokens,
+    )
 
 
 def load(
@@ -521,43 +614,8 @@ def load(
     ConfigError listing every problem, each naming the file, variable or flag and the key, if anything is
     invalid.
     """
-    from comfywatchman.search.registry import all_backends
-
     env = os.environ if env is None else env
-    cwd = cwd or Path.cwd()
-    backends = all_backends()
-    schema, errors = config_schema(backends)
-    layers = [read_toml_layer(resources.DEFAULT_CONFIG), *plugin_default_layers(backends, schema)]
-    user_file = config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
-    if user_file is not None:
-        layers.append(read_toml_layer(user_file))
-    if overrides:
-        layers.append(Layer("overrides", copy.deepcopy(dict(overrides))))
-    layers += [environment_layer(env), _flag_layer(flags or {})]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        _merge_into(merged, layer.data)
-    errors += _all_errors(layers, merged, schema, {n for n, c in backends.items() if not c.answers_first})
-    if errors:
-        raise ConfigError(errors)
-
-    root_text = merged["comfyui"]["root"]
-    using_demo = not root_text
-    comfyui_root = resources.DEMO_COMFYUI_ROOT if using_demo else expand_path(root_text, env, cwd)
-    home_text = merged["paths"]["home"]
-    dirs = dirs or UserDirs.for_user()
-    home = expand_path(home_text, env, cwd) if home_text else dirs.data
-    secrets, tokens = credentials(backends, merged, _secret_values(merged, backends, env, cwd, dirs), env)
-    return Config(
-        data=merged,
-        comfyui_root=comfyui_root,
-        using_demo=using_demo,
-        home=home,
-        offline=bool(merged["search"]["offline"]),
-        secrets=secrets,
-        layers=tuple(layer.source for layer in layers),
-        tokens=tokens,
-    )
+    return assemble(check(config_file, env, flags or {}, overrides), env, cwd or Path.cwd(), dirs)
 
 
 def expand_path(text: str, env: Mapping[str, str], cwd: Path, comfyui_root: Path | None = None) -> Path:

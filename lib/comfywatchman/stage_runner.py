@@ -46,8 +46,8 @@ STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
     "cache": _run_of("comfywatchman.stages.cache"),
     "intake": _run_of("comfywatchman.stages.intake"),
     "scan": _run_of("comfywatchman.stages.scan"),
-    "search": _run_of("comfywatchman.stages.search"),
-    "verify": _run_of("comfywatchman.stages.verify"),
+    "search": _run_of("comfywatchman.stages.search_inputs"),  # imports stages.search when the search runs
+    "verify": _run_of("comfywatchman.stages.verify_inputs"),  # imports stages.verify when there is work
     "download": _run_of("comfywatchman.download.cycle"),
     "report": _run_of("comfywatchman.stages.report"),
 }

@@ -234,7 +234,8 @@ def _each_stage_alone(comfy_tree: ComfyTree, home: Path, config: Path) -> None:
         done = run_cli(*args, home=home)
         assert done.returncode == 0, (stage, done.stderr)
         after = {r: p.stat().st_mtime_ns for r, p in _files(home).items()}
-        changed = {r for r in after if before.get(r) != after[r]}
+        # The config cache is the command line's, not the stage's: written by any command whose config changed.
+        changed = {r for r in after if before.get(r) != after[r]} - {catalogue.artifact("config_cache").path}
         declared = {
             a.locate(home, stage).relative_to(home).as_posix() for a in catalogue.written_by(stage) if a.every_cycle
         }

@@ -16,6 +16,7 @@ import random
 import re
 import resource
 import struct
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,8 +25,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 from comfywatchman import resources
-from comfywatchman.config import tomllib
 from comfywatchman.workflow import extract, parse_worker
 from comfywatchman.workflow.load import NotAWorkflow
 from tests.helpers.limits import DeadlinePassed, deadline

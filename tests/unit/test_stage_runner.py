@@ -68,10 +68,34 @@ def test_the_usage_error_imports_no_stage(tmp_path: Path) -> None:
 def test_each_runner_runs_its_modules_run_looked_up_when_called(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    module_name = "comfywatchman.download.cycle" if name == "download" else f"comfywatchman.stages.{name}"
+    # The search's and the verify's runners are their checks that nothing changed, which import the stage
+    # itself only when it has work.
+    module_name = {
+        "download": "comfywatchman.download.cycle",
+        "search": "comfywatchman.stages.search_inputs",
+        "verify": "comfywatchman.stages.verify_inputs",
+    }.get(name, f"comfywatchman.stages.{name}")
     module = __import__(module_name, fromlist=["run"])
     seen: list[object] = []
     monkeypatch.setattr(module, "run", lambda ctx: seen.append(ctx) or StageOutcome(name))
     outcome = stage_runner.STAGE_RUNNERS[name]("a context")  # type: ignore[arg-type]
     assert outcome.stage == name and seen == ["a context"]
     assert stage_runner.STAGE_RUNNERS[name].__name__ == f"run_{module_name.rpartition('.')[2]}"
+
+
+def test_a_cycle_where_nothing_changed_imports_no_search_no_verify_and_parses_no_config(tmp_path: Path) -> None:
+    # The config comes from its cache (config_cache) and the search's check that nothing changed is all of the
+    # search that runs (stages.search_inputs): no backend, no registry of them, no TOML parser, no schema
+    # check of the config with error wording.
+    args = ("--run-cycle", "--offline", "--force", "--home", str(tmp_path))
+    for _ in range(2):  # the first cycle makes the state folder, where the second finds its config kept
+        code, modules = _modules_of(tmp_path, *args)
+        assert code in (0, 1)
+    code, modules = _modules_of(tmp_path, *args)
+    assert code in (0, 1)
+    assert {"comfywatchman.stages.search_inputs", "comfywatchman.stages.verify_inputs"} <= modules
+    searching = {"comfywatchman.stages.search", "comfywatchman.search.registry", "comfywatchman.search.base"}
+    searching |= {"comfywatchman.stages.verify", "comfywatchman.comfy.variants"}
+    backends = {f"comfywatchman.search.{name}" for name in ("civitai", "huggingface", "qwen", "declared", "model_list")}
+    assert not (searching | backends | {"tomllib", "tomli", "importlib.metadata", "difflib"}) & modules
+    assert not (set(NOT_AT_START) - {"yaml"}) & modules  # the demo's extra_model_paths.yaml is read every cycle

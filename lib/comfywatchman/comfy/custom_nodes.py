@@ -20,11 +20,6 @@ from typing import Any
 from comfywatchman.comfy import pack_reads
 from comfywatchman.comfy.pack_source import PackSource, Resolver
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 logger = logging.getLogger(__name__)
 
 MAX_MODULES = 400  # a pack with more Python files than this vendors a library; its mappings are near the top
@@ -187,6 +182,11 @@ def _is_mapping_name(node: ast.AST) -> bool:
 
 def _pyproject_fields(path: Path, pack: PackInfo) -> tuple[str | None, str | None]:
     """Return ``project.version`` and ``project.name`` (the Comfy Registry id) of a pack's pyproject.toml."""
+    if sys.version_info >= (3, 11):  # imported here: a cycle where nothing changed reads no TOML
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)

@@ -24,11 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 logger = logging.getLogger(__name__)
 
 MANAGER_FOLDERS = ("ComfyUI-Manager", "comfyui-manager")
@@ -36,6 +31,8 @@ PACKAGE = "comfyui_manager"
 # Python environments ComfyUI runs in, relative to its root: venvs made in the root, the portable build's.
 ENV_FOLDERS = ("venv", ".venv", "../python_embeded")
 SOURCES = ("custom_nodes", "comfyui_env", "tool_env")
+# The curated model list (``search.model_list``), named here for what checks its stat without importing that.
+MODEL_LIST = "model-list.json"
 
 
 @dataclass(frozen=True)
@@ -53,6 +50,11 @@ class ManagerFile:
 
 def _clone_version(clone: Path) -> str | None:
     """Return ``[project] version`` of a Manager clone's ``pyproject.toml``, or None when it cannot be read."""
+    if sys.version_info >= (3, 11):  # imported here: a cycle where nothing changed reads no TOML
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
     try:
         with open(clone / "pyproject.toml", "rb") as handle:
             version = tomllib.load(handle).get("project", {}).get("version")

@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from comfywatchman.comfy.manager_files import find_manager_file
+from comfywatchman.comfy.manager_files import MODEL_LIST, find_manager_file
 from comfywatchman.search.base import Evidence, ModelQuery, SearchBackend, SearchContext, SearchResult, Status
 from comfywatchman.search.names import is_generic_basename
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "manager_model_list"
-FILE_NAME = "model-list.json"
+FILE_NAME = MODEL_LIST
 
 
 @dataclass

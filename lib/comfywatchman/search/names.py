@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from comfywatchman.comfy import folders
@@ -36,8 +36,9 @@ GENERIC_BASENAMES = frozenset(
 )
 
 # Suffixes that name a variant of the same model rather than the model: versions, precisions, quantisations.
-_SUFFIX = re.compile(
-    r"""[-_. ](?:
+# Compiled at first use (``_suffix``): the verify stage imports this module for ``lookup_key`` in every cycle,
+# and a cycle where nothing changed never strips a suffix.
+_SUFFIX_PATTERN = r"""[-_. ](?:
         v\d+(?:[._-]\d+)*[a-z]?          # _v1_5, -v2.0, _v3a
       | \d+(?:\.\d+)+                    # _1.0
       | fp(?:8|16|32)(?:[_-]?e[45]m[23](?:fn)?(?:uz)?)?  # fp16, fp8_e4m3fn
@@ -45,9 +46,14 @@ _SUFFIX = re.compile(
       | bf16 | f16 | f32 | nf4 | int[48] | fp4 | mxfp4 | nvfp4
       | i?q\d(?:_k)?(?:_(?:[sml]|xs|xxs|0|1|nl))?   # Q4_K_M, Q8_0, IQ4_XS
       | scaled | pruned | full | ema(?:only)? | noema | mixed
-    )$""",
-    re.IGNORECASE | re.VERBOSE,
-)
+    )$"""
+
+
+@cache
+def _suffix() -> re.Pattern[str]:
+    """Return the compiled ``_SUFFIX_PATTERN``."""
+    return re.compile(_SUFFIX_PATTERN, re.IGNORECASE | re.VERBOSE)
+
 
 # ComfyUI folder type -> Civitai model types to ask for. A folder missing here searches every type.
 CIVITAI_TYPES: dict[str, tuple[str, ...]] = {
@@ -149,8 +155,9 @@ def strip_variant_suffixes(stem: str) -> str:
     Stops before the name would become shorter than three characters, so ``v1_5`` alone stays itself.
     """
     current = stem
+    suffix = _suffix()
     while True:
-        match = _SUFFIX.search(current)
+        match = suffix.search(current)
         if not match or match.start() < 3:
             return current
         current = current[: match.start()]
@@ -215,11 +222,16 @@ class HfRef:
     path: str | None = None
 
 
-_AIR = re.compile(
+_AIR_PATTERN = (
     r"^urn:air:(?P<ecosystem>[\w.-]+):(?P<type>[\w.-]+):(?P<source>[\w.-]+):(?P<id>[^@:.\s]+)"
-    r"(?:@(?P<version>[^:.\s]+))?(?::(?P<layer>[^.\s]+))?(?:\.(?P<format>\w+))?$",
-    re.IGNORECASE,
+    r"(?:@(?P<version>[^:.\s]+))?(?::(?P<layer>[^.\s]+))?(?:\.(?P<format>\w+))?$"
 )
+
+
+@cache
+def _air() -> re.Pattern[str]:
+    """Return the compiled ``_AIR_PATTERN`` (at first use, as ``_suffix``)."""
+    return re.compile(_AIR_PATTERN, re.IGNORECASE)
 
 
 def parse_air(text: str) -> CivitaiRef | None:
@@ -227,7 +239,7 @@ def parse_air(text: str) -> CivitaiRef | None:
 
     Return None when ``text`` is not an AIR or names a source other than Civitai.
     """
-    match = _AIR.match(text.strip())
+    match = _air().match(text.strip())
     if not match or match.group("source").lower() != "civitai":
         return None
     model, version = match.group("id"), match.group("version")

@@ -10,8 +10,10 @@ config sections and credentials without an import cycle.
 from __future__ import annotations
 
 import logging
+import sys
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from comfywatchman.search.base import SearchBackend
 
@@ -19,21 +21,36 @@ logger = logging.getLogger(__name__)
 
 GROUP = "comfywatchman.backends"
 
+# What the one load of the entry points met: a plug-in that failed, the entry_points.txt files of the
+# distributions that name backends, and the modules their loading imported (the config cache keys on the
+# files; see ``sources``).
+_problems: list[str] = []
+_entry_files: list[str | None] = []
+_loaded_modules: set[str] = set()
+
 
 @cache
 def _load() -> dict[str, type[SearchBackend]]:
     found: dict[str, type[SearchBackend]] = {}
     for entry in entry_points(group=GROUP):
+        folder = getattr(entry.dist, "_path", None)  # a PathDistribution's .dist-info folder
+        _entry_files.append(str(Path(folder) / "entry_points.txt") if folder is not None else None)
+        before = set(sys.modules)
         try:
             cls = entry.load()
         except Exception as exc:  # a broken plug-in must not take the built-in backends down with it
             logger.error("search backend plug-in %s could not be loaded: %s", entry.name, exc)
+            _problems.append(entry.name)
             continue
+        finally:
+            _loaded_modules.update(set(sys.modules) - before)
         if not (isinstance(cls, type) and issubclass(cls, SearchBackend)):
             logger.error("search backend plug-in %s is not a SearchBackend subclass; ignored", entry.name)
+            _problems.append(entry.name)
             continue
         found[cls.name] = cls
     if "declared" not in found:
+        _problems.append("declared")
         # The built-ins come from this package's own entry points: a source checkout whose installed metadata
         # predates them (an old `pip install -e .`) finds none; say how to fix it rather than "unknown backend".
         logger.error(
@@ -58,6 +75,28 @@ def first_sources() -> list[type[SearchBackend]]:
     """Return the offline sources asked before the backend order, the workflow's own declaration first."""
     sources = [cls for cls in _load().values() if cls.answers_first]
     return sorted(sources, key=lambda cls: (cls.name != "declared", cls.name))
+
+
+def sources() -> list[str] | None:
+    """Return the files the loaded backends were made from: each backend module, the modules of its base
+    classes and every module their loading imported (a plug-in's own helpers), and the ``entry_points.txt`` of
+    each distribution that names one (a cache of what the backends declare holds while none of these and no
+    folder of ``sys.path`` changed); None when a plug-in could not be loaded or a distribution is not a plain
+    folder (such a load is not to be kept: its error is logged anew by every load)."""
+    _load()
+    if _problems or None in _entry_files:
+        return None
+    files = {path for path in _entry_files if path is not None}
+    modules = set(_loaded_modules)
+    for cls in _load().values():
+        if any(base.__module__ != "builtins" and base.__module__ not in sys.modules for base in cls.__mro__):
+            return None
+        modules.update(base.__module__ for base in cls.__mro__ if base.__module__ != "builtins")
+    for name in modules:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path is not None:
+            files.add(path)
+    return sorted(files)
 
 
 def backend_class(name: str) -> type[SearchBackend]:

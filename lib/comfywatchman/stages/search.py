@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from comfywatchman import artifacts, catalogue, lazy, progress, stage_inputs
 from comfywatchman.comfy.manager_files import find_manager_file
-from comfywatchman.search import cache as cache_module
 from comfywatchman.search import declared, policy, registry, reuse
 from comfywatchman.search import model_list as model_list_module
 from comfywatchman.search.base import (
@@ -36,6 +35,8 @@ from comfywatchman.search.names import invalid_filename_reason, lookup_key, norm
 from comfywatchman.stages import collector, search_digests
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
+from comfywatchman.stages.search_inputs import backend_order, inputs_fingerprint, unchanged
+from comfywatchman.stages.search_inputs import outputs as output_paths
 
 if TYPE_CHECKING:
     from comfywatchman.stages import search_delta as delta_module
@@ -377,28 +378,6 @@ def kept_folder_paths(path: Path, recorded: Mapping[str, Any] | None) -> tuple[d
     return {"folders": {folder: {"paths": value} for folder, value in paths.items()}}, {"stat": stat, "paths": paths}
 
 
-# Bump when what search.json holds for the same inputs changes, so the next cycle searches again.
-INPUTS_FORMAT = 1
-
-
-def inputs_fingerprint(ctx: StageContext, order: list[str]) -> str:
-    """Return a hash of what search.json is computed from: scan.json, model_cache.json, the search cache and
-    the Manager's model list (each rewritten only when its content changes, so its stat stands for it), and
-    the settings."""
-    files = [catalogue.path(ctx.config, key) for key in ("scan", "model_cache")]
-    files.append(Path(ctx.config.state_dir) / cache_module.FILE_NAME)
-    model_list = find_manager_file(ctx.config.comfyui_root, model_list_module.FILE_NAME)
-    files += [model_list] if model_list is not None else []
-    settings = {
-        "format": INPUTS_FORMAT,
-        "search": ctx.config.section("search"),
-        "count_inactive": ctx.config.section("scan")["count_inactive_nodes"],
-        "offline": ctx.config.offline,
-        "order": order,
-    }
-    return stage_inputs.fingerprint(files, settings)
-
-
 def valid_until(results: list[SearchResult], cache: SearchCache, offline: bool, now: datetime) -> datetime | None:
     """Return until when this cycle's results hold with the same inputs: now when a file waits for the
     budget or a backend failed (the next cycle asks again); online, the earliest expiry in the search cache
@@ -538,16 +517,16 @@ def _run(ctx: StageContext) -> StageOutcome:
     are (``stage_inputs``): scan.json is not even read. Otherwise scan.json is read one workflow at a time
     (only the missing files are kept) and the answers that need no network are reused from the last search
     where their query is the same (``search.reuse``)."""
+    order = backend_order(ctx)
+    kept = unchanged(ctx, order)
+    return kept if kept is not None else searched(ctx, order)
+
+
+def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
+    """Search for every missing model in ``scan.json`` with the backends of ``order`` (``_run`` without its
+    check that nothing changed); write ``search.json`` and the download queue; return the outcome."""
     outcome = StageOutcome("search")
-    order = list(ctx.backends or ctx.config.section("search")["backend_order"])
-    wanted = inputs_fingerprint(ctx, order)
-    outputs = [catalogue.path(ctx.config, key) for key in ("search", "download_queue")]
-    recorded = stage_inputs.reusable(ctx.state_dir, "search", wanted, outputs, ctx.now())
-    if recorded is not None:
-        outcome.counts = dict(recorded["counts"])
-        outcome.detail = recorded["detail"]
-        logger.info("search: nothing changed since cycle %s: %s", recorded["cycle_id"], outcome.detail)
-        return outcome
+    outputs = output_paths(ctx)
     count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
     parts = ScanParts(catalogue.path(ctx.config, "search_parts"), PARTS_TAG, missing_part)
     recorded_before = stage_inputs.previous(ctx.state_dir, "search")

@@ -38,6 +38,12 @@ from comfywatchman.search.names import lookup_key
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
+from comfywatchman.stages.verify_inputs import ARTIFACT as ARTIFACT  # verify_delta reads these here too
+from comfywatchman.stages.verify_inputs import FORMAT as FORMAT
+from comfywatchman.stages.verify_inputs import INPUTS as INPUTS
+from comfywatchman.stages.verify_inputs import _stat_key as _stat_key
+from comfywatchman.stages.verify_inputs import check, standing, stats_digest
+from comfywatchman.stages.verify_inputs import digest_of_stats as digest_of_stats
 from comfywatchman.workflow import names
 
 if TYPE_CHECKING:
@@ -49,11 +55,8 @@ else:
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT = "verify.json"
 SCHEMA = "verify"
-INPUTS = "verify_inputs.json"  # what the next cycle needs to tell whether verify.json still stands
 PARTS_FILE = "verify_parts.pack"  # what verify takes from each workflow of scan.json (``ScanParts``)
-FORMAT = 1  # bump when what verify.json holds changes meaning: the next cycle then verifies afresh
 
 
 @dataclass
@@ -637,58 +640,6 @@ def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
         return None
 
 
-def _stat_key(path: Path) -> list[int] | None:
-    stat = hashing.stat_of(path)
-    return [stat.size, stat.mtime_ns] if stat is not None else None
-
-
-def fingerprint(state: Path, settings: Mapping[str, Any]) -> str:
-    """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json,
-    model_cache.json, search.json and the download queue, each rewritten only when its content changes (so
-    its size and mtime stand for it), and the settings."""
-    return artifacts.content_hash(
-        {
-            "format": FORMAT,
-            "scan": _stat_key(state / "scan.json"),
-            "model_cache": _stat_key(state / "model_cache.json"),
-            "search": _stat_key(state / "search.json"),
-            "queue": _stat_key(state / "download_queue.json"),
-            "settings": dict(settings),
-        }
-    )
-
-
-def stats_digest(paths: Iterable[str]) -> str:
-    """Return a hash of the size and mtime of each of ``paths`` (a missing file counts as such)."""
-    return digest_of_stats(paths, {path: hashing.stat_of(path) for path in paths})
-
-
-def digest_of_stats(paths: Iterable[str], stats: Mapping[str, hashing.Stat | None]) -> str:
-    """Return ``stats_digest`` of ``paths`` from their ``stats`` (None: cannot be reached)."""
-    # One text hashed at once (the same bytes as a line at a time: a hash of thousands of lines took a call each).
-    text = "".join(
-        f"{path}\0{st.size}\0{st.mtime_ns}\n" if (st := stats[path]) is not None else f"{path}\0-\n" for path in paths
-    )
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def unchanged(state: Path, previous: Mapping[str, Any] | None, wanted: str) -> bool:
-    """Return whether the last verify.json stands: same inputs, nothing pending, every file as it was
-    (one ``stat`` per file with an expected hash)."""
-    if previous is None or previous["fingerprint"] != wanted or previous["files_pending"]:
-        return False
-    return (state / ARTIFACT).exists() and stats_digest(previous["paths"]) == previous["stats"]
-
-
-def standing(counts: Mapping[str, int]) -> str:
-    """Return the one-line state of the verification from the stage's counts."""
-    verified, pending = counts["files_verified"], counts["files_pending"]
-    return (
-        f"{verified} of {verified + pending} files with a declared hash verified; {counts['drift']} drifted; "
-        f"{counts['alternatives']} missing files have a variant on disk"
-    )
-
-
 def run(ctx: StageContext) -> StageOutcome:
     """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
     with collector.paused():
@@ -698,24 +649,17 @@ def run(ctx: StageContext) -> StageOutcome:
 def _run(ctx: StageContext) -> StageOutcome:
     """Verify declared hashes within the cycle's budget and list variants of missing files; write
     verify.json; return the outcome with counts."""
+    kept, previous, wanted = check(ctx)
+    return kept if kept is not None else verified(ctx, previous, wanted)
+
+
+def verified(ctx: StageContext, previous: Mapping[str, Any] | None, wanted: str) -> StageOutcome:
+    """Verify as ``_run`` does after its check that nothing changed (``verify_inputs.check``), from the last
+    ``verify_inputs.json`` (``previous``) for the inputs fingerprinted ``wanted``; return the outcome."""
     outcome = StageOutcome("verify")
     state = ctx.state_dir
     settings = ctx.config.section("verify")
     count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
-    wanted = fingerprint(state, {**settings, "count_inactive": count_inactive})
-    try:
-        previous = artifacts.read_optional(state / INPUTS, "verify_inputs")
-    except ArtifactError as exc:
-        logger.warning("%s; verified afresh", exc)
-        previous = None
-    if unchanged(state, previous, wanted):
-        assert previous is not None
-        outcome.counts = dict(previous["counts"], hashed_files=0, hashed_bytes=0)
-        outcome.errors = []
-        outcome.detail = f"nothing changed since cycle {previous['cycle_id']}: {standing(outcome.counts)}"
-        logger.info("verify: %s", outcome.detail)
-        return outcome
-
     settings_key = {**settings, "count_inactive": count_inactive}
     now_text = ctx.now().isoformat(timespec="seconds")
     again = verify_delta.verify_again(state, previous, settings_key, count_inactive)

@@ -3,13 +3,18 @@ primitives, modes, embeddings, declarations and the fallback for unknown nodes."
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 import pytest
 
 from comfywatchman import resources
-from comfywatchman.config import tomllib  # tomli on Python 3.10
 from comfywatchman.workflow import extract
 from comfywatchman.workflow.load import Workflow, from_data
 from tests.helpers.limits import deadline

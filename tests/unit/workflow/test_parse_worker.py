@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 from comfywatchman import resources
-from comfywatchman.config import tomllib
 from comfywatchman.workflow import extract, parse_worker
 from tests.unit.workflow.test_images import png, text
 
