@@ -53,7 +53,6 @@ _LENGTH = struct.Struct(">Q")
 # The child's exit status when it could not send its answer (EX_SOFTWARE).
 _NO_ANSWER = 70
 _FORMATTER = logging.Formatter()
-_FLIP = os.environ.get("FLIP") == "1"
 # Children that sent their whole answer and have not been waited for yet (see _collect).
 _UNREAPED: list[int] = []
 
@@ -107,23 +106,24 @@ def run_side_by_side(
         logger.debug("stages %s run one after the other: %s", " and ".join(names), refusal)
         return [run_stage(name, ctx) for name in names]
     _reap(block=True)  # a child of an earlier cycle of this process (the --scheduler loop)
-    first, second = names[::-1] if _FLIP else names
+    first, second = names
     forked_at, deadline = ctx.now(), time.monotonic() + timeout_s
     try:
         pid, answer = _fork_child(first, ctx)
     except OSError as exc:  # no memory or process slot for a child: the stages still run
         logger.warning("stages %s run one after the other: cannot fork: %s", " and ".join(names), exc)
         return [run_stage(name, ctx) for name in names]
+    logger.debug("stage %s runs in process %d beside this one, which runs stage %s", first, pid, second)
     try:
         mine = _run_capturing(second, ctx)
+        theirs = _collect(first, ctx, pid, answer, deadline, forked_at, timeout_s)
     except BaseException:
-        # Interrupted (Ctrl-C, a stop signal): the child must not outlive this process's cycle.
-        os.close(answer)
+        # Interrupted (Ctrl-C, a second stop signal): the child must not outlive this process's cycle.
         _stop(pid)
         raise
-    theirs = _collect(first, ctx, pid, answer, deadline, forked_at, timeout_s)
-    runs = {first: theirs, second: mine}
-    outcomes = [_record(name, ctx, runs[name]) for name in names]
+    finally:
+        os.close(answer)
+    outcomes = [_record(first, ctx, theirs), _record(second, ctx, mine)]
     artifacts.defer_paths(theirs.files, theirs.folders)
     _reap(block=False)  # it has ended by now, most often; else the next call waits for it
     return outcomes
@@ -284,21 +284,18 @@ def _send(fd: int, body: bytes) -> None:
 
 def _read_answer(fd: int, deadline: float) -> tuple[bytes, bool]:
     """Read ``fd`` until its end; return what was read and whether ``deadline`` (``time.monotonic``) passed
-    first. Closes ``fd``."""
+    first."""
     chunks: list[bytes] = []
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    try:
-        while True:
-            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            if not poller.poll(wait_ms):
-                return b"".join(chunks), True
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks), False
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
+    while True:
+        wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if not poller.poll(wait_ms):
+            return b"".join(chunks), True
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
 
 
 def _collect(
@@ -333,7 +330,6 @@ def _reap(block: bool) -> None:
     for pid in list(_UNREAPED):
         if block:
             _stop(pid)
-            _UNREAPED.remove(pid)
             continue
         try:
             done = os.waitpid(pid, os.WNOHANG)[0] == pid
@@ -367,7 +363,9 @@ def _wait(pid: int) -> int:
 
 
 def _stop(pid: int) -> None:
-    """Kill the child ``pid`` and wait for it to end."""
+    """Kill the child ``pid`` and wait for it to end (its pid is free for another process after that)."""
+    if pid in _UNREAPED:
+        _UNREAPED.remove(pid)
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     with suppress(ChildProcessError):
