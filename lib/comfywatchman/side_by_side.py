@@ -20,7 +20,6 @@ failed outcome of its stage with one line saying so; the cycle goes on as after 
 
 from __future__ import annotations
 
-import gc
 import logging
 import marshal
 import os
@@ -136,20 +135,15 @@ def _fork_child(name: str, ctx: StageContext) -> tuple[int, int]:
         if stream is not None:
             stream.flush()
     read_end, write_end = os.pipe()
-    # The collector would touch every object the child inherited, copying each page of them; frozen, they
-    # are left alone (the child's own objects are still collected). Unfrozen at once in this process.
-    gc.freeze()
     try:
         pid = os.fork()
     except BaseException:
-        gc.unfreeze()
         os.close(read_end)
         os.close(write_end)
         raise
     if pid == 0:  # pragma: no cover - the child's run is checked by the outcome it sends back
         os.close(read_end)
         _child(name, ctx, write_end)
-    gc.unfreeze()
     os.close(write_end)
     return pid, read_end
 
