@@ -309,7 +309,12 @@ def _collect(
             run = _decode(data[_LENGTH.size :])
         except (ValueError, KeyError, TypeError, EOFError) as exc:
             return _failed(name, ctx, pid, forked_at, f"sent an answer that cannot be read ({exc})")
-        return run if isinstance(run, _Run) else _failed(name, ctx, pid, forked_at, f"failed: {run}")
+        if isinstance(run, str):
+            return _failed(name, ctx, pid, forked_at, f"failed: {run}")
+        # Started when this process started it, before the stage it runs itself: the order of the runs'
+        # started_at is the order of the stages, as one after the other.
+        run.started = forked_at
+        return run
     status = _wait(pid)
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)

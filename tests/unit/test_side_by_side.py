@@ -300,6 +300,8 @@ def test_the_command_gives_the_same_files_and_log_order_side_by_side_or_one_afte
         assert stages == ["cache", "intake"]
         forked = re.search(r"stage cache runs in process \d+ beside this one", done.stderr)
         assert bool(forked) == (not env), done.stderr
+        runs = [json.loads((home / "state" / "runs" / f"{name}.json").read_text()) for name in SIDE_BY_SIDE]
+        assert runs[0]["started_at"] <= runs[1]["started_at"]  # in stage order, as the bench reads them
         seen[bool(env)] = _normalized(home)
     assert seen[True].keys() == seen[False].keys()
     assert "state/model_cache.json" in seen[True] and "output/reports/status/master_status.md" in seen[True]
