@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -42,14 +43,37 @@ STAGE_FILES = (
 )
 
 
+# Set in the fresh process that runs this module again (see fork_here).
+_FRESH_ENV = "COMFYWATCHMAN_TEST_FRESH_PROCESS"
+_fresh_outcomes: dict[str, str] = {}
+
+
 @pytest.fixture
-def forks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make sure this test process may fork now (no thread of an earlier test still running)."""
+def fork_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Return True when this test process may fork, so the test runs here. Else (threads that earlier tests
+    left running, a tqdm monitor or a test server's request threads, keep it from forking as they would keep a
+    cycle from forking) make sure this test passed in a fresh process running this module, and return False."""
     monkeypatch.delenv(side_by_side.FORK_ENV, raising=False)
-    deadline = time.monotonic() + 5
-    while (reason := side_by_side.fork_refusal()) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)  # a server thread of an earlier test on its way out
-    assert reason is None, f"this test process cannot fork: {reason}"
+    reason = side_by_side.fork_refusal()
+    if reason is None:
+        return True
+    assert os.environ.get(_FRESH_ENV) != "1", f"a fresh test process cannot fork: {reason}"
+    if not _fresh_outcomes:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", str(request.path)],
+            cwd=request.config.rootpath,
+            env={**os.environ, _FRESH_ENV: "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        _fresh_outcomes.update(
+            (m[2], m[1]) for m in re.finditer(r"^(PASSED|FAILED|ERROR|SKIPPED) (\S+)", done.stdout, re.M)
+        )
+        _fresh_outcomes["output"] = done.stdout[-4000:]
+    assert _fresh_outcomes.get(request.node.nodeid) == "PASSED", _fresh_outcomes["output"]
+    return False
 
 
 @pytest.fixture
@@ -84,8 +108,10 @@ def test_the_side_by_side_stages_follow_the_gate_and_share_no_file() -> None:
 
 
 def test_side_by_side_gives_the_outcomes_files_and_records_of_one_after_the_other(
-    comfy_tree: ComfyTree, tmp_path: Path, forks: None, logs: pytest.LogCaptureFixture
+    comfy_tree: ComfyTree, tmp_path: Path, fork_here: bool, logs: pytest.LogCaptureFixture
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     make_install(comfy_tree)
     seen: dict[bool, Any] = {}
     for fork in (True, False):
@@ -114,8 +140,10 @@ def test_side_by_side_gives_the_outcomes_files_and_records_of_one_after_the_othe
 
 
 def test_what_the_child_left_to_flush_is_flushed_by_this_process(
-    comfy_tree: ComfyTree, home: Path, forks: None, monkeypatch: pytest.MonkeyPatch
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     aside = home / "aside"
 
     def writes_aside(ctx: StageContext) -> StageOutcome:
@@ -138,8 +166,10 @@ def test_what_the_child_left_to_flush_is_flushed_by_this_process(
 
 
 def test_a_child_killed_by_a_signal_is_a_failed_cache_stage_and_the_cycle_goes_on_and_exits_1(
-    comfy_tree: ComfyTree, home: Path, forks: None, monkeypatch: pytest.MonkeyPatch
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     make_install(comfy_tree)
     ctx = context(comfy_tree, home, "c0", T0)  # writes the config the cycles below read
     machine = FakeMachine(wall=T0)
@@ -178,8 +208,10 @@ def test_a_child_killed_by_a_signal_is_a_failed_cache_stage_and_the_cycle_goes_o
 
 
 def test_a_child_that_hangs_is_killed_at_its_deadline_and_the_other_stage_is_kept(
-    comfy_tree: ComfyTree, home: Path, forks: None, monkeypatch: pytest.MonkeyPatch
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     make_install(comfy_tree)
     replace_stage(monkeypatch, "cache", lambda ctx: time.sleep(60) or StageOutcome("cache"))
     started = time.monotonic()
@@ -196,8 +228,14 @@ def test_a_child_that_hangs_is_killed_at_its_deadline_and_the_other_stage_is_kep
 
 
 def test_a_crash_in_the_child_reads_as_the_same_crash_one_after_the_other(
-    comfy_tree: ComfyTree, tmp_path: Path, forks: None, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
+    comfy_tree: ComfyTree,
+    tmp_path: Path,
+    fork_here: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     make_install(comfy_tree)
 
     def crashes(ctx: StageContext) -> StageOutcome:
@@ -222,8 +260,10 @@ def test_a_crash_in_the_child_reads_as_the_same_crash_one_after_the_other(
 
 
 def test_the_child_never_returns_into_the_code_that_forked_it(
-    comfy_tree: ComfyTree, home: Path, forks: None, monkeypatch: pytest.MonkeyPatch
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     make_install(comfy_tree)
     replace_stage(monkeypatch, "cache", lambda ctx: sys.exit(3))
     returned = home / "returned.txt"
@@ -237,8 +277,10 @@ def test_the_child_never_returns_into_the_code_that_forked_it(
 
 
 def test_with_another_thread_running_the_stages_run_one_after_the_other(
-    comfy_tree: ComfyTree, home: Path, forks: None, logs: pytest.LogCaptureFixture
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, logs: pytest.LogCaptureFixture
 ) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
     make_install(comfy_tree)
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, name="a test's server")
