@@ -137,6 +137,7 @@ def guarded_cycle(
                 outcomes.append(run_stage(ORDER[-1], ctx))
             return _record(config, ctx, started, outcomes, trigger, catch_up)
     finally:
+        side_by_side.reap()
         lock.release()
 
 

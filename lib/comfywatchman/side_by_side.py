@@ -323,6 +323,12 @@ def _collect(
     return _failed(name, ctx, pid, forked_at, f"ended with exit code {code} before it finished")
 
 
+def reap() -> None:
+    """Collect the exit of every child that answered and has not been collected yet (the end of a cycle): none
+    stays a zombie, and its CPU time counts in this process's children's usage (``time``, ``wait4``)."""
+    _reap(block=True)
+
+
 def _reap(block: bool) -> None:
     """Collect the exit of the children that answered, so none stays a zombie; with ``block``, kill those that
     have not ended yet (their answer is in: nothing of theirs is left to do) and wait for them."""

@@ -207,6 +207,23 @@ def test_a_child_killed_by_a_signal_is_a_failed_cache_stage_and_the_cycle_goes_o
     ]
 
 
+def test_a_cycle_collects_the_exit_of_its_child_before_it_ends(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, logs: pytest.LogCaptureFixture
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c0", T0)
+    machine = FakeMachine(wall=T0)
+    result = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+    assert result.exit_code == 0, result.errors
+    forked = [re.search(r"stage cache runs in process (\d+)", r.getMessage()) for r in logs.records]
+    pids = [int(m.group(1)) for m in forked if m]
+    assert len(pids) == 1
+    with pytest.raises(ChildProcessError):  # no zombie left: its exit (and CPU time) was collected
+        os.waitpid(pids[0], os.WNOHANG)
+
+
 def test_a_child_that_hangs_is_killed_at_its_deadline_and_the_other_stage_is_kept(
     comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
