@@ -75,10 +75,20 @@ def fork_refusal(environ: Mapping[str, str] | None = None) -> str | None:
         return f"{FORK_ENV}=0"
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         return f"no safe fork on {sys.platform}"
+    if _cpus() < 2:
+        return "one CPU: nothing to gain"
     threads = _thread_count()
     if threads > 1:
         return f"{threads} threads are running"
     return None
+
+
+def _cpus() -> int:
+    """Return how many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _thread_count() -> int:

@@ -57,6 +57,8 @@ def fork_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     reason = side_by_side.fork_refusal()
     if reason is None:
         return True
+    if "threads" not in reason:
+        pytest.skip(f"no stages side by side on this machine: {reason}")
     assert os.environ.get(_FRESH_ENV) != "1", f"a fresh test process cannot fork: {reason}"
     if not _fresh_outcomes:
         done = subprocess.run(
@@ -315,6 +317,8 @@ def test_with_another_thread_running_the_stages_run_one_after_the_other(
 
 def test_the_environment_and_the_platform_can_ask_for_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
     assert side_by_side.fork_refusal({side_by_side.FORK_ENV: "0"}) == "COMFYWATCHMAN_FORK_STAGES=0"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert side_by_side.fork_refusal({}) == "one CPU: nothing to gain"
     monkeypatch.setattr(sys, "platform", "darwin")
     assert side_by_side.fork_refusal({}) == "no safe fork on darwin"
 
