@@ -362,7 +362,7 @@ def test_the_command_gives_the_same_files_and_log_order_side_by_side_or_one_afte
         stages = [m.group(1) for m in re.finditer(r"INFO: (cache|intake): ", done.stderr)]
         assert stages == ["cache", "intake"]
         forked = re.search(r"stage cache runs in process \d+ beside this one", done.stderr)
-        assert bool(forked) == (not env), done.stderr
+        assert bool(forked) == (not env and side_by_side._cpus() >= 2), done.stderr
         runs = [json.loads((home / "state" / "runs" / f"{name}.json").read_text()) for name in SIDE_BY_SIDE]
         assert runs[0]["started_at"] <= runs[1]["started_at"]  # in stage order, as the bench reads them
         seen[bool(env)] = _normalized(home)
