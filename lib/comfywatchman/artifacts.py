@@ -409,6 +409,24 @@ def deferred_syncs() -> Iterator[None]:
         _flush_all([*pending.files, *pending.folders])
 
 
+def deferred_paths() -> tuple[list[str], list[str]]:
+    """Return the files and the folders whose flush waits for the end of the open :func:`deferred_syncs` block
+    (both empty outside one): what a stage run in another process hands back with its outcome."""
+    if _deferred is None:
+        return [], []
+    return list(_deferred.files), list(_deferred.folders)
+
+
+def defer_paths(files: list[str], folders: list[str]) -> None:
+    """Add ``files`` and ``folders`` (from :func:`deferred_paths` of another process) to what the open
+    :func:`deferred_syncs` block flushes at its end; outside one, flush them now."""
+    if _deferred is None:
+        _flush_all([*files, *folders])
+        return
+    _deferred.files.update(dict.fromkeys(files))
+    _deferred.folders.update(dict.fromkeys(folders))
+
+
 def _flush_all(paths: list[str]) -> None:
     """Flush each of ``paths`` (files and folders) to disk, each in a thread of its own, and return when all are
     done; one that cannot be flushed is logged as an error.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, side_by_side
 from comfywatchman.config import Config
 from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import (
@@ -25,7 +25,7 @@ from comfywatchman.errors import (
     LockUnusableError,
 )
 from comfywatchman.stage_runner import lock_for, remove_leftovers, run_stage
-from comfywatchman.stages import ORDER
+from comfywatchman.stages import ORDER, SIDE_BY_SIDE
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
 from comfywatchman.state_manager import StateManager
 from comfywatchman.telemetry import StructuredLog
@@ -131,11 +131,13 @@ def guarded_cycle(
             )
             outcomes = [run_stage("gate", ctx)]
             if not outcomes[0].skipped_reason and outcomes[0].ok:
-                outcomes += [run_stage(name, ctx) for name in ORDER[1:-1]]
+                outcomes += side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx)
+                outcomes += [run_stage(name, ctx) for name in ORDER[1:-1] if name not in SIDE_BY_SIDE]
                 outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
                 outcomes.append(run_stage(ORDER[-1], ctx))
             return _record(config, ctx, started, outcomes, trigger, catch_up)
     finally:
+        side_by_side.reap()
         lock.release()
 
 

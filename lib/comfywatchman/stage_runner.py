@@ -78,8 +78,17 @@ def run_stage(name: str, ctx: StageContext) -> StageOutcome:
 
     The run is recorded in ``state/runs/<stage>.json`` and the structured log.
     """
-    started = ctx.now()
     logsetup.begin_stage(name)
+    started, outcome, finished = execute_stage(name, ctx)
+    return record_stage_run(name, ctx, outcome, started, finished)
+
+
+def execute_stage(name: str, ctx: StageContext) -> tuple[datetime, StageOutcome, datetime]:
+    """Run stage ``name``'s work alone, never raising; return when it started, its outcome and when it ended.
+
+    A WatchmanError or a crash becomes a failed outcome with one line (the traceback goes to DEBUG). Nothing is
+    recorded: :func:`record_stage_run` does that (:func:`run_stage` runs both)."""
+    started = ctx.now()
     try:
         outcome = STAGE_RUNNERS[name](ctx)
     except WatchmanError as exc:
@@ -89,7 +98,14 @@ def run_stage(name: str, ctx: StageContext) -> StageOutcome:
         logger.debug("stage %s crashed:\n%s", name, traceback.format_exc())
         outcome = StageOutcome(name)
         outcome.fail(f"stage {name} crashed: {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
-    finished = ctx.now()
+    return started, outcome, ctx.now()
+
+
+def record_stage_run(
+    name: str, ctx: StageContext, outcome: StageOutcome, started: datetime, finished: datetime
+) -> StageOutcome:
+    """Log the errors of stage ``name``'s run, write the diagnostics held since ``logsetup.begin_stage`` and
+    record the run in ``state/runs/<stage>.json`` and the structured log; return ``outcome``."""
     for error in outcome.errors:
         logger.error("%s", error)
     logsetup.end_stage()

@@ -1,0 +1,387 @@
+"""Two stages that share no file, run at the same time: one in a forked child process, one in this process.
+
+The cycle's cache and intake stages read and write disjoint files (see the catalogue) and each keeps one core
+busy for a while; side by side they take the longer one's time instead of the sum. The child runs its stage's
+work and nothing else. What a stage run leaves besides its files (its outcome, its log records, the files and
+folders waiting for the cycle's closing flush in ``artifacts.deferred_syncs``) comes back through a pipe, and
+this process records both runs in the order of the stages, exactly as :func:`stage_runner.run_stage` does: the
+diagnostics on stderr, ``state/runs/<stage>.json`` and the structured log are written by this process alone,
+so no line of the two stages interleaves and their order is the order they have when run one after the other.
+
+Where: Linux, with no other thread in the process (a fork copies only the forking thread; a lock another
+thread held would stay held in the child forever). Not on macOS: a fork that is not followed by exec is unsafe
+once Apple's frameworks have started (urllib's proxy lookup loads them, as the gate's ComfyUI check does), which
+is why Python's own multiprocessing stopped forking there. Not on Windows (no fork). There, and when
+``COMFYWATCHMAN_FORK_STAGES=0``, the stages run one after the other with the same results.
+
+A child that crashes, is killed, or does not finish within ``CHILD_TIMEOUT_S`` (it is then killed) becomes a
+failed outcome of its stage with one line saying so; the cycle goes on as after any failed stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import os
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, NoReturn
+
+from comfywatchman import artifacts, logsetup
+from comfywatchman.stage_runner import execute_stage, record_stage_run, run_stage
+from comfywatchman.stages.context import StageContext, StageOutcome
+
+logger = logging.getLogger(__name__)
+
+# "0" runs the stages one after the other everywhere (a test's seam, and a way out should forking misbehave).
+FORK_ENV = "COMFYWATCHMAN_FORK_STAGES"
+# A child still running this long after it was forked is taken to hang, and killed. The cache stage of an
+# install of 80,000 model files takes about a second; a model library on a slow network drive may take minutes.
+CHILD_TIMEOUT_S = 600.0
+# The child's answer: its length (8 bytes, big-endian), then a marshal of plain data (marshal is built in: no
+# import, and this process reads the answer while the cycle waits).
+_LENGTH = struct.Struct(">Q")
+# The child's exit status when it could not send its answer (EX_SOFTWARE).
+_NO_ANSWER = 70
+_FORMATTER = logging.Formatter()
+# Children that sent their whole answer and have not been waited for yet (see _collect).
+_UNREAPED: list[int] = []
+
+
+@dataclass
+class _Run:
+    """One stage run waiting to be recorded: what ``execute_stage`` returned, the log records it emitted (as
+    ``LogRecord.__dict__``), and the files and folders its writes left for the closing flush."""
+
+    outcome: StageOutcome
+    started: datetime
+    finished: datetime
+    records: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+
+def fork_refusal(environ: Mapping[str, str] | None = None) -> str | None:
+    """Return why two stages cannot run side by side in this process now, or None when they can."""
+    if (os.environ if environ is None else environ).get(FORK_ENV, "").strip() == "0":
+        return f"{FORK_ENV}=0"
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return f"no safe fork on {sys.platform}"
+    if _cpus() < 2:
+        return "one CPU: nothing to gain"
+    threads = _thread_count()
+    if threads > 1:
+        return f"{threads} threads are running"
+    return None
+
+
+def _cpus() -> int:
+    """Return how many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _thread_count() -> int:
+    """Return how many threads this process has, those Python did not start (a C library's) included."""
+    try:
+        native = len(os.listdir("/proc/self/task"))
+    except OSError:
+        native = 1
+    return max(native, threading.active_count())
+
+
+def run_side_by_side(
+    names: tuple[str, str], ctx: StageContext, *, fork: bool = True, timeout_s: float = CHILD_TIMEOUT_S
+) -> list[StageOutcome]:
+    """Run the two stages ``names``, which must share no file, and return their outcomes in that order.
+
+    The first runs in a forked child while this process runs the second, when ``fork`` and
+    :func:`fork_refusal` allow; else they run one after the other (:func:`stage_runner.run_stage`). Either
+    way each run is recorded (stderr, ``state/runs``, the structured log) in the order of ``names``, and the
+    files written are the same. A child that has not ended ``timeout_s`` seconds after it was forked is
+    killed."""
+    refusal = fork_refusal() if fork else "asked to run them one after the other"
+    if refusal is not None:
+        logger.debug("stages %s run one after the other: %s", " and ".join(names), refusal)
+        return [run_stage(name, ctx) for name in names]
+    _reap(block=True)  # a child of an earlier cycle of this process (the --scheduler loop)
+    first, second = names
+    forked_at, deadline = ctx.now(), time.monotonic() + timeout_s
+    try:
+        pid, answer = _fork_child(first, ctx)
+    except OSError as exc:  # no memory or process slot for a child: the stages still run
+        logger.warning("stages %s run one after the other: cannot fork: %s", " and ".join(names), exc)
+        return [run_stage(name, ctx) for name in names]
+    logger.debug("stage %s runs in process %d beside this one, which runs stage %s", first, pid, second)
+    try:
+        mine = _run_capturing(second, ctx)
+        theirs = _collect(first, ctx, pid, answer, deadline, forked_at, timeout_s)
+    except BaseException:
+        # Interrupted (Ctrl-C, a second stop signal): the child must not outlive this process's cycle.
+        _stop(pid)
+        raise
+    finally:
+        os.close(answer)
+    outcomes = [_record(first, ctx, theirs), _record(second, ctx, mine)]
+    artifacts.defer_paths(theirs.files, theirs.folders)
+    _reap(block=False)  # it has ended by now, most often; else the next call waits for it
+    return outcomes
+
+
+def _fork_child(name: str, ctx: StageContext) -> tuple[int, int]:
+    """Fork a child that runs stage ``name`` and sends its run back; return its pid and the pipe to read."""
+    # Buffered output written before the fork would otherwise be written twice, once by each process.
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    if pid == 0:  # pragma: no cover - the child's run is checked by the outcome it sends back
+        os.close(read_end)
+        _child(name, ctx, write_end)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _child(name: str, ctx: StageContext, answer: int) -> NoReturn:
+    """Run stage ``name`` in the forked child, send its run to ``answer`` and end the process; never returns
+    into the code that forked it (no atexit handlers, no unwinding of the parent's ``finally`` blocks)."""
+    status = _NO_ANSWER
+    try:
+        # Ctrl-C and stop signals end the child; the parent decides what they mean for the cycle.
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if signum is not None and callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+        run = _run_capturing(name, ctx)
+        run.files, run.folders = artifacts.deferred_paths()
+        _send(answer, _encode(run))
+        status = 0
+    except BaseException as exc:  # anything at all: the parent turns it into a failed stage
+        with suppress(BaseException):  # the pipe is gone: the parent sees no answer and says so
+            _send(answer, marshal.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+    finally:
+        try:
+            for stream in (sys.stdout, sys.stderr):  # the child's own writes only: flushed before the fork
+                if stream is not None:
+                    stream.flush()
+        finally:
+            os._exit(status)
+
+
+class _Capture(logging.Handler):
+    """Keeps the records a stage emits, ready to cross a pipe, to be handed to the real handlers later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            record.exc_text = record.exc_text or _FORMATTER.formatException(record.exc_info)
+            record.exc_info = None
+        self.records.append(dict(record.__dict__))
+
+
+@contextmanager
+def _capturing() -> Iterator[_Capture]:
+    """Send every log record to a _Capture instead of the root logger's handlers for the block."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    capture = _Capture()
+    root.handlers[:] = [capture]
+    try:
+        yield capture
+    finally:
+        root.handlers[:] = saved
+
+
+def _run_capturing(name: str, ctx: StageContext) -> _Run:
+    """Run stage ``name`` with its log records held back; return the run, not yet recorded."""
+    with _capturing() as capture:
+        started, outcome, finished = execute_stage(name, ctx)
+    return _Run(outcome, started, finished, capture.records)
+
+
+def _record(name: str, ctx: StageContext, run: _Run) -> StageOutcome:
+    """Write ``run``'s log records and record it as ``run_stage`` would have; return its outcome."""
+    logsetup.begin_stage(name)
+    for values in run.records:
+        record = logging.makeLogRecord(values)
+        logging.getLogger(record.name).handle(record)
+    return record_stage_run(name, ctx, run.outcome, run.started, run.finished)
+
+
+def _encode(run: _Run) -> bytes:
+    """Return ``run`` as the bytes the child sends (``_decode`` reads them back)."""
+    document = {
+        "outcome": asdict(run.outcome),
+        "started": run.started.isoformat(),
+        "finished": run.finished.isoformat(),
+        "records": [_plain_record(values) for values in run.records],
+        "files": run.files,
+        "folders": run.folders,
+    }
+    return marshal.dumps(document)
+
+
+def _plain_record(values: dict[str, Any]) -> dict[str, Any]:
+    """Return a log record's values as marshal can write them: values that are not plain data dropped, and
+    the message made text when it or its arguments are not plain data."""
+    plain = {key: value for key, value in values.items() if _is_plain(value)}
+    if "msg" not in plain or "args" not in plain:
+        try:
+            text = logging.makeLogRecord(values).getMessage()
+        except Exception:  # arguments that do not fit the message: logging would say so; keep the template
+            text = str(values.get("msg"))
+        plain["msg"], plain["args"] = text, None
+    return plain
+
+
+def _is_plain(value: Any) -> bool:
+    try:
+        marshal.dumps(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _decode(data: bytes) -> _Run | str:
+    """Return the run the child sent as ``data``, or the one line it sent instead saying why it has none
+    (ValueError, KeyError, TypeError or EOFError when ``data`` is neither)."""
+    document = marshal.loads(data)
+    if "error" in document:
+        return str(document["error"])
+    return _Run(
+        StageOutcome(**document["outcome"]),
+        datetime.fromisoformat(document["started"]),
+        datetime.fromisoformat(document["finished"]),
+        document["records"],
+        document["files"],
+        document["folders"],
+    )
+
+
+def _send(fd: int, body: bytes) -> None:
+    """Write ``body`` with its length in front to ``fd``, whole, and close it."""
+    view = memoryview(_LENGTH.pack(len(body)) + body)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _read_answer(fd: int, deadline: float) -> tuple[bytes, bool]:
+    """Read ``fd`` until its end; return what was read and whether ``deadline`` (``time.monotonic``) passed
+    first."""
+    chunks: list[bytes] = []
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if not poller.poll(wait_ms):
+            return b"".join(chunks), True
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+
+
+def _collect(
+    name: str, ctx: StageContext, pid: int, answer: int, deadline: float, forked_at: datetime, timeout_s: float
+) -> _Run:
+    """Wait for the answer of the child ``pid`` running stage ``name`` and return its run: the one it sent, or
+    a failed outcome with one line when it crashed, was killed or did not end by ``deadline`` (it is killed
+    then). A child that answered is left to end on its own (:func:`_reap`): tearing its memory down takes
+    milliseconds this process need not wait for."""
+    data, late = _read_answer(answer, deadline)
+    if late:
+        _stop(pid)
+        return _failed(name, ctx, pid, forked_at, f"did not finish within {timeout_s:g} s and was killed")
+    if len(data) >= _LENGTH.size and _LENGTH.unpack_from(data)[0] == len(data) - _LENGTH.size:
+        _UNREAPED.append(pid)
+        try:
+            run = _decode(data[_LENGTH.size :])
+        except (ValueError, KeyError, TypeError, EOFError) as exc:
+            return _failed(name, ctx, pid, forked_at, f"sent an answer that cannot be read ({exc})")
+        if isinstance(run, str):
+            return _failed(name, ctx, pid, forked_at, f"failed: {run}")
+        # Started when this process started it, before the stage it runs itself: the order of the runs'
+        # started_at is the order of the stages, as one after the other.
+        run.started = forked_at
+        return run
+    status = _wait(pid)
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        return _failed(name, ctx, pid, forked_at, f"was killed by signal {_signal_name(signum)} before it finished")
+    code = os.waitstatus_to_exitcode(status)
+    return _failed(name, ctx, pid, forked_at, f"ended with exit code {code} before it finished")
+
+
+def reap() -> None:
+    """Collect the exit of every child that answered and has not been collected yet (the end of a cycle): none
+    stays a zombie, and its CPU time counts in this process's children's usage (``time``, ``wait4``)."""
+    _reap(block=True)
+
+
+def _reap(block: bool) -> None:
+    """Collect the exit of the children that answered, so none stays a zombie; with ``block``, kill those that
+    have not ended yet (their answer is in: nothing of theirs is left to do) and wait for them."""
+    for pid in list(_UNREAPED):
+        if block:
+            _stop(pid)
+            continue
+        try:
+            done = os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:  # already collected
+            done = True
+        if done:
+            _UNREAPED.remove(pid)
+
+
+def _failed(name: str, ctx: StageContext, pid: int, forked_at: datetime, what: str) -> _Run:
+    """Return the run of stage ``name`` whose process ``pid`` failed as ``what`` says."""
+    outcome = StageOutcome(name)
+    outcome.fail(f"stage {name}: its process (pid {pid}) {what}")
+    return _Run(outcome, forked_at, ctx.now())
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return f"{signal.Signals(signum).name} ({signum})"
+    except ValueError:
+        return str(signum)
+
+
+def _wait(pid: int) -> int:
+    """Wait for the child ``pid`` to end; return its wait status."""
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for a handler that raises it
+            continue
+
+
+def _stop(pid: int) -> None:
+    """Kill the child ``pid`` and wait for it to end (its pid is free for another process after that)."""
+    if pid in _UNREAPED:
+        _UNREAPED.remove(pid)
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with suppress(ChildProcessError):
+        _wait(pid)

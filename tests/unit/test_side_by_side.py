@@ -1,0 +1,372 @@
+"""Cache and intake side by side (cache in a forked child, intake in the cycle's process): the same outcomes,
+files and records as one after the other; a child that crashes, is killed or hangs is a failed cache stage
+and the cycle goes on. Real forks, real files, the real command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfywatchman import artifacts, catalogue, cycle, side_by_side, stage_runner
+from comfywatchman.stages import ORDER, SIDE_BY_SIDE
+from comfywatchman.stages.context import StageContext, StageOutcome
+from comfywatchman.state_manager import StateManager
+from tests.fakes.machine import FakeMachine
+from tests.helpers.comfy_tree import ComfyTree, run_cli
+from tests.unit.stages.test_reuse import T0, context, make_install
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stages run side by side on Linux only")
+
+# Files of the cache and intake stages (the state folder) and of the records of their runs.
+STAGE_FILES = (
+    "state/model_cache.json",
+    "state/custom_nodes_cache.json",
+    "state/pack_reads.json",
+    "state/intake.json",
+    "state/intake_log.jsonl",
+    "state/runs/cache.json",
+    "state/runs/intake.json",
+    "log/structured.log",
+)
+
+
+# Set in the fresh process that runs this module again (see fork_here).
+_FRESH_ENV = "COMFYWATCHMAN_TEST_FRESH_PROCESS"
+_fresh_outcomes: dict[str, str] = {}
+
+
+@pytest.fixture
+def fork_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Return True when this test process may fork, so the test runs here. Else (threads that earlier tests
+    left running, a tqdm monitor or a test server's request threads, keep it from forking as they would keep a
+    cycle from forking) make sure this test passed in a fresh process running this module, and return False."""
+    monkeypatch.delenv(side_by_side.FORK_ENV, raising=False)
+    reason = side_by_side.fork_refusal()
+    if reason is None:
+        return True
+    if "threads" not in reason:
+        pytest.skip(f"no stages side by side on this machine: {reason}")
+    assert os.environ.get(_FRESH_ENV) != "1", f"a fresh test process cannot fork: {reason}"
+    if not _fresh_outcomes:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", str(request.path)],
+            cwd=request.config.rootpath,
+            env={**os.environ, _FRESH_ENV: "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        _fresh_outcomes.update(
+            (m[2], m[1]) for m in re.finditer(r"^(PASSED|FAILED|ERROR|SKIPPED) (\S+)", done.stdout, re.M)
+        )
+        _fresh_outcomes["output"] = done.stdout[-4000:]
+    assert _fresh_outcomes.get(request.node.nodeid) == "PASSED", _fresh_outcomes["output"]
+    return False
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog at DEBUG (its ``records`` are those of the test's call)."""
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+
+
+def run_pair(ctx: StageContext, fork: bool, **kwargs: Any) -> tuple[list[StageOutcome], tuple[list[str], list[str]]]:
+    """Run cache and intake side by side (or not) inside a deferred-sync block; return the outcomes and what
+    the block had left to flush before its end."""
+    with artifacts.deferred_syncs():
+        outcomes = side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx, fork=fork, **kwargs)
+        pending = artifacts.deferred_paths()
+    return outcomes, pending
+
+
+def replace_stage(monkeypatch: pytest.MonkeyPatch, name: str, run: Callable[[StageContext], StageOutcome]) -> None:
+    monkeypatch.setitem(stage_runner.STAGE_RUNNERS, name, run)
+
+
+def test_the_side_by_side_stages_follow_the_gate_and_share_no_file() -> None:
+    assert ORDER[1 : 1 + len(SIDE_BY_SIDE)] == SIDE_BY_SIDE
+    first, second = SIDE_BY_SIDE
+    for item in catalogue.ARTIFACTS:
+        if item.key in ("stage_run", "structured_log"):
+            continue  # written by the recording of each run, which this process does, in stage order
+        touched = set(item.writers) | set(item.readers)
+        assert not (first in item.writers and second in touched), item.key
+        assert not (second in item.writers and first in touched), item.key
+
+
+def test_side_by_side_gives_the_outcomes_files_and_records_of_one_after_the_other(
+    comfy_tree: ComfyTree, tmp_path: Path, fork_here: bool, logs: pytest.LogCaptureFixture
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    seen: dict[bool, Any] = {}
+    for fork in (True, False):
+        home = tmp_path / f"home-{fork}"
+        home.mkdir()
+        logs.clear()
+        outcomes, pending = run_pair(context(comfy_tree, home, "c1", T0), fork)
+        stage_records = [r for r in logs.records if r.name.startswith("comfywatchman.stages.")]
+        seen[fork] = {
+            "outcomes": [asdict(o) for o in outcomes],
+            "files": {name: (home / name).read_bytes() for name in STAGE_FILES},
+            "messages": [(r.name, r.levelname, r.getMessage()) for r in stage_records],
+            "processes": [r.process for r in stage_records],
+            "pending": sorted(p.replace(str(home), "HOME") for p in pending[0] + pending[1]),
+        }
+    assert [o["stage"] for o in seen[True]["outcomes"]] == list(SIDE_BY_SIDE)
+    assert all(o["ok"] for o in seen[True]["outcomes"])
+    assert seen[True]["outcomes"] == seen[False]["outcomes"]
+    assert seen[True]["files"] == seen[False]["files"]  # one clock, one cycle id: the very same bytes
+    assert seen[True]["messages"] == seen[False]["messages"]
+    assert [m[0] for m in seen[True]["messages"]] == ["comfywatchman.stages.cache", "comfywatchman.stages.intake"]
+    # The cache stage really ran in another process, and its records came back from it.
+    assert seen[True]["processes"][0] != os.getpid() and seen[True]["processes"][1] == os.getpid()
+    assert seen[False]["processes"] == [os.getpid(), os.getpid()]
+    assert seen[True]["pending"] == seen[False]["pending"]
+
+
+def test_what_the_child_left_to_flush_is_flushed_by_this_process(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    aside = home / "aside"
+
+    def writes_aside(ctx: StageContext) -> StageOutcome:
+        artifacts.atomic_write_bytes(aside / "written.bin", b"whole\n")
+        with open(aside / "appended.log", "a", encoding="utf-8") as handle:
+            handle.write("one line\n")
+            handle.flush()
+            artifacts.fsync_appended(aside / "appended.log", handle.fileno())
+        return StageOutcome("cache", detail=f"written by {os.getpid()}")
+
+    replace_stage(monkeypatch, "cache", writes_aside)
+    flushed: list[list[str]] = []
+    real_flush = artifacts._flush_all
+    monkeypatch.setattr(artifacts, "_flush_all", lambda paths: flushed.append(paths) or real_flush(paths))
+    outcomes, pending = run_pair(context(comfy_tree, home, "c1", T0), fork=True)
+    assert outcomes[0].ok and outcomes[0].detail != f"written by {os.getpid()}"
+    assert str(aside / "appended.log") in pending[0] and str(aside) in pending[1]
+    assert str(aside) in flushed[-1] and str(aside / "appended.log") in flushed[-1]
+    assert (aside / "written.bin").read_bytes() == b"whole\n"
+
+
+def test_a_child_killed_by_a_signal_is_a_failed_cache_stage_and_the_cycle_goes_on_and_exits_1(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c0", T0)  # writes the config the cycles below read
+    machine = FakeMachine(wall=T0)
+    first = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+    assert first.exit_code == 0, first.errors
+    before = (home / "state" / "model_cache.json").read_bytes()
+    parent = os.getpid()
+
+    def killed(ctx: StageContext) -> StageOutcome:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("the cache stage ran in the test's own process")
+
+    replace_stage(monkeypatch, "cache", killed)
+    result = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+    assert result.exit_code == 1
+    assert len(result.errors) == 1
+    killed_line = r"stage cache: its process \(pid \d+\) was killed by signal SIGKILL \(9\) before it finished"
+    assert re.fullmatch(killed_line, result.errors[0])
+    runs = {name: json.loads((home / "state" / "runs" / f"{name}.json").read_text()) for name in ORDER}
+    assert {name: run["cycle_id"] for name, run in runs.items()} == dict.fromkeys(ORDER, result.cycle_id)
+    assert runs["cache"]["ok"] is False and runs["cache"]["errors"] == list(result.errors)
+    assert all(runs[name]["ok"] for name in ORDER if name != "cache")
+    # The caches of the cycle before stay as they were, and the stages after used them.
+    assert (home / "state" / "model_cache.json").read_bytes() == before
+    last = list(StateManager(home / "state").cycles())[-1]
+    assert last["exit_code"] == 1 and last["errors"] == list(result.errors)
+    lines = (home / "log" / "structured.log").read_text().splitlines()
+    events = [json.loads(line) for line in lines if result.cycle_id in line]
+    assert [(e["stage"], e["event"]) for e in events] == [
+        ("gate", "finished"),
+        ("cache", "failed"),
+        *[(name, "finished") for name in ORDER[2:]],
+        ("cycle", "failed"),
+    ]
+
+
+def test_a_cycle_collects_the_exit_of_its_child_before_it_ends(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, logs: pytest.LogCaptureFixture
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c0", T0)
+    machine = FakeMachine(wall=T0)
+    result = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+    assert result.exit_code == 0, result.errors
+    forked = [re.search(r"stage cache runs in process (\d+)", r.getMessage()) for r in logs.records]
+    pids = [int(m.group(1)) for m in forked if m]
+    assert len(pids) == 1
+    with pytest.raises(ChildProcessError):  # no zombie left: its exit (and CPU time) was collected
+        os.waitpid(pids[0], os.WNOHANG)
+
+
+def test_a_child_that_hangs_is_killed_at_its_deadline_and_the_other_stage_is_kept(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    replace_stage(monkeypatch, "cache", lambda ctx: time.sleep(60) or StageOutcome("cache"))
+    started = time.monotonic()
+    outcomes, _pending = run_pair(context(comfy_tree, home, "c1", T0), fork=True, timeout_s=0.5)
+    assert time.monotonic() - started < 20
+    assert not outcomes[0].ok
+    hung_line = r"stage cache: its process \(pid (\d+)\) did not finish within 0.5 s and was killed"
+    match = re.fullmatch(hung_line, outcomes[0].errors[0])
+    assert match
+    with pytest.raises(ProcessLookupError):  # killed and waited for: no process, no zombie
+        os.kill(int(match.group(1)), 0)
+    assert outcomes[1].ok and outcomes[1].counts["workflows"] == 2
+    assert json.loads((home / "state" / "runs" / "cache.json").read_text())["errors"] == outcomes[0].errors
+
+
+def test_a_crash_in_the_child_reads_as_the_same_crash_one_after_the_other(
+    comfy_tree: ComfyTree,
+    tmp_path: Path,
+    fork_here: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+
+    def crashes(ctx: StageContext) -> StageOutcome:
+        logging.getLogger("comfywatchman.stages.cache").warning("about to fail on %s", Path("models"))
+        raise RuntimeError("no such thing")
+
+    replace_stage(monkeypatch, "cache", crashes)
+    seen = {}
+    for fork in (True, False):
+        home = tmp_path / f"home-{fork}"
+        home.mkdir()
+        logs.clear()
+        outcomes, _pending = run_pair(context(comfy_tree, home, "c1", T0), fork)
+        warned = [r for r in logs.records if r.levelno == logging.WARNING]
+        tracebacks = [r for r in logs.records if r.getMessage().startswith("stage cache crashed:\nTraceback")]
+        seen[fork] = [asdict(o) for o in outcomes], [r.getMessage() for r in warned], len(tracebacks)
+    assert seen[True] == seen[False]
+    assert seen[True][0][0]["errors"] == [
+        "stage cache crashed: RuntimeError: no such thing (run with --verbose for the traceback)"
+    ]
+    assert seen[True][1] == ["about to fail on models"] and seen[True][2] == 1
+
+
+def test_the_child_never_returns_into_the_code_that_forked_it(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    replace_stage(monkeypatch, "cache", lambda ctx: sys.exit(3))
+    returned = home / "returned.txt"
+    outcomes, _pending = run_pair(context(comfy_tree, home, "c1", T0), fork=True)
+    with open(returned, "a", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(0.3)  # a child that came back here would have written its line by now
+    assert returned.read_text().split() == [str(os.getpid())]
+    assert re.fullmatch(r"stage cache: its process \(pid \d+\) failed: SystemExit: 3", outcomes[0].errors[0])
+    assert outcomes[1].ok
+
+
+def test_with_another_thread_running_the_stages_run_one_after_the_other(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, logs: pytest.LogCaptureFixture
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="a test's server")
+    thread.start()
+    try:
+        assert side_by_side.fork_refusal() == "2 threads are running"
+        outcomes, _pending = run_pair(context(comfy_tree, home, "c1", T0), fork=True)
+    finally:
+        stop.set()
+        thread.join()
+    assert [o.ok for o in outcomes] == [True, True]
+    assert {r.process for r in logs.records} == {os.getpid()}
+    assert any(r.getMessage().endswith("one after the other: 2 threads are running") for r in logs.records)
+
+
+def test_the_environment_and_the_platform_can_ask_for_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert side_by_side.fork_refusal({side_by_side.FORK_ENV: "0"}) == "COMFYWATCHMAN_FORK_STAGES=0"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert side_by_side.fork_refusal({}) == "one CPU: nothing to gain"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert side_by_side.fork_refusal({}) == "no safe fork on darwin"
+
+
+# The parts of a home's files that differ from one cycle to the next whatever the stages did.
+_CYCLE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")
+_NUMBERS = re.compile(r'("(?:duration_s|awake_s|suspended_s|pid)": ?|held by pid |ok in )[\d.]+')
+_OWN_HASH = re.compile(r'("(?:scan_sha256|\w*fingerprint)": ?)"[0-9a-f]{64}"')  # of the home's own files
+
+
+def _normalized(home: Path) -> dict[str, str]:
+    """Return the text of each JSON, JSON-lines and Markdown file of the catalogue in ``home``, times, durations,
+    pids and cycle ids masked. Left out: the lock and the suspend clocks (of the machine, not the stages), and
+    the caches that fingerprint files of the home itself (binary packs, ``*_inputs.json``: sizes and mtimes)."""
+    found = {}
+    for path in sorted(p for p in home.rglob("*") if p.is_file()):
+        relative = path.relative_to(home).as_posix()
+        item = catalogue.for_relative_path(relative)
+        if item is None or item.kind == "binary" or item.key in ("awake",) or relative.endswith("_inputs.json"):
+            continue
+        text = path.read_text(encoding="utf-8").replace(str(home), "HOME")
+        text = _OWN_HASH.sub(r'\1"H"', _NUMBERS.sub(r"\1N", _TIME.sub("T", _CYCLE_ID.sub("ID", text))))
+        found[relative] = text
+    return found
+
+
+def test_the_command_gives_the_same_files_and_log_order_side_by_side_or_one_after_the_other(
+    comfy_tree: ComfyTree, tmp_path: Path
+) -> None:
+    make_install(comfy_tree)
+    seen = {}
+    for env in ({}, {side_by_side.FORK_ENV: "0"}):
+        home = tmp_path / f"home-{len(env)}"
+        home.mkdir()
+        args = ["--run-cycle", "--force", "--offline", "--verbose", "--comfyui-root", str(comfy_tree.root)]
+        done = run_cli(*args, home=home, env=env)
+        assert done.returncode == 0, done.stderr
+        log = [json.loads(line)["stage"] for line in (home / "log" / "structured.log").read_text().splitlines()]
+        assert log == [*ORDER, "cycle"]
+        stages = [m.group(1) for m in re.finditer(r"INFO: (cache|intake): ", done.stderr)]
+        assert stages == ["cache", "intake"]
+        forked = re.search(r"stage cache runs in process \d+ beside this one", done.stderr)
+        assert bool(forked) == (not env and side_by_side._cpus() >= 2), done.stderr
+        runs = [json.loads((home / "state" / "runs" / f"{name}.json").read_text()) for name in SIDE_BY_SIDE]
+        assert runs[0]["started_at"] <= runs[1]["started_at"]  # in stage order, as the bench reads them
+        seen[bool(env)] = _normalized(home)
+    assert seen[True].keys() == seen[False].keys()
+    assert "state/model_cache.json" in seen[True] and "output/reports/status/master_status.md" in seen[True]
+    for name, text in seen[True].items():
+        assert text == seen[False][name], name
