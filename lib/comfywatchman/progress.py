@@ -45,6 +45,9 @@ def track(items: Iterable[T], total: int | None = None, label: str = "", unit: s
         return
     from tqdm import tqdm
 
+    # tqdm's monitor thread would outlive the bar and keep every later cycle of a --scheduler loop from running
+    # cache and intake side by side (no fork while another thread runs); bars here are updated every item.
+    tqdm.monitor_interval = 0
     # A terminal that reports no size (a bare pty, some consoles) would get no bar at all: assume 80x24 there.
     sized = _terminal_width() > 0
     size: dict[str, Any] = {"dynamic_ncols": True} if sized else {"ncols": 80, "nrows": 24}
