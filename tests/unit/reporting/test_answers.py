@@ -10,6 +10,7 @@ import pytest
 
 from comfywatchman import artifacts
 from comfywatchman.reporting import answers
+from comfywatchman.stages import search_digests
 
 
 def result(name: str, status: str = "NOT_SEARCHED", **fields: Any) -> dict[str, Any]:
@@ -160,3 +161,77 @@ def test_a_torn_search_json_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join([*lines[:2], lines[2][:-9], *lines[3:]]))
     with pytest.raises(artifacts.ArtifactError, match=r"search\.json.*line 3"):
         answers.load(path, kept)
+
+
+def recorded_search(path: Path, results: list[dict[str, Any]], cycle_id: str = "c1") -> None:
+    """Write search.json as the search stage does, with its record of the lines' digests (``search_digests``)."""
+    search_lines(path, results, cycle_id)
+    lines = path.read_bytes().split(b"\n")[1 : len(results) + 1]
+    search_digests.save(path, [search_digests.line_digest(line.removesuffix(b",")) for line in lines])
+
+
+def test_with_the_search_record_only_new_lines_are_read_and_the_answers_are_a_full_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    first = [*RESULTS, result("d.safetensors", "UNCERTAIN"), result("e.safetensors"), result("f.safetensors")]
+    recorded_search(path, first)
+    same(answers.load(path, kept), answers.from_results(first, offline=True))
+
+    parsed: list[int] = []
+    real = artifacts.item_line
+
+    def counted(line: bytes, number: int, where: Path, schema_name: str, definition: str) -> Any:
+        parsed.append(number)
+        return real(line, number, where, schema_name, definition)
+
+    monkeypatch.setattr(artifacts, "item_line", counted)
+    # One result changed (a new answer, gated), one gone (the only UNCERTAIN one), one added at the end.
+    changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
+    changed["details"] = {"huggingface": {"gated": True}}
+    now = [first[0], changed, first[2], first[4], first[5], result("g.safetensors", "NEEDS_ACCESS")]
+    recorded_search(path, now, cycle_id="c2")
+    found = answers.load(path, kept)
+    assert parsed == [3, 7]  # the changed line and the added one (the list starts on line 2)
+    same(found, answers.from_results(now, offline=True))
+    assert found.uncertain == 0
+    assert found.changed == {("loras", "b.safetensors"), ("loras", "d.safetensors"), ("loras", "g.safetensors")}
+
+    # The same answers kept again: search.json as it was is not read.
+    parsed.clear()
+    assert answers.load(path, kept).changed == frozenset()
+    assert parsed == []
+
+    # A torn kept file costs a full read, never a wrong answer.
+    recorded_search(path, first, cycle_id="c3")
+    kept.write_bytes(kept.read_bytes()[:-30])
+    same(answers.load(path, kept), answers.from_results(first, offline=True))
+    assert len(parsed) == len(first)
+
+
+def test_a_record_that_does_not_match_its_lines_is_not_trusted(tmp_path: Path) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    recorded_search(path, RESULTS)
+    answers.load(path, kept)
+    now = [RESULTS[0], result("B.safetensors", "NOT_FOUND"), RESULTS[2]]
+    recorded_search(path, now, cycle_id="c2")
+    # The record claims the changed line is the first one (the lines' digests swapped): the line read there is
+    # not the one it names, so every line is read and hashed.
+    record = search_digests.load(path)
+    assert record is not None
+    record[0], record[1] = record[1], record[0]
+    search_digests.save(path, record)
+    same(answers.load(path, kept), answers.from_results(now, offline=True))
+
+
+def test_the_mark_is_the_same_with_or_without_the_search_record(tmp_path: Path) -> None:
+    path = tmp_path / "search.json"
+    recorded_search(path, RESULTS)
+    with_record = answers.mark(path)
+    search_digests.record_path(path).unlink()
+    answers._RECORD.clear()
+    assert answers.mark(path) == with_record
+    search_lines(path, RESULTS, cycle_id="c2")  # written again: another time and cycle, the same answers
+    assert answers.mark(path) == with_record
+    search_lines(path, RESULTS[:2], cycle_id="c3")
+    assert answers.mark(path) != with_record
