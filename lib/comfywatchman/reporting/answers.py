@@ -10,7 +10,7 @@ import logging
 import marshal
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -406,7 +406,7 @@ def _read_missing(path: Path, made: _Kept, missing: Sequence[int]) -> bool:
     search.json at ``path``, each found past the lines before it (``made.sizes``: their lengths, those of the
     missing lines found here); return False when a line read is not the one ``made.digests`` says."""
     shared = {orjson.dumps(a, option=orjson.OPT_SORT_KEYS): i for i, a in enumerate(made.table)}
-    last_line, sizes = len(made.digests) - 1, made.sizes
+    last_line, sizes, parse = len(made.digests) - 1, made.sizes, _parser(path)
     with path.open("rb") as handle:
         offset, done = len(handle.readline()), 0
         for at in missing:
@@ -416,7 +416,7 @@ def _read_missing(path: Path, made: _Kept, missing: Sequence[int]) -> bool:
             line = handle.readline().rstrip(b"\n").removesuffix(b"," if at < last_line else b"")
             if search_digests.line_digest(line) != made.digests[at]:
                 return False
-            result = artifacts.item_line(line, at + 2, path, "search", "result")
+            result = parse(line, at + 2)
             found = key(result["type"], result["name"])
             made.folders[at], made.lookups[at] = found
             made.index[at] = _share(shared, made.table, project(result))
@@ -463,6 +463,7 @@ def _from_lines(
     moved: dict[int, int] = {}  # index in last.table -> index in the new table
     made = _Kept.empty(offline, model_list)
     seen: set[str] = set()
+    plain, parse = _Plain(shared, made.table), _parser(path)
     with path.open("rb") as handle:
         if not handle.readline().rstrip(b"\n").endswith(_OPENER):
             return None
@@ -490,10 +491,49 @@ def _from_lines(
                 made.uncertain += bool(uncertain)
                 made.reused += 1
                 continue
-            result: dict[str, Any] = artifacts.item_line(line, number, path, "search", "result")
-            answer = _share(shared, made.table, project(result))
-            made.add(digest, key(result["type"], result["name"]), answer, result, len(line))
+            result = parse(line, number)
+            made.add(digest, key(result["type"], result["name"]), plain.index(result), result, len(line))
     raise ArtifactError(f"{path}: ends inside its list 'results' (a torn write?)")
+
+
+class _Plain:
+    """The answers of results added to a table (``_share``), found by a tuple of their fields when they have no
+    candidates (nearly all: offline, thousands of NOT_SEARCHED answers), without encoding each to compare it."""
+
+    def __init__(self, shared: dict[bytes, int], table: list[dict[str, Any]]) -> None:
+        self.shared, self.table = shared, table
+        self.seen: dict[tuple[Any, ...], int] = {}
+
+    def index(self, result: Mapping[str, Any]) -> int:
+        """Return the index in the table of ``project(result)``, added when no equal answer is there yet."""
+        status = result["status"]
+        if status == "NEEDS_ACCESS" or result.get("candidates"):
+            return _share(self.shared, self.table, project(result))
+        size = result.get("size")
+        # The size's type too: 5 and 5.0 are equal in Python, not in the answer's JSON.
+        fields = (status, result.get("source", "scan"), result.get("url"), result.get("evidence", "none"))
+        found = (*fields, result.get("reason", ""), size, type(size))
+        index = self.seen.get(found)
+        if index is None:
+            index = self.seen[found] = _share(self.shared, self.table, project(result))
+        return index
+
+
+def _parser(path: Path) -> Callable[[bytes, int], dict[str, Any]]:
+    """Return a function of (a result line of search.json at ``path``, its number) returning its result,
+    validated (``artifacts.item_line``, with the validator looked up once)."""
+    loads, valid = orjson.loads, artifacts.fast_validator("search", "result").is_valid
+
+    def parse(line: bytes, number: int) -> dict[str, Any]:
+        try:
+            result = loads(line)
+        except orjson.JSONDecodeError:
+            result = None
+        if result is None or not valid(result):  # ``item_line`` says what is wrong, naming the file and line
+            result = artifacts.item_line(line, number, path, "search", "result")
+        return result  # type: ignore[no-any-return]
+
+    return parse
 
 
 def _share(shared: dict[bytes, int], table: list[dict[str, Any]], answer: dict[str, Any]) -> int:

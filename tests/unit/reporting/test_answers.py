@@ -128,18 +128,23 @@ def test_changed_results_parse_only_their_lines_and_answer_as_a_full_read(
     same(answers.load(path, kept), answers.from_results(first, offline=True))
 
     parsed: list[int] = []
-    real = artifacts.item_line
+    real = answers._parser
 
-    def counted(line: bytes, number: int, where: Path, schema_name: str, definition: str) -> Any:
-        parsed.append(number)
-        return real(line, number, where, schema_name, definition)
+    def counted(where: Path) -> Any:
+        parse = real(where)
+
+        def counting(line: bytes, number: int) -> Any:
+            parsed.append(number)
+            return parse(line, number)
+
+        return counting
 
     # One result changed (another answer, now gated) and one added; the duplicate key's last answer still wins.
     changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
     changed["details"] = {"huggingface": {"gated": True}}
     now = [first[0], changed, *first[2:], result("e.safetensors", "UNCERTAIN")]
     search_lines(path, now, cycle_id="c2")
-    monkeypatch.setattr(artifacts, "item_line", counted)
+    monkeypatch.setattr(answers, "_parser", counted)
     found = answers.load(path, kept)
     assert parsed == [3, 7]  # the lines of the changed and the added result (the list starts on line 2)
     same(found, answers.from_results(now, offline=True))
@@ -176,16 +181,23 @@ def test_with_the_search_record_only_new_lines_are_read_and_the_answers_are_a_fu
     path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
     first = [*RESULTS, result("d.safetensors", "UNCERTAIN"), result("e.safetensors"), result("f.safetensors")]
     recorded_search(path, first)
-    same(answers.load(path, kept), answers.from_results(first, offline=True))
+    made, fresh = answers.load(path, kept), answers.from_results(first, offline=True)
+    same(made, fresh)
+    assert len(made._table) == len(fresh._table) == 3  # equal answers kept once (a, B, e, f share one)
 
     parsed: list[int] = []
-    real = artifacts.item_line
+    real = answers._parser
 
-    def counted(line: bytes, number: int, where: Path, schema_name: str, definition: str) -> Any:
-        parsed.append(number)
-        return real(line, number, where, schema_name, definition)
+    def counted(where: Path) -> Any:
+        parse = real(where)
 
-    monkeypatch.setattr(artifacts, "item_line", counted)
+        def counting(line: bytes, number: int) -> Any:
+            parsed.append(number)
+            return parse(line, number)
+
+        return counting
+
+    monkeypatch.setattr(answers, "_parser", counted)
     # One result changed (a new answer, gated), one gone (the only UNCERTAIN one), one added at the end.
     changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
     changed["details"] = {"huggingface": {"gated": True}}
