@@ -109,6 +109,14 @@ class Answers:
         """Return the answer kept under ``found``, or None."""
         return self.results.get(found)
 
+    def sized(self) -> dict[Key, int]:
+        """Return the size of each key's answer that is FOUND with a size known (a few hundred of ten thousand
+        answers: the report sums the sizes of the files its workflows miss)."""
+        table = self._table
+        known = [bool(a["status"] == "FOUND" and a.get("size")) for a in table]
+        keys = itertools.compress(self._index, map(known.__getitem__, self._index.values()))
+        return {found: table[self._index[found]]["size"] for found in keys}
+
     def digest(self, found: Key) -> bytes:
         """Return a short digest of what the report shows of the answer under ``found`` (and whether its
         download needs a token), the same in every cycle the answer is the same."""

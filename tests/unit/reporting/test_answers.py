@@ -247,3 +247,17 @@ def test_the_mark_is_the_same_with_or_without_the_search_record(tmp_path: Path) 
     assert answers.mark(path) == with_record
     search_lines(path, RESULTS[:2], cycle_id="c3")
     assert answers.mark(path) != with_record
+
+
+def test_sized_answers_are_the_found_ones_with_a_size() -> None:
+    found = answers.from_results(
+        [
+            *RESULTS,
+            result("d.safetensors", "FOUND", url="https://example.com/d.safetensors"),  # no size
+            result("e.safetensors", "UNCERTAIN", size=9),  # a size, not FOUND
+            result("F.safetensors", "FOUND", url="https://example.com/f.safetensors", size=11),
+        ]
+    )
+    assert found.sized() == {("loras", "c.safetensors"): 5, ("loras", "f.safetensors"): 11}
+    brute = {k: r["size"] for k, r in found.results.items() if r["status"] == "FOUND" and r.get("size")}
+    assert found.sized() == brute
