@@ -196,11 +196,15 @@ def mark(path: Path) -> bytes | None:
             recorded = _recorded(path)
             if recorded is not None:
                 return _lines_mark(first, recorded, artifacts.last_line(handle))
+            described = file_key(path)
             digests, closing = _hashed(handle)
     except OSError:
         return None
     if closing is None:
         return _whole_mark(path.read_bytes())
+    if described is not None:  # ``load`` takes them as the search's record (of this very file)
+        _HASHED.clear()
+        _HASHED[str(path)] = (described, digests)
     return _lines_mark(first, digests, closing)
 
 
@@ -241,18 +245,27 @@ def _hashed(handle: Any) -> tuple[list[str], bytes | None]:
     return digests, None
 
 
-# The search's record of search.json's lines (``search_digests.load``), read once per report: the file it
-# describes (its ``file_key``) and the digests.
-_RECORD: dict[str, tuple[list[int], list[str]]] = {}
+# The search's record of search.json's lines (``search_digests.load``), read once per report: the files it was
+# read for (search.json and the record, their ``file_key``) and the digests.
+_RECORD: dict[str, tuple[list[Any], list[str]]] = {}
+
+
+# The digests ``mark`` worked out of search.json's lines when it had no record: the file (its ``file_key``) and
+# the digests, for ``load``.
+_HASHED: dict[str, tuple[list[int], list[str]]] = {}
+
+
+def _hashed_before(path: Path) -> list[str] | None:
+    """Return the digests of search.json's lines ``mark`` worked out, while the file is unchanged, or None."""
+    last = _HASHED.get(str(path))
+    return last[1] if last is not None and last[0] == file_key(path) else None
 
 
 def _recorded(path: Path) -> list[str] | None:
-    """Return ``search_digests.load(path)``, read once while the file it describes is unchanged."""
-    described = file_key(path)
-    if described is None:
-        return None
+    """Return ``search_digests.load(path)``, read once while search.json and its record are unchanged."""
+    described = [file_key(path), file_key(search_digests.record_path(path))]
     last = _RECORD.get(str(path))
-    if last is not None and last[0] == described:
+    if last is not None and last[0] == described and None not in described:
         return last[1]
     digests = search_digests.load(path)
     _RECORD.clear()
@@ -283,7 +296,7 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
     if "result" in schema_definitions("search"):
         # The search's record of its lines' digests spares hashing them (a first report keeps them too, for the
         # next one); any doubt about it means hashing.
-        recorded = _recorded(path)
+        recorded = _recorded(path) or _hashed_before(path)
         if last is not None and recorded is not None:
             built = _from_record(path, last, offline, model_list, recorded)
             if built is None:  # a line is not the one the record says: it is not trusted
