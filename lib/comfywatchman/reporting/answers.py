@@ -281,6 +281,16 @@ def load(path: Path, kept: Path | None = None, known: bytes | None = None) -> An
     changed, a result whose line is as it was is taken from the kept file without being parsed again
     (``_from_record``, else ``_from_lines``); a kept file that is torn is made again. ``known``: ``mark(path)``
     when the caller has it."""
+    try:
+        return _load(path, kept, known)
+    finally:
+        # The lines' digests held for ``mark`` and this load (tens of thousands at 8,000 workflows) are let go.
+        _RECORD.clear()
+        _HASHED.clear()
+
+
+def _load(path: Path, kept: Path | None, known: bytes | None) -> Answers:
+    """``load``."""
     if kept is not None and known is None:
         known = mark(path)
     last: _Kept | None = None
