@@ -261,3 +261,14 @@ def test_sized_answers_are_the_found_ones_with_a_size() -> None:
     assert found.sized() == {("loras", "c.safetensors"): 5, ("loras", "f.safetensors"): 11}
     brute = {k: r["size"] for k, r in found.results.items() if r["status"] == "FOUND" and r.get("size")}
     assert found.sized() == brute
+
+
+def test_a_kept_file_of_another_format_is_made_again(tmp_path: Path) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    recorded_search(path, RESULTS)
+    mark = answers.mark(path)
+    assert mark is not None
+    # The layout an earlier version wrote: the mark, then the answers as JSON (not this format's tag).
+    kept.write_bytes(mark + b"\n" + b'{"format":2,"table":[],"lines":[],"uncertain":0}')
+    same(answers.load(path, kept), answers.from_results(RESULTS, offline=True))
+    assert kept.read_bytes().startswith(answers._KEPT_TAG + b"\n")
