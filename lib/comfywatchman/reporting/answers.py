@@ -97,9 +97,13 @@ class Answers:
     uncertain: int = 0
     offline: bool = False
     model_list: str | None = None
-    _digests: dict[Key, bytes] = field(default_factory=dict, repr=False)
-    _index: dict[Key, int] = field(default_factory=dict, repr=False)
     _table: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # Per result, in order: its key and its answer's index in ``_table`` (a key's last result is its answer);
+    # the digest of each of ``_table``; and per key the digest ``digest`` gives, made when first asked for.
+    _keys: list[Key] = field(default_factory=list, repr=False)
+    _places: list[int] = field(default_factory=list, repr=False)
+    _table_digests: list[bytes] = field(default_factory=list, repr=False)
+    _digests: dict[Key, bytes] | None = field(default=None, repr=False)
     # The keys whose result is not as it was in the search.json whose ``mark`` is ``since`` (the one the
     # report's kept answers were made from), when ``load`` could tell.
     since: bytes | None = None
@@ -112,15 +116,26 @@ class Answers:
     def sized(self) -> dict[Key, int]:
         """Return the size of each key's answer that is FOUND with a size known (a few hundred of ten thousand
         answers: the report sums the sizes of the files its workflows miss)."""
-        table = self._table
-        known = [bool(a["status"] == "FOUND" and a.get("size")) for a in table]
-        keys = itertools.compress(self._index, map(known.__getitem__, self._index.values()))
-        return {found: table[self._index[found]]["size"] for found in keys}
+        known = [bool(a["status"] == "FOUND" and a.get("size")) for a in self._table]
+        sized: dict[Key, int] = {}
+        for found in itertools.compress(self._keys, map(known.__getitem__, self._places)):
+            answer = self.results[found]  # the key's last result's (another of its results may be FOUND)
+            if answer["status"] == "FOUND" and answer.get("size"):
+                sized[found] = answer["size"]
+        return sized
 
     def digest(self, found: Key) -> bytes:
         """Return a short digest of what the report shows of the answer under ``found`` (and whether its
         download needs a token), the same in every cycle the answer is the same."""
+        if self._digests is None:  # asked for by a full report only: made then
+            self._digests = dict(zip(self._keys, map(self._table_digests.__getitem__, self._places), strict=True))
+            for gated in self.gated:
+                self._digests[gated] += b"g"
         return self._digests.get(found, _NO_DIGEST)
+
+    def index(self) -> dict[Key, int]:
+        """Return per key the index of its answer in ``_table`` (its last result's), in the keys' first order."""
+        return dict(zip(self._keys, self._places, strict=True))
 
 
 def from_results(results: Iterable[Mapping[str, Any]], offline: bool = False, model_list: str | None = None) -> Answers:
@@ -148,13 +163,10 @@ def _assemble(kept: _Kept) -> Answers:
     keys = list(zip(kept.folders, kept.lookups, strict=True))
     answers = Answers(offline=kept.offline, model_list=kept.model_list, uncertain=kept.uncertain)
     answers.gated = frozenset(itertools.compress(keys, kept.gated))
-    answers._table = table
-    answers._index = dict(zip(keys, kept.index, strict=True))
-    places = answers._index.values()
-    answers.results = dict(zip(answers._index, map(table.__getitem__, places), strict=True))
-    answers._digests = dict(zip(answers._index, map(kept.table_digests.__getitem__, places), strict=True))
-    for found in answers.gated:
-        answers._digests[found] += b"g"
+    answers._table, answers._keys, answers._places = table, keys, kept.index
+    answers._table_digests = kept.table_digests
+    # One dict of ten thousand keys (``digest``'s is made when asked for): the last result of a key wins.
+    answers.results = dict(zip(keys, map(table.__getitem__, kept.index), strict=True))
     return answers
 
 
@@ -360,14 +372,15 @@ class _Kept:
     @staticmethod
     def of(answers: Answers) -> _Kept:
         """Return the kept form of ``answers``, without its lines' digests (none of its results is reused)."""
-        keys = list(answers._index)
+        index = answers.index()
+        keys = list(index)
         return _Kept(
             b"",
             answers._table,
             [""] * len(keys),
             [f for f, _ in keys],
             [k for _, k in keys],
-            list(answers._index.values()),
+            list(index.values()),
             [False] * len(keys),
             [k in answers.gated for k in keys],
             [0] * len(keys),
@@ -412,24 +425,42 @@ def _from_record(
     line read is not the one the record says (then every line is read). Whole lists are built at a time, where
     ``_from_lines`` loops over every line in Python. Raise ArtifactError naming the file and line when a line
     read is broken."""
-    size = len(last.digests)
-    where = {digest: at for at, digest in enumerate(last.digests) if digest}
-    places = [where.get(digest, size) for digest in recorded]  # ``size``: not there, read below
-    missing = [at for at, place in enumerate(places) if place == size]
+    size, old = len(last.digests), last.digests
+    # The lines before the first change and after the last are the kept ones in place (a cycle changes a few
+    # results, mostly in one place): only those between are looked up by their digest.
+    head = _same_lines(old, recorded)
+    tail = _same_lines(old[head:][::-1], recorded[head:][::-1])
+    where = {digest: head + at for at, digest in enumerate(old[head : size - tail]) if digest}
+    between = [where.get(digest, size) for digest in recorded[head : len(recorded) - tail]]  # size: not kept
+    missing = [head + at for at, place in enumerate(between) if place == size]
     made = _Kept(b"", list(last.table), list(recorded), [], [], [], [], [], [], 0, offline, model_list, changed=set())
     for name in _COLUMNS[1:]:
-        column = [*getattr(last, name), None]
-        setattr(made, name, list(map(column.__getitem__, places)))
+        column = getattr(last, name)
+        looked_up = [column[place] if place < size else None for place in between]
+        setattr(made, name, [*column[:head], *looked_up, *column[size - tail :]])
     made.table_digests = list(last.table_digests) if last.table_digests is not None else None
     if missing and not _read_missing(path, made, missing):
         return None
     if made.table_digests is not None:  # the answers added
         made.table_digests += [_answer_digest(a) for a in made.table[len(made.table_digests) :]]
-    _note_gone(made, last, set(recorded))
+    # The kept results whose line is gone (a line before the first change or after the last is still there).
+    now = set(recorded[head : len(recorded) - tail])
+    gone = (at for at in range(head, size - tail) if old[at] not in now)
+    made.changed.update((last.folders[at], last.lookups[at]) for at in gone)  # type: ignore[union-attr]
     made.uncertain = sum(made.uncertain_flags)
     made.reused = len(recorded) - len(missing)
     _drop_unused(made)
     return made
+
+
+def _same_lines(old: Sequence[str], new: Sequence[str]) -> int:
+    """Return how many of the first digests of ``old`` and ``new`` are the same, in the same places."""
+    same = 0
+    for before, now in zip(old, new, strict=False):
+        if before != now:
+            break
+        same += 1
+    return same
 
 
 def _read_missing(path: Path, made: _Kept, missing: Sequence[int]) -> bool:

@@ -3,6 +3,7 @@ search.json's results are unchanged (a new generated_at or cycle id changes noth
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,34 @@ def test_a_kept_file_of_another_format_is_made_again(tmp_path: Path) -> None:
     kept.write_bytes(mark + b"\n" + b'{"format":2,"table":[],"lines":[],"uncertain":0}')
     same(answers.load(path, kept), answers.from_results(RESULTS, offline=True))
     assert kept.read_bytes().startswith(answers._KEPT_TAG + b"\n")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_kept_answers_after_edits_anywhere_are_a_full_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    statuses = ["NOT_SEARCHED", "UNCERTAIN", "NOT_FOUND"]
+    now = [result(f"f{n:03}.safetensors", rng.choice(statuses)) for n in range(40)]
+    recorded_search(path, now)
+    answers.load(path, kept)
+
+    def unread(*_args: Any) -> None:
+        raise AssertionError("every line read: the kept answers and the record should have served")
+
+    monkeypatch.setattr(answers, "_from_lines", unread)
+    for cycle in range(3):
+        for _ in range(rng.randint(1, 4)):  # a result changed, added or gone, at the ends or anywhere
+            at = rng.choice([0, len(now) - 1, rng.randrange(len(now))])
+            edit = rng.choice(["change", "add", "drop"])
+            if edit == "change":
+                now[at] = result(now[at]["name"], rng.choice(statuses), reason=f"edit {cycle}")
+            elif edit == "add":
+                now.insert(at, result(f"g{cycle}{at:03}.safetensors", rng.choice(statuses)))
+            elif len(now) > 1:
+                del now[at]
+        recorded_search(path, now, cycle_id=f"c{cycle + 2}")
+        found = answers.load(path, kept)
+        same(found, answers.from_results(now, offline=True))
+        assert found.uncertain == sum(r["status"] == "UNCERTAIN" for r in now)
