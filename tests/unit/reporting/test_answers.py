@@ -304,3 +304,13 @@ def test_kept_answers_after_edits_anywhere_are_a_full_reads(
         found = answers.load(path, kept)
         same(found, answers.from_results(now, offline=True))
         assert found.uncertain == sum(r["status"] == "UNCERTAIN" for r in now)
+
+
+@pytest.mark.parametrize("first_change", [0, 1, 511, 512, 513, 1500, 2999, None])
+def test_same_lines_counts_the_digests_alike_up_to_the_first_change(first_change: int | None) -> None:
+    old = [f"{n:032x}" for n in range(3000)]
+    new = list(old)
+    if first_change is not None:
+        new[first_change] = "changed"
+    assert answers._same_lines(old, new) == (3000 if first_change is None else first_change)
+    assert answers._same_lines(old, new[:1700]) == min(1700, 3000 if first_change is None else first_change)
