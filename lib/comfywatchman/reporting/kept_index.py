@@ -31,13 +31,13 @@ import orjson
 
 from comfywatchman import artifacts, stage_inputs
 from comfywatchman.reporting import markdown, status_file, status_report
-from comfywatchman.reporting.answers import Answers, key
+from comfywatchman.reporting.answers import Answers, lookup
 
 logger = logging.getLogger(__name__)
 
 FILE = "report_index.pack"
 # Bump when what a contribution holds or how the whole is gathered from it changes.
-FORMAT = 3
+FORMAT = 4
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
 # More changed workflows than this (and more than a tenth of them all) and the report is built in full.
@@ -69,13 +69,13 @@ class Seeds:
 def contribution(record: Mapping[str, Any], seeds: Seeds, row: markdown.Row | None = None) -> list[Any]:
     """Return what a workflow's record (after ``status_report.emit``) adds to the whole, in the compact form
     kept per workflow: name, path, readiness, resolved, last resolved (None when resolved: it is then the
-    report's time), error, its missing files ``[folder, name, status, note, invalid_reason]``, its seeds
-    (node types, unreadable file: action id -> index in ``seeds``), its missing node types ``[action, class
-    type, state]``, its page row's blockers and whether it misses something new, and for an unreadable
-    workflow what it missed before. ``row``: the entry's ``markdown.row`` when the caller has it."""
+    report's time), error, its missing files ``[folder, name, status, note, invalid_reason, lookup key]``,
+    its seeds (node types, unreadable file: action id -> index in ``seeds``), its missing node types
+    ``[action, class type, state]``, its page row's blockers and whether it misses something new, and for an
+    unreadable workflow what it missed before. ``row``: the entry's ``markdown.row`` when the caller has it."""
     entry = record["entry"]
     files = [
-        [m["folder"], m["name"], m["status"], f[0], f[2]]
+        [m["folder"], m["name"], m["status"], f[0], f[2], lookup(m["name"])]
         for m, f in zip(entry["missing_models"], record["files"], strict=True)
     ]
     nodes = [[n["action"], n["class_type"], n["state"]] for n in entry["missing_nodes"]]
@@ -117,8 +117,8 @@ def gather(
     aggregate.counts[readiness] += 1
     pending_of = aggregate.pending
     model_dirs, missing_models = aggregate.model_dirs, aggregate.missing_models
-    for folder, file_name, status, note, invalid_reason in files:
-        missing_models.add(key(folder, file_name))
+    for folder, file_name, status, note, invalid_reason, lookup_key in files:
+        missing_models.add((folder, lookup_key))  # ``answers.key``, kept: not worked out again for every file
         # Where a folder type's files were looked for is said once, when its first file's action is made.
         if (folder or "") not in model_dirs:
             model_dirs[folder or ""] = dirs[folder or ""]
@@ -418,7 +418,7 @@ def stands(
         return True
     # The folder type first: a file of another type has no changed answer (its name's key is not worked out).
     folders = {folder for folder, _ in changed} if folders is None else folders
-    return not any(f[0] in folders and key(f[0], f[1]) in changed for f in kept[6])
+    return not any(f[0] in folders and (f[0], f[5]) in changed for f in kept[6])
 
 
 def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | None]]:

@@ -40,8 +40,9 @@ _OPENER = b'"workflows":['
 
 
 def digest(data: bytes) -> bytes:
-    """Return the short hex digest the store keys and checks lines by."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest().encode("ascii")
+    """Return the short hex digest the store keys and checks lines by (the first 32 hex digits of the sha256:
+    hashlib's sha256 runs on the processor's SHA instructions, twice as fast as its blake2b here)."""
+    return hashlib.sha256(data).hexdigest()[:32].encode("ascii")
 
 
 _FILE_HASH = re.compile(rb'"sha256":"[0-9a-f]{64}","source":')
@@ -55,7 +56,7 @@ def line_digest(line: bytes) -> bytes:
     keys, so these can only be the entry's own (a declared file's sha256 is followed by its url)."""
     # Fed to the hash in pieces around what is left out: the same digest as of the text with the flag false and
     # the sha256 cut, without copying a line of several kilobytes twice.
-    h = hashlib.blake2b(digest_size=16)
+    h = hashlib.sha256()  # ``digest``'s hash: 13 MB of lines at 2,000 workflows
     view, start = memoryview(line), 0
     flag = line.find(b'"reused":true')
     if flag >= 0:
@@ -68,7 +69,7 @@ def line_digest(line: bytes) -> bytes:
         h.update(b'"source":')
         start = found.end()
     h.update(view[start:])
-    return h.hexdigest().encode("ascii")
+    return h.hexdigest()[:32].encode("ascii")
 
 
 class ScanLines:

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 FILE = "report_scan_keys.bin"
 #: Bump when either digest changes meaning (``parts.line_digest``, or the scan record's, whose tag is part of it).
-TAG = b"report-scan-keys-1 " + scan_digests.TAG
+TAG = b"report-scan-keys-2 " + scan_digests.TAG
 _PAIR = 64
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class Writer:
         self._tmp = ""
         self._count = 0
         self._stage = "workflows"
+        # The fsync ``finish(head, settle=False)`` left running, and the file it flushes (``settle`` renames it).
+        self._syncing: _Sync | None = None
 
     def __enter__(self) -> Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,12 +74,14 @@ class Writer:
         self._handle.write(_OPEN)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
+        if kind is not None:
+            self.abandon()
 
     def _item(self, text: bytes | memoryview) -> None:
         self._handle.write(b",\n" if self._count else b"\n")
@@ -130,9 +135,11 @@ class Writer:
         self._handle.write((b",\n" if self._count else b"\n") + b",\n".join(texts))
         self._count += len(texts)
 
-    def finish(self, head: Mapping[str, Any]) -> None:
+    def finish(self, head: Mapping[str, Any], settle: bool = True) -> None:
         """Write the small keys of ``head`` (the document whose lists are empty, validated here) as the last
-        line, fsync, and rename the file over the report."""
+        line, fsync, and rename the file over the report. With ``settle`` False the fsync runs on (in a thread:
+        it waits on the disk, tens of milliseconds for a large report, while the caller renders the page) and
+        ``settle`` renames the file once it is done; ``abandon`` drops it."""
         if any(head.get(k) != [] for k in LISTS):
             raise ValueError("status_file.Writer: the head's lists must be empty")
         if self._stage != "actions":
@@ -143,15 +150,61 @@ class Writer:
         try:
             handle.write((b"\n" if self._count else b"") + b"]," + rest[1:] + b"\n")
             handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            os.replace(self._tmp, self.path)
         except BaseException:
             handle.close()
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
             raise
+        self._syncing = _Sync(handle)
+        if settle:
+            self.settle()
+
+    def settle(self) -> None:
+        """Wait for the fsync of the file ``finish`` wrote and rename it over the report (a no-op when there is
+        none waiting); raise OSError, the file dropped, when it cannot be flushed or renamed."""
+        syncing, self._syncing = self._syncing, None
+        if syncing is None:
+            return
+        try:
+            syncing.wait()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
         artifacts.fsync_dir(self.path.parent)
+
+    def abandon(self) -> None:
+        """Drop the file ``finish`` wrote and has not renamed yet (the report stays as it was)."""
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            with contextlib.suppress(OSError):
+                syncing.wait()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+
+
+class _Sync:
+    """The fsync of a file just written, run in a thread of its own (it releases the GIL while the disk works);
+    ``wait`` returns once it is done and the file closed, raising what the fsync raised."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="master_status fsync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            os.fsync(self._handle.fileno())
+        except BaseException as exc:  # handed to ``wait``
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        self._handle.close()
+        if self._error is not None:
+            raise self._error
 
 
 def write(path: Path, head: Mapping[str, Any], workflows: Iterable[bytes], actions: Iterable[bytes]) -> None:

@@ -455,12 +455,9 @@ class Aggregate:
 
     def summary(self) -> dict[str, Any]:
         """Return the report's headline counts."""
-        results = self.answers.results
-        sizes = [
-            r["size"]
-            for k in self.missing_models
-            if (r := results.get(k)) is not None and r["status"] == "FOUND" and r.get("size")
-        ]
+        # The files missed whose answer is FOUND with a size, through those answers (few) rather than every file.
+        missing = self.missing_models
+        sizes = [size for found, size in self.answers.sized().items() if found in missing]
         return {
             **self.counts,
             "missing_models": len(self.missing_models),

@@ -149,10 +149,16 @@ def _run(ctx: StageContext) -> StageOutcome:
             built = full(
                 ctx, scan, digests, answers, searched, verify, outcome, unavailable, kept_models, check, now_text
             )
-    aggregate, ranked, head, index, lines_seen, before = built
+    aggregate, ranked, head, index, lines_seen, before, written = built
     summary = head["summary"]
     page = {**head, "actions": ranked}
-    page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
+    try:
+        # The page is rendered while master_status.json is flushed to disk (``findings``), then put in place.
+        page_lines = [markdown.header(page), markdown.body(page, aggregate.rows), markdown.tail(page)]
+        written.settle()
+    except BaseException:
+        written.abandon()
+        raise
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
     write_history(state, aggregate.history, before, kept_paths)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
@@ -181,6 +187,7 @@ Built = tuple[
     tuple[list[bytes], Any, list[Any]],
     Any,
     Mapping[str, Any],
+    status_file.Writer,
 ]
 
 
@@ -200,7 +207,8 @@ def full(
     """Build the report from every workflow of scan.json (each one's part reused when it can be: ``parts``)
     and write master_status.json; return the Aggregate, the ranked actions, the document's head, what the
     kept index takes (each workflow's contribution, where each folder type was looked in), the digest of the
-    lines seen (``findings_key``) and the readiness history read."""
+    lines seen (``findings_key``), the readiness history read, and the writer of master_status.json, whose
+    file the caller puts in place (``status_file.Writer.settle``: it is flushed to disk meanwhile)."""
     state = ctx.state_dir
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
@@ -211,7 +219,7 @@ def full(
         models = models or check.findings()
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
     index = (workflows.index.lines, workflows.index.dirs, workflows.index.seeds.table)
-    return aggregate, ranked, head, index, workflows.lines_seen, workflows.history
+    return aggregate, ranked, head, index, workflows.lines_seen, workflows.history, writer
 
 
 def incremental(
@@ -278,7 +286,7 @@ def _incremental(
     for line_digest in digests:
         lines_seen.update(line_digest)
     logger.debug("report: %d of %d workflows reused from %s", reused, len(digests), kept_index.FILE)
-    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}
+    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}, writer
 
 
 def _workflows_again(
@@ -485,7 +493,8 @@ def findings(
     models: tuple[list[dict[str, str]], list[dict[str, Any]]] | None = None,
     made: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Write the ranked actions and the small keys to ``writer`` (its workflows written); return the actions
+    """Write the ranked actions and the small keys to ``writer`` (its workflows written; the caller settles
+    it: ``status_file.Writer.settle``); return the actions
     and the document's head (both lists empty), for the page. ``answers`` is None when search.json could not
     be read; ``models``: ``model_findings`` when the caller has them; ``made``: a function of the install
     facts returning the ranked actions and their lines, when the caller makes them (``incremental``)."""
@@ -532,7 +541,7 @@ def findings(
             "findings": [e for r in runs for e in r.get("findings", [])],
         },
     }
-    writer.finish(head)
+    writer.finish(head, settle=False)  # the caller settles it (``status_file.Writer.settle``)
     return ranked, head
 
 
@@ -637,7 +646,7 @@ def build_workflows(ctx: StageContext, workflows: WorkflowPass, writer: status_f
 
 
 # Bump when the report made of the same inputs changes, so the next cycle builds it again.
-INPUTS_FORMAT = 3
+INPUTS_FORMAT = 4
 # What the page's head and tail are rendered from: the small keys of the document.
 HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
 

@@ -3,6 +3,7 @@ search.json's results are unchanged (a new generated_at or cycle id changes noth
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from comfywatchman import artifacts
 from comfywatchman.reporting import answers
+from comfywatchman.stages import search_digests
 
 
 def result(name: str, status: str = "NOT_SEARCHED", **fields: Any) -> dict[str, Any]:
@@ -127,18 +129,23 @@ def test_changed_results_parse_only_their_lines_and_answer_as_a_full_read(
     same(answers.load(path, kept), answers.from_results(first, offline=True))
 
     parsed: list[int] = []
-    real = artifacts.item_line
+    real = answers._parser
 
-    def counted(line: bytes, number: int, where: Path, schema_name: str, definition: str) -> Any:
-        parsed.append(number)
-        return real(line, number, where, schema_name, definition)
+    def counted(where: Path) -> Any:
+        parse = real(where)
+
+        def counting(line: bytes, number: int) -> Any:
+            parsed.append(number)
+            return parse(line, number)
+
+        return counting
 
     # One result changed (another answer, now gated) and one added; the duplicate key's last answer still wins.
     changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
     changed["details"] = {"huggingface": {"gated": True}}
     now = [first[0], changed, *first[2:], result("e.safetensors", "UNCERTAIN")]
     search_lines(path, now, cycle_id="c2")
-    monkeypatch.setattr(artifacts, "item_line", counted)
+    monkeypatch.setattr(answers, "_parser", counted)
     found = answers.load(path, kept)
     assert parsed == [3, 7]  # the lines of the changed and the added result (the list starts on line 2)
     same(found, answers.from_results(now, offline=True))
@@ -160,3 +167,150 @@ def test_a_torn_search_json_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join([*lines[:2], lines[2][:-9], *lines[3:]]))
     with pytest.raises(artifacts.ArtifactError, match=r"search\.json.*line 3"):
         answers.load(path, kept)
+
+
+def recorded_search(path: Path, results: list[dict[str, Any]], cycle_id: str = "c1") -> None:
+    """Write search.json as the search stage does, with its record of the lines' digests (``search_digests``)."""
+    search_lines(path, results, cycle_id)
+    lines = path.read_bytes().split(b"\n")[1 : len(results) + 1]
+    search_digests.save(path, [search_digests.line_digest(line.removesuffix(b",")) for line in lines])
+
+
+def test_with_the_search_record_only_new_lines_are_read_and_the_answers_are_a_full_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    first = [*RESULTS, result("d.safetensors", "UNCERTAIN"), result("e.safetensors"), result("f.safetensors")]
+    recorded_search(path, first)
+    made, fresh = answers.load(path, kept), answers.from_results(first, offline=True)
+    same(made, fresh)
+    assert len(made._table) == len(fresh._table) == 3  # equal answers kept once (a, B, e, f share one)
+
+    parsed: list[int] = []
+    real = answers._parser
+
+    def counted(where: Path) -> Any:
+        parse = real(where)
+
+        def counting(line: bytes, number: int) -> Any:
+            parsed.append(number)
+            return parse(line, number)
+
+        return counting
+
+    monkeypatch.setattr(answers, "_parser", counted)
+    # One result changed (a new answer, gated), one gone (the only UNCERTAIN one), one added at the end.
+    changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
+    changed["details"] = {"huggingface": {"gated": True}}
+    now = [first[0], changed, first[2], first[4], first[5], result("g.safetensors", "NEEDS_ACCESS")]
+    recorded_search(path, now, cycle_id="c2")
+    found = answers.load(path, kept)
+    assert parsed == [3, 7]  # the changed line and the added one (the list starts on line 2)
+    same(found, answers.from_results(now, offline=True))
+    assert found.uncertain == 0
+    assert found.changed == {("loras", "b.safetensors"), ("loras", "d.safetensors"), ("loras", "g.safetensors")}
+
+    # The same answers kept again: search.json as it was is not read.
+    parsed.clear()
+    assert answers.load(path, kept).changed == frozenset()
+    assert parsed == []
+
+    # A torn kept file costs a full read, never a wrong answer.
+    recorded_search(path, first, cycle_id="c3")
+    kept.write_bytes(kept.read_bytes()[:-30])
+    same(answers.load(path, kept), answers.from_results(first, offline=True))
+    assert len(parsed) == len(first)
+
+
+def test_a_record_that_does_not_match_its_lines_is_not_trusted(tmp_path: Path) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    recorded_search(path, RESULTS)
+    answers.load(path, kept)
+    now = [RESULTS[0], result("B.safetensors", "NOT_FOUND"), RESULTS[2]]
+    recorded_search(path, now, cycle_id="c2")
+    # The record claims the changed line is the first one (the lines' digests swapped): the line read there is
+    # not the one it names, so every line is read and hashed.
+    record = search_digests.load(path)
+    assert record is not None
+    record[0], record[1] = record[1], record[0]
+    search_digests.save(path, record)
+    same(answers.load(path, kept), answers.from_results(now, offline=True))
+
+
+def test_the_mark_is_the_same_with_or_without_the_search_record(tmp_path: Path) -> None:
+    path = tmp_path / "search.json"
+    recorded_search(path, RESULTS)
+    with_record = answers.mark(path)
+    search_digests.record_path(path).unlink()
+    answers._RECORD.clear()
+    assert answers.mark(path) == with_record
+    search_lines(path, RESULTS, cycle_id="c2")  # written again: another time and cycle, the same answers
+    assert answers.mark(path) == with_record
+    search_lines(path, RESULTS[:2], cycle_id="c3")
+    assert answers.mark(path) != with_record
+
+
+def test_sized_answers_are_the_found_ones_with_a_size() -> None:
+    found = answers.from_results(
+        [
+            *RESULTS,
+            result("d.safetensors", "FOUND", url="https://example.com/d.safetensors"),  # no size
+            result("e.safetensors", "UNCERTAIN", size=9),  # a size, not FOUND
+            result("F.safetensors", "FOUND", url="https://example.com/f.safetensors", size=11),
+        ]
+    )
+    assert found.sized() == {("loras", "c.safetensors"): 5, ("loras", "f.safetensors"): 11}
+    brute = {k: r["size"] for k, r in found.results.items() if r["status"] == "FOUND" and r.get("size")}
+    assert found.sized() == brute
+
+
+def test_a_kept_file_of_another_format_is_made_again(tmp_path: Path) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    recorded_search(path, RESULTS)
+    mark = answers.mark(path)
+    assert mark is not None
+    # The layout an earlier version wrote: the mark, then the answers as JSON (not this format's tag).
+    kept.write_bytes(mark + b"\n" + b'{"format":2,"table":[],"lines":[],"uncertain":0}')
+    same(answers.load(path, kept), answers.from_results(RESULTS, offline=True))
+    assert kept.read_bytes().startswith(answers._KEPT_TAG + b"\n")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_kept_answers_after_edits_anywhere_are_a_full_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    statuses = ["NOT_SEARCHED", "UNCERTAIN", "NOT_FOUND"]
+    now = [result(f"f{n:03}.safetensors", rng.choice(statuses)) for n in range(40)]
+    recorded_search(path, now)
+    answers.load(path, kept)
+
+    def unread(*_args: Any) -> None:
+        raise AssertionError("every line read: the kept answers and the record should have served")
+
+    monkeypatch.setattr(answers, "_from_lines", unread)
+    for cycle in range(3):
+        for _ in range(rng.randint(1, 4)):  # a result changed, added or gone, at the ends or anywhere
+            at = rng.choice([0, len(now) - 1, rng.randrange(len(now))])
+            edit = rng.choice(["change", "add", "drop"])
+            if edit == "change":
+                now[at] = result(now[at]["name"], rng.choice(statuses), reason=f"edit {cycle}")
+            elif edit == "add":
+                now.insert(at, result(f"g{cycle}{at:03}.safetensors", rng.choice(statuses)))
+            elif len(now) > 1:
+                del now[at]
+        recorded_search(path, now, cycle_id=f"c{cycle + 2}")
+        found = answers.load(path, kept)
+        same(found, answers.from_results(now, offline=True))
+        assert found.uncertain == sum(r["status"] == "UNCERTAIN" for r in now)
+
+
+@pytest.mark.parametrize("first_change", [0, 1, 511, 512, 513, 1500, 2999, None])
+def test_same_lines_counts_the_digests_alike_up_to_the_first_change(first_change: int | None) -> None:
+    old = [f"{n:032x}" for n in range(3000)]
+    new = list(old)
+    if first_change is not None:
+        new[first_change] = "changed"
+    assert answers._same_lines(old, new) == (3000 if first_change is None else first_change)
+    assert answers._same_lines(old, new[:1700]) == min(1700, 3000 if first_change is None else first_change)

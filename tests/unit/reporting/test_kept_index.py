@@ -275,7 +275,7 @@ def test_a_kept_contribution_stands_unless_an_answer_it_depends_on_changed() -> 
         False,
         None,
         None,
-        [["loras", "Sub/X.safetensors", "FOUND", "", None]],
+        [["loras", "Sub/X.safetensors", "FOUND", "", None, answers.lookup("Sub/X.safetensors")]],
     ]
     kept += [{}, [], [], False, []]
     changed = frozenset({answers.key("loras", "sub/x.safetensors")})  # the same file: keys ignore case

@@ -118,3 +118,38 @@ def test_a_last_line_longer_than_one_look_back_is_still_found(tmp_path: Path, mo
     status_file.write(path, HEAD, [status_file.part(WORKFLOW, "workflow", "test")], [])
     monkeypatch.setattr(status_file, "_TAIL_WINDOW", 16)
     assert status_file.read_head(path) == HEAD
+
+
+def test_a_report_flushed_in_the_background_is_put_in_place_when_settled(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    status_file.write(path, HEAD, [], [])
+    before = path.read_bytes()
+    with status_file.Writer(path) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.actions([status_file.part(ACTION, "action", "test")])
+        writer.finish(HEAD, settle=False)
+    assert path.read_bytes() == before  # flushed meanwhile, not in place yet
+    writer.settle()
+    assert status_file.read(path)["workflows"] == [WORKFLOW]
+    assert [p.name for p in tmp_path.iterdir()] == ["master_status.json"]
+    writer.settle()  # nothing waits any more
+    writer.abandon()
+    assert status_file.read(path)["workflows"] == [WORKFLOW]
+
+
+def test_a_report_abandoned_before_it_is_settled_leaves_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "master_status.json"
+    status_file.write(path, HEAD, [], [])
+    before = path.read_bytes()
+    with status_file.Writer(path) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.finish(HEAD, settle=False)
+    writer.abandon()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["master_status.json"]
+    # An error in the block after the file is written drops it too.
+    with pytest.raises(RuntimeError), status_file.Writer(path) as writer:
+        writer.finish(HEAD, settle=False)
+        raise RuntimeError("the caller failed")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["master_status.json"]
