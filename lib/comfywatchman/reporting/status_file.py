@@ -261,6 +261,8 @@ def items(path: Path, key: str) -> Iterator[dict[str, Any]]:
         for _, line in lines:  # up to the line that opens the list
             if line.rstrip(b"\n") == opener:
                 break
+            if key == "actions" and line.startswith(_BETWEEN + b"]"):
+                return  # no action: the list opens and closes on the line of the small keys
         closed = yield from artifacts.item_lines(lines, path, SCHEMA, LISTS[key])
     if not closed:
         raise ArtifactError(f"{path}: no complete list {key!r} (a torn write?)")

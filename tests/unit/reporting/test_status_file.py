@@ -153,3 +153,13 @@ def test_a_report_abandoned_before_it_is_settled_leaves_the_old_one(tmp_path: Pa
         raise RuntimeError("the caller failed")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["master_status.json"]
+
+
+def test_a_report_with_workflows_and_no_action_reads_back_whole(tmp_path: Path) -> None:
+    # Every workflow ready: the actions list opens and closes on one line, which the reader must take as empty.
+    path = tmp_path / "master_status.json"
+    workflow = status_file.part(WORKFLOW, "workflow", "test")
+    status_file.write(path, HEAD, [workflow], [])
+    assert list(status_file.items(path, "actions")) == []
+    assert status_file.read(path) == {**HEAD, "workflows": [WORKFLOW], "actions": []}
+    assert artifacts.read(path, "master_status") == status_file.read(path)
