@@ -71,7 +71,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "model_cache",
         "json",
         ("cache",),
-        ("scan", "search", "report"),
+        ("scan", "search", "verify", "report"),
         "installed model files by folder type, from `models/` and `extra_model_paths.yaml`; rewritten only "
         "when the install changed; `walk_limits`: folders whose walk a bound cut short",
     ),
@@ -101,7 +101,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "intake",
         "json",
         ("intake",),
-        ("intake", "scan"),
+        ("intake", "scan", "report"),
         "every workflow file found, with its sha256 and `new` / `changed` / `unchanged`",
     ),
     Artifact(
@@ -119,7 +119,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "scan",
         "json",
         ("scan",),
-        ("scan", "search", "report"),
+        ("scan", "search", "verify", "report"),
         "per workflow, every model and node type it needs: what is missing, invalid or disabled in full "
         "(where in the workflow — node, input, subgraph — and where it was looked for), installed models "
         "(`installed_models`) and provided node types (`provided_nodes`) in short",
@@ -150,7 +150,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         None,
         "binary",
         ("scan",),
-        ("scan", "search", "verify"),
+        ("scan", "search", "verify", "report"),
         "the digest, offset and length of each workflow line of scan.json, written with it, so the search and "
         "verify find the lines that changed without hashing scan.json (trusted only for the very scan.json it was "
         "written with; a cache: safe to delete)",
@@ -180,7 +180,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "search",
         "json",
         ("search",),
-        ("report",),
+        ("verify", "report"),
         "per missing file: `FOUND`, `UNCERTAIN`, `NOT_FOUND`, `ERROR`, `INVALID_FILENAME` or `NOT_SEARCHED`, "
         "with evidence, URL and candidates",
     ),
@@ -295,7 +295,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "download_queue",
         "json",
         ("search",),
-        ("download",),
+        ("verify", "download", "report"),
         "one task per proven file: target folder and path, URL, sha256, size; `pending_review` until you approve",
     ),
     Artifact(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from comfywatchman import artifacts, catalogue
 from comfywatchman.stages import ORDER
 from tests.fakes.civitai_server import FakeCivitai
 from tests.fakes.hf_server import FakeHub
-from tests.helpers.comfy_tree import ComfyTree, run_cli, ui_node, ui_workflow
+from tests.helpers.comfy_tree import ComfyTree, run_cli, subprocess_env, ui_node, ui_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +86,7 @@ def _documents(home: Path) -> Iterator[tuple[catalogue.Artifact, str, Any]]:
 def test_every_file_of_a_cycle_is_in_the_catalogue_and_every_artifact_is_there(cycle_home: Path) -> None:
     written = _files(cycle_home)
     undeclared = [r for r in written if catalogue.for_relative_path(r) is None]
-    assert undeclared == []
+    assert undeclared == [], undeclared
     expected = {
         a.locate(cycle_home, stage).relative_to(cycle_home).as_posix()
         for a in catalogue.ARTIFACTS
@@ -240,3 +242,58 @@ def _each_stage_alone(comfy_tree: ComfyTree, home: Path, config: Path) -> None:
             a.locate(home, stage).relative_to(home).as_posix() for a in catalogue.written_by(stage) if a.every_cycle
         }
         assert changed == declared, stage
+
+
+# The command run with an audit hook that writes each file of the home it opened for reading, one per line.
+_AUDITED = """
+import os, sys
+home, out = sys.argv.pop(1), sys.argv.pop(1)
+opened = set()
+
+def hook(event, args):
+    if event != "open" or not isinstance(args[0], (str, bytes)):
+        return
+    mode, flags = args[1], args[2]
+    reading = ("r" in mode and "+" not in mode) if isinstance(mode, str) else (flags & os.O_ACCMODE) == os.O_RDONLY
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if reading and path.startswith(home + os.sep) and os.path.isfile(path):
+        opened.add(os.path.relpath(path, home).replace(os.sep, "/"))
+
+sys.addaudithook(hook)
+from comfywatchman.__main__ import run
+try:
+    code = run()
+finally:
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write("\\n".join(sorted(opened)))
+sys.exit(code)
+"""
+
+
+def test_each_stage_alone_reads_only_what_the_catalogue_says_it_reads(
+    comfy_tree: ComfyTree, home: Path, tmp_path: Path
+) -> None:
+    # The catalogue's readers say which stages may run side by side (``stages.SIDE_BY_SIDE``): a read left out of
+    # it would let a stage run beside the one that writes what it reads, and take last cycle's version.
+    _install(comfy_tree)
+    with FakeCivitai() as civitai, FakeHub() as hub:
+        config = _config(tmp_path, civitai, hub)
+        undeclared: list[tuple[str, str]] = []
+        for stage in ORDER:
+            out = tmp_path / f"{stage}.opened"
+            flags = ["--force"] if stage == "gate" else []
+            command = [sys.executable, "-c", _AUDITED, str(home.resolve()), str(out), "--stage", stage]
+            command += ["--config", str(config), "--comfyui-root", str(comfy_tree.root), *flags]
+            done = subprocess.run(
+                command, cwd=home, env=subprocess_env(home), capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, (stage, done.stderr)
+            for relative in filter(None, out.read_text(encoding="utf-8").splitlines()):
+                artifact = catalogue.for_relative_path(relative)
+                # Not the stage's own reads: a file that is no artifact, the command's config cache, and the
+                # last gate's record, which gives a stage run alone the cycle it belongs to.
+                if artifact is None or artifact.key in ("config_cache", "gate"):
+                    continue
+                if stage not in artifact.readers and stage not in artifact.writers:
+                    undeclared.append((stage, relative))
+    assert undeclared == [], undeclared
