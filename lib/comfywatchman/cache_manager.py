@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, catalogue
+from comfywatchman import artifacts, catalogue, shared_jobs
 from comfywatchman.comfy import custom_nodes, folders, pack_reads
 from comfywatchman.comfy.walk_bound import WalkBound, problem_line
 from comfywatchman.stages import collector
@@ -48,20 +48,44 @@ def scan_model_files(
     ``name`` is relative to its directory with ``/`` separators; ``dir`` indexes ``paths``. Symlinked folders
     are followed (ComfyUI follows them) but a loop is walked once. Each directory's walk stays within
     ``bounds`` (max depth, max entries); one cut short adds its finding (``WalkBound.finding``) to ``limits``.
+    The directories are walked by this process and, where a second core may help, a forked child
+    (``shared_jobs``): the result is the same.
     """
+    jobs = [(folder, directory) for folder, dirs in sorted(paths.folders.items()) for directory in dirs]
+
+    def walk(number: int) -> tuple[list[tuple[str, int]], dict[str, Any] | None]:
+        folder, directory = jobs[number]
+        if folder == "diffusers":
+            return _diffusers_entries(directory), None
+        bound = WalkBound(*bounds)
+        found = _walk_pairs(directory, folder, bound)
+        finding = bound.finding(folder, str(directory), paths.declared_by.get(directory)) if bound.reason else None
+        return found, finding
+
+    done = shared_jobs.run_shared(_largest_first(jobs), walk)
     result: dict[str, Any] = {}
+    number = 0
     for folder, dirs in sorted(paths.folders.items()):
         files: list[dict[str, Any]] = []
-        for index, directory in enumerate(dirs):
-            if folder == "diffusers":
-                files.extend(_diffusers_entries(directory, index))
-                continue
-            bound = WalkBound(*bounds)
-            files.extend(_walk_files(directory, index, folder, bound))
-            if bound.reason is not None and limits is not None:
-                limits.append(bound.finding(folder, str(directory), paths.declared_by.get(directory)))
+        for index in range(len(dirs)):
+            found, finding = done[number]
+            number += 1
+            files += [{"name": name, "dir": index, "size": size} for name, size in found]
+            if finding is not None and limits is not None:
+                limits.append(finding)
         result[folder] = {"paths": [str(d) for d in dirs], "files": files}
     return result
+
+
+# The folder types that hold most model files in a usual install, largest first: walked first, so that what
+# is left when one process runs out of directories is small, and neither waits long for the other.
+_USUALLY_LARGEST = ("loras", "checkpoints", "embeddings", "controlnet", "diffusion_models", "upscale_models")
+
+
+def _largest_first(jobs: list[tuple[str, Path]]) -> list[int]:
+    """Return the numbers of ``jobs`` (folder type, directory) in the order they are walked."""
+    rank = {folder: place for place, folder in enumerate(_USUALLY_LARGEST)}
+    return sorted(range(len(jobs)), key=lambda number: (rank.get(jobs[number][0], len(rank)), number))
 
 
 # Listing a folder by an open descriptor lets each file's stat resolve its name from that folder (fstatat)
@@ -70,11 +94,11 @@ _BY_DESCRIPTOR = os.scandir in os.supports_fd
 _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 
 
-def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | None = None) -> list[dict[str, Any]]:
-    """Return the model files under ``directory`` (``{name, dir: index, size}``, sorted by name), each folder
-    listed once (symlink loops), within ``bound``."""
-    # (name, size) pairs while walking, one dict each only at the end: names are unique within one walk (each
-    # folder is listed once), so sorting the pairs sorts by name alone.
+def _walk_pairs(directory: Path, folder: str, bound: WalkBound | None = None) -> list[tuple[str, int]]:
+    """Return the model files under ``directory`` as ``(name, size)``, sorted by name, each folder listed once
+    (symlink loops), within ``bound``."""
+    # (name, size) pairs, made into dicts by the caller (a child process sends them as they are): names are
+    # unique within one walk (each folder is listed once), so sorting the pairs sorts by name alone.
     found: list[tuple[str, int]] = []
     suffixes = folders.suffixes_of(folder)
     seen: set[tuple[int, int]] = set()
@@ -105,7 +129,7 @@ def _walk_files(directory: Path, index: int, folder: str, bound: WalkBound | Non
             if fd is not None:
                 os.close(fd)
     found.sort()
-    return [{"name": name, "dir": index, "size": size} for name, size in found]
+    return found
 
 
 def _add_files(
@@ -135,14 +159,15 @@ def _add_files(
             continue  # a broken symlink is not a model file
 
 
-def _diffusers_entries(directory: Path, index: int) -> list[dict[str, Any]]:
+def _diffusers_entries(directory: Path) -> list[tuple[str, int]]:
+    """Return the diffusers models under ``directory`` (each folder with a ``model_index.json``) as
+    ``(name, 0)``, sorted by name."""
     out = []
     for root, dirs, names in folders.walk_once(directory):  # two symlink loops made os.walk run on forever
         if "model_index.json" in names:
-            rel = os.path.relpath(root, directory).replace(os.sep, "/")
-            out.append({"name": rel, "dir": index, "size": 0})
+            out.append((os.path.relpath(root, directory).replace(os.sep, "/"), 0))
             dirs[:] = []
-    return sorted(out, key=lambda f: f["name"])
+    return sorted(out)
 
 
 def build_model_cache(

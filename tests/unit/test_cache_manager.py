@@ -28,7 +28,7 @@ def _tree(root: Path) -> Path:
 
 def _walk(folder: Path, by_descriptor: bool, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     monkeypatch.setattr(cache_manager, "_BY_DESCRIPTOR", by_descriptor)
-    return cache_manager._walk_files(folder, 0, "loras")
+    return [{"name": name, "dir": 0, "size": size} for name, size in cache_manager._walk_pairs(folder, "loras")]
 
 
 def test_both_ways_of_listing_find_the_same_files_and_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
