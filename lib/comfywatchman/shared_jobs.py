@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, NoReturn
 
-from comfywatchman.side_by_side import fork_refusal
+from comfywatchman.side_by_side import fork_refusal, wait_child
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _collect(pid: int, results: int, count: int) -> dict[int, Any]:
     chunks = []
     while chunk := os.read(results, 1 << 20):
         chunks.append(chunk)
-    status = _wait(pid)
+    status = wait_child(pid)
     if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
         logger.debug("the child process doing jobs ended with status %d", status)
         return {}
@@ -132,18 +132,9 @@ def _collect(pid: int, results: int, count: int) -> dict[int, Any]:
     return theirs
 
 
-def _wait(pid: int) -> int:
-    """Wait for the child ``pid``; return its wait status."""
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except InterruptedError:  # pragma: no cover - PEP 475 retries
-            continue
-
-
 def _stop(pid: int) -> None:
     """Kill the child ``pid`` and wait for it (interrupted while it works: it must not outlive this process)."""
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     with suppress(ChildProcessError):
-        _wait(pid)
+        wait_child(pid)

@@ -325,7 +325,7 @@ def _collect(
         # started_at is the order of the stages, as one after the other.
         run.started = forked_at
         return run
-    status = _wait(pid)
+    status = wait_child(pid)
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         return _failed(name, ctx, pid, forked_at, f"was killed by signal {_signal_name(signum)} before it finished")
@@ -368,7 +368,7 @@ def _signal_name(signum: int) -> str:
         return str(signum)
 
 
-def _wait(pid: int) -> int:
+def wait_child(pid: int) -> int:
     """Wait for the child ``pid`` to end; return its wait status."""
     while True:
         try:
@@ -384,4 +384,4 @@ def _stop(pid: int) -> None:
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     with suppress(ChildProcessError):
-        _wait(pid)
+        wait_child(pid)
