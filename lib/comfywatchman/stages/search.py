@@ -32,10 +32,10 @@ from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
 from comfywatchman.search.model_list import ManagerModelListBackend
 from comfywatchman.search.names import invalid_filename_reason, lookup_key, normalise
-from comfywatchman.stages import collector, search_digests
+from comfywatchman.stages import search_digests
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
-from comfywatchman.stages.search_inputs import backend_order, inputs_fingerprint, unchanged
+from comfywatchman.stages.search_inputs import inputs_fingerprint
 from comfywatchman.stages.search_inputs import outputs as output_paths
 
 if TYPE_CHECKING:
@@ -504,27 +504,12 @@ def again(
     return delta
 
 
-def run(ctx: StageContext) -> StageOutcome:
-    """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
-    with collector.paused():
-        return _run(ctx)
-
-
-def _run(ctx: StageContext) -> StageOutcome:
-    """Search for every missing model in ``scan.json``; write ``search.json`` and the download queue.
-
-    When nothing it reads changed since the last search and no cached answer expired, both are left as they
-    are (``stage_inputs``): scan.json is not even read. Otherwise scan.json is read one workflow at a time
-    (only the missing files are kept) and the answers that need no network are reused from the last search
-    where their query is the same (``search.reuse``)."""
-    order = backend_order(ctx)
-    kept = unchanged(ctx, order)
-    return kept if kept is not None else searched(ctx, order)
-
-
 def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
-    """Search for every missing model in ``scan.json`` with the backends of ``order`` (``_run`` without its
-    check that nothing changed); write ``search.json`` and the download queue; return the outcome."""
+    """Search for every missing model in ``scan.json`` with the backends of ``order`` (the stage's runner,
+    ``search_inputs.run``, calls it when its check that nothing changed fails); write ``search.json`` and the
+    download queue; return the outcome. scan.json is read one workflow at a time (only the missing files are
+    kept) and the answers that need no network are reused from the last search where their query is the same
+    (``search.reuse``)."""
     outcome = StageOutcome("search")
     outputs = output_paths(ctx)
     count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])

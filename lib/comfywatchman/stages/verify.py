@@ -35,15 +35,14 @@ from comfywatchman import artifacts, hashing, lazy
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
 from comfywatchman.search.names import lookup_key
-from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.stages.verify_inputs import ARTIFACT as ARTIFACT  # verify_delta reads these here too
 from comfywatchman.stages.verify_inputs import FORMAT as FORMAT
 from comfywatchman.stages.verify_inputs import INPUTS as INPUTS
 from comfywatchman.stages.verify_inputs import _stat_key as _stat_key
-from comfywatchman.stages.verify_inputs import check, standing, stats_digest
 from comfywatchman.stages.verify_inputs import digest_of_stats as digest_of_stats
+from comfywatchman.stages.verify_inputs import standing, stats_digest
 from comfywatchman.workflow import names
 
 if TYPE_CHECKING:
@@ -640,21 +639,9 @@ def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
         return None
 
 
-def run(ctx: StageContext) -> StageOutcome:
-    """Run the stage (``_run``) with the cycle collector paused (``collector.paused``)."""
-    with collector.paused():
-        return _run(ctx)
-
-
-def _run(ctx: StageContext) -> StageOutcome:
-    """Verify declared hashes within the cycle's budget and list variants of missing files; write
-    verify.json; return the outcome with counts."""
-    kept, previous, wanted = check(ctx)
-    return kept if kept is not None else verified(ctx, previous, wanted)
-
-
 def verified(ctx: StageContext, previous: Mapping[str, Any] | None, wanted: str) -> StageOutcome:
-    """Verify as ``_run`` does after its check that nothing changed (``verify_inputs.check``), from the last
+    """Verify declared hashes within the cycle's budget and list variants of missing files, writing verify.json
+    (the stage's runner, ``verify_inputs.run``, calls it when its check that nothing changed fails), from the last
     ``verify_inputs.json`` (``previous``) for the inputs fingerprinted ``wanted``; return the outcome."""
     outcome = StageOutcome("verify")
     state = ctx.state_dir
