@@ -289,7 +289,9 @@ class Primer:
 
     def finish(self) -> None:
         """Put the parts added into the packs (once scan.json is in place: a part is of a line written)."""
-        for (handle, tmp), (path, tag, _take) in zip(self._files or (), self.packs, strict=True):
+        if self._files is None:
+            return  # nothing added
+        for (handle, tmp), (path, tag, _take) in zip(self._files, self.packs, strict=True):
             if handle is None:
                 continue
             try:

@@ -212,3 +212,12 @@ def test_a_pack_that_cannot_be_written_is_left_to_its_stage(comfy_tree: ComfyTre
     prime(pack, scan)  # no folder: nothing written, nothing raised
     assert not pack.exists()
     assert read(pack.parent.parent / "test_parts.pack", scan) == (EXPECTED, 2)
+
+
+def test_a_primer_given_no_part_writes_nothing(home: Path) -> None:
+    pack = home / "state" / "test_parts.pack"
+    pack.parent.mkdir(parents=True)
+    primer = scan_parts.Primer([(pack, "t1", take)])
+    primer.finish()
+    primer.close()
+    assert list(pack.parent.iterdir()) == []
