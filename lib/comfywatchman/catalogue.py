@@ -189,10 +189,10 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "state/search_parts.pack",
         None,
         "binary",
-        ("search",),
+        ("scan", "search"),
         ("search",),
         "the missing files of each workflow line of scan.json, so a search reads only the workflows that changed "
-        "(a cache: safe to delete)",
+        "(filled by the scan as it writes scan.json; a cache: safe to delete)",
     ),
     Artifact(
         "search_delta",
@@ -336,10 +336,10 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "state/verify_parts.pack",
         None,
         "binary",
-        ("verify",),
+        ("scan", "verify"),
         ("verify",),
         "the installed and missing files of each workflow line of scan.json, so verify reads only the workflows "
-        "that changed (a cache: safe to delete)",
+        "that changed (filled by the scan as it writes scan.json; a cache: safe to delete)",
     ),
     Artifact(
         "verify_delta",

@@ -19,10 +19,12 @@ lines no workflow has any more than ``STALE_SHARE`` of its lines (or is missing,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,7 +160,9 @@ class ScanParts:
         the pack lacks are read."""
         kept = self._kept = self._load()
         self.digests = []
-        written: list[bytes] = [self.tag]
+        # Each line's digest and its part's, which are joined only for a pack written again: the payloads stay
+        # the ones ``kept`` holds (a pack of 26 MB at 8,000 workflows is not held twice).
+        written: list[tuple[bytes, ...]] = []
         added: list[int] = []  # where the lines of parts made this time are in ``written``
         for number, digest, body in _lines(handle, scan_path):
             self.digests.append(digest)
@@ -171,14 +175,14 @@ class ScanParts:
                 payload = orjson.dumps(part)
                 found = [_digest(payload), payload]
                 added.append(len(written))
-            written.append(b" ".join((digest, *found)))
+            written.append((digest, *found))
             yield digest, part
-        in_use = len(written) - 1
+        in_use = len(written)
         stale = len(kept) + len(added) - in_use  # lines of the pack no workflow of this scan.json has
         if not self.loaded or stale > STALE_SHARE * in_use:
-            self._save(written)
+            self._save([self.tag, *(b" ".join(line) for line in written)])
         elif added:
-            self._append([written[i] for i in added])
+            self._append([b" ".join(written[i]) for i in added])
 
     def _parse(self, body: bytes, number: int, scan_path: Path) -> Any:
         self.parsed += 1
@@ -230,3 +234,111 @@ def _part(found: list[bytes]) -> Any:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
+
+
+#: One pack the scan fills (``Primer``): where it lives, its tag and what its stage takes from an entry.
+Pack = tuple[Path, str, Callable[[Any], Any]]
+
+
+class Primer:
+    """Fills the parts packs of the stages that read scan.json next with the parts of the lines the scan makes,
+    as it writes them, so that those stages find every line's part kept and parse none.
+
+    The scan has each entry it makes in hand, as the dict it encodes: taking a stage's part of it (``payloads``,
+    right where the entry is made, so the dict is freed as soon as before) costs a fraction of what the stage
+    pays to read the line back (parse, validate, take), and it is paid while the scan's workers keep the other
+    cores busy, where the stages after the scan run on one core. A pack is a cache keyed by the digest of each
+    line, so a part put there by the scan is the one the stage would make of the same line; a line the scan
+    copied from the last scan.json is not primed (its part is kept already, or the stage makes it). The parts
+    are written to a temp file beside each pack as they come (``add``), and go into the pack at ``finish``:
+    the temp file becomes the pack when there is none of this format, else its lines are appended. Nothing
+    here can fail the scan: a part that cannot be taken, or a pack that cannot be written, is left to its
+    stage.
+    """
+
+    def __init__(self, packs: list[Pack]) -> None:
+        self.packs = packs
+        self.takes = tuple(take for _path, _tag, take in packs)
+        self._files: list[tuple[Any, str]] | None = None  # per pack, the open temp file and its path
+
+    def add(self, digest: bytes, parts: tuple[bytes | None, ...]) -> None:
+        """Add the ``payloads`` of the entry whose scan.json line has ``digest``, one per pack (None: none)."""
+        files = self._files if self._files is not None else self._open()
+        for (handle, _tmp), payload in zip(files, parts, strict=True):
+            if handle is not None and payload is not None:
+                # In pieces, not joined: no copy of a payload of kilobytes per line.
+                handle.write(digest)
+                handle.write(b" " + _digest(payload) + b" ")
+                handle.write(payload)
+                handle.write(b"\n")
+
+    def _open(self) -> list[tuple[Any, str]]:
+        files: list[tuple[Any, str]] = []
+        for path, tag, _take in self.packs:
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(path), suffix=".tmp", dir=path.parent)
+                handle = os.fdopen(fd, "wb")
+                handle.write(tag.encode("ascii") + b"\n")
+            except OSError as exc:
+                logger.warning("%s: cannot be written (%s); its stage reads scan.json itself", path, exc)
+                files.append((None, ""))
+                continue
+            files.append((handle, tmp))
+        self._files = files
+        return files
+
+    def finish(self) -> None:
+        """Put the parts added into the packs (once scan.json is in place: a part is of a line written)."""
+        if self._files is None:
+            return  # nothing added
+        for (handle, tmp), (path, tag, _take) in zip(self._files, self.packs, strict=True):
+            if handle is None:
+                continue
+            try:
+                handle.close()
+                _place(Path(tmp), path, tag.encode("ascii"))
+            except OSError as exc:
+                logger.warning("%s: cannot be written (%s); its stage reads scan.json itself", path, exc)
+        self.close()
+
+    def close(self) -> None:
+        """Remove the temp files left (all of them when ``finish`` was not reached)."""
+        for handle, tmp in self._files or ():
+            if handle is not None:
+                handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        self._files = []
+
+
+def payloads(takes: tuple[Callable[[Any], Any], ...], entry: Any) -> tuple[bytes | None, ...]:
+    """Return the payload of each of ``takes`` of the scan.json ``entry`` (a dict, as the scan made it), None
+    for one that cannot take it (its stage reads that line itself)."""
+    found: list[bytes | None] = []
+    for take in takes:
+        try:
+            found.append(orjson.dumps(take(entry)))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            logger.debug("no part primed for a scan.json line: %s", exc)
+            found.append(None)
+    return tuple(found)
+
+
+def _place(tmp: Path, path: Path, tag: bytes) -> None:
+    """Make the temp file ``tmp`` (the line ``tag``, then parts) the pack at ``path`` when there is none of that
+    tag, else append its parts to the pack (as ``ScanParts`` appends: a torn append costs a parse, never a
+    wrong part)."""
+    try:
+        with path.open("r+b") as pack:
+            if pack.readline().rstrip(b"\n") == tag:
+                with tmp.open("rb") as parts:
+                    parts.readline()
+                    body = parts.read()
+                end = pack.seek(0, os.SEEK_END)
+                pack.seek(end - 1)
+                start = b"" if pack.read(1) == b"\n" else b"\n"
+                pack.write(start + body)
+                return
+    except FileNotFoundError:
+        pass
+    os.replace(tmp, path)

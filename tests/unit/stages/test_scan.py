@@ -718,3 +718,43 @@ def test_kept_lines_copied_a_run_at_a_time_are_what_copying_each_line_gives(tmp_
     assert run_digests.digests == line_digests.digests
     assert run_digests.digests == [scan_parts.line_digest(w).decode() for w in written]
     assert (run_digests.offsets, run_digests.lengths) == (line_digests.offsets, line_digests.lengths)
+
+
+def test_a_scan_that_makes_entries_fills_the_packs_of_search_and_verify(
+    comfy_tree: ComfyTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packs the scan fills are the ones search and verify would make: they add only what the scan left to
+    them, and write what a scan that primes nothing leads them to write."""
+    from tests.unit.stages.test_reuse import T0, context, make_install, run
+
+    make_install(comfy_tree)
+    comfy_tree.workflow("c.json", ui_workflow([ui_node(1, "SomePackNode", ["x"])]))  # a node of no known pack
+    (comfy_tree.root / "user" / "default" / "workflows" / "d.json").write_text("{ not json", encoding="utf-8")
+    homes = {"primed": tmp_path / "primed", "made": tmp_path / "made"}
+    packs = ("search_parts.pack", "verify_parts.pack")
+    for name, home in homes.items():
+        if name == "made":
+            monkeypatch.setattr(scan, "primed_packs", lambda state: [])
+        home.mkdir()
+        ctx = context(comfy_tree, home, "c1", T0)
+        run(ctx, ("cache", "intake", "scan"))
+        state = home / "state"
+        before = {pack: state.joinpath(pack).read_bytes() if state.joinpath(pack).exists() else None for pack in packs}
+        run(ctx, ("search", "verify"))
+        after = {pack: state.joinpath(pack).read_bytes() for pack in packs}
+        if name == "primed":
+            # A line per workflow read; the unreadable one's entry (its error) is left to the stages to add.
+            for pack in packs:
+                assert before[pack] is not None and before[pack].count(b"\n") == 4
+                assert after[pack].startswith(before[pack]) and after[pack].count(b"\n") == 5
+        else:
+            assert before == dict.fromkeys(packs)
+    for pack in packs:
+        lines = [sorted(homes[h].joinpath("state", pack).read_bytes().split(b"\n")) for h in homes]
+        assert lines[0] == lines[1]
+    for artifact in ("search.json", "verify.json", "download_queue.json"):
+        documents = [orjson.loads(homes[h].joinpath("state", artifact).read_bytes()) for h in homes]
+        for document in documents:
+            document.pop("generated_at", None)
+            document.pop("fingerprint", None)  # of the inputs' stats, in each home
+        assert documents[0] == documents[1]

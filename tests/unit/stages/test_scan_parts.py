@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from comfywatchman import artifacts
@@ -123,3 +124,100 @@ def test_a_line_appended_after_a_torn_one_starts_a_line_of_its_own(
     pack.write_bytes(pack.read_bytes()[:-30])  # the last line (b.json's) torn, without its newline
     assert read(pack, scan) == (EXPECTED, 1)
     assert pack.read_bytes().endswith(b"\n") and read(pack, scan) == (EXPECTED, 0)
+
+
+# The scan fills the packs of the stages after it (``Primer``): a primed pack is the one the stage would make.
+
+
+def entries(scan: Path) -> list[tuple[bytes, dict[str, Any]]]:
+    """Return each workflow line of scan.json at ``scan`` as (its digest, its entry)."""
+    lines = scan.read_bytes().split(b"\n")[1:-2]
+    return [(scan_parts.line_digest(line), orjson.loads(line.rstrip(b","))) for line in lines]
+
+
+def prime(pack: Path, scan: Path, tag: str = "t1", how: Any = take) -> None:
+    primer = scan_parts.Primer([(pack, tag, how)])
+    for digest, entry in entries(scan):
+        primer.add(digest, scan_parts.payloads(primer.takes, entry))
+    primer.finish()
+
+
+def test_a_primed_pack_gives_every_part_without_parsing_a_line(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    primed, made = home / "state" / "primed.pack", home / "state" / "made.pack"
+    prime(primed, scan)
+    assert read(primed, scan) == (EXPECTED, 0)
+    read(made, scan)  # the stage's own pack, parsing each line
+    assert sorted(primed.read_bytes().split(b"\n")) == sorted(made.read_bytes().split(b"\n"))
+    assert [p.name for p in primed.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_primed_parts_are_appended_to_a_pack_of_the_tag_and_replace_one_of_another(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    read(pack, scan)
+    before = pack.read_bytes()
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["new_up.pth"])]))
+    run(context(comfy_tree, home, "c2", T0), ("cache", "intake", "scan"))
+    primer = scan_parts.Primer([(pack, "t1", take)])
+    digest, entry = entries(scan)[1]
+    primer.add(digest, scan_parts.payloads(primer.takes, entry))
+    primer.finish()
+    after = pack.read_bytes()
+    assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1
+    assert read(pack, scan) == ([EXPECTED[0], ["b.json", ["new_up.pth"]]], 0)
+    prime(pack, scan, tag="t2")  # another format: the pack is the primed one alone
+    assert pack.read_bytes().startswith(b"t2\n") and pack.read_bytes().count(b"\n") == 3
+    assert read(pack, scan, tag="t2") == ([EXPECTED[0], ["b.json", ["new_up.pth"]]], 0)
+
+
+def test_a_part_that_cannot_be_taken_is_left_to_the_stage(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+
+    def picky(workflow: dict[str, Any]) -> list[Any]:
+        if workflow["path"].endswith("b.json"):
+            raise KeyError("models")
+        return take(workflow)
+
+    prime(pack, scan, how=picky)
+    assert read(pack, scan) == (EXPECTED, 1)  # b.json parsed by the stage
+
+
+def test_a_scan_stopped_before_finish_leaves_the_pack_as_it_was_and_no_temp_file(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    read(pack, scan)
+    before = pack.read_bytes()
+    primer = scan_parts.Primer([(pack, "t1", take)])
+    for digest, entry in entries(scan):
+        primer.add(digest, scan_parts.payloads(primer.takes, {**entry, "path": "/elsewhere/x.json"}))
+    primer.close()
+    assert pack.read_bytes() == before
+    assert sorted(p.name for p in pack.parent.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_a_pack_that_cannot_be_written_is_left_to_its_stage(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "missing-folder" / "test_parts.pack"
+    prime(pack, scan)  # no folder: nothing written, nothing raised
+    assert not pack.exists()
+    assert read(pack.parent.parent / "test_parts.pack", scan) == (EXPECTED, 2)
+
+
+def test_a_primer_given_no_part_writes_nothing(home: Path) -> None:
+    pack = home / "state" / "test_parts.pack"
+    pack.parent.mkdir(parents=True)
+    primer = scan_parts.Primer([(pack, "t1", take)])
+    primer.finish()
+    primer.close()
+    assert list(pack.parent.iterdir()) == []
