@@ -5,15 +5,13 @@ crash never leaves it half written. A cache file (``scan_digests.bin``, ``search
 ``verify_delta.bin``, the ``.pack`` files) needs the rename but not the fsync: each is checked when it is read
 (a checksum, a digest of its lines, or JSON that a cut or a zeroed block breaks) and keyed by the files it goes
 with, so one that a crash left old, empty or torn is ignored and costs the next cycle a full run, never a wrong
-answer. Its fsync was a wait on the disk in every cycle, for nothing.
+answer. Its fsync was a wait on the disk in every cycle, for nothing; so was the flush of its data that ext4
+starts when a file is renamed over another, which ``artifacts.replace_unflushed`` avoids.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from comfywatchman import artifacts
@@ -21,18 +19,8 @@ from comfywatchman import artifacts
 
 def write_cache(path: Path, *chunks: bytes | bytearray) -> None:
     """Write ``chunks``, one after the other, to ``path`` through a temp file beside it and a rename (no
-    fsync: see the module). Raise OSError when it cannot be written (``path`` is then as it was)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(path), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    fsync, no flush: see the module). Raise OSError when it cannot be written (``path`` is then as it was)."""
+    artifacts.atomic_write_bytes(path, *chunks, durable=False)
 
 
 class OtherFormat(ValueError):

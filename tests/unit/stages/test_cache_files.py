@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from comfywatchman import artifacts
 from comfywatchman.stages import cache_files
 
 
@@ -20,7 +21,7 @@ def test_a_cache_file_is_written_whole_and_a_failed_write_leaves_the_last_one(
     def fail(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_files.os, "replace", fail)
+    monkeypatch.setattr(artifacts, "replace_unflushed", fail)  # the rename, whichever call makes it
     with pytest.raises(OSError):
         cache_files.write_cache(path, b"three")
     assert path.read_bytes() == b"one two"
