@@ -315,7 +315,7 @@ def atomic_write_bytes(path: Path, *chunks: bytes | bytearray, durable: bool = T
         if durable:
             os.replace(tmp, path)
         else:
-            replace_unflushed(tmp, path)
+            replace_unflushed(tmp, path, sum(map(len, chunks)))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -330,9 +330,11 @@ _AT_FDCWD = -100
 # The C library's renameat2 once looked up (None: not there, then os.replace is used); see ``replace_unflushed``.
 _renameat2: Any = None
 _renameat2_looked_up = False
+# Below this size the flush a rename starts costs less than looking renameat2 up (ctypes: ~2 ms, once).
+EXCHANGE_MIN_BYTES = 256 * 1024
 
 
-def replace_unflushed(tmp: str, path: Path) -> None:
+def replace_unflushed(tmp: str, path: Path, size: int | None = None) -> None:
     """Put the file ``tmp`` (just written, not fsynced) in place of ``path`` in one step, as ``os.replace``
     does, without making the file system write ``tmp``'s data out first; ``tmp`` is gone after.
 
@@ -344,8 +346,10 @@ def replace_unflushed(tmp: str, path: Path) -> None:
     later, and the old content, now under ``tmp``'s name, is unlinked. A killed process leaves ``path``
     whole, the old file or the new one, and at worst a temp file that the next cycle removes. Where there is
     no such call (not Linux, no renameat2 in the C library, a file system that refuses it, no ``path`` yet),
-    it is ``os.replace``."""
-    exchange = _exchange_call() if os.name == "posix" else None
+    it is ``os.replace``; so it is for a file of ``size`` below ``EXCHANGE_MIN_BYTES`` (a flush of a few pages
+    costs less than the import of ctypes, which a warm cycle, writing only such files, would pay)."""
+    small = size is not None and size < EXCHANGE_MIN_BYTES
+    exchange = _exchange_call() if os.name == "posix" and not small else None
     if exchange is not None:
         import ctypes  # loaded already by ``_exchange_call``
 

@@ -473,13 +473,15 @@ def test_an_unflushed_replace_puts_the_whole_new_file_in_place_and_leaves_no_tem
     synced: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(artifacts.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    monkeypatch.setattr(artifacts, "EXCHANGE_MIN_BYTES", 8)
     artifacts.atomic_write_bytes(path, b"first", durable=False)  # no file there yet: a plain rename
+    artifacts.atomic_write_bytes(path, b"small", durable=False)  # below EXCHANGE_MIN_BYTES: a plain rename
     artifacts.atomic_write_bytes(path, b"second ", bytearray(b"one"), durable=False)
     assert path.read_bytes() == b"second one"
     assert [p.name for p in tmp_path.iterdir()] == ["memo.bin"]
     assert synced == []  # neither the file nor its folder
     if sys.platform.startswith("linux") and artifacts._exchange_call() is not None:
-        assert renamed_over == [path]  # the second one swapped the names: no rename over a file
+        assert renamed_over == [path, path]  # the last one swapped the names: no rename over a file
     artifacts.write(tmp_path / "entry.json", ENTRY, "intake_log_entry", durable=False)
     assert synced == [] and artifacts.read(tmp_path / "entry.json", "intake_log_entry") == ENTRY
     artifacts.write(tmp_path / "entry.json", ENTRY, "intake_log_entry")  # durable: the file and its folder
