@@ -324,6 +324,58 @@ def atomic_write_bytes(path: Path, *chunks: bytes | bytearray, durable: bool = T
         fsync_dir(path.parent)
 
 
+class Settling:
+    """An artifact written whole to a temp file beside ``path``, its fsync running in a thread of its own (the
+    GIL is released while the disk works), so that the stage goes on meanwhile: ``settle`` waits for the fsync
+    and renames the file into place (as ``atomic_write_bytes`` ends), ``abandon`` removes it. Until ``settle``
+    the file at ``path`` is the last one, whole."""
+
+    def __init__(self, path: Path, *chunks: bytes | bytearray) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        self._handle = os.fdopen(fd, "wb")
+        try:
+            for chunk in chunks:
+                self._handle.write(chunk)
+            self._handle.flush()
+        except BaseException:
+            self._handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._sync, name="artifact fsync", daemon=True)
+        self._thread.start()
+
+    def _sync(self) -> None:
+        try:
+            os.fsync(self._handle.fileno())
+        except BaseException as exc:  # raised by ``settle``
+            self._error = exc
+
+    def settle(self) -> None:
+        """Wait for the fsync and rename the file over ``path``; raise what the fsync or the rename raised (the
+        temp file is then removed and ``path`` is as it was)."""
+        try:
+            self._thread.join()
+            self._handle.close()
+            if self._error is not None:
+                raise self._error
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abandon()
+            raise
+        fsync_dir(self.path.parent)
+
+    def abandon(self) -> None:
+        """Wait for the fsync and remove the temp file, leaving ``path`` as it was."""
+        self._thread.join()
+        self._handle.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+
 # renameat2(2)'s flag that swaps two names in one step (Linux 3.15; ext4, xfs, btrfs, tmpfs and more).
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100

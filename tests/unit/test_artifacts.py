@@ -501,3 +501,25 @@ def test_an_unflushed_replace_without_renameat2_or_refused_renames_over_the_file
         artifacts.replace_unflushed(str(tmp), path)
         assert path.read_bytes() == (b"new" if call is None else b"newer")
         assert [p.name for p in tmp_path.iterdir()] == ["memo.bin"]
+
+
+def test_a_settling_write_is_in_place_only_once_settled_and_a_failed_fsync_leaves_the_last_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "search.json"
+    path.write_bytes(b"old\n")
+    settling = artifacts.Settling(path, b"new", bytearray(b" file\n"))
+    assert path.read_bytes() == b"old\n"  # the stage goes on; readers still find the last file, whole
+    settling.settle()
+    assert path.read_bytes() == b"new file\n"
+    artifacts.Settling(path, b"dropped\n").abandon()
+    assert path.read_bytes() == b"new file\n"
+
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(artifacts.os, "fsync", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        artifacts.Settling(path, b"lost\n").settle()
+    assert path.read_bytes() == b"new file\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["search.json"]  # no temp file left behind

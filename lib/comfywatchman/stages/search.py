@@ -552,21 +552,31 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         "requests": http.request_counts() if http else {},
         "cache_hits": cache.hits,
     }
+    settling = None
     if delta is not None:
         last_digests = search_digests.load(outputs[0])  # of the search.json about to be replaced
-        delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
+        # Its fsync (megabytes) runs while the download queue is made and written; settled before the queue's
+        # rename, so a reader finds search.json new first, as before.
+        settling = delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
         digests = search_digests.digests_of(delta.texts, delta.origins, last_digests)
         delta.texts.clear()
     else:
         artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
         digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
         answers.texts.clear()
+    try:
+        queue = {
+            "cycle_id": ctx.cycle_id,
+            "generated_at": head["generated_at"],
+            "tasks": download_queue(answers.found, queries, model_cache, delta.others if delta else None),
+        }
+    except BaseException:
+        if settling is not None:
+            settling.abandon()
+        raise
+    if settling is not None:
+        settling.settle()
     search_digests.save(outputs[0], digests)
-    queue = {
-        "cycle_id": ctx.cycle_id,
-        "generated_at": head["generated_at"],
-        "tasks": download_queue(answers.found, queries, model_cache, delta.others if delta else None),
-    }
     artifacts.write(outputs[1], queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
     outcome.counts["requests"] = http.total_requests if http else 0

@@ -367,10 +367,11 @@ def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, Sea
         delta.fresh.append(result)
 
 
-def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_name: str) -> None:
+def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_name: str) -> artifacts.Settling:
     """Write search.json: ``head`` with its list ``results`` holding ``lines`` (result texts, UTF-8, validated
     where they were made), the very bytes ``artifacts.write_assembled`` writes for them as text, without
-    decoding the lines kept or encoding them again."""
+    decoding the lines kept or encoding them again. Return the write with its fsync running (megabytes: the
+    search makes its download queue meanwhile); the caller settles it (``artifacts.Settling``)."""
     if head.get("results") != []:
         raise ValueError("write_results: 'results' must be an empty list in the head")
     artifacts.validate(head, schema_name, f"{path} (about to be written)")
@@ -380,7 +381,7 @@ def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_n
         raise ValueError("write_results: 'results' is not a key of the head alone")
     cut = text.index(marker) + len(marker) - 1
     body = (b"\n", b",\n".join(lines), b"\n") if lines else ()
-    artifacts.atomic_write_bytes(path, text[:cut], *body, text[cut:])
+    return artifacts.Settling(path, text[:cut], *body, text[cut:])
 
 
 def memo_of(
