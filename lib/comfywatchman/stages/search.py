@@ -567,18 +567,18 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         "cache_hits": cache.hits,
     }
     settling = None
-    if delta is not None:
-        last_digests = search_digests.load(outputs[0])  # of the search.json about to be replaced
-        # Its fsync (megabytes) runs while the download queue is made and written; settled before the queue's
-        # rename, so a reader finds search.json new first, as before.
-        settling = delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
-        digests = search_digests.digests_of(delta.texts, delta.origins, last_digests)
-        delta.texts.clear()
-    else:
-        artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
-        digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
-        answers.texts.clear()
     try:
+        if delta is not None:
+            last_digests = search_digests.load(outputs[0])  # of the search.json about to be replaced
+            # Its fsync (megabytes) runs while the download queue is made; settled before the queue is written,
+            # so a reader finds search.json new first, as before.
+            settling = delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
+            digests = search_digests.digests_of(delta.texts, delta.origins, last_digests)
+            delta.texts.clear()
+        else:
+            artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
+            digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
+            answers.texts.clear()
         queue = {
             "cycle_id": ctx.cycle_id,
             "generated_at": head["generated_at"],
@@ -586,7 +586,7 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         }
     except BaseException:
         if settling is not None:
-            settling.abandon()
+            settling.abandon()  # search.json stays the last one, whole
         raise
     if settling is not None:
         settling.settle()
