@@ -2,7 +2,8 @@
 
 Every artifact has a JSON Schema in ``schemas/``. Reads validate before anything is used; writes validate before
 anything touches the disk and then go through a temp file in the same folder, fsync and rename, so a killed
-cycle leaves either the old file or the new one, never a torn one.
+cycle leaves either the old file or the new one, never a torn one. A file safe to lose (a cache, a stage's
+record of its inputs) skips the fsync (``atomic_write_bytes(durable=False)``): still whole after a kill.
 """
 
 from __future__ import annotations
