@@ -2,7 +2,8 @@
 
 Every artifact has a JSON Schema in ``schemas/``. Reads validate before anything is used; writes validate before
 anything touches the disk and then go through a temp file in the same folder, fsync and rename, so a killed
-cycle leaves either the old file or the new one, never a torn one.
+cycle leaves either the old file or the new one, never a torn one. A file safe to lose (a cache, a stage's
+record of its inputs) skips the fsync (``atomic_write_bytes(durable=False)``): still whole after a kill.
 """
 
 from __future__ import annotations
@@ -296,23 +297,139 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: Path, *chunks: bytes) -> None:
+def atomic_write_bytes(path: Path, *chunks: bytes | bytearray, durable: bool = True) -> None:
     """Write ``chunks``, one after the other, to ``path`` through a temp file in the same folder, fsync and
-    rename (chunks, so a large artifact and its trailing newline are never copied into one buffer)."""
+    rename (chunks, so a large artifact and its trailing newline are never copied into one buffer).
+
+    ``durable`` False: no fsync, of the file or its folder, and the rename is ``replace_unflushed``. For a file
+    that is safe to lose (a cache, checked when read: a power cut may leave it old, empty or zeroed, never a
+    killed process: the rename still puts the whole new file in place or leaves the old one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if durable:
+            os.replace(tmp, path)
+        else:
+            replace_unflushed(tmp, path, sum(map(len, chunks)))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
+
+
+class Settling:
+    """An artifact written whole to a temp file beside ``path``, its fsync running in a thread of its own (the
+    GIL is released while the disk works), so that the stage goes on meanwhile: ``settle`` waits for the fsync
+    and renames the file into place (as ``atomic_write_bytes`` ends), ``abandon`` removes it. Until ``settle``
+    the file at ``path`` is the last one, whole."""
+
+    def __init__(self, path: Path, *chunks: bytes | bytearray) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        self._handle = os.fdopen(fd, "wb")
+        try:
+            for chunk in chunks:
+                self._handle.write(chunk)
+            self._handle.flush()
+        except BaseException:
+            self._handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._sync, name="artifact fsync", daemon=True)
+        self._thread.start()
+
+    def _sync(self) -> None:
+        try:
+            os.fsync(self._handle.fileno())
+        except BaseException as exc:  # raised by ``settle``
+            self._error = exc
+
+    def settle(self) -> None:
+        """Wait for the fsync and rename the file over ``path``; raise what the fsync or the rename raised (the
+        temp file is then removed and ``path`` is as it was)."""
+        try:
+            self._thread.join()
+            self._handle.close()
+            if self._error is not None:
+                raise self._error
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abandon()
+            raise
+        fsync_dir(self.path.parent)
+
+    def abandon(self) -> None:
+        """Wait for the fsync and remove the temp file, leaving ``path`` as it was."""
+        self._thread.join()
+        self._handle.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+
+# renameat2(2)'s flag that swaps two names in one step (Linux 3.15; ext4, xfs, btrfs, tmpfs and more).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+# The C library's renameat2 once looked up (None: not there, then os.replace is used); see ``replace_unflushed``.
+_renameat2: Any = None
+_renameat2_looked_up = False
+# Below this size the flush a rename starts costs less than looking renameat2 up (ctypes: ~2 ms, once).
+EXCHANGE_MIN_BYTES = 256 * 1024
+
+
+def replace_unflushed(tmp: str, path: Path, size: int | None = None) -> None:
+    """Put the file ``tmp`` (just written, not fsynced) in place of ``path`` in one step, as ``os.replace``
+    does, without making the file system write ``tmp``'s data out first; ``tmp`` is gone after.
+
+    Why not os.replace: on ext4 (the default auto_da_alloc) a rename over an existing file makes the kernel
+    allocate and start writing the renamed file's delayed data at once, so that a power cut cannot leave the
+    replaced file empty: for a cache of megabytes, milliseconds in the rename, most of what an fsync would
+    cost, for a file that is checked when read and needs no such care. Swapping the two names
+    (``renameat2(RENAME_EXCHANGE)``) is not a rename over a file: the data is written in the background
+    later, and the old content, now under ``tmp``'s name, is unlinked. A killed process leaves ``path``
+    whole, the old file or the new one, and at worst a temp file that the next cycle removes. Where there is
+    no such call (not Linux, no renameat2 in the C library, a file system that refuses it, no ``path`` yet),
+    it is ``os.replace``; so it is for a file of ``size`` below ``EXCHANGE_MIN_BYTES`` (a flush of a few pages
+    costs less than the import of ctypes, which a warm cycle, writing only such files, would pay)."""
+    small = size is not None and size < EXCHANGE_MIN_BYTES
+    exchange = _exchange_call() if os.name == "posix" and not small else None
+    if exchange is not None:
+        import ctypes  # loaded already by ``_exchange_call``
+
+        if exchange(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) == 0:
+            with contextlib.suppress(OSError):  # left for the next cycle's removal of temp files
+                os.unlink(tmp)
+            return
+        logger.debug("%s: renameat2 exchange refused (errno %d); renamed over it", path, ctypes.get_errno())
+    os.replace(tmp, path)
+
+
+def _exchange_call() -> Any:
+    """Return the C library's ``renameat2``, or None where there is none (looked up once: ctypes costs ~2 ms
+    to import, paid by the first cache written)."""
+    global _renameat2, _renameat2_looked_up
+    if not _renameat2_looked_up:
+        _renameat2_looked_up = True
+        try:
+            import ctypes
+
+            call = ctypes.CDLL(None, use_errno=True).renameat2
+            call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+            call.restype = ctypes.c_int
+            _renameat2 = call
+        except (ImportError, OSError, AttributeError):
+            _renameat2 = None
+    return _renameat2
 
 
 def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> list[Path]:
@@ -459,14 +576,15 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def write(path: Path, data: Any, schema_name: str, indent: int | None = 2) -> None:
-    """Validate ``data`` against ``schema_name`` and write it atomically to ``path`` (see ``dumps``)."""
+def write(path: Path, data: Any, schema_name: str, indent: int | None = 2, durable: bool = True) -> None:
+    """Validate ``data`` against ``schema_name`` and write it atomically to ``path`` (see ``dumps``);
+    ``durable`` False for a file safe to lose (see ``atomic_write_bytes``)."""
     validate(data, schema_name, f"{path} (about to be written)")
     encoded = _orjson_bytes(data, indent)
     if encoded is None:
-        atomic_write_text(path, dumps(data, indent))
+        atomic_write_bytes(path, dumps(data, indent).encode("utf-8"), durable=durable)
     else:
-        atomic_write_bytes(path, encoded, b"\n")
+        atomic_write_bytes(path, encoded, b"\n", durable=durable)
 
 
 def part_text(instance: Any, schema_name: str, definition: str, source: str) -> str:

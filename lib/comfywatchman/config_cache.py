@@ -10,10 +10,14 @@ default config, the config schema, the config code, the user's file, every folde
 distribution installed or removed there changes its folder), each backend module with the modules of its
 base classes, and each ``entry_points.txt`` that names a backend. When all of them are as recorded, the
 command takes the kept answer; anything else (a changed or missing file, another flag, a torn or foreign
-cache file) is a normal load, which writes the cache again. What is read at every run is still read: the
-secrets file, the environment's secrets and the Hub's token file (``config.assemble``). On a POSIX system the
-user's data and config folders (``config.UserDirs``: platformdirs, a few milliseconds to import) are kept too,
-with what platformdirs finds them from: the XDG variables, the home, the effective user (``user_dirs_key``).
+cache file) is a normal load, which writes the cache again. The backends' entry points are kept too (name,
+value, the entry_points.txt naming each): a command that takes the kept config hands them to the search
+registry (``kept_backends``), which then loads the backends without importlib.metadata (its import, with the
+email parser, and its scan of every distribution on sys.path: ~10 ms of a cycle). What is read at every run
+is still read: the secrets file, the environment's secrets and the Hub's token file (``config.assemble``). On
+a POSIX system the user's data and config folders (``config.UserDirs``: platformdirs, a few milliseconds to
+import) are kept too, with what platformdirs finds them from: the XDG variables, the home, the effective user
+(``user_dirs_key``).
 
 The cache lives in the state folder of the home the command line (``--home``) or ``COMFYWATCHMAN_HOME``
 names: those win over any file, so the home is known before the config is read. Without either there is no
@@ -39,12 +43,14 @@ logger = logging.getLogger(__name__)
 
 FILE_NAME = "config_cache.bin"
 # Bump when what the file holds, or what its key is made of, changes.
-TAG = b"comfywatchman config cache 2"
+TAG = b"comfywatchman config cache 3"
 
 Stat = list[int] | None
 
 # A body made by a load this run, written once the state folder exists (``save_pending``).
 _pending: dict[Path, bytes] = {}
+# The backends' entry points a kept config was made with (``kept_backends``), set when one is taken.
+_kept_backends: list[list[str]] | None = None
 
 
 def load(
@@ -143,7 +149,8 @@ def _fixed_files(config_file: Path | None, env: Mapping[str, str]) -> list[str]:
 def read(path: Path, key: Mapping[str, Any]) -> tuple[config.Checked, config.UserDirs | None] | None:
     """Return the checked config kept at ``path`` and the user's folders kept with it (None when they were not
     kept) when it was made with ``key`` and every file it watches is as it was; else None (no file, another
-    key, a changed file, or a torn or foreign one)."""
+    key, a changed file, or a torn or foreign one). The backends' entry points kept with it are then this
+    process's ``kept_backends``."""
     from comfywatchman.stages import cache_files  # not at import: a usage error imports nothing of the stages
 
     try:
@@ -159,9 +166,21 @@ def read(path: Path, key: Mapping[str, Any]) -> tuple[config.Checked, config.Use
             return None
         routes: list[config.Route] = [(tuple(names), token_file, url) for names, token_file, url in kept["routes"]]
         dirs = config.UserDirs(Path(kept["dirs"][0]), Path(kept["dirs"][1])) if kept["dirs"] is not None else None
-        return config.Checked(kept["merged"], tuple(kept["layers"]), routes), dirs
+        backends = [[str(name), str(value), str(file)] for name, value, file in kept["backends"]]
+        checked = config.Checked(kept["merged"], tuple(kept["layers"]), routes)
     except (KeyError, TypeError, ValueError, AttributeError):  # checksummed, yet not what this module writes
         return None
+    global _kept_backends
+    _kept_backends = backends
+    return checked, dirs
+
+
+def kept_backends() -> list[list[str]] | None:
+    """Return the search backends' entry points (``registry.entries``: name, value, the entry_points.txt
+    naming it) that the config this process took from the cache was made with: every file they were read
+    from and every folder of sys.path were as recorded then, so they are the ones importlib.metadata would
+    find (``registry`` loads them without it). None when no config was taken from the cache."""
+    return _kept_backends
 
 
 def _keep(
@@ -173,8 +192,8 @@ def _keep(
     does not give back as it was."""
     from comfywatchman.search import registry
 
-    sources = registry.sources()
-    if sources is None:
+    sources, backends = registry.sources(), registry.entries()
+    if sources is None or backends is None:
         return
     try:
         merged = orjson.dumps(checked.merged)
@@ -190,6 +209,7 @@ def _keep(
         "layers": list(checked.layers),
         "routes": [list(route) for route in checked.routes],
         "dirs": None if dirs is None else [str(dirs.data), str(dirs.config)],
+        "backends": backends,
     }
     _pending[path] = orjson.dumps(document)
     if path.parent.is_dir():

@@ -97,4 +97,6 @@ def record(
         "detail": detail,
         **({"extra": dict(extra)} if extra is not None else {}),
     }
-    artifacts.write(path_of(state_dir, stage), document, SCHEMA, indent=None)
+    # Not flushed to disk (durable False): a cache (see the module). One a power cut left empty or torn is not
+    # read (the stage runs in full), and an older one names neither these outputs nor this fingerprint.
+    artifacts.write(path_of(state_dir, stage), document, SCHEMA, indent=None, durable=False)

@@ -459,3 +459,67 @@ def test_flushed_together_each_once_and_a_failure_is_logged(
         f"{tmp_path / 'gone'}: cannot flush to disk: No such file or directory"
     ]
     artifacts._flush_all([])  # nothing to flush: no thread, no error
+
+
+def test_an_unflushed_replace_puts_the_whole_new_file_in_place_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "memo.bin"
+    renamed_over: list[Path] = []
+    real_replace = os.replace
+    monkeypatch.setattr(
+        artifacts.os, "replace", lambda src, dst: renamed_over.append(Path(dst)) or real_replace(src, dst)
+    )
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(artifacts.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    monkeypatch.setattr(artifacts, "EXCHANGE_MIN_BYTES", 8)
+    artifacts.atomic_write_bytes(path, b"first", durable=False)  # no file there yet: a plain rename
+    artifacts.atomic_write_bytes(path, b"small", durable=False)  # below EXCHANGE_MIN_BYTES: a plain rename
+    artifacts.atomic_write_bytes(path, b"second ", bytearray(b"one"), durable=False)
+    assert path.read_bytes() == b"second one"
+    assert [p.name for p in tmp_path.iterdir()] == ["memo.bin"]
+    assert synced == []  # neither the file nor its folder
+    if sys.platform.startswith("linux") and artifacts._exchange_call() is not None:
+        assert renamed_over == [path, path]  # the last one swapped the names: no rename over a file
+    artifacts.write(tmp_path / "entry.json", ENTRY, "intake_log_entry", durable=False)
+    assert synced == [] and artifacts.read(tmp_path / "entry.json", "intake_log_entry") == ENTRY
+    artifacts.write(tmp_path / "entry.json", ENTRY, "intake_log_entry")  # durable: the file and its folder
+    assert len(synced) == 2
+
+
+def test_an_unflushed_replace_without_renameat2_or_refused_renames_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "memo.bin"
+    path.write_bytes(b"old")
+    monkeypatch.setattr(artifacts, "_renameat2_looked_up", True)
+    for call in (None, lambda *_: -1):  # no such call; a file system that refuses the exchange
+        monkeypatch.setattr(artifacts, "_renameat2", call)
+        tmp = tmp_path / ".memo.bin.1.x.tmp"
+        tmp.write_bytes(b"new" if call is None else b"newer")
+        artifacts.replace_unflushed(str(tmp), path)
+        assert path.read_bytes() == (b"new" if call is None else b"newer")
+        assert [p.name for p in tmp_path.iterdir()] == ["memo.bin"]
+
+
+def test_a_settling_write_is_in_place_only_once_settled_and_a_failed_fsync_leaves_the_last_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "search.json"
+    path.write_bytes(b"old\n")
+    settling = artifacts.Settling(path, b"new", bytearray(b" file\n"))
+    assert path.read_bytes() == b"old\n"  # the stage goes on; readers still find the last file, whole
+    settling.settle()
+    assert path.read_bytes() == b"new file\n"
+    artifacts.Settling(path, b"dropped\n").abandon()
+    assert path.read_bytes() == b"new file\n"
+
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(artifacts.os, "fsync", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        artifacts.Settling(path, b"lost\n").settle()
+    assert path.read_bytes() == b"new file\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["search.json"]  # no temp file left behind

@@ -317,3 +317,46 @@ def test_a_change_in_a_plugins_helper_module_is_seen(tmp_path: Path) -> None:
     assert label().startswith("first") and label() == "first ['qwen', 'civitai'] False"
     (site / "tiny_defaults.py").write_text('LABEL = "second!"\n')
     assert label() == "second! ['qwen', 'civitai'] True"
+
+
+REGISTRY_PROBE = """
+import sys
+from pathlib import Path
+from comfywatchman import config_cache
+config_cache.load(Path(sys.argv[1]), {"home": Path(sys.argv[2])})
+from comfywatchman.search import registry
+backends = registry.all_backends()
+print(sorted(backends), [cls.__module__ for cls in registry.first_sources()], "importlib.metadata" in sys.modules)
+"""
+
+
+def test_a_kept_config_gives_the_registry_its_entry_points_and_a_new_plugin_is_still_found(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    user, home = setup(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop("COMFYWATCHMAN_HOME", None)
+
+    def probe() -> str:
+        args = [sys.executable, "-c", REGISTRY_PROBE, str(user), str(home)]
+        return subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+
+    first = probe()
+    builtins = "['civitai', 'declared', 'huggingface', 'manager_model_list', 'qwen']"
+    assert first.startswith(builtins) and first.endswith("True")  # loaded: importlib.metadata found them
+    assert probe() == first.replace("True", "False")  # kept: the same backends, importlib.metadata not imported
+    (site / "tiny_backend.py").write_text(textwrap.dedent(PLUGIN) + "\n\nclass Holder:\n    Tiny = TinyBackend\n")
+    info = site / "tiny_backend-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-backend\nVersion: 0.1\n")
+    # The value names an attribute path, as an entry point may (module:attr.attr, read as importlib reads it).
+    (info / "entry_points.txt").write_text("[comfywatchman.backends]\ntiny = tiny_backend:Holder.Tiny\n")
+    found = probe()
+    assert found.startswith(builtins.replace("'qwen'", "'qwen', 'tiny'")) and found.endswith("True")
+    assert probe() == found.replace("True", "False")
+    # Its entry point now names what is not there: the file changed, so the kept entry points are not used.
+    (info / "entry_points.txt").write_text("[comfywatchman.backends]\ntiny = tiny_backend:Holder.Missing\n")
+    broken = subprocess.run(
+        [sys.executable, "-c", REGISTRY_PROBE, str(user), str(home)], env=env, capture_output=True, text=True
+    )
+    assert "search backend plug-in tiny could not be loaded" in broken.stderr

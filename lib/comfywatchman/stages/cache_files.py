@@ -5,15 +5,14 @@ crash never leaves it half written. A cache file (``scan_digests.bin``, ``search
 ``verify_delta.bin``, the ``.pack`` files) needs the rename but not the fsync: each is checked when it is read
 (a checksum, a digest of its lines, or JSON that a cut or a zeroed block breaks) and keyed by the files it goes
 with, so one that a crash left old, empty or torn is ignored and costs the next cycle a full run, never a wrong
-answer. Its fsync was a wait on the disk in every cycle, for nothing.
+answer. Its fsync was a wait on the disk in every cycle, for nothing; so was the flush of its data that ext4
+starts when a file is renamed over another, which ``artifacts.replace_unflushed`` avoids.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
+import zlib
 from pathlib import Path
 
 from comfywatchman import artifacts
@@ -21,18 +20,8 @@ from comfywatchman import artifacts
 
 def write_cache(path: Path, *chunks: bytes | bytearray) -> None:
     """Write ``chunks``, one after the other, to ``path`` through a temp file beside it and a rename (no
-    fsync: see the module). Raise OSError when it cannot be written (``path`` is then as it was)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(path), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    fsync, no flush: see the module). Raise OSError when it cannot be written (``path`` is then as it was)."""
+    artifacts.atomic_write_bytes(path, *chunks, durable=False)
 
 
 class OtherFormat(ValueError):
@@ -40,9 +29,9 @@ class OtherFormat(ValueError):
 
 
 def write_checked(path: Path, tag: bytes, body: bytes) -> None:
-    """Write ``body`` to ``path`` (``write_cache``) behind the line ``tag`` and a line with the sha256 of
-    ``body``, for ``read_checked``. Raise OSError when it cannot be written."""
-    write_cache(path, tag, b"\n", _checksum(body), b"\n", body)
+    """Write ``body`` to ``path`` (``write_cache``) behind the line ``tag`` and a line with the checksum of
+    ``body`` (``checksum``), for ``read_checked``. Raise OSError when it cannot be written."""
+    write_cache(path, tag, b"\n", checksum(body), b"\n", body)
 
 
 def read_checked(path: Path, tag: bytes) -> bytes | None:
@@ -56,11 +45,29 @@ def read_checked(path: Path, tag: bytes) -> bytes | None:
     found, _, rest = data.partition(b"\n")
     if found != tag:
         raise OtherFormat("of another format")
-    checksum, _, body = rest.partition(b"\n")
-    if _checksum(body) != checksum:
+    line, _, body = rest.partition(b"\n")
+    if not matches(line, body):
         raise ValueError("its body does not match its checksum (torn or edited)")
     return body
 
 
-def _checksum(body: bytes) -> bytes:
-    return hashlib.sha256(body).hexdigest().encode("ascii")
+_CRC32 = b"crc32:"
+
+
+def checksum(*pieces: bytes | bytearray | memoryview) -> bytes:
+    """Return the line a cache file keeps to tell a whole body from a torn or edited one: ``crc32:`` and the
+    CRC-32 of the body (``pieces`` one after the other) in hex. A check against accidents, not tampering: a
+    cut, a zeroed block or a changed byte changes it (two bodies share one once in 4 billion), at a third of
+    the cost of a sha256 (5 MB: ~1 ms instead of ~3 ms, paid on every read and write of a cache)."""
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    return b"%s%08x" % (_CRC32, crc)
+
+
+def matches(line: bytes, body: bytes | bytearray | memoryview) -> bool:
+    """Return whether ``line`` is the checksum of ``body``: ``checksum``'s, or the sha256 in hex an earlier
+    version wrote (its files are still read)."""
+    if line.startswith(_CRC32):
+        return line == checksum(body)
+    return hashlib.sha256(body).hexdigest().encode("ascii") == line

@@ -318,17 +318,22 @@ def _folder_base(path: str) -> str:
 
 
 def download_queue(
-    found: list[tuple[SearchResult, ModelQuery]],
+    found: Sequence[tuple[SearchResult, ModelQuery] | dict[str, Any]],
     queries: list[ModelQuery],
     model_cache: Mapping[str, Any],
     others_of: Callable[[], dict[tuple[str | None, str], int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Return one download task per distinct FOUND file (each with the query it answers; ``found`` need not
-    hold the answers that cannot be queued), review required unless policy says otherwise. ``others_of``:
-    how many workflows each query blocks by ``(folder, lookup key)``, when ``queries`` does not hold them."""
+    hold the answers that cannot be queued, and may hold a task the last queue made for an answer that did not
+    change: ``search_delta``), review required unless policy says otherwise. ``others_of``: how many
+    workflows each query blocks by ``(folder, lookup key)``, when ``queries`` does not hold them."""
     others: dict[tuple[str | None, str], int] | None = None
     tasks = []
-    for result, query in found:
+    for item in found:
+        if isinstance(item, dict):
+            tasks.append(item)
+            continue
+        result, query = item
         if not policy.may_queue(result):
             continue
         if result.type == query.folder:
@@ -472,6 +477,7 @@ def again(
     count_inactive: bool,
     recorded: Mapping[str, Any] | None,
     outputs: list[Path],
+    model_cache: Mapping[str, Any],
 ) -> delta_module.Delta | None:
     """Return this search made from the last one where few workflows changed (``search_delta``), or None when
     the full search must run (no memo going with the outputs on disk and these settings, another layout,
@@ -493,7 +499,8 @@ def again(
         result = resolver.resolve(query)
         return result_text(resolver, result, query, path), result.status.value, result
 
-    delta = delta_module.search_again(memo, parts, digests, path, keys, answer)
+    tasks = delta_module.kept_tasks(memo, outputs[1], model_cache)
+    delta = delta_module.search_again(memo, parts, digests, path, keys, answer, tasks)
     if delta is not None:
         logger.info(
             "search: %d of %d missing files named by the workflows that changed grouped and answered again (the "
@@ -525,9 +532,15 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
     basis = answer_basis(ctx, order)
     fixed = ctx.config.offline and all(b.needs_network for b in backends)
     memo_path = catalogue.path(ctx.config, "search_delta")
-    delta = again(ctx, resolver, parts, memo_path, basis, count_inactive, recorded_before, outputs) if fixed else None
+    delta = (
+        again(ctx, resolver, parts, memo_path, basis, count_inactive, recorded_before, outputs, model_cache)
+        if fixed
+        else None
+    )
+    found: Sequence[tuple[SearchResult, ModelQuery] | dict[str, Any]]
     if delta is not None:
-        answers = Answers([], [], delta.keys, delta.found, delta.fresh)  # its texts: delta.texts, bytes
+        answers = Answers([], [], delta.keys, [], delta.fresh)  # its texts: delta.texts, bytes
+        found = delta.found
         queries: list[ModelQuery] = []
         qids, paths = delta.qids, delta.paths
     else:
@@ -535,6 +548,7 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         queries = group_missing(_noting_paths(parts.read(catalogue.path(ctx.config, "scan")), paths), count_inactive)
         answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before)
         qids = [(q.folder, lookup_key(q.name)) for q in queries]
+        found = answers.found
     cache.save(ctx.now())
     counts: dict[str, int] = {status.value: 0 for status in Status}
     for status in answers.statuses:
@@ -552,21 +566,31 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         "requests": http.request_counts() if http else {},
         "cache_hits": cache.hits,
     }
-    if delta is not None:
-        last_digests = search_digests.load(outputs[0])  # of the search.json about to be replaced
-        delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
-        digests = search_digests.digests_of(delta.texts, delta.origins, last_digests)
-        delta.texts.clear()
-    else:
-        artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
-        digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
-        answers.texts.clear()
+    settling = None
+    try:
+        if delta is not None:
+            last_digests = search_digests.load(outputs[0])  # of the search.json about to be replaced
+            # Its fsync (megabytes) runs while the download queue is made; settled before the queue is written,
+            # so a reader finds search.json new first, as before.
+            settling = delta_module.write_results(outputs[0], head, delta.texts, catalogue.schema("search"))
+            digests = search_digests.digests_of(delta.texts, delta.origins, last_digests)
+            delta.texts.clear()
+        else:
+            artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
+            digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
+            answers.texts.clear()
+        queue = {
+            "cycle_id": ctx.cycle_id,
+            "generated_at": head["generated_at"],
+            "tasks": download_queue(found, queries, model_cache, delta.others if delta else None),
+        }
+    except BaseException:
+        if settling is not None:
+            settling.abandon()  # search.json stays the last one, whole
+        raise
+    if settling is not None:
+        settling.settle()
     search_digests.save(outputs[0], digests)
-    queue = {
-        "cycle_id": ctx.cycle_id,
-        "generated_at": head["generated_at"],
-        "tasks": download_queue(answers.found, queries, model_cache, delta.others if delta else None),
-    }
     artifacts.write(outputs[1], queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
     outcome.counts["requests"] = http.total_requests if http else 0
@@ -580,8 +604,14 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         ctx.state_dir, "search", ctx.cycle_id, after, outputs, until, outcome.counts, outcome.detail, extra
     )
     if fixed:
-        found = delta.found_lines if delta is not None else [i for i, s in enumerate(answers.statuses) if s == "FOUND"]
-        memo = delta_module.memo_of(basis, count_inactive, outputs, parts.digests, paths, qids, found)
+        lines = delta.found_lines if delta is not None else [i for i, s in enumerate(answers.statuses) if s == "FOUND"]
+        # The FOUND lines that made a task (a kept task made one), in the queue's order: ``found`` is in theirs.
+        queued = [
+            at for at, item in zip(lines, found, strict=True) if isinstance(item, dict) or policy.may_queue(item[0])
+        ]
+        memo = delta_module.memo_of(
+            basis, count_inactive, outputs, parts.digests, paths, qids, lines, queued, model_cache
+        )
         delta_module.save(memo_path, memo)
     elif memo_path.exists():
         memo_path.unlink()  # made by an offline search: this one's answers are not all fixed

@@ -8,7 +8,10 @@ workflow of each scan.json line, the ``(folder, lookup key)`` of each result lin
 are FOUND (their answers go into the download queue); the next search compares
 scan.json's lines with it and, when few changed and the others kept their order, groups again only the files
 the changed lines name (from the parts of the lines that name them: the pack), answers those again (reusing the
-last answer of an unchanged query), and copies every other result line as it was.
+last answer of an unchanged query), and copies every other result line as it was. It records too which FOUND
+lines made a download task, and the model cache's folders those tasks' target paths came from: the task of a
+line copied as it was is then the one in the last download queue (its folder that of its query, the folders
+the same), not made again from the line.
 
 The file is a cache, safe to lose: it is used only when it goes with the search.json and download queue on disk
 (their size and mtime), the answers' basis and the settings; anything else (a torn or foreign file, another
@@ -36,8 +39,8 @@ from comfywatchman.stages.scan_parts import ScanParts
 
 logger = logging.getLogger(__name__)
 
-#: Bump when what the file holds, or the search's result lines, change meaning.
-TAG = b"search-delta-2"
+#: Bump when what the file holds, the search's result lines or the download queue's tasks change meaning.
+TAG = b"search-delta-3"
 #: More changed scan.json lines than this share of them (or than ``MIN_CHANGES``): the full search.
 CHANGED_SHARE = 0.05
 MIN_CHANGES = 16
@@ -56,6 +59,10 @@ class Memo:
     queries: list[list[Any]]  # [folder, lookup key] of each result line of search.json, in order
     #: The indexes of the result lines whose status is FOUND, in order (search.json is not searched for them).
     found: list[int] = field(default_factory=list)
+    #: The indexes of the FOUND lines that made a task of the download queue, in the queue's order.
+    tasks: list[int] = field(default_factory=list)
+    #: The digest of the model cache's folders the queue's target paths were made from (``folders_digest``).
+    folders: str = ""
 
     def to_bytes(self) -> bytes:
         """Return the file's content: the tag, then the memo as one line of JSON."""
@@ -74,6 +81,12 @@ class Memo:
             data = orjson.loads(body)
             memo = cls(data["basis"], data["count_inactive"], data["outputs"], data["lines"], data["queries"])
             memo.found = _found_indexes(data["found"], len(memo.queries))
+            memo.tasks = _found_indexes(data["tasks"], len(memo.queries))
+            if not set(memo.tasks) <= set(memo.found):
+                raise ValueError("its queued lines are not FOUND lines")
+            memo.folders = data["folders"]
+            if not isinstance(memo.folders, str):
+                raise TypeError("its folders' digest is not text")
             return memo
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             logger.warning("%s: not a search memo (%s); the search runs in full", path, exc)
@@ -98,6 +111,28 @@ def save(path: Path, memo: Memo) -> None:
         logger.warning("%s: cannot be written (%s); the next search runs in full", path, exc)
 
 
+def folders_digest(model_cache: Mapping[str, Any]) -> str:
+    """Return the digest of the model cache's folders (``search.folder_paths``) download tasks' target paths are
+    made from."""
+    return cache_files.checksum(orjson.dumps(model_cache, option=orjson.OPT_SORT_KEYS)).decode("ascii")
+
+
+def kept_tasks(memo: Memo, queue_path: Path, model_cache: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """Return the tasks of the download queue at ``queue_path`` by the index of the FOUND line that made each,
+    when the memo goes with it (``memo.outputs``, checked by the caller) and its target paths were made from
+    the folders of ``model_cache``; else none (every task is made again)."""
+    if memo.folders != folders_digest(model_cache):
+        return {}
+    try:
+        tasks = orjson.loads(queue_path.read_bytes())["tasks"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        logger.debug("search: the last download queue not reused: %s", exc)
+        return {}
+    if not isinstance(tasks, list) or len(tasks) != len(memo.tasks):
+        return {}
+    return dict(zip(memo.tasks, tasks, strict=True))
+
+
 def sort_key(qid: Qid) -> tuple[str, str]:
     """Return where a missing file's line goes in search.json (the order of ``group_missing``)."""
     return (qid[0] or "~", qid[1])
@@ -112,7 +147,8 @@ class Delta:
     counts: dict[str, int] = field(default_factory=dict)
     qids: list[Qid] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
-    found: list[tuple[SearchResult, ModelQuery]] = field(default_factory=list)
+    #: The FOUND answers, in order, each with its query, or the download task the last queue holds for it.
+    found: list[tuple[SearchResult, ModelQuery] | dict[str, Any]] = field(default_factory=list)
     fresh: list[SearchResult] = field(default_factory=list)
     touched: int = 0
     others: Callable[[], dict[Qid, int]] | None = None
@@ -183,10 +219,12 @@ def search_again(
     search_path: Path,
     keys_before: list[Any],
     answer: Callable[[ModelQuery, str, Mapping[str, str]], tuple[str, str, SearchResult | None]],
+    tasks_before: Mapping[int, dict[str, Any]] | None = None,
 ) -> Delta | None:
     """Return the result lines of this search made from the last one (see the module), or None when the full
     search must run. ``answer(query, key, kept)``: the text, status and (when made now) result of a query,
-    ``kept`` holding the last answer texts (``reuse.without_workflows``) by reuse key."""
+    ``kept`` holding the last answer texts (``reuse.without_workflows``) by reuse key. ``tasks_before``: the
+    last download queue's tasks by FOUND line (``kept_tasks``)."""
     changes = _changes(memo, digests)
     if changes is None or len(keys_before) != len(memo.queries):
         return None
@@ -217,7 +255,7 @@ def search_again(
             return None
         if query is not None:
             queries[qid] = query
-    delta = _merge(memo, last, keys_before, touched, queries, index_before, answer)
+    delta = _merge(memo, last, keys_before, touched, queries, index_before, answer, tasks_before or {})
     delta.paths = path_of
     return delta
 
@@ -266,6 +304,7 @@ def _merge(
     queries: Mapping[Qid, ModelQuery],
     index_before: Mapping[Qid, int],
     answer: Callable[[ModelQuery, str, Mapping[str, str]], tuple[str, str, SearchResult | None]],
+    tasks_before: Mapping[int, dict[str, Any]],
 ) -> Delta:
     """Return the result lines: the last ones of the untouched files as they were, the touched ones made
     again, in search.json's order. The lines kept are copied a run at a time (list slices): a line made again
@@ -294,7 +333,7 @@ def _merge(
         made_at[len(delta.texts)] = made[qid]
         _add_made(delta, qid, made[qid])
     copy.up_to(len(memo.queries))
-    _found(delta, made_at, copy.found_at)
+    _found(delta, made_at, copy.found_at, tasks_before)
     made_found = [at for at, made in made_at.items() if made[1] == Status.FOUND.value]
     delta.found_lines = sorted(copy.found_at + made_found)
     qids, texts = list(delta.qids), list(delta.texts)  # the stage empties ``texts`` once they are written
@@ -337,11 +376,15 @@ class _Copy:
 
 
 def _found(
-    delta: Delta, made_at: Mapping[int, tuple[str, str, str, ModelQuery, SearchResult | None]], kept_at: list[int]
+    delta: Delta,
+    made_at: Mapping[int, tuple[str, str, str, ModelQuery, SearchResult | None]],
+    kept_at: list[int],
+    tasks_before: Mapping[int, dict[str, Any]],
 ) -> None:
     """Gather the FOUND answers of the result lines, in their order (``download_queue``): those made now as
     they were made, the kept ones read from their lines (``kept_at``: those that hold the words; one with
-    them may hold them in an attempt only)."""
+    them may hold them in an attempt only), or, for a kept line whose task the last queue holds and whose
+    answer is in its query's folder (the task's count of workflows blocked is then its line's), that task."""
     for at in sorted((*made_at, *kept_at)):
         made = made_at.get(at)
         if made is not None:
@@ -349,6 +392,11 @@ def _found(
             if status == Status.FOUND.value:
                 found = result if result is not None else SearchResult.from_json(orjson.loads(text))
                 delta.found.append((found, query))
+            continue
+        origin = delta.origins[at]
+        task = tasks_before.get(origin) if origin is not None else None
+        if task is not None and task.get("folder") == delta.qids[at][0]:
+            delta.found.append(task)
             continue
         item = orjson.loads(delta.texts[at])
         if item["status"] == Status.FOUND.value:
@@ -367,10 +415,11 @@ def _add_made(delta: Delta, qid: Qid, made: tuple[str, str, str, ModelQuery, Sea
         delta.fresh.append(result)
 
 
-def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_name: str) -> None:
+def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_name: str) -> artifacts.Settling:
     """Write search.json: ``head`` with its list ``results`` holding ``lines`` (result texts, UTF-8, validated
     where they were made), the very bytes ``artifacts.write_assembled`` writes for them as text, without
-    decoding the lines kept or encoding them again."""
+    decoding the lines kept or encoding them again. Return the write with its fsync running (megabytes: the
+    search makes its download queue meanwhile); the caller settles it (``artifacts.Settling``)."""
     if head.get("results") != []:
         raise ValueError("write_results: 'results' must be an empty list in the head")
     artifacts.validate(head, schema_name, f"{path} (about to be written)")
@@ -380,7 +429,7 @@ def write_results(path: Path, head: dict[str, Any], lines: list[bytes], schema_n
         raise ValueError("write_results: 'results' is not a key of the head alone")
     cut = text.index(marker) + len(marker) - 1
     body = (b"\n", b",\n".join(lines), b"\n") if lines else ()
-    artifacts.atomic_write_bytes(path, text[:cut], *body, text[cut:])
+    return artifacts.Settling(path, text[:cut], *body, text[cut:])
 
 
 def memo_of(
@@ -391,9 +440,12 @@ def memo_of(
     paths: list[str],
     qids: list[Qid],
     found: list[int],
+    tasks: list[int],
+    model_cache: Mapping[str, Any],
 ) -> Memo:
     """Return the memo of a search just written (``outputs``: search.json and the download queue; ``found``:
-    the indexes of its result lines whose status is FOUND)."""
+    the indexes of its result lines whose status is FOUND; ``tasks``: those that made a task of the queue, in
+    its order; ``model_cache``: the folders its target paths were made from)."""
     return Memo(
         basis,
         count_inactive,
@@ -401,4 +453,6 @@ def memo_of(
         [[d.decode("ascii"), p] for d, p in zip(digests, paths, strict=True)],
         [[q[0], q[1]] for q in qids],
         found,
+        tasks,
+        folders_digest(model_cache),
     )

@@ -694,7 +694,9 @@ def verified(ctx: StageContext, previous: Mapping[str, Any] | None, wanted: str)
         "detail": outcome.detail,
         "variants": variants,
     }
-    artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None)
+    # Not flushed to disk (durable False): a cache, safe to lose. One a power cut left empty or torn is not read
+    # (verified afresh), and an older one goes with neither this verify.json nor the memo (fingerprint, stats).
+    artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None, durable=False)
     verify_delta.save(state / verify_delta.FILE, memo_next, state)
     logger.info("verify: %s", outcome.detail)
     return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -154,3 +155,20 @@ def test_finding_a_path_reads_no_version(tmp_path: Path, monkeypatch: pytest.Mon
     assert read == []
     assert locate_manager_file(root, NODE_MAP) == manager_files.ManagerFile(tool, "tool_env", "x")
     assert read == ["tool"]
+
+
+def test_a_package_without_metadata_beside_it_is_versioned_by_importlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The METADATA beside the package is read; an install without one there (an editable one: the package in
+    a source folder, the dist-info in site-packages) is asked of importlib.metadata."""
+    source, site = tmp_path / "src", tmp_path / "site"
+    expected = _pip_install(source, "7.7")
+    shutil.rmtree(source / "comfyui_manager-7.7.dist-info")
+    _write(site / "comfyui_manager-7.8.dist-info" / "METADATA", "Name: comfyui-manager\nVersion: 7.8\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(source))
+    sys.modules.pop("comfyui_manager", None)
+    root = tmp_path / "ComfyUI"
+    root.mkdir()
+    assert locate_manager_file(root, NODE_MAP) == manager_files.ManagerFile(expected, "tool_env", "7.8")

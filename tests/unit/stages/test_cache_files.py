@@ -3,10 +3,13 @@ only when it is whole and of the asked format."""
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from pathlib import Path
 
 import pytest
 
+from comfywatchman import artifacts
 from comfywatchman.stages import cache_files
 
 
@@ -20,7 +23,7 @@ def test_a_cache_file_is_written_whole_and_a_failed_write_leaves_the_last_one(
     def fail(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_files.os, "replace", fail)
+    monkeypatch.setattr(artifacts, "replace_unflushed", fail)  # the rename, whichever call makes it
     with pytest.raises(OSError):
         cache_files.write_cache(path, b"three")
     assert path.read_bytes() == b"one two"
@@ -40,3 +43,15 @@ def test_a_checked_file_gives_back_its_body_and_refuses_another_tag_or_a_torn_bo
         with pytest.raises(ValueError, match="checksum") as raised:
             cache_files.read_checked(path, b"tag-1")
         assert not isinstance(raised.value, cache_files.OtherFormat)
+
+
+def test_a_checked_file_written_with_a_sha256_by_an_earlier_version_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "record.bin"
+    body = b'{"a": [1, 2]}'
+    path.write_bytes(b"tag-1\n" + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body)
+    assert cache_files.read_checked(path, b"tag-1") == body
+    path.write_bytes(path.read_bytes()[:-1] + b"]")
+    with pytest.raises(ValueError, match="checksum"):
+        cache_files.read_checked(path, b"tag-1")
+    cache_files.write_checked(path, b"tag-1", body)
+    assert path.read_bytes().split(b"\n")[1] == b"crc32:%08x" % zlib.crc32(body)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from comfywatchman import config
-from comfywatchman.stages import search_delta
+from comfywatchman.stages import search, search_delta
 from comfywatchman.stages.context import StageContext
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import DECLARED, T0, context, make_install, run
@@ -39,7 +39,10 @@ def assert_memo_finds_the_found_lines(home: Path) -> None:
     """The memo in ``home`` gives the indexes of search.json's FOUND results (search.json is not searched)."""
     memo = search_delta.Memo.load(home / "state" / "search_delta.bin")
     assert memo is not None
-    assert memo.found == [i for i, r in enumerate(outputs(home)[0]["results"]) if r["status"] == "FOUND"]
+    results, queue = outputs(home)
+    assert memo.found == [i for i, r in enumerate(results["results"]) if r["status"] == "FOUND"]
+    # The FOUND lines that made the queue's tasks, in its order.
+    assert [results["results"][i]["name"] for i in memo.tasks] == [t["name"] for t in queue["tasks"]]
 
 
 def test_workflows_that_come_go_and_change_give_what_a_full_search_gives(
@@ -143,7 +146,7 @@ def test_lines_made_again_go_first_last_and_between_the_kept_ones_as_a_full_sear
     again(comfy_tree, home, caplog, 3)
 
 
-@pytest.mark.parametrize("found", [[5], [-1], [1, 1], ["1"], None])
+@pytest.mark.parametrize("found", [[5], [-1], [1, 1], ["1"], None, [0]])
 def test_a_memo_whose_found_lines_are_not_its_lines_means_the_full_search(
     comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture, found: object
 ) -> None:
@@ -153,6 +156,8 @@ def test_a_memo_whose_found_lines_are_not_its_lines_means_the_full_search(
     memo = search_delta.Memo.load(path)
     assert memo is not None and len(memo.queries) == 2 and memo.found == [1]
     memo.found = found  # type: ignore[assignment]
+    if found == [0]:  # FOUND lines, but not those that made the tasks
+        memo.tasks = [1]
     path.write_bytes(memo.to_bytes())
     comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "UpscaleModelLoader", ["up.pth"])]))
     with caplog.at_level(logging.INFO):
@@ -174,3 +179,34 @@ def test_a_memo_of_another_format_means_the_full_search(
         run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)), STAGES)
     assert KEPT not in caplog.text
     assert searched_from_scratch(comfy_tree, home, "c3") == outputs(home)
+
+
+def test_the_last_queues_tasks_are_kept_only_for_the_same_folders_and_a_task_in_its_querys_folder(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), STAGES)
+    state = home / "state"
+    memo = search_delta.Memo.load(state / "search_delta.bin")
+    assert memo is not None and memo.tasks == [1]
+    model_cache = search.folder_paths(state / "model_cache.json")
+    queue = state / "download_queue.json"
+    kept = search_delta.kept_tasks(memo, queue, model_cache)
+    assert list(kept) == [1] and kept[1]["name"] == "declared.safetensors" and kept[1]["folder"] == "vae"
+    # The folders' paths changed (a target path would too): every task is made again.
+    other = {"folders": {**model_cache["folders"], "vae": {"paths": ["/elsewhere/vae"]}}}
+    assert search_delta.kept_tasks(memo, queue, other) == {}
+    # A queue that does not hold one task per line recorded: none kept.
+    memo.tasks = []
+    assert search_delta.kept_tasks(memo, queue, model_cache) == {}
+    # A kept line whose task is in another folder than its query's (its count of workflows comes from the other
+    # queries) is read again from its line, not taken from the last queue.
+    line = b'{"name":"x.safetensors","type":"vae","status":"FOUND","source":"declared","evidence":"declared",'
+    line += b'"url":"https://example.com/x","sha256":null,"size":null,"reason":"","candidates":[],"details":{},'
+    line += b'"attempts":[],"workflows":["a.json"]}'
+    for folder, kept_task in (("vae", True), ("loras", False)):
+        delta = search_delta.Delta(texts=[line], qids=[(folder, "x.safetensors")], origins=[0])
+        task = {"name": "x.safetensors", "folder": "vae"}
+        search_delta._found(delta, {}, [0], {0: task})
+        assert (delta.found == [task]) is kept_task
+        assert kept_task or delta.found[0][0].name == "x.safetensors"  # type: ignore[index, union-attr]
