@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from comfywatchman import artifacts, side_by_side
+from comfywatchman import artifacts, prewarm, side_by_side
 from comfywatchman.config import Config
 from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import (
@@ -131,7 +131,7 @@ def guarded_cycle(
             )
             outcomes = [run_stage("gate", ctx)]
             if not outcomes[0].skipped_reason and outcomes[0].ok:
-                outcomes += side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx)
+                outcomes += side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx, meanwhile=prewarm_after)
                 outcomes += [run_stage(name, ctx) for name in ORDER[1:-1] if name not in SIDE_BY_SIDE]
                 outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
                 outcomes.append(run_stage(ORDER[-1], ctx))
@@ -139,6 +139,15 @@ def guarded_cycle(
     finally:
         side_by_side.reap()
         lock.release()
+
+
+def prewarm_after(intake: StageOutcome) -> None:
+    """Import what the stages after the scan load when they have work, while this process would only wait for
+    the cache child (``prewarm``): when ``intake``'s outcome says a workflow is new, changed or removed, the
+    scan makes entries and those stages work; a cycle where intake saw nothing change imports nothing."""
+    counts = intake.counts
+    if counts.get("new") or counts.get("changed") or counts.get("removed"):
+        prewarm.import_for(("search", "verify", "report"))
 
 
 def _record(

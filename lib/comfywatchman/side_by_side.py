@@ -29,7 +29,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -101,7 +101,12 @@ def _thread_count() -> int:
 
 
 def run_side_by_side(
-    names: tuple[str, str], ctx: StageContext, *, fork: bool = True, timeout_s: float = CHILD_TIMEOUT_S
+    names: tuple[str, str],
+    ctx: StageContext,
+    *,
+    fork: bool = True,
+    timeout_s: float = CHILD_TIMEOUT_S,
+    meanwhile: Callable[[StageOutcome], object] | None = None,
 ) -> list[StageOutcome]:
     """Run the two stages ``names``, which must share no file, and return their outcomes in that order.
 
@@ -109,7 +114,8 @@ def run_side_by_side(
     :func:`fork_refusal` allow; else they run one after the other (:func:`stage_runner.run_stage`). Either
     way each run is recorded (stderr, ``state/runs``, the structured log) in the order of ``names``, and the
     files written are the same. A child that has not ended ``timeout_s`` seconds after it was forked is
-    killed."""
+    killed. ``meanwhile`` is called with the second stage's outcome when this process has run it and would only
+    wait for the child (not when the stages run one after the other: nothing waits then)."""
     refusal = fork_refusal() if fork else "asked to run them one after the other"
     if refusal is not None:
         logger.debug("stages %s run one after the other: %s", " and ".join(names), refusal)
@@ -125,6 +131,8 @@ def run_side_by_side(
     logger.debug("stage %s runs in process %d beside this one, which runs stage %s", first, pid, second)
     try:
         mine = _run_capturing(second, ctx)
+        if meanwhile is not None:
+            meanwhile(mine.outcome)
         theirs = _collect(first, ctx, pid, answer, deadline, forked_at, timeout_s)
     except BaseException:
         # Interrupted (Ctrl-C, a second stop signal): the child must not outlive this process's cycle.

@@ -370,3 +370,39 @@ def test_the_command_gives_the_same_files_and_log_order_side_by_side_or_one_afte
     assert "state/model_cache.json" in seen[True] and "output/reports/status/master_status.md" in seen[True]
     for name, text in seen[True].items():
         assert text == seen[False][name], name
+
+
+def test_meanwhile_gets_the_second_stage_outcome_only_where_this_process_waits_for_the_child(
+    comfy_tree: ComfyTree, tmp_path: Path, fork_here: bool
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    for fork in (True, False):
+        home = tmp_path / f"home-{fork}"
+        home.mkdir()
+        seen: list[tuple[str, int]] = []
+
+        def note(outcome: StageOutcome, seen: list[tuple[str, int]] = seen) -> None:
+            seen.append((outcome.stage, os.getpid()))
+
+        run_pair(context(comfy_tree, home, "c1", T0), fork, meanwhile=note)
+        assert seen == ([("intake", os.getpid())] if fork else [])
+
+
+def test_a_cycle_imports_the_later_stages_in_the_wait_only_when_intake_saw_a_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr(cycle.prewarm, "import_for", lambda stages: asked.append(tuple(stages)) or [])
+    for counts, expected in (
+        ({"workflows": 3, "new": 0, "changed": 0, "removed": 0}, []),
+        ({"workflows": 3, "new": 1, "changed": 0, "removed": 0}, [("search", "verify", "report")]),
+        ({"workflows": 3, "new": 0, "changed": 0, "removed": 1}, [("search", "verify", "report")]),
+        ({}, []),  # intake failed before counting
+    ):
+        asked.clear()
+        outcome = StageOutcome("intake")
+        outcome.counts = counts
+        cycle.prewarm_after(outcome)
+        assert asked == expected
