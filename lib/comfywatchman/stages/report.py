@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
@@ -434,10 +435,12 @@ def _merged(
     kept: kept_actions.Kept, made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
 ) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
     """``_actions_again`` given the last report's actions as its page was made of them (``kept.actions``, in
-    their ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again
-    with ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty``
-    actions left out and ``made``'s put in, each list of lines that none of them touches passed on whole. The
-    change is noted in ``kept`` (for ``kept_actions.save``)."""
+    their ranked order, one for each of ``old``'s action lines, each ``kept_actions.slim``): the ranked actions
+    are those not made again with ``made`` placed by rank among them, and their lines are ``old``'s lines, the
+    lines of ``dirty`` actions left out and ``made``'s put in, each list of lines that none of them touches
+    passed on whole. The kept actions the page shows alone are completed from their lines as those are read
+    (``kept_actions.complete``; the list holds them whole once its lines are all read). The change is noted in
+    ``kept`` (for ``kept_actions.save``)."""
     actions = kept.actions or []
     gone = {place for place, action in enumerate(actions) if action["id"] in dirty}
     places_kept: Sequence[int] = [p for p in range(len(actions)) if p not in gone] if gone else range(len(actions))
@@ -449,20 +452,27 @@ def _merged(
     for action, place in zip(made, places, strict=True):
         before.setdefault(places_kept[place] if place < len(stays) else len(actions), []).append(action)
     touched = sorted(gone | before.keys())
+    fill = _shown_alone(ranked, places, places_kept)
+    fill_at = sorted(fill)
 
     def text(action: dict[str, Any]) -> bytes:
         return status_file.part(action, "action", f"{target} (action {action['id']})")
 
     def batches() -> Iterator[tuple[bytes, int]]:
-        position, next_touched = 0, 0
+        position, next_touched, next_fill = 0, 0, 0
         for block, count in old.action_blocks():
             end = position + count
+            lines = None
+            while next_fill < len(fill_at) and fill_at[next_fill] < end:
+                lines = lines or block.split(b",\n")  # a line holds no raw newline
+                kept_actions.complete(fill[fill_at[next_fill]], lines[fill_at[next_fill] - position])
+                next_fill += 1
             if next_touched == len(touched) or touched[next_touched] >= end:
                 yield block, count  # no line left out or put in here: written as read
                 position = end
                 continue
             out: list[bytes] = []
-            for line in block.split(b",\n"):  # a line holds no raw newline
+            for line in lines or block.split(b",\n"):
                 out += [text(action) for action in before.get(position, ())]
                 if position not in gone:
                     out.append(line)
@@ -476,6 +486,22 @@ def _merged(
         yield b",\n".join(tail), len(tail)
 
     return ranked, batches()
+
+
+def _shown_alone(
+    ranked: list[dict[str, Any]], places: Sequence[int], places_kept: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Return the kept actions of ``ranked`` that the page shows alone (``markdown.alone``) by their places among
+    the last report's action lines: ``ranked`` is the kept actions at ``places_kept`` with the made ones put in
+    at ``places`` (``kept_actions.merge``), and a made action is whole already."""
+    made_at = [place + before for before, place in enumerate(places)]  # each made action's place in ``ranked``
+    found: dict[int, dict[str, Any]] = {}
+    for at in markdown.alone(ranked):
+        made_before = bisect.bisect_left(made_at, at)
+        if made_before < len(made_at) and made_at[made_before] == at:
+            continue
+        found[places_kept[at - made_before]] = ranked[at]
+    return found
 
 
 _rank = kept_actions.rank
