@@ -320,6 +320,9 @@ def _workflows_again(
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
     in_order = None if scan.starts is not None else scan.lines()
     changed_folders = {folder for folder, _ in changed}
+    old_lines = old.workflow_lines()
+    # Each workflow's line of master_status.json, in scan order, written at once.
+    written: list[bytes] = []
     for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
         kept = None
@@ -327,7 +330,7 @@ def _workflows_again(
             kept = index.contribution(place)
             if kept_index.stands(kept, changed, changed_folders):
                 reused.add(place)
-                writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
+                written.append(kept_index.reused_line(old_lines[place], kept, kept_head["now"], now_text))
                 lines.append(index.lines[place])
                 contributions.append(kept)
                 continue
@@ -340,13 +343,14 @@ def _workflows_again(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
         )
         status_report.emit(record, now_text)
-        writer.workflow(kept_index.encode_workflow(record["entry"], writer.path))
+        written.append(kept_index.encode_workflow(record["entry"], writer.path))
         made = kept_index.contribution(record, index.seeds)
         lines.append(kept_index.line_of(digests[position], made))
         dirty |= kept_index.action_ids(made)
         if kept_index.add_dirs(dirs, record) is None:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
         contributions.append(made)
+    writer.workflow_lines(written)
     gone = [place for place in range(len(index.lines)) if place not in reused]
     if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
         raise kept_index.NotIncremental("most workflows changed")

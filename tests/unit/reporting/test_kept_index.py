@@ -235,6 +235,39 @@ def test_the_last_reports_actions_are_read_a_list_at_a_time_as_they_were_written
     assert [count for _, count in blocks] == [len(batch) for batch in batches]
 
 
+def write_workflows(path: Path, workflows: int, actions: int) -> tuple[list[bytes], list[bytes]]:
+    """Write a master_status.json of ``workflows`` workflows and ``actions`` actions; return both lists' lines."""
+    kept = [status_file.part({**WORKFLOW, "workflow": f"w{n}.json"}, "workflow", "test") for n in range(workflows)]
+    lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(actions)]
+    with status_file.Writer(path) as writer:
+        writer.workflow_lines(kept)
+        writer.actions(lines)
+        writer.finish(HEAD)
+    return kept, lines
+
+
+@pytest.mark.parametrize("workflows", [1, 2, 9])
+@pytest.mark.parametrize("size", [1, 150, 1 << 20])
+def test_the_last_reports_workflow_lines_are_read_at_once_then_its_actions(
+    tmp_path: Path, workflows: int, size: int
+) -> None:
+    path = tmp_path / "master_status.json"
+    kept, lines = write_workflows(path, workflows, 5)
+    with kept_index.OldReport(path, workflows, 5) as old:
+        assert old.workflow_lines(size) == kept
+        blocks = list(old.action_blocks())
+    assert b",\n".join(block for block, _ in blocks) == b",\n".join(lines)
+
+
+@pytest.mark.parametrize("told", [1, 3, 5])
+def test_a_last_report_with_other_workflows_than_the_index_says_is_refused(tmp_path: Path, told: int) -> None:
+    path = tmp_path / "master_status.json"
+    write_workflows(path, 4, 2)
+    with kept_index.OldReport(path, told, 2) as old, pytest.raises(kept_index.NotIncremental):
+        old.workflow_lines(150)
+        list(old.action_blocks())
+
+
 @pytest.mark.parametrize("told", [6, 8])
 def test_a_last_report_with_other_actions_than_the_index_says_is_refused(tmp_path: Path, told: int) -> None:
     path = tmp_path / "master_status.json"
