@@ -21,6 +21,7 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import (
     commands,
     kept_actions,
+    kept_whole,
     markdown,
     staleness,
     status_file,
@@ -161,18 +162,18 @@ def _run(ctx: StageContext) -> StageOutcome:
         written.abandon()
         raise
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
-    write_history(state, aggregate.history, before, kept_paths)
+    write_history(state, aggregate.history, before, kept_paths, aggregate.history_text)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
         extra["findings"] = findings_key(lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
-        lines, dirs, seeds = index
+        lines, dirs, seeds, whole = index
         mark = (searched_mark or b"").decode("ascii")
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
-        kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
+        kept_index.save(state, kept, lines, ranked, index_outputs(ctx), whole)
         kept_actions.save(state, actions_kept, ranked, index_key, reports / "master_status.json")
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
@@ -185,7 +186,7 @@ Built = tuple[
     status_report.Aggregate,
     list[dict[str, Any]],
     dict[str, Any],
-    tuple[list[bytes], Any, list[Any]],
+    tuple[list[bytes], Any, list[Any], bytes],
     Any,
     Mapping[str, Any],
     status_file.Writer,
@@ -219,7 +220,8 @@ def full(
         found = answers if searched else None
         models = models or check.findings()
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
-    index = (workflows.index.lines, workflows.index.dirs, workflows.index.seeds.table)
+    built = workflows.index
+    index = (built.lines, built.dirs, built.seeds.table, built.whole_blob() if built.dirs is not None else b"")
     return aggregate, ranked, head, index, workflows.lines_seen, workflows.history, writer
 
 
@@ -274,20 +276,25 @@ def _incremental(
         kept_index.OldReport(target, len(index.lines), index.head["actions"]) as old,
         status_file.Writer(target) as writer,
     ):
-        again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
-        aggregate, dirty, lines, dirs, reused = again
         count = index.head["actions"]
         read = kept_actions.load(ctx.state_dir, index.head["key"], target, count)
         if read.actions is not None:
             logger.debug("report: the last report's %d actions read from %s", count, kept_actions.FILE)
             actions_kept.actions, actions_kept.records, actions_kept.size = read.actions, read.records, read.size
+        again = _workflows_again(
+            ctx, scan, digests, answers, verify, index, changed, now_text, old, writer, read.actions
+        )
+        aggregate, dirty, lines, dirs, reused, whole = again
         actions = partial(_actions_again, aggregate, dirty, verify, old, target, actions_kept)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
         lines_seen.update(line_digest)
     logger.debug("report: %d of %d workflows reused from %s", reused, len(digests), kept_index.FILE)
-    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}, writer
+    return aggregate, ranked, head, (lines, dirs, index.seeds.table, whole), lines_seen, {}, writer
+
+
+Again = tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int, bytes]
 
 
 def _workflows_again(
@@ -301,12 +308,218 @@ def _workflows_again(
     now_text: str,
     old: kept_index.OldReport,
     writer: status_file.Writer,
-) -> tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int]:
+    kept: list[dict[str, Any]] | None,
+) -> Again:
     """Write every workflow's line of master_status.json to ``writer`` in scan order (a kept one copied from
-    ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions the changed
-    and gone workflows needed before or need now, the index's new lines, where each folder type was looked in,
-    and how many workflows were kept. The Aggregate's pending actions are those alone (``kept_index.gather``'s
-    ``wanted``): every other action's line is copied from ``old``, so its workflows are not gathered."""
+    ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions to make again
+    (the others' lines are copied from ``old``), the index's new lines, where each folder type was looked in,
+    how many workflows were kept, and what they all add up to (``kept_whole``). The Aggregate's pending
+    actions are those alone (``kept_index.gather``'s ``wanted``). The changed workflows alone are worked
+    through when the index keeps what the others add up to and ``kept`` (the last report's actions,
+    ``kept_actions.slim``) says which workflows needed each action (``_workflows_delta``); else every kept
+    contribution is gathered (``_workflows_gathered``)."""
+    old_lines = old.workflow_lines()
+    done = None
+    if kept is not None and index.whole:
+        try:
+            done = _workflows_delta(
+                ctx, scan, digests, answers, verify, index, changed, now_text, old_lines, writer.path, kept
+            )
+        except _Slow as exc:
+            logger.debug("report: every kept workflow gathered (%s)", exc)
+    if done is None:
+        done = _workflows_gathered(
+            ctx, scan, digests, answers, verify, index, changed, now_text, old_lines, writer.path
+        )
+    written, again = done
+    writer.workflow_lines(written)
+    return again
+
+
+class _Slow(Exception):
+    """The changed workflows alone cannot tell this cycle's report (``_workflows_delta``): every kept
+    contribution is gathered instead."""
+
+
+# More changed answers than this and every kept workflow is gathered (each one's line is searched for them).
+MOST_CHANGED_ANSWERS = 64
+
+
+def _workflows_delta(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    index: kept_index.Index,
+    changed: frozenset[tuple[str | None, str]],
+    now_text: str,
+    old_lines: list[bytes],
+    target: Path,
+    kept: list[dict[str, Any]],
+) -> tuple[list[bytes], Again]:
+    """``_workflows_again`` from the changed workflows alone: every other one's part of the whole (counts,
+    page row, readiness history entry) is the kept whole's (``kept_whole``), less the parts of the workflows
+    changed or gone, plus those of the workflows worked out now; the actions to make again are those whose
+    workflows, seed or answer may differ (``kept_index.changed_actions``), gathered from the workflows the
+    last report says needed them and those worked out now, in scan order. Return the workflows' lines and what
+    ``_workflows_again`` returns; raise _Slow when it cannot tell (kept workflows in another order)."""
+    whole, kept_rows, kept_entries = kept_whole.load(index.whole, len(index.lines))
+    delta = _Delta(index, kept_rows, kept_entries, old_lines, now_text)
+    suspects = _suspects(index, kept_rows, changed)
+    changed_folders = {folder for folder, _ in changed}
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    drift = verification.drift_ids(verify)
+    in_order = None if scan.starts is not None else scan.lines()
+    for position, place in kept_index.walk(index, digests):
+        line = next(in_order) if in_order is not None else None
+        before = index.contribution(place) if place is not None and place in suspects else None
+        if place is not None and (before is None or kept_index.stands(before, changed, changed_folders)):
+            delta.keep(place)
+            continue
+        so_far = position - len(delta.reused)  # workflows worked out again so far
+        if so_far > kept_index.MOST_CHANGED and 10 * so_far > len(digests):
+            raise kept_index.NotIncremental("most workflows changed")
+        scanned = scan.entry_at(position) if line is None else line[2] or scan.parse(line[0], line[1])
+        found = index.place_of(scanned["path"]) if place is None or before is None else (place, before)
+        past = {} if found is None else kept_index.history_of(found[1], index.head["now"])
+        record = status_report.workflow_record(
+            scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
+        )
+        status_report.emit(record, now_text)
+        delta.work_out(position, None if found is None else found[0], record, digests[position], target)
+    gone = [index.contribution(place) for place in range(len(index.lines)) if place not in delta.reused]
+    if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
+        raise kept_index.NotIncremental("most workflows changed")
+    for contribution in gone:
+        whole.add(contribution, -1)
+    for contribution in delta.made.values():
+        whole.add(contribution)
+    dirty = kept_index.changed_actions(gone, delta.made.values(), changed)
+    aggregate = status_report.Aggregate(answers)
+    whole.fill(aggregate, delta.dirs, delta.rows)
+    if [aggregate.has_disabled, aggregate.has_downloads] != list(index.head["flags"]):
+        raise kept_index.NotIncremental("the install facts the commands need changed")
+    _pending_again(aggregate, dirty, kept, delta, index)
+    # The readiness history of the workflows worked out now is checked; the others' was when it was made.
+    where = f"{ctx.state_dir / HISTORY} (about to be written)"
+    artifacts.validate({"workflows": delta.history}, "report_history", where)
+    aggregate.history_text = kept_whole.history_text(delta.entries, now_text)
+    blob = whole.dump(delta.rows, delta.entries)
+    logger.debug("report: %d workflows worked out again, %d actions made again", len(delta.made), len(dirty))
+    return delta.written, (aggregate, dirty, delta.lines, delta.dirs, len(delta.reused), blob)
+
+
+class _Delta:
+    """The workflows of this cycle's report in scan order as ``_workflows_delta`` takes them: each kept one's
+    parts from the kept index and whole, each changed one's worked out now."""
+
+    def __init__(
+        self,
+        index: kept_index.Index,
+        rows: list[kept_whole.Row],
+        entries: list[kept_whole.Entry],
+        old_lines: list[bytes],
+        now_text: str,
+    ) -> None:
+        self.index, self.kept_rows, self.kept_entries, self.old_lines = index, rows, entries, old_lines
+        self.now_text = now_text
+        self.dirs: dict[str, Any] = dict(index.head["dirs"])
+        self.written: list[bytes] = []  # each workflow's line of master_status.json
+        self.lines: list[bytes] = []  # of the index
+        self.rows: list[kept_whole.Row] = []
+        self.entries: list[kept_whole.Entry] = []
+        self.places: list[int | None] = []  # each workflow's kept place when it stands
+        self.made: dict[int, list[Any]] = {}  # the contributions worked out now, by scan position
+        self.history: dict[str, Any] = {}  # their readiness history
+        self.reused: set[int] = set()
+        # The last kept place met: the workflows that stay keep their order (an action's seed is its first's).
+        self.last = -1
+
+    def _in_order(self, place: int) -> None:
+        if place <= self.last:
+            raise _Slow("the kept workflows are in another order")
+        self.last = place
+
+    def keep(self, place: int) -> None:
+        """Take the kept workflow at ``place`` as it was."""
+        self._in_order(place)
+        self.reused.add(place)
+        resolved, then = self.kept_entries[place][2], self.index.head["now"]
+        self.written.append(kept_index.reused_line(self.old_lines[place], resolved, then, self.now_text))
+        self.lines.append(self.index.lines[place])
+        self.rows.append(self.kept_rows[place])
+        self.entries.append(self.kept_entries[place])
+        self.places.append(place)
+
+    def work_out(
+        self, position: int, before: int | None, record: dict[str, Any], line_digest: bytes, target: Path
+    ) -> None:
+        """Take the workflow at scan ``position`` as ``record`` (emitted) says (``before``: its kept place)."""
+        if before is not None:
+            self._in_order(before)
+        entry = record["entry"]
+        self.written.append(kept_index.encode_workflow(entry, target))
+        contribution = kept_index.contribution(record, self.index.seeds)
+        missing = status_report.missing_of(record)
+        self.history[entry["path"]] = {"last_resolved_at": entry["last_resolved_at"], "missing": missing}
+        self.lines.append(kept_index.line_of(line_digest, contribution))
+        self.rows.append(kept_whole.row_of(contribution))
+        self.entries.append(kept_whole.entry_of(contribution, missing))
+        self.places.append(None)
+        self.made[position] = contribution
+        if kept_index.add_dirs(self.dirs, record) is None:
+            raise kept_index.NotIncremental("a folder type was looked for in other places")
+
+
+def _suspects(
+    index: kept_index.Index, rows: Sequence[kept_whole.Row], changed: frozenset[tuple[str | None, str]]
+) -> set[int]:
+    """Return the places of the kept workflows that may not stand (``kept_index.stands``): those that missed
+    something new, and those whose line holds the key of a changed answer (each is parsed to tell)."""
+    suspects = {place for place, row in enumerate(rows) if row[3]}
+    if len(changed) > MOST_CHANGED_ANSWERS:
+        raise _Slow("many answers changed")
+    if changed:
+        needles = [orjson.dumps(lookup) for _, lookup in changed]
+        suspects.update(place for place, line in enumerate(index.lines) if any(n in line for n in needles))
+    return suspects
+
+
+def _pending_again(
+    aggregate: status_report.Aggregate,
+    dirty: set[str],
+    kept: list[dict[str, Any]],
+    delta: _Delta,
+    index: kept_index.Index,
+) -> None:
+    """Gather the actions to make again (``dirty``) into ``aggregate``, in scan order, from the workflows worked
+    out now and those that needed them in the last report (``kept``: its actions, ``kept_actions.slim``),
+    whose contributions alone are parsed."""
+    needed = {name for action in kept if action["id"] in dirty for name in action["workflows"]}
+    names = kept_index.file_names(dirty)
+    for position, row in enumerate(delta.rows):
+        contribution = delta.made.get(position)
+        place = delta.places[position]
+        if contribution is None and place is not None and row[0] in needed:
+            contribution = index.contribution(place)
+        if contribution is not None:
+            kept_index.pending(aggregate, contribution, index.seeds.table, dirty, names)
+
+
+def _workflows_gathered(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    index: kept_index.Index,
+    changed: frozenset[tuple[str | None, str]],
+    now_text: str,
+    old_lines: list[bytes],
+    target: Path,
+) -> tuple[list[bytes], Again]:
+    """``_workflows_again`` with every kept contribution parsed and gathered."""
     kept_head = index.head
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
@@ -320,8 +533,7 @@ def _workflows_again(
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
     in_order = None if scan.starts is not None else scan.lines()
     changed_folders = {folder for folder, _ in changed}
-    old_lines = old.workflow_lines()
-    # Each workflow's line of master_status.json, in scan order, written at once.
+    # Each workflow's line of master_status.json, in scan order.
     written: list[bytes] = []
     for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
@@ -330,7 +542,7 @@ def _workflows_again(
             kept = index.contribution(place)
             if kept_index.stands(kept, changed, changed_folders):
                 reused.add(place)
-                written.append(kept_index.reused_line(old_lines[place], kept, kept_head["now"], now_text))
+                written.append(kept_index.reused_line(old_lines[place], kept[3], kept_head["now"], now_text))
                 lines.append(index.lines[place])
                 contributions.append(kept)
                 continue
@@ -343,25 +555,28 @@ def _workflows_again(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
         )
         status_report.emit(record, now_text)
-        written.append(kept_index.encode_workflow(record["entry"], writer.path))
+        written.append(kept_index.encode_workflow(record["entry"], target))
         made = kept_index.contribution(record, index.seeds)
         lines.append(kept_index.line_of(digests[position], made))
         dirty |= kept_index.action_ids(made)
         if kept_index.add_dirs(dirs, record) is None:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
         contributions.append(made)
-    writer.workflow_lines(written)
     gone = [place for place in range(len(index.lines)) if place not in reused]
     if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
         raise kept_index.NotIncremental("most workflows changed")
     for place in gone:
         dirty |= kept_index.action_ids(index.contribution(place))
     names = kept_index.file_names(dirty)
+    whole = kept_whole.Whole.empty(status_report.READINESS)
     for contribution in contributions:
         kept_index.gather(aggregate, contribution, dirs, index.seeds.table, now_text, dirty, names)
+        whole.add(contribution)
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
-    return aggregate, dirty, lines, dirs, len(reused)
+    rows = list(map(kept_whole.row_of, contributions))
+    blob = whole.dump(rows, [kept_whole.entry_of(c, kept_index.history_missing(c)) for c in contributions])
+    return written, (aggregate, dirty, lines, dirs, len(reused), blob)
 
 
 # The fields of an action whose values thousands of actions share (a kind, a folder type, a search's reason).
@@ -587,9 +802,15 @@ def read_history(state: Path) -> dict[str, Any]:
     return workflows
 
 
-def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any], kept: set[str]) -> None:
+def write_history(
+    state: Path, now: dict[str, Any], before: Mapping[str, Any], kept: set[str], text: bytes | None = None
+) -> None:
     """Write report_history.json for the next cycle: per workflow reported, when it was last resolvable and
-    what it misses now; the workflows of an unavailable folder (``kept``: not in this report) keep theirs."""
+    what it misses now; the workflows of an unavailable folder (``kept``: not in this report) keep theirs.
+    ``text``: the file's text when the caller made it (``kept_whole.history_text``, its new entries checked)."""
+    if text is not None:
+        artifacts.atomic_write_bytes(state / HISTORY, text, b"\n")
+        return
     for path in kept - now.keys():
         if path in before:
             now[path] = before[path]
@@ -634,7 +855,7 @@ class WorkflowPass:
                 deps = store.depends(record, self.answers, drift_ids)
             store.keep(line_digest, deps, record if fresh else None)
             workflow = aggregate.add(record, self.now_text)
-            self.index.add(line_digest, record, aggregate.rows[-1])
+            self.index.add(line_digest, record, aggregate.rows[-1], aggregate.history[workflow["path"]]["missing"])
             writer.workflow(
                 status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
                 if fresh

@@ -21,6 +21,7 @@ from tests.unit.stages.test_reuse import T0, context, make_install, report_files
 
 INCREMENTAL = "workflows reused from report_index.pack"
 KEPT_ACTIONS = "actions read from report_actions.bin"
+DELTA = "workflows worked out again"
 
 
 def pack_node(registry_id: str) -> dict[str, object]:
@@ -67,6 +68,7 @@ def incremental_cycle(
         run(ctx, *([stages] if stages else []))
     assert INCREMENTAL in caplog.text
     assert KEPT_ACTIONS in caplog.text  # the page made of the kept actions (``kept_actions.save``)
+    assert DELTA in caplog.text  # the other workflows' parts taken from the kept whole (``kept_whole``)
     return ctx, outputs(home)
 
 

@@ -1,0 +1,130 @@
+"""What the kept contributions of the report's index add up to, kept beside them (``kept_index.save``), so a
+cycle where a few workflows changed takes every other workflow's part of the report from here instead of
+parsing and gathering two thousand contributions: the counts per readiness, the missing files by answer key
+and by folder type, the FOUND files, the missing and the disabled node types (each counted, so a workflow's
+part can be taken out again), and per kept workflow its page row and its readiness history entry (as the
+JSON text report_history.json holds it).
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from comfywatchman.reporting import markdown
+
+# A workflow's page row (``markdown.Row``'s fields) and its readiness history entry: its path, the path as
+# JSON, whether it is resolved (then last resolved now), its last resolved time as JSON, what it misses as JSON.
+Row = tuple[str, str, tuple[str, ...], bool, str | None]
+Entry = tuple[str, bytes, bool, bytes, bytes]
+
+
+class Whole:
+    """The counts a set of kept contributions (``kept_index.contribution``) add up to."""
+
+    def __init__(
+        self,
+        counts: dict[str, int],
+        models: dict[tuple[str | None, str], int],
+        folders: dict[str, int],
+        nodes: dict[str, int],
+        found: int = 0,
+        disabled: int = 0,
+    ) -> None:
+        self.counts = counts
+        self.models = models
+        self.folders = folders
+        self.nodes = nodes
+        self.found = found
+        self.disabled = disabled
+
+    @staticmethod
+    def empty(readiness: Iterable[str]) -> Whole:
+        """Return the Whole of no contribution (``readiness``: every readiness, in the report's order)."""
+        return Whole({"workflows": 0, **dict.fromkeys(readiness, 0)}, {}, {}, {})
+
+    def add(self, kept: Sequence[Any], sign: int = 1) -> None:
+        """Count the contribution ``kept`` in (``sign`` 1) or out (-1); raise ValueError when it was not in."""
+        self.counts["workflows"] += sign
+        self.counts[kept[2]] += sign
+        models, folders = self.models, self.folders
+        for f in kept[6]:
+            _count(models, (f[0], f[5]), sign)  # ``answers.key``
+            _count(folders, f[0] or "", sign)
+            if f[2] == "FOUND":
+                self.found += sign
+        for n in kept[8]:
+            _count(self.nodes, n[1], sign)
+            if n[2] == "disabled":
+                self.disabled += sign
+        if self.counts[kept[2]] < 0 or self.found < 0 or self.disabled < 0:
+            raise ValueError("a contribution taken out of the whole was not in it")
+
+    def fill(self, aggregate: Any, dirs: Mapping[str, Any], rows: Iterable[Row]) -> None:
+        """Set what ``status_report.Aggregate`` gathers of every workflow (counts, missing files and node types,
+        where each folder type was looked in, the flags, the page rows) to this whole's (``dirs``: folder type
+        -> where its files were looked for; ``rows``: the workflows' in scan order)."""
+        aggregate.counts = dict(self.counts)
+        aggregate.missing_models = set(self.models)
+        aggregate.missing_nodes = set(self.nodes)
+        aggregate.model_dirs = {folder: dirs[folder] for folder in self.folders}
+        aggregate.has_downloads = self.found > 0
+        aggregate.has_disabled = self.disabled > 0
+        aggregate.rows = [markdown.Row(*row) for row in rows]
+
+    def dump(self, rows: Sequence[Row], entries: Sequence[Entry]) -> bytes:
+        """Return this whole and the workflows' ``rows`` and ``entries`` (in scan order) as ``load`` reads them."""
+        return marshal.dumps(
+            [self.counts, self.models, self.folders, self.nodes, self.found, self.disabled, list(rows), list(entries)]
+        )
+
+
+def load(blob: bytes | memoryview, workflows: int) -> tuple[Whole, list[Row], list[Entry]]:
+    """Return the Whole, rows and entries ``Whole.dump`` wrote for ``workflows`` workflows; raise ValueError
+    (or what ``marshal`` raises) when ``blob`` is not that."""
+    counts, models, folders, nodes, found, disabled, rows, entries = marshal.loads(blob)
+    if not all(isinstance(d, dict) for d in (counts, models, folders, nodes)):
+        raise ValueError("not the counts of a whole")
+    if not isinstance(rows, list) or not isinstance(entries, list) or not len(rows) == len(entries) == workflows:
+        raise ValueError("not a row and an entry per workflow")
+    if not isinstance(found, int) or not isinstance(disabled, int):
+        raise ValueError("not the counts of a whole")
+    return Whole(counts, models, folders, nodes, found, disabled), rows, entries
+
+
+def _count(counts: dict[Any, int], key: Any, sign: int) -> None:
+    left = counts.get(key, 0) + sign
+    if left > 0:
+        counts[key] = left
+    elif left == 0:
+        del counts[key]
+    else:
+        raise ValueError("a contribution taken out of the whole was not in it")
+
+
+def row_of(kept: Sequence[Any]) -> Row:
+    """Return the page row (``markdown.Row``'s fields) of a kept contribution."""
+    return (kept[0], kept[2], tuple(kept[9]), kept[10], kept[5])
+
+
+def entry_of(kept: Sequence[Any], missing: list[str]) -> Entry:
+    """Return the readiness history entry (``history_text``) of a kept contribution whose workflow misses
+    ``missing`` (``status_report.missing_of``)."""
+    return (kept[1], orjson.dumps(kept[1]), kept[3], orjson.dumps(kept[4]), orjson.dumps(missing))
+
+
+def history_text(entries: Iterable[Entry], now_text: str) -> bytes:
+    """Return report_history.json's text (without its newline) for the workflows' ``entries`` in scan order, a
+    resolved one last resolved at ``now_text``: what ``artifacts.write`` writes of ``{"workflows": {path:
+    {"last_resolved_at": ..., "missing": [...]}}}`` (sorted keys, a path seen twice holding its last entry),
+    made of the entries' texts instead of two thousand dicts encoded again."""
+    now = orjson.dumps(now_text)
+    last = {entry[0]: entry for entry in entries}
+    parts = [
+        b'%s:{"last_resolved_at":%s,"missing":%s}' % (e[1], now if e[2] else e[3], e[4])
+        for e in (last[path] for path in sorted(last))
+    ]
+    return b'{"workflows":{' + b",".join(parts) + b"}}"
