@@ -9,6 +9,7 @@ JSON text report_history.json holds it).
 from __future__ import annotations
 
 import marshal
+from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,10 +17,10 @@ import orjson
 
 from comfywatchman.reporting import markdown
 
-# A workflow's page row (``markdown.Row``'s fields) and its readiness history entry: its path, the path as
-# JSON, whether it is resolved (then last resolved now), its last resolved time as JSON, what it misses as JSON.
+# A workflow's page row (``markdown.Row``'s fields) and its readiness history entry: its path, whether it is
+# resolved (then last resolved now), its last resolved time, what it misses (``status_report.missing_of``).
 Row = tuple[str, str, tuple[str, ...], bool, str | None]
-Entry = tuple[str, bytes, bool, bytes, bytes]
+Entry = tuple[str, bool, str | None, list[str]]
 
 
 class Whole:
@@ -50,6 +51,16 @@ class Whole:
         """Count the contribution ``kept`` in (``sign`` 1) or out (-1); raise ValueError when it was not in."""
         self.counts["workflows"] += sign
         self.counts[kept[2]] += sign
+        files, nodes = kept[6], kept[8]
+        if sign > 0:  # a full report counts in every workflow: whole lists at a time (``Counter.update``'s)
+            if files:
+                _count_elements(self.models, [(f[0], f[5]) for f in files])  # ``answers.key``
+                _count_elements(self.folders, [f[0] or "" for f in files])
+                self.found += [f[2] for f in files].count("FOUND")
+            if nodes:
+                _count_elements(self.nodes, [n[1] for n in nodes])
+                self.disabled += [n[2] for n in nodes].count("disabled")
+            return
         models, folders = self.models, self.folders
         for f in kept[6]:
             _count(models, (f[0], f[5]), sign)  # ``answers.key``
@@ -113,18 +124,12 @@ def row_of(kept: Sequence[Any]) -> Row:
 def entry_of(kept: Sequence[Any], missing: list[str]) -> Entry:
     """Return the readiness history entry (``history_text``) of a kept contribution whose workflow misses
     ``missing`` (``status_report.missing_of``)."""
-    return (kept[1], orjson.dumps(kept[1]), kept[3], orjson.dumps(kept[4]), orjson.dumps(missing))
+    return (kept[1], kept[3], kept[4], missing)
 
 
 def history_text(entries: Iterable[Entry], now_text: str) -> bytes:
     """Return report_history.json's text (without its newline) for the workflows' ``entries`` in scan order, a
-    resolved one last resolved at ``now_text``: what ``artifacts.write`` writes of ``{"workflows": {path:
-    {"last_resolved_at": ..., "missing": [...]}}}`` (sorted keys, a path seen twice holding its last entry),
-    made of the entries' texts instead of two thousand dicts encoded again."""
-    now = orjson.dumps(now_text)
-    last = {entry[0]: entry for entry in entries}
-    parts = [
-        b'%s:{"last_resolved_at":%s,"missing":%s}' % (e[1], now if e[2] else e[3], e[4])
-        for e in (last[path] for path in sorted(last))
-    ]
-    return b'{"workflows":{' + b",".join(parts) + b"}}"
+    resolved one last resolved at ``now_text``: what ``artifacts.write`` writes of that history (each entry
+    was validated when it was made)."""
+    history = {e[0]: {"last_resolved_at": now_text if e[1] else e[2], "missing": e[3]} for e in entries}
+    return orjson.dumps({"workflows": history}, option=orjson.OPT_SORT_KEYS)

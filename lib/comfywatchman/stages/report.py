@@ -445,7 +445,7 @@ class _Delta:
         """Take the kept workflow at ``place`` as it was."""
         self._in_order(place)
         self.reused.add(place)
-        resolved, then = self.kept_entries[place][2], self.index.head["now"]
+        resolved, then = self.kept_entries[place][1], self.index.head["now"]
         self.written.append(kept_index.reused_line(self.old_lines[place], resolved, then, self.now_text))
         self.lines.append(self.index.lines[place])
         self.rows.append(self.kept_rows[place])
