@@ -111,7 +111,8 @@ def _run(ctx: StageContext) -> StageOutcome:
     verify = verification.load(state)
     searched_mark = answers_module.mark(state / "search.json")
     made_of = basis_parts(ctx, scan.head, unavailable, verify)
-    basis = orjson.dumps({**made_of, "search": (searched_mark or b"").decode("ascii")}, option=orjson.OPT_SORT_KEYS)
+    # Hashed once (a megabyte with verify.json's findings): the digest stands for it in ``findings_key``.
+    basis = hashlib.sha256(findings_text(made_of, searched_mark)).digest()
     last = stage_inputs.previous(state, "report")
     digests = None
     if last is not None and findings_recorded(ctx, last):
@@ -925,15 +926,20 @@ def findings_basis(
     lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
     the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
     tail, which ``refresh_page`` renders again). ``searched``: ``answers.mark`` of search.json."""
-    made_of = {**basis_parts(ctx, scan_head, unavailable, verify), "search": (searched or b"").decode("ascii")}
-    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
+    return findings_text(basis_parts(ctx, scan_head, unavailable, verify), searched)
+
+
+def findings_text(made_of: Mapping[str, Any], searched: bytes | None) -> bytes:
+    """Return ``findings_basis`` of what ``basis_parts`` returned (``made_of``)."""
+    return orjson.dumps({**made_of, "search": (searched or b"").decode("ascii")}, option=orjson.OPT_SORT_KEYS)
 
 
 def kept_index_key(made_of: Mapping[str, Any]) -> str:
     """Return what the kept index (``kept_index``) must have been made with: everything the findings are made
     of besides scan.json's lines and search.json's answers (``basis_parts``), and the index's format."""
     document = {"made_of": dict(made_of), "format": kept_index.FORMAT}
-    return hashlib.blake2b(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    # sha256, not blake2b: a megabyte with verify.json's findings, and sha256 runs on the processor's instructions.
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def basis_parts(
@@ -955,7 +961,7 @@ def basis_parts(
 
 def findings_key(lines_seen: Any, basis: bytes) -> str:
     """Return the digest of what the findings are made of: each scan.json line as ``parts.line_digest`` sees it
-    (``lines_seen``, a blake2b given them in order) and ``basis``."""
+    (``lines_seen``, a blake2b given them in order) and ``basis`` (the sha256 of ``findings_basis``)."""
     h = lines_seen.copy()
     h.update(basis)
     return str(h.hexdigest())
