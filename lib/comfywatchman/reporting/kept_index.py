@@ -20,10 +20,10 @@ inputs, or the report's outputs are not as it left them, the report is built in 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
+import zlib
 from collections import Counter
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -327,7 +327,7 @@ def save(
         "outputs": {str(p): stage_inputs.stat_key(p) for p in outputs},
         "actions": len(ranked),
         # The whole right after this line, checked by its digest: marshal reads whatever bytes it is given.
-        "whole": {"bytes": len(whole), "digest": hashlib.sha256(whole).hexdigest()},
+        "whole": {"bytes": len(whole), "digest": whole_digest(whole)},
     }
     # A temp file renamed over the last one, not fsynced: a crash costs a full report, never a wrong one (a
     # torn file is not whole, and the outputs' stats must be the ones recorded here).
@@ -401,6 +401,12 @@ def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
     return Index(head, lines, whole)
 
 
+def whole_digest(whole: bytes) -> str:
+    """Return what the whole kept in the index is checked by: a CRC tells a torn or damaged one (a cache's
+    failures) at half sha256's time."""
+    return f"crc32:{zlib.crc32(whole):08x}"
+
+
 def _split(data: bytes) -> tuple[dict[str, Any], bytes, list[bytes]] | None:
     """Return the head, the whole (``kept_whole``) and the workflows' lines of an index's text, or None when
     it is not a whole index of this version (cut short, or its whole not the one its digest was made of)."""
@@ -415,7 +421,7 @@ def _split(data: bytes) -> tuple[dict[str, Any], bytes, list[bytes]] | None:
     if not isinstance(size, int) or end + 1 + size > len(data):
         return None
     whole = data[end + 1 : end + 1 + size]
-    if hashlib.sha256(whole).hexdigest() != head["whole"].get("digest"):
+    if whole_digest(whole) != head["whole"].get("digest"):
         return None
     lines = data[end + 1 + size :].splitlines(keepends=True)
     return head, whole, lines[:-1]

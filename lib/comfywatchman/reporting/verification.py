@@ -45,6 +45,12 @@ def drift_ids(verify: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return found
 
 
+def drift_ids_of(verify: Mapping[str, Any] | None, workflow: str) -> list[str]:
+    """Return ``drift_ids(verify)``'s entry for the workflow named ``workflow`` alone (a report that works out a
+    few workflows looks for them, not for every workflow of every drifted file)."""
+    return [drift_action_id(f) for f in (verify or {}).get("drift", []) if workflow in f["workflows"]]
+
+
 def block(verify: Mapping[str, Any]) -> dict[str, Any]:
     """Return the report's ``verification`` block: progress, budget, and how many drifted files and missing
     files with a variant on disk there are."""

@@ -370,7 +370,6 @@ def _workflows_delta(
     suspects = _suspects(index, kept_rows, changed)
     changed_folders = {folder for folder, _ in changed}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
-    drift = verification.drift_ids(verify)
     in_order = None if scan.starts is not None else scan.lines()
     for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
@@ -384,9 +383,8 @@ def _workflows_delta(
         scanned = scan.entry_at(position) if line is None else line[2] or scan.parse(line[0], line[1])
         found = index.place_of(scanned["path"]) if place is None or before is None else (place, before)
         past = {} if found is None else kept_index.history_of(found[1], index.head["now"])
-        record = status_report.workflow_record(
-            scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
-        )
+        drift = verification.drift_ids_of(verify, scanned["workflow"])
+        record = status_report.workflow_record(scanned, answers, count_inactive, past, drift)
         status_report.emit(record, now_text)
         delta.work_out(position, None if found is None else found[0], record, digests[position], target)
     gone = [index.contribution(place) for place in range(len(index.lines)) if place not in delta.reused]

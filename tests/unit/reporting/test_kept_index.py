@@ -190,6 +190,23 @@ def test_a_broken_or_foreign_index_costs_a_full_report_never_a_wrong_one(
         history = made[2]
 
 
+def test_a_damaged_whole_costs_a_full_report_never_a_wrong_one(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    index = home / "state" / kept_index.FILE
+    data = index.read_bytes()
+    start = data.index(b"\n") + 1  # the whole follows the first line
+    index.write_bytes(data[:start] + bytes([data[start] ^ 1]) + data[start + 1 :])
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
+        run(ctx)
+    assert INCREMENTAL not in caplog.text and "not a whole index of this version" in caplog.text
+    assert from_scratch(ctx, home, history) == outputs(home)
+
+
 def test_an_edit_that_moves_a_workflow_between_shared_actions_gives_the_report_made_from_scratch(
     comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

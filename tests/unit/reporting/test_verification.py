@@ -127,3 +127,10 @@ def test_merge_actions_ranks_drift_with_the_others_and_attaches_variants_to_the_
 def test_drift_detail_of_a_truncated_file_says_so() -> None:
     text = verification.drift_detail({**drift(["a"], "truncated"), "actual_sha256": None, "expected_size": 99})
     assert text.startswith("cut short: 10 bytes on disk of 99 bytes")
+
+
+def test_drift_ids_of_one_workflow_are_its_entry_of_every_workflows() -> None:
+    every = verification.drift_ids(VERIFY)
+    names = {name for finding in VERIFY["drift"] for name in finding["workflows"]} | {"none.json"}
+    assert all(verification.drift_ids_of(VERIFY, name) == every.get(name, []) for name in names)
+    assert verification.drift_ids_of(None, "a.json") == []
