@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -299,9 +299,13 @@ class Builder:
         self.rows.append((row.workflow, row.readiness, row.blockers, row.newly_missing, row.error))
         self.entries.append(kept_whole.entry_of(made, missing))
 
-    def whole_blob(self) -> bytes:
-        """Return what the contributions add up to, as ``save`` keeps it."""
-        return self.whole.dump(self.rows, self.entries)
+    def kept_whole(self) -> Parts:
+        """Return what the contributions add up to and each one's row and history entry (``kept_whole``)."""
+        return self.whole, self.rows, self.entries
+
+
+# What the contributions add up to, and each one's page row and readiness history entry, in scan order.
+Parts = tuple[kept_whole.Whole, list[kept_whole.Row], list[kept_whole.Entry]]
 
 
 def save(
@@ -454,6 +458,33 @@ class OldReport:
     def workflow(self, place: int) -> bytes:
         """Return the line of the workflow at ``place`` (from 0) without its comma."""
         return self._line("workflows", place)
+
+    @property
+    def source(self) -> BinaryIO:
+        """Return the file read (``status_file.Writer.copy_workflows`` copies from it)."""
+        handle: BinaryIO = self._handle
+        return handle
+
+    def line_at(self, start: int, size: int) -> bytes:
+        """Return the ``size`` bytes at offset ``start`` (a line whose place the report's index kept), the file
+        read on from where it was."""
+        where = self._handle.tell()
+        self._handle.seek(start)
+        line: bytes = self._handle.read(size)
+        self._handle.seek(where)
+        if len(line) != size:
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        return line
+
+    def skip_workflows(self, end: int) -> None:
+        """Move on to the actions, the workflows' lines ending at offset ``end`` (none of them read); raise
+        NotIncremental when the actions do not begin there."""
+        if self._section != "workflows" or self._next:
+            raise NotIncremental(f"{self.path}: its lines are not asked for in order")
+        self._handle.seek(end)
+        if self._handle.read(len(_BETWEEN) + 2) != b"\n" + _BETWEEN + b"\n":
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        self._section, self._next = "actions", 0
 
     def workflow_lines(self, size: int = 1 << 20) -> list[bytes]:
         """Return every workflow's line, each without its comma and newline, read a block at a time

@@ -86,24 +86,24 @@ class Whole:
         aggregate.has_disabled = self.disabled > 0
         aggregate.rows = [markdown.Row(*row) for row in rows]
 
-    def dump(self, rows: Sequence[Row], entries: Sequence[Entry]) -> bytes:
-        """Return this whole and the workflows' ``rows`` and ``entries`` (in scan order) as ``load`` reads them."""
-        return marshal.dumps(
-            [self.counts, self.models, self.folders, self.nodes, self.found, self.disabled, list(rows), list(entries)]
-        )
+    def dump(self, rows: Sequence[Row], entries: Sequence[Entry], spans: Sequence[tuple[int, int]]) -> bytes:
+        """Return this whole and the workflows' ``rows``, ``entries`` and the ``spans`` of their lines in the
+        report (``status_file.Writer.workflow_spans``), in scan order, as ``load`` reads them."""
+        parts = [self.counts, self.models, self.folders, self.nodes, self.found, self.disabled]
+        return marshal.dumps([*parts, list(rows), list(entries), list(spans)])
 
 
-def load(blob: bytes | memoryview, workflows: int) -> tuple[Whole, list[Row], list[Entry]]:
-    """Return the Whole, rows and entries ``Whole.dump`` wrote for ``workflows`` workflows; raise ValueError
-    (or what ``marshal`` raises) when ``blob`` is not that."""
-    counts, models, folders, nodes, found, disabled, rows, entries = marshal.loads(blob)
+def load(blob: bytes | memoryview, workflows: int) -> tuple[Whole, list[Row], list[Entry], list[tuple[int, int]]]:
+    """Return the Whole, rows, entries and spans ``Whole.dump`` wrote for ``workflows`` workflows; raise
+    ValueError (or what ``marshal`` raises) when ``blob`` is not that."""
+    counts, models, folders, nodes, found, disabled, rows, entries, spans = marshal.loads(blob)
     if not all(isinstance(d, dict) for d in (counts, models, folders, nodes)):
         raise ValueError("not the counts of a whole")
-    if not isinstance(rows, list) or not isinstance(entries, list) or not len(rows) == len(entries) == workflows:
-        raise ValueError("not a row and an entry per workflow")
+    if not all(isinstance(x, list) and len(x) == workflows for x in (rows, entries, spans)):
+        raise ValueError("not a row, an entry and a span per workflow")
     if not isinstance(found, int) or not isinstance(disabled, int):
         raise ValueError("not the counts of a whole")
-    return Whole(counts, models, folders, nodes, found, disabled), rows, entries
+    return Whole(counts, models, folders, nodes, found, disabled), rows, entries, spans
 
 
 def _count(counts: dict[Any, int], key: Any, sign: int) -> None:

@@ -174,7 +174,9 @@ def _run(ctx: StageContext) -> StageOutcome:
         mark = (searched_mark or b"").decode("ascii")
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
-        kept_index.save(state, kept, lines, ranked, index_outputs(ctx), whole)
+        # The whole with where each workflow's line went in master_status.json (the next report copies them).
+        blob = whole[0].dump(whole[1], whole[2], written.workflow_spans) if dirs is not None else None
+        kept_index.save(state, kept, lines, ranked, index_outputs(ctx), blob)
         kept_actions.save(state, actions_kept, ranked, index_key, reports / "master_status.json")
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
@@ -187,7 +189,7 @@ Built = tuple[
     status_report.Aggregate,
     list[dict[str, Any]],
     dict[str, Any],
-    tuple[list[bytes], Any, list[Any], bytes],
+    tuple[list[bytes], Any, list[Any], kept_index.Parts],
     Any,
     Mapping[str, Any],
     status_file.Writer,
@@ -222,7 +224,7 @@ def full(
         models = models or check.findings()
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
     built = workflows.index
-    index = (built.lines, built.dirs, built.seeds.table, built.whole_blob() if built.dirs is not None else b"")
+    index = (built.lines, built.dirs, built.seeds.table, built.kept_whole())
     return aggregate, ranked, head, index, workflows.lines_seen, workflows.history, writer
 
 
@@ -295,7 +297,7 @@ def _incremental(
     return aggregate, ranked, head, (lines, dirs, index.seeds.table, whole), lines_seen, {}, writer
 
 
-Again = tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int, bytes]
+Again = tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int, kept_index.Parts]
 
 
 def _workflows_again(
@@ -319,22 +321,49 @@ def _workflows_again(
     through when the index keeps what the others add up to and ``kept`` (the last report's actions,
     ``kept_actions.slim``) says which workflows needed each action (``_workflows_delta``); else every kept
     contribution is gathered (``_workflows_gathered``)."""
-    old_lines = old.workflow_lines()
-    done = None
     if kept is not None and index.whole:
         try:
-            done = _workflows_delta(
-                ctx, scan, digests, answers, verify, index, changed, now_text, old_lines, writer.path, kept
+            pieces, spans, again = _workflows_delta(
+                ctx, scan, digests, answers, verify, index, changed, now_text, old, writer.path, kept
             )
         except _Slow as exc:
             logger.debug("report: every kept workflow gathered (%s)", exc)
-    if done is None:
-        done = _workflows_gathered(
-            ctx, scan, digests, answers, verify, index, changed, now_text, old_lines, writer.path
-        )
-    written, again = done
+        else:
+            _write_workflows(writer, old, pieces, spans)
+            old.skip_workflows(spans[-1][0] + spans[-1][1])
+            return again
+    old_lines = old.workflow_lines()
+    written, again = _workflows_gathered(
+        ctx, scan, digests, answers, verify, index, changed, now_text, old_lines, writer.path
+    )
     writer.workflow_lines(written)
     return again
+
+
+def _write_workflows(
+    writer: status_file.Writer, old: kept_index.OldReport, pieces: list[bytes | int], spans: list[tuple[int, int]]
+) -> None:
+    """Write the workflows' lines to ``writer``: a text as it is, a kept place (an int) as the line at ``spans``
+    in the last report ``old``, each run of kept lines one after the other there copied at once."""
+    texts: list[bytes] = []
+    run: list[int] = []
+    for piece in [*pieces, b""]:
+        if run and (not isinstance(piece, int) or piece != run[-1] + 1):
+            writer.copy_workflows(old.source, spans[run[0]][0], spans[run[0] : run[-1] + 1])
+            run = []
+        if isinstance(piece, int):
+            if texts:
+                writer.workflow_lines(texts)
+                texts = []
+            run.append(piece)
+        elif piece:
+            texts.append(piece)
+    if texts:
+        writer.workflow_lines(texts)
+
+
+# The first line of master_status.json (``status_file.Writer``'s layout): the first workflow's line follows it.
+_OPEN_LINE = b'{"workflows":[\n'
 
 
 class _Slow(Exception):
@@ -355,18 +384,21 @@ def _workflows_delta(
     index: kept_index.Index,
     changed: frozenset[tuple[str | None, str]],
     now_text: str,
-    old_lines: list[bytes],
+    old: kept_index.OldReport,
     target: Path,
     kept: list[dict[str, Any]],
-) -> tuple[list[bytes], Again]:
+) -> tuple[list[bytes | int], list[tuple[int, int]], Again]:
     """``_workflows_again`` from the changed workflows alone: every other one's part of the whole (counts,
     page row, readiness history entry) is the kept whole's (``kept_whole``), less the parts of the workflows
     changed or gone, plus those of the workflows worked out now; the actions to make again are those whose
     workflows, seed or answer may differ (``kept_index.changed_actions``), gathered from the workflows the
-    last report says needed them and those worked out now, in scan order. Return the workflows' lines and what
-    ``_workflows_again`` returns; raise _Slow when it cannot tell (kept workflows in another order)."""
-    whole, kept_rows, kept_entries = kept_whole.load(index.whole, len(index.lines))
-    delta = _Delta(index, kept_rows, kept_entries, old_lines, now_text)
+    last report says needed them and those worked out now, in scan order. Return the workflows' lines (a kept
+    one by its place: ``_write_workflows``), where the last report's are, and what ``_workflows_again``
+    returns; raise _Slow when it cannot tell (kept workflows in another order)."""
+    whole, kept_rows, kept_entries, spans = kept_whole.load(index.whole, len(index.lines))
+    if not spans or spans[0][0] != len(_OPEN_LINE):
+        raise _Slow("the index says not where the last report's lines are")
+    delta = _Delta(index, kept_rows, kept_entries, (old, spans), now_text)
     suspects = _suspects(index, kept_rows, changed)
     changed_folders = {folder for folder, _ in changed}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
@@ -404,9 +436,9 @@ def _workflows_delta(
     where = f"{ctx.state_dir / HISTORY} (about to be written)"
     artifacts.validate({"workflows": delta.history}, "report_history", where)
     aggregate.history_text = kept_whole.history_text(delta.entries, now_text)
-    blob = whole.dump(delta.rows, delta.entries)
     logger.debug("report: %d workflows worked out again, %d actions made again", len(delta.made), len(dirty))
-    return delta.written, (aggregate, dirty, delta.lines, delta.dirs, len(delta.reused), blob)
+    again = (aggregate, dirty, delta.lines, delta.dirs, len(delta.reused), (whole, delta.rows, delta.entries))
+    return delta.written, spans, again
 
 
 class _Delta:
@@ -418,13 +450,14 @@ class _Delta:
         index: kept_index.Index,
         rows: list[kept_whole.Row],
         entries: list[kept_whole.Entry],
-        old_lines: list[bytes],
+        old: tuple[kept_index.OldReport, list[tuple[int, int]]],
         now_text: str,
     ) -> None:
-        self.index, self.kept_rows, self.kept_entries, self.old_lines = index, rows, entries, old_lines
+        self.index, self.kept_rows, self.kept_entries = index, rows, entries
+        self.old, self.spans = old  # the last report, and where its workflows' lines are
         self.now_text = now_text
         self.dirs: dict[str, Any] = dict(index.head["dirs"])
-        self.written: list[bytes] = []  # each workflow's line of master_status.json
+        self.written: list[bytes | int] = []  # each workflow's line of master_status.json, or its kept place
         self.lines: list[bytes] = []  # of the index
         self.rows: list[kept_whole.Row] = []
         self.entries: list[kept_whole.Entry] = []
@@ -445,7 +478,11 @@ class _Delta:
         self._in_order(place)
         self.reused.add(place)
         resolved, then = self.kept_entries[place][1], self.index.head["now"]
-        self.written.append(kept_index.reused_line(self.old_lines[place], resolved, then, self.now_text))
+        if resolved and then != self.now_text:  # its last resolved time is now's: its line is read and changed
+            line = self.old.line_at(*self.spans[place])
+            self.written.append(kept_index.reused_line(line, resolved, then, self.now_text))
+        else:
+            self.written.append(place)
         self.lines.append(self.index.lines[place])
         self.rows.append(self.kept_rows[place])
         self.entries.append(self.kept_entries[place])
@@ -574,8 +611,8 @@ def _workflows_gathered(
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
     rows = list(map(kept_whole.row_of, contributions))
-    blob = whole.dump(rows, [kept_whole.entry_of(c, kept_index.history_missing(c)) for c in contributions])
-    return written, (aggregate, dirty, lines, dirs, len(reused), blob)
+    entries = [kept_whole.entry_of(c, kept_index.history_missing(c)) for c in contributions]
+    return written, (aggregate, dirty, lines, dirs, len(reused), (whole, rows, entries))
 
 
 # The fields of an action whose values thousands of actions share (a kind, a folder type, a search's reason).

@@ -73,10 +73,11 @@ def test_the_whole_reads_back_as_it_was_dumped_and_a_foreign_one_is_refused() ->
         whole.add(one)
     rows = [kept_whole.row_of(one) for one in KEPT]
     entries = [kept_whole.entry_of(one, kept_index.history_missing(one)) for one in KEPT]
-    again, rows_again, entries_again = kept_whole.load(whole.dump(rows, entries), len(KEPT))
-    assert vars(again) == vars(whole) and rows_again == rows and entries_again == entries
+    spans = [(15 + 100 * n, 98) for n in range(len(KEPT))]
+    again, rows_again, entries_again, spans_again = kept_whole.load(whole.dump(rows, entries, spans), len(KEPT))
+    assert vars(again) == vars(whole) and rows_again == rows and entries_again == entries and spans_again == spans
     with pytest.raises(ValueError):
-        kept_whole.load(whole.dump(rows, entries), len(KEPT) + 1)
+        kept_whole.load(whole.dump(rows, entries, spans), len(KEPT) + 1)
 
 
 @pytest.mark.parametrize(
