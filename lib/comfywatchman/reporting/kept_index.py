@@ -448,6 +448,8 @@ class OldReport:
             self._handle.close()
             raise NotIncremental(f"{path}: not the report the index was kept with")
         self._section, self._next = "workflows", 0
+        # Where the action lines begin and each one's length, when the index says (``status_file.Copy``).
+        self.action_lines: tuple[int, list[int]] | None = None
 
     def __enter__(self) -> OldReport:
         return self

@@ -86,24 +86,36 @@ class Whole:
         aggregate.has_disabled = self.disabled > 0
         aggregate.rows = [markdown.Row(*row) for row in rows]
 
-    def dump(self, rows: Sequence[Row], entries: Sequence[Entry], spans: Sequence[tuple[int, int]]) -> bytes:
+    def dump(
+        self,
+        rows: Sequence[Row],
+        entries: Sequence[Entry],
+        spans: Sequence[tuple[int, int]],
+        actions: tuple[int, list[int]] | None,
+    ) -> bytes:
         """Return this whole and the workflows' ``rows``, ``entries`` and the ``spans`` of their lines in the
-        report (``status_file.Writer.workflow_spans``), in scan order, as ``load`` reads them."""
+        report (``status_file.Writer.workflow_spans``), in scan order, and where the report's action lines
+        begin with each one's length (None when unknown), as ``load`` reads them."""
         parts = [self.counts, self.models, self.folders, self.nodes, self.found, self.disabled]
-        return marshal.dumps([*parts, list(rows), list(entries), list(spans)])
+        return marshal.dumps([*parts, list(rows), list(entries), list(spans), actions])
 
 
-def load(blob: bytes | memoryview, workflows: int) -> tuple[Whole, list[Row], list[Entry], list[tuple[int, int]]]:
-    """Return the Whole, rows, entries and spans ``Whole.dump`` wrote for ``workflows`` workflows; raise
-    ValueError (or what ``marshal`` raises) when ``blob`` is not that."""
-    counts, models, folders, nodes, found, disabled, rows, entries, spans = marshal.loads(blob)
+Loaded = tuple[Whole, list[Row], list[Entry], list[tuple[int, int]], tuple[int, list[int]] | None]
+
+
+def load(blob: bytes | memoryview, workflows: int) -> Loaded:
+    """Return the Whole, rows, entries, spans and action lines ``Whole.dump`` wrote for ``workflows``
+    workflows; raise ValueError (or what ``marshal`` raises) when ``blob`` is not that."""
+    counts, models, folders, nodes, found, disabled, rows, entries, spans, actions = marshal.loads(blob)
     if not all(isinstance(d, dict) for d in (counts, models, folders, nodes)):
         raise ValueError("not the counts of a whole")
     if not all(isinstance(x, list) and len(x) == workflows for x in (rows, entries, spans)):
         raise ValueError("not a row, an entry and a span per workflow")
     if not isinstance(found, int) or not isinstance(disabled, int):
         raise ValueError("not the counts of a whole")
-    return Whole(counts, models, folders, nodes, found, disabled), rows, entries, spans
+    if actions is not None and not (isinstance(actions, tuple) and len(actions) == 2 and isinstance(actions[1], list)):
+        raise ValueError("not where a report's action lines are")
+    return Whole(counts, models, folders, nodes, found, disabled), rows, entries, spans, actions
 
 
 def _count(counts: dict[Any, int], key: Any, sign: int) -> None:

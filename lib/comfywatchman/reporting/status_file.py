@@ -25,7 +25,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -70,6 +70,9 @@ class Writer:
         # later report can copy the lines it keeps without reading them (``copy_workflows``).
         self._offset = 0
         self.workflow_spans: list[tuple[int, int]] = []
+        # Where the actions' lines begin, and each one's length (None once a block of unknown lines was written).
+        self.actions_at = 0
+        self.action_lengths: list[int] | None = []
 
     def __enter__(self) -> Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +136,7 @@ class Writer:
         order."""
         self._write((b"\n" if self._count else b"") + _BETWEEN)
         self._stage, self._count = "actions", 0
+        self.actions_at = self._offset + 1
         if isinstance(texts, list):
             self._chunks(texts)  # the same layout as the workflows': one a line
             return
@@ -146,14 +150,33 @@ class Writer:
         if batch:
             self._lines(batch)
 
-    def action_blocks(self, blocks: Iterable[tuple[bytes, int]]) -> None:
+    def action_blocks(self, blocks: Iterable[Block]) -> None:
         """End the workflows and write the actions given in blocks, in order: each block the texts of its
-        count of actions joined by ``",\n"`` (as ``_lines`` joins them), in one write."""
+        count of actions joined by ``",\n"`` (as ``_lines`` joins them), in one write; or a list of texts; or
+        a ``Copy`` of lines of a report this class wrote (``copy_actions``)."""
         self.actions(())
-        for block, count in blocks:
-            if count:
-                self._write((b",\n" if self._count else b"\n") + block)
-                self._count += count
+        for block in blocks:
+            if isinstance(block, Copy):
+                self.copy_actions(block)
+            elif isinstance(block, list):
+                if block:
+                    self._lines(block)
+            elif block[1]:
+                self._write((b",\n" if self._count else b"\n") + block[0])
+                self._count += block[1]
+                self.action_lengths = None  # lines not told apart: a later report reads them
+
+    def copy_actions(self, copy: Copy) -> None:
+        """Write action lines copied from the report ``copy.source`` (``copy_workflows``' way)."""
+        if not copy.lengths:
+            return
+        self._write(b",\n" if self._count else b"\n")
+        size = sum(copy.lengths) + 2 * (len(copy.lengths) - 1)
+        _copy(copy.source, self._handle, copy.start, size)
+        self._offset += size
+        self._count += len(copy.lengths)
+        if self.action_lengths is not None:
+            self.action_lengths += copy.lengths
 
     def _chunks(self, texts: Sequence[bytes | memoryview]) -> None:
         """Write items ``texts`` (``_lines``), a few hundred per write."""
@@ -164,6 +187,8 @@ class Writer:
         """Write items ``texts`` (one a line, as ``_item`` writes each) in one write."""
         self._write((b",\n" if self._count else b"\n") + b",\n".join(texts))
         self._count += len(texts)
+        if self._stage == "actions" and self.action_lengths is not None:
+            self.action_lengths += map(len, texts)
 
     def finish(self, head: Mapping[str, Any], settle: bool = True) -> None:
         """Write the small keys of ``head`` (the document whose lists are empty, validated here) as the last
@@ -212,6 +237,19 @@ class Writer:
                 syncing.wait()
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
+
+
+class Copy(NamedTuple):
+    """Lines of a report ``Writer`` wrote, to copy: from offset ``start`` in ``source``, one after the other
+    (each followed by ``",\n"`` but the last), of ``lengths``."""
+
+    source: BinaryIO
+    start: int
+    lengths: list[int]
+
+
+# What ``Writer.action_blocks`` takes: a block of joined lines and their count, a list of lines, or a Copy.
+Block = tuple[bytes, int] | list[bytes] | Copy
 
 
 def _copy(source: BinaryIO, target: BinaryIO, start: int, size: int) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -175,7 +176,9 @@ def _run(ctx: StageContext) -> StageOutcome:
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
         # The whole with where each workflow's line went in master_status.json (the next report copies them).
-        blob = whole[0].dump(whole[1], whole[2], written.workflow_spans) if dirs is not None else None
+        lengths = written.action_lengths
+        actions_at = (written.actions_at, lengths) if lengths is not None and len(lengths) == len(ranked) else None
+        blob = whole[0].dump(whole[1], whole[2], written.workflow_spans, actions_at) if dirs is not None else None
         kept_index.save(state, kept, lines, ranked, index_outputs(ctx), blob)
         kept_actions.save(state, actions_kept, ranked, index_key, reports / "master_status.json")
     else:
@@ -321,10 +324,18 @@ def _workflows_again(
     through when the index keeps what the others add up to and ``kept`` (the last report's actions,
     ``kept_actions.slim``) says which workflows needed each action (``_workflows_delta``); else every kept
     contribution is gathered (``_workflows_gathered``)."""
-    if kept is not None and index.whole:
+    loaded = None
+    if index.whole:
+        try:
+            loaded = kept_whole.load(index.whole, len(index.lines))
+        except (ValueError, TypeError, EOFError) as exc:
+            logger.debug("report: the kept whole not read (%s)", exc)
+        else:
+            old.action_lines = loaded[4]
+    if kept is not None and loaded is not None:
         try:
             pieces, spans, again = _workflows_delta(
-                ctx, scan, digests, answers, verify, index, changed, now_text, old, writer.path, kept
+                ctx, scan, digests, answers, verify, index, changed, now_text, old, writer.path, kept, loaded
             )
         except _Slow as exc:
             logger.debug("report: every kept workflow gathered (%s)", exc)
@@ -387,6 +398,7 @@ def _workflows_delta(
     old: kept_index.OldReport,
     target: Path,
     kept: list[dict[str, Any]],
+    loaded: kept_whole.Loaded,
 ) -> tuple[list[bytes | int], list[tuple[int, int]], Again]:
     """``_workflows_again`` from the changed workflows alone: every other one's part of the whole (counts,
     page row, readiness history entry) is the kept whole's (``kept_whole``), less the parts of the workflows
@@ -395,7 +407,7 @@ def _workflows_delta(
     last report says needed them and those worked out now, in scan order. Return the workflows' lines (a kept
     one by its place: ``_write_workflows``), where the last report's are, and what ``_workflows_again``
     returns; raise _Slow when it cannot tell (kept workflows in another order)."""
-    whole, kept_rows, kept_entries, spans = kept_whole.load(index.whole, len(index.lines))
+    whole, kept_rows, kept_entries, spans, _ = loaded
     if not spans or spans[0][0] != len(_OPEN_LINE):
         raise _Slow("the index says not where the last report's lines are")
     delta = _Delta(index, kept_rows, kept_entries, (old, spans), now_text)
@@ -640,7 +652,7 @@ def _actions_again(
     target: Path,
     kept: kept_actions.Kept,
     facts: commands.InstallFacts,
-) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+) -> tuple[list[dict[str, Any]], Iterator[status_file.Block]]:
     """Return the ranked actions and their lines (in blocks: ``status_file.Writer.action_blocks``): the actions
     of the workflows worked out again (``dirty``) made, validated and encoded again, and ranked among every
     other one, whose line is read from ``old`` (every action it lists, in their ranked order, which they keep
@@ -654,7 +666,7 @@ def _actions_again(
         return _merged(kept, made, dirty, old, target)
     ranked: list[dict[str, Any]] = []
 
-    def batches() -> Iterator[tuple[bytes, int]]:
+    def batches() -> Iterator[status_file.Block]:
         new = iter(made)
         coming = next(new, None)
         shared: dict[Any, Any] = {}
@@ -675,20 +687,20 @@ def _actions_again(
                     coming = next(new, None)
                 keep(_shared(action, shared))
                 out.append(line)
-            yield b",\n".join(out), len(out)
+            yield out
         tail = []
         while coming is not None:
             ranked.append(coming)
             tail.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
             coming = next(new, None)
-        yield b",\n".join(tail), len(tail)
+        yield tail
 
     return ranked, batches()
 
 
 def _merged(
     kept: kept_actions.Kept, made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
-) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+) -> tuple[list[dict[str, Any]], Iterator[status_file.Block]]:
     """``_actions_again`` given the last report's actions as its page was made of them (``kept.actions``, in
     their ranked order, one for each of ``old``'s action lines, each ``kept_actions.slim``): the ranked actions
     are those not made again with ``made`` placed by rank among them, and their lines are ``old``'s lines, the
@@ -713,7 +725,11 @@ def _merged(
     def text(action: dict[str, Any]) -> bytes:
         return status_file.part(action, "action", f"{target} (action {action['id']})")
 
-    def batches() -> Iterator[tuple[bytes, int]]:
+    lines_at = old.action_lines
+    if lines_at is not None and len(lines_at[1]) == len(actions):
+        return ranked, _copied(old, lines_at, fill, touched, gone, before, text)
+
+    def batches() -> Iterator[status_file.Block]:
         position, next_touched, next_fill = 0, 0, 0
         for block, count in old.action_blocks():
             end = position + count
@@ -723,7 +739,7 @@ def _merged(
                 kept_actions.complete(fill[fill_at[next_fill]], lines[fill_at[next_fill] - position])
                 next_fill += 1
             if next_touched == len(touched) or touched[next_touched] >= end:
-                yield block, count  # no line left out or put in here: written as read
+                yield lines or block.split(b",\n")  # no line left out or put in here: written as read
                 position = end
                 continue
             out: list[bytes] = []
@@ -734,13 +750,45 @@ def _merged(
                 position += 1
             while next_touched < len(touched) and touched[next_touched] < end:
                 next_touched += 1
-            yield b",\n".join(out), len(out)
+            yield out
         if position != len(actions):
             raise kept_index.NotIncremental(f"{target}: not the report its actions were kept with")
-        tail = [text(action) for action in before.get(position, ())]
-        yield b",\n".join(tail), len(tail)
+        yield [text(action) for action in before.get(position, ())]
 
     return ranked, batches()
+
+
+def _copied(
+    old: kept_index.OldReport,
+    lines_at: tuple[int, list[int]],
+    fill: Mapping[int, dict[str, Any]],
+    touched: list[int],
+    gone: set[int],
+    before: Mapping[int, list[dict[str, Any]]],
+    text: Callable[[dict[str, Any]], bytes],
+) -> Iterator[status_file.Block]:
+    """``_merged``'s lines when the index says where the last report's action lines are (``lines_at``: where
+    they begin, each one's length): each run of lines none of the changes touches copied, not read (the
+    kept actions the page shows alone, ``fill``, completed from their lines read alone, now)."""
+    start, lengths = lines_at
+    starts = list(itertools.accumulate(lengths[:-1], lambda at, size: at + size + 2, initial=start))
+    if old.line_at(starts[-1] + lengths[-1], 3) != b"\n],":
+        raise kept_index.NotIncremental(f"{old.path}: not the report its actions were kept with")
+    for place, action in fill.items():
+        kept_actions.complete(action, old.line_at(starts[place], lengths[place]))
+    logger.debug("report: the last report's action lines copied where %d changes leave them", len(touched))
+
+    def blocks() -> Iterator[status_file.Block]:
+        at = 0
+        for place in touched:
+            if place > at:
+                yield status_file.Copy(old.source, starts[at], lengths[at:place])
+            yield [text(action) for action in before.get(place, ())]
+            at = place + 1 if place in gone else place
+        if at < len(lengths):
+            yield status_file.Copy(old.source, starts[at], lengths[at:])
+
+    return blocks()
 
 
 def _shown_alone(

@@ -69,6 +69,7 @@ def incremental_cycle(
     assert INCREMENTAL in caplog.text
     assert KEPT_ACTIONS in caplog.text  # the page made of the kept actions (``kept_actions.save``)
     assert DELTA in caplog.text  # the other workflows' parts taken from the kept whole (``kept_whole``)
+    assert "action lines copied" in caplog.text  # where the last report's action lines are, kept with it
     return ctx, outputs(home)
 
 

@@ -74,10 +74,12 @@ def test_the_whole_reads_back_as_it_was_dumped_and_a_foreign_one_is_refused() ->
     rows = [kept_whole.row_of(one) for one in KEPT]
     entries = [kept_whole.entry_of(one, kept_index.history_missing(one)) for one in KEPT]
     spans = [(15 + 100 * n, 98) for n in range(len(KEPT))]
-    again, rows_again, entries_again, spans_again = kept_whole.load(whole.dump(rows, entries, spans), len(KEPT))
-    assert vars(again) == vars(whole) and rows_again == rows and entries_again == entries and spans_again == spans
+    actions = (2000, [120, 80, 95])
+    loaded = kept_whole.load(whole.dump(rows, entries, spans, actions), len(KEPT))
+    assert vars(loaded[0]) == vars(whole) and loaded[1:] == (rows, entries, spans, actions)
+    assert kept_whole.load(whole.dump(rows, entries, spans, None), len(KEPT))[4] is None  # lines not told apart
     with pytest.raises(ValueError):
-        kept_whole.load(whole.dump(rows, entries, spans), len(KEPT) + 1)
+        kept_whole.load(whole.dump(rows, entries, spans, actions), len(KEPT) + 1)
 
 
 @pytest.mark.parametrize(

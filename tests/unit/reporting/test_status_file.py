@@ -202,3 +202,36 @@ def test_workflow_lines_copied_from_a_report_by_their_spans_are_those_lines(
     third = status_file.Writer(tmp_path / "third.json")
     with first.open("rb") as source, third, pytest.raises(ValueError, match="do not start where told"):
         third.copy_workflows(source, spans[1][0], spans[0:2])
+
+
+def test_action_lines_copied_by_their_lengths_are_those_lines(tmp_path: Path) -> None:
+    lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(5)]
+    first = tmp_path / "first.json"
+    with status_file.Writer(first) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.actions(lines)
+        writer.finish(HEAD)
+        start, lengths = writer.actions_at, writer.action_lengths
+    assert lengths == [len(line) for line in lines]
+    new = status_file.part({**ACTION, "id": "fix_workflow:new"}, "action", "test")
+    second = tmp_path / "second.json"
+    with first.open("rb") as source, status_file.Writer(second) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        at = start + lengths[0] + 2 + lengths[1] + 2  # the third line's offset
+        copies = [status_file.Copy(source, start, lengths[:2]), [new], status_file.Copy(source, at, lengths[2:])]
+        writer.action_blocks(copies)
+        writer.finish(HEAD)
+        assert writer.action_lengths == [*lengths[:2], len(new), *lengths[2:]]
+    assert [a["id"] for a in status_file.items(second, "actions")] == [
+        "fix_workflow:0",
+        "fix_workflow:1",
+        "fix_workflow:new",
+        "fix_workflow:2",
+        "fix_workflow:3",
+        "fix_workflow:4",
+    ]
+    # A block of joined lines: their lengths are not told apart.
+    with status_file.Writer(tmp_path / "third.json") as writer:
+        writer.action_blocks([(b",\n".join(lines), len(lines))])
+        writer.finish(HEAD)
+        assert writer.action_lengths is None
