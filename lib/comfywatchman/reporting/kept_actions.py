@@ -168,7 +168,7 @@ def _digest(blob: bytes | memoryview) -> str:
 
 def _actions(value: Any) -> bool:
     """Return True when ``value`` is a list of actions (dicts)."""
-    return isinstance(value, list) and all(isinstance(a, dict) for a in value)
+    return isinstance(value, list) and set(map(type, value)) <= {dict}  # marshal makes plain dicts
 
 
 def save(state: Path, kept: Kept, ranked: list[dict[str, Any]], key: str, report: Path) -> None:

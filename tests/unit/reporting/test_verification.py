@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from comfywatchman.reporting import answers, status_report, verification
 
@@ -134,3 +139,19 @@ def test_drift_ids_of_one_workflow_are_its_entry_of_every_workflows() -> None:
     names = {name for finding in VERIFY["drift"] for name in finding["workflows"]} | {"none.json"}
     assert all(verification.drift_ids_of(VERIFY, name) == every.get(name, []) for name in names)
     assert verification.drift_ids_of(None, "a.json") == []
+
+
+def test_load_reads_verify_json_and_says_what_is_wrong_with_a_broken_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert verification.load(tmp_path) is None  # none written yet
+    path = tmp_path / verification.ARTIFACT
+    path.write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="comfywatchman"):
+        assert verification.load(tmp_path) is None
+    assert f"{path}: not valid JSON" in caplog.text and "no drift findings" in caplog.text
+    caplog.clear()
+    path.write_text(json.dumps({"drift": "not a list"}), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="comfywatchman"):
+        assert verification.load(tmp_path) is None
+    assert str(path) in caplog.text and "no drift findings" in caplog.text
