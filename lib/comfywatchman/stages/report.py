@@ -415,11 +415,15 @@ def _workflows_delta(
     changed_folders = {folder for folder, _ in changed}
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     in_order = None if scan.starts is not None else scan.lines()
-    for position, place in kept_index.walk(index, digests):
+    keep = delta.keep
+    for position, place in enumerate(_places(index, digests)):
         line = next(in_order) if in_order is not None else None
-        before = index.contribution(place) if place is not None and place in suspects else None
-        if place is not None and (before is None or kept_index.stands(before, changed, changed_folders)):
-            delta.keep(place)
+        if place is not None and place not in suspects:
+            keep(place)  # most workflows: as they were
+            continue
+        before = index.contribution(place) if place is not None else None
+        if before is not None and kept_index.stands(before, changed, changed_folders):
+            keep(place)  # type: ignore[arg-type]
             continue
         so_far = position - len(delta.reused)  # workflows worked out again so far
         if so_far > kept_index.MOST_CHANGED and 10 * so_far > len(digests):
@@ -479,6 +483,7 @@ class _Delta:
         self.reused: set[int] = set()
         # The last kept place met: the workflows that stay keep their order (an action's seed is its first's).
         self.last = -1
+        self.then = index.head["now"]  # when the last report was made
 
     def _in_order(self, place: int) -> None:
         if place <= self.last:
@@ -487,17 +492,19 @@ class _Delta:
 
     def keep(self, place: int) -> None:
         """Take the kept workflow at ``place`` as it was."""
-        self._in_order(place)
+        if place <= self.last:
+            raise _Slow("the kept workflows are in another order")
+        self.last = place
         self.reused.add(place)
-        resolved, then = self.kept_entries[place][1], self.index.head["now"]
-        if resolved and then != self.now_text:  # its last resolved time is now's: its line is read and changed
+        entry = self.kept_entries[place]
+        if entry[1] and self.then != self.now_text:  # resolved: its last resolved time is now's, its line changed
             line = self.old.line_at(*self.spans[place])
-            self.written.append(kept_index.reused_line(line, resolved, then, self.now_text))
+            self.written.append(kept_index.reused_line(line, True, self.then, self.now_text))
         else:
             self.written.append(place)
         self.lines.append(self.index.lines[place])
         self.rows.append(self.kept_rows[place])
-        self.entries.append(self.kept_entries[place])
+        self.entries.append(entry)
         self.places.append(place)
 
     def work_out(
@@ -520,6 +527,16 @@ class _Delta:
             raise kept_index.NotIncremental("a folder type was looked for in other places")
 
 
+def _places(index: kept_index.Index, digests: Sequence[bytes]) -> list[int | None]:
+    """Return ``kept_index.walk``'s kept place of each scan line (or None): looked up at once when no two lines
+    have the same digest (else each kept place is taken once, in order)."""
+    places = list(map(index.positions.get, digests))
+    found = [place for place in places if place is not None]
+    if len(set(found)) == len(found):
+        return places
+    return [place for _, place in kept_index.walk(index, digests)]
+
+
 def _suspects(
     index: kept_index.Index, rows: Sequence[kept_whole.Row], changed: frozenset[tuple[str | None, str]]
 ) -> set[int]:
@@ -529,8 +546,8 @@ def _suspects(
     if len(changed) > MOST_CHANGED_ANSWERS:
         raise _Slow("many answers changed")
     if changed:
-        needles = [orjson.dumps(lookup) for _, lookup in changed]
-        suspects.update(place for place, line in enumerate(index.lines) if any(n in line for n in needles))
+        for needle in {orjson.dumps(lookup) for _, lookup in changed}:  # a few: each one's search is at C speed
+            suspects.update([place for place, line in enumerate(index.lines) if needle in line])
     return suspects
 
 
