@@ -15,6 +15,7 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting.answers import key
 from comfywatchman.reporting.commands import InstallFacts
 from comfywatchman.stages.context import StageContext
+from comfywatchman.stages.scan_digests import file_key
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,28 @@ def disabled_packs(state_dir: Path) -> dict[str, Mapping[str, Any]]:
 
 
 def download_targets(state_dir: Path) -> dict[tuple[str | None, str], str | None]:
-    """Return (folder type, lookup key of the name) -> target path, from the download queue."""
+    """Return (folder type, lookup key of the name) -> target path, from the download queue: read once while
+    the file is the one read last (the report asks twice, for what its findings are made of and for its
+    commands; the queue holds a task per proven file)."""
+    path = state_dir / "download_queue.json"
+    seen = file_key(path)
+    last = _TARGETS.get(str(path))
+    if last is not None and seen is not None and last[0] == seen:
+        return last[1]
     try:
-        queue = artifacts.read_optional(state_dir / "download_queue.json", "download_queue")
+        queue = artifacts.read_optional(path, "download_queue")
     except ArtifactError as exc:
         logger.warning("%s; download targets are guessed from the folder type", exc)
         return {}
-    return {key(t["folder"], t["name"]): t["target_path"] for t in (queue or {}).get("tasks", [])}
+    targets = {key(t["folder"], t["name"]): t["target_path"] for t in (queue or {}).get("tasks", [])}
+    _TARGETS.clear()
+    if seen is not None:
+        _TARGETS[str(path)] = (seen, targets)
+    return targets
+
+
+# The download targets read last, and the file they were read from (its ``file_key``), by its path.
+_TARGETS: dict[str, tuple[list[int], dict[tuple[str | None, str], str | None]]] = {}
 
 
 def next_cycle_at(state_dir: Path, now: datetime, interval_minutes: float) -> str:

@@ -2,6 +2,11 @@
 them, so a cycle where a few workflows changed neither parses every action line of master_status.json again
 nor writes every action down again.
 
+Each action is kept slim (``slim``): what ranks it and what the page reads of an action it does not show alone
+(a search waiting in its group, a download past the first few of its kind). The few the page shows alone are
+completed from their lines of the report as they are copied (``complete``): most of an action's fields (its
+commands, drift, alternatives, notes) were most of what was read back, for nothing.
+
 The file is a list of records, each a first line (JSON: what it was made from, the report's stat, how many
 actions the list holds after it, the length and digest of the rest) and a value in Python's ``marshal`` format, which is
 read back several times faster than the report's lines are parsed, each value many actions share held once
@@ -14,11 +19,11 @@ file, or one kept for another report, costs a parse of the report's lines, never
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import marshal
 import os
 import sys
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +38,42 @@ logger = logging.getLogger(__name__)
 FILE = "report_actions.bin"
 # Bump when what a record holds changes; the Python that wrote it is part of its tag (``marshal``'s format is
 # its own).
-FORMAT = 4
+FORMAT = 5
 _TAG = f"{sys.implementation.cache_tag}/marshal-{marshal.version}"
 # Changes appended before the list is written whole again (each is applied to the list when it is read).
 MOST_CHANGES = 8
+
+
+# The fields of every action kept: what ``rank`` orders by, and what the page and its totals read of an action
+# in a group (``markdown.rank_items``, ``markdown.group_item``, ``status_report.action_totals``).
+SLIM = ("id", "kind", "blocks", "item", "detail", "size", "workflows")
+
+
+def slim(action: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what is kept of ``action``: its ``SLIM`` fields, and a download's commands (a group of downloads
+    shows each one's command, or one ``hf download`` of them all)."""
+    # Spelled out, not a loop over SLIM: a full report keeps ten thousand actions at 2,000 workflows.
+    kept = {
+        "id": action["id"],
+        "kind": action["kind"],
+        "blocks": action["blocks"],
+        "item": action["item"],
+        "detail": action["detail"],
+        "size": action["size"],
+        "workflows": action["workflows"],
+    }
+    if kept["kind"] == "download" and "commands" in action:
+        kept["commands"] = action["commands"]
+    return kept
+
+
+def complete(action: dict[str, Any], line: bytes) -> None:
+    """Complete the kept (slim) ``action`` with every field of its line of the report; raise ValueError when the
+    line is not that action's."""
+    whole = orjson.loads(line)
+    if not isinstance(whole, dict) or whole.get("id") != action["id"]:
+        raise ValueError(f"not the line of action {action['id']}")
+    action.update(whole)
 
 
 def rank(action: Mapping[str, Any]) -> tuple[int, str, str, str]:
@@ -71,7 +108,7 @@ class Kept:
 
 def load(state: Path, key: str, report: Path, count: int) -> Kept:
     """Return the actions kept for the report now at ``report`` (``count`` of them, made from ``key``: the kept
-    index's), or a Kept holding none (a broken or foreign file is logged and ignored)."""
+    index's), each ``slim``, or a Kept holding none (a broken or foreign file is logged and ignored)."""
     path = state / FILE
     data = artifacts.read_cache(path, "the report parses its actions")
     if data is None:
@@ -125,12 +162,13 @@ def _records(data: bytes) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
 
 def _digest(blob: bytes | memoryview) -> str:
     """Return the digest a record's value is checked by."""
-    return hashlib.sha256(blob).hexdigest()  # on the processor's SHA instructions: faster than blake2b here
+    # A CRC, not a hash: it tells a torn or damaged record (a cache's failures), at half sha256's time here.
+    return f"crc32:{zlib.crc32(blob):08x}"
 
 
 def _actions(value: Any) -> bool:
     """Return True when ``value`` is a list of actions (dicts)."""
-    return isinstance(value, list) and all(isinstance(a, dict) for a in value)
+    return isinstance(value, list) and set(map(type, value)) <= {dict}  # marshal makes plain dicts
 
 
 def save(state: Path, kept: Kept, ranked: list[dict[str, Any]], key: str, report: Path) -> None:
@@ -146,12 +184,13 @@ def save(state: Path, kept: Kept, ranked: list[dict[str, Any]], key: str, report
         # A change appended only to the file as it was read (its length), its changes not too many yet.
         appends = kept.change is not None and kept.actions is not None and kept.records <= MOST_CHANGES
         if appends and os.stat(path).st_size == kept.size:
-            blob = marshal.dumps(list(kept.change or ()))
+            gone, made = kept.change or ((), ())
+            blob = marshal.dumps([gone, list(map(slim, made))])
             with open(path, "ab") as handle:
                 change = {**head, "kind": "change", "bytes": len(blob), "digest": _digest(blob)}
                 handle.write(orjson.dumps(change) + b"\n" + blob)
             return
-        blob = marshal.dumps(ranked)
+        blob = marshal.dumps(list(map(slim, ranked)))
         with open(tmp, "wb") as handle:
             handle.write(orjson.dumps({**head, "kind": "list", "bytes": len(blob), "digest": _digest(blob)}) + b"\n")
             handle.write(blob)

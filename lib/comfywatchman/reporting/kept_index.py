@@ -23,21 +23,24 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import zlib
+from collections import Counter
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import markdown, status_file, status_report
+from comfywatchman.reporting import kept_whole, markdown, status_file, status_report
 from comfywatchman.reporting.answers import Answers, lookup
 
 logger = logging.getLogger(__name__)
 
 FILE = "report_index.pack"
 # Bump when what a contribution holds or how the whole is gathered from it changes.
-FORMAT = 4
+FORMAT = 5
 _OPEN = b'{"workflows":['
 _BETWEEN = b'],"actions":['
 # More changed workflows than this (and more than a tenth of them all) and the report is built in full.
@@ -102,8 +105,8 @@ def gather(
     dirs: Mapping[str, Any],
     seeds: list[Any],
     now_text: str,
-    wanted: Container[str] | None = None,
-    wanted_names: Container[str] | None = None,
+    wanted: AbstractSet[str] | None = None,
+    wanted_names: AbstractSet[str] | None = None,
 ) -> None:
     """Add one kept ``contribution`` to ``aggregate`` as ``Aggregate.add`` adds the record it was made of (a
     resolved workflow was last resolved now); ``dirs``: folder type -> where its files were looked for;
@@ -115,17 +118,100 @@ def gather(
         last_resolved = now_text
     aggregate.counts["workflows"] += 1
     aggregate.counts[readiness] += 1
-    pending_of = aggregate.pending
-    model_dirs, missing_models = aggregate.model_dirs, aggregate.missing_models
-    for folder, file_name, status, note, invalid_reason, lookup_key in files:
-        missing_models.add((folder, lookup_key))  # ``answers.key``, kept: not worked out again for every file
+    # Whole lists at a time where a workflow's files only add to sets (two thousand workflows, ten files each).
+    if files:
+        aggregate.missing_models.update([(f[0], f[5]) for f in files])  # ``answers.key``, kept: not made again
         # Where a folder type's files were looked for is said once, when its first file's action is made.
-        if (folder or "") not in model_dirs:
-            model_dirs[folder or ""] = dirs[folder or ""]
-        if status == "FOUND":
-            aggregate.has_downloads = True
+        model_dirs = aggregate.model_dirs
+        if not model_dirs.keys() >= {f[0] or "" for f in files}:
+            for f in files:
+                model_dirs.setdefault(f[0] or "", dirs[f[0] or ""])
+        if not aggregate.has_downloads:
+            aggregate.has_downloads = any(f[2] == "FOUND" for f in files)
+        # No wanted action is one of these files' (the ids' text is not made: ten thousand files).
+        if wanted_names is None or not wanted_names.isdisjoint([f[1] for f in files]):
+            _file_actions(aggregate, name, files, wanted, wanted_names)
+    if seeded and (wanted is None or not wanted.isdisjoint(seeded)):
+        _seeded_actions(aggregate, name, seeded, seeds, wanted)
+    if nodes:
+        aggregate.missing_nodes.update([n[1] for n in nodes])
+        if not aggregate.has_disabled:
+            aggregate.has_disabled = any(n[2] == "disabled" for n in nodes)
+        pending_of = aggregate.pending
+        for aid, class_type, _ in nodes:
+            if wanted is None or aid in wanted:
+                pending_of[aid].node_types.append(class_type)
+    aggregate.rows.append(markdown.Row(name, readiness, tuple(blockers), newly, error))
+    aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": history_missing(kept)}
+
+
+def pending(
+    aggregate: status_report.Aggregate,
+    kept: Sequence[Any],
+    seeds: list[Any],
+    wanted: AbstractSet[str],
+    wanted_names: AbstractSet[str],
+) -> None:
+    """Add one kept contribution's workflow to the pending actions among ``wanted`` alone (``gather`` does
+    that and the rest; ``wanted_names``: ``file_names(wanted)``)."""
+    name, files, seeded, nodes = kept[0], kept[6], kept[7], kept[8]
+    if files and not wanted_names.isdisjoint([f[1] for f in files]):
+        _file_actions(aggregate, name, files, wanted, wanted_names)
+    if seeded and not wanted.isdisjoint(seeded):
+        _seeded_actions(aggregate, name, seeded, seeds, wanted)
+    pending_of = aggregate.pending
+    for aid, class_type, _ in nodes:
+        if aid in wanted:
+            pending_of[aid].node_types.append(class_type)
+
+
+def changed_actions(
+    before: Iterable[Sequence[Any]], now: Iterable[Sequence[Any]], changed: AbstractSet[tuple[str | None, str]]
+) -> set[str]:
+    """Return the ids of the actions that workflows worked out again (``now``: their contributions, and
+    ``before``: the kept ones of those and of the workflows gone) may have changed: those whose workflows, node
+    types or seed one of them adds differ between ``before`` and ``now``, and those of the files whose answer
+    changed (``changed``: their keys). An action none of them touches otherwise is the one the last report
+    made, provided the workflows that stay keep their order (its seed is its first workflow's)."""
+    old, new = _action_parts(before, changed), _action_parts(now, changed)
+    return {part[0] for part in (old - new) + (new - old)} | old.dirty | new.dirty
+
+
+class _Parts(Counter[tuple[Any, ...]]):
+    """What contributions add to each action (``changed_actions``), and the actions of changed answers."""
+
+    dirty: set[str]
+
+
+def _action_parts(contributions: Iterable[Sequence[Any]], changed: AbstractSet[tuple[str | None, str]]) -> _Parts:
+    parts = _Parts()
+    parts.dirty = set()
+    for kept in contributions:
+        name = kept[0]
+        for folder, file_name, status, note, invalid_reason, lookup_key in kept[6]:
+            aid = status_report.model_action_id(status, folder, file_name)
+            parts[(aid, name, folder, file_name, status, note, invalid_reason)] += 1
+            if (folder, lookup_key) in changed:
+                parts.dirty.add(aid)
+        for aid, seed in kept[7].items():
+            parts[(aid, name, seed)] += 1
+        for aid, class_type, _ in kept[8]:
+            parts[(aid, name, "node", class_type)] += 1
+    return parts
+
+
+def _file_actions(
+    aggregate: status_report.Aggregate,
+    name: str,
+    files: Sequence[Any],
+    wanted: Container[str] | None,
+    wanted_names: Container[str] | None,
+) -> None:
+    """Add workflow ``name`` to the pending actions of its missing ``files`` (``gather``'s ``wanted``)."""
+    pending_of = aggregate.pending
+    for folder, file_name, status, note, invalid_reason, _ in files:
         if wanted_names is not None and file_name not in wanted_names:
-            continue  # no wanted action is this file's (the id's text is not made: ten thousand files)
+            continue
         aid = status_report.model_action_id(status, folder, file_name)
         if wanted is not None and aid not in wanted:
             continue
@@ -134,6 +220,17 @@ def gather(
             model = {"name": file_name, "folder": folder, "note": note, "invalid_reason": invalid_reason}
             pending = pending_of[aid] = status_report._Pending({"model": model, "status": status})
         pending.workflows.append(name)
+
+
+def _seeded_actions(
+    aggregate: status_report.Aggregate,
+    name: str,
+    seeded: Mapping[str, int],
+    seeds: list[Any],
+    wanted: Container[str] | None,
+) -> None:
+    """Add workflow ``name`` to its pending node type and unreadable workflow actions (``gather``'s ``wanted``)."""
+    pending_of = aggregate.pending
     for aid, seed in seeded.items():
         if wanted is not None and aid not in wanted:
             continue
@@ -141,14 +238,6 @@ def gather(
         if pending is None:
             pending = pending_of[aid] = status_report._Pending(seeds[seed])
         pending.workflows.append(name)
-    for aid, class_type, state in nodes:
-        aggregate.missing_nodes.add(class_type)
-        if state == "disabled":
-            aggregate.has_disabled = True
-        if wanted is None or aid in wanted:
-            pending_of[aid].node_types.append(class_type)
-    aggregate.rows.append(markdown.Row(name, readiness, tuple(blockers), newly, error))
-    aggregate.history[path] = {"last_resolved_at": last_resolved, "missing": history_missing(kept)}
 
 
 def history_of(kept: Sequence[Any], then: str) -> dict[str, Any]:
@@ -195,12 +284,28 @@ class Builder:
         self.lines: list[bytes] = []
         self.dirs: dict[str, Any] | None = {}
         self.seeds = Seeds([])
+        # What the contributions add up to, and each one's page row and history entry (``kept_whole``).
+        self.whole = kept_whole.Whole.empty(status_report.READINESS)
+        self.rows: list[kept_whole.Row] = []
+        self.entries: list[kept_whole.Entry] = []
 
-    def add(self, line_digest: bytes, record: Mapping[str, Any], row: markdown.Row) -> None:
+    def add(self, line_digest: bytes, record: Mapping[str, Any], row: markdown.Row, missing: list[str]) -> None:
         """Keep the contribution of the workflow on a scan line with digest ``line_digest`` (``row``: its
-        page row)."""
-        self.lines.append(line_of(line_digest, contribution(record, self.seeds, row)))
+        page row; ``missing``: its ``status_report.missing_of``)."""
+        made = contribution(record, self.seeds, row)
+        self.lines.append(line_of(line_digest, made))
         self.dirs = add_dirs(self.dirs, record)
+        self.whole.add(made)
+        self.rows.append((row.workflow, row.readiness, row.blockers, row.newly_missing, row.error))
+        self.entries.append(kept_whole.entry_of(made, missing))
+
+    def kept_whole(self) -> Parts:
+        """Return what the contributions add up to and each one's row and history entry (``kept_whole``)."""
+        return self.whole, self.rows, self.entries
+
+
+# What the contributions add up to, and each one's page row and readiness history entry, in scan order.
+Parts = tuple[kept_whole.Whole, list[kept_whole.Row], list[kept_whole.Entry]]
 
 
 def save(
@@ -209,20 +314,24 @@ def save(
     lines: Sequence[bytes],
     ranked: Sequence[Mapping[str, Any]],
     outputs: Sequence[Path],
+    whole: bytes | None = None,
 ) -> None:
     """Write the index of a report just written: ``head`` (key, mark, now, flags, dirs, seeds), the workflows'
-    ``lines`` (``line_of``) and the ranked actions, with ``outputs`` as they are now; remove it when
-    ``head["dirs"]`` is None (the next report is built in full). A failure to write is logged (the next
-    report is built in full)."""
+    ``lines`` (``line_of``), what they add up to (``whole``: ``kept_whole.Whole.dump``, when the caller has
+    it) and the ranked actions, with ``outputs`` as they are now; remove it when ``head["dirs"]`` is None (the
+    next report is built in full). A failure to write is logged (the next report is built in full)."""
     path = state / FILE
     if head["dirs"] is None:
         path.unlink(missing_ok=True)
         return
+    whole = whole or b""
     document = {
         **head,
         "format": FORMAT,
         "outputs": {str(p): stage_inputs.stat_key(p) for p in outputs},
         "actions": len(ranked),
+        # The whole right after this line, checked by its digest: marshal reads whatever bytes it is given.
+        "whole": {"bytes": len(whole), "digest": whole_digest(whole)},
     }
     # A temp file renamed over the last one, not fsynced: a crash costs a full report, never a wrong one (a
     # torn file is not whole, and the outputs' stats must be the ones recorded here).
@@ -230,6 +339,7 @@ def save(
     try:
         with open(tmp, "wb", buffering=1 << 20) as handle:
             handle.write(orjson.dumps(document) + b"\n")
+            handle.write(whole)
             handle.writelines(lines)
             handle.write(b"end\n")
         os.replace(tmp, path)
@@ -242,11 +352,13 @@ def save(
 class Index:
     """A kept index read back (``load``): its first line and its workflows' lines, each parsed when asked."""
 
-    def __init__(self, head: dict[str, Any], lines: list[bytes]) -> None:
+    def __init__(self, head: dict[str, Any], lines: list[bytes], whole: bytes = b"") -> None:
         self.head = head
         self.lines = lines
         self.seeds = Seeds(list(head["seeds"]))
         self.positions = {line[: line.index(b" ")]: position for position, line in enumerate(lines)}
+        # What the lines' contributions add up to (``kept_whole.load`` reads it), empty when none was kept.
+        self.whole = whole
 
     def contribution(self, position: int) -> list[Any]:
         """Return the contribution of the kept workflow at ``position``."""
@@ -257,12 +369,17 @@ class Index:
     def find(self, path: str) -> list[Any] | None:
         """Return the kept contribution of the workflow at ``path``, or None (its lines are searched for the
         path's text, and only those that hold it are parsed)."""
+        found = self.place_of(path)
+        return None if found is None else found[1]
+
+    def place_of(self, path: str) -> tuple[int, list[Any]] | None:
+        """Return the place and the kept contribution of the workflow at ``path``, or None (``find``)."""
         text = orjson.dumps(path)
         for position, line in enumerate(self.lines):
             if text in line:
                 kept = self.contribution(position)
                 if kept[1] == path:
-                    return kept
+                    return position, kept
         return None
 
 
@@ -273,14 +390,11 @@ def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
     data = artifacts.read_cache(path, "the report is built in full")
     if data is None:
         return None
-    lines = data.splitlines(keepends=True)
-    try:
-        head = orjson.loads(lines[0]) if lines and lines[-1] == b"end\n" else None
-    except orjson.JSONDecodeError:
-        head = None
-    if not isinstance(head, dict) or head.get("format") != FORMAT:
+    split = _split(data)
+    if split is None:
         logger.warning("%s: not a whole index of this version; the report is built in full", path)
         return None
+    head, whole, lines = split
     if head.get("key") != basis_key:
         logger.debug("%s: made from other inputs; the report is built in full", path)
         return None
@@ -288,7 +402,33 @@ def load(state: Path, basis_key: str, outputs: Sequence[Path]) -> Index | None:
     if not isinstance(recorded, dict) or any(recorded.get(str(p)) != stage_inputs.stat_key(p) for p in outputs):
         logger.debug("%s: the report is not as it was left; the report is built in full", path)
         return None
-    return Index(head, lines[1:-1])
+    return Index(head, lines, whole)
+
+
+def whole_digest(whole: bytes) -> str:
+    """Return what the whole kept in the index is checked by: a CRC tells a torn or damaged one (a cache's
+    failures) at half sha256's time."""
+    return f"crc32:{zlib.crc32(whole):08x}"
+
+
+def _split(data: bytes) -> tuple[dict[str, Any], bytes, list[bytes]] | None:
+    """Return the head, the whole (``kept_whole``) and the workflows' lines of an index's text, or None when
+    it is not a whole index of this version (cut short, or its whole not the one its digest was made of)."""
+    end = data.find(b"\n")
+    try:
+        head = orjson.loads(data[:end]) if end > 0 and data.endswith(b"\nend\n") else None
+    except orjson.JSONDecodeError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != FORMAT or not isinstance(head.get("whole"), dict):
+        return None
+    size = head["whole"].get("bytes")
+    if not isinstance(size, int) or end + 1 + size > len(data):
+        return None
+    whole = data[end + 1 : end + 1 + size]
+    if whole_digest(whole) != head["whole"].get("digest"):
+        return None
+    lines = data[end + 1 + size :].splitlines(keepends=True)
+    return head, whole, lines[:-1]
 
 
 class OldReport:
@@ -308,6 +448,8 @@ class OldReport:
             self._handle.close()
             raise NotIncremental(f"{path}: not the report the index was kept with")
         self._section, self._next = "workflows", 0
+        # Where the action lines begin and each one's length, when the index says (``status_file.Copy``).
+        self.action_lines: tuple[int, list[int]] | None = None
 
     def __enter__(self) -> OldReport:
         return self
@@ -318,6 +460,61 @@ class OldReport:
     def workflow(self, place: int) -> bytes:
         """Return the line of the workflow at ``place`` (from 0) without its comma."""
         return self._line("workflows", place)
+
+    @property
+    def source(self) -> BinaryIO:
+        """Return the file read (``status_file.Writer.copy_workflows`` copies from it)."""
+        handle: BinaryIO = self._handle
+        return handle
+
+    def line_at(self, start: int, size: int) -> bytes:
+        """Return the ``size`` bytes at offset ``start`` (a line whose place the report's index kept), the file
+        read on from where it was."""
+        where = self._handle.tell()
+        self._handle.seek(start)
+        line: bytes = self._handle.read(size)
+        self._handle.seek(where)
+        if len(line) != size:
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        return line
+
+    def skip_workflows(self, end: int) -> None:
+        """Move on to the actions, the workflows' lines ending at offset ``end`` (none of them read); raise
+        NotIncremental when the actions do not begin there."""
+        if self._section != "workflows" or self._next:
+            raise NotIncremental(f"{self.path}: its lines are not asked for in order")
+        self._handle.seek(end)
+        if self._handle.read(len(_BETWEEN) + 2) != b"\n" + _BETWEEN + b"\n":
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        self._section, self._next = "actions", 0
+
+    def workflow_lines(self, size: int = 1 << 20) -> list[bytes]:
+        """Return every workflow's line, each without its comma and newline, read a block at a time
+        (``readlines``: two thousand lines at 2,000 workflows, one call each was most of their cost), and
+        move on to the actions (``action_blocks``); raise NotIncremental as ``action`` does."""
+        if self._section != "workflows" or self._next:
+            raise NotIncremental(f"{self.path}: its lines are not asked for in order")
+        count = self._counts["workflows"]
+        lines: list[bytes] = []
+        while len(lines) < count:
+            batch = self._handle.readlines(size)
+            if not batch:
+                raise NotIncremental(f"{self.path}: not the report the index was kept with")
+            lines += batch
+        following = lines[count:]
+        del lines[count:]
+        if not following:
+            following.append(self._handle.readline())
+        # Every line but the list's last ends with its comma (a line holds no raw newline), then the actions.
+        whole = all(map(bytes.endswith, lines[:-1], itertools.repeat(b",\n")))
+        last = lines[-1]
+        if not whole or not last.endswith(b"\n") or last.endswith(b",\n") or following[0] != _BETWEEN + b"\n":
+            raise NotIncremental(f"{self.path}: not the report the index was kept with")
+        # The lines read past the actions' opening line are given back (``action_blocks`` reads on from there).
+        self._handle.seek(-sum(map(len, following[1:])), os.SEEK_CUR)
+        self._section, self._next = "actions", 0
+        lines[-1] = last[:-1] + b",\n"
+        return [line[:-2] for line in lines]
 
     def action(self, place: int) -> bytes:
         """Return the line of the action at ``place`` (from 0) without its comma."""
@@ -434,11 +631,11 @@ def walk(index: Index, digests: Sequence[bytes]) -> Iterator[tuple[int, int | No
             yield position, None
 
 
-def reused_line(line: bytes, kept: Sequence[Any], then: str, now_text: str) -> bytes:
+def reused_line(line: bytes, resolved: bool, then: str, now_text: str) -> bytes:
     """Return a kept workflow line of master_status.json for this report: a resolved workflow's
     ``last_resolved_at`` (the last report's time, ``then``) set to now. Compact JSON escapes quotes inside
     strings, so the key and its value can only be the entry's own."""
-    if not kept[3] or then == now_text:
+    if not resolved or then == now_text:
         return line
     old = b'"last_resolved_at":' + orjson.dumps(then)
     if old not in line:

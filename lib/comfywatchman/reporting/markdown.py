@@ -240,6 +240,19 @@ def rank_items(ranked: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | 
 _WAITING = frozenset(("search", "retry"))
 
 
+def alone(ranked: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Return the places in ``ranked`` of the actions ``rank_items`` shows alone (``action_item`` reads all their
+    fields), not in a group."""
+    places: list[int] = []
+    shown: dict[str, int] = {}
+    for place, action in enumerate(ranked):
+        kind = action["kind"]
+        if kind not in _WAITING and group_key(action, shown.get(kind, 0)) is None:
+            shown[kind] = shown.get(kind, 0) + 1
+            places.append(place)
+    return places
+
+
 def group_key(action: Mapping[str, Any], shown: int) -> tuple[str, ...] | None:
     """Return the group an action joins, or None when it is shown on its own."""
     kind = action["kind"]

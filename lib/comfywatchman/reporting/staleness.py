@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from comfywatchman import artifacts, availability
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import status_file
@@ -18,14 +20,51 @@ from comfywatchman.reporting import status_file
 
 def intake_entries(state_dir: Path) -> tuple[list[dict[str, Any]], set[str]]:
     """Return this cycle's ``intake.json`` ``unavailable`` entries, and the workflow paths it keeps from
-    unavailable folders (their history is kept); none when it is missing or unreadable. One read for both."""
+    unavailable folders (their history is kept); none when it is missing or unreadable. One read for both:
+    of the keys before its workflows alone when it is written compact with sorted keys (``_head``)."""
+    path = state_dir / "intake.json"
     try:
-        document = artifacts.read_optional(state_dir / "intake.json", "intake")
+        document = _head(path) or artifacts.read_optional(path, "intake")
     except ArtifactError:
         return [], set()
     if not document:
         return [], set()
     return list(document.get("unavailable", [])), {w["path"] for w in document.get("kept", [])}
+
+
+# What follows the keys before the workflows in intake.json written compact with sorted keys, and how far in
+# it is looked for (the workflows, one entry per acknowledged workflow, are most of the file).
+_WORKFLOWS = b',"workflows":['
+_HEAD_MOST = 1 << 20
+
+
+def _head(path: Path) -> dict[str, Any] | None:
+    """Return intake.json's keys before its workflows (``unavailable`` and ``kept`` among them), validated with
+    no workflow, read from the file's start alone; None when it is not laid out that way (the caller reads it
+    whole). The first ``,"workflows":[`` outside a string is the top-level key's when what comes before it
+    parses as an object: a nested one would leave a bracket open."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(1 << 16)
+            while _WORKFLOWS not in data and len(data) < _HEAD_MOST:
+                more = handle.read(1 << 16)
+                if not more:
+                    break
+                data += more
+    except OSError:
+        return None
+    cut = data.find(_WORKFLOWS)
+    if cut < 0 or not data.startswith(b"{"):
+        return None
+    try:
+        head = orjson.loads(data[:cut] + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(head, dict):
+        return None
+    document: dict[str, Any] = {**head, "workflows": []}
+    artifacts.validate(document, "intake", str(path))
+    return document
 
 
 def stale_block(

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -66,13 +66,24 @@ class Writer:
         self._stage = "workflows"
         # The fsync ``finish(head, settle=False)`` left running, and the file it flushes (``settle`` renames it).
         self._syncing: _Sync | None = None
+        # How many bytes are written, and where each workflow's line is in the file: (offset, length), so a
+        # later report can copy the lines it keeps without reading them (``copy_workflows``).
+        self._offset = 0
+        self.workflow_spans: list[tuple[int, int]] = []
+        # Where the actions' lines begin, and each one's length (None once a block of unknown lines was written).
+        self.actions_at = 0
+        self.action_lengths: list[int] | None = []
 
     def __enter__(self) -> Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
         self._handle = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._handle.write(_OPEN)
+        self._write(_OPEN)
         return self
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._handle.write(data)
+        self._offset += len(data)
 
     def __exit__(self, kind: object, *exc: object) -> None:
         if self._handle is not None:
@@ -84,32 +95,50 @@ class Writer:
             self.abandon()
 
     def _item(self, text: bytes | memoryview) -> None:
-        self._handle.write(b",\n" if self._count else b"\n")
-        self._handle.write(text)
+        self._write(b",\n" if self._count else b"\n")
+        self._write(text)
         self._count += 1
 
     def workflow(self, text: bytes) -> None:
         """Write one workflow entry (a text from ``part``, or ``encode`` of one validated before)."""
         if self._stage != "workflows":
             raise ValueError("status_file.Writer: workflows come before the actions")
+        self.workflow_spans.append((self._offset + (2 if self._count else 1), len(text)))
         self._item(text)
 
     def workflow_lines(self, texts: Sequence[bytes | memoryview]) -> None:
         """Write workflow entries (as ``workflow`` does each), a few hundred per write."""
         if self._stage != "workflows":
             raise ValueError("status_file.Writer: workflows come before the actions")
-        for start in range(0, len(texts), _CHUNK):
-            self._lines(texts[start : start + _CHUNK])
+        at = self._offset + (2 if self._count else 1)
+        for text in texts:
+            self.workflow_spans.append((at, len(text)))
+            at += len(text) + 2
+        self._chunks(texts)
+
+    def copy_workflows(self, source: BinaryIO, start: int, spans: Sequence[tuple[int, int]]) -> None:
+        """Write workflow entries copied from the file ``source`` (a report this class wrote): the lines at
+        ``spans`` there ((offset, length) each, one after the other from ``start``, as ``workflow_spans`` says),
+        copied by the kernel where it can (``os.copy_file_range``), not read."""
+        if self._stage != "workflows":
+            raise ValueError("status_file.Writer: workflows come before the actions")
+        last = spans[-1]
+        if spans[0][0] != start:
+            raise ValueError("status_file.Writer: the lines to copy do not start where told")
+        self._write(b",\n" if self._count else b"\n")
+        self.workflow_spans += [(self._offset + at - start, size) for at, size in spans]
+        _copy(source, self._handle, start, last[0] + last[1] - start)
+        self._offset += last[0] + last[1] - start
+        self._count += len(spans)
 
     def actions(self, texts: Iterable[bytes | memoryview]) -> None:
         """End the workflows and write the actions (texts from ``part``, or lines of an earlier report), in
         order."""
-        self._handle.write((b"\n" if self._count else b"") + _BETWEEN)
+        self._write((b"\n" if self._count else b"") + _BETWEEN)
         self._stage, self._count = "actions", 0
+        self.actions_at = self._offset + 1
         if isinstance(texts, list):
-            self._stage = "workflows"  # the same layout as the workflows': one a line
-            self.workflow_lines(texts)
-            self._stage = "actions"
+            self._chunks(texts)  # the same layout as the workflows': one a line
             return
         # A few hundred lines per write (ten thousand actions at 2,000 workflows).
         batch: list[bytes | memoryview] = []
@@ -121,19 +150,45 @@ class Writer:
         if batch:
             self._lines(batch)
 
-    def action_blocks(self, blocks: Iterable[tuple[bytes, int]]) -> None:
+    def action_blocks(self, blocks: Iterable[Block]) -> None:
         """End the workflows and write the actions given in blocks, in order: each block the texts of its
-        count of actions joined by ``",\n"`` (as ``_lines`` joins them), in one write."""
+        count of actions joined by ``",\n"`` (as ``_lines`` joins them), in one write; or a list of texts; or
+        a ``Copy`` of lines of a report this class wrote (``copy_actions``)."""
         self.actions(())
-        for block, count in blocks:
-            if count:
-                self._handle.write((b",\n" if self._count else b"\n") + block)
-                self._count += count
+        for block in blocks:
+            if isinstance(block, Copy):
+                self.copy_actions(block)
+            elif isinstance(block, list):
+                if block:
+                    self._lines(block)
+            elif block[1]:
+                self._write((b",\n" if self._count else b"\n") + block[0])
+                self._count += block[1]
+                self.action_lengths = None  # lines not told apart: a later report reads them
+
+    def copy_actions(self, copy: Copy) -> None:
+        """Write action lines copied from the report ``copy.source`` (``copy_workflows``' way)."""
+        if not copy.lengths:
+            return
+        self._write(b",\n" if self._count else b"\n")
+        size = sum(copy.lengths) + 2 * (len(copy.lengths) - 1)
+        _copy(copy.source, self._handle, copy.start, size)
+        self._offset += size
+        self._count += len(copy.lengths)
+        if self.action_lengths is not None:
+            self.action_lengths += copy.lengths
+
+    def _chunks(self, texts: Sequence[bytes | memoryview]) -> None:
+        """Write items ``texts`` (``_lines``), a few hundred per write."""
+        for start in range(0, len(texts), _CHUNK):
+            self._lines(texts[start : start + _CHUNK])
 
     def _lines(self, texts: Sequence[bytes | memoryview]) -> None:
         """Write items ``texts`` (one a line, as ``_item`` writes each) in one write."""
-        self._handle.write((b",\n" if self._count else b"\n") + b",\n".join(texts))
+        self._write((b",\n" if self._count else b"\n") + b",\n".join(texts))
         self._count += len(texts)
+        if self._stage == "actions" and self.action_lengths is not None:
+            self.action_lengths += map(len, texts)
 
     def finish(self, head: Mapping[str, Any], settle: bool = True) -> None:
         """Write the small keys of ``head`` (the document whose lists are empty, validated here) as the last
@@ -182,6 +237,41 @@ class Writer:
                 syncing.wait()
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
+
+
+class Copy(NamedTuple):
+    """Lines of a report ``Writer`` wrote, to copy: from offset ``start`` in ``source``, one after the other
+    (each followed by ``",\n"`` but the last), of ``lengths``."""
+
+    source: BinaryIO
+    start: int
+    lengths: list[int]
+
+
+# What ``Writer.action_blocks`` takes: a block of joined lines and their count, a list of lines, or a Copy.
+Block = tuple[bytes, int] | list[bytes] | Copy
+
+
+def _copy(source: BinaryIO, target: BinaryIO, start: int, size: int) -> None:
+    """Append ``size`` bytes of ``source`` from offset ``start`` to the buffered ``target``: by the kernel
+    (``os.copy_file_range``: no copy through this process) where it can, else read and written. Raise OSError
+    when ``source`` holds fewer bytes there."""
+    copied = 0
+    if hasattr(os, "copy_file_range"):
+        target.flush()  # the copy goes to the file's own position, after what the buffer held
+        with contextlib.suppress(OSError):  # another file system, or a kernel without it: read and written
+            while copied < size:
+                done = os.copy_file_range(source.fileno(), target.fileno(), size - copied, start + copied)
+                if not done:
+                    break
+                copied += done
+    while copied < size:
+        source.seek(start + copied)
+        chunk = source.read(min(size - copied, 1 << 20))
+        if not chunk:
+            raise OSError(f"{getattr(source, 'name', 'the last report')}: shorter than its lines say")
+        target.write(chunk)
+        copied += len(chunk)
 
 
 class _Sync:

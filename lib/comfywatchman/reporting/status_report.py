@@ -417,6 +417,8 @@ class Aggregate:
         self.has_disabled = False
         self.has_downloads = False
         self.model_dirs: dict[str, list[str]] = {}
+        # report_history.json's text when it was made of kept entries (``kept_whole.history_text``), not ``history``.
+        self.history_text: bytes | None = None
 
     def add(self, record: Mapping[str, Any], now_text: str) -> dict[str, Any]:
         """Count ``record``, index its actions, and return its master_status.json entry (``emit``)."""

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting.action_ids import drift_action_id, ranked
@@ -26,12 +28,24 @@ ARTIFACT = "verify.json"
 def load(state_dir: Path) -> dict[str, Any] | None:
     """Return ``verify.json``, or None when the verify stage has not written one (or it is unreadable, with
     a warning naming the file)."""
+    path = state_dir / ARTIFACT
     try:
-        document: dict[str, Any] | None = artifacts.read_optional(state_dir / ARTIFACT, "verify")
+        # Parsed from its bytes (a megabyte: no text decoded first); what orjson refuses is read again by
+        # ``artifacts.read``, which says what is wrong.
+        document: Any = orjson.loads(path.read_bytes())
+        artifacts.validate(document, "verify", str(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError):
+        try:
+            document = artifacts.read_optional(path, "verify")
+        except ArtifactError as exc:
+            logger.warning("%s; the report has no drift findings", exc)
+            return None
     except ArtifactError as exc:
         logger.warning("%s; the report has no drift findings", exc)
         return None
-    return document
+    return document  # type: ignore[no-any-return]
 
 
 def drift_ids(verify: Mapping[str, Any] | None) -> dict[str, list[str]]:
@@ -43,6 +57,12 @@ def drift_ids(verify: Mapping[str, Any] | None) -> dict[str, list[str]]:
         for name in finding["workflows"]:
             found.setdefault(name, []).append(aid)
     return found
+
+
+def drift_ids_of(verify: Mapping[str, Any] | None, workflow: str) -> list[str]:
+    """Return ``drift_ids(verify)``'s entry for the workflow named ``workflow`` alone (a report that works out a
+    few workflows looks for them, not for every workflow of every drifted file)."""
+    return [drift_action_id(f) for f in (verify or {}).get("drift", []) if workflow in f["workflows"]]
 
 
 def block(verify: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -20,6 +22,7 @@ from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import (
     commands,
     kept_actions,
+    kept_whole,
     markdown,
     staleness,
     status_file,
@@ -109,7 +112,8 @@ def _run(ctx: StageContext) -> StageOutcome:
     verify = verification.load(state)
     searched_mark = answers_module.mark(state / "search.json")
     made_of = basis_parts(ctx, scan.head, unavailable, verify)
-    basis = orjson.dumps({**made_of, "search": (searched_mark or b"").decode("ascii")}, option=orjson.OPT_SORT_KEYS)
+    # Hashed once (a megabyte with verify.json's findings): the digest stands for it in ``findings_key``.
+    basis = hashlib.sha256(findings_text(made_of, searched_mark)).digest()
     last = stage_inputs.previous(state, "report")
     digests = None
     if last is not None and findings_recorded(ctx, last):
@@ -160,18 +164,22 @@ def _run(ctx: StageContext) -> StageOutcome:
         written.abandon()
         raise
     artifacts.atomic_write_text(reports / "master_status.md", markdown.join_parts(page_lines))
-    write_history(state, aggregate.history, before, kept_paths)
+    write_history(state, aggregate.history, before, kept_paths, aggregate.history_text)
     outcome.counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     outcome.detail = ", ".join(f"{summary[r]} {r}" for r in status_report.READINESS if summary[r]) or "no workflows"
     if not unavailable and outcome.ok:
         extra = {**page_parts(page, page_lines), "broken_for": stage_inputs.stat_key(state / "model_cache.json")}
         extra["findings"] = findings_key(lines_seen, basis)
         stage_inputs.record(state, "report", ctx.cycle_id, wanted, outputs, None, outcome.counts, outcome.detail, extra)
-        lines, dirs, seeds = index
+        lines, dirs, seeds, whole = index
         mark = (searched_mark or b"").decode("ascii")
         flags = [aggregate.has_disabled, aggregate.has_downloads]
         kept = {"key": index_key, "mark": mark, "now": now_text, "flags": flags, "dirs": dirs, "seeds": seeds}
-        kept_index.save(state, kept, lines, ranked, index_outputs(ctx))
+        # The whole with where each workflow's line went in master_status.json (the next report copies them).
+        lengths = written.action_lengths
+        actions_at = (written.actions_at, lengths) if lengths is not None and len(lengths) == len(ranked) else None
+        blob = whole[0].dump(whole[1], whole[2], written.workflow_spans, actions_at) if dirs is not None else None
+        kept_index.save(state, kept, lines, ranked, index_outputs(ctx), blob)
         kept_actions.save(state, actions_kept, ranked, index_key, reports / "master_status.json")
     else:
         (state / kept_index.FILE).unlink(missing_ok=True)
@@ -184,7 +192,7 @@ Built = tuple[
     status_report.Aggregate,
     list[dict[str, Any]],
     dict[str, Any],
-    tuple[list[bytes], Any, list[Any]],
+    tuple[list[bytes], Any, list[Any], kept_index.Parts],
     Any,
     Mapping[str, Any],
     status_file.Writer,
@@ -218,7 +226,8 @@ def full(
         found = answers if searched else None
         models = models or check.findings()
         ranked, head = findings(ctx, scan.head, aggregate, found, verify, outcome, writer, unavailable, models)
-    index = (workflows.index.lines, workflows.index.dirs, workflows.index.seeds.table)
+    built = workflows.index
+    index = (built.lines, built.dirs, built.seeds.table, built.kept_whole())
     return aggregate, ranked, head, index, workflows.lines_seen, workflows.history, writer
 
 
@@ -273,20 +282,25 @@ def _incremental(
         kept_index.OldReport(target, len(index.lines), index.head["actions"]) as old,
         status_file.Writer(target) as writer,
     ):
-        again = _workflows_again(ctx, scan, digests, answers, verify, index, changed, now_text, old, writer)
-        aggregate, dirty, lines, dirs, reused = again
         count = index.head["actions"]
         read = kept_actions.load(ctx.state_dir, index.head["key"], target, count)
         if read.actions is not None:
             logger.debug("report: the last report's %d actions read from %s", count, kept_actions.FILE)
             actions_kept.actions, actions_kept.records, actions_kept.size = read.actions, read.records, read.size
+        again = _workflows_again(
+            ctx, scan, digests, answers, verify, index, changed, now_text, old, writer, read.actions
+        )
+        aggregate, dirty, lines, dirs, reused, whole = again
         actions = partial(_actions_again, aggregate, dirty, verify, old, target, actions_kept)
         ranked, head = findings(ctx, scan.head, aggregate, answers, verify, outcome, writer, [], models, actions)
     lines_seen = hashlib.blake2b(digest_size=16)
     for line_digest in digests:
         lines_seen.update(line_digest)
     logger.debug("report: %d of %d workflows reused from %s", reused, len(digests), kept_index.FILE)
-    return aggregate, ranked, head, (lines, dirs, index.seeds.table), lines_seen, {}, writer
+    return aggregate, ranked, head, (lines, dirs, index.seeds.table, whole), lines_seen, {}, writer
+
+
+Again = tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int, kept_index.Parts]
 
 
 def _workflows_again(
@@ -300,12 +314,277 @@ def _workflows_again(
     now_text: str,
     old: kept_index.OldReport,
     writer: status_file.Writer,
-) -> tuple[status_report.Aggregate, set[str], list[bytes], dict[str, Any], int]:
+    kept: list[dict[str, Any]] | None,
+) -> Again:
     """Write every workflow's line of master_status.json to ``writer`` in scan order (a kept one copied from
-    ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions the changed
-    and gone workflows needed before or need now, the index's new lines, where each folder type was looked in,
-    and how many workflows were kept. The Aggregate's pending actions are those alone (``kept_index.gather``'s
-    ``wanted``): every other action's line is copied from ``old``, so its workflows are not gathered."""
+    ``old``, a changed one worked out again) and gather them; return the Aggregate, the actions to make again
+    (the others' lines are copied from ``old``), the index's new lines, where each folder type was looked in,
+    how many workflows were kept, and what they all add up to (``kept_whole``). The Aggregate's pending
+    actions are those alone (``kept_index.gather``'s ``wanted``). The changed workflows alone are worked
+    through when the index keeps what the others add up to and ``kept`` (the last report's actions,
+    ``kept_actions.slim``) says which workflows needed each action (``_workflows_delta``); else every kept
+    contribution is gathered (``_workflows_gathered``)."""
+    loaded = None
+    if index.whole:
+        try:
+            loaded = kept_whole.load(index.whole, len(index.lines))
+        except (ValueError, TypeError, EOFError) as exc:
+            logger.debug("report: the kept whole not read (%s)", exc)
+        else:
+            old.action_lines = loaded[4]
+    if kept is not None and loaded is not None:
+        try:
+            pieces, spans, again = _workflows_delta(
+                ctx, scan, digests, answers, verify, index, changed, now_text, old, writer.path, kept, loaded
+            )
+        except _Slow as exc:
+            logger.debug("report: every kept workflow gathered (%s)", exc)
+        else:
+            _write_workflows(writer, old, pieces, spans)
+            old.skip_workflows(spans[-1][0] + spans[-1][1])
+            return again
+    old_lines = old.workflow_lines()
+    written, again = _workflows_gathered(
+        ctx, scan, digests, answers, verify, index, changed, now_text, old_lines, writer.path
+    )
+    writer.workflow_lines(written)
+    return again
+
+
+def _write_workflows(
+    writer: status_file.Writer, old: kept_index.OldReport, pieces: list[bytes | int], spans: list[tuple[int, int]]
+) -> None:
+    """Write the workflows' lines to ``writer``: a text as it is, a kept place (an int) as the line at ``spans``
+    in the last report ``old``, each run of kept lines one after the other there copied at once."""
+    texts: list[bytes] = []
+    run: list[int] = []
+    for piece in [*pieces, b""]:
+        if run and (not isinstance(piece, int) or piece != run[-1] + 1):
+            writer.copy_workflows(old.source, spans[run[0]][0], spans[run[0] : run[-1] + 1])
+            run = []
+        if isinstance(piece, int):
+            if texts:
+                writer.workflow_lines(texts)
+                texts = []
+            run.append(piece)
+        elif piece:
+            texts.append(piece)
+    if texts:
+        writer.workflow_lines(texts)
+
+
+# The first line of master_status.json (``status_file.Writer``'s layout): the first workflow's line follows it.
+_OPEN_LINE = b'{"workflows":[\n'
+
+
+class _Slow(Exception):
+    """The changed workflows alone cannot tell this cycle's report (``_workflows_delta``): every kept
+    contribution is gathered instead."""
+
+
+# More changed answers than this and every kept workflow is gathered (each one's line is searched for them).
+MOST_CHANGED_ANSWERS = 64
+
+
+def _workflows_delta(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    index: kept_index.Index,
+    changed: frozenset[tuple[str | None, str]],
+    now_text: str,
+    old: kept_index.OldReport,
+    target: Path,
+    kept: list[dict[str, Any]],
+    loaded: kept_whole.Loaded,
+) -> tuple[list[bytes | int], list[tuple[int, int]], Again]:
+    """``_workflows_again`` from the changed workflows alone: every other one's part of the whole (counts,
+    page row, readiness history entry) is the kept whole's (``kept_whole``), less the parts of the workflows
+    changed or gone, plus those of the workflows worked out now; the actions to make again are those whose
+    workflows, seed or answer may differ (``kept_index.changed_actions``), gathered from the workflows the
+    last report says needed them and those worked out now, in scan order. Return the workflows' lines (a kept
+    one by its place: ``_write_workflows``), where the last report's are, and what ``_workflows_again``
+    returns; raise _Slow when it cannot tell (kept workflows in another order)."""
+    whole, kept_rows, kept_entries, spans, _ = loaded
+    if not spans or spans[0][0] != len(_OPEN_LINE):
+        raise _Slow("the index says not where the last report's lines are")
+    delta = _Delta(index, kept_rows, kept_entries, (old, spans), now_text)
+    suspects = _suspects(index, kept_rows, changed)
+    changed_folders = {folder for folder, _ in changed}
+    count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
+    in_order = None if scan.starts is not None else scan.lines()
+    keep = delta.keep
+    for position, place in enumerate(_places(index, digests)):
+        line = next(in_order) if in_order is not None else None
+        if place is not None and place not in suspects:
+            keep(place)  # most workflows: as they were
+            continue
+        before = index.contribution(place) if place is not None else None
+        if before is not None and kept_index.stands(before, changed, changed_folders):
+            keep(place)  # type: ignore[arg-type]
+            continue
+        so_far = position - len(delta.reused)  # workflows worked out again so far
+        if so_far > kept_index.MOST_CHANGED and 10 * so_far > len(digests):
+            raise kept_index.NotIncremental("most workflows changed")
+        scanned = scan.entry_at(position) if line is None else line[2] or scan.parse(line[0], line[1])
+        found = index.place_of(scanned["path"]) if place is None or before is None else (place, before)
+        past = {} if found is None else kept_index.history_of(found[1], index.head["now"])
+        drift = verification.drift_ids_of(verify, scanned["workflow"])
+        record = status_report.workflow_record(scanned, answers, count_inactive, past, drift)
+        status_report.emit(record, now_text)
+        delta.work_out(position, None if found is None else found[0], record, digests[position], target)
+    gone = [index.contribution(place) for place in range(len(index.lines)) if place not in delta.reused]
+    if len(gone) > kept_index.MOST_CHANGED and 10 * len(gone) > len(index.lines):
+        raise kept_index.NotIncremental("most workflows changed")
+    for contribution in gone:
+        whole.add(contribution, -1)
+    for contribution in delta.made.values():
+        whole.add(contribution)
+    dirty = kept_index.changed_actions(gone, delta.made.values(), changed)
+    aggregate = status_report.Aggregate(answers)
+    whole.fill(aggregate, delta.dirs, delta.rows)
+    if [aggregate.has_disabled, aggregate.has_downloads] != list(index.head["flags"]):
+        raise kept_index.NotIncremental("the install facts the commands need changed")
+    _pending_again(aggregate, dirty, kept, delta, index)
+    # The readiness history of the workflows worked out now is checked; the others' was when it was made.
+    where = f"{ctx.state_dir / HISTORY} (about to be written)"
+    artifacts.validate({"workflows": delta.history}, "report_history", where)
+    aggregate.history_text = kept_whole.history_text(delta.entries, now_text)
+    logger.debug("report: %d workflows worked out again, %d actions made again", len(delta.made), len(dirty))
+    again = (aggregate, dirty, delta.lines, delta.dirs, len(delta.reused), (whole, delta.rows, delta.entries))
+    return delta.written, spans, again
+
+
+class _Delta:
+    """The workflows of this cycle's report in scan order as ``_workflows_delta`` takes them: each kept one's
+    parts from the kept index and whole, each changed one's worked out now."""
+
+    def __init__(
+        self,
+        index: kept_index.Index,
+        rows: list[kept_whole.Row],
+        entries: list[kept_whole.Entry],
+        old: tuple[kept_index.OldReport, list[tuple[int, int]]],
+        now_text: str,
+    ) -> None:
+        self.index, self.kept_rows, self.kept_entries = index, rows, entries
+        self.old, self.spans = old  # the last report, and where its workflows' lines are
+        self.now_text = now_text
+        self.dirs: dict[str, Any] = dict(index.head["dirs"])
+        self.written: list[bytes | int] = []  # each workflow's line of master_status.json, or its kept place
+        self.lines: list[bytes] = []  # of the index
+        self.rows: list[kept_whole.Row] = []
+        self.entries: list[kept_whole.Entry] = []
+        self.places: list[int | None] = []  # each workflow's kept place when it stands
+        self.made: dict[int, list[Any]] = {}  # the contributions worked out now, by scan position
+        self.history: dict[str, Any] = {}  # their readiness history
+        self.reused: set[int] = set()
+        # The last kept place met: the workflows that stay keep their order (an action's seed is its first's).
+        self.last = -1
+        self.then = index.head["now"]  # when the last report was made
+
+    def _in_order(self, place: int) -> None:
+        if place <= self.last:
+            raise _Slow("the kept workflows are in another order")
+        self.last = place
+
+    def keep(self, place: int) -> None:
+        """Take the kept workflow at ``place`` as it was."""
+        if place <= self.last:
+            raise _Slow("the kept workflows are in another order")
+        self.last = place
+        self.reused.add(place)
+        entry = self.kept_entries[place]
+        if entry[1] and self.then != self.now_text:  # resolved: its last resolved time is now's, its line changed
+            line = self.old.line_at(*self.spans[place])
+            self.written.append(kept_index.reused_line(line, True, self.then, self.now_text))
+        else:
+            self.written.append(place)
+        self.lines.append(self.index.lines[place])
+        self.rows.append(self.kept_rows[place])
+        self.entries.append(entry)
+        self.places.append(place)
+
+    def work_out(
+        self, position: int, before: int | None, record: dict[str, Any], line_digest: bytes, target: Path
+    ) -> None:
+        """Take the workflow at scan ``position`` as ``record`` (emitted) says (``before``: its kept place)."""
+        if before is not None:
+            self._in_order(before)
+        entry = record["entry"]
+        self.written.append(kept_index.encode_workflow(entry, target))
+        contribution = kept_index.contribution(record, self.index.seeds)
+        missing = status_report.missing_of(record)
+        self.history[entry["path"]] = {"last_resolved_at": entry["last_resolved_at"], "missing": missing}
+        self.lines.append(kept_index.line_of(line_digest, contribution))
+        self.rows.append(kept_whole.row_of(contribution))
+        self.entries.append(kept_whole.entry_of(contribution, missing))
+        self.places.append(None)
+        self.made[position] = contribution
+        if kept_index.add_dirs(self.dirs, record) is None:
+            raise kept_index.NotIncremental("a folder type was looked for in other places")
+
+
+def _places(index: kept_index.Index, digests: Sequence[bytes]) -> list[int | None]:
+    """Return ``kept_index.walk``'s kept place of each scan line (or None): looked up at once when no two lines
+    have the same digest (else each kept place is taken once, in order)."""
+    places = list(map(index.positions.get, digests))
+    found = [place for place in places if place is not None]
+    if len(set(found)) == len(found):
+        return places
+    return [place for _, place in kept_index.walk(index, digests)]
+
+
+def _suspects(
+    index: kept_index.Index, rows: Sequence[kept_whole.Row], changed: frozenset[tuple[str | None, str]]
+) -> set[int]:
+    """Return the places of the kept workflows that may not stand (``kept_index.stands``): those that missed
+    something new, and those whose line holds the key of a changed answer (each is parsed to tell)."""
+    suspects = {place for place, row in enumerate(rows) if row[3]}
+    if len(changed) > MOST_CHANGED_ANSWERS:
+        raise _Slow("many answers changed")
+    if changed:
+        for needle in {orjson.dumps(lookup) for _, lookup in changed}:  # a few: each one's search is at C speed
+            suspects.update([place for place, line in enumerate(index.lines) if needle in line])
+    return suspects
+
+
+def _pending_again(
+    aggregate: status_report.Aggregate,
+    dirty: set[str],
+    kept: list[dict[str, Any]],
+    delta: _Delta,
+    index: kept_index.Index,
+) -> None:
+    """Gather the actions to make again (``dirty``) into ``aggregate``, in scan order, from the workflows worked
+    out now and those that needed them in the last report (``kept``: its actions, ``kept_actions.slim``),
+    whose contributions alone are parsed."""
+    needed = {name for action in kept if action["id"] in dirty for name in action["workflows"]}
+    names = kept_index.file_names(dirty)
+    for position, row in enumerate(delta.rows):
+        contribution = delta.made.get(position)
+        place = delta.places[position]
+        if contribution is None and place is not None and row[0] in needed:
+            contribution = index.contribution(place)
+        if contribution is not None:
+            kept_index.pending(aggregate, contribution, index.seeds.table, dirty, names)
+
+
+def _workflows_gathered(
+    ctx: StageContext,
+    scan: parts.ScanLines,
+    digests: Sequence[bytes],
+    answers: answers_module.Answers,
+    verify: Mapping[str, Any] | None,
+    index: kept_index.Index,
+    changed: frozenset[tuple[str | None, str]],
+    now_text: str,
+    old_lines: list[bytes],
+    target: Path,
+) -> tuple[list[bytes], Again]:
+    """``_workflows_again`` with every kept contribution parsed and gathered."""
     kept_head = index.head
     count_inactive = ctx.config.section("scan")["count_inactive_nodes"]
     drift = verification.drift_ids(verify)
@@ -319,6 +598,8 @@ def _workflows_again(
     # The changed lines alone are read again, where ``digests`` found them (else every line, in order).
     in_order = None if scan.starts is not None else scan.lines()
     changed_folders = {folder for folder, _ in changed}
+    # Each workflow's line of master_status.json, in scan order.
+    written: list[bytes] = []
     for position, place in kept_index.walk(index, digests):
         line = next(in_order) if in_order is not None else None
         kept = None
@@ -326,7 +607,7 @@ def _workflows_again(
             kept = index.contribution(place)
             if kept_index.stands(kept, changed, changed_folders):
                 reused.add(place)
-                writer.workflow(kept_index.reused_line(old.workflow(place), kept, kept_head["now"], now_text))
+                written.append(kept_index.reused_line(old_lines[place], kept[3], kept_head["now"], now_text))
                 lines.append(index.lines[place])
                 contributions.append(kept)
                 continue
@@ -339,7 +620,7 @@ def _workflows_again(
             scanned, answers, count_inactive, past, drift.get(scanned["workflow"], ())
         )
         status_report.emit(record, now_text)
-        writer.workflow(kept_index.encode_workflow(record["entry"], writer.path))
+        written.append(kept_index.encode_workflow(record["entry"], target))
         made = kept_index.contribution(record, index.seeds)
         lines.append(kept_index.line_of(digests[position], made))
         dirty |= kept_index.action_ids(made)
@@ -352,11 +633,15 @@ def _workflows_again(
     for place in gone:
         dirty |= kept_index.action_ids(index.contribution(place))
     names = kept_index.file_names(dirty)
+    whole = kept_whole.Whole.empty(status_report.READINESS)
     for contribution in contributions:
         kept_index.gather(aggregate, contribution, dirs, index.seeds.table, now_text, dirty, names)
+        whole.add(contribution)
     if [aggregate.has_disabled, aggregate.has_downloads] != list(kept_head["flags"]):
         raise kept_index.NotIncremental("the install facts the commands need changed")
-    return aggregate, dirty, lines, dirs, len(reused)
+    rows = list(map(kept_whole.row_of, contributions))
+    entries = [kept_whole.entry_of(c, kept_index.history_missing(c)) for c in contributions]
+    return written, (aggregate, dirty, lines, dirs, len(reused), (whole, rows, entries))
 
 
 # The fields of an action whose values thousands of actions share (a kind, a folder type, a search's reason).
@@ -384,7 +669,7 @@ def _actions_again(
     target: Path,
     kept: kept_actions.Kept,
     facts: commands.InstallFacts,
-) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+) -> tuple[list[dict[str, Any]], Iterator[status_file.Block]]:
     """Return the ranked actions and their lines (in blocks: ``status_file.Writer.action_blocks``): the actions
     of the workflows worked out again (``dirty``) made, validated and encoded again, and ranked among every
     other one, whose line is read from ``old`` (every action it lists, in their ranked order, which they keep
@@ -398,7 +683,7 @@ def _actions_again(
         return _merged(kept, made, dirty, old, target)
     ranked: list[dict[str, Any]] = []
 
-    def batches() -> Iterator[tuple[bytes, int]]:
+    def batches() -> Iterator[status_file.Block]:
         new = iter(made)
         coming = next(new, None)
         shared: dict[Any, Any] = {}
@@ -419,25 +704,27 @@ def _actions_again(
                     coming = next(new, None)
                 keep(_shared(action, shared))
                 out.append(line)
-            yield b",\n".join(out), len(out)
+            yield out
         tail = []
         while coming is not None:
             ranked.append(coming)
             tail.append(status_file.part(coming, "action", f"{target} (action {coming['id']})"))
             coming = next(new, None)
-        yield b",\n".join(tail), len(tail)
+        yield tail
 
     return ranked, batches()
 
 
 def _merged(
     kept: kept_actions.Kept, made: list[dict[str, Any]], dirty: set[str], old: kept_index.OldReport, target: Path
-) -> tuple[list[dict[str, Any]], Iterator[tuple[bytes, int]]]:
+) -> tuple[list[dict[str, Any]], Iterator[status_file.Block]]:
     """``_actions_again`` given the last report's actions as its page was made of them (``kept.actions``, in
-    their ranked order, one for each of ``old``'s action lines): the ranked actions are those not made again
-    with ``made`` placed by rank among them, and their lines are ``old``'s lines, the lines of ``dirty``
-    actions left out and ``made``'s put in, each list of lines that none of them touches passed on whole. The
-    change is noted in ``kept`` (for ``kept_actions.save``)."""
+    their ranked order, one for each of ``old``'s action lines, each ``kept_actions.slim``): the ranked actions
+    are those not made again with ``made`` placed by rank among them, and their lines are ``old``'s lines, the
+    lines of ``dirty`` actions left out and ``made``'s put in, each list of lines that none of them touches
+    passed on whole. The kept actions the page shows alone are completed from their lines as those are read
+    (``kept_actions.complete``; the list holds them whole once its lines are all read). The change is noted in
+    ``kept`` (for ``kept_actions.save``)."""
     actions = kept.actions or []
     gone = {place for place, action in enumerate(actions) if action["id"] in dirty}
     places_kept: Sequence[int] = [p for p in range(len(actions)) if p not in gone] if gone else range(len(actions))
@@ -449,33 +736,93 @@ def _merged(
     for action, place in zip(made, places, strict=True):
         before.setdefault(places_kept[place] if place < len(stays) else len(actions), []).append(action)
     touched = sorted(gone | before.keys())
+    fill = _shown_alone(ranked, places, places_kept)
+    fill_at = sorted(fill)
 
     def text(action: dict[str, Any]) -> bytes:
         return status_file.part(action, "action", f"{target} (action {action['id']})")
 
-    def batches() -> Iterator[tuple[bytes, int]]:
-        position, next_touched = 0, 0
+    lines_at = old.action_lines
+    if lines_at is not None and len(lines_at[1]) == len(actions):
+        return ranked, _copied(old, lines_at, fill, touched, gone, before, text)
+
+    def batches() -> Iterator[status_file.Block]:
+        position, next_touched, next_fill = 0, 0, 0
         for block, count in old.action_blocks():
             end = position + count
+            lines = None
+            while next_fill < len(fill_at) and fill_at[next_fill] < end:
+                lines = lines or block.split(b",\n")  # a line holds no raw newline
+                kept_actions.complete(fill[fill_at[next_fill]], lines[fill_at[next_fill] - position])
+                next_fill += 1
             if next_touched == len(touched) or touched[next_touched] >= end:
-                yield block, count  # no line left out or put in here: written as read
+                yield lines or block.split(b",\n")  # no line left out or put in here: written as read
                 position = end
                 continue
             out: list[bytes] = []
-            for line in block.split(b",\n"):  # a line holds no raw newline
+            for line in lines or block.split(b",\n"):
                 out += [text(action) for action in before.get(position, ())]
                 if position not in gone:
                     out.append(line)
                 position += 1
             while next_touched < len(touched) and touched[next_touched] < end:
                 next_touched += 1
-            yield b",\n".join(out), len(out)
+            yield out
         if position != len(actions):
             raise kept_index.NotIncremental(f"{target}: not the report its actions were kept with")
-        tail = [text(action) for action in before.get(position, ())]
-        yield b",\n".join(tail), len(tail)
+        yield [text(action) for action in before.get(position, ())]
 
     return ranked, batches()
+
+
+def _copied(
+    old: kept_index.OldReport,
+    lines_at: tuple[int, list[int]],
+    fill: Mapping[int, dict[str, Any]],
+    touched: list[int],
+    gone: set[int],
+    before: Mapping[int, list[dict[str, Any]]],
+    text: Callable[[dict[str, Any]], bytes],
+) -> Iterator[status_file.Block]:
+    """``_merged``'s lines when the index says where the last report's action lines are (``lines_at``: where
+    they begin, each one's length): each run of lines none of the changes touches copied, not read (the
+    kept actions the page shows alone, ``fill``, completed from their lines read alone, now)."""
+    start, lengths = lines_at
+    # Each line's offset: the one before's, its length and its comma and newline (ten thousand: no call each).
+    starts = list(itertools.accumulate(map((2).__add__, lengths[:-1]), initial=start))
+    if old.line_at(starts[-1] + lengths[-1], 3) != b"\n],":
+        raise kept_index.NotIncremental(f"{old.path}: not the report its actions were kept with")
+    for place, action in fill.items():
+        kept_actions.complete(action, old.line_at(starts[place], lengths[place]))
+    logger.debug("report: the last report's action lines copied where %d changes leave them", len(touched))
+
+    def blocks() -> Iterator[status_file.Block]:
+        at = 0
+        for place in touched:
+            if place > at:
+                yield status_file.Copy(old.source, starts[at], lengths[at:place])
+            yield [text(action) for action in before.get(place, ())]
+            at = place + 1 if place in gone else place
+        if at < len(lengths):
+            yield status_file.Copy(old.source, starts[at], lengths[at:])
+
+    return blocks()
+
+
+def _shown_alone(
+    ranked: list[dict[str, Any]], places: Sequence[int], places_kept: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Return the kept actions of ``ranked`` that the page shows alone (``markdown.alone``) by their places among
+    the last report's action lines: ``ranked`` is the kept actions at ``places_kept`` with the made ones put in
+    at ``places`` (``kept_actions.merge``), and a made action is whole already."""
+    made_at = [place + before for before, place in enumerate(places)]  # each made action's place in ``ranked``
+    found: dict[int, dict[str, Any]] = {}
+    for at in markdown.alone(ranked):
+        made_before = bisect.bisect_left(made_at, at)
+        if made_before < len(made_at) and made_at[made_before] == at:
+            continue
+        found[places_kept[at - made_before]] = ranked[at]
+    return found
 
 
 _rank = kept_actions.rank
@@ -557,9 +904,15 @@ def read_history(state: Path) -> dict[str, Any]:
     return workflows
 
 
-def write_history(state: Path, now: dict[str, Any], before: Mapping[str, Any], kept: set[str]) -> None:
+def write_history(
+    state: Path, now: dict[str, Any], before: Mapping[str, Any], kept: set[str], text: bytes | None = None
+) -> None:
     """Write report_history.json for the next cycle: per workflow reported, when it was last resolvable and
-    what it misses now; the workflows of an unavailable folder (``kept``: not in this report) keep theirs."""
+    what it misses now; the workflows of an unavailable folder (``kept``: not in this report) keep theirs.
+    ``text``: the file's text when the caller made it (``kept_whole.history_text``, its new entries checked)."""
+    if text is not None:
+        artifacts.atomic_write_bytes(state / HISTORY, text, b"\n")
+        return
     for path in kept - now.keys():
         if path in before:
             now[path] = before[path]
@@ -604,7 +957,7 @@ class WorkflowPass:
                 deps = store.depends(record, self.answers, drift_ids)
             store.keep(line_digest, deps, record if fresh else None)
             workflow = aggregate.add(record, self.now_text)
-            self.index.add(line_digest, record, aggregate.rows[-1])
+            self.index.add(line_digest, record, aggregate.rows[-1], aggregate.history[workflow["path"]]["missing"])
             writer.workflow(
                 status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
                 if fresh
@@ -674,15 +1027,20 @@ def findings_basis(
     lines: search.json's answers (``answers.mark``), what the report shows of verify.json, the install facts
     the commands name, scan.json's head, and the settings; not the intake log nor the clock (the page's
     tail, which ``refresh_page`` renders again). ``searched``: ``answers.mark`` of search.json."""
-    made_of = {**basis_parts(ctx, scan_head, unavailable, verify), "search": (searched or b"").decode("ascii")}
-    return orjson.dumps(made_of, option=orjson.OPT_SORT_KEYS)
+    return findings_text(basis_parts(ctx, scan_head, unavailable, verify), searched)
+
+
+def findings_text(made_of: Mapping[str, Any], searched: bytes | None) -> bytes:
+    """Return ``findings_basis`` of what ``basis_parts`` returned (``made_of``)."""
+    return orjson.dumps({**made_of, "search": (searched or b"").decode("ascii")}, option=orjson.OPT_SORT_KEYS)
 
 
 def kept_index_key(made_of: Mapping[str, Any]) -> str:
     """Return what the kept index (``kept_index``) must have been made with: everything the findings are made
     of besides scan.json's lines and search.json's answers (``basis_parts``), and the index's format."""
     document = {"made_of": dict(made_of), "format": kept_index.FORMAT}
-    return hashlib.blake2b(orjson.dumps(document, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    # sha256, not blake2b: a megabyte with verify.json's findings, and sha256 runs on the processor's instructions.
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def basis_parts(
@@ -704,7 +1062,7 @@ def basis_parts(
 
 def findings_key(lines_seen: Any, basis: bytes) -> str:
     """Return the digest of what the findings are made of: each scan.json line as ``parts.line_digest`` sees it
-    (``lines_seen``, a blake2b given them in order) and ``basis``."""
+    (``lines_seen``, a blake2b given them in order) and ``basis`` (the sha256 of ``findings_basis``)."""
     h = lines_seen.copy()
     h.update(basis)
     return str(h.hexdigest())

@@ -1,6 +1,7 @@
 """The last report's actions kept between cycles (``state/report_actions.bin``): read back, they are the
-actions of the report on disk as read from it; changes appended cycle after cycle and the list written whole
-again give the report made from scratch; a torn, foreign or stale file costs a parse, never a wrong report."""
+actions of the report on disk as read from it (what ``kept_actions.slim`` keeps of each); changes appended
+cycle after cycle and the list written whole again give the report made from scratch; a torn, foreign or
+stale file costs a parse, never a wrong report."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def kept(home: Path) -> kept_actions.Kept:
 
 
 def written(home: Path) -> list[dict[str, Any]]:
+    """Return the report's actions as report_actions.bin keeps them (``kept_actions.slim``)."""
     actions: list[dict[str, Any]] = artifacts.read(report_files(home)[0], "master_status")["actions"]
-    return actions
+    return [kept_actions.slim(action) for action in actions]
 
 
 def records(home: Path) -> list[str]:
@@ -145,7 +147,8 @@ def test_broken_or_foreign_kept_actions_cost_a_parse_never_a_wrong_report(
     assert "report_actions.bin: not whole" in caplog.text  # and why, said
     made = outputs(home)
     assert b"other.safetensors" in made[0]
-    assert kept(home).actions == orjson.loads(made[0])["actions"] and records(home) == ["list"]  # whole again
+    whole = [kept_actions.slim(action) for action in orjson.loads(made[0])["actions"]]
+    assert kept(home).actions == whole and records(home) == ["list"]  # whole again
     assert from_scratch(ctx, home, history) == made
 
 
@@ -159,3 +162,26 @@ def test_merge_puts_each_made_action_before_the_first_that_ranks_after_it() -> N
     assert [a["id"] for a in ranked] == ["z", "a", "bb", "c", "b", "d", "e", "y"]
     assert places == [0, 1, 4, 4]
     assert ranked == sorted(ranked, key=kept_actions.rank)
+
+
+def test_slim_keeps_what_ranks_an_action_and_complete_adds_the_rest_from_its_line() -> None:
+    action = {
+        "id": "download:loras/a.safetensors",
+        "kind": "download",
+        "item": "a.safetensors",
+        "folder": "loras",
+        "url": "https://example.org/a.safetensors",
+        "size": 10,
+        "detail": "",
+        "note": "on disk as b.safetensors",
+        "commands": [{"argv": ["curl"], "shell": "curl", "note": "", "tool": "curl", "cwd": None}],
+        "workflows": ["w.json"],
+        "blocks": 1,
+    }
+    kept = kept_actions.slim(action)
+    assert set(kept) == {*kept_actions.SLIM, "commands"} and "note" not in kept  # a download keeps its commands
+    assert "commands" not in kept_actions.slim({**action, "kind": "review"})
+    kept_actions.complete(kept, orjson.dumps(action))
+    assert kept == action
+    with pytest.raises(ValueError, match="not the line of action"):
+        kept_actions.complete(kept, orjson.dumps({**action, "id": "download:loras/other.safetensors"}))

@@ -21,6 +21,7 @@ from tests.unit.stages.test_reuse import T0, context, make_install, report_files
 
 INCREMENTAL = "workflows reused from report_index.pack"
 KEPT_ACTIONS = "actions read from report_actions.bin"
+DELTA = "workflows worked out again"
 
 
 def pack_node(registry_id: str) -> dict[str, object]:
@@ -67,6 +68,8 @@ def incremental_cycle(
         run(ctx, *([stages] if stages else []))
     assert INCREMENTAL in caplog.text
     assert KEPT_ACTIONS in caplog.text  # the page made of the kept actions (``kept_actions.save``)
+    assert DELTA in caplog.text  # the other workflows' parts taken from the kept whole (``kept_whole``)
+    assert "action lines copied" in caplog.text  # where the last report's action lines are, kept with it
     return ctx, outputs(home)
 
 
@@ -188,6 +191,23 @@ def test_a_broken_or_foreign_index_costs_a_full_report_never_a_wrong_one(
         history = made[2]
 
 
+def test_a_damaged_whole_costs_a_full_report_never_a_wrong_one(
+    comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = install(comfy_tree, home)
+    index = home / "state" / kept_index.FILE
+    data = index.read_bytes()
+    start = data.index(b"\n") + 1  # the whole follows the first line
+    index.write_bytes(data[:start] + bytes([data[start] ^ 1]) + data[start + 1 :])
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["other.safetensors"])]))
+    ctx = context(comfy_tree, home, "c2", T0 + timedelta(hours=2))
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="comfywatchman"):
+        run(ctx)
+    assert INCREMENTAL not in caplog.text and "not a whole index of this version" in caplog.text
+    assert from_scratch(ctx, home, history) == outputs(home)
+
+
 def test_an_edit_that_moves_a_workflow_between_shared_actions_gives_the_report_made_from_scratch(
     comfy_tree: ComfyTree, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -233,6 +253,39 @@ def test_the_last_reports_actions_are_read_a_list_at_a_time_as_they_were_written
         blocks = list(old.action_blocks(size))
     assert b",\n".join(block for block, _ in blocks) == b",\n".join(lines)  # the file's text, as it holds it
     assert [count for _, count in blocks] == [len(batch) for batch in batches]
+
+
+def write_workflows(path: Path, workflows: int, actions: int) -> tuple[list[bytes], list[bytes]]:
+    """Write a master_status.json of ``workflows`` workflows and ``actions`` actions; return both lists' lines."""
+    kept = [status_file.part({**WORKFLOW, "workflow": f"w{n}.json"}, "workflow", "test") for n in range(workflows)]
+    lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(actions)]
+    with status_file.Writer(path) as writer:
+        writer.workflow_lines(kept)
+        writer.actions(lines)
+        writer.finish(HEAD)
+    return kept, lines
+
+
+@pytest.mark.parametrize("workflows", [1, 2, 9])
+@pytest.mark.parametrize("size", [1, 150, 1 << 20])
+def test_the_last_reports_workflow_lines_are_read_at_once_then_its_actions(
+    tmp_path: Path, workflows: int, size: int
+) -> None:
+    path = tmp_path / "master_status.json"
+    kept, lines = write_workflows(path, workflows, 5)
+    with kept_index.OldReport(path, workflows, 5) as old:
+        assert old.workflow_lines(size) == kept
+        blocks = list(old.action_blocks())
+    assert b",\n".join(block for block, _ in blocks) == b",\n".join(lines)
+
+
+@pytest.mark.parametrize("told", [1, 3, 5])
+def test_a_last_report_with_other_workflows_than_the_index_says_is_refused(tmp_path: Path, told: int) -> None:
+    path = tmp_path / "master_status.json"
+    write_workflows(path, 4, 2)
+    with kept_index.OldReport(path, told, 2) as old, pytest.raises(kept_index.NotIncremental):
+        old.workflow_lines(150)
+        list(old.action_blocks())
 
 
 @pytest.mark.parametrize("told", [6, 8])

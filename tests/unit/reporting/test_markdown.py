@@ -67,6 +67,18 @@ def test_pack_actions_are_never_grouped() -> None:
     assert not any(isinstance(item, markdown.Group) for item in markdown.rank_items(packs))
 
 
+def test_alone_names_the_actions_the_page_shows_alone() -> None:
+    # Searches wait in their group wherever they rank; the first few of a kind alone, the rest grouped; packs alone.
+    searches = [{"kind": "search", "item": f"s{i}", "detail": "", "workflows": ["w"], "blocks": 1} for i in range(3)]
+    packs = [{"kind": "install_pack", "item": f"p{i}", "workflows": ["w"], "blocks": 1} for i in range(30)]
+    downloads = [_download(i) for i in range(markdown.FULL_ITEMS_PER_KIND + 5)]
+    ranked = [searches[0], *downloads[:10], searches[1], *packs, *downloads[10:], searches[2]]
+    shown = [item for item in markdown.rank_items(ranked) if not isinstance(item, markdown.Group)]
+    places = markdown.alone(ranked)
+    assert [ranked[place] for place in places] == shown
+    assert len(places) == markdown.FULL_ITEMS_PER_KIND + len(packs)
+
+
 def test_workflows_missing_something_new_are_named() -> None:
     workflows = [
         {"workflow": "a.json", "readiness": "blocked", "error": None, "missing_models": [], "missing_nodes": []},

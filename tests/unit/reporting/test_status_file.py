@@ -163,3 +163,75 @@ def test_a_report_with_workflows_and_no_action_reads_back_whole(tmp_path: Path) 
     assert list(status_file.items(path, "actions")) == []
     assert status_file.read(path) == {**HEAD, "workflows": [WORKFLOW], "actions": []}
     assert artifacts.read(path, "master_status") == status_file.read(path)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_workflow_lines_copied_from_a_report_by_their_spans_are_those_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    texts = [status_file.part({**WORKFLOW, "workflow": f"w{n}.json"}, "workflow", "test") for n in range(6)]
+    first = tmp_path / "first.json"
+    with status_file.Writer(first) as writer:
+        writer.workflow(texts[0])
+        writer.workflow_lines(texts[1:])
+        writer.finish(HEAD)
+        spans = writer.workflow_spans
+    data = first.read_bytes()
+    assert [data[at : at + size] for at, size in spans] == texts  # where each line went
+    if not kernel_copy:  # a file system or a system without os.copy_file_range: read and written
+        monkeypatch.delattr(status_file.os, "copy_file_range", raising=False)
+    second = tmp_path / "second.json"
+    new = status_file.part({**WORKFLOW, "workflow": "new.json"}, "workflow", "test")
+    with first.open("rb") as source, status_file.Writer(second) as writer:
+        writer.copy_workflows(source, spans[0][0], spans[0:2])
+        writer.workflow(new)
+        writer.copy_workflows(source, spans[3][0], spans[3:6])
+        writer.actions([])
+        writer.finish(HEAD)
+        copied = writer.workflow_spans
+    assert [w["workflow"] for w in status_file.items(second, "workflows")] == [
+        "w0.json",
+        "w1.json",
+        "new.json",
+        "w3.json",
+        "w4.json",
+        "w5.json",
+    ]
+    again = second.read_bytes()
+    assert [again[at : at + size] for at, size in copied] == [*texts[0:2], new, *texts[3:6]]
+    third = status_file.Writer(tmp_path / "third.json")
+    with first.open("rb") as source, third, pytest.raises(ValueError, match="do not start where told"):
+        third.copy_workflows(source, spans[1][0], spans[0:2])
+
+
+def test_action_lines_copied_by_their_lengths_are_those_lines(tmp_path: Path) -> None:
+    lines = [status_file.part({**ACTION, "id": f"fix_workflow:{n}"}, "action", "test") for n in range(5)]
+    first = tmp_path / "first.json"
+    with status_file.Writer(first) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        writer.actions(lines)
+        writer.finish(HEAD)
+        start, lengths = writer.actions_at, writer.action_lengths
+    assert lengths == [len(line) for line in lines]
+    new = status_file.part({**ACTION, "id": "fix_workflow:new"}, "action", "test")
+    second = tmp_path / "second.json"
+    with first.open("rb") as source, status_file.Writer(second) as writer:
+        writer.workflow(status_file.part(WORKFLOW, "workflow", "test"))
+        at = start + lengths[0] + 2 + lengths[1] + 2  # the third line's offset
+        copies = [status_file.Copy(source, start, lengths[:2]), [new], status_file.Copy(source, at, lengths[2:])]
+        writer.action_blocks(copies)
+        writer.finish(HEAD)
+        assert writer.action_lengths == [*lengths[:2], len(new), *lengths[2:]]
+    assert [a["id"] for a in status_file.items(second, "actions")] == [
+        "fix_workflow:0",
+        "fix_workflow:1",
+        "fix_workflow:new",
+        "fix_workflow:2",
+        "fix_workflow:3",
+        "fix_workflow:4",
+    ]
+    # A block of joined lines: their lengths are not told apart.
+    with status_file.Writer(tmp_path / "third.json") as writer:
+        writer.action_blocks([(b",\n".join(lines), len(lines))])
+        writer.finish(HEAD)
+        assert writer.action_lengths is None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from comfywatchman.reporting import answers, status_report, verification
 
@@ -127,3 +132,26 @@ def test_merge_actions_ranks_drift_with_the_others_and_attaches_variants_to_the_
 def test_drift_detail_of_a_truncated_file_says_so() -> None:
     text = verification.drift_detail({**drift(["a"], "truncated"), "actual_sha256": None, "expected_size": 99})
     assert text.startswith("cut short: 10 bytes on disk of 99 bytes")
+
+
+def test_drift_ids_of_one_workflow_are_its_entry_of_every_workflows() -> None:
+    every = verification.drift_ids(VERIFY)
+    names = {name for finding in VERIFY["drift"] for name in finding["workflows"]} | {"none.json"}
+    assert all(verification.drift_ids_of(VERIFY, name) == every.get(name, []) for name in names)
+    assert verification.drift_ids_of(None, "a.json") == []
+
+
+def test_load_reads_verify_json_and_says_what_is_wrong_with_a_broken_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert verification.load(tmp_path) is None  # none written yet
+    path = tmp_path / verification.ARTIFACT
+    path.write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="comfywatchman"):
+        assert verification.load(tmp_path) is None
+    assert f"{path}: not valid JSON" in caplog.text and "no drift findings" in caplog.text
+    caplog.clear()
+    path.write_text(json.dumps({"drift": "not a list"}), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="comfywatchman"):
+        assert verification.load(tmp_path) is None
+    assert str(path) in caplog.text and "no drift findings" in caplog.text

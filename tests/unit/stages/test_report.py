@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
-from comfywatchman.reporting import answers, broken_models, parts, status_file
+from comfywatchman.reporting import answers, broken_models, kept_index, parts, status_file
+from comfywatchman.stages import report as report_stage
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
 
@@ -153,3 +154,9 @@ def test_the_header_check_in_a_process_of_its_own_gives_the_report_made_in_one(
     run(ctx, ("report",))
     assert spawned == [home / "state" / "model_cache.json"]  # checked in the report this time
     assert [p.read_bytes() for p in (status, page, history)] == made
+
+
+def test_each_scan_line_finds_its_kept_place_once_as_the_index_walk_does() -> None:
+    index = kept_index.Index({"seeds": []}, [b"aa [1]\n", b"bb [2]\n", b"cc [3]\n"])
+    for digests in ([b"cc", b"xx", b"aa"], [b"aa", b"aa", b"bb"], [b"bb", b"bb", b"bb"], []):
+        assert report_stage._places(index, digests) == [place for _, place in kept_index.walk(index, digests)]
