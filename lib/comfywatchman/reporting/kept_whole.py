@@ -9,7 +9,6 @@ JSON text report_history.json holds it).
 from __future__ import annotations
 
 import marshal
-from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +20,14 @@ from comfywatchman.reporting import markdown
 # resolved (then last resolved now), its last resolved time, what it misses (``status_report.missing_of``).
 Row = tuple[str, str, tuple[str, ...], bool, str | None]
 Entry = tuple[str, bool, str | None, list[str]]
+
+
+def _count_all(counts: dict[Any, int], keys: Iterable[Any]) -> None:
+    """Add one to ``counts`` for each of ``keys`` (what ``Counter.update`` does, on a plain dict: the counts are
+    kept with marshal, which writes no dict subclass)."""
+    get = counts.get
+    for key in keys:
+        counts[key] = get(key, 0) + 1
 
 
 class Whole:
@@ -54,11 +61,11 @@ class Whole:
         files, nodes = kept[6], kept[8]
         if sign > 0:  # a full report counts in every workflow: whole lists at a time (``Counter.update``'s)
             if files:
-                _count_elements(self.models, [(f[0], f[5]) for f in files])  # ``answers.key``
-                _count_elements(self.folders, [f[0] or "" for f in files])
+                _count_all(self.models, [(f[0], f[5]) for f in files])  # ``answers.key``
+                _count_all(self.folders, [f[0] or "" for f in files])
                 self.found += [f[2] for f in files].count("FOUND")
             if nodes:
-                _count_elements(self.nodes, [n[1] for n in nodes])
+                _count_all(self.nodes, [n[1] for n in nodes])
                 self.disabled += [n[2] for n in nodes].count("disabled")
             return
         models, folders = self.models, self.folders
