@@ -265,8 +265,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "binary",
         ("report",),
         ("report",),
-        "each workflow's contribution to the report and the actions in the report's order, so a cycle where a "
-        "few workflows changed works out those alone (a cache: safe to delete)",
+        "each workflow's contribution to the report, what they all add up to with each one's page row, and the "
+        "actions in the report's order, so a cycle where a few workflows changed works out those alone (a cache: "
+        "safe to delete)",
     ),
     Artifact(
         "report_actions",
@@ -275,9 +276,10 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "binary",
         ("report",),
         ("report",),
-        "the actions of the last report as its page was made of them (Python's marshal format: the list, then "
-        "the changes later reports made to it), so a cycle where a few workflows changed neither parses nor "
-        "writes every action again (a cache: safe to delete)",
+        "the actions of the last report as its page was made of them, each kept slim: what ranks it and what the "
+        "page reads of it (Python's marshal format: the list, then the changes later reports made to it), so a "
+        "cycle where a few workflows changed neither parses nor writes every action again (a cache: safe to "
+        "delete)",
     ),
     Artifact(
         "report_answers",
