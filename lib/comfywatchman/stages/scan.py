@@ -811,14 +811,12 @@ def primed_packs(state: Path) -> list[scan_parts.Pack]:
 
 
 def forget_primed_names() -> None:
-    """Forget the names the parts' ``take`` functions kept (their lookup keys): made while the scan's own objects
-    come and go, they would stay spread among them for the rest of the process (a cycle then peaks about 20 MB
-    higher at 8,000 workflows); the stages after the scan keep what they need themselves."""
-    from comfywatchman.search import names as search_names  # imported by primed_packs
-    from comfywatchman.stages import verify
+    """Forget the names verify's ``take`` kept (their lookup keys, ``verify.forget_lookup_keys``): made while the
+    scan's own objects come and go, they would stay spread among them for the rest of the process (a cycle
+    then peaks about 20 MB higher at 8,000 workflows); verify keeps what it needs itself."""
+    from comfywatchman.stages import verify  # imported by primed_packs
 
     verify.forget_lookup_keys()
-    search_names.lookup_key.cache_clear()
 
 
 def _head(

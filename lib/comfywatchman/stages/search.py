@@ -37,6 +37,7 @@ from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.stages.search_inputs import inputs_fingerprint
 from comfywatchman.stages.search_inputs import outputs as output_paths
+from comfywatchman.workflow import names as workflow_names
 
 if TYPE_CHECKING:
     from comfywatchman.stages import search_delta as delta_module
@@ -57,7 +58,9 @@ def missing_part(workflow: Mapping[str, Any]) -> list[Any]:
             model["name"],
             model["active"],
             [[d["name"], d["url"], d["directory"], d["hash"], d["hash_type"]] for d in model["declarations"]],
-            lookup_key(model["name"]),
+            # Not the memoised lookup_key: the scan takes the parts of every entry it makes (scan_parts.Primer),
+            # and a memo filled with each name there would only be let go after.
+            workflow_names.lookup_key(model["name"]),
         ]
         for model in workflow["models"]
         if model["status"] != "installed"

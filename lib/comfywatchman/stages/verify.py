@@ -34,7 +34,6 @@ import orjson
 from comfywatchman import artifacts, hashing, lazy
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
-from comfywatchman.search.names import lookup_key
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.stages.verify_inputs import ARTIFACT as ARTIFACT  # verify_delta reads these here too
@@ -548,11 +547,12 @@ def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
             name = m["name"]
             key = key_of.get(name)
             if key is None:
-                key = key_of[name] = lookup_key(name)
+                # Not the search's memoised lookup_key (as in search.missing_part): this memo is let go after.
+                key = key_of[name] = names.lookup_key(name)
             keys.append(m["folder"] + _FIELD + key)
             rows.append(name + _FIELD + m["installed_as"])
     missing = [
-        [m["folder"], m["name"], m["active"], loader_of(m["origins"]), lookup_key(m["name"])]
+        [m["folder"], m["name"], m["active"], loader_of(m["origins"]), names.lookup_key(m["name"])]
         for m in workflow.get("models", ())
         if m["status"] == "missing"
     ]
