@@ -262,15 +262,25 @@ class Primer:
         self._files: list[tuple[Any, str]] | None = None  # per pack, the open temp file and its path
 
     def add(self, digest: bytes, parts: tuple[bytes | None, ...]) -> None:
-        """Add the ``payloads`` of the entry whose scan.json line has ``digest``, one per pack (None: none)."""
+        """Add the parts (``payloads``) of the entry whose scan.json line has ``digest``, one per pack (None:
+        none for that pack)."""
         files = self._files if self._files is not None else self._open()
-        for (handle, _tmp), payload in zip(files, parts, strict=True):
-            if handle is not None and payload is not None:
+        for at, ((handle, tmp), payload) in enumerate(zip(files, parts, strict=True)):
+            if handle is None or payload is None:
+                continue
+            try:
                 # In pieces, not joined: no copy of a payload of kilobytes per line.
                 handle.write(digest)
                 handle.write(b" " + _digest(payload) + b" ")
                 handle.write(payload)
                 handle.write(b"\n")
+            except OSError as exc:  # a full disk: this pack is left to its stage, the scan goes on
+                logger.warning("%s: cannot be written (%s); its stage reads scan.json itself", self.packs[at][0], exc)
+                with contextlib.suppress(OSError):
+                    handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                files[at] = (None, "")
 
     def _open(self) -> list[tuple[Any, str]]:
         files: list[tuple[Any, str]] = []

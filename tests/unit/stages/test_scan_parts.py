@@ -221,3 +221,25 @@ def test_a_primer_given_no_part_writes_nothing(home: Path) -> None:
     primer.finish()
     primer.close()
     assert list(pack.parent.iterdir()) == []
+
+
+def test_a_pack_whose_temp_file_cannot_be_written_is_left_to_its_stage(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    full, fine = home / "state" / "full.pack", home / "state" / "fine.pack"
+    primer = scan_parts.Primer([(full, "t1", take), (fine, "t1", take)])
+    lines = entries(scan)
+    primer.add(lines[0][0], scan_parts.payloads(primer.takes, lines[0][1]))
+    assert primer._files is not None
+    handle, _ = primer._files[0]
+
+    def disk_full(data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    handle.write = disk_full  # the next write of the first pack fails, as on a full disk
+    primer.add(lines[1][0], scan_parts.payloads(primer.takes, lines[1][1]))
+    primer.finish()
+    assert not full.exists()
+    assert read(fine, scan) == (EXPECTED, 0)
+    assert read(full, scan) == (EXPECTED, 2)
+    assert [p.name for p in full.parent.iterdir() if p.name.endswith(".tmp")] == []
