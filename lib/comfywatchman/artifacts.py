@@ -332,19 +332,30 @@ class Settling:
     the file at ``path`` is the last one, whole."""
 
     def __init__(self, path: Path, *chunks: bytes | bytearray) -> None:
-        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
-        self._handle = os.fdopen(fd, "wb")
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        handle = os.fdopen(fd, "wb")
         try:
             for chunk in chunks:
-                self._handle.write(chunk)
-            self._handle.flush()
+                handle.write(chunk)
+            handle.flush()
         except BaseException:
-            self._handle.close()
+            handle.close()
             with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
+                os.unlink(tmp)
             raise
+        self._start(path, handle, tmp)
+
+    @classmethod
+    def written(cls, path: Path, handle: Any, tmp: str) -> Settling:
+        """Return the Settling of a file its own writer wrote and flushed to ``tmp`` (beside ``path``) through
+        ``handle``, still open (``status_file.Writer``)."""
+        settling = cls.__new__(cls)
+        settling._start(path, handle, tmp)
+        return settling
+
+    def _start(self, path: Path, handle: Any, tmp: str) -> None:
+        self.path, self._handle, self._tmp = path, handle, tmp
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._sync, name="artifact fsync", daemon=True)
         self._thread.start()
@@ -372,7 +383,8 @@ class Settling:
     def abandon(self) -> None:
         """Wait for the fsync and remove the temp file, leaving ``path`` as it was."""
         self._thread.join()
-        self._handle.close()
+        with contextlib.suppress(OSError):
+            self._handle.close()
         with contextlib.suppress(OSError):
             os.unlink(self._tmp)
 

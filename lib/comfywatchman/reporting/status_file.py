@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -65,7 +64,7 @@ class Writer:
         self._count = 0
         self._stage = "workflows"
         # The fsync ``finish(head, settle=False)`` left running, and the file it flushes (``settle`` renames it).
-        self._syncing: _Sync | None = None
+        self._syncing: artifacts.Settling | None = None
         # How many bytes are written, and where each workflow's line is in the file: (offset, length), so a
         # later report can copy the lines it keeps without reading them (``copy_workflows``).
         self._offset = 0
@@ -210,7 +209,7 @@ class Writer:
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
             raise
-        self._syncing = _Sync(handle)
+        self._syncing = artifacts.Settling.written(self.path, handle, self._tmp)
         if settle:
             self.settle()
 
@@ -218,25 +217,14 @@ class Writer:
         """Wait for the fsync of the file ``finish`` wrote and rename it over the report (a no-op when there is
         none waiting); raise OSError, the file dropped, when it cannot be flushed or renamed."""
         syncing, self._syncing = self._syncing, None
-        if syncing is None:
-            return
-        try:
-            syncing.wait()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            raise
-        artifacts.fsync_dir(self.path.parent)
+        if syncing is not None:
+            syncing.settle()
 
     def abandon(self) -> None:
         """Drop the file ``finish`` wrote and has not renamed yet (the report stays as it was)."""
         syncing, self._syncing = self._syncing, None
         if syncing is not None:
-            with contextlib.suppress(OSError):
-                syncing.wait()
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
+            syncing.abandon()
 
 
 class Copy(NamedTuple):
@@ -272,29 +260,6 @@ def _copy(source: BinaryIO, target: BinaryIO, start: int, size: int) -> None:
             raise OSError(f"{getattr(source, 'name', 'the last report')}: shorter than its lines say")
         target.write(chunk)
         copied += len(chunk)
-
-
-class _Sync:
-    """The fsync of a file just written, run in a thread of its own (it releases the GIL while the disk works);
-    ``wait`` returns once it is done and the file closed, raising what the fsync raised."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="master_status fsync", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            os.fsync(self._handle.fileno())
-        except BaseException as exc:  # handed to ``wait``
-            self._error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-        self._handle.close()
-        if self._error is not None:
-            raise self._error
 
 
 def write(path: Path, head: Mapping[str, Any], workflows: Iterable[bytes], actions: Iterable[bytes]) -> None:
