@@ -247,12 +247,28 @@ print(sorted(loaded.data), loaded.section("search")["backend_order"], "comfywatc
 """
 
 
+def site_env(site: Path) -> dict[str, str]:
+    """Return this process's environment with ``site`` first on PYTHONPATH and no home named by it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop("COMFYWATCHMAN_HOME", None)
+    return env
+
+
+def register(site: Path, module: str, entry: str) -> Path:
+    """Install in ``site`` the distribution of ``module`` (0.1) with the backend entry point ``entry``
+    (``name = module:attr``); return its .dist-info folder."""
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[comfywatchman.backends]\n{entry}\n")
+    return info
+
+
 def test_a_plugin_installed_after_a_kept_load_is_found(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()  # on sys.path before the plug-in is there: installing it changes this folder
     user, home = setup(tmp_path, '[search]\nbackend_order = ["civitai"]\n')
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    env.pop("COMFYWATCHMAN_HOME", None)
+    env = site_env(site)
 
     def probe() -> str:
         args = [sys.executable, "-c", PROBE, str(user), str(home)]
@@ -262,10 +278,7 @@ def test_a_plugin_installed_after_a_kept_load_is_found(tmp_path: Path) -> None:
     assert first.endswith("['civitai'] True") and "'tiny'" not in first  # loaded: the backends were imported
     assert probe() == first.replace("True", "False")  # kept: no backend imported, not even the registry
     (site / "tiny_backend.py").write_text(textwrap.dedent(PLUGIN))
-    info = site / "tiny_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-backend\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[comfywatchman.backends]\ntiny = tiny_backend:TinyBackend\n")
+    register(site, "tiny_backend", "tiny = tiny_backend:TinyBackend")
     found = probe()  # the plug-in's section, with its defaults, is in the config
     assert "'tiny'" in found and found.endswith("True")
     assert probe() == found.replace("True", "False")
@@ -278,13 +291,9 @@ def test_a_load_with_a_broken_plugin_is_not_kept_so_its_error_is_logged_every_ti
     site = tmp_path / "site"
     site.mkdir()
     (site / "broken_backend.py").write_text("raise RuntimeError('this plug-in is broken')\n")
-    info = site / "broken_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-backend\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[comfywatchman.backends]\nbroken = broken_backend:Broken\n")
+    register(site, "broken_backend", "broken = broken_backend:Broken")
     user, home = setup(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    env.pop("COMFYWATCHMAN_HOME", None)
+    env = site_env(site)
     for _ in range(2):
         done = subprocess.run(
             [sys.executable, "-c", PROBE, str(user), str(home)], env=env, capture_output=True, text=True, cwd=tmp_path
@@ -301,13 +310,9 @@ def test_a_change_in_a_plugins_helper_module_is_seen(tmp_path: Path) -> None:
     plugin = textwrap.dedent(PLUGIN).replace('"default": "tiny"', '"default": LABEL')
     (site / "tiny_backend.py").write_text("from tiny_defaults import LABEL\n" + plugin)
     (site / "tiny_defaults.py").write_text('LABEL = "first"\n')
-    info = site / "tiny_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-backend\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[comfywatchman.backends]\ntiny = tiny_backend:TinyBackend\n")
+    register(site, "tiny_backend", "tiny = tiny_backend:TinyBackend")
     user, home = setup(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    env.pop("COMFYWATCHMAN_HOME", None)
+    env = site_env(site)
     probe = PROBE.replace("print(sorted(loaded.data), ", 'print(loaded.section("tiny")["label"], ')
 
     def label() -> str:
@@ -334,8 +339,7 @@ def test_a_kept_config_gives_the_registry_its_entry_points_and_a_new_plugin_is_s
     site = tmp_path / "site"
     site.mkdir()
     user, home = setup(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    env.pop("COMFYWATCHMAN_HOME", None)
+    env = site_env(site)
 
     def probe() -> str:
         args = [sys.executable, "-c", REGISTRY_PROBE, str(user), str(home)]
@@ -346,11 +350,8 @@ def test_a_kept_config_gives_the_registry_its_entry_points_and_a_new_plugin_is_s
     assert first.startswith(builtins) and first.endswith("True")  # loaded: importlib.metadata found them
     assert probe() == first.replace("True", "False")  # kept: the same backends, importlib.metadata not imported
     (site / "tiny_backend.py").write_text(textwrap.dedent(PLUGIN) + "\n\nclass Holder:\n    Tiny = TinyBackend\n")
-    info = site / "tiny_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-backend\nVersion: 0.1\n")
     # The value names an attribute path, as an entry point may (module:attr.attr, read as importlib reads it).
-    (info / "entry_points.txt").write_text("[comfywatchman.backends]\ntiny = tiny_backend:Holder.Tiny\n")
+    info = register(site, "tiny_backend", "tiny = tiny_backend:Holder.Tiny")
     found = probe()
     assert found.startswith(builtins.replace("'qwen'", "'qwen', 'tiny'")) and found.endswith("True")
     assert probe() == found.replace("True", "False")
