@@ -787,7 +787,11 @@ def _scan(
         digests.save(written)
         if primer is not None:
             primer.finish()
-            forget_primed_names()
+            from comfywatchman.stages import verify  # imported by primed_packs
+
+            # verify_part's memo of lookup keys, filled while the parts were taken among the scan's own objects:
+            # kept, it stays spread among them for the rest of the process (the cycle peaks ~20 MB higher at 8,000).
+            verify.forget_lookup_keys()
     finally:
         if primer is not None:
             primer.close()
@@ -808,15 +812,6 @@ def primed_packs(state: Path) -> list[scan_parts.Pack]:
         (catalogue.in_state(state, "search_parts"), search.PARTS_TAG, search.missing_part),
         (catalogue.in_state(state, "verify_parts"), verify.PARTS_TAG, verify.verify_part),
     ]
-
-
-def forget_primed_names() -> None:
-    """Forget the names verify's ``take`` kept (their lookup keys, ``verify.forget_lookup_keys``): made while the
-    scan's own objects come and go, they would stay spread among them for the rest of the process (a cycle
-    then peaks about 20 MB higher at 8,000 workflows); verify keeps what it needs itself."""
-    from comfywatchman.stages import verify  # imported by primed_packs
-
-    verify.forget_lookup_keys()
 
 
 def _head(
