@@ -56,6 +56,24 @@ RESULTS = [
 ]
 
 
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make ``answers`` note the number of each search.json line it parses from now on; return that list."""
+    parsed: list[int] = []
+    real = answers._parser
+
+    def counted(where: Path) -> Any:
+        parse = real(where)
+
+        def counting(line: bytes, number: int) -> Any:
+            parsed.append(number)
+            return parse(line, number)
+
+        return counting
+
+    monkeypatch.setattr(answers, "_parser", counted)
+    return parsed
+
+
 def test_equal_answers_are_kept_once_and_a_gated_file_digests_apart() -> None:
     found = answers.from_results(RESULTS)
     assert found.get(("loras", "a.safetensors")) is found.get(("loras", "b.safetensors"))  # one shared answer
@@ -128,24 +146,12 @@ def test_changed_results_parse_only_their_lines_and_answer_as_a_full_read(
     search_lines(path, first)
     same(answers.load(path, kept), answers.from_results(first, offline=True))
 
-    parsed: list[int] = []
-    real = answers._parser
-
-    def counted(where: Path) -> Any:
-        parse = real(where)
-
-        def counting(line: bytes, number: int) -> Any:
-            parsed.append(number)
-            return parse(line, number)
-
-        return counting
-
     # One result changed (another answer, now gated) and one added; the duplicate key's last answer still wins.
     changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
     changed["details"] = {"huggingface": {"gated": True}}
     now = [first[0], changed, *first[2:], result("e.safetensors", "UNCERTAIN")]
     search_lines(path, now, cycle_id="c2")
-    monkeypatch.setattr(answers, "_parser", counted)
+    parsed = count_parses(monkeypatch)
     found = answers.load(path, kept)
     assert parsed == [3, 7]  # the lines of the changed and the added result (the list starts on line 2)
     same(found, answers.from_results(now, offline=True))
@@ -186,19 +192,7 @@ def test_with_the_search_record_only_new_lines_are_read_and_the_answers_are_a_fu
     same(made, fresh)
     assert len(made._table) == len(fresh._table) == 3  # equal answers kept once (a, B, e, f share one)
 
-    parsed: list[int] = []
-    real = answers._parser
-
-    def counted(where: Path) -> Any:
-        parse = real(where)
-
-        def counting(line: bytes, number: int) -> Any:
-            parsed.append(number)
-            return parse(line, number)
-
-        return counting
-
-    monkeypatch.setattr(answers, "_parser", counted)
+    parsed = count_parses(monkeypatch)
     # One result changed (a new answer, gated), one gone (the only UNCERTAIN one), one added at the end.
     changed = result("B.safetensors", "FOUND", url="https://huggingface.co/o/r/resolve/main/B.safetensors", size=7)
     changed["details"] = {"huggingface": {"gated": True}}
