@@ -286,10 +286,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "state/report_answers.pack",
         None,
         "binary",
-        ("report",),
+        ("search", "report"),
         ("report",),
         "what the report takes from search.json's answers, kept while they are unchanged, so search.json is "
-        "not read again for them (a cache: safe to delete)",
+        "not read again for them (a search that writes search.json in full where there is none writes it, so "
+        "the first report parses none of its lines; a cache: safe to delete)",
     ),
     Artifact(
         "download_queue",

@@ -638,7 +638,8 @@ def _read_kept(kept: Path) -> _Kept | None:
         return None
 
 
-def _write_kept(kept: Path, made: _Kept) -> None:
+def _write_kept(kept: Path, made: _Kept) -> bool:
+    """Write ``made`` to ``kept`` for ``_read_kept``; return whether it was written."""
     if made.table_digests is None or len(made.table_digests) != len(made.table):
         made.table_digests = [_answer_digest(a) for a in made.table]
     payload = {name: getattr(made, name) for name in _COLUMNS}
@@ -648,3 +649,120 @@ def _write_kept(kept: Path, made: _Kept) -> None:
         cache_files.write_checked(kept, _KEPT_TAG, made.mark + b"\n" + marshal.dumps(payload))
     except (OSError, ValueError) as exc:
         logger.warning("%s: not written (%s); the next report reads search.json again", kept, exc)
+        return False
+    return True
+
+
+class Handed:
+    """The report's answers to the results of a search.json the search writes in full, gathered as the search
+    makes each result (validated there), in search.json's order: per result the index of its answer in a table
+    of distinct answers (``_Plain``, as ``_from_lines`` shares them) and whether it is gated. ``hand_over``
+    writes them, once search.json is in place, as the report's kept answers of that very file, so its first
+    report parses none of its lines. Any result it cannot take as ``_from_lines`` would leaves it ``broken``."""
+
+    def __init__(self) -> None:
+        self.table: list[dict[str, Any]] = []
+        self._plain = _Plain({}, self.table)
+        self.count = 0  # results added
+        # Per result added by ``add``: its place, its answer's index and whether it is gated; the others
+        # (``add_same``, most of an offline cycle's) are ``same``'s answer, told apart by their place alone.
+        self.places: list[int] = []
+        self.index: list[int] = []
+        self.gated: list[bool] = []
+        self.same: Mapping[str, Any] | None = None
+        self.same_answer: tuple[int, bool] = (-1, False)
+        # The results whose name or folder is not their query's: their key (else the query's is theirs).
+        self.keys: dict[int, Key] = {}
+        self.broken = False
+
+    def add(self, item: Mapping[str, Any], folder: str | None, name: str) -> None:
+        """Add the result ``item`` (its JSON as search.json gets it, validated) of the query of ``folder`` and
+        ``name``."""
+        place, self.count = self.count, self.count + 1
+        if self.broken:
+            return
+        try:
+            if item["type"] != folder or item["name"] != name:
+                self.keys[place] = key(item["type"], item["name"])
+            index, gated = self._plain.index(item), is_gated(item)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # not what a search.json line holds
+            logger.debug("search answers not handed to the report (%s): it reads search.json", exc)
+            self.broken = True
+            return
+        self.places.append(place)
+        self.index.append(index)
+        self.gated.append(gated)
+
+    def add_same(self, rest: Mapping[str, Any]) -> None:
+        """Add a result that is ``rest`` (one object, the same for every such result) with its query's name and
+        folder: the answer every file no offline source knows gets offline (``search.OfflineBlank``)."""
+        if rest is self.same:
+            self.count += 1
+            return
+        place = self.count
+        self.add({**rest, "type": None, "name": ""}, None, "")
+        if self.same is None and self.places and self.places[-1] == place:
+            self.same, self.same_answer = rest, (self.index.pop(), self.gated.pop())
+            self.places.pop()
+
+    def columns(self) -> tuple[list[int], list[bool]]:
+        """Return per result added its answer's index and whether it is gated."""
+        index, gated = [self.same_answer[0]] * self.count, [self.same_answer[1]] * self.count
+        for place, answer, flag in zip(self.places, self.index, self.gated, strict=True):
+            index[place], gated[place] = answer, flag
+        return index, gated
+
+
+def hand_over(
+    path: Path,
+    handed: Handed,
+    queries: Sequence[Key],
+    statuses: Sequence[str],
+    digests: Sequence[str],
+    sizes: Sequence[int],
+    offline: bool,
+    model_list: str | None,
+) -> bool:
+    """Write, beside the search.json at ``path`` just written in full, the report's kept answers of it
+    (``KEPT``, with its ``mark``): the ``handed`` answers of its results, whose lines' digests and lengths
+    are ``digests`` and ``sizes`` and whose queries' keys (folder, ``lookup`` of the name) and statuses are
+    ``queries`` and ``statuses``; ``offline`` and ``model_list``: its head's. Return whether it was written.
+
+    The answers are what ``_from_lines`` makes of search.json's lines: each distinct answer is encoded and
+    decoded by orjson (the line's text and the report's parse) to be the value a parse gives. Nothing is
+    written when a count differs or an answer cannot be encoded: the report then reads search.json."""
+    count = len(digests)
+    if handed.broken or not count or {handed.count, len(queries), len(statuses), len(sizes)} != {count}:
+        return False
+    if handed.same is None and len(handed.places) != count:
+        return False
+    try:
+        table = [orjson.loads(orjson.dumps(answer)) for answer in handed.table]
+        with path.open("rb") as handle:
+            first = handle.readline()
+            closing = artifacts.last_line(handle)
+    except (TypeError, OSError) as exc:  # orjson.JSONEncodeError is a TypeError
+        logger.debug("search answers not handed to the report: %s", exc)
+        return False
+    if not first.rstrip(b"\n").endswith(_OPENER) or not closing.startswith(b"]"):
+        return False
+    folders, lookups = [f for f, _ in queries], [k for _, k in queries]
+    for at, (folder, lookup_key) in handed.keys.items():
+        folders[at], lookups[at] = folder, lookup_key
+    flags = [status == "UNCERTAIN" for status in statuses]
+    index, gated = handed.columns()
+    made = _Kept(
+        _lines_mark(first, digests, closing),
+        table,
+        list(digests),
+        folders,
+        lookups,
+        index,
+        flags,
+        gated,
+        list(sizes),
+        sum(flags),
+        offline,
+        model_list,
+    )
+    return _write_kept(path.with_name(KEPT), made)

@@ -40,10 +40,12 @@ from comfywatchman.stages.search_inputs import outputs as output_paths
 from comfywatchman.workflow import names as workflow_names
 
 if TYPE_CHECKING:
+    from comfywatchman.reporting import answers as report_answers
     from comfywatchman.stages import search_delta as delta_module
 else:
     # Imported when first used: a search where nothing changed returns before it.
     delta_module = lazy.module("comfywatchman.stages.search_delta")
+    report_answers = lazy.module("comfywatchman.reporting.answers")
 
 logger = logging.getLogger(__name__)
 
@@ -415,14 +417,28 @@ class Answers:
     keys: list[str | None]
     found: list[tuple[SearchResult, ModelQuery]]
     fresh: list[SearchResult]
+    #: The report's answers to every result, when they are handed to it (``report_answers.Handed``).
+    handed: report_answers.Handed | None = None
 
 
-def result_text(resolver: Resolver, result: SearchResult, query: ModelQuery, path: Path) -> str:
-    """Return the search.json text of ``result``, the answer to ``query`` made this cycle, validated."""
+def result_text(
+    resolver: Resolver,
+    result: SearchResult,
+    query: ModelQuery,
+    path: Path,
+    handed: report_answers.Handed | None = None,
+) -> str:
+    """Return the search.json text of ``result``, the answer to ``query`` made this cycle, validated; added to
+    ``handed`` (the report's answers) when given."""
     if resolver.blank is not None and resolver.blank.made(result):
+        if handed is not None:
+            handed.add_same(resolver.blank.rest)
         return resolver.blank.answer_text(query)
     item = {**result.to_json(), "workflows": list(query.workflows)}
-    return artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})")
+    text = artifacts.part_text(item, "search", "result", f"{path} (result {query.name!r})")
+    if handed is not None:
+        handed.add(item, query.folder, query.name)
+    return text
 
 
 def answer_all(
@@ -432,17 +448,20 @@ def answer_all(
     basis: str,
     fixed: bool,
     recorded: Mapping[str, Any] | None = None,
+    hand: bool = False,
 ) -> Answers:
     """Return the answer to every query: reused from the last search.json where it was made under ``basis``
     from the same query and needed no network, else resolved. ``fixed``: every answer this cycle needs no
     network (``--offline`` with no local backend in the order), else only INVALID_FILENAME ones are.
-    ``recorded``: the last search's record (``stage_inputs.previous``), read here when not given."""
+    ``recorded``: the last search's record (``stage_inputs.previous``), read here when not given. ``hand``:
+    gather the report's answers (``Answers.handed``) when every answer is made now (a reused one was not
+    validated by this search)."""
     path = catalogue.path(ctx.config, "search")
     keys = [reuse.query_key(q) for q in queries]
     kept = reuse.previous_answers(ctx.state_dir, path, basis, keys, recorded)
     todo = [i for i, key in enumerate(keys) if key not in kept]
     fresh = resolve_all(resolver, [queries[i] for i in todo], track=True)
-    answers = Answers([], [], [], [], fresh)
+    answers = Answers([], [], [], [], fresh, report_answers.Handed() if hand and not kept else None)
     made = dict(zip(todo, fresh, strict=True))
     for index, (query, key) in enumerate(zip(queries, keys, strict=True)):
         result = made.get(index)
@@ -454,7 +473,7 @@ def answer_all(
                 answers.found.append((SearchResult.from_json(artifacts.loads(prefix + "}")), query))
         else:
             status = result.status.value
-            answers.texts.append(result_text(resolver, result, query, path))
+            answers.texts.append(result_text(resolver, result, query, path, answers.handed))
             if result.status is Status.FOUND:
                 answers.found.append((result, query))
         answers.statuses.append(status)
@@ -462,6 +481,18 @@ def answer_all(
     if kept:
         logger.info("search: %d of %d answers reused from the last search", len(queries) - len(todo), len(queries))
     return answers
+
+
+def line_digests(texts: Sequence[str], sized: bool) -> tuple[list[str], list[int]]:
+    """Return the digest of each result line of search.json (``texts``), and with ``sized`` each one's length
+    in bytes (else none)."""
+    digests = [search_digests.line_digest(text.encode("utf-8")) for text in texts]
+    if not sized:
+        return digests, []
+    # A text of ASCII alone (nearly all: JSON escapes nothing else, names are mostly ASCII) is as long as its
+    # bytes; ``isascii`` reads a flag of the string.
+    sizes = [len(text) if text.isascii() else len(text.encode("utf-8")) for text in texts]
+    return digests, sizes
 
 
 def _noting_paths(parts: Iterator[list[Any]], paths: list[str]) -> Iterator[list[Any]]:
@@ -549,7 +580,10 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
     else:
         paths = []
         queries = group_missing(_noting_paths(parts.read(catalogue.path(ctx.config, "scan")), paths), count_inactive)
-        answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before)
+        # The report's answers are handed to it when it keeps none (a first cycle): it then parses no line
+        # of search.json. Where it keeps some, it finds what changed since them, which a hand-over would hide.
+        hand = not outputs[0].with_name(report_answers.KEPT).exists()
+        answers = answer_all(ctx, resolver, queries, basis, fixed, recorded_before, hand)
         qids = [(q.folder, lookup_key(q.name)) for q in queries]
         found = answers.found
     cache.save(ctx.now())
@@ -558,12 +592,13 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
         counts[status] += 1
     if delta is not None:  # the last search's counts, those of the lines made again changed
         counts.update(delta.counts)
+    model_list = next((b.model_list.source for b in first if isinstance(b, ManagerModelListBackend)), None)
     head = {
         "cycle_id": ctx.cycle_id,
         "generated_at": ctx.now().isoformat(timespec="seconds"),
         "offline": ctx.config.offline,
         "backend_order": order,
-        "model_list": next((b.model_list.source for b in first if isinstance(b, ManagerModelListBackend)), None),
+        "model_list": model_list,
         "results": [],
         "counts": counts,
         "requests": http.request_counts() if http else {},
@@ -580,7 +615,7 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
             delta.texts.clear()
         else:
             artifacts.write_assembled(outputs[0], head, "results", answers.texts, catalogue.schema("search"))
-            digests = [search_digests.line_digest(text.encode("utf-8")) for text in answers.texts]
+            digests, sizes = line_digests(answers.texts, answers.handed is not None)
             answers.texts.clear()
         queue = {
             "cycle_id": ctx.cycle_id,
@@ -594,6 +629,11 @@ def searched(ctx: StageContext, order: list[str]) -> StageOutcome:
     if settling is not None:
         settling.settle()
     search_digests.save(outputs[0], digests)
+    if answers.handed is not None:
+        report_answers.hand_over(
+            outputs[0], answers.handed, qids, answers.statuses, digests, sizes, ctx.config.offline, model_list
+        )
+        answers.handed = None
     artifacts.write(outputs[1], queue, catalogue.schema("download_queue"))
     outcome.counts = {k.lower(): v for k, v in counts.items()}
     outcome.counts["requests"] = http.total_requests if http else 0
