@@ -308,3 +308,170 @@ def test_same_lines_counts_the_digests_alike_up_to_the_first_change(first_change
         new[first_change] = "changed"
     assert answers._same_lines(old, new) == (3000 if first_change is None else first_change)
     assert answers._same_lines(old, new[:1700]) == min(1700, 3000 if first_change is None else first_change)
+
+
+def candidate(name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "source": "civitai",
+        "name": name,
+        "url": f"https://civitai.com/models/{name}",
+        "evidence": "similar_name",
+        "reason": "a similar name",
+        "sha256": None,
+        "size": None,
+        "details": {},
+        **fields,
+    }
+
+
+ACCESS = {"page": "https://huggingface.co/o/gated", "token": "HF_TOKEN", "why": "a gated repository"}
+# The answer every file no offline source knows gets offline (``search.OfflineBlank``): one object, without
+# name, type and workflows, which the search adds from each query.
+BLANK = {k: v for k, v in result("-").items() if k not in ("name", "type", "workflows")}
+# Each answer the report shows differently, in search.json's order; None: the blank, for the name given.
+VARIED: list[tuple[str, dict[str, Any] | None]] = [
+    ("a.safetensors", None),
+    ("f.safetensors", result("f.safetensors", "FOUND", url="https://x.test/f", size=5, candidates=[candidate("f")])),
+    ("b.safetensors", None),
+    ("u.safetensors", result("u.safetensors", "UNCERTAIN", candidates=[candidate("u1"), candidate("u2", size=9)])),
+    ("n.safetensors", result("n.safetensors", "NEEDS_ACCESS", url="https://x.test/n", details={"access": ACCESS})),
+    ("m.safetensors", result("m.safetensors", "NOT_FOUND", reason="nowhere")),
+    ("g.safetensors", result("g.safetensors", "FOUND", url="https://x.test/g", size=7, details={"gated": True})),
+    ("h.safetensors", result("h.safetensors", "FOUND", url="https://x.test/h", details={"huggingface": {"gated": 1}})),
+    ("../bad.safetensors", result("../bad.safetensors", "INVALID_FILENAME", source="scan", reason="a path")),
+    ("u2.safetensors", result("u2.safetensors", "UNCERTAIN", candidates=[candidate("u1"), candidate("u2", size=9)])),
+    ("sub/Q.safetensors", result("q.safetensors")),  # the query's name is not the result's
+    ("A.safetensors", result("A.safetensors", "NOT_FOUND", reason="nowhere")),  # a's key again: this one wins
+    ("é.safetensors", None),  # a name of more bytes than characters
+]
+
+
+def varied() -> list[dict[str, Any]]:
+    """The results of ``VARIED``, as search.json holds them."""
+    return [
+        item if item is not None else {**BLANK, "name": name, "type": "loras", "workflows": ["w.json"]}
+        for name, item in VARIED
+    ]
+
+
+def handed_search(path: Path, results: list[dict[str, Any]] | None = None) -> bool:
+    """Write search.json and its record as the search does, handing the report the answers of ``results`` (by
+    default ``varied()``) as the search gathers them (the blank ones of ``VARIED`` by ``add_same``). Return
+    whether they were handed over."""
+    results = results or varied()
+    recorded_search(path, results)
+    handed = answers.Handed()
+    names = [name for name, _ in VARIED] if results == varied() else [r["name"] for r in results]
+    blank = [item is None for _, item in VARIED] if results == varied() else [False] * len(results)
+    for item, name, same_answer in zip(results, names, blank, strict=True):
+        if same_answer:
+            handed.add_same(BLANK)
+        else:
+            handed.add(item, item["type"], name)
+    lines = [line.removesuffix(b",") for line in path.read_bytes().split(b"\n")[1 : len(results) + 1]]
+    queries = [answers.key("loras", name) for name in names]
+    return answers.hand_over(
+        path,
+        handed,
+        queries,
+        [r["status"] for r in results],
+        [search_digests.line_digest(line) for line in lines],
+        [len(line) for line in lines],
+        True,
+        None,
+    )
+
+
+def parsed_again(path: Path, tmp_path: Path) -> tuple[answers.Answers, bytes]:
+    """Return the answers the report makes of the search.json at ``path`` by parsing every line (a copy of it,
+    alone in a folder), and the kept file it writes of them."""
+    alone = tmp_path / "alone"
+    alone.mkdir(exist_ok=True)
+    (alone / "search.json").write_bytes(path.read_bytes())
+    made = answers.load(alone / "search.json", alone / answers.KEPT)
+    return made, (alone / answers.KEPT).read_bytes()
+
+
+def test_the_answers_the_search_hands_over_are_what_parsing_search_json_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    results = varied()
+    assert handed_search(path)
+    parsed = count_parses(monkeypatch)
+    found = answers.load(path, kept)
+    assert parsed == []  # no line of search.json parsed
+    by_parsing, kept_by_parsing = parsed_again(path, tmp_path)
+    assert len(parsed) == len(results)
+    same(found, by_parsing)
+    same(found, answers.from_results(results, offline=True))
+    assert found.gated == {("loras", "g.safetensors"), ("loras", "h.safetensors")}
+    assert found.uncertain == 2
+    assert found.get(("loras", "a.safetensors"))["status"] == "NOT_FOUND"  # type: ignore[index]
+    assert found.get(("loras", "q.safetensors")) is not None  # kept under the result's own name
+    # Every column the report keeps is the one a parse makes (the same order of answers, lines' digests and
+    # lengths, the same mark): a later report takes up from either alike.
+    handed_kept, parsed_kept = answers._read_kept(kept), answers._read_kept(tmp_path / "alone" / answers.KEPT)
+    assert handed_kept is not None and parsed_kept is not None and kept_by_parsing
+    assert handed_kept.mark == parsed_kept.mark == answers.mark(path)
+    assert vars(handed_kept) == vars(parsed_kept)
+
+    # A later search.json with one answer changed: only its line is parsed, from the answers handed over.
+    parsed.clear()
+    now = [*results[:4], result("n.safetensors", "NOT_FOUND"), *results[5:]]
+    recorded_search(path, now, cycle_id="c2")
+    changed = answers.load(path, kept)
+    assert parsed == [6]
+    same(changed, answers.from_results(now, offline=True))
+    assert changed.changed == {("loras", "n.safetensors")}
+
+
+@pytest.mark.parametrize("damage", ["torn", "edited", "foreign", "of another search.json"])
+def test_a_handed_file_that_is_torn_foreign_or_stale_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    results = varied()
+    assert handed_search(path)
+    now = results
+    if damage == "torn":
+        kept.write_bytes(kept.read_bytes()[:-25])
+    elif damage == "edited":
+        body = bytearray(kept.read_bytes())
+        body[-40] ^= 1
+        kept.write_bytes(bytes(body))
+    elif damage == "foreign":
+        kept.write_bytes(b"report-answers-0/another\n" + kept.read_bytes().partition(b"\n")[2])
+    else:  # the search wrote another search.json and was stopped before handing its answers over
+        now = [result("m.safetensors", "FOUND", url="https://x.test/m", size=3), *results[1:]]
+        recorded_search(path, now, cycle_id="c2")
+    parsed = count_parses(monkeypatch)
+    found = answers.load(path, kept)
+    same(found, answers.from_results(now, offline=True))
+    # A damaged file is no help: every line is parsed; one of an earlier search.json serves the lines alike.
+    assert parsed == ([2] if damage == "of another search.json" else list(range(2, len(now) + 2)))
+
+
+def test_nothing_is_handed_over_that_a_parse_would_not_give(tmp_path: Path) -> None:
+    path, kept = tmp_path / "search.json", tmp_path / answers.KEPT
+    recorded_search(path, RESULTS)
+    lines = [line.removesuffix(b",") for line in path.read_bytes().split(b"\n")[1:4]]
+    digests, sizes = [search_digests.line_digest(line) for line in lines], [len(line) for line in lines]
+    queries, statuses = [answers.key(r["type"], r["name"]) for r in RESULTS], [r["status"] for r in RESULTS]
+
+    def hand(items: list[dict[str, Any]]) -> bool:
+        handed = answers.Handed()
+        for item in items:
+            handed.add(item, item.get("type"), item.get("name", ""))
+        return answers.hand_over(path, handed, queries, statuses, digests, sizes, True, None)
+
+    assert not hand(RESULTS[:2])  # a result missing
+    assert not hand([*RESULTS[:2], {**RESULTS[2], "size": 2**70}])  # an answer JSON cannot hold as a parse gives it
+    assert not hand([*RESULTS[:2], {"status": "FOUND"}])  # not a result
+    assert not kept.exists()
+    recorded_search(path, [])  # no result: nothing to hand over
+    assert not answers.hand_over(path, answers.Handed(), [], [], [], [], True, None)
+    assert not kept.exists()
+    recorded_search(path, RESULTS)
+    assert hand(RESULTS)
+    same(answers.load(path, kept), answers.from_results(RESULTS, offline=True))

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 
 from comfywatchman import artifacts, stage_inputs
+from comfywatchman.reporting import answers as report_answers
 from comfywatchman.stages import search
+from comfywatchman.stages.context import StageContext
+from tests.fakes.civitai_server import FakeCivitai
+from tests.fakes.hf_server import FakeHub
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
+from tests.helpers.config import config_with
+from tests.unit.reporting.test_answers import count_parses, parsed_again, same
+from tests.unit.search.conftest import FAST_SEARCH
 from tests.unit.stages.test_reuse import DECLARED, T0, context, make_install, run, search_files
 
 
@@ -200,3 +207,69 @@ def test_a_target_path_is_what_a_posix_path_join_gives(base: str) -> None:
         joined = str(PurePosixPath(base.replace("\\", "/")) / search.normalise(name))
         expected = None if search.invalid_filename_reason(name) else joined  # "sub/x.pt/": no file name
         assert search.target_path(result, {"folders": {"f": {"paths": [base]}}}) == expected, name
+
+
+def taken_as_handed(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> report_answers.Answers:
+    """Return the report's answers of the search.json the search just wrote, checking that the search handed
+    them over: the report parses none of its lines, and they are what parsing every line gives."""
+    state = home / "state"
+    parsed = count_parses(monkeypatch)
+    handed = report_answers.load(state / "search.json", state / report_answers.KEPT)
+    assert parsed == []
+    by_parsing, _ = parsed_again(state / "search.json", tmp_path)
+    assert parsed  # the copy's lines were parsed
+    same(handed, by_parsing)
+    kept = report_answers._read_kept(state / report_answers.KEPT)
+    assert kept is not None
+    assert vars(kept) == vars(report_answers._read_kept(tmp_path / "alone" / report_answers.KEPT))
+    return handed
+
+
+def test_a_first_search_hands_the_report_its_answers_and_leaves_the_reports_own_alone(
+    comfy_tree: ComfyTree, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_install(comfy_tree)
+    kept = home / "state" / report_answers.KEPT
+    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan", "search"))
+    handed = taken_as_handed(home, tmp_path, monkeypatch)
+    assert {a["status"] for a in handed.results.values()} == {"FOUND", "NOT_SEARCHED"}
+    # A later full search (from scratch) finds the report's kept answers there: it does not replace them (the
+    # report tells from them what changed), whatever it answers.
+    kept.write_bytes(kept.read_bytes()[:-10])
+    before = kept.read_bytes(), kept.stat().st_mtime_ns
+    searched_from_scratch(comfy_tree, home, "c2")
+    assert (kept.read_bytes(), kept.stat().st_mtime_ns) == before
+
+
+def test_an_online_first_search_hands_over_every_kind_of_answer(
+    comfy_tree: ComfyTree, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comfy_tree.workflow(
+        "a.json",
+        ui_workflow(
+            [
+                ui_node(1, "LoraLoader", ["add_detail.safetensors", 1, 1]),  # FOUND
+                ui_node(2, "CheckpointLoaderSimple", ["juggernaut_xl_v9_rundiffusion.safetensors"]),  # UNCERTAIN
+                ui_node(3, "UNETLoader", ["flux1-dev.safetensors", "default"]),  # NEEDS_ACCESS (gated)
+                ui_node(4, "LoraLoader", ["old_style.safetensors", 1, 1]),  # NOT_FOUND
+                ui_node(5, "LoraLoader", ["common_name.safetensors", 1, 1]),  # UNCERTAIN
+            ]
+        ),
+    )
+    with FakeCivitai() as civitai, FakeHub() as hub:
+        overrides = {
+            "search": {**FAST_SEARCH, "backend_order": ["civitai", "huggingface"]},
+            "civitai": {"base_url": civitai.url},
+            "huggingface": {"endpoint": hub.url, "authors": ["Comfy-Org", "city96", "black-forest-labs"]},
+            "intake": {"sources": {"comfyui": {"paths": ["{comfyui_root}/user/*/workflows"]}}},
+        }
+        secrets = {"HF_TOKEN": "hf_SECRET_TOKEN_456"}
+        config = config_with(home, overrides, secrets=secrets, comfyui_root=comfy_tree.root, offline=False)
+        run(StageContext(config, "c1", lambda: T0), ("cache", "intake", "scan", "search"))
+    handed = taken_as_handed(home, tmp_path, monkeypatch)
+    statuses = sorted(a["status"] for a in handed.results.values())
+    assert statuses == ["FOUND", "NEEDS_ACCESS", "NOT_FOUND", "UNCERTAIN", "UNCERTAIN"]
+    assert handed.uncertain == 2
+    assert any(a["candidates"] for a in handed.results.values())
+    assert handed.gated == {("diffusion_models", "flux1-dev.safetensors")}
+    assert b"hf_SECRET" not in (home / "state" / report_answers.KEPT).read_bytes()
