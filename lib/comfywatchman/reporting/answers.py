@@ -746,21 +746,21 @@ def hand_over(
         return False
     if not first.rstrip(b"\n").endswith(_OPENER) or not closing.startswith(b"]"):
         return False
-    folders, lookups = [f for f, _ in queries], [k for _, k in queries]
+    folders, lookups = (list(column) for column in zip(*queries, strict=True))
     for at, (folder, lookup_key) in handed.keys.items():
         folders[at], lookups[at] = folder, lookup_key
-    flags = [status == "UNCERTAIN" for status in statuses]
+    flags = list(map("UNCERTAIN".__eq__, statuses))
     index, gated = handed.columns()
     made = _Kept(
         _lines_mark(first, digests, closing),
         table,
-        list(digests),
+        digests if isinstance(digests, list) else list(digests),
         folders,
         lookups,
         index,
         flags,
         gated,
-        list(sizes),
+        sizes if isinstance(sizes, list) else list(sizes),
         sum(flags),
         offline,
         model_list,
