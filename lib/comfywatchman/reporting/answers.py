@@ -646,7 +646,8 @@ def _write_kept(kept: Path, made: _Kept) -> bool:
     payload |= {"table": made.table, "table_digests": made.table_digests, "uncertain": made.uncertain}
     payload |= {"offline": made.offline, "model_list": made.model_list}
     try:
-        cache_files.write_checked(kept, _KEPT_TAG, made.mark + b"\n" + marshal.dumps(payload))
+        # Two pieces: the answers (megabytes at 8,000 workflows) are not copied behind the mark.
+        cache_files.write_checked(kept, _KEPT_TAG, made.mark + b"\n", marshal.dumps(payload))
     except (OSError, ValueError) as exc:
         logger.warning("%s: not written (%s); the next report reads search.json again", kept, exc)
         return False

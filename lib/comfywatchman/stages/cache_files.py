@@ -28,10 +28,11 @@ class OtherFormat(ValueError):
     """A checked cache file written with another tag (another format, or another file altogether)."""
 
 
-def write_checked(path: Path, tag: bytes, body: bytes) -> None:
-    """Write ``body`` to ``path`` (``write_cache``) behind the line ``tag`` and a line with the checksum of
-    ``body`` (``checksum``), for ``read_checked``. Raise OSError when it cannot be written."""
-    write_cache(path, tag, b"\n", checksum(body), b"\n", body)
+def write_checked(path: Path, tag: bytes, *body: bytes) -> None:
+    """Write ``body`` (its pieces one after the other, never joined in memory) to ``path`` (``write_cache``)
+    behind the line ``tag`` and a line with the checksum of ``body`` (``checksum``), for ``read_checked``.
+    Raise OSError when it cannot be written."""
+    write_cache(path, tag, b"\n", checksum(*body), b"\n", *body)
 
 
 def read_checked(path: Path, tag: bytes) -> bytes | None:
