@@ -1,6 +1,10 @@
 """What the search answered about each missing file, kept compact for the report: only the fields the report
 shows, keyed by (folder type, lookup key of the name), with a digest per file so a workflow's part of the
-report can be reused while the answers it depends on are unchanged (``parts``)."""
+report can be reused while the answers it depends on are unchanged (``parts``).
+
+The report keeps them (``KEPT``) with the ``mark`` of the search.json they are of. A search that writes
+search.json in full where the report keeps none (a first cycle) makes them as it makes each result, validated,
+and writes them there (``Handed``, ``hand_over``): the first report then parses no line of search.json."""
 
 from __future__ import annotations
 
