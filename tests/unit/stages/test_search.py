@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -225,6 +227,25 @@ def taken_as_handed(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return handed
 
 
+def reported_alike(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage_context: Callable[[Path], StageContext]
+) -> None:
+    """Check that the report stage takes the answers the search handed over (it parses no line of search.json)
+    and says what a report that parsed them says (the same home without them); ``stage_context``: the
+    context of the cycle in a home."""
+    parsing = tmp_path / "parsing"
+    shutil.copytree(home, parsing)
+    (parsing / "state" / report_answers.KEPT).unlink()
+    parsed = count_parses(monkeypatch)
+    run(stage_context(home), ("verify", "report"))
+    assert parsed == []
+    run(stage_context(parsing), ("verify", "report"))
+    assert parsed
+    for name in ("master_status.json", "master_status.md"):
+        made = [(h / "output" / "reports" / "status" / name).read_text(encoding="utf-8") for h in (home, parsing)]
+        assert made[0].replace(str(home), "HOME") == made[1].replace(str(parsing), "HOME")
+
+
 def test_a_first_search_hands_the_report_its_answers_and_leaves_the_reports_own_alone(
     comfy_tree: ComfyTree, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,6 +254,7 @@ def test_a_first_search_hands_the_report_its_answers_and_leaves_the_reports_own_
     run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan", "search"))
     handed = taken_as_handed(home, tmp_path, monkeypatch)
     assert {a["status"] for a in handed.results.values()} == {"FOUND", "NOT_SEARCHED"}
+    reported_alike(home, tmp_path, monkeypatch, lambda where: context(comfy_tree, where, "c1", T0))
     # A later full search (from scratch) finds the report's kept answers there: it does not replace them (the
     # report tells from them what changed), whatever it answers.
     kept.write_bytes(kept.read_bytes()[:-10])
@@ -264,8 +286,13 @@ def test_an_online_first_search_hands_over_every_kind_of_answer(
             "intake": {"sources": {"comfyui": {"paths": ["{comfyui_root}/user/*/workflows"]}}},
         }
         secrets = {"HF_TOKEN": "hf_SECRET_TOKEN_456"}
-        config = config_with(home, overrides, secrets=secrets, comfyui_root=comfy_tree.root, offline=False)
-        run(StageContext(config, "c1", lambda: T0), ("cache", "intake", "scan", "search"))
+
+        def online(where: Path) -> StageContext:
+            config = config_with(where, overrides, secrets=secrets, comfyui_root=comfy_tree.root, offline=False)
+            return StageContext(config, "c1", lambda: T0)
+
+        run(online(home), ("cache", "intake", "scan", "search"))
+        reported_alike(home, tmp_path / "report", monkeypatch, online)
     handed = taken_as_handed(home, tmp_path, monkeypatch)
     statuses = sorted(a["status"] for a in handed.results.values())
     assert statuses == ["FOUND", "NEEDS_ACCESS", "NOT_FOUND", "UNCERTAIN", "UNCERTAIN"]
