@@ -24,14 +24,13 @@ from typing import Any
 
 import orjson
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, catalogue
 from comfywatchman.comfy.variants import VariantIndex
 from comfywatchman.stages import cache_files
 from comfywatchman.stages.verify_inputs import FORMAT, INPUTS, _stat_key
 
 logger = logging.getLogger(__name__)
 
-FILE = "verify_variants.bin"
 # Bump when what is kept changes; marshal's format is the running Python's.
 _TAG = f"verify-variants-1/{sys.implementation.cache_tag}/marshal-{marshal.version}".encode()
 
@@ -64,7 +63,7 @@ class VariantPrimer:
     looks for the rest itself."""
 
     def __init__(self, state: Path, model_cache: Mapping[str, Any], count_inactive: bool) -> None:
-        self.path = state / FILE
+        self.path = catalogue.in_state(state, "verify_variants")
         self.basis = basis(state)
         self.index = VariantIndex.from_cache(model_cache)
         self.count_inactive = count_inactive
@@ -115,7 +114,7 @@ class VariantPrimer:
 def read(state: Path, wanted_basis: str) -> Primed:
     """Return the variants the scan looked up (``VariantPrimer``) under the model cache ``wanted_basis``, or
     none when there are none for it (missing, torn, of another format, Python or model cache)."""
-    path = state / FILE
+    path = catalogue.in_state(state, "verify_variants")
     try:
         body = cache_files.read_checked(path, _TAG)
         if body is None:

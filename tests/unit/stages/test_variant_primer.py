@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from comfywatchman import catalogue
 from comfywatchman.comfy import variants
 from comfywatchman.stages import scan, variant_primer
 from comfywatchman.stages.verify_inputs import INPUTS
@@ -39,6 +40,10 @@ def make_install(tree: ComfyTree) -> None:
     tree.workflow("c.json", ui_workflow([ui_node(1, "LoraLoader", ["nothing_like_it.safetensors", 1, 1])]))
     tree.workflow("d.json", ui_workflow([ui_node(1, "SomePackNode", ["elsewhere.safetensors"])]))
     tree.workflow("e.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"])]))
+
+
+def kept_file(state: Path) -> Path:
+    return catalogue.in_state(state, "verify_variants")
 
 
 def verify_document(home: Path) -> dict[str, Any]:
@@ -80,7 +85,7 @@ def test_verify_takes_the_variants_the_scan_looked_up(
         counted_lookups.clear()
         run(ctx, ("verify",))
         if home == primed:
-            assert (home / "state" / variant_primer.FILE).exists()
+            assert kept_file(home / "state").exists()
             # The muted node's file is not verify's to look up.
             assert asked_by_scan == [
                 "flux1-dev_fp16.safetensors",
@@ -90,7 +95,7 @@ def test_verify_takes_the_variants_the_scan_looked_up(
             ]
             assert counted_lookups == []
         else:
-            assert not (home / "state" / variant_primer.FILE).exists()
+            assert not kept_file(home / "state").exists()
             assert asked_by_scan == [] and len(counted_lookups) == 4
     document = verify_document(primed)
     assert document == verify_document(looked)
@@ -109,14 +114,14 @@ def test_a_scan_of_few_entries_or_under_a_known_model_cache_looks_up_nothing(
     make_install(comfy_tree)
     ctx = context(comfy_tree, tmp_path, "c1", T0)
     run(ctx, BEFORE_VERIFY)  # five entries: fewer than MIN_PARALLEL
-    assert counted_lookups == [] and not (tmp_path / "state" / variant_primer.FILE).exists()
+    assert counted_lookups == [] and not kept_file(tmp_path / "state").exists()
     run(ctx, ("verify",))
     assert not variant_primer.wanted(tmp_path / "state")  # verify's memo is of this model cache
     monkeypatch.setattr(scan, "MIN_PARALLEL", 1)
     comfy_tree.workflow("f.json", ui_workflow([ui_node(1, "LoraLoader", ["detail_v9.safetensors", 1, 1])]))
     counted_lookups.clear()
     run(context(comfy_tree, tmp_path, "c2", T0), ("cache", "intake", "scan"))
-    assert counted_lookups == [] and not (tmp_path / "state" / variant_primer.FILE).exists()
+    assert counted_lookups == [] and not kept_file(tmp_path / "state").exists()
 
 
 @pytest.mark.parametrize(
@@ -162,7 +167,7 @@ def test_a_damaged_or_foreign_file_is_not_read(tmp_path: Path, damage: str) -> N
     primer = primer_with(tmp_path)
     primer.add([["loras", "x_fp16.safetensors", True, None, "x_fp16.safetensors"]])
     primer.save()
-    path = tmp_path / variant_primer.FILE
+    path = kept_file(tmp_path)
     data = path.read_bytes()
     if damage == "torn":
         path.write_bytes(data[:-7])
@@ -189,7 +194,7 @@ def test_a_lookup_that_fails_stops_the_looking_and_the_scan_goes_on(
         patch.setattr(variants.VariantIndex, "variants", broken)
         ctx = context(comfy_tree, tmp_path, "c1", T0)
         run(ctx, BEFORE_VERIFY)
-    assert not (tmp_path / "state" / variant_primer.FILE).exists()
+    assert not kept_file(tmp_path / "state").exists()
     run(ctx, ("verify",))
     names = {a["name"] for a in verify_document(tmp_path)["alternatives"]}
     assert names == {"flux1-dev_fp16.safetensors", "detail_v1.safetensors"}
