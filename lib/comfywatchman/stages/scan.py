@@ -59,6 +59,7 @@ from comfywatchman.workflow.store import RequirementStore
 if TYPE_CHECKING:
     from comfywatchman.comfy import inventory
     from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
+    from comfywatchman.stages.variant_primer import VariantPrimer
     from comfywatchman.workflow import embeddings, extract, load, parse_worker
 else:
     # Imported when first used: a cycle where nothing changed returns before parsing or comparing anything.
@@ -758,8 +759,10 @@ def _scan(
                 "demo": files.model_cache["demo"],
                 "node_map": files.node_map.source,
             }
-        # The stages after the scan would read each entry made back from scan.json: they get their parts now.
-        primer = scan_parts.Primer(primed_packs(state)) if jobs else None
+        # The stages after the scan would read each entry made back from scan.json: they get their parts now,
+        # and verify the variants of the files they miss when it would look for all of them.
+        variants = _variant_primer(state, files, len(jobs), count_inactive)
+        primer = scan_parts.Primer(primed_packs(state, variants)) if jobs else None
         takes = primer.takes if primer is not None else ()
         made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out, takes) if files and jobs else iter(())
         live = {item["sha256"] for item in items} if jobs else None
@@ -787,6 +790,8 @@ def _scan(
         digests.save(written)
         if primer is not None:
             primer.finish()
+            if variants is not None:
+                variants.save()
             from comfywatchman.stages import verify  # imported by primed_packs
 
             # verify_part's memo of lookup keys, filled while the parts were taken among the scan's own objects:
@@ -802,16 +807,30 @@ def _scan(
     return tally, written
 
 
-def primed_packs(state: Path) -> list[scan_parts.Pack]:
+def primed_packs(state: Path, variants: VariantPrimer | None = None) -> list[scan_parts.Pack]:
     """Return the parts packs a scan that makes entries fills (``scan_parts.Primer``): those of the search and
-    verify, which read scan.json right after it, each with its stage's own tag and ``take``."""
+    verify, which read scan.json right after it, each with its stage's own tag and ``take`` (verify's also
+    looking up the variants of the missing files with ``variants``, when given)."""
     # Imported here: a scan that makes no entry (nothing changed) needs neither module.
     from comfywatchman.stages import search, verify
 
+    verify_take = variants.taking(verify.verify_part) if variants is not None else verify.verify_part
     return [
         (catalogue.in_state(state, "search_parts"), search.PARTS_TAG, search.missing_part),
-        (catalogue.in_state(state, "verify_parts"), verify.PARTS_TAG, verify.verify_part),
+        (catalogue.in_state(state, "verify_parts"), verify.PARTS_TAG, verify_take),
     ]
+
+
+def _variant_primer(state: Path, files: InstallFiles | None, made: int, count_inactive: bool) -> VariantPrimer | None:
+    """Return the VariantPrimer of a scan that makes ``made`` entries, when they are many (a few are not worth
+    indexing the installed names for) and verify has no memo of the variants under this model cache."""
+    if files is None or made < MIN_PARALLEL:
+        return None
+    from comfywatchman.stages import variant_primer  # a scan that makes few entries needs none of it
+
+    if not variant_primer.wanted(state):
+        return None
+    return variant_primer.VariantPrimer(state, files.model_cache, count_inactive)
 
 
 def _head(
