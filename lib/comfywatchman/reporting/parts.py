@@ -155,13 +155,13 @@ class ScanLines:
             return None
         keys_path = self.path.with_name(scan_keys.FILE)
         known = scan_keys.load(keys_path)
-        found = list(map(known.get, recorded.digests))
-        if None in found:
+        found = [known.get(key, b"") for key in recorded.digests]
+        if b"" in found:
             return None
         self.starts, self.recorded = recorded.offsets, recorded
         if len(known) != len(found):  # the keys of lines gone too: only this scan.json's are kept
             scan_keys.save(keys_path, zip(recorded.digests, found, strict=True))
-        return found  # type: ignore[return-value]  # (no None in it)
+        return found
 
     def keep_keys(self, found: Sequence[bytes]) -> None:
         """Keep each line's ``line_digest`` (``found``, worked out from the lines, in order) by the scan's digest

@@ -116,7 +116,10 @@ def scanned_part(entry: Mapping[str, Any]) -> dict[str, Any]:
             "looked_in": model["looked_in"],
             "name": model["name"],
             "note": model["note"],
-            "origins": [{"input": o["input"], "node_id": o["node_id"], "node_type": o["node_type"]} for o in model["origins"][:1]],
+            "origins": [
+                {"input": o["input"], "node_id": o["node_id"], "node_type": o["node_type"]}
+                for o in model["origins"][:1]
+            ],
             "status": model["status"],
         }
         for model in entry["models"]

@@ -947,6 +947,17 @@ class WorkflowPass:
                 for position, line_digest in enumerate(digests):
                     self._add(store, aggregate, writer, line_digest, entries.at, position)
             return len(digests)
+        return self._by_line(store, aggregate, writer, digests)
+
+    def _by_line(
+        self,
+        store: parts.PartStore,
+        aggregate: status_report.Aggregate,
+        writer: status_file.Writer,
+        digests: Sequence[bytes] | None,
+    ) -> int:
+        """``run`` reading scan.json line by line (and working out each line's digest, unless ``digests`` gives
+        them); return how many workflows there are."""
         count = 0
         known = iter(digests) if digests is not None else None
         worked_out: list[bytes] = []
@@ -955,12 +966,16 @@ class WorkflowPass:
             if line_digest is None:
                 line_digest = parts.line_digest(line)
                 worked_out.append(line_digest)
-            parse = (lambda _: entry) if entry is not None else partial(self.scan.parse, number)
-            self._add(store, aggregate, writer, line_digest, parse, line)
+            self._add(store, aggregate, writer, line_digest, self._entry, (number, line, entry))
             count += 1
         if digests is None:  # the next report finds them through the scan's record
             self.scan.keep_keys(worked_out)
         return count
+
+    def _entry(self, found: tuple[int, bytes, dict[str, Any] | None]) -> Mapping[str, Any]:
+        """Return the entry of a line ``ScanLines.lines`` yields (parsed now, unless it was)."""
+        number, line, entry = found
+        return entry if entry is not None else self.scan.parse(number, line)
 
     def _add(
         self,
