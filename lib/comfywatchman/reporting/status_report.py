@@ -108,23 +108,28 @@ def scanned_part(entry: Mapping[str, Any]) -> dict[str, Any]:
     its names and error, each model not installed (without what is not read: its declarations, how it was
     checked, every origin but the first's node) and each node type missing or disabled, whole. The scan takes
     it of each entry it makes (``scan_parts.Primer``), so the report need not read those lines back."""
-    models = [
-        {
-            "active": model["active"],
-            "folder": model["folder"],
-            "invalid_reason": model["invalid_reason"],
-            "looked_in": model["looked_in"],
-            "name": model["name"],
-            "note": model["note"],
-            "origins": [
-                {"input": o["input"], "node_id": o["node_id"], "node_type": o["node_type"]}
-                for o in model["origins"][:1]
-            ],
-            "status": model["status"],
-        }
-        for model in entry["models"]
-        if model["status"] != "installed"
-    ]
+    models: list[dict[str, Any]] = []
+    add = models.append
+    # A plain loop (no comprehension per model for its first origin): ~9,000 models at 2,000 workflows.
+    for model in entry["models"]:
+        if model["status"] == "installed":
+            continue
+        origins = model["origins"]
+        if origins:
+            first = origins[0]
+            origins = [{"input": first["input"], "node_id": first["node_id"], "node_type": first["node_type"]}]
+        add(
+            {
+                "active": model["active"],
+                "folder": model["folder"],
+                "invalid_reason": model["invalid_reason"],
+                "looked_in": model["looked_in"],
+                "name": model["name"],
+                "note": model["note"],
+                "origins": origins,
+                "status": model["status"],
+            }
+        )
     return {
         "error": entry["error"],
         "models": models,
