@@ -842,8 +842,8 @@ def primes_report(state: Path, made: int) -> bool:
     """Return whether a scan that makes ``made`` entries hands the report what it reads of them: each line's
     digest as the report keeps it (``report_scan_keys``) and each entry's part (``report_scan_parts``), so a
     report that works every workflow out reads no line of scan.json. When it makes many (a first scan, a
-    changed install), or the report has neither file yet; a report after a few changed reads those lines
-    alone (``report.incremental``), where writing both files would cost the scan more than it spares."""
+    changed install), or either file is missing; a report after a few changed reads those lines alone
+    (``report.incremental``), where writing both files would cost the scan more than it spares."""
     if made >= MIN_PARALLEL:
         return True
     return not (state / scan_keys.FILE).exists() or not catalogue.in_state(state, "report_scan_parts").exists()
