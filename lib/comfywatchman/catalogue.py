@@ -252,11 +252,21 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "state/report_scan_keys.bin",
         None,
         "binary",
-        ("report",),
-        ("report",),
+        ("scan", "report"),
+        ("scan", "report"),
         "the report's digest of each scan.json line by the scan's digest of it, so the report finds its kept "
-        "parts through scan_digests.bin without hashing scan.json (written by a report that reads scan.json's "
-        "lines; a cache: safe to delete)",
+        "parts through scan_digests.bin without hashing scan.json (written by a scan that makes many entries "
+        "and by a report that reads scan.json's lines; a cache: safe to delete)",
+    ),
+    Artifact(
+        "report_scan_parts",
+        "state/report_scan_parts.pack",
+        None,
+        "binary",
+        ("scan",),
+        ("report",),
+        "what the report reads of each workflow entry the last scan that made many made, so a report that works "
+        "every workflow out does not read scan.json's lines back (a cache: safe to delete)",
     ),
     Artifact(
         "report_index",

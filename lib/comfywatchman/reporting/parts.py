@@ -31,7 +31,7 @@ from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import scan_keys
 from comfywatchman.reporting.answers import Answers, lookup
-from comfywatchman.stages import scan_digests
+from comfywatchman.stages import scan_digests, scan_parts
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,22 @@ def line_digest(line: bytes) -> bytes:
     """Return the digest a scan.json line is kept under: its text without what says nothing to the report,
     the entry's ``reused`` flag (whether the scan parsed the file again; it flips from false to true in the
     cycle after a file is first scanned) and the file's own sha256 (a workflow edited without changing what
-    it needs, a node's title, is the same to the report). Compact JSON escapes quotes inside strings and sorts
-    keys, so these can only be the entry's own (a declared file's sha256 is followed by its url)."""
+    it needs, a node's title, is the same to the report). They are the entry's last keys but two (compact
+    JSON sorts keys and escapes quotes inside strings: ``scan_parts.report_cut`` finds them from the line's
+    end), and the scan works the same digest out as it writes the line (``scan_parts.both_digests``). A line
+    of another shape (hand-made) has its first flag set true and first such sha256 left out."""
     # Fed to the hash in pieces around what is left out: the same digest as of the text with the flag false and
     # the sha256 cut, without copying a line of several kilobytes twice.
     h = hashlib.sha256()  # ``digest``'s hash: 13 MB of lines at 2,000 workflows
-    view, start = memoryview(line), 0
+    view = memoryview(line)
+    cut = scan_parts.report_cut(line)
+    if cut is not None:
+        at, after = cut
+        h.update(view[:at])
+        h.update(scan_parts.REPORT_FILL)
+        h.update(view[after + scan_parts.SOURCE_AFTER :])
+        return h.hexdigest()[:32].encode("ascii")
+    start = 0
     flag = line.find(b'"reused":true')
     if flag >= 0:
         h.update(view[:flag])
@@ -84,6 +94,8 @@ class ScanLines:
             self._one_per_line = handle.readline().rstrip(b"\n").endswith(_OPENER)
         # Where each workflow's line starts, once ``digests`` read them (one entry per line only).
         self.starts: list[int] | None = None
+        # The scan's record of this scan.json, once ``digests`` or ``primed_digests`` found it.
+        self.recorded: scan_digests.LineIndex | None = None
 
     def lines(self) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
         """Yield ``(line number, line, entry or None)`` per workflow: the raw line when the file holds one
@@ -129,8 +141,25 @@ class ScanLines:
         missing = [at for at, key in enumerate(recorded.digests) if key not in known]
         texts = recorded.lines(self.path, missing) if missing else {}
         found = [known.get(key) or line_digest(texts[at]) for at, key in enumerate(recorded.digests)]
-        self.starts = recorded.offsets
+        self.starts, self.recorded = recorded.offsets, recorded
         if missing or len(known) != len(found):
+            scan_keys.save(keys_path, zip(recorded.digests, found, strict=True))
+        return found
+
+    def primed_digests(self) -> list[bytes] | None:
+        """Return each workflow line's ``line_digest``, in order, without reading scan.json, when the scan's
+        record describes it and ``report_scan_keys.bin`` holds every line's (a scan that made many entries
+        wrote both: ``scan.primes_report``); else None (they are worked out as the lines are read)."""
+        recorded = scan_digests.load(self.path) if self._one_per_line else None
+        if recorded is None:
+            return None
+        keys_path = self.path.with_name(scan_keys.FILE)
+        known = scan_keys.load(keys_path)
+        found = [known.get(key, b"") for key in recorded.digests]
+        if b"" in found:
+            return None
+        self.starts, self.recorded = recorded.offsets, recorded
+        if len(known) != len(found):  # the keys of lines gone too: only this scan.json's are kept
             scan_keys.save(keys_path, zip(recorded.digests, found, strict=True))
         return found
 
@@ -155,6 +184,91 @@ class ScanLines:
         file and line when it is not valid."""
         entry: dict[str, Any] = artifacts.item_line(line, number, self.path, "scan", "workflow")
         return entry
+
+
+PRIMED = "report_scan_parts.pack"
+
+
+class Entries:
+    """The workflow entries of a scan.json its scan's record describes (``ScanLines.recorded``), by position,
+    each read only when asked for (``at``): what the scan took of it for the report (``status_report.
+    scanned_part``, kept in ``report_scan_parts.pack`` by the digest of its line) when the pack has it, else
+    its line read alone and parsed. The pack is indexed (each payload's place), not held, when first needed;
+    one of another format is ignored, and a torn or edited line of it (its checksum no longer matches) is
+    read from scan.json instead. A context manager: the files stay open while it is in use."""
+
+    def __init__(self, scan: ScanLines, tag: str) -> None:
+        assert scan.recorded is not None
+        self.scan, self.recorded = scan, scan.recorded
+        self.path = scan.path.with_name(PRIMED)
+        self.tag = tag.encode("ascii")
+        self.primed = 0  # entries taken from the pack
+        self._index: dict[bytes, tuple[bytes, int, int]] | None = None  # scan digest -> (check, offset, length)
+        self._pack: Any = None
+        self._lines: Any = None
+
+    def __enter__(self) -> Entries:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in (self._pack, self._lines):
+            if handle is not None:
+                handle.close()
+
+    def at(self, position: int) -> dict[str, Any]:
+        """Return the entry (or what the report reads of it) of the workflow at ``position`` (from 0); raise
+        ArtifactError naming scan.json and the line when its line must be read and is not valid."""
+        primed = self._primed(self.recorded.digests[position])
+        if primed is not None:
+            self.primed += 1
+            return primed
+        if self._lines is None:
+            self._lines = self.scan.path.open("rb")
+        return self.scan.parse(position + 2, self.recorded.line(self._lines, position))
+
+    def _primed(self, digest: bytes) -> dict[str, Any] | None:
+        index = self._index if self._index is not None else self._load()
+        found = index.get(digest)
+        if found is None:
+            return None
+        check, start, length = found
+        try:
+            self._pack.seek(start)
+            payload = self._pack.read(length)
+        except OSError:
+            return None
+        if scan_parts.payload_digest(payload) != check:
+            logger.debug("%s: the line of %s is torn or edited; read from scan.json", self.path, digest)
+            return None
+        try:
+            entry = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    def _load(self) -> dict[bytes, tuple[bytes, int, int]]:
+        """Index the pack's lines (``scan_parts.Primer``'s: ``<scan digest> <payload digest> <payload>``)."""
+        index: dict[bytes, tuple[bytes, int, int]] = {}
+        self._index = index
+        try:
+            self._pack = self.path.open("rb")
+            first = self._pack.readline()
+            if first.rstrip(b"\n") != self.tag:
+                return index
+            offset = len(first)
+            for line in self._pack:
+                # The two fields before the payload, without a copy of it (kilobytes a line).
+                cut = line.find(b" ")
+                end = line.find(b" ", cut + 1)
+                if end > 0 and line.endswith(b"\n"):
+                    index[line[:cut]] = (line[cut + 1 : end], offset + end + 1, len(line) - end - 2)
+                offset += len(line)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("%s: unreadable (%s); scan.json's lines are read instead", self.path, exc)
+            index.clear()
+        return index
 
 
 class PartStore:

@@ -6,8 +6,10 @@ one workflow changed must know every line's digest. The scan writes its own dige
 (``scan_digests.bin``), and both digests are functions of the line's text without its ``reused`` flag, so the
 report's digest of a line the scan's digest names never changes: kept here, it spares the report hashing all of
 scan.json (13 MB at 2,000 workflows) in every cycle. Only the lines of the last scan.json are kept, so the file
-stays the size of one list. It is a cache, safe to lose: a torn or foreign file is ignored (every line is then
-hashed once again).
+stays the size of one list. A scan that makes many entries writes it too, for the scan.json it wrote
+(``scan.primes_report``: the report's digest of a line it makes comes from the same hash as its own), so the
+report after it hashes no line either. It is a cache, safe to lose: a torn or foreign file is ignored (every line
+is then hashed once again).
 
 The file is ``TAG``, a newline, the sha256 of the body, a newline, then the body: each pair as the scan's digest
 (32 bytes) followed by the report's (32 bytes).

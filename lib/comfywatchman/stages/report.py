@@ -937,36 +937,74 @@ class WorkflowPass:
     index: kept_index.Builder = field(default_factory=kept_index.Builder)
 
     def run(self, store: parts.PartStore, aggregate: status_report.Aggregate, writer: status_file.Writer) -> int:
-        """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are."""
+        """Add each workflow to ``aggregate`` and write its entry to ``writer``; return how many there are. With
+        each line's digest known and the scan's record of scan.json (``parts.Entries``), only the entries of
+        the workflows whose records are not kept are read, from what the scan primed when it did; else scan.json
+        is read line by line."""
+        digests = self.digests if self.digests is not None else self.scan.primed_digests()
+        if digests is not None and self.scan.recorded is not None:
+            with parts.Entries(self.scan, status_report.PARTS_TAG) as entries:
+                for position, line_digest in enumerate(digests):
+                    self._add(store, aggregate, writer, line_digest, entries.at, position)
+            return len(digests)
+        return self._by_line(store, aggregate, writer, digests)
+
+    def _by_line(
+        self,
+        store: parts.PartStore,
+        aggregate: status_report.Aggregate,
+        writer: status_file.Writer,
+        digests: Sequence[bytes] | None,
+    ) -> int:
+        """``run`` reading scan.json line by line (and working out each line's digest, unless ``digests`` gives
+        them); return how many workflows there are."""
         count = 0
-        known = iter(self.digests) if self.digests is not None else None
+        known = iter(digests) if digests is not None else None
         worked_out: list[bytes] = []
         for number, line, entry in self.scan.lines():
             line_digest = next(known, None) if known is not None else None
             if line_digest is None:
                 line_digest = parts.line_digest(line)
                 worked_out.append(line_digest)
-            self.lines_seen.update(line_digest)
-            record, deps = self._kept(store, line_digest)
-            fresh = record is None
-            if record is None:
-                scanned = entry if entry is not None else self.scan.parse(number, line)
-                drift_ids = self.drift.get(scanned["workflow"], ())
-                past = self.history.get(scanned["path"], {})
-                record = status_report.workflow_record(scanned, self.answers, self.count_inactive, past, drift_ids)
-                deps = store.depends(record, self.answers, drift_ids)
-            store.keep(line_digest, deps, record if fresh else None)
-            workflow = aggregate.add(record, self.now_text)
-            self.index.add(line_digest, record, aggregate.rows[-1], aggregate.history[workflow["path"]]["missing"])
-            writer.workflow(
-                status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
-                if fresh
-                else status_file.encode(workflow)
-            )
+            self._add(store, aggregate, writer, line_digest, self._entry, (number, line, entry))
             count += 1
-        if self.digests is None:  # the next report finds them through the scan's record
+        if digests is None:  # the next report finds them through the scan's record
             self.scan.keep_keys(worked_out)
         return count
+
+    def _entry(self, found: tuple[int, bytes, dict[str, Any] | None]) -> Mapping[str, Any]:
+        """Return the entry of a line ``ScanLines.lines`` yields (parsed now, unless it was)."""
+        number, line, entry = found
+        return entry if entry is not None else self.scan.parse(number, line)
+
+    def _add(
+        self,
+        store: parts.PartStore,
+        aggregate: status_report.Aggregate,
+        writer: status_file.Writer,
+        line_digest: bytes,
+        read: Callable[[Any], Mapping[str, Any]],
+        where: Any,
+    ) -> None:
+        """Add the workflow of the scan line ``line_digest``: its kept record, else one made of its entry,
+        ``read(where)`` (read only then)."""
+        self.lines_seen.update(line_digest)
+        record, deps = self._kept(store, line_digest)
+        fresh = record is None
+        if record is None:
+            scanned = read(where)
+            drift_ids = self.drift.get(scanned["workflow"], ())
+            past = self.history.get(scanned["path"], {})
+            record = status_report.workflow_record(scanned, self.answers, self.count_inactive, past, drift_ids)
+            deps = store.depends(record, self.answers, drift_ids)
+        store.keep(line_digest, deps, record if fresh else None)
+        workflow = aggregate.add(record, self.now_text)
+        self.index.add(line_digest, record, aggregate.rows[-1], aggregate.history[workflow["path"]]["missing"])
+        writer.workflow(
+            status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
+            if fresh
+            else status_file.encode(workflow)
+        )
 
     def _kept(self, store: parts.PartStore, line_digest: bytes) -> tuple[dict[str, Any] | None, bytes]:
         """Return the record kept for a line and its dependencies' digest, or (None, b"") when there is none

@@ -47,6 +47,7 @@ import orjson
 from comfywatchman import artifacts, catalogue, lazy, progress, resources
 from comfywatchman.comfy import manager_map, server
 from comfywatchman.errors import ArtifactError
+from comfywatchman.reporting import scan_keys
 from comfywatchman.stages import collector, scan_parts
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_digests import Recorder
@@ -762,7 +763,7 @@ def _scan(
         # The stages after the scan would read each entry made back from scan.json: they get their parts now,
         # and verify the variants of the files they miss when it would look for all of them.
         variants = _variant_primer(state, files, len(jobs), count_inactive)
-        primer = scan_parts.Primer(primed_packs(state, variants)) if jobs else None
+        primer = _primer(state, len(jobs), kept, digests, variants)
         takes = primer.takes if primer is not None else ()
         made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out, takes) if files and jobs else iter(())
         live = {item["sha256"] for item in items} if jobs else None
@@ -788,6 +789,8 @@ def _scan(
         # After scan.json and before scan_inputs.json: a record is used only for the bytes both name.
         record.save(state / LINES_FILE, written)
         digests.save(written)
+        if digests.report is not None:
+            scan_keys.save(state / scan_keys.FILE, digests.report_pairs())
         if primer is not None:
             primer.finish()
             if variants is not None:
@@ -807,6 +810,23 @@ def _scan(
     return tally, written
 
 
+def _primer(
+    state: Path, made: int, kept: KeptEntries, digests: Recorder, variants: VariantPrimer | None
+) -> scan_parts.Primer | None:
+    """Return the Primer of a scan that makes ``made`` entries (None for none): the search's and verify's packs
+    (``primed_packs``, with ``variants``), and when ``primes_report`` the report's, whose line digests
+    ``digests`` then works out too (those of lines copied from the last scan.json from the keys the last report
+    or scan kept)."""
+    if not made:
+        return None
+    packs = primed_packs(state, variants)
+    if primes_report(state, made):
+        digests.keep_report_keys(scan_keys.load(state / scan_keys.FILE) if kept.head else {})
+        packs.append(report_pack(state))
+    # The report's pack holds the parts of the last scan that primed it alone.
+    return scan_parts.Primer(packs, whole=[catalogue.in_state(state, "report_scan_parts")])
+
+
 def primed_packs(state: Path, variants: VariantPrimer | None = None) -> list[scan_parts.Pack]:
     """Return the parts packs a scan that makes entries fills (``scan_parts.Primer``): those of the search and
     verify, which read scan.json right after it, each with its stage's own tag and ``take`` (verify's also
@@ -819,6 +839,24 @@ def primed_packs(state: Path, variants: VariantPrimer | None = None) -> list[sca
         (catalogue.in_state(state, "search_parts"), search.PARTS_TAG, search.missing_part),
         (catalogue.in_state(state, "verify_parts"), verify.PARTS_TAG, verify_take),
     ]
+
+
+def report_pack(state: Path) -> scan_parts.Pack:
+    """Return the report's parts pack (``report_scan_parts``), which a scan fills when ``primes_report``."""
+    from comfywatchman.reporting import status_report  # as ``primed_packs``'s modules
+
+    return catalogue.in_state(state, "report_scan_parts"), status_report.PARTS_TAG, status_report.scanned_part
+
+
+def primes_report(state: Path, made: int) -> bool:
+    """Return whether a scan that makes ``made`` entries hands the report what it reads of them: each line's
+    digest as the report keeps it (``report_scan_keys``) and each entry's part (``report_scan_parts``), so a
+    report that works every workflow out reads no line of scan.json. When it makes many (a first scan, a
+    changed install), or either file is missing; a report after a few changed reads those lines alone
+    (``report.incremental``), where writing both files would cost the scan more than it spares."""
+    if made >= MIN_PARALLEL:
+        return True
+    return not (state / scan_keys.FILE).exists() or not catalogue.in_state(state, "report_scan_parts").exists()
 
 
 def _variant_primer(state: Path, files: InstallFiles | None, made: int, count_inactive: bool) -> VariantPrimer | None:

@@ -136,12 +136,45 @@ class Recorder:
         self.lengths: list[int] = []
         self._at = 0
         self._pending: list[tuple[int, int, int]] = []  # lines copied whose digest is not known yet
+        #: The report's digest of each line (``reporting.parts.line_digest``; None: not known), in order, when
+        #: ``keep_report_keys`` asked for them; with the last report's digests by the scan's digest of a line.
+        self.report: list[bytes | None] | None = None
+        self._report_last: dict[bytes, bytes] = {}
+
+    def keep_report_keys(self, last: dict[bytes, bytes]) -> None:
+        """Work out the report's digest of each line from now on too (``report_pairs``): of a line hashed here
+        from the same hash (``scan_parts.both_digests``), of one whose digest the last record gave from
+        ``last`` (the report's digest by the scan's of each line of the last scan.json, ``report_scan_keys``)."""
+        self.report = []
+        self._report_last = last
+
+    def report_pairs(self) -> list[tuple[bytes, bytes]]:
+        """Return the scan's and the report's digest of each line whose report digest is known, in order."""
+        if self.report is None:
+            return []
+        pairs = zip(self.digests, self.report, strict=True)
+        return [(digest.encode("ascii"), mine) for digest, mine in pairs if mine is not None]
+
+    def _hashed(self, data: bytes, start: int = 0, end: int | None = None) -> bytes:
+        """Return the digest of a line hashed here (and note the report's, when asked for)."""
+        if self.report is None:
+            return scan_parts.line_digest(data, start, end)
+        digest, mine = scan_parts.both_digests(data, start, end)
+        self.report.append(mine)
+        return digest
+
+    def _known(self, digest: bytes) -> bytes:
+        """Return ``digest``, given by the last record (and note the report's digest of its line, when asked)."""
+        if self.report is not None:
+            self.report.append(self._report_last.get(digest))
+        return digest
 
     def add(self, text: bytes, copied_from: int | None = None) -> None:
         """Note the next line written: its ``text``; ``copied_from``: the offset in the last scan.json of the
         line it was copied from, when at most its ``reused`` flag differs (so its digest is the same)."""
         digest = self._last.get(copied_from) if copied_from is not None else None
-        self.digests.append((digest or scan_parts.line_digest(text)).decode("ascii"))
+        digest = self._known(digest) if digest is not None else self._hashed(text)
+        self.digests.append(digest.decode("ascii"))
         self.offsets.append(self._at)
         self.lengths.append(len(text))
         self._at += len(text) + 2  # the text, then ",\n" (the last one's "\n" alone)
@@ -153,7 +186,9 @@ class Recorder:
         digest = self._last.get(copied_from)
         if digest is None:
             self._pending.append((len(self.digests), at, length))
-        self.digests.append(digest.decode("ascii") if digest is not None else "")
+            if self.report is not None:
+                self.report.append(None)  # hashed by ``flush_copied``
+        self.digests.append(self._known(digest).decode("ascii") if digest is not None else "")
         self.offsets.append(self._at)
         self.lengths.append(length)
         self._at += length + 2
@@ -162,7 +197,11 @@ class Recorder:
         """Hash the lines noted by ``add_copied`` since the last call whose digest was not known: they are in
         ``text``, the run of lines they were copied in."""
         for index, at, length in self._pending:
-            self.digests[index] = scan_parts.line_digest(text, at, at + length).decode("ascii")
+            if self.report is None:
+                self.digests[index] = scan_parts.line_digest(text, at, at + length).decode("ascii")
+                continue
+            digest, self.report[index] = scan_parts.both_digests(text, at, at + length)
+            self.digests[index] = digest.decode("ascii")
         self._pending.clear()
 
     def save(self, sha256: str) -> None:

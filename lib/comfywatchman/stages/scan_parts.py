@@ -24,8 +24,9 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,63 @@ def line_digest(data: bytes, start: int = 0, end: int | None = None) -> bytes:
     return digest.hexdigest()[:32].encode("ascii")
 
 
+# The end of an entry's line as the scan writes it (compact, keys sorted): its ``reused`` flag, then the file's sha256.
+_TAIL = re.compile(rb'"sha256":"[0-9a-f]{64}","source":')
+#: What the report's digest hashes in place of ``,"reused":X,"sha256":"...","source":`` (``report_cut``), and
+#: how far past the flag's value (``report_cut``'s second place) the text it hashes goes on.
+REPORT_FILL = b',"reused":false,"source":'
+SOURCE_AFTER = len(b',"sha256":"","source":') + 64  # from the comma after the flag's value to the source's value
+
+
+def report_cut(data: bytes, start: int = 0, end: int | None = None) -> tuple[int, int] | None:
+    """Return where the entry's own ``,"reused":`` starts in the line ``data[start:end]`` and where its value
+    ends (the comma before the file's ``"sha256"``), when the line ends as the scan writes an entry:
+    ``...,"reused":true|false,"sha256":"<64 hex>","source":...``; else None.
+    The entry's own flag is the line's last (the keys after it, sha256, source and workflow, are strings, in
+    which a quote is escaped). Only the line's end is looked at."""
+    end = len(data) if end is None else end
+    at = data.rfind(_REUSED, start, end)
+    if at < 0:
+        return None
+    value = at + len(_REUSED)
+    if data.startswith(b"true,", value, end):
+        after = value + 4
+    elif data.startswith(b"false,", value, end):
+        after = value + 5
+    else:
+        return None
+    if _TAIL.match(data, after + 1, end) is None:
+        return None
+    return at, after
+
+
+def both_digests(data: bytes, start: int = 0, end: int | None = None) -> tuple[bytes, bytes]:
+    """Return ``line_digest`` of the scan.json workflow line ``data[start:end]`` and the report's digest of it
+    (``reporting.parts.line_digest``), hashing the text they share (all of it up to the entry's flag) once."""
+    end = len(data) if end is None else end
+    cut = report_cut(data, start, end) if not data.endswith((b",", b"\n"), start, end) else None
+    if cut is None:  # not an entry as the scan writes it: each digest as its function makes it
+        from comfywatchman.reporting import parts  # imports this module: taken at call time
+
+        return line_digest(data, start, end), parts.line_digest(bytes(data[start:end]))
+    at, after = cut
+    view = memoryview(data)
+    scan = hashlib.sha256(view[start:at])
+    report = scan.copy()
+    scan.update(view[after:end])
+    report.update(REPORT_FILL)
+    report.update(view[after + SOURCE_AFTER : end])
+    return scan.hexdigest()[:32].encode("ascii"), report.hexdigest()[:32].encode("ascii")
+
+
 def _digest(data: bytes | memoryview) -> bytes:
     # sha256, cut to 128 bits: the fastest of hashlib's on this (hardware sha), and no accidental collision.
     return hashlib.sha256(data).hexdigest()[:32].encode("ascii")
+
+
+def payload_digest(payload: bytes) -> bytes:
+    """Return the checksum a pack line gives its payload (a line whose payload no longer has it is torn)."""
+    return _digest(payload)
 
 
 class ScanParts:
@@ -251,13 +306,14 @@ class Primer:
     line, so a part put there by the scan is the one the stage would make of the same line; a line the scan
     copied from the last scan.json is not primed (its part is kept already, or the stage makes it). The parts
     are written to a temp file beside each pack as they come (``add``), and go into the pack at ``finish``:
-    the temp file becomes the pack when there is none of this format, else its lines are appended. Nothing
-    here can fail the scan: a part that cannot be taken, or a pack that cannot be written, is left to its
-    stage.
+    the temp file becomes the pack when there is none of this format, else its lines are appended (a pack in
+    ``whole`` is replaced: it holds the parts of the last scan that filled it alone). Nothing here can fail
+    the scan: a part that cannot be taken, or a pack that cannot be written, is left to its stage.
     """
 
-    def __init__(self, packs: list[Pack]) -> None:
+    def __init__(self, packs: list[Pack], whole: Collection[Path] = ()) -> None:
         self.packs = packs
+        self.whole = frozenset(whole)
         self.takes = tuple(take for _path, _tag, take in packs)
         self._files: list[tuple[Any, str]] | None = None  # per pack, the open temp file and its path
 
@@ -306,7 +362,10 @@ class Primer:
                 continue
             try:
                 handle.close()
-                _place(Path(tmp), path, tag.encode("ascii"))
+                if path in self.whole:
+                    os.replace(tmp, path)
+                else:
+                    _place(Path(tmp), path, tag.encode("ascii"))
             except OSError as exc:
                 logger.warning("%s: cannot be written (%s); its stage reads scan.json itself", path, exc)
         self.close()

@@ -45,7 +45,7 @@ def test_digests_through_the_record_are_those_of_hashing_as_workflows_change(com
     make_install(comfy_tree)
     state = home / "state"
     run(context(comfy_tree, home, "c1", T0), UP_TO_SCAN)
-    assert_keys_are_fresh(state)  # no keys yet: every line hashed, then kept
+    assert_keys_are_fresh(state)  # the keys the first scan wrote (a report would have hashed every line)
     assert len(scan_keys.load(state / scan_keys.FILE)) == len(hashed(state / "scan.json"))
     assert_keys_are_fresh(state)  # every line from the keys
     edit(comfy_tree, "c.json", "new.safetensors")  # added: every other line kept, its ``reused`` flag set

@@ -13,6 +13,7 @@ import pytest
 from comfywatchman import artifacts, stage_inputs
 from comfywatchman.reporting import answers, broken_models, kept_index, parts, status_file
 from comfywatchman.stages import report as report_stage
+from comfywatchman.stages import scan as scan_stage
 from tests.helpers.comfy_tree import ComfyTree, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import T0, context, make_install, report_files, run
 
@@ -160,3 +161,126 @@ def test_each_scan_line_finds_its_kept_place_once_as_the_index_walk_does() -> No
     index = kept_index.Index({"seeds": []}, [b"aa [1]\n", b"bb [2]\n", b"cc [3]\n"])
     for digests in ([b"cc", b"xx", b"aa"], [b"aa", b"aa", b"bb"], [b"bb", b"bb", b"bb"], []):
         assert report_stage._places(index, digests) == [place for _, place in kept_index.walk(index, digests)]
+
+
+# The scan primes the report (``scan.primes_report``): each line's digest and what the report reads of each entry
+# made, so the report reads no line of scan.json. What it cannot have is read from scan.json, as before.
+
+
+def primed_install(tree: ComfyTree) -> None:
+    """``make_install`` and ``more_workflows``, and a workflow needing a disabled pack's node and missing a file
+    only a muted node names."""
+    make_install(tree)
+    more_workflows(tree)
+    tree.pack("ComfyUI-Old.disabled", ["OldNode"])
+    tree.workflow(
+        "e.json", ui_workflow([ui_node(1, "OldNode", []), ui_node(2, "VAELoader", ["muted.safetensors"], mode=4)])
+    )
+
+
+BEFORE_REPORT = ("cache", "intake", "scan", "search", "verify")
+
+
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the report note the number of each scan.json line it parses from now on; return that list."""
+    parsed: list[int] = []
+    parse = parts.ScanLines.parse
+
+    def counted(self: parts.ScanLines, number: int, line: bytes) -> dict[str, object]:
+        parsed.append(number)
+        return parse(self, number, line)
+
+    monkeypatch.setattr(parts.ScanLines, "parse", counted)
+    return parsed
+
+
+def outputs(home: Path) -> list[str]:
+    """master_status.json and .md, the home's path taken out."""
+    status, page, _ = report_files(home)
+    return [p.read_text(encoding="utf-8").replace(str(home), "HOME") for p in (status, page)]
+
+
+def unprimed_report(comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Return the outputs of a cycle whose scan primes nothing for the report."""
+    home.mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(scan_stage, "primes_report", lambda state, made: False)
+        run(context(comfy_tree, home, "c1", T0), BEFORE_REPORT)
+    assert not (home / "state" / "report_scan_parts.pack").exists()
+    parsed = counting_parses(monkeypatch)
+    run(context(comfy_tree, home, "c1", T0), ("report",))
+    assert len(parsed) == 6  # every line
+    monkeypatch.undo()
+    return outputs(home)
+
+
+def test_a_report_the_scan_primed_parses_no_line_it_made_and_is_the_one_made_from_the_lines(
+    comfy_tree: ComfyTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primed_install(comfy_tree)
+    homes = [tmp_path / "primed", tmp_path / "unprimed"]
+    expected = unprimed_report(comfy_tree, homes[1], monkeypatch)
+    homes[0].mkdir()
+    run(context(comfy_tree, homes[0], "c1", T0), BEFORE_REPORT)
+    parsed = counting_parses(monkeypatch)
+    run(context(comfy_tree, homes[0], "c1", T0), ("report",))
+    lines = (homes[0] / "state" / "scan.json").read_bytes().split(b"\n")
+    assert [b"torn.json" in lines[number - 1] for number in parsed] == [True]  # its error: no entry made
+    assert outputs(homes[0]) == expected
+    # The next report, every workflow unchanged, as before: the last report stands.
+    run(context(comfy_tree, homes[0], "c2", T0 + timedelta(hours=1)))
+    assert len(parsed) == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "torn", "edited", "foreign", "no keys"])
+def test_a_missing_torn_edited_or_foreign_pack_is_read_around(
+    damage: str, comfy_tree: ComfyTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primed_install(comfy_tree)
+    home = tmp_path / "home"
+    expected = unprimed_report(comfy_tree, tmp_path / "unprimed", monkeypatch)
+    home.mkdir()
+    run(context(comfy_tree, home, "c1", T0), BEFORE_REPORT)
+    state = home / "state"
+    pack = state / "report_scan_parts.pack"
+    data = pack.read_bytes()
+    if damage == "missing":
+        pack.unlink()
+    elif damage == "torn":
+        pack.write_bytes(data[:-30])  # the last line cut short
+    elif damage == "edited":
+        pack.write_bytes(data.replace(b'"class_type":"NoSuchNodeAnywhere"', b'"class_type":"NoSuchNodeAnywhera"'))
+    elif damage == "foreign":
+        pack.write_bytes(b"report-scan-parts-0" + data[data.index(b"\n") :])
+    else:
+        (state / "report_scan_keys.bin").unlink()
+    parsed = counting_parses(monkeypatch)
+    run(context(comfy_tree, home, "c1", T0), ("report",))
+    assert len(parsed) == {"torn": 2, "edited": 2}.get(damage, 6)
+    assert outputs(home) == expected
+
+
+def test_a_full_report_after_a_few_changed_parses_the_lines_the_scan_made_then_alone(
+    comfy_tree: ComfyTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan of one changed workflow leaves the report's pack as it was (the report reads that line itself);
+    # a report that works every workflow out then still takes the others from it.
+    primed_install(comfy_tree)
+    homes = [tmp_path / "primed", tmp_path / "unprimed"]
+    for home in homes:
+        home.mkdir()
+        run(context(comfy_tree, home, "c1", T0))
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["new.safetensors"])]))
+    found = []
+    for home in homes:
+        run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)), BEFORE_REPORT)
+        for name in (parts.FILE, kept_index.FILE):  # no kept records: every workflow worked out
+            (home / "state" / name).unlink()
+        if home == homes[1]:
+            (home / "state" / "report_scan_parts.pack").unlink()
+        parsed = counting_parses(monkeypatch)
+        run(context(comfy_tree, home, "c2", T0 + timedelta(hours=1)), ("report",))
+        found.append(len(parsed))
+        monkeypatch.undo()
+    assert found == [2, 6]  # b.json's line and the unreadable one's; every line
+    assert outputs(homes[0]) == outputs(homes[1])

@@ -758,3 +758,72 @@ def test_a_scan_that_makes_entries_fills_the_packs_of_search_and_verify(
             document.pop("generated_at", None)
             document.pop("fingerprint", None)  # of the inputs' stats, in each home
         assert documents[0] == documents[1]
+
+
+def report_files(state: Path) -> tuple[dict[bytes, bytes], dict[bytes, Any], list[bytes]]:
+    """Return the report's keys the scan kept, the parts in the report's pack by digest, and each workflow line
+    of scan.json (its comma left out)."""
+    from comfywatchman.reporting import scan_keys
+
+    pack = state / "report_scan_parts.pack"
+    head, *rows = pack.read_bytes().removesuffix(b"\n").split(b"\n")
+    from comfywatchman.reporting import status_report
+
+    assert head == status_report.PARTS_TAG.encode()
+    primed = {row.split(b" ", 2)[0]: orjson.loads(row.split(b" ", 2)[2]) for row in rows}
+    lines = [line.removesuffix(b",") for line in (state / "scan.json").read_bytes().split(b"\n")[1:-2]]
+    return scan_keys.load(state / scan_keys.FILE), primed, lines
+
+
+def test_a_scan_hands_the_report_its_digests_and_parts_when_it_makes_many_entries_or_the_report_has_none(
+    comfy_tree: ComfyTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first scan writes the report's digest of every line and its part of every entry made (an unreadable
+    workflow's left to the report); a scan that makes a few leaves them to the report; one that makes many
+    writes both again: the keys of the lines it copied from the last keys, the parts of those it made alone."""
+    from comfywatchman.reporting import parts, status_report
+    from tests.unit.stages.test_reuse import T0, context, make_install, run
+
+    make_install(comfy_tree)
+    comfy_tree.workflow(
+        "c.json", ui_workflow([ui_node(1, "SomePackNode", ["x"]), ui_node(2, "LoraLoader", ["y", 1, 1], mode=4)])
+    )
+    comfy_tree.raw_workflow("d.json", b"{ not json")
+    home = tmp_path / "home"
+    home.mkdir()
+    state = home / "state"
+    run(context(comfy_tree, home, "c1", T0), ("cache", "intake", "scan"))
+    keys, primed, lines = report_files(state)
+    by_scan = {scan_parts.line_digest(line): line for line in lines}
+    assert keys == {key: parts.line_digest(line) for key, line in by_scan.items()}
+    made = {
+        key: status_report.scanned_part(orjson.loads(line)) for key, line in by_scan.items() if b'"error":null' in line
+    }
+    assert len(made) == 3 and primed == made
+    assert primed[next(k for k, v in by_scan.items() if b"c.json" in v)]["nodes"][0]["class_type"] == "SomePackNode"
+    before = {name: (state / name).read_bytes() for name in ("report_scan_keys.bin", "report_scan_parts.pack")}
+
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "VAELoader", ["other.safetensors"])]))
+    run(context(comfy_tree, home, "c2", T0), ("cache", "intake", "scan"))  # one made: the report's to read
+    assert {name: (state / name).read_bytes() for name in before} == before
+
+    monkeypatch.setattr(scan, "primes_report", lambda state, made: True)  # as when it makes many
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "VAELoader", ["third.safetensors"])]))
+    run(context(comfy_tree, home, "c3", T0), ("cache", "intake", "scan"))
+    keys, primed, lines = report_files(state)
+    by_scan = {scan_parts.line_digest(line): line for line in lines}
+    # Every line's key but b.json's (made last time, its key kept by no one yet: the report hashes it).
+    assert keys == {key: parts.line_digest(line) for key, line in by_scan.items() if b'"b.json"' not in line}
+    a_line = next(line for line in lines if b'"a.json"' in line)
+    assert primed == {scan_parts.line_digest(a_line): status_report.scanned_part(orjson.loads(a_line))}
+
+
+def test_the_report_is_primed_when_the_scan_makes_many_entries_or_misses_a_file_of_the_report(home: Path) -> None:
+    state = home / "state"
+    state.mkdir(parents=True)
+    assert scan.primes_report(state, 1) and scan.primes_report(state, scan.MIN_PARALLEL)
+    (state / "report_scan_keys.bin").write_bytes(b"")
+    assert scan.primes_report(state, 1)
+    (state / "report_scan_parts.pack").write_bytes(b"")
+    assert not scan.primes_report(state, 1) and not scan.primes_report(state, scan.MIN_PARALLEL - 1)
+    assert scan.primes_report(state, scan.MIN_PARALLEL)

@@ -153,3 +153,32 @@ def test_search_and_verify_give_the_same_outputs_with_the_record_and_without_it(
         for document in (made, hashed_here):  # how long hashing took is the machine's clock
             document.get("progress", {}).pop("hash_seconds", None)
         assert made == hashed_here, name
+
+
+def test_the_recorder_asked_for_the_reports_digests_gives_each_line_s_from_one_hash_or_the_last_keys(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    from comfywatchman.reporting import parts
+
+    make_install(comfy_tree)
+    run(context(comfy_tree, home, "c1", T0), UP_TO_SCAN)
+    _, lines = hashed(home / "state" / "scan.json")
+    recorder = scan_digests.Recorder(home / "state" / "elsewhere.json")  # no last record
+    recorder.keep_report_keys({scan_parts.line_digest(lines[1]): b"k" * 32})
+    recorder.add(lines[0])  # hashed here
+    recorder.add_copied(0, len(lines[1]), 0)  # copied, no digest known: hashed by flush_copied
+    recorder.flush_copied(lines[1] + b",\n")
+    recorder._last = {7: scan_parts.line_digest(lines[1])}
+    recorder.add_copied(0, len(lines[1]), 7)  # copied with its digest known: the report's from the last keys
+    recorder.add(lines[0], 8)  # copied from a line the last record does not know: hashed
+    scan_keys = [scan_parts.line_digest(line) for line in (lines[0], lines[1], lines[1], lines[0])]
+    report_keys = [parts.line_digest(lines[0]), parts.line_digest(lines[1]), b"k" * 32, parts.line_digest(lines[0])]
+    assert recorder.digests == [key.decode() for key in scan_keys]
+    assert recorder.report_pairs() == list(zip(scan_keys, report_keys, strict=True))
+    unknown = scan_digests.Recorder(home / "state" / "elsewhere.json")
+    unknown.keep_report_keys({})
+    unknown._last = {7: scan_parts.line_digest(lines[1])}
+    unknown.add_copied(0, len(lines[1]), 7)  # neither key known: left out
+    unknown.add(lines[0])
+    assert unknown.report_pairs() == [(scan_keys[0], report_keys[0])]
+    assert scan_digests.Recorder(home / "state" / "elsewhere.json").report_pairs() == []  # not asked for

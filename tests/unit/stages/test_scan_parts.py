@@ -243,3 +243,68 @@ def test_a_pack_whose_temp_file_cannot_be_written_is_left_to_its_stage(comfy_tre
     assert read(fine, scan) == (EXPECTED, 0)
     assert read(full, scan) == (EXPECTED, 2)
     assert [p.name for p in full.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_pack_in_whole_is_replaced_by_the_parts_of_this_scan_alone(comfy_tree: ComfyTree, home: Path) -> None:
+    make_install(comfy_tree)
+    scan = scanned(comfy_tree, home)
+    pack = home / "state" / "test_parts.pack"
+    prime(pack, scan)
+    primer = scan_parts.Primer([(pack, "t1", take)], whole=[pack])
+    digest, entry = entries(scan)[1]
+    primer.add(digest, scan_parts.payloads(primer.takes, entry))
+    primer.finish()
+    assert pack.read_bytes().count(b"\n") == 2  # the tag and b.json's part: a.json's is gone
+    assert read(pack, scan) == (EXPECTED, 1)
+
+
+# Both digests of a line at once (``both_digests``): each the one its own function gives.
+
+
+def old_report_digest(line: bytes) -> bytes:
+    """The report's digest as it was first written: the first ``"reused":true`` set false, the first file
+    sha256 followed by its source left out (the same as ``report_cut``'s on an entry as the scan writes it)."""
+    import hashlib
+    import re
+
+    text = line.replace(b'"reused":true', b'"reused":false', 1)
+    text = re.sub(rb'"sha256":"[0-9a-f]{64}","source":', b'"source":', text, count=1)
+    return hashlib.sha256(text).hexdigest()[:32].encode("ascii")
+
+
+def test_both_digests_are_those_of_the_scan_and_the_report_for_every_line(comfy_tree: ComfyTree, home: Path) -> None:
+    from comfywatchman.reporting import parts
+
+    make_install(comfy_tree)
+    comfy_tree.workflow("c.json", ui_workflow([ui_node(1, "NoSuchNode", [])]))
+    comfy_tree.raw_workflow("torn.json", b'{"nodes": [')
+    comfy_tree.model("vae", "have.safetensors")
+    have = {"name": "have.safetensors", "url": "https://example.com/have.safetensors", "directory": "vae"}
+    have |= {"hash": "b" * 64, "hash_type": "sha256"}
+    comfy_tree.workflow(
+        "d.json", ui_workflow([ui_node(1, "VAELoader", ["have.safetensors"], properties={"models": [have]})])
+    )
+    lines = [line.removesuffix(b",") for line in scanned(comfy_tree, home).read_bytes().split(b"\n")[1:-2]]
+    assert any(b'"declared":[{"sha256":"' in line for line in lines)  # a declared hash before the entry's own
+    odd = [
+        b'{"a":1}',  # no flag: the report's and the scan's digests of the whole text
+        b'{"reused":true,"x":"y"}',  # a flag, no sha256 after it
+        b'{"b":{"reused":true},"reused":false,"sha256":"' + b"a" * 64 + b'","source":"s","workflow":"w"}',
+        b'{"reused":"maybe","sha256":"' + b"a" * 64 + b'","source":"s","workflow":"w"}',
+    ]
+    for line in [*lines, *(line.replace(b'"reused":false', b'"reused":true') for line in lines), *odd]:
+        assert scan_parts.both_digests(line) == (scan_parts.line_digest(line), parts.line_digest(line)), line
+        padded = b"xx" + line + b",\nyy"  # a line inside a run of copied lines
+        assert scan_parts.both_digests(padded, 2, 2 + len(line)) == scan_parts.both_digests(line)
+    for line in lines:  # entries as the scan writes them: the digest the report always gave them
+        assert parts.line_digest(line) == old_report_digest(line)
+        flipped = line.replace(b'"reused":false', b'"reused":true')
+        assert parts.line_digest(flipped) == parts.line_digest(line)
+    # What the report leaves out besides the flag: the file's own sha256 (a node's title edited), not another.
+    line = next(line for line in lines if b'"declared":[{"sha256":"' in line)
+    at = line.rindex(b'"sha256":"') + len(b'"sha256":"')
+    other_file = line[:at] + b"0" * 64 + line[at + 64 :]
+    assert parts.line_digest(other_file) == parts.line_digest(line)
+    assert scan_parts.line_digest(other_file) != scan_parts.line_digest(line)
+    at = line.index(b'"sha256":"') + len(b'"sha256":"')  # a declared file's
+    assert parts.line_digest(line[:at] + b"0" * 64 + line[at + 64 :]) != parts.line_digest(line)
