@@ -355,17 +355,6 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "that changed (filled by the scan as it writes scan.json; a cache: safe to delete)",
     ),
     Artifact(
-        "verify_variants",
-        "state/verify_variants.bin",
-        None,
-        "binary",
-        ("scan",),
-        ("verify",),
-        "the installed variants of each file the workflows miss, looked up by a scan that made many entries, "
-        "so verify does not look for them again under the same model cache (a cache: safe to delete)",
-        every_cycle=False,
-    ),
-    Artifact(
         "verify_delta",
         "state/verify_delta.bin",
         None,

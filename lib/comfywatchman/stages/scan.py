@@ -60,7 +60,6 @@ from comfywatchman.workflow.store import RequirementStore
 if TYPE_CHECKING:
     from comfywatchman.comfy import inventory
     from comfywatchman.comfy.inventory import ModelIndex, NodeIndex
-    from comfywatchman.stages.variant_primer import VariantPrimer
     from comfywatchman.workflow import embeddings, extract, load, parse_worker
 else:
     # Imported when first used: a cycle where nothing changed returns before parsing or comparing anything.
@@ -760,10 +759,8 @@ def _scan(
                 "demo": files.model_cache["demo"],
                 "node_map": files.node_map.source,
             }
-        # The stages after the scan would read each entry made back from scan.json: they get their parts now,
-        # and verify the variants of the files they miss when it would look for all of them.
-        variants = _variant_primer(state, files, len(jobs), count_inactive)
-        primer = _primer(state, len(jobs), kept, digests, variants)
+        # The stages after the scan would read each entry made back from scan.json: they get their parts now.
+        primer = _primer(state, len(jobs), kept, digests)
         takes = primer.takes if primer is not None else ()
         made = _made(ctx, jobs, store, truth, files, kept, pool, handed_out, takes) if files and jobs else iter(())
         live = {item["sha256"] for item in items} if jobs else None
@@ -793,8 +790,6 @@ def _scan(
             scan_keys.save(state / scan_keys.FILE, digests.report_pairs())
         if primer is not None:
             primer.finish()
-            if variants is not None:
-                variants.save()
             from comfywatchman.stages import verify  # imported by primed_packs
 
             # verify_part's memo of lookup keys, filled while the parts were taken among the scan's own objects:
@@ -810,16 +805,13 @@ def _scan(
     return tally, written
 
 
-def _primer(
-    state: Path, made: int, kept: KeptEntries, digests: Recorder, variants: VariantPrimer | None
-) -> scan_parts.Primer | None:
-    """Return the Primer of a scan that makes ``made`` entries (None for none): the search's and verify's packs
-    (``primed_packs``, with ``variants``), and when ``primes_report`` the report's, whose line digests
-    ``digests`` then works out too (those of lines copied from the last scan.json from the keys the last report
-    or scan kept)."""
+def _primer(state: Path, made: int, kept: KeptEntries, digests: Recorder) -> scan_parts.Primer | None:
+    """Return the Primer of a scan that makes ``made`` entries (None for none): the search's and verify's packs,
+    and when ``primes_report`` the report's, whose line digests ``digests`` then works out too (those of lines
+    copied from the last scan.json from the keys the last report or scan kept)."""
     if not made:
         return None
-    packs = primed_packs(state, variants)
+    packs = primed_packs(state)
     if primes_report(state, made):
         digests.keep_report_keys(scan_keys.load(state / scan_keys.FILE) if kept.head else {})
         packs.append(report_pack(state))
@@ -827,17 +819,15 @@ def _primer(
     return scan_parts.Primer(packs, whole=[catalogue.in_state(state, "report_scan_parts")])
 
 
-def primed_packs(state: Path, variants: VariantPrimer | None = None) -> list[scan_parts.Pack]:
+def primed_packs(state: Path) -> list[scan_parts.Pack]:
     """Return the parts packs a scan that makes entries fills (``scan_parts.Primer``): those of the search and
-    verify, which read scan.json right after it, each with its stage's own tag and ``take`` (verify's also
-    looking up the variants of the missing files with ``variants``, when given)."""
+    verify, which read scan.json right after it, each with its stage's own tag and ``take``."""
     # Imported here: a scan that makes no entry (nothing changed) needs neither module.
     from comfywatchman.stages import search, verify
 
-    verify_take = variants.taking(verify.verify_part) if variants is not None else verify.verify_part
     return [
         (catalogue.in_state(state, "search_parts"), search.PARTS_TAG, search.missing_part),
-        (catalogue.in_state(state, "verify_parts"), verify.PARTS_TAG, verify_take),
+        (catalogue.in_state(state, "verify_parts"), verify.PARTS_TAG, verify.verify_part),
     ]
 
 
@@ -857,18 +847,6 @@ def primes_report(state: Path, made: int) -> bool:
     if made >= MIN_PARALLEL:
         return True
     return not (state / scan_keys.FILE).exists() or not catalogue.in_state(state, "report_scan_parts").exists()
-
-
-def _variant_primer(state: Path, files: InstallFiles | None, made: int, count_inactive: bool) -> VariantPrimer | None:
-    """Return the VariantPrimer of a scan that makes ``made`` entries, when they are many (a few are not worth
-    indexing the installed names for) and verify has no memo of the variants under this model cache."""
-    if files is None or made < MIN_PARALLEL:
-        return None
-    from comfywatchman.stages import variant_primer  # a scan that makes few entries needs none of it
-
-    if not variant_primer.wanted(state):
-        return None
-    return variant_primer.VariantPrimer(state, files.model_cache, count_inactive)
 
 
 def _head(

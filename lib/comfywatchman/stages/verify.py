@@ -34,7 +34,6 @@ import orjson
 from comfywatchman import artifacts, hashing, lazy
 from comfywatchman.comfy.variants import VariantIndex, loader_of
 from comfywatchman.errors import ArtifactError
-from comfywatchman.stages import variant_primer
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.stages.verify_inputs import ARTIFACT as ARTIFACT  # verify_delta reads these here too
@@ -426,16 +425,12 @@ class VariantMemo:
     listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
     answered: dict[str, bool] = field(default_factory=dict)
     keys: dict[tuple[str | None, str], str] = field(default_factory=dict)  # the ``entry_key`` of each file asked
-    # What the scan looked up this cycle under the same model cache (``variant_primer``), when nothing else is.
-    primed: variant_primer.Primed = field(default_factory=dict)
 
     def get(self, key: str, entry: Missing) -> list[dict[str, Any]] | None:
         """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
         if key in self.none:
             return []
-        if key in self.some:
-            return self.listed.get((entry.folder, entry.name))
-        return self.primed.get((entry.folder, entry.name, entry.loader)) if self.primed else None
+        return self.listed.get((entry.folder, entry.name)) if key in self.some else None
 
     def to_json(self) -> dict[str, Any]:
         """Return what the next cycle needs (``verify_inputs.json``, ``variants``)."""
@@ -454,28 +449,21 @@ def entry_key(entry: Missing) -> str:
 
 def variant_memo(state: Path, previous: Mapping[str, Any] | None) -> VariantMemo:
     """Return the variants the last verify found, when made under the model cache as it is now and its
-    verify.json is the one it wrote; else those the scan looked up under it (``variant_primer``), if any."""
-    basis = variant_primer.basis(state)
+    verify.json is the one it wrote; else an empty memo."""
+    basis = artifacts.content_hash({"format": FORMAT, "model_cache": _stat_key(state / "model_cache.json")})
     memo = VariantMemo(basis)
-    last: Mapping[str, Any] = (previous or {}).get("variants") or {}
-    document = _last_verify(state, previous) if previous is not None and last.get("basis") == basis else None
-    if document is None:
-        memo.primed = variant_primer.read(state, basis)
+    last = (previous or {}).get("variants")
+    if previous is None or last is None or last["basis"] != basis:
+        return memo
+    try:
+        document = artifacts.read_optional(state / ARTIFACT, SCHEMA)
+    except ArtifactError:
+        return memo
+    if document is None or document["fingerprint"] != previous["fingerprint"]:
         return memo
     memo.none, memo.some = set(last["none"]), set(last["some"])
     memo.listed = {(a["folder"], a["name"]): a["variants"] for a in document["alternatives"]}
     return memo
-
-
-def _last_verify(state: Path, previous: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Return verify.json when it is the one the last verify wrote (``previous``'s fingerprint), else None."""
-    try:
-        document = artifacts.read_optional(state / ARTIFACT, SCHEMA)
-    except ArtifactError:
-        return None
-    if document is None or document["fingerprint"] != previous["fingerprint"]:
-        return None
-    return document  # type: ignore[no-any-return]
 
 
 def variant_entries(

@@ -734,7 +734,7 @@ def test_a_scan_that_makes_entries_fills_the_packs_of_search_and_verify(
     packs = ("search_parts.pack", "verify_parts.pack")
     for name, home in homes.items():
         if name == "made":
-            monkeypatch.setattr(scan, "primed_packs", lambda state, variants=None: [])
+            monkeypatch.setattr(scan, "primed_packs", lambda state: [])
         home.mkdir()
         ctx = context(comfy_tree, home, "c1", T0)
         run(ctx, ("cache", "intake", "scan"))
