@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, catalogue
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import scan_keys
 from comfywatchman.reporting.answers import Answers, lookup
@@ -186,9 +186,6 @@ class ScanLines:
         return entry
 
 
-PRIMED = "report_scan_parts.pack"
-
-
 class Entries:
     """The workflow entries of a scan.json its scan's record describes (``ScanLines.recorded``), by position,
     each read only when asked for (``at``): what the scan took of it for the report (``status_report.
@@ -200,7 +197,7 @@ class Entries:
     def __init__(self, scan: ScanLines, tag: str) -> None:
         assert scan.recorded is not None
         self.scan, self.recorded = scan, scan.recorded
-        self.path = scan.path.with_name(PRIMED)
+        self.path = catalogue.in_state(scan.path.parent, "report_scan_parts")
         self.tag = tag.encode("ascii")
         self.primed = 0  # entries taken from the pack
         self._index: dict[bytes, tuple[bytes, int, int]] | None = None  # scan digest -> (check, offset, length)
