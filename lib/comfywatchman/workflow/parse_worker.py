@@ -163,8 +163,15 @@ class _Worker:
         # On Windows a console program started by a process without a console (Task Scheduler's windowless
         # run) would open a console window of its own for every worker; the flag keeps it hidden.
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+        # Pipes read (and written) through a buffer as large as the pipe: the answers a worker wrote ahead are
+        # taken in one read, not two or three reads per answer.
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, creationflags=flags
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            creationflags=flags,
+            bufsize=PIPE_BYTES,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
