@@ -45,7 +45,7 @@ _KEY = b'"workflows":['
 
 _REUSED = b',"reused":'
 
-_WRITE_BUFFER = 1 << 18
+_WRITE_BUFFER = 1 << 16
 
 #: A pack whose lines of workflows gone or changed exceed this share of the lines in use is rewritten whole.
 STALE_SHARE = 0.25
