@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 MAP_NAME = "extension-node-map.json"
 # Patterns that claim every name (or nearly): listed, but flagged so nobody installs a pack on their word.
 CATCH_ALL = frozenset({".*", "^.*$", ".+", "^.+$", "(.*)"})
+# A repository URL's scheme and any user name, which ``normalize_repo`` makes plain ``https://``.
+_SCHEME = re.compile(r"^(?:git\+)?(?:https?|ssh|git)://(?:[^@/]+@)?")
 
 
 def normalize_repo(url: str) -> str:
@@ -32,7 +34,8 @@ def normalize_repo(url: str) -> str:
     if text.startswith("git@") and ":" in text:
         host, _, path = text[4:].partition(":")
         text = f"https://{host}/{path}"
-    text = re.sub(r"^(?:git\+)?(?:https?|ssh|git)://(?:[^@/]+@)?", "https://", text)
+    if not text.startswith("https://") or "@" in text:  # else the pattern would put back what it took away
+        text = _SCHEME.sub("https://", text)
     text = text.rstrip("/")
     if text.endswith(".git"):
         text = text[:-4]
@@ -131,6 +134,7 @@ def load(path: Path | None) -> NodeMap:
         logger.warning("%s: cannot read ComfyUI-Manager node map: %s", path, exc)
         return NodeMap(source=None)
     node_map = NodeMap(source=str(path))
+    by_name = node_map.by_name
     for repo, entry in raw.items() if isinstance(raw, dict) else ():
         if not (isinstance(entry, list) and entry and isinstance(entry[0], list)):
             continue
@@ -138,8 +142,12 @@ def load(path: Path | None) -> NodeMap:
         candidate = PackCandidate(repo, str(meta.get("title_aux") or repo.rstrip("/").rsplit("/", 1)[-1]))
         node_names = [n for n in entry[0] if isinstance(n, str)]
         node_map.add_repo(repo, node_names)
-        for name in node_names:
-            node_map.by_name.setdefault(name, []).append(candidate)
+        for name in node_names:  # some 30,000 names: one lookup each, and no list made for a name listed already
+            claimants = by_name.get(name)
+            if claimants is None:
+                by_name[name] = [candidate]
+            else:
+                claimants.append(candidate)
         pattern = meta.get("nodename_pattern")
         if isinstance(pattern, str) and pattern:
             _add_pattern(node_map, path, candidate, pattern)

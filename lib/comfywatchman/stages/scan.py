@@ -154,7 +154,9 @@ class Evaluator:
         self.truth = truth
         self._model_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._node_memo: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
-        self._provided: dict[str, str] = {}  # node type -> its state, where seeded as core, frontend or installed
+        # Node type -> its state, where core, frontend or installed (seeded, or found): such a state never depends
+        # on the pack a node names (``NodeIndex.state``), so a type found provided once is provided for every node.
+        self._provided: dict[str, str] = {}
 
     @property
     def models(self) -> ModelIndex:
@@ -294,22 +296,23 @@ class Evaluator:
         nodes: list[dict[str, Any]] = []
         provided: dict[str, str] = {}
         node_memo = self._node_memo
-        seeded = self._provided
+        known = self._provided
         for ref in requirements["nodes"]:
             class_type = ref["class_type"]
+            state = known.get(class_type)
+            if state is not None:  # provided, whatever pack the node names (nearly every node type)
+                provided[class_type] = state
+                continue
             made_with = ref.get("made_with")
-            # node_key, inlined: it runs for every node type of every workflow
+            # node_key, inlined: it runs for every node type not provided
             if made_with:
                 verdict = node_memo.get((class_type, made_with.get("cnr_id"), made_with.get("aux_id")))
             else:
                 verdict = node_memo.get((class_type, None, None))
             if verdict is None:
-                if class_type in seeded:  # provided, whatever pack the node names: no index needed
-                    provided[class_type] = seeded[class_type]
-                    continue
                 verdict = self.node_verdict(class_type, made_with)
             if verdict["state"] in PROVIDED:
-                provided[class_type] = verdict["state"]
+                provided[class_type] = known[class_type] = verdict["state"]
             else:
                 modes = ref["modes"]
                 nodes.append({**ref, "active": not modes or "active" in modes, **verdict})
@@ -383,7 +386,15 @@ def entry_text(entry: Mapping[str, Any], source: str) -> bytes:
         return artifacts.dumps(entry, indent=None)[:-1].encode("utf-8")
 
 
-def _entry(base: Mapping[str, Any], requirements: Mapping[str, Any], reused: bool, settings: ScanSettings) -> Scanned:
+def _entry(
+    base: Mapping[str, Any],
+    requirements: Mapping[str, Any],
+    reused: bool,
+    settings: ScanSettings,
+    kept: bytes | None = None,
+) -> Scanned:
+    """Return the entry of the workflow ``base`` that has ``requirements`` (``kept``: their encoding, for the
+    store, when they were parsed now from the file intake hashed)."""
     entry = {
         **base,
         "format": requirements["format"],
@@ -394,7 +405,7 @@ def _entry(base: Mapping[str, Any], requirements: Mapping[str, Any], reused: boo
     }
     text = entry_text(entry, f"{base['path']}: its scan.json entry")
     parts = scan_parts.payloads(settings.primed, entry) if settings.primed else None
-    return Scanned(text, None, reused, *counted(entry, settings.count_inactive), parts=parts)
+    return Scanned(text, None, reused, *counted(entry, settings.count_inactive), kept=kept, parts=parts)
 
 
 def _from_store(base: Mapping[str, Any], settings: ScanSettings) -> Scanned | None:
@@ -436,10 +447,9 @@ def _answered(base: Mapping[str, Any], kind: bytes, body: bytes, settings: ScanS
     if kind == parse_worker.LOST:
         return scan_one((dict(base), None))
     try:
-        requirements = orjson.loads(body)
-        made = _entry(base, requirements, False, settings)
         # A file that changed since intake hashed it is not kept under that hash.
-        return made._replace(kept=body) if kind == parse_worker.REQUIREMENTS else made
+        kept = body if kind == parse_worker.REQUIREMENTS else None
+        return _entry(base, orjson.loads(body), False, settings, kept)
     except (Exception, RecursionError) as exc:  # an entry that cannot be written is that file's error only
         logger.debug("%s: entry failed:", base["path"], exc_info=True)
         return _failed(base, load.clean_text(f"{base['path']}: cannot be listed ({type(exc).__name__}: {exc})"[:2000]))

@@ -45,6 +45,9 @@ _KEY = b'"workflows":['
 
 _REUSED = b',"reused":'
 
+# The buffer of a pack's temp file while the scan fills it (``Primer``): megabytes go there in lines of kilobytes.
+_WRITE_BUFFER = 1 << 16
+
 #: A pack whose lines of workflows gone or changed exceed this share of the lines in use is rewritten whole.
 STALE_SHARE = 0.25
 
@@ -343,7 +346,7 @@ class Primer:
         for path, tag, _take in self.packs:
             try:
                 fd, tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(path), suffix=".tmp", dir=path.parent)
-                handle = os.fdopen(fd, "wb")
+                handle = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
                 handle.write(tag.encode("ascii") + b"\n")
             except OSError as exc:
                 logger.warning("%s: cannot be written (%s); its stage reads scan.json itself", path, exc)

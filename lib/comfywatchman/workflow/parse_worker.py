@@ -42,6 +42,8 @@ _HEADER = struct.Struct(">cI")
 CHUNK = 4
 # Answers a worker may write ahead of the scan reading them (pipe capacity; Linux lets a process raise it).
 PIPE_BYTES = 1 << 20
+# The scan's buffer on each worker's pipes (the answers are kilobytes each; a larger buffer only holds memory).
+PIPE_BUFFER = 1 << 16
 REQUIREMENTS, CHANGED, ERROR, NOT_WORKFLOW = b"R", b"r", b"E", b"N"
 # Not from a worker: its process died before answering; the scan reads the file itself.
 LOST = b"L"
@@ -163,8 +165,15 @@ class _Worker:
         # On Windows a console program started by a process without a console (Task Scheduler's windowless
         # run) would open a console window of its own for every worker; the flag keeps it hidden.
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+        # Pipes read (and written) through a buffer of several answers: the answers a worker wrote ahead are
+        # taken in one read, not two or three reads per answer.
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, creationflags=flags
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            creationflags=flags,
+            bufsize=PIPE_BUFFER,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin

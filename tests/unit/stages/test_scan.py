@@ -298,6 +298,40 @@ def test_node_verdicts_follow_installed_packs_manager_entries_and_the_workflows_
     assert nodes["Hostile"]["made_with"]["cnr_id"] == "x; rm -rf ~" and nodes["Hostile"]["packs"] == []
 
 
+def test_a_provided_node_type_is_provided_whatever_pack_each_node_names(comfy_tree: ComfyTree, home: Path) -> None:
+    # The scan remembers a type found provided by its name alone: the pack a node names matters only to a type
+    # that is not there, whose verdict (the pack to install) is made for each pack named.
+    comfy_tree.pack("My-Installed", ["OldType"], version="1.0")
+    comfy_tree.workflow(
+        "a.json",
+        ui_workflow(
+            [
+                ui_node(1, "OldType", [], properties={"cnr_id": "some-other-pack", "ver": "1.0"}),
+                ui_node(2, "GoneType", [], properties={"cnr_id": "first-pack", "ver": "1.0"}),
+            ]
+        ),
+    )
+    comfy_tree.workflow(
+        "b.json",
+        ui_workflow(
+            [
+                ui_node(1, "OldType", []),
+                ui_node(2, "GoneType", [], properties={"cnr_id": "second-pack", "ver": "1.0"}),
+                ui_node(3, "CheckpointLoaderSimple", ["a.safetensors"], properties={"cnr_id": "my-installed"}),
+            ]
+        ),
+    )
+    ctx = make_ctx(comfy_tree, home)
+    assert cycle(ctx).ok
+    entries = scanned(ctx)
+    for name in ("a.json", "b.json"):
+        assert entries[name]["provided_nodes"]["OldType"] == "installed"
+        assert [n["class_type"] for n in entries[name]["nodes"]] == ["GoneType"]
+    assert entries["b.json"]["provided_nodes"]["CheckpointLoaderSimple"] == "core"
+    assert [p["registry_id"] for p in entries["a.json"]["nodes"][0]["packs"]] == ["first-pack"]
+    assert [p["registry_id"] for p in entries["b.json"]["nodes"][0]["packs"]] == ["second-pack"]
+
+
 # One bad file stops nothing (issue 10): it is its own error row, and the other files are scanned as usual.
 
 
