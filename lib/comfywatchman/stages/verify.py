@@ -481,11 +481,15 @@ def variant_entries(
         memo.keys = memo_keys
     known = {key: memo.get(memo_keys[key], entry) if memo is not None else None for key, entry in table.items()}
     # How many files are looked up per folder: a folder asked about a few times is not indexed whole.
-    index.expect(Counter(entry.folder for key, entry in table.items() if known[key] is None and entry.folder))
+    asked = [key for key, entry in table.items() if known[key] is None]
+    index.expect(Counter(folder for key in asked if (folder := table[key].folder)))
+    # Looked up together: most have no installed file with their name key, found without splitting the name.
+    answers = index.variants_of([(table[key].name, table[key].folder, table[key].loader) for key in asked])
+    answered = dict(zip(asked, answers, strict=True))
     for key, entry in table.items():
         found = known[key]
         if found is None:
-            found = index.variants(entry.name, entry.folder, entry.loader)
+            found = answered[key]
         if memo is not None:
             memo.answered[memo_keys[key]] = bool(found)
         if found:
