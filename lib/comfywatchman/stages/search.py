@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from comfywatchman import artifacts, catalogue, lazy, progress, stage_inputs
 from comfywatchman.comfy.manager_files import find_manager_file
 from comfywatchman.search import declared, policy, registry, reuse
@@ -27,6 +29,7 @@ from comfywatchman.search.base import (
     SearchContext,
     SearchResult,
     Status,
+    new_query,
 )
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
@@ -92,7 +95,7 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
                 entry[2][tuple(row)] = None
             entry[3][path] = None
     return [
-        ModelQuery(name, folder, tuple(Declaration(*row) for row in decls), tuple(paths))
+        new_query(name, folder, tuple([Declaration(*row) for row in decls]) if decls else (), tuple(paths))
         for (name, folder, decls, paths) in (
             grouped[key] for key in sorted(grouped, key=lambda key: (key[0] or "~", key[1]))
         )
@@ -140,6 +143,8 @@ class OfflineBlank:
     attempts: list[dict[str, str]]
     #: The result as JSON without name and type (``answer_text`` puts them in, and the workflows).
     rest: dict[str, Any]
+    #: The text of the result cut where name, type and workflows go, once made (``_cut``; empty: not cut).
+    pieces: tuple[str, ...] | None = None
 
     @staticmethod
     def applies(ctx: StageContext, backends: Sequence[SearchBackend]) -> bool:
@@ -169,8 +174,44 @@ class OfflineBlank:
         """Return the search.json text of the answer to ``query`` (what ``artifacts.part_text`` gives for it:
         the blank was validated as a whole, and name, type and workflows are strings, null and a list of
         strings, which the schema allows whatever they hold)."""
+        pieces = self.pieces if self.pieces is not None else self._cut()
+        if pieces:
+            try:
+                # The blank's text with the query's three values put in: what encoding the whole object gives
+                # (its keys sorted; the three values hold no object), without encoding the rest again each time.
+                name, kind, workflows = (
+                    orjson.dumps(query.name),
+                    orjson.dumps(query.folder),
+                    orjson.dumps(query.workflows),
+                )
+            except TypeError:
+                pass  # a value orjson refuses (a lone surrogate): encoded the long way, as ``artifacts.dumps`` does
+            else:
+                return f"{pieces[0]}{name.decode()}{pieces[1]}{kind.decode()}{pieces[2]}{workflows.decode()}{pieces[3]}"
         item = {**self.rest, "name": query.name, "type": query.folder, "workflows": list(query.workflows)}
         return artifacts.dumps(item, indent=None)[:-1]
+
+    def _cut(self) -> tuple[str, ...]:
+        """Return the blank's text cut where name, type and workflows go (``pieces``): empty when it cannot be
+        cut (the stand-ins for the three values are found elsewhere in it too)."""
+        marks = ("\x00name\x00", "\x00type\x00", "\x00workflows\x00")
+        item = {**self.rest, "name": marks[0], "type": marks[1], "workflows": marks[2]}
+        try:
+            text = orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()  # as ``artifacts.dumps`` encodes it
+        except TypeError:  # what orjson refuses ``artifacts.dumps`` encodes another way: not cut
+            self.pieces = ()
+            return self.pieces
+        quoted = [orjson.dumps(mark).decode() for mark in marks]
+        pieces: list[str] = []
+        rest = text
+        for mark in quoted:
+            before, found, rest = rest.partition(mark)
+            if not found or mark in before or mark in rest:
+                self.pieces = ()
+                return self.pieces
+            pieces.append(before)
+        self.pieces = (*pieces, rest)
+        return self.pieces
 
 
 @dataclass
@@ -199,8 +240,12 @@ class Resolver:
             return SearchResult(
                 query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up"
             )
-        now = self.ctx.now()
         offline_answers = self._first_answers(query)
+        if not offline_answers and self.blank is not None:
+            # Most files of an offline cycle: the blank is made offline only, where neither the search cache
+            # nor the request budget below comes into play.
+            return self.blank.result(query)
+        now = self.ctx.now()
         if offline_answers and offline_answers[-1].status is Status.FOUND:
             return self._verified_declaration(query, offline_answers[-1], now)
         cached = self.cache.get(query, self.order, now) if self.cache and not self.ctx.config.offline else None
@@ -209,8 +254,6 @@ class Resolver:
             return cached
         if self.budget_spent() and any(b.needs_network for b in self.backends) and not self.ctx.config.offline:
             return self._waiting(query, offline_answers)
-        if not offline_answers and self.blank is not None:
-            return self.blank.result(query)
         refused_before = self.http.deadline_refusals if self.http else 0
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
