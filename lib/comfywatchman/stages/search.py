@@ -94,11 +94,13 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
             for row in decl_rows:
                 entry[2][tuple(row)] = None
             entry[3][path] = None
+    # In the order of folder ("~" for none) and key; files of the same order by when they were first met, as
+    # a stable sort leaves them (their place in ``grouped`` decides), without a key function called per file.
+    order = sorted([(folder or "~", key, at) for at, (folder, key) in enumerate(grouped)])
+    entries = list(grouped.values())
     return [
         new_query(name, folder, tuple([Declaration(*row) for row in decls]) if decls else (), tuple(paths))
-        for (name, folder, decls, paths) in (
-            grouped[key] for key in sorted(grouped, key=lambda key: (key[0] or "~", key[1]))
-        )
+        for (name, folder, decls, paths) in (entries[at] for _, _, at in order)
     ]
 
 

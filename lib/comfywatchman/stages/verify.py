@@ -41,7 +41,7 @@ from comfywatchman.stages.verify_inputs import FORMAT as FORMAT
 from comfywatchman.stages.verify_inputs import INPUTS as INPUTS
 from comfywatchman.stages.verify_inputs import _stat_key as _stat_key
 from comfywatchman.stages.verify_inputs import digest_of_stats as digest_of_stats
-from comfywatchman.stages.verify_inputs import standing, stats_digest
+from comfywatchman.stages.verify_inputs import standing
 from comfywatchman.workflow import names
 
 if TYPE_CHECKING:
@@ -95,25 +95,34 @@ def _sha256(value: Any, kind: Any) -> str | None:
 
 class FileLocator:
     """``(folder, name)`` -> absolute path of each installed file (the first directory wins, as in ComfyUI);
-    paths are joined only for the files asked about."""
+    a folder's names indexed when it is first asked about, paths joined only for the files asked about."""
 
     def __init__(self, model_cache: Mapping[str, Any]) -> None:
-        self._dirs = {folder: group["paths"] for folder, group in model_cache["folders"].items()}
-        self._where: dict[tuple[str, str], int] = {}
+        self._groups = model_cache["folders"]
+        self._where: dict[str, dict[str, int]] = {}  # folder -> name -> index of its directory
         self._joined: dict[tuple[str, str], str] = {}
-        for folder, group in model_cache["folders"].items():
-            for entry in group["files"]:
-                self._where.setdefault((folder, entry["name"]), entry["dir"])
+
+    def _names(self, folder: str) -> dict[str, int]:
+        where = self._where.get(folder)
+        if where is None:
+            group = self._groups.get(folder)
+            files = group["files"] if group is not None else ()
+            # Built from the last file to the first, so that a name's first directory is the one kept.
+            where = self._where[folder] = dict(
+                zip([e["name"] for e in reversed(files)], [e["dir"] for e in reversed(files)], strict=True)
+            )
+        return where
 
     def get(self, key: tuple[str, str]) -> str | None:
         """Return the absolute path of ``(folder, name)``, or None when the cache has no such file."""
         path = self._joined.get(key)
         if path is None:
-            index = self._where.get(key)
+            folder, name = key
+            index = self._names(folder).get(name)
             if index is None:
                 return None
             # Kept: a file many workflows declare is asked about once per workflow.
-            path = self._joined[key] = os.path.join(self._dirs[key[0]][index], key[1])
+            path = self._joined[key] = os.path.join(self._groups[folder]["paths"][index], name)
         return path
 
 
@@ -810,7 +819,10 @@ def _full(
     checked = sorted(found)
     basis = verify_delta.basis_of(state, settings_key)
     memo_next = verify_delta.memo_of(basis, record, digests, shares, found, needs.missing, located, memo.keys, folders)
-    return store, progress, drift, alts, checked, stats_digest(checked), memo.to_json(), memo_next
+    # The files' stats as they were hashed or found hashed (not taken again: a file changed since then differs
+    # from them, and the next verify looks at it again).
+    checked_stats = digest_of_stats(checked, {path: stats.get(path) for path in checked})
+    return store, progress, drift, alts, checked, checked_stats, memo.to_json(), memo_next
 
 
 class _Asked:
