@@ -96,11 +96,15 @@ def split_name(name: str) -> NameParts:
 
 
 # ``keys_of``: a model extension at the end of a line; a descriptor token after the "_" that starts its segment
-# (each line is given a leading "_"); a version at the end of a line (a line's key never starts with "_", so a
-# match here starts past its first character, as ``split_name`` asks).
+# (each line is given a leading "_"; every token starts with one of the letters looked ahead for, the first
+# letters of the alternatives, and of a few of their parts: a few more than needed); a version at
+# the end of a line (a line's key never starts with "_", so a match here starts past its first character, as
+# ``split_name`` asks).
 _EXTENSION_END = re.compile(rf"\.(?:{'|'.join(sorted(re.escape(e[1:]) for e in MODEL_EXTENSIONS))})\n")
-_TOKEN_SEGMENT = re.compile(rf"_(?:{_PRECISION}|{_QUANT})(?=[_\n])")
+_TOKEN_FIRST = "".join(sorted({alternative[0] for alternative in f"{_PRECISION}|{_QUANT}".split("|")}))
+_TOKEN_SEGMENT = re.compile(rf"_(?=[{_TOKEN_FIRST}])(?:{_PRECISION}|{_QUANT})(?=[_\n])")
 _VERSION_END = re.compile(r"_v[0-9]+(?:_[0-9]+)*(?=\n)")
+_COMMON_END = ".safetensors\n"  # most names' extension, taken off with a plain replace first
 
 
 def keys_of(many: Sequence[str]) -> list[str]:
@@ -112,17 +116,19 @@ def keys_of(many: Sequence[str]) -> list[str]:
     if not plain:
         return []
     joined = "\n".join(plain)
-    if not (joined.isascii() and joined.replace("\n", "").isprintable() and joined.count("\n") == len(plain) - 1):
+    # The base name of each (the whole name trimmed, "\\" as "/", is the base name trimmed; ASCII needs no NFC),
+    # case folded (lower() for ASCII).
+    lines = joined.replace("\\", "/").lower().split("\n") if joined.isascii() else []
+    if len(lines) != len(plain) or not all(map(str.isprintable, lines)):
         at = [i for i, name in enumerate(plain) if name.isascii() and name.isprintable()]
         keys = [split_name(name).key for name in plain]  # replaced below for the plain names
         for i, key in zip(at, keys_of([plain[i] for i in at]), strict=True):
             keys[i] = key
         return keys
-    # What ``split_name`` does step by step, on every line: the base name (the whole name trimmed, "\\" as "/",
-    # is the base name trimmed; ASCII needs no NFC), case folded (lower() for ASCII), its model extension off.
-    lines = joined.replace("\\", "/").lower().split("\n")
     text = "\n" + "\n".join([line.rpartition("/")[2].strip() for line in lines]) + "\n"
-    text = _EXTENSION_END.sub("\n", text)
+    # The model extension off (the last "." of a line: no extension holds one); a line whose common one went
+    # first ends with "\0" for the moment (printable names hold none), so that no second extension goes too.
+    text = _EXTENSION_END.sub("\n", text.replace(_COMMON_END, "\0\n")).replace("\0", "")
     # Separator runs to one "_", none at either end of a line; then each line starts with "_", so that a token
     # (which starts a segment) is always found after a "_", as ``_TOKEN`` finds it after "_" or at the start.
     text = text.replace("-", "_").replace(".", "_").replace(" ", "_")

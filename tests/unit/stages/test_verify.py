@@ -403,3 +403,25 @@ def test_drift_from_the_heads_read_while_hashing_is_what_reading_the_files_gives
     del heads[str(files["whole.safetensors"])]
     again = verify.drift_findings(found, stats, known, heads)
     assert {Path(d["path"]).name: d["kind"] for d in again}["whole.safetensors"] == "truncated"
+
+
+def test_the_file_locator_finds_a_name_in_its_first_directory() -> None:
+    model_cache = {
+        "folders": {
+            "loras": {
+                "paths": ["/a/loras", "/b/loras"],
+                "files": [
+                    {"name": "x.safetensors", "dir": 1, "size": 1},
+                    {"name": "sub/y.safetensors", "dir": 0, "size": 2},
+                    {"name": "x.safetensors", "dir": 0, "size": 3},  # a later listing of the same name: shadowed
+                ],
+            },
+            "vae": {"paths": ["/a/vae"], "files": []},
+        }
+    }
+    locator = verify.FileLocator(model_cache)
+    assert locator.get(("loras", "x.safetensors")) == "/b/loras/x.safetensors"
+    assert locator.get(("loras", "sub/y.safetensors")) == "/a/loras/sub/y.safetensors"
+    assert locator.get(("loras", "z.safetensors")) is None
+    assert locator.get(("vae", "x.safetensors")) is None
+    assert locator.get(("unknown", "x.safetensors")) is None
