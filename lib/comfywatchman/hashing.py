@@ -30,17 +30,20 @@ def file_sha256(path: str | Path) -> str:
     return file_sha256_head(path)[0]
 
 
-def file_sha256_head(path: str | Path) -> tuple[str, bytes]:
+def file_sha256_head(path: str | Path, size: int | None = None) -> tuple[str, bytes]:
     """Return the sha256 (hex) of the file at ``path`` and its first ``HEAD`` bytes (fewer when the first read
     gave fewer: a shorter file), read in 1 MiB chunks: a ``.safetensors`` file's header length is then known
-    without opening it again (``safetensors_truncated_head``). Raise OSError if unreadable."""
+    without opening it again (``safetensors_truncated_head``). ``size``: the file's size when the caller has
+    just taken it (else it is asked for). Raise OSError if unreadable."""
     digest = hashlib.sha256()
     head = b""
     with open(path, "rb", buffering=0) as handle:
         # A buffer no larger than the file (plus one byte, to see its end in one read): a 1 MiB buffer made
         # and zeroed for each of thousands of small files cost several times their hashing. A file that grows
         # meanwhile is still read to its end, in more reads.
-        buffer = bytearray(min(CHUNK, os.fstat(handle.fileno()).st_size + 1))
+        if size is None:
+            size = os.fstat(handle.fileno()).st_size
+        buffer = bytearray(min(CHUNK, max(size, 0) + 1))
         view = memoryview(buffer)
         count = handle.readinto(buffer)
         if count:

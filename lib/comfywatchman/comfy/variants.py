@@ -125,7 +125,9 @@ def keys_of(many: Sequence[str]) -> list[str]:
         for i, key in zip(at, keys_of([plain[i] for i in at]), strict=True):
             keys[i] = key
         return keys
-    text = "\n" + "\n".join([line.rpartition("/")[2].strip() for line in lines]) + "\n"
+    text = "\n" + "\n".join([line.rpartition("/")[2] for line in lines]) + "\n"
+    while "\n " in text or " \n" in text:  # trimmed (of spaces: the only white space a printable name holds)
+        text = text.replace("\n ", "\n").replace(" \n", "\n")
     # The model extension off (the last "." of a line: no extension holds one); a line whose common one went
     # first ends with "\0" for the moment (printable names hold none), so that no second extension goes too.
     text = _EXTENSION_END.sub("\n", text.replace(_COMMON_END, "\0\n")).replace("\0", "")

@@ -29,7 +29,6 @@ from comfywatchman.search.base import (
     SearchContext,
     SearchResult,
     Status,
-    new_query,
 )
 from comfywatchman.search.cache import SearchCache
 from comfywatchman.search.http import HttpClient
@@ -96,11 +95,15 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
             entry[3][path] = None
     # In the order of folder ("~" for none) and key; files of the same order by when they were first met, as
     # a stable sort leaves them (their place in ``grouped`` decides), without a key function called per file.
-    order = sorted([(folder or "~", key, at) for at, (folder, key) in enumerate(grouped)])
-    entries = list(grouped.values())
+    order = [
+        entry
+        for *_, entry in sorted(
+            [(folder or "~", key, at, entry) for at, ((folder, key), entry) in enumerate(grouped.items())]
+        )
+    ]
     return [
-        new_query(name, folder, tuple([Declaration(*row) for row in decls]) if decls else (), tuple(paths))
-        for (name, folder, decls, paths) in (entries[at] for _, _, at in order)
+        ModelQuery(name, folder, tuple([Declaration(*row) for row in decls]) if decls else (), tuple(paths))
+        for (name, folder, decls, paths) in order
     ]
 
 

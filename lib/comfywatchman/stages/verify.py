@@ -348,7 +348,7 @@ def hash_within_budget(
         if budget <= 0 or (progress.hashed_files and progress.hashed_bytes + stat.size > budget):
             break
         try:
-            sha, head = hashing.file_sha256_head(target.path)
+            sha, head = hashing.file_sha256_head(target.path, stat.size)
         except OSError as exc:
             errors.append(f"{target.path}: cannot be read to verify it: {exc.strerror or exc}")
             continue
@@ -468,8 +468,8 @@ def add_missing_part(
         key = (folder, name_key)
         entry = table.get(key)
         if entry is None:
-            entry = table[key] = Missing(folder, name, loader)
-        if not entry.workflows or entry.workflows[-1] != path:  # a workflow's files come together
+            table[key] = Missing(folder, name, loader, [path])
+        elif not entry.workflows or entry.workflows[-1] != path:  # a workflow's files come together
             entry.workflows.append(path)
 
 
