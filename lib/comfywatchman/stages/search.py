@@ -93,17 +93,11 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
             for row in decl_rows:
                 entry[2][tuple(row)] = None
             entry[3][path] = None
-    # In the order of folder ("~" for none) and key; files of the same order by when they were first met, as
-    # a stable sort leaves them (their place in ``grouped`` decides), without a key function called per file.
-    order = [
-        entry
-        for *_, entry in sorted(
-            [(folder or "~", key, at, entry) for at, ((folder, key), entry) in enumerate(grouped.items())]
-        )
-    ]
     return [
         ModelQuery(name, folder, tuple([Declaration(*row) for row in decls]) if decls else (), tuple(paths))
-        for (name, folder, decls, paths) in order
+        for (name, folder, decls, paths) in (
+            grouped[key] for key in sorted(grouped, key=lambda key: (key[0] or "~", key[1]))
+        )
     ]
 
 
@@ -181,18 +175,22 @@ class OfflineBlank:
         strings, which the schema allows whatever they hold)."""
         pieces = self.pieces if self.pieces is not None else self._cut()
         if pieces:
+            # The blank's text with the query's three values put in: what encoding the whole object gives (its
+            # keys sorted; the three values hold no object), without encoding the rest again each time.
+            values = _plain_json(query.name, query.folder, query.workflows)
+            if values is not None:
+                name, kind, workflows = values
+                return f"{pieces[0]}{name}{pieces[1]}{kind}{pieces[2]}{workflows}{pieces[3]}"
             try:
-                # The blank's text with the query's three values put in: what encoding the whole object gives
-                # (its keys sorted; the three values hold no object), without encoding the rest again each time.
                 name, kind, workflows = (
-                    orjson.dumps(query.name),
-                    orjson.dumps(query.folder),
-                    orjson.dumps(query.workflows),
+                    orjson.dumps(query.name).decode(),
+                    orjson.dumps(query.folder).decode(),
+                    orjson.dumps(query.workflows).decode(),
                 )
             except TypeError:
                 pass  # a value orjson refuses (a lone surrogate): encoded the long way, as ``artifacts.dumps`` does
             else:
-                return f"{pieces[0]}{name.decode()}{pieces[1]}{kind.decode()}{pieces[2]}{workflows.decode()}{pieces[3]}"
+                return f"{pieces[0]}{name}{pieces[1]}{kind}{pieces[2]}{workflows}{pieces[3]}"
         item = {**self.rest, "name": query.name, "type": query.folder, "workflows": list(query.workflows)}
         return artifacts.dumps(item, indent=None)[:-1]
 
@@ -217,6 +215,17 @@ class OfflineBlank:
             pieces.append(before)
         self.pieces = (*pieces, rest)
         return self.pieces
+
+
+def _plain_json(name: str, folder: str | None, workflows: Sequence[str]) -> tuple[str, str, str] | None:
+    """Return the JSON of ``name``, ``folder`` and the list ``workflows`` when every string is printable ASCII
+    without a quote or a backslash (nearly every file name and path): each string as it is, in quotes, as any
+    JSON encoder writes it (none of its characters is escaped); else None."""
+    joined = '","'.join(workflows)
+    text = f"{name}{folder or ''}{joined}"
+    if not (text.isascii() and text.isprintable()) or "\\" in text or text.count('"') != 2 * max(len(workflows) - 1, 0):
+        return None
+    return f'"{name}"', "null" if folder is None else f'"{folder}"', f'["{joined}"]' if workflows else "[]"
 
 
 @dataclass

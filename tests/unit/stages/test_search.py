@@ -314,12 +314,14 @@ def test_the_blank_text_is_the_long_way_text_for_any_name(comfy_tree: ComfyTree,
     resolver.resolve(search.ModelQuery("lora_a.safetensors", "loras"))
     blank = resolver.blank
     assert blank is not None
-    odd = ["\x00name\x00.safetensors", 'a"b\\c\n\t.pt', "lone \ud800 surrogate.pt", "x\x00type\x00"]
+    odd = ["\x00name\x00.safetensors", 'a"b\\c\n\t.pt', "lone \ud800 surrogate.pt", "x\x00type\x00", "plain.pt", "ü.pt"]
+    workflow_lists: list[tuple[str, ...]] = [(), ("/w/a.json",), ('/w/"q".json', "/w/b.json"), ("C:\\w\\c.json",)]
     for name in odd:
-        for folder in (None, "\x00workflows\x00", "loras"):
-            query = search.ModelQuery(name, folder, (), (name, "/w/a.json"))
-            long_way = {**blank.rest, "name": name, "type": folder, "workflows": list(query.workflows)}
-            assert blank.answer_text(query) == artifacts.dumps(long_way, indent=None)[:-1]
+        for folder in (None, "\x00workflows\x00", "loras", 'lo"ras'):
+            for workflows in [(name, "/w/a.json"), *workflow_lists]:
+                query = search.ModelQuery(name, folder, (), workflows)
+                long_way = {**blank.rest, "name": name, "type": folder, "workflows": list(workflows)}
+                assert blank.answer_text(query) == artifacts.dumps(long_way, indent=None)[:-1]
     assert blank.pieces and len(blank.pieces) == 4
     uncut = search.OfflineBlank(blank.reason, blank.attempts, {**blank.rest, "reason": "\x00name\x00"})
     query = search.ModelQuery("lora_b.safetensors", "loras", (), ("/w/b.json",))
