@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -347,14 +347,16 @@ def resolve_all(resolver: Resolver, queries: list[ModelQuery], track: bool = Fal
     """
     order = priority(queries)
     ordered = progress.track(order, len(order), "search", "model") if track else order
-    results: dict[int, SearchResult] = {index: resolver.resolve(queries[index]) for index in ordered}
+    results: list[SearchResult | None] = [None] * len(queries)
+    for index in ordered:
+        results[index] = resolver.resolve(queries[index])
     if resolver.waiting:
         logger.info(
             "search: request budget spent; %d of %d missing files are searched in the next cycles",
             resolver.waiting,
             len(queries),
         )
-    return [results[index] for index in range(len(queries))]
+    return cast(list[SearchResult], results)  # each index is in ``order``
 
 
 def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | None:

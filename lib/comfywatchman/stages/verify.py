@@ -539,7 +539,10 @@ def variant_entries(
     memo_keys = {key: entry_key(entry) for key, entry in table.items()} if memo is not None else {}
     if memo is not None:
         memo.keys = memo_keys
-    known = {key: memo.get(memo_keys[key], entry) if memo is not None else None for key, entry in table.items()}
+    if memo is not None and (memo.none or memo.some):
+        known = {key: memo.get(memo_keys[key], entry) for key, entry in table.items()}
+    else:  # nothing known (a first verify, or the model cache changed): no file to ask the memo about
+        known = dict.fromkeys(table)
     # How many files are looked up per folder: a folder asked about a few times is not indexed whole.
     asked = [key for key, entry in table.items() if known[key] is None]
     index.expect(Counter(folder for key in asked if (folder := table[key].folder)))
