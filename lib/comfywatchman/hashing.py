@@ -27,20 +27,35 @@ SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors refuses headers over 100 MB; a
 
 def file_sha256(path: str | Path) -> str:
     """Return the sha256 (hex) of the file at ``path``, read in 1 MiB chunks. Raise OSError if unreadable."""
+    return file_sha256_head(path)[0]
+
+
+def file_sha256_head(path: str | Path, size: int | None = None) -> tuple[str, bytes]:
+    """Return the sha256 (hex) of the file at ``path`` and its first ``HEAD`` bytes (fewer when the first read
+    gave fewer: a shorter file), read in 1 MiB chunks: a ``.safetensors`` file's header length is then known
+    without opening it again (``safetensors_truncated_head``). ``size``: the file's size when the caller has
+    just taken it (else it is asked for). Raise OSError if unreadable."""
     digest = hashlib.sha256()
+    head = b""
     with open(path, "rb", buffering=0) as handle:
         # A buffer no larger than the file (plus one byte, to see its end in one read): a 1 MiB buffer made
         # and zeroed for each of thousands of small files cost several times their hashing. A file that grows
         # meanwhile is still read to its end, in more reads.
-        buffer = bytearray(min(CHUNK, os.fstat(handle.fileno()).st_size + 1))
+        if size is None:
+            size = os.fstat(handle.fileno()).st_size
+        buffer = bytearray(min(CHUNK, max(size, 0) + 1))
         view = memoryview(buffer)
-        while True:
-            count = handle.readinto(buffer)
-            if not count:
-                break
+        count = handle.readinto(buffer)
+        if count:
+            head = bytes(view[: min(count, HEAD)])
+        while count:
             # hashlib releases the GIL for large updates, so a hashing thread never stalls the others.
             digest.update(view[:count])
-    return digest.hexdigest()
+            count = handle.readinto(buffer)
+    return digest.hexdigest(), head
+
+
+HEAD = 8  # what ``file_sha256_head`` keeps of a file: a safetensors header's length
 
 
 def safetensors_truncated(path: str | Path, size: int) -> bool:
@@ -50,7 +65,14 @@ def safetensors_truncated(path: str | Path, size: int) -> bool:
     if size < 8:
         return True
     with open(path, "rb") as handle:
-        length = int.from_bytes(handle.read(8), "little")
+        return safetensors_truncated_head(handle.read(8), size)
+
+
+def safetensors_truncated_head(head: bytes, size: int) -> bool:
+    """Return ``safetensors_truncated`` of a file of ``size`` bytes whose first 8 bytes are ``head``."""
+    if size < 8:
+        return True
+    length = int.from_bytes(head[:8], "little")
     return length > SAFETENSORS_HEADER_MAX or 8 + length > size
 
 

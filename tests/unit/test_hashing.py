@@ -94,3 +94,22 @@ def test_file_sha256_whatever_the_size_against_the_buffer(tmp_path: Path, size: 
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     assert hashing.file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, hashing.CHUNK + 3])
+def test_file_sha256_head_gives_the_hash_and_the_first_bytes(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    assert hashing.file_sha256_head(path) == (hashlib.sha256(data).hexdigest(), data[: hashing.HEAD])
+
+
+@pytest.mark.parametrize(("length", "extra"), [(None, b"tensors"), (10**6, b""), (2**62, b"x"), (0, b"")])
+def test_safetensors_truncated_head_is_what_reading_the_file_says(
+    tmp_path: Path, length: int | None, extra: bytes
+) -> None:
+    path = safetensors(tmp_path / "m.safetensors", extra, length)
+    size = path.stat().st_size
+    head = hashing.file_sha256_head(path)[1]
+    assert hashing.safetensors_truncated_head(head, size) == hashing.safetensors_truncated(path, size)
+    assert hashing.safetensors_truncated_head(b"", 5) and hashing.safetensors_truncated(path, 5)

@@ -10,7 +10,7 @@ every missing file costs one pass over the model cache, not a comparison of ever
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -95,6 +95,55 @@ def split_name(name: str) -> NameParts:
     return _new_tuple(NameParts, (text, extension, tokens, version))  # NameParts(...) without its Python __new__
 
 
+# ``keys_of``: a model extension at the end of a line; a descriptor token after the "_" that starts its segment
+# (each line is given a leading "_"; every token starts with one of the letters looked ahead for, the first
+# letters of the alternatives, and of a few of their parts: a few more than needed); a version at
+# the end of a line (a line's key never starts with "_", so a match here starts past its first character, as
+# ``split_name`` asks).
+_EXTENSION_END = re.compile(rf"\.(?:{'|'.join(sorted(re.escape(e[1:]) for e in MODEL_EXTENSIONS))})\n")
+_TOKEN_FIRST = "".join(sorted({alternative[0] for alternative in f"{_PRECISION}|{_QUANT}".split("|")}))
+_TOKEN_SEGMENT = re.compile(rf"_(?=[{_TOKEN_FIRST}])(?:{_PRECISION}|{_QUANT})(?=[_\n])")
+_VERSION_END = re.compile(r"_v[0-9]+(?:_[0-9]+)*(?=\n)")
+_COMMON_END = ".safetensors\n"  # most names' extension, taken off with a plain replace first
+
+
+def keys_of(many: Sequence[str]) -> list[str]:
+    """Return ``[split_name(name).key for name in many]``, worked out for all the names of printable ASCII at
+    once: string methods and a few regular expressions over the names joined one a line, in place of some
+    twenty steps of Python per name (the verify of a large install keys tens of thousands of names, and one
+    split in a hundred matters). Any other name goes through ``split_name``."""
+    plain = list(many)
+    if not plain:
+        return []
+    joined = "\n".join(plain)
+    # The base name of each (the whole name trimmed, "\\" as "/", is the base name trimmed; ASCII needs no NFC),
+    # case folded (lower() for ASCII).
+    lines = joined.replace("\\", "/").lower().split("\n") if joined.isascii() else []
+    if len(lines) != len(plain) or not all(map(str.isprintable, lines)):
+        at = [i for i, name in enumerate(plain) if name.isascii() and name.isprintable()]
+        keys = [split_name(name).key for name in plain]  # replaced below for the plain names
+        for i, key in zip(at, keys_of([plain[i] for i in at]), strict=True):
+            keys[i] = key
+        return keys
+    text = "\n" + "\n".join([line.rpartition("/")[2] for line in lines]) + "\n"
+    while "\n " in text or " \n" in text:  # trimmed (of spaces: the only white space a printable name holds)
+        text = text.replace("\n ", "\n").replace(" \n", "\n")
+    # The model extension off (the last "." of a line: no extension holds one); a line whose common one went
+    # first ends with "\0" for the moment (printable names hold none), so that no second extension goes too.
+    text = _EXTENSION_END.sub("\n", text.replace(_COMMON_END, "\0\n")).replace("\0", "")
+    # Separator runs to one "_", none at either end of a line; then each line starts with "_", so that a token
+    # (which starts a segment) is always found after a "_", as ``_TOKEN`` finds it after "_" or at the start.
+    text = text.replace("-", "_").replace(".", "_").replace(" ", "_")
+    while "__" in text:
+        text = text.replace("__", "_")
+    text = text.replace("\n_", "\n").replace("_\n", "\n").replace("\n", "\n_")
+    # Tokens off: what is left of a line starts with "_" (the one put there, or the one after a first token)
+    # and never ends with one (a token's own "_" goes with it), as ``strip("_")`` leaves it; then the version.
+    text = _TOKEN_SEGMENT.sub("", text).replace("\n_", "\n")
+    text = _VERSION_END.sub("", text)
+    return text[1:-1].split("\n")
+
+
 def differences(wanted: NameParts, have: NameParts) -> list[str]:
     """Return, in words, how ``have`` differs from ``wanted`` (precision, quantisation, version, format)."""
     out = []
@@ -124,17 +173,20 @@ def loader_note(wanted: NameParts, have: NameParts, folder: str | None, node_typ
 
 @dataclass
 class VariantIndex:
-    """Folder type -> name key -> ``(widget value, size, parts)`` of each installed file with that key.
+    """Folder type -> name key -> the model cache's entry of each installed file with that key (``keys_of``);
+    its name split into its parts (``split_name``) only when its key is looked up (``parts``).
 
     A folder type is indexed the first time a missing file of it is looked up (``pending`` holds the model
-    cache's folders not indexed yet): a cycle where a few files went missing splits the names of their
+    cache's folders not indexed yet): a cycle where a few files went missing keys the names of their
     folders only."""
 
-    by_key: dict[str, dict[str, list[tuple[str, int, NameParts]]]] = field(default_factory=dict)
+    by_key: dict[str, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict)
     pending: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Folder type -> how many files will be looked up in it (``expect``): a folder asked about at most
     #: ``SCAN_MAX`` times is scanned for each file with a cheap filter instead of indexed whole.
     expected: dict[str, int] = field(default_factory=dict)
+    #: ``(folder, key)`` -> what ``installed`` gives for it, once worked out.
+    parts: dict[tuple[str, str], list[tuple[str, int, NameParts]]] = field(default_factory=dict)
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any]) -> VariantIndex:
@@ -142,36 +194,62 @@ class VariantIndex:
         return cls(pending=dict(model_cache["folders"]))
 
     def folder(self, folder: str) -> dict[str, list[tuple[str, int, NameParts]]]:
-        """Return name key -> installed files of ``folder`` with their parts (one pass over its files, each
-        name split once, the first time)."""
+        """Return name key -> installed files of ``folder`` with a model extension, with their parts (each
+        name split: what ``installed`` gives for each key, for all of them)."""
+        return {key: found for key in self.keyed(folder) if (found := self._split(folder, key))}
+
+    def keyed(self, folder: str) -> dict[str, list[Mapping[str, Any]]]:
+        """Return name key -> the model cache's entries (``{name, dir, size}``) of the installed files of
+        ``folder`` with that key (in the folder's order, each name once: a later directory's file of the same
+        name is shadowed, as in ComfyUI), keyed in one go (``keys_of``) the first time."""
         keyed = self.by_key.get(folder)
         if keyed is not None:
             return keyed
         keyed = self.by_key[folder] = {}
         group = self.pending.pop(folder, None)
-        seen: set[str] = set()
-        for entry in group["files"] if group else ():
-            name = entry["name"]
-            if name in seen:  # the same name in a later directory is shadowed, as in ComfyUI
-                continue
-            seen.add(name)
-            parts = split_name(name)
-            if parts.key and parts.extension:
-                keyed.setdefault(parts.key, []).append((name, int(entry["size"]), parts))
+        files: list[Mapping[str, Any]] = list(group["files"]) if group else []
+        named = [entry["name"] for entry in files]
+        if len(set(named)) < len(named):  # a name in more than one directory: the first one's file only
+            first: dict[str, Mapping[str, Any]] = {}
+            for entry in files:
+                first.setdefault(entry["name"], entry)
+            files, named = list(first.values()), list(first)
+        for entry, key in zip(files, keys_of(named), strict=True):
+            if key:
+                same = keyed.get(key)
+                if same is None:
+                    keyed[key] = [entry]
+                else:
+                    same.append(entry)
         return keyed
+
+    def _split(self, folder: str, key: str) -> list[tuple[str, int, NameParts]]:
+        """Return the installed files of ``folder`` with the name key ``key`` and a model extension, each with
+        its size and parts (split once, kept)."""
+        found = self.parts.get((folder, key))
+        if found is None:
+            found = self.parts[(folder, key)] = [
+                (name, int(entry["size"]), parts)
+                for entry in self.keyed(folder).get(key, ())
+                if (parts := split_name(name := entry["name"])).extension and parts.key == key
+            ]
+        return found
 
     def expect(self, counts: Mapping[str, int]) -> None:
         """Say how many files will be looked up in each folder type this time (``expected``)."""
         self.expected.update(counts)
 
+    def _scanned(self, folder: str) -> bool:
+        """Return whether ``folder`` is scanned per file (``_scan``) rather than indexed."""
+        return folder not in self.by_key and self.expected.get(folder, SCAN_MAX + 1) <= SCAN_MAX
+
     def installed(self, folder: str, key: str) -> list[tuple[str, int, NameParts]]:
         """Return the installed files of ``folder`` whose name key is ``key`` (``folder`` order, each name
         once): from the folder's index, or, for a folder expected to be asked about a few times only, from one
         pass over its files that splits only the names that can have the key."""
-        keyed = self.by_key.get(folder)
-        if keyed is None and self.expected.get(folder, SCAN_MAX + 1) <= SCAN_MAX:
+        if self._scanned(folder):
             return self._scan(folder, key)
-        return self.folder(folder).get(key, [])
+        return self._split(folder, key)
 
     def _scan(self, folder: str, key: str) -> list[tuple[str, int, NameParts]]:
         """Return what ``folder(folder).get(key)`` gives, without splitting every name: the first segment of
@@ -197,12 +275,23 @@ class VariantIndex:
                 found.append((name, int(entry["size"]), parts))
         return found
 
-    def variants(self, name: str, folder: str | None, node_type: str | None = None) -> list[dict[str, Any]]:
+    def variants(
+        self, name: str, folder: str | None, node_type: str | None = None, key: str | None = None
+    ) -> list[dict[str, Any]]:
         """Return up to ``MAX_VARIANTS`` installed variants of the missing file ``name`` in ``folder``: each
         ``{installed_as, size, differs, loader_note}``, the ones a loader change is not needed for first.
-        ``installed_as`` is the widget value to pick instead. Empty for an unknown folder."""
+        ``installed_as`` is the widget value to pick instead. Empty for an unknown folder. ``key``, when given,
+        is ``name``'s key (``keys_of``): a name whose key no installed file of an indexed folder has is then
+        answered without splitting it."""
         if folder is None:
             return []
+        if key is not None and not self._scanned(folder):
+            # Most missing files: no installed file has their key, or only the same file in another subfolder
+            # has it (passed over below): answered without splitting a name.
+            wanted_base = names.basename(names.normalize(name)).casefold()
+            same = self.keyed(folder).get(key, ())
+            if all(names.basename(entry["name"]).casefold() == wanted_base for entry in same):
+                return []
         wanted = split_name(name)
         if not wanted.key:
             return []
@@ -221,6 +310,25 @@ class VariantIndex:
             found.append({"installed_as": installed_as, "size": size, "differs": differs, "loader_note": note})
         found.sort(key=lambda v: (v["loader_note"] is not None, -v["size"], v["installed_as"]))
         return found[:MAX_VARIANTS]
+
+    def variants_of(self, asked: Sequence[tuple[str, str | None, str | None]]) -> list[list[dict[str, Any]]]:
+        """Return ``variants(name, folder, node_type)`` of each ``(name, folder, node_type)`` of ``asked``, in
+        turn: their keys worked out together (``keys_of``), and a name whose key no installed file of an
+        indexed folder has answered with a look-up (most missing files), not a split."""
+        out: list[list[dict[str, Any]]] = []
+        tables: dict[str, dict[str, list[Mapping[str, Any]]] | None] = {}  # None: a scanned folder
+        for (name, folder, node_type), key in zip(asked, keys_of([name for name, _, _ in asked]), strict=True):
+            if folder is None:
+                out.append([])
+                continue
+            if folder not in tables:
+                tables[folder] = None if self._scanned(folder) else self.keyed(folder)
+            table = tables[folder]
+            if table is not None and key not in table:
+                out.append([])
+            else:
+                out.append(self.variants(name, folder, node_type, key))
+        return out
 
 
 def loader_of(origins: Iterable[Mapping[str, Any]]) -> str | None:

@@ -103,7 +103,7 @@ class DeclaredBackend(SearchBackend):
 
     def nothing_to_say(self, query: ModelQuery) -> bool:
         """Return whether ``query`` declares no URL (``resolve`` then has nothing: "nothing declared")."""
-        return not any(decl.url for decl in query.declarations)
+        return not query.declarations or not any(decl.url for decl in query.declarations)
 
     def lookup(self, query: ModelQuery) -> SearchResult:
         """Return what the declarations of ``query`` prove (see ``resolve``)."""

@@ -46,7 +46,9 @@ def basis(settings: Mapping[str, Any], model_list: Path | None) -> str:
 
 def query_key(query: ModelQuery) -> str:
     """Return the key of what ``query`` is answered from: its name, folder and declarations, in order."""
-    declarations = [(d.name, d.url, d.directory, d.hash, d.hash_type) for d in query.declarations]
+    declarations = (
+        [(d.name, d.url, d.directory, d.hash, d.hash_type) for d in query.declarations] if query.declarations else []
+    )
     return hashlib.blake2b(orjson.dumps([query.name, query.folder, declarations]), digest_size=12).hexdigest()
 
 

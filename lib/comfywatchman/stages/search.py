@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
 
 from comfywatchman import artifacts, catalogue, lazy, progress, stage_inputs
 from comfywatchman.comfy.manager_files import find_manager_file
@@ -92,7 +94,7 @@ def group_missing(parts: Iterable[list[Any]], count_inactive: bool) -> list[Mode
                 entry[2][tuple(row)] = None
             entry[3][path] = None
     return [
-        ModelQuery(name, folder, tuple(Declaration(*row) for row in decls), tuple(paths))
+        ModelQuery(name, folder, tuple([Declaration(*row) for row in decls]) if decls else (), tuple(paths))
         for (name, folder, decls, paths) in (
             grouped[key] for key in sorted(grouped, key=lambda key: (key[0] or "~", key[1]))
         )
@@ -140,6 +142,8 @@ class OfflineBlank:
     attempts: list[dict[str, str]]
     #: The result as JSON without name and type (``answer_text`` puts them in, and the workflows).
     rest: dict[str, Any]
+    #: The text of the result cut where name, type and workflows go, once made (``_cut``; empty: not cut).
+    pieces: tuple[str, ...] | None = None
 
     @staticmethod
     def applies(ctx: StageContext, backends: Sequence[SearchBackend]) -> bool:
@@ -169,8 +173,59 @@ class OfflineBlank:
         """Return the search.json text of the answer to ``query`` (what ``artifacts.part_text`` gives for it:
         the blank was validated as a whole, and name, type and workflows are strings, null and a list of
         strings, which the schema allows whatever they hold)."""
+        pieces = self.pieces if self.pieces is not None else self._cut()
+        if pieces:
+            # The blank's text with the query's three values put in: what encoding the whole object gives (its
+            # keys sorted; the three values hold no object), without encoding the rest again each time.
+            values = _plain_json(query.name, query.folder, query.workflows)
+            if values is not None:
+                name, kind, workflows = values
+                return f"{pieces[0]}{name}{pieces[1]}{kind}{pieces[2]}{workflows}{pieces[3]}"
+            try:
+                name, kind, workflows = (
+                    orjson.dumps(query.name).decode(),
+                    orjson.dumps(query.folder).decode(),
+                    orjson.dumps(query.workflows).decode(),
+                )
+            except TypeError:
+                pass  # a value orjson refuses (a lone surrogate): encoded the long way, as ``artifacts.dumps`` does
+            else:
+                return f"{pieces[0]}{name}{pieces[1]}{kind}{pieces[2]}{workflows}{pieces[3]}"
         item = {**self.rest, "name": query.name, "type": query.folder, "workflows": list(query.workflows)}
         return artifacts.dumps(item, indent=None)[:-1]
+
+    def _cut(self) -> tuple[str, ...]:
+        """Return the blank's text cut where name, type and workflows go (``pieces``): empty when it cannot be
+        cut (the stand-ins for the three values are found elsewhere in it too)."""
+        marks = ("\x00name\x00", "\x00type\x00", "\x00workflows\x00")
+        item = {**self.rest, "name": marks[0], "type": marks[1], "workflows": marks[2]}
+        try:
+            text = orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()  # as ``artifacts.dumps`` encodes it
+        except TypeError:  # what orjson refuses ``artifacts.dumps`` encodes another way: not cut
+            self.pieces = ()
+            return self.pieces
+        quoted = [orjson.dumps(mark).decode() for mark in marks]
+        pieces: list[str] = []
+        rest = text
+        for mark in quoted:
+            before, found, rest = rest.partition(mark)
+            if not found or mark in before or mark in rest:
+                self.pieces = ()
+                return self.pieces
+            pieces.append(before)
+        self.pieces = (*pieces, rest)
+        return self.pieces
+
+
+def _plain_json(name: str, folder: str | None, workflows: Sequence[str]) -> tuple[str, str, str] | None:
+    """Return the JSON of ``name``, ``folder`` and the list ``workflows`` when every string is printable ASCII
+    without a quote or a backslash (nearly every file name and path): each string as it is, in quotes, as any
+    JSON encoder writes it (none of its characters is escaped); else None."""
+    joined = '","'.join(workflows)
+    text = f"{name}{folder or ''}{joined}"
+    if not (text.isascii() and text.isprintable()) or "\\" in text or text.count('"') != 2 * max(len(workflows) - 1, 0):
+        return None
+    return f'"{name}"', "null" if folder is None else f'"{folder}"', f'["{joined}"]' if workflows else "[]"
 
 
 @dataclass
@@ -199,8 +254,12 @@ class Resolver:
             return SearchResult(
                 query.name, query.folder, Status.INVALID_FILENAME, "scan", reason=f"{reason}; never looked up"
             )
-        now = self.ctx.now()
         offline_answers = self._first_answers(query)
+        if not offline_answers and self.blank is not None:
+            # Most files of an offline cycle: the blank is made offline only, where neither the search cache
+            # nor the request budget below comes into play.
+            return self.blank.result(query)
+        now = self.ctx.now()
         if offline_answers and offline_answers[-1].status is Status.FOUND:
             return self._verified_declaration(query, offline_answers[-1], now)
         cached = self.cache.get(query, self.order, now) if self.cache and not self.ctx.config.offline else None
@@ -209,8 +268,6 @@ class Resolver:
             return cached
         if self.budget_spent() and any(b.needs_network for b in self.backends) and not self.ctx.config.offline:
             return self._waiting(query, offline_answers)
-        if not offline_answers and self.blank is not None:
-            return self.blank.result(query)
         refused_before = self.http.deadline_refusals if self.http else 0
         answers = offline_answers + ask_backends(query, self.backends, self.ctx.config.offline)
         if not self.backends:
@@ -290,14 +347,16 @@ def resolve_all(resolver: Resolver, queries: list[ModelQuery], track: bool = Fal
     """
     order = priority(queries)
     ordered = progress.track(order, len(order), "search", "model") if track else order
-    results: dict[int, SearchResult] = {index: resolver.resolve(queries[index]) for index in ordered}
+    results: list[SearchResult | None] = [None] * len(queries)
+    for index in ordered:
+        results[index] = resolver.resolve(queries[index])
     if resolver.waiting:
         logger.info(
             "search: request budget spent; %d of %d missing files are searched in the next cycles",
             resolver.waiting,
             len(queries),
         )
-    return [results[index] for index in range(len(queries))]
+    return cast(list[SearchResult], results)  # each index is in ``order``
 
 
 def target_path(result: SearchResult, model_cache: Mapping[str, Any]) -> str | None:

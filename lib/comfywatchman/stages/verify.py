@@ -41,7 +41,7 @@ from comfywatchman.stages.verify_inputs import FORMAT as FORMAT
 from comfywatchman.stages.verify_inputs import INPUTS as INPUTS
 from comfywatchman.stages.verify_inputs import _stat_key as _stat_key
 from comfywatchman.stages.verify_inputs import digest_of_stats as digest_of_stats
-from comfywatchman.stages.verify_inputs import standing, stats_digest
+from comfywatchman.stages.verify_inputs import standing
 from comfywatchman.workflow import names
 
 if TYPE_CHECKING:
@@ -95,25 +95,34 @@ def _sha256(value: Any, kind: Any) -> str | None:
 
 class FileLocator:
     """``(folder, name)`` -> absolute path of each installed file (the first directory wins, as in ComfyUI);
-    paths are joined only for the files asked about."""
+    a folder's names indexed when it is first asked about, paths joined only for the files asked about."""
 
     def __init__(self, model_cache: Mapping[str, Any]) -> None:
-        self._dirs = {folder: group["paths"] for folder, group in model_cache["folders"].items()}
-        self._where: dict[tuple[str, str], int] = {}
+        self._groups = model_cache["folders"]
+        self._where: dict[str, dict[str, int]] = {}  # folder -> name -> index of its directory
         self._joined: dict[tuple[str, str], str] = {}
-        for folder, group in model_cache["folders"].items():
-            for entry in group["files"]:
-                self._where.setdefault((folder, entry["name"]), entry["dir"])
+
+    def _names(self, folder: str) -> dict[str, int]:
+        where = self._where.get(folder)
+        if where is None:
+            group = self._groups.get(folder)
+            files = group["files"] if group is not None else ()
+            # Built from the last file to the first, so that a name's first directory is the one kept.
+            where = self._where[folder] = dict(
+                zip([e["name"] for e in reversed(files)], [e["dir"] for e in reversed(files)], strict=True)
+            )
+        return where
 
     def get(self, key: tuple[str, str]) -> str | None:
         """Return the absolute path of ``(folder, name)``, or None when the cache has no such file."""
         path = self._joined.get(key)
         if path is None:
-            index = self._where.get(key)
+            folder, name = key
+            index = self._names(folder).get(name)
             if index is None:
                 return None
             # Kept: a file many workflows declare is asked about once per workflow.
-            path = self._joined[key] = os.path.join(self._dirs[key[0]][index], key[1])
+            path = self._joined[key] = os.path.join(self._groups[folder]["paths"][index], name)
         return path
 
 
@@ -220,32 +229,70 @@ def targets(
 ) -> dict[str, Target]:
     """Return absolute path -> Target for each installed file with a declared (or published) sha256."""
     out: dict[str, Target] = {}
+    expected = _Expected(results)
+    where: dict[tuple[str, str], str | None] = {}  # kept for this call, as ``_Expected`` keeps its own
     for workflow in scan["workflows"]:
         for model in workflow.get("installed_models", ()):
             folder, installed_as = model["folder"], model["installed_as"]
-            wanted: list[Expectation] = [
-                Expectation(sha, "declared", d.get("url"))
-                for d in model.get("declared", ())
-                if (sha := _sha256(d.get("sha256"), "sha256")) is not None
-            ]
-            found = results.get((folder, names.lookup_key(model["name"]))) if results else None
-            if found is not None and found["status"] == "FOUND":
-                sha = _sha256(found.get("sha256"), "sha256")
-                if sha is not None:
-                    wanted.append(Expectation(sha, "search", found.get("url"), found.get("size")))
+            wanted = expected.of(model)
             if not wanted or folder is None:
                 continue
             # A server's combo list writes Windows subfolders with "\\"; the cache writes "/".
-            path = paths.get((folder, names.normalize(installed_as)))
+            asked = (folder, installed_as)
+            if asked in where:
+                path = where[asked]
+            else:
+                path = where[asked] = paths.get((folder, names.normalize(installed_as)))
             if path is None:
                 continue  # a server-listed file this machine cannot reach
-            target = out.setdefault(path, Target(path, folder, installed_as))
-            for expectation in wanted:
-                kept = target.expectations.setdefault(expectation.sha256, expectation)
+            target = out.get(path)
+            if target is None:
+                target = out[path] = Target(path, folder, installed_as)
+            for sha, source, url, size in wanted:
+                kept = target.expectations.get(sha)
+                if kept is None:
+                    kept = target.expectations[sha] = Expectation(sha, source, url, size)
                 kept.workflows.add(workflow["workflow"])
-                kept.url = kept.url or expectation.url
-                kept.size = kept.size or expectation.size
+                kept.url = kept.url or url
+                kept.size = kept.size or size
     return out
+
+
+class _Expected:
+    """The hashes expected of the installed models of scan.json (``targets``). The same files come back in
+    workflow after workflow (3,734 models of 1,531 files at 2,000 workflows): what is worked out from a name or
+    a declared value alone is kept."""
+
+    def __init__(self, results: Mapping[tuple[str | None, str], Mapping[str, Any]]) -> None:
+        self.results = results
+        self.shas: dict[str, str | None] = {}
+        self.keys: dict[str, str] = {}
+
+    def of(self, model: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:
+        """Return ``(sha256, source, url, size)`` of each ``Expectation`` of the installed ``model``: its declared
+        hashes, then the one a FOUND answer of ``results`` publishes."""
+        wanted: list[tuple[str, str, Any, Any]] = []
+        for d in model.get("declared", ()):
+            value = d.get("sha256")
+            if isinstance(value, str):
+                sha = self.shas.get(value, "")
+                if sha == "":
+                    sha = self.shas[value] = _sha256(value, "sha256")
+            else:
+                sha = _sha256(value, "sha256")
+            if sha is not None:
+                wanted.append((sha, "declared", d.get("url"), None))
+        if self.results:
+            name = model["name"]
+            key = self.keys.get(name)
+            if key is None:
+                key = self.keys[name] = names.lookup_key(name)
+            found = self.results.get((model["folder"], key))
+            if found is not None and found["status"] == "FOUND":
+                sha = _sha256(found.get("sha256"), "sha256")
+                if sha is not None:
+                    wanted.append((sha, "search", found.get("url"), found.get("size")))
+        return wanted
 
 
 @dataclass
@@ -274,11 +321,13 @@ def hash_within_budget(
     budget: int,
     now_text: str,
     clock: Any = time.perf_counter,
+    heads: dict[str, bytes] | None = None,
 ) -> tuple[dict[str, str], Progress, list[str]]:
     """Return path -> sha256 of each target known now (kept, or hashed this cycle within ``budget`` bytes),
     the progress, and one error line per unreadable file. Most-needed files are hashed first; a file is
     started only when it fits in what is left of the budget, but the first one always is (else a file larger
-    than the budget would never be verified); a budget of 0 hashes nothing."""
+    than the budget would never be verified); a budget of 0 hashes nothing. The first bytes of each file
+    hashed go into ``heads`` (for ``drift_findings``)."""
     known: dict[str, str] = {}
     errors: list[str] = []
     progress = Progress()
@@ -299,12 +348,14 @@ def hash_within_budget(
         if budget <= 0 or (progress.hashed_files and progress.hashed_bytes + stat.size > budget):
             break
         try:
-            sha = hashing.file_sha256(target.path)
+            sha, head = hashing.file_sha256_head(target.path, stat.size)
         except OSError as exc:
             errors.append(f"{target.path}: cannot be read to verify it: {exc.strerror or exc}")
             continue
         if hashing.stat_of(target.path) != stat:
             continue  # changed while it was read (still downloading?): hashed again next cycle
+        if heads is not None:
+            heads[target.path] = head
         store.put(target.path, stat, sha, now_text)
         known[target.path] = sha
         progress.hashed_files += 1
@@ -320,11 +371,17 @@ def hash_within_budget(
     return known, progress, errors
 
 
-def _truncated(target: Target, stat: hashing.Stat, expected: Expectation) -> bool:
+def _truncated(
+    target: Target, stat: hashing.Stat, expected: Expectation, heads: Mapping[str, bytes] | None = None
+) -> bool:
     if expected.size is not None and stat.size < expected.size:
         return True
     if not target.path.lower().endswith(".safetensors"):
         return False
+    head = heads.get(target.path) if heads else None
+    if head is not None and (len(head) >= 8 or stat.size < 8):
+        # Its first bytes as read when it was hashed this cycle, at this very size and mtime: not read again.
+        return hashing.safetensors_truncated_head(head, stat.size)
     try:
         return hashing.safetensors_truncated(target.path, stat.size)
     except OSError:
@@ -332,11 +389,14 @@ def _truncated(target: Target, stat: hashing.Stat, expected: Expectation) -> boo
 
 
 def drift_findings(
-    found: Mapping[str, Target], stats: Mapping[str, hashing.Stat], known: Mapping[str, str]
+    found: Mapping[str, Target],
+    stats: Mapping[str, hashing.Stat],
+    known: Mapping[str, str],
+    heads: Mapping[str, bytes] | None = None,
 ) -> list[dict[str, Any]]:
     """Return one finding per (file, expected hash) the file does not have: ``mismatch`` when its sha256
     differs, ``truncated`` when it is shorter than published or its safetensors header does not fit (found
-    before it is hashed)."""
+    before it is hashed; ``heads``: the first bytes of the files hashed this cycle, ``hash_within_budget``)."""
     out = []
     for path in sorted(found):
         target, stat = found[path], stats.get(path)
@@ -346,7 +406,7 @@ def drift_findings(
         for expected in target.expectations.values():
             if actual == expected.sha256:
                 continue
-            truncated = _truncated(target, stat, expected)
+            truncated = _truncated(target, stat, expected, heads)
             if actual is None and not truncated:
                 continue  # not hashed yet
             out.append(
@@ -408,8 +468,8 @@ def add_missing_part(
         key = (folder, name_key)
         entry = table.get(key)
         if entry is None:
-            entry = table[key] = Missing(folder, name, loader)
-        if not entry.workflows or entry.workflows[-1] != path:  # a workflow's files come together
+            table[key] = Missing(folder, name, loader, [path])
+        elif not entry.workflows or entry.workflows[-1] != path:  # a workflow's files come together
             entry.workflows.append(path)
 
 
@@ -479,13 +539,20 @@ def variant_entries(
     memo_keys = {key: entry_key(entry) for key, entry in table.items()} if memo is not None else {}
     if memo is not None:
         memo.keys = memo_keys
-    known = {key: memo.get(memo_keys[key], entry) if memo is not None else None for key, entry in table.items()}
+    if memo is not None and (memo.none or memo.some):
+        known = {key: memo.get(memo_keys[key], entry) for key, entry in table.items()}
+    else:  # nothing known (a first verify, or the model cache changed): no file to ask the memo about
+        known = dict.fromkeys(table)
     # How many files are looked up per folder: a folder asked about a few times is not indexed whole.
-    index.expect(Counter(entry.folder for key, entry in table.items() if known[key] is None and entry.folder))
+    asked = [key for key, entry in table.items() if known[key] is None]
+    index.expect(Counter(folder for key in asked if (folder := table[key].folder)))
+    # Looked up together: most have no installed file with their name key, found without splitting the name.
+    answers = index.variants_of([(table[key].name, table[key].folder, table[key].loader) for key in asked])
+    answered = dict(zip(asked, answers, strict=True))
     for key, entry in table.items():
         found = known[key]
         if found is None:
-            found = index.variants(entry.name, entry.folder, entry.loader)
+            found = answered[key]
         if memo is not None:
             memo.answered[memo_keys[key]] = bool(found)
         if found:
@@ -737,13 +804,16 @@ def _full(
     found = targets(needs.installed, _Asked(FileLocator(model_cache), located), results)
     stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
     store = hashing.HashStore(state / hashing.FILE).load()
-    known, progress, errors = hash_within_budget(found, stats, store, int(settings["hash_budget_bytes"]), now_text)
+    heads: dict[str, bytes] = {}
+    budget = int(settings["hash_budget_bytes"])
+    known, progress, errors = hash_within_budget(found, stats, store, budget, now_text, heads=heads)
     for error in errors:
         outcome.fail(error)
     # Keep the hashes of files still there (a workflow naming them may come back); drop those of removed files.
     store.forget_except(set(found) | {p for p in store.files if p not in found and os.path.exists(p)})
     store.save()
-    drift = drift_findings(found, stats, known)
+    drift = drift_findings(found, stats, known, heads)
+    del heads
     sizes = _download_sizes(results.values(), queue)
     memo = variant_memo(state, previous)
     alts = variant_entries(needs.missing, VariantIndex.from_cache(model_cache), sizes, memo)
@@ -752,7 +822,10 @@ def _full(
     checked = sorted(found)
     basis = verify_delta.basis_of(state, settings_key)
     memo_next = verify_delta.memo_of(basis, record, digests, shares, found, needs.missing, located, memo.keys, folders)
-    return store, progress, drift, alts, checked, stats_digest(checked), memo.to_json(), memo_next
+    # The files' stats as they were hashed or found hashed (not taken again: a file changed since then differs
+    # from them, and the next verify looks at it again).
+    checked_stats = digest_of_stats(checked, {path: stats.get(path) for path in checked})
+    return store, progress, drift, alts, checked, checked_stats, memo.to_json(), memo_next
 
 
 class _Asked:

@@ -10,7 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
-from comfywatchman.comfy.variants import _SEPARATORS, _TOKEN, _VERSION, NameParts, VariantIndex, split_name
+from comfywatchman.comfy.variants import (
+    _SEPARATORS,
+    _TOKEN,
+    _VERSION,
+    MAX_VARIANTS,
+    NameParts,
+    VariantIndex,
+    differences,
+    keys_of,
+    loader_note,
+    split_name,
+)
 from comfywatchman.workflow import names
 
 
@@ -155,25 +166,22 @@ def test_a_folder_is_indexed_when_first_asked_about() -> None:
 
 # Names whose key starts, ends or hides among descriptor tokens, separators of every kind, a version, a
 # subfolder, upper case, non-ASCII text and a name shadowed in a later directory.
-TRICKY = cache(
-    {
-        "diffusion_models": [
-            ("flux1-dev-fp8_e4m3fn.safetensors", 11_900),
-            ("FLUX/Flux1.Dev Q8_0.gguf", 12_000),
-            ("fp16_flux1-dev.safetensors", 10),
-            ("flux1_dev_v2.safetensors", 11),
-            ("flux1-dev.safetensors.txt", 12),
-            ("sdxl-flux1-dev.safetensors", 13),
-            ("Ünï_côdé_bf16.safetensors", 14),
-            ("unï_côdé-fp8.sft", 15),
-            ("flux1-dev-fp8_e4m3fn.safetensors", 16),  # the same name again: shadowed
-            ("q4_k_m.gguf", 17),
-            ("model_fp8_scaled.safetensors", 18),
-            ("SUB\\Flux1-DEV_bf16.safetensors", 19),
-            (" flux1-dev v4.safetensors ", 20),
-        ]
-    }
-)
+TRICKY_FILES = [
+    ("flux1-dev-fp8_e4m3fn.safetensors", 11_900),
+    ("FLUX/Flux1.Dev Q8_0.gguf", 12_000),
+    ("fp16_flux1-dev.safetensors", 10),
+    ("flux1_dev_v2.safetensors", 11),
+    ("flux1-dev.safetensors.txt", 12),
+    ("sdxl-flux1-dev.safetensors", 13),
+    ("Ünï_côdé_bf16.safetensors", 14),
+    ("unï_côdé-fp8.sft", 15),
+    ("flux1-dev-fp8_e4m3fn.safetensors", 16),  # the same name again: shadowed
+    ("q4_k_m.gguf", 17),
+    ("model_fp8_scaled.safetensors", 18),
+    ("SUB\\Flux1-DEV_bf16.safetensors", 19),
+    (" flux1-dev v4.safetensors ", 20),
+]
+TRICKY = cache({"diffusion_models": TRICKY_FILES})
 WANTED = [
     "flux1-dev_fp16.safetensors",
     "flux1_dev_v3.gguf",
@@ -202,3 +210,93 @@ def test_a_folder_asked_about_often_is_indexed() -> None:
     index.expect({"diffusion_models": 5})
     index.variants("flux1-dev_fp16.safetensors", "diffusion_models")
     assert set(index.by_key) == {"diffusion_models"}
+
+
+# Pieces of printable ASCII names only, the ones ``keys_of`` keys together (the others go through ``split_name``).
+_PLAIN_PIECES = [piece for piece in _PIECES if piece.isascii() and piece.isprintable()] + [
+    *["fp8mixed", "Q4_K", "iq4_nl", "q5_1", "_v1_", "V3_1_", "-v2", " v4 ", ".pt", ".pt2", ".PTH", ".sft", "x"],
+    *["fp8_e5m2_scaled", "nvfp4", "int4", "SUB/", "a\\b", "flux1-dev", ".safetensors.txt", "model"],
+]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.lists(st.sampled_from(_PLAIN_PIECES), max_size=14).map("".join), max_size=40))
+def test_keys_of_plain_names_is_the_key_of_each(many: list[str]) -> None:
+    assert keys_of(many) == [split_name(name).key for name in many]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.lists(st.sampled_from(_PIECES + _PLAIN_PIECES), max_size=12).map("".join), max_size=30))
+def test_keys_of_any_names_is_the_key_of_each(many: list[str]) -> None:
+    assert keys_of(many) == [split_name(name).key for name in many]
+
+
+def test_keys_of_names_a_line_of_their_own_cannot_tell_apart() -> None:
+    many = ["a\nb.safetensors", "fp16\n", "x_v1\n_v2.gguf", "", "flux1-dev_fp16.safetensors", " \t"]
+    assert keys_of(many) == [split_name(name).key for name in many]
+    assert keys_of([]) == []
+
+
+def straightforward_variants(model_cache: dict[str, Any], name: str, folder: str | None) -> list[dict[str, Any]]:
+    """The variants of ``name`` worked out the plain way: every installed name of the folder split, the first
+    directory's file of a name kept, the candidates of the same key compared."""
+    if folder is None or folder not in model_cache["folders"]:
+        return []
+    wanted = split_name(name)
+    if not wanted.key:
+        return []
+    seen: set[str] = set()
+    candidates = []
+    for entry in model_cache["folders"][folder]["files"]:
+        if entry["name"] in seen:
+            continue
+        seen.add(entry["name"])
+        have = split_name(entry["name"])
+        if have.key == wanted.key and have.extension:
+            candidates.append((entry["name"], int(entry["size"]), have))
+    wanted_base = names.basename(names.normalize(name)).casefold()
+    found = []
+    for installed_as, size, have in candidates:
+        if names.basename(installed_as).casefold() == wanted_base:
+            continue
+        found.append(
+            {
+                "installed_as": installed_as,
+                "size": size,
+                "differs": differences(wanted, have) or ["spelling of the name"],
+                "loader_note": loader_note(wanted, have, folder, None),
+            }
+        )
+    found.sort(key=lambda v: (v["loader_note"] is not None, -v["size"], v["installed_as"]))
+    return found[:MAX_VARIANTS]
+
+
+_NAME = st.lists(st.sampled_from(_PIECES + _PLAIN_PIECES + ["flux1-dev", "_fp16", "-Q8_0", ".gguf"]), max_size=8)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(_NAME.map("".join), st.integers(0, 3)), max_size=30),
+    st.lists(_NAME.map("".join), max_size=12),
+    st.integers(0, 8),
+)
+def test_variants_of_gives_what_the_straightforward_method_gives(
+    installed: list[tuple[str, int]], wanted: list[str], expected: int
+) -> None:
+    # Names from few pieces: many share a key; sizes from few values: ties are ordered by name; a name twice
+    # (in a later directory) is shadowed. Wanted names are installed ones too, bar a piece or two.
+    model_cache = cache({"diffusion_models": installed, "loras": installed[:3]})
+    wanted = wanted + [n + "_fp16.safetensors" for n, _ in installed[:5]] + [n for n, _ in installed[5:8]]
+    asked = [(n, folder, None) for n in wanted for folder in ("diffusion_models", "loras", "vae", None)]
+    index = VariantIndex.from_cache(model_cache)
+    index.expect({"diffusion_models": expected, "loras": expected})  # a few: scanned; more: indexed
+    assert index.variants_of(asked) == [straightforward_variants(model_cache, n, f) for n, f, _ in asked]
+
+
+def test_variants_of_tricky_names_is_what_the_straightforward_method_gives() -> None:
+    asked = [(n, "diffusion_models", None) for n in WANTED + [n for n, _ in TRICKY_FILES]]
+    found = VariantIndex.from_cache(TRICKY).variants_of(asked)
+    assert found == [straightforward_variants(TRICKY, n, "diffusion_models") for n, _, _ in asked]
+    assert sum(bool(f) for f in found) >= 10
+    # The shadowed copy of a name (size 16) is never offered: the first directory's file (11,900) is.
+    assert all(v["size"] != 16 for f in found for v in f)

@@ -300,3 +300,60 @@ def test_an_online_first_search_hands_over_every_kind_of_answer(
     assert any(a["candidates"] for a in handed.results.values())
     assert handed.gated == {("diffusion_models", "flux1-dev.safetensors")}
     assert b"hf_SECRET" not in (home / "state" / report_answers.KEPT).read_bytes()
+
+
+def test_the_blank_text_is_the_long_way_text_for_any_name(comfy_tree: ComfyTree, home: Path) -> None:
+    # Names the cut text must carry as the encoder would: the stand-ins it cuts at, quotes, a lone surrogate
+    # (which orjson refuses: encoded the long way), control characters; and a blank whose own text holds a
+    # stand-in, which is not cut at all.
+    make_install(comfy_tree)
+    ctx = context(comfy_tree, home, "c1", T0)
+    order = list(ctx.config.section("search")["backend_order"])
+    context_ = search.SearchContext(config=ctx.config, now=T0)
+    resolver = search.Resolver(ctx, search.build_backends(order, context_), None, None, search.first_sources(context_))
+    resolver.resolve(search.ModelQuery("lora_a.safetensors", "loras"))
+    blank = resolver.blank
+    assert blank is not None
+    odd = ["\x00name\x00.safetensors", 'a"b\\c\n\t.pt', "lone \ud800 surrogate.pt", "x\x00type\x00", "plain.pt", "ü.pt"]
+    workflow_lists: list[tuple[str, ...]] = [(), ("/w/a.json",), ('/w/"q".json', "/w/b.json"), ("C:\\w\\c.json",)]
+    for name in odd:
+        for folder in (None, "\x00workflows\x00", "loras", 'lo"ras'):
+            for workflows in [(name, "/w/a.json"), *workflow_lists]:
+                query = search.ModelQuery(name, folder, (), workflows)
+                long_way = {**blank.rest, "name": name, "type": folder, "workflows": list(workflows)}
+                assert blank.answer_text(query) == artifacts.dumps(long_way, indent=None)[:-1]
+    assert blank.pieces and len(blank.pieces) == 4
+    uncut = search.OfflineBlank(blank.reason, blank.attempts, {**blank.rest, "reason": "\x00name\x00"})
+    query = search.ModelQuery("lora_b.safetensors", "loras", (), ("/w/b.json",))
+    long_way = {**uncut.rest, "name": query.name, "type": query.folder, "workflows": list(query.workflows)}
+    assert uncut.answer_text(query) == artifacts.dumps(long_way, indent=None)[:-1] and uncut.pieces == ()
+
+
+def test_missing_files_are_grouped_in_the_order_of_folder_and_key_first_met_first() -> None:
+    # No folder sorts as "~" (with a folder called "~"), and files of the same order keep the order they were
+    # first met in; a query is what the dataclass makes.
+    parts = [
+        [
+            "/w/1.json",
+            [["~", "B.pt", True, [], "b.pt"], [None, "b.pt", True, [], "b.pt"], ["loras", "z.pt", True, [], "z.pt"]],
+        ],
+        ["/w/2.json", [["loras", "a.pt", True, [["a.pt", "https://x/a.pt", None, None, None]], "a.pt"]]],
+        [
+            "/w/3.json",
+            [[None, "b.pt", True, [], "b.pt"], ["~", "b.pt", False, [], "b.pt"], ["loras", "Z.pt", True, [], "z.pt"]],
+        ],
+    ]
+    queries = search.group_missing(parts, count_inactive=False)
+    assert [(q.folder, q.name, q.workflows) for q in queries] == [
+        ("loras", "a.pt", ("/w/2.json",)),
+        ("loras", "z.pt", ("/w/1.json", "/w/3.json")),
+        ("~", "B.pt", ("/w/1.json",)),
+        (None, "b.pt", ("/w/1.json", "/w/3.json")),
+    ]
+    assert queries[0] == search.ModelQuery(
+        "a.pt", "loras", (search.Declaration("a.pt", "https://x/a.pt"),), ("/w/2.json",)
+    )
+    assert hash(queries[1]) == hash(search.ModelQuery("z.pt", "loras", (), ("/w/1.json", "/w/3.json")))
+    assert vars(queries[1]) == vars(search.ModelQuery("z.pt", "loras", (), ("/w/1.json", "/w/3.json")))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        queries[0].name = "b.pt"  # type: ignore[misc]

@@ -364,3 +364,64 @@ def test_verify_part_keys_installed_names_by_their_lookup_key_and_keeps_its_memo
     assert verify.verify_part(workflow) == expected
     assert verify.verify_part(workflow) == expected  # the memo was full: cleared, made again
     assert len(verify._lookup_keys) <= 2
+
+
+def test_drift_from_the_heads_read_while_hashing_is_what_reading_the_files_gives(tmp_path: Path) -> None:
+    # A whole safetensors file, one whose header does not fit, one shorter than 8 bytes, and one that is not a
+    # safetensors file: each hashed (its first bytes kept), then its drift found with and without them.
+    files = {
+        "whole.safetensors": safetensors(tmp_path / "whole.safetensors", b"data"),
+        "cut.safetensors": safetensors(tmp_path / "cut.safetensors", b"", 10**6),
+        "tiny.safetensors": tmp_path / "tiny.safetensors",
+        "model.ckpt": tmp_path / "model.ckpt",
+    }
+    files["tiny.safetensors"].write_bytes(b"abc")
+    files["model.ckpt"].write_bytes(b"\xff" * 64)
+    found = {}
+    for name, path in files.items():
+        target = verify.Target(str(path), "checkpoints", name)
+        target.expectations[SHA] = verify.Expectation(SHA, "declared", None, None, {"w"})
+        found[str(path)] = target
+    stats = {p: s for p in found if (s := hashing.stat_of(p)) is not None}
+    store = hashing.HashStore(tmp_path / "hashes.json")
+    heads: dict[str, bytes] = {}
+    known, progress, errors = verify.hash_within_budget(found, stats, store, 10**9, "now", heads=heads)
+    assert errors == [] and progress.hashed_files == 4 and set(heads) == set(found)
+    assert heads[str(files["tiny.safetensors"])] == b"abc"
+    with_heads = verify.drift_findings(found, stats, known, heads)
+    assert with_heads == verify.drift_findings(found, stats, known)
+    kinds = {Path(d["path"]).name: d["kind"] for d in with_heads}
+    assert kinds == {
+        "whole.safetensors": "mismatch",
+        "cut.safetensors": "truncated",
+        "tiny.safetensors": "truncated",
+        "model.ckpt": "mismatch",
+    }
+    # A file changed after it was hashed is read again (its stat is no longer the one its head was read at).
+    files["whole.safetensors"].write_bytes((10**6).to_bytes(8, "little") + b"{}")
+    stats[str(files["whole.safetensors"])] = hashing.stat_of(files["whole.safetensors"])  # type: ignore[assignment]
+    del heads[str(files["whole.safetensors"])]
+    again = verify.drift_findings(found, stats, known, heads)
+    assert {Path(d["path"]).name: d["kind"] for d in again}["whole.safetensors"] == "truncated"
+
+
+def test_the_file_locator_finds_a_name_in_its_first_directory() -> None:
+    model_cache = {
+        "folders": {
+            "loras": {
+                "paths": ["/a/loras", "/b/loras"],
+                "files": [
+                    {"name": "x.safetensors", "dir": 1, "size": 1},
+                    {"name": "sub/y.safetensors", "dir": 0, "size": 2},
+                    {"name": "x.safetensors", "dir": 0, "size": 3},  # a later listing of the same name: shadowed
+                ],
+            },
+            "vae": {"paths": ["/a/vae"], "files": []},
+        }
+    }
+    locator = verify.FileLocator(model_cache)
+    assert locator.get(("loras", "x.safetensors")) == "/b/loras/x.safetensors"
+    assert locator.get(("loras", "sub/y.safetensors")) == "/a/loras/sub/y.safetensors"
+    assert locator.get(("loras", "z.safetensors")) is None
+    assert locator.get(("vae", "x.safetensors")) is None
+    assert locator.get(("unknown", "x.safetensors")) is None
