@@ -160,6 +160,12 @@ class ModelRef:
             "declarations": self.declarations,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelRef:
+        """Return the reference ``data`` (as ``to_json`` gives it) stands for."""
+        origins = [Origin(**origin) for origin in data["origins"]]
+        return cls(data["name"], data["folder"], origins, data["declarations"])
+
 
 @dataclass
 class NodeRef:
@@ -181,6 +187,11 @@ class NodeRef:
         if self.made_with:
             data["made_with"] = self.made_with
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeRef:
+        """Return the node type use ``data`` (as ``to_json`` gives it) stands for."""
+        return cls(data["class_type"], data["node_ids"], data["modes"], data.get("made_with"))
 
 
 MADE_WITH_KEYS = ("cnr_id", "aux_id", "ver")
@@ -222,14 +233,25 @@ class Requirements:
         """Return the requirements as stored in scan.json."""
         return {"models": [m.to_json() for m in self.models], "nodes": [n.to_json() for n in self.nodes]}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Requirements:
+        """Return the requirements ``data`` (as ``to_json`` gives it) stands for."""
+        return cls([ModelRef.from_json(m) for m in data["models"]], [NodeRef.from_json(n) for n in data["nodes"]])
+
 
 @dataclass
 class _Collector:
+    """What a walk finds, kept as scan.json stores it (``Requirements.to_json``'s dicts), so that the scan's
+    workers hand it on without making a ModelRef, an Origin and a NodeRef per entry first and then a dict of
+    each: on a cold scan that was a tenth of the extraction's time."""
+
     placeholders: frozenset[str]
-    models: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
-    nodes: dict[str, NodeRef] = field(default_factory=dict)
+    # (folder, lookup key of the name) -> the model's dict: name, folder, origins, declarations.
+    models: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
+    # class type -> the node type's dict: class_type, node_ids, modes, and made_with once a node tells it.
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (folder, case-folded base name) -> the first model so named: declarations find their widget's model here.
-    by_base: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
+    by_base: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
     # What each model already holds, so adding is a set lookup, not a scan of the list (linear, not quadratic).
     seen: set[tuple[Any, ...]] = field(default_factory=set)
     # id of an origin's subgraph_path list -> the list as a tuple (for ``seen``), and the lists themselves
@@ -237,8 +259,19 @@ class _Collector:
     _paths: list[list[str]] = field(default_factory=list)
 
     def add_model(
-        self, name: Any, folder: str | None, origin: Origin, declaration: dict[str, Any] | None = None
+        self,
+        name: Any,
+        folder: str | None,
+        node_id: str,
+        node_type: str,
+        input_name: str | None,
+        path: list[str],
+        mode: str,
+        via: str,
+        declaration: dict[str, Any] | None = None,
     ) -> None:
+        """Add model ``name`` of ``folder`` (a string, else nothing is added), named by the node ``node_id``
+        (the Origin's fields, in its order) and declared by ``declaration`` when one is given."""
         if not isinstance(name, str):
             return
         stripped = name.strip()
@@ -259,10 +292,9 @@ class _Collector:
             if ref is None:
                 if len(self.models) >= MAX_MODELS:
                     raise TooLarge(f"names more than {MAX_MODELS} model files")
-                ref = self.models[key] = ModelRef(name, folder, [], [])
+                ref = self.models[key] = {"name": name, "folder": folder, "origins": [], "declarations": []}
                 if base not in self.by_base:
                     self.by_base[base] = ref
-        path = origin[3]
         if path:
             path_key = self._path_keys.get(id(path))
             if path_key is None:
@@ -272,34 +304,45 @@ class _Collector:
                 self._paths.append(path)
         else:
             path_key = ()
-        origin_key = (id(ref), origin[0], origin[1], origin[2], origin[4], origin[5], path_key)
+        origin_key = (id(ref), node_id, node_type, input_name, mode, via, path_key)
         if origin_key not in self.seen:
             self.seen.add(origin_key)
-            ref.origins.append(origin)
+            ref["origins"].append(
+                {
+                    "node_id": node_id,
+                    "node_type": node_type,
+                    "input": input_name,
+                    "subgraph_path": path,
+                    "mode": mode,
+                    "via": via,
+                }
+            )
         if declaration is not None:
             declaration_key = (id(ref), "declaration", *declaration.items())
             if declaration_key not in self.seen:
                 self.seen.add(declaration_key)
-                ref.declarations.append(declaration)
+                ref["declarations"].append(declaration)
 
-    def node_ref(self, class_type: str) -> NodeRef:
-        """Return the NodeRef of ``class_type``, made on first use; raise TooLarge past MAX_NODE_TYPES."""
+    def node_ref(self, class_type: str) -> dict[str, Any]:
+        """Return the dict of node type ``class_type``, made on first use; raise TooLarge past MAX_NODE_TYPES."""
         ref = self.nodes.get(class_type)
         if ref is None:
             if len(self.nodes) >= MAX_NODE_TYPES:
                 raise TooLarge(f"uses more than {MAX_NODE_TYPES} node types")
-            ref = self.nodes[class_type] = NodeRef(class_type)
+            ref = self.nodes[class_type] = {"class_type": class_type, "node_ids": [], "modes": []}
         return ref
 
     def add_node(self, class_type: str, node_id: str, mode: str) -> None:
         ref = self.node_ref(class_type)
-        ref.node_ids.append(node_id)
-        ref.modes.append(mode)
+        ref["node_ids"].append(node_id)
+        ref["modes"].append(mode)
 
-    def result(self) -> Requirements:
+    def to_json(self) -> dict[str, Any]:
+        """Return what was found as ``Requirements.to_json`` gives it."""
         # Keyed by (folder, lookup key of the name): sort by that, without working the key out again.
         models = [ref for _, ref in sorted(self.models.items(), key=lambda item: (item[0][0] or "~", item[0][1]))]
-        return Requirements(models=models, nodes=sorted(self.nodes.values(), key=lambda n: n.class_type))
+        nodes = self.nodes
+        return {"models": models, "nodes": [nodes[class_type] for class_type in sorted(nodes)]}
 
 
 def extract(workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeholders: frozenset[str]) -> Requirements:
@@ -309,12 +352,20 @@ def extract(workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeh
     not in the table still yield any string widget ending in a model extension, with an unknown folder, and
     every string widget yields the embeddings its prompt text names.
     """
+    return Requirements.from_json(extract_json(workflow, loaders, placeholders))
+
+
+def extract_json(
+    workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeholders: frozenset[str]
+) -> dict[str, Any]:
+    """Return what ``extract`` finds in ``workflow`` as ``Requirements.to_json`` gives it (made directly: the
+    scan's workers need only that)."""
     collector = _Collector(placeholders)
     if workflow.format == "api":
         _extract_api(workflow.data, loaders, collector)
     else:
         _UIWalker(workflow.data, loaders, collector).run()
-    return collector.result()
+    return collector.to_json()
 
 
 def _declarations(entries: Any) -> Iterator[dict[str, Any]]:
@@ -389,8 +440,8 @@ class _UIWalker:
                 graph = self.graph(sub_id)
                 self.walk(_Frame(iter(graph.nodes), graph, [_subgraph_name(definition)], "", None, {}, sub_id))
         for decl in _declarations(self.data.get("models")):
-            origin = Origin("workflow", "workflow", None, [], "active", "declared")
-            self.out.add_model(decl["name"], decl["directory"], origin, decl)
+            name, directory = decl["name"], decl["directory"]
+            self.out.add_model(name, directory, "workflow", "workflow", None, [], "active", "declared", decl)
 
     def walk(self, top: _Frame) -> None:
         """Visit every node of ``top`` and, depth first and in order, of every instance inside it."""
@@ -443,10 +494,12 @@ class _UIWalker:
                 ref = types.get(node_type)
                 if ref is None:
                     ref = out.node_ref(node_type)
-                ref.node_ids.append(node_id)
-                ref.modes.append(mode)
-                if ref.made_with is None and isinstance(properties, dict):
-                    ref.made_with = _made_with(properties)
+                ref["node_ids"].append(node_id)
+                ref["modes"].append(mode)
+                if "made_with" not in ref and isinstance(properties, dict):
+                    found = _made_with(properties)
+                    if found is not None:
+                        ref["made_with"] = found
                 values = node.get("widgets_values")
                 if (
                     (overrides and local_id in overrides)
@@ -457,8 +510,9 @@ class _UIWalker:
                     self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides)
             if isinstance(properties, dict) and "models" in properties:
                 for decl in _declarations(properties["models"]):
-                    origin = Origin(node_id, node_type, None, frame.path, mode, "declared")
-                    out.add_model(decl["name"], decl["directory"], origin, decl)
+                    out.add_model(
+                        decl["name"], decl["directory"], node_id, node_type, None, frame.path, mode, "declared", decl
+                    )
             if child is not None:
                 return child
         return None
@@ -536,7 +590,7 @@ class _UIWalker:
                     value = values.get(name) if isinstance(values, dict) else None
             # spec.names_file(value), inlined
             if isinstance(value, str) and (spec.extensionless or value.strip().lower().endswith(spec.endings)):
-                add_model(value, spec.folder, Origin(node_id, node_type, name, path, mode, via))
+                add_model(value, spec.folder, node_id, node_type, name, path, mode, via)
         # A loader's other strings can only name embeddings (the fallback is for nodes outside the table):
         # most hold none, and then there is nothing to look at.
         if (own and any(isinstance(v, str) and IDENTIFIER in v for v, _via in own.values())) or _any_identifier(values):
@@ -579,9 +633,9 @@ class _UIWalker:
         """Add the embeddings ``value`` names and, for a node outside the loader table, ``value`` itself when it
         looks like a model file."""
         for embedding in embeddings.names_in(value):
-            self.out.add_model(embedding, "embeddings", Origin(node_id, node_type, input_name, path, mode, "prompt"))
+            self.out.add_model(embedding, "embeddings", node_id, node_type, input_name, path, mode, "prompt")
         if fallback and _looks_like_model(value):
-            self.out.add_model(value, None, Origin(node_id, node_type, input_name, path, mode, "fallback"))
+            self.out.add_model(value, None, node_id, node_type, input_name, path, mode, "fallback")
 
     def _promotions(
         self,
@@ -638,8 +692,9 @@ class _UIWalker:
             properties = inner.get("properties")
             if isinstance(properties, dict):
                 for decl in _declarations(properties.get("models")):
-                    origin = Origin(inner_id, inner["type"], None, sub_path, mode, "declared")
-                    self.out.add_model(decl["name"], decl["directory"], origin, decl)
+                    self.out.add_model(
+                        decl["name"], decl["directory"], inner_id, inner["type"], None, sub_path, mode, "declared", decl
+                    )
 
 
 # One promoted widget of an instance: its name, and the (inner node id, widget name) pairs it sets.
@@ -833,13 +888,12 @@ def _extract_api(data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput
             value = inputs.get(spec.input)
             # A linked input is [node id, slot]: its value is not known statically.
             if spec.names_file(value):
-                out.add_model(value, spec.folder, Origin(node_id, class_type, spec.input, [], "active", "widget"))
+                out.add_model(value, spec.folder, node_id, class_type, spec.input, [], "active", "widget")
             taken.add(spec.input)
         for input_name, value in inputs.items():
             if not isinstance(value, str) or input_name in taken or not _worth_a_look(value):
                 continue
             for embedding in embeddings.names_in(value):
-                origin = Origin(node_id, class_type, input_name, [], "active", "prompt")
-                out.add_model(embedding, "embeddings", origin)
+                out.add_model(embedding, "embeddings", node_id, class_type, input_name, [], "active", "prompt")
             if not specs and _looks_like_model(value):
-                out.add_model(value, None, Origin(node_id, class_type, input_name, [], "active", "fallback"))
+                out.add_model(value, None, node_id, class_type, input_name, [], "active", "fallback")
