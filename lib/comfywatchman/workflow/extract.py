@@ -35,6 +35,8 @@ MAX_FALLBACK_CHARS = 512
 # saved, and listing it all would cost memory without bound (a million distinct types took 7.4 GB).
 MAX_NODE_TYPES = 10_000
 MAX_MODELS = 10_000
+# A model's origins are compared one by one up to this many; past it they are told apart by key (a set).
+COMPARED_ORIGINS = 8
 # Subgraph instances are walked once per path (each instance may promote its own values) while the nodes
 # visited stay within this many plus SPREAD_FACTOR times the nodes the file holds; past it, each definition
 # is walked once more at most, so fan-out (two instances per level, 30 levels) stays linear in the file.
@@ -206,19 +208,20 @@ def made_with(node: Mapping[str, Any]) -> dict[str, str] | None:
 
 def _made_with(properties: Mapping[str, Any]) -> dict[str, str] | None:
     """Return ``made_with`` of a node's ``properties`` (a dict)."""
-    if not ("cnr_id" in properties or "aux_id" in properties):
-        return None
     # Each of MADE_WITH_KEYS in turn, written out: this runs for the first node of each type of every workflow.
+    # An absent key reads as None and is passed over before any call (most nodes carry no aux_id).
+    cnr_id = properties.get("cnr_id")
+    aux_id = properties.get("aux_id")
+    if cnr_id is None and aux_id is None and "cnr_id" not in properties and "aux_id" not in properties:
+        return None
     found = {}
-    value = properties.get("cnr_id")
-    if isinstance(value, str) and 0 < len(value) <= 200:
-        found["cnr_id"] = value.strip()
-    value = properties.get("aux_id")
-    if isinstance(value, str) and 0 < len(value) <= 200:
-        found["aux_id"] = value.strip()
-    value = properties.get("ver")
-    if isinstance(value, str) and 0 < len(value) <= 200:
-        found["ver"] = value.strip()
+    if cnr_id is not None and isinstance(cnr_id, str) and cnr_id and len(cnr_id) <= 200:
+        found["cnr_id"] = cnr_id.strip()
+    if aux_id is not None and isinstance(aux_id, str) and aux_id and len(aux_id) <= 200:
+        found["aux_id"] = aux_id.strip()
+    ver = properties.get("ver")
+    if ver is not None and isinstance(ver, str) and ver and len(ver) <= 200:
+        found["ver"] = ver.strip()
     return found or None
 
 
@@ -252,15 +255,17 @@ class _Collector:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (folder, case-folded base name) -> the first model so named: declarations find their widget's model here.
     by_base: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
-    # What each model already holds, so adding is a set lookup, not a scan of the list (linear, not quadratic).
+    # The declarations each model already holds, and the origins of each model that has many (by id of the
+    # model's dict), so adding is a set lookup, not a scan of the list (linear, not quadratic).
     seen: set[tuple[Any, ...]] = field(default_factory=set)
-    # id of an origin's subgraph_path list -> the list as a tuple (for ``seen``), and the lists themselves
+    origin_keys: dict[int, set[tuple[Any, ...]]] = field(default_factory=dict)
+    # id of an origin's subgraph_path list -> the list as a tuple (for ``origin_keys``), and the lists themselves
     _path_keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
     _paths: list[list[str]] = field(default_factory=list)
 
     def add_model(
         self,
-        name: Any,
+        name: str,
         folder: str | None,
         node_id: str,
         node_type: str,
@@ -270,10 +275,8 @@ class _Collector:
         via: str,
         declaration: dict[str, Any] | None = None,
     ) -> None:
-        """Add model ``name`` of ``folder`` (a string, else nothing is added), named by the node ``node_id``
-        (the Origin's fields, in its order) and declared by ``declaration`` when one is given."""
-        if not isinstance(name, str):
-            return
+        """Add model ``name`` of ``folder``, named by the node ``node_id`` (the Origin's fields, in its order)
+        and declared by ``declaration`` when one is given."""
         stripped = name.strip()
         folded = stripped.casefold()
         if folded in self.placeholders:
@@ -282,46 +285,59 @@ class _Collector:
         # backslash, is its own normal form and case-folded already).
         if "\\" in stripped or not stripped.isascii():
             folded = names.normalize(stripped.replace("\\", "/")).casefold()
+        origin = {
+            "node_id": node_id,
+            "node_type": node_type,
+            "input": input_name,
+            "subgraph_path": path,
+            "mode": mode,
+            "via": via,
+        }
         key = (folder, folded)
         ref = self.models.get(key)
         if ref is None:
             base = (folder, folded.rsplit("/", 1)[-1])  # casefolding never makes or removes a "/"
-            if declaration is not None:
-                # A declaration usually gives the bare file name while the widget may carry a subfolder.
-                ref = self.by_base.get(base)
-            if ref is None:
-                if len(self.models) >= MAX_MODELS:
-                    raise TooLarge(f"names more than {MAX_MODELS} model files")
-                ref = self.models[key] = {"name": name, "folder": folder, "origins": [], "declarations": []}
-                if base not in self.by_base:
-                    self.by_base[base] = ref
-        if path:
-            path_key = self._path_keys.get(id(path))
-            if path_key is None:
-                # Paths are lists shared by every origin of one graph level; the list is kept with its tuple
-                # so its id cannot be reused by another list while this collector lives.
-                path_key = self._path_keys[id(path)] = tuple(path)
-                self._paths.append(path)
+            # A declaration usually gives the bare file name while the widget may carry a subfolder.
+            ref = self.by_base.get(base) if declaration is not None else None
+        if ref is None:
+            if len(self.models) >= MAX_MODELS:
+                raise TooLarge(f"names more than {MAX_MODELS} model files")
+            ref = self.models[key] = {"name": name, "folder": folder, "origins": [origin], "declarations": []}
+            if base not in self.by_base:
+                self.by_base[base] = ref
+        elif len(ref["origins"]) < COMPARED_ORIGINS:
+            # Nearly every model has one origin or two: comparing the dicts costs less than keeping keys.
+            if origin not in ref["origins"]:
+                ref["origins"].append(origin)
         else:
-            path_key = ()
-        origin_key = (id(ref), node_id, node_type, input_name, mode, via, path_key)
-        if origin_key not in self.seen:
-            self.seen.add(origin_key)
-            ref["origins"].append(
-                {
-                    "node_id": node_id,
-                    "node_type": node_type,
-                    "input": input_name,
-                    "subgraph_path": path,
-                    "mode": mode,
-                    "via": via,
-                }
-            )
+            self._add_origin(ref, origin)
         if declaration is not None:
             declaration_key = (id(ref), "declaration", *declaration.items())
             if declaration_key not in self.seen:
                 self.seen.add(declaration_key)
                 ref["declarations"].append(declaration)
+
+    def _add_origin(self, ref: dict[str, Any], origin: dict[str, Any]) -> None:
+        """Add ``origin`` to a model that has COMPARED_ORIGINS or more unless it is there, by key."""
+        keys = self.origin_keys.get(id(ref))
+        if keys is None:
+            keys = self.origin_keys[id(ref)] = {self._origin_key(known) for known in ref["origins"]}
+        key = self._origin_key(origin)
+        if key not in keys:
+            keys.add(key)
+            ref["origins"].append(origin)
+
+    def _origin_key(self, origin: dict[str, Any]) -> tuple[Any, ...]:
+        """Return what tells ``origin`` from the others of its model, as a hashable value (equal exactly when
+        the two dicts are)."""
+        path = origin["subgraph_path"]
+        path_key = self._path_keys.get(id(path))
+        if path_key is None:
+            # Paths are lists shared by every origin of one graph level; the list is kept with its tuple so its
+            # id cannot be reused by another list while this collector lives.
+            path_key = self._path_keys[id(path)] = tuple(path)
+            self._paths.append(path)
+        return (origin["node_id"], origin["node_type"], origin["input"], origin["mode"], origin["via"], path_key)
 
     def node_ref(self, class_type: str) -> dict[str, Any]:
         """Return the dict of node type ``class_type``, made on first use; raise TooLarge past MAX_NODE_TYPES."""
@@ -472,8 +488,9 @@ class _UIWalker:
         overrides = frame.overrides
         forced = frame.forced
         prefix = frame.prefix
+        visits = self.visits  # counted here, kept in self.visits whenever another method reads it
         for node in frame.nodes:
-            self.visits += 1
+            visits += 1
             node_type = node.get("type")
             if not isinstance(node_type, str):
                 continue
@@ -482,12 +499,16 @@ class _UIWalker:
             if forced is not None:
                 mode = forced
             else:
-                raw_mode = node.get("mode", 0)
-                mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
+                raw_mode = node.get("mode")
+                # Absent, 0 (nearly every node) or not an integer: the node runs.
+                mode = INACTIVE_MODES.get(raw_mode, "active") if raw_mode and type(raw_mode) is int else "active"
             properties = node.get("properties")
+            has_properties = isinstance(properties, dict)
             child = None
             if definitions and node_type in definitions:
+                self.visits = visits
                 child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
+                visits = self.visits
             elif group_nodes and (group_name := group_node_name(node_type)) is not None and group_name in group_nodes:
                 self._walk_group(node, node_id, group_name, frame.path, mode)
             else:
@@ -496,7 +517,7 @@ class _UIWalker:
                     ref = out.node_ref(node_type)
                 ref["node_ids"].append(node_id)
                 ref["modes"].append(mode)
-                if "made_with" not in ref and isinstance(properties, dict):
+                if has_properties and "made_with" not in ref:
                     found = _made_with(properties)
                     if found is not None:
                         ref["made_with"] = found
@@ -507,14 +528,16 @@ class _UIWalker:
                     or (isinstance(values, list) and values and _any_candidate(values))
                     or (isinstance(values, dict) and _any_candidate(values.values()))
                 ):
-                    self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides)
-            if isinstance(properties, dict) and "models" in properties:
+                    self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides, values)
+            if has_properties and "models" in properties:
                 for decl in _declarations(properties["models"]):
                     out.add_model(
                         decl["name"], decl["directory"], node_id, node_type, None, frame.path, mode, "declared", decl
                     )
             if child is not None:
+                self.visits = visits
                 return child
+        self.visits = visits
         return None
 
     def _instance(
@@ -805,18 +828,24 @@ def _inputs_of(node: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, Any]
     (the widget's name when the input is a converted widget), in one pass over its inputs."""
     names_: list[str] = []
     linked: list[tuple[Any, Any]] = []
-    for entry in as_list(node.get("inputs")):
+    inputs = node.get("inputs")
+    if not isinstance(inputs, list):
+        return names_, linked
+    # Every loader node of every workflow passes here: each key is read once, and an input without a widget
+    # (most sockets) is told by ``is None`` before any isinstance call.
+    for entry in inputs:
         if not isinstance(entry, dict):
             continue
         widget = entry.get("widget")
-        if isinstance(widget, dict):
+        link = entry.get("link")
+        if widget is not None and isinstance(widget, dict):
             name = widget.get("name")
             if isinstance(name, str):
                 names_.append(name)
-            if entry.get("link") is not None:
-                linked.append((name, entry["link"]))
-        elif entry.get("link") is not None:
-            linked.append((entry.get("name"), entry["link"]))
+            if link is not None:
+                linked.append((name, link))
+        elif link is not None:
+            linked.append((entry.get("name"), link))
     return names_, linked
 
 
@@ -851,7 +880,11 @@ def _any_identifier(values: Any) -> bool:
     holds ``embedding:``."""
     items = values.values() if isinstance(values, dict) else values if isinstance(values, list) else ()
     for value in items:
-        if isinstance(value, str):
+        kind = type(value)
+        # Numbers first, by exact type (a loader's strengths and sizes): one test each instead of three.
+        if kind is float or kind is int or value is None:
+            continue
+        if kind is str or isinstance(value, str):
             if IDENTIFIER in value:
                 return True
         elif isinstance(value, dict):
