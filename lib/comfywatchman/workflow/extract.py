@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from comfywatchman.comfy.folders import CONFIG_EXTENSIONS, MODEL_EXTENSIONS
 from comfywatchman.workflow import embeddings, names
@@ -70,7 +70,7 @@ class LoaderInput:
     def __post_init__(self) -> None:
         object.__setattr__(self, "endings", _endings(self.folder))
 
-    def names_file(self, value: Any) -> bool:
+    def names_file(self, value: Any) -> TypeGuard[str]:
         """Return whether ``value`` can name a file of this input: any string for an extensionless input,
         else one ending in a model extension (or a config extension for ``configs``). Other words in a
         loader's widget (``enable``, ``lanczos``: a widget misplaced by a pack update, an index off by one)
@@ -339,19 +339,18 @@ class _Collector:
             self._paths.append(path)
         return (origin["node_id"], origin["node_type"], origin["input"], origin["mode"], origin["via"], path_key)
 
-    def node_ref(self, class_type: str) -> dict[str, Any]:
-        """Return the dict of node type ``class_type``, made on first use; raise TooLarge past MAX_NODE_TYPES."""
+    def add_node(self, class_type: str, node_id: str, mode: str) -> dict[str, Any]:
+        """Add node ``node_id`` of ``class_type``, running in ``mode``; return the dict of its node type (made on
+        first use). Raise TooLarge past MAX_NODE_TYPES."""
         ref = self.nodes.get(class_type)
         if ref is None:
             if len(self.nodes) >= MAX_NODE_TYPES:
                 raise TooLarge(f"uses more than {MAX_NODE_TYPES} node types")
-            ref = self.nodes[class_type] = {"class_type": class_type, "node_ids": [], "modes": []}
+            ref = self.nodes[class_type] = {"class_type": class_type, "node_ids": [node_id], "modes": [mode]}
+        else:
+            ref["node_ids"].append(node_id)
+            ref["modes"].append(mode)
         return ref
-
-    def add_node(self, class_type: str, node_id: str, mode: str) -> None:
-        ref = self.node_ref(class_type)
-        ref["node_ids"].append(node_id)
-        ref["modes"].append(mode)
 
     def to_json(self) -> dict[str, Any]:
         """Return what was found as ``Requirements.to_json`` gives it."""
@@ -502,7 +501,7 @@ class _UIWalker:
                 raw_mode = node.get("mode")
                 # Absent, 0 (nearly every node) or not an integer: the node runs.
                 mode = INACTIVE_MODES.get(raw_mode, "active") if raw_mode and type(raw_mode) is int else "active"
-            properties = node.get("properties")
+            properties: Any = node.get("properties")
             has_properties = isinstance(properties, dict)
             child = None
             if definitions and node_type in definitions:
@@ -514,9 +513,10 @@ class _UIWalker:
             else:
                 ref = types.get(node_type)
                 if ref is None:
-                    ref = out.node_ref(node_type)
-                ref["node_ids"].append(node_id)
-                ref["modes"].append(mode)
+                    ref = out.add_node(node_type, node_id, mode)
+                else:  # add_node's own work, inlined for the type met before (most nodes)
+                    ref["node_ids"].append(node_id)
+                    ref["modes"].append(mode)
                 if has_properties and "made_with" not in ref:
                     found = _made_with(properties)
                     if found is not None:
@@ -864,10 +864,14 @@ def _any_candidate(values: Iterable[Any]) -> bool:
     cheap test of ``_worth_a_look``, inlined: it runs on every widget value of every node)."""
     for value in values:
         kind = type(value)
-        # The values JSON gives, by exact type first (one test each); anything else by isinstance, as before.
-        if kind is int or kind is float or kind is bool or value is None:
+        # The values JSON gives, by exact type first (one test each: strings, then numbers); anything else by
+        # isinstance, as before.
+        if kind is str:
+            if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
+                return True
+        elif kind is int or kind is float or kind is bool or value is None:
             continue
-        if kind is str or isinstance(value, str):
+        elif isinstance(value, str):
             if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
                 return True
         elif isinstance(value, (dict, list)):
