@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from comfywatchman.comfy.folders import CONFIG_EXTENSIONS, MODEL_EXTENSIONS
 from comfywatchman.workflow import embeddings, names
@@ -35,6 +35,8 @@ MAX_FALLBACK_CHARS = 512
 # saved, and listing it all would cost memory without bound (a million distinct types took 7.4 GB).
 MAX_NODE_TYPES = 10_000
 MAX_MODELS = 10_000
+# A model's origins are compared one by one up to this many; past it they are told apart by key (a set).
+COMPARED_ORIGINS = 8
 # Subgraph instances are walked once per path (each instance may promote its own values) while the nodes
 # visited stay within this many plus SPREAD_FACTOR times the nodes the file holds; past it, each definition
 # is walked once more at most, so fan-out (two instances per level, 30 levels) stays linear in the file.
@@ -68,7 +70,7 @@ class LoaderInput:
     def __post_init__(self) -> None:
         object.__setattr__(self, "endings", _endings(self.folder))
 
-    def names_file(self, value: Any) -> bool:
+    def names_file(self, value: Any) -> TypeGuard[str]:
         """Return whether ``value`` can name a file of this input: any string for an extensionless input,
         else one ending in a model extension (or a config extension for ``configs``). Other words in a
         loader's widget (``enable``, ``lanczos``: a widget misplaced by a pack update, an index off by one)
@@ -160,6 +162,12 @@ class ModelRef:
             "declarations": self.declarations,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelRef:
+        """Return the reference ``data`` (as ``to_json`` gives it) stands for."""
+        origins = [Origin(**origin) for origin in data["origins"]]
+        return cls(data["name"], data["folder"], origins, data["declarations"])
+
 
 @dataclass
 class NodeRef:
@@ -182,6 +190,11 @@ class NodeRef:
             data["made_with"] = self.made_with
         return data
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeRef:
+        """Return the node type use ``data`` (as ``to_json`` gives it) stands for."""
+        return cls(data["class_type"], data["node_ids"], data["modes"], data.get("made_with"))
+
 
 MADE_WITH_KEYS = ("cnr_id", "aux_id", "ver")
 
@@ -195,19 +208,20 @@ def made_with(node: Mapping[str, Any]) -> dict[str, str] | None:
 
 def _made_with(properties: Mapping[str, Any]) -> dict[str, str] | None:
     """Return ``made_with`` of a node's ``properties`` (a dict)."""
-    if not ("cnr_id" in properties or "aux_id" in properties):
-        return None
     # Each of MADE_WITH_KEYS in turn, written out: this runs for the first node of each type of every workflow.
+    # An absent key reads as None and is passed over before any call (most nodes carry no aux_id).
+    cnr_id = properties.get("cnr_id")
+    aux_id = properties.get("aux_id")
+    if cnr_id is None and aux_id is None and "cnr_id" not in properties and "aux_id" not in properties:
+        return None
     found = {}
-    value = properties.get("cnr_id")
-    if isinstance(value, str) and 0 < len(value) <= 200:
-        found["cnr_id"] = value.strip()
-    value = properties.get("aux_id")
-    if isinstance(value, str) and 0 < len(value) <= 200:
-        found["aux_id"] = value.strip()
-    value = properties.get("ver")
-    if isinstance(value, str) and 0 < len(value) <= 200:
-        found["ver"] = value.strip()
+    if cnr_id is not None and isinstance(cnr_id, str) and cnr_id and len(cnr_id) <= 200:
+        found["cnr_id"] = cnr_id.strip()
+    if aux_id is not None and isinstance(aux_id, str) and aux_id and len(aux_id) <= 200:
+        found["aux_id"] = aux_id.strip()
+    ver = properties.get("ver")
+    if ver is not None and isinstance(ver, str) and ver and len(ver) <= 200:
+        found["ver"] = ver.strip()
     return found or None
 
 
@@ -222,25 +236,47 @@ class Requirements:
         """Return the requirements as stored in scan.json."""
         return {"models": [m.to_json() for m in self.models], "nodes": [n.to_json() for n in self.nodes]}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Requirements:
+        """Return the requirements ``data`` (as ``to_json`` gives it) stands for."""
+        return cls([ModelRef.from_json(m) for m in data["models"]], [NodeRef.from_json(n) for n in data["nodes"]])
+
 
 @dataclass
 class _Collector:
+    """What a walk finds, kept as scan.json stores it (``Requirements.to_json``'s dicts), so that the scan's
+    workers hand it on without making a ModelRef, an Origin and a NodeRef per entry first and then a dict of
+    each: on the bench's 2,000 workflows that was about an eighth of the extraction's work."""
+
     placeholders: frozenset[str]
-    models: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
-    nodes: dict[str, NodeRef] = field(default_factory=dict)
+    # (folder, lookup key of the name) -> the model's dict: name, folder, origins, declarations.
+    models: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
+    # class type -> the node type's dict: class_type, node_ids, modes, and made_with once a node tells it.
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (folder, case-folded base name) -> the first model so named: declarations find their widget's model here.
-    by_base: dict[tuple[str | None, str], ModelRef] = field(default_factory=dict)
-    # What each model already holds, so adding is a set lookup, not a scan of the list (linear, not quadratic).
+    by_base: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
+    # The declarations each model already holds, and the origins of each model that has many (by id of the
+    # model's dict), so adding is a set lookup, not a scan of the list (linear, not quadratic).
     seen: set[tuple[Any, ...]] = field(default_factory=set)
-    # id of an origin's subgraph_path list -> the list as a tuple (for ``seen``), and the lists themselves
+    origin_keys: dict[int, set[tuple[Any, ...]]] = field(default_factory=dict)
+    # id of an origin's subgraph_path list -> the list as a tuple (for ``origin_keys``), and the lists themselves
     _path_keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
     _paths: list[list[str]] = field(default_factory=list)
 
     def add_model(
-        self, name: Any, folder: str | None, origin: Origin, declaration: dict[str, Any] | None = None
+        self,
+        name: str,
+        folder: str | None,
+        node_id: str,
+        node_type: str,
+        input_name: str | None,
+        path: list[str],
+        mode: str,
+        via: str,
+        declaration: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(name, str):
-            return
+        """Add model ``name`` of ``folder``, named by the node ``node_id`` (the Origin's fields, in its order)
+        and declared by ``declaration`` when one is given."""
         stripped = name.strip()
         folded = stripped.casefold()
         if folded in self.placeholders:
@@ -249,57 +285,79 @@ class _Collector:
         # backslash, is its own normal form and case-folded already).
         if "\\" in stripped or not stripped.isascii():
             folded = names.normalize(stripped.replace("\\", "/")).casefold()
+        origin = {
+            "node_id": node_id,
+            "node_type": node_type,
+            "input": input_name,
+            "subgraph_path": path,
+            "mode": mode,
+            "via": via,
+        }
         key = (folder, folded)
         ref = self.models.get(key)
         if ref is None:
             base = (folder, folded.rsplit("/", 1)[-1])  # casefolding never makes or removes a "/"
-            if declaration is not None:
-                # A declaration usually gives the bare file name while the widget may carry a subfolder.
-                ref = self.by_base.get(base)
-            if ref is None:
-                if len(self.models) >= MAX_MODELS:
-                    raise TooLarge(f"names more than {MAX_MODELS} model files")
-                ref = self.models[key] = ModelRef(name, folder, [], [])
-                if base not in self.by_base:
-                    self.by_base[base] = ref
-        path = origin[3]
-        if path:
-            path_key = self._path_keys.get(id(path))
-            if path_key is None:
-                # Paths are lists shared by every origin of one graph level; the list is kept with its tuple
-                # so its id cannot be reused by another list while this collector lives.
-                path_key = self._path_keys[id(path)] = tuple(path)
-                self._paths.append(path)
+            # A declaration usually gives the bare file name while the widget may carry a subfolder.
+            ref = self.by_base.get(base) if declaration is not None else None
+        if ref is None:
+            if len(self.models) >= MAX_MODELS:
+                raise TooLarge(f"names more than {MAX_MODELS} model files")
+            ref = self.models[key] = {"name": name, "folder": folder, "origins": [origin], "declarations": []}
+            if base not in self.by_base:
+                self.by_base[base] = ref
+        elif len(ref["origins"]) < COMPARED_ORIGINS:
+            # Nearly every model has one origin or two: comparing the dicts costs less than keeping keys.
+            if origin not in ref["origins"]:
+                ref["origins"].append(origin)
         else:
-            path_key = ()
-        origin_key = (id(ref), origin[0], origin[1], origin[2], origin[4], origin[5], path_key)
-        if origin_key not in self.seen:
-            self.seen.add(origin_key)
-            ref.origins.append(origin)
+            self._add_origin(ref, origin)
         if declaration is not None:
             declaration_key = (id(ref), "declaration", *declaration.items())
             if declaration_key not in self.seen:
                 self.seen.add(declaration_key)
-                ref.declarations.append(declaration)
+                ref["declarations"].append(declaration)
 
-    def node_ref(self, class_type: str) -> NodeRef:
-        """Return the NodeRef of ``class_type``, made on first use; raise TooLarge past MAX_NODE_TYPES."""
+    def _add_origin(self, ref: dict[str, Any], origin: dict[str, Any]) -> None:
+        """Add ``origin`` to a model that has COMPARED_ORIGINS or more unless it is there, by key."""
+        keys = self.origin_keys.get(id(ref))
+        if keys is None:
+            keys = self.origin_keys[id(ref)] = {self._origin_key(known) for known in ref["origins"]}
+        key = self._origin_key(origin)
+        if key not in keys:
+            keys.add(key)
+            ref["origins"].append(origin)
+
+    def _origin_key(self, origin: dict[str, Any]) -> tuple[Any, ...]:
+        """Return what tells ``origin`` from the others of its model, as a hashable value (equal exactly when
+        the two dicts are)."""
+        path = origin["subgraph_path"]
+        path_key = self._path_keys.get(id(path))
+        if path_key is None:
+            # Paths are lists shared by every origin of one graph level; the list is kept with its tuple so its
+            # id cannot be reused by another list while this collector lives.
+            path_key = self._path_keys[id(path)] = tuple(path)
+            self._paths.append(path)
+        return (origin["node_id"], origin["node_type"], origin["input"], origin["mode"], origin["via"], path_key)
+
+    def add_node(self, class_type: str, node_id: str, mode: str) -> dict[str, Any]:
+        """Add node ``node_id`` of ``class_type``, running in ``mode``; return the dict of its node type (made on
+        first use). Raise TooLarge past MAX_NODE_TYPES."""
         ref = self.nodes.get(class_type)
         if ref is None:
             if len(self.nodes) >= MAX_NODE_TYPES:
                 raise TooLarge(f"uses more than {MAX_NODE_TYPES} node types")
-            ref = self.nodes[class_type] = NodeRef(class_type)
+            ref = self.nodes[class_type] = {"class_type": class_type, "node_ids": [node_id], "modes": [mode]}
+        else:
+            ref["node_ids"].append(node_id)
+            ref["modes"].append(mode)
         return ref
 
-    def add_node(self, class_type: str, node_id: str, mode: str) -> None:
-        ref = self.node_ref(class_type)
-        ref.node_ids.append(node_id)
-        ref.modes.append(mode)
-
-    def result(self) -> Requirements:
+    def to_json(self) -> dict[str, Any]:
+        """Return what was found as ``Requirements.to_json`` gives it."""
         # Keyed by (folder, lookup key of the name): sort by that, without working the key out again.
         models = [ref for _, ref in sorted(self.models.items(), key=lambda item: (item[0][0] or "~", item[0][1]))]
-        return Requirements(models=models, nodes=sorted(self.nodes.values(), key=lambda n: n.class_type))
+        nodes = self.nodes
+        return {"models": models, "nodes": [nodes[class_type] for class_type in sorted(nodes)]}
 
 
 def extract(workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeholders: frozenset[str]) -> Requirements:
@@ -309,12 +367,20 @@ def extract(workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeh
     not in the table still yield any string widget ending in a model extension, with an unknown folder, and
     every string widget yields the embeddings its prompt text names.
     """
+    return Requirements.from_json(extract_json(workflow, loaders, placeholders))
+
+
+def extract_json(
+    workflow: Workflow, loaders: Mapping[str, list[LoaderInput]], placeholders: frozenset[str]
+) -> dict[str, Any]:
+    """Return what ``extract`` finds in ``workflow`` as ``Requirements.to_json`` gives it (made directly: the
+    scan's workers need only that)."""
     collector = _Collector(placeholders)
     if workflow.format == "api":
         _extract_api(workflow.data, loaders, collector)
     else:
         _UIWalker(workflow.data, loaders, collector).run()
-    return collector.result()
+    return collector.to_json()
 
 
 def _declarations(entries: Any) -> Iterator[dict[str, Any]]:
@@ -389,8 +455,8 @@ class _UIWalker:
                 graph = self.graph(sub_id)
                 self.walk(_Frame(iter(graph.nodes), graph, [_subgraph_name(definition)], "", None, {}, sub_id))
         for decl in _declarations(self.data.get("models")):
-            origin = Origin("workflow", "workflow", None, [], "active", "declared")
-            self.out.add_model(decl["name"], decl["directory"], origin, decl)
+            name, directory = decl["name"], decl["directory"]
+            self.out.add_model(name, directory, "workflow", "workflow", None, [], "active", "declared", decl)
 
     def walk(self, top: _Frame) -> None:
         """Visit every node of ``top`` and, depth first and in order, of every instance inside it."""
@@ -421,8 +487,9 @@ class _UIWalker:
         overrides = frame.overrides
         forced = frame.forced
         prefix = frame.prefix
+        visits = self.visits  # counted here, kept in self.visits whenever another method reads it
         for node in frame.nodes:
-            self.visits += 1
+            visits += 1
             node_type = node.get("type")
             if not isinstance(node_type, str):
                 continue
@@ -431,22 +498,29 @@ class _UIWalker:
             if forced is not None:
                 mode = forced
             else:
-                raw_mode = node.get("mode", 0)
-                mode = INACTIVE_MODES.get(raw_mode, "active") if type(raw_mode) is int else "active"
-            properties = node.get("properties")
+                raw_mode = node.get("mode")
+                # Absent, 0 (nearly every node) or not an integer: the node runs.
+                mode = INACTIVE_MODES.get(raw_mode, "active") if raw_mode and type(raw_mode) is int else "active"
+            properties: Any = node.get("properties")
+            has_properties = isinstance(properties, dict)
             child = None
             if definitions and node_type in definitions:
+                self.visits = visits
                 child = self._instance(node, local_id, node_id, node_type, mode, frame, inside)
+                visits = self.visits
             elif group_nodes and (group_name := group_node_name(node_type)) is not None and group_name in group_nodes:
                 self._walk_group(node, node_id, group_name, frame.path, mode)
             else:
                 ref = types.get(node_type)
                 if ref is None:
-                    ref = out.node_ref(node_type)
-                ref.node_ids.append(node_id)
-                ref.modes.append(mode)
-                if ref.made_with is None and isinstance(properties, dict):
-                    ref.made_with = _made_with(properties)
+                    ref = out.add_node(node_type, node_id, mode)
+                else:  # add_node's own work, inlined for the type met before (most nodes)
+                    ref["node_ids"].append(node_id)
+                    ref["modes"].append(mode)
+                if has_properties and "made_with" not in ref:
+                    found = _made_with(properties)
+                    if found is not None:
+                        ref["made_with"] = found
                 values = node.get("widgets_values")
                 if (
                     (overrides and local_id in overrides)
@@ -454,13 +528,16 @@ class _UIWalker:
                     or (isinstance(values, list) and values and _any_candidate(values))
                     or (isinstance(values, dict) and _any_candidate(values.values()))
                 ):
-                    self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides)
-            if isinstance(properties, dict) and "models" in properties:
+                    self._values(node, local_id, node_id, node_type, frame.graph, frame.path, mode, overrides, values)
+            if has_properties and "models" in properties:
                 for decl in _declarations(properties["models"]):
-                    origin = Origin(node_id, node_type, None, frame.path, mode, "declared")
-                    out.add_model(decl["name"], decl["directory"], origin, decl)
+                    out.add_model(
+                        decl["name"], decl["directory"], node_id, node_type, None, frame.path, mode, "declared", decl
+                    )
             if child is not None:
+                self.visits = visits
                 return child
+        self.visits = visits
         return None
 
     def _instance(
@@ -536,7 +613,7 @@ class _UIWalker:
                     value = values.get(name) if isinstance(values, dict) else None
             # spec.names_file(value), inlined
             if isinstance(value, str) and (spec.extensionless or value.strip().lower().endswith(spec.endings)):
-                add_model(value, spec.folder, Origin(node_id, node_type, name, path, mode, via))
+                add_model(value, spec.folder, node_id, node_type, name, path, mode, via)
         # A loader's other strings can only name embeddings (the fallback is for nodes outside the table):
         # most hold none, and then there is nothing to look at.
         if (own and any(isinstance(v, str) and IDENTIFIER in v for v, _via in own.values())) or _any_identifier(values):
@@ -579,9 +656,9 @@ class _UIWalker:
         """Add the embeddings ``value`` names and, for a node outside the loader table, ``value`` itself when it
         looks like a model file."""
         for embedding in embeddings.names_in(value):
-            self.out.add_model(embedding, "embeddings", Origin(node_id, node_type, input_name, path, mode, "prompt"))
+            self.out.add_model(embedding, "embeddings", node_id, node_type, input_name, path, mode, "prompt")
         if fallback and _looks_like_model(value):
-            self.out.add_model(value, None, Origin(node_id, node_type, input_name, path, mode, "fallback"))
+            self.out.add_model(value, None, node_id, node_type, input_name, path, mode, "fallback")
 
     def _promotions(
         self,
@@ -638,8 +715,9 @@ class _UIWalker:
             properties = inner.get("properties")
             if isinstance(properties, dict):
                 for decl in _declarations(properties.get("models")):
-                    origin = Origin(inner_id, inner["type"], None, sub_path, mode, "declared")
-                    self.out.add_model(decl["name"], decl["directory"], origin, decl)
+                    self.out.add_model(
+                        decl["name"], decl["directory"], inner_id, inner["type"], None, sub_path, mode, "declared", decl
+                    )
 
 
 # One promoted widget of an instance: its name, and the (inner node id, widget name) pairs it sets.
@@ -750,18 +828,24 @@ def _inputs_of(node: Mapping[str, Any]) -> tuple[list[str], list[tuple[Any, Any]
     (the widget's name when the input is a converted widget), in one pass over its inputs."""
     names_: list[str] = []
     linked: list[tuple[Any, Any]] = []
-    for entry in as_list(node.get("inputs")):
+    inputs = node.get("inputs")
+    if not isinstance(inputs, list):
+        return names_, linked
+    # Every loader node of every workflow passes here: each key is read once, and an input without a widget
+    # (most sockets) is told by ``is None`` before any isinstance call.
+    for entry in inputs:
         if not isinstance(entry, dict):
             continue
         widget = entry.get("widget")
-        if isinstance(widget, dict):
+        link = entry.get("link")
+        if widget is not None and isinstance(widget, dict):
             name = widget.get("name")
             if isinstance(name, str):
                 names_.append(name)
-            if entry.get("link") is not None:
-                linked.append((name, entry["link"]))
-        elif entry.get("link") is not None:
-            linked.append((entry.get("name"), entry["link"]))
+            if link is not None:
+                linked.append((name, link))
+        elif link is not None:
+            linked.append((entry.get("name"), link))
     return names_, linked
 
 
@@ -780,10 +864,14 @@ def _any_candidate(values: Iterable[Any]) -> bool:
     cheap test of ``_worth_a_look``, inlined: it runs on every widget value of every node)."""
     for value in values:
         kind = type(value)
-        # The values JSON gives, by exact type first (one test each); anything else by isinstance, as before.
-        if kind is int or kind is float or kind is bool or value is None:
+        # The values JSON gives, by exact type first (one test each: strings, then numbers); anything else by
+        # isinstance, as before.
+        if kind is str:
+            if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
+                return True
+        elif kind is int or kind is float or kind is bool or value is None:
             continue
-        if kind is str or isinstance(value, str):
+        elif isinstance(value, str):
             if IDENTIFIER in value or ("." in value and _looks_like_model(value)):
                 return True
         elif isinstance(value, (dict, list)):
@@ -796,7 +884,11 @@ def _any_identifier(values: Any) -> bool:
     holds ``embedding:``."""
     items = values.values() if isinstance(values, dict) else values if isinstance(values, list) else ()
     for value in items:
-        if isinstance(value, str):
+        kind = type(value)
+        # Numbers first, by exact type (a loader's strengths and sizes): one test each instead of three.
+        if kind is float or kind is int or value is None:
+            continue
+        if kind is str or isinstance(value, str):
             if IDENTIFIER in value:
                 return True
         elif isinstance(value, dict):
@@ -833,13 +925,12 @@ def _extract_api(data: Mapping[str, Any], loaders: Mapping[str, list[LoaderInput
             value = inputs.get(spec.input)
             # A linked input is [node id, slot]: its value is not known statically.
             if spec.names_file(value):
-                out.add_model(value, spec.folder, Origin(node_id, class_type, spec.input, [], "active", "widget"))
+                out.add_model(value, spec.folder, node_id, class_type, spec.input, [], "active", "widget")
             taken.add(spec.input)
         for input_name, value in inputs.items():
             if not isinstance(value, str) or input_name in taken or not _worth_a_look(value):
                 continue
             for embedding in embeddings.names_in(value):
-                origin = Origin(node_id, class_type, input_name, [], "active", "prompt")
-                out.add_model(embedding, "embeddings", origin)
+                out.add_model(embedding, "embeddings", node_id, class_type, input_name, [], "active", "prompt")
             if not specs and _looks_like_model(value):
-                out.add_model(value, None, Origin(node_id, class_type, input_name, [], "active", "fallback"))
+                out.add_model(value, None, node_id, class_type, input_name, [], "active", "fallback")

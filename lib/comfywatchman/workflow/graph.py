@@ -38,7 +38,13 @@ class Graph:
     def of(cls, data: Mapping[str, Any]) -> Graph:
         """Return the graph of a workflow or subgraph definition (links as 0.4 lists or v1 objects)."""
         raw_nodes = data.get("nodes")
-        nodes = [n for n in raw_nodes if isinstance(n, dict)] if isinstance(raw_nodes, list) else []
+        nodes: list[dict[str, Any]]
+        if not isinstance(raw_nodes, list):
+            nodes = []
+        elif set(map(type, raw_nodes)) == {dict}:
+            nodes = raw_nodes  # every entry a node (as good as every file): no copy, no loop in Python
+        else:
+            nodes = [n for n in raw_nodes if isinstance(n, dict)]
         return cls(nodes, raw_links=data.get("links"))
 
     @property

@@ -69,7 +69,7 @@ def requirements_of(
         data = {
             "format": workflow.format,
             "container": workflow.container,
-            **extract.extract(workflow, loaders, placeholders).to_json(),
+            **extract.extract_json(workflow, loaders, placeholders),
         }
     except NotAWorkflow:
         raise

@@ -390,6 +390,38 @@ def test_origins_are_de_duplicated_in_linear_time() -> None:
     assert len(ref.origins) == 40_000
 
 
+@pytest.mark.parametrize("count", [2, extract.COMPARED_ORIGINS - 1, extract.COMPARED_ORIGINS, 30])
+def test_a_repeated_origin_is_kept_once_whether_compared_or_keyed(count: int) -> None:
+    """A model's first few origins are compared, later ones told apart by key: a node met twice (the same id,
+    type, input and mode) is one origin either way, in the order first met."""
+    loaders = [node(i, "CheckpointLoaderSimple", ["same.safetensors"]) for i in range(1, count + 1)]
+    again = [
+        node(1, "CheckpointLoaderSimple", ["same.safetensors"]),
+        node(count, "CheckpointLoaderSimple", ["same.safetensors"]),
+    ]
+    muted = node(1, "CheckpointLoaderSimple", ["same.safetensors"], mode=2)
+    ref = models(run(ui([*loaders, *again, muted])))[("checkpoints", "same.safetensors")]
+    assert [(o.node_id, o.mode) for o in ref.origins] == [(str(i), "active") for i in range(1, count + 1)] + [
+        ("1", "muted")
+    ]
+
+
+def test_extract_json_is_what_the_requirements_give() -> None:
+    workflow = ui(
+        [
+            node(1, "CheckpointLoaderSimple", ["a.safetensors"], properties={"cnr_id": "comfy-core", "ver": "0.3"}),
+            node(2, "CLIPTextEncode", ["embedding:bad_hands, a cat"]),
+            node(3, "LoraLoader", ["b.safetensors", 1.0, 1.0], mode=4),
+            node(4, "UnknownNode", ["c.ckpt"]),
+        ],
+        models=[{"name": "a.safetensors", "url": "https://example.com/a", "directory": "checkpoints"}],
+    )
+    found = extract.extract_json(workflow, LOADERS, PLACEHOLDERS)
+    assert found == run(workflow).to_json()
+    assert [m["name"] for m in found["models"]] == ["a.safetensors", "bad_hands", "b.safetensors", "c.ckpt"]
+    assert extract.Requirements.from_json(found) == run(workflow)
+
+
 def test_more_distinct_node_types_than_any_workflow_is_refused() -> None:
     nodes = [node(i, f"Type{i}") for i in range(extract.MAX_NODE_TYPES + 1)]
     with deadline(10), pytest.raises(extract.TooLarge, match="more than 10000 node types"):
