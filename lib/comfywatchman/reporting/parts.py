@@ -310,9 +310,9 @@ class PartStore:
         (checked apart: ``status_report.history_holds``): the settings, the answers for the files it misses,
         and its drifted files."""
         h = hashlib.blake2b(self.settings, digest_size=16)
-        answer_digest = answers.digest
-        for missing in record["entry"]["missing_models"]:  # ``keys_of``, without a list and a call per file
-            h.update(answer_digest((missing["folder"], lookup(missing["name"]))))
+        missing = record["entry"]["missing_models"]
+        if missing:  # ``keys_of``, their digests fed at once (the hash of the pieces one after the other)
+            h.update(answers.digests([(m["folder"], lookup(m["name"])) for m in missing]))
         h.update(orjson.dumps(list(drift_ids)))
         return h.hexdigest().encode("ascii")
 

@@ -208,20 +208,25 @@ def _missing_models(
     """Add to ``record`` (``workflow_record``'s) the scan's ``models`` the workflow misses, each with its
     answer's status and action, and its facts (``files``); return the worst readiness they make, as its place
     in READINESS. Written for speed: a large install misses tens of thousands of files, each seen here."""
-    entry, files = record["entry"], record["files"]
-    missing_models = entry["missing_models"]
+    entry = record["entry"]
+    add, add_files = entry["missing_models"].append, record["files"].append
     answer_of = answers.results.get
-    worst = 0
+    worst = inactive = uncertain = 0
     for model in models:
-        if model["status"] == "installed":
+        status = model["status"]
+        if status == "installed":
             continue
         if not (model["active"] or count_inactive):
-            entry["inactive_missing"] += 1
+            inactive += 1
             continue
         folder, name = model["folder"], model["name"]
-        answer = answer_of((folder, lookup(name))) or NO_ANSWER
-        status = "INVALID_FILENAME" if model["status"] == "invalid" else answer["status"]
-        missing_models.append(
+        if status == "invalid":
+            status = "INVALID_FILENAME"
+        else:
+            status = (answer_of((folder, lookup(name))) or NO_ANSWER)["status"]
+            if status == "UNCERTAIN":
+                uncertain += 1
+        add(
             {
                 "name": name,
                 "folder": folder,
@@ -230,11 +235,11 @@ def _missing_models(
                 "action": f"{MODEL_ACTION[status]}:{folder or ''}/{name}",  # ``model_action_id``
             }
         )
-        files.append([model["note"], model["looked_in"], model["invalid_reason"]])  # ``MODEL_SEED[2:]``
-        if status == "UNCERTAIN":
-            entry["uncertain_count"] += 1
+        add_files([model["note"], model["looked_in"], model["invalid_reason"]])  # ``MODEL_SEED[2:]``
         if _MODEL_RANK[status] > worst:
             worst = _MODEL_RANK[status]
+    entry["inactive_missing"] += inactive
+    entry["uncertain_count"] += uncertain
     return worst
 
 
@@ -307,58 +312,54 @@ def _with_ways(action: dict[str, Any], ways: list[list[dict[str, Any]]]) -> dict
     return action
 
 
-def model_facts(seed: Mapping[str, Any], status: str, answer: Mapping[str, Any]) -> dict[str, Any]:
-    """Return what the report says about one missing file: its scan facts (``seed``) and the search's answer."""
-    model = seed
-    return {
-        "name": model["name"],
-        "folder": model["folder"],
-        "status": status,
-        "source": answer["source"],
-        "url": answer["url"],
-        "evidence": answer["evidence"],
-        "reason": model["invalid_reason"] or answer["reason"],
-        "candidates": answer["candidates"],
-        "size": answer["size"],
-        "note": model["note"],
-    }
-
-
-def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated: bool) -> dict[str, Any]:
-    """Return the action for one missing model file (``model_facts``), with its commands (download) or when
-    it is searched; its optional fields only when they say something (``ALWAYS``). Made directly in that
-    form: a large install has tens of thousands of them."""
-    kind = MODEL_ACTION[model["status"]]
+def _model_action(
+    seed: Mapping[str, Any],
+    status: str,
+    answer: Mapping[str, Any],
+    facts: commands.InstallFacts,
+    gated: bool,
+    found: Key,
+) -> dict[str, Any]:
+    """Return the action for one missing model file, made of its scan facts (``seed``: ``MODEL_SEED``), its
+    search status and the search's answer, with its commands (download) or when it is searched; its
+    optional fields only when they say something (``ALWAYS``). Made directly in that form (no dict of the
+    file's facts between): a large install has tens of thousands of them. ``gated``: whether its download
+    needs a token; ``found``: its answer key (``answers.key``)."""
+    kind = MODEL_ACTION[status]
+    name, folder, url = seed["name"], seed["folder"], answer["url"]
     action = {
         "kind": kind,
-        "item": model["name"],
-        "folder": model["folder"],
-        "url": model["url"],
-        "size": model["size"],
-        "detail": model["reason"],
+        "item": name,
+        "folder": folder,
+        "url": url,
+        "size": answer["size"],
+        "detail": seed["invalid_reason"] or answer["reason"],
     }
-    for name in ("note", "source", "evidence"):
-        if model[name]:
-            action[name] = model[name]
-    if kind == "download" and model["url"]:
-        target = facts.targets.get(key(model["folder"], model["name"]))
-        if target is None and model["folder"] and not names.invalid_reason(model["name"]):
+    if seed["note"]:
+        action["note"] = seed["note"]
+    if answer["source"]:
+        action["source"] = answer["source"]
+    if answer["evidence"]:
+        action["evidence"] = answer["evidence"]
+    if kind == "download" and url:
+        target = facts.targets.get(found)
+        if target is None and folder and not names.invalid_reason(name):
             # The install has no such folder yet: ComfyUI's own place for the type is models/<type>.
-            target = posixpath.join(facts.root, "models", model["folder"], names.normalize(model["name"]))
-        token = commands.token_for(model["url"], gated)
+            target = posixpath.join(facts.root, "models", folder, names.normalize(name))
+        token = commands.token_for(url, gated)
         if token is not None:
             action["token"] = token
         if target is not None:
             action["target_path"] = target
             # The preferred way and one other (curl after hf, comfy-cli after curl): thousands of downloads
             # each carrying every way would weigh on master_status.json.
-            ways = commands.download_commands(model["url"], target, token, facts.root, limit=2)
+            ways = commands.download_commands(url, target, token, facts.root, limit=2)
             if ways:
                 action["commands"] = ways[0]
             if ways[1:2]:
                 action["alternatives"] = ways[1:2]
-    elif kind == "review" and model["candidates"]:
-        action["candidates"] = [dict(c) for c in model["candidates"]]
+    elif kind == "review" and answer["candidates"]:
+        action["candidates"] = [dict(c) for c in answer["candidates"]]
     return action
 
 
@@ -539,8 +540,8 @@ class Aggregate:
     def _file_action(self, seed: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
         model = seed["model"]
         found = key(model["folder"], model["name"])
-        answer = self.answers.get(found) or NO_ANSWER
-        return _model_action(model_facts(model, seed["status"], answer), facts, found in self.answers.gated)
+        answer = self.answers.results.get(found) or NO_ANSWER
+        return _model_action(model, seed["status"], answer, facts, found in self.answers.gated, found)
 
     def _action(self, seed: Mapping[str, Any], aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
         if "node" in seed:
