@@ -481,15 +481,18 @@ class Aggregate:
                     model_dirs[folder or ""] = looked_in
                 status = missing["status"]
                 model = {"name": file_name, "folder": folder, "note": note, "invalid_reason": invalid_reason}
-                pending = pending_of[missing["action"]] = _Pending({"model": model, "status": status})
+                # Its lists given (no factory called): most of ten thousand actions are made here.
+                pending_of[missing["action"]] = _Pending({"model": model, "status": status}, [name], [])
                 if status == "FOUND":
                     self.has_downloads = True
-            pending.workflows.append(name)
+            else:
+                pending.workflows.append(name)
         for aid, seed in record["seeds"].items():
-            pending = self.pending.get(aid)
+            pending = pending_of.get(aid)
             if pending is None:
-                pending = self.pending[aid] = _Pending(seed)
-            pending.workflows.append(name)
+                pending_of[aid] = _Pending(seed, [name], [])
+            else:
+                pending.workflows.append(name)
         for node in entry["missing_nodes"]:
             self.missing_nodes.add(node["class_type"])
             self.has_disabled = self.has_disabled or node["state"] == "disabled"
@@ -512,22 +515,34 @@ class Aggregate:
             "download_sizes_known": len(sizes),
         }
 
-    def actions(self, facts: commands.InstallFacts | None = None, rank: bool = True) -> list[dict[str, Any]]:
+    def actions(
+        self,
+        facts: commands.InstallFacts | None = None,
+        rank: bool = True,
+        variants: Mapping[Key, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Return what the user should do, most unblocking first: downloads, pack installs and re-enables (one
         per pack), reviews, fixes, searches; each with the commands to run and the workflows it unblocks.
         ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known);
-        ``rank`` False leaves them in the order they were first needed (the caller ranks them with others)."""
+        ``rank`` False leaves them in the order they were first needed (the caller ranks them with others);
+        ``variants``: as ``action`` takes them."""
         facts = facts or commands.InstallFacts(root=".")
-        made = [self.action(aid, facts) for aid in self.pending]
+        made = [self.action(aid, facts, variants) for aid in self.pending]
         return ranked(made) if rank else made
 
-    def action(self, aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
-        """Return the action ``aid`` of the gathered records (``actions`` makes each one this way)."""
+    def action(
+        self, aid: str, facts: commands.InstallFacts, variants: Mapping[Key, Any] | None = None
+    ) -> dict[str, Any]:
+        """Return the action ``aid`` of the gathered records (``actions`` makes each one this way); ``variants``:
+        the installed variants of missing files by answer key (``verification.variants``), which an action
+        for one of them names (``variants_on_disk``)."""
         pending = self.pending[aid]
         seed = pending.seed
         if "model" in seed:
-            action = self._file_action(seed, facts)
-            action["workflows"] = sorted(set(pending.workflows))
+            action = self._file_action(seed, facts, variants)
+            workflows = pending.workflows
+            # Most files are missed by one workflow: nothing to sort or make unique.
+            action["workflows"] = [workflows[0]] if len(workflows) == 1 else sorted(set(workflows))
             action["blocks"] = len(action["workflows"])
         else:
             action = self._action(seed, aid, facts)
@@ -537,11 +552,17 @@ class Aggregate:
         action["id"] = aid
         return action
 
-    def _file_action(self, seed: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
+    def _file_action(
+        self, seed: Mapping[str, Any], facts: commands.InstallFacts, variants: Mapping[Key, Any] | None
+    ) -> dict[str, Any]:
         model = seed["model"]
         found = key(model["folder"], model["name"])
         answer = self.answers.results.get(found) or NO_ANSWER
-        return _model_action(model, seed["status"], answer, facts, found in self.answers.gated, found)
+        action = _model_action(model, seed["status"], answer, facts, found in self.answers.gated, found)
+        on_disk = variants.get(found) if variants and model["folder"] is not None else None
+        if on_disk:
+            action["variants_on_disk"] = on_disk
+        return action
 
     def _action(self, seed: Mapping[str, Any], aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
         if "node" in seed:

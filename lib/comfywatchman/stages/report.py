@@ -855,9 +855,10 @@ def findings(
         writer.action_blocks(batches)
     else:
         # Ranked once: with the drifted files' actions when verify.json has findings.
-        ranked = aggregate.actions(facts, rank=not verify)
+        on_disk = verification.variants(verify) if verify else None
+        ranked = aggregate.actions(facts, rank=not verify, variants=on_disk)
         if verify:
-            ranked = verification.merge_actions(ranked, verify)
+            ranked = verification.merge_actions(ranked, verify, with_variants=True)
         writer.actions(status_file.parts(ranked, "action", lambda a: f"{writer.path} (action {a['id']})"))
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
