@@ -98,6 +98,8 @@ def _counted(item: Mapping[str, Any], count_inactive: bool) -> bool:
     return bool(item["active"] or count_inactive)
 
 
+# What a node type's action is made of (``_node_action``), from its first missing node type.
+_NODE_SEED = ("class_type", "state", "packs", "registry_id", "cnr_id")
 #: What ``scanned_part`` is: bump it when it changes (or ``workflow_record`` reads more of an entry).
 PARTS_TAG = "report-scan-parts-1"
 _MISSING_NODE = ("missing", "disabled")
@@ -176,6 +178,7 @@ def workflow_record(
         record["seeds"][action_id("fix_workflow", scanned["path"])] = seed
         return record
     worst = _missing_models(scanned["models"], answers, count_inactive, record)
+    seeds = record["seeds"]
     for node in scanned["nodes"]:
         if node["state"] not in _MISSING_NODE:
             continue
@@ -184,8 +187,8 @@ def workflow_record(
             continue
         aid = node_action_id(node)
         entry["missing_nodes"].append(missing_node_entry(node, aid))
-        seed = {k: node[k] for k in ("class_type", "state", "packs", "registry_id", "cnr_id") if k in node}
-        record["seeds"].setdefault(aid, {"node": seed})
+        if aid not in seeds:  # the first node type of an action seeds it
+            seeds[aid] = {"node": {k: node[k] for k in _NODE_SEED if k in node}}
         worst = max(worst, _RANK[node_class(node)])
     if drift_ids:
         # An installed file that is not the one declared: at least a review, and not resolved this cycle.
