@@ -559,7 +559,7 @@ class Aggregate:
         self, seed: Mapping[str, Any], facts: commands.InstallFacts, variants: Mapping[Key, Any] | None
     ) -> dict[str, Any]:
         model = seed["model"]
-        found = key(model["folder"], model["name"])
+        found = (model["folder"], lookup(model["name"]))  # ``key``, without a call per file
         answer = self.answers.results.get(found) or NO_ANSWER
         action = _model_action(model, seed["status"], answer, facts, found in self.answers.gated, found)
         on_disk = variants.get(found) if variants and model["folder"] is not None else None
