@@ -374,7 +374,10 @@ class PartStore:
             if self._new is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._new = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by save)
-            self._new.write(b" ".join((line_digest, deps, check, payload)) + b"\n")
+            # In pieces, not joined: no copy of a payload of kilobytes per workflow.
+            self._new.write(b" ".join((line_digest, deps, check, b"")))
+            self._new.write(payload)
+            self._new.write(b"\n")
         except OSError as exc:
             logger.warning("%s: not written (%s); the next report works every workflow out again", self._tmp, exc)
 
