@@ -131,11 +131,19 @@ class Answers:
     def digest(self, found: Key) -> bytes:
         """Return a short digest of what the report shows of the answer under ``found`` (and whether its
         download needs a token), the same in every cycle the answer is the same."""
-        if self._digests is None:  # asked for by a full report only: made then
+        return self._digest_table().get(found, _NO_DIGEST)
+
+    def digests(self, keys: Sequence[Key]) -> bytes:
+        """Return ``digest`` of each of ``keys``, one after the other."""
+        return b"".join(map(self._digest_table().get, keys, itertools.repeat(_NO_DIGEST, len(keys))))
+
+    def _digest_table(self) -> dict[Key, bytes]:
+        """Return each key's ``digest``, made when first asked for (by a full report only)."""
+        if self._digests is None:
             self._digests = dict(zip(self._keys, map(self._table_digests.__getitem__, self._places), strict=True))
             for gated in self.gated:
                 self._digests[gated] += b"g"
-        return self._digests.get(found, _NO_DIGEST)
+        return self._digests
 
     def index(self) -> dict[Key, int]:
         """Return per key the index of its answer in ``_table`` (its last result's), in the keys' first order."""

@@ -274,7 +274,7 @@ def add_dirs(dirs: dict[str, Any] | None, record: Mapping[str, Any]) -> dict[str
 
 def line_of(line_digest: bytes, kept: Sequence[Any]) -> bytes:
     """Return the index's line of one workflow (its scan line's digest and its contribution)."""
-    return line_digest + b" " + orjson.dumps(kept) + b"\n"
+    return line_digest + b" " + orjson.dumps(kept, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class Builder:

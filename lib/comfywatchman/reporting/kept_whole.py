@@ -59,11 +59,13 @@ class Whole:
         self.counts["workflows"] += sign
         self.counts[kept[2]] += sign
         files, nodes = kept[6], kept[8]
-        if sign > 0:  # a full report counts in every workflow: whole lists at a time (``Counter.update``'s)
-            if files:
-                _count_all(self.models, [(f[0], f[5]) for f in files])  # ``answers.key``
-                _count_all(self.folders, [f[0] or "" for f in files])
-                self.found += [f[2] for f in files].count("FOUND")
+        if sign > 0:  # a full report counts in every workflow: each list in one loop
+            models, folders = self.models, self.folders
+            for folder, _, status, _, _, lookup_key in files:
+                models[folder, lookup_key] = models.get((folder, lookup_key), 0) + 1  # ``answers.key``
+                folders[folder or ""] = folders.get(folder or "", 0) + 1
+                if status == "FOUND":
+                    self.found += 1
             if nodes:
                 _count_all(self.nodes, [n[1] for n in nodes])
                 self.disabled += [n[2] for n in nodes].count("disabled")

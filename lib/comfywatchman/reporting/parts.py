@@ -190,9 +190,11 @@ class Entries:
     """The workflow entries of a scan.json its scan's record describes (``ScanLines.recorded``), by position,
     each read only when asked for (``at``): what the scan took of it for the report (``status_report.
     scanned_part``, kept in ``report_scan_parts.pack`` by the digest of its line) when the pack has it, else
-    its line read alone and parsed. The pack is indexed (each payload's place), not held, when first needed;
-    one of another format is ignored, and a torn or edited line of it (its checksum no longer matches) is
-    read from scan.json instead. A context manager: the files stay open while it is in use."""
+    its line read alone and parsed. The pack is read once, front to back, as far as the entries asked for
+    need (the scan writes it in scan.json's order: each entry's part is then the next line), each line read
+    noted, so an entry whose part came earlier is read back alone; one of another format is ignored, and a
+    torn or edited line of it (its checksum no longer matches) is read from scan.json instead. A context
+    manager: the files stay open while it is in use."""
 
     def __init__(self, scan: ScanLines, tag: str) -> None:
         assert scan.recorded is not None
@@ -200,8 +202,10 @@ class Entries:
         self.path = catalogue.in_state(scan.path.parent, "report_scan_parts")
         self.tag = tag.encode("ascii")
         self.primed = 0  # entries taken from the pack
-        self._index: dict[bytes, tuple[bytes, int, int]] | None = None  # scan digest -> (check, offset, length)
+        self._seen: dict[bytes, tuple[bytes, int, int]] = {}  # scan digest -> (check, offset, length), read so far
         self._pack: Any = None
+        self._offset = 0  # where the pack's next line starts
+        self._ended = False  # the pack is read to its end (or cannot be read)
         self._lines: Any = None
 
     def __enter__(self) -> Entries:
@@ -224,14 +228,16 @@ class Entries:
         return self.scan.parse(position + 2, self.recorded.line(self._lines, position))
 
     def _primed(self, digest: bytes) -> dict[str, Any] | None:
-        index = self._index if self._index is not None else self._load()
-        found = index.get(digest)
+        found = self._seen.get(digest)
+        payload: bytes | None = None
         if found is None:
-            return None
+            found, payload = self._read_to(digest)
+            if found is None:
+                return None
         check, start, length = found
         try:
-            self._pack.seek(start)
-            payload = self._pack.read(length)
+            if payload is None:  # a line read before: its payload read back alone
+                payload = os.pread(self._pack.fileno(), length, start)
         except OSError:
             return None
         if scan_parts.payload_digest(payload) != check:
@@ -243,29 +249,38 @@ class Entries:
             return None
         return entry if isinstance(entry, dict) else None
 
-    def _load(self) -> dict[bytes, tuple[bytes, int, int]]:
-        """Index the pack's lines (``scan_parts.Primer``'s: ``<scan digest> <payload digest> <payload>``)."""
-        index: dict[bytes, tuple[bytes, int, int]] = {}
-        self._index = index
+    def _read_to(self, digest: bytes) -> tuple[tuple[bytes, int, int] | None, bytes | None]:
+        """Read the pack's lines (``scan_parts.Primer``'s: ``<scan digest> <payload digest> <payload>``) on from
+        where the last call left off, noting each, up to the line of ``digest``; return where its payload is
+        and the payload itself, or (None, None) when the pack holds none."""
+        if self._ended:
+            return None, None
         try:
-            self._pack = self.path.open("rb")
-            first = self._pack.readline()
-            if first.rstrip(b"\n") != self.tag:
-                return index
-            offset = len(first)
+            if self._pack is None:
+                self._pack = self.path.open("rb")
+                first = self._pack.readline()
+                if first.rstrip(b"\n") != self.tag:
+                    self._ended = True
+                    return None, None
+                self._offset = len(first)
             for line in self._pack:
+                offset = self._offset
+                self._offset += len(line)
                 # The two fields before the payload, without a copy of it (kilobytes a line).
                 cut = line.find(b" ")
                 end = line.find(b" ", cut + 1)
                 if end > 0 and line.endswith(b"\n"):
-                    index[line[:cut]] = (line[cut + 1 : end], offset + end + 1, len(line) - end - 2)
-                offset += len(line)
+                    place = (line[cut + 1 : end], offset + end + 1, len(line) - end - 2)
+                    self._seen[line[:cut]] = place
+                    if line[:cut] == digest:
+                        return place, line[end + 1 : -1]
         except FileNotFoundError:
             pass
         except OSError as exc:
             logger.warning("%s: unreadable (%s); scan.json's lines are read instead", self.path, exc)
-            index.clear()
-        return index
+            self._seen.clear()
+        self._ended = True
+        return None, None
 
 
 class PartStore:
@@ -310,9 +325,9 @@ class PartStore:
         (checked apart: ``status_report.history_holds``): the settings, the answers for the files it misses,
         and its drifted files."""
         h = hashlib.blake2b(self.settings, digest_size=16)
-        answer_digest = answers.digest
-        for missing in record["entry"]["missing_models"]:  # ``keys_of``, without a list and a call per file
-            h.update(answer_digest((missing["folder"], lookup(missing["name"]))))
+        missing = record["entry"]["missing_models"]
+        if missing:  # ``keys_of``, their digests fed at once (the hash of the pieces one after the other)
+            h.update(answers.digests([(m["folder"], lookup(m["name"])) for m in missing]))
         h.update(orjson.dumps(list(drift_ids)))
         return h.hexdigest().encode("ascii")
 
@@ -359,7 +374,10 @@ class PartStore:
             if self._new is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._new = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by save)
-            self._new.write(b" ".join((line_digest, deps, check, payload)) + b"\n")
+            # In pieces, not joined: no copy of a payload of kilobytes per workflow.
+            self._new.write(b" ".join((line_digest, deps, check, b"")))
+            self._new.write(payload)
+            self._new.write(b"\n")
         except OSError as exc:
             logger.warning("%s: not written (%s); the next report works every workflow out again", self._tmp, exc)
 

@@ -98,6 +98,8 @@ def _counted(item: Mapping[str, Any], count_inactive: bool) -> bool:
     return bool(item["active"] or count_inactive)
 
 
+# What a node type's action is made of (``_node_action``), from its first missing node type.
+_NODE_SEED = ("class_type", "state", "packs", "registry_id", "cnr_id")
 #: What ``scanned_part`` is: bump it when it changes (or ``workflow_record`` reads more of an entry).
 PARTS_TAG = "report-scan-parts-1"
 _MISSING_NODE = ("missing", "disabled")
@@ -176,6 +178,7 @@ def workflow_record(
         record["seeds"][action_id("fix_workflow", scanned["path"])] = seed
         return record
     worst = _missing_models(scanned["models"], answers, count_inactive, record)
+    seeds = record["seeds"]
     for node in scanned["nodes"]:
         if node["state"] not in _MISSING_NODE:
             continue
@@ -184,8 +187,8 @@ def workflow_record(
             continue
         aid = node_action_id(node)
         entry["missing_nodes"].append(missing_node_entry(node, aid))
-        seed = {k: node[k] for k in ("class_type", "state", "packs", "registry_id", "cnr_id") if k in node}
-        record["seeds"].setdefault(aid, {"node": seed})
+        if aid not in seeds:  # the first node type of an action seeds it
+            seeds[aid] = {"node": {k: node[k] for k in _NODE_SEED if k in node}}
         worst = max(worst, _RANK[node_class(node)])
     if drift_ids:
         # An installed file that is not the one declared: at least a review, and not resolved this cycle.
@@ -208,20 +211,25 @@ def _missing_models(
     """Add to ``record`` (``workflow_record``'s) the scan's ``models`` the workflow misses, each with its
     answer's status and action, and its facts (``files``); return the worst readiness they make, as its place
     in READINESS. Written for speed: a large install misses tens of thousands of files, each seen here."""
-    entry, files = record["entry"], record["files"]
-    missing_models = entry["missing_models"]
+    entry = record["entry"]
+    add, add_files = entry["missing_models"].append, record["files"].append
     answer_of = answers.results.get
-    worst = 0
+    worst = inactive = uncertain = 0
     for model in models:
-        if model["status"] == "installed":
+        status = model["status"]
+        if status == "installed":
             continue
         if not (model["active"] or count_inactive):
-            entry["inactive_missing"] += 1
+            inactive += 1
             continue
         folder, name = model["folder"], model["name"]
-        answer = answer_of((folder, lookup(name))) or NO_ANSWER
-        status = "INVALID_FILENAME" if model["status"] == "invalid" else answer["status"]
-        missing_models.append(
+        if status == "invalid":
+            status = "INVALID_FILENAME"
+        else:
+            status = (answer_of((folder, lookup(name))) or NO_ANSWER)["status"]
+            if status == "UNCERTAIN":
+                uncertain += 1
+        add(
             {
                 "name": name,
                 "folder": folder,
@@ -230,11 +238,11 @@ def _missing_models(
                 "action": f"{MODEL_ACTION[status]}:{folder or ''}/{name}",  # ``model_action_id``
             }
         )
-        files.append([model["note"], model["looked_in"], model["invalid_reason"]])  # ``MODEL_SEED[2:]``
-        if status == "UNCERTAIN":
-            entry["uncertain_count"] += 1
+        add_files([model["note"], model["looked_in"], model["invalid_reason"]])  # ``MODEL_SEED[2:]``
         if _MODEL_RANK[status] > worst:
             worst = _MODEL_RANK[status]
+    entry["inactive_missing"] += inactive
+    entry["uncertain_count"] += uncertain
     return worst
 
 
@@ -307,58 +315,54 @@ def _with_ways(action: dict[str, Any], ways: list[list[dict[str, Any]]]) -> dict
     return action
 
 
-def model_facts(seed: Mapping[str, Any], status: str, answer: Mapping[str, Any]) -> dict[str, Any]:
-    """Return what the report says about one missing file: its scan facts (``seed``) and the search's answer."""
-    model = seed
-    return {
-        "name": model["name"],
-        "folder": model["folder"],
-        "status": status,
-        "source": answer["source"],
-        "url": answer["url"],
-        "evidence": answer["evidence"],
-        "reason": model["invalid_reason"] or answer["reason"],
-        "candidates": answer["candidates"],
-        "size": answer["size"],
-        "note": model["note"],
-    }
-
-
-def _model_action(model: Mapping[str, Any], facts: commands.InstallFacts, gated: bool) -> dict[str, Any]:
-    """Return the action for one missing model file (``model_facts``), with its commands (download) or when
-    it is searched; its optional fields only when they say something (``ALWAYS``). Made directly in that
-    form: a large install has tens of thousands of them."""
-    kind = MODEL_ACTION[model["status"]]
+def _model_action(
+    seed: Mapping[str, Any],
+    status: str,
+    answer: Mapping[str, Any],
+    facts: commands.InstallFacts,
+    gated: bool,
+    found: Key,
+) -> dict[str, Any]:
+    """Return the action for one missing model file, made of its scan facts (``seed``: ``MODEL_SEED``), its
+    search status and the search's answer, with its commands (download) or when it is searched; its
+    optional fields only when they say something (``ALWAYS``). Made directly in that form (no dict of the
+    file's facts between): a large install has tens of thousands of them. ``gated``: whether its download
+    needs a token; ``found``: its answer key (``answers.key``)."""
+    kind = MODEL_ACTION[status]
+    name, folder, url = seed["name"], seed["folder"], answer["url"]
     action = {
         "kind": kind,
-        "item": model["name"],
-        "folder": model["folder"],
-        "url": model["url"],
-        "size": model["size"],
-        "detail": model["reason"],
+        "item": name,
+        "folder": folder,
+        "url": url,
+        "size": answer["size"],
+        "detail": seed["invalid_reason"] or answer["reason"],
     }
-    for name in ("note", "source", "evidence"):
-        if model[name]:
-            action[name] = model[name]
-    if kind == "download" and model["url"]:
-        target = facts.targets.get(key(model["folder"], model["name"]))
-        if target is None and model["folder"] and not names.invalid_reason(model["name"]):
+    if seed["note"]:
+        action["note"] = seed["note"]
+    if answer["source"]:
+        action["source"] = answer["source"]
+    if answer["evidence"]:
+        action["evidence"] = answer["evidence"]
+    if kind == "download" and url:
+        target = facts.targets.get(found)
+        if target is None and folder and not names.invalid_reason(name):
             # The install has no such folder yet: ComfyUI's own place for the type is models/<type>.
-            target = posixpath.join(facts.root, "models", model["folder"], names.normalize(model["name"]))
-        token = commands.token_for(model["url"], gated)
+            target = posixpath.join(facts.root, "models", folder, names.normalize(name))
+        token = commands.token_for(url, gated)
         if token is not None:
             action["token"] = token
         if target is not None:
             action["target_path"] = target
             # The preferred way and one other (curl after hf, comfy-cli after curl): thousands of downloads
             # each carrying every way would weigh on master_status.json.
-            ways = commands.download_commands(model["url"], target, token, facts.root, limit=2)
+            ways = commands.download_commands(url, target, token, facts.root, limit=2)
             if ways:
                 action["commands"] = ways[0]
             if ways[1:2]:
                 action["alternatives"] = ways[1:2]
-    elif kind == "review" and model["candidates"]:
-        action["candidates"] = [dict(c) for c in model["candidates"]]
+    elif kind == "review" and answer["candidates"]:
+        action["candidates"] = [dict(c) for c in answer["candidates"]]
     return action
 
 
@@ -480,15 +484,18 @@ class Aggregate:
                     model_dirs[folder or ""] = looked_in
                 status = missing["status"]
                 model = {"name": file_name, "folder": folder, "note": note, "invalid_reason": invalid_reason}
-                pending = pending_of[missing["action"]] = _Pending({"model": model, "status": status})
+                # Its lists given (no factory called): most of ten thousand actions are made here.
+                pending_of[missing["action"]] = _Pending({"model": model, "status": status}, [name], [])
                 if status == "FOUND":
                     self.has_downloads = True
-            pending.workflows.append(name)
+            else:
+                pending.workflows.append(name)
         for aid, seed in record["seeds"].items():
-            pending = self.pending.get(aid)
+            pending = pending_of.get(aid)
             if pending is None:
-                pending = self.pending[aid] = _Pending(seed)
-            pending.workflows.append(name)
+                pending_of[aid] = _Pending(seed, [name], [])
+            else:
+                pending.workflows.append(name)
         for node in entry["missing_nodes"]:
             self.missing_nodes.add(node["class_type"])
             self.has_disabled = self.has_disabled or node["state"] == "disabled"
@@ -511,22 +518,34 @@ class Aggregate:
             "download_sizes_known": len(sizes),
         }
 
-    def actions(self, facts: commands.InstallFacts | None = None, rank: bool = True) -> list[dict[str, Any]]:
+    def actions(
+        self,
+        facts: commands.InstallFacts | None = None,
+        rank: bool = True,
+        variants: Mapping[Key, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Return what the user should do, most unblocking first: downloads, pack installs and re-enables (one
         per pack), reviews, fixes, searches; each with the commands to run and the workflows it unblocks.
         ``facts`` gives the install's paths for the commands (None: the bare ComfyUI root of nothing known);
-        ``rank`` False leaves them in the order they were first needed (the caller ranks them with others)."""
+        ``rank`` False leaves them in the order they were first needed (the caller ranks them with others);
+        ``variants``: as ``action`` takes them."""
         facts = facts or commands.InstallFacts(root=".")
-        made = [self.action(aid, facts) for aid in self.pending]
+        made = [self.action(aid, facts, variants) for aid in self.pending]
         return ranked(made) if rank else made
 
-    def action(self, aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
-        """Return the action ``aid`` of the gathered records (``actions`` makes each one this way)."""
+    def action(
+        self, aid: str, facts: commands.InstallFacts, variants: Mapping[Key, Any] | None = None
+    ) -> dict[str, Any]:
+        """Return the action ``aid`` of the gathered records (``actions`` makes each one this way); ``variants``:
+        the installed variants of missing files by answer key (``verification.variants``), which an action
+        for one of them names (``variants_on_disk``)."""
         pending = self.pending[aid]
         seed = pending.seed
         if "model" in seed:
-            action = self._file_action(seed, facts)
-            action["workflows"] = sorted(set(pending.workflows))
+            action = self._file_action(seed, facts, variants)
+            workflows = pending.workflows
+            # Most files are missed by one workflow: nothing to sort or make unique.
+            action["workflows"] = [workflows[0]] if len(workflows) == 1 else sorted(set(workflows))
             action["blocks"] = len(action["workflows"])
         else:
             action = self._action(seed, aid, facts)
@@ -536,11 +555,17 @@ class Aggregate:
         action["id"] = aid
         return action
 
-    def _file_action(self, seed: Mapping[str, Any], facts: commands.InstallFacts) -> dict[str, Any]:
+    def _file_action(
+        self, seed: Mapping[str, Any], facts: commands.InstallFacts, variants: Mapping[Key, Any] | None
+    ) -> dict[str, Any]:
         model = seed["model"]
-        found = key(model["folder"], model["name"])
-        answer = self.answers.get(found) or NO_ANSWER
-        return _model_action(model_facts(model, seed["status"], answer), facts, found in self.answers.gated)
+        found = (model["folder"], lookup(model["name"]))  # ``key``, without a call per file
+        answer = self.answers.results.get(found) or NO_ANSWER
+        action = _model_action(model, seed["status"], answer, facts, found in self.answers.gated, found)
+        on_disk = variants.get(found) if variants and model["folder"] is not None else None
+        if on_disk:
+            action["variants_on_disk"] = on_disk
+        return action
 
     def _action(self, seed: Mapping[str, Any], aid: str, facts: commands.InstallFacts) -> dict[str, Any]:
         if "node" in seed:

@@ -92,12 +92,17 @@ def drift_detail(finding: Mapping[str, Any]) -> str:
     )
 
 
+def variants(verify: Mapping[str, Any]) -> dict[tuple[str | None, str], Any]:
+    """Return the installed variants of each missing file verify.json names, by its answer key (``answers.key``)."""
+    return {key(a["folder"], a["name"]): a["variants"] for a in verify["alternatives"]}
+
+
 def add_variants(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> None:
     """Add to each action for a missing file the installed variants of it that verify.json names."""
-    variants = {key(a["folder"], a["name"]): a["variants"] for a in verify["alternatives"]}
+    found_of = variants(verify)
     for action in actions:
         # Variants exist only for files of a known folder type, so a node type's action never matches one.
-        found = variants.get(key(action["folder"], action["item"])) if action["folder"] is not None else None
+        found = found_of.get(key(action["folder"], action["item"])) if action["folder"] is not None else None
         if found:
             action["variants_on_disk"] = found
 
@@ -123,9 +128,13 @@ def drift_actions(verify: Mapping[str, Any]) -> list[dict[str, Any]]:
     return made
 
 
-def merge_actions(actions: list[dict[str, Any]], verify: Mapping[str, Any]) -> list[dict[str, Any]]:
+def merge_actions(
+    actions: list[dict[str, Any]], verify: Mapping[str, Any], with_variants: bool = False
+) -> list[dict[str, Any]]:
     """Return ``actions`` with a ``replace_drift`` action per drifted file and the installed variants on
-    each action for a missing file, ranked again: most workflows first, then kind and item."""
-    add_variants(actions, verify)
+    each action for a missing file (``with_variants``: they have them already, made with ``variants``),
+    ranked again: most workflows first, then kind and item."""
+    if not with_variants:
+        add_variants(actions, verify)
     actions += drift_actions(verify)
     return ranked(actions)

@@ -855,10 +855,11 @@ def findings(
         writer.action_blocks(batches)
     else:
         # Ranked once: with the drifted files' actions when verify.json has findings.
-        ranked = aggregate.actions(facts, rank=not verify)
+        on_disk = verification.variants(verify) if verify else None
+        ranked = aggregate.actions(facts, rank=not verify, variants=on_disk)
         if verify:
-            ranked = verification.merge_actions(ranked, verify)
-        writer.actions(status_file.part(a, "action", f"{writer.path} (action {a['id']})") for a in ranked)
+            ranked = verification.merge_actions(ranked, verify, with_variants=True)
+        writer.actions(status_file.parts(ranked, "action", lambda a: f"{writer.path} (action {a['id']})"))
     runs = StateManager(state).stage_runs(ctx.cycle_id)
     cycle_errors = [e for r in runs for e in r["errors"]] + outcome.errors
     broken, limits = models if models is not None else model_findings(state)
@@ -1001,7 +1002,7 @@ class WorkflowPass:
         workflow = aggregate.add(record, self.now_text)
         self.index.add(line_digest, record, aggregate.rows[-1], aggregate.history[workflow["path"]]["missing"])
         writer.workflow(
-            status_file.part(workflow, "workflow", f"{writer.path} (workflow {workflow['path']})")
+            status_file.part(workflow, "workflow", lambda: f"{writer.path} (workflow {workflow['path']})")
             if fresh
             else status_file.encode(workflow)
         )

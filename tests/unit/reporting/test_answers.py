@@ -81,6 +81,8 @@ def test_equal_answers_are_kept_once_and_a_gated_file_digests_apart() -> None:
     assert found.digest(("loras", "a.safetensors")) == found.digest(("loras", "b.safetensors"))
     assert found.digest(("loras", "c.safetensors")).endswith(b"g")
     assert found.digest(("loras", "missing")) == b"-"
+    keys = [("loras", "c.safetensors"), ("loras", "missing"), ("loras", "a.safetensors")]
+    assert answers.from_results(RESULTS).digests(keys) == b"".join(map(found.digest, keys))  # asked for first
 
 
 def test_kept_answers_stand_while_the_results_are_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,6 +90,24 @@ def test_a_report_in_another_layout_gives_the_same_answers(tmp_path: Path) -> No
     assert status_file.read(path)["actions"] == [ACTION]
 
 
+def test_parts_are_each_checked_and_the_one_refused_is_named_only_then() -> None:
+    named: list[str] = []
+
+    def source(item: Any) -> str:
+        named.append(item["id"])
+        return f"action {item['id']}"
+
+    items = [{**ACTION, "id": f"fix_workflow:{n}"} for n in range(3)]
+    assert list(status_file.parts(items, "action", source)) == [status_file.part(a, "action", "x") for a in items]
+    assert named == []  # every one valid: no name made
+    items[1] = {**items[1], "kind": "no such kind"}
+    with pytest.raises(ArtifactError, match="action fix_workflow:1"):
+        list(status_file.parts(items, "action", source))
+    assert named == ["fix_workflow:1"]
+    with pytest.raises(ArtifactError, match="workflow y"):
+        status_file.part({**WORKFLOW, "readiness": "fine"}, "workflow", lambda: "workflow y")
+
+
 def test_an_invalid_part_is_refused_where_it_is_made_and_the_old_report_stays(tmp_path: Path) -> None:
     path = tmp_path / "master_status.json"
     status_file.write(path, HEAD, [], [])

@@ -105,6 +105,9 @@ def test_drifted_workflows_need_review_keep_their_history_and_name_the_drift_act
     by_id = {a["id"]: a for a in ranked}
     assert by_id[ids["a"][0]]["workflows"] == ["a", "b", "c"]
     assert by_id["download:diffusion_models/flux1-dev.safetensors"]["variants_on_disk"][0]["size"] == 5
+    # The variants named as each action is made (the report's way) are the ones added to the actions made.
+    made = aggregate.actions(rank=False, variants=verification.variants(VERIFY))
+    assert verification.merge_actions(made, VERIFY, with_variants=True) == ranked
 
 
 def test_merge_actions_ranks_drift_with_the_others_and_attaches_variants_to_the_download() -> None:

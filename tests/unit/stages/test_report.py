@@ -232,7 +232,7 @@ def test_a_report_the_scan_primed_parses_no_line_it_made_and_is_the_one_made_fro
     assert len(parsed) == 1
 
 
-@pytest.mark.parametrize("damage", ["missing", "torn", "edited", "foreign", "no keys"])
+@pytest.mark.parametrize("damage", ["missing", "torn", "edited", "foreign", "no keys", "shuffled"])
 def test_a_missing_torn_edited_or_foreign_pack_is_read_around(
     damage: str, comfy_tree: ComfyTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,11 +252,15 @@ def test_a_missing_torn_edited_or_foreign_pack_is_read_around(
         pack.write_bytes(data.replace(b'"class_type":"NoSuchNodeAnywhere"', b'"class_type":"NoSuchNodeAnywhera"'))
     elif damage == "foreign":
         pack.write_bytes(b"report-scan-parts-0" + data[data.index(b"\n") :])
+    elif damage == "shuffled":  # not in scan.json's order (parts appended by later scans): each part still found
+        tag, *lines = data.rstrip(b"\n").split(b"\n")
+        assert len(lines) > 2
+        pack.write_bytes(b"\n".join([tag, *reversed(lines)]) + b"\n")
     else:
         (state / "report_scan_keys.bin").unlink()
     parsed = counting_parses(monkeypatch)
     run(context(comfy_tree, home, "c1", T0), ("report",))
-    assert len(parsed) == {"torn": 2, "edited": 2}.get(damage, 6)
+    assert len(parsed) == {"torn": 2, "edited": 2, "shuffled": 1}.get(damage, 6)
     assert outputs(home) == expected
 
 
