@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 GIB = 1024**3
-# The shared library pynvml loads outside Windows (it is the NVIDIA driver's), and pynvml's words when it cannot.
-NVML_LIBRARY = "libnvidia-ml.so.1"
-LIBRARY_NOT_FOUND = "NVML Shared Library Not Found"
 
 
 @dataclass(frozen=True)
@@ -49,31 +44,8 @@ class GpuProbe:
         }
 
 
-@dataclass(frozen=True)
-class MissingLibrary:
-    """Stands for pynvml on a machine without the NVIDIA driver's NVML library: ``probe`` says so in pynvml's
-    own words, and pynvml (8,000 lines of ctypes declarations, some 15 ms of every cycle) is never imported."""
-
-    reason: str = LIBRARY_NOT_FOUND
-
-
-def _open_library(name: str) -> None:
-    """Load the shared library ``name`` as pynvml would (raises OSError when it cannot be loaded)."""
-    import ctypes  # here, not at the top: only a cycle's gate needs it
-
-    ctypes.CDLL(name)
-
-
-def load_nvml(open_library: Callable[[str], object] = _open_library) -> Any | None:
-    """Return the pynvml module; a ``MissingLibrary`` when the NVIDIA driver's NVML library cannot be loaded
-    here (without a driver, installing nvidia-ml-py would change nothing, so that is the reason given); None
-    when nvidia-ml-py is not installed. Outside Windows pynvml loads the library by this one name, the test
-    made here; on Windows it looks in two folders, and is left to do so."""
-    if not sys.platform.startswith("win"):
-        try:
-            open_library(NVML_LIBRARY)
-        except OSError:
-            return MissingLibrary()
+def load_nvml() -> Any | None:
+    """Return the pynvml module, or None when nvidia-ml-py is not installed."""
     try:
         import pynvml
     except ImportError:
@@ -88,8 +60,6 @@ def probe(nvml: Any | None) -> GpuProbe:
     """
     if nvml is None:
         return GpuProbe(False, "NVML is not installed (pip package nvidia-ml-py)")
-    if isinstance(nvml, MissingLibrary):
-        return GpuProbe(False, f"NVML could not start: {nvml.reason} (no NVIDIA driver?)")
     try:
         nvml.nvmlInit()
     except Exception as exc:

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-import pytest
-
 from comfywatchman import gpu
 from tests.fakes.machine import FakeNvml, NVMLError
-
-# The real loader, taken before the suite's guard replaces ``gpu.load_nvml`` (these tests give it the library
-# loader, so nothing here reads this machine's NVML).
-LOAD_NVML = gpu.load_nvml
 
 
 def test_probe_lists_every_gpu_with_free_memory_when_nvml_answers() -> None:
@@ -65,43 +57,3 @@ def test_probe_ignores_a_failing_shutdown() -> None:
 
 def test_probe_names_the_exception_type_when_nvml_says_nothing() -> None:
     assert gpu.probe(FakeNvml(init_error=NVMLError(""))).reason.startswith("NVML could not start: NVMLError")
-
-
-def test_probe_says_no_driver_in_pynvmls_words_when_its_library_is_missing() -> None:
-    probe = gpu.probe(gpu.MissingLibrary())
-    assert not probe.available
-    assert probe.reason == "NVML could not start: NVML Shared Library Not Found (no NVIDIA driver?)"
-
-
-def test_load_nvml_does_not_import_pynvml_without_the_driver_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu.sys, "platform", "linux")
-    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
-    asked: list[str] = []
-
-    def missing(name: str) -> object:
-        asked.append(name)
-        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
-
-    assert isinstance(LOAD_NVML(missing), gpu.MissingLibrary)
-    assert asked == ["libnvidia-ml.so.1"] and "pynvml" not in sys.modules
-
-
-def test_load_nvml_gives_pynvml_when_the_driver_library_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu.sys, "platform", "linux")
-    loaded = LOAD_NVML(lambda name: None)
-    assert loaded is not None and loaded.__name__ == "pynvml" and hasattr(loaded, "nvmlInit")
-
-
-def test_load_nvml_leaves_the_library_search_to_pynvml_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu.sys, "platform", "win32")
-
-    def never(name: str) -> object:
-        raise AssertionError("the library is looked for by pynvml on Windows")
-
-    loaded = LOAD_NVML(never)
-    assert loaded is not None and loaded.__name__ == "pynvml"
-
-
-def test_load_nvml_is_none_without_nvidia_ml_py(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # an import of it raises ImportError
-    assert LOAD_NVML(lambda name: None) is None
