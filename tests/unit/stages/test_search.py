@@ -127,12 +127,17 @@ def full_answer_text(resolver: search.Resolver, query: search.ModelQuery) -> str
     return artifacts.part_text(item, "search", "result", "test")
 
 
-def test_the_offline_blank_answer_is_the_answer_the_backends_give(comfy_tree: ComfyTree, home: Path) -> None:
+def default_resolver(comfy_tree: ComfyTree, home: Path) -> search.Resolver:
+    """Return a Resolver over the demo install with the configured backends, as the stage makes it."""
     make_install(comfy_tree)
     ctx = context(comfy_tree, home, "c1", T0)
     order = list(ctx.config.section("search")["backend_order"])
     context_ = search.SearchContext(config=ctx.config, now=T0)
-    resolver = search.Resolver(ctx, search.build_backends(order, context_), None, None, search.first_sources(context_))
+    return search.Resolver(ctx, search.build_backends(order, context_), None, None, search.first_sources(context_))
+
+
+def test_the_offline_blank_answer_is_the_answer_the_backends_give(comfy_tree: ComfyTree, home: Path) -> None:
+    resolver = default_resolver(comfy_tree, home)
     queries = [
         search.ModelQuery(name, folder, (), (f"/w/{i}.json", "/w/z.json")) for i, (name, folder) in enumerate(NAMES)
     ]
@@ -306,11 +311,7 @@ def test_the_blank_text_is_the_long_way_text_for_any_name(comfy_tree: ComfyTree,
     # Names the cut text must carry as the encoder would: the stand-ins it cuts at, quotes, a lone surrogate
     # (which orjson refuses: encoded the long way), control characters; and a blank whose own text holds a
     # stand-in, which is not cut at all.
-    make_install(comfy_tree)
-    ctx = context(comfy_tree, home, "c1", T0)
-    order = list(ctx.config.section("search")["backend_order"])
-    context_ = search.SearchContext(config=ctx.config, now=T0)
-    resolver = search.Resolver(ctx, search.build_backends(order, context_), None, None, search.first_sources(context_))
+    resolver = default_resolver(comfy_tree, home)
     resolver.resolve(search.ModelQuery("lora_a.safetensors", "loras"))
     blank = resolver.blank
     assert blank is not None
