@@ -302,7 +302,10 @@ def totals_table(totals: Mapping[str, Mapping[str, int]]) -> list[str]:
 
 
 def needed_by(action: Mapping[str, Any]) -> str:
-    """Return "needed by N workflows", with the size and the token of a download."""
+    """Return "needed by N workflows", with the size and the token of a download; for a workflow that cannot
+    be read, that it is the workflow itself (it is the one workflow its fix unblocks)."""
+    if action["kind"] == "fix_workflow" and action.get("workflows") == [action["item"]]:
+        return "the workflow itself cannot be read"
     words = f"needed by {plural(action['blocks'], 'workflow')}"
     if action["kind"] == "download":
         words += f", {humanize.size(action['size'])}"

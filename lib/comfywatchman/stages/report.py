@@ -1038,7 +1038,7 @@ def build_workflows(ctx: StageContext, workflows: WorkflowPass, writer: status_f
 
 
 # Bump when the report made of the same inputs changes, so the next cycle builds it again.
-INPUTS_FORMAT = 4
+INPUTS_FORMAT = 5
 # What the page's head and tail are rendered from: the small keys of the document.
 HEAD_KEYS = ("summary", "verification", "comfyui_root", "demo", "offline", "model_folder_limits", "manager_maps")
 

@@ -124,3 +124,12 @@ def test_failed_searches_say_why_and_when_they_are_asked_again() -> None:
         "due about 2026-12-01T10:00:00+00:00." in lines
     )
     assert "   To search now: `comfywatchman --run-cycle`" in lines
+
+
+def test_a_fix_says_whether_it_is_the_workflow_itself_or_a_name_workflows_share() -> None:
+    unreadable = {"kind": "fix_workflow", "item": "b.json", "folder": None, "detail": "/w/b.json: empty file"}
+    unreadable |= {"workflows": ["b.json"], "blocks": 1}
+    assert markdown.action_item(unreadable, 3)[0] == "**Fix** `b.json` — the workflow itself cannot be read"
+    bad_name = {"kind": "fix_workflow", "item": "../x.safetensors", "folder": "loras", "detail": "a path outside"}
+    bad_name |= {"workflows": ["a.json"], "blocks": 1}
+    assert markdown.action_item(bad_name, 3)[0] == "**Fix** `../x.safetensors` (loras) — needed by 1 workflow"
