@@ -87,13 +87,15 @@ def manager_line(maps: Mapping[str, Any]) -> str:
 def verification_summary(checked: Mapping[str, Any]) -> str:
     """Return the line saying how much of the files with a declared sha256 is verified, and what drifted."""
     p = checked["progress"]
-    line = (
-        f"Declared hashes: {p['files_verified']} of {p['files_declared']} files verified "
-        f"({humanize.size(p['bytes_verified'])})"
-    )
+    variants = f"{checked['alternatives']} missing files have a variant on disk."
+    if not p["files_declared"]:
+        return f"Declared hashes: no installed file has one; {variants}"
+    # Bytes counted, so known: none verified yet (or empty files) is "0 B", not humanize's "size unknown".
+    verified = humanize.size(p["bytes_verified"]) if p["bytes_verified"] else "0 B"
+    line = f"Declared hashes: {p['files_verified']} of {p['files_declared']} files verified ({verified})"
     if p["files_pending"]:
         line += f", {p['files_pending']} pending ({humanize.size(p['bytes_pending'])}, hashed in later cycles)"
-    return line + f"; {checked['drift']} drifted; {checked['alternatives']} missing files have a variant on disk."
+    return line + f"; {checked['drift']} drifted; {variants}"
 
 
 def verification_lines(action: Mapping[str, Any], pad: str) -> list[str]:

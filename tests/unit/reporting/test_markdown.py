@@ -133,3 +133,16 @@ def test_a_fix_says_whether_it_is_the_workflow_itself_or_a_name_workflows_share(
     bad_name = {"kind": "fix_workflow", "item": "../x.safetensors", "folder": "loras", "detail": "a path outside"}
     bad_name |= {"workflows": ["a.json"], "blocks": 1}
     assert markdown.action_item(bad_name, 3)[0] == "**Fix** `../x.safetensors` (loras) — needed by 1 workflow"
+
+
+def test_the_verification_line_says_when_no_file_declares_a_hash() -> None:
+    def checked(declared: int, verified: int, size: int) -> dict[str, Any]:
+        progress = {"files_declared": declared, "files_verified": verified, "files_pending": declared - verified}
+        progress |= {"bytes_verified": size, "bytes_pending": 0}
+        return {"progress": progress, "drift": 0, "alternatives": 2}
+
+    assert markdown.verification_summary(checked(0, 0, 0)) == (
+        "Declared hashes: no installed file has one; 2 missing files have a variant on disk."
+    )
+    assert markdown.verification_summary(checked(1, 1, 0)).startswith("Declared hashes: 1 of 1 files verified (0 B);")
+    assert "(1.5 KB)" in markdown.verification_summary(checked(2, 2, 1500))
