@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     action = parser.add_mutually_exclusive_group()
     action.add_argument(
-        "--run-cycle", action="store_true", help="run one guarded cycle (gate, cache, intake, scan, search, report)"
+        "--run-cycle",
+        action="store_true",
+        help="run one guarded cycle (gate, cache, intake, scan, search, verify, report)",
     )
     action.add_argument("--stage", choices=ORDER, help="run one stage alone (what `make scan` and friends call)")
     action.add_argument(
@@ -61,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--comfyui-root", type=Path, metavar="DIR", help="the ComfyUI install (else COMFYUI_ROOT, else the demo)"
     )
     parser.add_argument(
-        "--home", type=Path, metavar="DIR", help="where state/, output/ and log/ live (default: current directory)"
+        "--home",
+        type=Path,
+        metavar="DIR",
+        help="where state/, output/ and log/ live (else COMFYWATCHMAN_HOME, else [paths] home, else your data folder)",
     )
     parser.add_argument("--offline", action="store_true", help="no network at all; unresolved files are NOT_SEARCHED")
     parser.add_argument(
