@@ -59,7 +59,7 @@ def as_text(planned: list[tuple[Task, policy.Decision, paths.Target | str]], tru
         lines.append(f"{task.id}  {status_of(task, decision):<14}  {task.folder}/{task.name}")
         lines.append(f"    to:       {where}")
         lines.append(f"    from:     {item['url']}  ({item['source']})")
-        lines.append(f"    size:     {humanize.size(item.get('size'))}")
+        lines.append(f"    size:     {humanize.size(item['size']) if item.get('size') else 'unknown'}")
         proof = f"{item['evidence']}" + (f", SHA256 {item['sha256']}" if item.get("sha256") else ", no published hash")
         lines.append(f"    evidence: {proof}" + (f"; trusted for --auto-download ({trust})" if trust else ""))
         names = ", ".join(task.workflows) if task.workflows else f"{item['blocks_workflows']} workflow(s)"
