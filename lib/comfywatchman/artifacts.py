@@ -165,6 +165,8 @@ def read(path: Path, schema_name: str) -> Any:
         raise ArtifactError(f"{path}: missing (run the stage that writes it first)") from None
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # bytes no stage writes: a damaged or foreign file
+        raise ArtifactError(f"{path}: not valid JSON (not UTF-8 text at byte {exc.start})") from None
     try:
         data = loads(text)
     except json.JSONDecodeError as exc:

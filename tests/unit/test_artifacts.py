@@ -41,6 +41,13 @@ def test_read_names_the_file_when_torn(tmp_path: Path) -> None:
     assert "\n" not in str(caught.value)
 
 
+def test_read_names_the_file_when_it_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "search.json"
+    path.write_bytes(b'{"results": \x8d\xff]')
+    with pytest.raises(ArtifactError, match=r"search.json: not valid JSON \(not UTF-8 text at byte 12\)"):
+        artifacts.read(path, "search")
+
+
 def test_read_names_file_and_key_when_schema_fails(tmp_path: Path) -> None:
     path = tmp_path / "entry.json"
     path.write_text(json.dumps({**ENTRY, "kind": "deleted"}))

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
-from comfywatchman import artifacts, catalogue, lazy, progress, resources
+from comfywatchman import artifacts, catalogue, lazy, progress, resources, stage_inputs
 from comfywatchman.comfy import manager_map, server
 from comfywatchman.errors import ArtifactError
 from comfywatchman.reporting import scan_keys
@@ -582,6 +582,14 @@ def inputs_fingerprint(install: str, intake: Mapping[str, Any]) -> str:
         return artifacts.content_hash(data)
 
 
+def _as_written(state: Path, recorded: Mapping[str, Any]) -> bool:
+    """Return whether scan.json is the file the scan that wrote ``recorded`` (scan_inputs.json) left: same size
+    and mtime. One edited, truncated or replaced since (by hand, a restore, a disk fault) is written again, else
+    every later cycle would keep it and every stage after the scan would fail on it."""
+    wanted = recorded.get("scan_stat")
+    return wanted is not None and wanted == stage_inputs.stat_key(state / ARTIFACT)
+
+
 def _read_inputs(path: Path) -> dict[str, Any] | None:
     try:
         return artifacts.read_optional(path, "scan_inputs")
@@ -630,7 +638,11 @@ def run(ctx: StageContext) -> StageOutcome:
     fingerprint = inputs_fingerprint(install, intake)
 
     previous_inputs = _read_inputs(state / INPUTS)
-    if previous_inputs is not None and previous_inputs["fingerprint"] == fingerprint and (state / ARTIFACT).exists():
+    if (
+        previous_inputs is not None
+        and previous_inputs["fingerprint"] == fingerprint
+        and _as_written(state, previous_inputs)
+    ):
         outcome.counts = {**previous_inputs["counts"], "parsed": 0, "reused": previous_inputs["counts"]["workflows"]}
         outcome.detail = f"nothing changed since cycle {previous_inputs['cycle_id']}: {previous_inputs['detail']}"
         logger.info("scan: %s", outcome.detail)
@@ -650,6 +662,7 @@ def run(ctx: StageContext) -> StageOutcome:
             "fingerprint": fingerprint,
             "install": install,
             "scan_sha256": written,
+            "scan_stat": stage_inputs.stat_key(state / ARTIFACT),
             "cycle_id": ctx.cycle_id,
             "counts": outcome.counts,
             "errors": tally.unreadable,

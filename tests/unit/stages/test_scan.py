@@ -148,6 +148,33 @@ def test_scan_reuses_unchanged_workflows_and_skips_when_nothing_changed(comfy_tr
     assert "b2.safetensors" in by_name(entries["b.json"])
 
 
+@pytest.mark.parametrize("damage", ["edited", "replaced", "removed"])
+def test_a_scan_json_changed_since_the_scan_wrote_it_is_written_again(
+    damage: str, comfy_tree: ComfyTree, home: Path
+) -> None:
+    # Nothing the scan reads changed, but scan.json is not the file it wrote (a disk fault, a hand, a restore):
+    # kept, every stage after the scan would fail on it in every cycle from now on.
+    comfy_tree.workflow("a.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["a.safetensors"])]))
+    ctx = make_ctx(comfy_tree, home)
+    cycle(ctx)
+    path = ctx.state_dir / "scan.json"
+    good = path.read_bytes()
+    if damage == "edited":
+        path.write_bytes(b'{"broken": \n')
+    elif damage == "replaced":
+        path.write_bytes(good.replace(b'"a.safetensors"', b'"z.safetensors"'))
+    else:
+        path.unlink()
+    again = cycle(ctx)
+    assert not again.detail.startswith("nothing changed") and again.ok
+
+    def entries(text: bytes) -> list[dict[str, object]]:  # as the scan made them, kept now or parsed then
+        return [{k: v for k, v in e.items() if k != "reused"} for e in json.loads(text)["workflows"]]
+
+    assert entries(path.read_bytes()) == entries(good)
+    assert cycle(ctx).detail.startswith("nothing changed since cycle")
+
+
 def test_scan_parses_in_worker_processes_when_many_changed(
     comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
