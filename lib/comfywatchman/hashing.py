@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, regular_files
 from comfywatchman.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,13 @@ def file_sha256_head(path: str | Path, size: int | None = None) -> tuple[str, by
     just taken it (else it is asked for). Raise OSError if unreadable."""
     digest = hashlib.sha256()
     head = b""
-    with open(path, "rb", buffering=0) as handle:
+    fd, found = regular_files.open_regular(path)  # a pipe or a device under a model's name: refused, not read
+    with open(fd, "rb", buffering=0, closefd=True) as handle:
         # A buffer no larger than the file (plus one byte, to see its end in one read): a 1 MiB buffer made
         # and zeroed for each of thousands of small files cost several times their hashing. A file that grows
         # meanwhile is still read to its end, in more reads.
         if size is None:
-            size = os.fstat(handle.fileno()).st_size
+            size = found.st_size
         buffer = bytearray(min(CHUNK, max(size, 0) + 1))
         view = memoryview(buffer)
         count = handle.readinto(buffer)
@@ -64,8 +65,11 @@ def safetensors_truncated(path: str | Path, size: int) -> bool:
     Raise OSError if unreadable. Only the header is checked, not the tensors' data offsets."""
     if size < 8:
         return True
-    with open(path, "rb") as handle:
-        return safetensors_truncated_head(handle.read(8), size)
+    fd, _ = regular_files.open_regular(path)
+    try:
+        return safetensors_truncated_head(os.read(fd, 8), size)
+    finally:
+        os.close(fd)
 
 
 def safetensors_truncated_head(head: bytes, size: int) -> bool:

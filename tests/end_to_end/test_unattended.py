@@ -160,6 +160,33 @@ def test_an_unreadable_workflow_file_is_a_finding_and_is_not_removed(comfy_tree:
     assert len(listed) == 1 and listed[0].endswith("missing.json: unreadable: Permission denied"), listed
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_pipes_and_devices_under_file_names_are_findings_and_hold_no_cycle_up(
+    comfy_tree: ComfyTree, home: Path
+) -> None:
+    # Each would block a reader forever (a pipe with no writer) or never end (/dev/zero): a workflow, a model
+    # file a workflow uses (its safetensors header is checked), a pack's module and its pyproject.toml.
+    _three_workflows(comfy_tree)
+    comfy_tree.pack("SomePack", ["SomeNode"])
+    comfy_tree.workflow("uses.json", ui_workflow([ui_node(1, "VAELoader", ["pipe.safetensors"])]))
+    os.mkfifo(comfy_tree.workflows / "pipe.json")
+    (comfy_tree.workflows / "zero.json").symlink_to("/dev/zero")
+    (comfy_tree.root / "models" / "vae").mkdir(parents=True, exist_ok=True)
+    os.mkfifo(comfy_tree.root / "models" / "vae" / "pipe.safetensors")
+    os.mkfifo(comfy_tree.root / "custom_nodes" / "SomePack" / "pyproject.toml")
+    (comfy_tree.root / "custom_nodes" / "SomePack" / "more.py").symlink_to("/dev/zero")
+    args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))
+    result = run_cli(*args, home=home, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for name in ("pipe.json", "zero.json"):
+        kind = "a named pipe" if name == "pipe.json" else "a device"
+        assert f"{comfy_tree.workflows / name}: unreadable: not a regular file ({kind})" in result.stderr
+    assert _report(home)["summary"]["workflows"] == 4  # the four real ones
+    broken = {b["name"]: b["reason"] for b in _report(home)["broken_models"]}
+    assert broken["pipe.safetensors"] == "unreadable: not a regular file (a named pipe)"
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("where", ["home", "state"])
 def test_a_read_only_home_is_one_line_and_exit_2(where: str, comfy_tree: ComfyTree, home: Path) -> None:
     args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))

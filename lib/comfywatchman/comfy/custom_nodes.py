@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfywatchman import regular_files
 from comfywatchman.comfy import pack_reads
 from comfywatchman.comfy.pack_source import PackSource, Resolver
 
@@ -188,11 +189,11 @@ def _pyproject_fields(path: Path, pack: PackInfo) -> tuple[str | None, str | Non
         import tomli as tomllib
 
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        # A regular file only (a pipe would wait forever); ValueError: not TOML, or not UTF-8 text.
+        data = tomllib.loads(regular_files.read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return None, None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         pack.problems.append(f"{path}: cannot read version: {exc}")
         return None, None
     project = data.get("project", {})

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from comfywatchman import regular_files
+
 logger = logging.getLogger(__name__)
 
 MANAGER_FOLDERS = ("ComfyUI-Manager", "comfyui-manager")
@@ -56,10 +58,12 @@ def _clone_version(clone: Path) -> str | None:
         import tomli as tomllib
 
     try:
-        with open(clone / "pyproject.toml", "rb") as handle:
-            version = tomllib.load(handle).get("project", {}).get("version")
-    except (OSError, tomllib.TOMLDecodeError):
+        # A regular file only (a pipe would wait forever); ValueError: not TOML, or not UTF-8 text.
+        data = tomllib.loads(regular_files.read_regular(clone / "pyproject.toml").decode("utf-8"))
+    except (OSError, ValueError):
         return None
+    project = data.get("project")
+    version = project.get("version") if isinstance(project, dict) else None
     return version if isinstance(version, str) else None
 
 

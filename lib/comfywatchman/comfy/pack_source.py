@@ -18,6 +18,8 @@ import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from comfywatchman import regular_files
+
 logger = logging.getLogger(__name__)
 
 MAX_STRING = 1000  # no node type name is longer; longer strings are not built
@@ -45,7 +47,8 @@ class PackSource:
             data: bytes | None = None
             try:
                 if module.stat().st_size <= self.max_bytes:
-                    data = module.read_bytes()
+                    # A regular file only: a pipe would wait forever, /dev/zero never end (and are no module).
+                    data = regular_files.read_regular(module)
             except OSError as exc:
                 self.problems.append(f"{module}: unreadable: {exc}")
             self._bytes[module] = data

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from comfywatchman import regular_files
+
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 # Real headers are kilobytes to a few MiB; a larger claimed length is garbage, not a header.
 MAX_HEADER = 100 * 1024 * 1024
@@ -71,16 +73,15 @@ def truncation_reason(path: Path | str) -> str | None:
 
     Raises OSError when the file cannot be read at all (the caller says which file).
     """
-    fd = os.open(path, _READ_FLAGS)
+    fd, opened = regular_files.open_regular(path)  # a pipe or a device under a model's name: refused
     try:
-        size = os.fstat(fd).st_size
+        size = opened.st_size
         found = _header(fd, size)
     finally:
         os.close(fd)
     return _verdict(found, size)
 
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _LENGTH = struct.Struct("<Q")
 
 
@@ -107,9 +108,9 @@ def _quick_reason(path: str) -> str | None:
     """Return ``truncation_reason(path)``, the common case (the whole header in the first read, orjson reads
     it) in one open, fstat, read and close without the general path's calls: the report checks every
     installed file, tens of thousands of them, each cycle the model cache changes."""
-    fd = os.open(path, _READ_FLAGS)
+    fd, opened = regular_files.open_regular(path)  # a pipe or a device under a model's name: refused
     try:
-        size = os.fstat(fd).st_size
+        size = opened.st_size
         data = os.read(fd, FIRST_READ if size > FIRST_READ else (size or 8))
         if len(data) >= 8:
             (length,) = _LENGTH.unpack_from(data)

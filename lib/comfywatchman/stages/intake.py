@@ -17,12 +17,13 @@ import hashlib
 import logging
 import os
 import re
+import stat as stat_mode
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, availability
+from comfywatchman import artifacts, availability, regular_files
 from comfywatchman.comfy.folders import walk_once
 from comfywatchman.config import expand_path
 from comfywatchman.errors import ArtifactError
@@ -132,7 +133,8 @@ def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | N
 def sha256_file(path: str | Path) -> str:
     """Return the hex sha256 of the file at ``path``."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    fd, _ = regular_files.open_regular(path)  # replaced by a pipe or a device since it was listed: refused
+    with open(fd, "rb", closefd=True) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -222,6 +224,10 @@ def _stat_and_digest(
             stat = os.stat(item.file)
         except OSError as exc:
             known.append((None, exc))
+            continue
+        if not stat_mode.S_ISREG(stat.st_mode):
+            # Reading it would block (a named pipe) or never end (/dev/zero): a finding, never read.
+            known.append((None, OSError(f"not a regular file ({regular_files.what_it_is(stat.st_mode)})")))
             continue
         digest = _unchanged_digest(stat, previous.get(item.file, {}))
         known.append((stat, digest))

@@ -8,12 +8,12 @@ it can be written into ``scan.json``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from comfywatchman import regular_files
 from comfywatchman.errors import WatchmanError
 from comfywatchman.workflow import images
 
@@ -29,10 +29,6 @@ MAX_DEPTH = 1024
 # Unwrapping {"workflow": {...}} containers: real tools nest one level.
 MAX_UNWRAP = 4
 _SURROGATES = range(0xD800, 0xE000)
-# Windows opens files in text mode unless told otherwise; elsewhere there is no such flag.
-_O_BINARY = getattr(os, "O_BINARY", 0)
-# What each read after the first asks for: the first read gets the whole file but for one that grew meanwhile.
-_READ_ON = 64 * 1024
 
 
 class WorkflowError(WatchmanError):
@@ -211,37 +207,12 @@ def from_data(data: Any, path: Path) -> Workflow:
     return Workflow(*found)
 
 
-def _read(path: Path, limit: int | None) -> bytes:
-    """Return the bytes of the file at ``path``, the first ``limit`` of them at most (all when None).
-
-    Read with the descriptor calls themselves: a cold scan reads every workflow once, and a Python file object
-    (made, buffered, closed) added about a third to the cost of reading a typical workflow file.
-    """
-    fd = os.open(path, os.O_RDONLY | _O_BINARY)
-    try:
-        # read(n) sets n bytes aside before reading: ask for what the file holds, plus one byte that tells a
-        # file grown since; setting the whole limit aside cost more than reading the file. Then read on until
-        # the end (a read that gives nothing), as far as the limit.
-        want = os.fstat(fd).st_size + 1
-        parts: list[bytes] = []
-        total = 0
-        while limit is None or total < limit:
-            part = os.read(fd, want if limit is None else min(want, limit - total))
-            if not part:
-                break
-            parts.append(part)
-            total += len(part)
-            want = _READ_ON
-    finally:
-        os.close(fd)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
 def load(path: Path, max_bytes: int | None = None) -> tuple[Workflow, bytes]:
     """Return the workflow in the file at ``path`` and the file's bytes; raise WorkflowError if unreadable or
     larger than ``max_bytes``."""
     try:
-        raw = _read(path, None if max_bytes is None else max_bytes + 1)
+        # A pipe or a device put where a workflow was (after intake listed it) is refused, never waited on.
+        raw = regular_files.read_regular(path, None if max_bytes is None else max_bytes + 1)
     except FileNotFoundError:
         raise WorkflowError(f"{path}: file vanished before it could be read") from None
     except OSError as exc:

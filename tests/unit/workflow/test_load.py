@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from comfywatchman.workflow import load as load_module
+from comfywatchman import regular_files
 from comfywatchman.workflow.load import NotAWorkflow, WorkflowError, from_data, load, loads, parse_bytes
 from tests.unit.workflow.test_images import png, text
 
@@ -94,13 +95,13 @@ def test_a_file_that_grew_after_its_size_was_taken_is_read_whole_or_refused(
     path = tmp_path / "w.json"
     content = json.dumps({"nodes": [{"type": "X", "widgets_values": ["a" * 3000]}]}).encode()
     path.write_bytes(content)
-    real_fstat = load_module.os.fstat
+    real_fstat = os.fstat
 
     def short_fstat(fd: int) -> Any:
         found = real_fstat(fd)
-        return type("Stat", (), {"st_size": found.st_size // 10})()
+        return type("Stat", (), {"st_size": found.st_size // 10, "st_mode": found.st_mode})()
 
-    monkeypatch.setattr(load_module.os, "fstat", short_fstat)
+    monkeypatch.setattr(regular_files.os, "fstat", short_fstat)
     if limit is not None and len(content) > limit:
         with pytest.raises(WorkflowError, match="larger than"):
             load(path, max_bytes=limit)
