@@ -55,11 +55,19 @@ def fork_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     cycle from forking) make sure this test passed in a fresh process running this module, and return False."""
     monkeypatch.delenv(side_by_side.FORK_ENV, raising=False)
     reason = side_by_side.fork_refusal()
+    # In the fresh process, a thread an earlier test of this module started may still be ending (an artifact's
+    # fsync on a disk the whole suite keeps busy): waited for a while, not taken for one that never ends.
+    fresh = os.environ.get(_FRESH_ENV) == "1"
+    deadline = time.monotonic() + 10
+    while fresh and reason is not None and "threads" in reason and time.monotonic() < deadline:
+        time.sleep(0.05)
+        reason = side_by_side.fork_refusal()
     if reason is None:
         return True
     if "threads" not in reason:
         pytest.skip(f"no stages side by side on this machine: {reason}")
-    assert os.environ.get(_FRESH_ENV) != "1", f"a fresh test process cannot fork: {reason}"
+    threads = ", ".join(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()))
+    assert not fresh, f"a fresh test process cannot fork: {reason} ({threads or 'none of them Python threads'})"
     if not _fresh_outcomes:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", str(request.path)],
@@ -73,7 +81,11 @@ def fork_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         _fresh_outcomes.update(
             (m[2], m[1]) for m in re.finditer(r"^(PASSED|FAILED|ERROR|SKIPPED) (\S+)", done.stdout, re.M)
         )
-        _fresh_outcomes["output"] = done.stdout[-4000:]
+        # What went wrong first (the errors, then the failures), else the end of the run.
+        errors = done.stdout.find("= ERRORS =")
+        failures = done.stdout.find("= FAILURES =")
+        start = errors if errors >= 0 else failures
+        _fresh_outcomes["output"] = done.stdout[start : start + 4000] if start >= 0 else done.stdout[-4000:]
     assert _fresh_outcomes.get(request.node.nodeid) == "PASSED", _fresh_outcomes["output"]
     return False
 
