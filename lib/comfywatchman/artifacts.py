@@ -319,9 +319,12 @@ def atomic_write_bytes(path: Path, *chunks: bytes | bytearray, durable: bool = T
             os.replace(tmp, path)
         else:
             replace_unflushed(tmp, path, sum(map(len, chunks)))
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # A write's error names no file ("No space left on device"): the one that could not be written.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     if durable:
         fsync_dir(path.parent)

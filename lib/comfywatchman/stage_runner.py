@@ -94,6 +94,11 @@ def execute_stage(name: str, ctx: StageContext) -> tuple[datetime, StageOutcome,
     except WatchmanError as exc:
         outcome = StageOutcome(name)
         outcome.fail(str(exc))
+    except OSError as exc:  # the machine's, not a bug: a full disk, a drive gone, a permission taken away
+        logger.debug("stage %s stopped:\n%s", name, traceback.format_exc())
+        outcome = StageOutcome(name)
+        where = f"{exc.filename}: " if exc.filename else ""
+        outcome.fail(f"stage {name} stopped: {where}{exc.strerror or exc}")
     except Exception as exc:  # a bug must not take the rest of the cycle down; the traceback goes to DEBUG
         logger.debug("stage %s crashed:\n%s", name, traceback.format_exc())
         outcome = StageOutcome(name)

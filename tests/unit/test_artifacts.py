@@ -530,3 +530,30 @@ def test_a_settling_write_is_in_place_only_once_settled_and_a_failed_fsync_leave
         artifacts.Settling(path, b"lost\n").settle()
     assert path.read_bytes() == b"new file\n"
     assert [p.name for p in tmp_path.iterdir()] == ["search.json"]  # no temp file left behind
+
+
+def test_a_write_that_fails_names_the_file_and_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "intake.json"
+    path.write_bytes(b"old")
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def write(self, chunk: bytes) -> int:
+            raise OSError(28, "No space left on device")  # as write(2) says it: no file named
+
+    monkeypatch.setattr(artifacts.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        artifacts.atomic_write_bytes(path, b"new")
+    assert caught.value.errno == 28 and caught.value.filename == str(path)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["intake.json"]

@@ -99,3 +99,16 @@ def test_a_cycle_where_nothing_changed_imports_no_search_no_verify_and_parses_no
     backends = {f"comfywatchman.search.{name}" for name in ("civitai", "huggingface", "qwen", "declared", "model_list")}
     assert not (searching | backends | {"tomllib", "tomli", "importlib.metadata", "difflib"}) & modules
     assert not (set(NOT_AT_START) - {"yaml"}) & modules  # the demo's extra_model_paths.yaml is read every cycle
+
+
+def test_a_stage_stopped_by_the_machine_says_which_file_and_why_not_that_it_crashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(ctx: object) -> StageOutcome:
+        raise OSError(28, "No space left on device", str(tmp_path / "state" / "intake.json"))
+
+    monkeypatch.setitem(stage_runner.STAGE_RUNNERS, "intake", full_disk)
+    clock = iter(range(10))
+    ctx = type("Ctx", (), {"now": lambda self: next(clock)})()
+    _, outcome, _ = stage_runner.execute_stage("intake", ctx)  # type: ignore[arg-type]
+    assert outcome.errors == [f"stage intake stopped: {tmp_path / 'state' / 'intake.json'}: No space left on device"]
