@@ -178,8 +178,7 @@ def build_model_cache(
     limits: list[dict[str, Any]] = []
     grouped = scan_model_files(paths, bounds, limits)
     paths.problems.extend(problem_line(finding) for finding in limits)
-    for problem in paths.problems:
-        logger.error("%s", problem)
+    # Not logged here: the cache stage makes each problem an error of its outcome, which logs it once.
     return {
         "comfyui_root": str(root),
         "demo": demo,

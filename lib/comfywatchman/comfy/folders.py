@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfywatchman import regular_files
+
 logger = logging.getLogger(__name__)
 
 MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf", ".onnx"})
@@ -156,6 +158,17 @@ def _save_order(models: Path, folder: str, dirs: tuple[str, ...]) -> tuple[str, 
     return dirs
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """Return a YAML error in one line: what is wrong and where ("expected ',' or ']', but got '<scalar>' at
+    line 3 column 3"), as PyYAML's marked errors say it over several lines."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if not problem:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML ({problem}{where})"
+
+
 def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str] | None = None) -> None:
     """Add the directories the extra_model_paths.yaml at ``config`` declares to ``into``.
 
@@ -166,12 +179,19 @@ def read_extra_model_paths(config: Path, into: ModelPaths, env: Mapping[str, str
 
     env = os.environ if env is None else env
     try:
-        data: Any = yaml.safe_load(config.read_text(encoding="utf-8"))
+        # A regular file only (a pipe would wait forever), and UTF-8 text, as ComfyUI reads it.
+        data: Any = yaml.safe_load(regular_files.read_regular(config).decode("utf-8"))
     except FileNotFoundError:
         into.problems.append(f"{config}: extra model paths file not found")
         return
-    except (OSError, yaml.YAMLError) as exc:
-        into.problems.append(f"{config}: cannot read extra model paths: {str(exc).splitlines()[0]}")
+    except UnicodeDecodeError as exc:
+        into.problems.append(f"{config}: cannot read extra model paths: not UTF-8 text (byte {exc.start})")
+        return
+    except OSError as exc:
+        into.problems.append(f"{config}: cannot read extra model paths: {exc.strerror or exc}")
+        return
+    except yaml.YAMLError as exc:
+        into.problems.append(f"{config}: cannot read extra model paths: {_yaml_problem(exc)}")
         return
     into.sources.append(str(config))
     if data is None:

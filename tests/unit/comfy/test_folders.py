@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from comfywatchman import cache_manager
-from comfywatchman.comfy.folders import model_paths, walk_once
+from comfywatchman.comfy.folders import ModelPaths, model_paths, read_extra_model_paths, walk_once
 from comfywatchman.config import load
 from comfywatchman.stages import intake
 from comfywatchman.stages.context import StageContext
@@ -95,3 +95,16 @@ def test_diffusers_folder_with_two_symlink_loops_is_listed_once(tmp_path: Path) 
         entries = cache_manager._diffusers_entries(diffusers)
     # one model, under whichever of its two names the walk met first
     assert len(entries) == 1 and entries[0][0] in ("r", "p/q/to_r")
+
+
+def test_a_broken_extra_model_paths_file_is_one_line_naming_it_and_where(tmp_path: Path) -> None:
+    config = tmp_path / "extra_model_paths.yaml"
+    unclosed = b"comfyui:\n  base_path: [unclosed\n  loras: models/loras\n"
+    for content, said in (
+        (unclosed, "not valid YAML (expected ',' or ']', but got ':' at line 3 column 8)"),
+        (b"comfyui:\n  base_path: \xff\xfe\n", "not UTF-8 text (byte 22)"),
+    ):
+        config.write_bytes(content)
+        found = ModelPaths()
+        read_extra_model_paths(config, found, {})
+        assert found.problems == [f"{config}: cannot read extra model paths: {said}"]
