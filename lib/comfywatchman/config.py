@@ -196,6 +196,8 @@ def read_toml_layer(path: Path) -> Layer:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text; tomllib decodes the bytes before it parses
+        raise ConfigError([f"{path}: not valid TOML: not UTF-8 text (byte {exc.start})"]) from None
 
 
 def environment_layer(env: Mapping[str, str]) -> Layer:

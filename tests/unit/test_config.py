@@ -70,6 +70,9 @@ def test_load_refuses_invalid_toml_naming_the_file(tmp_path: Path) -> None:
     user.write_text("[schedule\n")
     with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML"):
         load(user, env={}, cwd=tmp_path)
+    user.write_bytes(b"[schedule]\nmin_vram_gb = 8 # \xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML: not UTF-8 text \(byte 29\)"):
+        load(user, env={}, cwd=tmp_path)
 
 
 def test_load_refuses_missing_config_file(tmp_path: Path) -> None:
