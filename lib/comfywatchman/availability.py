@@ -37,6 +37,8 @@ class Listing:
 
     matched: dict[str, list[Path]] = field(default_factory=dict)
     failed: dict[Path, str] = field(default_factory=dict)
+    #: Files and folders left out because their name is not UTF-8 text (``fs_names``), as the walk gave them.
+    undecodable: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

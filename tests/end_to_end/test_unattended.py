@@ -187,6 +187,34 @@ def test_pipes_and_devices_under_file_names_are_findings_and_hold_no_cycle_up(
     assert "Traceback" not in result.stderr
 
 
+def test_names_that_are_not_utf8_are_findings_and_the_rest_is_read(comfy_tree: ComfyTree, home: Path) -> None:
+    # Linux file names are bytes; one copied from a Latin-1 system is no UTF-8 text, and no artifact can hold it.
+    _three_workflows(comfy_tree)
+    comfy_tree.pack("GoodPack", ["GoodNode"])
+    odd = [
+        bytes(comfy_tree.root / "models" / "loras") + b"/bad\xff.safetensors",
+        bytes(comfy_tree.workflows) + b"/w\xe9.json",
+        bytes(comfy_tree.root / "custom_nodes") + b"/Pack\xe9",
+    ]
+    try:
+        os.makedirs(os.path.dirname(odd[0]), exist_ok=True)
+        Path(os.fsdecode(odd[0])).write_bytes(b"")
+        Path(os.fsdecode(odd[1])).write_bytes(b"{}")
+        os.mkdir(odd[2])
+    except OSError as exc:  # a file system that refuses such names (APFS) cannot have the problem
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))
+    for _ in range(2):  # and the cycle after, from what the first one wrote
+        result = run_cli(*args, home=home)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "crashed" not in result.stderr
+    findings = _report(home)["cycle"]["findings"]
+    for path in odd:
+        said = os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        assert f"{said}: its name is not UTF-8 text, so it is left out (rename it to use it)" in findings
+    assert _report(home)["summary"]["workflows"] == 3
+
+
 @pytest.mark.parametrize("where", ["home", "state"])
 def test_a_read_only_home_is_one_line_and_exit_2(where: str, comfy_tree: ComfyTree, home: Path) -> None:
     args = ("--run-cycle", "--force", "--offline", "--comfyui-root", str(comfy_tree.root))

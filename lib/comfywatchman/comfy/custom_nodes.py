@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import regular_files
+from comfywatchman import fs_names, regular_files
 from comfywatchman.comfy import pack_reads
 from comfywatchman.comfy.pack_source import PackSource, Resolver
 
@@ -60,13 +60,20 @@ class PackInfo:
         }
 
 
-def list_packs(custom_nodes: Path, kept: pack_reads.PackReads | None = None) -> list[PackInfo]:
+def list_packs(
+    custom_nodes: Path, kept: pack_reads.PackReads | None = None, undecodable: list[str] | None = None
+) -> list[PackInfo]:
     """Return every pack under ``custom_nodes`` (enabled, ``*.disabled`` and under ``.disabled/``), by name.
 
     With ``kept``, a pack whose files are unchanged since it was read takes that read instead of being read
-    again, and each pack read is kept there (the caller saves it)."""
+    again, and each pack read is kept there (the caller saves it). A pack whose name is not UTF-8 text is left
+    out, its path added to ``undecodable``."""
     packs: list[PackInfo] = []
     for entry, disabled_by in _pack_entries(custom_nodes):
+        if not fs_names.is_text(entry.name):
+            if undecodable is not None:
+                undecodable.append(str(entry))
+            continue
         name = entry.name[: -len(".disabled")] if entry.name.endswith(".disabled") else entry.name
         if entry.is_file():
             name = name[:-3] if name.endswith(".py") else name
@@ -160,10 +167,11 @@ def _python_file_texts(root: Path) -> list[str]:
     files: list[str] = []
     sep = os.sep
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        # A name that is not UTF-8 text cannot be imported as a module, nor kept in pack_reads.json: left out.
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".") and fs_names.is_text(d))
         # os.walk joins onto str(root), which a Path keeps normalised: each text is str() of its Path.
         parent = folder if folder.endswith(sep) else folder + sep
-        files.extend(parent + n for n in sorted(names) if n.endswith(".py"))
+        files.extend(parent + n for n in sorted(names) if n.endswith(".py") and fs_names.is_text(n))
         if len(files) >= MAX_MODULES:
             logger.debug("%s: more than %d modules; reading the first ones only", root, MAX_MODULES)
             break

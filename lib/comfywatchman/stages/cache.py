@@ -31,6 +31,8 @@ def run(ctx: StageContext) -> StageOutcome:
     result = cache_manager.refresh(root, ctx.state_dir, ctx.now(), extra, demo=config.using_demo, bounds=bounds)
     for problem in result.model_cache["problems"]:
         outcome.fail(problem)
+    for finding in result.findings:  # one file's name: a finding, not a failed stage
+        outcome.finding(finding)
     outcome.counts = {
         "model_files": result.model_cache["file_count"],
         "packs": len(result.nodes_cache["packs"]),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, availability, regular_files
+from comfywatchman import artifacts, availability, fs_names, regular_files
 from comfywatchman.comfy.folders import walk_once
 from comfywatchman.config import expand_path
 from comfywatchman.errors import ArtifactError
@@ -89,7 +89,7 @@ def find_workflows(
         relative = _relative_to(base)
         count = 0
         for directory in dirs:
-            for path in _walk(directory, include, listing.failed):
+            for path in _walk(directory, include, listing.failed, listing.undecodable):
                 if path in seen:
                     continue
                 seen.add(path)
@@ -112,9 +112,15 @@ def _relative_to(base: Path | None) -> Callable[[str], str]:
     return lambda path: path[len(prefix) :].replace(os.sep, "/")
 
 
-def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | None = None) -> Iterator[str]:
+def _walk(
+    directory: Path,
+    include: tuple[str, ...],
+    failed: dict[Path, str] | None = None,
+    undecodable: list[str] | None = None,
+) -> Iterator[str]:
     """Yield the paths of the matching files below ``directory`` (as ``str(Path(folder) / name)``); folders
-    that cannot be listed go to ``failed``."""
+    that cannot be listed go to ``failed``, matching files and folders whose name is not UTF-8 text (which no
+    artifact can hold) to ``undecodable``."""
 
     def unreadable(error: OSError) -> None:
         if failed is not None:
@@ -123,10 +129,17 @@ def _walk(directory: Path, include: tuple[str, ...], failed: dict[Path, str] | N
     # One regex for all the patterns (what fnmatch.fnmatchcase compiles each of them to), matched once per file.
     matches = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in include)).match if include else None
     for folder, dirs, files in walk_once(directory, onerror=unreadable):  # symlinks followed, a loop walked once
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         prefix = os.path.join(folder, "")  # what os.path.join(folder, name) starts with
+        odd = [d for d in dirs if not fs_names.is_text(d)]
+        if odd and undecodable is not None:
+            undecodable += [prefix + d for d in odd if not d.startswith(".")]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in odd)
         for name in sorted(files):
             if not name.startswith(".") and matches is not None and matches(name.lower()):
+                if not fs_names.is_text(name):
+                    if undecodable is not None:
+                        undecodable.append(prefix + name)
+                    continue
                 yield prefix + name
 
 
@@ -304,6 +317,8 @@ def run(ctx: StageContext) -> StageOutcome:
 
     listing = availability.Listing()
     found, summaries = find_workflows(ctx, listing)
+    for path in listing.undecodable:  # one file's name: a finding of the report, the others acknowledged as usual
+        outcome.finding(fs_names.finding(path))
     workflows: list[dict[str, Any]] = []
     acknowledgments: list[dict[str, Any]] = []
     unreadable_files: set[str] = set()
