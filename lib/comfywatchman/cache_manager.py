@@ -176,13 +176,15 @@ def _add_files(
             continue  # a broken symlink is not a model file
 
 
-def _diffusers_entries(directory: Path, skipped: list[str]) -> list[tuple[str, int]]:
+def _diffusers_entries(directory: Path, skipped: list[str] | None = None) -> list[tuple[str, int]]:
     """Return the diffusers models under ``directory`` (each folder with a ``model_index.json``) as
     ``(name, 0)``, sorted by name; folders whose name is not UTF-8 text are left out, added to ``skipped``."""
     out = []
     for root, dirs, names in folders.walk_once(directory):  # two symlink loops made os.walk run on forever
-        skipped += [os.path.join(root, d) for d in dirs if not fs_names.is_text(d)]
-        dirs[:] = [d for d in dirs if fs_names.is_text(d)]
+        if not all(map(fs_names.is_text, dirs)):
+            if skipped is not None:
+                skipped += [os.path.join(root, d) for d in dirs if not fs_names.is_text(d)]
+            dirs[:] = [d for d in dirs if fs_names.is_text(d)]
         if "model_index.json" in names:
             out.append((os.path.relpath(root, directory).replace(os.sep, "/"), 0))
             dirs[:] = []
