@@ -23,6 +23,7 @@ from comfywatchman.errors import (
     ArtifactError,
     LockHeldError,
     LockUnusableError,
+    in_words,
 )
 from comfywatchman.stage_runner import lock_for, remove_leftovers, run_stage
 from comfywatchman.stages import ORDER, SIDE_BY_SIDE
@@ -161,22 +162,32 @@ def _record(
     errors = [e for o in outcomes for e in o.errors]
     exit_code = EXIT_SKIPPED if skipped else (EXIT_OK if not errors else EXIT_FAILED)
     counts = headline_counts(outcomes)
-    state.record_cycle(
-        cycle_record(ctx.cycle_id, started, finished, exit_code, skipped, counts, errors, trigger, catch_up)
-    )
+    try:
+        state.record_cycle(
+            cycle_record(ctx.cycle_id, started, finished, exit_code, skipped, counts, errors, trigger, catch_up)
+        )
+    except (OSError, ArtifactError) as exc:  # a full disk: said in one line, and the cycle counts as failed
+        if isinstance(exc, OSError) and not exc.filename:  # a write's error names no file: this is the one
+            exc.filename = str(state.cycles_path)
+        errors.append(f"cannot record the cycle: {in_words(exc)}")
+        logger.error("%s", errors[-1])
+        exit_code = EXIT_FAILED
     outcome_word = "skipped" if skipped else ("success" if exit_code == EXIT_OK else "failed")
-    state.record_outcome(
-        finished,
-        outcome_word,
-        skipped,
-        schedule["interval_minutes"],
-        schedule["retry_minutes"],
-        os.getpid(),
-        cycle_id=ctx.cycle_id,
-        exit_code=exit_code,
-        trigger=trigger,
-        error=errors[0] if errors else None,
-    )
+    try:
+        state.record_outcome(
+            finished,
+            outcome_word,
+            skipped,
+            schedule["interval_minutes"],
+            schedule["retry_minutes"],
+            os.getpid(),
+            cycle_id=ctx.cycle_id,
+            exit_code=exit_code,
+            trigger=trigger,
+            error=errors[0] if errors else None,
+        )
+    except (OSError, ArtifactError) as exc:
+        logger.error("cannot record when the next cycle is due: %s", in_words(exc))
     assert ctx.log is not None
     ctx.log.event(
         "cycle",

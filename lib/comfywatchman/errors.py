@@ -44,3 +44,11 @@ class LockUnusableError(WatchmanError):
 
     def __init__(self, lock_path: str, reason: str) -> None:
         super().__init__(f"{lock_path}: cannot open the lock file ({reason}); remove or fix it")
+
+
+def in_words(exc: BaseException) -> str:
+    """Return an error as one line for a person: an OSError's file and its own words ("/x/intake.json: No space
+    left on device"), without the errno and quotes of its str(); anything else as its text."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)

@@ -18,6 +18,7 @@ from comfywatchman.errors import (
     LockHeldError,
     LockUnusableError,
     WatchmanError,
+    in_words,
 )
 from comfywatchman.lock import CycleLock
 from comfywatchman.stages.context import Machine, StageContext, StageOutcome, new_cycle_id, utcnow
@@ -97,8 +98,7 @@ def execute_stage(name: str, ctx: StageContext) -> tuple[datetime, StageOutcome,
     except OSError as exc:  # the machine's, not a bug: a full disk, a drive gone, a permission taken away
         logger.debug("stage %s stopped:\n%s", name, traceback.format_exc())
         outcome = StageOutcome(name)
-        where = f"{exc.filename}: " if exc.filename else ""
-        outcome.fail(f"stage {name} stopped: {where}{exc.strerror or exc}")
+        outcome.fail(f"stage {name} stopped: {in_words(exc)}")
     except Exception as exc:  # a bug must not take the rest of the cycle down; the traceback goes to DEBUG
         logger.debug("stage %s crashed:\n%s", name, traceback.format_exc())
         outcome = StageOutcome(name)
@@ -117,7 +117,7 @@ def record_stage_run(
     try:
         StateManager(ctx.state_dir).record_stage(ctx.cycle_id, outcome, started, finished)
     except (OSError, ArtifactError) as exc:
-        logger.error("cannot record the %s stage run: %s", name, exc)
+        logger.error("cannot record the %s stage run: %s", name, in_words(exc))
     assert ctx.log is not None
     ctx.log.event(
         name,

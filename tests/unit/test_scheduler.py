@@ -289,3 +289,20 @@ def test_trigger_from_env_accepts_cron_only_when_set() -> None:
     assert cycle.trigger_from_env({"COMFYWATCHMAN_TRIGGER": "cron"}) == "cron"
     assert cycle.trigger_from_env({"COMFYWATCHMAN_TRIGGER": "bogus"}) == "manual"
     assert cycle.trigger_from_env({}) == "manual"
+
+
+def test_a_cycle_that_cannot_record_itself_says_so_and_fails_without_a_traceback(
+    tmp_path: Path, stub_stages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(self: StateManager, record: dict[str, Any]) -> None:
+        raise OSError(28, "No space left on device", str(self.cycles_path))
+
+    monkeypatch.setattr(StateManager, "record_cycle", full_disk)
+    machine = FakeMachine()
+    result = cycle.guarded_cycle(make_config(tmp_path), clock=machine.now, machine=machine.machine(), force=True)
+    assert result.exit_code == 1
+    assert result.errors == (
+        f"cannot record the cycle: {tmp_path / 'state' / 'cycles.jsonl'}: No space left on device",
+    )
+    recorded = json.loads((tmp_path / "state" / "scheduler.json").read_text(encoding="utf-8"))
+    assert recorded["last_outcome"] == "failed" and recorded["last_error"] == result.errors[0]

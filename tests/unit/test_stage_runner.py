@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfywatchman import stage_runner
+from comfywatchman import errors, stage_runner
 from comfywatchman.stages.context import StageOutcome
 from tests.helpers.comfy_tree import subprocess_env
 
@@ -112,3 +112,11 @@ def test_a_stage_stopped_by_the_machine_says_which_file_and_why_not_that_it_cras
     ctx = type("Ctx", (), {"now": lambda self: next(clock)})()
     _, outcome, _ = stage_runner.execute_stage("intake", ctx)  # type: ignore[arg-type]
     assert outcome.errors == [f"stage intake stopped: {tmp_path / 'state' / 'intake.json'}: No space left on device"]
+
+
+def test_errors_in_words_give_an_oserrors_file_and_words_without_its_errno() -> None:
+    assert errors.in_words(OSError(28, "No space left on device", "/h/state/x.json")) == (
+        "/h/state/x.json: No space left on device"
+    )
+    assert errors.in_words(OSError(28, "No space left on device")) == "No space left on device"
+    assert errors.in_words(ValueError("plain")) == "plain"
