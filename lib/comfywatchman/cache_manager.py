@@ -161,7 +161,7 @@ def _add_files(
     parent = current if current.endswith(os.sep) else current + os.sep
     for entry in entries:
         name = entry.name
-        if not name.isascii() and not fs_names.is_text(name):
+        if not name.isascii() and not fs_names.is_text(name):  # isascii first: no call for nearly every name
             skipped.append(parent + name)  # no artifact can hold it: reported, left out
             continue
         try:

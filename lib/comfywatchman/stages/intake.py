@@ -17,7 +17,6 @@ import hashlib
 import logging
 import os
 import re
-import stat as stat_mode
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +145,8 @@ def _walk(
 def sha256_file(path: str | Path) -> str:
     """Return the hex sha256 of the file at ``path``."""
     digest = hashlib.sha256()
-    fd, _ = regular_files.open_regular(path)  # replaced by a pipe or a device since it was listed: refused
+    # A named pipe (would block) or a device (/dev/zero never ends) is refused here: an unreadable file's finding.
+    fd, _ = regular_files.open_regular(path)
     with open(fd, "rb", closefd=True) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -237,10 +237,6 @@ def _stat_and_digest(
             stat = os.stat(item.file)
         except OSError as exc:
             known.append((None, exc))
-            continue
-        if not stat_mode.S_ISREG(stat.st_mode):
-            # Reading it would block (a named pipe) or never end (/dev/zero): a finding, never read.
-            known.append((None, OSError(f"not a regular file ({regular_files.what_it_is(stat.st_mode)})")))
             continue
         digest = _unchanged_digest(stat, previous.get(item.file, {}))
         known.append((stat, digest))
