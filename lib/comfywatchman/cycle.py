@@ -132,8 +132,9 @@ def guarded_cycle(
             )
             outcomes = [run_stage("gate", ctx)]
             if not outcomes[0].skipped_reason and outcomes[0].ok:
-                outcomes += side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx, meanwhile=prewarm_after)
-                outcomes += [run_stage(name, ctx) for name in ORDER[1:-1] if name not in SIDE_BY_SIDE]
+                outcomes += side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx, meanwhile=prewarm_after, ahead=scan_ahead)
+                ran = {outcome.stage for outcome in outcomes}
+                outcomes += [run_stage(name, ctx) for name in ORDER[1:-1] if name not in ran]
                 outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
                 outcomes.append(run_stage(ORDER[-1], ctx))
             return _record(config, ctx, started, outcomes, trigger, catch_up)
@@ -142,13 +143,32 @@ def guarded_cycle(
         lock.release()
 
 
-def prewarm_after(intake: StageOutcome) -> None:
-    """Import what the stages after the scan load when they have work, while this process would only wait for
-    the cache child (``prewarm``): when ``intake``'s outcome says a workflow is new, changed or removed, the
-    scan makes entries and those stages work; a cycle where intake saw nothing change imports nothing."""
+def scan_ahead(intake: StageOutcome) -> str | None:
+    """Return "scan" (run it while the cache child still walks the install: ``side_by_side``, ``ahead``) when
+    ``intake``'s outcome says few workflows are new or changed (fewer than the scan reads in worker processes:
+    it then reads them in this process, in little time and memory), else None: a scan of many new workflows
+    runs after the cache stage, as its memory would come on top of the child's and its work would be lost
+    where the install changed."""
+    from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
+
     counts = intake.counts
-    if counts.get("new") or counts.get("changed") or counts.get("removed"):
-        prewarm.import_for(("search", "verify", "report"))
+    if "new" not in counts or "changed" not in counts:  # intake failed before counting
+        return None
+    return "scan" if counts["new"] + counts["changed"] < MIN_PARALLEL else None
+
+
+# The stages a cycle runs after the cache and the intake, whose modules ``prewarm_after`` imports.
+LATER_STAGES = tuple(name for name in ORDER if name not in ("gate", *SIDE_BY_SIDE))
+
+
+def prewarm_after(intake: StageOutcome) -> None:
+    """Import what the stages after the intake load, while this process would only wait for the cache child
+    (``prewarm``): their runners in every cycle (each checks whether its inputs changed), and what they load when
+    they have work only when ``intake``'s outcome says a workflow is new, changed or removed (the scan then
+    makes entries and the later stages work)."""
+    counts = intake.counts
+    changed = bool(counts.get("new") or counts.get("changed") or counts.get("removed"))
+    prewarm.import_for(LATER_STAGES, work=changed)
 
 
 def _record(

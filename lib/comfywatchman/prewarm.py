@@ -1,12 +1,14 @@
 """The modules of the stages still to run, imported while this process would only wait.
 
 A cycle runs the cache stage in a forked child beside intake (``side_by_side``). Intake takes a third of the
-child's time, so this process then waits for the child, idle, ~0.08 s at 2,000 workflows; the search, the
-verify and the report import their modules when they start, after that wait (the search with its backends and
-its memo, the verify with its memo: ~40 ms of a one-changed cycle, dataclasses built and bytecode read). Imported
-in the wait instead, they cost the cycle no time where a second core runs the child. A cycle where intake saw
-nothing change needs few of them (each stage finds its inputs unchanged and returns): importing them then is
-CPU time for nothing, so the caller names the stages that will work (``import_for``).
+child's time, so this process then waits for the child, idle, ~0.08 s at 2,000 workflows; the later stages import
+their modules when they start, after that wait. Imported in the wait instead, they cost the cycle no time where a
+second core runs the child. Every cycle runs each later stage's runner (``stage_runner.RUNNER_MODULES``: the
+check that its inputs are unchanged), so those are imported in any cycle (~9 ms of a cycle where nothing
+changed). The modules a stage loads only when it has work (the scan's parser, the search with its backends and
+its memo, the verify with its memo: ~40 ms of a one-changed cycle, dataclasses built and bytecode read) are
+imported only when the caller says the stages will work (``import_for``, ``work``): in a cycle where nothing
+changed they would be CPU time for nothing.
 
 Import only: no module here runs stage code, reads a file of the home or logs for a stage. What fails to import
 is left for the stage itself, which imports it again and fails as it always did.
@@ -19,37 +21,41 @@ import logging
 import sys
 from collections.abc import Iterable
 
+from comfywatchman.stage_runner import RUNNER_MODULES
+
 logger = logging.getLogger(__name__)
 
-# What each stage imports when it has work, beyond its runner (``stage_runner.STAGE_RUNNERS``): the modules its
+# What each stage imports when it has work, beyond its runner (``stage_runner.RUNNER_MODULES``): the modules its
 # runner defers and the ones those load lazily (``lazy.module``), in the order the stage needs them.
 MODULES: dict[str, tuple[str, ...]] = {
-    "search": (
-        "comfywatchman.stages.search_inputs",
-        "comfywatchman.stages.search",
-        "comfywatchman.stages.search_delta",
+    "scan": (
+        "comfywatchman.comfy.inventory",
+        "comfywatchman.workflow.load",
+        "comfywatchman.workflow.extract",
+        "comfywatchman.workflow.embeddings",
+        "comfywatchman.workflow.parse_worker",
     ),
-    "verify": (
-        "comfywatchman.stages.verify_inputs",
-        "comfywatchman.stages.verify",
-        "comfywatchman.stages.verify_delta",
-    ),
-    "report": ("comfywatchman.stages.report",),
+    "search": ("comfywatchman.stages.search", "comfywatchman.stages.search_delta"),
+    "verify": ("comfywatchman.stages.verify", "comfywatchman.stages.verify_delta"),
+    "report": ("comfywatchman.reporting.parts", "comfywatchman.reporting.broken_models"),
 }
 # The search's backends come from the registry (entry points), loaded once per process; "search" loads them.
 _BACKENDS = "search"
 
 
-def import_for(stages: Iterable[str]) -> list[str]:
-    """Import the modules ``stages`` (names of ``MODULES``; others are ignored) need when they have work, and
-    return the names of those imported now (those imported already are skipped; one that fails is logged at
-    DEBUG and left for its stage)."""
+def import_for(stages: Iterable[str], work: bool = True) -> list[str]:
+    """Import the runner of each of ``stages`` (names of ``stage_runner.RUNNER_MODULES``; others are ignored)
+    and, with ``work``, the modules it needs when it has work (``MODULES``); return the names of those imported
+    now (those imported already are skipped; one that fails is logged at DEBUG and left for its stage)."""
     done = []
     for stage in stages:
-        for name in MODULES.get(stage, ()):
+        runner = RUNNER_MODULES.get(stage)
+        if runner is None:
+            continue
+        for name in (runner, *(MODULES.get(stage, ()) if work else ())):
             if _load(name):
                 done.append(name)
-        if stage == _BACKENDS:
+        if work and stage == _BACKENDS:
             _load_backends()
     return done
 

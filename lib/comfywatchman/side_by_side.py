@@ -16,6 +16,14 @@ is why Python's own multiprocessing stopped forking there. Not on Windows (no fo
 
 A child that crashes, is killed, or does not finish within ``CHILD_TIMEOUT_S`` (it is then killed) becomes a
 failed outcome of its stage with one line saying so; the cycle goes on as after any failed stage.
+
+A third stage may run ahead, in this process, while the child still runs (``ahead``): one that comes after both
+and reads of the child's stage only files that stage rewrites when what they hold changed (the catalogue says
+which). Where it finds them as they were when it started, once the child has ended, its run stands: it read what
+it would have read after the child. Where the child rewrote one of them meanwhile, the stage runs again, after
+the child, and the run ahead is dropped (its files are written again, its log records never written). In a
+cycle where the install did not change (most cycles), the scan thus runs while the cache stage walks the model
+folders, on the core intake has left.
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
-from comfywatchman import artifacts, logsetup
+from comfywatchman import artifacts, catalogue, logsetup
 from comfywatchman.stage_runner import execute_stage, record_stage_run, run_stage
 from comfywatchman.stages.context import StageContext, StageOutcome
 
@@ -107,6 +116,7 @@ def run_side_by_side(
     fork: bool = True,
     timeout_s: float = CHILD_TIMEOUT_S,
     meanwhile: Callable[[StageOutcome], object] | None = None,
+    ahead: Callable[[StageOutcome], str | None] | None = None,
 ) -> list[StageOutcome]:
     """Run the two stages ``names``, which must share no file, and return their outcomes in that order.
 
@@ -115,7 +125,9 @@ def run_side_by_side(
     way each run is recorded (stderr, ``state/runs``, the structured log) in the order of ``names``, and the
     files written are the same. A child that has not ended ``timeout_s`` seconds after it was forked is
     killed. ``meanwhile`` is called with the second stage's outcome when this process has run it and would only
-    wait for the child (not when the stages run one after the other: nothing waits then)."""
+    wait for the child (not when the stages run one after the other: nothing waits then). ``ahead``, called
+    then too, names a stage to run in that wait (see the module's notes) or None; when it runs, its outcome
+    follows the two (the caller runs it otherwise)."""
     refusal = fork_refusal() if fork else "asked to run them one after the other"
     if refusal is not None:
         logger.debug("stages %s run one after the other: %s", " and ".join(names), refusal)
@@ -129,10 +141,14 @@ def run_side_by_side(
         logger.warning("stages %s run one after the other: cannot fork: %s", " and ".join(names), exc)
         return [run_stage(name, ctx) for name in names]
     logger.debug("stage %s runs in process %d beside this one, which runs stage %s", first, pid, second)
+    early: _Ahead | None = None
     try:
         mine = _run_capturing(second, ctx)
         if meanwhile is not None:
             meanwhile(mine.outcome)
+        wanted = ahead(mine.outcome) if ahead is not None else None
+        if wanted is not None:
+            early = _run_ahead(wanted, first, ctx, answer)
         theirs = _collect(first, ctx, pid, answer, deadline, forked_at, timeout_s)
     except BaseException:
         # Interrupted (Ctrl-C, a second stop signal): the child must not outlive this process's cycle.
@@ -143,7 +159,67 @@ def run_side_by_side(
     outcomes = [_record(first, ctx, theirs), _record(second, ctx, mine)]
     artifacts.defer_paths(theirs.files, theirs.folders)
     _reap(block=False)  # it has ended by now, most often; else the next call waits for it
+    if early is not None:
+        outcomes.append(_after_the_child(first, ctx, early))
     return outcomes
+
+
+@dataclass
+class _Ahead:
+    """A stage run ahead (``_run_ahead``): its run, not yet recorded, and the identity of each file of the
+    child's stage it reads, taken before it started."""
+
+    name: str
+    run: _Run
+    files: list[Path]
+    before: list[tuple[int, ...] | None]
+
+
+def _run_ahead(name: str, first: str, ctx: StageContext, answer: int) -> _Ahead | None:
+    """Run stage ``name`` now, while the child runs stage ``first``, and return the run; None (not run) when the
+    child has answered already (nothing to gain: it runs after, as usual) or a file of ``first`` that ``name``
+    reads is not there yet (a first cycle: the run would be made again)."""
+    if _answered(answer):
+        return None
+    files = [catalogue.path(ctx.config, item.key) for item in catalogue.ARTIFACTS if _feeds(item, first, name)]
+    before = [_identity(path) for path in files]
+    if None in before:
+        return None
+    logger.debug("stage %s runs ahead, while stage %s runs in its process", name, first)
+    return _Ahead(name, _run_capturing(name, ctx), files, before)
+
+
+def _feeds(item: catalogue.Artifact, writer: str, reader: str) -> bool:
+    """Return whether ``item`` is a file stage ``writer`` writes and stage ``reader`` reads."""
+    return writer in item.writers and reader in item.readers
+
+
+def _after_the_child(first: str, ctx: StageContext, early: _Ahead) -> StageOutcome:
+    """Record the run ahead when the child left every file it reads as it found them; else run its stage again
+    (the run ahead dropped); return the outcome recorded."""
+    changed = [str(path) for path, was in zip(early.files, early.before, strict=True) if _identity(path) != was]
+    if not changed:
+        return _record(early.name, ctx, early.run)
+    logger.debug("stage %s runs again: stage %s rewrote %s while it ran", early.name, first, ", ".join(changed))
+    return run_stage(early.name, ctx)
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """Return what tells one version of the file at ``path`` from another (a file replaced has another inode and
+    change time), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _answered(answer: int) -> bool:
+    """Return whether the child has started its answer (or ended) on the pipe ``answer``: it is done with its
+    stage."""
+    poller = select.poll()
+    poller.register(answer, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _fork_child(name: str, ctx: StageContext) -> tuple[int, int]:

@@ -41,16 +41,20 @@ def _run_of(module: str) -> Callable[[StageContext], StageOutcome]:
     return run
 
 
-# Every stage is a function of its StageContext alone; what each reads and writes is in the catalogue.
+# The module whose ``run`` each stage is. Every stage is a function of its StageContext alone; what each reads and
+# writes is in the catalogue.
+RUNNER_MODULES: dict[str, str] = {
+    "gate": "comfywatchman.stages.gate",
+    "cache": "comfywatchman.stages.cache",
+    "intake": "comfywatchman.stages.intake",
+    "scan": "comfywatchman.stages.scan",
+    "search": "comfywatchman.stages.search_inputs",  # imports stages.search when the search runs
+    "verify": "comfywatchman.stages.verify_inputs",  # imports stages.verify when there is work
+    "download": "comfywatchman.download.cycle",
+    "report": "comfywatchman.stages.report",
+}
 STAGE_RUNNERS: dict[str, Callable[[StageContext], StageOutcome]] = {
-    "gate": _run_of("comfywatchman.stages.gate"),
-    "cache": _run_of("comfywatchman.stages.cache"),
-    "intake": _run_of("comfywatchman.stages.intake"),
-    "scan": _run_of("comfywatchman.stages.scan"),
-    "search": _run_of("comfywatchman.stages.search_inputs"),  # imports stages.search when the search runs
-    "verify": _run_of("comfywatchman.stages.verify_inputs"),  # imports stages.verify when there is work
-    "download": _run_of("comfywatchman.download.cycle"),
-    "report": _run_of("comfywatchman.stages.report"),
+    name: _run_of(module) for name, module in RUNNER_MODULES.items()
 }
 
 

@@ -25,7 +25,7 @@ from comfywatchman.stages import ORDER, SIDE_BY_SIDE
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
 from tests.fakes.machine import FakeMachine
-from tests.helpers.comfy_tree import ComfyTree, run_cli
+from tests.helpers.comfy_tree import ComfyTree, run_cli, ui_node, ui_workflow
 from tests.unit.stages.test_reuse import T0, context, make_install
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stages run side by side on Linux only")
@@ -402,19 +402,110 @@ def test_meanwhile_gets_the_second_stage_outcome_only_where_this_process_waits_f
         assert seen == ([("intake", os.getpid())] if fork else [])
 
 
-def test_a_cycle_imports_the_later_stages_in_the_wait_only_when_intake_saw_a_change(
+def test_a_cycle_imports_the_later_stages_runners_in_the_wait_and_their_work_only_when_intake_saw_a_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    asked: list[tuple[str, ...]] = []
-    monkeypatch.setattr(cycle.prewarm, "import_for", lambda stages: asked.append(tuple(stages)) or [])
-    for counts, expected in (
-        ({"workflows": 3, "new": 0, "changed": 0, "removed": 0}, []),
-        ({"workflows": 3, "new": 1, "changed": 0, "removed": 0}, [("search", "verify", "report")]),
-        ({"workflows": 3, "new": 0, "changed": 0, "removed": 1}, [("search", "verify", "report")]),
-        ({}, []),  # intake failed before counting
+    asked: list[tuple[tuple[str, ...], bool]] = []
+    monkeypatch.setattr(cycle.prewarm, "import_for", lambda stages, work: asked.append((tuple(stages), work)) or [])
+    later = ("scan", "search", "verify", "report")
+    for counts, work in (
+        ({"workflows": 3, "new": 0, "changed": 0, "removed": 0}, False),
+        ({"workflows": 3, "new": 1, "changed": 0, "removed": 0}, True),
+        ({"workflows": 3, "new": 0, "changed": 0, "removed": 1}, True),
+        ({}, False),  # intake failed before counting
     ):
         asked.clear()
         outcome = StageOutcome("intake")
         outcome.counts = counts
         cycle.prewarm_after(outcome)
-        assert asked == expected
+        assert asked == [(later, work)]
+
+
+@pytest.mark.parametrize("model_added", [False, True], ids=["install-as-it-was", "model-added"])
+def test_a_scan_run_ahead_of_the_cache_child_leaves_the_files_of_a_scan_run_after_it(
+    comfy_tree: ComfyTree,
+    tmp_path: Path,
+    fork_here: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+    model_added: bool,
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    make_install(comfy_tree)
+    parent, real_cache = os.getpid(), stage_runner.STAGE_RUNNERS["cache"]
+
+    def slow_cache(ctx: StageContext) -> StageOutcome:
+        if os.getpid() != parent:
+            time.sleep(0.5)  # still walking the install when intake is done: the scan runs ahead
+        return real_cache(ctx)
+
+    replace_stage(monkeypatch, "cache", slow_cache)
+    homes = {fork: tmp_path / f"home-{fork}" for fork in (True, False)}
+
+    def cycle_in(fork: bool) -> None:
+        monkeypatch.setenv(side_by_side.FORK_ENV, "1" if fork else "0")
+        homes[fork].mkdir(exist_ok=True)
+        ctx = context(comfy_tree, homes[fork], "c0", T0)
+        machine = FakeMachine(wall=T0)
+        result = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+        assert result.exit_code == 0, result.errors
+
+    for fork in homes:
+        cycle_in(fork)
+    first = [r.getMessage() for r in logs.records]
+    assert not any("runs ahead" in m for m in first)  # a first cycle has no model cache to scan against
+    # A workflow now needs another LoRA; where the model is added too, the cache rewrites the model cache.
+    lora = ui_node(2, "LoraLoader", ["other_lora.safetensors", 1, 1])
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"]), lora]))
+    if model_added:
+        comfy_tree.model("loras", "other_lora.safetensors")
+    logs.clear()
+    for fork in homes:
+        cycle_in(fork)
+    messages = [r.getMessage() for r in logs.records]
+    assert sum("stage scan runs ahead, while stage cache runs in its process" in m for m in messages) == 1
+    assert any(re.search(r"stage scan runs again: stage cache rewrote \S+model_cache.json", m) for m in messages) == (
+        model_added
+    )
+    # Recorded in the order of the stages, from this process, once.
+    events = [json.loads(line) for line in (homes[True] / "log" / "structured.log").read_text().splitlines()]
+    assert [e["stage"] for e in events[-len(ORDER) - 1 :]] == [*ORDER, "cycle"]
+    forked, one_after_the_other = _normalized(homes[True]), _normalized(homes[False])
+    assert forked.keys() == one_after_the_other.keys()
+    if model_added:
+        # The scan run again takes the changed workflow's requirements from the store the run ahead filled, where
+        # one after the other parses it: what it did differs ("reused", its counts), not what it found.
+        # scan_lines.json places each line of scan.json by its bytes, which the flag's length moves.
+        forked, one_after_the_other = (
+            {k: _work_masked(v) for k, v in files.items() if k != "state/scan_lines.json"}
+            for files in (forked, one_after_the_other)
+        )
+    for name, text in forked.items():
+        assert text == one_after_the_other[name], name
+    scan = json.loads((homes[True] / "state" / "scan.json").read_text())
+    b = next(w for w in scan["workflows"] if w["workflow"].endswith("b.json"))
+    missing = [m["name"] for m in b["models"] if m["status"] == "missing"]
+    assert missing == ([] if model_added else ["other_lora.safetensors"])
+
+
+_SCAN_WORK = re.compile(r'("reused": ?)(true|false|\d+)|("parsed": ?)\d+|\(\d+ parsed, \d+ unchanged\)')
+
+
+def _work_masked(text: str) -> str:
+    """Return ``text`` with what the scan did to make its entries (parsed, or taken from the store) masked."""
+    return _SCAN_WORK.sub("WORK", text)
+
+
+def test_a_scan_runs_ahead_only_when_few_workflows_are_new_or_changed() -> None:
+    from comfywatchman.stages.scan import MIN_PARALLEL
+
+    def intake(**counts: int) -> StageOutcome:
+        outcome = StageOutcome("intake")
+        outcome.counts = counts
+        return outcome
+
+    assert cycle.scan_ahead(intake(workflows=5000, new=0, changed=1, removed=0)) == "scan"
+    assert cycle.scan_ahead(intake(workflows=5000, new=0, changed=0, removed=40)) == "scan"
+    assert cycle.scan_ahead(intake(workflows=5000, new=MIN_PARALLEL - 1, changed=1, removed=0)) is None
+    assert cycle.scan_ahead(intake()) is None  # intake failed before counting
