@@ -132,7 +132,9 @@ def guarded_cycle(
             )
             outcomes = [run_stage("gate", ctx)]
             if not outcomes[0].skipped_reason and outcomes[0].ok:
-                outcomes += side_by_side.run_side_by_side(SIDE_BY_SIDE, ctx, meanwhile=prewarm_after, ahead=scan_ahead)
+                outcomes += side_by_side.run_side_by_side(
+                    SIDE_BY_SIDE, ctx, meanwhile=prewarm_after, ahead=ahead_of_cache
+                )
                 ran = {outcome.stage for outcome in outcomes}
                 outcomes += [run_stage(name, ctx) for name in ORDER[1:-1] if name not in ran]
                 outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
@@ -143,18 +145,22 @@ def guarded_cycle(
         lock.release()
 
 
-def scan_ahead(intake: StageOutcome) -> str | None:
-    """Return "scan" (run it while the cache child still walks the install: ``side_by_side``, ``ahead``) when
-    ``intake``'s outcome says few workflows are new or changed (fewer than the scan reads in worker processes:
-    it then reads them in this process, in little time and memory), else None: a scan of many new workflows
-    runs after the cache stage, as its memory would come on top of the child's and its work would be lost
-    where the install changed."""
+def ahead_of_cache(intake: StageOutcome) -> tuple[str, ...]:
+    """Return the stages to run while the cache child still walks the install (``side_by_side``, ``ahead``): the
+    scan, the search and the verify (they read of the cache stage only its caches, and nothing of the cycle's
+    records, which the report does) when ``intake``'s outcome says few workflows are new or changed (fewer than the
+    scan reads in worker processes: it then reads them in this process, in little time and memory); else none, as
+    a scan of many new workflows would add its memory to the child's and lose its work where the install changed."""
     from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
 
     counts = intake.counts
     if "new" not in counts or "changed" not in counts:  # intake failed before counting
-        return None
-    return "scan" if counts["new"] + counts["changed"] < MIN_PARALLEL else None
+        return ()
+    return AHEAD if counts["new"] + counts["changed"] < MIN_PARALLEL else ()
+
+
+# What ``ahead_of_cache`` runs ahead: the stages after intake up to the report, in order.
+AHEAD = ("scan", "search", "verify")
 
 
 # The stages a cycle runs after the cache and the intake, whose modules ``prewarm_after`` imports.

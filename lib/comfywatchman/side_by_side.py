@@ -17,13 +17,14 @@ is why Python's own multiprocessing stopped forking there. Not on Windows (no fo
 A child that crashes, is killed, or does not finish within ``CHILD_TIMEOUT_S`` (it is then killed) becomes a
 failed outcome of its stage with one line saying so; the cycle goes on as after any failed stage.
 
-A third stage may run ahead, in this process, while the child still runs (``ahead``): one that comes after both
-and reads of the child's stage only files that stage rewrites when what they hold changed (the catalogue says
-which). Where it finds them as they were when it started, once the child has ended, its run stands: it read what
-it would have read after the child. Where the child rewrote one of them meanwhile, the stage runs again, after
-the child, and the run ahead is dropped (its files are written again, its log records never written). In a
-cycle where the install did not change (most cycles), the scan thus runs while the cache stage walks the model
-folders, on the core intake has left.
+Stages after both may run ahead, in this process, while the child still runs (``ahead``): stages that read of
+the child's stage only files that stage rewrites when what they hold changed (the catalogue says which), and
+nothing of the cycle's own records. Each starts only while the child has not answered; where they find those files
+as they were when the first started, once the child has ended, their runs stand: they read what they would have
+read after the child. Where the child rewrote one of them meanwhile, they run again, in order, after the child, and
+the runs ahead are dropped (their files written again, their log records never written). In a cycle where the
+install did not change (most cycles), the scan, the search and the verify thus run while the cache stage walks the
+model folders, on the core intake has left.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def run_side_by_side(
     fork: bool = True,
     timeout_s: float = CHILD_TIMEOUT_S,
     meanwhile: Callable[[StageOutcome], object] | None = None,
-    ahead: Callable[[StageOutcome], str | None] | None = None,
+    ahead: Callable[[StageOutcome], tuple[str, ...]] | None = None,
 ) -> list[StageOutcome]:
     """Run the two stages ``names``, which must share no file, and return their outcomes in that order.
 
@@ -126,8 +127,8 @@ def run_side_by_side(
     files written are the same. A child that has not ended ``timeout_s`` seconds after it was forked is
     killed. ``meanwhile`` is called with the second stage's outcome when this process has run it and would only
     wait for the child (not when the stages run one after the other: nothing waits then). ``ahead``, called
-    then too, names a stage to run in that wait (see the module's notes) or None; when it runs, its outcome
-    follows the two (the caller runs it otherwise)."""
+    then too, names the stages to run in that wait, in order (see the module's notes); the outcomes of those that
+    ran follow the two (the caller runs the others)."""
     refusal = fork_refusal() if fork else "asked to run them one after the other"
     if refusal is not None:
         logger.debug("stages %s run one after the other: %s", " and ".join(names), refusal)
@@ -146,8 +147,8 @@ def run_side_by_side(
         mine = _run_capturing(second, ctx)
         if meanwhile is not None:
             meanwhile(mine.outcome)
-        wanted = ahead(mine.outcome) if ahead is not None else None
-        if wanted is not None:
+        wanted = ahead(mine.outcome) if ahead is not None else ()
+        if wanted:
             early = _run_ahead(wanted, first, ctx, answer)
         theirs = _collect(first, ctx, pid, answer, deadline, forked_at, timeout_s)
     except BaseException:
@@ -160,48 +161,52 @@ def run_side_by_side(
     artifacts.defer_paths(theirs.files, theirs.folders)
     _reap(block=False)  # it has ended by now, most often; else the next call waits for it
     if early is not None:
-        outcomes.append(_after_the_child(first, ctx, early))
+        outcomes += _after_the_child(first, ctx, early)
     return outcomes
 
 
 @dataclass
 class _Ahead:
-    """A stage run ahead (``_run_ahead``): its run, not yet recorded, and the identity of each file of the
-    child's stage it reads, taken before it started."""
+    """Stages run ahead (``_run_ahead``): their runs in order, not yet recorded, and the identity of each file of
+    the child's stage they read, taken before the first started."""
 
-    name: str
-    run: _Run
+    runs: list[tuple[str, _Run]]
     files: list[Path]
     before: list[tuple[int, ...] | None]
 
 
-def _run_ahead(name: str, first: str, ctx: StageContext, answer: int) -> _Ahead | None:
-    """Run stage ``name`` now, while the child runs stage ``first``, and return the run; None (not run) when the
-    child has answered already (nothing to gain: it runs after, as usual) or a file of ``first`` that ``name``
-    reads is not there yet (a first cycle: the run would be made again)."""
-    if _answered(answer):
-        return None
-    files = [catalogue.path(ctx.config, item.key) for item in catalogue.ARTIFACTS if _feeds(item, first, name)]
+def _run_ahead(names: tuple[str, ...], first: str, ctx: StageContext, answer: int) -> _Ahead | None:
+    """Run the stages ``names`` in order now, while the child runs stage ``first``, each only while the child has
+    not answered (after it, nothing is gained: they run after, as usual); return their runs, or None when none
+    ran (the child had answered, or a file of ``first`` they read is not there yet: a first cycle, whose runs
+    would be made again)."""
+    files = [catalogue.path(ctx.config, item.key) for item in catalogue.ARTIFACTS if _feeds(item, first, names)]
     before = [_identity(path) for path in files]
     if None in before:
         return None
-    logger.debug("stage %s runs ahead, while stage %s runs in its process", name, first)
-    return _Ahead(name, _run_capturing(name, ctx), files, before)
+    runs: list[tuple[str, _Run]] = []
+    for name in names:
+        if _answered(answer):
+            break
+        logger.debug("stage %s runs ahead, while stage %s runs in its process", name, first)
+        runs.append((name, _run_capturing(name, ctx)))
+    return _Ahead(runs, files, before) if runs else None
 
 
-def _feeds(item: catalogue.Artifact, writer: str, reader: str) -> bool:
-    """Return whether ``item`` is a file stage ``writer`` writes and stage ``reader`` reads."""
-    return writer in item.writers and reader in item.readers
+def _feeds(item: catalogue.Artifact, writer: str, readers: tuple[str, ...]) -> bool:
+    """Return whether ``item`` is a file stage ``writer`` writes and one of the stages ``readers`` reads."""
+    return writer in item.writers and any(reader in item.readers for reader in readers)
 
 
-def _after_the_child(first: str, ctx: StageContext, early: _Ahead) -> StageOutcome:
-    """Record the run ahead when the child left every file it reads as it found them; else run its stage again
-    (the run ahead dropped); return the outcome recorded."""
+def _after_the_child(first: str, ctx: StageContext, early: _Ahead) -> list[StageOutcome]:
+    """Record the runs ahead when the child left every file they read as they found them; else run their stages
+    again, in order (the runs ahead dropped); return the outcomes recorded."""
     changed = [str(path) for path, was in zip(early.files, early.before, strict=True) if _identity(path) != was]
     if not changed:
-        return _record(early.name, ctx, early.run)
-    logger.debug("stage %s runs again: stage %s rewrote %s while it ran", early.name, first, ", ".join(changed))
-    return run_stage(early.name, ctx)
+        return [_record(name, ctx, run) for name, run in early.runs]
+    names = [name for name, _run in early.runs]
+    logger.debug("stages %s run again: stage %s rewrote %s", ", ".join(names), first, ", ".join(changed))
+    return [run_stage(name, ctx) for name in names]
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:

@@ -464,10 +464,10 @@ def test_a_scan_run_ahead_of_the_cache_child_leaves_the_files_of_a_scan_run_afte
     for fork in homes:
         cycle_in(fork)
     messages = [r.getMessage() for r in logs.records]
-    assert sum("stage scan runs ahead, while stage cache runs in its process" in m for m in messages) == 1
-    assert any(re.search(r"stage scan runs again: stage cache rewrote \S+model_cache.json", m) for m in messages) == (
-        model_added
-    )
+    for name in cycle.AHEAD:
+        assert sum(f"stage {name} runs ahead, while stage cache runs in its process" in m for m in messages) == 1
+    again = r"stages scan, search, verify run again: stage cache rewrote \S+model_cache.json"
+    assert any(re.search(again, m) for m in messages) == model_added
     # Recorded in the order of the stages, from this process, once.
     events = [json.loads(line) for line in (homes[True] / "log" / "structured.log").read_text().splitlines()]
     assert [e["stage"] for e in events[-len(ORDER) - 1 :]] == [*ORDER, "cycle"]
@@ -497,7 +497,7 @@ def _work_masked(text: str) -> str:
     return _SCAN_WORK.sub("WORK", text)
 
 
-def test_a_scan_runs_ahead_only_when_few_workflows_are_new_or_changed() -> None:
+def test_scan_search_and_verify_run_ahead_only_when_few_workflows_are_new_or_changed() -> None:
     from comfywatchman.stages.scan import MIN_PARALLEL
 
     def intake(**counts: int) -> StageOutcome:
@@ -505,7 +505,11 @@ def test_a_scan_runs_ahead_only_when_few_workflows_are_new_or_changed() -> None:
         outcome.counts = counts
         return outcome
 
-    assert cycle.scan_ahead(intake(workflows=5000, new=0, changed=1, removed=0)) == "scan"
-    assert cycle.scan_ahead(intake(workflows=5000, new=0, changed=0, removed=40)) == "scan"
-    assert cycle.scan_ahead(intake(workflows=5000, new=MIN_PARALLEL - 1, changed=1, removed=0)) is None
-    assert cycle.scan_ahead(intake()) is None  # intake failed before counting
+    # The stages after intake that read nothing of the cycle's records (the report lists this cycle's runs).
+    assert cycle.AHEAD == ORDER[3:-1] == ("scan", "search", "verify")
+    stage_runs = catalogue.artifact("stage_run")
+    assert not set(cycle.AHEAD) & set(stage_runs.readers)
+    assert cycle.ahead_of_cache(intake(workflows=5000, new=0, changed=1, removed=0)) == cycle.AHEAD
+    assert cycle.ahead_of_cache(intake(workflows=5000, new=0, changed=0, removed=40)) == cycle.AHEAD
+    assert cycle.ahead_of_cache(intake(workflows=5000, new=MIN_PARALLEL - 1, changed=1, removed=0)) == ()
+    assert cycle.ahead_of_cache(intake()) == ()  # intake failed before counting
