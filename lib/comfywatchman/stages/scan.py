@@ -767,8 +767,10 @@ def _scan(
         if jobs:
             store.load()
             # Started now, while this process is small (starting a process copies it for an instant), and
-            # reading while the caches are read and the indexes built.
-            workers = worker_count(int(scan_config.get("workers", 0)), len(jobs))
+            # reading while the caches are read and the indexes built; as many as the files the store lacks call
+            # for (none when it has them all: an install that changed compares every workflow anew, from the store).
+            to_read = sum(1 for base, _size in jobs if not store.has(base["sha256"]))
+            workers = worker_count(int(scan_config.get("workers", 0)), to_read)
             pool = start_workers(workers, scan_config["loaders"], _placeholders(scan_config), _max_bytes(scan_config))
         handed_out = _handed_out(jobs, store, pool)
         files = InstallFiles(state, map_path) if jobs or not kept.head else None

@@ -130,8 +130,13 @@ def exit_with_parent(parent: int) -> None:
 
 
 def serve(source: IO[bytes], sink: IO[bytes]) -> None:
-    """Answer the jobs read from ``source`` on ``sink``: the settings line first, then ``[path, size]`` lines."""
-    settings = orjson.loads(source.readline())
+    """Answer the jobs read from ``source`` on ``sink``: the settings line first, then ``[path, size]`` lines.
+    A ``source`` that ends before the settings (the scan stopped its workers before handing out any job) is
+    no work: nothing is answered."""
+    first = source.readline()
+    if not first:
+        return
+    settings = orjson.loads(first)
     loaders = extract.loader_table(settings["loaders"])
     placeholders = frozenset(settings["placeholders"])
     max_bytes = settings["max_bytes"]

@@ -548,6 +548,26 @@ def test_with_workers_the_store_answers_what_it_has_and_the_workers_read_the_res
     assert by_name(entries["w3.json"])["l3.safetensors"]["status"] == "installed"
 
 
+def test_no_worker_is_started_when_the_store_has_every_workflow_to_compare(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    for i in range(4):
+        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
+    started: list[int] = []
+    real_start = scan.start_workers
+    monkeypatch.setattr(
+        scan, "start_workers", lambda workers, *rest: started.append(workers) or real_start(workers, *rest)
+    )
+    cycle(ctx)
+    comfy_tree.model("loras", "l1.safetensors")  # the install changes: every workflow is compared anew, from the store
+    outcome = cycle(ctx)
+    assert started == [2, 1]  # two workers to read the four new files; none for the four the store has
+    assert (outcome.counts["parsed"], outcome.counts["reused"]) == (0, 4)
+    assert by_name(scanned(ctx)["w1.json"])["l1.safetensors"]["status"] == "installed"
+
+
 def test_workers_that_cannot_start_leave_the_scan_to_this_process(
     comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

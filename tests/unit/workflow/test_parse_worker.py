@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,3 +56,15 @@ def test_the_jobs_of_a_worker_that_died_come_back_lost(tmp_path: Path) -> None:
     owners = [(index // parse_worker.CHUNK) % 2 for index in range(len(jobs))]
     assert [kind == parse_worker.LOST for kind, _ in answers] == [owner == 1 for owner in owners]
     assert all(kind != parse_worker.LOST for kind, _ in answers[: parse_worker.CHUNK])
+
+
+def test_a_worker_stopped_before_any_job_ends_quietly() -> None:
+    # The scan closes a worker's input without a word when it hands out no job: not a traceback in cron's mail.
+    done = subprocess.run(
+        [sys.executable, "-m", "comfywatchman.workflow.parse_worker", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
