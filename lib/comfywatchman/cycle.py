@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,12 +137,18 @@ def guarded_cycle(
                     SIDE_BY_SIDE, ctx, meanwhile=prewarm_after, ahead=ahead_of_cache
                 )
                 ran = {outcome.stage for outcome in outcomes}
-                outcomes += [run_stage(name, ctx) for name in ORDER[1:-1] if name not in ran]
+                for name in ORDER[1:-1]:
+                    if name in ran:
+                        continue
+                    if name == "search":
+                        check_headers_meanwhile(ctx)
+                    outcomes.append(run_stage(name, ctx))
                 outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
                 outcomes.append(run_stage(ORDER[-1], ctx))
             return _record(config, ctx, started, outcomes, trigger, catch_up)
     finally:
         side_by_side.reap()
+        end_header_check()
         lock.release()
 
 
@@ -165,6 +172,23 @@ AHEAD = ("scan", "search", "verify")
 
 # The stages a cycle runs after the cache and the intake, whose modules ``prewarm_after`` imports.
 LATER_STAGES = tuple(name for name in ORDER if name not in ("gate", *SIDE_BY_SIDE))
+
+
+def check_headers_meanwhile(ctx: StageContext) -> None:
+    """Start the report's header check of every installed file before the search when the report will run it
+    (``report.start_header_check``): the search and the verify keep one core busy, the check the other, and the
+    report finds its answer ready instead of waiting for it (a first cycle at 2,000 workflows waited 20-85 ms)."""
+    from comfywatchman.stages import report  # the report's module: imported in the cycle's wait (prewarm)
+
+    if report.start_header_check(ctx.state_dir):
+        logger.debug("the header check of every installed model file started before the search")
+
+
+def end_header_check() -> None:
+    """End a header check started early that the report did not take (it failed, or kept its findings)."""
+    module = sys.modules.get("comfywatchman.reporting.broken_models")
+    if module is not None and type(module).__name__ != "_LazyModule":  # loaded: it may have started one
+        module.end_early()
 
 
 def prewarm_after(intake: StageOutcome) -> None:

@@ -7,6 +7,11 @@ check runs on another core meanwhile. Its answer is the one the report would mak
 on the same model_cache.json, which the report reads and validates once (``Check.findings``) and without which
 the child's answer is not used. When the process cannot be started or its answer cannot be read, the report
 runs the check itself: the helper changes when the work is done, never what it finds.
+
+A cycle starts the check earlier still (``start_early``), before its search, when the report will need it: the
+search and the verify keep one core busy, the check takes the other, and the report finds its answer ready. The
+report takes that process only for the very model_cache.json it was started for (``Check``); one it does not take
+is ended with the cycle (``end_early``).
 """
 
 from __future__ import annotations
@@ -46,14 +51,72 @@ def worth_a_process(state: Path) -> bool:
         return False
 
 
+# The check started before the report (``start_early``), by the path of its model_cache.json: the file's identity
+# then, and the process.
+_EARLY: dict[Path, tuple[tuple[int, ...], subprocess.Popen[bytes]]] = {}
+
+
+def start_early(state: Path) -> bool:
+    """Start the header check of ``state``'s model_cache.json now, in a process of its own, for this process's
+    report to take (``Check``); return whether it started (not when the file is missing or no process starts)."""
+    path = state / MODEL_CACHE
+    _end(_EARLY.pop(path, (None, None))[1])
+    identity = _identity(path)
+    child = _spawn(path) if identity is not None else None
+    if identity is None or child is None:
+        return False
+    _EARLY[path] = (identity, child)
+    return True
+
+
+def end_early() -> None:
+    """End the checks started early that no report took (the cycle is over)."""
+    while _EARLY:
+        _end(_EARLY.popitem()[1][1])
+
+
+def _take_early(path: Path) -> subprocess.Popen[bytes] | None:
+    """Return the check started early for ``path`` when the file is still the one it was started for; else end
+    it (if any) and return None."""
+    early = _EARLY.pop(path, None)
+    if early is None:
+        return None
+    identity, child = early
+    if _identity(path) == identity:
+        return child
+    _end(child)
+    return None
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """Return what tells one version of the file at ``path`` from another, or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _end(child: subprocess.Popen[bytes] | None) -> None:
+    """Kill ``child`` when it still runs, and collect it."""
+    if child is not None:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+
+
 class Check:
     """The installed files' findings of ``state/model_cache.json``, the header check computed in a child
-    process started now (``start``) and read by ``findings``; a context manager that ends the child when the
-    report leaves early."""
+    process started now (``start``; the one ``start_early`` started, when it was for this very file) and read by
+    ``findings``; a context manager that ends the child when the report leaves early."""
 
     def __init__(self, state: Path, start: bool = True) -> None:
         self.path = state / MODEL_CACHE
-        self._child: subprocess.Popen[bytes] | None = _spawn(self.path) if start else None
+        early = _take_early(self.path)
+        if not start:
+            _end(early)
+            early = None
+        self._child: subprocess.Popen[bytes] | None = early or (_spawn(self.path) if start else None)
 
     def __enter__(self) -> Check:
         return self
@@ -64,10 +127,7 @@ class Check:
     def close(self) -> None:
         """End the child process, when it is still running (the report left before it needed the answer)."""
         child, self._child = self._child, None
-        if child is not None:
-            if child.poll() is None:
-                child.kill()
-            child.communicate()
+        _end(child)
 
     def findings(self) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
         """Return the installed safetensors files that are cut short or unreadable (``broken_files``) and the

@@ -1164,6 +1164,16 @@ def model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, An
     return kept if kept is not None else broken_models.Check(state, start=False).findings()
 
 
+def start_header_check(state: Path) -> bool:
+    """Start the header check of every installed file now, for this cycle's report to take
+    (``broken_models.start_early``), when that report will run it in a process of its own: model_cache.json is
+    not the one the last report checked (``kept_model_findings``) and lists enough files; return whether it
+    started."""
+    if kept_model_findings(state) is not None or not broken_models.worth_a_process(state):
+        return False
+    return broken_models.start_early(state)
+
+
 def kept_model_findings(state: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]] | None:
     """Return the last report's broken files and walk limits when model_cache.json is as it was then (it holds
     every file's size and is rewritten when one changes), else None."""

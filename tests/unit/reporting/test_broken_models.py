@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import subprocess
 from pathlib import Path
@@ -9,10 +10,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from comfywatchman import artifacts
+from comfywatchman import artifacts, cycle
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.reporting import broken_models
+from tests.fakes.machine import FakeMachine
+from tests.helpers.comfy_tree import ComfyTree
 from tests.helpers.model_files import safetensors_bytes
+from tests.unit.stages.test_reuse import T0, context, make_install
 
 
 def _state_with_models(tmp_path: Path) -> Path:
@@ -120,3 +124,60 @@ def test_an_installed_package_is_not_put_first_on_the_child_path(
     monkeypatch.setattr(broken_models, "_site_folders", lambda: {root})
     broken_models._spawn(tmp_path / "model_cache.json")
     assert seen[0]["PYTHONPATH"] == root and "PYTHONPATH" not in seen[1]
+
+
+def test_a_check_started_early_is_the_one_the_report_takes(tmp_path: Path) -> None:
+    state = _state_with_models(tmp_path)
+    assert broken_models.start_early(state)
+    early = broken_models._EARLY[state / "model_cache.json"][1]
+    with broken_models.Check(state) as check:
+        assert check._child is early  # no second process
+        assert check.findings() == (installed_broken(state), [])
+    assert not broken_models._EARLY
+
+
+def test_a_check_started_for_another_model_cache_is_ended_and_started_again(tmp_path: Path) -> None:
+    state = _state_with_models(tmp_path)
+    assert broken_models.start_early(state)
+    early = broken_models._EARLY[state / "model_cache.json"][1]
+    # The model cache is written again after it started (a download put a file in place): not its answer.
+    cache = state / "model_cache.json"
+    document = orjson.loads(cache.read_bytes())
+    document["folders"]["loras"]["files"] = document["folders"]["loras"]["files"][:1]
+    artifacts.write(cache, document, "model_cache")
+    with broken_models.Check(state) as check:
+        assert check._child is not early and early.returncode is not None
+        assert check.findings() == ([], [])  # good.safetensors alone now: nothing broken
+
+
+def test_a_check_started_early_that_no_report_takes_ends_with_the_cycle(tmp_path: Path) -> None:
+    state = _state_with_models(tmp_path)
+    assert broken_models.start_early(state)
+    early = broken_models._EARLY[state / "model_cache.json"][1]
+    broken_models.end_early()
+    assert early.returncode is not None and not broken_models._EARLY
+    assert not broken_models.start_early(tmp_path / "nowhere")  # no model cache: nothing to check
+
+
+def test_a_cycle_starts_the_check_before_its_search_and_its_report_takes_it(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    make_install(comfy_tree)
+    comfy_tree.model("loras", "cut.safetensors").write_bytes(safetensors_bytes(64)[:-3])
+    monkeypatch.setattr(broken_models, "WORTH_A_PROCESS", 1)  # these few files: checked in a process of their own
+    spawned: list[Path] = []
+    real_spawn = broken_models._spawn
+    monkeypatch.setattr(broken_models, "_spawn", lambda path: spawned.append(path) or real_spawn(path))
+    ctx = context(comfy_tree, home, "c0", T0)
+    machine = FakeMachine(wall=T0)
+    for _ in range(2):  # a first cycle checks every file; the next keeps the findings (same model cache)
+        result = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+        assert result.exit_code == 0, result.errors
+    assert spawned == [home / "state" / "model_cache.json"]  # one process, started early, taken by the report
+    messages = [r.getMessage() for r in caplog.records]
+    started = messages.index("the header check of every installed model file started before the search")
+    assert started < next(i for i, m in enumerate(messages) if m.startswith("search: "))
+    report = orjson.loads((home / "output" / "reports" / "status" / "master_status.json").read_bytes())
+    assert [b["name"] for b in report["broken_models"]] == ["cut.safetensors"]
+    assert not broken_models._EARLY
