@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from comfywatchman import __version__, config, resources
+from comfywatchman import __version__, config, file_identity, resources
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,9 @@ def user_dirs_key() -> list[Any] | None:
 
 
 def stat_of(path: str) -> Stat:
-    """Return ``[size, mtime_ns, ctime_ns, inode, device]`` of ``path``, or None when it cannot be stat'ed."""
-    try:
-        found = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino, found.st_dev]
+    """Return ``[size, mtime_ns, ctime_ns, inode, device]`` of ``path`` (``file_identity``), or None when it
+    cannot be stat'ed."""
+    return file_identity.of(path)
 
 
 def _fixed_files(config_file: Path | None, env: Mapping[str, str]) -> list[str]:

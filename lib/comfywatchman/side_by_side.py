@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from comfywatchman import artifacts, catalogue, logsetup
+from comfywatchman import artifacts, catalogue, file_identity, logsetup
 from comfywatchman.stage_runner import execute_stage, record_stage_run, run_stage
 from comfywatchman.stages.context import StageContext, StageOutcome
 
@@ -172,7 +172,7 @@ class _Ahead:
 
     runs: list[tuple[str, _Run]]
     files: list[Path]
-    before: list[tuple[int, ...] | None]
+    before: list[list[int] | None]
 
 
 def _run_ahead(names: tuple[str, ...], first: str, ctx: StageContext, answer: int) -> _Ahead | None:
@@ -181,7 +181,7 @@ def _run_ahead(names: tuple[str, ...], first: str, ctx: StageContext, answer: in
     ran (the child had answered, or a file of ``first`` they read is not there yet: a first cycle, whose runs
     would be made again)."""
     files = [catalogue.path(ctx.config, item.key) for item in catalogue.ARTIFACTS if _feeds(item, first, names)]
-    before = [_identity(path) for path in files]
+    before = [file_identity.of(path) for path in files]
     if None in before:
         return None
     runs: list[tuple[str, _Run]] = []
@@ -201,22 +201,12 @@ def _feeds(item: catalogue.Artifact, writer: str, readers: tuple[str, ...]) -> b
 def _after_the_child(first: str, ctx: StageContext, early: _Ahead) -> list[StageOutcome]:
     """Record the runs ahead when the child left every file they read as they found them; else run their stages
     again, in order (the runs ahead dropped); return the outcomes recorded."""
-    changed = [str(path) for path, was in zip(early.files, early.before, strict=True) if _identity(path) != was]
+    changed = [str(path) for path, was in zip(early.files, early.before, strict=True) if file_identity.of(path) != was]
     if not changed:
         return [_record(name, ctx, run) for name, run in early.runs]
     names = [name for name, _run in early.runs]
     logger.debug("stages %s run again: stage %s rewrote %s", ", ".join(names), first, ", ".join(changed))
     return [run_stage(name, ctx) for name in names]
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """Return what tells one version of the file at ``path`` from another (a file replaced has another inode and
-    change time), or None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _answered(answer: int) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import comfywatchman
-from comfywatchman import artifacts
+from comfywatchman import artifacts, file_identity
 from comfywatchman.download.safetensors import broken_files
 from comfywatchman.errors import ArtifactError
 
@@ -53,7 +53,7 @@ def worth_a_process(state: Path) -> bool:
 
 # The check started before the report (``start_early``), by the path of its model_cache.json: the file's identity
 # then, and the process.
-_EARLY: dict[Path, tuple[tuple[int, ...], subprocess.Popen[bytes]]] = {}
+_EARLY: dict[Path, tuple[list[int], subprocess.Popen[bytes]]] = {}
 
 
 def start_early(state: Path) -> bool:
@@ -61,7 +61,7 @@ def start_early(state: Path) -> bool:
     report to take (``Check``); return whether it started (not when the file is missing or no process starts)."""
     path = state / MODEL_CACHE
     _end(_EARLY.pop(path, (None, None))[1])
-    identity = _identity(path)
+    identity = file_identity.of(path)
     child = _spawn(path) if identity is not None else None
     if identity is None or child is None:
         return False
@@ -82,19 +82,10 @@ def _take_early(path: Path) -> subprocess.Popen[bytes] | None:
     if early is None:
         return None
     identity, child = early
-    if _identity(path) == identity:
+    if file_identity.of(path) == identity:
         return child
     _end(child)
     return None
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """Return what tells one version of the file at ``path`` from another, or None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _end(child: subprocess.Popen[bytes] | None) -> None:

@@ -22,13 +22,14 @@ read as a record), never trusted.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from comfywatchman import file_identity
 
 # scan_parts imports this module: its names are taken at call time.
 from comfywatchman.stages import cache_files, scan_parts
@@ -43,12 +44,9 @@ TAG = b"scan-digests-1"
 def file_key(path: Path) -> list[int] | None:
     """Return what stands for the bytes of the file at ``path``: its size, mtime and ctime (ns) and inode
     (a file written again through a rename is a new inode; an edit moves its mtime and ctime), or None when it
-    cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    cannot be stat'ed (``file_identity``, without the device: the key the file records)."""
+    key = file_identity.of(path)
+    return None if key is None else key[:4]
 
 
 @dataclass

@@ -527,13 +527,19 @@ def test_verdicts_stay_right_when_the_bounded_memo_starts_again(
         }
 
 
+def lora_workflows(tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch, count: int) -> StageContext:
+    """Write ``count`` workflows ``w{i}.json``, each needing the LoRA ``l{i}.safetensors``, with the scan in two
+    worker processes from two jobs on; return the context of a home that scans them."""
+    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
+    for i in range(count):
+        tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
+    return make_ctx(tree, home, "[scan]\nworkers = 2\n")
+
+
 def test_with_workers_the_store_answers_what_it_has_and_the_workers_read_the_rest(
     comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
-    for i in range(6):
-        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
-    ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
+    ctx = lora_workflows(comfy_tree, home, monkeypatch, 6)
     cycle(ctx)
     pack = ctx.state_dir / "requirements.pack"
     lines = pack.read_bytes().splitlines(keepends=True)
@@ -551,10 +557,7 @@ def test_with_workers_the_store_answers_what_it_has_and_the_workers_read_the_res
 def test_no_worker_is_started_when_the_store_has_every_workflow_to_compare(
     comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scan, "MIN_PARALLEL", 2)
-    for i in range(4):
-        comfy_tree.workflow(f"w{i}.json", ui_workflow([ui_node(1, "LoraLoader", [f"l{i}.safetensors", 1, 1])]))
-    ctx = make_ctx(comfy_tree, home, "[scan]\nworkers = 2\n")
+    ctx = lora_workflows(comfy_tree, home, monkeypatch, 4)
     started: list[int] = []
     real_start = scan.start_workers
     monkeypatch.setattr(
