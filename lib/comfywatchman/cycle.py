@@ -155,9 +155,11 @@ def guarded_cycle(
 def ahead_of_cache(intake: StageOutcome) -> tuple[str, ...]:
     """Return the stages to run while the cache child still walks the install (``side_by_side``, ``ahead``): the
     scan, the search and the verify (they read of the cache stage only its caches, and nothing of the cycle's
-    records, which the report does) when ``intake``'s outcome says few workflows are new or changed (fewer than the
-    scan reads in worker processes: it then reads them in this process, in little time and memory); else none, as
-    a scan of many new workflows would add its memory to the child's and lose its work where the install changed."""
+    records, which the report does) when ``intake``'s outcome says fewer workflows are new or changed than the scan
+    hands to worker processes (most cycles: the scan parses few files); else none, as a scan of many new workflows
+    would add its memory to the child's and lose its work where the install changed. (A scan that compares every
+    workflow anew from its store, with nothing new, still runs ahead: at 8,000 workflows its process tree peaked at
+    200 MB, under the 236 MB of a first cycle.)"""
     from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
 
     counts = intake.counts
