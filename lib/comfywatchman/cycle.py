@@ -160,8 +160,10 @@ def ahead_of_cache(intake: StageOutcome) -> tuple[str, ...]:
     would add its memory to the child's and lose its work where the install changed. (A scan that compares every
     workflow anew from its store, with nothing new, still runs ahead: at 8,000 workflows its process tree peaked at
     200 MB, under the 236 MB of a first cycle.)"""
-    from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
-
+    try:
+        from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
+    except Exception:  # a scan module that cannot load: the scan's own run says why, after the cache, as always
+        return ()
     counts = intake.counts
     if "new" not in counts or "changed" not in counts:  # intake failed before counting
         return ()
@@ -180,9 +182,14 @@ def check_headers_meanwhile(ctx: StageContext) -> None:
     """Start the report's header check of every installed file before the search when the report will run it
     (``report.start_header_check``): the search and the verify keep one core busy, the check the other, and the
     report finds its answer ready instead of waiting for it (a first cycle at 2,000 workflows waited 20-85 ms)."""
-    from comfywatchman.stages import report  # the report's module: imported in the cycle's wait (prewarm)
+    try:
+        from comfywatchman.stages import report  # the report's module: imported in the cycle's wait (prewarm)
 
-    if report.start_header_check(ctx.state_dir):
+        started = report.start_header_check(ctx.state_dir)
+    except Exception as exc:  # only when the work is done: the report runs the check itself, or says why not
+        logger.debug("the header check not started before the search: %s", in_words(exc))
+        return
+    if started:
         logger.debug("the header check of every installed model file started before the search")
 
 

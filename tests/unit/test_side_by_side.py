@@ -513,3 +513,10 @@ def test_scan_search_and_verify_run_ahead_only_when_few_workflows_are_new_or_cha
     assert cycle.ahead_of_cache(intake(workflows=5000, new=0, changed=0, removed=40)) == cycle.AHEAD
     assert cycle.ahead_of_cache(intake(workflows=5000, new=MIN_PARALLEL - 1, changed=1, removed=0)) == ()
     assert cycle.ahead_of_cache(intake()) == ()  # intake failed before counting
+
+
+def test_a_scan_module_that_cannot_load_runs_nothing_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "comfywatchman.stages.scan", None)  # its import raises ImportError
+    outcome = StageOutcome("intake")
+    outcome.counts = {"workflows": 5, "new": 0, "changed": 1, "removed": 0}
+    assert cycle.ahead_of_cache(outcome) == ()

@@ -13,6 +13,7 @@ import pytest
 from comfywatchman import artifacts, cycle
 from comfywatchman.download.safetensors import installed_broken
 from comfywatchman.reporting import broken_models
+from comfywatchman.stages import report as report_stage
 from tests.fakes.machine import FakeMachine
 from tests.helpers.comfy_tree import ComfyTree
 from tests.helpers.model_files import safetensors_bytes
@@ -181,3 +182,22 @@ def test_a_cycle_starts_the_check_before_its_search_and_its_report_takes_it(
     report = orjson.loads((home / "output" / "reports" / "status" / "master_status.json").read_bytes())
     assert [b["name"] for b in report["broken_models"]] == ["cut.safetensors"]
     assert not broken_models._EARLY
+
+
+def test_a_header_check_that_cannot_start_early_leaves_the_cycle_as_it_was(
+    comfy_tree: ComfyTree, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    make_install(comfy_tree)
+
+    def broken(state: Path) -> bool:
+        raise OSError(28, "No space left on device", str(state / "model_cache.json"))
+
+    monkeypatch.setattr(report_stage, "start_header_check", broken)
+    ctx = context(comfy_tree, home, "c0", T0)
+    machine = FakeMachine(wall=T0)
+    result = cycle.guarded_cycle(ctx.config, clock=machine.now, machine=machine.machine(), force=True)
+    assert result.exit_code == 0, result.errors
+    said = "the header check not started before the search: " + str(home / "state" / "model_cache.json")
+    assert said + ": No space left on device" in [r.getMessage() for r in caplog.records]
+    assert (home / "output" / "reports" / "status" / "master_status.json").exists()
