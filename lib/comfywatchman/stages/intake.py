@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import hashlib
 import logging
 import os
 import re
@@ -22,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, availability, fs_names, regular_files
+from comfywatchman import artifacts, availability, fs_names
 from comfywatchman.comfy.folders import walk_once
 from comfywatchman.config import expand_path
 from comfywatchman.errors import ArtifactError
+from comfywatchman.hashing import file_sha256 as sha256_file  # a pipe or a device is refused, not waited on
 from comfywatchman.stages.context import StageContext, StageOutcome
 
 logger = logging.getLogger(__name__)
@@ -140,17 +140,6 @@ def _walk(
                         undecodable.append(prefix + name)
                     continue
                 yield prefix + name
-
-
-def sha256_file(path: str | Path) -> str:
-    """Return the hex sha256 of the file at ``path``."""
-    digest = hashlib.sha256()
-    # A named pipe (would block) or a device (/dev/zero never ends) is refused here: an unreadable file's finding.
-    fd, _ = regular_files.open_regular(path)
-    with open(fd, "rb", closefd=True) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _previous(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], int, dict[str, list[str]]]:
