@@ -12,13 +12,12 @@ from __future__ import annotations
 import ast
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import fs_names, regular_files
-from comfywatchman.comfy import pack_reads
+from comfywatchman import fs_names
+from comfywatchman.comfy import pack_reads, pyproject
 from comfywatchman.comfy.pack_source import PackSource, Resolver
 
 logger = logging.getLogger(__name__)
@@ -191,21 +190,13 @@ def _is_mapping_name(node: ast.AST) -> bool:
 
 def _pyproject_fields(path: Path, pack: PackInfo) -> tuple[str | None, str | None]:
     """Return ``project.version`` and ``project.name`` (the Comfy Registry id) of a pack's pyproject.toml."""
-    if sys.version_info >= (3, 11):  # imported here: a cycle where nothing changed reads no TOML
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-
     try:
-        # A regular file only (a pipe would wait forever); ValueError: not TOML, or not UTF-8 text.
-        data = tomllib.loads(regular_files.read_regular(path).decode("utf-8"))
+        project = pyproject.project_table(path)
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as exc:
         pack.problems.append(f"{path}: cannot read version: {exc}")
         return None, None
-    project = data.get("project", {})
-    project = project if isinstance(project, dict) else {}
     version, name = project.get("version"), project.get("name")
     return (str(version) if version is not None else None), (name if isinstance(name, str) and name else None)
 

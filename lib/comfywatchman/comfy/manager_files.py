@@ -18,13 +18,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import regular_files
+from comfywatchman.comfy import pyproject
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +51,10 @@ class ManagerFile:
 
 def _clone_version(clone: Path) -> str | None:
     """Return ``[project] version`` of a Manager clone's ``pyproject.toml``, or None when it cannot be read."""
-    if sys.version_info >= (3, 11):  # imported here: a cycle where nothing changed reads no TOML
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-
     try:
-        # A regular file only (a pipe would wait forever); ValueError: not TOML, or not UTF-8 text.
-        data = tomllib.loads(regular_files.read_regular(clone / "pyproject.toml").decode("utf-8"))
+        version = pyproject.project_table(clone / "pyproject.toml").get("version")
     except (OSError, ValueError):
         return None
-    project = data.get("project")
-    version = project.get("version") if isinstance(project, dict) else None
     return version if isinstance(version, str) else None
 
 
