@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 
@@ -14,7 +15,13 @@ def run() -> int:
     collections walked them for nothing) and what they made is frozen, out of its later walks; and before the
     process exits everything is frozen, so that the interpreter's shutdown does not walk every object once more
     (a tenth of a warm cycle). Objects are still freed, and finalizers and atexit handlers still run.
+
+    A cycle's model walk begins first of all, in a child, on the core that the loading leaves idle
+    (``walk_ahead``).
     """
+    from comfywatchman import walk_ahead
+
+    walk_ahead.start(sys.argv[1:], os.environ)
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -10,14 +10,13 @@ not parsed again.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, catalogue, fs_names, shared_jobs
-from comfywatchman.comfy import custom_nodes, folders, pack_reads
+from comfywatchman import artifacts, catalogue, fs_names, shared_jobs, walk_ahead
+from comfywatchman.comfy import custom_nodes, folders, model_walk, pack_reads
 from comfywatchman.comfy.walk_bound import WalkBound, problem_line
 from comfywatchman.stages import collector
 
@@ -47,6 +46,7 @@ def scan_model_files(
     bounds: tuple[int, int] = DEFAULT_BOUNDS,
     limits: list[dict[str, Any]] | None = None,
     undecodable: list[str] | None = None,
+    plan_file: Path | None = None,
 ) -> dict[str, Any]:
     """Return ``{folder type: {paths, files: [{name, dir, size}]}}`` for every directory in ``paths``.
 
@@ -54,34 +54,38 @@ def scan_model_files(
     are followed (ComfyUI follows them) but a loop is walked once. Each directory's walk stays within
     ``bounds`` (max depth, max entries); one cut short adds its finding (``WalkBound.finding``) to ``limits``.
     A file or folder whose name is not UTF-8 text is left out and its path added to ``undecodable``.
-    The directories are walked by this process and, where a second core may help, a forked child
-    (``shared_jobs``): the result is the same.
+    The directories are walked by the child this process began at its start when it walked exactly these
+    (``walk_ahead``), else by this process and, where a second core may help, a forked child (``shared_jobs``):
+    the result is the same. With ``plan_file``, what was walked is kept there for the next cycle's walk ahead.
     """
     jobs = [(folder, directory) for folder, dirs in sorted(paths.folders.items()) for directory in dirs]
-
-    def walk(number: int) -> tuple[list[tuple[str, int]], dict[str, Any] | None, list[str]]:
-        folder, directory = jobs[number]
-        skipped: list[str] = []
-        if folder == "diffusers":
-            return _diffusers_entries(directory, skipped), None, skipped
-        bound = WalkBound(*bounds)
-        found = _walk_pairs(directory, folder, bound, skipped)
-        finding = bound.finding(folder, str(directory), paths.declared_by.get(directory)) if bound.reason else None
-        return found, finding, skipped
-
-    done = shared_jobs.run_shared(_largest_first(jobs), walk)
+    plan: walk_ahead.Plan = [
+        [folder, str(directory), sorted(folders.suffixes_of(folder)), *bounds] for folder, directory in jobs
+    ]
+    ahead = walk_ahead.take(plan)
+    if ahead is not None:
+        logger.debug("the model folders were walked as this cycle's process started")
+        done = dict(enumerate(ahead))
+    else:
+        done = shared_jobs.run_shared(_largest_first(jobs), lambda number: model_walk.walk(*plan[number]))
+    if plan_file is not None:
+        try:
+            walk_ahead.keep_plan(plan_file, plan)
+        except OSError as exc:  # the next cycle walks after its gate, as a first cycle does
+            logger.debug("the plan of the model walk not kept in %s: %s", plan_file, exc)
     result: dict[str, Any] = {}
     number = 0
     for folder, dirs in sorted(paths.folders.items()):
         files: list[dict[str, Any]] = []
-        for index in range(len(dirs)):
-            found, finding, skipped = done[number]
+        for index, directory in enumerate(dirs):
+            found, reason, entries, skipped = done[number]
             number += 1
             if undecodable is not None:
                 undecodable += skipped
             files += [{"name": name, "dir": index, "size": size} for name, size in found]
-            if finding is not None and limits is not None:
-                limits.append(finding)
+            if reason is not None and limits is not None:
+                bound = WalkBound(*bounds, entries=entries, reason=reason)
+                limits.append(bound.finding(folder, str(directory), paths.declared_by.get(directory)))
         result[folder] = {"paths": [str(d) for d in dirs], "files": files}
     return result
 
@@ -97,100 +101,6 @@ def _largest_first(jobs: list[tuple[str, Path]]) -> list[int]:
     return sorted(range(len(jobs)), key=lambda number: (rank.get(jobs[number][0], len(rank)), number))
 
 
-# Listing a folder by an open descriptor lets each file's stat resolve its name from that folder (fstatat)
-# rather than walking the whole path again: a tenth less time over tens of thousands of files. Not on Windows.
-_BY_DESCRIPTOR = os.scandir in os.supports_fd
-_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-
-
-def _walk_pairs(
-    directory: Path, folder: str, bound: WalkBound | None = None, skipped: list[str] | None = None
-) -> list[tuple[str, int]]:
-    """Return the model files under ``directory`` as ``(name, size)``, sorted by name, each folder listed once
-    (symlink loops), within ``bound``; files and folders whose name is not UTF-8 text are left out, their paths
-    added to ``skipped``."""
-    skipped = [] if skipped is None else skipped
-    # (name, size) pairs, made into dicts by the caller (a child process sends them as they are): names are
-    # unique within one walk (each folder is listed once), so sorting the pairs sorts by name alone.
-    found: list[tuple[str, int]] = []
-    suffixes = folders.suffixes_of(folder)
-    seen: set[tuple[int, int]] = set()
-    stack = [(str(directory), "")]
-    while stack:
-        if bound is not None and not bound.room_for_more():
-            break
-        current, prefix = stack.pop()
-        try:
-            fd = os.open(current, _FOLDER_FLAGS) if _BY_DESCRIPTOR else None
-        except OSError:
-            continue
-        try:
-            stat = os.stat(current) if fd is None else os.fstat(fd)
-            key = (stat.st_dev, stat.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            with os.scandir(current if fd is None else fd) as it:
-                entries = list(it)
-            if bound is not None:
-                entries = bound.admit(entries)
-            # The sizes are read while the folder is open: an entry listed by descriptor stats through it.
-            _add_files(entries, current, prefix, suffixes, bound, stack, found, skipped)
-        except OSError:
-            continue
-        finally:
-            if fd is not None:
-                os.close(fd)
-    found.sort()
-    return found
-
-
-def _add_files(
-    entries: list[os.DirEntry[Any]],
-    current: str,
-    prefix: str,
-    suffixes: frozenset[str],
-    bound: WalkBound | None,
-    stack: list[tuple[str, str]],
-    found: list[tuple[str, int]],
-    skipped: list[str],
-) -> None:
-    # This runs once per file of the install (tens of thousands): the loop does no more than it must, and
-    # the one system call per model file is the stat that gives its size.
-    append = found.append
-    parent = current if current.endswith(os.sep) else current + os.sep
-    for entry in entries:
-        name = entry.name
-        if not name.isascii() and not fs_names.is_text(name):  # isascii first: no call for nearly every name
-            skipped.append(parent + name)  # no artifact can hold it: reported, left out
-            continue
-        try:
-            if entry.is_dir():
-                if name[:1] != "." and (bound is None or bound.may_enter(prefix + name)):
-                    stack.append((parent + name, f"{prefix}{name}/"))
-                continue
-            dot = name.rfind(".")
-            if dot > 0 and name[dot:].lower() in suffixes:
-                append((prefix + name, entry.stat().st_size))
-        except OSError:
-            continue  # a broken symlink is not a model file
-
-
-def _diffusers_entries(directory: Path, skipped: list[str] | None = None) -> list[tuple[str, int]]:
-    """Return the diffusers models under ``directory`` (each folder with a ``model_index.json``) as
-    ``(name, 0)``, sorted by name; folders whose name is not UTF-8 text are left out, added to ``skipped``."""
-    out = []
-    for root, dirs, names in folders.walk_once(directory):  # two symlink loops made os.walk run on forever
-        if not all(map(fs_names.is_text, dirs)):
-            if skipped is not None:
-                skipped += [os.path.join(root, d) for d in dirs if not fs_names.is_text(d)]
-            dirs[:] = [d for d in dirs if fs_names.is_text(d)]
-        if "model_index.json" in names:
-            out.append((os.path.relpath(root, directory).replace(os.sep, "/"), 0))
-            dirs[:] = []
-    return sorted(out)
-
-
 def build_model_cache(
     root: Path,
     extra_configs: list[Path],
@@ -198,12 +108,14 @@ def build_model_cache(
     now: datetime,
     bounds: tuple[int, int] = DEFAULT_BOUNDS,
     undecodable: list[str] | None = None,
+    plan_file: Path | None = None,
 ) -> dict[str, Any]:
     """Return the model cache document for the install at ``root`` (each folder walked within ``bounds``; the
-    paths of files and folders left out because their name is not UTF-8 text go to ``undecodable``)."""
+    paths of files and folders left out because their name is not UTF-8 text go to ``undecodable``; what was
+    walked kept in ``plan_file`` when given: ``scan_model_files``)."""
     paths = folders.model_paths(root, extra_configs)
     limits: list[dict[str, Any]] = []
-    grouped = scan_model_files(paths, bounds, limits, undecodable)
+    grouped = scan_model_files(paths, bounds, limits, undecodable, plan_file)
     paths.problems.extend(problem_line(finding) for finding in limits)
     # Not logged here: the cache stage makes each problem an error of its outcome, which logs it once.
     return {
@@ -250,7 +162,8 @@ def refresh(
     # walk them again and again for nothing while they are made.
     undecodable: list[str] = []
     with collector.paused():
-        model_cache = build_model_cache(root, extra_configs or [], demo, now, bounds, undecodable)
+        plan_file = catalogue.in_state(state_dir, "model_walk_plan")
+        model_cache = build_model_cache(root, extra_configs or [], demo, now, bounds, undecodable, plan_file)
     kept = pack_reads.PackReads(catalogue.in_state(state_dir, "pack_reads")).load()
     nodes_cache = build_nodes_cache(root, now, kept, undecodable)
     kept.save()

@@ -96,6 +96,17 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "unchanged pack is not parsed again (a cache: safe to delete)",
     ),
     Artifact(
+        "model_walk_plan",
+        "state/model_walk_plan.bin",
+        None,
+        "binary",
+        ("cache",),
+        ("cache", CYCLE),
+        "the model folders the cache stage walked, with their suffixes and bounds, so that the next cycle's "
+        "process walks them while it starts (when --home or COMFYWATCHMAN_HOME names the home; a cache: safe to "
+        "delete)",
+    ),
+    Artifact(
         "intake",
         "state/intake.json",
         "intake",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from comfywatchman import artifacts, prewarm, side_by_side
+from comfywatchman import artifacts, prewarm, side_by_side, walk_ahead
 from comfywatchman.config import Config
 from comfywatchman.download import cycle as downloads
 from comfywatchman.errors import (
@@ -136,6 +136,7 @@ def guarded_cycle(
                 outcomes += side_by_side.run_side_by_side(
                     SIDE_BY_SIDE, ctx, meanwhile=prewarm_after, ahead=ahead_of_cache
                 )
+                walk_ahead.end()  # its answer was for this cache stage; a later one (after downloads) walks anew
                 ran = {outcome.stage for outcome in outcomes}
                 for name in ORDER[1:-1]:
                     if name in ran:
@@ -148,6 +149,7 @@ def guarded_cycle(
             return _record(config, ctx, started, outcomes, trigger, catch_up)
     finally:
         side_by_side.reap()
+        walk_ahead.end()
         end_header_check()
         lock.release()
 

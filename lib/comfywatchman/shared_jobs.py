@@ -8,7 +8,7 @@ on a busy machine takes few. The child sends its results back (marshal: plain da
 took and did not deliver (it failed, was killed, or sent something unreadable) is done again here, so the
 results are always those of doing every job in this process.
 
-Where: where :func:`side_by_side.fork_refusal` allows a fork (Linux, two CPUs or more, no other thread, not
+Where: where :func:`fork_rules.fork_refusal` allows a fork (Linux, two CPUs or more, no other thread, not
 ``COMFYWATCHMAN_FORK_STAGES=0``); elsewhere every job is done here, in the same order.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, NoReturn
 
-from comfywatchman.side_by_side import fork_refusal, wait_child
+from comfywatchman.fork_rules import fork_refusal, wait_child
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,8 @@ this process records both runs in the order of the stages, exactly as :func:`sta
 diagnostics on stderr, ``state/runs/<stage>.json`` and the structured log are written by this process alone,
 so no line of the two stages interleaves and their order is the order they have when run one after the other.
 
-Where: Linux, with no other thread in the process (a fork copies only the forking thread; a lock another
-thread held would stay held in the child forever). Not on macOS: a fork that is not followed by exec is unsafe
-once Apple's frameworks have started (urllib's proxy lookup loads them, as the gate's ComfyUI check does), which
-is why Python's own multiprocessing stopped forking there. Not on Windows (no fork). There, and when
-``COMFYWATCHMAN_FORK_STAGES=0``, the stages run one after the other with the same results.
+Where: where ``fork_rules.fork_refusal`` allows a fork (Linux, two CPUs or more, no other thread, not
+``COMFYWATCHMAN_FORK_STAGES=0``); elsewhere the stages run one after the other with the same results.
 
 A child that crashes, is killed, or does not finish within ``CHILD_TIMEOUT_S`` (it is then killed) becomes a
 failed outcome of its stage with one line saying so; the cycle goes on as after any failed stage.
@@ -36,9 +33,8 @@ import select
 import signal
 import struct
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -46,13 +42,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from comfywatchman import artifacts, catalogue, file_identity, logsetup
+from comfywatchman.fork_rules import fork_refusal, wait_child
 from comfywatchman.stage_runner import execute_stage, record_stage_run, run_stage
 from comfywatchman.stages.context import StageContext, StageOutcome
 
 logger = logging.getLogger(__name__)
 
-# "0" runs the stages one after the other everywhere (a test's seam, and a way out should forking misbehave).
-FORK_ENV = "COMFYWATCHMAN_FORK_STAGES"
 # A child still running this long after it was forked is taken to hang, and killed. The cache stage of an
 # install of 80,000 model files takes about a second; a model library on a slow network drive may take minutes.
 CHILD_TIMEOUT_S = 600.0
@@ -77,37 +72,6 @@ class _Run:
     records: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
-
-
-def fork_refusal(environ: Mapping[str, str] | None = None) -> str | None:
-    """Return why two stages cannot run side by side in this process now, or None when they can."""
-    if (os.environ if environ is None else environ).get(FORK_ENV, "").strip() == "0":
-        return f"{FORK_ENV}=0"
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
-        return f"no safe fork on {sys.platform}"
-    if _cpus() < 2:
-        return "one CPU: nothing to gain"
-    threads = _thread_count()
-    if threads > 1:
-        return f"{threads} threads are running"
-    return None
-
-
-def _cpus() -> int:
-    """Return how many CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _thread_count() -> int:
-    """Return how many threads this process has, those Python did not start (a C library's) included."""
-    try:
-        native = len(os.listdir("/proc/self/task"))
-    except OSError:
-        native = 1
-    return max(native, threading.active_count())
 
 
 def run_side_by_side(
@@ -445,15 +409,6 @@ def _signal_name(signum: int) -> str:
         return f"{signal.Signals(signum).name} ({signum})"
     except ValueError:
         return str(signum)
-
-
-def wait_child(pid: int) -> int:
-    """Wait for the child ``pid`` to end; return its wait status."""
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for a handler that raises it
-            continue
 
 
 def _stop(pid: int) -> None:

@@ -1,4 +1,5 @@
-"""Model files with real content for download tests: valid safetensors bytes, their hashes, a progress recorder."""
+"""Model files with real content: a folder of LoRAs for the walks, and for download tests valid safetensors bytes,
+their hashes, a progress recorder."""
 
 from __future__ import annotations
 
@@ -6,6 +7,23 @@ import hashlib
 import json
 import os
 import struct
+from pathlib import Path
+
+
+def loras_tree(root: Path) -> Path:
+    """Make ``root/loras`` with three model files at three depths, a text file, a hidden folder, a link back to
+    the folder (a loop) and a broken link; return the folder."""
+    folder = root / "loras"
+    (folder / "SDXL" / "deep").mkdir(parents=True)
+    (folder / "a.safetensors").write_bytes(b"x" * 10)
+    (folder / "SDXL" / "b.SAFETENSORS").write_bytes(b"x" * 20)
+    (folder / "SDXL" / "deep" / "c.pt").write_bytes(b"x" * 30)
+    (folder / "notes.txt").write_text("not a model", encoding="utf-8")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "h.safetensors").write_bytes(b"x")
+    (folder / "SDXL" / "loop").symlink_to(folder)  # walked once
+    (folder / "gone.safetensors").symlink_to(root / "nowhere.safetensors")  # broken: not a model file
+    return folder
 
 
 def safetensors_bytes(data_size: int, seed: int = 1) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from comfywatchman import artifacts, catalogue, cycle, side_by_side, stage_runner
+from comfywatchman import artifacts, catalogue, cycle, fork_rules, side_by_side, stage_runner
 from comfywatchman.stages import ORDER, SIDE_BY_SIDE
 from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.state_manager import StateManager
@@ -53,15 +53,15 @@ def fork_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Return True when this test process may fork, so the test runs here. Else (threads that earlier tests
     left running, a tqdm monitor or a test server's request threads, keep it from forking as they would keep a
     cycle from forking) make sure this test passed in a fresh process running this module, and return False."""
-    monkeypatch.delenv(side_by_side.FORK_ENV, raising=False)
-    reason = side_by_side.fork_refusal()
+    monkeypatch.delenv(fork_rules.FORK_ENV, raising=False)
+    reason = fork_rules.fork_refusal()
     # In the fresh process, a thread an earlier test of this module started may still be ending (an artifact's
     # fsync on a disk the whole suite keeps busy): waited for a while, not taken for one that never ends.
     fresh = os.environ.get(_FRESH_ENV) == "1"
     deadline = time.monotonic() + 10
     while fresh and reason is not None and "threads" in reason and time.monotonic() < deadline:
         time.sleep(0.05)
-        reason = side_by_side.fork_refusal()
+        reason = fork_rules.fork_refusal()
     if reason is None:
         return True
     if "threads" not in reason:
@@ -317,7 +317,7 @@ def test_with_another_thread_running_the_stages_run_one_after_the_other(
     thread = threading.Thread(target=stop.wait, name="a test's server")
     thread.start()
     try:
-        assert side_by_side.fork_refusal() == "2 threads are running"
+        assert fork_rules.fork_refusal() == "2 threads are running"
         outcomes, _pending = run_pair(context(comfy_tree, home, "c1", T0), fork=True)
     finally:
         stop.set()
@@ -325,14 +325,6 @@ def test_with_another_thread_running_the_stages_run_one_after_the_other(
     assert [o.ok for o in outcomes] == [True, True]
     assert {r.process for r in logs.records} == {os.getpid()}
     assert any(r.getMessage().endswith("one after the other: 2 threads are running") for r in logs.records)
-
-
-def test_the_environment_and_the_platform_can_ask_for_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert side_by_side.fork_refusal({side_by_side.FORK_ENV: "0"}) == "COMFYWATCHMAN_FORK_STAGES=0"
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert side_by_side.fork_refusal({}) == "one CPU: nothing to gain"
-    monkeypatch.setattr(sys, "platform", "darwin")
-    assert side_by_side.fork_refusal({}) == "no safe fork on darwin"
 
 
 # The parts of a home's files that differ from one cycle to the next whatever the stages did.
@@ -363,7 +355,7 @@ def test_the_command_gives_the_same_files_and_log_order_side_by_side_or_one_afte
 ) -> None:
     make_install(comfy_tree)
     seen = {}
-    for env in ({}, {side_by_side.FORK_ENV: "0"}):
+    for env in ({}, {fork_rules.FORK_ENV: "0"}):
         home = tmp_path / f"home-{len(env)}"
         home.mkdir()
         args = ["--run-cycle", "--force", "--offline", "--verbose", "--comfyui-root", str(comfy_tree.root)]
@@ -374,7 +366,7 @@ def test_the_command_gives_the_same_files_and_log_order_side_by_side_or_one_afte
         stages = [m.group(1) for m in re.finditer(r"INFO: (cache|intake): ", done.stderr)]
         assert stages == ["cache", "intake"]
         forked = re.search(r"stage cache runs in process \d+ beside this one", done.stderr)
-        assert bool(forked) == (not env and side_by_side._cpus() >= 2), done.stderr
+        assert bool(forked) == (not env and fork_rules.cpus() >= 2), done.stderr
         runs = [json.loads((home / "state" / "runs" / f"{name}.json").read_text()) for name in SIDE_BY_SIDE]
         assert runs[0]["started_at"] <= runs[1]["started_at"]  # in stage order, as the bench reads them
         seen[bool(env)] = _normalized(home)
@@ -444,7 +436,7 @@ def test_a_scan_run_ahead_of_the_cache_child_leaves_the_files_of_a_scan_run_afte
     homes = {fork: tmp_path / f"home-{fork}" for fork in (True, False)}
 
     def cycle_in(fork: bool) -> None:
-        monkeypatch.setenv(side_by_side.FORK_ENV, "1" if fork else "0")
+        monkeypatch.setenv(fork_rules.FORK_ENV, "1" if fork else "0")
         homes[fork].mkdir(exist_ok=True)
         ctx = context(comfy_tree, homes[fork], "c0", T0)
         machine = FakeMachine(wall=T0)

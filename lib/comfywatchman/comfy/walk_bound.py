@@ -1,17 +1,20 @@
 """How far one model folder is walked: a typo in extra_model_paths.yaml (``base_path: /``) must not index the
 whole disk. ``[comfyui] model_walk_max_depth`` and ``model_walk_max_entries`` set the bounds; a walk that
 reaches one stops there and says so (``WalkBound.reason``), and the report names the folder and the file
-that declared it."""
+that declared it.
+
+A plain class, not a dataclass: the walk ahead of a cycle (``walk_ahead``) loads this module in a process that
+has loaded nothing else, and dataclasses (with inspect) would cost it a tenth of its walk."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, TypeVar
+TYPE_CHECKING = False  # typing too is left unloaded; mypy reads this name as typing's
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 
-@dataclass
 class WalkBound:
     """The bounds of one walk of one model folder, and how much of them it used.
 
@@ -20,10 +23,10 @@ class WalkBound:
     walk is within both, else why it was cut short.
     """
 
-    max_depth: int
-    max_entries: int
-    entries: int = 0
-    reason: str | None = None
+    __slots__ = ("entries", "max_depth", "max_entries", "reason")
+
+    def __init__(self, max_depth: int, max_entries: int, entries: int = 0, reason: str | None = None) -> None:
+        self.max_depth, self.max_entries, self.entries, self.reason = max_depth, max_entries, entries, reason
 
     def room_for_more(self) -> bool:
         """Return whether the walk may look into one more folder; when it may not, record why (it is asked

@@ -11,16 +11,18 @@ starts when a file is renamed over another, which ``artifacts.replace_unflushed`
 
 from __future__ import annotations
 
-import hashlib
 import zlib
-from pathlib import Path
 
-from comfywatchman import artifacts
+TYPE_CHECKING = False  # typing is left unloaded: the walk ahead reads its plan before loading the program
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def write_cache(path: Path, *chunks: bytes | bytearray) -> None:
     """Write ``chunks``, one after the other, to ``path`` through a temp file beside it and a rename (no
     fsync, no flush: see the module). Raise OSError when it cannot be written (``path`` is then as it was)."""
+    from comfywatchman import artifacts  # here: a process reads the plan of its walk ahead before loading it
+
     artifacts.atomic_write_bytes(path, *chunks, durable=False)
 
 
@@ -43,6 +45,12 @@ def read_checked(path: Path, tag: bytes) -> bytes | None:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    return checked_body(data, tag)
+
+
+def checked_body(data: bytes, tag: bytes) -> bytes:
+    """Return the body of ``data``, the whole of a cache file that ``write_checked`` wrote with ``tag``. Raise
+    OtherFormat when it has another tag, ValueError when its body is not the one its checksum was made of."""
     found, _, rest = data.partition(b"\n")
     if found != tag:
         raise OtherFormat("of another format")
@@ -71,4 +79,6 @@ def matches(line: bytes, body: bytes | bytearray | memoryview) -> bool:
     version wrote (its files are still read)."""
     if line.startswith(_CRC32):
         return line == checksum(body)
+    import hashlib  # only for a file of an earlier version: hashlib's OpenSSL costs every process milliseconds
+
     return hashlib.sha256(body).hexdigest().encode("ascii") == line

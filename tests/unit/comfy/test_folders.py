@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfywatchman import cache_manager
+from comfywatchman.comfy import model_walk
 from comfywatchman.comfy.folders import ModelPaths, model_paths, read_extra_model_paths, walk_once
 from comfywatchman.config import load
 from comfywatchman.stages import intake
@@ -92,7 +92,7 @@ def test_diffusers_folder_with_two_symlink_loops_is_listed_once(tmp_path: Path) 
     _two_loops(diffusers)
     (diffusers / "r" / "model_index.json").write_text("{}")
     with deadline(20):
-        entries = cache_manager._diffusers_entries(diffusers)
+        entries = model_walk.diffusers_entries(diffusers)
     # one model, under whichever of its two names the walk met first
     assert len(entries) == 1 and entries[0][0] in ("r", "p/q/to_r")
 
