@@ -15,8 +15,7 @@ import logging
 import mmap
 import os
 import re
-import shutil
-import tempfile
+import stat
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 import orjson
 
+from comfywatchman import file_identity
 from comfywatchman import lock as lock_module
 from comfywatchman import resources as resources_module
 from comfywatchman.errors import ArtifactError
@@ -153,12 +153,18 @@ def validate(instance: Any, schema_name: str, source: str, definition: str | Non
         raise ArtifactError(errors[0] + more)
 
 
-def read(path: Path, schema_name: str) -> Any:
+def read(path: Path, schema_name: str, handed_over: bool = False) -> Any:
     """Return the validated content of the artifact at ``path``.
 
     Raise ArtifactError with a one-line message naming the file when it is missing, unreadable, not JSON
-    (a torn write shows up here) or not valid against its schema.
+    (a torn write shows up here) or not valid against its schema. With ``handed_over``, the document this
+    process wrote there with ``hand_over`` is taken when the file is still the one it wrote (same identity:
+    nothing wrote it since); the caller must not change what it gets.
     """
+    if handed_over and path in _handed:
+        written, schema, document = _handed.pop(path)
+        if written is not None and schema == schema_name and file_identity.of(path) == written:
+            return document
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -286,6 +292,21 @@ def content_hash(data: Any) -> str:
     return hashlib.sha256(compact.encode("utf-8")).hexdigest()
 
 
+def temp_beside(path: Path) -> tuple[int, str]:
+    """Create a new, empty file in ``path``'s folder, readable and writable by its owner alone, named
+    ``temp_prefix(path)``, a random part and ``.tmp``; return its descriptor (open for reading and writing) and
+    its path. What ``tempfile.mkstemp`` does, without loading tempfile (and shutil, bz2, lzma and random with
+    it): a few milliseconds of every process."""
+    start = os.path.join(path.parent, temp_prefix(path))
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        name = f"{start}{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:  # 48 random bits taken already: another name
+            continue
+
+
 def temp_prefix(path: Path) -> str:
     """Return the name prefix of the temp files a write to ``path`` goes through: ``.NAME.PID.``.
 
@@ -307,7 +328,7 @@ def atomic_write_bytes(path: Path, *chunks: bytes | bytearray, durable: bool = T
     that is safe to lose (a cache, checked when read: a power cut may leave it old, empty or zeroed, never a
     killed process: the rename still puts the whole new file in place or leaves the old one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
@@ -338,7 +359,7 @@ class Settling:
 
     def __init__(self, path: Path, *chunks: bytes | bytearray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        fd, tmp = temp_beside(path)
         handle = os.fdopen(fd, "wb")
         try:
             for chunk in chunks:
@@ -593,15 +614,30 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def write(path: Path, data: Any, schema_name: str, indent: int | None = 2, durable: bool = True) -> None:
+def write(
+    path: Path, data: Any, schema_name: str, indent: int | None = 2, durable: bool = True, hand_over: bool = False
+) -> None:
     """Validate ``data`` against ``schema_name`` and write it atomically to ``path`` (see ``dumps``);
-    ``durable`` False for a file safe to lose (see ``atomic_write_bytes``)."""
+    ``durable`` False for a file safe to lose (see ``atomic_write_bytes``). With ``hand_over``, ``data`` is kept
+    for the next ``read`` of ``path`` in this process that takes a handed-over document (the writer must not
+    change it after)."""
     validate(data, schema_name, f"{path} (about to be written)")
     encoded = _orjson_bytes(data, indent)
     if encoded is None:
         atomic_write_bytes(path, dumps(data, indent).encode("utf-8"), durable=durable)
     else:
         atomic_write_bytes(path, encoded, b"\n", durable=durable)
+    if hand_over:
+        _handed[path] = (file_identity.of(path), schema_name, data)
+    else:
+        _handed.pop(path, None)  # one handed over before is not the file now
+
+
+# Documents written with ``hand_over``, by path: the file's identity just after the write, its schema, the
+# document. A later stage of the same process that reads the file (the scan reads intake.json) takes the
+# document itself: what it would parse from the file, validated already, without reading, parsing and checking
+# a megabyte again. Taken once (``read``), so it is not held for the rest of the cycle.
+_handed: dict[Path, tuple[list[int] | None, str, Any]] = {}
 
 
 def part_text(instance: Any, schema_name: str, definition: str, source: str) -> str:
@@ -646,7 +682,7 @@ class AssembledWriter:
         self.path, self.key = path, key
         self.count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._body_path = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        fd, self._body_path = temp_beside(path)
         self._body = os.fdopen(fd, "w+b", buffering=1 << 20)
 
     def add(self, item: bytes) -> None:
@@ -663,7 +699,7 @@ class AssembledWriter:
         """Validate ``head`` (its list ``key`` empty) and write the document; return the sha256 of its bytes."""
         before, after = _split_head(self.path, head, self.key, schema_name)
         digest = hashlib.sha256(before)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+        fd, tmp = temp_beside(self.path)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(before)
@@ -730,7 +766,7 @@ class HeadFirstWriter:
         self.count = 0
         before, self._after = _split_head(path, head, key, schema_name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        fd, self._tmp = temp_beside(path)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._digest = hashlib.sha256(before)
         self._file.write(before)
@@ -977,13 +1013,14 @@ def _append_whole(path: Path, data: bytes) -> None:
     the file's size per append (a few MB for tens of thousands of acknowledgments, once per cycle). Offsets
     into the file (intake.json's ``log_size``) stay valid: the old content is copied byte for byte.
     """
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "r+b") as handle:
             try:
                 with open(path, "rb") as old:
-                    shutil.copyfileobj(old, handle, 1 << 20)
-                shutil.copymode(path, tmp)  # readable by whom it was before, not mkstemp's 0600
+                    while chunk := old.read(1 << 20):
+                        handle.write(chunk)
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # readable by whom it was before, not 0600
             except FileNotFoundError:
                 pass
             _cut_torn_tail(handle, path)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
+from comfywatchman import artifacts
 from comfywatchman.config import Config
 
 # Folders every ComfyUI install has, whatever its kind: a git checkout (they are in the repository), the
@@ -68,8 +68,9 @@ def home_problem(config: Config) -> str | None:
     for folder in (config.state_dir, config.log_dir, config.reports_dir):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
+            fd, name = artifacts.temp_beside(folder / "write-check")  # removed at once; by remove_leftovers if killed
+            os.close(fd)
+            os.unlink(name)
         except OSError as exc:
             blocker = _file_in_the_way(folder)
             if blocker is not None:

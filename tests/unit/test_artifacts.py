@@ -304,6 +304,24 @@ def test_temp_files_carry_the_writers_pid(tmp_path: Path, monkeypatch: pytest.Mo
     assert all(n.endswith(".tmp") for n in seen)
 
 
+def test_a_temp_file_beside_is_new_private_and_named_for_its_writer(tmp_path: Path) -> None:
+    target = tmp_path / "scan.json"
+    made = [artifacts.temp_beside(target) for _ in range(50)]
+    try:
+        names = [Path(name) for _fd, name in made]
+        assert len(set(names)) == 50 and all(n.parent == tmp_path for n in names)
+        assert all(n.name.startswith(artifacts.temp_prefix(target)) and n.name.endswith(".tmp") for n in names)
+        if os.name == "posix":
+            assert {n.stat().st_mode & 0o777 for n in names} == {0o600}
+        fd, name = made[0]
+        os.write(fd, b"abc")
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert os.read(fd, 3) == b"abc" and Path(name).read_bytes() == b"abc"
+    finally:
+        for fd, _name in made:
+            os.close(fd)
+
+
 def test_remove_stale_temp_files_keeps_only_what_a_live_writer_owns(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -557,3 +575,32 @@ def test_a_write_that_fails_names_the_file_and_leaves_the_old_one(
         artifacts.atomic_write_bytes(path, b"new")
     assert caught.value.errno == 28 and caught.value.filename == str(path)
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["intake.json"]
+
+
+AWAKE = {
+    "boot_id": "b",
+    "awake_s": 5.0,
+    "suspended_s": 0.0,
+    "observed_at": "2026-01-01T00:00:00+00:00",
+    "resumed_at_awake_s": 0,
+    "platform": "linux",
+}
+
+
+def test_a_handed_over_document_is_taken_once_and_only_while_the_file_is_the_one_written(tmp_path: Path) -> None:
+    path = tmp_path / "awake.json"
+    document = dict(AWAKE)
+    artifacts.write(path, document, "awake", hand_over=True)
+    assert artifacts.read(path, "awake", handed_over=True) is document  # no read, parse or check again
+    again = artifacts.read(path, "awake", handed_over=True)  # taken once: read from the file
+    assert again == document and again is not document
+    artifacts.write(path, document, "awake", hand_over=True)
+    assert artifacts.read(path, "awake") is not document  # a reader that did not ask for it reads the file
+    artifacts.write(path, document, "awake", hand_over=True)
+    edited = {**AWAKE, "boot_id": "edited"}
+    artifacts.write(path, edited, "awake")  # another writer since: the file is not the one handed over
+    assert artifacts.read(path, "awake", handed_over=True) == edited
+    artifacts.write(path, document, "awake", hand_over=True)
+    path.write_text("{}")  # changed by hand: read, and refused, from the file
+    with pytest.raises(ArtifactError, match="awake.json"):
+        artifacts.read(path, "awake", handed_over=True)

@@ -99,6 +99,7 @@ def test_a_cycle_where_nothing_changed_imports_no_search_no_verify_and_parses_no
     backends = {f"comfywatchman.search.{name}" for name in ("civitai", "huggingface", "qwen", "declared", "model_list")}
     assert not (searching | backends | {"tomllib", "tomli", "importlib.metadata", "difflib"}) & modules
     assert not (set(NOT_AT_START) - {"yaml"}) & modules  # the demo's extra_model_paths.yaml is read every cycle
+    assert "tempfile" not in modules  # temp files made with os.open (artifacts.temp_beside)
 
 
 def test_a_stage_stopped_by_the_machine_says_which_file_and_why_not_that_it_crashed(

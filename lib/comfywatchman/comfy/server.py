@@ -10,7 +10,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import urllib.error
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,7 +136,7 @@ def fetch(url: str, timeout: float = TIMEOUT_S) -> ServerTruth | None:
         try:
             body = get_bytes(base + path, timeout)
             info = json.loads(body)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # urllib's URLError and HTTPError are OSErrors
             problem = str(getattr(exc, "reason", exc))
             continue
         truth = parse_object_info(url, info, hashlib.sha256(body).hexdigest())

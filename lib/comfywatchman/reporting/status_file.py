@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -91,7 +90,7 @@ class Writer:
 
     def __enter__(self) -> Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+        fd, self._tmp = artifacts.temp_beside(self.path)
         self._handle = os.fdopen(fd, "wb", buffering=1 << 20)
         self._write(_OPEN)
         return self

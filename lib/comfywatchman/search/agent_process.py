@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -118,6 +117,8 @@ def run_agent(
     """Run ``command`` in a process group of its own, an empty working folder and a home of its own; return
     its exit status and output. Raise subprocess.TimeoutExpired after ``timeout`` seconds (the whole group
     ended first) and OSError when it cannot be started. Whatever of its group is left at its exit is ended."""
+    import tempfile  # here: the search loads this module in every cycle that searches; few run an agent
+
     with tempfile.TemporaryDirectory(prefix="comfywatchman-agent-") as scratch:
         work = Path(scratch) / "work"
         work.mkdir()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -215,6 +214,8 @@ class QwenBackend(SearchBackend):
         """Return ``(transport, why)``: ``cli``, ``openai``, or None with the reason it cannot run."""
         wanted = str(self.settings["transport"])
         command = str(self.settings["command"] or "")
+        import shutil  # here: the search loads this backend in every cycle that searches; shutil costs it
+
         has_cli = bool(command) and shutil.which(command, path=self.env.get("PATH")) is not None
         has_url = bool(self.settings["base_url"])
         if wanted == "cli":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -106,11 +105,15 @@ def check_comfyui_queue(schedule: Mapping[str, Any], url: str, fetch: Fetch, *, 
     endpoint = url.rstrip("/") + "/queue"
     try:
         body = fetch(endpoint, float(schedule["comfyui_timeout_seconds"]))
-    except urllib.error.HTTPError as exc:
-        return Check("comfyui_busy", True, f"{endpoint} answered HTTP {exc.code}; {_CANNOT_TELL}")
     except ValueError:
         return Check("comfyui_busy", True, f"{endpoint} did not answer JSON; {_CANNOT_TELL}")
     except OSError as exc:
+        # Loaded here: urllib.error brings urllib.response and tempfile, which a cycle that asks no server never
+        # needs (a fetch that raised one has loaded it already).
+        import urllib.error
+
+        if isinstance(exc, urllib.error.HTTPError):
+            return Check("comfyui_busy", True, f"{endpoint} answered HTTP {exc.code}; {_CANNOT_TELL}")
         return Check("comfyui_busy", True, f"ComfyUI at {url} does not answer ({_reason(exc)}); not busy")
     keys = ("queue_running", "queue_pending")
     if not isinstance(body, dict) or not all(isinstance(body.get(k), list) for k in keys):

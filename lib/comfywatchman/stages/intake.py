@@ -343,8 +343,9 @@ def run(ctx: StageContext) -> StageOutcome:
         "unavailable": availability.describe(unavailable, kept_paths),
         "kept": kept,
     }
-    # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle.
-    artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None)
+    # Compact: one entry per workflow file (a megabyte for a few thousand), read by the scan every cycle; handed
+    # over to a scan run by this process (nothing changes the document after this).
+    artifacts.write(ctx.state_dir / ARTIFACT, document, "intake", indent=None, hand_over=True)
     _summarize(outcome, len(workflows), acknowledgments, len(removed), len(kept), len(unavailable))
     if outcome.findings:
         outcome.counts["unreadable"] = len(outcome.findings)

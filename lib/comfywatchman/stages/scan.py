@@ -627,7 +627,7 @@ def run(ctx: StageContext) -> StageOutcome:
     """Scan every workflow listed in ``intake.json``; write ``scan.json``; return the outcome with counts."""
     outcome = StageOutcome("scan")
     state = ctx.state_dir
-    intake = artifacts.read(state / "intake.json", "intake")
+    intake = artifacts.read(state / "intake.json", "intake", handed_over=True)  # read only, never changed
     scan_config = ctx.config.section("scan")
     wanted_hash = settings_hash(scan_config)
     map_path = manager_map.find_map(ctx.config.comfyui_root)

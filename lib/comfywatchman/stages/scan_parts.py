@@ -25,7 +25,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -345,7 +344,7 @@ class Primer:
         files: list[tuple[Any, str]] = []
         for path, tag, _take in self.packs:
             try:
-                fd, tmp = tempfile.mkstemp(prefix=artifacts.temp_prefix(path), suffix=".tmp", dir=path.parent)
+                fd, tmp = artifacts.temp_beside(path)
                 handle = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
                 handle.write(tag.encode("ascii") + b"\n")
             except OSError as exc:

@@ -23,12 +23,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from comfywatchman import artifacts
 from comfywatchman.workflow.payload import encode as encode_payload
 
 logger = logging.getLogger(__name__)
@@ -175,9 +175,7 @@ class RequirementStore:
         written to a temp file beside the store now, so the store holds no payload in memory)."""
         if self._temp is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._temp_path = tempfile.mkstemp(
-                prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent
-            )
+            fd, self._temp_path = artifacts.temp_beside(self.path)
             self._temp = os.fdopen(fd, "w+b", buffering=_COPY_CHUNK)
         elif self._temp_moved:
             self._temp.seek(self._temp_size)
