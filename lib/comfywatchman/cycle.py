@@ -143,6 +143,11 @@ def guarded_cycle(
                         continue
                     if name == "search":
                         check_headers_meanwhile(ctx)
+                        beside = verify_beside_search(ctx, outcomes)
+                        if beside is not None:
+                            outcomes += beside
+                            ran.add("verify")
+                            continue
                     outcomes.append(run_stage(name, ctx))
                 outcomes += downloads.in_cycle(ctx, run_stage)  # auto-download: trusted files, then cache+scan again
                 outcomes.append(run_stage(ORDER[-1], ctx))
@@ -154,6 +159,34 @@ def guarded_cycle(
         lock.release()
 
 
+def verify_beside_search(ctx: StageContext, outcomes: list[StageOutcome]) -> list[StageOutcome] | None:
+    """Run the search and the verify at once (``side_by_side.run_beside``: the verify in a forked child, its run
+    kept when the search left the FOUND answers and the download queue as they were, ``search_basis``) when few
+    workflows are new or changed (``few_changed``: the two processes then hold little; a first cycle's would
+    hold twice the scan's memory); return their outcomes, or None when they are to run one after the other."""
+    intake = next((outcome for outcome in outcomes if outcome.stage == "intake"), None)
+    if intake is None or not few_changed(intake):
+        return None
+    try:
+        from comfywatchman.stages import verify_inputs  # the verify's runner: imported in the cycle's wait
+    except Exception:  # the verify's own run says why, after the search, as always
+        return None
+    return side_by_side.run_beside("search", "verify", ctx, lambda: verify_inputs.search_basis(ctx.state_dir))
+
+
+def few_changed(intake: StageOutcome) -> bool:
+    """Return whether ``intake``'s outcome says fewer workflows are new or changed than the scan hands to worker
+    processes (most cycles); False when it failed before counting, or the scan module cannot load."""
+    try:
+        from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
+    except Exception:  # a scan module that cannot load: the scan's own run says why
+        return False
+    counts = intake.counts
+    if "new" not in counts or "changed" not in counts:  # intake failed before counting
+        return False
+    return counts["new"] + counts["changed"] < MIN_PARALLEL
+
+
 def ahead_of_cache(intake: StageOutcome) -> tuple[str, ...]:
     """Return the stages to run while the cache child still walks the install (``side_by_side``, ``ahead``): the
     scan, the search and the verify (they read of the cache stage only its caches, and nothing of the cycle's
@@ -162,14 +195,7 @@ def ahead_of_cache(intake: StageOutcome) -> tuple[str, ...]:
     would add its memory to the child's and lose its work where the install changed. (A scan that compares every
     workflow anew from its store, with nothing new, still runs ahead: at 8,000 workflows its process tree peaked at
     200 MB, under the 236 MB of a first cycle.)"""
-    try:
-        from comfywatchman.stages.scan import MIN_PARALLEL  # imported by the cycle's wait already (prewarm)
-    except Exception:  # a scan module that cannot load: the scan's own run says why, after the cache, as always
-        return ()
-    counts = intake.counts
-    if "new" not in counts or "changed" not in counts:  # intake failed before counting
-        return ()
-    return AHEAD if counts["new"] + counts["changed"] < MIN_PARALLEL else ()
+    return AHEAD if few_changed(intake) else ()
 
 
 # What ``ahead_of_cache`` runs ahead: the stages after intake up to the report, in order.

@@ -72,6 +72,7 @@ class _Run:
     records: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    lost: bool = False  # no run came back from the child (it crashed, was killed or ran out of time)
 
 
 def run_side_by_side(
@@ -126,6 +127,55 @@ def run_side_by_side(
     _reap(block=False)  # it has ended by now, most often; else the next call waits for it
     if early is not None:
         outcomes += _after_the_child(first, ctx, early)
+    return outcomes
+
+
+def run_beside(
+    first: str,
+    second: str,
+    ctx: StageContext,
+    basis: Callable[[], object],
+    *,
+    timeout_s: float = CHILD_TIMEOUT_S,
+) -> list[StageOutcome] | None:
+    """Run stage ``second`` in a forked child while this process runs stage ``first``, when ``second`` reads of
+    what ``first`` writes only what ``basis`` sums up; return their outcomes in that order, or None where no
+    fork is allowed (``fork_refusal``; the caller then runs them one after the other).
+
+    The child's run stands when ``basis()`` is the same after ``first`` ran as before it: ``second`` then read
+    what it would have read after ``first`` (whichever of the old and the new file it met). Else, or when the
+    child brought no run back (it crashed, was killed, or ran past ``timeout_s`` seconds), ``second`` runs
+    again here, after ``first``, its files written anew. Both runs are recorded in this process, ``first``'s
+    first, as one after the other."""
+    refusal = fork_refusal()
+    if refusal is not None:
+        logger.debug("stages %s and %s run one after the other: %s", first, second, refusal)
+        return None
+    before = basis()
+    forked_at, deadline = ctx.now(), time.monotonic() + timeout_s
+    try:
+        pid, answer = _fork_child(second, ctx)
+    except OSError as exc:  # no memory or process slot for a child: one after the other
+        logger.debug("stages %s and %s run one after the other: cannot fork: %s", first, second, exc)
+        return None
+    logger.debug("stage %s runs in process %d beside this one, which runs stage %s", second, pid, first)
+    try:
+        outcomes = [run_stage(first, ctx)]
+        after = basis()
+        theirs = _collect(second, ctx, pid, answer, deadline, forked_at, timeout_s)
+    except BaseException:
+        _stop(pid)  # interrupted: the child must not outlive this process's cycle
+        raise
+    finally:
+        os.close(answer)
+    _reap(block=False)
+    if after != before or theirs.lost:
+        why = "its process brought no run back" if theirs.lost else f"stage {first} changed what it reads"
+        logger.debug("stage %s runs again: %s", second, why)
+        outcomes.append(run_stage(second, ctx))
+        return outcomes
+    artifacts.defer_paths(theirs.files, theirs.folders)
+    outcomes.append(_record(second, ctx, theirs))
     return outcomes
 
 
@@ -401,7 +451,7 @@ def _failed(name: str, ctx: StageContext, pid: int, forked_at: datetime, what: s
     """Return the run of stage ``name`` whose process ``pid`` failed as ``what`` says."""
     outcome = StageOutcome(name)
     outcome.fail(f"stage {name}: its process (pid {pid}) {what}")
-    return _Run(outcome, forked_at, ctx.now())
+    return _Run(outcome, forked_at, ctx.now(), lost=True)
 
 
 def _signal_name(signum: int) -> str:

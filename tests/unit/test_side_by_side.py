@@ -512,3 +512,121 @@ def test_a_scan_module_that_cannot_load_runs_nothing_ahead(monkeypatch: pytest.M
     outcome = StageOutcome("intake")
     outcome.counts = {"workflows": 5, "new": 0, "changed": 1, "removed": 0}
     assert cycle.ahead_of_cache(outcome) == ()
+
+
+def _beside(
+    monkeypatch: pytest.MonkeyPatch, ctx: StageContext, search_writes: str, verify: Callable[[], None] | None = None
+) -> list[StageOutcome] | None:
+    """Run a fake search (writing ``search_writes`` to the basis file) beside a fake verify that says which
+    process ran it (after ``verify``, when given); return what ``run_beside`` gave."""
+    basis_file = ctx.state_dir / "basis.txt"
+    basis_file.parent.mkdir(parents=True, exist_ok=True)
+    basis_file.write_text("as it was", encoding="utf-8")
+
+    def search(ctx: StageContext) -> StageOutcome:
+        time.sleep(0.1)  # the verify in the child reads the basis file before it is written anew, or after
+        basis_file.write_text(search_writes, encoding="utf-8")
+        return StageOutcome("search", detail=f"by {os.getpid()}")
+
+    def verify_stage(ctx: StageContext) -> StageOutcome:
+        if verify is not None:
+            verify()
+        logging.getLogger("comfywatchman.stages.verify").info("verify: read %s", basis_file.read_text())
+        return StageOutcome("verify", detail=f"by {os.getpid()}")
+
+    replace_stage(monkeypatch, "search", search)
+    replace_stage(monkeypatch, "verify", verify_stage)
+    with artifacts.deferred_syncs():
+        return side_by_side.run_beside("search", "verify", ctx, lambda: basis_file.read_text())
+
+
+def test_a_run_beside_stands_when_the_first_stage_left_its_basis_as_it_was_else_it_runs_again(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    ctx = context(comfy_tree, home, "c1", T0)
+    here = f"by {os.getpid()}"
+    outcomes = _beside(monkeypatch, ctx, "as it was")
+    assert outcomes is not None and [o.stage for o in outcomes] == ["search", "verify"]
+    assert outcomes[0].detail == here and outcomes[1].detail != here  # the verify's run in the child stood
+    runs = {name: json.loads((home / "state" / "runs" / f"{name}.json").read_text()) for name in ("search", "verify")}
+    assert runs["verify"]["detail"] == outcomes[1].detail and runs["search"]["detail"] == here
+    assert [r.getMessage() for r in logs.records if r.name == "comfywatchman.stages.verify"] == [
+        "verify: read as it was"
+    ]
+    logs.clear()
+    outcomes = _beside(monkeypatch, ctx, "other answers")  # the search changed what the verify reads
+    assert outcomes is not None and [o.detail for o in outcomes] == [here, here]
+    assert any(r.getMessage() == "stage verify runs again: stage search changed what it reads" for r in logs.records)
+    # Its records are those of the run that stands: the one made after the search, not the dropped one.
+    assert [r.getMessage() for r in logs.records if r.name == "comfywatchman.stages.verify"] == [
+        "verify: read other answers"
+    ]
+
+
+def test_a_run_beside_whose_process_dies_runs_again_here_and_none_runs_beside_where_no_fork_is_allowed(
+    comfy_tree: ComfyTree, home: Path, fork_here: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork_here:
+        return  # passed in a fresh process
+    ctx = context(comfy_tree, home, "c1", T0)
+    parent = os.getpid()
+
+    def die_in_child() -> None:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    outcomes = _beside(monkeypatch, ctx, "as it was", die_in_child)
+    assert outcomes is not None and [o.detail for o in outcomes] == [f"by {parent}"] * 2
+    assert all(o.ok for o in outcomes)
+    monkeypatch.setenv(fork_rules.FORK_ENV, "0")
+    assert _beside(monkeypatch, ctx, "as it was") is None
+
+
+def test_the_verify_runs_beside_the_search_only_when_few_workflows_are_new_or_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from comfywatchman.stages.scan import MIN_PARALLEL
+
+    asked: list[tuple[str, str]] = []
+    monkeypatch.setattr(side_by_side, "run_beside", lambda first, second, ctx, basis: asked.append((first, second)))
+    for new, wanted in ((1, True), (MIN_PARALLEL, False)):
+        asked.clear()
+        intake = StageOutcome("intake")
+        intake.counts = {"workflows": 5000, "new": new, "changed": 0, "removed": 0}
+        cycle.verify_beside_search(None, [intake])  # type: ignore[arg-type]
+        assert asked == ([("search", "verify")] if wanted else [])
+    asked.clear()
+    assert cycle.verify_beside_search(None, [StageOutcome("intake")]) is None  # type: ignore[arg-type]
+    assert asked == []
+
+
+def test_a_cycle_after_a_change_gives_the_same_files_with_the_verify_beside_the_search_or_after_it(
+    comfy_tree: ComfyTree, tmp_path: Path
+) -> None:
+    make_install(comfy_tree)
+    seen = {}
+    for env in ({}, {fork_rules.FORK_ENV: "0"}):
+        home = tmp_path / f"home-{len(env)}"
+        home.mkdir()
+        args = ["--run-cycle", "--force", "--offline", "--verbose", "--comfyui-root", str(comfy_tree.root)]
+        assert run_cli(*args, home=home, env=env).returncode == 0
+        seen[bool(env)] = _normalized(home)
+    lora = ui_node(2, "LoraLoader", ["another_lora.safetensors", 1, 1])
+    comfy_tree.workflow("b.json", ui_workflow([ui_node(1, "CheckpointLoaderSimple", ["base.safetensors"]), lora]))
+    for env in ({}, {fork_rules.FORK_ENV: "0"}):
+        home = tmp_path / f"home-{len(env)}"
+        done = run_cli(*args, home=home, env=env)
+        assert done.returncode == 0, done.stderr
+        beside = re.search(r"stage verify runs in process \d+ beside this one, which runs stage search", done.stderr)
+        assert bool(beside) == (not env and fork_rules.cpus() >= 2), done.stderr
+        assert "stage verify runs again" not in done.stderr  # the new LoRA is NOT_SEARCHED offline: none FOUND
+        log = [json.loads(line)["stage"] for line in (home / "log" / "structured.log").read_text().splitlines()]
+        assert log[-len(ORDER) - 1 :] == [*ORDER, "cycle"]
+        seen[bool(env)] = _normalized(home)
+    assert seen[True].keys() == seen[False].keys()
+    for name, text in seen[True].items():
+        assert text == seen[False][name], name
+    verify = json.loads((tmp_path / "home-0" / "state" / "verify.json").read_text())
+    assert verify["counts"] == json.loads((tmp_path / "home-1" / "state" / "verify.json").read_text())["counts"]

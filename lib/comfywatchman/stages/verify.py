@@ -38,10 +38,10 @@ from comfywatchman.stages.context import StageContext, StageOutcome
 from comfywatchman.stages.scan_parts import ScanParts
 from comfywatchman.stages.verify_inputs import ARTIFACT as ARTIFACT  # verify_delta reads these here too
 from comfywatchman.stages.verify_inputs import FORMAT as FORMAT
+from comfywatchman.stages.verify_inputs import FOUND_MARK, standing
 from comfywatchman.stages.verify_inputs import INPUTS as INPUTS
 from comfywatchman.stages.verify_inputs import _stat_key as _stat_key
 from comfywatchman.stages.verify_inputs import digest_of_stats as digest_of_stats
-from comfywatchman.stages.verify_inputs import standing
 from comfywatchman.workflow import names
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class FileLocator:
         return path
 
 
-_FOUND = b'"status":"FOUND"'
+_FOUND = FOUND_MARK
 
 
 def _line_key(body: bytes) -> str:

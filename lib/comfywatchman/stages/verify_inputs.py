@@ -32,19 +32,62 @@ def _stat_key(path: Path) -> list[int] | None:
 
 
 def fingerprint(state: Path, settings: Mapping[str, Any]) -> str:
-    """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json,
-    model_cache.json, search.json and the download queue, each rewritten only when its content changes (so
-    its size and mtime stand for it), and the settings."""
+    """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json and
+    model_cache.json, each rewritten only when its content changes (so its size and mtime stand for it), what
+    the verify reads of the search's files (``search_basis``), and the settings."""
     return artifacts.content_hash(
         {
             "format": FORMAT,
             "scan": _stat_key(state / "scan.json"),
             "model_cache": _stat_key(state / "model_cache.json"),
-            "search": _stat_key(state / "search.json"),
-            "queue": _stat_key(state / "download_queue.json"),
+            "search": search_basis(state),
             "settings": dict(settings),
         }
     )
+
+
+# How search.json writes a FOUND answer's status (compact JSON, one result a line): the verify reads those lines.
+FOUND_MARK = b'"status":"FOUND"'
+
+
+def search_basis(state: Path) -> str:
+    """Return a hash of what the verify reads of the search's files: the lines of ``search.json`` that can
+    hold a FOUND answer (the whole file when it is not written one result a line) and the tasks of
+    ``download_queue.json``.
+    A search that rewrote them with other answers, none of them FOUND (a new missing file NOT_SEARCHED),
+    leaves it as it was: so a verify made before that search stands after it (``side_by_side.run_beside``)."""
+    digest = hashlib.sha256()
+    for name in ("search.json", "download_queue.json"):
+        try:
+            data = (state / name).read_bytes()
+        except FileNotFoundError:
+            digest.update(b"%s missing\0" % name.encode())
+            continue
+        except OSError as exc:  # unreadable: never the basis of a readable one; the verify says why
+            digest.update(b"%s unreadable %d\0" % (name.encode(), exc.errno or 0))
+            continue
+        if name == "download_queue.json":
+            # Its tasks, not the cycle id and time of its head, written before them (sorted keys): a queue
+            # written again with the same tasks is the same to the verify.
+            tasks = data.find(b'"tasks":')
+            digest.update(b"queue tasks\0" if tasks >= 0 else b"queue whole\0")
+            digest.update(data[max(tasks, 0) :])
+            continue
+        first = data.find(b"\n")
+        if first < 0 or not data.endswith(b'"results":[', 0, first):
+            digest.update(b"search.json whole\0")
+            digest.update(data)
+            continue
+        digest.update(b"search.json found lines\0")
+        at = data.find(FOUND_MARK, first)
+        while at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            digest.update(data[start:end].removesuffix(b","))  # the last line has no comma after it
+            digest.update(b"\n")
+            at = data.find(FOUND_MARK, end)
+    return digest.hexdigest()
 
 
 def stats_digest(paths: Iterable[str]) -> str:
