@@ -602,5 +602,5 @@ def test_a_handed_over_document_is_taken_once_and_only_while_the_file_is_the_one
     assert artifacts.read(path, "awake", handed_over=True) == edited
     artifacts.write(path, document, "awake", hand_over=True)
     path.write_text("{}")  # changed by hand: read, and refused, from the file
-    with pytest.raises(ArtifactError, match="awake.json"):
+    with pytest.raises(ArtifactError, match=r"awake\.json"):
         artifacts.read(path, "awake", handed_over=True)
