@@ -23,10 +23,9 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman import artifacts
 from comfywatchman.errors import ArtifactError
@@ -38,8 +37,9 @@ ARTIFACT = "awake.json"
 SUSPEND_TOLERANCE_S = 1.0
 
 
-@dataclass(frozen=True)
-class ClockReading:
+# NamedTuples, not frozen dataclasses: every cycle's process makes these classes, and a dataclass costs it ~0.4 ms to
+# make (Python 3.11), a NamedTuple a tenth of that.
+class ClockReading(NamedTuple):
     """One reading of the machine's clocks.
 
     ``awake_s``: seconds awake since boot (excludes suspend). ``suspended_s``: total seconds suspended since
@@ -92,8 +92,7 @@ def read_clocks() -> ClockReading:
     return ClockReading(time.monotonic(), None)  # pragma: no cover - other platforms
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """What one look at the clocks concluded, with the record to persist.
 
     ``resumed_at_awake_s``: the awake-clock time of the latest resume or boot noticed (None: none known).

@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman import artifacts, regular_files
 from comfywatchman.errors import ArtifactError
@@ -80,8 +79,9 @@ def safetensors_truncated_head(head: bytes, size: int) -> bool:
     return length > SAFETENSORS_HEADER_MAX or 8 + length > size
 
 
-@dataclass(frozen=True)
-class Stat:
+# A NamedTuple, not a frozen dataclass: every cycle's process makes this class, and a dataclass costs it ~0.4 ms
+# to make (Python 3.11), a NamedTuple a tenth of that.
+class Stat(NamedTuple):
     """What identifies one version of a file: its size and modification time in nanoseconds."""
 
     size: int

@@ -17,7 +17,6 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from comfywatchman import progress
@@ -85,10 +84,15 @@ def fold_key(record: logging.LogRecord) -> tuple[str, int, str]:
     return record.name, record.levelno, shape(record.getMessage())
 
 
-@dataclass
 class _Group:
+    # A plain class, not a dataclass: making a dataclass costs every cycle's process ~0.2 ms (Python 3.11).
+    __slots__ = ("count", "first")
+
     first: logging.LogRecord
-    count: int = 1
+    count: int
+
+    def __init__(self, first: logging.LogRecord, count: int = 1) -> None:
+        self.first, self.count = first, count
 
 
 class FoldingHandler(logging.Handler):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,43 @@ SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "venv", ".venv", "
 MAPPING_SUFFIX = "NODE_CLASS_MAPPINGS"
 
 
-@dataclass
 class PackInfo:
     """One custom node pack as found on disk."""
+
+    # A plain class, not a dataclass: making a dataclass costs every cycle's process ~0.2 ms (Python 3.11).
+    __slots__ = (
+        "disabled_by", "enabled", "folder", "git_remote", "name", "node_types", "path", "problems", "registry_id",
+        "version",
+    )  # fmt: skip
 
     name: str
     folder: str
     path: str
     enabled: bool
     disabled_by: str | None
-    node_types: list[str] = field(default_factory=list)
-    version: str | None = None
-    registry_id: str | None = None  # pyproject's project.name: the pack's id in the Comfy Registry
-    git_remote: str | None = None
-    problems: list[str] = field(default_factory=list)
+    node_types: list[str]
+    version: str | None
+    registry_id: str | None  # pyproject's project.name: the pack's id in the Comfy Registry
+    git_remote: str | None
+    problems: list[str]
+
+    def __init__(
+        self,
+        name: str,
+        folder: str,
+        path: str,
+        enabled: bool,
+        disabled_by: str | None,
+        node_types: list[str] | None = None,
+        version: str | None = None,
+        registry_id: str | None = None,
+        git_remote: str | None = None,
+        problems: list[str] | None = None,
+    ) -> None:
+        self.name, self.folder, self.path, self.enabled, self.disabled_by = name, folder, path, enabled, disabled_by
+        self.node_types = [] if node_types is None else node_types
+        self.version, self.registry_id, self.git_remote = version, registry_id, git_remote
+        self.problems = [] if problems is None else problems
 
     def to_json(self) -> dict[str, Any]:
         """Return the pack as stored in custom_nodes_cache.json."""

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +56,29 @@ def canonical_folder(name: str) -> str:
     return LEGACY_NAMES.get(name, name)
 
 
-@dataclass
 class ModelPaths:
     """Folder type -> ordered directories (the first is where ComfyUI saves), plus what went wrong reading."""
 
-    folders: dict[str, list[Path]] = field(default_factory=dict)
-    sources: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    # A plain class, not a dataclass: making a dataclass costs every cycle's process ~0.2 ms (Python 3.11).
+    __slots__ = ("declared_by", "folders", "problems", "sources")
+
+    folders: dict[str, list[Path]]
+    sources: list[str]
+    problems: list[str]
     # Directory -> (extra_model_paths.yaml, section) that declared it, for findings that name the typo.
-    declared_by: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    declared_by: dict[Path, tuple[str, str]]
+
+    def __init__(
+        self,
+        folders: dict[str, list[Path]] | None = None,
+        sources: list[str] | None = None,
+        problems: list[str] | None = None,
+        declared_by: dict[Path, tuple[str, str]] | None = None,
+    ) -> None:
+        self.folders = {} if folders is None else folders
+        self.sources = [] if sources is None else sources
+        self.problems = [] if problems is None else problems
+        self.declared_by = {} if declared_by is None else declared_by
 
     def add(self, folder: str, path: Path, first: bool = False) -> None:
         """Add ``path`` for ``folder`` (at the front when ``first``), once."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman.comfy.manager_files import find_manager_file
 
@@ -42,8 +41,9 @@ def normalize_repo(url: str) -> str:
     return text.lower()
 
 
-@dataclass(frozen=True)
-class PackCandidate:
+# A NamedTuple and a plain class, not dataclasses: making a dataclass costs every cycle's process 0.2 to 0.4 ms
+# (Python 3.11), a NamedTuple a tenth of that.
+class PackCandidate(NamedTuple):
     """A pack that claims a node type."""
 
     repo: str
@@ -69,16 +69,31 @@ class PackCandidate:
         }
 
 
-@dataclass
 class NodeMap:
     """Node type -> claiming packs, and the packs' ``nodename_pattern`` regexes."""
 
+    __slots__ = ("_by_folder", "_by_normalized", "by_name", "nodes_by_repo", "patterns", "source")
+
     source: str | None
-    by_name: dict[str, list[PackCandidate]] = field(default_factory=dict)
-    patterns: list[tuple[re.Pattern[str], PackCandidate]] = field(default_factory=list)
-    nodes_by_repo: dict[str, list[str]] = field(default_factory=dict)
-    _by_normalized: dict[str, str] = field(default_factory=dict)
-    _by_folder: dict[str, list[str]] = field(default_factory=dict)
+    by_name: dict[str, list[PackCandidate]]
+    patterns: list[tuple[re.Pattern[str], PackCandidate]]
+    nodes_by_repo: dict[str, list[str]]
+    _by_normalized: dict[str, str]
+    _by_folder: dict[str, list[str]]
+
+    def __init__(
+        self,
+        source: str | None,
+        by_name: dict[str, list[PackCandidate]] | None = None,
+        patterns: list[tuple[re.Pattern[str], PackCandidate]] | None = None,
+        nodes_by_repo: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.source = source
+        self.by_name = {} if by_name is None else by_name
+        self.patterns = [] if patterns is None else patterns
+        self.nodes_by_repo = {} if nodes_by_repo is None else nodes_by_repo
+        self._by_normalized = {}
+        self._by_folder = {}
 
     def add_repo(self, repo: str, node_names: list[str]) -> None:
         """Record the node names ``repo`` provides (and index it by normalised URL and folder name)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from comfywatchman.comfy.folders import MODEL_EXTENSIONS
@@ -171,7 +170,6 @@ def loader_note(wanted: NameParts, have: NameParts, folder: str | None, node_typ
     return f"not a .gguf file: it loads with {named} instead of {loader or 'the GGUF loader'}"
 
 
-@dataclass
 class VariantIndex:
     """Folder type -> name key -> the model cache's entry of each installed file with that key (``keys_of``);
     its name split into its parts (``split_name``) only when its key is looked up (``parts``).
@@ -180,13 +178,28 @@ class VariantIndex:
     cache's folders not indexed yet): a cycle where a few files went missing keys the names of their
     folders only."""
 
-    by_key: dict[str, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict)
-    pending: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # A plain class, not a dataclass: making a dataclass costs every cycle's process ~0.2 ms (Python 3.11).
+    __slots__ = ("by_key", "expected", "parts", "pending")
+
+    by_key: dict[str, dict[str, list[Mapping[str, Any]]]]
+    pending: dict[str, Mapping[str, Any]]
     #: Folder type -> how many files will be looked up in it (``expect``): a folder asked about at most
     #: ``SCAN_MAX`` times is scanned for each file with a cheap filter instead of indexed whole.
-    expected: dict[str, int] = field(default_factory=dict)
+    expected: dict[str, int]
     #: ``(folder, key)`` -> what ``installed`` gives for it, once worked out.
-    parts: dict[tuple[str, str], list[tuple[str, int, NameParts]]] = field(default_factory=dict)
+    parts: dict[tuple[str, str], list[tuple[str, int, NameParts]]]
+
+    def __init__(
+        self,
+        by_key: dict[str, dict[str, list[Mapping[str, Any]]]] | None = None,
+        pending: dict[str, Mapping[str, Any]] | None = None,
+        expected: dict[str, int] | None = None,
+        parts: dict[tuple[str, str], list[tuple[str, int, NameParts]]] | None = None,
+    ) -> None:
+        self.by_key = {} if by_key is None else by_key
+        self.pending = {} if pending is None else pending
+        self.expected = {} if expected is None else expected
+        self.parts = {} if parts is None else parts
 
     @classmethod
     def from_cache(cls, model_cache: Mapping[str, Any]) -> VariantIndex:

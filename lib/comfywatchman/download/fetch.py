@@ -18,9 +18,8 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin
 
 import requests
@@ -48,8 +47,9 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-@dataclass(frozen=True)
-class Settings:
+# A NamedTuple (Settings) and plain classes, not dataclasses: making a dataclass costs a process 0.2 to 0.4 ms
+# (Python 3.11), a NamedTuple a tenth of that, a plain class about 6 us.
+class Settings(NamedTuple):
     """Knobs of the downloader; ``from_config`` reads ``[download]``."""
 
     min_free_bytes: int = 1024 * MIB
@@ -84,29 +84,50 @@ class DownloadFailed(Exception):
         self.status = status
 
 
-@dataclass
 class Fetched:
     """A file in place: ``status`` is ``done`` (downloaded), ``copied`` (from a file this run downloaded) or
     ``present`` (already there, verified)."""
+
+    __slots__ = ("path", "resumed_from", "seconds", "served_as", "sha256", "size", "status", "transferred", "verified")
 
     status: str
     path: Path
     size: int
     sha256: str | None
     verified: str  # "sha256" or "size": what the file was checked against
-    transferred: int = 0
-    resumed_from: int = 0
-    seconds: float = 0.0
-    served_as: str | None = None
+    transferred: int
+    resumed_from: int
+    seconds: float
+    served_as: str | None
+
+    def __init__(
+        self,
+        status: str,
+        path: Path,
+        size: int,
+        sha256: str | None,
+        verified: str,
+        transferred: int = 0,
+        resumed_from: int = 0,
+        seconds: float = 0.0,
+        served_as: str | None = None,
+    ) -> None:
+        self.status, self.path, self.size, self.sha256, self.verified = status, path, size, sha256, verified
+        self.transferred, self.resumed_from = transferred, resumed_from
+        self.seconds, self.served_as = seconds, served_as
 
 
-@dataclass
 class _Published:
     """What the server says about the file along the way: the Hub's ``X-Linked-Etag``/``X-Linked-Size``."""
 
-    sha256: str | None = None
-    size: int | None = None
-    served_as: str | None = None
+    __slots__ = ("served_as", "sha256", "size")
+
+    sha256: str | None
+    size: int | None
+    served_as: str | None
+
+    def __init__(self, sha256: str | None = None, size: int | None = None, served_as: str | None = None) -> None:
+        self.sha256, self.size, self.served_as = sha256, size, served_as
 
 
 def sha256_of(path: Path | int, upto: int | None = None) -> str:
@@ -155,24 +176,44 @@ class UrlRewriter:
         return service_url(url, self.config)
 
 
-@dataclass
+def _disk_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
 class Downloader:
     """Downloads files for one run. ``sleep``, ``clock`` and ``disk_free`` are parameters so tests need not
     wait or fill a disk; ``progress`` makes the bar or the 10% log lines."""
 
-    settings: Settings = field(default_factory=Settings)
-    tokens: Mapping[str, Secret] = field(default_factory=dict)
-    rewriter: UrlRewriter = field(default_factory=UrlRewriter)
-    session: requests.Session = field(default_factory=requests.Session)
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-    disk_free: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free
-    progress: ProgressFactory = field(default_factory=default_factory)
+    __slots__ = ("clock", "disk_free", "progress", "rewriter", "session", "settings", "sleep", "tokens")
 
-    def __post_init__(self) -> None:
+    settings: Settings
+    tokens: Mapping[str, Secret]
+    rewriter: UrlRewriter
+    session: requests.Session
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    disk_free: Callable[[Path], int]
+    progress: ProgressFactory
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        tokens: Mapping[str, Secret] | None = None,
+        rewriter: UrlRewriter | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        disk_free: Callable[[Path], int] = _disk_free,
+        progress: ProgressFactory | None = None,
+    ) -> None:
+        self.settings = Settings() if settings is None else settings
+        self.rewriter = UrlRewriter() if rewriter is None else rewriter
+        self.session = requests.Session() if session is None else session
+        self.sleep, self.clock, self.disk_free = sleep, clock, disk_free
+        self.progress = default_factory() if progress is None else progress
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.trust_env = False  # credentials come from here only, never from ~/.netrc
-        self.tokens = {host.lower(): secret for host, secret in self.tokens.items() if secret}
+        self.tokens = {host.lower(): secret for host, secret in (tokens or {}).items() if secret}
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with every token, ``token=`` parameter and Bearer value masked."""

@@ -13,8 +13,8 @@ import os
 import re
 import stat
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from comfywatchman.workflow import names
@@ -63,8 +63,9 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-@dataclass(frozen=True)
-class Target:
+# A NamedTuple, not a frozen dataclass: making a dataclass costs a process ~0.4 ms (Python 3.11), a NamedTuple a
+# tenth of that.
+class Target(NamedTuple):
     """Where one file goes: ``root`` (a model folder, resolved) and ``name`` (relative, ``/`` separated)."""
 
     root: Path

@@ -9,8 +9,7 @@ never trusted: it waits for review.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from comfywatchman.search.declared import host_trusted
@@ -38,8 +37,9 @@ def hash_proven(task: Mapping[str, Any]) -> bool:
     return task.get("evidence") in ("hash", "declared") and bool(task.get("sha256"))
 
 
-@dataclass(frozen=True)
-class Decision:
+# A NamedTuple, not a frozen dataclass: making a dataclass costs a process ~0.4 ms (Python 3.11), a NamedTuple a
+# tenth of that.
+class Decision(NamedTuple):
     """Whether a task runs now, why, and who approved it (``user``, ``policy`` or None)."""
 
     run: bool

@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,33 @@ from comfywatchman.errors import ArtifactError
 logger = logging.getLogger(__name__)
 
 
-@dataclass
 class Totals:
     """What one run did: files put in place, already present, failed (final), deferred, bytes and time."""
 
-    done: int = 0
-    present: int = 0
-    failed: int = 0
-    deferred: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    lines: list[str] = field(default_factory=list)
+    # A plain class, not a dataclass: making a dataclass costs a process ~0.2 ms (Python 3.11).
+    __slots__ = ("bytes", "deferred", "done", "failed", "lines", "present", "seconds")
+
+    done: int
+    present: int
+    failed: int
+    deferred: int
+    bytes: int
+    seconds: float
+    lines: list[str]
+
+    def __init__(
+        self,
+        done: int = 0,
+        present: int = 0,
+        failed: int = 0,
+        deferred: int = 0,
+        bytes: int = 0,
+        seconds: float = 0.0,
+        lines: list[str] | None = None,
+    ) -> None:
+        self.done, self.present, self.failed, self.deferred = done, present, failed, deferred
+        self.bytes, self.seconds = bytes, seconds
+        self.lines = [] if lines is None else lines
 
     def summary(self) -> str:
         """Return the one-line total a person reads at the end."""

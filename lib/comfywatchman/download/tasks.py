@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman import artifacts
 from comfywatchman.download.state import DownloadState, task_id
@@ -18,8 +17,9 @@ logger = logging.getLogger(__name__)
 QUEUE = "download_queue.json"
 
 
-@dataclass(frozen=True)
-class Task:
+# A NamedTuple, not a frozen dataclass: making a dataclass costs a process ~0.4 ms (Python 3.11), a NamedTuple a
+# tenth of that. Tasks are compared field by field (``t in chosen``) as the dataclass compared them.
+class Task(NamedTuple):
     """One download task: the queue's fields, its id, the workflows it unblocks and its recorded state."""
 
     id: str

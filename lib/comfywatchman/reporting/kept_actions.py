@@ -25,7 +25,6 @@ import os
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +94,26 @@ def merge(stays: list[dict[str, Any]], made: Sequence[dict[str, Any]]) -> tuple[
     return ranked, places
 
 
-@dataclass
 class Kept:
     """The actions kept for this cycle's report (``load``), and how the report changed them when it made its
     list from them (``change``: the ids left out, the actions made again), for ``save``."""
 
-    actions: list[dict[str, Any]] | None = None
-    records: int = 0
-    size: int = 0
-    change: tuple[list[str], list[dict[str, Any]]] | None = None
+    # A plain class, not a dataclass: making a dataclass costs every cycle's process ~0.2 ms (Python 3.11).
+    __slots__ = ("actions", "change", "records", "size")
+
+    actions: list[dict[str, Any]] | None
+    records: int
+    size: int
+    change: tuple[list[str], list[dict[str, Any]]] | None
+
+    def __init__(
+        self,
+        actions: list[dict[str, Any]] | None = None,
+        records: int = 0,
+        size: int = 0,
+        change: tuple[list[str], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.actions, self.records, self.size, self.change = actions, records, size, change
 
 
 def load(state: Path, key: str, report: Path, count: int) -> Kept:

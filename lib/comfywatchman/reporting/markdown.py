@@ -10,8 +10,7 @@ Built in one pass over the actions and one over the workflows.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman import humanize
 from comfywatchman.reporting import commands
@@ -209,13 +208,20 @@ def broken_section(broken: Sequence[Mapping[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-@dataclass
 class Group:
     """Actions of one kind shown as one item: the tail past FULL_ITEMS_PER_KIND, or every search."""
 
+    # A plain class (and Row a NamedTuple), not dataclasses: making a dataclass costs every cycle's process
+    # ~0.2 ms (Python 3.11).
+    __slots__ = ("actions", "key", "kind")
+
     kind: str
     key: tuple[str, ...]
-    actions: list[Mapping[str, Any]] = field(default_factory=list)
+    actions: list[Mapping[str, Any]]
+
+    def __init__(self, kind: str, key: tuple[str, ...], actions: list[Mapping[str, Any]] | None = None) -> None:
+        self.kind, self.key = kind, key
+        self.actions = [] if actions is None else actions
 
 
 def rank_items(ranked: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | Group]:
@@ -486,8 +492,7 @@ def node_blocker(node: Mapping[str, Any]) -> str:
     return _NODE_BLOCKER.get(node["action"].split(":", 1)[0], "no_pack")
 
 
-@dataclass
-class Row:
+class Row(NamedTuple):
     """A workflow as the page lists it: name, readiness, what blocks it, and whether it misses something new."""
 
     workflow: str

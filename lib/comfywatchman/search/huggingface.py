@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import quote
 
 from comfywatchman.search import names
@@ -62,8 +61,9 @@ class HubError(RemoteError):
         self.gated = error_code == "GatedRepo" or (status in (401, 403) and error_code is None)
 
 
-@dataclass(frozen=True)
-class FileHead:
+# NamedTuples, not frozen dataclasses: every cycle's process makes these classes, and a dataclass costs it
+# ~0.4 ms to make (Python 3.11), a NamedTuple a tenth of that.
+class FileHead(NamedTuple):
     """What a HEAD on a resolve URL says about one file."""
 
     status: int
@@ -76,8 +76,7 @@ class FileHead:
     message: str
 
 
-@dataclass(frozen=True)
-class HubFile:
+class HubFile(NamedTuple):
     """One file in a repo tree."""
 
     repo_id: str

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,12 +25,18 @@ SOURCE = "manager_model_list"
 FILE_NAME = MODEL_LIST
 
 
-@dataclass
 class ModelList:
     """File name (case-folded) -> the list's entries for it."""
 
+    # A plain class, not a dataclass: making a dataclass costs every cycle's process ~0.2 ms (Python 3.11).
+    __slots__ = ("by_name", "source")
+
     source: str | None
-    by_name: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_name: dict[str, list[dict[str, Any]]]
+
+    def __init__(self, source: str | None, by_name: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.source = source
+        self.by_name = {} if by_name is None else by_name
 
     @classmethod
     def load(cls, path: Path | None) -> ModelList:

@@ -6,8 +6,8 @@ Nothing here touches the network or the disk, so every rule is table-tested.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from comfywatchman.comfy import folders
@@ -204,8 +204,9 @@ def variant_key(name: str) -> str:
     return re.sub(r"[-_. ]+", "_", strip_variant_suffixes(strip_extension(name))).casefold()
 
 
-@dataclass(frozen=True)
-class CivitaiRef:
+# NamedTuples, not frozen dataclasses: every cycle's process makes these classes, and a dataclass costs it
+# ~0.4 ms to make (Python 3.11), a NamedTuple a tenth of that.
+class CivitaiRef(NamedTuple):
     """A Civitai model or version named by an AIR URN or a Civitai URL."""
 
     model_id: int | None = None
@@ -213,8 +214,7 @@ class CivitaiRef:
     file_id: int | None = None
 
 
-@dataclass(frozen=True)
-class HfRef:
+class HfRef(NamedTuple):
     """A file (or repo) on a HuggingFace-style hub named by a URL."""
 
     repo_id: str

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfywatchman import awake, gpu
 from comfywatchman.comfy import server
@@ -51,8 +51,10 @@ def _real_fetch_json(url: str, timeout: float) -> Any:
     return server.get_json(url, timeout)
 
 
-@dataclass(frozen=True)
-class Machine:
+# Machine a NamedTuple and StageContext a plain class, not dataclasses: every cycle's process makes these
+# classes, and a dataclass costs it 0.2 to 0.4 ms to make (Python 3.11). StageOutcome stays a dataclass: its
+# runs are recorded with dataclasses.asdict (side_by_side).
+class Machine(NamedTuple):
     """What a cycle reads from the machine it runs on, each a parameter (defaults: the real ones).
 
     ``read_clocks``: the awake and suspended clocks (``awake.read_clocks``). ``load_nvml``: returns the pynvml
@@ -65,7 +67,6 @@ class Machine:
     fetch_json: FetchJson = _real_fetch_json
 
 
-@dataclass
 class StageContext:
     """The one input every stage's ``run`` takes.
 
@@ -76,20 +77,39 @@ class StageContext:
     ``[download] auto_download`` also asks); ``dry_run``: downloads only say what they would do.
     """
 
+    __slots__ = (
+        "auto_download", "backends", "clock", "config", "cycle_id", "dry_run", "force", "lock", "log", "machine",
+    )  # fmt: skip
+
     config: Config
     cycle_id: str
-    clock: Callable[[], datetime] = utcnow
-    log: StructuredLog | None = None
-    machine: Machine = field(default_factory=Machine)
-    force: bool = False
-    lock: CycleLock | None = None
-    backends: tuple[str, ...] | None = None
-    auto_download: bool = False
-    dry_run: bool = False
+    clock: Callable[[], datetime]
+    log: StructuredLog | None
+    machine: Machine
+    force: bool
+    lock: CycleLock | None
+    backends: tuple[str, ...] | None
+    auto_download: bool
+    dry_run: bool
 
-    def __post_init__(self) -> None:
-        if self.log is None:
-            self.log = StructuredLog(self.config.log_dir / "structured.log", self.cycle_id)
+    def __init__(
+        self,
+        config: Config,
+        cycle_id: str,
+        clock: Callable[[], datetime] = utcnow,
+        log: StructuredLog | None = None,
+        machine: Machine | None = None,
+        force: bool = False,
+        lock: CycleLock | None = None,
+        backends: tuple[str, ...] | None = None,
+        auto_download: bool = False,
+        dry_run: bool = False,
+    ) -> None:
+        self.config, self.cycle_id, self.clock = config, cycle_id, clock
+        self.log = StructuredLog(config.log_dir / "structured.log", cycle_id) if log is None else log
+        self.machine = Machine() if machine is None else machine
+        self.force, self.lock, self.backends = force, lock, backends
+        self.auto_download, self.dry_run = auto_download, dry_run
 
     @property
     def state_dir(self) -> Path:

@@ -38,7 +38,6 @@ import logging
 import operator
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -331,18 +330,39 @@ def declared_hashes(declarations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
+# Plain classes, not dataclasses: every cycle's process makes these classes, and a dataclass costs it ~0.2 ms to
+# make (Python 3.11).
 class ScanSettings:
     """What scanning one workflow needs: extraction settings, the evaluator, the store and the count rule."""
+
+    __slots__ = (
+        "config_loaders", "count_inactive", "evaluator", "loaders", "max_bytes", "placeholders", "primed", "store",
+    )  # fmt: skip
 
     loaders: dict[str, list[extract.LoaderInput]]
     placeholders: frozenset[str]
     evaluator: Evaluator
     store: RequirementStore
     count_inactive: bool
-    max_bytes: int | None = None  # a larger workflow file is an error row, not read
-    config_loaders: Mapping[str, Any] = field(default_factory=dict)  # [scan.loaders] as configured (workers)
-    primed: tuple[Callable[[Any], Any], ...] = ()  # what the next stages take of an entry (``scan_parts.Primer``)
+    max_bytes: int | None  # a larger workflow file is an error row, not read
+    config_loaders: Mapping[str, Any]  # [scan.loaders] as configured (workers)
+    primed: tuple[Callable[[Any], Any], ...]  # what the next stages take of an entry (``scan_parts.Primer``)
+
+    def __init__(
+        self,
+        loaders: dict[str, list[extract.LoaderInput]],
+        placeholders: frozenset[str],
+        evaluator: Evaluator,
+        store: RequirementStore,
+        count_inactive: bool,
+        max_bytes: int | None = None,
+        config_loaders: Mapping[str, Any] | None = None,
+        primed: tuple[Callable[[Any], Any], ...] = (),
+    ) -> None:
+        self.loaders, self.placeholders, self.evaluator, self.store = loaders, placeholders, evaluator, store
+        self.count_inactive, self.max_bytes = count_inactive, max_bytes
+        self.config_loaders = {} if config_loaders is None else config_loaders
+        self.primed = primed
 
 
 class Scanned(NamedTuple):
@@ -598,17 +618,48 @@ def _read_inputs(path: Path) -> dict[str, Any] | None:
         return None
 
 
-@dataclass
 class Tally:
     """What the stage reports of the entries written, gathered as they go by (the entries are not kept)."""
 
+    __slots__ = (
+        "count_inactive", "missing_models", "missing_nodes", "not_workflows", "reused", "unreadable", "workflows",
+    )  # fmt: skip
+
     count_inactive: bool
-    workflows: int = 0
-    reused: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    not_workflows: list[dict[str, Any]] = field(default_factory=list)
-    missing_models: set[tuple[str | None, str]] = field(default_factory=set)
-    missing_nodes: set[str] = field(default_factory=set)
+    workflows: int
+    reused: int
+    unreadable: list[str]
+    not_workflows: list[dict[str, Any]]
+    missing_models: set[tuple[str | None, str]]
+    missing_nodes: set[str]
+
+    def __init__(
+        self,
+        count_inactive: bool,
+        workflows: int = 0,
+        reused: int = 0,
+        unreadable: list[str] | None = None,
+        not_workflows: list[dict[str, Any]] | None = None,
+        missing_models: set[tuple[str | None, str]] | None = None,
+        missing_nodes: set[str] | None = None,
+    ) -> None:
+        self.count_inactive, self.workflows, self.reused = count_inactive, workflows, reused
+        self.unreadable = [] if unreadable is None else unreadable
+        self.not_workflows = [] if not_workflows is None else not_workflows
+        self.missing_models = set() if missing_models is None else missing_models
+        self.missing_nodes = set() if missing_nodes is None else missing_nodes
+
+    def __eq__(self, other: object) -> bool:
+        """Return whether ``other`` is a Tally of the same values, field by field (the tests compare two)."""
+        if type(other) is not Tally:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def _compared(self) -> tuple[Any, ...]:
+        return (
+            self.count_inactive, self.workflows, self.reused, self.unreadable, self.not_workflows,
+            self.missing_models, self.missing_nodes,
+        )  # fmt: skip
 
     def add(self, result: Scanned) -> None:
         """Count one result (a not_workflows entry is kept: the head of scan.json lists them)."""
@@ -900,17 +951,30 @@ class _Writer(Protocol):
     def add_many(self, items: bytes | memoryview, count: int) -> None: ...
 
 
-@dataclass
 class Lines:
     """Writes the entries of scan.json in intake order, noting each in the stage's tally, the lines record and
     the digests record, and what was parsed in the requirement store."""
+
+    __slots__ = ("digests", "kept", "primer", "record", "store", "tally")
 
     kept: KeptEntries
     store: RequirementStore
     tally: Tally
     record: LinesRecord
     digests: Recorder
-    primer: scan_parts.Primer | None = None  # fills the next stages' parts packs with the entries made
+    primer: scan_parts.Primer | None  # fills the next stages' parts packs with the entries made
+
+    def __init__(
+        self,
+        kept: KeptEntries,
+        store: RequirementStore,
+        tally: Tally,
+        record: LinesRecord,
+        digests: Recorder,
+        primer: scan_parts.Primer | None = None,
+    ) -> None:
+        self.kept, self.store, self.tally, self.record, self.digests = kept, store, tally, record, digests
+        self.primer = primer
 
     def write(self, items: list[dict[str, Any]], made: Iterator[Scanned], writer: _Writer) -> None:
         """Write the entry of each intake item of ``items`` with ``writer``: its kept line, else the next of

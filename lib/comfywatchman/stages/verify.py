@@ -25,7 +25,6 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,25 +56,41 @@ SCHEMA = "verify"
 PARTS_FILE = "verify_parts.pack"  # what verify takes from each workflow of scan.json (``ScanParts``)
 
 
-@dataclass
+# Plain classes, not dataclasses: every cycle's process makes these classes, and a dataclass costs it ~0.2 ms to
+# make (Python 3.11).
 class Expectation:
     """One hash a file should have, where it says so, and the workflows that rely on it."""
+
+    __slots__ = ("sha256", "size", "source", "url", "workflows")
 
     sha256: str
     source: str  # declared | search
     url: str | None
-    size: int | None = None  # published size, when the source gives one
-    workflows: set[str] = field(default_factory=set)
+    size: int | None  # published size, when the source gives one
+    workflows: set[str]
+
+    def __init__(
+        self, sha256: str, source: str, url: str | None, size: int | None = None, workflows: set[str] | None = None
+    ) -> None:
+        self.sha256, self.source, self.url, self.size = sha256, source, url, size
+        self.workflows = set() if workflows is None else workflows
 
 
-@dataclass
 class Target:
     """An installed file that some workflow (or search source) gives a hash for."""
+
+    __slots__ = ("expectations", "folder", "installed_as", "path")
 
     path: str
     folder: str
     installed_as: str
-    expectations: dict[str, Expectation] = field(default_factory=dict)
+    expectations: dict[str, Expectation]
+
+    def __init__(
+        self, path: str, folder: str, installed_as: str, expectations: dict[str, Expectation] | None = None
+    ) -> None:
+        self.path, self.folder, self.installed_as = path, folder, installed_as
+        self.expectations = {} if expectations is None else expectations
 
     @property
     def workflows(self) -> set[str]:
@@ -134,14 +149,19 @@ def _line_key(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-@dataclass
 class FoundRecord:
     """The lines of search.json that can hold a FOUND result, each as ``[digest, kept fields or None]`` in file
     order (None: the line holds the words in an attempt only); ``complete`` is False when search.json is in
     another layout (then nothing is recorded)."""
 
-    lines: list[list[Any]] = field(default_factory=list)
-    complete: bool = True
+    __slots__ = ("complete", "lines")
+
+    lines: list[list[Any]]
+    complete: bool
+
+    def __init__(self, lines: list[list[Any]] | None = None, complete: bool = True) -> None:
+        self.lines = [] if lines is None else lines
+        self.complete = complete
 
 
 def _found_items(
@@ -295,17 +315,35 @@ class _Expected:
         return wanted
 
 
-@dataclass
 class Progress:
     """How much of the declared files is verified, and what this cycle hashed."""
 
-    files_verified: int = 0
-    files_pending: int = 0
-    bytes_verified: int = 0
-    bytes_pending: int = 0
-    hashed_files: int = 0
-    hashed_bytes: int = 0
-    hash_seconds: float = 0.0
+    # No __slots__: ``to_json`` starts from the instance's __dict__, its keys in the order __init__ sets them.
+    files_verified: int
+    files_pending: int
+    bytes_verified: int
+    bytes_pending: int
+    hashed_files: int
+    hashed_bytes: int
+    hash_seconds: float
+
+    def __init__(
+        self,
+        files_verified: int = 0,
+        files_pending: int = 0,
+        bytes_verified: int = 0,
+        bytes_pending: int = 0,
+        hashed_files: int = 0,
+        hashed_bytes: int = 0,
+        hash_seconds: float = 0.0,
+    ) -> None:
+        self.files_verified = files_verified
+        self.files_pending = files_pending
+        self.bytes_verified = bytes_verified
+        self.bytes_pending = bytes_pending
+        self.hashed_files = hashed_files
+        self.hashed_bytes = hashed_bytes
+        self.hash_seconds = hash_seconds
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -438,15 +476,20 @@ def _download_sizes(results: Iterable[Mapping[str, Any]], queue: Mapping[str, An
     return sizes
 
 
-@dataclass(slots=True)
 class Missing:
     """A missing file: its folder and name as first written, the loader that first names it, and the
     workflows that miss it (each once, in scan order)."""
 
+    __slots__ = ("folder", "loader", "name", "workflows")
+
     folder: str | None
     name: str
     loader: str | None
-    workflows: list[str] = field(default_factory=list)
+    workflows: list[str]
+
+    def __init__(self, folder: str | None, name: str, loader: str | None, workflows: list[str] | None = None) -> None:
+        self.folder, self.name, self.loader = folder, name, loader
+        self.workflows = [] if workflows is None else workflows
 
 
 def add_missing(
@@ -473,18 +516,35 @@ def add_missing_part(
             entry.workflows.append(path)
 
 
-@dataclass
 class VariantMemo:
     """The variants of missing files found by the last verify under the same model cache (``basis``): the
     keys (``entry_key``) of the files that had none and of those that had some (their variants are in the last
     verify.json's ``alternatives``, ``listed``); and the keys answered this cycle, for the next one."""
 
+    __slots__ = ("answered", "basis", "keys", "listed", "none", "some")
+
     basis: str
-    none: set[str] = field(default_factory=set)
-    some: set[str] = field(default_factory=set)
-    listed: dict[tuple[str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
-    answered: dict[str, bool] = field(default_factory=dict)
-    keys: dict[tuple[str | None, str], str] = field(default_factory=dict)  # the ``entry_key`` of each file asked
+    none: set[str]
+    some: set[str]
+    listed: dict[tuple[str | None, str], list[dict[str, Any]]]
+    answered: dict[str, bool]
+    keys: dict[tuple[str | None, str], str]  # the ``entry_key`` of each file asked
+
+    def __init__(
+        self,
+        basis: str,
+        none: set[str] | None = None,
+        some: set[str] | None = None,
+        listed: dict[tuple[str | None, str], list[dict[str, Any]]] | None = None,
+        answered: dict[str, bool] | None = None,
+        keys: dict[tuple[str | None, str], str] | None = None,
+    ) -> None:
+        self.basis = basis
+        self.none = set() if none is None else none
+        self.some = set() if some is None else some
+        self.listed = {} if listed is None else listed
+        self.answered = {} if answered is None else answered
+        self.keys = {} if keys is None else keys
 
     def get(self, key: str, entry: Missing) -> list[dict[str, Any]] | None:
         """Return the variants known for the missing file ``entry`` (key ``key``), or None when unknown."""
@@ -626,13 +686,18 @@ def verify_part(workflow: Mapping[str, Any]) -> list[Any]:
     return [workflow["workflow"], declared, _ROW.join(keys), _ROW.join(rows), missing]
 
 
-@dataclass
 class Shares:
     """Each workflow's path and share (``contribution``: ``[rows, missing]``) as a line of JSON, all in one
     buffer: they are needed again only when a later cycle's changes touch the workflow (``verify_delta``)."""
 
-    paths: list[str] = field(default_factory=list)
-    body: bytearray = field(default_factory=bytearray)
+    __slots__ = ("body", "paths")
+
+    paths: list[str]
+    body: bytearray
+
+    def __init__(self, paths: list[str] | None = None, body: bytearray | None = None) -> None:
+        self.paths = [] if paths is None else paths
+        self.body = bytearray() if body is None else body
 
     def add(self, path: str, rows: list[list[Any]], missing: list[list[Any]]) -> None:
         """Add the share of the workflow at ``path``."""
@@ -641,13 +706,17 @@ class Shares:
         self.body += b"\n"
 
 
-@dataclass
 class ScanNeeds:
     """What verify takes from scan.json, gathered one workflow at a time: the installed models a sha256 may be
     expected for, as a scan-like document for ``targets``, and the missing files (``add_missing_part``)."""
 
+    __slots__ = ("installed", "missing")
+
     installed: dict[str, Any]
     missing: dict[tuple[str | None, str], Missing]
+
+    def __init__(self, installed: dict[str, Any], missing: dict[tuple[str | None, str], Missing]) -> None:
+        self.installed, self.missing = installed, missing
 
 
 def scan_needs(

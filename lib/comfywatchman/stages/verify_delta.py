@@ -29,7 +29,6 @@ import itertools
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -144,11 +143,13 @@ class Folders:
         return self._split().rows()
 
 
-@dataclass
+# Plain classes, not dataclasses: every cycle's process makes these classes, and a dataclass costs it ~0.2 ms to
+# make (Python 3.11).
 class Memo:
     """What the next verify needs to verify only what changed (see the module). Each scan.json line has an
     id that stays while the line does (``ids``); the lines that name a file are given by their ids."""
 
+    # No __slots__: the file's head is the instance's __dict__ (``chunks``), its keys in the order __init__ sets.
     basis: str
     outputs: list[list[int] | None]  # the stat of verify.json, verify_inputs.json and hashes.json
     found: list[list[Any]]  # ``FoundRecord.lines`` of search.json
@@ -162,7 +163,33 @@ class Memo:
     folders: Folders
     located: list[list[Any]]  # [folder, name, path or None] of each installed file looked up
     #: Each line's ``contribution`` (JSON), in order: a list, or one buffer of lines (``verify.Shares``).
-    shares: list[bytes] | bytearray = field(default_factory=list)
+    shares: list[bytes] | bytearray
+
+    def __init__(
+        self,
+        basis: str,
+        outputs: list[list[int] | None],
+        found: list[list[Any]],
+        ids: list[int],
+        digests: list[str],
+        paths: list[str],
+        targets: dict[str, list[int]],
+        missing: MissingLines,
+        folders: Folders,
+        located: list[list[Any]],
+        shares: list[bytes] | bytearray | None = None,
+    ) -> None:
+        self.basis = basis
+        self.outputs = outputs
+        self.found = found
+        self.ids = ids
+        self.digests = digests
+        self.paths = paths
+        self.targets = targets
+        self.missing = missing
+        self.folders = folders
+        self.located = located
+        self.shares = [] if shares is None else shares
 
     def chunks(self) -> list[bytes]:
         """Return the file's content in pieces: the tag, the memo bar the missing files, the shares and the
@@ -287,10 +314,11 @@ class ModelCache:
         return self._document
 
 
-@dataclass
 class Again:
     """A verify made from the last one: what verify.json and verify_inputs.json are made of, the hash store
     to save, and the memo to write once they are."""
+
+    __slots__ = ("alternatives", "changed", "drift", "memo", "paths", "progress", "stats", "store", "variants")
 
     progress: core.Progress
     drift: list[dict[str, Any]]
@@ -301,6 +329,21 @@ class Again:
     store: hashing.HashStore
     memo: Memo
     changed: int
+
+    def __init__(
+        self,
+        progress: core.Progress,
+        drift: list[dict[str, Any]],
+        alternatives: list[dict[str, Any]],
+        paths: list[str],
+        stats: str,
+        variants: dict[str, Any],
+        store: hashing.HashStore,
+        memo: Memo,
+        changed: int,
+    ) -> None:
+        self.progress, self.drift, self.alternatives, self.paths = progress, drift, alternatives, paths
+        self.stats, self.variants, self.store, self.memo, self.changed = stats, variants, store, memo, changed
 
 
 def memo_of(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeGuard
 
 from comfywatchman.comfy.folders import CONFIG_EXTENSIONS, MODEL_EXTENSIONS
@@ -55,20 +54,24 @@ EXTENSIONLESS_FOLDERS = frozenset({"diffusers"})
 FOLDER_EXTENSIONS: dict[str, frozenset[str]] = {"configs": CONFIG_EXTENSIONS}
 
 
-@dataclass(frozen=True)
+# Plain classes, not dataclasses: every cycle's process makes these classes, and a dataclass costs it 0.2 to
+# 0.4 ms to make (Python 3.11). Those the tests compare keep a field-by-field __eq__, as the dataclass had.
 class LoaderInput:
     """One model input of a loader node: its folder type, its position among the widgets, and whether it
     takes names without an extension (``extensionless``: diffusers folders, a pack's repo names)."""
 
+    __slots__ = ("endings", "extensionless", "folder", "index", "input")
+
     input: str
     folder: str
     index: int
-    extensionless: bool = False
+    extensionless: bool
     # The endings ``names_file`` accepts (worked out once: the scan asks for every loader input it meets).
-    endings: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    endings: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "endings", _endings(self.folder))
+    def __init__(self, input: str, folder: str, index: int, extensionless: bool = False) -> None:
+        self.input, self.folder, self.index, self.extensionless = input, folder, index, extensionless
+        self.endings = _endings(folder)
 
     def names_file(self, value: Any) -> TypeGuard[str]:
         """Return whether ``value`` can name a file of this input: any string for an extensionless input,
@@ -131,14 +134,33 @@ class Origin(NamedTuple):
         }
 
 
-@dataclass
 class ModelRef:
     """One model file a workflow needs, with every place that names it and any author declaration."""
 
+    __slots__ = ("declarations", "folder", "name", "origins")
+
     name: str
     folder: str | None
-    origins: list[Origin] = field(default_factory=list)
-    declarations: list[dict[str, Any]] = field(default_factory=list)
+    origins: list[Origin]
+    declarations: list[dict[str, Any]]
+
+    def __init__(
+        self,
+        name: str,
+        folder: str | None,
+        origins: list[Origin] | None = None,
+        declarations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.name, self.folder = name, folder
+        self.origins = [] if origins is None else origins
+        self.declarations = [] if declarations is None else declarations
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ModelRef:
+            return NotImplemented
+        return (self.name, self.folder, self.origins, self.declarations) == (
+            other.name, other.folder, other.origins, other.declarations,
+        )  # fmt: skip
 
     @property
     def active(self) -> bool:
@@ -169,14 +191,34 @@ class ModelRef:
         return cls(data["name"], data["folder"], origins, data["declarations"])
 
 
-@dataclass
 class NodeRef:
     """One node type a workflow uses, with the ids of the nodes of that type."""
 
+    __slots__ = ("class_type", "made_with", "modes", "node_ids")
+
     class_type: str
-    node_ids: list[str] = field(default_factory=list)
-    modes: list[str] = field(default_factory=list)
-    made_with: dict[str, str] | None = None  # the pack the node was made with (properties cnr_id/aux_id/ver)
+    node_ids: list[str]
+    modes: list[str]
+    made_with: dict[str, str] | None  # the pack the node was made with (properties cnr_id/aux_id/ver)
+
+    def __init__(
+        self,
+        class_type: str,
+        node_ids: list[str] | None = None,
+        modes: list[str] | None = None,
+        made_with: dict[str, str] | None = None,
+    ) -> None:
+        self.class_type = class_type
+        self.node_ids = [] if node_ids is None else node_ids
+        self.modes = [] if modes is None else modes
+        self.made_with = made_with
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not NodeRef:
+            return NotImplemented
+        return (self.class_type, self.node_ids, self.modes, self.made_with) == (
+            other.class_type, other.node_ids, other.modes, other.made_with,
+        )  # fmt: skip
 
     @property
     def active(self) -> bool:
@@ -225,12 +267,22 @@ def _made_with(properties: Mapping[str, Any]) -> dict[str, str] | None:
     return found or None
 
 
-@dataclass
 class Requirements:
     """Everything a workflow needs."""
 
-    models: list[ModelRef] = field(default_factory=list)
-    nodes: list[NodeRef] = field(default_factory=list)
+    __slots__ = ("models", "nodes")
+
+    models: list[ModelRef]
+    nodes: list[NodeRef]
+
+    def __init__(self, models: list[ModelRef] | None = None, nodes: list[NodeRef] | None = None) -> None:
+        self.models = [] if models is None else models
+        self.nodes = [] if nodes is None else nodes
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Requirements:
+            return NotImplemented
+        return (self.models, self.nodes) == (other.models, other.nodes)
 
     def to_json(self) -> dict[str, Any]:
         """Return the requirements as stored in scan.json."""
@@ -242,26 +294,32 @@ class Requirements:
         return cls([ModelRef.from_json(m) for m in data["models"]], [NodeRef.from_json(n) for n in data["nodes"]])
 
 
-@dataclass
 class _Collector:
     """What a walk finds, kept as scan.json stores it (``Requirements.to_json``'s dicts), so that the scan's
     workers hand it on without making a ModelRef, an Origin and a NodeRef per entry first and then a dict of
     each: on the bench's 2,000 workflows that was about an eighth of the extraction's work."""
 
+    __slots__ = ("_path_keys", "_paths", "by_base", "models", "nodes", "origin_keys", "placeholders", "seen")
+
     placeholders: frozenset[str]
     # (folder, lookup key of the name) -> the model's dict: name, folder, origins, declarations.
-    models: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
+    models: dict[tuple[str | None, str], dict[str, Any]]
     # class type -> the node type's dict: class_type, node_ids, modes, and made_with once a node tells it.
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, Any]]
     # (folder, case-folded base name) -> the first model so named: declarations find their widget's model here.
-    by_base: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
+    by_base: dict[tuple[str | None, str], dict[str, Any]]
     # The declarations each model already holds, and the origins of each model that has many (by id of the
     # model's dict), so adding is a set lookup, not a scan of the list (linear, not quadratic).
-    seen: set[tuple[Any, ...]] = field(default_factory=set)
-    origin_keys: dict[int, set[tuple[Any, ...]]] = field(default_factory=dict)
+    seen: set[tuple[Any, ...]]
+    origin_keys: dict[int, set[tuple[Any, ...]]]
     # id of an origin's subgraph_path list -> the list as a tuple (for ``origin_keys``), and the lists themselves
-    _path_keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    _paths: list[list[str]] = field(default_factory=list)
+    _path_keys: dict[int, tuple[str, ...]]
+    _paths: list[list[str]]
+
+    def __init__(self, placeholders: frozenset[str]) -> None:
+        self.placeholders = placeholders
+        self.models, self.nodes, self.by_base, self.seen, self.origin_keys = {}, {}, {}, set(), {}
+        self._path_keys, self._paths = {}, []
 
     def add_model(
         self,
@@ -401,9 +459,10 @@ def _declarations(entries: Any) -> Iterator[dict[str, Any]]:
 Overrides = dict[str, dict[str, tuple[Any, str]]]
 
 
-@dataclass
 class _Frame:
     """One graph level being walked: its nodes still to visit and what applies to them."""
+
+    __slots__ = ("forced", "graph", "nodes", "overrides", "path", "prefix", "sub_id")
 
     nodes: Iterator[dict[str, Any]]
     graph: Graph
@@ -412,6 +471,19 @@ class _Frame:
     forced: str | None  # muted or bypassed when the instance holding this level is
     overrides: Overrides
     sub_id: str | None  # the subgraph definition walked, None at the top level
+
+    def __init__(
+        self,
+        nodes: Iterator[dict[str, Any]],
+        graph: Graph,
+        path: list[str],
+        prefix: str,
+        forced: str | None,
+        overrides: Overrides,
+        sub_id: str | None,
+    ) -> None:
+        self.nodes, self.graph, self.path, self.prefix = nodes, graph, path, prefix
+        self.forced, self.overrides, self.sub_id = forced, overrides, sub_id
 
 
 class _UIWalker:

@@ -42,7 +42,7 @@ FAST_SEARCH: dict[str, Any] = {
 
 def fast_settings(**changes: Any) -> HttpSettings:
     base = HttpSettings.from_config(FAST_SEARCH)
-    return HttpSettings(**{**base.__dict__, **changes})
+    return base._replace(**changes)
 
 
 def make_config(
