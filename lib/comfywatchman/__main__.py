@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from typing import NoReturn
 
 
 def run() -> int:
@@ -35,5 +36,32 @@ def run() -> int:
     return code
 
 
+def process() -> NoReturn:
+    """Run the command line of this process (``run``) and end the process with its exit code (``exit_with``)."""
+    exit_with(run())
+
+
+def exit_with(code: int) -> NoReturn:
+    """End this process with ``code``, doing first what an ordinary exit does that anyone sees: the atexit
+    handlers (logging's last flush, the end of a cycle's walk ahead) and the flush of stdout and stderr. What it
+    leaves out is the interpreter's teardown, which frees every object of the process one by one: ~7 ms of a
+    warm cycle, more after a larger one, for memory the system takes back whole. Every file a stage writes is
+    closed by then (written through a temp file and renamed, or appended and flushed). Where another thread
+    still runs (an ordinary exit waits for it) or a flush fails, the process exits the ordinary way."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()  # what the interpreter runs first at an ordinary exit (private, stable since 2.x)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):  # a closed pipe: the ordinary exit reports it as it always did
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    process()

@@ -51,4 +51,31 @@ def test_python_dash_m_and_the_command_exit_as_main_says(tmp_path: Path) -> None
     )
     assert result.returncode == 2 and "--list-intake N needs N >= 0" in result.stderr
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    assert scripts["comfywatchman"] == "comfywatchman.__main__:run"  # the command takes the same way in
+    assert scripts["comfywatchman"] == "comfywatchman.__main__:process"  # the command takes the same way in
+
+
+def test_the_process_ends_with_its_code_after_its_atexit_handlers_and_flushed_output() -> None:
+    result = _python(
+        "import atexit, sys\n"
+        "from comfywatchman.__main__ import exit_with\n"
+        "atexit.register(lambda: sys.stdout.write(' and the atexit handler'))\n"
+        "sys.stdout.write('buffered output')\n"
+        "sys.stderr.write('diagnostics')\n"
+        "exit_with(3)\n"
+        "print('never reached')\n"
+    )
+    assert result.returncode == 3
+    assert result.stdout == "buffered output and the atexit handler" and result.stderr == "diagnostics"
+
+
+def test_a_thread_still_running_is_waited_for_as_at_an_ordinary_exit(tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    result = _python(
+        "import threading, time, pathlib\n"
+        "from comfywatchman.__main__ import exit_with\n"
+        f"path = pathlib.Path({str(done)!r})\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), path.write_text('whole'))).start()\n"
+        "exit_with(4)\n"
+    )
+    assert result.returncode == 4, result.stderr
+    assert done.read_text() == "whole"

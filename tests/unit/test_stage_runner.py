@@ -20,12 +20,10 @@ OTHER_STAGES = ("scan", "search", "verify", "report", "cache", "intake")
 
 # Runs the real command line in this process, then prints the modules it imported (one JSON line).
 _PROGRAM = """
-import json, runpy, sys
+import json, sys
 sys.argv = ["comfywatchman", *sys.argv[1:]]
-try:
-    runpy.run_module("comfywatchman", run_name="__main__", alter_sys=True)
-except SystemExit as exc:
-    code = exc.code
+from comfywatchman.__main__ import run  # what the command runs before it ends the process (exit_with)
+code = run()
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
