@@ -4,9 +4,9 @@ A cycle runs the cache stage in a forked child beside intake (``side_by_side``).
 child's time, so this process then waits for the child, idle, ~0.08 s at 2,000 workflows; the later stages import
 their modules when they start, after that wait. Imported in the wait instead, they cost the cycle no time where a
 second core runs the child. Every cycle runs each later stage's runner (``stage_runner.RUNNER_MODULES``: the
-check that its inputs are unchanged), so those are imported in any cycle (~9 ms of a cycle where nothing
+check that its inputs are unchanged), so those are imported in any cycle (~8-10 ms of a cycle where nothing
 changed). The modules a stage loads only when it has work (the scan's parser, the search with its backends and
-its memo, the verify with its memo: ~40 ms of a one-changed cycle, dataclasses built and bytecode read) are
+its memo, the verify with its memo: ~20 ms of a one-changed cycle at 2,000 workflows, bytecode read and run) are
 imported only when the caller says the stages will work (``import_for``, ``work``): in a cycle where nothing
 changed they would be CPU time for nothing.
 
