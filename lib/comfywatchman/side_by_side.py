@@ -22,6 +22,11 @@ read after the child. Where the child rewrote one of them meanwhile, they run ag
 the runs ahead are dropped (their files written again, their log records never written). In a cycle where the
 install did not change (most cycles), the scan, the search and the verify thus run while the cache stage walks the
 model folders, on the core intake has left.
+
+Two stages where the second reads of what the first writes only a part that a function can sum up (the verify
+reads of the search's files only the FOUND answers and the queue's tasks) run at once too (``run_beside``): the
+second in a forked child, the first here. The child's run stands when the first stage left that sum as it was;
+else the second runs again here, after the first.
 """
 
 from __future__ import annotations
