@@ -775,10 +775,16 @@ def _read_optional(path: Path, schema: str, outcome: StageOutcome) -> Any:
         return None
 
 
-def verified(ctx: StageContext, previous: Mapping[str, Any] | None, wanted: str) -> StageOutcome:
+def verified(
+    ctx: StageContext,
+    previous: Mapping[str, Any] | None,
+    wanted: str,
+    searched: Mapping[str, Any] | None = None,
+) -> StageOutcome:
     """Verify declared hashes within the cycle's budget and list variants of missing files, writing verify.json
     (the stage's runner, ``verify_inputs.run``, calls it when its check that nothing changed fails), from the last
-    ``verify_inputs.json`` (``previous``) for the inputs fingerprinted ``wanted``; return the outcome."""
+    ``verify_inputs.json`` (``previous``) for the inputs fingerprinted ``wanted``, with the search's files they
+    were made from (``verify_inputs.search_files``: kept for the next cycle's check); return the outcome."""
     outcome = StageOutcome("verify")
     state = ctx.state_dir
     settings = ctx.config.section("verify")
@@ -830,6 +836,8 @@ def verified(ctx: StageContext, previous: Mapping[str, Any] | None, wanted: str)
         "detail": outcome.detail,
         "variants": variants,
     }
+    if searched is not None:
+        inputs["search_files"] = dict(searched)
     # Not flushed to disk (durable False): a cache, safe to lose. One a power cut left empty or torn is not read
     # (verified afresh), and an older one goes with neither this verify.json nor the memo (fingerprint, stats).
     artifacts.write(state / INPUTS, inputs, "verify_inputs", indent=None, durable=False)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from comfywatchman import artifacts, hashing
+from comfywatchman import artifacts, file_identity, hashing
 from comfywatchman.errors import ArtifactError
 from comfywatchman.stages import collector
 from comfywatchman.stages.context import StageContext, StageOutcome
@@ -31,19 +31,37 @@ def _stat_key(path: Path) -> list[int] | None:
     return [stat.size, stat.mtime_ns] if stat is not None else None
 
 
-def fingerprint(state: Path, settings: Mapping[str, Any]) -> str:
+def fingerprint(state: Path, settings: Mapping[str, Any], basis: str | None = None) -> str:
     """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json and
     model_cache.json, each rewritten only when its content changes (so its size and mtime stand for it), what
-    the verify reads of the search's files (``search_basis``), and the settings."""
+    the verify reads of the search's files (``basis``; made by ``search_basis`` when not given), and the
+    settings."""
     return artifacts.content_hash(
         {
             "format": FORMAT,
             "scan": _stat_key(state / "scan.json"),
             "model_cache": _stat_key(state / "model_cache.json"),
-            "search": search_basis(state),
+            "search": search_basis(state) if basis is None else basis,
             "settings": dict(settings),
         }
     )
+
+
+# The search's files the verify reads (``search_basis``), in the order ``search_files`` keeps their identities.
+SEARCH_FILES = ("search.json", "download_queue.json")
+
+
+def search_files(state: Path, known: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the identity of each of the search's files (``file_identity``) and their ``search_basis``: the
+    basis ``known`` gives (what the last ``verify_inputs.json`` kept) while both files are the very ones it was
+    made from, else made anew. A warm cycle thus tells the verify's inputs unchanged by two ``stat`` calls, not
+    by reading search.json (megabytes)."""
+    # Taken before the basis is read: a file replaced in between is kept with an identity it no longer has,
+    # so the next cycle makes the basis anew rather than take one that is not the file's.
+    identity = [file_identity.of(state / name) for name in SEARCH_FILES]
+    if known is not None and known.get("identity") == identity and isinstance(known.get("basis"), str):
+        return {"identity": identity, "basis": known["basis"]}
+    return {"identity": identity, "basis": search_basis(state)}
 
 
 # How search.json writes a FOUND answer's status (compact JSON, one result a line): the verify reads those lines.
@@ -121,37 +139,40 @@ def standing(counts: Mapping[str, int]) -> str:
     )
 
 
-def check(ctx: StageContext) -> tuple[StageOutcome | None, Mapping[str, Any] | None, str]:
+def check(
+    ctx: StageContext,
+) -> tuple[StageOutcome | None, Mapping[str, Any] | None, str, dict[str, Any]]:
     """Return the outcome of the last verify when verify.json still stands (``unchanged``), else None; with
-    the last ``verify_inputs.json`` (None when there is none or it cannot be read) and the fingerprint of
-    this cycle's inputs."""
+    the last ``verify_inputs.json`` (None when there is none or it cannot be read), the fingerprint of this
+    cycle's inputs, and the search's files it was made with (``search_files``)."""
     state = ctx.state_dir
     settings = ctx.config.section("verify")
     count_inactive = bool(ctx.config.section("scan")["count_inactive_nodes"])
-    wanted = fingerprint(state, {**settings, "count_inactive": count_inactive})
     try:
         previous = artifacts.read_optional(state / INPUTS, "verify_inputs")
     except ArtifactError as exc:
         logger.warning("%s; verified afresh", exc)
         previous = None
+    searched = search_files(state, previous.get("search_files") if previous is not None else None)
+    wanted = fingerprint(state, {**settings, "count_inactive": count_inactive}, searched["basis"])
     if not unchanged(state, previous, wanted):
-        return None, previous, wanted
+        return None, previous, wanted, searched
     assert previous is not None
     outcome = StageOutcome("verify")
     outcome.counts = dict(previous["counts"], hashed_files=0, hashed_bytes=0)
     outcome.errors = []
     outcome.detail = f"nothing changed since cycle {previous['cycle_id']}: {standing(outcome.counts)}"
     logger.info("verify: %s", outcome.detail)
-    return outcome, previous, wanted
+    return outcome, previous, wanted, searched
 
 
 def run(ctx: StageContext) -> StageOutcome:
     """Run the verify stage: the last outcome when nothing changed (``check``), else the verification itself
     (``stages.verify``), with the cycle collector paused (``collector.paused``)."""
     with collector.paused():
-        kept, previous, wanted = check(ctx)
+        kept, previous, wanted, searched = check(ctx)
         if kept is not None:
             return kept
         from comfywatchman.stages import verify
 
-        return verify.verified(ctx, previous, wanted)
+        return verify.verified(ctx, previous, wanted, searched)

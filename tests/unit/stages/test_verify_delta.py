@@ -104,13 +104,15 @@ def make_install(tree: ComfyTree) -> dict[str, str]:
 
 
 def verified(home: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
-    """verify.json and verify_inputs.json without what names the cycle, and hashes.json as it is."""
+    """verify.json and verify_inputs.json without what names the cycle (and the identities of the search's files,
+    which are those of the home's own files, not what was verified), and hashes.json as it is."""
     state = home / "state"
     document = orjson.loads((state / verify.ARTIFACT).read_bytes())
     inputs = orjson.loads((state / verify.INPUTS).read_bytes())
     for data in (document, inputs):
         data.pop("cycle_id")
         data.pop("generated_at", None)
+    inputs.get("search_files", {}).pop("identity", None)
     # How long hashing took is the machine's clock, not what was verified: a loaded machine gives 0.001 s.
     document.get("progress", {}).pop("hash_seconds", None)
     document["detail"] = re.sub(r" in [0-9.]+ s\)", " in - s)", document.get("detail", ""))

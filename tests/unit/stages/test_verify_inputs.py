@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from comfywatchman.stages import verify_inputs
 
 
@@ -54,3 +56,21 @@ def test_a_search_json_in_another_layout_counts_whole(tmp_path: Path) -> None:
     document["generated_at"] = "later"
     (tmp_path / "search.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
     assert verify_inputs.search_basis(tmp_path) != basis
+
+
+def test_the_basis_kept_with_the_files_identities_is_taken_while_they_are_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _search(tmp_path, [FOUND])
+    _queue(tmp_path, [])
+    made = []
+    real = verify_inputs.search_basis
+    monkeypatch.setattr(verify_inputs, "search_basis", lambda state: made.append(state) or real(state))
+    first = verify_inputs.search_files(tmp_path, None)
+    assert len(made) == 1 and first["basis"] == real(tmp_path)
+    kept = json.loads(json.dumps(first))  # as verify_inputs.json keeps it
+    assert verify_inputs.search_files(tmp_path, kept) == first and len(made) == 1  # two stats, no read
+    _search(tmp_path, [FOUND, NOT_SEARCHED])  # written again: another file, even with the same FOUND answers
+    again = verify_inputs.search_files(tmp_path, kept)
+    assert len(made) == 2 and again["basis"] == first["basis"] and again["identity"] != first["identity"]
+    assert verify_inputs.search_files(tmp_path, {"identity": again["identity"], "basis": 7})["basis"] == first["basis"]
