@@ -175,7 +175,6 @@ def run_beside(
     if refusal is not None:
         logger.debug("stages %s and %s run one after the other: %s", first, second, refusal)
         return None
-    before = basis()
     forked_at, deadline = ctx.now(), time.monotonic() + timeout_s
     try:
         pid, answer = _fork_child(second, ctx)
@@ -184,8 +183,10 @@ def run_beside(
         return None
     logger.debug("stage %s runs in process %d beside this one, which runs stage %s", second, pid, first)
     try:
+        # Taken here, not before the fork: the child starts its stage the sooner, and nothing has run ``first``.
+        before = _basis(basis)
         outcomes = [run_stage(first, ctx)]
-        after = basis()
+        after = _basis(basis)
         theirs = _collect(second, ctx, pid, answer, deadline, forked_at, timeout_s)
     except BaseException:
         _stop(pid)  # interrupted: the child must not outlive this process's cycle
@@ -193,8 +194,12 @@ def run_beside(
     finally:
         os.close(answer)
     _reap(block=False)
-    if after != before or theirs.lost:
-        why = "its process brought no run back" if theirs.lost else f"stage {first} changed what it reads"
+    if before is None or after != before or theirs.lost:
+        why = (
+            "its process brought no run back"
+            if theirs.lost
+            else ("what it reads could not be summed up" if before is None else f"stage {first} changed what it reads")
+        )
         logger.debug("stage %s runs again: %s", second, why)
         outcomes.append(run_stage(second, ctx))
         return outcomes
@@ -215,6 +220,16 @@ class _Ahead:
 
     def __init__(self, runs: list[tuple[str, _Run]], files: list[Path], before: list[list[int] | None]) -> None:
         self.runs, self.files, self.before = runs, files, before
+
+
+def _basis(basis: Callable[[], object]) -> object | None:
+    """Return ``basis()``, or None when it fails (logged at debug): a run beside made without one never stands,
+    and what only speeds a cycle up never stops it."""
+    try:
+        return basis()
+    except Exception as exc:
+        logger.debug("the basis of a run beside not taken: %s", exc)
+        return None
 
 
 def _run_ahead(names: tuple[str, ...], first: str, ctx: StageContext, answer: int) -> _Ahead | None:

@@ -580,6 +580,17 @@ def test_a_run_beside_whose_process_dies_runs_again_here_and_none_runs_beside_wh
     outcomes = _beside(monkeypatch, ctx, "as it was", die_in_child)
     assert outcomes is not None and [o.detail for o in outcomes] == [f"by {parent}"] * 2
     assert all(o.ok for o in outcomes)
+    calls = []
+
+    def failing_basis() -> str:  # the sum after the search cannot be made: the run beside is not kept
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("no sum")
+        return "as it was"
+
+    with artifacts.deferred_syncs():
+        outcomes = side_by_side.run_beside("search", "verify", ctx, failing_basis)
+    assert outcomes is not None and [o.detail for o in outcomes] == [f"by {parent}"] * 2  # no crash: run again
     monkeypatch.setenv(fork_rules.FORK_ENV, "0")
     assert _beside(monkeypatch, ctx, "as it was") is None
 
