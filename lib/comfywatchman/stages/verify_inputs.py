@@ -31,17 +31,16 @@ def _stat_key(path: Path) -> list[int] | None:
     return [stat.size, stat.mtime_ns] if stat is not None else None
 
 
-def fingerprint(state: Path, settings: Mapping[str, Any], basis: str | None = None) -> str:
+def fingerprint(state: Path, settings: Mapping[str, Any], basis: str) -> str:
     """Return a hash of what verify.json is computed from, bar the files' own stats: scan.json and
     model_cache.json, each rewritten only when its content changes (so its size and mtime stand for it), what
-    the verify reads of the search's files (``basis``; made by ``search_basis`` when not given), and the
-    settings."""
+    the verify reads of the search's files (``basis``: ``search_files``), and the settings."""
     return artifacts.content_hash(
         {
             "format": FORMAT,
             "scan": _stat_key(state / "scan.json"),
             "model_cache": _stat_key(state / "model_cache.json"),
-            "search": search_basis(state) if basis is None else basis,
+            "search": basis,
             "settings": dict(settings),
         }
     )
